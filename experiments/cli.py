@@ -1,0 +1,41 @@
+"""The ``preuve`` command line.
+
+This module only assembles the command tree; each command lives with the concept it
+serves (``experiments/protocol_cli.py``, ``experiments/enrollment_cli.py``,
+``analysis/cli.py``, ``ingest/cli.py``). Heavy imports (faust, statsmodels) happen inside
+the commands so that ``preuve --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from analysis import cli as analysis_cli
+from experiments import enrollment_cli, protocol_cli, services_cli
+from ingest import cli as ingest_cli
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="preuve",
+    help="Preuve: protocols, randomisation, usage events and impact reports for EdTech trials.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.add_typer(protocol_cli.app, name="protocol")
+app.command("analyze")(analysis_cli.analyze)
+app.command("enroll")(enrollment_cli.enroll)
+app.add_typer(ingest_cli.kafka_app, name="kafka")
+app.add_typer(ingest_cli.events_app, name="events")
+app.command("worker")(ingest_cli.worker)
+app.command("gateway")(ingest_cli.gateway)
+app.command("scheduler")(services_cli.scheduler)
+app.command("serve")(services_cli.serve)
+app.command("demo")(services_cli.demo)
+
+
+def main() -> None:
+    """Entry point of the ``preuve`` console script."""
+    app()

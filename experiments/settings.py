@@ -1,0 +1,91 @@
+"""All of Preuve's configuration, in one place.
+
+Every field reads from an environment variable prefixed with ``PREUVE_`` (nested groups
+use ``__``, e.g. ``PREUVE_KAFKA__PARTITIONS``). Nothing else in the code base reads
+``os.environ``; entry points build one :class:`Settings` at start-up and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["KafkaSettings", "Settings", "TopicNames", "WorkerSettings"]
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    # XDG base directories: caches (jars, pip) and state (broker data, stores) stay out of the repo.
+    return Path(os.environ.get(var) or Path.home() / fallback) / "preuve"
+
+
+class TopicNames(BaseModel):
+    events: str = Field("preuve.events", description="Ingress topic of usage events, keyed by class_id.")
+    deadletter: str = Field(
+        "preuve.events.deadletter", description="Refused events with the reason and original bytes."
+    )
+    enrollments: str = Field(
+        "preuve.enrollments", description="Enrollment records, keyed by class_id (feeds the router)."
+    )
+    analysis_requests: str = Field(
+        "preuve.analysis.requests", description="Due analysis runs published by the scheduler."
+    )
+
+
+class KafkaSettings(BaseModel):
+    version: str = Field("4.3.1", description="Apache Kafka release run by `preuve kafka up`.")
+    port: int = Field(0, description="Broker port for `preuve kafka up`; 0 picks a free port.")
+    partitions: int = Field(4, description="Partitions of preuve.events and preuve.enrollments.")
+    heap: str = Field("1g", description="Maximum JVM heap of the local broker.")
+    ingress_retention_days: int = Field(
+        30,
+        description="Retention of preuve.events and the dead-letter topic, which hold what "
+        "resources sent before pseudonymisation.",
+    )
+
+
+class WorkerSettings(BaseModel):
+    batch_size: int = Field(500, description="Events written to a store in one transaction, at most.")
+    batch_seconds: float = Field(0.5, description="Longest wait before a partial batch is written.")
+    session_timeout_s: float = Field(
+        10.0, description="Consumer-group session timeout: how fast a dead worker's partitions move."
+    )
+    web_port: int = Field(0, description="Port of the worker's status page; 0 disables it.")
+
+
+class Settings(BaseSettings):
+    """Preuve settings. Build once at start-up; tests build it explicitly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREUVE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    state_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"),
+        description="Broker data, SQLite stores, reports and logs.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"),
+        description="Downloaded artifacts (Kafka jars, Maven repository).",
+    )
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="An existing Kafka cluster (host:port,...). Unset: the local broker of "
+        "`preuve kafka up`.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Unset: SQLite files under state_dir. A postgresql:// URL: "
+        "one schema for the registry and one per experiment.",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        description="HMAC key that re-keys learner ids per experiment. Unset: a random key is "
+        "created once in state_dir/pseudonym.key (mode 0600).",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicNames = Field(default_factory=TopicNames)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    log_level: str = Field("INFO", description="Log level of the long-running services.")
