@@ -12,9 +12,13 @@ Every error carries ``reason``; those tied to input also carry ``path``, ``line`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 __all__ = [
     "EnrollmentError",
     "ExperimentError",
+    "Problem",
     "ProtocolError",
     "RegistryError",
     "StoreError",
@@ -39,8 +43,45 @@ class ExperimentError(Exception):
         self.field = field
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a protocol file, located in the file.
+
+    ``line`` and ``col`` are 1-based; ``field`` is the dotted path of the field
+    (``arms[1].allocation``), or ``""`` when the problem is the file itself.
+    """
+
+    path: str
+    line: int
+    col: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
 class ProtocolError(ExperimentError):
-    """A protocol is invalid."""
+    """A protocol is invalid; ``problems`` holds every problem found, in file order."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        problems: Sequence[Problem] = (),
+    ) -> None:
+        first = problems[0] if problems else None
+        super().__init__(
+            reason,
+            path=path if path is not None else (first.path if first else None),
+            line=line if line is not None else (first.line if first else None),
+            field=field if field is not None else (first.field if first else None),
+        )
+        self.problems: list[Problem] = list(problems)
 
 
 class RegistryError(ExperimentError):

@@ -1,0 +1,74 @@
+"""Options of the analysis engine, as ``Literal`` aliases (gbstats ``models/settings.py``).
+
+Every option the protocol can set is listed here once, with the check that turns a bad
+value into a message naming the allowed values (pyfixest ``estimation/internals/literals.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+__all__ = [
+    "MIN_CELL_PUPILS",
+    "AttritionAssumption",
+    "Estimand",
+    "Model",
+    "MultipleComparisons",
+    "Role",
+    "UnitLevel",
+    "check_option",
+]
+
+UnitLevel = Literal["learner", "class", "school"]
+"""Unit of randomisation (``population.unit`` of the protocol)."""
+
+Model = Literal["ancova", "mixed"]
+"""``ancova``: OLS with cluster-robust standard errors; ``mixed``: random intercepts (REML)."""
+
+Estimand = Literal["ITT", "CACE"]
+"""Intention-to-treat; complier average causal effect (needs ``usage.compliance``)."""
+
+MultipleComparisons = Literal["holm", "benjamini-hochberg", "bh", "none"]
+"""Correction applied within each family of tests (``bh`` is Benjamini-Hochberg)."""
+
+AttritionAssumption = Literal["cautious", "optimistic"]
+"""The two WWC attrition boundaries (Standards Handbook v4.1, Table II.1)."""
+
+Role = Literal["primary", "secondary", "subgroup", "cace", "exploratory"]
+"""What an effect is for: confirmatory (primary), secondary, a subgroup, CACE, exploratory."""
+
+MIN_CELL_PUPILS: Final = 10
+"""Cells of fewer pupils than this are suppressed in every output (DESIGN.md, Privacy)."""
+
+
+def check_option(value: str, allowed: object, name: str) -> str:
+    """Return ``value`` if it is one of the ``Literal`` alias ``allowed``, else raise.
+
+    Parameters
+    ----------
+    value : str
+        The value given (e.g. by a protocol).
+    allowed : a ``Literal`` alias
+        The alias listing the valid values.
+    name : str
+        Name of the option, for the message.
+
+    Returns
+    -------
+    str
+        ``value`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``"{name}: expecting one of {valid}. Got {value!r}"``.
+
+    Examples
+    --------
+    >>> check_option("ancova", Model, "analysis.model")
+    'ancova'
+    """
+    valid = get_args(allowed)
+    if value not in valid:
+        raise ValueError(f"{name}: expecting one of {list(valid)}. Got {value!r}")
+    return value

@@ -1,0 +1,172 @@
+"""Database engines and migrations for the registry and the per-experiment stores.
+
+Two layouts, chosen by ``Settings.database_url``:
+
+- unset (quick start): SQLite files, ``state_dir/registry.sqlite`` and
+  ``state_dir/stores/<experiment>.sqlite``;
+- a ``postgresql://`` URL (production): one database, the registry in schema
+  ``preuve_registry`` and each experiment in its own schema ``exp_<experiment>``.
+
+Schemas change only through Alembic migrations (``experiments/migrations/``); nothing
+calls ``create_all`` outside tests. The registry's migrations are split into branches
+(``core``, ``protocols``, ``enrollment``...) so that each concept owns its tables;
+``migrate_registry`` upgrades to every head.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase
+
+from experiments.errors import StoreError
+from experiments.settings import Settings
+
+__all__ = [
+    "RegistryBase",
+    "dispose_engines",
+    "StoreBase",
+    "is_postgres",
+    "migrate_registry",
+    "migrate_store",
+    "registry_engine",
+    "store_engine",
+    "store_schema",
+]
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_SCHEMA = "preuve_registry"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_EXPERIMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class RegistryBase(DeclarativeBase):
+    """Declarative base of the registry's tables (experiments, enrollments, audit)."""
+
+    metadata = MetaData()
+
+
+class StoreBase(DeclarativeBase):
+    """Declarative base of a per-experiment store's tables (events, usage)."""
+
+    metadata = MetaData()
+
+
+def is_postgres(settings: Settings) -> bool:
+    """Whether the configured database is PostgreSQL."""
+    return settings.database_url is not None and make_url(
+        settings.database_url
+    ).get_backend_name() == "postgresql"
+
+
+def store_schema(experiment_id: str) -> str:
+    """PostgreSQL schema name of an experiment's store (``fluence-cp`` → ``exp_fluence_cp``)."""
+    if not _EXPERIMENT_ID.match(experiment_id):
+        raise StoreError(
+            f"experiment id {experiment_id!r} is not a slug (a-z, 0-9, dashes)", field="id"
+        )
+    return "exp_" + experiment_id.replace("-", "_")
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", future=True)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # WAL lets readers (analysis, portal) work while the worker writes; NORMAL sync is
+        # durable across process crashes (what we test), FULL only adds power-loss safety.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+def _postgres_engine(url: str, schema: str) -> Engine:
+    base = create_engine(url, future=True, pool_pre_ping=True)
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    base.dispose()
+    return create_engine(
+        url,
+        future=True,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=4,
+        connect_args={"options": f"-csearch_path={schema}"},
+    )
+
+
+_engines: dict[tuple[str, str], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def registry_engine(settings: Settings) -> Engine:
+    """The registry's engine (migrated to the latest schema on first use)."""
+    key = (settings.database_url or str(settings.state_dir), REGISTRY_SCHEMA)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            if is_postgres(settings):
+                assert settings.database_url is not None
+                engine = _postgres_engine(settings.database_url, REGISTRY_SCHEMA)
+            else:
+                engine = _sqlite_engine(settings.state_dir / "registry.sqlite")
+            migrate_registry(engine)
+            _engines[key] = engine
+    return engine
+
+
+def store_engine(settings: Settings, experiment_id: str) -> Engine:
+    """The engine of one experiment's store (created and migrated on first use)."""
+    schema = store_schema(experiment_id)
+    key = (settings.database_url or str(settings.state_dir), schema)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            if is_postgres(settings):
+                assert settings.database_url is not None
+                engine = _postgres_engine(settings.database_url, schema)
+            else:
+                engine = _sqlite_engine(settings.state_dir / "stores" / f"{experiment_id}.sqlite")
+            migrate_store(engine)
+            _engines[key] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests and shutdown)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _upgrade(engine: Engine, location: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS / location))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "heads")
+
+
+def migrate_registry(engine: Engine) -> None:
+    """Upgrade the registry to every migration head."""
+    _upgrade(engine, "registry")
+
+
+def migrate_store(engine: Engine) -> None:
+    """Upgrade an experiment store to the latest migration."""
+    _upgrade(engine, "store")

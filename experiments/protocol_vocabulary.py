@@ -1,0 +1,116 @@
+"""Official French school vocabularies used by the protocol language.
+
+The lists are closed on purpose: a protocol that says ``levels: [CE3]`` or
+``academies: [rouen]`` is refused with a did-you-mean hint, rather than silently
+matching no class at enrollment.
+
+Sources (checked 2026-11):
+
+- Niveaux and cycles: Code de l'éducation, art. D311-10 (cycles 1 to 4, as set by
+  décret n° 2013-682 du 24 juillet 2013, in force since the rentrée 2016); the lycée
+  has no numbered cycle (seconde, then the « cycle terminal » 1re-Tle).
+- Académies: Code de l'éducation, art. R222-2 and the annexed table, as amended by
+  décret n° 2019-1554 du 30 décembre 2019 (Caen and Rouen merged into the académie
+  de Normandie on 1 January 2020) and décret n° 2019-1556 (académie de Mayotte
+  created on 1 January 2020): 30 académies, 25 in metropolitan France and 5 overseas.
+  The vice-rectorats (Nouvelle-Calédonie, Polynésie française, Wallis-et-Futuna) and
+  the service of Saint-Pierre-et-Miquelon are not académies and are not listed.
+  Slugs are the names in lower case, without accents, spaces turned into dashes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "ACADEMIES",
+    "CYCLES",
+    "EDUCATION_PRIORITY",
+    "LEVELS",
+    "STANDARD_UNIT_ATTRIBUTES",
+    "did_you_mean",
+    "unit_attributes",
+]
+
+#: Niveaux, in school order.
+LEVELS: tuple[str, ...] = (
+    "PS", "MS", "GS", "CP", "CE1", "CE2", "CM1", "CM2",
+    "6e", "5e", "4e", "3e", "2nde", "1re", "Tle",
+)  # fmt: skip
+
+#: Cycles (Code de l'éducation, D311-10) and their niveaux.
+CYCLES: Mapping[int, tuple[str, ...]] = {
+    1: ("PS", "MS", "GS"),
+    2: ("CP", "CE1", "CE2"),
+    3: ("CM1", "CM2", "6e"),
+    4: ("5e", "4e", "3e"),
+}
+
+#: Académies since 1 January 2020 (see the module docstring for the source).
+ACADEMIES: tuple[str, ...] = (
+    "aix-marseille", "amiens", "besancon", "bordeaux", "clermont-ferrand", "corse",
+    "creteil", "dijon", "grenoble", "lille", "limoges", "lyon", "montpellier",
+    "nancy-metz", "nantes", "nice", "normandie", "orleans-tours", "paris", "poitiers",
+    "reims", "rennes", "strasbourg", "toulouse", "versailles",
+    # overseas
+    "guadeloupe", "guyane", "la-reunion", "martinique", "mayotte",
+)  # fmt: skip
+
+#: Values of the ``education_priority`` unit attribute ("none": outside éducation prioritaire).
+EDUCATION_PRIORITY: tuple[str, ...] = ("REP", "REP+", "none")
+
+#: Unit attributes every enrollment carries, by unit of randomisation. Strata,
+#: subgroups and criteria may use these, or attributes declared in
+#: ``population.attributes``. A school has no single ``level``, and stratifying schools
+#: by ``school_uai`` would put one unit in each stratum, so neither is a school attribute.
+STANDARD_UNIT_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
+    "learner": (
+        "class_id", "school_uai", "academie", "departement", "level",
+        "education_priority", "sector", "rural",
+    ),
+    "class": (
+        "school_uai", "academie", "departement", "level", "education_priority",
+        "sector", "rural",
+    ),
+    "school": ("academie", "departement", "education_priority", "sector", "rural"),
+}  # fmt: skip
+
+
+def unit_attributes(unit: str, declared: Iterable[str] = ()) -> tuple[str, ...]:
+    """The attributes a unit of randomisation carries: the standard ones and ``declared``.
+
+    Parameters
+    ----------
+    unit:
+        ``learner``, ``class`` or ``school``.
+    declared:
+        Extra attributes declared by the protocol (``population.attributes``).
+
+    Returns
+    -------
+    tuple[str, ...]
+        Attribute names, standard ones first.
+
+    Examples
+    --------
+    >>> "school_uai" in unit_attributes("school")
+    False
+    """
+    standard = STANDARD_UNIT_ATTRIBUTES.get(unit, ())
+    return standard + tuple(a for a in declared if a not in standard)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ``"; did you mean 'x'?"`` suffix naming the closest choice, or ``""``.
+
+    Matching ignores case, so ``cp`` suggests ``CP``.
+
+    Examples
+    --------
+    >>> did_you_mean("creteill", ACADEMIES)
+    "; did you mean 'creteil'?"
+    """
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
