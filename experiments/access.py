@@ -1,0 +1,108 @@
+"""Who is calling: API tokens and the principals they stand for.
+
+Each token belongs to one role and one scope: an académie token is scoped to its
+académie, an EdTech token to its ``resource_id``, a researcher token to an experiment id
+(or ``*``). Tokens are random, shown once when issued, and stored only as SHA-256
+hashes. Every entry point turns a token into a :class:`Principal` and checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from experiments.database import RegistryBase
+
+__all__ = ["ApiToken", "Principal", "Role", "authenticate", "issue_token", "record_audit"]
+
+Role = Literal["researcher", "academie", "edtech", "officer", "admin"]
+ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin")
+
+
+class ApiToken(RegistryBase):
+    __tablename__ = "api_tokens"
+
+    token_sha256: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(64), primary_key=True)
+    role: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(16))
+    scope: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(128))
+    label: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(128))
+    created_at: sa.orm.Mapped[datetime] = sa.orm.mapped_column(sa.DateTime(timezone=True))
+    revoked: sa.orm.Mapped[bool] = sa.orm.mapped_column(sa.Boolean, default=False)
+
+
+class AuditEntry(RegistryBase):
+    __tablename__ = "audit_log"
+
+    id: sa.orm.Mapped[int] = sa.orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: sa.orm.Mapped[datetime] = sa.orm.mapped_column(sa.DateTime(timezone=True))
+    actor: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(128))
+    action: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(64))
+    subject: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(256))
+    detail: sa.orm.Mapped[dict[str, object] | None] = sa.orm.mapped_column(sa.JSON, nullable=True)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a role and what it is scoped to."""
+
+    role: Role
+    scope: str
+    label: str
+
+    def can_act_for(self, scope: str) -> bool:
+        """Whether this principal's scope covers ``scope`` (admins cover everything)."""
+        return self.role == "admin" or self.scope in ("*", scope)
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal (never a person's name)."""
+        return f"{self.role}:{self.scope}:{self.label}"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(engine: Engine, role: Role, scope: str, label: str = "") -> str:
+    """Create a token for ``role`` scoped to ``scope``; returns it (shown once)."""
+    if role not in ROLES:
+        raise ValueError(f"role: expecting one of {ROLES}, got {role!r}")
+    token = f"pv_{role}_{secrets.token_urlsafe(24)}"
+    with sa.orm.Session(engine) as session, session.begin():
+        session.add(
+            ApiToken(
+                token_sha256=_digest(token), role=role, scope=scope, label=label or scope,
+                created_at=datetime.now(UTC), revoked=False,
+            )
+        )
+        session.add(_audit(f"admin:*:cli", "token.issue", f"{role}:{scope}", {"label": label}))
+    return token
+
+
+def authenticate(engine: Engine, token: str | None) -> Principal | None:
+    """The principal of a token, or None if it is unknown or revoked."""
+    if not token:
+        return None
+    with sa.orm.Session(engine) as session:
+        row = session.get(ApiToken, _digest(token))
+        if row is None or row.revoked:
+            return None
+        return Principal(role=row.role, scope=row.scope, label=row.label)  # type: ignore[arg-type]
+
+
+def _audit(actor: str, action: str, subject: str, detail: dict[str, object] | None) -> AuditEntry:
+    return AuditEntry(at=datetime.now(UTC), actor=actor, action=action, subject=subject, detail=detail)
+
+
+def record_audit(
+    session: sa.orm.Session, actor: str, action: str, subject: str,
+    detail: dict[str, object] | None = None,
+) -> None:
+    """Add an audit entry (who, what, when) to ``session``'s transaction."""
+    session.add(_audit(actor, action, subject, detail))
