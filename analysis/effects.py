@@ -1,0 +1,329 @@
+"""Intention-to-treat effects: every arm against the control, all arms in one model.
+
+``ancova`` (the default): OLS of the endline score on the arm indicators, the baseline
+score (dummy-variable method when missing), the declared covariates and fixed effects of
+the randomisation strata (absorbed). Standard errors are cluster-robust at the unit of
+randomisation with the CR1 correction and t intervals on ``G - 1`` degrees of freedom;
+when the unit is the learner they are heteroskedasticity-robust (HC1, ``N - K`` df).
+See :mod:`analysis._ols` for the exact corrections and which libraries they match.
+
+``mixed``: linear mixed model with random intercepts for the unit (and for the school when
+classes are nested in schools), fitted by REML with statsmodels ``MixedLM``; t intervals on
+``G - A`` degrees of freedom (units minus arms: the between-unit degrees of freedom left
+for the arm contrasts).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats
+
+from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
+from analysis.effect_sizes import hedges_g
+from analysis.inputs import AnalysisPlan
+from analysis.results import Effect, not_estimable
+from analysis.sample import AnalysisSample
+from analysis.settings import MIN_CELL_PUPILS, Role
+from analysis.statistics import SampleMeanStatistic
+from analysis.suppression import suppress_count
+
+__all__ = ["ArmCounts", "arm_counts", "contrast_name", "estimate_effects", "t_inference"]
+
+
+def contrast_name(treatment: str, control: str) -> str:
+    """Name of a contrast, e.g. ``"lectio vs usual"``."""
+    return f"{treatment} vs {control}"
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """Learners and units of each arm in an analysis sample (index = ``plan.arms``)."""
+
+    learners: npt.NDArray[np.int64]
+    units: npt.NDArray[np.int64]
+
+
+def arm_counts(sample: AnalysisSample, n_arms: int, rows: npt.NDArray[np.bool_] | None = None
+               ) -> ArmCounts:
+    """Count learners and distinct units per arm (optionally within ``rows``)."""
+    arm = sample.arm if rows is None else sample.arm[rows]
+    cluster = sample.cluster if rows is None else sample.cluster[rows]
+    learners = np.bincount(arm, minlength=n_arms).astype(np.int64)
+    pairs = np.unique(arm.astype(np.int64) * (sample.n_clusters + 1) + cluster)
+    units = np.bincount(pairs // (sample.n_clusters + 1), minlength=n_arms).astype(np.int64)
+    return ArmCounts(learners=learners, units=units)
+
+
+def t_inference(estimate: float, se: float, df: float, alpha: float
+                ) -> tuple[float, float, float]:
+    """``(ci_low, ci_high, p_value)`` from a t distribution with ``df`` degrees of freedom."""
+    if not (math.isfinite(se) and se > 0 and df > 0):
+        return math.nan, math.nan, math.nan
+    crit = float(stats.t.ppf(1.0 - alpha / 2.0, df))
+    p = float(2.0 * stats.t.sf(abs(estimate / se), df))
+    return estimate - crit * se, estimate + crit * se, p
+
+
+def _count_maps(plan: AnalysisPlan, counts: ArmCounts, arms: Sequence[int]
+                ) -> tuple[dict[str, int | None], dict[str, int | None]]:
+    units = {plan.arms[a]: int(counts.units[a]) for a in arms}
+    learners = {plan.arms[a]: suppress_count(int(counts.learners[a])) for a in arms}
+    return units, learners
+
+
+def _blocking_reason(plan: AnalysisPlan, counts: ArmCounts, treatment: int, control: int
+                     ) -> str | None:
+    """Why a contrast cannot be estimated from these counts, or None."""
+    for a in (treatment, control):
+        name = plan.arms[a]
+        if counts.learners[a] == 0:
+            return f"no learner of arm {name!r} has an endline score"
+        if counts.learners[a] < MIN_CELL_PUPILS:
+            return (f"suppressed: fewer than {MIN_CELL_PUPILS} learners in arm {name!r}")
+        if plan.clustered and counts.units[a] < 2:
+            return f"too few units: arm {name!r} has {int(counts.units[a])} unit(s) with data"
+    return None
+
+
+def _model_label(plan: AnalysisPlan, kind: VcovKind | None) -> str:
+    if plan.model == "mixed" and kind is None:
+        return "mixed (REML, random intercepts)"
+    label = {"cluster": "ancova, CR1 cluster-robust by unit",
+             "hetero": "ancova, HC1 robust", "iid": "ancova, iid (clustering ignored)"}
+    return label[kind or ("cluster" if plan.clustered else "hetero")]
+
+
+def _notes(sample: AnalysisSample, plan: AnalysisPlan) -> tuple[str, ...]:
+    notes: list[str] = []
+    if sample.baseline_missing:
+        notes.append(
+            f"baseline missing for {sample.baseline_missing} learners: dummy-variable method "
+            "(missing set to 0, missingness indicator in the model)"
+            if sample.baseline_missing >= MIN_CELL_PUPILS
+            else "baseline missing for fewer than 10 learners: dummy-variable method"
+        )
+    if plan.strata:
+        notes.append(f"fixed effects of the randomisation strata {list(plan.strata)}")
+    return tuple(notes)
+
+
+def _design(sample: AnalysisSample, arm_columns: Sequence[int]
+            ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+    """``(y, X, k_absorbed)``: arm indicators then covariates; strata absorbed."""
+    dummies = [(sample.arm == a).astype(float) for a in arm_columns]
+    x = np.column_stack(dummies + [sample.covariates]) if dummies else sample.covariates
+    if sample.stratum is not None:
+        both = absorb(np.column_stack([sample.y, x]), sample.stratum, sample.n_strata)
+        return both[:, 0], both[:, 1:], sample.n_strata
+    return sample.y, np.column_stack([x[:, : len(dummies)], np.ones(sample.n),
+                                      x[:, len(dummies):]]), 0
+
+
+def estimate_effects(
+    plan: AnalysisPlan,
+    sample: AnalysisSample,
+    *,
+    role: Role = "primary",
+    vcov: VcovKind | None = None,
+) -> list[Effect]:
+    """ITT effect of each treatment arm against the control on one outcome.
+
+    Parameters
+    ----------
+    plan : AnalysisPlan
+    sample : AnalysisSample
+        From :func:`analysis.sample.build_sample`.
+    role : {"primary", "secondary", …}
+        Carried into the results.
+    vcov : {"cluster", "hetero", "iid"}, optional
+        Overrides the covariance implied by the plan (``iid`` exists to show what ignoring
+        clustering does; never use it for a report).
+
+    Returns
+    -------
+    list of Effect
+        One per treatment arm, in protocol order; not-estimable contrasts carry a reason.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from analysis.inputs import AnalysisPlan, OutcomeSpec
+    >>> from analysis.sample import AnalysisSample
+    >>> rng = np.random.default_rng(1)
+    >>> unit = np.repeat(np.arange(20), 15); arm = (unit % 2).astype(np.int8)
+    >>> y = 0.3 * (arm == 0) + rng.normal(size=300) + rng.normal(size=20)[unit]
+    >>> s = AnalysisSample("y", y, arm, np.arange(300), unit, unit, 20, None, 0, None,
+    ...                    np.empty((300, 0)), (), 0)
+    >>> plan = AnalysisPlan("x", "", "class", ("t", "c"), "c", (1.0, 1.0),
+    ...                     (OutcomeSpec("y", True),))
+    >>> [e.contrast for e in estimate_effects(plan, s)]
+    ['t vs c']
+    """
+    control = plan.arms.index(plan.control)
+    treatments = [plan.arms.index(a) for a in plan.treatment_arms]
+    counts = arm_counts(sample, len(plan.arms))
+    model = _model_label(plan, vcov)
+    notes = _notes(sample, plan)
+    blocked = {t: _blocking_reason(plan, counts, t, control) for t in treatments}
+    estimable = [t for t in treatments if blocked[t] is None]
+    control_reason = _blocking_reason(plan, counts, control, control)
+
+    fitted: dict[int, tuple[float, float, float]] = {}
+    failure: str | None = control_reason
+    if failure is None and estimable:
+        if float(np.var(sample.y)) == 0.0:
+            failure = "no variance: every analysed learner has the same endline score"
+        elif plan.model == "mixed" and vcov is None:
+            fitted, failure = _fit_mixed(plan, sample, estimable)
+        else:
+            fitted, failure = _fit_ancova(plan, sample, estimable, vcov)
+
+    effects: list[Effect] = []
+    for t in treatments:
+        n_units, n_learners = _count_maps(plan, counts, (t, control))
+        reason = blocked[t] or failure or (None if t in fitted else
+                                           "arm indistinguishable from strata or covariates")
+        common = dict(outcome=sample.outcome, contrast=contrast_name(plan.arms[t], plan.control),
+                      estimand="ITT", role=role, model=model)
+        if reason is not None:
+            effects.append(not_estimable(**common, reason=reason, n_units=n_units,  # type: ignore[arg-type]
+                                         n_learners=n_learners, notes=notes))
+            continue
+        estimate, se, df = fitted[t]
+        low, high, p = t_inference(estimate, se, df, plan.alpha)
+        size = hedges_g(estimate, low, high,
+                        SampleMeanStatistic.of(sample.y[sample.arm == t]),
+                        SampleMeanStatistic.of(sample.y[sample.arm == control]))
+        effects.append(Effect(
+            **common,  # type: ignore[arg-type]
+            estimate=estimate, std_error=se, ci_low=low, ci_high=high, p_value=p, df=df,
+            hedges_g=size.hedges_g, hedges_g_ci_low=size.hedges_g_ci_low,
+            hedges_g_ci_high=size.hedges_g_ci_high, months_progress=size.months_progress,
+            n_units=n_units, n_learners=n_learners, notes=notes,
+        ))
+    return effects
+
+
+def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
+                vcov: VcovKind | None) -> tuple[dict[int, tuple[float, float, float]], str | None]:
+    """Fit the ANCOVA; ``{arm: (estimate, se, df)}`` or a reason."""
+    kind: VcovKind = vcov or ("cluster" if plan.clustered else "hetero")
+    # Keep only rows of the arms in the model (the control and estimable arms).
+    control = plan.arms.index(plan.control)
+    rows = np.isin(sample.arm, arms + [control])
+    sub = _subset(sample, rows)
+    y, x, k_absorbed = _design(sub, arms)
+    kept = independent_columns(x)
+    lost = [a for i, a in enumerate(arms) if i not in kept]
+    x = x[:, kept]
+    n, k = x.shape
+    if kind == "cluster" and sub.n_clusters - 1 < 1:
+        return {}, "too few units for cluster-robust standard errors"
+    if n - k - k_absorbed <= 0:
+        return {}, f"too few learners ({n}) for the {k + k_absorbed} model parameters"
+    fit = fit_ols(y, x, kind=kind, cluster=sub.cluster, n_clusters=sub.n_clusters,
+                  k_absorbed=k_absorbed)
+    out: dict[int, tuple[float, float, float]] = {}
+    for i, a in enumerate(arms):
+        if a in lost:
+            continue
+        j = kept.index(i)
+        out[a] = (float(fit.params[j]), float(math.sqrt(fit.vcov[j, j])), float(fit.df))
+    return out, None
+
+
+def _subset(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> AnalysisSample:
+    """The sample restricted to ``rows``, with clusters and strata renumbered."""
+    if rows.all():
+        return sample
+    cluster, n_clusters = np.unique(sample.cluster[rows], return_inverse=True)
+    stratum = None
+    n_strata = 0
+    if sample.stratum is not None:
+        levels, stratum = np.unique(sample.stratum[rows], return_inverse=True)
+        n_strata = int(levels.size)
+    school = None if sample.school is None else np.unique(sample.school[rows],
+                                                          return_inverse=True)[1]
+    return AnalysisSample(
+        outcome=sample.outcome, y=sample.y[rows], arm=sample.arm[rows],
+        learner=sample.learner[rows], unit=sample.unit[rows],
+        cluster=n_clusters.astype(np.intp), n_clusters=int(cluster.size),
+        stratum=None if stratum is None else stratum.astype(np.intp), n_strata=n_strata,
+        school=None if school is None else school.astype(np.intp),
+        covariates=sample.covariates[rows], covariate_names=sample.covariate_names,
+        baseline_missing=sample.baseline_missing,
+    )
+
+
+def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
+               ) -> tuple[dict[int, tuple[float, float, float]], str | None]:
+    """REML random-intercept model with statsmodels MixedLM."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    control = plan.arms.index(plan.control)
+    rows = np.isin(sample.arm, arms + [control])
+    sub = _subset(sample, rows)
+    dummies = [(sub.arm == a).astype(float) for a in arms]
+    blocks = [np.ones(sub.n)] + dummies + [sub.covariates]
+    if sub.stratum is not None and sub.n_strata > 1:
+        fe = pd.get_dummies(sub.stratum, drop_first=True, dtype=float).to_numpy()
+        blocks.append(fe)
+    x = np.column_stack(blocks)
+    kept = independent_columns(x)
+    if any(1 + i not in kept for i in range(len(arms))):
+        return {}, "arm indistinguishable from strata or covariates"
+    x = x[:, kept]
+    nested = sub.school is not None and plan.clustered and int(sub.school.max()) + 1 < sub.n_clusters
+    if nested:
+        assert sub.school is not None
+        groups = sub.school
+        frame = pd.DataFrame({"unit": sub.cluster})
+        model = MixedLM(sub.y, x, groups=groups, exog_re=np.ones((sub.n, 1)),
+                        exog_vc=_unit_vc(frame["unit"].to_numpy(), groups))
+    else:
+        model = MixedLM(sub.y, x, groups=sub.cluster, exog_re=np.ones((sub.n, 1)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = model.fit(reml=True, method=["lbfgs", "powell"])
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            return {}, f"mixed model failed to fit: {exc}"
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        if not bool(getattr(result, "converged", False)):
+            return {}, "mixed model did not converge (REML)"
+    df = float(sub.n_clusters - len(arms) - 1)
+    if df <= 0:
+        return {}, "too few units for the mixed model"
+    params = np.asarray(result.fe_params)
+    cov = np.asarray(result.cov_params())
+    out = {}
+    for i, a in enumerate(arms):
+        j = kept.index(1 + i)
+        out[a] = (float(params[j]), float(math.sqrt(cov[j, j])), df)
+    return out, None
+
+
+def _unit_vc(unit: npt.NDArray[np.intp], school: npt.NDArray[np.intp]) -> dict[str, list[
+        npt.NDArray[np.float64]]]:
+    """Variance-component design of statsmodels for units nested in schools.
+
+    For each school (group), one indicator column per unit of that school: a random
+    intercept per unit with a common variance (statsmodels ``exog_vc`` format).
+    """
+    mats: list[npt.NDArray[np.float64]] = []
+    order = np.argsort(school, kind="stable")
+    bounds = np.flatnonzero(np.diff(school[order])) + 1
+    for idx in np.split(order, bounds):
+        units_here, local = np.unique(unit[idx], return_inverse=True)
+        mat = np.zeros((idx.size, units_here.size))
+        mat[np.arange(idx.size), local] = 1.0
+        mats.append(mat)
+    return {"unit": mats}
