@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["KafkaSettings", "Settings", "TopicNames", "WorkerSettings"]
+__all__ = ["GatewaySettings", "KafkaSettings", "Settings", "TopicNames", "WorkerSettings"]
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -55,6 +55,31 @@ class WorkerSettings(BaseModel):
     web_port: int = Field(0, description="Port of the worker's status page; 0 disables it.")
 
 
+class GatewaySettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface `preuve gateway` listens on.")
+    port: int = Field(8700, description="Port `preuve gateway` listens on.")
+    max_batch_items: int = Field(
+        1000, ge=1, description="Events (or xAPI statements) in one request, at most (else 413)."
+    )
+    max_batch_bytes: int = Field(
+        1_048_576, ge=1024, description="Size of one request body in bytes, at most (else 413)."
+    )
+    kafka_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for Kafka to durably write a batch before answering 503.",
+    )
+    retry_after_s: int = Field(
+        5, ge=1, description="Seconds in the Retry-After header of a 503 answer."
+    )
+    receipt_retention_days: int = Field(
+        30,
+        ge=1,
+        description="How long the gateway remembers an accepted event_id to answer re-sends "
+        "without a second copy (the stream worker de-duplicates beyond that).",
+    )
+
+
 class Settings(BaseSettings):
     """Preuve settings. Build once at start-up; tests build it explicitly."""
 
@@ -88,4 +113,5 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicNames = Field(default_factory=TopicNames)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
