@@ -59,7 +59,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}:{self.col}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        if not self.field:
+            return f"{where}: {self.message}"
+        return f"{where}: {self.field}: {self.message}"
 
 
 class ProtocolError(ExperimentError):

@@ -1,0 +1,700 @@
+"""The protocol language: pydantic models, the loader, and the canonical hash.
+
+A protocol is the contract of an experiment. The core of the language is fixed by
+``DESIGN.md`` ("The protocol language (core)"); this module adds the sections a
+research team needs (hypotheses, secondary outcomes, resource metadata, deployment
+conditions, budget, usage metric definitions, roll-out design, enrollment window,
+post-experiment decision). Every key of the YAML is an attribute of the same name.
+
+Validation happens in two layers, both reported with file positions by
+:func:`load_protocol`: types and closed vocabularies (pydantic, strict: YAML ``"1"`` is
+not the number 1), then meaning (:mod:`experiments.protocol_checks`).
+
+The hash (:attr:`Protocol.sha256`) is the SHA-256 of the *canonical JSON* of the
+validated model: ``model_dump(mode="json")`` with defaults filled in, keys sorted, no
+whitespace, UTF-8. Comments, key order, quoting and YAML layout therefore do not change
+it, and neither does writing a default explicitly; any change of meaning does. The
+registry stores this hash, and reports quote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from experiments import protocol_checks as checks
+from experiments.errors import Problem, ProtocolError
+from experiments.protocol_vocabulary import ACADEMIES, CYCLES, LEVELS, did_you_mean
+from experiments.protocol_yaml import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
+
+__all__ = [
+    "Analysis",
+    "Arm",
+    "Budget",
+    "Decision",
+    "Design",
+    "Outcome",
+    "Period",
+    "Periods",
+    "Population",
+    "PowerInputs",
+    "Protocol",
+    "Randomisation",
+    "Resource",
+    "ScheduleEntry",
+    "Usage",
+    "dump_protocol",
+    "load_protocol",
+    "parse_protocol",
+]
+
+# --- value types -------------------------------------------------------------------
+
+_SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+def _pattern(pattern: str, what: str) -> Any:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if len(value) > 63 or not compiled.match(value):
+            raise ValueError(f"must be {what}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _vocabulary(values: tuple[str, ...], what: str) -> Any:
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, values)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _parse_date(value: object) -> object:
+    # YAML dates reach us as the text written (protocol_yaml keeps timestamps as text).
+    if isinstance(value, datetime):
+        raise ValueError(f"must be a date (YYYY-MM-DD) without a time, got {value.isoformat()}")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value} is not a date: {exc}") from None
+    raise ValueError(f"must be a date written YYYY-MM-DD, got {value!r}")
+
+
+Slug = Annotated[
+    str,
+    _pattern(_SLUG, "a slug (a-z, 0-9, dashes; at most 63 characters)"),
+    WithJsonSchema({"type": "string", "pattern": _SLUG, "maxLength": 63}),
+]
+Name = Annotated[
+    str,
+    _pattern(_NAME, "a name (a-z, 0-9, underscores, starting with a letter)"),
+    WithJsonSchema({"type": "string", "pattern": _NAME, "maxLength": 63}),
+]
+Text = Annotated[str, Field(min_length=1)]
+Level = Annotated[
+    str, _vocabulary(LEVELS, "niveau"), WithJsonSchema({"type": "string", "enum": list(LEVELS)})
+]
+Academie = Annotated[
+    str,
+    _vocabulary(ACADEMIES, "académie"),
+    WithJsonSchema({"type": "string", "enum": list(ACADEMIES)}),
+]
+SchoolDate = Annotated[
+    date, BeforeValidator(_parse_date), WithJsonSchema({"type": "string", "format": "date"})
+]
+Share = Annotated[float, Field(ge=0, lt=1)]
+Cycle = Literal[1, 2, 3, 4]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
+
+
+# --- sections ----------------------------------------------------------------------
+
+
+class Investigator(_Section):
+    """A member of the research team."""
+
+    name: Text
+    affiliation: Text | None = None
+    role: Text | None = None
+    """E.g. investigateur principal, statisticien."""
+
+
+class Resource(_Section):
+    """The evaluated resource and its descriptors (cycle, niveaux, usage modes)."""
+
+    id: Slug
+    """``resource_id`` carried by the usage events."""
+    name: Text
+    publisher: Text | None = None
+    cycles: list[Cycle] = []
+    """Cycles the resource is made for (1: PS-GS, 2: CP-CE2, 3: CM1-6e, 4: 5e-3e)."""
+    levels: list[Level] = []
+    """Niveaux the resource is made for, beyond those of its cycles."""
+    usage_modes: list[Literal["in_class", "at_home"]] = []
+    """Where pupils use it: in class, at home."""
+    autonomy: Literal["autonomous", "guided", "both"] | None = None
+    """Whether pupils use it on their own or led by the teacher."""
+
+    def all_levels(self) -> list[str]:
+        """Niveaux of the declared cycles and levels, in school order (empty: not declared)."""
+        declared = set(self.levels) | {lv for c in self.cycles for lv in CYCLES[c]}
+        return [lv for lv in LEVELS if lv in declared]
+
+
+class Population(_Section):
+    """Who is in the experiment, and the unit of randomisation."""
+
+    unit: Literal["learner", "class", "school"]
+    levels: list[Level] = Field(min_length=1)
+    academies: list[Academie] = Field(min_length=1)
+    criteria: dict[Name, list[str | int | bool]] = {}
+    """Unit attributes checked at enrollment, with the accepted values."""
+    attributes: list[Name] = []
+    """Unit attributes beyond the standard ones (see protocol_vocabulary)."""
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Population:
+        checks.raise_findings(checks.check_population(self))
+        return self
+
+
+class Arm(_Section):
+    """An arm of the experiment."""
+
+    name: Name
+    allocation: float = Field(gt=0)
+    """Relative weight in the randomisation (1 and 1: half of the units each)."""
+    control: bool = False
+    description: Text | None = None
+
+
+class Randomisation(_Section):
+    """How units are assigned to arms."""
+
+    strata: list[Name] = []
+    """Unit attributes to randomise within; the analysis adjusts for them."""
+    seed: int = Field(ge=0, lt=2**63)
+
+
+class Period(_Section):
+    """A span of school days, both ends included."""
+
+    start: SchoolDate
+    end: SchoolDate
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Period:
+        checks.raise_findings(checks.check_period(self))
+        return self
+
+
+class Periods(_Section):
+    """Baseline measures, intervention, follow-up (endline) measures, in that order."""
+
+    baseline: Period | None = None
+    intervention: Period
+    followup: Period | None = None
+
+    def ordered(self) -> list[tuple[str, Period | None]]:
+        """The periods in the order they must happen."""
+        return [
+            ("baseline", self.baseline),
+            ("intervention", self.intervention),
+            ("followup", self.followup),
+        ]
+
+    def endline(self) -> date:
+        """The last day outcomes are measured: end of the follow-up, else of the intervention."""
+        return (self.followup or self.intervention).end
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Periods:
+        checks.raise_findings(checks.check_periods(self))
+        return self
+
+
+class RolloutStep(_Section):
+    """When an arm starts receiving the resource."""
+
+    arm: Name
+    starts: SchoolDate
+
+
+class Design(_Section):
+    """The shape of the trial: parallel arms, a waitlist, or a staggered roll-out."""
+
+    type: Literal["parallel", "waitlist", "staggered"] = "parallel"
+    """parallel: the control arm never receives the resource during the trial; waitlist:
+    it receives it after the endline; staggered: arms start in waves."""
+    rollout: list[RolloutStep] = []
+
+
+class EnrollmentWindow(_Section):
+    """When académies may enroll units (randomisation happens at the close)."""
+
+    opens: SchoolDate
+    closes: SchoolDate
+
+    @model_validator(mode="after")
+    def _meaning(self) -> EnrollmentWindow:
+        if self.closes < self.opens:
+            checks.raise_findings(
+                [
+                    checks.Finding(
+                        ("closes",), f"closes ({self.closes}) before it opens ({self.opens})"
+                    )
+                ]
+            )
+        return self
+
+
+class Hypothesis(_Section):
+    """A pre-registered hypothesis about one outcome."""
+
+    id: Name
+    outcome: Name
+    statement: Text
+    direction: Literal["increase", "decrease"] = "increase"
+    confirmatory: bool = False
+    """Confirmatory (about the primary outcome) or exploratory."""
+
+
+class Outcome(_Section):
+    """A measure of learning; exactly one is primary, the others are secondary."""
+
+    id: Name
+    """``measure`` in outcome records."""
+    primary: bool = False
+    baseline: Name | None = None
+    """Pre-test measure (wave baseline) used as covariate."""
+    label: Text | None = None
+    instrument: Text | None = None
+    """The test used, e.g. « ELFE », « évaluations nationales repères »."""
+
+
+class Analysis(_Section):
+    """The pre-registered analysis plan."""
+
+    estimand: Literal["ITT", "CACE"] = "ITT"
+    """ITT first; CACE also when usage.compliance is declared."""
+    model: Literal["ancova", "mixed"] = "ancova"
+    """ancova: OLS, cluster-robust by unit; mixed: random intercepts."""
+    covariates: list[Name] = []
+    alpha: float = Field(0.05, gt=0, le=0.2)
+    multiple_comparisons: Literal["holm", "bonferroni", "benjamini-hochberg", "none"] = "holm"
+    """Across secondary outcomes and subgroups."""
+    subgroups: list[Name] = []
+
+
+class Compliance(_Section):
+    """What counts as having received the resource (for CACE)."""
+
+    min_active_minutes: int = Field(gt=0)
+    """Active minutes per learner over the intervention period."""
+
+
+class UsageMetric(_Section):
+    """How a usage indicator is computed from events."""
+
+    id: Name
+    kind: Literal["login", "active_use"]
+    """login: the resource was opened (utilisation); active_use: pupils worked in it (usage)."""
+    verbs: list[Name] = Field(min_length=1)
+    """Event verbs that count."""
+    idle_timeout_s: int | None = Field(None, gt=0)
+    """For active use: a gap longer than this between two events is not counted as active."""
+    description: Text | None = None
+
+
+def _default_metrics() -> list[UsageMetric]:
+    return [
+        UsageMetric(id="logins", kind="login", verbs=["session_started"]),
+        UsageMetric(
+            id="active_minutes",
+            kind="active_use",
+            verbs=["activity_completed", "exercise_answered", "assessment_scored"],
+            idle_timeout_s=300,
+        ),
+    ]
+
+
+class Usage(_Section):
+    """Usage: the compliance rule and the definitions of the usage metrics."""
+
+    compliance: Compliance | None = None
+    metrics: list[UsageMetric] = Field(default_factory=_default_metrics)
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Usage:
+        checks.raise_findings(checks.check_usage(self))
+        return self
+
+
+class PowerInputs(_Section):
+    """PowerUp!-style inputs (Dong & Maynard 2013) for ``preuve protocol power``."""
+
+    icc: Share = 0.0
+    """Share of the outcome variance between units (level 2)."""
+    pupils_per_unit: int = Field(1, ge=1)
+    units: int = Field(ge=2)
+    """Units randomised, all arms together."""
+    r2_learner: Share = 0.0
+    """Share of variance explained by covariates, level 1."""
+    r2_unit: Share = 0.0
+    """Share of variance explained by covariates, level 2."""
+    power: float = Field(0.8, gt=0, lt=1)
+    blocks: int | None = Field(None, ge=1)
+    """Number of strata (blocks) of the randomisation; given: a blocked design."""
+    covariates: int | None = Field(None, ge=0)
+    """Covariates at the level of randomisation (g*); default 1 if its R² > 0, else 0."""
+    two_tailed: bool = True
+
+
+class ScheduleEntry(_Section):
+    """When an analysis runs: once (``at``) or repeatedly (``every``)."""
+
+    analysis: Literal["monitoring", "interim", "final"]
+    every: Literal["week", "month", "period"] | None = None
+    at: SchoolDate | None = None
+
+    @model_validator(mode="after")
+    def _meaning(self) -> ScheduleEntry:
+        checks.raise_findings(checks.check_schedule_entry(self))
+        return self
+
+
+class Retention(_Section):
+    """How long the experiment's data is kept (RGPD); a purge removes it afterwards."""
+
+    keep_until: SchoolDate
+
+
+class Training(_Section):
+    """Training of the teachers in the treatment arms."""
+
+    hours: float = Field(ge=0)
+    provider: Text | None = None
+    description: Text | None = None
+
+
+class Deployment(_Section):
+    """Deployment conditions (« taille de la population, mesures d'accompagnement »)."""
+
+    schools: int | None = Field(None, ge=1)
+    classes: int | None = Field(None, ge=1)
+    pupils: int | None = Field(None, ge=1)
+    teacher_training: Training | None = None
+    support: Text | None = None
+    """Accompagnement: who helps the teachers, how."""
+    equipment: Text | None = None
+
+
+class BudgetItem(_Section):
+    """A cost, with who pays it."""
+
+    label: Text
+    amount: float = Field(ge=0)
+    funder: Text
+
+
+class Budget(_Section):
+    """Costs of the treatment, for cost per pupil and cost-effectiveness."""
+
+    currency: Literal["EUR"] = "EUR"
+    items: list[BudgetItem] = Field(min_length=1)
+    pupils: int = Field(ge=1)
+    """Pupils who receive the resource (the denominator of the cost per pupil)."""
+
+    @property
+    def total(self) -> float:
+        """Sum of the items."""
+        return sum(item.amount for item in self.items)
+
+    @property
+    def cost_per_pupil(self) -> float:
+        """Total cost divided by the pupils who receive the resource."""
+        return self.total / self.pupils
+
+
+class Decision(_Section):
+    """The post-experiment step: who decides what, when, on which rule."""
+
+    at: SchoolDate
+    deciders: list[Text] = Field(min_length=1)
+    rule: Text
+    """The decision rule, in words, written before the results are known."""
+    min_effect_size: float | None = None
+    """Smallest effect (Hedges' g) that would justify scaling up."""
+    min_active_share: float | None = Field(None, ge=0, le=1)
+    """Smallest share of pupils meeting the compliance rule that would justify scaling up."""
+
+
+class Protocol(_Section):
+    """A whole protocol. Build it with :func:`load_protocol` to get located errors."""
+
+    preuve: Literal[1]
+    """Language version."""
+    id: Slug
+    title: Text
+    summary: Text | None = None
+    investigators: list[Investigator] = []
+    resource: Resource
+    population: Population
+    design: Design = Design()
+    enrollment: EnrollmentWindow | None = None
+    arms: list[Arm] = Field(min_length=2)
+    randomisation: Randomisation
+    periods: Periods
+    hypotheses: list[Hypothesis] = []
+    outcomes: list[Outcome] = Field(min_length=1)
+    analysis: Analysis
+    usage: Usage = Usage()
+    power: PowerInputs | None = None
+    schedule: list[ScheduleEntry] = Field(min_length=1)
+    retention: Retention
+    deployment: Deployment | None = None
+    budget: Budget | None = None
+    decision: Decision | None = None
+
+    @field_validator("arms")
+    @classmethod
+    def _one_control(cls, arms: list[Arm]) -> list[Arm]:
+        checks.raise_findings(checks.check_arms(arms))
+        return arms
+
+    @field_validator("outcomes")
+    @classmethod
+    def _one_primary(cls, outcomes: list[Outcome]) -> list[Outcome]:
+        checks.raise_findings(checks.check_outcomes(outcomes))
+        return outcomes
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Protocol:
+        checks.raise_findings(checks.check_protocol(self))
+        return self
+
+    @property
+    def control_arm(self) -> Arm:
+        """The control arm (validation guarantees there is exactly one)."""
+        return next(a for a in self.arms if a.control)
+
+    @property
+    def primary_outcome(self) -> Outcome:
+        """The primary outcome (validation guarantees there is exactly one)."""
+        return next(o for o in self.outcomes if o.primary)
+
+    def canonical_json(self) -> str:
+        """The JSON the hash is computed on (defaults filled, keys sorted, compact)."""
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of :meth:`canonical_json`, UTF-8 encoded."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file.
+
+    Parameters
+    ----------
+    path:
+        A YAML protocol file.
+
+    Returns
+    -------
+    Protocol
+        The validated protocol.
+
+    Raises
+    ------
+    ProtocolError
+        With ``problems``: every problem found, each located (file, line, column, field).
+
+    Examples
+    --------
+    >>> load_protocol("protocols/fluence-cp-2027.yaml").population.unit
+    'class'
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = Problem(name, 1, 1, "", f"cannot read the file: {exc}")
+        raise ProtocolError(str(problem), problems=[problem]) from None
+    return parse_protocol(text, name)
+
+
+def parse_protocol(text: str, path: str = "<protocol>") -> Protocol:
+    """Validate protocol YAML text; ``path`` names it in the problems.
+
+    Raises
+    ------
+    ProtocolError
+        As :func:`load_protocol`.
+    """
+    try:
+        plain, tree = read_yaml(text)
+    except YamlSyntaxError as exc:
+        problem = Problem(path, exc.line, exc.col, "", exc.message)
+        raise ProtocolError(str(problem), problems=[problem]) from None
+    try:
+        return Protocol.model_validate(plain)
+    except ValidationError as exc:
+        problems = _problems(exc, tree, path)
+        reason = "\n".join(str(p) for p in problems)
+        raise ProtocolError(reason, problems=problems) from None
+
+
+def dump_protocol(protocol: Protocol) -> str:
+    """The protocol as YAML (defaults written out, ``None`` left out).
+
+    Loading the result gives back an equal protocol with the same hash.
+    """
+    return dump_yaml(protocol.model_dump(mode="json", exclude_none=True))
+
+
+def _problems(exc: ValidationError, tree: Any, path: str) -> list[Problem]:
+    found: dict[tuple[int, int, str], Problem] = {}
+    for error in exc.errors():
+        for loc, message in _explain(error):
+            kept, line, col = locate(tree, loc)
+            field = format_field(kept)
+            # A value failing every member of a union gives one error per member; keep one.
+            found.setdefault((line, col, field), Problem(path, line, col, field, message))
+    return sorted(found.values(), key=lambda p: (p.line, p.col))
+
+
+def _explain(error: ErrorDetails) -> list[tuple[tuple[int | str, ...], str]]:
+    loc = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, checks.ProtocolProblems):
+        return [((*loc, *f.loc), f.message) for f in cause.findings]
+    kind = error["type"]
+    if kind == "missing":
+        return [(loc, "required, but missing")]
+    if kind == "extra_forbidden":
+        known = list(_model_at(loc[:-1]).model_fields) if _model_at(loc[:-1]) else []
+        key = str(loc[-1])
+        return [(loc, f"unknown key {key!r}{did_you_mean(key, known)}")]
+    if kind == "model_type" and not loc:
+        return [(loc, f"a protocol is a mapping of sections, got {_kind(error['input'])}")]
+    if isinstance(cause, ValueError):
+        return [(loc, str(cause))]
+    message = error["msg"].replace("Input should be", "must be")
+    if kind == "model_type":
+        message = "must be a mapping"
+    return [(loc, f"{message}, got {_show(error['input'])}")]
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _show(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class validating the mapping at ``loc`` (for did-you-mean hints)."""
+    current: Any = Protocol
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            if get_origin(current) is not list:
+                return None
+            current = get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    if get_origin(tp) is Annotated:
+        return _unwrap(get_args(tp)[0])
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if get_origin(tp) is not None and type(None) in get_args(tp) and len(args) == 1:
+        return _unwrap(args[0])
+    return tp
+
+
+def write_schema(path: str | Path | None = None) -> str:
+    """Write the JSON Schema of the language (default: ``protocols/schema/protocol.schema.json``).
+
+    Returns
+    -------
+    str
+        The schema text written (also what :func:`protocol_schema_text` returns).
+    """
+    text = protocol_schema_text()
+    target = Path(path) if path is not None else SCHEMA_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return text
+
+
+SCHEMA_PATH = (
+    Path(__file__).resolve().parent.parent / "protocols" / "schema" / "protocol.schema.json"
+)
+
+
+def protocol_schema_text() -> str:
+    """The JSON Schema of the protocol language, as published in ``protocols/schema/``."""
+    schema = Protocol.model_json_schema()
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+    }
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":  # python -m experiments.protocol: regenerate the schema file
+    write_schema()
