@@ -326,7 +326,8 @@ def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
     _fail_at(spath, ~(is_endline | (wave == "baseline").to_numpy()), "wave", wave,
              "must be 'baseline' or 'endline'")
     raw_score = frame["score"]
-    score = pd.to_numeric(raw_score, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    score = pd.to_numeric(raw_score, errors="coerce").to_numpy(dtype=float, na_value=np.nan,
+                                                             copy=True)
     blank = (raw_score.str.strip() == "").to_numpy()
     _fail_at(spath, ~blank & ~np.isfinite(score), "score", raw_score,
              "must be a finite number (or empty when not assessed)")
