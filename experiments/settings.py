@@ -47,6 +47,9 @@ class KafkaSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
+    group_id: str = Field(
+        "preuve-router", description="Consumer group (and faust app id) of the stream workers."
+    )
     batch_size: int = Field(500, description="Events written to a store in one transaction, at most.")
     batch_seconds: float = Field(0.5, description="Longest wait before a partial batch is written.")
     session_timeout_s: float = Field(

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
+from experiments.console import configure_logging, user_errors
 from experiments.not_built import not_built
+from experiments.settings import Settings
 
 kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
 events_app = typer.Typer(help="Usage events.", no_args_is_help=True)
@@ -15,30 +17,77 @@ events_app = typer.Typer(help="Usage events.", no_args_is_help=True)
 @kafka_app.command("up")
 def kafka_up() -> None:
     """Start the local broker (idempotent) and wait until it answers."""
-    not_built("kafka up", 2)
+    from ingest.producer import ensure_topics, local_broker
+
+    settings = Settings()
+    configure_logging("WARNING")
+    if settings.kafka_bootstrap:
+        typer.echo(f"PREUVE_KAFKA_BOOTSTRAP is set ({settings.kafka_bootstrap}): no local broker needed.")
+        return
+    with user_errors():
+        state = local_broker(settings).up()
+        ensure_topics(settings)
+    typer.echo(f"Kafka {state.version} up at {state.bootstrap} (pid {state.pid})")
 
 
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the local broker started by `up`."""
-    not_built("kafka down", 2)
+    from ingest.producer import local_broker
+
+    settings = Settings()
+    if local_broker(settings).down():
+        typer.echo("Kafka stopped.")
+    else:
+        typer.echo("Kafka was not running.")
 
 
 @kafka_app.command("status")
 def kafka_status() -> None:
-    """Say whether the local broker runs and answers."""
-    not_built("kafka status", 2)
+    """Say whether the local broker runs and answers; exit 0 if it does, 3 if not."""
+    from ingest.broker import broker_answers
+    from ingest.producer import local_broker
+
+    settings = Settings()
+    configure_logging("ERROR")
+    if settings.kafka_bootstrap:
+        answers = broker_answers(settings.kafka_bootstrap)
+        typer.echo(f"external cluster {settings.kafka_bootstrap}: {'up' if answers else 'not answering'}")
+        raise typer.Exit(0 if answers else 3)
+    state = local_broker(settings).state()
+    if state is None:
+        typer.echo("Kafka: down")
+        raise typer.Exit(3)
+    if broker_answers(state.bootstrap):
+        typer.echo(f"Kafka {state.version}: up at {state.bootstrap} (pid {state.pid})")
+        return
+    typer.echo(f"Kafka {state.version}: process {state.pid} runs but does not answer at {state.bootstrap}")
+    raise typer.Exit(3)
 
 
 @events_app.command("send")
 def events_send(path: Path) -> None:
-    """Produce a JSONL file of events to Kafka."""
-    not_built("events send", 2)
+    """Produce a JSONL file of events to Kafka (keyed by class_id, acks=all)."""
+    from ingest.producer import ensure_topics, read_jsonl, send_raw_events
+
+    settings = Settings()
+    configure_logging("WARNING")
+    if not path.is_file():
+        typer.echo(f"error: {path}: no such file", err=True)
+        raise typer.Exit(2)
+    with user_errors():
+        ensure_topics(settings)
+        report = send_raw_events(settings, read_jsonl(path))
+    typer.echo(f"sent {report.sent} events from {path} to {settings.topics.events}")
 
 
 def worker() -> None:
     """Run the stream worker (faust) that routes events into experiment stores."""
-    not_built("worker", 2)
+    from ingest.stream.worker import run_worker
+
+    settings = Settings()
+    with user_errors():
+        run_worker(settings)
 
 
 def gateway() -> None:

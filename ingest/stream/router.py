@@ -1,0 +1,156 @@
+"""Routing: validate → look up the enrollment → pseudonymise → store (or park, or dead-letter).
+
+Plain code with no Kafka in it, so that the stream agents stay thin and this logic is
+tested directly. The agents hand it batches of ingress records and a lookup of the
+enrollment table; it returns what happened to each record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from experiments.settings import Settings
+from experiments.store import ExperimentStore, StoredEvent
+from ingest.contract import USAGE_VERBS, EnrollmentMessage, UsageEvent, parse_event
+from ingest.errors import EventRejected
+from ingest.pseudonym import pseudonymise
+from ingest.stream.parking import ParkedEvent, park
+
+__all__ = ["BatchOutcome", "DeadLetter", "EventRouter", "IngressRecord", "Lookup"]
+
+logger = logging.getLogger(__name__)
+
+Lookup = Callable[[str, str], EnrollmentMessage | None]
+"""(class_id, resource_id) → the class's enrollment for that resource, if any."""
+
+
+@dataclass(frozen=True)
+class IngressRecord:
+    """One record of ``preuve.events`` as consumed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A refused record, with why; the original bytes travel unchanged."""
+
+    record: IngressRecord
+    reason: str
+    field: str | None
+    event_id: str | None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers carrying the reason (the value stays the original bytes)."""
+        headers = [
+            ("preuve.reason", self.reason.encode()),
+            ("preuve.source", f"{self.record.topic}/{self.record.partition}/{self.record.offset}".encode()),
+        ]
+        if self.field:
+            headers.append(("preuve.field", self.field.encode()))
+        if self.event_id:
+            headers.append(("preuve.event_id", self.event_id.encode()))
+        return headers
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did: stored per experiment, duplicates, parked, dead letters."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    parked: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+class EventRouter:
+    """Routes validated events to their experiment's store.
+
+    Parameters
+    ----------
+    settings
+        Where the stores live.
+    pseudonym_key
+        HMAC key for re-keying learner ids per experiment.
+    registry
+        The registry engine (parking of events whose class is not enrolled yet).
+    """
+
+    def __init__(self, settings: Settings, pseudonym_key: bytes, registry: Engine) -> None:
+        self.settings = settings
+        self.pseudonym_key = pseudonym_key
+        self.registry = registry
+        self._stores: dict[str, ExperimentStore] = {}
+
+    def store(self, experiment_id: str) -> ExperimentStore:
+        """The (cached) store of an experiment."""
+        store = self._stores.get(experiment_id)
+        if store is None:
+            store = self._stores[experiment_id] = ExperimentStore(self.settings, experiment_id)
+        return store
+
+    def route(self, records: Sequence[IngressRecord], lookup: Lookup) -> BatchOutcome:
+        """Validate and route a batch. Stores are written before this returns, so the
+        caller may acknowledge the records afterwards."""
+        outcome = BatchOutcome()
+        now = datetime.now(UTC)
+        by_experiment: dict[str, list[StoredEvent]] = defaultdict(list)
+        to_park: list[ParkedEvent] = []
+        seen: set[str] = set()
+        for record in records:
+            try:
+                event = parse_event(record.value)
+            except EventRejected as rejected:
+                outcome.dead.append(
+                    DeadLetter(record, rejected.reason, rejected.field, rejected.event_id)
+                )
+                continue
+            event_id = str(event.event_id)
+            if event_id in seen:  # the same event twice in one batch
+                outcome.duplicates += 1
+                continue
+            seen.add(event_id)
+            enrollment = lookup(event.class_id, event.resource_id)
+            if enrollment is None:
+                to_park.append(
+                    ParkedEvent(event_id, event.class_id, event.resource_id, record.topic,
+                                record.partition, record.offset)
+                )
+                continue
+            by_experiment[enrollment.experiment_id].append(self._stored(event, enrollment))
+        for experiment_id, events in by_experiment.items():
+            result = self.store(experiment_id).write_events(events, now)
+            outcome.stored[experiment_id] = outcome.stored.get(experiment_id, 0) + result.inserted
+            outcome.duplicates += result.duplicates
+        park(self.registry, to_park, now)
+        outcome.parked = len(to_park)
+        return outcome
+
+    def _stored(self, event: UsageEvent, enrollment: EnrollmentMessage) -> StoredEvent:
+        return StoredEvent(
+            event_id=str(event.event_id),
+            occurred_at=event.occurred_at.astimezone(UTC),
+            resource_id=event.resource_id,
+            learner_key=pseudonymise(self.pseudonym_key, enrollment.experiment_id, event.learner_id),
+            class_id=event.class_id,
+            school_uai=event.school_uai,
+            arm=enrollment.arm,
+            verb=event.verb,
+            object_id=event.object_id,
+            duration_s=event.duration_s,
+            score=event.score,
+            success=event.success,
+            extensions=event.extensions,
+            is_session=event.verb == "session_started",
+            is_usage=event.verb in USAGE_VERBS,
+        )
