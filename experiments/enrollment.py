@@ -1,0 +1,981 @@
+"""Enrollment: académies enroll classes; the platform checks them and assigns the arms.
+
+An enrollment file is a UTF-8 CSV with a header row and one class per line::
+
+    class_id,school_uai,level,pupils,academie,education_priority
+    c-0001,0781234A,CP,24,versailles,REP
+
+``level`` may also be written ``niveau``. Besides the five base columns, the file must
+carry the unit attributes the protocol names (strata, criteria, subgroups, unit
+covariates, ``population.attributes``); other columns are ignored and not stored (data
+minimisation: a stray "teacher" column never reaches the registry).
+
+Each row is checked against the protocol's population; a refused row gets a reason in
+French and English (:class:`Refusal`) and does not stop the valid rows. The valid rows of
+one file are enrolled, randomised and logged in **one transaction**
+(:func:`enroll_classes`): a crash leaves all of them or none. Rows already enrolled with
+the same values are reported as such, so re-running a file after a crash or a timeout
+never enrolls a class twice. After the commit, each enrollment is handed to ``publish``
+(by default, Kafka topic ``preuve.enrollments``); if that fails the enrollments stay
+committed and are marked pending, and :func:`publish_pending` publishes them later.
+
+Nobody picks an arm: there is no parameter for it anywhere. A withdrawn class keeps its
+arm (intention to treat); see :func:`withdraw`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from experiments.access import record_audit
+from experiments.database import RegistryBase
+from experiments.errors import EnrollmentError
+from experiments.enrollment_refusals import Refusal, refusal
+from experiments.protocol_vocabulary import LEVELS, unit_attributes
+from experiments.randomisation import Randomiser, Scheme, Unit, integer_ratios, stratum_key
+
+if TYPE_CHECKING:
+    from experiments.protocol import Protocol
+    from ingest.contract import EnrollmentMessage
+
+__all__ = [
+    "BASE_COLUMNS",
+    "ClassRow",
+    "ClassesFile",
+    "EnrolledClass",
+    "EnrollmentDesign",
+    "EnrollmentOutcome",
+    "Publish",
+    "Refusal",
+    "enroll_classes",
+    "enrolled_classes",
+    "pending_messages",
+    "publish_pending",
+    "read_classes",
+    "withdraw",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns every enrollment file has (``niveau`` is accepted for ``level``).
+BASE_COLUMNS: tuple[str, ...] = ("class_id", "school_uai", "level", "pupils", "academie")
+_ALIASES = {"niveau": "level"}
+# Same patterns as the event contract (ingest/contract.py), so every enrolled class can
+# send events: pseudonymous ids, and UAI = 7 characters then a check letter.
+_CLASS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+_UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
+# Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
+# grouped classes while catching a typo (240 for 24).
+MAX_PUPILS = 60
+
+Publish = Callable[[Sequence["EnrollmentMessage"]], int]
+"""Publishes enrollment records and returns how many were durably written."""
+
+
+# --- the protocol, as enrollment sees it -------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrollmentDesign:
+    """What enrollment needs from a protocol (built by :meth:`from_protocol`).
+
+    ``attributes`` are the unit attributes the file must carry beyond the base columns;
+    ``class_data`` and ``pupil_data`` say what happens to data already collected when a
+    class or a pupil withdraws (``keep`` or ``remove``).
+    """
+
+    experiment_id: str
+    resource_id: str
+    unit: Literal["learner", "class", "school"]
+    levels: tuple[str, ...]
+    academies: tuple[str, ...]
+    criteria: Mapping[str, tuple[str, ...]]
+    strata: tuple[str, ...]
+    attributes: tuple[str, ...]
+    arms: tuple[str, ...]
+    ratios: tuple[int, ...]
+    control: str
+    seed: int
+    opens: date | None = None
+    closes: date | None = None
+    class_data: Literal["keep", "remove"] = "keep"
+    pupil_data: Literal["keep", "remove"] = "remove"
+
+    @classmethod
+    def from_protocol(cls, protocol: Protocol) -> EnrollmentDesign:
+        """The enrollment view of a validated protocol.
+
+        The protocol language has no withdrawal section yet: class withdrawals keep the
+        data collected (needed for the intention-to-treat analysis), pupil withdrawals
+        remove it (the pupil's objection, RGPD art. 21).
+
+        Examples
+        --------
+        >>> from experiments.protocol import load_protocol
+        >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+        >>> design.arms, design.ratios, design.attributes
+        (('lectio', 'usual'), (1, 1), ('education_priority',))
+        """
+        population = protocol.population
+        named = [
+            *protocol.randomisation.strata,
+            *population.criteria,
+            *population.attributes,
+            *protocol.analysis.subgroups,
+            *protocol.analysis.covariates,
+        ]
+        carried = unit_attributes(population.unit, population.attributes)
+        attributes: list[str] = []
+        for name in named:
+            if name in carried and name not in BASE_COLUMNS and name not in attributes:
+                attributes.append(name)
+        window = protocol.enrollment
+        return cls(
+            experiment_id=protocol.id,
+            resource_id=protocol.resource.id,
+            unit=population.unit,
+            levels=tuple(population.levels),
+            academies=tuple(population.academies),
+            criteria={
+                name: tuple(_cell_text(value) for value in values)
+                for name, values in population.criteria.items()
+            },
+            strata=tuple(protocol.randomisation.strata),
+            attributes=tuple(attributes),
+            arms=tuple(arm.name for arm in protocol.arms),
+            ratios=integer_ratios([arm.allocation for arm in protocol.arms]),
+            control=protocol.control_arm.name,
+            seed=protocol.randomisation.seed,
+            opens=window.opens if window else None,
+            closes=window.closes if window else None,
+        )
+
+    @property
+    def scheme(self) -> Scheme:
+        """The randomisation scheme (arms, integer ratios, seed)."""
+        return Scheme(self.experiment_id, self.seed, self.arms, self.ratios)
+
+    @property
+    def treatment_arms(self) -> tuple[str, ...]:
+        """Arms that receive the resource (every arm but the control)."""
+        return tuple(arm for arm in self.arms if arm != self.control)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the assignment depends on; it must not change once enrolling."""
+        basis = {
+            "experiment_id": self.experiment_id, "unit": self.unit, "strata": self.strata,
+            "arms": self.arms, "ratios": self.ratios, "seed": self.seed,
+            "block_size": self.scheme.block_size,
+        }  # fmt: skip
+        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def _cell_text(value: object) -> str:
+    # Criteria values may be YAML booleans or integers; CSV cells are text.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_TRUE = {"true", "1", "oui", "yes", "vrai"}
+_FALSE = {"false", "0", "non", "no", "faux"}
+
+
+def _normalise(value: str, allowed: tuple[str, ...]) -> str:
+    if set(allowed) <= {"true", "false"}:
+        lowered = value.lower()
+        return "true" if lowered in _TRUE else "false" if lowered in _FALSE else value
+    return value
+
+
+# --- reading and checking a file ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """A class row that passed every check that needs no database."""
+
+    line: int
+    class_id: str
+    school_uai: str
+    academie: str
+    level: str
+    pupils: int
+    attributes: Mapping[str, str]
+    stratum: str
+    cluster: str
+
+    def values(self) -> dict[str, object]:
+        """The stored values that must match when the same class is enrolled again."""
+        return {
+            "school_uai": self.school_uai, "academie": self.academie, "level": self.level,
+            "pupils": self.pupils, "attributes": dict(self.attributes),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClassesFile:
+    """A read enrollment file: the rows to enroll and the rows refused."""
+
+    path: str
+    rows: list[ClassRow]
+    refusals: list[Refusal]
+    ignored_columns: tuple[str, ...] = ()
+
+
+def read_classes(
+    source: Path | str,
+    design: EnrollmentDesign,
+    *,
+    name: str | None = None,
+    academie: str | None = None,
+    today: date | None = None,
+) -> ClassesFile:
+    """Read an enrollment CSV and check each row against the protocol's population.
+
+    Parameters
+    ----------
+    source
+        A path, or the CSV text itself (then ``name`` names it in messages).
+    design
+        The experiment's enrollment design.
+    academie
+        The académie of the caller: rows of another académie are refused. None for a
+        caller not bound to one académie (an administrator).
+    today
+        Date checked against the enrollment window (default: today, UTC).
+
+    Returns
+    -------
+    ClassesFile
+        Rows that passed, in file order, and refusals with reasons in French and English.
+
+    Raises
+    ------
+    EnrollmentError
+        The file as a whole is unusable (unreadable, not UTF-8, no header, a required
+        column missing, or a learner-randomised protocol).
+
+    Examples
+    --------
+    >>> from experiments.protocol import load_protocol
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> text = (
+    ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"
+    ...     "c1,0781234A,CP,24,versailles,REP\\n"
+    ...     "c2,0781234A,CE1,25,versailles,REP\\n"
+    ... )
+    >>> classes = read_classes(text, design, name="classes.csv")
+    >>> [row.class_id for row in classes.rows], classes.refusals[0].code
+    (['c1'], 'level_outside_population')
+    """
+    if design.unit == "learner":
+        raise EnrollmentError(
+            "this protocol randomises learners: enrolling them needs a file of pupils, which "
+            "Preuve cannot read yet (class and school randomisation are supported)",
+            field="population.unit",
+        )
+    if isinstance(source, Path):
+        name = name or str(source)
+        try:
+            text = source.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise EnrollmentError(
+                f"{name}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8",
+                path=name,
+            ) from None
+        except OSError as exc:
+            raise EnrollmentError(f"{name}: cannot read the file: {exc.strerror}", path=name) from None
+    else:
+        name = name or "<classes>"
+        text = source.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise EnrollmentError(f"{name}: empty file, expecting a header row", path=name) from None
+    except csv.Error as exc:
+        raise EnrollmentError(f"{name}:1: unreadable header: {exc}", path=name, line=1) from None
+    columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
+    needed = (*BASE_COLUMNS, *design.attributes)
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise EnrollmentError(
+            f"{name}:1: missing column(s) {', '.join(missing)}; the header must have "
+            f"{', '.join(needed)}",
+            path=name, line=1, field=missing[0],
+        )  # fmt: skip
+    doubled = sorted({c for c in columns if columns.count(c) > 1})
+    if doubled:
+        raise EnrollmentError(
+            f"{name}:1: column {doubled[0]} appears twice", path=name, line=1, field=doubled[0]
+        )
+    index = {column: i for i, column in enumerate(columns)}
+    checker = _RowChecker(design, academie, today or datetime.now(UTC).date())
+    rows: list[ClassRow] = []
+    refusals: list[Refusal] = []
+    first_line: dict[str, int] = {}
+    line = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            line = reader.line_num
+            refusals.append(refusal("malformed_row", line, "", "", "", detail=str(exc)))
+            continue
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue  # blank lines are not classes
+        if len(cells) != len(columns):
+            class_id = cells[index["class_id"]].strip() if len(cells) > index["class_id"] else ""
+            refusals.append(
+                refusal("malformed_row", line, class_id, "", "",
+                        detail=f"{len(cells)} fields, the header has {len(columns)}")
+            )  # fmt: skip
+            continue
+        record = {column: cells[i].strip() for column, i in index.items()}
+        problem = checker.check(record, line)
+        if problem is not None:
+            refusals.append(problem)
+            continue
+        class_id = record["class_id"]
+        if class_id in first_line:
+            refusals.append(
+                refusal("duplicate_class", line, class_id, "class_id", class_id,
+                        first=first_line[class_id])
+            )  # fmt: skip
+            continue
+        first_line[class_id] = line
+        rows.append(checker.row(record, line))
+    ignored = tuple(c for c in columns if c not in needed)
+    refusals.sort(key=lambda r: r.line)
+    return ClassesFile(name, rows, refusals, ignored)
+
+
+class _RowChecker:
+    """Checks one CSV record against the population; first problem wins."""
+
+    def __init__(self, design: EnrollmentDesign, academie: str | None, today: date) -> None:
+        self.design = design
+        self.academie = academie
+        self.today = today
+
+    def check(self, record: Mapping[str, str], line: int) -> Refusal | None:
+        d = self.design
+        class_id = record["class_id"]
+        for column in (*BASE_COLUMNS, *d.attributes):
+            if not record[column]:
+                return refusal("empty_field", line, class_id, column, "")
+        if not _CLASS_ID.match(class_id):
+            return refusal("bad_class_id", line, class_id, "class_id", class_id)
+        uai = record["school_uai"]
+        if not _UAI.match(uai):
+            return refusal("bad_uai", line, class_id, "school_uai", uai)
+        pupils = record["pupils"]
+        if not pupils.isdigit() or not 1 <= int(pupils) <= MAX_PUPILS:
+            return refusal("bad_pupils", line, class_id, "pupils", pupils, max=MAX_PUPILS)
+        academie = record["academie"]
+        if self.academie is not None and academie != self.academie:
+            return refusal("other_academie", line, class_id, "academie", academie,
+                           own=self.academie)  # fmt: skip
+        if academie not in d.academies:
+            return refusal("academie_outside_population", line, class_id, "academie", academie,
+                           allowed=", ".join(d.academies))  # fmt: skip
+        level = record["level"]
+        if level not in LEVELS:
+            return refusal("unknown_level", line, class_id, "level", level)
+        if level not in d.levels:
+            return refusal("level_outside_population", line, class_id, "level", level,
+                           allowed=", ".join(d.levels))  # fmt: skip
+        for criterion, allowed in d.criteria.items():
+            value = _normalise(record[criterion], allowed)
+            if value not in allowed:
+                return refusal("criterion_not_met", line, class_id, criterion, record[criterion],
+                               allowed=", ".join(allowed))  # fmt: skip
+        if (d.opens and self.today < d.opens) or (d.closes and self.today > d.closes):
+            return refusal("outside_window", line, class_id, "", self.today.isoformat(),
+                           opens=d.opens or "…", closes=d.closes or "…")  # fmt: skip
+        return None
+
+    def row(self, record: Mapping[str, str], line: int) -> ClassRow:
+        d = self.design
+        attributes = {
+            name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes
+        }
+        stratum = stratum_key(d.strata, {**record, **attributes})
+        cluster = record["school_uai"] if d.unit == "school" else record["class_id"]
+        return ClassRow(
+            line=line, class_id=record["class_id"], school_uai=record["school_uai"],
+            academie=record["academie"], level=record["level"], pupils=int(record["pupils"]),
+            attributes=attributes, stratum=stratum, cluster=cluster,
+        )  # fmt: skip
+
+
+# --- registry tables (migration: migrations/registry/versions/*_enrollment.py) ---------
+
+
+class EnrollmentDesignRow(RegistryBase):
+    """One row per experiment that has enrollments: what its assignment depends on.
+
+    Updating this row is also the per-experiment lock of :func:`enroll_classes`.
+    """
+
+    __tablename__ = "enrollment_designs"
+
+    experiment_id: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(sa.String(63))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    design: Mapped[dict[str, object]] = mapped_column(sa.JSON)
+    first_enrolled_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_enrolled_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class EnrollmentRow(RegistryBase):
+    """An enrolled class. ``arm`` is written once, at enrollment, and never changes."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (sa.UniqueConstraint("experiment_id", "class_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(sa.String(63))
+    class_id: Mapped[str] = mapped_column(sa.String(128), index=True)
+    school_uai: Mapped[str] = mapped_column(sa.String(8))
+    academie: Mapped[str] = mapped_column(sa.String(32))
+    level: Mapped[str] = mapped_column(sa.String(8))
+    pupils: Mapped[int] = mapped_column(sa.Integer)
+    attributes: Mapped[dict[str, str]] = mapped_column(sa.JSON)
+    stratum: Mapped[str] = mapped_column(sa.String(512))
+    unit_id: Mapped[str] = mapped_column(sa.String(128))
+    arm: Mapped[str] = mapped_column(sa.String(63))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    enrolled_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    published_status: Mapped[str | None] = mapped_column(sa.String(16))
+
+
+class AllocationRow(RegistryBase):
+    """The append-only allocation log (database triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "allocation_log"
+
+    experiment_id: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    sequence: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    class_id: Mapped[str] = mapped_column(sa.String(128))
+    unit_id: Mapped[str] = mapped_column(sa.String(128))
+    stratum: Mapped[str] = mapped_column(sa.String(512))
+    block: Mapped[int] = mapped_column(sa.Integer)
+    position: Mapped[int] = mapped_column(sa.Integer)
+    draw: Mapped[float] = mapped_column(sa.Float(precision=53))
+    arm: Mapped[str] = mapped_column(sa.String(63))
+    allocated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class WithdrawalRow(RegistryBase):
+    """A withdrawal of a class or of one pupil, and what happens to collected data."""
+
+    __tablename__ = "withdrawals"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(sa.String(63), index=True)
+    class_id: Mapped[str] = mapped_column(sa.String(128))
+    learner_id: Mapped[str | None] = mapped_column(sa.String(128))
+    scope: Mapped[str] = mapped_column(sa.String(8))
+    reason: Mapped[str] = mapped_column(sa.String(512))
+    data_policy: Mapped[str] = mapped_column(sa.String(8))
+    withdrawn_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(sa.String(256))
+
+
+# --- enrolling -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrolledClass:
+    """A class of the registry and its arm; ``new`` says whether this call enrolled it."""
+
+    class_id: str
+    school_uai: str
+    academie: str
+    level: str
+    pupils: int
+    attributes: Mapping[str, str]
+    stratum: str
+    arm: str
+    status: str
+    new: bool
+
+
+@dataclass
+class EnrollmentOutcome:
+    """What :func:`enroll_classes` did."""
+
+    experiment_id: str
+    enrolled: list[EnrolledClass] = field(default_factory=list)
+    already: list[EnrolledClass] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    published: int = 0
+    pending: int = 0
+    publish_error: str | None = None
+
+
+def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) -> None:
+    # The UPDATE takes SQLite's write lock (or PostgreSQL's row lock) before anything is
+    # read, so two enrollments of one experiment run one after the other and never draw
+    # the same block position twice.
+    table = EnrollmentDesignRow.__table__
+    updated = session.execute(
+        sa.update(table).where(table.c.experiment_id == design.experiment_id)
+        .values(last_enrolled_at=now)
+    )  # fmt: skip
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(EnrollmentDesignRow(
+            experiment_id=design.experiment_id, resource_id=design.resource_id,
+            fingerprint=design.fingerprint(),
+            design={"unit": design.unit, "strata": list(design.strata), "arms": list(design.arms),
+                    "ratios": list(design.ratios), "seed": design.seed,
+                    "control": design.control},
+            first_enrolled_at=now, last_enrolled_at=now,
+        ))  # fmt: skip
+        session.flush()
+        return
+    stored = session.get(EnrollmentDesignRow, design.experiment_id)
+    assert stored is not None
+    if stored.fingerprint != design.fingerprint():
+        raise EnrollmentError(
+            f"experiment {design.experiment_id}: the protocol's randomisation (unit, strata, "
+            f"arms, ratios or seed) differs from the one its {stored.first_enrolled_at:%Y-%m-%d} "
+            "enrollments were randomised with; a registered protocol cannot change",
+            field="randomisation",
+        )
+
+
+def _randomiser(session: Session, design: EnrollmentDesign) -> tuple[Randomiser, int]:
+    log = AllocationRow.__table__
+    where = log.c.experiment_id == design.experiment_id
+    counts = {
+        stratum: int(n)
+        for stratum, n in session.execute(
+            sa.select(log.c.stratum, sa.func.count()).where(where).group_by(log.c.stratum)
+        )
+    }
+    allocated = {
+        unit: arm for unit, arm in session.execute(sa.select(log.c.unit_id, log.c.arm).where(where))
+    }
+    last = session.execute(sa.select(sa.func.max(log.c.sequence)).where(where)).scalar()
+    return Randomiser(design.scheme, allocated=allocated, counts=counts), int(last or 0)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _enrolled_elsewhere(
+    session: Session, experiment_id: str, class_ids: Sequence[str]
+) -> dict[str, str]:
+    # The router is keyed by class: a class can be in one running experiment at a time.
+    table = EnrollmentRow.__table__
+    found: dict[str, str] = {}
+    for chunk in _chunks(class_ids):
+        for class_id, other in session.execute(
+            sa.select(table.c.class_id, table.c.experiment_id).where(
+                table.c.class_id.in_(chunk),
+                table.c.experiment_id != experiment_id,
+                table.c.status == "enrolled",
+            )
+        ):
+            found[class_id] = other
+    return found
+
+
+def _as_enrolled(row: Mapping[str, object], new: bool) -> EnrolledClass:
+    return EnrolledClass(
+        class_id=str(row["class_id"]), school_uai=str(row["school_uai"]),
+        academie=str(row["academie"]), level=str(row["level"]), pupils=int(row["pupils"]),  # type: ignore[call-overload]
+        attributes=dict(row["attributes"]),  # type: ignore[call-overload]
+        stratum=str(row["stratum"]), arm=str(row["arm"]), status=str(row["status"]), new=new,
+    )  # fmt: skip
+
+
+def enroll_classes(
+    engine: Engine,
+    design: EnrollmentDesign,
+    classes: ClassesFile,
+    *,
+    actor: str,
+    publish: Publish | None = None,
+    now: datetime | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> EnrollmentOutcome:
+    """Enroll and randomise the valid rows of ``classes`` in one transaction, then publish.
+
+    Parameters
+    ----------
+    engine
+        The registry engine (:func:`experiments.database.registry_engine`).
+    design
+        The experiment's enrollment design.
+    classes
+        The file read by :func:`read_classes`.
+    actor
+        Who enrolls, as the audit log names it (``Principal.actor``).
+    publish
+        Hands the new enrollments to the router (:func:`ingest.producer.publish_enrollments`
+        bound to the settings); None publishes nothing and leaves them pending.
+    now
+        Enrollment time (default: now, UTC).
+    before_commit
+        Called inside the transaction just before the commit (tests kill the process there).
+
+    Returns
+    -------
+    EnrollmentOutcome
+        New enrollments with their arms, rows already enrolled identically, every refusal,
+        and whether publishing succeeded.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.protocol import load_protocol
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
+    >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
+    >>> outcome = enroll_classes(engine, design, read_classes(text, design), actor="doc")
+    >>> sorted(c.arm for c in outcome.enrolled), outcome.pending
+    (['lectio', 'usual'], 2)
+    """
+    now = now or datetime.now(UTC)
+    outcome = EnrollmentOutcome(design.experiment_id, refusals=list(classes.refusals))
+    enrollments = EnrollmentRow.__table__
+    with Session(engine) as session, session.begin():
+        _lock_experiment(session, design, now)
+        existing = {
+            row["class_id"]: row
+            for row in session.execute(
+                sa.select(enrollments).where(enrollments.c.experiment_id == design.experiment_id)
+            ).mappings()
+        }
+        elsewhere = _enrolled_elsewhere(
+            session, design.experiment_id,
+            [r.class_id for r in classes.rows if r.class_id not in existing],
+        )  # fmt: skip
+        randomiser, sequence = _randomiser(session, design)
+        school_strata = {
+            row["unit_id"]: row["stratum"] for row in existing.values()
+        } if design.unit == "school" else {}
+        new_rows: list[dict[str, object]] = []
+        log_rows: list[dict[str, object]] = []
+        for row in classes.rows:
+            known = existing.get(row.class_id)
+            if known is not None:
+                stored = {k: known[k] for k in ("school_uai", "academie", "level", "pupils")}
+                stored["attributes"] = dict(known["attributes"])
+                if stored == row.values():
+                    outcome.already.append(_as_enrolled(known, new=False))
+                else:
+                    changed = next(k for k, v in row.values().items() if stored[k] != v)
+                    outcome.refusals.append(refusal(
+                        "enrolled_differently", row.line, row.class_id, changed,
+                        str(row.values()[changed]), stored=stored[changed],
+                    ))  # fmt: skip
+                continue
+            if row.class_id in elsewhere:
+                outcome.refusals.append(refusal(
+                    "enrolled_elsewhere", row.line, row.class_id, "class_id", row.class_id,
+                    other=elsewhere[row.class_id],
+                ))  # fmt: skip
+                continue
+            school_stratum = school_strata.setdefault(row.cluster, row.stratum)
+            if school_stratum != row.stratum:
+                outcome.refusals.append(refusal(
+                    "school_stratum_conflict", row.line, row.class_id, ",".join(design.strata),
+                    row.stratum, school=row.school_uai, stratum=school_stratum,
+                ))  # fmt: skip
+                continue
+            assignment = randomiser.assign(Unit(row.class_id, row.cluster, row.stratum))
+            record = {
+                "experiment_id": design.experiment_id, "class_id": row.class_id,
+                "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
+                "pupils": row.pupils, "attributes": dict(row.attributes), "stratum": row.stratum,
+                "unit_id": row.cluster, "arm": assignment.arm, "status": "enrolled",
+                "enrolled_at": now, "withdrawn_at": None, "published_status": None,
+            }  # fmt: skip
+            new_rows.append(record)
+            existing[row.class_id] = record  # a later duplicate in the same call is "already"
+            if assignment.allocation is not None:
+                sequence += 1
+                a = assignment.allocation
+                log_rows.append({
+                    "experiment_id": design.experiment_id, "sequence": sequence,
+                    "class_id": row.class_id, "unit_id": a.cluster, "stratum": a.stratum,
+                    "block": a.block, "position": a.position, "draw": a.draw, "arm": a.arm,
+                    "allocated_at": now,
+                })  # fmt: skip
+            outcome.enrolled.append(_as_enrolled(record, new=True))
+        if new_rows:
+            session.execute(sa.insert(enrollments), new_rows)
+        if log_rows:
+            session.execute(sa.insert(AllocationRow.__table__), log_rows)
+        record_audit(session, actor, "enrollment.file", design.experiment_id, {
+            "file": classes.path, "enrolled": len(new_rows), "already": len(outcome.already),
+            "refused": len(outcome.refusals),
+        })  # fmt: skip
+        if before_commit is not None:
+            before_commit()
+    outcome.refusals.sort(key=lambda r: r.line)
+    logger.info(
+        "experiment %s: enrolled %d classes, %d already enrolled, %d refused",
+        design.experiment_id, len(outcome.enrolled), len(outcome.already), len(outcome.refusals),
+    )
+    if publish is not None:
+        report = publish_pending(engine, design.experiment_id, publish)
+        outcome.published, outcome.publish_error = report.published, report.error
+    outcome.pending = _count_pending(engine, design.experiment_id)
+    return outcome
+
+
+# --- reading back ---------------------------------------------------------------------
+
+
+def enrolled_classes(
+    engine: Engine,
+    experiment_id: str,
+    *,
+    academie: str | None = None,
+    arms: Sequence[str] | None = None,
+) -> list[EnrolledClass]:
+    """Classes of an experiment, in enrollment order, optionally of one académie or arms.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> enrolled_classes(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
+    []
+    """
+    table = EnrollmentRow.__table__
+    query = sa.select(table).where(table.c.experiment_id == experiment_id).order_by(table.c.id)
+    if academie is not None:
+        query = query.where(table.c.academie == academie)
+    if arms is not None:
+        query = query.where(table.c.arm.in_(list(arms)))
+    with engine.connect() as connection:
+        return [_as_enrolled(row, new=False) for row in connection.execute(query).mappings()]
+
+
+# --- publishing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What :func:`publish_pending` published, and the error if it could not."""
+
+    published: int
+    error: str | None
+
+
+def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessage]:
+    """Enrollment records whose current status has not been published yet.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> pending_messages(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
+    []
+    """
+    from ingest.contract import EnrollmentMessage
+
+    table = EnrollmentRow.__table__
+    designs = EnrollmentDesignRow.__table__
+    with engine.connect() as connection:
+        resource = connection.execute(
+            sa.select(designs.c.resource_id).where(designs.c.experiment_id == experiment_id)
+        ).scalar()
+        rows = connection.execute(
+            sa.select(table).where(
+                table.c.experiment_id == experiment_id,
+                sa.or_(table.c.published_status.is_(None),
+                       table.c.published_status != table.c.status),
+            ).order_by(table.c.id)
+        ).mappings().all()  # fmt: skip
+    return [
+        EnrollmentMessage(
+            class_id=row["class_id"], experiment_id=experiment_id, resource_id=str(resource),
+            arm=row["arm"], school_uai=row["school_uai"], academie=row["academie"],
+            status=row["status"], at=row["withdrawn_at"] or row["enrolled_at"],
+        )  # fmt: skip
+        for row in rows
+    ]
+
+
+def _count_pending(engine: Engine, experiment_id: str) -> int:
+    table = EnrollmentRow.__table__
+    with engine.connect() as connection:
+        return int(connection.execute(
+            sa.select(sa.func.count()).select_from(table).where(
+                table.c.experiment_id == experiment_id,
+                sa.or_(table.c.published_status.is_(None),
+                       table.c.published_status != table.c.status),
+            )
+        ).scalar() or 0)  # fmt: skip
+
+
+def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> PublishReport:
+    """Publish every enrollment of ``experiment_id`` whose status is not published yet.
+
+    Publishing twice is harmless: the topic is keyed (and compacted) by class, and the
+    router keeps the latest record of each class.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> publish_pending(engine, "x", lambda messages: len(messages))
+    PublishReport(published=0, error=None)
+    """
+    from kafka.errors import KafkaError
+
+    from ingest.errors import IngestError
+
+    messages = pending_messages(engine, experiment_id)
+    if not messages:
+        return PublishReport(0, None)
+    try:
+        written = publish(messages)
+    except (IngestError, KafkaError, OSError) as exc:
+        logger.warning("experiment %s: publishing %d enrollments failed: %s",
+                       experiment_id, len(messages), exc)  # fmt: skip
+        return PublishReport(0, f"{type(exc).__name__}: {exc}")
+    if written != len(messages):
+        return PublishReport(written, f"only {written} of {len(messages)} records were written")
+    table = EnrollmentRow.__table__
+    with Session(engine) as session, session.begin():
+        session.execute(
+            sa.update(table)
+            .where(table.c.experiment_id == experiment_id,
+                   table.c.class_id == sa.bindparam("c"), table.c.status == sa.bindparam("s"))
+            .values(published_status=sa.bindparam("s")),
+            [{"c": m.class_id, "s": m.status} for m in messages],
+        )  # fmt: skip
+    logger.info("experiment %s: published %d enrollment records", experiment_id, written)
+    return PublishReport(written, None)
+
+
+# --- withdrawing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A recorded withdrawal; ``data_policy`` says what happens to data collected."""
+
+    experiment_id: str
+    class_id: str
+    learner_id: str | None
+    arm: str
+    data_policy: str
+    withdrawn_at: datetime
+
+
+def withdraw(
+    engine: Engine,
+    design: EnrollmentDesign,
+    class_id: str,
+    *,
+    reason: str,
+    actor: str,
+    learner_id: str | None = None,
+    academie: str | None = None,
+    now: datetime | None = None,
+) -> Withdrawal:
+    """Withdraw a class (or one pupil of it) from an experiment; the class keeps its arm.
+
+    A class withdrawal marks the enrollment ``withdrawn`` (publish it with
+    :func:`publish_pending`); a pupil withdrawal records the pupil's pseudonymous id. What
+    happens to the data already collected follows ``design.class_data`` or
+    ``design.pupil_data`` and is recorded with the withdrawal, for the store's purge and
+    the CONSORT counts.
+
+    Raises
+    ------
+    EnrollmentError
+        The class is not enrolled, belongs to another académie, or is already withdrawn.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.protocol import load_protocol
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
+    >>> _ = enroll_classes(engine, design, read_classes(text + "c1,0781234A,CP,24,versailles,REP\\n",
+    ...                    design), actor="doc")
+    >>> withdraw(engine, design, "c1", reason="teacher left", actor="doc").data_policy
+    'keep'
+    """
+    if not reason.strip():
+        raise EnrollmentError("a withdrawal needs a reason", field="reason")
+    now = now or datetime.now(UTC)
+    table = EnrollmentRow.__table__
+    with Session(engine) as session, session.begin():
+        row = session.execute(
+            sa.select(table).where(
+                table.c.experiment_id == design.experiment_id, table.c.class_id == class_id
+            )
+        ).mappings().first()
+        if row is None or (academie is not None and row["academie"] != academie):
+            # Same answer for "not enrolled" and "another académie's": no probing.
+            raise EnrollmentError(
+                f"class {class_id} is not enrolled in {design.experiment_id} by your académie",
+                field="class_id",
+            )
+        if learner_id is None:
+            if row["status"] == "withdrawn":
+                raise EnrollmentError(
+                    f"class {class_id} was already withdrawn on {row['withdrawn_at']:%Y-%m-%d}",
+                    field="class_id",
+                )
+            session.execute(
+                sa.update(table).where(table.c.id == row["id"])
+                .values(status="withdrawn", withdrawn_at=now)
+            )  # fmt: skip
+        policy = design.class_data if learner_id is None else design.pupil_data
+        session.add(WithdrawalRow(
+            experiment_id=design.experiment_id, class_id=class_id, learner_id=learner_id,
+            scope="class" if learner_id is None else "pupil", reason=reason.strip(),
+            data_policy=policy, withdrawn_at=now, actor=actor,
+        ))  # fmt: skip
+        record_audit(session, actor, "enrollment.withdraw", f"{design.experiment_id}/{class_id}",
+                     {"scope": "class" if learner_id is None else "pupil", "policy": policy})
+    logger.info("experiment %s: class %s withdrew (%s)", design.experiment_id, class_id,
+                "class" if learner_id is None else "one pupil")  # fmt: skip
+    return Withdrawal(design.experiment_id, class_id, learner_id, row["arm"], policy, now)
