@@ -1,23 +1,283 @@
-"""``preuve protocol ...`` commands."""
+"""``preuve protocol ...``: validate, power, register, amend, show, export, advance.
+
+User errors (an invalid protocol, a refused registration) end as messages and exit
+code 2, never a traceback. Heavy imports (scipy, SQLAlchemy) happen inside the
+commands, and the settings are read once per command.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from experiments.not_built import not_built
+from experiments.errors import ProtocolError, RegistryError
 
-app = typer.Typer(help="Validate, power, register and amend experiment protocols.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from experiments.protocol import Protocol
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Validate, power, register and amend experiment protocols.", no_args_is_help=True
+)
+
+_EXIT_INVALID = 2
+_ACTOR = "researcher:cli"
+
+PathArg = Annotated[Path, typer.Argument(help="Protocol YAML file.", show_default=False)]
+ExperimentArg = Annotated[str, typer.Argument(help="Experiment id.", show_default=False)]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(_EXIT_INVALID)
+
+
+def _load_or_exit(path: Path) -> Protocol:
+    from experiments.protocol import load_protocol
+
+    try:
+        return load_protocol(path)
+    except ProtocolError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(_EXIT_INVALID) from None
+
+
+def _engine() -> Engine:
+    from experiments.database import registry_engine
+    from experiments.settings import Settings
+
+    return registry_engine(Settings())
 
 
 @app.command("validate")
-def validate(paths: list[Path]) -> None:
-    """Check protocol files; exit 2 with one PATH:LINE:COL line per problem."""
-    not_built("protocol validate", 3)
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Protocol YAML files.", show_default=False)],
+) -> None:
+    """Check protocols: exit 0 if all are valid, else 2 and one PATH:LINE:COL line per problem."""
+    from experiments.protocol import load_protocol
+
+    invalid = False
+    for path in paths:
+        try:
+            load_protocol(path)
+        except ProtocolError as exc:
+            invalid = True
+            for problem in exc.problems:
+                typer.echo(str(problem))
+        else:
+            typer.echo(f"{path}: valid")
+    if invalid:
+        raise typer.Exit(_EXIT_INVALID)
 
 
 @app.command("power")
-def power(path: Path, json_output: bool = typer.Option(False, "--json")) -> None:
-    """Minimum detectable effect size of the declared design."""
-    not_built("protocol power", 3)
+def power(
+    path: PathArg,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    target_mdes: Annotated[
+        float | None,
+        typer.Option("--target-mdes", help="Also the units needed for this MDES (in SD)."),
+    ] = None,
+) -> None:
+    """Minimum detectable effect size of the declared design (PowerUp!, Dong & Maynard 2013)."""
+    from experiments.protocol_power import DESIGN_NAMES, protocol_power
+
+    protocol = _load_or_exit(path)
+    if protocol.power is None:
+        raise _fail(f"{path}: power: no `power:` section to compute from")
+    if target_mdes is not None and target_mdes <= 0:
+        raise _fail(f"--target-mdes: must be positive, got {target_mdes}")
+    report = protocol_power(protocol, target_mdes)
+    rows: list[dict[str, Any]] = [
+        {
+            "contrast": c.contrast,
+            "units": c.inputs.units,
+            "treated_share": c.inputs.treated_share,
+            "mdes": c.result.mdes,
+            "df": c.result.df,
+            "multiplier": c.result.multiplier,
+            "std_error": c.result.std_error,
+            "reason": c.result.reason,
+            **(
+                {"units_needed": c.units_needed, "units_needed_reason": c.units_needed_reason}
+                if target_mdes is not None
+                else {}
+            ),
+        }
+        for c in report.contrasts
+    ]
+    head = report.headline
+    p = protocol.power
+    if json_output:
+        out: dict[str, Any] = {
+            "experiment": protocol.id,
+            "protocol_sha256": protocol.sha256,
+            "design": report.design,
+            "mdes": head.result.mdes,
+            "df": head.result.df,
+            "alpha": protocol.analysis.alpha,
+            "power": p.power,
+            "two_tailed": p.two_tailed,
+            "icc": p.icc,
+            "pupils_per_unit": p.pupils_per_unit,
+            "units": p.units,
+            "blocks": p.blocks,
+            "r2_learner": p.r2_learner,
+            "r2_unit": p.r2_unit,
+            "contrasts": rows,
+            "notes": list(report.notes),
+        }
+        if target_mdes is not None:
+            needs = [c.units_needed for c in report.contrasts]
+            out["target_mdes"] = target_mdes
+            out["units_needed"] = None if None in needs else max(n or 0 for n in needs)
+        typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    unit = protocol.population.unit
+    typer.echo(
+        f"{protocol.id}: {report.design} ({DESIGN_NAMES[report.design]}), {p.units} units ({unit})"
+        + (f" × {p.pupils_per_unit} pupils" if unit != "learner" else "")
+        + (f" in {p.blocks} blocks" if report.design == "BCRA3_2f" else "")
+        + f"; α {protocol.analysis.alpha}, power {p.power}"
+        + (", two-tailed" if p.two_tailed else ", one-tailed")
+    )
+    for r in rows:
+        if r["mdes"] is None:
+            typer.echo(f"  {r['contrast']}: not estimable: {r['reason']}")
+        else:
+            typer.echo(
+                f"  {r['contrast']}: MDES {r['mdes']:.3f} SD (df {r['df']}, "
+                f"multiplier {r['multiplier']:.3f}, SE {r['std_error']:.4f})"
+            )
+        if target_mdes is not None:
+            needed = r["units_needed"]
+            typer.echo(
+                f"    units needed (all arms) for MDES {target_mdes}: "
+                + (str(needed) if needed is not None else str(r["units_needed_reason"]))
+            )
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
+
+
+@app.command("register")
+def register(path: PathArg) -> None:
+    """Register a protocol: store it with its SHA-256 and lock its design."""
+    from experiments.registry import register_protocol
+
+    protocol = _load_or_exit(path)
+    try:
+        result = register_protocol(_engine(), protocol, path.read_text(encoding="utf-8"), _ACTOR)
+    except RegistryError as exc:
+        raise _fail(f"{path}: {exc.reason}") from None
+    if result.outcome == "unchanged":
+        typer.echo(f"{protocol.id}: already registered, version {result.version} ({result.sha256})")
+    elif result.outcome == "updated":
+        typer.echo(
+            f"{protocol.id}: version {result.version} ({result.sha256}); changed outside the "
+            f"design: {', '.join(result.changed_fields)}"
+        )
+    else:
+        typer.echo(f"{protocol.id}: registered, version {result.version} ({result.sha256})")
+
+
+@app.command("amend")
+def amend(
+    path: PathArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why the protocol changes.")],
+) -> None:
+    """Record a change of a registered protocol, design included, as a new version."""
+    from experiments.registry import amend_protocol
+
+    protocol = _load_or_exit(path)
+    try:
+        result = amend_protocol(
+            _engine(), protocol, path.read_text(encoding="utf-8"), reason, _ACTOR
+        )
+    except RegistryError as exc:
+        raise _fail(f"{path}: {exc.reason}") from None
+    typer.echo(
+        f"{protocol.id}: amendment recorded, version {result.version} ({result.sha256}); "
+        f"changed: {', '.join(result.changed_fields)}"
+    )
+
+
+@app.command("show")
+def show(experiment: ExperimentArg) -> None:
+    """The registry's record of an experiment: state, versions, amendments, transitions."""
+    from experiments.registry import get_experiment
+
+    try:
+        record = get_experiment(_engine(), experiment)
+    except RegistryError as exc:
+        raise _fail(exc.reason) from None
+    current = record.current
+    typer.echo(f"experiment: {record.id}")
+    typer.echo(f"state: {record.state}")
+    typer.echo(f"version: {current.version} (sha256 {current.sha256})")
+    registered = record.registered_at
+    typer.echo(f"registered: {registered.isoformat() if registered else 'no (draft)'}")
+    typer.echo("versions:")
+    for v in record.versions:
+        line = f"  v{v.version} {v.kind} {v.recorded_at.isoformat()} by {v.actor} sha256 {v.sha256}"
+        if v.reason:
+            line += f"\n      reason: {v.reason}"
+        if v.changed_fields:
+            line += f"\n      changed: {', '.join(v.changed_fields)}"
+        typer.echo(line)
+    typer.echo("lifecycle:")
+    for t in record.transitions:
+        typer.echo(f"  {t.at.isoformat()} {t.from_state or '-'} -> {t.to_state} by {t.actor}")
+
+
+@app.command("export")
+def export(
+    experiment: ExperimentArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+    version: Annotated[int | None, typer.Option("--version", help="Default: in force.")] = None,
+) -> None:
+    """The registered protocol as a pre-registration document (Markdown, for OSF)."""
+    from experiments.protocol_export import preregistration_markdown
+    from experiments.registry import get_experiment, registered_protocol
+
+    engine = _engine()
+    try:
+        record = get_experiment(engine, experiment)
+        stored = registered_protocol(engine, experiment, version)
+    except RegistryError as exc:
+        raise _fail(exc.reason) from None
+    if record.state == "draft":
+        raise _fail(f"{experiment}: a draft is not a pre-registration; register it first")
+    text = preregistration_markdown(stored.protocol, record, stored.source_yaml)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"{experiment}: pre-registration written to {out}")
+
+
+@app.command("advance")
+def advance(
+    experiment: ExperimentArg,
+    state: Annotated[str, typer.Argument(help="The next state.", show_default=False)],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the audit log.")] = None,
+) -> None:
+    """Move an experiment to the next state of draft → registered → enrolling → running →
+    analysing → closed."""
+    from experiments.registry import STATES, transition_experiment
+
+    if state not in STATES:
+        raise _fail(f"state: expecting one of {', '.join(STATES)}, got {state!r}")
+    try:
+        transition_experiment(_engine(), experiment, state, _ACTOR, note)  # type: ignore[arg-type]
+    except RegistryError as exc:
+        raise _fail(exc.reason) from None
+    typer.echo(f"{experiment}: {state}")

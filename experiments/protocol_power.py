@@ -1,0 +1,128 @@
+"""From a protocol's ``power:`` section to PowerUp! designs, one per contrast.
+
+The design follows the protocol: learners randomised → ``IRA``; classes or schools →
+``CRA2_2r``, or ``BCRA3_2f`` when ``power.blocks`` gives the number of strata. Each
+treatment arm is compared with the control arm on the units of those two arms, with
+the treated share given by their allocations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from analysis.power import DesignInputs, MdesResult, PowerDesign, compute_mdes, units_needed
+from experiments.protocol import Protocol
+
+__all__ = ["ContrastPower", "PowerReport", "protocol_power"]
+
+DESIGN_NAMES: dict[PowerDesign, str] = {
+    "IRA": "individual random assignment",
+    "CRA2_2r": "2-level cluster random assignment",
+    "BCRA3_2f": "cluster random assignment within blocks, fixed block effects",
+}
+
+
+@dataclass(frozen=True)
+class ContrastPower:
+    """MDES of one contrast; ``units_needed`` counts the units of all arms."""
+
+    contrast: str
+    inputs: DesignInputs
+    result: MdesResult
+    units_needed: int | None = None
+    units_needed_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PowerReport:
+    """MDES of every contrast; the headline is the weakest (largest MDES) contrast."""
+
+    design: PowerDesign
+    contrasts: tuple[ContrastPower, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def headline(self) -> ContrastPower:
+        """The contrast with the largest MDES (the design must detect effects on all)."""
+        estimable = [c for c in self.contrasts if c.result.mdes is not None]
+        if not estimable:
+            return self.contrasts[0]
+        return max(estimable, key=lambda c: c.result.mdes or 0.0)
+
+
+def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> PowerReport:
+    """PowerUp! MDES of a protocol's design, per contrast.
+
+    Parameters
+    ----------
+    protocol:
+        A protocol with a ``power:`` section.
+    target_mdes:
+        When given, also the fewest units (all arms) reaching it.
+
+    Returns
+    -------
+    PowerReport
+
+    Raises
+    ------
+    ValueError
+        The protocol has no ``power:`` section.
+    """
+    power = protocol.power
+    if power is None:
+        raise ValueError(f"{protocol.id}: no `power:` section")
+    notes: list[str] = []
+    strata = protocol.randomisation.strata
+    design: PowerDesign
+    if protocol.population.unit == "learner":
+        design = "IRA"
+        if strata:
+            notes.append("randomisation within strata is ignored (IRA): the MDES is conservative")
+    elif power.blocks is not None:
+        design = "BCRA3_2f"
+    else:
+        design = "CRA2_2r"
+        if strata:
+            notes.append(
+                "power.blocks is not given: the strata are ignored (CRA2_2r); "
+                "give the number of blocks for a blocked design (BCRA3_2f)"
+            )
+    r2_level = power.r2_learner if design == "IRA" else power.r2_unit
+    covariates = power.covariates if power.covariates is not None else int(r2_level > 0)
+    total = sum(a.allocation for a in protocol.arms)
+    control = protocol.control_arm
+    contrasts = []
+    for arm in protocol.arms:
+        if arm.control:
+            continue
+        pair = arm.allocation + control.allocation
+        inputs = DesignInputs(
+            design=design,
+            units=power.units if len(protocol.arms) == 2 else round(power.units * pair / total),
+            pupils_per_unit=power.pupils_per_unit,
+            icc=power.icc if design != "IRA" else 0.0,
+            r2_learner=power.r2_learner,
+            r2_unit=power.r2_unit,
+            treated_share=arm.allocation / pair,
+            blocks=power.blocks,
+            covariates=covariates,
+            alpha=protocol.analysis.alpha,
+            power=power.power,
+            two_tailed=power.two_tailed,
+        )
+        needed: int | None = None
+        reason: str | None = None
+        if target_mdes is not None:
+            found = units_needed(inputs, target_mdes)
+            reason = found.reason
+            if found.units is not None:
+                # Back to the units of all arms, keeping the allocation ratio.
+                needed = math.ceil(found.units * total / pair - 1e-9)
+        contrasts.append(
+            ContrastPower(
+                f"{arm.name} vs {control.name}", inputs, compute_mdes(inputs), needed, reason
+            )
+        )
+    return PowerReport(design, tuple(contrasts), tuple(notes))

@@ -1,0 +1,553 @@
+"""The registry: protocols locked by registration, their versions, and the lifecycle.
+
+An experiment moves ``draft → registered → enrolling → running → analysing → closed``,
+one step at a time (:func:`transition_experiment` refuses anything else). Registering
+stores the protocol's YAML as written, its canonical JSON and its SHA-256
+(:attr:`experiments.protocol.Protocol.sha256`) as version 1.
+
+After registration the *design* is locked: the sections :data:`LOCKED_SECTIONS`
+(population, design, arms, randomisation, hypotheses, outcomes, analysis, usage). The
+brief names population, arms, randomisation, outcomes and analysis; hypotheses, the
+roll-out design and the usage definitions (which define compliance, hence the CACE)
+are locked too, because changing them after seeing data is the same kind of drift.
+Re-registering:
+
+- the same protocol: nothing happens (``unchanged``);
+- changes outside the design (periods, schedule, retention, budget...): a new version
+  of kind ``update`` listing the changed fields;
+- changes to the design: refused with :class:`RegistryError` naming the fields.
+
+:func:`amend_protocol` records any change, design included, as a new version of kind
+``amendment`` with its stated reason. Every version stays in ``protocol_versions``
+(the audit of the protocol), every state change in ``experiment_transitions``, and
+both are also written to the core ``audit_log``. Reports quote the version they follow
+(:func:`registered_protocol`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from experiments.access import record_audit
+from experiments.database import RegistryBase
+from experiments.errors import RegistryError
+from experiments.protocol import Protocol, parse_protocol
+
+__all__ = [
+    "LOCKED_SECTIONS",
+    "STATES",
+    "ExperimentRecord",
+    "RegisteredProtocol",
+    "Registration",
+    "State",
+    "TransitionRecord",
+    "VersionRecord",
+    "amend_protocol",
+    "changed_fields",
+    "get_experiment",
+    "register_protocol",
+    "registered_protocol",
+    "save_draft",
+    "transition_experiment",
+]
+
+logger = logging.getLogger(__name__)
+
+State = Literal["draft", "registered", "enrolling", "running", "analysing", "closed"]
+STATES: tuple[State, ...] = ("draft", "registered", "enrolling", "running", "analysing", "closed")
+#: The only legal moves: one step forward.
+_NEXT: Mapping[str, str] = dict(zip(STATES, STATES[1:], strict=False))
+
+LOCKED_SECTIONS: tuple[str, ...] = (
+    "id", "population", "design", "arms", "randomisation", "hypotheses", "outcomes",
+    "analysis", "usage",
+)  # fmt: skip
+
+VersionKind = Literal["registration", "update", "amendment"]
+
+
+# --- tables ------------------------------------------------------------------------
+
+
+class ExperimentRow(RegistryBase):
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    current_version: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ProtocolVersionRow(RegistryBase):
+    __tablename__ = "protocol_versions"
+
+    experiment_id: Mapped[str] = mapped_column(
+        sa.String(63), sa.ForeignKey("experiments.id"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    changed_fields: Mapped[list[str] | None] = mapped_column(sa.JSON, nullable=True)
+    source_yaml: Mapped[str] = mapped_column(sa.Text)
+    canonical_json: Mapped[str] = mapped_column(sa.Text)
+    recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(sa.String(128))
+
+
+class TransitionRow(RegistryBase):
+    __tablename__ = "experiment_transitions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(
+        sa.String(63), sa.ForeignKey("experiments.id"), index=True
+    )
+    from_state: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    to_state: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    note: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+
+# --- records -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One stored version of a protocol."""
+
+    version: int
+    sha256: str
+    kind: VersionKind
+    reason: str | None
+    changed_fields: tuple[str, ...]
+    recorded_at: datetime
+    actor: str
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    """One move of the lifecycle."""
+
+    from_state: State | None
+    to_state: State
+    at: datetime
+    actor: str
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """An experiment as the registry knows it."""
+
+    id: str
+    state: State
+    current_version: int
+    versions: tuple[VersionRecord, ...]
+    transitions: tuple[TransitionRecord, ...]
+
+    @property
+    def current(self) -> VersionRecord:
+        """The version in force."""
+        return next(v for v in self.versions if v.version == self.current_version)
+
+    @property
+    def registered_at(self) -> datetime | None:
+        """When the design was locked (``None`` for a draft)."""
+        return next((t.at for t in self.transitions if t.to_state == "registered"), None)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a registration or an amendment did."""
+
+    experiment_id: str
+    version: int
+    sha256: str
+    outcome: Literal["registered", "unchanged", "updated", "amended", "drafted"]
+    changed_fields: tuple[str, ...] = ()
+
+
+# --- comparing versions ------------------------------------------------------------
+
+
+def changed_fields(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths of the fields that differ between two canonical dumps.
+
+    A list whose length changed is reported as a whole.
+
+    Examples
+    --------
+    >>> changed_fields({"arms": [{"name": "a", "allocation": 1.0}]},
+    ...                {"arms": [{"name": "a", "allocation": 2.0}]})
+    ['arms[0].allocation']
+    """
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for key in list(old) + [k for k in new if k not in old]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old or key not in new:
+                out.append(sub)
+            else:
+                out += changed_fields(old[key], new[key], sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            c
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for c in changed_fields(a, b, f"{path}[{i}]")
+        ]
+    return [] if old == new else [path]
+
+
+def _section(field: str) -> str:
+    return field.split(".", 1)[0].split("[", 1)[0]
+
+
+# --- operations --------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _move(session: Session, row: ExperimentRow, to: State, actor: str, note: str | None) -> None:
+    if _NEXT.get(row.state) != to:
+        allowed = _NEXT.get(row.state)
+        raise RegistryError(
+            f"{row.id}: cannot go from {row.state} to {to}; "
+            + (f"the next state is {allowed}" if allowed else f"{row.state} is final"),
+            field="state",
+        )
+    session.add(
+        TransitionRow(
+            experiment_id=row.id,
+            from_state=row.state,
+            to_state=to,
+            at=_now(),
+            actor=actor,
+            note=note,
+        )
+    )
+    record_audit(
+        session, actor, "experiment.transition", row.id, {"from": row.state, "to": to, "note": note}
+    )
+    logger.info("experiment %s: %s -> %s", row.id, row.state, to)
+    row.state = to
+    row.updated_at = _now()
+
+
+def _add_version(
+    session: Session,
+    row: ExperimentRow,
+    protocol: Protocol,
+    source_yaml: str,
+    kind: VersionKind,
+    actor: str,
+    reason: str | None = None,
+    changed: Sequence[str] = (),
+) -> int:
+    version = row.current_version + 1
+    session.add(
+        ProtocolVersionRow(
+            experiment_id=row.id,
+            version=version,
+            sha256=protocol.sha256,
+            kind=kind,
+            reason=reason,
+            changed_fields=list(changed) or None,
+            source_yaml=source_yaml,
+            canonical_json=protocol.canonical_json(),
+            recorded_at=_now(),
+            actor=actor,
+        )
+    )
+    record_audit(
+        session,
+        actor,
+        f"protocol.{kind}",
+        row.id,
+        {
+            "version": version,
+            "sha256": protocol.sha256,
+            "reason": reason,
+            "changed_fields": list(changed),
+        },
+    )
+    row.current_version = version
+    row.updated_at = _now()
+    return version
+
+
+def _create(session: Session, protocol: Protocol, source_yaml: str, actor: str) -> ExperimentRow:
+    now = _now()
+    row = ExperimentRow(
+        id=protocol.id, state="draft", current_version=0, created_at=now, updated_at=now
+    )
+    session.add(row)
+    session.add(
+        TransitionRow(
+            experiment_id=row.id, from_state=None, to_state="draft", at=now, actor=actor, note=None
+        )
+    )
+    session.flush()
+    _add_version(session, row, protocol, source_yaml, "registration", actor)
+    return row
+
+
+def _current_row(session: Session, row: ExperimentRow) -> ProtocolVersionRow:
+    current = session.get(ProtocolVersionRow, (row.id, row.current_version))
+    assert current is not None, f"{row.id}: version {row.current_version} is missing"
+    return current
+
+
+def _commit(session: Session, experiment_id: str) -> None:
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise RegistryError(
+            f"{experiment_id}: changed by someone else at the same time; try again",
+            field="version",
+        ) from None
+
+
+def save_draft(
+    engine: Engine, protocol: Protocol, source_yaml: str, actor: str = "researcher:cli"
+) -> Registration:
+    """Store (or replace) the draft of an experiment that is not registered yet."""
+    with Session(engine) as session:
+        row = session.get(ExperimentRow, protocol.id, with_for_update=True)
+        if row is None:
+            row = _create(session, protocol, source_yaml, actor)
+        elif row.state != "draft":
+            raise RegistryError(
+                f"{protocol.id}: already {row.state}; a draft cannot replace it", field="state"
+            )
+        else:
+            draft = _current_row(session, row)
+            draft.sha256, draft.source_yaml = protocol.sha256, source_yaml
+            draft.canonical_json, draft.recorded_at = protocol.canonical_json(), _now()
+        version = row.current_version
+        _commit(session, protocol.id)
+    return Registration(protocol.id, version, protocol.sha256, "drafted")
+
+
+def register_protocol(
+    engine: Engine, protocol: Protocol, source_yaml: str, actor: str = "researcher:cli"
+) -> Registration:
+    """Register a protocol: lock its design, or record a change outside the design.
+
+    Parameters
+    ----------
+    engine:
+        The registry's engine (``experiments.database.registry_engine``).
+    protocol:
+        The validated protocol.
+    source_yaml:
+        The file as written (kept with its comments).
+    actor:
+        Who registers (``role:scope:label``, never a person's name).
+
+    Returns
+    -------
+    Registration
+        ``registered`` (version 1), ``unchanged`` or ``updated`` (a new version).
+
+    Raises
+    ------
+    RegistryError
+        The design changed since registration (the message names the fields), or the
+        experiment is closed.
+    """
+    with Session(engine) as session:
+        row = session.get(ExperimentRow, protocol.id, with_for_update=True)
+        if row is None or row.state == "draft":
+            if row is None:
+                row = _create(session, protocol, source_yaml, actor)
+            else:
+                draft = _current_row(session, row)
+                draft.sha256, draft.source_yaml = protocol.sha256, source_yaml
+                draft.canonical_json, draft.recorded_at = protocol.canonical_json(), _now()
+            _move(session, row, "registered", actor, f"sha256 {protocol.sha256}")
+            result = Registration(protocol.id, row.current_version, protocol.sha256, "registered")
+        else:
+            if row.state == "closed":
+                raise RegistryError(
+                    f"{protocol.id}: closed; its protocol cannot change", field="state"
+                )
+            current = _current_row(session, row)
+            if current.sha256 == protocol.sha256:
+                return Registration(protocol.id, row.current_version, protocol.sha256, "unchanged")
+            changed = changed_fields(
+                json.loads(current.canonical_json), protocol.model_dump(mode="json")
+            )
+            locked = [f for f in changed if _section(f) in LOCKED_SECTIONS]
+            if locked:
+                raise RegistryError(
+                    f"{protocol.id}: the design is locked since registration (version "
+                    f"{row.current_version}); changed: {', '.join(locked)}. Record the change "
+                    'as an amendment: preuve protocol amend PATH --reason "..."',
+                    field=locked[0],
+                )
+            version = _add_version(
+                session, row, protocol, source_yaml, "update", actor, changed=changed
+            )
+            result = Registration(protocol.id, version, protocol.sha256, "updated", tuple(changed))
+        _commit(session, protocol.id)
+    return result
+
+
+def amend_protocol(
+    engine: Engine,
+    protocol: Protocol,
+    source_yaml: str,
+    reason: str,
+    actor: str = "researcher:cli",
+) -> Registration:
+    """Record a change of a registered protocol, design included, with its reason.
+
+    Raises
+    ------
+    RegistryError
+        No reason, an unknown, draft or closed experiment, or nothing changed.
+    """
+    reason = reason.strip()
+    if len(reason) < 10:
+        raise RegistryError(
+            f"{protocol.id}: an amendment states its reason (10 characters "
+            f"at least), got {reason!r}",
+            field="reason",
+        )
+    with Session(engine) as session:
+        row = session.get(ExperimentRow, protocol.id, with_for_update=True)
+        if row is None or row.state in ("draft", "closed"):
+            state = "not registered" if row is None else row.state
+            raise RegistryError(
+                f"{protocol.id}: {state}; only a registered, open experiment is amended",
+                field="state",
+            )
+        current = _current_row(session, row)
+        if current.sha256 == protocol.sha256:
+            raise RegistryError(
+                f"{protocol.id}: identical to version {row.current_version}; nothing to amend",
+                field="sha256",
+            )
+        changed = changed_fields(
+            json.loads(current.canonical_json), protocol.model_dump(mode="json")
+        )
+        version = _add_version(
+            session, row, protocol, source_yaml, "amendment", actor, reason=reason, changed=changed
+        )
+        _commit(session, protocol.id)
+    logger.info("experiment %s: amendment, version %d", protocol.id, version)
+    return Registration(protocol.id, version, protocol.sha256, "amended", tuple(changed))
+
+
+def transition_experiment(
+    engine: Engine,
+    experiment_id: str,
+    to_state: State,
+    actor: str = "researcher:cli",
+    note: str | None = None,
+) -> TransitionRecord:
+    """Move an experiment one step along its lifecycle.
+
+    Raises
+    ------
+    RegistryError
+        Unknown experiment, unknown state, or a move other than the next step.
+    """
+    if to_state not in STATES:
+        raise RegistryError(
+            f"state: expecting one of {', '.join(STATES)}, got {to_state!r}", field="state"
+        )
+    with Session(engine) as session:
+        row = session.get(ExperimentRow, experiment_id, with_for_update=True)
+        if row is None:
+            raise RegistryError(f"{experiment_id}: no such experiment in the registry", field="id")
+        from_state = row.state
+        _move(session, row, to_state, actor, note)
+        _commit(session, experiment_id)
+    return TransitionRecord(from_state, to_state, _now(), actor, note)  # type: ignore[arg-type]
+
+
+def get_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
+    """The registry's record of an experiment, with all its versions and transitions."""
+    with Session(engine) as session:
+        row = session.get(ExperimentRow, experiment_id)
+        if row is None:
+            raise RegistryError(f"{experiment_id}: no such experiment in the registry", field="id")
+        versions = session.scalars(
+            sa.select(ProtocolVersionRow)
+            .where(ProtocolVersionRow.experiment_id == experiment_id)
+            .order_by(ProtocolVersionRow.version)
+        ).all()
+        transitions = session.scalars(
+            sa.select(TransitionRow)
+            .where(TransitionRow.experiment_id == experiment_id)
+            .order_by(TransitionRow.id)
+        ).all()
+        return ExperimentRecord(
+            id=row.id,
+            state=row.state,  # type: ignore[arg-type]
+            current_version=row.current_version,
+            versions=tuple(
+                VersionRecord(
+                    v.version,
+                    v.sha256,
+                    v.kind,
+                    v.reason,  # type: ignore[arg-type]
+                    tuple(v.changed_fields or ()),
+                    v.recorded_at,
+                    v.actor,
+                )
+                for v in versions
+            ),
+            transitions=tuple(
+                TransitionRecord(t.from_state, t.to_state, t.at, t.actor, t.note)  # type: ignore[arg-type]
+                for t in transitions
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class RegisteredProtocol:
+    """A stored version of a protocol: the model, its record, and the YAML as written."""
+
+    protocol: Protocol
+    version: VersionRecord
+    source_yaml: str
+
+
+def registered_protocol(
+    engine: Engine, experiment_id: str, version: int | None = None
+) -> RegisteredProtocol:
+    """A stored version of an experiment's protocol (default: the one in force).
+
+    Reports use this to say which version they follow (``.version.version``).
+    """
+    record = get_experiment(engine, experiment_id)
+    wanted = record.current_version if version is None else version
+    found = next((v for v in record.versions if v.version == wanted), None)
+    if found is None:
+        raise RegistryError(
+            f"{experiment_id}: no version {wanted} (versions 1 to {record.current_version})",
+            field="version",
+        )
+    with Session(engine) as session:
+        stored = session.get(ProtocolVersionRow, (experiment_id, wanted))
+        assert stored is not None
+        text = stored.source_yaml
+    return RegisteredProtocol(parse_protocol(text, f"{experiment_id}@v{wanted}"), found, text)
