@@ -1,18 +1,7 @@
 """Enrollment: académies enroll classes; the platform checks them and assigns the arms.
 
-An enrollment file is a UTF-8 CSV with a header row and one class per line::
-
-    class_id,school_uai,level,pupils,academie,education_priority
-    c-0001,0781234A,CP,24,versailles,REP
-
-``level`` may also be written ``niveau``. Besides the five base columns, the file must
-carry the unit attributes the protocol names (strata, criteria, subgroups, unit
-covariates, ``population.attributes``); other columns are ignored and not stored (data
-minimisation: a stray "teacher" column never reaches the registry).
-
-Each row is checked against the protocol's population; a refused row gets a reason in
-French and English (:class:`Refusal`) and does not stop the valid rows. The valid rows of
-one file are enrolled, randomised and logged in **one transaction**
+The file and its checks are in :mod:`experiments.enrollment_file` (re-exported here).
+The valid rows of one file are enrolled, randomised and logged in **one transaction**
 (:func:`enroll_classes`): a crash leaves all of them or none. Rows already enrolled with
 the same values are reported as such, so re-running a file after a crash or a timeout
 never enrolls a class twice. After the commit, each enrollment is handed to ``publish``
@@ -25,31 +14,32 @@ arm (intention to treat); see :func:`withdraw`.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.access import record_audit
+from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import RegistryBase
+from experiments.enrollment_file import (
+    BASE_COLUMNS,
+    ClassesFile,
+    ClassRow,
+    EnrollmentDesign,
+    Refusal,
+    read_classes,
+    refusal,
+)
 from experiments.errors import EnrollmentError
-from experiments.enrollment_refusals import Refusal, refusal
-from experiments.protocol_vocabulary import LEVELS, unit_attributes
-from experiments.randomisation import Randomiser, Scheme, Unit, integer_ratios, stratum_key
+from experiments.randomisation import Randomiser, Unit
 
 if TYPE_CHECKING:
-    from experiments.protocol import Protocol
     from ingest.contract import EnrollmentMessage
 
 __all__ = [
@@ -60,9 +50,12 @@ __all__ = [
     "EnrollmentDesign",
     "EnrollmentOutcome",
     "Publish",
+    "PublishReport",
     "Refusal",
+    "Withdrawal",
     "enroll_classes",
     "enrolled_classes",
+    "enrollment_balance",
     "pending_messages",
     "publish_pending",
     "read_classes",
@@ -71,361 +64,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Columns every enrollment file has (``niveau`` is accepted for ``level``).
-BASE_COLUMNS: tuple[str, ...] = ("class_id", "school_uai", "level", "pupils", "academie")
-_ALIASES = {"niveau": "level"}
-# Same patterns as the event contract (ingest/contract.py), so every enrolled class can
-# send events: pseudonymous ids, and UAI = 7 characters then a check letter.
-_CLASS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
-_UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
-# Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
-# grouped classes while catching a typo (240 for 24).
-MAX_PUPILS = 60
-
 Publish = Callable[[Sequence["EnrollmentMessage"]], int]
 """Publishes enrollment records and returns how many were durably written."""
-
-
-# --- the protocol, as enrollment sees it -------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnrollmentDesign:
-    """What enrollment needs from a protocol (built by :meth:`from_protocol`).
-
-    ``attributes`` are the unit attributes the file must carry beyond the base columns;
-    ``class_data`` and ``pupil_data`` say what happens to data already collected when a
-    class or a pupil withdraws (``keep`` or ``remove``).
-    """
-
-    experiment_id: str
-    resource_id: str
-    unit: Literal["learner", "class", "school"]
-    levels: tuple[str, ...]
-    academies: tuple[str, ...]
-    criteria: Mapping[str, tuple[str, ...]]
-    strata: tuple[str, ...]
-    attributes: tuple[str, ...]
-    arms: tuple[str, ...]
-    ratios: tuple[int, ...]
-    control: str
-    seed: int
-    opens: date | None = None
-    closes: date | None = None
-    class_data: Literal["keep", "remove"] = "keep"
-    pupil_data: Literal["keep", "remove"] = "remove"
-
-    @classmethod
-    def from_protocol(cls, protocol: Protocol) -> EnrollmentDesign:
-        """The enrollment view of a validated protocol.
-
-        The protocol language has no withdrawal section yet: class withdrawals keep the
-        data collected (needed for the intention-to-treat analysis), pupil withdrawals
-        remove it (the pupil's objection, RGPD art. 21).
-
-        Examples
-        --------
-        >>> from experiments.protocol import load_protocol
-        >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
-        >>> design.arms, design.ratios, design.attributes
-        (('lectio', 'usual'), (1, 1), ('education_priority',))
-        """
-        population = protocol.population
-        named = [
-            *protocol.randomisation.strata,
-            *population.criteria,
-            *population.attributes,
-            *protocol.analysis.subgroups,
-            *protocol.analysis.covariates,
-        ]
-        carried = unit_attributes(population.unit, population.attributes)
-        attributes: list[str] = []
-        for name in named:
-            if name in carried and name not in BASE_COLUMNS and name not in attributes:
-                attributes.append(name)
-        window = protocol.enrollment
-        return cls(
-            experiment_id=protocol.id,
-            resource_id=protocol.resource.id,
-            unit=population.unit,
-            levels=tuple(population.levels),
-            academies=tuple(population.academies),
-            criteria={
-                name: tuple(_cell_text(value) for value in values)
-                for name, values in population.criteria.items()
-            },
-            strata=tuple(protocol.randomisation.strata),
-            attributes=tuple(attributes),
-            arms=tuple(arm.name for arm in protocol.arms),
-            ratios=integer_ratios([arm.allocation for arm in protocol.arms]),
-            control=protocol.control_arm.name,
-            seed=protocol.randomisation.seed,
-            opens=window.opens if window else None,
-            closes=window.closes if window else None,
-        )
-
-    @property
-    def scheme(self) -> Scheme:
-        """The randomisation scheme (arms, integer ratios, seed)."""
-        return Scheme(self.experiment_id, self.seed, self.arms, self.ratios)
-
-    @property
-    def treatment_arms(self) -> tuple[str, ...]:
-        """Arms that receive the resource (every arm but the control)."""
-        return tuple(arm for arm in self.arms if arm != self.control)
-
-    def fingerprint(self) -> str:
-        """SHA-256 of what the assignment depends on; it must not change once enrolling."""
-        basis = {
-            "experiment_id": self.experiment_id, "unit": self.unit, "strata": self.strata,
-            "arms": self.arms, "ratios": self.ratios, "seed": self.seed,
-            "block_size": self.scheme.block_size,
-        }  # fmt: skip
-        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
-
-
-def _cell_text(value: object) -> str:
-    # Criteria values may be YAML booleans or integers; CSV cells are text.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-_TRUE = {"true", "1", "oui", "yes", "vrai"}
-_FALSE = {"false", "0", "non", "no", "faux"}
-
-
-def _normalise(value: str, allowed: tuple[str, ...]) -> str:
-    if set(allowed) <= {"true", "false"}:
-        lowered = value.lower()
-        return "true" if lowered in _TRUE else "false" if lowered in _FALSE else value
-    return value
-
-
-# --- reading and checking a file ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClassRow:
-    """A class row that passed every check that needs no database."""
-
-    line: int
-    class_id: str
-    school_uai: str
-    academie: str
-    level: str
-    pupils: int
-    attributes: Mapping[str, str]
-    stratum: str
-    cluster: str
-
-    def values(self) -> dict[str, object]:
-        """The stored values that must match when the same class is enrolled again."""
-        return {
-            "school_uai": self.school_uai, "academie": self.academie, "level": self.level,
-            "pupils": self.pupils, "attributes": dict(self.attributes),
-        }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ClassesFile:
-    """A read enrollment file: the rows to enroll and the rows refused."""
-
-    path: str
-    rows: list[ClassRow]
-    refusals: list[Refusal]
-    ignored_columns: tuple[str, ...] = ()
-
-
-def read_classes(
-    source: Path | str,
-    design: EnrollmentDesign,
-    *,
-    name: str | None = None,
-    academie: str | None = None,
-    today: date | None = None,
-) -> ClassesFile:
-    """Read an enrollment CSV and check each row against the protocol's population.
-
-    Parameters
-    ----------
-    source
-        A path, or the CSV text itself (then ``name`` names it in messages).
-    design
-        The experiment's enrollment design.
-    academie
-        The académie of the caller: rows of another académie are refused. None for a
-        caller not bound to one académie (an administrator).
-    today
-        Date checked against the enrollment window (default: today, UTC).
-
-    Returns
-    -------
-    ClassesFile
-        Rows that passed, in file order, and refusals with reasons in French and English.
-
-    Raises
-    ------
-    EnrollmentError
-        The file as a whole is unusable (unreadable, not UTF-8, no header, a required
-        column missing, or a learner-randomised protocol).
-
-    Examples
-    --------
-    >>> from experiments.protocol import load_protocol
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
-    >>> text = (
-    ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    ...     "c1,0781234A,CP,24,versailles,REP\\n"
-    ...     "c2,0781234A,CE1,25,versailles,REP\\n"
-    ... )
-    >>> classes = read_classes(text, design, name="classes.csv")
-    >>> [row.class_id for row in classes.rows], classes.refusals[0].code
-    (['c1'], 'level_outside_population')
-    """
-    if design.unit == "learner":
-        raise EnrollmentError(
-            "this protocol randomises learners: enrolling them needs a file of pupils, which "
-            "Preuve cannot read yet (class and school randomisation are supported)",
-            field="population.unit",
-        )
-    if isinstance(source, Path):
-        name = name or str(source)
-        try:
-            text = source.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise EnrollmentError(
-                f"{name}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8",
-                path=name,
-            ) from None
-        except OSError as exc:
-            raise EnrollmentError(f"{name}: cannot read the file: {exc.strerror}", path=name) from None
-    else:
-        name = name or "<classes>"
-        text = source.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise EnrollmentError(f"{name}: empty file, expecting a header row", path=name) from None
-    except csv.Error as exc:
-        raise EnrollmentError(f"{name}:1: unreadable header: {exc}", path=name, line=1) from None
-    columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
-    needed = (*BASE_COLUMNS, *design.attributes)
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise EnrollmentError(
-            f"{name}:1: missing column(s) {', '.join(missing)}; the header must have "
-            f"{', '.join(needed)}",
-            path=name, line=1, field=missing[0],
-        )  # fmt: skip
-    doubled = sorted({c for c in columns if columns.count(c) > 1})
-    if doubled:
-        raise EnrollmentError(
-            f"{name}:1: column {doubled[0]} appears twice", path=name, line=1, field=doubled[0]
-        )
-    index = {column: i for i, column in enumerate(columns)}
-    checker = _RowChecker(design, academie, today or datetime.now(UTC).date())
-    rows: list[ClassRow] = []
-    refusals: list[Refusal] = []
-    first_line: dict[str, int] = {}
-    line = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            line = reader.line_num
-            refusals.append(refusal("malformed_row", line, "", "", "", detail=str(exc)))
-            continue
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue  # blank lines are not classes
-        if len(cells) != len(columns):
-            class_id = cells[index["class_id"]].strip() if len(cells) > index["class_id"] else ""
-            refusals.append(
-                refusal("malformed_row", line, class_id, "", "",
-                        detail=f"{len(cells)} fields, the header has {len(columns)}")
-            )  # fmt: skip
-            continue
-        record = {column: cells[i].strip() for column, i in index.items()}
-        problem = checker.check(record, line)
-        if problem is not None:
-            refusals.append(problem)
-            continue
-        class_id = record["class_id"]
-        if class_id in first_line:
-            refusals.append(
-                refusal("duplicate_class", line, class_id, "class_id", class_id,
-                        first=first_line[class_id])
-            )  # fmt: skip
-            continue
-        first_line[class_id] = line
-        rows.append(checker.row(record, line))
-    ignored = tuple(c for c in columns if c not in needed)
-    refusals.sort(key=lambda r: r.line)
-    return ClassesFile(name, rows, refusals, ignored)
-
-
-class _RowChecker:
-    """Checks one CSV record against the population; first problem wins."""
-
-    def __init__(self, design: EnrollmentDesign, academie: str | None, today: date) -> None:
-        self.design = design
-        self.academie = academie
-        self.today = today
-
-    def check(self, record: Mapping[str, str], line: int) -> Refusal | None:
-        d = self.design
-        class_id = record["class_id"]
-        for column in (*BASE_COLUMNS, *d.attributes):
-            if not record[column]:
-                return refusal("empty_field", line, class_id, column, "")
-        if not _CLASS_ID.match(class_id):
-            return refusal("bad_class_id", line, class_id, "class_id", class_id)
-        uai = record["school_uai"]
-        if not _UAI.match(uai):
-            return refusal("bad_uai", line, class_id, "school_uai", uai)
-        pupils = record["pupils"]
-        if not pupils.isdigit() or not 1 <= int(pupils) <= MAX_PUPILS:
-            return refusal("bad_pupils", line, class_id, "pupils", pupils, max=MAX_PUPILS)
-        academie = record["academie"]
-        if self.academie is not None and academie != self.academie:
-            return refusal("other_academie", line, class_id, "academie", academie,
-                           own=self.academie)  # fmt: skip
-        if academie not in d.academies:
-            return refusal("academie_outside_population", line, class_id, "academie", academie,
-                           allowed=", ".join(d.academies))  # fmt: skip
-        level = record["level"]
-        if level not in LEVELS:
-            return refusal("unknown_level", line, class_id, "level", level)
-        if level not in d.levels:
-            return refusal("level_outside_population", line, class_id, "level", level,
-                           allowed=", ".join(d.levels))  # fmt: skip
-        for criterion, allowed in d.criteria.items():
-            value = _normalise(record[criterion], allowed)
-            if value not in allowed:
-                return refusal("criterion_not_met", line, class_id, criterion, record[criterion],
-                               allowed=", ".join(allowed))  # fmt: skip
-        if (d.opens and self.today < d.opens) or (d.closes and self.today > d.closes):
-            return refusal("outside_window", line, class_id, "", self.today.isoformat(),
-                           opens=d.opens or "…", closes=d.closes or "…")  # fmt: skip
-        return None
-
-    def row(self, record: Mapping[str, str], line: int) -> ClassRow:
-        d = self.design
-        attributes = {
-            name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes
-        }
-        stratum = stratum_key(d.strata, {**record, **attributes})
-        cluster = record["school_uai"] if d.unit == "school" else record["class_id"]
-        return ClassRow(
-            line=line, class_id=record["class_id"], school_uai=record["school_uai"],
-            academie=record["academie"], level=record["level"], pupils=int(record["pupils"]),
-            attributes=attributes, stratum=stratum, cluster=cluster,
-        )  # fmt: skip
-
 
 # --- registry tables (migration: migrations/registry/versions/*_enrollment.py) ---------
 
@@ -502,6 +142,11 @@ class WithdrawalRow(RegistryBase):
     actor: Mapped[str] = mapped_column(sa.String(256))
 
 
+_ENROLLMENTS = cast(sa.Table, EnrollmentRow.__table__)
+_ALLOCATIONS = cast(sa.Table, AllocationRow.__table__)
+_DESIGNS = cast(sa.Table, EnrollmentDesignRow.__table__)
+
+
 # --- enrolling -----------------------------------------------------------------------
 
 
@@ -538,7 +183,7 @@ def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) 
     # The UPDATE takes SQLite's write lock (or PostgreSQL's row lock) before anything is
     # read, so two enrollments of one experiment run one after the other and never draw
     # the same block position twice.
-    table = EnrollmentDesignRow.__table__
+    table = _DESIGNS
     updated = session.execute(
         sa.update(table).where(table.c.experiment_id == design.experiment_id)
         .values(last_enrolled_at=now)
@@ -566,7 +211,7 @@ def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) 
 
 
 def _randomiser(session: Session, design: EnrollmentDesign) -> tuple[Randomiser, int]:
-    log = AllocationRow.__table__
+    log = _ALLOCATIONS
     where = log.c.experiment_id == design.experiment_id
     counts = {
         stratum: int(n)
@@ -589,7 +234,7 @@ def _enrolled_elsewhere(
     session: Session, experiment_id: str, class_ids: Sequence[str]
 ) -> dict[str, str]:
     # The router is keyed by class: a class can be in one running experiment at a time.
-    table = EnrollmentRow.__table__
+    table = _ENROLLMENTS
     found: dict[str, str] = {}
     for chunk in _chunks(class_ids):
         for class_id, other in session.execute(
@@ -603,11 +248,11 @@ def _enrolled_elsewhere(
     return found
 
 
-def _as_enrolled(row: Mapping[str, object], new: bool) -> EnrolledClass:
+def _as_enrolled(row: Mapping[Any, Any], new: bool) -> EnrolledClass:
     return EnrolledClass(
         class_id=str(row["class_id"]), school_uai=str(row["school_uai"]),
-        academie=str(row["academie"]), level=str(row["level"]), pupils=int(row["pupils"]),  # type: ignore[call-overload]
-        attributes=dict(row["attributes"]),  # type: ignore[call-overload]
+        academie=str(row["academie"]), level=str(row["level"]), pupils=int(row["pupils"]),
+        attributes=dict(row["attributes"]),
         stratum=str(row["stratum"]), arm=str(row["arm"]), status=str(row["status"]), new=new,
     )  # fmt: skip
 
@@ -665,10 +310,10 @@ def enroll_classes(
     """
     now = now or datetime.now(UTC)
     outcome = EnrollmentOutcome(design.experiment_id, refusals=list(classes.refusals))
-    enrollments = EnrollmentRow.__table__
+    enrollments = _ENROLLMENTS
     with Session(engine) as session, session.begin():
         _lock_experiment(session, design, now)
-        existing = {
+        existing: dict[str, Mapping[Any, Any]] = {
             row["class_id"]: row
             for row in session.execute(
                 sa.select(enrollments).where(enrollments.c.experiment_id == design.experiment_id)
@@ -734,7 +379,7 @@ def enroll_classes(
         if new_rows:
             session.execute(sa.insert(enrollments), new_rows)
         if log_rows:
-            session.execute(sa.insert(AllocationRow.__table__), log_rows)
+            session.execute(sa.insert(_ALLOCATIONS), log_rows)
         record_audit(session, actor, "enrollment.file", design.experiment_id, {
             "file": classes.path, "enrolled": len(new_rows), "already": len(outcome.already),
             "refused": len(outcome.refusals),
@@ -774,7 +419,7 @@ def enrolled_classes(
     >>> enrolled_classes(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
     []
     """
-    table = EnrollmentRow.__table__
+    table = _ENROLLMENTS
     query = sa.select(table).where(table.c.experiment_id == experiment_id).order_by(table.c.id)
     if academie is not None:
         query = query.where(table.c.academie == academie)
@@ -782,6 +427,41 @@ def enrolled_classes(
         query = query.where(table.c.arm.in_(list(arms)))
     with engine.connect() as connection:
         return [_as_enrolled(row, new=False) for row in connection.execute(query).mappings()]
+
+
+def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
+    """Balance of the arms over every unit enrolled so far (withdrawn ones too: ITT).
+
+    Compared attributes: ``pupils``, the declared unit attributes, and ``level`` and
+    ``academie`` when the population has more than one.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.protocol import load_protocol
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> [c.units for c in enrollment_balance(engine, design).counts]
+    [0, 0]
+    """
+    units: dict[str, BalanceUnit] = {}
+    for c in enrolled_classes(engine, design.experiment_id):
+        attributes = {**c.attributes, "level": c.level, "academie": c.academie}
+        key = c.school_uai if design.unit == "school" else c.class_id
+        known = units.get(key)
+        units[key] = BalanceUnit(c.arm, 1, c.pupils, attributes) if known is None else (
+            BalanceUnit(known.arm, known.classes + 1, known.pupils + c.pupils, known.attributes)
+        )
+    compared = list(design.attributes)
+    if len(design.levels) > 1 and design.unit != "school":
+        compared.append("level")
+    if len(design.academies) > 1:
+        compared.append("academie")
+    return balance_report(list(units.values()), design.arms, design.control, compared,
+                          unit=design.unit)  # fmt: skip
 
 
 # --- publishing -------------------------------------------------------------------------
@@ -809,8 +489,8 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
     """
     from ingest.contract import EnrollmentMessage
 
-    table = EnrollmentRow.__table__
-    designs = EnrollmentDesignRow.__table__
+    table = _ENROLLMENTS
+    designs = _DESIGNS
     with engine.connect() as connection:
         resource = connection.execute(
             sa.select(designs.c.resource_id).where(designs.c.experiment_id == experiment_id)
@@ -833,7 +513,7 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
 
 
 def _count_pending(engine: Engine, experiment_id: str) -> int:
-    table = EnrollmentRow.__table__
+    table = _ENROLLMENTS
     with engine.connect() as connection:
         return int(connection.execute(
             sa.select(sa.func.count()).select_from(table).where(
@@ -875,7 +555,7 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
         return PublishReport(0, f"{type(exc).__name__}: {exc}")
     if written != len(messages):
         return PublishReport(written, f"only {written} of {len(messages)} records were written")
-    table = EnrollmentRow.__table__
+    table = _ENROLLMENTS
     with Session(engine) as session, session.begin():
         session.execute(
             sa.update(table)
@@ -937,15 +617,15 @@ def withdraw(
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    >>> _ = enroll_classes(engine, design, read_classes(text + "c1,0781234A,CP,24,versailles,REP\\n",
-    ...                    design), actor="doc")
+    >>> text += "c1,0781234A,CP,24,versailles,REP\\n"
+    >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
     >>> withdraw(engine, design, "c1", reason="teacher left", actor="doc").data_policy
     'keep'
     """
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
     now = now or datetime.now(UTC)
-    table = EnrollmentRow.__table__
+    table = _ENROLLMENTS
     with Session(engine) as session, session.begin():
         row = session.execute(
             sa.select(table).where(

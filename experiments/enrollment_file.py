@@ -1,0 +1,520 @@
+"""The enrollment file: what a protocol asks of it, and the checks of each row.
+
+An enrollment file is a UTF-8 CSV with a header row and one class per line::
+
+    class_id,school_uai,level,pupils,academie,education_priority
+    c-0001,0781234A,CP,24,versailles,REP
+
+``level`` may also be written ``niveau``. Besides the five base columns, the file must
+carry the unit attributes the protocol names (strata, criteria, subgroups, unit
+covariates, ``population.attributes``); other columns are ignored and never stored (data
+minimisation: a stray "teacher" column never reaches the registry).
+
+Each row is checked against the protocol's population; a refused row gets a
+:class:`Refusal` with a stable ``code`` and a reason in French (académie staff) and
+English (logs, researchers), and does not stop the valid rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from experiments.errors import EnrollmentError
+from experiments.protocol_vocabulary import LEVELS, unit_attributes
+from experiments.randomisation import Scheme, integer_ratios, stratum_key
+
+if TYPE_CHECKING:
+    from experiments.protocol import Protocol
+
+__all__ = [
+    "BASE_COLUMNS",
+    "MAX_PUPILS",
+    "MESSAGES",
+    "ClassRow",
+    "ClassesFile",
+    "EnrollmentDesign",
+    "Refusal",
+    "read_classes",
+    "refusal",
+]
+
+#: Columns every enrollment file has (``niveau`` is accepted for ``level``).
+BASE_COLUMNS: tuple[str, ...] = ("class_id", "school_uai", "level", "pupils", "academie")
+_ALIASES = {"niveau": "level"}
+# Same patterns as the event contract (ingest/contract.py), so every enrolled class can
+# send events: pseudonymous ids, and UAI = 7 characters then a check letter.
+_CLASS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+_UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
+# Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
+# grouped classes while catching a typo (240 for 24).
+MAX_PUPILS = 60
+
+# --- refusals ------------------------------------------------------------------------
+
+#: code -> (French, English); placeholders are filled by :func:`refusal`.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "malformed_row": (
+        "ligne mal formée : {detail}",
+        "malformed row: {detail}",
+    ),
+    "empty_field": (
+        "le champ « {field} » est vide",
+        "field '{field}' is empty",
+    ),
+    "bad_class_id": (
+        "identifiant de classe « {value} » invalide : lettres, chiffres et . _ : - seulement "
+        "(identifiant pseudonyme, jamais un nom)",
+        "class id '{value}' is invalid: letters, digits and . _ : - only (a pseudonymous id, "
+        "never a name)",
+    ),
+    "bad_uai": (
+        "UAI « {value} » invalide : 7 caractères puis une lettre, par exemple 0781234A",
+        "UAI '{value}' is invalid: 7 characters then a letter, e.g. 0781234A",
+    ),
+    "bad_pupils": (
+        "nombre d'élèves « {value} » invalide : un entier de 1 à {max} est attendu",
+        "number of pupils '{value}' is invalid: expecting an integer from 1 to {max}",
+    ),
+    "other_academie": (
+        "classe de l'académie « {value} » : votre compte (académie « {own} ») ne peut "
+        "inscrire que les classes de ses propres écoles",
+        "class of académie '{value}': your account (académie '{own}') may only enroll "
+        "classes of its own schools",
+    ),
+    "academie_outside_population": (
+        "l'académie « {value} » ne fait pas partie de l'expérimentation (académies : {allowed})",
+        "académie '{value}' is not in the experiment's population (académies: {allowed})",
+    ),
+    "unknown_level": (
+        "niveau « {value} » inconnu (PS, MS, GS, CP, CE1, CE2, CM1, CM2, 6e, 5e, 4e, 3e, "
+        "2nde, 1re, Tle)",
+        "unknown niveau '{value}' (PS, MS, GS, CP, CE1, CE2, CM1, CM2, 6e, 5e, 4e, 3e, "
+        "2nde, 1re, Tle)",
+    ),
+    "level_outside_population": (
+        "le niveau « {value} » ne fait pas partie de l'expérimentation (niveaux : {allowed})",
+        "niveau '{value}' is not in the experiment's population (niveaux: {allowed})",
+    ),
+    "criterion_not_met": (
+        "critère « {field} » non rempli : « {value} » n'est pas parmi {allowed}",
+        "criterion '{field}' not met: '{value}' is not one of {allowed}",
+    ),
+    "outside_window": (
+        "inscriptions fermées le {value} : elles sont ouvertes du {opens} au {closes}",
+        "enrollment is closed on {value}: it is open from {opens} to {closes}",
+    ),
+    "duplicate_class": (
+        "la classe « {value} » figure déjà à la ligne {first} du fichier",
+        "class '{value}' already appears on line {first} of the file",
+    ),
+    "enrolled_differently": (
+        "la classe est déjà inscrite avec « {field} » = « {stored} », pas « {value} » ; "
+        "une inscription ne se modifie pas",
+        "the class is already enrolled with '{field}' = '{stored}', not '{value}'; an "
+        "enrollment cannot be edited",
+    ),
+    "enrolled_elsewhere": (
+        "la classe « {value} » est déjà inscrite dans l'expérimentation « {other} »",
+        "class '{value}' is already enrolled in experiment '{other}'",
+    ),
+    "school_stratum_conflict": (
+        "l'école {school} est tirée au sort comme une unité dans la strate {stratum} ; "
+        "cette classe indique la strate {value}",
+        "school {school} is randomised as one unit in stratum {stratum}; this class says "
+        "stratum {value}",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused row: where, which field and value, and why (French and English)."""
+
+    line: int
+    class_id: str
+    field: str
+    value: str
+    code: str
+    message_fr: str
+    message_en: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f": {self.field}" if self.field else "")
+        return f"{where}: {self.message_en} / {self.message_fr}"
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain fields, for JSON output."""
+        return asdict(self)
+
+
+def refusal(
+    code: str, line: int, class_id: str, field: str, value: str, **details: object
+) -> Refusal:
+    """Build the refusal ``code`` for a row, both messages filled in.
+
+    Examples
+    --------
+    >>> r = refusal("bad_pupils", 3, "c1", "pupils", "abc", max=60)
+    >>> r.message_en
+    "number of pupils 'abc' is invalid: expecting an integer from 1 to 60"
+    """
+    french, english = MESSAGES[code]
+    values = {"field": field, "value": value, **details}
+    return Refusal(
+        line=line, class_id=class_id, field=field, value=value, code=code,
+        message_fr=french.format(**values), message_en=english.format(**values),
+    )  # fmt: skip
+
+
+# --- the protocol, as enrollment sees it -------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrollmentDesign:
+    """What enrollment needs from a protocol (built by :meth:`from_protocol`).
+
+    ``attributes`` are the unit attributes the file must carry beyond the base columns;
+    ``class_data`` and ``pupil_data`` say what happens to data already collected when a
+    class or a pupil withdraws (``keep`` or ``remove``).
+    """
+
+    experiment_id: str
+    resource_id: str
+    unit: Literal["learner", "class", "school"]
+    levels: tuple[str, ...]
+    academies: tuple[str, ...]
+    criteria: Mapping[str, tuple[str, ...]]
+    strata: tuple[str, ...]
+    attributes: tuple[str, ...]
+    arms: tuple[str, ...]
+    ratios: tuple[int, ...]
+    control: str
+    seed: int
+    opens: date | None = None
+    closes: date | None = None
+    class_data: Literal["keep", "remove"] = "keep"
+    pupil_data: Literal["keep", "remove"] = "remove"
+
+    @classmethod
+    def from_protocol(cls, protocol: Protocol) -> EnrollmentDesign:
+        """The enrollment view of a validated protocol.
+
+        The protocol language has no withdrawal section yet: class withdrawals keep the
+        data collected (needed for the intention-to-treat analysis), pupil withdrawals
+        remove it (the pupil's objection, RGPD art. 21).
+
+        Examples
+        --------
+        >>> from experiments.protocol import load_protocol
+        >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+        >>> design.arms, design.ratios, design.attributes
+        (('lectio', 'usual'), (1, 1), ('education_priority',))
+        """
+        population = protocol.population
+        named = [
+            *protocol.randomisation.strata,
+            *population.criteria,
+            *population.attributes,
+            *protocol.analysis.subgroups,
+            *protocol.analysis.covariates,
+        ]
+        carried = unit_attributes(population.unit, population.attributes)
+        attributes: list[str] = []
+        for name in named:
+            if name in carried and name not in BASE_COLUMNS and name not in attributes:
+                attributes.append(name)
+        window = protocol.enrollment
+        return cls(
+            experiment_id=protocol.id,
+            resource_id=protocol.resource.id,
+            unit=population.unit,
+            levels=tuple(population.levels),
+            academies=tuple(population.academies),
+            criteria={
+                name: tuple(_cell_text(value) for value in values)
+                for name, values in population.criteria.items()
+            },
+            strata=tuple(protocol.randomisation.strata),
+            attributes=tuple(attributes),
+            arms=tuple(arm.name for arm in protocol.arms),
+            ratios=integer_ratios([arm.allocation for arm in protocol.arms]),
+            control=protocol.control_arm.name,
+            seed=protocol.randomisation.seed,
+            opens=window.opens if window else None,
+            closes=window.closes if window else None,
+        )
+
+    @property
+    def scheme(self) -> Scheme:
+        """The randomisation scheme (arms, integer ratios, seed)."""
+        return Scheme(self.experiment_id, self.seed, self.arms, self.ratios)
+
+    @property
+    def treatment_arms(self) -> tuple[str, ...]:
+        """Arms that receive the resource (every arm but the control)."""
+        return tuple(arm for arm in self.arms if arm != self.control)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the assignment depends on; it must not change once enrolling."""
+        basis = {
+            "experiment_id": self.experiment_id, "unit": self.unit, "strata": self.strata,
+            "arms": self.arms, "ratios": self.ratios, "seed": self.seed,
+            "block_size": self.scheme.block_size,
+        }  # fmt: skip
+        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def _cell_text(value: object) -> str:
+    # Criteria values may be YAML booleans or integers; CSV cells are text.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_TRUE = {"true", "1", "oui", "yes", "vrai"}
+_FALSE = {"false", "0", "non", "no", "faux"}
+
+
+def _normalise(value: str, allowed: tuple[str, ...]) -> str:
+    if set(allowed) <= {"true", "false"}:
+        lowered = value.lower()
+        return "true" if lowered in _TRUE else "false" if lowered in _FALSE else value
+    return value
+
+
+# --- reading and checking a file ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """A class row that passed every check that needs no database."""
+
+    line: int
+    class_id: str
+    school_uai: str
+    academie: str
+    level: str
+    pupils: int
+    attributes: Mapping[str, str]
+    stratum: str
+    cluster: str
+
+    def values(self) -> dict[str, object]:
+        """The stored values that must match when the same class is enrolled again."""
+        return {
+            "school_uai": self.school_uai, "academie": self.academie, "level": self.level,
+            "pupils": self.pupils, "attributes": dict(self.attributes),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClassesFile:
+    """A read enrollment file: the rows to enroll and the rows refused."""
+
+    path: str
+    rows: list[ClassRow]
+    refusals: list[Refusal]
+    ignored_columns: tuple[str, ...] = ()
+
+
+def read_classes(
+    source: Path | str,
+    design: EnrollmentDesign,
+    *,
+    name: str | None = None,
+    academie: str | None = None,
+    today: date | None = None,
+) -> ClassesFile:
+    """Read an enrollment CSV and check each row against the protocol's population.
+
+    Parameters
+    ----------
+    source
+        A path, or the CSV text itself (then ``name`` names it in messages).
+    design
+        The experiment's enrollment design.
+    academie
+        The académie of the caller: rows of another académie are refused. None for a
+        caller not bound to one académie (an administrator).
+    today
+        Date checked against the enrollment window (default: today, UTC).
+
+    Returns
+    -------
+    ClassesFile
+        Rows that passed, in file order, and refusals with reasons in French and English.
+
+    Raises
+    ------
+    EnrollmentError
+        The file as a whole is unusable (unreadable, not UTF-8, no header, a required
+        column missing, or a learner-randomised protocol).
+
+    Examples
+    --------
+    >>> from experiments.protocol import load_protocol
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> text = (
+    ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"
+    ...     "c1,0781234A,CP,24,versailles,REP\\n"
+    ...     "c2,0781234A,CE1,25,versailles,REP\\n"
+    ... )
+    >>> classes = read_classes(text, design, name="classes.csv")
+    >>> [row.class_id for row in classes.rows], classes.refusals[0].code
+    (['c1'], 'level_outside_population')
+    """
+    if design.unit == "learner":
+        raise EnrollmentError(
+            "this protocol randomises learners: enrolling them needs a file of pupils, which "
+            "Preuve cannot read yet (class and school randomisation are supported)",
+            field="population.unit",
+        )
+    if isinstance(source, Path):
+        name = name or str(source)
+        try:
+            text = source.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise EnrollmentError(
+                f"{name}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8",
+                path=name,
+            ) from None
+        except OSError as exc:
+            raise EnrollmentError(
+                f"{name}: cannot read the file: {exc.strerror}", path=name
+            ) from None
+    else:
+        name = name or "<classes>"
+        text = source.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise EnrollmentError(f"{name}: empty file, expecting a header row", path=name) from None
+    except csv.Error as exc:
+        raise EnrollmentError(f"{name}:1: unreadable header: {exc}", path=name, line=1) from None
+    columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
+    needed = (*BASE_COLUMNS, *design.attributes)
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise EnrollmentError(
+            f"{name}:1: missing column(s) {', '.join(missing)}; the header must have "
+            f"{', '.join(needed)}",
+            path=name, line=1, field=missing[0],
+        )  # fmt: skip
+    doubled = sorted({c for c in columns if columns.count(c) > 1})
+    if doubled:
+        raise EnrollmentError(
+            f"{name}:1: column {doubled[0]} appears twice", path=name, line=1, field=doubled[0]
+        )
+    index = {column: i for i, column in enumerate(columns)}
+    checker = _RowChecker(design, academie, today or datetime.now(UTC).date())
+    rows: list[ClassRow] = []
+    refusals: list[Refusal] = []
+    first_line: dict[str, int] = {}
+    line = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            line = reader.line_num
+            refusals.append(refusal("malformed_row", line, "", "", "", detail=str(exc)))
+            continue
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue  # blank lines are not classes
+        if len(cells) != len(columns):
+            class_id = cells[index["class_id"]].strip() if len(cells) > index["class_id"] else ""
+            refusals.append(
+                refusal("malformed_row", line, class_id, "", "",
+                        detail=f"{len(cells)} fields, the header has {len(columns)}")
+            )  # fmt: skip
+            continue
+        record = {column: cells[i].strip() for column, i in index.items()}
+        problem = checker.check(record, line)
+        if problem is not None:
+            refusals.append(problem)
+            continue
+        class_id = record["class_id"]
+        if class_id in first_line:
+            refusals.append(
+                refusal("duplicate_class", line, class_id, "class_id", class_id,
+                        first=first_line[class_id])
+            )  # fmt: skip
+            continue
+        first_line[class_id] = line
+        rows.append(checker.row(record, line))
+    ignored = tuple(c for c in columns if c not in needed)
+    refusals.sort(key=lambda r: r.line)
+    return ClassesFile(name, rows, refusals, ignored)
+
+
+class _RowChecker:
+    """Checks one CSV record against the population; first problem wins."""
+
+    def __init__(self, design: EnrollmentDesign, academie: str | None, today: date) -> None:
+        self.design = design
+        self.academie = academie
+        self.today = today
+
+    def check(self, record: Mapping[str, str], line: int) -> Refusal | None:
+        d = self.design
+        class_id = record["class_id"]
+        for column in (*BASE_COLUMNS, *d.attributes):
+            if not record[column]:
+                return refusal("empty_field", line, class_id, column, "")
+        if not _CLASS_ID.match(class_id):
+            return refusal("bad_class_id", line, class_id, "class_id", class_id)
+        uai = record["school_uai"]
+        if not _UAI.match(uai):
+            return refusal("bad_uai", line, class_id, "school_uai", uai)
+        pupils = record["pupils"]
+        if not pupils.isdigit() or not 1 <= int(pupils) <= MAX_PUPILS:
+            return refusal("bad_pupils", line, class_id, "pupils", pupils, max=MAX_PUPILS)
+        academie = record["academie"]
+        if self.academie is not None and academie != self.academie:
+            return refusal("other_academie", line, class_id, "academie", academie,
+                           own=self.academie)  # fmt: skip
+        if academie not in d.academies:
+            return refusal("academie_outside_population", line, class_id, "academie", academie,
+                           allowed=", ".join(d.academies))  # fmt: skip
+        level = record["level"]
+        if level not in LEVELS:
+            return refusal("unknown_level", line, class_id, "level", level)
+        if level not in d.levels:
+            return refusal("level_outside_population", line, class_id, "level", level,
+                           allowed=", ".join(d.levels))  # fmt: skip
+        for criterion, allowed in d.criteria.items():
+            value = _normalise(record[criterion], allowed)
+            if value not in allowed:
+                return refusal("criterion_not_met", line, class_id, criterion, record[criterion],
+                               allowed=", ".join(allowed))  # fmt: skip
+        if (d.opens and self.today < d.opens) or (d.closes and self.today > d.closes):
+            return refusal("outside_window", line, class_id, "", self.today.isoformat(),
+                           opens=d.opens or "…", closes=d.closes or "…")  # fmt: skip
+        return None
+
+    def row(self, record: Mapping[str, str], line: int) -> ClassRow:
+        d = self.design
+        attributes = {
+            name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes
+        }
+        stratum = stratum_key(d.strata, {**record, **attributes})
+        cluster = record["school_uai"] if d.unit == "school" else record["class_id"]
+        return ClassRow(
+            line=line, class_id=record["class_id"], school_uai=record["school_uai"],
+            academie=record["academie"], level=record["level"], pupils=int(record["pupils"]),
+            attributes=attributes, stratum=stratum, cluster=cluster,
+        )  # fmt: skip
+
+
