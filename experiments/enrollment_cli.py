@@ -1,12 +1,245 @@
-"""``preuve enroll``: an académie enrolls classes into an experiment."""
+"""``preuve enroll``: an académie enrolls classes into an experiment.
+
+Exit codes (also in ``preuve enroll --help``):
+
+- 0: every row of the file is enrolled (now, or already by an earlier run);
+- 1: some rows were refused (the valid rows are enrolled; each refusal is printed);
+- 2: usage or file error (nothing enrolled): unknown experiment, unreadable file,
+  missing column, a protocol that changed its randomisation...;
+- 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
+  stay pending until ``preuve enroll EXPERIMENT --republish``.
+
+The protocol comes from the registry (the version in force; the experiment must be
+registered, enrolling or running). ``--protocol PATH`` enrolls against a protocol file
+instead, for an experiment that is not in the registry (demos, dry runs); when the
+experiment is registered, the file must be the registered version.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from experiments.not_built import not_built
+import typer
+
+from experiments.errors import EnrollmentError, ProtocolError, RegistryError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from experiments.enrollment import EnrollmentDesign, EnrollmentOutcome, Publish
+    from experiments.settings import Settings
+    from ingest.contract import EnrollmentMessage
+
+__all__ = ["EXIT_OK", "EXIT_PENDING", "EXIT_REFUSED", "EXIT_USAGE", "enroll", "load_design"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_PENDING = 3
+#: Lifecycle states in which classes may be enrolled (late enrollments while running).
+ENROLLING_STATES = ("registered", "enrolling", "running")
 
 
-def enroll(experiment: str, classes_csv: Path) -> None:
-    """Enroll the classes of CLASSES_CSV into EXPERIMENT and print each class's arm."""
-    not_built("enroll", 4)
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"preuve enroll: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def load_design(
+    engine: Engine, experiment: str, protocol_path: Path | None = None
+) -> tuple[EnrollmentDesign, str | None]:
+    """The enrollment design of ``experiment`` and a warning to show, if any.
+
+    Raises
+    ------
+    EnrollmentError
+        The experiment is unknown (and no protocol file is given), not in an enrolling
+        state, or the file is not the registered protocol.
+    ProtocolError
+        The protocol file is invalid.
+    """
+    from experiments.enrollment import EnrollmentDesign
+    from experiments.protocol import load_protocol
+    from experiments.registry import get_experiment, registered_protocol
+
+    try:
+        record = get_experiment(engine, experiment)
+    except RegistryError:
+        record = None
+    if record is None:
+        if protocol_path is None:
+            raise EnrollmentError(
+                f"experiment {experiment} is not in the registry: register its protocol "
+                "(preuve protocol register) or pass --protocol PATH", field="experiment",
+            )  # fmt: skip
+        protocol = load_protocol(protocol_path)
+        if protocol.id != experiment:
+            raise EnrollmentError(
+                f"{protocol_path}: protocol id is {protocol.id!r}, not {experiment!r}",
+                path=str(protocol_path), field="id",
+            )  # fmt: skip
+        warning = (f"experiment {experiment} is not registered: enrolling against "
+                   f"{protocol_path} (sha256 {protocol.sha256[:12]}), not a locked protocol")
+        return EnrollmentDesign.from_protocol(protocol), warning
+    if record.state not in ENROLLING_STATES:
+        raise EnrollmentError(
+            f"experiment {experiment} is {record.state}: classes can be enrolled when it is "
+            f"{', '.join(ENROLLING_STATES)}", field="state",
+        )  # fmt: skip
+    registered = registered_protocol(engine, experiment).protocol
+    if protocol_path is not None and load_protocol(protocol_path).sha256 != registered.sha256:
+        raise EnrollmentError(
+            f"{protocol_path} is not the registered protocol of {experiment} (version "
+            f"{record.current_version}); drop --protocol to use the registered one",
+            path=str(protocol_path),
+        )  # fmt: skip
+    return EnrollmentDesign.from_protocol(registered), None
+
+
+def _kafka_publisher(settings: Settings) -> Publish:
+    from ingest.producer import publish_enrollments
+
+    def publish(messages: Sequence[EnrollmentMessage]) -> int:
+        return publish_enrollments(settings, messages)
+
+    return publish
+
+
+def _print_outcome(outcome: EnrollmentOutcome, path: str) -> None:
+    for c in outcome.enrolled:
+        typer.echo(f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}\t-> {c.arm}")
+    for c in outcome.already:
+        typer.echo(f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}\t-> {c.arm}"
+                   "\t(already enrolled / déjà inscrite)")  # fmt: skip
+    for r in outcome.refusals:
+        where = f"{path}:{r.line}:" + (f" {r.field}:" if r.field else "")
+        typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉE : {r.message_fr}")
+    typer.echo(
+        f"{outcome.experiment_id}: {len(outcome.enrolled)} enrolled (inscrites), "
+        f"{len(outcome.already)} already enrolled (déjà inscrites), "
+        f"{len(outcome.refusals)} refused (refusées)"
+    )
+
+
+def _publishing_exit(pending: int, error: str | None, experiment: str) -> int:
+    if pending == 0:
+        return EXIT_OK
+    cause = f" ({error})" if error else ""
+    typer.echo(
+        f"publishing pending: {pending} enrollment records not yet on preuve.enrollments"
+        f"{cause}; they are committed. Run: preuve enroll {experiment} --republish", err=True,
+    )  # fmt: skip
+    return EXIT_PENDING
+
+
+def enroll(
+    experiment: Annotated[str, typer.Argument(help="Experiment id.", show_default=False)],
+    classes_csv: Annotated[
+        Path | None,
+        typer.Argument(help="CSV of classes: class_id,school_uai,level,pupils,academie + the "
+                       "attributes the protocol names.", show_default=False),
+    ] = None,
+    academie: Annotated[
+        str | None, typer.Option(help="Your académie: rows of other académies are refused.")
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Protocol file, for an experiment not in the registry.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    publish: Annotated[
+        bool, typer.Option(help="Publish to preuve.enrollments (--no-publish: leave pending).")
+    ] = True,
+    republish: Annotated[
+        bool, typer.Option(help="Publish the enrollments still pending, then exit.")
+    ] = False,
+    withdraw_class: Annotated[
+        str | None, typer.Option("--withdraw", help="Withdraw this class (it keeps its arm).")
+    ] = None,
+    pupil: Annotated[
+        str | None, typer.Option(help="With --withdraw: withdraw only this pupil (pseudonym).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded).")] = "",
+) -> None:
+    """Enroll the classes of CLASSES_CSV into EXPERIMENT and print each class's arm.
+
+    Exit 0: all rows enrolled; 1: some rows refused (the others are enrolled); 2: usage
+    or file error, nothing enrolled; 3: enrolled, but publishing to Kafka is pending
+    (run again with --republish).
+    """
+    from experiments.database import registry_engine
+    from experiments.enrollment import (
+        enroll_classes,
+        enrollment_balance,
+        pending_messages,
+        publish_pending,
+        read_classes,
+        withdraw,
+    )
+    from experiments.settings import Settings
+
+    actions = sum((classes_csv is not None, republish, withdraw_class is not None))
+    if actions != 1:
+        raise _fail("give exactly one of CLASSES_CSV, --republish or --withdraw CLASS")
+    settings = Settings()
+    engine = registry_engine(settings)
+    actor = f"academie:{academie}:cli" if academie else "admin:*:cli"
+    publisher = _kafka_publisher(settings)
+    try:
+        if republish:
+            report = publish_pending(engine, experiment, publisher)
+            typer.echo(f"{experiment}: published {report.published} enrollment records")
+            raise typer.Exit(_publishing_exit(len(pending_messages(engine, experiment)),
+                                              report.error, experiment))  # fmt: skip
+        design, warning = load_design(engine, experiment, protocol)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
+        if withdraw_class is not None:
+            done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
+                            learner_id=pupil, academie=academie)  # fmt: skip
+            who = f"pupil {pupil} of class {withdraw_class}" if pupil else f"class {withdraw_class}"
+            typer.echo(f"{experiment}: {who} withdrawn; arm {done.arm} kept (ITT); data "
+                       f"already collected: {done.data_policy}")  # fmt: skip
+            if pupil is None:
+                error = publish_pending(engine, experiment, publisher).error if publish else None
+                pending = len(pending_messages(engine, experiment))
+                raise typer.Exit(_publishing_exit(pending, error, experiment))
+            return
+        assert classes_csv is not None
+        classes = read_classes(classes_csv, design, academie=academie)
+        outcome = enroll_classes(engine, design, classes, actor=actor,
+                                 publish=publisher if publish else None)  # fmt: skip
+    except (EnrollmentError, RegistryError) as exc:
+        raise _fail(exc.reason) from None
+    except ProtocolError as exc:
+        for problem in exc.problems or ():
+            typer.echo(str(problem), err=True)
+        raise _fail(exc.reason) from None
+    balance = enrollment_balance(engine, design)
+    if as_json:
+        typer.echo(json.dumps({
+            "experiment": experiment,
+            "enrolled": [{"class_id": c.class_id, "arm": c.arm} for c in outcome.enrolled],
+            "already": [{"class_id": c.class_id, "arm": c.arm} for c in outcome.already],
+            "refused": [r.as_dict() for r in outcome.refusals],
+            "ignored_columns": list(classes.ignored_columns),
+            "published": outcome.published, "pending": outcome.pending,
+            "publish_error": outcome.publish_error, "balance": balance.as_dict(),
+        }, ensure_ascii=False))  # fmt: skip
+    else:
+        _print_outcome(outcome, classes.path)
+        if classes.ignored_columns:
+            typer.echo(f"ignored columns (not stored): {', '.join(classes.ignored_columns)}")
+        for line in balance.lines():
+            typer.echo(line)
+    if publish:
+        pending_exit = _publishing_exit(outcome.pending, outcome.publish_error, experiment)
+    else:
+        pending_exit = EXIT_OK
+        typer.echo(f"not published (--no-publish): {outcome.pending} records pending; "
+                   f"publish with: preuve enroll {experiment} --republish", err=True)
+    if outcome.refusals:
+        raise typer.Exit(EXIT_REFUSED)
+    raise typer.Exit(pending_exit)

@@ -63,8 +63,12 @@ MAX_PUPILS = 60
 #: code -> (French, English); placeholders are filled by :func:`refusal`.
 MESSAGES: dict[str, tuple[str, str]] = {
     "malformed_row": (
-        "ligne mal formée : {detail}",
-        "malformed row: {detail}",
+        "ligne mal formée : {fields} champs, l'en-tête en a {header}",
+        "malformed row: {fields} fields, the header has {header}",
+    ),
+    "unreadable_row": (
+        "ligne illisible en CSV ({detail})",
+        "row is not readable as CSV ({detail})",
     ),
     "empty_field": (
         "le champ « {field} » est vide",
@@ -428,7 +432,7 @@ def read_classes(
             break
         except csv.Error as exc:
             line = reader.line_num
-            refusals.append(refusal("malformed_row", line, "", "", "", detail=str(exc)))
+            refusals.append(refusal("unreadable_row", line, "", "", "", detail=str(exc)))
             continue
         line = reader.line_num
         if not any(cell.strip() for cell in cells):
@@ -437,7 +441,7 @@ def read_classes(
             class_id = cells[index["class_id"]].strip() if len(cells) > index["class_id"] else ""
             refusals.append(
                 refusal("malformed_row", line, class_id, "", "",
-                        detail=f"{len(cells)} fields, the header has {len(columns)}")
+                        fields=len(cells), header=len(columns))
             )  # fmt: skip
             continue
         record = {column: cells[i].strip() for column, i in index.items()}
