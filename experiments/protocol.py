@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -41,7 +42,13 @@ from pydantic_core import ErrorDetails
 
 from experiments import protocol_checks as checks
 from experiments.errors import Problem, ProtocolError
-from experiments.protocol_vocabulary import ACADEMIES, CYCLES, LEVELS, did_you_mean
+from experiments.protocol_vocabulary import (
+    ACADEMIES,
+    CYCLES,
+    FORMER_ACADEMIES,
+    LEVELS,
+    did_you_mean,
+)
 from experiments.protocol_yaml import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
 
 __all__ = [
@@ -82,8 +89,13 @@ def _pattern(pattern: str, what: str) -> Any:
     return AfterValidator(check)
 
 
-def _vocabulary(values: tuple[str, ...], what: str) -> Any:
+def _vocabulary(values: tuple[str, ...], what: str, former: Mapping[str, str] = {}) -> Any:
     def check(value: str) -> str:
+        if value in former:
+            raise ValueError(
+                f"{value!r} is no longer a{'n' if what[0] in 'aeiou' else ''} {what}; "
+                f"it was merged into {former[value]!r}"
+            )
         if value not in values:
             raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, values)}")
         return value
@@ -121,7 +133,7 @@ Level = Annotated[
 ]
 Academie = Annotated[
     str,
-    _vocabulary(ACADEMIES, "académie"),
+    _vocabulary(ACADEMIES, "académie", FORMER_ACADEMIES),
     WithJsonSchema({"type": "string", "enum": list(ACADEMIES)}),
 ]
 SchoolDate = Annotated[

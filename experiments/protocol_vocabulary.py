@@ -27,6 +27,7 @@ __all__ = [
     "ACADEMIES",
     "CYCLES",
     "EDUCATION_PRIORITY",
+    "FORMER_ACADEMIES",
     "LEVELS",
     "STANDARD_UNIT_ATTRIBUTES",
     "did_you_mean",
@@ -56,6 +57,9 @@ ACADEMIES: tuple[str, ...] = (
     # overseas
     "guadeloupe", "guyane", "la-reunion", "martinique", "mayotte",
 )  # fmt: skip
+
+#: Former académies, merged on 1 January 2020 (décret n° 2019-1554): name → successor.
+FORMER_ACADEMIES: Mapping[str, str] = {"caen": "normandie", "rouen": "normandie"}
 
 #: Values of the ``education_priority`` unit attribute ("none": outside éducation prioritaire).
 EDUCATION_PRIORITY: tuple[str, ...] = ("REP", "REP+", "none")

@@ -75,7 +75,7 @@ def read_yaml(text: str) -> tuple[Any, Any]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        what = "; ".join(p for p in (exc.context, exc.problem) if p)
         raise YamlSyntaxError(f"YAML syntax error: {what}", line, col) from exc
     except YAMLError as exc:
         raise YamlSyntaxError(f"YAML syntax error: {exc}", 1, 1) from exc
