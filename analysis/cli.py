@@ -1,22 +1,69 @@
-"""``preuve analyze``: a protocol's analysis on files, without Kafka."""
+"""``preuve analyze``: a protocol's analysis on files, without Kafka.
+
+Exit codes: 0 done; 2 a user error (bad protocol, bad CSV), printed as
+``PATH:LINE: field: message`` without a traceback.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 
-from experiments.not_built import not_built
+__all__ = ["analyze"]
+
+logger = logging.getLogger(__name__)
 
 
 def analyze(
-    protocol: Path = typer.Option(..., "--protocol"),
-    units: Path = typer.Option(..., "--units"),
-    outcomes: Path = typer.Option(..., "--outcomes"),
-    usage: Path | None = typer.Option(None, "--usage"),
-    analysis: str = typer.Option("final", "--analysis"),
-    json_out: Path | None = typer.Option(None, "--json"),
-    html_out: Path | None = typer.Option(None, "--html"),
+    protocol: Path = typer.Option(..., "--protocol", help="The protocol (YAML)."),
+    units: Path = typer.Option(..., "--units", help="Units CSV: unit_id,arm,attributes…"),
+    outcomes: Path = typer.Option(
+        ..., "--outcomes", help="Outcomes CSV: learner_id,unit_id,measure,wave,score"),
+    usage: Path | None = typer.Option(
+        None, "--usage", help="Usage CSV: learner_id,unit_id,week,active_minutes"),
+    analysis: str = typer.Option("final", "--analysis", help="Name of the analysis."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the JSON results here."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write a French HTML page here."),
 ) -> None:
     """Run a protocol's analysis on CSV files (the researcher's offline path)."""
-    not_built("analyze", 6)
+    from analysis.errors import AnalysisError
+    from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
+    from analysis.results import to_json_dict, write_json
+    from analysis.run import run_analysis
+    from experiments.errors import ProtocolError
+    from experiments.protocol import load_protocol
+
+    try:
+        loaded = load_protocol(protocol)
+    except ProtocolError as exc:
+        for problem in exc.problems or [exc.reason]:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(code=2) from None
+    try:
+        plan = plan_from_protocol(loaded)
+    except ValueError as exc:  # an option of the protocol this engine does not support
+        typer.echo(f"{protocol}: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    try:
+        unit_table = read_units(units, plan)
+        outcome_table = read_outcomes(outcomes, unit_table)
+        usage_table = read_usage(usage, outcome_table, unit_table) if usage else None
+        results = run_analysis(plan, unit_table, outcome_table, usage_table, analysis)
+    except AnalysisError as exc:
+        where = f"{exc.path}:{exc.line}: " if exc.path else ""
+        field = f"{exc.field}: " if exc.field else ""
+        typer.echo(f"{where}{field}{exc.reason}", err=True)
+        raise typer.Exit(code=2) from None
+    if json_out is not None:
+        write_json(results, json_out)
+    if html_out is not None:
+        from analysis.report import write_html
+
+        write_html(results, html_out)
+    if json_out is None and html_out is None:
+        import json
+
+        typer.echo(json.dumps(to_json_dict(results), ensure_ascii=False, indent=2,
+                              allow_nan=False))

@@ -3,8 +3,10 @@
 ``ancova`` (the default): OLS of the endline score on the arm indicators, the baseline
 score (dummy-variable method when missing), the declared covariates and fixed effects of
 the randomisation strata (absorbed). Standard errors are cluster-robust at the unit of
-randomisation with the CR1 correction and t intervals on ``G - 1`` degrees of freedom;
-when the unit is the learner they are heteroskedasticity-robust (HC1, ``N - K`` df).
+randomisation with the CR1 correction, extended to absorbed strata: ``G/(G-S)`` and t
+intervals on ``G - S`` degrees of freedom (``S`` strata; ``S = 1`` without strata is plain
+CR1, ``G - 1`` df); when the unit is the learner they are heteroskedasticity-robust (HC1,
+``N - K`` df).
 See :mod:`analysis._ols` for the exact corrections and which libraries they match.
 
 ``mixed``: linear mixed model with random intercepts for the unit (and for the school when
@@ -34,7 +36,15 @@ from analysis.settings import MIN_CELL_PUPILS, Role
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 
-__all__ = ["ArmCounts", "arm_counts", "contrast_name", "estimate_effects", "t_inference"]
+__all__ = [
+    "ArmCounts",
+    "arm_counts",
+    "cluster_params",
+    "contrast_name",
+    "estimate_effects",
+    "subset_sample",
+    "t_inference",
+]
 
 
 def contrast_name(treatment: str, control: str) -> str:
@@ -59,6 +69,13 @@ def arm_counts(sample: AnalysisSample, n_arms: int, rows: npt.NDArray[np.bool_] 
     pairs = np.unique(arm.astype(np.int64) * (sample.n_clusters + 1) + cluster)
     units = np.bincount(pairs // (sample.n_clusters + 1), minlength=n_arms).astype(np.int64)
     return ArmCounts(learners=learners, units=units)
+
+
+def cluster_params(plan: AnalysisPlan, n_absorbed_strata: int) -> int:
+    """Cluster-level parameters of the small-sample factor (see ``analysis/_ols.py``)."""
+    if plan.cluster_correction == "cr1" or n_absorbed_strata == 0:
+        return 1
+    return n_absorbed_strata
 
 
 def t_inference(estimate: float, se: float, df: float, alpha: float
@@ -95,7 +112,7 @@ def _blocking_reason(plan: AnalysisPlan, counts: ArmCounts, treatment: int, cont
 def _model_label(plan: AnalysisPlan, kind: VcovKind | None) -> str:
     if plan.model == "mixed" and kind is None:
         return "mixed (REML, random intercepts)"
-    label = {"cluster": "ancova, CR1 cluster-robust by unit",
+    label = {"cluster": "ancova, cluster-robust by unit (CR1, strata-aware)",
              "hetero": "ancova, HC1 robust", "iid": "ancova, iid (clustering ignored)"}
     return label[kind or ("cluster" if plan.clustered else "hetero")]
 
@@ -218,18 +235,19 @@ def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
     # Keep only rows of the arms in the model (the control and estimable arms).
     control = plan.arms.index(plan.control)
     rows = np.isin(sample.arm, arms + [control])
-    sub = _subset(sample, rows)
+    sub = subset_sample(sample, rows)
     y, x, k_absorbed = _design(sub, arms)
     kept = independent_columns(x)
     lost = [a for i, a in enumerate(arms) if i not in kept]
     x = x[:, kept]
     n, k = x.shape
-    if kind == "cluster" and sub.n_clusters - 1 < 1:
-        return {}, "too few units for cluster-robust standard errors"
+    c_params = cluster_params(plan, k_absorbed)
+    if kind == "cluster" and sub.n_clusters - c_params < 1:
+        return {}, "too few units for cluster-robust standard errors (units ≤ strata)"
     if n - k - k_absorbed <= 0:
         return {}, f"too few learners ({n}) for the {k + k_absorbed} model parameters"
     fit = fit_ols(y, x, kind=kind, cluster=sub.cluster, n_clusters=sub.n_clusters,
-                  k_absorbed=k_absorbed)
+                  k_absorbed=k_absorbed, cluster_params=c_params)
     out: dict[int, tuple[float, float, float]] = {}
     for i, a in enumerate(arms):
         if a in lost:
@@ -239,7 +257,7 @@ def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
     return out, None
 
 
-def _subset(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> AnalysisSample:
+def subset_sample(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> AnalysisSample:
     """The sample restricted to ``rows``, with clusters and strata renumbered."""
     if rows.all():
         return sample
@@ -270,7 +288,7 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
 
     control = plan.arms.index(plan.control)
     rows = np.isin(sample.arm, arms + [control])
-    sub = _subset(sample, rows)
+    sub = subset_sample(sample, rows)
     dummies = [(sub.arm == a).astype(float) for a in arms]
     blocks = [np.ones(sub.n)] + dummies + [sub.covariates]
     if sub.stratum is not None and sub.n_strata > 1:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis.errors import InputError
 from analysis.settings import (
+    ClusterCorrection,
     Estimand,
     Model,
     MultipleComparisons,
@@ -84,10 +85,13 @@ class AnalysisPlan:
     min_active_minutes: float | None = None
     school: str | None = "school_uai"
     """Units-file column naming the school of a class (nesting level of ``mixed``)."""
+    cluster_correction: ClusterCorrection = "cr1-strata"
+    """Small-sample factor of the cluster-robust errors (see ``analysis/_ols.py``)."""
 
     def __post_init__(self) -> None:
         check_option(self.unit, UnitLevel, "population.unit")
         check_option(self.model, Model, "analysis.model")
+        check_option(self.cluster_correction, ClusterCorrection, "cluster_correction")
         check_option(self.multiple_comparisons, MultipleComparisons,
                      "analysis.multiple_comparisons")
         for estimand in self.estimands:

@@ -11,6 +11,7 @@ from typing import Final, Literal, get_args
 __all__ = [
     "MIN_CELL_PUPILS",
     "AttritionAssumption",
+    "ClusterCorrection",
     "Estimand",
     "Model",
     "MultipleComparisons",
@@ -28,11 +29,15 @@ Model = Literal["ancova", "mixed"]
 Estimand = Literal["ITT", "CACE"]
 """Intention-to-treat; complier average causal effect (needs ``usage.compliance``)."""
 
-MultipleComparisons = Literal["holm", "benjamini-hochberg", "bh", "none"]
+MultipleComparisons = Literal["holm", "benjamini-hochberg", "bh", "bonferroni", "none"]
 """Correction applied within each family of tests (``bh`` is Benjamini-Hochberg)."""
 
 AttritionAssumption = Literal["cautious", "optimistic"]
 """The two WWC attrition boundaries (Standards Handbook v4.1, Table II.1)."""
+
+ClusterCorrection = Literal["cr1-strata", "cr1"]
+"""Small-sample factor of cluster-robust errors: ``G/(G-S)`` with ``S`` absorbed strata and
+``G-S`` df (default, see ``analysis/_ols.py``), or plain CR1 ``G/(G-1)``, ``G-1`` df."""
 
 Role = Literal["primary", "secondary", "subgroup", "cace", "exploratory"]
 """What an effect is for: confirmatory (primary), secondary, a subgroup, CACE, exploratory."""

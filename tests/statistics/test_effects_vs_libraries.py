@@ -40,6 +40,7 @@ def trial() -> pd.DataFrame:
 
 
 def _ours(trial: pd.DataFrame, tmp_path: Path, **changes: object) -> dict[str, object]:
+    changes.setdefault("cluster_correction", "cr1")
     plan = plan_for(trial, **changes)
     _, _, sample = load(trial, tmp_path, plan)
     return {e.contrast: e for e in estimate_effects(plan, sample)}
@@ -98,3 +99,18 @@ def test_learner_randomised_uses_hc1_like_pyfixest_and_statsmodels(
                                    err_msg="std_error != statsmodels HC1")
         np.testing.assert_allclose(e.p_value, ref.loc[name, "Pr(>|t|)"], rtol=RTOL, atol=ATOL,
                                    err_msg="p_value != pyfixest (t, N-K df)")
+
+
+def test_strata_aware_correction_rescales_cr1_exactly(trial: pd.DataFrame, tmp_path: Path) -> None:
+    """Default errors = pyfixest CRV1 * sqrt((G-1)/(G-S)), t on G-S df (analysis/_ols.py)."""
+    ours = _ours(trial, tmp_path, cluster_correction="cr1-strata")
+    ref = pf.feols("endline ~ t1 + t2 + b0 + bmiss + class_cov | stratum",
+                   data=with_dummy_baseline(trial), vcov={"CRV1": "cluster"}).tidy()
+    g, s = trial["unit_id"].nunique(), trial["stratum"].nunique()
+    for contrast, name in (("lectio vs usual", "t1"), ("lectio_plus vs usual", "t2")):
+        e = ours[contrast]
+        np.testing.assert_allclose(e.estimate, ref.loc[name, "Estimate"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(e.std_error,
+                                   ref.loc[name, "Std. Error"] * np.sqrt((g - 1) / (g - s)),
+                                   rtol=RTOL, atol=ATOL, err_msg="G/(G-S) factor")
+        assert e.df == g - s

@@ -1,0 +1,274 @@
+"""One analysis run: every declared estimate and check, assembled into results.
+
+:func:`run_analysis` is what ``preuve analyze`` and (later) the analysis workers call. It
+never stops on one bad outcome: estimators return "not estimable" results with a reason.
+
+Multiple comparisons (the protocol's ``analysis.multiple_comparisons``) are corrected
+within two families: the primary family (every contrast of every primary outcome) and
+the secondary family (contrasts of secondary outcomes and the subgroup interaction tests).
+Subgroup effects within levels are descriptive and keep their unadjusted p-values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from analysis.attrition import AttritionCheck, check_attrition
+from analysis.balance import (
+    BalanceCheck,
+    check_sample_ratio,
+    classify_difference,
+    cox_index,
+    standardized_difference,
+)
+from analysis.cace import estimate_cace
+from analysis.consort import consort_flow
+from analysis.effects import contrast_name, estimate_effects
+from analysis.icc import IccEstimate, estimate_icc
+from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
+from analysis.multiplicity import adjust_p_values
+from analysis.results import AnalysisResults, Effect
+from analysis.sample import MISSING_LEVEL, AnalysisSample, build_sample, learner_attribute
+from analysis.subgroups import InteractionTest, estimate_subgroups
+from analysis.suppression import is_suppressed
+from analysis.usage import summarise_usage
+
+__all__ = ["run_analysis"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_analysis(
+    plan: AnalysisPlan,
+    units: UnitTable,
+    outcomes: OutcomeTable,
+    usage: UsageTable | None = None,
+    analysis: str = "final",
+) -> AnalysisResults:
+    """Run the protocol's analysis on tables read by :mod:`analysis.inputs`.
+
+    Parameters
+    ----------
+    plan : AnalysisPlan
+    units, outcomes, usage : tables
+    analysis : str
+        Name of the scheduled analysis (``monitoring``, ``interim``, ``final``).
+
+    Returns
+    -------
+    AnalysisResults
+    """
+    effects: list[Effect] = []
+    warnings: list[str] = []
+    attrition: list[AttritionCheck] = []
+    balance: list[BalanceCheck] = []
+    icc: list[IccEstimate] = []
+    interactions: list[InteractionTest] = []
+    primary_sample: AnalysisSample | None = None
+    primary_spec = next((o for o in plan.outcomes if o.primary), plan.outcomes[0])
+
+    for spec in plan.outcomes:
+        sample = build_sample(plan, units, outcomes, spec)
+        if spec is primary_spec:
+            primary_sample = sample
+        effects.extend(estimate_effects(plan, sample,
+                                        role="primary" if spec.primary else "secondary"))
+        attrition.extend(_attrition(plan, units, outcomes, sample))
+        balance.extend(_balance(plan, units, outcomes, sample, spec.baseline))
+        icc.append(estimate_icc(spec.id, sample.y, sample.cluster, sample.n_clusters,
+                                sample.arm) if plan.clustered else
+                   IccEstimate(spec.id, math.nan, sample.n_clusters, sample.n, 1.0,
+                               reason="learners are the unit of randomisation"))
+        if spec is primary_spec:
+            for attribute in plan.subgroups:
+                sub_effects, tests = estimate_subgroups(plan, sample, units, outcomes, attribute)
+                effects.extend(sub_effects)
+                interactions.extend(tests)
+            if "CACE" in plan.estimands:
+                cace, cace_warnings = estimate_cace(plan, sample, usage)
+                effects.extend(cace)
+                warnings.extend(cace_warnings)
+    assert primary_sample is not None
+
+    effects, interactions = _adjust(plan, effects, interactions)
+    srm = check_sample_ratio(
+        {arm: int(np.count_nonzero(units.arm_code == i)) for i, arm in enumerate(plan.arms)},
+        dict(zip(plan.arms, plan.allocation, strict=True)),
+    )
+    consort = consort_flow(plan, units, outcomes, primary_sample, primary_spec.baseline)
+    warnings.extend(_warnings(effects, attrition, balance, srm.mismatch))
+    usage_summary = None
+    if usage is not None:
+        usage_summary = {"arms": summarise_usage(plan, usage, primary_sample),
+                         "compliance_min_active_minutes": plan.min_active_minutes}
+    logger.info("analysis %s of experiment %s: %d effects", analysis, plan.experiment,
+                len(effects))
+    return AnalysisResults(
+        experiment=plan.experiment,
+        protocol_sha256=plan.protocol_sha256,
+        analysis=analysis,
+        design=_design_summary(plan),
+        effects=tuple(effects),
+        checks={
+            "consort": consort,
+            "attrition": attrition,
+            "baseline_equivalence": balance,
+            "sample_ratio": srm,
+            "icc": icc,
+            "subgroup_interactions": interactions,
+        },
+        usage=usage_summary,
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
+    return {
+        "unit": plan.unit,
+        "arms": list(plan.arms),
+        "control": plan.control,
+        "model": plan.model,
+        "standard_errors": ("cluster-robust by unit: CR1 with G/(G-S), t with G-S df "
+                            "(S = number of strata, 1 without strata)" if plan.clustered
+                            else "heteroskedasticity-robust HC1, t with N-K df"),
+        "strata": list(plan.strata),
+        "covariates": list(plan.covariates),
+        "alpha": plan.alpha,
+        "multiple_comparisons": plan.multiple_comparisons,
+        "missing_baseline": "dummy-variable method (set to 0, missingness indicator)",
+        "effect_size": "Hedges' g on the pooled within-arm SD of the outcome, "
+                       "J = 1 - 3/(4N - 9) (WWC); months of progress: EEF Toolkit table",
+        "suppression": "cells of fewer than 10 pupils are not shown",
+    }
+
+
+def _attrition(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
+               sample: AnalysisSample) -> list[AttritionCheck]:
+    n_arms = len(plan.arms)
+    units_randomised = np.bincount(units.arm_code, minlength=n_arms)
+    analysed_units = np.unique(sample.unit)
+    units_analysed = np.bincount(units.arm_code[analysed_units], minlength=n_arms)
+    # Learners on record in the units that remain (WWC: individual attrition within
+    # the clusters that remain).
+    retained = np.zeros(units.n_units, dtype=bool)
+    retained[analysed_units] = True
+    on_record = retained[outcomes.learner_unit]
+    learners_randomised = np.bincount(units.arm_code[outcomes.learner_unit[on_record]],
+                                      minlength=n_arms)
+    learners_analysed = np.bincount(sample.arm, minlength=n_arms)
+    control = plan.arms.index(plan.control)
+    out = []
+    for arm in plan.treatment_arms:
+        t = plan.arms.index(arm)
+        pair = (t, control)
+        contrast = contrast_name(arm, plan.control)
+        if plan.clustered:
+            out.append(check_attrition(
+                outcome=sample.outcome, contrast=contrast, level="unit",
+                randomised={plan.arms[a]: int(units_randomised[a]) for a in pair},
+                analysed={plan.arms[a]: int(units_analysed[a]) for a in pair}))
+        out.append(check_attrition(
+            outcome=sample.outcome, contrast=contrast, level="learner",
+            randomised={plan.arms[a]: int(learners_randomised[a]) for a in pair},
+            analysed={plan.arms[a]: int(learners_analysed[a]) for a in pair}))
+    return out
+
+
+def _balance(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
+             sample: AnalysisSample, baseline: str | None) -> list[BalanceCheck]:
+    control = plan.arms.index(plan.control)
+    out: list[BalanceCheck] = []
+    characteristics: list[tuple[str, np.ndarray, bool]] = []
+    if baseline is not None and sample.covariate_names:
+        b = sample.covariates[:, 0].copy()
+        missing_col = f"{baseline}_baseline_manquant"
+        if missing_col in sample.covariate_names:
+            b[sample.covariates[:, sample.covariate_names.index(missing_col)] == 1.0] = np.nan
+        characteristics.append((f"{baseline} (baseline)", b, True))
+    for name in dict.fromkeys(plan.covariates + plan.subgroups):
+        values = learner_attribute(name, units, outcomes).to_numpy(dtype=object)[sample.learner]
+        characteristics.append((name, values, name in plan.covariates))
+    for arm in plan.treatment_arms:
+        t = plan.arms.index(arm)
+        contrast = contrast_name(arm, plan.control)
+        in_t, in_c = sample.arm == t, sample.arm == control
+        if is_suppressed(int(in_t.sum())) or is_suppressed(int(in_c.sum())):
+            continue
+        for name, values, adjusted in characteristics:
+            numeric = _as_float(values)
+            if numeric is not None:
+                d = standardized_difference(numeric[in_t], numeric[in_c])
+                out.append(BalanceCheck(sample.outcome, contrast, name, "continuous", d,
+                                        classify_difference(d), adjusted,
+                                        None if math.isfinite(d) else "no variance"))
+                continue
+            labels = np.where(values == "", MISSING_LEVEL, values).astype(str)
+            for level in sorted(set(labels.tolist())):
+                hit_t = int(np.count_nonzero(labels[in_t] == level))
+                hit_c = int(np.count_nonzero(labels[in_c] == level))
+                if is_suppressed(hit_t) or is_suppressed(hit_c):
+                    out.append(BalanceCheck(sample.outcome, contrast, f"{name}={level}",
+                                            "category", math.nan, None, adjusted,
+                                            "suppressed: fewer than 10 learners in a cell"))
+                    continue
+                d = cox_index(hit_t / in_t.sum(), hit_c / in_c.sum(), int(in_t.sum() + in_c.sum()))
+                out.append(BalanceCheck(sample.outcome, contrast, f"{name}={level}", "category",
+                                        d, classify_difference(d), adjusted,
+                                        None if math.isfinite(d) else "proportion 0 or 1"))
+    return out
+
+
+def _as_float(values: np.ndarray) -> np.ndarray | None:
+    if values.dtype.kind == "f":
+        return values
+    text = np.asarray(values, dtype=object)
+    try:
+        return np.array([np.nan if v in ("", None) else float(v) for v in text], dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[InteractionTest]
+            ) -> tuple[list[Effect], list[InteractionTest]]:
+    method = plan.multiple_comparisons
+    label = None if method == "none" else method
+    primary = [i for i, e in enumerate(effects) if e.role == "primary" and e.estimand == "ITT"]
+    secondary = [i for i, e in enumerate(effects) if e.role == "secondary"]
+    out = list(effects)
+    for p_adj, i in zip(adjust_p_values([effects[i].p_value for i in primary], method),
+                        primary, strict=True):
+        out[i] = dataclasses.replace(effects[i], p_adjusted=p_adj, adjustment=label)
+    family = [effects[i].p_value for i in secondary] + [t.p_value for t in interactions]
+    adjusted = adjust_p_values(family, method)
+    for p_adj, i in zip(adjusted[: len(secondary)], secondary, strict=True):
+        out[i] = dataclasses.replace(effects[i], p_adjusted=p_adj, adjustment=label)
+    tests = [dataclasses.replace(t, p_adjusted=p) for t, p in
+             zip(interactions, adjusted[len(secondary):], strict=True)]
+    return out, tests
+
+
+def _warnings(effects: list[Effect], attrition: list[AttritionCheck],
+              balance: list[BalanceCheck], srm_mismatch: bool) -> list[str]:
+    out = []
+    if srm_mismatch:
+        out.append("sample-ratio mismatch: units per arm differ from the allocation (p < 0.001)")
+    for a in attrition:
+        if a.cautious == "high":
+            out.append(f"{a.outcome}, {a.contrast}: high attrition at the {a.level} level "
+                       f"(WWC cautious boundary)")
+    for b in balance:
+        if b.equivalence == "not satisfied":
+            out.append(f"{b.outcome}, {b.contrast}: baseline difference on {b.characteristic} "
+                       f"exceeds 0.25 SD (WWC): equivalence not established")
+        elif b.equivalence == "adjustment required" and not b.adjusted_in_model:
+            out.append(f"{b.outcome}, {b.contrast}: baseline difference on {b.characteristic} "
+                       f"is 0.05-0.25 SD and it is not in the model")
+    for e in effects:
+        if e.role == "primary" and not e.estimable:
+            out.append(f"{e.outcome}, {e.contrast}: primary effect not estimable ({e.reason})")
+    return out

@@ -1,0 +1,187 @@
+"""Subgroup effects: arm × subgroup interactions in one model per attribute.
+
+For an attribute with levels ``l`` (a unit attribute such as ``education_priority``, or
+a learner column of the outcomes file), the model replaces each arm indicator by its
+products with the level indicators and adds the level main effects; the coefficient of
+``arm t × level l`` is the effect of ``t`` in subgroup ``l``. Everything else is the
+primary model (baseline, covariates, absorbed strata, same covariance). The interaction
+test is the Wald test that the effect of ``t`` is the same in every level, referred to
+``F(q, G - S)`` with cluster-robust covariance (``S`` absorbed strata, at least 1) (``F(q, N - K)`` otherwise).
+
+A level where an arm of the contrast has fewer than 10 learners is suppressed: its
+learners leave the subgroup model and the level is reported without numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from analysis._ols import absorb, fit_ols, independent_columns
+from analysis.effect_sizes import hedges_g
+from analysis.effects import (
+    arm_counts,
+    cluster_params,
+    contrast_name,
+    subset_sample,
+    t_inference,
+)
+from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable
+from analysis.results import Effect, not_estimable
+from analysis.sample import MISSING_LEVEL, AnalysisSample, learner_attribute
+from analysis.settings import MIN_CELL_PUPILS
+from analysis.statistics import SampleMeanStatistic
+from analysis.suppression import suppress_count
+
+__all__ = ["InteractionTest", "estimate_subgroups"]
+
+
+@dataclass(frozen=True)
+class InteractionTest:
+    """Does the effect of ``contrast`` differ between the levels of ``attribute``?"""
+
+    outcome: str
+    contrast: str
+    attribute: str
+    levels: tuple[str, ...]
+    statistic: float
+    df_num: int
+    df_den: int
+    p_value: float
+    p_adjusted: float = math.nan
+    reason: str | None = None
+
+
+def estimate_subgroups(
+    plan: AnalysisPlan, sample: AnalysisSample, units: UnitTable, outcomes: OutcomeTable,
+    attribute: str,
+) -> tuple[list[Effect], list[InteractionTest]]:
+    """Effects per level of ``attribute`` and the interaction test of each contrast."""
+    labels = learner_attribute(attribute, units, outcomes).to_numpy(dtype=object)[sample.learner]
+    labels = np.where(labels == "", MISSING_LEVEL, labels).astype(str)
+    levels = tuple(sorted(set(labels.tolist())))
+    control = plan.arms.index(plan.control)
+    treatments = [plan.arms.index(a) for a in plan.treatment_arms]
+    kind = "cluster" if plan.clustered else "hetero"
+    model = f"ancova × {attribute}, {'CR1' if kind == 'cluster' else 'HC1'}"
+
+    # Which (contrast, level) cells may be shown, and which learners stay in the model.
+    shown: dict[tuple[int, str], str | None] = {}
+    keep = np.zeros(sample.n, dtype=bool)
+    for level in levels:
+        in_level = labels == level
+        counts = arm_counts(sample, len(plan.arms), in_level)
+        level_ok = True
+        for t in treatments:
+            reason = None
+            for a in (t, control):
+                if counts.learners[a] < MIN_CELL_PUPILS:
+                    reason = f"suppressed: fewer than {MIN_CELL_PUPILS} learners in arm " \
+                             f"{plan.arms[a]!r} of this subgroup"
+                elif plan.clustered and counts.units[a] < 2:
+                    reason = f"too few units: arm {plan.arms[a]!r} has fewer than 2 units here"
+            shown[(t, level)] = reason
+            level_ok = level_ok and reason is None
+        if level_ok:
+            keep |= in_level
+    kept_levels = [lv for lv in levels if all(shown[(t, lv)] is None for t in treatments)]
+
+    effects: list[Effect] = []
+    tests: list[InteractionTest] = []
+    fitted: dict[tuple[int, str], tuple[float, float, float]] = {}
+    fit_reason: str | None = None
+    vcov = params = None
+    index: dict[tuple[int, str], int] = {}
+    df_den = 0
+    if kept_levels:
+        sub = subset_sample(sample, keep)
+        sub_labels = labels[keep]
+        columns: list[npt.NDArray[np.float64]] = []
+        for t in treatments:
+            for level in kept_levels:
+                index[(t, level)] = len(columns)
+                columns.append(((sub.arm == t) & (sub_labels == level)).astype(float))
+        for level in kept_levels[1:]:
+            columns.append((sub_labels == level).astype(float))
+        x = np.column_stack(columns + [sub.covariates])
+        y = sub.y
+        k_absorbed = 0
+        if sub.stratum is not None:
+            both = absorb(np.column_stack([y, x]), sub.stratum, sub.n_strata)
+            y, x, k_absorbed = both[:, 0], both[:, 1:], sub.n_strata
+        else:
+            x = np.column_stack([x, np.ones(sub.n)])
+        kept = independent_columns(x)
+        if any(i not in kept for i in index.values()):
+            fit_reason = "subgroup indistinguishable from strata or covariates"
+        elif sub.n - len(kept) - k_absorbed <= 0 or (
+                kind == "cluster" and sub.n_clusters - cluster_params(plan, k_absorbed) < 2):
+            fit_reason = "too few learners or units for the subgroup model"
+        else:
+            fit = fit_ols(y, x[:, kept], kind=kind, cluster=sub.cluster,
+                          n_clusters=sub.n_clusters, k_absorbed=k_absorbed,
+                          cluster_params=cluster_params(plan, k_absorbed))
+            params, vcov, df_den = fit.params, fit.vcov, fit.df
+            index = {key: kept.index(i) for key, i in index.items()}
+            for key, j in index.items():
+                fitted[key] = (float(params[j]), math.sqrt(float(vcov[j, j])), float(fit.df))
+
+    for t in treatments:
+        contrast = contrast_name(plan.arms[t], plan.control)
+        for level in levels:
+            in_level = labels == level
+            counts = arm_counts(sample, len(plan.arms), in_level)
+            n_units = {plan.arms[a]: int(counts.units[a]) for a in (t, control)}
+            n_learners = {plan.arms[a]: suppress_count(int(counts.learners[a]))
+                          for a in (t, control)}
+            tag = f"{attribute}={level}"
+            reason = shown[(t, level)] or (fit_reason if (t, level) not in fitted else None)
+            if reason is not None:
+                effects.append(not_estimable(
+                    outcome=sample.outcome, contrast=contrast, estimand="ITT", role="subgroup",
+                    model=model, reason=reason, n_units=n_units, n_learners=n_learners,
+                    subgroup=tag))
+                continue
+            estimate, se, df = fitted[(t, level)]
+            low, high, p = t_inference(estimate, se, df, plan.alpha)
+            size = hedges_g(estimate, low, high,
+                            SampleMeanStatistic.of(sample.y[in_level & (sample.arm == t)]),
+                            SampleMeanStatistic.of(sample.y[in_level & (sample.arm == control)]))
+            effects.append(Effect(
+                outcome=sample.outcome, contrast=contrast, estimand="ITT", role="subgroup",
+                model=model, estimate=estimate, std_error=se, ci_low=low, ci_high=high,
+                p_value=p, df=df, hedges_g=size.hedges_g, hedges_g_ci_low=size.hedges_g_ci_low,
+                hedges_g_ci_high=size.hedges_g_ci_high, months_progress=size.months_progress,
+                n_units=n_units, n_learners=n_learners, subgroup=tag))
+        tests.append(_interaction_test(sample.outcome, contrast, attribute, t, kept_levels,
+                                       index, params, vcov, df_den, fit_reason))
+    return effects, tests
+
+
+def _interaction_test(
+    outcome: str, contrast: str, attribute: str, t: int, levels: list[str],
+    index: dict[tuple[int, str], int], params: npt.NDArray[np.float64] | None,
+    vcov: npt.NDArray[np.float64] | None, df_den: int, fit_reason: str | None,
+) -> InteractionTest:
+    q = len(levels) - 1
+    if params is None or vcov is None or q < 1:
+        return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, max(q, 0),
+                               df_den, math.nan,
+                               reason=fit_reason or "fewer than two subgroups can be shown")
+    r = np.zeros((q, params.size))
+    for row, level in enumerate(levels[1:]):
+        r[row, index[(t, level)]] = 1.0
+        r[row, index[(t, levels[0])]] = -1.0
+    diff = r @ params
+    middle = r @ vcov @ r.T
+    try:
+        wald = float(diff @ np.linalg.solve(middle, diff)) / q
+    except np.linalg.LinAlgError:
+        return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, q, df_den,
+                               math.nan, reason="singular covariance of the interactions")
+    p = float(stats.f.sf(wald, q, df_den)) if df_den > 0 else math.nan
+    return InteractionTest(outcome, contrast, attribute, tuple(levels), wald, q, df_den, p)
