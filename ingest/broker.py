@@ -169,6 +169,9 @@ class LocalBroker:
         self.partitions = partitions
         self.heap = heap
         self.retention_hours = retention_hours
+        # The broker outlives `up` on purpose; when this object started it, keep the handle
+        # so that `down` can reap it and no "still running" warning fires at collection.
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def lib_dir(self) -> Path:
@@ -272,14 +275,15 @@ class LocalBroker:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self._process = process
         state = BrokerState(
             pid=process.pid, port=port, controller_port=controller_port, version=self.version
         )
         self.state_file.write_text(json.dumps(asdict(state)))
         try:
             self._wait_until_answering(state, timeout_s, process)
-        except BrokerError:
-            self.down()
+        except BaseException:
+            self.down()  # never leave a half-started broker behind (Ctrl-C included)
             raise
         logger.info("Kafka %s up at %s (pid %d)", self.version, state.bootstrap, state.pid)
         return state
@@ -314,6 +318,9 @@ class LocalBroker:
                 _reap(state.pid)
                 time.sleep(0.1)
         self.state_file.unlink(missing_ok=True)
+        if self._process is not None and self._process.pid == state.pid:
+            self._process.wait()
+            self._process = None
         logger.info("Kafka broker (pid %d) stopped", state.pid)
         return True
 

@@ -1,0 +1,1 @@
+"""Test harness: real PostgreSQL clusters, real Kafka brokers, worker processes."""

@@ -1,0 +1,95 @@
+"""Synthetic events and enrollments for the integration tests."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ingest.contract import EnrollmentMessage
+
+START = datetime(2027, 10, 4, 8, 0, tzinfo=UTC)
+
+
+def enrollment(class_id: str, experiment_id: str, arm: str, resource_id: str = "lectio") -> EnrollmentMessage:
+    return EnrollmentMessage(
+        class_id=class_id, experiment_id=experiment_id, resource_id=resource_id, arm=arm,
+        school_uai="0750001A", academie="paris", at=datetime(2027, 9, 1, tzinfo=UTC),
+    )
+
+
+def valid_event(rng: random.Random, class_id: str, resource_id: str = "lectio") -> dict[str, object]:
+    verb = rng.choice(["session_started", "exercise_answered", "activity_completed", "content_viewed"])
+    event: dict[str, object] = {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "occurred_at": (START + timedelta(minutes=rng.randrange(60 * 24 * 60))).isoformat(),
+        "resource_id": resource_id,
+        "learner_id": f"gar-{class_id}-{rng.randrange(25):02d}",
+        "class_id": class_id,
+        "school_uai": "0750001A",
+        "verb": verb,
+    }
+    if verb != "session_started":
+        event["duration_s"] = rng.randrange(5, 600)
+    return event
+
+
+INVALID_KINDS = ("occurred_at", "school_uai", "verb", "learner_id", "extensions", "name", "json")
+
+
+def invalid_event(rng: random.Random, class_id: str, kind: str) -> tuple[bytes, str | None]:
+    """An invalid event and the field its dead letter must name (None: not JSON)."""
+    event = valid_event(rng, class_id)
+    if kind == "occurred_at":
+        event["occurred_at"] = "2027-10-05T10:00:00"
+    elif kind == "school_uai":
+        event["school_uai"] = "PARIS-12"
+    elif kind == "verb":
+        event["verb"] = "clicked_somewhere"
+    elif kind == "learner_id":
+        event["learner_id"] = "camille.martin@example.fr"
+    elif kind == "extensions":
+        event["extensions"] = {"teacher_phone": "06 12 34 56 78"}
+    elif kind == "name":
+        event["name"] = "Camille Martin"
+    else:
+        return b"{not json", None
+    return json.dumps(event).encode(), kind
+
+
+@dataclass
+class Workload:
+    lines: list[bytes] = field(default_factory=list)
+    expected: dict[str, set[str]] = field(default_factory=dict)   # experiment -> event ids
+    invalid_fields: list[str | None] = field(default_factory=list)
+    raw_learner_ids: set[str] = field(default_factory=set)
+
+
+def workload(
+    rng: random.Random, classes: dict[str, str], total: int, invalid: int, duplicates: int
+) -> Workload:
+    """``total`` lines: valid events, ``duplicates`` exact re-sends and ``invalid`` bad ones.
+
+    ``classes`` maps class id → experiment id (None-valued classes are not enrolled yet).
+    """
+    result = Workload()
+    unique = total - invalid - duplicates
+    class_ids = sorted(classes)
+    valid_lines: list[bytes] = []
+    for _ in range(unique):
+        class_id = rng.choice(class_ids)
+        event = valid_event(rng, class_id)
+        line = json.dumps(event).encode()
+        valid_lines.append(line)
+        result.expected.setdefault(classes[class_id], set()).add(str(event["event_id"]))
+        result.raw_learner_ids.add(str(event["learner_id"]))
+    lines = valid_lines + [rng.choice(valid_lines) for _ in range(duplicates)]
+    for index in range(invalid):
+        line, field_name = invalid_event(rng, rng.choice(class_ids), INVALID_KINDS[index % len(INVALID_KINDS)])
+        lines.append(line)
+        result.invalid_fields.append(field_name)
+    rng.shuffle(lines)
+    result.lines = lines
+    return result
