@@ -80,8 +80,8 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     else:
         d = z * complied[:, None]
         if np.any(complied[sample.arm == control] > 0):
-            warnings.append("CACE: control learners reached the compliance threshold; with "
-                            "several arms their use is outside the model")
+            warnings.append("CACE : des élèves du groupe témoin ont atteint le seuil d'usage ; "
+                            "avec plusieurs bras, cet usage n'entre pas dans le modèle.")
     y = sample.y
     exog = sample.covariates
     k_absorbed = 0

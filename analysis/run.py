@@ -208,7 +208,9 @@ def _balance(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
                                         None if math.isfinite(d) else "no variance"))
                 continue
             labels = np.where(values == "", MISSING_LEVEL, values).astype(str)
-            for level in sorted(set(labels.tolist())):
+            levels = sorted(set(labels.tolist()))
+            # A two-level attribute has one Cox index (the other is its negative).
+            for level in levels[1:] if len(levels) == 2 else levels:
                 hit_t = int(np.count_nonzero(labels[in_t] == level))
                 hit_c = int(np.count_nonzero(labels[in_c] == level))
                 if is_suppressed(hit_t) or is_suppressed(hit_c):
@@ -254,21 +256,24 @@ def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[Intera
 
 def _warnings(effects: list[Effect], attrition: list[AttritionCheck],
               balance: list[BalanceCheck], srm_mismatch: bool) -> list[str]:
+    # In French: the warnings are read by programme officers on the results page.
     out = []
     if srm_mismatch:
-        out.append("sample-ratio mismatch: units per arm differ from the allocation (p < 0.001)")
+        out.append("Répartition des unités entre les bras différente de celle du protocole "
+                   "(test du χ², p < 0,001).")
     for a in attrition:
         if a.cautious == "high":
-            out.append(f"{a.outcome}, {a.contrast}: high attrition at the {a.level} level "
-                       f"(WWC cautious boundary)")
+            level = "des unités" if a.level == "unit" else "des élèves"
+            out.append(f"{a.outcome}, {a.contrast} : attrition {level} élevée selon la borne "
+                       "prudente du What Works Clearinghouse.")
     for b in balance:
         if b.equivalence == "not satisfied":
-            out.append(f"{b.outcome}, {b.contrast}: baseline difference on {b.characteristic} "
-                       f"exceeds 0.25 SD (WWC): equivalence not established")
+            out.append(f"{b.outcome}, {b.contrast} : écart initial sur {b.characteristic} "
+                       "supérieur à 0,25 écart-type ; équivalence initiale non établie (WWC).")
         elif b.equivalence == "adjustment required" and not b.adjusted_in_model:
-            out.append(f"{b.outcome}, {b.contrast}: baseline difference on {b.characteristic} "
-                       f"is 0.05-0.25 SD and it is not in the model")
+            out.append(f"{b.outcome}, {b.contrast} : écart initial sur {b.characteristic} "
+                       "entre 0,05 et 0,25 écart-type, non pris en compte dans le modèle.")
     for e in effects:
         if e.role == "primary" and not e.estimable:
-            out.append(f"{e.outcome}, {e.contrast}: primary effect not estimable ({e.reason})")
+            out.append(f"{e.outcome}, {e.contrast} : effet principal non estimable ({e.reason}).")
     return out
