@@ -2,12 +2,16 @@
 
     IngestError
      ├── EventRejected        an event breaks the contract (carries ``field`` and ``reason``)
-     └── BrokerError          the Kafka broker cannot be started, reached or written to
+     ├── BrokerError          the Kafka broker cannot be started, reached or written to
+     └── BatchRefused         the gateway refuses a whole request (carries ``status`` and
+                              ``problems``, one per offending item)
 """
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "EventRejected", "IngestError"]
+from dataclasses import dataclass
+
+__all__ = ["BatchRefused", "BrokerError", "EventRejected", "IngestError", "ItemProblem"]
 
 
 class IngestError(Exception):
@@ -34,3 +38,41 @@ class EventRejected(IngestError):
 
 class BrokerError(IngestError):
     """The Kafka broker cannot be started, reached or written to."""
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """Why one item of a request is refused: its index in the batch (None for the whole
+    request), the field it names and the reason."""
+
+    index: int | None
+    field: str | None
+    reason: str
+
+
+class BatchRefused(IngestError):
+    """The gateway refuses a whole request; nothing of it is written.
+
+    ``status`` is the HTTP status to answer, ``problems`` lists each offending item by
+    index and field, ``headers`` holds extra answer headers (``Retry-After``...).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        problems: list[ItemProblem],
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        first = problems[0] if problems else ItemProblem(None, None, "refused")
+        super().__init__(first.reason, field=first.field)
+        self.status = status
+        self.problems = problems
+        self.headers = headers or {}
+
+    def __str__(self) -> str:
+        index = self.problems[0].index if self.problems else None
+        where = f"item {index}: " if index is not None else ""
+        field = f"field '{self.field}': " if self.field else ""
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return f"{self.status}: {where}{field}{self.reason}{more}"

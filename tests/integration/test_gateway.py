@@ -1,0 +1,403 @@
+"""The gateway against a real Kafka broker: every answer of POST /v1/events and
+/v1/xapi/statements, and what lands in the topic (consumed back with kafka-python)."""
+
+from __future__ import annotations
+
+import warnings
+
+with warnings.catch_warnings():
+    # kafka-python 3.0 reads its protocol schemas with importlib.resources.open_text at import
+    # time; that DeprecationWarning is attributed to importlib, so pyproject's kafka.* filter
+    # misses it and filterwarnings=error would fail collection.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka  # noqa: F401
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from anyio.from_thread import start_blocking_portal
+from fastapi import FastAPI
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+
+from experiments.access import issue_token
+from experiments.database import registry_engine
+from experiments.settings import GatewaySettings, Settings, TopicNames
+from ingest.broker import LocalBroker, free_port
+from ingest.gateway import OPENAPI_PATH, create_app, openapi_document, receipts
+from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
+
+pytestmark = pytest.mark.integration
+
+
+class AppClient:
+    """A synchronous in-process client of an ASGI app that runs its lifespan.
+
+    Starlette's own TestClient warns (an error here) unless the httpx2 package is
+    installed, so this one drives httpx's ASGITransport from an anyio portal.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._stack = ExitStack()
+
+    def __enter__(self) -> AppClient:
+        self._portal = self._stack.enter_context(start_blocking_portal())
+        self._stack.enter_context(
+            self._portal.wrap_async_context_manager(self.app.router.lifespan_context(self.app))
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    async def _request(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            return await client.request(method, url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self._portal.call(self._request, "POST", url, kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self._portal.call(self._request, "GET", url, kwargs)
+
+
+@pytest.fixture(scope="module")
+def bootstrap(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The session broker of tests/conftest.py when there is one, else a broker of our own."""
+    try:
+        shared = request.getfixturevalue("kafka_bootstrap")
+    except pytest.FixtureLookupError:
+        shared = None
+    if shared is not None:
+        yield shared if isinstance(shared, str) else shared.bootstrap
+        return
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka"), Path.home() / ".cache" / "preuve", "4.3.1", partitions=2
+    )
+    try:
+        yield broker.up().bootstrap
+    finally:
+        broker.down()
+
+
+def _create_topic(bootstrap: str, name: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-gateway-admin")
+    try:
+        admin.create_topics([NewTopic(name, 2, 1)])
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, bootstrap: str) -> Settings:
+    topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
+    _create_topic(bootstrap, topic)
+    return Settings(
+        state_dir=tmp_path,
+        kafka_bootstrap=bootstrap,
+        topics=TopicNames(events=topic),
+        gateway=GatewaySettings(max_batch_items=5, max_batch_bytes=8192, kafka_timeout_s=15),
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    engine = registry_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def key(engine: sa.Engine) -> str:
+    return issue_token(engine, "edtech", "lectio", label="lectio-test")
+
+
+@pytest.fixture
+def client(settings: Settings, engine: sa.Engine) -> Iterator[AppClient]:
+    # The app creates its own producer on first use and closes it at shutdown.
+    with AppClient(create_app(settings, engine=engine)) as client:
+        yield client
+
+
+def _records(settings: Settings) -> list[tuple[bytes | None, dict[str, Any]]]:
+    consumer = KafkaConsumer(
+        settings.topics.events,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+        client_id="test-gateway-reader",
+    )
+    try:
+        return [(record.key, json.loads(record.value)) for record in consumer]
+    finally:
+        consumer.close()
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2027-10-04T09:15:00+02:00",
+        "resource_id": "lectio",
+        "learner_id": "gar-7f3a9c",
+        "class_id": "cls-42",
+        "school_uai": "0750001A",
+        "verb": "exercise_answered",
+        "object_id": "lectio:exercise:12",
+        "score": 0.75,
+        "success": True,
+    }
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_one_event_is_written_to_the_topic_keyed_by_class(
+    client: AppClient, settings: Settings, key: str
+) -> None:
+    event = _event()
+    answer = client.post("/v1/events", json=event, headers=_auth(key))
+    assert answer.status_code == 202, answer.text
+    assert answer.json() == {"accepted": 1, "duplicates": 0, "event_ids": [event["event_id"]]}
+    [(record_key, value)] = _records(settings)
+    assert record_key == b"cls-42"
+    assert value["event_id"] == event["event_id"]
+    assert value["occurred_at"] == "2027-10-04T09:15:00+02:00"
+    assert {k: v for k, v in value.items() if k != "occurred_at"} == {
+        k: v for k, v in event.items() if k != "occurred_at"
+    }
+
+
+def test_a_batch_is_written_whole_with_the_x_api_key_header(
+    client: AppClient, settings: Settings, key: str
+) -> None:
+    batch = [_event(class_id=f"cls-{n}") for n in range(5)]
+    answer = client.post("/v1/events", json=batch, headers={"X-API-Key": key})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == 5
+    records = _records(settings)
+    assert sorted(v["event_id"] for _, v in records) == sorted(e["event_id"] for e in batch)
+    assert {k: v["class_id"].encode() for k, v in records} == {
+        f"cls-{n}".encode(): f"cls-{n}".encode() for n in range(5)
+    }
+
+
+def test_a_resent_event_is_a_success_without_a_second_copy(
+    client: AppClient, settings: Settings, key: str, engine: sa.Engine
+) -> None:
+    first, second = _event(), _event(learner_id="gar-11aa")
+    assert client.post("/v1/events", json=first, headers=_auth(key)).status_code == 202
+    # Same event, keys in another order and 1.0 vs 1: identical content.
+    resent = dict(reversed(list(first.items())))
+    answer = client.post("/v1/events", json=[resent, second, second], headers=_auth(key))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == 3
+    assert answer.json()["duplicates"] == 2  # the re-sent one, and `second` twice in the batch
+    ids = [v["event_id"] for _, v in _records(settings)]
+    assert sorted(ids) == sorted([first["event_id"], second["event_id"]])
+    with engine.connect() as connection:
+        states = dict(connection.execute(sa.select(receipts.c.event_id, receipts.c.state)).all())
+    assert states == {first["event_id"]: "confirmed", second["event_id"]: "confirmed"}
+
+
+def test_the_same_event_id_with_other_content_is_a_conflict(
+    client: AppClient, settings: Settings, key: str
+) -> None:
+    event = _event()
+    assert client.post("/v1/events", json=event, headers=_auth(key)).status_code == 202
+    other = _event()
+    answer = client.post("/v1/events", json=[other, {**event, "score": 0.5}], headers=_auth(key))
+    assert answer.status_code == 409, answer.text
+    [problem] = answer.json()["errors"]
+    assert (problem["index"], problem["field"]) == (1, "event_id")
+    assert event["event_id"] in problem["reason"]
+    # Nothing of the refused batch was written, not even the good item.
+    assert [v["event_id"] for _, v in _records(settings)] == [event["event_id"]]
+
+    twice = _event()
+    answer = client.post("/v1/events", json=[twice, {**twice, "score": 0.1}], headers=_auth(key))
+    assert answer.status_code == 409
+    assert [(p["index"], p["field"]) for p in answer.json()["errors"]] == [(1, "event_id")]
+
+
+def test_a_malformed_batch_lists_each_bad_item_and_writes_nothing(
+    client: AppClient, settings: Settings, key: str
+) -> None:
+    batch = [
+        _event(),
+        _event(occurred_at=None),
+        _event(school_uai="75001"),
+        _event(occurred_at="2027-10-04T09:15:00"),
+        "not an event",
+    ]
+    answer = client.post("/v1/events", json=batch, headers=_auth(key))
+    assert answer.status_code == 422, answer.text
+    problems = [(p["index"], p["field"]) for p in answer.json()["errors"]]
+    assert problems == [(1, "occurred_at"), (2, "school_uai"), (3, "occurred_at"), (4, None)]
+    assert "missing UTC offset" in answer.json()["errors"][2]["reason"]
+    extra = client.post("/v1/events", json=_event(name="Jeanne"), headers=_auth(key))
+    assert extra.status_code == 422
+    assert extra.json()["errors"][0] | {"reason": ""} == {"index": 0, "field": "name", "reason": ""}
+    for body in (b"{not json", b"42", b"[]", b"", b'{"score": NaN}'):
+        answer = client.post("/v1/events", content=body, headers=_auth(key))
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["errors"][0]["index"] is None
+    assert _records(settings) == []
+
+
+def test_an_oversized_batch_is_refused(client: AppClient, settings: Settings, key: str) -> None:
+    answer = client.post("/v1/events", json=[_event() for _ in range(6)], headers=_auth(key))
+    assert answer.status_code == 413, answer.text
+    assert "6 items, at most 5" in answer.json()["errors"][0]["reason"]
+    big = _event(extensions={"notes": "x" * 1500})
+    answer = client.post("/v1/events", json=[big] * 5, headers=_auth(key))
+    assert answer.status_code == 413, answer.text
+    assert "8192" in answer.json()["errors"][0]["reason"]
+    assert _records(settings) == []
+
+
+def test_a_request_without_a_valid_key_is_unauthorized(
+    client: AppClient, settings: Settings, engine: sa.Engine
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer pv_edtech_unknown"}, {"X-API-Key": "nope"}):
+        answer = client.post("/v1/events", json=_event(), headers=headers)
+        assert answer.status_code == 401, (headers, answer.text)
+        assert answer.headers["www-authenticate"] == "Bearer"
+    answer = client.post("/v1/xapi/statements", json={}, headers={})
+    assert answer.status_code == 401
+    assert _records(settings) == []
+
+
+def test_events_of_another_resource_are_forbidden(
+    client: AppClient, settings: Settings, key: str, engine: sa.Engine
+) -> None:
+    answer = client.post(
+        "/v1/events", json=[_event(), _event(resource_id="mathix")], headers=_auth(key)
+    )
+    assert answer.status_code == 403, answer.text
+    assert [(p["index"], p["field"]) for p in answer.json()["errors"]] == [(1, "resource_id")]
+    academie = issue_token(engine, "academie", "versailles")
+    assert client.post("/v1/events", json=_event(), headers=_auth(academie)).status_code == 403
+    assert _records(settings) == []
+
+
+def test_kafka_unreachable_is_503_with_retry_after_and_a_retry_writes_once(
+    settings: Settings, engine: sa.Engine, key: str
+) -> None:
+    dead = settings.model_copy(
+        update={
+            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+            "gateway": GatewaySettings(kafka_timeout_s=1.0, retry_after_s=7),
+        }
+    )
+    event = _event()
+    with AppClient(create_app(dead, engine=engine)) as client:
+        answer = client.post("/v1/events", json=event, headers=_auth(key))
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "7"
+    # A producer that exists but whose broker is gone: the send times out.
+    producer = KafkaProducer(
+        bootstrap_servers=dead.kafka_bootstrap,
+        api_version=(3, 9),
+        max_block_ms=1000,
+        acks="all",
+        client_id="test-gateway-dead",
+    )
+    try:
+        with AppClient(create_app(dead, producer=producer, engine=engine)) as client:
+            answer = client.post("/v1/events", json=event, headers=_auth(key))
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "7"
+    finally:
+        producer.close(timeout=1)
+    with engine.connect() as connection:
+        state = connection.execute(sa.select(receipts.c.state)).scalar_one()
+    assert state == "pending"
+    # The client retries once Kafka is back: written once, confirmed.
+    with AppClient(create_app(settings, engine=engine)) as client:
+        answer = client.post("/v1/events", json=event, headers=_auth(key))
+    assert answer.status_code == 202, answer.text
+    assert [v["event_id"] for _, v in _records(settings)] == [event["event_id"]]
+
+
+def test_xapi_statements_are_mapped_and_written(
+    client: AppClient, settings: Settings, key: str
+) -> None:
+    statement = {
+        "actor": {
+            "objectType": "Agent",
+            "account": {"homePage": "https://gar.example", "name": "gar-7f3a9c"},
+        },
+        "verb": {
+            "id": "http://adlnet.gov/expapi/verbs/answered",
+            "display": {"fr-FR": "a répondu"},
+        },
+        "object": {"id": "https://lectio.example/exercises/12"},
+        "result": {"score": {"scaled": 0.8}, "success": True, "duration": "PT1M30S"},
+        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}},
+        "timestamp": "2027-10-04T09:15:00.000Z",
+    }
+    answer = client.post("/v1/xapi/statements", json=[statement], headers=_auth(key))
+    assert answer.status_code == 202, answer.text
+    [event_id] = answer.json()["event_ids"]
+    again = client.post("/v1/xapi/statements", json=statement, headers=_auth(key))
+    assert again.json() == {"accepted": 1, "duplicates": 1, "event_ids": [event_id]}
+    [(record_key, value)] = _records(settings)
+    assert record_key == b"cls-42"
+    assert value["event_id"] == event_id
+    assert (value["verb"], value["resource_id"], value["duration_s"], value["score"]) == (
+        "exercise_answered",
+        "lectio",
+        90.0,
+        0.8,
+    )
+    with_mbox = {**statement, "actor": {"mbox": "mailto:jeanne@example.fr"}}
+    answer = client.post("/v1/xapi/statements", json=[statement, with_mbox], headers=_auth(key))
+    assert answer.status_code == 422
+    assert [(p["index"], p["field"]) for p in answer.json()["errors"]] == [(1, "actor.mbox")]
+    other = {
+        **statement,
+        "context": {
+            "extensions": {
+                CLASS_EXTENSION: "cls-42",
+                SCHOOL_EXTENSION: "0750001A",
+                "https://preuve.example/xapi/extensions/resource-id": "mathix",
+            }
+        },
+    }
+    assert client.post("/v1/xapi/statements", json=other, headers=_auth(key)).status_code == 403
+
+
+def test_one_info_line_per_batch_without_learner_ids(
+    client: AppClient, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="ingest.gateway"):
+        client.post("/v1/events", json=[_event(), _event()], headers=_auth(key))
+    lines = [r.getMessage() for r in caplog.records if r.name == "ingest.gateway"]
+    assert lines == ["accepted 2 events (0 duplicates) for lectio"]
+    assert "gar-7f3a9c" not in caplog.text
+
+
+def test_health_and_the_saved_openapi_document(client: AppClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    served = client.get("/openapi.json").json()
+    assert set(served["paths"]) == {"/healthz", "/v1/events", "/v1/xapi/statements"}
+    assert OPENAPI_PATH.read_text() == openapi_document(), (
+        "ingest/schemas/gateway-openapi.json is stale: run "
+        "`python -c 'from ingest.gateway import *; OPENAPI_PATH.write_text(openapi_document())'`"
+    )
