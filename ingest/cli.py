@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from experiments.console import configure_logging, user_errors
-from experiments.not_built import not_built
 from experiments.settings import Settings
 
 kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
@@ -90,6 +90,30 @@ def worker() -> None:
         run_worker(settings)
 
 
-def gateway() -> None:
-    """Run the HTTP event gateway."""
-    not_built("gateway", 5)
+def gateway(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on [default: settings gateway.host, 127.0.0.1]."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on [default: settings gateway.port, 8700]."),
+    ] = None,
+) -> None:
+    """Run the HTTP event gateway (POST /v1/events, /v1/xapi/statements; OpenAPI at
+    /openapi.json) with uvicorn until interrupted."""
+    import uvicorn
+
+    from ingest.gateway import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    with user_errors():
+        app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.gateway.host,
+        port=port if port is not None else settings.gateway.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep configure_logging's handlers
+    )
