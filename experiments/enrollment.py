@@ -506,10 +506,15 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
         EnrollmentMessage(
             class_id=row["class_id"], experiment_id=experiment_id, resource_id=str(resource),
             arm=row["arm"], school_uai=row["school_uai"], academie=row["academie"],
-            status=row["status"], at=row["withdrawn_at"] or row["enrolled_at"],
+            status=row["status"], at=_utc(row["withdrawn_at"] or row["enrolled_at"]),
         )  # fmt: skip
         for row in rows
     ]
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; the registry only ever stores UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _count_pending(engine: Engine, experiment_id: str) -> int:
