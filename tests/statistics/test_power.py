@@ -95,7 +95,9 @@ def test_one_tailed_multiplier() -> None:
 
 def test_blocks_of_two_units_are_not_estimable() -> None:
     # BCRA3_2f has K(J - 2) - g* df: blocks of two clusters leave none. A result, not a crash.
-    result = compute_mdes(DesignInputs("BCRA3_2f", units=80, pupils_per_unit=22, icc=0.15, blocks=40))
+    result = compute_mdes(
+        DesignInputs("BCRA3_2f", units=80, pupils_per_unit=22, icc=0.15, blocks=40)
+    )
     assert result.mdes is None and result.df == 0
     assert result.reason is not None and "more than 2 units per block" in result.reason
 
@@ -104,7 +106,9 @@ def test_units_needed_is_the_smallest_count() -> None:
     inputs = DesignInputs("CRA2_2r", units=2, pupils_per_unit=15, icc=0.17)
     needed = units_needed(inputs, 0.629)
     assert needed.units == 21  # 20 clusters give 0.62901 > 0.629
-    assert compute_mdes(DesignInputs("CRA2_2r", units=20, pupils_per_unit=15, icc=0.17)).mdes > 0.629  # type: ignore[operator]
+    assert (
+        compute_mdes(DesignInputs("CRA2_2r", units=20, pupils_per_unit=15, icc=0.17)).mdes > 0.629
+    )  # type: ignore[operator]
     assert units_needed(DesignInputs("IRA", units=2), 0.356).units == 250
 
 
@@ -115,8 +119,15 @@ def test_cli_power_json_on_the_design_example() -> None:
     out = json.loads(result.output)
     # CRA2_2r, J 80, n 22, ICC .15, R² .5/.3, one unit-level covariate: df = 80 - 1 - 2.
     expected = compute_mdes(
-        DesignInputs("CRA2_2r", units=80, pupils_per_unit=22, icc=0.15, r2_learner=0.5,
-                     r2_unit=0.3, covariates=1)
+        DesignInputs(
+            "CRA2_2r",
+            units=80,
+            pupils_per_unit=22,
+            icc=0.15,
+            r2_learner=0.5,
+            r2_unit=0.3,
+            covariates=1,
+        )
     )
     assert out["df"] == 77 == expected.df
     assert out["mdes"] == pytest.approx(expected.mdes, rel=1e-12)
@@ -131,8 +142,17 @@ def test_cli_power_target_mdes_counts_units_of_all_arms() -> None:
     assert out["design"] == "BCRA3_2f"
     # Three equal arms: each contrast uses 2/3 of the units; the total keeps the ratio.
     per_pair = units_needed(
-        DesignInputs("BCRA3_2f", units=60, pupils_per_unit=40, icc=0.18, r2_learner=0.45,
-                     r2_unit=0.4, blocks=6, covariates=1), 0.2
+        DesignInputs(
+            "BCRA3_2f",
+            units=60,
+            pupils_per_unit=40,
+            icc=0.18,
+            r2_learner=0.45,
+            r2_unit=0.4,
+            blocks=6,
+            covariates=1,
+        ),
+        0.2,
     ).units
     assert per_pair is not None
     assert out["units_needed"] == -(-per_pair * 3 // 2)

@@ -59,7 +59,9 @@ CASES: dict[str, list[tuple[int, int, str, str]]] = {
     "subgroup_not_attribute": [
         (30, 15, "analysis.subgroups[0]", "'sexe' is not an attribute of a class")
     ],
-    "unknown_niveau": [(7, 16, "population.levels[1]", "unknown niveau 'CE3'; did you mean 'CE2'?")],
+    "unknown_niveau": [
+        (7, 16, "population.levels[1]", "unknown niveau 'CE3'; did you mean 'CE2'?")
+    ],
     "unknown_academie": [
         (8, 27, "population.academies[1]", "'rouen' is no longer an académie"),
         (8, 34, "population.academies[2]", "unknown académie 'creteill'; did you mean 'creteil'?"),
@@ -198,7 +200,8 @@ MEANING = [
     ([("analysis:\n", "hypotheses:\n  - {id: h1, outcome: fluency, "
        "statement: \"La fluence progresse.\"}\nanalysis:\n")], "hypotheses[0].outcome",
      "unknown outcome 'fluency'; did you mean 'fluence'?"),
-    ([("resource: {id: lectio, name: Lectio}", "resource: {id: lectio, name: Lectio, cycles: [3]}")],
+    ([("resource: {id: lectio, name: Lectio}",
+       "resource: {id: lectio, name: Lectio, cycles: [3]}")],
      "population.levels[0]", "CP is not a niveau of resource 'lectio'"),
     ([("  compliance: {min_active_minutes: 300}", "  compliance: {min_active_minutes: 300}\n  "
        "metrics:\n    - {id: logins, kind: login, verbs: [session_started]}\n    - {id: active, "
@@ -222,7 +225,9 @@ MEANING = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("replacements", "field", "fragment"), MEANING, ids=[m[1] for m in MEANING])
+@pytest.mark.parametrize(
+    ("replacements", "field", "fragment"), MEANING, ids=[m[1] for m in MEANING]
+)
 def test_meaning_checks(
     tmp_path: Path, replacements: list[tuple[str, str]], field: str, fragment: str
 ) -> None:

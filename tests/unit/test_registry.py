@@ -197,8 +197,14 @@ def test_cli_register_amend_show_export(settings: Settings, tmp_path: Path) -> N
     assert code == 0, out
     markdown = target.read_text(encoding="utf-8")
     assert markdown.startswith("# Effet d'un entraîneur de lecture sur la fluence au CP")
-    for section in ("## Study information", "## Design plan", "## Sampling plan",
-                    "## Variables", "## Analysis plan", "## Amendments"):
+    for section in (
+        "## Study information",
+        "## Design plan",
+        "## Sampling plan",
+        "## Variables",
+        "## Analysis plan",
+        "## Amendments",
+    ):
         assert section in markdown
     assert "Extension au CE1" in markdown and "levels: [CP, CE1]" in markdown
 
