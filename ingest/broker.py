@@ -308,21 +308,26 @@ class LocalBroker:
             self.state_file.unlink(missing_ok=True)
             return False
         os.kill(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(state.pid):
-            _reap(state.pid)
-            time.sleep(0.2)
-        if _alive(state.pid):
+        if not _wait_gone(state.pid, timeout_s):
             os.kill(state.pid, signal.SIGKILL)
-            while _alive(state.pid):
-                _reap(state.pid)
-                time.sleep(0.1)
+            _wait_gone(state.pid, timeout_s)
         self.state_file.unlink(missing_ok=True)
         if self._process is not None and self._process.pid == state.pid:
             self._process.wait()
             self._process = None
         logger.info("Kafka broker (pid %d) stopped", state.pid)
         return True
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _reap(pid)
+        if not _alive(pid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _reap(pid: int) -> None:
