@@ -218,8 +218,8 @@ def parse_duration(text: str) -> float:
 def statement_id(statement: dict[str, Any]) -> uuid.UUID:
     """The statement's ``id``, or a UUIDv5 of its canonical JSON when it has none.
 
-    Canonical JSON sorts keys and drops insignificant white space, so the same
-    statement re-sent (even re-serialised) gets the same id.
+    Canonical JSON sorts keys, drops insignificant white space and escapes non-ASCII,
+    so the same statement re-sent (even re-serialised) gets the same id.
     """
     given = statement.get("id")
     if given is not None:
@@ -229,7 +229,8 @@ def statement_id(statement: dict[str, Any]) -> uuid.UUID:
             return uuid.UUID(given)
         except ValueError:
             raise EventRejected(f"a statement id is a UUID, got {given!r}", field="id") from None
-    canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ensure_ascii: a lone surrogate in a string must not make the id underivable.
+    canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return uuid.uuid5(STATEMENT_ID_NAMESPACE, canonical)
 
 

@@ -100,7 +100,7 @@ def test_real_shaped_statements_map_onto_the_contract(name: str) -> None:
 def test_a_scorm_passed_statement_without_id_gets_a_stable_derived_id() -> None:
     statement = _statement("scorm-passed")
     event = statement_to_event(statement, resource_id="lectio")
-    canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert event == UsageEvent(
         event_id=uuid5(STATEMENT_ID_NAMESPACE, canonical),
         occurred_at=datetime(2028, 1, 12, 14, 3, 55, tzinfo=timezone(timedelta(hours=1))),
