@@ -103,10 +103,10 @@ def _sandwich(
     n = design.shape[0]
     if kind == "iid":
         sigma2 = float(resid @ resid) / (n - k_total)
-        return sigma2 * bread
+        return np.asarray(sigma2 * bread, dtype=np.float64)
     scores = design * resid[:, None]
     if kind == "hetero":
-        meat = scores.T @ scores
+        meat: FloatArray = scores.T @ scores
         factor = n / (n - k_total)
     else:
         assert cluster is not None
@@ -116,7 +116,7 @@ def _sandwich(
                 for j in range(scores.shape[1])
             ]
         )
-        meat = summed.T @ summed
+        meat = np.asarray(summed.T @ summed, dtype=np.float64)
         factor = n_clusters / (n_clusters - cluster_params) * (n - 1) / (n - k_total)
     vcov = factor * (bread @ meat @ bread)
     return np.asarray((vcov + vcov.T) / 2.0)

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from analysis._ols import absorb, fit_2sls, independent_columns
+from analysis._ols import VcovKind, absorb, fit_2sls, independent_columns
 from analysis.effect_sizes import hedges_g
 from analysis.effects import arm_counts, cluster_params, contrast_name, t_inference
 from analysis.inputs import AnalysisPlan, UsageTable
@@ -49,7 +49,7 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     """
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
-    kind = "cluster" if plan.clustered else "hetero"
+    kind: VcovKind = "cluster" if plan.clustered else "hetero"
     model = f"2SLS, {'CR1 cluster-robust by unit' if kind == 'cluster' else 'HC1 robust'}"
     counts = arm_counts(sample, len(plan.arms))
     warnings: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,15 +18,22 @@ logger = logging.getLogger(__name__)
 
 
 def analyze(
-    protocol: Path = typer.Option(..., "--protocol", help="The protocol (YAML)."),
-    units: Path = typer.Option(..., "--units", help="Units CSV: unit_id,arm,attributes…"),
-    outcomes: Path = typer.Option(
-        ..., "--outcomes", help="Outcomes CSV: learner_id,unit_id,measure,wave,score"),
-    usage: Path | None = typer.Option(
-        None, "--usage", help="Usage CSV: learner_id,unit_id,week,active_minutes"),
-    analysis: str = typer.Option("final", "--analysis", help="Name of the analysis."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the JSON results here."),
-    html_out: Path | None = typer.Option(None, "--html", help="Write a French HTML page here."),
+    protocol: Annotated[Path, typer.Option("--protocol", help="The protocol (YAML).")],
+    units: Annotated[Path, typer.Option("--units", help="Units CSV: unit_id,arm,attributes…")],
+    outcomes: Annotated[
+        Path, typer.Option("--outcomes", help="Outcomes CSV: learner_id,unit_id,measure,wave,score")
+    ],
+    usage: Annotated[
+        Path | None,
+        typer.Option("--usage", help="Usage CSV: learner_id,unit_id,week,active_minutes"),
+    ] = None,
+    analysis: Annotated[str, typer.Option("--analysis", help="Name of the analysis.")] = "final",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the JSON results here.")
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write a French HTML results page here.")
+    ] = None,
 ) -> None:
     """Run a protocol's analysis on CSV files (the researcher's offline path)."""
     from analysis.errors import AnalysisError
@@ -38,8 +46,8 @@ def analyze(
     try:
         loaded = load_protocol(protocol)
     except ProtocolError as exc:
-        for problem in exc.problems or [exc.reason]:
-            typer.echo(str(problem), err=True)
+        for line in [str(p) for p in exc.problems] or [exc.reason]:
+            typer.echo(line, err=True)
         raise typer.Exit(code=2) from None
     try:
         plan = plan_from_protocol(loaded)

@@ -44,10 +44,11 @@ def consort_flow(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
     if baseline_measure is not None and baseline_measure in outcomes.measure.categories:
         code = outcomes.measure.categories.get_loc(baseline_measure)
         rows = (outcomes.measure.codes == code) & ~outcomes.is_endline & ~np.isnan(outcomes.score)
-        with_baseline = np.bincount(learner_arm[np.unique(outcomes.learner[rows])],
-                                    minlength=n_arms)
+        has_baseline = np.zeros(outcomes.n_learners, dtype=bool)
+        has_baseline[outcomes.learner[rows]] = True
+        with_baseline = np.bincount(learner_arm[has_baseline], minlength=n_arms)
     analysed = np.bincount(primary.arm, minlength=n_arms)
-    unit_arm = units.arm_code[np.unique(primary.unit)]
+    unit_arm = units.arm_code[np.flatnonzero(np.bincount(primary.unit, minlength=units.n_units))]
     units_analysed = np.bincount(unit_arm, minlength=n_arms)
     return [
         ConsortArm(

@@ -31,7 +31,7 @@ from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
 from analysis.effect_sizes import hedges_g
 from analysis.inputs import AnalysisPlan
 from analysis.results import Effect, not_estimable
-from analysis.sample import AnalysisSample
+from analysis.sample import AnalysisSample, compact_codes
 from analysis.settings import MIN_CELL_PUPILS, Role
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
@@ -66,8 +66,9 @@ def arm_counts(sample: AnalysisSample, n_arms: int, rows: npt.NDArray[np.bool_] 
     arm = sample.arm if rows is None else sample.arm[rows]
     cluster = sample.cluster if rows is None else sample.cluster[rows]
     learners = np.bincount(arm, minlength=n_arms).astype(np.int64)
-    pairs = np.unique(arm.astype(np.int64) * (sample.n_clusters + 1) + cluster)
-    units = np.bincount(pairs // (sample.n_clusters + 1), minlength=n_arms).astype(np.int64)
+    pairs = np.bincount(arm.astype(np.int64) * sample.n_clusters + cluster,
+                        minlength=n_arms * sample.n_clusters)
+    units = np.count_nonzero(pairs.reshape(n_arms, sample.n_clusters), axis=1).astype(np.int64)
     return ArmCounts(learners=learners, units=units)
 
 
@@ -90,7 +91,7 @@ def t_inference(estimate: float, se: float, df: float, alpha: float
 
 def _count_maps(plan: AnalysisPlan, counts: ArmCounts, arms: Sequence[int]
                 ) -> tuple[dict[str, int | None], dict[str, int | None]]:
-    units = {plan.arms[a]: int(counts.units[a]) for a in arms}
+    units: dict[str, int | None] = {plan.arms[a]: int(counts.units[a]) for a in arms}
     learners = {plan.arms[a]: suppress_count(int(counts.learners[a])) for a in arms}
     return units, learners
 
@@ -172,7 +173,7 @@ def estimate_effects(
     --------
     >>> import numpy as np
     >>> from analysis.inputs import AnalysisPlan, OutcomeSpec
-    >>> from analysis.sample import AnalysisSample
+    >>> from analysis.sample import AnalysisSample, compact_codes
     >>> rng = np.random.default_rng(1)
     >>> unit = np.repeat(np.arange(20), 15); arm = (unit % 2).astype(np.int8)
     >>> y = 0.3 * (arm == 0) + rng.normal(size=300) + rng.normal(size=20)[unit]
@@ -261,20 +262,17 @@ def subset_sample(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> Analys
     """The sample restricted to ``rows``, with clusters and strata renumbered."""
     if rows.all():
         return sample
-    cluster, n_clusters = np.unique(sample.cluster[rows], return_inverse=True)
+    cluster, n_clusters = compact_codes(sample.cluster[rows])
     stratum = None
     n_strata = 0
     if sample.stratum is not None:
-        levels, stratum = np.unique(sample.stratum[rows], return_inverse=True)
-        n_strata = int(levels.size)
-    school = None if sample.school is None else np.unique(sample.school[rows],
-                                                          return_inverse=True)[1]
+        stratum, n_strata = compact_codes(sample.stratum[rows])
+    school = None if sample.school is None else compact_codes(sample.school[rows])[0]
     return AnalysisSample(
         outcome=sample.outcome, y=sample.y[rows], arm=sample.arm[rows],
         learner=sample.learner[rows], unit=sample.unit[rows],
-        cluster=n_clusters.astype(np.intp), n_clusters=int(cluster.size),
-        stratum=None if stratum is None else stratum.astype(np.intp), n_strata=n_strata,
-        school=None if school is None else school.astype(np.intp),
+        cluster=cluster, n_clusters=n_clusters, stratum=stratum, n_strata=n_strata,
+        school=school,
         covariates=sample.covariates[rows], covariate_names=sample.covariate_names,
         baseline_missing=sample.baseline_missing,
     )
@@ -299,7 +297,8 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
     if any(1 + i not in kept for i in range(len(arms))):
         return {}, "arm indistinguishable from strata or covariates"
     x = x[:, kept]
-    nested = sub.school is not None and plan.clustered and int(sub.school.max()) + 1 < sub.n_clusters
+    nested = (sub.school is not None and plan.clustered
+              and int(sub.school.max()) + 1 < sub.n_clusters)
     if nested:
         assert sub.school is not None
         groups = sub.school

@@ -394,8 +394,10 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
              "this learner belongs to another unit in the outcomes file")
     n = outcomes.n_learners
     total = np.bincount(learner[known], weights=minutes[known], minlength=n)
-    week_key = pd.DataFrame({"l": learner[known], "w": frame["week"].to_numpy()[known]})
-    weeks = np.bincount(week_key.drop_duplicates()["l"].to_numpy(), minlength=n)
+    week_codes, week_values = pd.factorize(frame["week"])
+    key = learner[known].astype(np.int64) * (len(week_values) + 1) + week_codes[known]
+    first = ~pd.Series(key).duplicated().to_numpy()
+    weeks = np.bincount(learner[known][first], minlength=n)
     return UsageTable(path=spath, minutes=total.astype(float), weeks=weeks.astype(np.int64),
                       n_rows=len(frame))
 

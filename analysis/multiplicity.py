@@ -44,7 +44,7 @@ def adjust_p_values(p_values: Sequence[float], method: MultipleComparisons) -> l
     ok = np.flatnonzero(np.isfinite(p))
     m = ok.size
     if m == 0:
-        return out.tolist()
+        return [float(v) for v in out]
     values = p[ok]
     order = np.argsort(values, kind="stable")
     ranked = values[order]

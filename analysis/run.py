@@ -151,7 +151,7 @@ def _attrition(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
                sample: AnalysisSample) -> list[AttritionCheck]:
     n_arms = len(plan.arms)
     units_randomised = np.bincount(units.arm_code, minlength=n_arms)
-    analysed_units = np.unique(sample.unit)
+    analysed_units = np.flatnonzero(np.bincount(sample.unit, minlength=units.n_units))
     units_analysed = np.bincount(units.arm_code[analysed_units], minlength=n_arms)
     # Learners on record in the units that remain (WWC: individual attrition within
     # the clusters that remain).

@@ -18,7 +18,7 @@ import pandas as pd
 from analysis.errors import InputError
 from analysis.inputs import AnalysisPlan, OutcomeSpec, OutcomeTable, UnitTable
 
-__all__ = ["AnalysisSample", "build_sample", "learner_attribute"]
+__all__ = ["AnalysisSample", "build_sample", "compact_codes", "learner_attribute"]
 
 MISSING_LEVEL = "(manquant)"
 
@@ -54,9 +54,28 @@ class AnalysisSample:
         return int(self.y.size)
 
 
-def _compact(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.intp], int]:
-    uniques, inverse = np.unique(codes, return_inverse=True)
-    return inverse.astype(np.intp), int(uniques.size)
+def compact_codes(codes: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.intp], int]:
+    """Renumber non-negative integer codes ``0..k-1`` in increasing order; O(n), no sort.
+
+    Examples
+    --------
+    >>> compact_codes(np.array([7, 3, 7, 9]))
+    (array([1, 0, 1, 2]), 3)
+    """
+    if codes.size == 0:
+        return np.zeros(0, dtype=np.intp), 0
+    present = np.bincount(codes) > 0
+    mapping = np.cumsum(present) - 1
+    return mapping[codes].astype(np.intp), int(present.sum())
+
+
+def _combined_codes(frame: pd.DataFrame, columns: list[str]) -> npt.NDArray[np.int64]:
+    """One integer code per row for the combination of ``columns`` (mixed radix)."""
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for column in columns:
+        codes, uniques = pd.factorize(frame[column])
+        combined = combined * (len(uniques) + 1) + codes
+    return np.asarray(pd.factorize(combined)[0], dtype=np.int64)
 
 
 def learner_attribute(name: str, units: UnitTable, outcomes: OutcomeTable) -> pd.Series:
@@ -166,17 +185,16 @@ def build_sample(
         columns.extend(cols)
         names.extend(cnames)
 
-    cluster, n_clusters = _compact(unit)
+    cluster, n_clusters = compact_codes(unit)
     stratum: npt.NDArray[np.intp] | None = None
     n_strata = 0
     if plan.strata:
-        key = units.frame[list(plan.strata)].astype(str).agg("\x1f".join, axis=1)
-        unit_stratum = pd.factorize(key)[0].astype(np.int64)
-        stratum, n_strata = _compact(unit_stratum[unit])
+        unit_stratum = _combined_codes(units.frame, list(plan.strata))
+        stratum, n_strata = compact_codes(unit_stratum[unit])
     school: npt.NDArray[np.intp] | None = None
     if plan.unit == "class" and plan.school and plan.school in units.frame.columns:
         unit_school = pd.factorize(units.frame[plan.school])[0].astype(np.int64)
-        school, _ = _compact(unit_school[unit])
+        school, _ = compact_codes(unit_school[unit])
     matrix = np.column_stack(columns) if columns else np.empty((y.size, 0))
     return AnalysisSample(
         outcome=outcome.id,

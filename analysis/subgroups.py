@@ -6,7 +6,8 @@ products with the level indicators and adds the level main effects; the coeffici
 ``arm t × level l`` is the effect of ``t`` in subgroup ``l``. Everything else is the
 primary model (baseline, covariates, absorbed strata, same covariance). The interaction
 test is the Wald test that the effect of ``t`` is the same in every level, referred to
-``F(q, G - S)`` with cluster-robust covariance (``S`` absorbed strata, at least 1) (``F(q, N - K)`` otherwise).
+``F(q, G - S)`` with cluster-robust covariance (``S`` absorbed strata, at least 1), and
+``F(q, N - K)`` otherwise.
 
 A level where an arm of the contrast has fewer than 10 learners is suppressed: its
 learners leave the subgroup model and the level is reported without numbers.
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from analysis._ols import absorb, fit_ols, independent_columns
+from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
 from analysis.effect_sizes import hedges_g
 from analysis.effects import (
     arm_counts,
@@ -66,7 +67,7 @@ def estimate_subgroups(
     levels = tuple(sorted(set(labels.tolist())))
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
-    kind = "cluster" if plan.clustered else "hetero"
+    kind: VcovKind = "cluster" if plan.clustered else "hetero"
     model = f"ancova × {attribute}, {'CR1' if kind == 'cluster' else 'HC1'}"
 
     # Which (contrast, level) cells may be shown, and which learners stay in the model.

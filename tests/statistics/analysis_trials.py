@@ -25,8 +25,9 @@ def reference_trial() -> pd.DataFrame:
     return pd.read_csv(DATA / "cluster_trial.csv", dtype={"unit_id": str})
 
 
-def write_files(frame: pd.DataFrame, directory: Path, unit_columns: tuple[str, ...] = ("stratum", "class_cov")
-                ) -> tuple[Path, Path]:
+def write_files(
+    frame: pd.DataFrame, directory: Path, unit_columns: tuple[str, ...] = ("stratum", "class_cov")
+) -> tuple[Path, Path]:
     """Write the units and long-format outcomes files of a pupil frame."""
     units = frame.groupby("unit_id", sort=False).first().reset_index()
     units_path = directory / "units.csv"

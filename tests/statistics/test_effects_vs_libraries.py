@@ -22,11 +22,10 @@ import pandas as pd
 import pyfixest as pf
 import pytest
 import statsmodels.api as sm
+from analysis_trials import load, plan_for, reference_trial, with_dummy_baseline
 from linearmodels.iv import IV2SLS
 
 from analysis.effects import estimate_effects
-
-from analysis_trials import load, plan_for, reference_trial, with_dummy_baseline
 
 pytestmark = pytest.mark.statistics
 

@@ -49,7 +49,8 @@ def test_mixed_equals_t_test_on_class_means() -> None:
     t_test = stats.ttest_ind(treated, control)  # pooled variance, G - 2 df
     np.testing.assert_allclose(effect.estimate, treated.mean() - control.mean(), rtol=1e-10,
                                err_msg="REML estimate != difference of means (balanced)")
-    np.testing.assert_allclose(effect.std_error, (treated.mean() - control.mean()) / t_test.statistic,
+    t_se = (treated.mean() - control.mean()) / t_test.statistic
+    np.testing.assert_allclose(effect.std_error, t_se,
                                rtol=1e-4, err_msg="REML se != t-test on class means")
     assert effect.df == G - 2
     np.testing.assert_allclose(effect.p_value, t_test.pvalue, rtol=1e-3)

@@ -1,0 +1,115 @@
+"""Benchmark of ``preuve analyze`` (``make bench-analysis``).
+
+For synthetic cluster trials of 50,000, 250,000 and 1,000,000 pupils (25 pupils per class:
+2,000 to 40,000 classes, two classes per school, randomised within school, as in the
+DESIGN.md example protocol ``protocols/fluence-cp-2027.yaml``), this prints:
+
+* ``analyze_s``: wall time of ``preuve analyze`` end to end, as a subprocess on the CSV
+  files (interpreter start, imports, reading and checking the files, every estimate and
+  check of the protocol: ITT, subgroups, CACE, attrition, balance, ICC, CONSORT, JSON);
+* ``bare_fit_s``: wall time of the bare statsmodels fit of the same primary model on the
+  same data already in memory: OLS of the endline on the arm, the baseline and its
+  missingness indicator with school fixed effects (demeaned with pandas: statsmodels has no
+  absorbing estimator and 20,000 school dummies do not fit in memory) and errors clustered
+  by class (``cov_type="cluster"``);
+* the peak resident memory of each (``ru_maxrss`` of the child process).
+
+The last line is ``ratio_analyze_to_bare_fit_1m=X.XX``. Goal (issue 6): 1M pupils in under
+60 s, at most 1.5 times the bare fit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "protocols" / "fluence-cp-2027.yaml"
+SIZES = (50_000, 250_000, 1_000_000)
+PUPILS_PER_CLASS = 25
+
+BARE_FIT = r"""
+import json, resource, sys, time
+import numpy as np, pandas as pd, statsmodels.api as sm
+units = pd.read_csv(sys.argv[1], dtype=str)
+long = pd.read_csv(sys.argv[2], dtype={"learner_id": str, "unit_id": str})
+wide = long.pivot(index="learner_id", columns="wave", values="score")
+unit = long.drop_duplicates("learner_id").set_index("learner_id")["unit_id"]
+frame = wide.join(unit).merge(units, on="unit_id").dropna(subset=["endline"])
+frame["arm"] = (frame["arm"] == "lectio").astype(float)
+frame["missing"] = frame["baseline"].isna().astype(float)
+frame["baseline"] = frame["baseline"].fillna(0.0)
+frame["cluster"] = pd.factorize(frame["unit_id"])[0]
+start = time.perf_counter()
+columns = ["endline", "arm", "baseline", "missing"]
+demeaned = frame[columns] - frame.groupby("school_uai")[columns].transform("mean")
+fit = sm.OLS(demeaned["endline"], demeaned[["arm", "baseline", "missing"]]).fit(
+    cov_type="cluster", cov_kwds={"groups": frame["cluster"].to_numpy()})
+elapsed = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": elapsed, "peak_mb": peak, "estimate": float(fit.params["arm"])}))
+"""
+
+PEAK = r"""
+import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+elapsed = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"{code} {elapsed} {peak}")
+"""
+
+
+def _preuve() -> str:
+    script = Path(sys.executable).with_name("preuve")
+    return str(script) if script.exists() else "preuve"
+
+
+def _measure(n_pupils: int, directory: Path) -> dict[str, float]:
+    from analysis.simulate import simulate_trial
+
+    classes = n_pupils // PUPILS_PER_CLASS
+    files = simulate_trial(directory, n_units=classes, pupils_per_unit=PUPILS_PER_CLASS,
+                           usage_weeks=2, seed=n_pupils)
+    assert files.usage is not None
+    out = directory / "results.json"
+    command = [_preuve(), "analyze", "--protocol", str(PROTOCOL), "--units", str(files.units),
+               "--outcomes", str(files.outcomes), "--usage", str(files.usage),
+               "--json", str(out)]
+    wrapped = subprocess.run([sys.executable, "-c", PEAK, *command], check=True,
+                             capture_output=True, text=True)
+    code, analyze_s, analyze_mb = wrapped.stdout.split()
+    if int(code) != 0:
+        raise SystemExit(f"preuve analyze failed with exit code {code}")
+    results = json.loads(out.read_text(encoding="utf-8"))
+    (itt,) = [e for e in results["effects"] if e["role"] == "primary"]
+    bare = json.loads(subprocess.run(
+        [sys.executable, "-c", BARE_FIT, str(files.units), str(files.outcomes)],
+        check=True, capture_output=True, text=True).stdout)
+    if abs(bare["estimate"] - itt["estimate"]) > 1e-6 * max(1.0, abs(itt["estimate"])):
+        raise SystemExit(f"bare fit estimate {bare['estimate']} != analyze {itt['estimate']}")
+    return {"classes": classes, "analyze_s": float(analyze_s), "analyze_mb": float(analyze_mb),
+            "bare_s": bare["seconds"], "bare_mb": bare["peak_mb"]}
+
+
+def main() -> None:
+    """Run the three sizes and print one line each, then the 1M ratio."""
+    print(f"# bench-analysis: {os.cpu_count()} CPU(s), python {sys.version.split()[0]}")
+    ratio = float("nan")
+    for n in SIZES:
+        with tempfile.TemporaryDirectory(prefix="preuve-bench-") as tmp:
+            m = _measure(n, Path(tmp))
+        ratio = m["analyze_s"] / m["bare_s"]
+        print(f"pupils={n} classes={m['classes']:.0f} analyze_s={m['analyze_s']:.2f} "
+              f"bare_fit_s={m['bare_s']:.2f} ratio={ratio:.2f} "
+              f"analyze_peak_mb={m['analyze_mb']:.0f} bare_fit_peak_mb={m['bare_mb']:.0f}",
+              flush=True)
+    print(f"ratio_analyze_to_bare_fit_1m={ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
