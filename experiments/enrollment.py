@@ -532,7 +532,9 @@ def _count_pending(engine: Engine, experiment_id: str) -> int:
 def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> PublishReport:
     """Publish every enrollment of ``experiment_id`` whose status is not published yet.
 
-    Publishing twice is harmless: the topic is keyed (and compacted) by class, and the
+    ``publish`` signals a broker it cannot reach or write to with
+    :class:`ingest.errors.IngestError` (``BrokerError``) or ``OSError``; the records then
+    stay pending. Publishing twice is harmless: the topic is keyed (and compacted) by class, and the
     router keeps the latest record of each class.
 
     Examples
@@ -545,8 +547,6 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
     >>> publish_pending(engine, "x", lambda messages: len(messages))
     PublishReport(published=0, error=None)
     """
-    from kafka.errors import KafkaError
-
     from ingest.errors import IngestError
 
     messages = pending_messages(engine, experiment_id)
@@ -554,7 +554,7 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
         return PublishReport(0, None)
     try:
         written = publish(messages)
-    except (IngestError, KafkaError, OSError) as exc:
+    except (IngestError, OSError) as exc:
         logger.warning("experiment %s: publishing %d enrollments failed: %s",
                        experiment_id, len(messages), exc)  # fmt: skip
         return PublishReport(0, f"{type(exc).__name__}: {exc}")

@@ -100,10 +100,16 @@ def load_design(
 
 
 def _kafka_publisher(settings: Settings) -> Publish:
+    from kafka.errors import KafkaError
+
+    from ingest.errors import BrokerError
     from ingest.producer import publish_enrollments
 
     def publish(messages: Sequence[EnrollmentMessage]) -> int:
-        return publish_enrollments(settings, messages)
+        try:
+            return publish_enrollments(settings, messages)
+        except KafkaError as exc:  # kafka-python's errors, in the ingest vocabulary
+            raise BrokerError(f"Kafka: {exc}") from exc
 
     return publish
 

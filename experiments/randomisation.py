@@ -18,16 +18,16 @@ re-derive the arm from the log alone.
 
 Seed derivation (version 1, stable: changing it changes every assignment)
 -------------------------------------------------------------------------
-Block ``b`` of stratum ``s`` uses::
+Each stratum ``s`` has its own stream::
 
-    key     = SHA-256(b"preuve/randomisation/v1\\0" + experiment_id + b"\\0" + s)
-    entropy = [seed, int.from_bytes(key[:16], "big")]
-    rng     = numpy.random.Generator(PCG64(SeedSequence(entropy, spawn_key=(b,))))
+    key = SHA-256(b"preuve/randomisation/v1\\0" + experiment_id + b"\\0" + s)
+    rng = numpy.random.Generator(PCG64(SeedSequence([seed, int.from_bytes(key[:16], "big")])))
 
-so each (stratum, block) has its own stream: strata are independent of each other, of
-how many strata exist and of the order they first appear in, and a late enrollment simply
-continues its stratum's current block (the earlier positions of the block are re-derived,
-never re-drawn differently).
+and block ``b`` uses draws ``b*B .. b*B + B - 1`` of that stream (one 64-bit output per
+uniform draw, so ``PCG64.advance(b*B)`` jumps straight to the block). Strata are therefore
+independent of each other, of how many strata exist and of the order they first appear
+in; and a late enrollment simply continues its stratum's current block (the earlier
+positions of the block are re-derived, never drawn differently).
 
 Cluster randomisation
 ---------------------
@@ -174,30 +174,31 @@ class Scheme:
 
 
 def block_generator(scheme: Scheme, stratum: str, block: int) -> np.random.Generator:
-    """The PCG64 generator of one block of one stratum (see the module docstring).
+    """The stratum's PCG64 generator, positioned at the first draw of ``block``.
 
     Examples
     --------
     >>> s = Scheme("demo", 1, ("a", "b"), (1, 1))
-    >>> float(block_generator(s, "{}", 0).random()) == float(block_generator(s, "{}", 0).random())
+    >>> stream = block_generator(s, "{}", 0).random(4)
+    >>> bool((block_generator(s, "{}", 1).random(2) == stream[2:]).all())
     True
     """
     digest = hashlib.sha256(
         _DOMAIN + scheme.experiment_id.encode() + b"\0" + stratum.encode()
     ).digest()
     entropy = [scheme.seed, int.from_bytes(digest[:16], "big")]
-    sequence = np.random.SeedSequence(entropy, spawn_key=(block,))
-    return np.random.Generator(np.random.PCG64(sequence))
+    bits = np.random.PCG64(np.random.SeedSequence(entropy))
+    if block:
+        bits.advance(block * scheme.block_size)
+    return np.random.Generator(bits)
 
 
-def _draw_block(scheme: Scheme, stratum: str, block: int) -> list[tuple[float, str]]:
-    rng = block_generator(scheme, stratum, block)
+def _draw_block(scheme: Scheme, rng: np.random.Generator) -> list[tuple[float, str]]:
     free = scheme.block_slots()
-    draws = rng.random(len(free))
     drawn: list[tuple[float, str]] = []
-    for u in draws:
+    for u in rng.random(len(free)).tolist():
         index = min(int(u * len(free)), len(free) - 1)  # u < 1, so the min only guards rounding
-        drawn.append((float(u), free.pop(index)))
+        drawn.append((u, free.pop(index)))
     return drawn
 
 
@@ -261,7 +262,10 @@ class Randomiser:
     scheme: Scheme
     allocated: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    _blocks: dict[tuple[str, int], list[tuple[float, str]]] = field(
+    _blocks: dict[str, tuple[int, list[tuple[float, str]]]] = field(
+        default_factory=dict, repr=False
+    )
+    _streams: dict[str, tuple[np.random.Generator, int]] = field(
         default_factory=dict, repr=False
     )
 
@@ -269,13 +273,15 @@ class Randomiser:
         """``(block, position, draw, arm)`` that the next allocation in ``stratum`` gets."""
         rank = self.counts.get(stratum, 0)
         block, position = divmod(rank, self.scheme.block_size)
-        drawn = self._blocks.get((stratum, block))
-        if drawn is None:
-            drawn = _draw_block(self.scheme, stratum, block)
-            # Keep only the current block of each stratum: memory stays O(strata).
-            self._blocks.pop((stratum, block - 1), None)
-            self._blocks[(stratum, block)] = drawn
-        draw, arm = drawn[position]
+        current = self._blocks.get(stratum)
+        if current is None or current[0] != block:
+            rng, next_block = self._streams.get(stratum, (None, -1))
+            if rng is None or next_block != block:
+                rng = block_generator(self.scheme, stratum, block)
+            current = (block, _draw_block(self.scheme, rng))
+            self._blocks[stratum] = current  # only the current block of each stratum is kept
+            self._streams[stratum] = (rng, block + 1)
+        draw, arm = current[1][position]
         return block, position, draw, arm
 
     def assign(self, unit: Unit) -> Assignment:

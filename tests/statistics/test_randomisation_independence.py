@@ -2,10 +2,11 @@
 
 Population: 8 schools (the strata) of 6 classes, allocation 2:1 (lectio:usual), so each
 school holds two complete blocks of 3 and every seed puts exactly 32 classes in lectio and
-16 in usual. Classes enroll biggest first, and REP classes first (1 to 5 of them), inside each school: the
-worst case for a scheme that would favour early positions. Under a correct randomisation
-each class is in lectio with probability 2/3 whatever its size, REP status or position,
-so the difference of means between arms has expectation exactly 0 across seeds.
+16 in usual. Classes enroll biggest first, and REP classes first (1 to 5 of them),
+inside each school: the worst case for a scheme that would favour early positions. Under
+a correct randomisation each class is in lectio with probability 2/3 whatever its size,
+REP status or position, so the difference of means between arms has expectation exactly
+0 across seeds.
 
 Each check is a test at level 0.001 on a fixed set of seeds (0..999): deterministic, and a
 failure means a real bias (or a 1-in-1000 coincidence that, with fixed seeds, is either

@@ -90,7 +90,9 @@ def test_each_bad_row_is_refused_with_a_precise_reason_while_valid_rows_are_enro
     assert [c.class_id for c in outcome.enrolled] == ["c1", "c6"]
     by_line = {r.line: r for r in outcome.refusals}
     assert sorted(by_line) == [3, 4, 5, 6, 7, 9]
-    assert (by_line[3].code, by_line[3].field, by_line[3].value) == ("other_academie", "academie", "creteil")
+    assert (by_line[3].code, by_line[3].field, by_line[3].value) == (
+        "other_academie", "academie", "creteil"
+    )
     assert by_line[3].message_en == (
         "class of académie 'creteil': your account (académie 'versailles') may only enroll "
         "classes of its own schools"
@@ -217,7 +219,9 @@ def test_the_allocation_log_is_append_only(engine: Engine, design: EnrollmentDes
     assert _count(engine, "allocation_log") == 6
 
 
-def test_arms_match_the_log_and_a_fresh_randomiser(engine: Engine, design: EnrollmentDesign) -> None:
+def test_arms_match_the_log_and_a_fresh_randomiser(
+    engine: Engine, design: EnrollmentDesign
+) -> None:
     from experiments.randomisation import Randomiser, Unit
 
     outcome = enroll_classes(engine, design, read_classes(CLASSES, design), actor="t")

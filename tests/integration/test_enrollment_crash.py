@@ -1,0 +1,143 @@
+"""A process killed (SIGKILL) while enrolling leaves all of the file's valid rows or none,
+never a partial or double enrollment; running the file again completes it.
+
+Runs on SQLite and on PostgreSQL (the ``postgres_url`` fixture of tests/conftest.py).
+Publishing is a callable the child injects; Kafka itself is covered by the lead's tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from experiments.database import dispose_engines, registry_engine
+from experiments.enrollment import (
+    EnrollmentDesign,
+    enroll_classes,
+    pending_messages,
+    read_classes,
+)
+from experiments.protocol import load_protocol
+from experiments.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
+CHILD = Path(__file__).with_name("enrollment_child.py")
+N_VALID = 4000
+
+pytestmark = pytest.mark.integration
+
+
+def _write_classes(path: Path) -> None:
+    lines = ["class_id,school_uai,level,pupils,academie,education_priority"]
+    for i in range(N_VALID):
+        academie = "versailles" if i % 2 else "creteil"
+        lines.append(f"k{i:05d},{780 + i % 7:03d}{i // 4 % 10000:04d}A,CP,{15 + i % 14},"
+                     f"{academie},{'REP' if i % 3 else 'REP+'}")  # fmt: skip
+        if i % 100 == 0:
+            lines.append(f"bad{i},0781234A,CE2,20,versailles,REP")  # refused: niveau
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    yield Settings(state_dir=tmp_path / "state", database_url=url)
+    dispose_engines()
+
+
+def _run_child(
+    settings: Settings, classes: Path, marker: Path, stage: str
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), str(settings.state_dir), settings.database_url or "-",
+         str(PROTOCOL), str(classes), str(marker), stage],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
+def _wait_for(marker: Path, child: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert child.poll() is None, f"child exited early with {child.returncode}"
+        assert time.monotonic() < deadline, "child never reached the kill point"
+        time.sleep(0.02)
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+
+def _counts(settings: Settings) -> tuple[int, int, int]:
+    engine = registry_engine(settings)
+    with engine.connect() as c:
+        enrolled = c.execute(sa.text("SELECT count(*) FROM enrollments")).scalar_one()
+        distinct = c.execute(
+            sa.text("SELECT count(DISTINCT class_id) FROM enrollments")
+        ).scalar_one()
+        log = c.execute(sa.text("SELECT count(*) FROM allocation_log")).scalar_one()
+    assert enrolled == distinct  # never twice
+    return int(enrolled), int(log), len(pending_messages(engine, "fluence-cp-2027"))
+
+
+def _rerun(settings: Settings, classes: Path) -> None:
+    design = EnrollmentDesign.from_protocol(load_protocol(PROTOCOL))
+    outcome = enroll_classes(
+        registry_engine(settings), design, read_classes(classes, design), actor="test:rerun",
+        publish=lambda messages: len(messages),
+    )
+    assert len(outcome.enrolled) + len(outcome.already) == N_VALID
+    assert len(outcome.refusals) == N_VALID // 100
+
+
+def test_killed_inside_the_transaction_leaves_nothing_and_a_rerun_enrolls_all(
+    database: Settings, tmp_path: Path
+) -> None:
+    classes, marker = tmp_path / "classes.csv", tmp_path / "marker"
+    _write_classes(classes)
+    child = _run_child(database, classes, marker, "commit")
+    _wait_for(marker, child)  # every row inserted, commit not yet done
+    _kill(child)
+    assert _counts(database) == (0, 0, 0)
+    _rerun(database, classes)
+    assert _counts(database) == (N_VALID, N_VALID, 0)
+    _rerun(database, classes)  # and once more: nothing doubles
+    assert _counts(database) == (N_VALID, N_VALID, 0)
+
+
+def test_killed_while_publishing_keeps_the_enrollment_pending_and_a_rerun_publishes(
+    database: Settings, tmp_path: Path
+) -> None:
+    classes, marker = tmp_path / "classes.csv", tmp_path / "marker"
+    _write_classes(classes)
+    child = _run_child(database, classes, marker, "publish")
+    _wait_for(marker, child)
+    _kill(child)
+    assert _counts(database) == (N_VALID, N_VALID, N_VALID)  # committed, not published
+    _rerun(database, classes)
+    assert _counts(database) == (N_VALID, N_VALID, 0)
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.0, 1.5, 2.0, 3.0])
+def test_killed_at_any_moment_leaves_all_or_none(
+    database: Settings, tmp_path: Path, delay: float
+) -> None:
+    classes, marker = tmp_path / "classes.csv", tmp_path / "marker"
+    _write_classes(classes)
+    child = _run_child(database, classes, marker, "none")
+    time.sleep(delay)
+    if child.poll() is None:
+        _kill(child)
+    enrolled, log, _ = _counts(database)
+    assert (enrolled, log) in {(0, 0), (N_VALID, N_VALID)}
+    _rerun(database, classes)
+    assert _counts(database)[:2] == (N_VALID, N_VALID)
