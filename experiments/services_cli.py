@@ -17,4 +17,12 @@ def serve() -> None:
 
 def demo() -> None:
     """Run a whole simulated experiment end to end (what `make demo` runs)."""
-    not_built("demo", 2)
+    import typer
+
+    from experiments.console import configure_logging, user_errors
+    from experiments.demo import run_demo
+    from experiments.settings import Settings
+
+    configure_logging("WARNING")
+    with user_errors():
+        run_demo(Settings(), say=typer.echo)

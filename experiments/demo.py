@@ -1,0 +1,369 @@
+"""`preuve demo` (what `make demo` runs): a whole simulated experiment, end to end.
+
+It goes through the same doors as real users, each as its own process: a researcher
+validates and registers the protocol, an académie enrolls 40 classes (Preuve randomises
+them), the resource streams a term of usage events to Kafka (a few of them invalid), the
+stream worker routes them into the experiment's store, then an endline assessment is
+simulated and the protocol's analysis produces the JSON results and the French report.
+
+Everything the demo writes lives in ``state_dir/demo/<run>/``; it uses its own topics and
+consumer group, so runs never mix. A broker it had to start is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from experiments.settings import Settings
+from experiments.store import ExperimentStore, daily_usage_table, events_table
+
+__all__ = ["DemoResult", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "fluence-cp-2027.yaml"
+EXPERIMENT = "fluence-cp-2027"
+RESOURCE = "lectio"
+INTERVENTION_START = datetime(2027, 9, 27, 8, 30, tzinfo=UTC)
+INTERVENTION_WEEKS = 34
+INVALID_SHARE = 0.03
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo's outputs are."""
+
+    home: Path
+    results_json: Path
+    report_html: Path
+    stored_events: int
+    dead_letters: int
+
+
+class _Step:
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.number = 0
+
+    def __call__(self, title: str) -> None:
+        self.number += 1
+        self.say(f"\n[{self.number}] {title}")
+
+
+def _child_env(settings: Settings, home: Path, bootstrap: str, run: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREUVE_")}
+    env.update(
+        PREUVE_STATE_DIR=str(home),
+        PREUVE_CACHE_DIR=str(settings.cache_dir),
+        PREUVE_KAFKA_BOOTSTRAP=bootstrap,
+        PREUVE_TOPICS__EVENTS=f"demo-{run}.events",
+        PREUVE_TOPICS__DEADLETTER=f"demo-{run}.events.deadletter",
+        PREUVE_TOPICS__ENROLLMENTS=f"demo-{run}.enrollments",
+        PREUVE_TOPICS__ANALYSIS_REQUESTS=f"demo-{run}.analysis.requests",
+        PREUVE_WORKER__GROUP_ID=f"demo-{run}-router",
+        PREUVE_KAFKA__PARTITIONS=str(settings.kafka.partitions),
+    )
+    if settings.database_url:
+        env["PREUVE_DATABASE_URL"] = settings.database_url
+    return env
+
+
+def _preuve(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments", *args], env=env, capture_output=True, text=True,
+        check=False,
+    )
+    if result.returncode not in ok:
+        raise RuntimeError(
+            f"`preuve {' '.join(args)}` exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+    return result.stdout
+
+
+def _write_classes(path: Path, rng: random.Random) -> list[dict[str, str]]:
+    """40 CP classes in 20 REP/REP+ schools of Versailles and Créteil (2 per school)."""
+    rows = []
+    for school in range(20):
+        academie = "versailles" if school < 10 else "creteil"
+        department = "078" if academie == "versailles" else "093"
+        uai = f"{department}{1000 + school:04d}{'ABCDEFGHJKLMNPRSTUVW'[school]}"
+        priority = "REP+" if school % 3 == 0 else "REP"
+        for letter in "ab":
+            rows.append({
+                "class_id": f"cp-{school:02d}{letter}", "school_uai": uai, "level": "CP",
+                "pupils": str(rng.randint(16, 24)), "academie": academie,
+                "education_priority": priority,
+            })
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def _arms(home: Path) -> dict[str, str]:
+    from experiments.database import registry_engine
+    from experiments.enrollment import enrolled_classes
+
+    engine = registry_engine(Settings(state_dir=home))
+    return {c.class_id: c.arm for c in enrolled_classes(engine, EXPERIMENT)}
+
+
+def _write_events(
+    path: Path, classes: list[dict[str, str]], arms: dict[str, str], rng: random.Random
+) -> tuple[int, int]:
+    """A term of usage: pupils of the treatment arm use the resource most weeks; a few
+    control pupils use it too (contamination). Returns (valid, invalid) counts."""
+    valid = invalid = 0
+    with path.open("w", encoding="utf-8") as out:
+        for row in classes:
+            treated = arms[row["class_id"]] == RESOURCE
+            for pupil in range(int(row["pupils"])):
+                learner = f"gar-{row['class_id']}-{pupil:02d}"
+                sessions = rng.randint(4, 12) if treated else int(rng.random() < 0.15)
+                for _ in range(sessions):
+                    start = INTERVENTION_START + timedelta(
+                        days=rng.randrange(INTERVENTION_WEEKS * 7), minutes=rng.randrange(420)
+                    )
+                    base = {
+                        "occurred_at": start.isoformat(), "resource_id": RESOURCE,
+                        "learner_id": learner, "class_id": row["class_id"],
+                        "school_uai": row["school_uai"],
+                    }
+                    events = [
+                        {**base, "verb": "session_started"},
+                        {**base, "verb": "exercise_answered", "duration_s": rng.randint(900, 3000),
+                         "score": round(rng.random(), 2), "success": rng.random() < 0.7},
+                    ]
+                    for event in events:
+                        event["event_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                        if rng.random() < INVALID_SHARE:
+                            _corrupt(event, rng)
+                            invalid += 1
+                        else:
+                            valid += 1
+                        out.write(json.dumps(event) + "\n")
+    return valid, invalid
+
+
+def _corrupt(event: dict[str, object], rng: random.Random) -> None:
+    """The mistakes resources really make: a naive timestamp, an e-mail instead of a
+    pseudonym, a made-up verb, a missing class."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        event["occurred_at"] = str(event["occurred_at"])[:19]
+    elif kind == 1:
+        event["learner_id"] = "prenom.nom@example.fr"
+    elif kind == 2:
+        event["verb"] = "clicked"
+    else:
+        del event["class_id"]
+
+
+def _wait_for_worker(log: Path, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if "[^Worker]: Ready" in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise RuntimeError("the worker exited:\n" + log.read_text(errors="replace")[-3000:])
+        time.sleep(0.3)
+    raise RuntimeError("the worker was not ready in time")
+
+
+def _dead_letters(bootstrap: str, topic: str, expected: int) -> Counter[str]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=3000,
+    )
+    reasons: Counter[str] = Counter()
+    try:
+        deadline = time.monotonic() + 30
+        while sum(reasons.values()) < expected and time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=1000).values():
+                for message in messages:
+                    headers = dict(message.headers or [])
+                    field = headers.get("preuve.field", b"").decode()
+                    reasons[f"{field}: {headers.get('preuve.reason', b'').decode()}"] += 1
+    finally:
+        consumer.close()
+    return reasons
+
+
+def _write_analysis_inputs(
+    home: Path, classes: list[dict[str, str]], arms: dict[str, str], rng: np.random.Generator
+) -> tuple[Path, Path, Path]:
+    """Units, a simulated baseline/endline assessment, and usage derived from the store.
+
+    Assessment records carry the same experiment-specific pseudonyms as the events (the
+    assessment platform would re-key its ids with Preuve's key in the same way).
+    """
+    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+
+    key = load_pseudonym_key(Settings(state_dir=home))
+    units = home / "units.csv"
+    outcomes = home / "outcomes.csv"
+    usage = home / "usage.csv"
+    with units.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["unit_id", "arm", "school_uai", "academie", "education_priority"])
+        for row in classes:
+            writer.writerow([row["class_id"], arms[row["class_id"]], row["school_uai"],
+                             row["academie"], row["education_priority"]])
+    # Words read per minute in CP: mean ~50, SD ~15 at baseline; class effects give an
+    # ICC of about 0.15; the resource adds 0.25 SD (about 3.8 words) on average.
+    with outcomes.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["learner_id", "unit_id", "measure", "wave", "score"])
+        for row in classes:
+            class_effect = rng.normal(0, 6)
+            treated = arms[row["class_id"]] == RESOURCE
+            for pupil in range(int(row["pupils"])):
+                learner = pseudonymise(key, EXPERIMENT, f"gar-{row['class_id']}-{pupil:02d}")
+                baseline = rng.normal(50 + class_effect, 14)
+                endline = 25 + 0.7 * baseline + class_effect + (3.8 if treated else 0) + rng.normal(0, 10)
+                if rng.random() > 0.03:
+                    writer.writerow([learner, row["class_id"], "fluence", "baseline", f"{baseline:.1f}"])
+                if rng.random() > 0.06:  # pupils absent on the day of the endline test
+                    writer.writerow([learner, row["class_id"], "fluence", "endline", f"{endline:.1f}"])
+    store = ExperimentStore(Settings(state_dir=home), EXPERIMENT)
+    weekly: dict[tuple[str, str, str], float] = defaultdict(float)
+    with store.engine.connect() as connection:
+        for learner, class_id, day, seconds in connection.execute(
+            sa.select(daily_usage_table.c.learner_key, daily_usage_table.c.class_id,
+                      daily_usage_table.c.day, daily_usage_table.c.active_seconds)
+        ):
+            day = day if isinstance(day, date) else date.fromisoformat(str(day))
+            year, week, _ = day.isocalendar()
+            weekly[(learner, class_id, f"{year}-W{week:02d}")] += seconds / 60
+    with usage.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["learner_id", "unit_id", "week", "active_minutes"])
+        for (learner, class_id, week), minutes in sorted(weekly.items()):
+            writer.writerow([learner, class_id, week, f"{minutes:.1f}"])
+    return units, outcomes, usage
+
+
+def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResult:
+    """Run the whole simulated experiment; returns where its outputs are."""
+    from ingest.producer import local_broker
+
+    run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    home = settings.state_dir / "demo" / run
+    home.mkdir(parents=True, exist_ok=True)
+    step = _Step(say)
+    seed = 20270901
+    rng = random.Random(seed)
+
+    broker = None
+    if settings.kafka_bootstrap:
+        bootstrap = settings.kafka_bootstrap
+    else:
+        broker = local_broker(settings)
+        started_here = broker.state() is None
+        step("Kafka: starting the local broker (Apache Kafka from Maven Central, KRaft mode)")
+        bootstrap = broker.up().bootstrap
+        say(f"    broker at {bootstrap}")
+        if not started_here:
+            broker = None  # it was already running: leave it as it was
+    env = _child_env(settings, home, bootstrap, run)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        step(f"Researcher: validate and register the protocol {PROTOCOL.name}")
+        say("    " + _preuve(env, "protocol", "validate", str(PROTOCOL)).strip())
+        say("    " + _preuve(env, "protocol", "register", str(PROTOCOL)).strip().replace("\n", "\n    "))
+
+        step("Académies: enroll 40 CP classes of 20 REP/REP+ schools; Preuve randomises them")
+        classes_csv = home / "classes.csv"
+        classes = _write_classes(classes_csv, rng)
+        output = _preuve(env, "enroll", EXPERIMENT, str(classes_csv))
+        say("    " + "\n    ".join(output.strip().splitlines()[-12:]))
+        arms = _arms(home)
+        say(f"    arms: {dict(Counter(arms.values()))}")
+
+        step("EdTech: a term of usage events sent to Kafka (a few are invalid)")
+        events_file = home / "events.jsonl"
+        valid, invalid = _write_events(events_file, classes, arms, rng)
+        say("    " + _preuve(env, "events", "send", str(events_file)).strip())
+        say(f"    {valid} valid and {invalid} invalid events")
+
+        step("Stream worker: validate, pseudonymise, route into the experiment's store")
+        log = home / "worker.log"
+        with log.open("ab") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "experiments", "worker"], env=env, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        _wait_for_worker(log, worker)
+        store = ExperimentStore(Settings(state_dir=home), EXPERIMENT)
+        deadline = time.monotonic() + 300
+        while store.count_events() < valid and time.monotonic() < deadline:
+            time.sleep(0.5)
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+        worker = None
+        stored = store.count_events()
+        with store.engine.connect() as connection:
+            learners = connection.execute(
+                sa.select(events_table.c.arm, sa.func.count(sa.distinct(events_table.c.learner_key)))
+                .group_by(events_table.c.arm)
+            ).all()
+        say(f"    stored {stored} of {valid} valid events in experiment {EXPERIMENT}")
+        for arm, count in sorted(store.counts_by_arm().items()):
+            active = dict(learners).get(arm, 0)
+            say(f"      arm {arm:<8} {count:>6} events from {active} pupils")
+        reasons = _dead_letters(bootstrap, env["PREUVE_TOPICS__DEADLETTER"], invalid)
+        say(f"    dead-letter topic {env['PREUVE_TOPICS__DEADLETTER']}: {sum(reasons.values())} events")
+        for reason, count in reasons.most_common():
+            say(f"      {count:>4} × {reason}")
+
+        step("End of year: a simulated endline assessment, then the protocol's final analysis")
+        units, outcomes, usage = _write_analysis_inputs(home, classes, arms, np.random.default_rng(seed))
+        reports = home / "reports"
+        reports.mkdir(exist_ok=True)
+        results_json = reports / f"{EXPERIMENT}-final.json"
+        report_html = reports / f"{EXPERIMENT}-final.html"
+        _preuve(env, "analyze", "--protocol", str(PROTOCOL), "--units", str(units),
+                "--outcomes", str(outcomes), "--usage", str(usage), "--analysis", "final",
+                "--json", str(results_json), "--html", str(report_html))
+        results = json.loads(results_json.read_text())
+        for effect in results["effects"]:
+            if effect.get("estimate") is None:
+                continue
+            say(
+                f"    {effect['outcome']} ({effect['contrast']}, {effect['estimand']}): "
+                f"{effect['estimate']:+.2f} points [{effect['ci_low']:+.2f}; {effect['ci_high']:+.2f}], "
+                f"Hedges' g {effect['hedges_g']:+.2f}, p = {effect['p_value']:.3f}"
+            )
+            break
+        step("Done")
+        say(f"    impact report (HTML, French): {report_html}")
+        say(f"    results (JSON):               {results_json}")
+        say(f"    everything of this run:       {home}")
+        return DemoResult(home, results_json, report_html, stored, sum(reasons.values()))
+    finally:
+        if worker is not None and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(60)
+        if broker is not None:
+            broker.down()
+            say("    (the Kafka broker started for the demo is stopped)")
