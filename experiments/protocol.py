@@ -350,7 +350,7 @@ class UsageMetric(_Section):
 
 def _default_metrics() -> list[UsageMetric]:
     return [
-        UsageMetric(id="logins", kind="login", verbs=["session_started"]),
+        UsageMetric(id="logins", kind="login", verbs=["session_started"], idle_timeout_s=None),
         UsageMetric(
             id="active_minutes",
             kind="active_use",
@@ -622,7 +622,8 @@ def _explain(error: ErrorDetails) -> list[tuple[tuple[int | str, ...], str]]:
     if kind == "missing":
         return [(loc, "required, but missing")]
     if kind == "extra_forbidden":
-        known = list(_model_at(loc[:-1]).model_fields) if _model_at(loc[:-1]) else []
+        model = _model_at(loc[:-1])
+        known = list(model.model_fields) if model is not None else []
         key = str(loc[-1])
         return [(loc, f"unknown key {key!r}{did_you_mean(key, known)}")]
     if kind == "model_type" and not loc:

@@ -277,7 +277,7 @@ def advance(
     if state not in STATES:
         raise _fail(f"state: expecting one of {', '.join(STATES)}, got {state!r}")
     try:
-        transition_experiment(_engine(), experiment, state, _ACTOR, note)  # type: ignore[arg-type]
+        transition_experiment(_engine(), experiment, state, _ACTOR, note)
     except RegistryError as exc:
         raise _fail(exc.reason) from None
     typer.echo(f"{experiment}: {state}")

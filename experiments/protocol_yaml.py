@@ -163,7 +163,8 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
     """
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # keep the sections in language order
+    # Keep the sections in the language's order rather than sorted.
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     yaml.allow_unicode = True
     yaml.width = 100
     buffer = io.StringIO()

@@ -507,8 +507,8 @@ def get_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
                 VersionRecord(
                     v.version,
                     v.sha256,
-                    v.kind,
-                    v.reason,  # type: ignore[arg-type]
+                    v.kind,  # type: ignore[arg-type]
+                    v.reason,
                     tuple(v.changed_fields or ()),
                     v.recorded_at,
                     v.actor,
