@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -36,16 +37,18 @@ from experiments.enrollment_file import (
     read_classes,
     refusal,
 )
-from experiments.errors import EnrollmentError
+from experiments.errors import EnrollmentError, RegistryError
 from experiments.randomisation import Randomiser, Unit
 
 if TYPE_CHECKING:
+    from experiments.settings import Settings
     from ingest.contract import EnrollmentMessage
 
 __all__ = [
     "BASE_COLUMNS",
     "ClassRow",
     "ClassesFile",
+    "ENROLLING_STATES",
     "EnrolledClass",
     "EnrollmentDesign",
     "EnrollmentOutcome",
@@ -56,6 +59,8 @@ __all__ = [
     "enroll_classes",
     "enrolled_classes",
     "enrollment_balance",
+    "enrollment_design",
+    "kafka_publisher",
     "pending_messages",
     "publish_pending",
     "read_classes",
@@ -145,6 +150,80 @@ class WithdrawalRow(RegistryBase):
 _ENROLLMENTS = cast(sa.Table, EnrollmentRow.__table__)
 _ALLOCATIONS = cast(sa.Table, AllocationRow.__table__)
 _DESIGNS = cast(sa.Table, EnrollmentDesignRow.__table__)
+
+
+# --- which protocol --------------------------------------------------------------------
+
+#: Lifecycle states in which classes may be enrolled (late enrollments while running).
+ENROLLING_STATES = ("registered", "enrolling", "running")
+
+
+def enrollment_design(
+    engine: Engine, experiment: str, protocol_path: Path | None = None
+) -> tuple[EnrollmentDesign, str | None]:
+    """The enrollment design of ``experiment`` and a warning to show, if any.
+
+    The design comes from the registry (the protocol version in force), and the
+    experiment must be in one of :data:`ENROLLING_STATES`. ``protocol_path`` enrolls an
+    experiment that is not in the registry against a protocol file (demos, dry runs; the
+    warning says so); for a registered experiment it must be the registered version.
+
+    Raises
+    ------
+    EnrollmentError
+        The experiment is unknown (and no protocol file is given), not in an enrolling
+        state, or the file is not the registered protocol.
+    ProtocolError
+        The protocol file is invalid.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> design, warning = enrollment_design(
+    ...     engine, "fluence-cp-2027", Path("protocols/fluence-cp-2027.yaml"))
+    >>> design.seed, warning.startswith("experiment fluence-cp-2027 is not registered")
+    (20270901, True)
+    """
+    from experiments.protocol import load_protocol
+    from experiments.registry import get_experiment, registered_protocol
+
+    try:
+        record = get_experiment(engine, experiment)
+    except RegistryError:
+        record = None
+    if record is None:
+        if protocol_path is None:
+            raise EnrollmentError(
+                f"experiment {experiment} is not in the registry: register its protocol "
+                "(preuve protocol register) or pass --protocol PATH", field="experiment",
+            )  # fmt: skip
+        protocol = load_protocol(protocol_path)
+        if protocol.id != experiment:
+            raise EnrollmentError(
+                f"{protocol_path}: protocol id is {protocol.id!r}, not {experiment!r}",
+                path=str(protocol_path), field="id",
+            )  # fmt: skip
+        warning = (f"experiment {experiment} is not registered: enrolling against "
+                   f"{protocol_path} (sha256 {protocol.sha256[:12]}), not a locked protocol")
+        return EnrollmentDesign.from_protocol(protocol), warning
+    if record.state not in ENROLLING_STATES:
+        raise EnrollmentError(
+            f"experiment {experiment} is {record.state}: classes can be enrolled when it is "
+            f"{', '.join(ENROLLING_STATES)}", field="state",
+        )  # fmt: skip
+    registered = registered_protocol(engine, experiment).protocol
+    if protocol_path is not None and load_protocol(protocol_path).sha256 != registered.sha256:
+        raise EnrollmentError(
+            f"{protocol_path} is not the registered protocol of {experiment} (version "
+            f"{record.current_version}); drop --protocol to use the registered one",
+            path=str(protocol_path),
+        )  # fmt: skip
+    return EnrollmentDesign.from_protocol(registered), None
+
 
 
 # --- enrolling -----------------------------------------------------------------------
@@ -573,6 +652,33 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
     return PublishReport(written, None)
 
 
+def kafka_publisher(settings: Settings) -> Publish:
+    """The default ``publish``: kafka-python to ``settings.topics.enrollments``, acks=all.
+
+    kafka-python's errors are raised as :class:`ingest.errors.BrokerError`, which
+    :func:`publish_pending` turns into pending records.
+
+    Examples
+    --------
+    >>> from experiments.settings import Settings
+    >>> callable(kafka_publisher(Settings()))
+    True
+    """
+    from kafka.errors import KafkaError
+
+    from ingest.errors import BrokerError
+    from ingest.producer import publish_enrollments
+
+    def publish(messages: Sequence[EnrollmentMessage]) -> int:
+        try:
+            return publish_enrollments(settings, messages)
+        except KafkaError as exc:  # kafka-python's errors, in the ingest vocabulary
+            raise BrokerError(f"Kafka: {exc}") from exc
+
+    return publish
+
+
+
 # --- withdrawing ------------------------------------------------------------------------
 
 
@@ -647,7 +753,7 @@ def withdraw(
             if row["status"] == "withdrawn":
                 raise EnrollmentError(
                     f"class {class_id} was already withdrawn on {row['withdrawn_at']:%Y-%m-%d}",
-                    field="class_id",
+                    field="status",
                 )
             session.execute(
                 sa.update(table).where(table.c.id == row["id"])

@@ -18,7 +18,6 @@ experiment is registered, the file must be the registered version.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,91 +26,19 @@ import typer
 from experiments.errors import EnrollmentError, ProtocolError, RegistryError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from experiments.enrollment import EnrollmentOutcome
 
-    from experiments.enrollment import EnrollmentDesign, EnrollmentOutcome, Publish
-    from experiments.settings import Settings
-    from ingest.contract import EnrollmentMessage
-
-__all__ = ["EXIT_OK", "EXIT_PENDING", "EXIT_REFUSED", "EXIT_USAGE", "enroll", "load_design"]
+__all__ = ["EXIT_OK", "EXIT_PENDING", "EXIT_REFUSED", "EXIT_USAGE", "enroll"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_PENDING = 3
-#: Lifecycle states in which classes may be enrolled (late enrollments while running).
-ENROLLING_STATES = ("registered", "enrolling", "running")
 
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"preuve enroll: {message}", err=True)
     return typer.Exit(EXIT_USAGE)
-
-
-def load_design(
-    engine: Engine, experiment: str, protocol_path: Path | None = None
-) -> tuple[EnrollmentDesign, str | None]:
-    """The enrollment design of ``experiment`` and a warning to show, if any.
-
-    Raises
-    ------
-    EnrollmentError
-        The experiment is unknown (and no protocol file is given), not in an enrolling
-        state, or the file is not the registered protocol.
-    ProtocolError
-        The protocol file is invalid.
-    """
-    from experiments.enrollment import EnrollmentDesign
-    from experiments.protocol import load_protocol
-    from experiments.registry import get_experiment, registered_protocol
-
-    try:
-        record = get_experiment(engine, experiment)
-    except RegistryError:
-        record = None
-    if record is None:
-        if protocol_path is None:
-            raise EnrollmentError(
-                f"experiment {experiment} is not in the registry: register its protocol "
-                "(preuve protocol register) or pass --protocol PATH", field="experiment",
-            )  # fmt: skip
-        protocol = load_protocol(protocol_path)
-        if protocol.id != experiment:
-            raise EnrollmentError(
-                f"{protocol_path}: protocol id is {protocol.id!r}, not {experiment!r}",
-                path=str(protocol_path), field="id",
-            )  # fmt: skip
-        warning = (f"experiment {experiment} is not registered: enrolling against "
-                   f"{protocol_path} (sha256 {protocol.sha256[:12]}), not a locked protocol")
-        return EnrollmentDesign.from_protocol(protocol), warning
-    if record.state not in ENROLLING_STATES:
-        raise EnrollmentError(
-            f"experiment {experiment} is {record.state}: classes can be enrolled when it is "
-            f"{', '.join(ENROLLING_STATES)}", field="state",
-        )  # fmt: skip
-    registered = registered_protocol(engine, experiment).protocol
-    if protocol_path is not None and load_protocol(protocol_path).sha256 != registered.sha256:
-        raise EnrollmentError(
-            f"{protocol_path} is not the registered protocol of {experiment} (version "
-            f"{record.current_version}); drop --protocol to use the registered one",
-            path=str(protocol_path),
-        )  # fmt: skip
-    return EnrollmentDesign.from_protocol(registered), None
-
-
-def _kafka_publisher(settings: Settings) -> Publish:
-    from kafka.errors import KafkaError
-
-    from ingest.errors import BrokerError
-    from ingest.producer import publish_enrollments
-
-    def publish(messages: Sequence[EnrollmentMessage]) -> int:
-        try:
-            return publish_enrollments(settings, messages)
-        except KafkaError as exc:  # kafka-python's errors, in the ingest vocabulary
-            raise BrokerError(f"Kafka: {exc}") from exc
-
-    return publish
 
 
 def _print_outcome(outcome: EnrollmentOutcome, path: str) -> None:
@@ -179,6 +106,8 @@ def enroll(
     from experiments.enrollment import (
         enroll_classes,
         enrollment_balance,
+        enrollment_design,
+        kafka_publisher,
         pending_messages,
         publish_pending,
         read_classes,
@@ -192,14 +121,14 @@ def enroll(
     settings = Settings()
     engine = registry_engine(settings)
     actor = f"academie:{academie}:cli" if academie else "admin:*:cli"
-    publisher = _kafka_publisher(settings)
+    publisher = kafka_publisher(settings)
     try:
         if republish:
             report = publish_pending(engine, experiment, publisher)
             typer.echo(f"{experiment}: published {report.published} enrollment records")
             raise typer.Exit(_publishing_exit(len(pending_messages(engine, experiment)),
                                               report.error, experiment))  # fmt: skip
-        design, warning = load_design(engine, experiment, protocol)
+        design, warning = enrollment_design(engine, experiment, protocol)
         if warning:
             typer.echo(f"warning: {warning}", err=True)
         if withdraw_class is not None:

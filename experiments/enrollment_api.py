@@ -1,0 +1,255 @@
+"""HTTP API of enrollment: académies enroll and withdraw classes, EdTech companies learn
+which classes must get their resource.
+
+``enrollment_router(settings)`` returns a FastAPI ``APIRouter`` for the gateway app to
+mount. Every call needs ``Authorization: Bearer <token>`` (:mod:`experiments.access`):
+
+- ``POST /v1/experiments/{id}/enrollments`` (académie token): a CSV body (``text/csv``,
+  the file of ``preuve enroll``) or JSON rows (``{"classes": [{...}, ...]}``). A row of
+  another académie than the token's makes the whole request 403: nothing is enrolled.
+  Otherwise the answer lists the enrolled classes with their arms, those already
+  enrolled, the refused rows with reasons in French and English, and the balance report.
+- ``GET /v1/experiments/{id}/enrollments``: an académie sees its classes and their arms;
+  an EdTech token scoped to the experiment's resource sees the classes that must get the
+  resource (treatment arms, not withdrawn), and nothing else; a researcher token scoped
+  to the experiment and an admin see every class.
+- ``POST /v1/experiments/{id}/withdrawals`` (académie token, its own classes):
+  ``{"class_id": ..., "reason": ..., "learner_id": optional}``.
+
+Status codes: 401 without a valid token; 403 for a role or scope that may not; 404 for an
+unknown experiment or class; 409 when the experiment is not open to enrollment or its
+randomisation changed; 400 for a body that cannot be read as a whole (missing column).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from experiments.access import Principal, authenticate, record_audit
+from experiments.database import registry_engine
+from experiments.enrollment import (
+    BASE_COLUMNS,
+    EnrolledClass,
+    EnrollmentDesign,
+    Publish,
+    enroll_classes,
+    enrolled_classes,
+    enrollment_balance,
+    enrollment_design,
+    kafka_publisher,
+    publish_pending,
+    read_classes,
+    withdraw,
+)
+from experiments.errors import EnrollmentError, RegistryError
+from experiments.settings import Settings
+
+__all__ = ["WithdrawalRequest", "enrollment_router"]
+
+logger = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
+_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+class WithdrawalRequest(BaseModel):
+    """Body of ``POST .../withdrawals``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_id: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=512)
+    learner_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+def _class_json(c: EnrolledClass) -> dict[str, Any]:
+    return {"class_id": c.class_id, "school_uai": c.school_uai, "academie": c.academie,
+            "level": c.level, "pupils": c.pupils, "arm": c.arm, "status": c.status}  # fmt: skip
+
+
+def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
+    rows = payload.get("classes") if isinstance(payload, dict) else payload
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise HTTPException(400, 'expecting {"classes": [{...}, ...]} or a list of objects')
+    columns = list(BASE_COLUMNS) + [a for a in design.attributes if a not in BASE_COLUMNS]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else str(row[c]) for c in columns])
+    return out.getvalue()
+
+
+def enrollment_router(settings: Settings, publish: Publish | None = None) -> APIRouter:
+    """The enrollment endpoints, bound to ``settings``' registry.
+
+    Parameters
+    ----------
+    settings
+        Read once by the app at start-up.
+    publish
+        Hands new enrollments to ``preuve.enrollments``; default: the Kafka producer of
+        :mod:`ingest.producer` (records left pending if the broker is unreachable).
+
+    Returns
+    -------
+    fastapi.APIRouter
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> router = enrollment_router(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> sorted(route.path for route in router.routes)  # doctest: +NORMALIZE_WHITESPACE
+    ['/v1/experiments/{experiment_id}/enrollments',
+     '/v1/experiments/{experiment_id}/enrollments',
+     '/v1/experiments/{experiment_id}/withdrawals']
+    """
+    engine = registry_engine(settings)
+    publisher = publish if publish is not None else kafka_publisher(settings)
+    router = APIRouter(prefix="/v1/experiments", tags=["enrollment"])
+
+    def caller(bearer: _Bearer) -> Principal:
+        token = bearer.credentials if bearer is not None else None
+        principal = authenticate(engine, token)
+        if principal is None:
+            reason = "a token is required" if not token else "the token is unknown or revoked"
+            raise HTTPException(401, f"{reason} (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return principal
+
+    # A default, not Annotated[...]: with postponed annotations FastAPI resolves names in
+    # the module's globals, where a local alias would not be found.
+    by_token = Depends(caller)
+
+    def design_of(experiment_id: str) -> EnrollmentDesign:
+        try:
+            return enrollment_design(engine, experiment_id)[0]
+        except RegistryError as exc:
+            raise HTTPException(404, exc.reason) from None
+        except EnrollmentError as exc:
+            status = 404 if exc.field == "experiment" else 409
+            raise HTTPException(status, exc.reason) from None
+
+    def academie_of(principal: Principal) -> str | None:
+        if principal.role == "admin":
+            return None
+        if principal.role != "academie":
+            raise HTTPException(403, f"role '{principal.role}' may not enroll or withdraw "
+                                     "classes; an académie token is needed")  # fmt: skip
+        return principal.scope
+
+    def enroll_body(
+        experiment_id: str, body: bytes, is_json: bool, principal: Principal
+    ) -> dict[str, Any]:
+        academie = academie_of(principal)
+        design = design_of(experiment_id)
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, f"the body is not UTF-8 (byte {exc.start})") from None
+        if is_json:
+            try:
+                text = _rows_to_csv(json.loads(text), design)
+            except json.JSONDecodeError as exc:
+                raise HTTPException(400, f"the body is not JSON: {exc}") from None
+        try:
+            classes = read_classes(text, design, name="body")
+        except EnrollmentError as exc:
+            raise HTTPException(400, exc.reason) from None
+        if academie is not None:
+            foreign = sorted(r.line for r in classes.rows if r.academie != academie)
+            if foreign:
+                raise HTTPException(403, {
+                    "reason": f"rows of another académie than '{academie}': nothing enrolled",
+                    "raison": f"lignes d'une autre académie que « {academie} » : aucune "
+                              "inscription faite",
+                    "lines": foreign,
+                })  # fmt: skip
+        try:
+            outcome = enroll_classes(engine, design, classes, actor=principal.actor,
+                                     publish=publisher)  # fmt: skip
+        except EnrollmentError as exc:
+            raise HTTPException(409, exc.reason) from None
+        return {
+            "experiment": experiment_id,
+            "enrolled": [_class_json(c) for c in outcome.enrolled],
+            "already": [_class_json(c) for c in outcome.already],
+            "refused": [r.as_dict() for r in outcome.refusals],
+            "published": outcome.published, "pending": outcome.pending,
+            "balance": enrollment_balance(engine, design).as_dict(),
+        }  # fmt: skip
+
+    @router.post("/{experiment_id}/enrollments")
+    async def post_enrollments(
+        experiment_id: str, request: Request, principal: Principal = by_token
+    ) -> Any:
+        """Enroll classes (CSV or JSON rows); the platform assigns the arms."""
+        body = await request.body()
+        is_json = request.headers.get("content-type", "").startswith("application/json")
+        # The database work is synchronous: run it off the event loop.
+        return await run_in_threadpool(enroll_body, experiment_id, body, is_json, principal)
+
+    @router.get("/{experiment_id}/enrollments")
+    def get_enrollments(experiment_id: str, principal: Principal = by_token) -> Any:
+        """An académie's classes and arms; for an EdTech, the classes to give the resource."""
+        design = design_of(experiment_id)
+        if principal.role == "academie":
+            classes = enrolled_classes(engine, experiment_id, academie=principal.scope)
+            return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
+        if principal.role == "edtech":
+            if principal.scope != design.resource_id:
+                raise HTTPException(403, f"this token is for resource '{principal.scope}', not "
+                                         f"'{design.resource_id}'")  # fmt: skip
+            classes = [
+                c for c in enrolled_classes(engine, experiment_id, arms=design.treatment_arms)
+                if c.status == "enrolled"
+            ]
+            with Session(engine) as session, session.begin():
+                record_audit(session, principal.actor, "enrollment.read", experiment_id,
+                             {"classes": len(classes)})  # fmt: skip
+            return {
+                "experiment": experiment_id, "resource_id": design.resource_id,
+                "classes": [{"class_id": c.class_id, "school_uai": c.school_uai, "arm": c.arm}
+                            for c in classes],
+            }  # fmt: skip
+        if principal.role == "admin" or (
+            principal.role == "researcher" and principal.can_act_for(experiment_id)
+        ):
+            classes = enrolled_classes(engine, experiment_id)
+            return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
+        raise HTTPException(403, f"role '{principal.role}' may not read enrollments of "
+                                 f"{experiment_id}")  # fmt: skip
+
+    @router.post("/{experiment_id}/withdrawals")
+    def post_withdrawal(
+        experiment_id: str, body: WithdrawalRequest, principal: Principal = by_token
+    ) -> Any:
+        """Withdraw a class or one pupil; the class keeps its arm (intention to treat)."""
+        academie = academie_of(principal)
+        design = design_of(experiment_id)
+        try:
+            done = withdraw(engine, design, body.class_id, reason=body.reason,
+                            actor=principal.actor, learner_id=body.learner_id,
+                            academie=academie)  # fmt: skip
+        except EnrollmentError as exc:
+            status = {"class_id": 404, "status": 409}.get(exc.field or "", 400)
+            raise HTTPException(status, exc.reason) from None
+        report = publish_pending(engine, experiment_id, publisher)
+        return {
+            "experiment": experiment_id, "class_id": done.class_id,
+            "learner_id": done.learner_id, "arm": done.arm, "data_policy": done.data_policy,
+            "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
+        }  # fmt: skip
+
+    return router

@@ -1,0 +1,176 @@
+"""The enrollment HTTP API on a real SQLite registry (FastAPI TestClient): who may enroll,
+see and withdraw which classes."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # Starlette warns once, at import, that its TestClient prefers the httpx2 package; the
+    # client works with httpx (and filterwarnings=error would fail the collection).
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from experiments.access import issue_token
+from experiments.database import dispose_engines, registry_engine
+from experiments.enrollment_api import enrollment_router
+from experiments.protocol import load_protocol
+from experiments.registry import register_protocol
+from experiments.settings import Settings
+from ingest.contract import EnrollmentMessage
+
+REPO = Path(__file__).resolve().parents[2]
+PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
+URL = "/v1/experiments/fluence-cp-2027"
+HEADER = "class_id,school_uai,level,pupils,academie,education_priority\n"
+VERSAILLES = HEADER + "".join(
+    f"v{i},0781234A,CP,{20 + i},versailles,{'REP' if i % 2 else 'REP+'}\n" for i in range(8)
+)
+CRETEIL = HEADER + "".join(f"k{i},0931111B,CP,{18 + i},creteil,REP\n" for i in range(4))
+
+
+class Api:
+    def __init__(self, client: TestClient, tokens: dict[str, str],
+                 published: list[EnrollmentMessage]) -> None:  # fmt: skip
+        self.client, self.tokens, self.published = client, tokens, published
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(state_dir=tmp_path / "state")
+    engine = registry_engine(settings)
+    register_protocol(engine, load_protocol(PROTOCOL), PROTOCOL.read_text(), actor="test")
+    tokens = {
+        "versailles": issue_token(engine, "academie", "versailles"),
+        "creteil": issue_token(engine, "academie", "creteil"),
+        "lectio": issue_token(engine, "edtech", "lectio"),
+        "other-edtech": issue_token(engine, "edtech", "autre-ressource"),
+        "officer": issue_token(engine, "officer", "*"),
+    }
+    published: list[EnrollmentMessage] = []
+
+    def publish(messages: Sequence[EnrollmentMessage]) -> int:
+        published.extend(messages)
+        return len(messages)
+
+    app = FastAPI()
+    app.include_router(enrollment_router(settings, publish=publish))
+    with TestClient(app) as client:
+        yield Api(client, tokens, published)
+    dispose_engines()
+
+
+def _post_csv(api: Api, who: str, text: str) -> object:
+    return api.client.post(f"{URL}/enrollments", content=text.encode(),
+                           headers={**api.auth(who), "Content-Type": "text/csv"})  # fmt: skip
+
+
+def test_no_token_or_an_unknown_token_is_401(api: Api) -> None:
+    response = api.client.post(f"{URL}/enrollments", content=VERSAILLES.encode())
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert api.client.get(f"{URL}/enrollments").status_code == 401
+    bad = {"Authorization": "Bearer pv_academie_nope"}
+    assert api.client.get(f"{URL}/enrollments", headers=bad).status_code == 401
+
+
+def test_an_academie_enrolls_its_classes_and_gets_their_arms(api: Api) -> None:
+    response = _post_csv(api, "versailles", VERSAILLES)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["enrolled"]) == 8 and body["refused"] == [] and body["pending"] == 0
+    assert {c["arm"] for c in body["enrolled"]} == {"lectio", "usual"}
+    assert [m.class_id for m in api.published] == [f"v{i}" for i in range(8)]
+    assert [c["units"] for c in body["balance"]["counts"]] == [4, 4]
+
+
+def test_json_rows_are_accepted_and_refusals_come_in_french_and_english(api: Api) -> None:
+    rows = [
+        {"class_id": "v1", "school_uai": "0781234A", "level": "CP", "pupils": 24,
+         "academie": "versailles", "education_priority": "REP"},
+        {"class_id": "v2", "school_uai": "0781234A", "level": "CM1", "pupils": 24,
+         "academie": "versailles", "education_priority": "REP"},
+    ]  # fmt: skip
+    response = api.client.post(f"{URL}/enrollments", json={"classes": rows},
+                               headers=api.auth("versailles"))  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [c["class_id"] for c in body["enrolled"]] == ["v1"]
+    (refused,) = body["refused"]
+    assert refused["code"] == "level_outside_population" and refused["line"] == 3
+    assert "niveau « CM1 »" in refused["message_fr"] and "niveau 'CM1'" in refused["message_en"]
+
+
+def test_an_academie_cannot_enroll_another_academies_classes(api: Api) -> None:
+    response = _post_csv(api, "versailles", VERSAILLES + CRETEIL.split("\n", 1)[1])
+    assert response.status_code == 403
+    assert response.json()["detail"]["lines"] == [10, 11, 12, 13]
+    assert api.client.get(f"{URL}/enrollments", headers=api.auth("versailles")).json()[
+        "classes"] == []  # nothing enrolled  # fmt: skip
+
+
+def test_an_academie_sees_only_its_own_classes(api: Api) -> None:
+    assert _post_csv(api, "versailles", VERSAILLES).status_code == 200
+    assert _post_csv(api, "creteil", CRETEIL).status_code == 200
+    mine = api.client.get(f"{URL}/enrollments", headers=api.auth("creteil")).json()["classes"]
+    assert sorted(c["class_id"] for c in mine) == ["k0", "k1", "k2", "k3"]
+    assert all(c["academie"] == "creteil" and c["arm"] for c in mine)
+
+
+def test_the_edtech_sees_only_the_treatment_classes_of_its_resource(api: Api) -> None:
+    enrolled = _post_csv(api, "versailles", VERSAILLES).json()["enrolled"]
+    _post_csv(api, "creteil", CRETEIL)
+    all_arms = {c["class_id"]: c["arm"] for c in enrolled}
+    withdrawn = next(c for c, arm in all_arms.items() if arm == "lectio")
+    response = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
+                               json={"class_id": withdrawn, "reason": "teacher left"})
+    assert response.status_code == 200, response.text
+    response = api.client.get(f"{URL}/enrollments", headers=api.auth("lectio"))
+    assert response.status_code == 200
+    classes = response.json()["classes"]
+    assert classes and all(set(c) == {"class_id", "school_uai", "arm"} for c in classes)
+    assert all(c["arm"] == "lectio" for c in classes)
+    versailles_treated = {c for c, arm in all_arms.items() if arm == "lectio"} - {withdrawn}
+    assert versailles_treated <= {c["class_id"] for c in classes}
+    assert withdrawn not in {c["class_id"] for c in classes}
+    assert api.client.get(f"{URL}/enrollments",
+                          headers=api.auth("other-edtech")).status_code == 403  # fmt: skip
+    assert api.client.get(f"{URL}/enrollments", headers=api.auth("officer")).status_code == 403
+
+
+def test_an_edtech_or_officer_cannot_enroll(api: Api) -> None:
+    assert _post_csv(api, "lectio", VERSAILLES).status_code == 403
+    assert _post_csv(api, "officer", VERSAILLES).status_code == 403
+
+
+def test_withdrawals_keep_the_arm_and_stay_within_the_academie(api: Api) -> None:
+    enrolled = _post_csv(api, "versailles", VERSAILLES).json()["enrolled"]
+    v0 = next(c for c in enrolled if c["class_id"] == "v0")
+    response = api.client.post(f"{URL}/withdrawals", headers=api.auth("creteil"),
+                               json={"class_id": "v0", "reason": "x"})  # fmt: skip
+    assert response.status_code == 404  # not one of creteil's classes (no probing)
+    response = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
+                               json={"class_id": "v0", "reason": "moved school"})  # fmt: skip
+    assert response.status_code == 200
+    assert (response.json()["arm"], response.json()["data_policy"]) == (v0["arm"], "keep")
+    assert api.published[-1].class_id == "v0" and api.published[-1].status == "withdrawn"
+    again = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
+                            json={"class_id": "v0", "reason": "again"})  # fmt: skip
+    assert again.status_code == 409
+    pupil = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
+                            json={"class_id": "v1", "reason": "parents", "learner_id": "l-7"})
+    assert pupil.status_code == 200 and pupil.json()["data_policy"] == "remove"
+
+
+def test_unknown_experiment_is_404(api: Api) -> None:
+    response = api.client.get("/v1/experiments/nope/enrollments", headers=api.auth("versailles"))
+    assert response.status_code == 404
