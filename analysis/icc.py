@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from analysis.settings import MIN_CELL_PUPILS
+from analysis.suppression import suppress_count
+
 __all__ = ["IccEstimate", "estimate_icc"]
 
 
@@ -26,7 +29,8 @@ class IccEstimate:
     outcome: str
     icc: float
     n_units: int
-    n_learners: int
+    n_learners: int | None
+    """Suppressed (None) under 10 learners."""
     mean_unit_size: float
     reason: str | None = None
 
@@ -56,7 +60,7 @@ def estimate_icc(
     arms = np.unique(group)
     a = int(arms.size)
     if g - a < 1 or n - g < 1:
-        return IccEstimate(outcome, math.nan, g, n, n / g if g else math.nan,
+        return IccEstimate(outcome, math.nan, g, suppress_count(n), n / g if g else math.nan,
                            reason="too few units or learners for an ICC")
     # Nested one-way ANOVA: clusters within arms (each cluster belongs to one arm).
     arm_sum = np.bincount(group, weights=y)
@@ -76,5 +80,8 @@ def estimate_icc(
     msw = ssw / (n - g)
     denominator = msb + (n0 - 1) * msw
     if denominator <= 0:
-        return IccEstimate(outcome, math.nan, g, n, n / g, reason="no variance")
+        return IccEstimate(outcome, math.nan, g, suppress_count(n), n / g, reason="no variance")
+    if n < MIN_CELL_PUPILS:
+        return IccEstimate(outcome, math.nan, g, None, math.nan,
+                           reason="suppressed: fewer than 10 learners")
     return IccEstimate(outcome, (msb - msw) / denominator, g, n, n / g)

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from analysis.errors import InputError
 from analysis.settings import (
@@ -305,6 +308,84 @@ def read_units(path: Path, plan: AnalysisPlan) -> UnitTable:
     return UnitTable(path=spath, frame=frame.reset_index(drop=True), arm_code=codes)
 
 
+def _read_table(path: Path, required: tuple[str, ...]) -> pa.Table:
+    """Read a large UTF-8 CSV with pyarrow, every column as a string."""
+    spath = str(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except FileNotFoundError:
+        raise InputError("file not found", path=spath, line=0, field="file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 ({exc.reason})", path=spath, line=0, field="file") from None
+    if not header:
+        raise InputError("empty file: a header row is expected", path=spath, line=1,
+                         field="header")
+    names = [c.strip() for c in header]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise InputError(f"missing column(s) {missing}; header is {names}", path=spath,
+                         line=1, field="header")
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, OSError):
+        line, message = _locate_csv_problem(path)
+        raise InputError(message, path=spath, line=line, field="row") from None
+    return table
+
+
+def _mask(array: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _fail_where(path: str, rows: npt.NDArray[np.bool_], fieldname: str,
+                values: pa.ChunkedArray, message: str) -> None:
+    """Raise an InputError at the first row where ``rows`` is true (pyarrow column)."""
+    if rows.any():
+        i = int(np.flatnonzero(rows)[0])
+        raise InputError(f"{message}, got {values[i].as_py()!r}", path=path, line=i + 2,
+                         field=fieldname)
+
+
+def _numbers(path: str, column: pa.ChunkedArray, fieldname: str, message: str
+             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Parse a string column as float64; blanks are NaN. Returns (values, blank)."""
+    trimmed = pc.utf8_trim_whitespace(column)
+    blank = _mask(pc.equal(trimmed, ""))
+    nullable = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    try:
+        values = np.array(pc.cast(nullable, pa.float64()).to_numpy(zero_copy_only=False),
+                          dtype=float)
+    except pa.ArrowInvalid:
+        # Slow path, only for a bad file: find the first value that is not a number.
+        values = pd.to_numeric(pd.Series(nullable.to_numpy(zero_copy_only=False)),
+                               errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        _fail_where(path, ~blank & np.isnan(values), fieldname, column, message)
+    _fail_where(path, ~blank & ~np.isfinite(values), fieldname, column, message)
+    return values, blank
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], pa.Array]:
+    """Integer codes in order of first appearance, and the distinct values."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    return (np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
+            encoded.dictionary)
+
+
+def _unit_rows(units: UnitTable, column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """Row of each value in the units table, -1 when unknown."""
+    value_set = pa.array(units.frame["unit_id"].to_numpy(dtype=object), type=pa.string())
+    found = pc.index_in(column, value_set=value_set)
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
     """Read and check the outcomes file (long format, waves ``baseline``/``endline``).
 
@@ -317,52 +398,51 @@ def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
         Missing column, unknown unit, bad wave, bad score, a learner in two units, or a
         (learner, measure, wave) given twice.
     """
-    frame = _read_csv(path, ("learner_id", "unit_id", "measure", "wave", "score"))
+    table = _read_table(path, ("learner_id", "unit_id", "measure", "wave", "score"))
     spath = str(path)
-    learner_raw = frame["learner_id"]
-    _fail_at(spath, (learner_raw == "").to_numpy(), "learner_id", learner_raw,
-             "must not be empty")
-    unit_index = pd.Index(units.frame["unit_id"])
-    unit = unit_index.get_indexer(frame["unit_id"])
-    _fail_at(spath, unit < 0, "unit_id", frame["unit_id"], "unknown unit (not in the units file)")
-    wave = frame["wave"]
-    is_endline = (wave == "endline").to_numpy()
-    _fail_at(spath, ~(is_endline | (wave == "baseline").to_numpy()), "wave", wave,
-             "must be 'baseline' or 'endline'")
-    raw_score = frame["score"]
-    score = pd.to_numeric(raw_score, errors="coerce").to_numpy(dtype=float, na_value=np.nan,
-                                                             copy=True)
-    blank = (raw_score.str.strip() == "").to_numpy()
-    _fail_at(spath, ~blank & ~np.isfinite(score), "score", raw_score,
-             "must be a finite number (or empty when not assessed)")
-    score[blank] = np.nan
-    measure = pd.Categorical(frame["measure"])
-    _fail_at(spath, (frame["measure"] == "").to_numpy(), "measure", frame["measure"],
-             "must not be empty")
-    learner_codes, learner_ids = pd.factorize(learner_raw)
-    learner = learner_codes.astype(np.int64)
+    learner_raw = table.column("learner_id")
+    _fail_where(spath, _mask(pc.equal(learner_raw, "")), "learner_id", learner_raw,
+                "must not be empty")
+    unit = _unit_rows(units, table.column("unit_id"))
+    _fail_where(spath, unit < 0, "unit_id", table.column("unit_id"),
+                "unknown unit (not in the units file)")
+    wave = table.column("wave")
+    is_endline = _mask(pc.equal(wave, "endline"))
+    _fail_where(spath, ~(is_endline | _mask(pc.equal(wave, "baseline"))), "wave", wave,
+                "must be 'baseline' or 'endline'")
+    score, _ = _numbers(spath, table.column("score"), "score",
+                        "must be a finite number (or empty when not assessed)")
+    measure_raw = table.column("measure")
+    _fail_where(spath, _mask(pc.equal(measure_raw, "")), "measure", measure_raw,
+                "must not be empty")
+    measure_codes, measure_values = _codes(measure_raw)
+    measure = pd.Categorical.from_codes(measure_codes,
+                                        categories=measure_values.to_pylist())
+    learner, learner_values = _codes(learner_raw)
+    learner_ids = pd.Index(learner_values.to_numpy(zero_copy_only=False))
     n_measures = max(len(measure.categories), 1)
-    key = (learner * n_measures + measure.codes.astype(np.int64)) * 2 + is_endline
+    key = (learner * n_measures + measure_codes) * 2 + is_endline
     dup = pd.Series(key).duplicated().to_numpy()
-    _fail_at(spath, dup, "learner_id", learner_raw,
-             "this learner already has a score for this measure and wave")
+    _fail_where(spath, dup, "learner_id", learner_raw,
+                "this learner already has a score for this measure and wave")
     learner_unit = np.full(len(learner_ids), -1, dtype=np.int64)
-    learner_unit[learner] = unit
+    learner_unit[learner[::-1]] = unit[::-1]  # the first row of each learner wins
     moved = learner_unit[learner] != unit
-    _fail_at(spath, moved, "unit_id", frame["unit_id"],
-             "this learner appears in another unit earlier in the file")
-    extras = [c for c in frame.columns
+    _fail_where(spath, moved, "unit_id", table.column("unit_id"),
+                "this learner appears in another unit earlier in the file")
+    extras = [c for c in table.column_names
               if c not in ("learner_id", "unit_id", "measure", "wave", "score")]
+    extra = table.select(extras).to_pandas() if extras else pd.DataFrame(index=range(len(key)))
     return OutcomeTable(
         path=spath,
-        learner_ids=pd.Index(learner_ids),
+        learner_ids=learner_ids,
         learner=learner,
-        unit=unit.astype(np.int64),
+        unit=unit,
         measure=measure,
         is_endline=is_endline,
         score=score,
         learner_unit=learner_unit,
-        extra=frame[extras],
+        extra=extra,
     )
 
 
@@ -377,27 +457,28 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
     InputError
         Missing column, negative or non-numeric minutes, unknown unit, inconsistent unit.
     """
-    frame = _read_csv(path, ("learner_id", "unit_id", "week", "active_minutes"))
+    table = _read_table(path, ("learner_id", "unit_id", "week", "active_minutes"))
     spath = str(path)
-    minutes_raw = frame["active_minutes"]
-    minutes = pd.to_numeric(minutes_raw, errors="coerce").to_numpy(dtype=float,
-                                                                  na_value=np.nan)
-    _fail_at(spath, ~np.isfinite(minutes) | (minutes < 0), "active_minutes", minutes_raw,
-             "must be a number of minutes >= 0")
-    unit_index = pd.Index(units.frame["unit_id"])
-    unit = unit_index.get_indexer(frame["unit_id"])
-    _fail_at(spath, unit < 0, "unit_id", frame["unit_id"], "unknown unit (not in the units file)")
-    learner = outcomes.learner_ids.get_indexer(frame["learner_id"])
+    message = "must be a number of minutes >= 0"
+    minutes, blank = _numbers(spath, table.column("active_minutes"), "active_minutes", message)
+    _fail_where(spath, blank | (minutes < 0), "active_minutes", table.column("active_minutes"),
+                message)
+    unit = _unit_rows(units, table.column("unit_id"))
+    _fail_where(spath, unit < 0, "unit_id", table.column("unit_id"),
+                "unknown unit (not in the units file)")
+    value_set = pa.array(outcomes.learner_ids.to_numpy(dtype=object), type=pa.string())
+    learner = np.asarray(pc.fill_null(pc.index_in(table.column("learner_id"),
+                                                  value_set=value_set), -1)
+                         .to_numpy(zero_copy_only=False), dtype=np.int64)
     known = learner >= 0
     mismatch = known & (outcomes.learner_unit[np.where(known, learner, 0)] != unit)
-    _fail_at(spath, mismatch, "unit_id", frame["unit_id"],
-             "this learner belongs to another unit in the outcomes file")
+    _fail_where(spath, mismatch, "unit_id", table.column("unit_id"),
+                "this learner belongs to another unit in the outcomes file")
     n = outcomes.n_learners
     total = np.bincount(learner[known], weights=minutes[known], minlength=n)
-    week_codes, week_values = pd.factorize(frame["week"])
-    key = learner[known].astype(np.int64) * (len(week_values) + 1) + week_codes[known]
+    week_codes, week_values = _codes(table.column("week"))
+    key = learner[known] * (len(week_values) + 1) + week_codes[known]
     first = ~pd.Series(key).duplicated().to_numpy()
     weeks = np.bincount(learner[known][first], minlength=n)
     return UsageTable(path=spath, minutes=total.astype(float), weeks=weeks.astype(np.int64),
-                      n_rows=len(frame))
-
+                      n_rows=table.num_rows)

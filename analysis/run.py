@@ -35,7 +35,7 @@ from analysis.multiplicity import adjust_p_values
 from analysis.results import AnalysisResults, Effect
 from analysis.sample import MISSING_LEVEL, AnalysisSample, build_sample, learner_attribute
 from analysis.subgroups import InteractionTest, estimate_subgroups
-from analysis.suppression import is_suppressed
+from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage
 
 __all__ = ["run_analysis"]
@@ -82,7 +82,7 @@ def run_analysis(
         balance.extend(_balance(plan, units, outcomes, sample, spec.baseline))
         icc.append(estimate_icc(spec.id, sample.y, sample.cluster, sample.n_clusters,
                                 sample.arm) if plan.clustered else
-                   IccEstimate(spec.id, math.nan, sample.n_clusters, sample.n, 1.0,
+                   IccEstimate(spec.id, math.nan, sample.n_clusters, suppress_count(sample.n), 1.0,
                                reason="learners are the unit of randomisation"))
         if spec is primary_spec:
             for attribute in plan.subgroups:

@@ -12,7 +12,9 @@ DESIGN.md example protocol ``protocols/fluence-cp-2027.yaml``), this prints:
   missingness indicator with school fixed effects (demeaned with pandas: statsmodels has no
   absorbing estimator and 20,000 school dummies do not fit in memory) and errors clustered
   by class (``cov_type="cluster"``);
-* the peak resident memory of each (``ru_maxrss`` of the child process).
+* the peak resident memory of each (``ru_maxrss`` of the child process), and the CPU time
+  (user + system) of each: on a shared 2-core machine the wall time varies with the other
+  load, the CPU time much less.
 
 The last line is ``ratio_analyze_to_bare_fit_1m=X.XX``. Goal (issue 6): 1M pupils in under
 60 s, at most 1.5 times the bare fit.
@@ -45,13 +47,16 @@ frame["missing"] = frame["baseline"].isna().astype(float)
 frame["baseline"] = frame["baseline"].fillna(0.0)
 frame["cluster"] = pd.factorize(frame["unit_id"])[0]
 start = time.perf_counter()
+cpu = time.process_time()
 columns = ["endline", "arm", "baseline", "missing"]
 demeaned = frame[columns] - frame.groupby("school_uai")[columns].transform("mean")
 fit = sm.OLS(demeaned["endline"], demeaned[["arm", "baseline", "missing"]]).fit(
     cov_type="cluster", cov_kwds={"groups": frame["cluster"].to_numpy()})
 elapsed = time.perf_counter() - start
+cpu = time.process_time() - cpu
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": elapsed, "peak_mb": peak, "estimate": float(fit.params["arm"])}))
+print(json.dumps({"seconds": elapsed, "cpu": cpu, "peak_mb": peak,
+                  "estimate": float(fit.params["arm"])}))
 """
 
 PEAK = r"""
@@ -59,8 +64,8 @@ import resource, subprocess, sys, time
 start = time.perf_counter()
 code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(f"{code} {elapsed} {peak}")
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{code} {elapsed} {usage.ru_maxrss / 1024} {usage.ru_utime + usage.ru_stime}")
 """
 
 
@@ -82,7 +87,7 @@ def _measure(n_pupils: int, directory: Path) -> dict[str, float]:
                "--json", str(out)]
     wrapped = subprocess.run([sys.executable, "-c", PEAK, *command], check=True,
                              capture_output=True, text=True)
-    code, analyze_s, analyze_mb = wrapped.stdout.split()
+    code, analyze_s, analyze_mb, analyze_cpu = wrapped.stdout.split()
     if int(code) != 0:
         raise SystemExit(f"preuve analyze failed with exit code {code}")
     results = json.loads(out.read_text(encoding="utf-8"))
@@ -93,7 +98,8 @@ def _measure(n_pupils: int, directory: Path) -> dict[str, float]:
     if abs(bare["estimate"] - itt["estimate"]) > 1e-6 * max(1.0, abs(itt["estimate"])):
         raise SystemExit(f"bare fit estimate {bare['estimate']} != analyze {itt['estimate']}")
     return {"classes": classes, "analyze_s": float(analyze_s), "analyze_mb": float(analyze_mb),
-            "bare_s": bare["seconds"], "bare_mb": bare["peak_mb"]}
+            "analyze_cpu_s": float(analyze_cpu), "bare_s": bare["seconds"],
+            "bare_cpu_s": bare["cpu"], "bare_mb": bare["peak_mb"]}
 
 
 def main() -> None:
@@ -106,6 +112,7 @@ def main() -> None:
         ratio = m["analyze_s"] / m["bare_s"]
         print(f"pupils={n} classes={m['classes']:.0f} analyze_s={m['analyze_s']:.2f} "
               f"bare_fit_s={m['bare_s']:.2f} ratio={ratio:.2f} "
+              f"analyze_cpu_s={m['analyze_cpu_s']:.2f} bare_fit_cpu_s={m['bare_cpu_s']:.2f} "
               f"analyze_peak_mb={m['analyze_mb']:.0f} bare_fit_peak_mb={m['bare_mb']:.0f}",
               flush=True)
     print(f"ratio_analyze_to_bare_fit_1m={ratio:.2f}")
