@@ -14,6 +14,7 @@ column of every key and list item; :func:`locate` turns a pydantic error locatio
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.representer import SafeRepresenter
 
 __all__ = ["Location", "YamlSyntaxError", "dump_yaml", "format_field", "locate", "read_yaml"]
 
@@ -151,6 +154,17 @@ def format_field(path: Sequence[int | str]) -> str:
     return out
 
 
+# Characters a plain or single-quoted YAML scalar cannot carry unchanged (C0/C1 controls,
+# NEL and the Unicode line separators are line breaks or non-printable in YAML 1.2).
+_NEEDS_ESCAPES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def _represent_str(representer: SafeRepresenter, value: str) -> ScalarNode:
+    # Double quotes are the only style with escapes: use them when a character needs one.
+    style = '"' if _NEEDS_ESCAPES.search(value) else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
 def dump_yaml(data: Mapping[str, Any]) -> str:
     """Write plain data (``model_dump(mode="json")``) as block-style YAML, keys in order.
 
@@ -167,6 +181,7 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     yaml.allow_unicode = True
     yaml.width = 100
+    yaml.representer.add_representer(str, _represent_str)  # after the options: it builds it
     buffer = io.StringIO()
     yaml.dump(dict(data), buffer)
     return buffer.getvalue()

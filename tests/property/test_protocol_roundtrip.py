@@ -20,10 +20,9 @@ from experiments.protocol_vocabulary import ACADEMIES, LEVELS, STANDARD_UNIT_ATT
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
 SLUGS = st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}", fullmatch=True)
-# Any printable text, including accents, quotes, colons, '#', leading spaces, emoji.
-TEXT = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40
-)
+# Any text: accents, quotes, colons, '#', leading spaces, emoji, line breaks (NEL, U+2028),
+# control characters.
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
 SHARE = st.floats(0, 0.99, allow_nan=False)
 WEIGHT = st.floats(0.01, 100, allow_nan=False)
 
