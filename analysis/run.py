@@ -33,7 +33,7 @@ from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
 from analysis.results import AnalysisResults, Effect
-from analysis.sample import MISSING_LEVEL, AnalysisSample, build_sample, learner_attribute
+from analysis.sample import MISSING_LEVEL, AnalysisSample, attribute_codes, build_sample
 from analysis.subgroups import InteractionTest, estimate_subgroups
 from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage
@@ -183,56 +183,62 @@ def _balance(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
              sample: AnalysisSample, baseline: str | None) -> list[BalanceCheck]:
     control = plan.arms.index(plan.control)
     out: list[BalanceCheck] = []
-    characteristics: list[tuple[str, np.ndarray, bool]] = []
+    # (name, numeric values or None, level codes, levels, adjusted in the model)
+    characteristics: list[tuple[str, np.ndarray | None, np.ndarray, tuple[str, ...], bool]] = []
     if baseline is not None and sample.covariate_names:
         b = sample.covariates[:, 0].copy()
         missing_col = f"{baseline}_baseline_manquant"
         if missing_col in sample.covariate_names:
             b[sample.covariates[:, sample.covariate_names.index(missing_col)] == 1.0] = np.nan
-        characteristics.append((f"{baseline} (baseline)", b, True))
+        characteristics.append((f"{baseline} (baseline)", b, np.zeros(0), (), True))
     for name in dict.fromkeys(plan.covariates + plan.subgroups):
-        values = learner_attribute(name, units, outcomes).to_numpy(dtype=object)[sample.learner]
-        characteristics.append((name, values, name in plan.covariates))
+        codes, levels = attribute_codes(name, units, outcomes, sample.learner)
+        numeric = _level_numbers(levels)
+        values = None if numeric is None else numeric[codes]
+        characteristics.append((name, values, codes, levels, name in plan.covariates))
     for arm in plan.treatment_arms:
         t = plan.arms.index(arm)
         contrast = contrast_name(arm, plan.control)
         in_t, in_c = sample.arm == t, sample.arm == control
-        if is_suppressed(int(in_t.sum())) or is_suppressed(int(in_c.sum())):
+        n_t, n_c = int(in_t.sum()), int(in_c.sum())
+        if is_suppressed(n_t) or is_suppressed(n_c):
             continue
-        for name, values, adjusted in characteristics:
-            numeric = _as_float(values)
-            if numeric is not None:
-                d = standardized_difference(numeric[in_t], numeric[in_c])
+        for name, values, codes, levels, adjusted in characteristics:
+            if values is not None:
+                d = standardized_difference(values[in_t], values[in_c])
                 out.append(BalanceCheck(sample.outcome, contrast, name, "continuous", d,
                                         classify_difference(d), adjusted,
                                         None if math.isfinite(d) else "no variance"))
                 continue
-            labels = np.where(values == "", MISSING_LEVEL, values).astype(str)
-            levels = sorted(set(labels.tolist()))
+            hits_t = np.bincount(codes[in_t], minlength=len(levels))
+            hits_c = np.bincount(codes[in_c], minlength=len(levels))
             # A two-level attribute has one Cox index (the other is its negative).
-            for level in levels[1:] if len(levels) == 2 else levels:
-                hit_t = int(np.count_nonzero(labels[in_t] == level))
-                hit_c = int(np.count_nonzero(labels[in_c] == level))
-                if is_suppressed(hit_t) or is_suppressed(hit_c):
-                    out.append(BalanceCheck(sample.outcome, contrast, f"{name}={level}",
-                                            "category", math.nan, None, adjusted,
+            for k in range(1, 2) if len(levels) == 2 else range(len(levels)):
+                tag = f"{name}={levels[k]}"
+                if is_suppressed(int(hits_t[k])) or is_suppressed(int(hits_c[k])):
+                    out.append(BalanceCheck(sample.outcome, contrast, tag, "category", math.nan,
+                                            None, adjusted,
                                             "suppressed: fewer than 10 learners in a cell"))
                     continue
-                d = cox_index(hit_t / in_t.sum(), hit_c / in_c.sum(), int(in_t.sum() + in_c.sum()))
-                out.append(BalanceCheck(sample.outcome, contrast, f"{name}={level}", "category",
-                                        d, classify_difference(d), adjusted,
+                d = cox_index(hits_t[k] / n_t, hits_c[k] / n_c, n_t + n_c)
+                out.append(BalanceCheck(sample.outcome, contrast, tag, "category", d,
+                                        classify_difference(d), adjusted,
                                         None if math.isfinite(d) else "proportion 0 or 1"))
     return out
 
 
-def _as_float(values: np.ndarray) -> np.ndarray | None:
-    if values.dtype.kind == "f":
-        return values
-    text = np.asarray(values, dtype=object)
-    try:
-        return np.array([np.nan if v in ("", None) else float(v) for v in text], dtype=float)
-    except (TypeError, ValueError):
-        return None
+def _level_numbers(levels: tuple[str, ...]) -> np.ndarray | None:
+    """Levels as numbers (missing → NaN), or None when the attribute is a category."""
+    numbers = []
+    for level in levels:
+        if level == MISSING_LEVEL:
+            numbers.append(math.nan)
+            continue
+        try:
+            numbers.append(float(level))
+        except ValueError:
+            return None
+    return np.asarray(numbers, dtype=float) if levels else None
 
 
 def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[InteractionTest]

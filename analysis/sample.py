@@ -18,7 +18,13 @@ import pandas as pd
 from analysis.errors import InputError
 from analysis.inputs import AnalysisPlan, OutcomeSpec, OutcomeTable, UnitTable
 
-__all__ = ["AnalysisSample", "build_sample", "compact_codes", "learner_attribute"]
+__all__ = [
+    "AnalysisSample",
+    "attribute_codes",
+    "build_sample",
+    "compact_codes",
+    "learner_attribute",
+]
 
 MISSING_LEVEL = "(manquant)"
 
@@ -107,6 +113,24 @@ def learner_attribute(name: str, units: UnitTable, outcomes: OutcomeTable) -> pd
         f"column {name!r} named by the protocol is in neither the units nor the outcomes file",
         path=units.path, line=1, field=name,
     )
+
+
+def attribute_codes(
+    name: str, units: UnitTable, outcomes: OutcomeTable, learner: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.intp], tuple[str, ...]]:
+    """Level code of attribute ``name`` for each of ``learner``, and the sorted levels.
+
+    Empty values become the level ``(manquant)``. Unit attributes are coded on the units
+    table (small) and mapped through each learner's unit, so a million learners are fast.
+    """
+    if name in units.frame.columns:
+        values = units.frame[name].astype(str).str.strip()
+        index = outcomes.learner_unit[learner]
+    else:
+        values = learner_attribute(name, units, outcomes).astype(str).str.strip()
+        index = learner
+    codes, uniques = pd.factorize(values.where(values != "", MISSING_LEVEL), sort=True)
+    return codes[index].astype(np.intp), tuple(str(u) for u in uniques)
 
 
 def _covariate_columns(

@@ -33,7 +33,7 @@ from analysis.effects import (
 )
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable
 from analysis.results import Effect, not_estimable
-from analysis.sample import MISSING_LEVEL, AnalysisSample, learner_attribute
+from analysis.sample import AnalysisSample, attribute_codes
 from analysis.settings import MIN_CELL_PUPILS
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
@@ -62,9 +62,7 @@ def estimate_subgroups(
     attribute: str,
 ) -> tuple[list[Effect], list[InteractionTest]]:
     """Effects per level of ``attribute`` and the interaction test of each contrast."""
-    labels = learner_attribute(attribute, units, outcomes).to_numpy(dtype=object)[sample.learner]
-    labels = np.where(labels == "", MISSING_LEVEL, labels).astype(str)
-    levels = tuple(sorted(set(labels.tolist())))
+    labels, levels = attribute_codes(attribute, units, outcomes, sample.learner)
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
     kind: VcovKind = "cluster" if plan.clustered else "hetero"
@@ -73,8 +71,8 @@ def estimate_subgroups(
     # Which (contrast, level) cells may be shown, and which learners stay in the model.
     shown: dict[tuple[int, str], str | None] = {}
     keep = np.zeros(sample.n, dtype=bool)
-    for level in levels:
-        in_level = labels == level
+    for code, level in enumerate(levels):
+        in_level = labels == code
         counts = arm_counts(sample, len(plan.arms), in_level)
         level_ok = True
         for t in treatments:
@@ -105,9 +103,10 @@ def estimate_subgroups(
         for t in treatments:
             for level in kept_levels:
                 index[(t, level)] = len(columns)
-                columns.append(((sub.arm == t) & (sub_labels == level)).astype(float))
+                in_level = sub_labels == levels.index(level)
+                columns.append(((sub.arm == t) & in_level).astype(float))
         for level in kept_levels[1:]:
-            columns.append((sub_labels == level).astype(float))
+            columns.append((sub_labels == levels.index(level)).astype(float))
         x = np.column_stack(columns + [sub.covariates])
         y = sub.y
         k_absorbed = 0
@@ -133,8 +132,8 @@ def estimate_subgroups(
 
     for t in treatments:
         contrast = contrast_name(plan.arms[t], plan.control)
-        for level in levels:
-            in_level = labels == level
+        for code, level in enumerate(levels):
+            in_level = labels == code
             counts = arm_counts(sample, len(plan.arms), in_level)
             n_units = {plan.arms[a]: int(counts.units[a]) for a in (t, control)}
             n_learners = {plan.arms[a]: suppress_count(int(counts.learners[a]))
