@@ -1,0 +1,139 @@
+"""Reading the offline analysis files and building analysis samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.errors import InputError
+from analysis.inputs import (
+    AnalysisPlan,
+    OutcomeSpec,
+    plan_from_protocol,
+    read_outcomes,
+    read_units,
+    read_usage,
+)
+from analysis.sample import attribute_codes, build_sample
+from experiments.protocol import load_protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _plan(**changes: object) -> AnalysisPlan:
+    options: dict[str, object] = dict(
+        experiment="t", protocol_sha256="", unit="class", arms=("lectio", "usual"),
+        control="usual", allocation=(1.0, 1.0), outcomes=(OutcomeSpec("fluence", True, "fluence"),),
+    )
+    options.update(changes)
+    return AnalysisPlan(**options)  # type: ignore[arg-type]
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    units = tmp_path / "units.csv"
+    units.write_text("unit_id,arm,school_uai,size,sector\n"
+                     "C1,lectio,S1,22,public\nC2,usual,S1,,private\nC3,lectio,S2,25,public\n",
+                     encoding="utf-8")
+    outcomes = tmp_path / "outcomes.csv"
+    outcomes.write_text(
+        "learner_id,unit_id,measure,wave,score,sex\n"
+        "a,C1,fluence,baseline,40,F\n"
+        "a,C1,fluence,endline,50,F\n"
+        "b,C1,fluence,endline,55,\n"       # no baseline: dummy-variable method
+        "b,C1,fluence,baseline,,M\n"       # baseline present but empty
+        "c,C2,fluence,baseline,41,M\n"
+        "c,C2,fluence,endline,,M\n"        # not assessed at endline: not analysed
+        "d,C3,fluence,endline,60,F\n",
+        encoding="utf-8")
+    return units, outcomes
+
+
+def test_plan_from_the_design_example() -> None:
+    protocol = load_protocol(ROOT / "protocols" / "fluence-cp-2027.yaml")
+    plan = plan_from_protocol(protocol)
+    assert plan.experiment == "fluence-cp-2027"
+    assert plan.protocol_sha256 == protocol.sha256
+    assert (plan.unit, plan.arms, plan.control) == ("class", ("lectio", "usual"), "usual")
+    assert plan.treatment_arms == ("lectio",)
+    assert plan.strata == ("school_uai",)
+    assert plan.outcomes == (OutcomeSpec("fluence", True, "fluence"),)
+    assert plan.estimands == ("ITT", "CACE")  # usage.compliance is declared
+    assert plan.min_active_minutes == 300
+    assert (plan.model, plan.alpha, plan.multiple_comparisons) == ("ancova", 0.05, "holm")
+    assert plan.subgroups == ("education_priority",)
+
+
+def test_plan_refuses_unknown_options() -> None:
+    with pytest.raises(ValueError, match=r"analysis.model: expecting one of \['ancova', 'mixed'\]"):
+        _plan(model="gee")
+    with pytest.raises(ValueError, match="control arm"):
+        _plan(control="placebo")
+
+
+def test_sample_with_missing_baseline_and_covariates(tmp_path: Path) -> None:
+    plan = _plan(covariates=("size", "sector", "sex"), strata=("school_uai",))
+    units_path, outcomes_path = _files(tmp_path)
+    units = read_units(units_path, plan)
+    outcomes = read_outcomes(outcomes_path, units)
+    sample = build_sample(plan, units, outcomes, plan.outcomes[0])
+    assert sample.n == 3  # a, b, d (c has no endline score)
+    assert list(outcomes.learner_ids[sample.learner]) == ["a", "b", "d"]
+    assert sample.baseline_missing == 2  # b (empty) and d (absent)
+    # C2 (no size, private) has no analysed learner: no missing-size indicator, and
+    # "sector" has one level among the analysed, so it adds no column.
+    assert sample.covariate_names == (
+        "fluence_baseline", "fluence_baseline_manquant", "size", "sex[M]",
+    )
+    np.testing.assert_array_equal(sample.covariates[:, 0], [40.0, 0.0, 0.0])
+    np.testing.assert_array_equal(sample.covariates[:, 1], [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(sample.covariates[:, 2], [22.0, 22.0, 25.0])
+    np.testing.assert_array_equal(sample.covariates[:, 3], [0.0, 1.0, 0.0])  # b is M
+    assert (sample.n_clusters, sample.n_strata) == (2, 2)
+
+
+def test_attribute_codes_of_unit_and_learner_columns(tmp_path: Path) -> None:
+    plan = _plan()
+    units_path, outcomes_path = _files(tmp_path)
+    units = read_units(units_path, plan)
+    outcomes = read_outcomes(outcomes_path, units)
+    learners = np.arange(outcomes.n_learners)
+    codes, levels = attribute_codes("size", units, outcomes, learners)
+    assert levels == ("(manquant)", "22", "25")
+    assert [levels[c] for c in codes] == ["22", "22", "(manquant)", "25"]
+    codes, levels = attribute_codes("sex", units, outcomes, learners)
+    assert [levels[c] for c in codes] == ["F", "M", "M", "F"]
+
+
+def test_usage_errors_name_the_line(tmp_path: Path) -> None:
+    plan = _plan()
+    units_path, outcomes_path = _files(tmp_path)
+    units = read_units(units_path, plan)
+    outcomes = read_outcomes(outcomes_path, units)
+    usage = tmp_path / "usage.csv"
+    usage.write_text("learner_id,unit_id,week,active_minutes\na,C1,1,30\na,C1,2,-5\n",
+                     encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        read_usage(usage, outcomes, units)
+    assert (error.value.line, error.value.field) == (3, "active_minutes")
+    usage.write_text("learner_id,unit_id,week,active_minutes\na,C3,1,30\n", encoding="utf-8")
+    with pytest.raises(InputError, match="another unit") as error:
+        read_usage(usage, outcomes, units)
+    assert error.value.line == 2
+    usage.write_text("learner_id,unit_id,week,active_minutes\n"
+                     "a,C1,1,30\na,C1,1,10\na,C1,2,5\nzz,C2,1,99\n", encoding="utf-8")
+    table = read_usage(usage, outcomes, units)
+    assert table.minutes[0] == 45.0 and table.weeks[0] == 2  # zz has no outcome: ignored
+
+
+def test_learner_in_two_units_is_refused(tmp_path: Path) -> None:
+    plan = _plan()
+    units_path, _ = _files(tmp_path)
+    units = read_units(units_path, plan)
+    outcomes = tmp_path / "moved.csv"
+    outcomes.write_text("learner_id,unit_id,measure,wave,score\n"
+                        "a,C1,fluence,baseline,40\na,C2,fluence,endline,50\n", encoding="utf-8")
+    with pytest.raises(InputError, match="another unit earlier") as error:
+        read_outcomes(outcomes, units)
+    assert (error.value.line, error.value.field) == (3, "unit_id")
