@@ -222,7 +222,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _move(session: Session, row: ExperimentRow, to: State, actor: str, note: str | None) -> None:
+def _move(
+    session: Session, row: ExperimentRow, to: State, actor: str, note: str | None
+) -> TransitionRecord:
     if _NEXT.get(row.state) != to:
         allowed = _NEXT.get(row.state)
         raise RegistryError(
@@ -230,12 +232,13 @@ def _move(session: Session, row: ExperimentRow, to: State, actor: str, note: str
             + (f"the next state is {allowed}" if allowed else f"{row.state} is final"),
             field="state",
         )
+    moved = TransitionRecord(row.state, to, _now(), actor, note)  # type: ignore[arg-type]
     session.add(
         TransitionRow(
             experiment_id=row.id,
             from_state=row.state,
             to_state=to,
-            at=_now(),
+            at=moved.at,
             actor=actor,
             note=note,
         )
@@ -245,7 +248,8 @@ def _move(session: Session, row: ExperimentRow, to: State, actor: str, note: str
     )
     logger.info("experiment %s: %s -> %s", row.id, row.state, to)
     row.state = to
-    row.updated_at = _now()
+    row.updated_at = moved.at
+    return moved
 
 
 def _add_version(
@@ -306,6 +310,22 @@ def _create(session: Session, protocol: Protocol, source_yaml: str, actor: str) 
     return row
 
 
+def _put_draft(
+    session: Session,
+    row: ExperimentRow | None,
+    protocol: Protocol,
+    source_yaml: str,
+    actor: str,
+) -> ExperimentRow:
+    """Create the experiment as a draft, or replace the content of its draft version."""
+    if row is None:
+        return _create(session, protocol, source_yaml, actor)
+    draft = _current_row(session, row)
+    draft.sha256, draft.source_yaml = protocol.sha256, source_yaml
+    draft.canonical_json, draft.recorded_at = protocol.canonical_json(), _now()
+    return row
+
+
 def _current_row(session: Session, row: ExperimentRow) -> ProtocolVersionRow:
     current = session.get(ProtocolVersionRow, (row.id, row.current_version))
     assert current is not None, f"{row.id}: version {row.current_version} is missing"
@@ -329,16 +349,11 @@ def save_draft(
     """Store (or replace) the draft of an experiment that is not registered yet."""
     with Session(engine) as session:
         row = session.get(ExperimentRow, protocol.id, with_for_update=True)
-        if row is None:
-            row = _create(session, protocol, source_yaml, actor)
-        elif row.state != "draft":
+        if row is not None and row.state != "draft":
             raise RegistryError(
                 f"{protocol.id}: already {row.state}; a draft cannot replace it", field="state"
             )
-        else:
-            draft = _current_row(session, row)
-            draft.sha256, draft.source_yaml = protocol.sha256, source_yaml
-            draft.canonical_json, draft.recorded_at = protocol.canonical_json(), _now()
+        row = _put_draft(session, row, protocol, source_yaml, actor)
         version = row.current_version
         _commit(session, protocol.id)
     return Registration(protocol.id, version, protocol.sha256, "drafted")
@@ -374,12 +389,7 @@ def register_protocol(
     with Session(engine) as session:
         row = session.get(ExperimentRow, protocol.id, with_for_update=True)
         if row is None or row.state == "draft":
-            if row is None:
-                row = _create(session, protocol, source_yaml, actor)
-            else:
-                draft = _current_row(session, row)
-                draft.sha256, draft.source_yaml = protocol.sha256, source_yaml
-                draft.canonical_json, draft.recorded_at = protocol.canonical_json(), _now()
+            row = _put_draft(session, row, protocol, source_yaml, actor)
             _move(session, row, "registered", actor, f"sha256 {protocol.sha256}")
             result = Registration(protocol.id, row.current_version, protocol.sha256, "registered")
         else:
@@ -397,7 +407,7 @@ def register_protocol(
             if locked:
                 raise RegistryError(
                     f"{protocol.id}: the design is locked since registration (version "
-                    f"{row.current_version}); changed: {', '.join(locked)}. Record the change "
+                    f"{row.current_version} in force); changed: {', '.join(locked)}. Record the change "
                     'as an amendment: preuve protocol amend PATH --reason "..."',
                     field=locked[0],
                 )
@@ -477,10 +487,9 @@ def transition_experiment(
         row = session.get(ExperimentRow, experiment_id, with_for_update=True)
         if row is None:
             raise RegistryError(f"{experiment_id}: no such experiment in the registry", field="id")
-        from_state = row.state
-        _move(session, row, to_state, actor, note)
+        moved = _move(session, row, to_state, actor, note)
         _commit(session, experiment_id)
-    return TransitionRecord(from_state, to_state, _now(), actor, note)  # type: ignore[arg-type]
+    return moved
 
 
 def get_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
