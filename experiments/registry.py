@@ -407,8 +407,8 @@ def register_protocol(
             if locked:
                 raise RegistryError(
                     f"{protocol.id}: the design is locked since registration (version "
-                    f"{row.current_version} in force); changed: {', '.join(locked)}. Record the change "
-                    'as an amendment: preuve protocol amend PATH --reason "..."',
+                    f"{row.current_version} in force); changed: {', '.join(locked)}. "
+                    'Record the change as an amendment: preuve protocol amend PATH --reason "..."',
                     field=locked[0],
                 )
             version = _add_version(
