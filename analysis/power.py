@@ -3,22 +3,25 @@
 Formulas of Dong & Maynard (2013), "PowerUp!: A Tool for Calculating Minimum Detectable
 Effect Sizes and Minimum Required Sample Sizes for Experimental and Quasi-Experimental
 Design Studies", *Journal of Research on Educational Effectiveness* 6(1), 24-67, for
-three designs (their names):
+four designs (their names):
 
 - ``IRA``: individual random assignment;
+- ``BIRA2_1c``: pupils randomised within blocks (strata), constant treatment effect;
 - ``CRA2_2r``: two-level cluster random assignment (pupils in units), random effects;
 - ``BCRA3_2f``: units randomised within blocks (strata), fixed block effects.
 
     MDES = M(df) * SE,   M(df) = t(1 - α/2, df) + t(power, df)   (two-tailed; t(1 - α) one-tailed)
 
     IRA       SE² = (1 - R1²) / (P(1-P) n)                                  df = n - g* - 2
+    BIRA2_1c  SE² = (1 - R1²) / (P(1-P) n)                                  df = n - K - g* - 1
     CRA2_2r   SE² = ρ(1 - R2²) / (P(1-P) J) + (1-ρ)(1 - R1²) / (P(1-P) J n)  df = J - g* - 2
     BCRA3_2f  SE² = ρ(1 - R2²) / (P(1-P) J K) + (1-ρ)(1 - R1²) / (P(1-P) J K n)
                                                                             df = K(J - 2) - g*
 
-with n pupils per unit, J units (per block for BCRA3_2f), K blocks, P the share of
-units treated, ρ the intra-class correlation, R² the variance explained by covariates
-at each level and g* the number of covariates at the level of randomisation. BCRA3_2f
+with n pupils (per unit; in all for IRA and BIRA2_1c), J units (per block for BCRA3_2f),
+K blocks, P the share of units treated, ρ the intra-class correlation, R² the variance
+explained by covariates at each level and g* the number of covariates at the level of
+randomisation. BCRA3_2f
 estimates an impact per block, so blocks of two units leave no degrees of freedom:
 that is a :class:`MdesResult` with ``mdes=None`` and a reason, not an exception.
 """
@@ -42,15 +45,16 @@ __all__ = [
     "units_needed",
 ]
 
-PowerDesign = Literal["IRA", "CRA2_2r", "BCRA3_2f"]
+PowerDesign = Literal["IRA", "BIRA2_1c", "CRA2_2r", "BCRA3_2f"]
 
 
 @dataclass(frozen=True)
 class DesignInputs:
     """A design, as PowerUp! describes it.
 
-    ``units`` counts all units randomised (pupils for ``IRA``); ``blocks`` is required
-    for ``BCRA3_2f`` (units per block: ``units / blocks``, PowerUp!'s average J).
+    ``units`` counts all units randomised (pupils for ``IRA`` and ``BIRA2_1c``);
+    ``blocks`` is required for the blocked designs (units per block: ``units / blocks``,
+    PowerUp!'s average).
     """
 
     design: PowerDesign
@@ -105,8 +109,13 @@ def multiplier(df: int, alpha: float = 0.05, power: float = 0.8, two_tailed: boo
 
 def _df_and_se(d: DesignInputs) -> tuple[int, float]:
     pq = d.treated_share * (1 - d.treated_share)
-    if d.design == "IRA":
-        return d.units - d.covariates - 2, math.sqrt((1 - d.r2_learner) / (pq * d.units))
+    if d.design in ("IRA", "BIRA2_1c"):
+        se = math.sqrt((1 - d.r2_learner) / (pq * d.units))
+        if d.design == "IRA":
+            return d.units - d.covariates - 2, se
+        if d.blocks is None:
+            raise ValueError("BIRA2_1c needs the number of blocks")
+        return d.units - d.blocks - d.covariates - 1, se
     between = d.icc * (1 - d.r2_unit)
     within = (1 - d.icc) * (1 - d.r2_learner) / d.pupils_per_unit
     if d.design == "CRA2_2r":

@@ -1,7 +1,8 @@
 """From a protocol's ``power:`` section to PowerUp! designs, one per contrast.
 
-The design follows the protocol: learners randomised → ``IRA``; classes or schools →
-``CRA2_2r``, or ``BCRA3_2f`` when ``power.blocks`` gives the number of strata. Each
+The design follows the protocol: learners randomised → ``IRA``, or ``BIRA2_1c`` when
+``power.blocks`` gives the number of strata; classes or schools → ``CRA2_2r``, or
+``BCRA3_2f`` with ``power.blocks``. Each
 treatment arm is compared with the control arm on the units of those two arms, with
 the treated share given by their allocations.
 """
@@ -18,6 +19,7 @@ __all__ = ["ContrastPower", "PowerReport", "protocol_power"]
 
 DESIGN_NAMES: dict[PowerDesign, str] = {
     "IRA": "individual random assignment",
+    "BIRA2_1c": "individual random assignment within blocks, constant effect",
     "CRA2_2r": "2-level cluster random assignment",
     "BCRA3_2f": "cluster random assignment within blocks, fixed block effects",
 }
@@ -77,9 +79,12 @@ def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> Powe
     strata = protocol.randomisation.strata
     design: PowerDesign
     if protocol.population.unit == "learner":
-        design = "IRA"
-        if strata:
-            notes.append("randomisation within strata is ignored (IRA): the MDES is conservative")
+        design = "IRA" if power.blocks is None else "BIRA2_1c"
+        if strata and power.blocks is None:
+            notes.append(
+                "power.blocks is not given: the strata are ignored (IRA); "
+                "give the number of blocks for a blocked design (BIRA2_1c)"
+            )
     elif power.blocks is not None:
         design = "BCRA3_2f"
     else:
@@ -89,7 +94,8 @@ def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> Powe
                 "power.blocks is not given: the strata are ignored (CRA2_2r); "
                 "give the number of blocks for a blocked design (BCRA3_2f)"
             )
-    r2_level = power.r2_learner if design == "IRA" else power.r2_unit
+    individual = protocol.population.unit == "learner"
+    r2_level = power.r2_learner if individual else power.r2_unit
     covariates = power.covariates if power.covariates is not None else int(r2_level > 0)
     total = sum(a.allocation for a in protocol.arms)
     control = protocol.control_arm
@@ -102,7 +108,7 @@ def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> Powe
             design=design,
             units=power.units if len(protocol.arms) == 2 else round(power.units * pair / total),
             pupils_per_unit=power.pupils_per_unit,
-            icc=power.icc if design != "IRA" else 0.0,
+            icc=0.0 if individual else power.icc,
             r2_learner=power.r2_learner,
             r2_unit=power.r2_unit,
             treated_share=arm.allocation / pair,

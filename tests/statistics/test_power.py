@@ -159,3 +159,13 @@ def test_cli_power_target_mdes_counts_units_of_all_arms() -> None:
     text = CliRunner().invoke(app, ["power", str(path), "--target-mdes", "0.2"])
     assert text.exit_code == 0, text.output
     assert "vague1 vs attente: MDES" in text.output
+
+
+def test_bira2c1_degrees_of_freedom() -> None:
+    # [DM2013] BIRA2_1c (PowerUpR's mdes.bira2c1): df = J(n - 1) - g* - 1, SE as IRA.
+    blocked = compute_mdes(DesignInputs("BIRA2_1c", units=20 * 25, blocks=20))
+    plain = compute_mdes(DesignInputs("IRA", units=500))
+    assert blocked.df == 20 * (25 - 1) - 0 - 1
+    assert blocked.std_error == plain.std_error
+    # Fewer df → a larger multiplier, by little at this size.
+    assert (plain.mdes or 0) < (blocked.mdes or 0) < (plain.mdes or 0) * 1.001
