@@ -250,3 +250,11 @@ def test_protocol_model_refuses_what_the_loader_refuses() -> None:
     data["arms"][0]["control"] = True
     with pytest.raises(ValueError, match="exactly one control arm"):
         Protocol.model_validate(data)
+
+
+def test_preuve_entry_point_routes_to_validate() -> None:
+    from experiments.cli import app as preuve
+
+    result = runner.invoke(preuve, ["protocol", "validate", str(DESIGN_EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{DESIGN_EXAMPLE}: valid\n"
