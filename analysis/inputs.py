@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 from analysis.errors import InputError
 from analysis.settings import (
     ClusterCorrection,
+    DesignType,
     Estimand,
     Model,
     MultipleComparisons,
@@ -88,6 +89,8 @@ class AnalysisPlan:
     min_active_minutes: float | None = None
     school: str | None = "school_uai"
     """Units-file column naming the school of a class (nesting level of ``mixed``)."""
+    design: DesignType = "parallel"
+    """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
     cluster_correction: ClusterCorrection = "cr1-strata"
     """Small-sample factor of the cluster-robust errors (see ``analysis/_ols.py``)."""
 
@@ -95,6 +98,7 @@ class AnalysisPlan:
         check_option(self.unit, UnitLevel, "population.unit")
         check_option(self.model, Model, "analysis.model")
         check_option(self.cluster_correction, ClusterCorrection, "cluster_correction")
+        check_option(self.design, DesignType, "design.type")
         check_option(self.multiple_comparisons, MultipleComparisons,
                      "analysis.multiple_comparisons")
         for estimand in self.estimands:
@@ -175,6 +179,7 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
         ),
         subgroups=tuple(str(s) for s in (_get(analysis, "subgroups") or [])),
         min_active_minutes=None if minutes is None else float(minutes),
+        design=str(_get(_get(protocol, "design"), "type", "parallel")),  # type: ignore[arg-type]
     )
 
 

@@ -28,6 +28,8 @@ from analysis.balance import (
 )
 from analysis.cace import estimate_cace
 from analysis.consort import consort_flow
+from analysis.did import estimate_did
+from analysis.dose_response import estimate_dose_response
 from analysis.effects import contrast_name, estimate_effects
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
@@ -93,6 +95,10 @@ def run_analysis(
                 cace, cace_warnings = estimate_cace(plan, sample, usage)
                 effects.extend(cace)
                 warnings.extend(cace_warnings)
+            if plan.design != "parallel":
+                effects.extend(estimate_did(plan, sample))
+            if usage is not None:
+                effects.extend(estimate_dose_response(plan, sample, usage))
     assert primary_sample is not None
 
     effects, interactions = _adjust(plan, effects, interactions)

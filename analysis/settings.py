@@ -12,6 +12,7 @@ __all__ = [
     "MIN_CELL_PUPILS",
     "AttritionAssumption",
     "ClusterCorrection",
+    "DesignType",
     "Estimand",
     "Model",
     "MultipleComparisons",
@@ -39,8 +40,12 @@ ClusterCorrection = Literal["cr1-strata", "cr1"]
 """Small-sample factor of cluster-robust errors: ``G/(G-S)`` with ``S`` absorbed strata and
 ``G-S`` df (default, see ``analysis/_ols.py``), or plain CR1 ``G/(G-1)``, ``G-1`` df."""
 
-Role = Literal["primary", "secondary", "subgroup", "cace", "exploratory"]
-"""What an effect is for: confirmatory (primary), secondary, a subgroup, CACE, exploratory."""
+Role = Literal["primary", "secondary", "subgroup", "cace", "did", "exploratory"]
+"""What an effect is for: confirmatory (primary), secondary, a subgroup, CACE,
+difference-in-differences (roll-out designs), exploratory."""
+
+DesignType = Literal["parallel", "waitlist", "staggered"]
+"""The protocol's ``design.type``: DiD estimates are added for waitlist and staggered."""
 
 MIN_CELL_PUPILS: Final = 10
 """Cells of fewer pupils than this are suppressed in every output (DESIGN.md, Privacy)."""

@@ -55,12 +55,14 @@ def test_json_holds_the_contract_with_plain_numbers(trial: SimulatedFiles, tmp_p
             assert value is None or isinstance(value, (int, float)), (key, value)
             if value is None:
                 assert effect["reason"], effect
-        assert set(effect["n_units"]) == set(effect["n_learners"]) == {"lectio", "usual"}
+        arms = {"lectio"} if effect["role"] == "exploratory" else {"lectio", "usual"}
+        assert set(effect["n_units"]) == set(effect["n_learners"]) == arms
         assert all(isinstance(v, int) or v is None for v in effect["n_learners"].values())
     (itt,) = primary
     assert all(isinstance(itt[k], float) for k in NUMBERS)
     assert itt["ci_low"] < itt["estimate"] < itt["ci_high"]
-    assert {e["estimand"] for e in data["effects"]} == {"ITT", "CACE"}
+    assert {e["estimand"] for e in data["effects"]} == {
+        "ITT", "CACE", "dose-response (exploratory, not causal)"}
     assert set(data["checks"]) >= {"consort", "attrition", "baseline_equivalence",
                                    "sample_ratio", "icc"}
 

@@ -1,0 +1,90 @@
+"""Dose-response of usage: EXPLORATORY, not causal.
+
+Within each treatment arm, the endline score is regressed on hours of active use (from the
+usage file), with the baseline, the covariates and the strata of the ITT model, and
+cluster-robust errors as there. Usage is chosen by learners and teachers, not randomised:
+learners who use the resource more differ in ways the covariates may not capture, so the
+slope describes an association, never an effect of using the resource more. The results
+say so (``role="exploratory"``), and carry no effect size or months of progress.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
+from analysis.effects import arm_counts, cluster_params, subset_sample, t_inference
+from analysis.inputs import AnalysisPlan, UsageTable
+from analysis.results import Effect, not_estimable
+from analysis.sample import AnalysisSample
+from analysis.settings import MIN_CELL_PUPILS
+from analysis.suppression import suppress_count
+
+__all__ = ["HOURS_PER_STEP", "estimate_dose_response"]
+
+HOURS_PER_STEP = 10.0
+"""The slope is reported per 10 hours of active use."""
+
+ESTIMAND = "dose-response (exploratory, not causal)"
+
+
+def estimate_dose_response(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable
+                           ) -> list[Effect]:
+    """Slope of the endline score per 10 hours of active use, in each treatment arm."""
+    out: list[Effect] = []
+    kind: VcovKind = "cluster" if plan.clustered else "hetero"
+    counts = arm_counts(sample, len(plan.arms))
+    for arm in plan.treatment_arms:
+        t = plan.arms.index(arm)
+        contrast = f"{arm}: per {HOURS_PER_STEP:g} hours of active use"
+        n_units = {arm: int(counts.units[t])}
+        n_learners = {arm: suppress_count(int(counts.learners[t]))}
+        common = dict(outcome=sample.outcome, contrast=contrast, estimand=ESTIMAND,
+                      role="exploratory", model="ols within arm, usage as regressor")
+        sub = subset_sample(sample, sample.arm == t)
+        reason = None
+        if sub.n < MIN_CELL_PUPILS:
+            reason = f"suppressed: fewer than {MIN_CELL_PUPILS} learners in arm {arm!r}"
+        elif plan.clustered and sub.n_clusters < 3:
+            reason = "too few units in the arm"
+        hours = usage.minutes[sub.learner] / 60.0 / HOURS_PER_STEP
+        if reason is None and float(np.var(hours)) == 0.0:
+            reason = "no variation in usage within the arm"
+        if reason is None:
+            x = np.column_stack([hours, sub.covariates])
+            y = sub.y
+            k_absorbed = 0
+            if sub.stratum is not None:
+                both = absorb(np.column_stack([y, x]), sub.stratum, sub.n_strata)
+                y, x, k_absorbed = both[:, 0], both[:, 1:], sub.n_strata
+            else:
+                x = np.column_stack([x, np.ones(sub.n)])
+            kept = independent_columns(x)
+            c_params = cluster_params(plan, k_absorbed)
+            if 0 not in kept:
+                reason = "usage indistinguishable from strata or covariates"
+            elif kind == "cluster" and sub.n_clusters - c_params < 2:
+                reason = "too few units for cluster-robust standard errors (units ≤ strata)"
+            elif sub.n - len(kept) - k_absorbed <= 0:
+                reason = "too few learners for the model"
+            else:
+                fit = fit_ols(y, x[:, kept], kind=kind, cluster=sub.cluster,
+                              n_clusters=sub.n_clusters, k_absorbed=k_absorbed,
+                              cluster_params=c_params)
+                estimate, se = float(fit.params[0]), math.sqrt(float(fit.vcov[0, 0]))
+                low, high, p = t_inference(estimate, se, float(fit.df), plan.alpha)
+                out.append(Effect(
+                    **common,  # type: ignore[arg-type]
+                    estimate=estimate, std_error=se, ci_low=low, ci_high=high, p_value=p,
+                    df=float(fit.df), hedges_g=math.nan, hedges_g_ci_low=math.nan,
+                    hedges_g_ci_high=math.nan, months_progress=None, n_units=n_units,
+                    n_learners=n_learners,
+                    notes=("exploratory: usage is not randomised; an association, not an "
+                           "effect",),
+                ))
+                continue
+        out.append(not_estimable(**common, reason=reason or "not estimable",  # type: ignore[arg-type]
+                                 n_units=n_units, n_learners=n_learners))
+    return out
