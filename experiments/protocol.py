@@ -52,11 +52,18 @@ from experiments.protocol_vocabulary import (
 from experiments.protocol_yaml import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
 
 __all__ = [
+    "SCHEMA_PATH",
     "Analysis",
     "Arm",
     "Budget",
+    "BudgetItem",
+    "Compliance",
     "Decision",
+    "Deployment",
     "Design",
+    "EnrollmentWindow",
+    "Hypothesis",
+    "Investigator",
     "Outcome",
     "Period",
     "Periods",
@@ -65,11 +72,17 @@ __all__ = [
     "Protocol",
     "Randomisation",
     "Resource",
+    "Retention",
+    "RolloutStep",
     "ScheduleEntry",
+    "Training",
     "Usage",
+    "UsageMetric",
     "dump_protocol",
     "load_protocol",
     "parse_protocol",
+    "protocol_schema_text",
+    "write_schema",
 ]
 
 # --- value types -------------------------------------------------------------------
@@ -89,7 +102,11 @@ def _pattern(pattern: str, what: str) -> Any:
     return AfterValidator(check)
 
 
-def _vocabulary(values: tuple[str, ...], what: str, former: Mapping[str, str] = {}) -> Any:
+def _vocabulary(
+    values: tuple[str, ...], what: str, former: Mapping[str, str] | None = None
+) -> Any:
+    former = former or {}
+
     def check(value: str) -> str:
         if value in former:
             raise ValueError(
@@ -109,7 +126,7 @@ def _parse_date(value: object) -> object:
         raise ValueError(f"must be a date (YYYY-MM-DD) without a time, got {value.isoformat()}")
     if isinstance(value, date):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         try:
             return date.fromisoformat(value)
         except ValueError as exc:
@@ -602,13 +619,15 @@ def dump_protocol(protocol: Protocol) -> str:
 
 
 def _problems(exc: ValidationError, tree: Any, path: str) -> list[Problem]:
-    found: dict[tuple[int, int, str], Problem] = {}
+    found: dict[tuple[int, int, str, str], Problem] = {}
     for error in exc.errors():
         for loc, message in _explain(error):
             kept, line, col = locate(tree, loc)
             field = format_field(kept)
-            # A value failing every member of a union gives one error per member; keep one.
-            found.setdefault((line, col, field), Problem(path, line, col, field, message))
+            # A value failing every member of a union gives one type error per member: keep
+            # one per field. Meaning checks (value errors) are all kept.
+            key = message if error["type"] == "value_error" else ""
+            found.setdefault((line, col, field, key), Problem(path, line, col, field, message))
     return sorted(found.values(), key=lambda p: (p.line, p.col))
 
 
