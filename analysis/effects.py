@@ -21,6 +21,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -328,14 +329,16 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
     return out, None
 
 
-def _unit_vc(unit: npt.NDArray[np.intp], school: npt.NDArray[np.intp]) -> dict[str, list[
-        npt.NDArray[np.float64]]]:
-    """Variance-component design of statsmodels for units nested in schools.
+def _unit_vc(unit: npt.NDArray[np.intp], school: npt.NDArray[np.intp]) -> Any:
+    """Variance-component design (statsmodels ``VCSpec``) for units nested in schools.
 
-    For each school (group), one indicator column per unit of that school: a random
-    intercept per unit with a common variance (statsmodels ``exog_vc`` format).
+    For each school (group, in sorted order as statsmodels orders groups), one indicator
+    column per unit of that school: a random intercept per unit with a common variance.
     """
+    from statsmodels.regression.mixed_linear_model import VCSpec
+
     mats: list[npt.NDArray[np.float64]] = []
+    names: list[list[str]] = []
     order = np.argsort(school, kind="stable")
     bounds = np.flatnonzero(np.diff(school[order])) + 1
     for idx in np.split(order, bounds):
@@ -343,4 +346,5 @@ def _unit_vc(unit: npt.NDArray[np.intp], school: npt.NDArray[np.intp]) -> dict[s
         mat = np.zeros((idx.size, units_here.size))
         mat[np.arange(idx.size), local] = 1.0
         mats.append(mat)
-    return {"unit": mats}
+        names.append([f"unit{u}" for u in units_here])
+    return VCSpec(["unit"], [names], [mats])
