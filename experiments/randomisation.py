@@ -45,6 +45,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 
@@ -159,18 +160,22 @@ class Scheme:
         if self.seed < 0:
             raise ValueError(f"seed: expecting a non-negative integer, got {self.seed}")
 
-    @property
+    @cached_property
     def block_size(self) -> int:
         """Slots per block: ``block_multiple * sum(ratios)``."""
         return self.block_multiple * sum(self.ratios)
 
-    def block_slots(self) -> list[str]:
-        """The block's slots before drawing: each arm repeated ``multiple * ratio`` times."""
-        return [
+    @cached_property
+    def _slots(self) -> tuple[str, ...]:
+        return tuple(
             arm
             for arm, ratio in zip(self.arms, self.ratios, strict=True)
             for _ in range(ratio * self.block_multiple)
-        ]
+        )
+
+    def block_slots(self) -> list[str]:
+        """The block's slots before drawing: each arm repeated ``multiple * ratio`` times."""
+        return list(self._slots)
 
 
 def block_generator(scheme: Scheme, stratum: str, block: int) -> np.random.Generator:
@@ -197,8 +202,8 @@ def _draw_block(scheme: Scheme, rng: np.random.Generator) -> list[tuple[float, s
     free = scheme.block_slots()
     drawn: list[tuple[float, str]] = []
     for u in rng.random(len(free)).tolist():
-        index = min(int(u * len(free)), len(free) - 1)  # u < 1, so the min only guards rounding
-        drawn.append((u, free.pop(index)))
+        # u < 1, so int(u * k) < k; the min only guards against rounding.
+        drawn.append((u, free.pop(min(int(u * len(free)), len(free) - 1))))
     return drawn
 
 
