@@ -1,8 +1,10 @@
 """Dose-response of usage: EXPLORATORY, not causal.
 
 Within each treatment arm, the endline score is regressed on hours of active use (from the
-usage file), with the baseline, the covariates and the strata of the ITT model, and
-cluster-robust errors as there. Usage is chosen by learners and teachers, not randomised:
+usage file), with the baseline and the covariates of the ITT model, and cluster-robust
+errors as there. The randomisation strata are left out: within one arm they are not part
+of any contrast, and with one class per school and arm they would absorb every
+between-class difference in use. Usage is chosen by learners and teachers, not randomised:
 learners who use the resource more differ in ways the covariates may not capture, so the
 slope describes an association, never an effect of using the resource more. The results
 say so (``role="exploratory"``), and carry no effect size or months of progress.
@@ -14,8 +16,8 @@ import math
 
 import numpy as np
 
-from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
-from analysis.effects import arm_counts, cluster_params, subset_sample, t_inference
+from analysis._ols import VcovKind, fit_ols, independent_columns
+from analysis.effects import arm_counts, subset_sample, t_inference
 from analysis.inputs import AnalysisPlan, UsageTable
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample
@@ -53,20 +55,15 @@ def estimate_dose_response(plan: AnalysisPlan, sample: AnalysisSample, usage: Us
         if reason is None and float(np.var(hours)) == 0.0:
             reason = "no variation in usage within the arm"
         if reason is None:
-            x = np.column_stack([hours, sub.covariates])
+            x = np.column_stack([hours, np.ones(sub.n), sub.covariates])
             y = sub.y
             k_absorbed = 0
-            if sub.stratum is not None:
-                both = absorb(np.column_stack([y, x]), sub.stratum, sub.n_strata)
-                y, x, k_absorbed = both[:, 0], both[:, 1:], sub.n_strata
-            else:
-                x = np.column_stack([x, np.ones(sub.n)])
             kept = independent_columns(x)
-            c_params = cluster_params(plan, k_absorbed)
+            c_params = 1
             if 0 not in kept:
                 reason = "usage indistinguishable from strata or covariates"
             elif kind == "cluster" and sub.n_clusters - c_params < 2:
-                reason = "too few units for cluster-robust standard errors (units ≤ strata)"
+                reason = "too few units for cluster-robust standard errors"
             elif sub.n - len(kept) - k_absorbed <= 0:
                 reason = "too few learners for the model"
             else:
