@@ -149,3 +149,39 @@ def test_tiny_trial_is_suppressed_not_crashed(tmp_path: Path) -> None:
         assert all(v is None for v in effect["n_learners"].values())
     for arm in data["checks"]["consort"]:
         assert arm["learners_analysed"] is None
+
+
+def _protocol_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = PROTOCOL.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def test_mixed_model_runs_end_to_end(trial: SimulatedFiles, tmp_path: Path) -> None:
+    protocol = _protocol_with(tmp_path, "model: ancova ", "model: mixed  ")
+    out = tmp_path / "results.json"
+    result = _analyze(trial, "--json", str(out), protocol=protocol)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text(encoding="utf-8"))
+    (itt,) = [e for e in data["effects"] if e["role"] == "primary"]
+    assert itt["model"].startswith("mixed") and itt["reason"] is None
+    assert itt["ci_low"] < itt["estimate"] < itt["ci_high"]
+
+
+def test_an_outcome_without_data_does_not_stop_the_others(trial: SimulatedFiles,
+                                                          tmp_path: Path) -> None:
+    protocol = _protocol_with(
+        tmp_path, "    baseline: fluence            # pre-test",
+        "    baseline: fluence\n  - id: comprehension\n    primary: false\n"
+        "    baseline: comprehension  # pre-test")
+    out = tmp_path / "results.json"
+    result = _analyze(trial, "--json", str(out), protocol=protocol)
+    assert result.exit_code == 0, result.output
+    effects = json.loads(out.read_text(encoding="utf-8"))["effects"]
+    (secondary,) = [e for e in effects if e["role"] == "secondary"]
+    assert secondary["outcome"] == "comprehension" and secondary["estimate"] is None
+    assert "no learner" in secondary["reason"]
+    (primary,) = [e for e in effects if e["role"] == "primary"]
+    assert isinstance(primary["estimate"], float)
