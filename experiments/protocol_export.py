@@ -15,10 +15,24 @@ from experiments.registry import ExperimentRecord
 __all__ = ["preregistration_markdown"]
 
 _UNITS = {"learner": "élève", "class": "classe", "school": "établissement"}
+_DIRECTION = {"increase": "hausse", "decrease": "baisse"}
+_DESIGN = {
+    "parallel": "bras parallèles",
+    "waitlist": "liste d'attente",
+    "staggered": "déploiement échelonné",
+}
+_ANALYSIS = {"monitoring": "suivi", "interim": "intermédiaire", "final": "finale"}
+_EVERY = {"week": "chaque semaine", "month": "chaque mois", "period": "chaque période"}
 _MODEL = {
     "ancova": "ANCOVA (OLS), erreurs standard robustes groupées par unité",
     "mixed": "modèle mixte à intercepts aléatoires",
 }
+
+
+def _euros(amount: float, decimals: int) -> str:
+    # French typography: narrow no-break space between thousands, decimal comma.
+    text = f"{amount:,.{decimals}f}"
+    return text.replace(",", "\u202f").replace(".", ",") + "\u00a0€"
 
 
 def _items(values: list[str]) -> str:
@@ -71,11 +85,11 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         for h in p.hypotheses:
             kind = "confirmatoire" if h.confirmatory else "exploratoire"
             lines.append(
-                f"- {h.id} ({kind}, mesure `{h.outcome}`, effet attendu : {h.direction}) "
-                f": {h.statement}"
+                f"- {h.id} ({kind}, mesure `{h.outcome}`, effet attendu : "
+                f"{_DIRECTION[h.direction]}) : {h.statement}"
             )
     else:
-        lines.append(f"- Effet de {p.resource.name} sur `{p.primary_outcome.id}` (bilatéral).")
+        lines.append(f"- Effet de {p.resource.name} sur `{p.primary_outcome.id}` (test bilatéral).")
     arms = "; ".join(
         f"`{a.name}` (poids {a.allocation:g}{', témoin' if a.control else ''})"
         + (f" : {a.description}" if a.description else "")
@@ -85,7 +99,7 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         "",
         "## Design plan",
         "",
-        f"- Essai randomisé contrôlé, plan « {p.design.type} », unité de randomisation : "
+        f"- Essai randomisé contrôlé, plan « {_DESIGN[p.design.type]} », unité de randomisation : "
         f"{_UNITS[p.population.unit]}.",
         f"- Bras : {arms}.",
         f"- Randomisation dans les strates : {_items(p.randomisation.strata)} ; "
@@ -152,7 +166,8 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         "- Tailles d'effet : g de Hedges avec correction pour petits échantillons.",
         "- Analyses programmées : "
         + "; ".join(
-            f"{s.analysis} " + (f"le {s.at}" if s.at else f"chaque {s.every}") for s in p.schedule
+            f"{_ANALYSIS[s.analysis]} " + (f"le {s.at}" if s.at else _EVERY[s.every or "week"])
+            for s in p.schedule
         )
         + ".",
         "",
@@ -179,8 +194,8 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         )
     if p.budget:
         lines.append(
-            f"- Budget : {p.budget.total:,.0f} € ; coût par élève : "
-            f"{p.budget.cost_per_pupil:,.2f} €.".replace(",", " ")
+            f"- Budget : {_euros(p.budget.total, 0)} ; coût par élève : "
+            f"{_euros(p.budget.cost_per_pupil, 2)}."
         )
     if p.decision:
         lines.append(
