@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 MISSING_LEVEL = "(manquant)"
+MAX_COVARIATE_LEVELS = 100
+"""A categorical covariate with more levels is refused (one dummy column per level)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ def _covariate_columns(
         return [filled], [name]
     levels = text.where(~blank, MISSING_LEVEL)
     counts = levels.value_counts()
+    if len(counts) > MAX_COVARIATE_LEVELS:
+        raise InputError(
+            f"covariate {name!r} is not numeric and has {len(counts)} distinct values "
+            f"(more than {MAX_COVARIATE_LEVELS}): declare a numeric column, or a coarser one",
+            field=name,
+        )
     reference = str(counts.index[0])
     columns: list[npt.NDArray[np.float64]] = []
     names: list[str] = []
