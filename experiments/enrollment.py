@@ -356,7 +356,7 @@ def _insert_many(
     compiled = sa.insert(table).compile(dialect=dialect, column_keys=keys)
 
     def processor(key: str) -> Callable[[Any], Any]:
-        process = table.c[key].type.bind_processor(dialect)
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
         return process if process is not None else (lambda value: value)
 
     fixed = {key: processor(key)(value) for key, value in same.items()}

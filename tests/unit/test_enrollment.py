@@ -426,3 +426,18 @@ def test_cli_json_withdraw_and_pending_publication(cli_env: Path) -> None:
     assert code == 3 and "arm " in output and "kept (ITT)" in output
     code, output = _enroll("fluence-cp-2027", "--republish")
     assert code == 3 and "published 0" in output
+
+
+def test_stored_times_read_back_exactly(engine: Engine, design: EnrollmentDesign) -> None:
+    # The SQLite fast insert applies SQLAlchemy's own DateTime and JSON processors.
+    from datetime import UTC, datetime
+
+    now = datetime(2027, 9, 1, 8, 30, 15, 123456, tzinfo=UTC)
+    enroll_classes(engine, design, read_classes(CLASSES, design), actor="t", now=now)
+    (message, *_) = pending_messages(engine, design.experiment_id)
+    assert message.at == now
+    with engine.connect() as c:
+        stored = c.execute(sa.text("SELECT enrolled_at, attributes FROM enrollments")).first()
+    assert stored is not None
+    assert stored.enrolled_at == "2027-09-01 08:30:15.123456"
+    assert stored.attributes == '{"education_priority": "REP"}'
