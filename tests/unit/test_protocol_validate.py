@@ -258,3 +258,23 @@ def test_preuve_entry_point_routes_to_validate() -> None:
     result = runner.invoke(preuve, ["protocol", "validate", str(DESIGN_EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert result.output == f"{DESIGN_EXAMPLE}: valid\n"
+
+
+def test_added_sections_of_the_examples() -> None:
+    maths = load_protocol(ROOT / "protocols" / "calcul-6e-rep-2027.yaml")
+    assert maths.population.unit == "school"
+    assert maths.population.criteria["education_priority"] == ["REP", "REP+"]
+    assert maths.resource.all_levels() == ["CM1", "CM2", "6e"]  # cycle 3
+    assert maths.budget is not None
+    assert maths.budget.total == 81000 + 18000 + 45000
+    assert round(maths.budget.cost_per_pupil, 2) == 53.33  # 144 000 € / 2 700 pupils
+    assert [m.kind for m in maths.usage.metrics] == ["login", "active_use"]
+    assert maths.decision is not None and maths.decision.min_active_share == 0.6
+    waves = load_protocol(ROOT / "protocols" / "lecture-ce1-vagues-2027.yaml")
+    assert waves.design.type == "staggered"
+    assert [(s.arm, str(s.starts)) for s in waves.design.rollout] == [
+        ("vague1", "2027-10-04"),
+        ("vague2", "2028-01-08"),
+        ("attente", "2028-09-01"),
+    ]
+    assert waves.control_arm.name == "attente"
