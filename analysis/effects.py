@@ -174,7 +174,7 @@ def estimate_effects(
     --------
     >>> import numpy as np
     >>> from analysis.inputs import AnalysisPlan, OutcomeSpec
-    >>> from analysis.sample import AnalysisSample, compact_codes
+    >>> from analysis.sample import AnalysisSample
     >>> rng = np.random.default_rng(1)
     >>> unit = np.repeat(np.arange(20), 15); arm = (unit % 2).astype(np.int8)
     >>> y = 0.3 * (arm == 0) + rng.normal(size=300) + rng.normal(size=20)[unit]

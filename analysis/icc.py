@@ -47,9 +47,9 @@ def estimate_icc(
     Examples
     --------
     >>> import numpy as np
-    >>> y = np.array([1.0, 2.0, 3.0, 3.0, 4.0, 5.0]); c = np.array([0, 0, 0, 1, 1, 1])
-    >>> round(estimate_icc("y", y, c, 2).icc, 6)   # MSB = 6, MSW = 1 → 5 / 8
-    0.625
+    >>> y = np.array([1.0, 2, 3, 4, 5, 3, 4, 5, 6, 7]); c = np.repeat([0, 1], 5)
+    >>> estimate_icc("y", y, c, 2).icc   # MSB = 10, MSW = 2.5, n0 = 5 → 7.5 / 20
+    0.375
     """
     n = y.size
     if group is None:
