@@ -182,7 +182,9 @@ _ALL_OR_NOTHING = (
     "All-or-nothing per request: if any item is refused, nothing of the request is "
     "written, and the answer lists every bad item by index and field. 202 means every "
     "item is durably written to Kafka (acks=all). Re-sending an identical event is a "
-    "success without a second copy; the same event_id with other content is a 409."
+    "success without a second copy; the same event_id with other content is a 409. "
+    "A request holds at most `max_batch_items` items and `max_batch_bytes` bytes (deployment "
+    "settings, by default 1000 items and 1 MiB), else 413."
 )
 
 
@@ -610,7 +612,6 @@ def create_app(
                                     "type": "array",
                                     "items": {"$ref": "#/components/schemas/UsageEvent"},
                                     "minItems": 1,
-                                    "maxItems": settings.gateway.max_batch_items,
                                 },
                             ]
                         }
@@ -650,7 +651,6 @@ def create_app(
                                     "type": "array",
                                     "items": {"$ref": "#/components/schemas/XapiStatement"},
                                     "minItems": 1,
-                                    "maxItems": settings.gateway.max_batch_items,
                                 },
                             ]
                         }

@@ -34,7 +34,7 @@ import re
 import uuid
 from typing import Any, Final
 
-from ingest.contract import UsageEvent, Verb, parse_event
+from ingest.contract import _PSEUDONYM, _SLUG, _UAI, UsageEvent, Verb, parse_event
 from ingest.errors import EventRejected
 
 __all__ = [
@@ -138,7 +138,11 @@ STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
                     "required": ["homePage", "name"],
                     "properties": {
                         "homePage": {"type": "string"},
-                        "name": {"type": "string", "description": "Pseudonymous learner id."},
+                        "name": {
+                            "type": "string",
+                            "pattern": _PSEUDONYM,
+                            "description": "Pseudonymous learner id.",
+                        },
                     },
                 },
             },
@@ -172,9 +176,9 @@ STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
                 "extensions": {
                     "type": "object",
                     "properties": {
-                        CLASS_EXTENSION: {"type": "string"},
-                        SCHOOL_EXTENSION: {"type": "string"},
-                        RESOURCE_EXTENSION: {"type": "string"},
+                        CLASS_EXTENSION: {"type": "string", "pattern": _PSEUDONYM},
+                        SCHOOL_EXTENSION: {"type": "string", "pattern": _UAI},
+                        RESOURCE_EXTENSION: {"type": "string", "pattern": _SLUG},
                     },
                 },
                 "contextActivities": {
@@ -183,7 +187,11 @@ STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
                 },
             },
         },
-        "timestamp": {"type": "string", "format": "date-time"},
+        "timestamp": {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 with a UTC offset (Z or ±HH:MM).",
+        },
     },
 }
 
