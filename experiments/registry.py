@@ -305,7 +305,13 @@ def _create(session: Session, protocol: Protocol, source_yaml: str, actor: str) 
             experiment_id=row.id, from_state=None, to_state="draft", at=now, actor=actor, note=None
         )
     )
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise RegistryError(
+            f"{protocol.id}: created by someone else at the same time; try again", field="id"
+        ) from None
     _add_version(session, row, protocol, source_yaml, "registration", actor)
     return row
 

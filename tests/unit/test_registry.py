@@ -210,3 +210,30 @@ def test_cli_register_amend_show_export(settings: Settings, tmp_path: Path) -> N
 
     code, out = run("show", "inconnue")
     assert code == 2 and "no such experiment" in out
+
+
+def test_concurrent_first_registrations_one_wins(settings: Settings) -> None:
+    # Two registrations of a new experiment at the same time: one wins, the other gets a
+    # RegistryError (never a raw database error), and the registry holds one version.
+    import threading
+
+    protocol = load_protocol(EXAMPLE)
+    engine = registry_engine(settings)
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def register() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(register_protocol(engine, protocol, TEXT).outcome)
+        except RegistryError as exc:
+            outcomes.append(exc.reason)
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("registered") == 1, outcomes
+    assert all(o in ("registered", "unchanged") or "at the same time" in o for o in outcomes)
+    assert get_experiment(engine, protocol.id).current_version == 1
