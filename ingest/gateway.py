@@ -358,9 +358,16 @@ class _Gateway:
                 )
         if conflicts:
             raise BatchRefused(409, conflicts)
-        to_send = self._claim(list(unique.values()))
-        self._produce(to_send)
-        self._confirm([item.event_id for item in to_send])
+        try:
+            to_send = self._claim(list(unique.values()))
+            self._produce(to_send)
+            # A registry failure here leaves the receipts pending: the client's retry writes
+            # the events again, and the worker de-duplicates them by event_id.
+            self._confirm([item.event_id for item in to_send])
+        except sa.exc.OperationalError as error:
+            raise self._unavailable(
+                f"the registry (receipts) is unavailable: {error.orig}"
+            ) from None
         self._purge_if_due()
         return _Outcome(written=len(to_send), duplicates=len(items) - len(to_send))
 
@@ -486,7 +493,13 @@ class _Gateway:
             if time.monotonic() - self._last_purge < _PURGE_EVERY_S:
                 return
             self._last_purge = time.monotonic()
-        purge_receipts(self.engine, timedelta(days=self.settings.gateway.receipt_retention_days))
+        try:
+            purge_receipts(
+                self.engine, timedelta(days=self.settings.gateway.receipt_retention_days)
+            )
+        except sa.exc.OperationalError as error:
+            # The batch is written and confirmed; the purge is retried an hour later.
+            logger.warning("could not purge gateway receipts: %s", error.orig)
 
     def close(self) -> None:
         with self._lock:

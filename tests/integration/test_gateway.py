@@ -14,9 +14,14 @@ with warnings.catch_warnings():
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +30,14 @@ import pytest
 import sqlalchemy as sa
 from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from experiments.access import issue_token
 from experiments.database import registry_engine
 from experiments.settings import GatewaySettings, Settings, TopicNames
 from ingest.broker import LocalBroker, free_port
-from ingest.gateway import OPENAPI_PATH, create_app, openapi_document, receipts
+from ingest.gateway import OPENAPI_PATH, create_app, openapi_document, purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
 
 pytestmark = pytest.mark.integration
@@ -132,16 +137,26 @@ def client(settings: Settings, engine: sa.Engine) -> Iterator[AppClient]:
 
 
 def _records(settings: Settings) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every record of the events topic, read from the beginning to the end offsets."""
     consumer = KafkaConsumer(
-        settings.topics.events,
         bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
         enable_auto_commit=False,
-        consumer_timeout_ms=3000,
         client_id="test-gateway-reader",
     )
     try:
-        return [(record.key, json.loads(record.value)) for record in consumer]
+        topic = settings.topics.events
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert partitions, f"topic {topic} has no partitions"
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records: list[tuple[bytes | None, dict[str, Any]]] = []
+        deadline = time.monotonic() + 15
+        while any(consumer.position(p) < end[p] for p in partitions):
+            assert time.monotonic() < deadline, "could not read the topic to its end"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend((record.key, json.loads(record.value)) for record in batch)
+        return records
     finally:
         consumer.close()
 
@@ -401,3 +416,66 @@ def test_health_and_the_saved_openapi_document(client: AppClient) -> None:
         "ingest/schemas/gateway-openapi.json is stale: run "
         "`python -c 'from ingest.gateway import *; OPENAPI_PATH.write_text(openapi_document())'`"
     )
+
+
+def test_receipts_older_than_the_retention_are_purged(engine: sa.Engine) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "content_sha256": "0" * 64,
+            "resource_id": "lectio",
+            "state": "confirmed",
+            "received_at": now - timedelta(days=age),
+        }
+        for age in (0, 29, 31, 400)
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(receipts), rows)
+    assert purge_receipts(engine, timedelta(days=30)) == 2
+    with engine.connect() as connection:
+        kept = set(connection.execute(sa.select(receipts.c.event_id)).scalars())
+    assert kept == {rows[0]["event_id"], rows[1]["event_id"]}
+
+
+def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str) -> None:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PREUVE_STATE_DIR": str(settings.state_dir),
+        "PREUVE_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
+        "PREUVE_TOPICS__EVENTS": settings.topics.events,
+        "PREUVE_LOG_LEVEL": "WARNING",
+    }
+    preuve = Path(sys.executable).parent / "preuve"
+    server = subprocess.Popen(
+        [str(preuve), "gateway", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "preuve gateway did not answer in 30 s"
+                time.sleep(0.2)
+        event = _event()
+        answer = httpx.post(f"{base}/v1/events", json=event, headers=_auth(key), timeout=20)
+        assert answer.status_code == 202, answer.text
+        assert [v["event_id"] for _, v in _records(settings)] == [event["event_id"]]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            if server.stdout:
+                server.stdout.close()

@@ -96,7 +96,7 @@ def test_no_input_makes_the_gateway_fail(
     statuses: Counter[int] = Counter()
 
     @settings(
-        max_examples=200 if method == "POST" else 10,
+        max_examples={"POST": 200 if mode == GenerationMode.POSITIVE else 100}.get(method, 10),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
