@@ -441,3 +441,26 @@ def test_stored_times_read_back_exactly(engine: Engine, design: EnrollmentDesign
     assert stored is not None
     assert stored.enrolled_at == "2027-09-01 08:30:15.123456"
     assert stored.attributes == '{"education_priority": "REP"}'
+
+
+def test_cli_uses_the_registered_protocol_and_refuses_drafts_and_other_files(
+    cli_env: Path, tmp_path: Path
+) -> None:
+    from experiments.registry import register_protocol, save_draft
+
+    engine = registry_engine(Settings(state_dir=cli_env / "cli-state"))
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + "c1,0781234A,CP,24,versailles,REP\n")
+    protocol = load_protocol(PROTOCOL)
+    draft = protocol.model_copy(update={"id": "brouillon"})
+    save_draft(engine, draft, PROTOCOL.read_text().replace("fluence-cp-2027", "brouillon"))
+    code, output = _enroll("brouillon", str(good), "--no-publish")
+    assert code == 2 and "experiment brouillon is draft" in output
+    register_protocol(engine, protocol, PROTOCOL.read_text(), actor="test")
+    code, output = _enroll("fluence-cp-2027", str(good), "--no-publish")
+    assert code == 0, output
+    assert "not registered" not in output and "c1\t0781234A\tCP\t24\t-> " in output
+    other = tmp_path / "other.yaml"
+    other.write_text(PROTOCOL.read_text().replace("seed: 20270901", "seed: 1"))
+    code, output = _enroll("fluence-cp-2027", str(good), "--protocol", str(other))
+    assert code == 2 and "is not the registered protocol" in output
