@@ -77,7 +77,7 @@ from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
 from ingest.producer import new_producer
-from ingest.xapi import STATEMENT_JSON_SCHEMA, statement_to_event
+from ingest.xapi import RESOURCE_EXTENSION, STATEMENT_JSON_SCHEMA, statement_to_event
 
 __all__ = [
     "Accepted",
@@ -311,8 +311,12 @@ class _Gateway:
         body: bytes,
         principal: Principal,
         to_event: Callable[[Any, int], UsageEvent],
+        resource_field: str = "resource_id",
     ) -> list[_Item]:
-        """Decode, validate and scope-check every item; refuse the request on any problem."""
+        """Decode, validate and scope-check every item; refuse the request on any problem.
+
+        ``resource_field`` is how a refusal names the resource (the xAPI path for statements).
+        """
         raw_items = _decode_items(body, self.settings.gateway.max_batch_items)
         items: list[_Item] = []
         problems: list[ItemProblem] = []
@@ -328,7 +332,7 @@ class _Gateway:
         foreign = [
             ItemProblem(
                 item.index,
-                "resource_id",
+                resource_field,
                 f"resource '{item.event.resource_id}' is not the resource of this API key "
                 f"('{principal.scope}')",
             )
@@ -587,10 +591,13 @@ def create_app(
         bearer: HTTPAuthorizationCredentials | None,
         api_key: str | None,
         to_event: Callable[[Principal], Callable[[Any, int], UsageEvent]],
+        resource_field: str = "resource_id",
     ) -> JSONResponse:
         principal = await run_in_threadpool(gateway.principal, bearer, api_key)
         body = await gateway.read_body(request)
-        items = await run_in_threadpool(gateway.items, body, principal, to_event(principal))
+        items = await run_in_threadpool(
+            gateway.items, body, principal, to_event(principal), resource_field
+        )
         outcome = await run_in_threadpool(gateway.accept, items)
         resources = sorted({item.event.resource_id for item in items})
         logger.info(
@@ -681,7 +688,9 @@ def create_app(
             default = principal.scope if principal.role == "edtech" else None
             return lambda raw, _index: statement_to_event(raw, resource_id=default)
 
-        return await _accept(request, bearer, api_key, to_event)
+        return await _accept(
+            request, bearer, api_key, to_event, f"context.extensions[{RESOURCE_EXTENSION}]"
+        )
 
     @app.get("/healthz", summary="Liveness: the gateway process answers")
     async def healthz() -> dict[str, str]:

@@ -395,7 +395,11 @@ def test_xapi_statements_are_mapped_and_written(
             }
         },
     }
-    assert client.post("/v1/xapi/statements", json=other, headers=_auth(key)).status_code == 403
+    answer = client.post("/v1/xapi/statements", json=other, headers=_auth(key))
+    assert answer.status_code == 403, answer.text
+    assert [(p["index"], p["field"]) for p in answer.json()["errors"]] == [
+        (0, "context.extensions[https://preuve.example/xapi/extensions/resource-id]")
+    ]
 
 
 def test_one_info_line_per_batch_without_learner_ids(
