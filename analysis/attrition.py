@@ -114,7 +114,9 @@ def check_attrition(
     total = sum(randomised.values())
     overall = 1.0 - sum(analysed.values()) / total if total else math.nan
     differential = abs(rates[0] - rates[1]) if len(rates) == 2 else math.nan
-    hidden = level == "learner" and any(is_suppressed(randomised[a]) for a in arms)
+    # Rates and randomised counts would give away an analysed count under 10: hide both.
+    hidden = level == "learner" and any(
+        is_suppressed(randomised[a]) or is_suppressed(analysed[a]) for a in arms)
     shown = {a: (None if level == "learner" and is_suppressed(n) else n)
              for a, n in randomised.items()}
     shown_analysed = {a: (None if level == "learner" and is_suppressed(n) else n)

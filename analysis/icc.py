@@ -60,7 +60,8 @@ def estimate_icc(
     arms = np.unique(group)
     a = int(arms.size)
     if g - a < 1 or n - g < 1:
-        return IccEstimate(outcome, math.nan, g, suppress_count(n), n / g if g else math.nan,
+        return IccEstimate(outcome, math.nan, g, suppress_count(n),
+                           n / g if g and n >= MIN_CELL_PUPILS else math.nan,
                            reason="too few units or learners for an ICC")
     # Nested one-way ANOVA: clusters within arms (each cluster belongs to one arm).
     arm_sum = np.bincount(group, weights=y)
@@ -80,7 +81,8 @@ def estimate_icc(
     msw = ssw / (n - g)
     denominator = msb + (n0 - 1) * msw
     if denominator <= 0:
-        return IccEstimate(outcome, math.nan, g, suppress_count(n), n / g, reason="no variance")
+        return IccEstimate(outcome, math.nan, g, suppress_count(n),
+                           n / g if n >= MIN_CELL_PUPILS else math.nan, reason="no variance")
     if n < MIN_CELL_PUPILS:
         return IccEstimate(outcome, math.nan, g, None, math.nan,
                            reason="suppressed: fewer than 10 learners")

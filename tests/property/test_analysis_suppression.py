@@ -19,7 +19,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis.inputs import AnalysisPlan, OutcomeSpec, read_outcomes, read_units
+from analysis.inputs import AnalysisPlan, OutcomeSpec, read_outcomes, read_units, read_usage
 from analysis.results import to_json_dict
 from analysis.run import run_analysis
 from analysis.statistics import SampleMeanStatistic
@@ -57,7 +57,8 @@ def test_suppress_count_never_lets_a_small_cell_through(n: int) -> None:
 PLAN = AnalysisPlan(
     experiment="property", protocol_sha256="0" * 64, unit="class", arms=("lectio", "usual"),
     control="usual", allocation=(1.0, 1.0), outcomes=(OutcomeSpec("fluence", True, "fluence"),),
-    strata=("school_uai",), subgroups=("education_priority",),
+    strata=("school_uai",), subgroups=("education_priority",), estimands=("ITT", "CACE"),
+    min_active_minutes=300.0,
 )
 
 trials = st.lists(
@@ -73,30 +74,38 @@ trials = st.lists(
 
 
 def _write(trial: list[tuple[int, str, str, int, float]], directory: Path, seed: int
-           ) -> tuple[Path, Path]:
+           ) -> tuple[Path, Path, Path]:
     rng = np.random.default_rng(seed)
     units = pd.DataFrame([
         {"unit_id": f"C{i}", "arm": arm, "school_uai": f"S{school}", "education_priority": ep}
         for i, (_, arm, ep, school, _) in enumerate(trial)
     ])
     rows = []
-    for i, (size, _, _, _, missing) in enumerate(trial):
+    usage = []
+    for i, (size, arm, _, _, missing) in enumerate(trial):
         for j in range(size):
             learner = f"L{i}-{j}"
+            if arm == "lectio" and rng.random() < 0.8:
+                usage.append((learner, f"C{i}", 1, round(float(rng.gamma(2.0, 150.0)), 1)))
             rows.append((learner, f"C{i}", "fluence", "baseline", f"{rng.normal(50, 10):.2f}"))
             end = "" if rng.random() < missing else f"{rng.normal(52, 10):.2f}"
             rows.append((learner, f"C{i}", "fluence", "endline", end))
     outcomes = pd.DataFrame(rows, columns=["learner_id", "unit_id", "measure", "wave", "score"])
     units.to_csv(directory / "units.csv", index=False)
     outcomes.to_csv(directory / "outcomes.csv", index=False)
-    return directory / "units.csv", directory / "outcomes.csv"
+    pd.DataFrame(usage, columns=["learner_id", "unit_id", "week", "active_minutes"]).to_csv(
+        directory / "usage.csv", index=False)
+    return directory / "units.csv", directory / "outcomes.csv", directory / "usage.csv"
 
 
 def _learner_counts(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
-    """Every value under a key that counts learners, anywhere in the JSON."""
+    """Every value under a key that counts learners, anywhere in the JSON (including the
+    per-arm counts of learner-level attrition checks)."""
     if isinstance(node, dict):
+        learner_level = node.get("level") == "learner"
         for k, v in node.items():
-            yield from _learner_counts(v, k)
+            counted = learner_level and k in ("randomised", "analysed")
+            yield from _learner_counts(v, f"learner {k}" if counted else k)
     elif isinstance(node, list):
         for v in node:
             yield from _learner_counts(v, key)
@@ -110,12 +119,13 @@ def test_no_output_shows_a_cell_under_10_learners(
     trial: list[tuple[int, str, str, int, float]], seed: int
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        units_path, outcomes_path = _write(trial, Path(tmp), seed)
+        units_path, outcomes_path, usage_path = _write(trial, Path(tmp), seed)
         units = read_units(units_path, PLAN)
         if sum(size for size, *_ in trial) == 0:
             return  # no learner at all: nothing to show
         outcomes = read_outcomes(outcomes_path, units)
-        data = to_json_dict(run_analysis(PLAN, units, outcomes))
+        usage = read_usage(usage_path, outcomes, units)
+        data = to_json_dict(run_analysis(PLAN, units, outcomes, usage))
     for key, value in _learner_counts(data):
         countable = isinstance(value, (int, float)) and not isinstance(value, bool)
         if countable and key != "mean_unit_size":
