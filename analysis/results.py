@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from analysis.settings import Role
 
 __all__ = [
@@ -102,6 +104,19 @@ class AnalysisResults:
     checks: Mapping[str, Any] = field(default_factory=dict)
     usage: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+
+    def tidy(self) -> pd.DataFrame:
+        """The effects as a table, one row per effect (pyfixest ``tidy()`` style).
+
+        Examples
+        --------
+        >>> AnalysisResults("x", "", "final", {}, ()).tidy().empty
+        True
+        """
+        rows = [{f.name: getattr(e, f.name) for f in dataclasses.fields(e)}
+                for e in self.effects]
+        columns = [f.name for f in dataclasses.fields(Effect)]
+        return pd.DataFrame(rows, columns=columns)
 
 
 def _plain(value: Any) -> Any:
