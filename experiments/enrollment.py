@@ -64,6 +64,7 @@ __all__ = [
     "pending_messages",
     "publish_pending",
     "read_classes",
+    "verify_allocations",
     "withdraw",
 ]
 
@@ -372,6 +373,96 @@ def _insert_many(
     connection.exec_driver_sql(str(compiled), params)
 
 
+def _enroll_rows(
+    session: Session,
+    design: EnrollmentDesign,
+    classes: ClassesFile,
+    outcome: EnrollmentOutcome,
+    *,
+    now: datetime,
+    actor: str,
+) -> None:
+    """The transaction of :func:`enroll_classes`: check against the registry, randomise,
+    insert; fills ``outcome``."""
+    enrollments = _ENROLLMENTS
+    _lock_experiment(session, design, now)
+    existing: dict[str, Mapping[Any, Any]] = {
+        row["class_id"]: row
+        for row in session.execute(
+            sa.select(enrollments).where(enrollments.c.experiment_id == design.experiment_id)
+        ).mappings()
+    }
+    elsewhere = _enrolled_elsewhere(
+        session, design.experiment_id,
+        [r.class_id for r in classes.rows if r.class_id not in existing],
+    )  # fmt: skip
+    randomiser, sequence = _randomiser(session, design)
+    school_strata = {
+        row["unit_id"]: row["stratum"] for row in existing.values()
+    } if design.unit == "school" else {}
+    new_rows: list[dict[str, object]] = []
+    log_rows: list[dict[str, object]] = []
+    for row in classes.rows:
+        known = existing.get(row.class_id)
+        if known is not None:
+            stored = {k: known[k] for k in ("school_uai", "academie", "level", "pupils")}
+            stored["attributes"] = dict(known["attributes"])
+            if stored == row.values():
+                outcome.already.append(_as_enrolled(known, new=False))
+            else:
+                changed = next(k for k, v in row.values().items() if stored[k] != v)
+                outcome.refusals.append(refusal(
+                    "enrolled_differently", row.line, row.class_id, changed,
+                    str(row.values()[changed]), stored=stored[changed],
+                ))  # fmt: skip
+            continue
+        if row.class_id in elsewhere:
+            outcome.refusals.append(refusal(
+                "enrolled_elsewhere", row.line, row.class_id, "class_id", row.class_id,
+                other=elsewhere[row.class_id],
+            ))  # fmt: skip
+            continue
+        school_stratum = school_strata.setdefault(row.cluster, row.stratum)
+        if school_stratum != row.stratum:
+            outcome.refusals.append(refusal(
+                "school_stratum_conflict", row.line, row.class_id, ",".join(design.strata),
+                row.stratum, school=row.school_uai, stratum=school_stratum,
+            ))  # fmt: skip
+            continue
+        assignment = randomiser.assign(Unit(row.class_id, row.cluster, row.stratum))
+        record = {
+            "experiment_id": design.experiment_id, "class_id": row.class_id,
+            "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
+            "pupils": row.pupils, "attributes": dict(row.attributes), "stratum": row.stratum,
+            "unit_id": row.cluster, "arm": assignment.arm, "status": "enrolled",
+            "enrolled_at": now, "withdrawn_at": None, "published_status": None,
+        }  # fmt: skip
+        new_rows.append(record)
+        existing[row.class_id] = record  # a later duplicate in the same call is "already"
+        if assignment.allocation is not None:
+            sequence += 1
+            a = assignment.allocation
+            log_rows.append({
+                "experiment_id": design.experiment_id, "sequence": sequence,
+                "class_id": row.class_id, "unit_id": a.cluster, "stratum": a.stratum,
+                "block": a.block, "position": a.position, "draw": a.draw, "arm": a.arm,
+                "allocated_at": now,
+            })  # fmt: skip
+        outcome.enrolled.append(_as_enrolled(record, new=True))
+    if new_rows:
+        _insert_many(session, enrollments, new_rows, {
+            "experiment_id": design.experiment_id, "status": "enrolled", "enrolled_at": now,
+            "withdrawn_at": None, "published_status": None,
+        })  # fmt: skip
+    if log_rows:
+        _insert_many(session, _ALLOCATIONS, log_rows,
+                     {"experiment_id": design.experiment_id, "allocated_at": now})
+    record_audit(session, actor, "enrollment.file", design.experiment_id, {
+        "file": classes.path, "enrolled": len(new_rows), "already": len(outcome.already),
+        "refused": len(outcome.refusals),
+    })  # fmt: skip
+
+
 def enroll_classes(
     engine: Engine,
     design: EnrollmentDesign,
@@ -425,86 +516,19 @@ def enroll_classes(
     """
     now = now or datetime.now(UTC)
     outcome = EnrollmentOutcome(design.experiment_id, refusals=list(classes.refusals))
-    enrollments = _ENROLLMENTS
-    with Session(engine) as session, session.begin():
-        _lock_experiment(session, design, now)
-        existing: dict[str, Mapping[Any, Any]] = {
-            row["class_id"]: row
-            for row in session.execute(
-                sa.select(enrollments).where(enrollments.c.experiment_id == design.experiment_id)
-            ).mappings()
-        }
-        elsewhere = _enrolled_elsewhere(
-            session, design.experiment_id,
-            [r.class_id for r in classes.rows if r.class_id not in existing],
-        )  # fmt: skip
-        randomiser, sequence = _randomiser(session, design)
-        school_strata = {
-            row["unit_id"]: row["stratum"] for row in existing.values()
-        } if design.unit == "school" else {}
-        new_rows: list[dict[str, object]] = []
-        log_rows: list[dict[str, object]] = []
-        for row in classes.rows:
-            known = existing.get(row.class_id)
-            if known is not None:
-                stored = {k: known[k] for k in ("school_uai", "academie", "level", "pupils")}
-                stored["attributes"] = dict(known["attributes"])
-                if stored == row.values():
-                    outcome.already.append(_as_enrolled(known, new=False))
-                else:
-                    changed = next(k for k, v in row.values().items() if stored[k] != v)
-                    outcome.refusals.append(refusal(
-                        "enrolled_differently", row.line, row.class_id, changed,
-                        str(row.values()[changed]), stored=stored[changed],
-                    ))  # fmt: skip
-                continue
-            if row.class_id in elsewhere:
-                outcome.refusals.append(refusal(
-                    "enrolled_elsewhere", row.line, row.class_id, "class_id", row.class_id,
-                    other=elsewhere[row.class_id],
-                ))  # fmt: skip
-                continue
-            school_stratum = school_strata.setdefault(row.cluster, row.stratum)
-            if school_stratum != row.stratum:
-                outcome.refusals.append(refusal(
-                    "school_stratum_conflict", row.line, row.class_id, ",".join(design.strata),
-                    row.stratum, school=row.school_uai, stratum=school_stratum,
-                ))  # fmt: skip
-                continue
-            assignment = randomiser.assign(Unit(row.class_id, row.cluster, row.stratum))
-            record = {
-                "experiment_id": design.experiment_id, "class_id": row.class_id,
-                "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
-                "pupils": row.pupils, "attributes": dict(row.attributes), "stratum": row.stratum,
-                "unit_id": row.cluster, "arm": assignment.arm, "status": "enrolled",
-                "enrolled_at": now, "withdrawn_at": None, "published_status": None,
-            }  # fmt: skip
-            new_rows.append(record)
-            existing[row.class_id] = record  # a later duplicate in the same call is "already"
-            if assignment.allocation is not None:
-                sequence += 1
-                a = assignment.allocation
-                log_rows.append({
-                    "experiment_id": design.experiment_id, "sequence": sequence,
-                    "class_id": row.class_id, "unit_id": a.cluster, "stratum": a.stratum,
-                    "block": a.block, "position": a.position, "draw": a.draw, "arm": a.arm,
-                    "allocated_at": now,
-                })  # fmt: skip
-            outcome.enrolled.append(_as_enrolled(record, new=True))
-        if new_rows:
-            _insert_many(session, enrollments, new_rows, {
-                "experiment_id": design.experiment_id, "status": "enrolled", "enrolled_at": now,
-                "withdrawn_at": None, "published_status": None,
-            })  # fmt: skip
-        if log_rows:
-            _insert_many(session, _ALLOCATIONS, log_rows,
-                         {"experiment_id": design.experiment_id, "allocated_at": now})
-        record_audit(session, actor, "enrollment.file", design.experiment_id, {
-            "file": classes.path, "enrolled": len(new_rows), "already": len(outcome.already),
-            "refused": len(outcome.refusals),
-        })  # fmt: skip
-        if before_commit is not None:
-            before_commit()
+    try:
+        with Session(engine) as session, session.begin():
+            _enroll_rows(session, design, classes, outcome, now=now, actor=actor)
+            if before_commit is not None:
+                before_commit()
+    except sa.exc.IntegrityError as exc:
+        # Only a concurrent first enrollment of the same experiment (PostgreSQL) or of the
+        # same class into another experiment gets here; the transaction rolled back whole.
+        raise EnrollmentError(
+            f"experiment {design.experiment_id}: another enrollment wrote the same rows at "
+            "the same time; nothing of this file was enrolled, run it again",
+            field="experiment",
+        ) from exc
     outcome.refusals.sort(key=lambda r: r.line)
     logger.info(
         "experiment %s: enrolled %d classes, %d already enrolled, %d refused",
@@ -581,6 +605,56 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
         compared.append("academie")
     return balance_report(list(units.values()), design.arms, design.control, compared,
                           unit=design.unit)  # fmt: skip
+
+
+def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
+    """Replay the allocation log from the protocol alone; return every discrepancy.
+
+    Each logged allocation is re-drawn from the scheme (seed, arms, ratios), its stratum
+    and its rank in the log, and must give the same block, position, draw and arm; every
+    enrollment must carry its unit's logged arm. An empty list means the assignment is
+    exactly what the protocol and the enrollment order produce.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.protocol import load_protocol
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
+    >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
+    >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
+    >>> verify_allocations(engine, design)
+    []
+    """
+    randomiser = Randomiser(design.scheme)
+    problems: list[str] = []
+    arm_of: dict[str, str] = {}
+    with engine.connect() as connection:
+        log = connection.execute(
+            sa.select(_ALLOCATIONS).where(_ALLOCATIONS.c.experiment_id == design.experiment_id)
+            .order_by(_ALLOCATIONS.c.sequence)
+        ).mappings().all()  # fmt: skip
+        enrolled = connection.execute(
+            sa.select(_ENROLLMENTS.c.class_id, _ENROLLMENTS.c.unit_id, _ENROLLMENTS.c.arm)
+            .where(_ENROLLMENTS.c.experiment_id == design.experiment_id)
+        ).all()  # fmt: skip
+    for row in log:
+        a = randomiser.assign(Unit(row["class_id"], row["unit_id"], row["stratum"])).allocation
+        arm_of[row["unit_id"]] = row["arm"]
+        logged = (row["block"], row["position"], row["draw"], row["arm"])
+        if a is None or (a.block, a.position, a.draw, a.arm) != logged:
+            replayed = None if a is None else (a.block, a.position, a.draw, a.arm)
+            problems.append(f"allocation {row['sequence']} ({row['unit_id']}): logged "
+                            f"{logged}, the protocol gives {replayed}")  # fmt: skip
+    for class_id, unit_id, arm in enrolled:
+        if arm_of.get(unit_id) != arm:
+            problems.append(f"class {class_id}: arm {arm}, its unit {unit_id} was allocated "
+                            f"{arm_of.get(unit_id)}")  # fmt: skip
+    return problems
 
 
 # --- publishing -------------------------------------------------------------------------

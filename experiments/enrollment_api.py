@@ -164,11 +164,13 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
             except json.JSONDecodeError as exc:
                 raise HTTPException(400, f"the body is not JSON: {exc}") from None
         try:
-            classes = read_classes(text, design, name="body")
+            classes = read_classes(text, design, name="body", academie=academie)
         except EnrollmentError as exc:
             raise HTTPException(400, exc.reason) from None
         if academie is not None:
-            foreign = sorted(r.line for r in classes.rows if r.academie != academie)
+            # A token that sends another académie's classes is refused as a whole: that is
+            # a question of rights, not a data error to skip over row by row.
+            foreign = [r.line for r in classes.refusals if r.code == "other_academie"]
             if foreign:
                 raise HTTPException(403, {
                     "reason": f"rows of another académie than '{academie}': nothing enrolled",

@@ -6,6 +6,7 @@ Exit codes (also in ``preuve enroll --help``):
 - 1: some rows were refused (the valid rows are enrolled; each refusal is printed);
 - 2: usage or file error (nothing enrolled): unknown experiment, unreadable file,
   missing column, a protocol that changed its randomisation...;
+- with ``--verify``: 0 if the allocation log replays exactly from the protocol, 1 if not;
 - 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
   stay pending until ``preuve enroll EXPERIMENT --republish``.
 
@@ -95,6 +96,10 @@ def enroll(
         str | None, typer.Option(help="With --withdraw: withdraw only this pupil (pseudonym).")
     ] = None,
     reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded).")] = "",
+    verify: Annotated[
+        bool, typer.Option(help="Replay the allocation log from the protocol; exit 1 on any "
+                           "discrepancy.")
+    ] = False,
 ) -> None:
     """Enroll the classes of CLASSES_CSV into EXPERIMENT and print each class's arm.
 
@@ -111,13 +116,14 @@ def enroll(
         pending_messages,
         publish_pending,
         read_classes,
+        verify_allocations,
         withdraw,
     )
     from experiments.settings import Settings
 
-    actions = sum((classes_csv is not None, republish, withdraw_class is not None))
+    actions = sum((classes_csv is not None, republish, withdraw_class is not None, verify))
     if actions != 1:
-        raise _fail("give exactly one of CLASSES_CSV, --republish or --withdraw CLASS")
+        raise _fail("give exactly one of CLASSES_CSV, --republish, --withdraw CLASS or --verify")
     settings = Settings()
     engine = registry_engine(settings)
     actor = f"academie:{academie}:cli" if academie else "admin:*:cli"
@@ -131,6 +137,14 @@ def enroll(
         design, warning = enrollment_design(engine, experiment, protocol)
         if warning:
             typer.echo(f"warning: {warning}", err=True)
+        if verify:
+            problems = verify_allocations(engine, design)
+            for problem in problems:
+                typer.echo(f"MISMATCH {problem}")
+            typer.echo(f"{experiment}: allocation log "
+                       + ("reproduces from the protocol" if not problems else
+                          f"has {len(problems)} discrepancies"))  # fmt: skip
+            raise typer.Exit(EXIT_REFUSED if problems else EXIT_OK)
         if withdraw_class is not None:
             done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
                             learner_id=pupil, academie=academie)  # fmt: skip

@@ -464,3 +464,30 @@ def test_cli_uses_the_registered_protocol_and_refuses_drafts_and_other_files(
     other.write_text(PROTOCOL.read_text().replace("seed: 20270901", "seed: 1"))
     code, output = _enroll("fluence-cp-2027", str(good), "--protocol", str(other))
     assert code == 2 and "is not the registered protocol" in output
+
+
+def test_the_allocation_log_replays_from_the_protocol_and_tampering_shows(
+    engine: Engine, design: EnrollmentDesign
+) -> None:
+    from experiments.enrollment import verify_allocations
+
+    enroll_classes(engine, design, read_classes(CLASSES, design), actor="t")
+    late = HEADER + "late-1,0781234A,CP,22,versailles,REP\nlate-2,0931111B,CP,20,creteil,REP\n"
+    enroll_classes(engine, design, read_classes(late, design), actor="t")  # continues blocks
+    assert verify_allocations(engine, design) == []
+    flip = sa.text("UPDATE enrollments SET arm = CASE arm WHEN 'lectio' THEN 'usual' "
+                   "ELSE 'lectio' END WHERE class_id = 'c-002'")  # fmt: skip
+    with pytest.raises(sa.exc.DatabaseError, match="cannot change"), engine.begin() as c:
+        c.execute(flip)
+    with engine.begin() as c:  # someone with the database's keys removes the guard
+        c.execute(sa.text("DROP TRIGGER enrollments_arm_fixed"))
+        c.execute(flip)
+    (problem,) = verify_allocations(engine, design)
+    assert problem.startswith("class c-002: arm ")
+
+
+def test_cli_verify(cli_env: Path) -> None:
+    code, output = _enroll("fluence-cp-2027", str(CLASSES), "--protocol", str(PROTOCOL),
+                           "--no-publish")  # fmt: skip
+    code, output = _enroll("fluence-cp-2027", "--verify", "--protocol", str(PROTOCOL))
+    assert code == 0 and "allocation log reproduces from the protocol" in output

@@ -114,6 +114,8 @@ def test_an_academie_cannot_enroll_another_academies_classes(api: Api) -> None:
     response = _post_csv(api, "versailles", VERSAILLES + CRETEIL.split("\n", 1)[1])
     assert response.status_code == 403
     assert response.json()["detail"]["lines"] == [10, 11, 12, 13]
+    paris = HEADER + "p1,0751111C,CP,20,paris,REP\n"  # outside the population, still not theirs
+    assert _post_csv(api, "versailles", paris).status_code == 403
     assert api.client.get(f"{URL}/enrollments", headers=api.auth("versailles")).json()[
         "classes"] == []  # nothing enrolled  # fmt: skip
 
