@@ -103,9 +103,8 @@ def enroll(
 ) -> None:
     """Enroll the classes of CLASSES_CSV into EXPERIMENT and print each class's arm.
 
-    Exit 0: all rows enrolled; 1: some rows refused (the others are enrolled); 2: usage
-    or file error, nothing enrolled; 3: enrolled, but publishing to Kafka is pending
-    (run again with --republish).
+    Exit codes: 0 all rows enrolled; 1 some rows refused, the others enrolled;
+    2 usage or file error, nothing enrolled; 3 enrolled, publishing pending (--republish).
     """
     from experiments.database import registry_engine
     from experiments.enrollment import (
@@ -139,8 +138,8 @@ def enroll(
             typer.echo(f"warning: {warning}", err=True)
         if verify:
             problems = verify_allocations(engine, design)
-            for problem in problems:
-                typer.echo(f"MISMATCH {problem}")
+            for mismatch in problems:
+                typer.echo(f"MISMATCH {mismatch}")
             typer.echo(f"{experiment}: allocation log "
                        + ("reproduces from the protocol" if not problems else
                           f"has {len(problems)} discrepancies"))  # fmt: skip
@@ -163,9 +162,9 @@ def enroll(
     except (EnrollmentError, RegistryError) as exc:
         raise _fail(exc.reason) from None
     except ProtocolError as exc:
-        for problem in exc.problems or ():
-            typer.echo(str(problem), err=True)
-        raise _fail(exc.reason) from None
+        for located in exc.problems:
+            typer.echo(str(located), err=True)
+        raise _fail(f"{exc.path or protocol}: invalid protocol") from None
     balance = enrollment_balance(engine, design)
     if as_json:
         typer.echo(json.dumps({
