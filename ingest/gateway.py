@@ -18,26 +18,32 @@ De-duplication: the receipts index
 ----------------------------------
 The gateway keeps a receipt per event in the registry table ``gateway_receipts``
 (``event_id`` primary key, SHA-256 of the event's canonical JSON, ``state``,
-``received_at``), shared by every gateway process and surviving restarts. For each
-request:
+``received_at``), shared by every gateway process and surviving restarts. A receipt is
+``pending`` (a gateway is writing it since ``received_at``), ``confirmed`` (Kafka
+acknowledged it) or ``failed`` (a write timed out: it may or may not be in Kafka). For
+each request:
 
 1. Receipts of the request's ids are read. An id known with another content hash is a
-   409 (nothing written). An id known as ``confirmed`` with the same hash is a
-   duplicate: answered as a success and not produced again.
+   409 (nothing written). An id ``confirmed`` with the same hash is a duplicate: answered
+   as a success and not produced again.
 2. Receipts of new ids are inserted as ``pending`` and committed **before** the Kafka
-   write. If another gateway inserts the same id in between, the claim is re-read.
-3. New ids and ids found ``pending`` with the same hash (an earlier attempt that failed,
-   crashed or is in flight on another gateway) are produced and awaited.
-4. Once Kafka acknowledged them, their receipts become ``confirmed``; then 202.
+   write; ``failed`` receipts, and ``pending`` ones older than the Kafka timeout (their
+   gateway died), are taken over (``pending`` again, from now). If another gateway
+   inserts the same id in between, the claim is re-read.
+3. Those ids are produced and awaited. Ids ``pending`` on another gateway within its
+   Kafka timeout are waited for instead: once that gateway confirms them they are
+   duplicates; if it fails or outlives its timeout, this gateway takes them over.
+4. Once Kafka acknowledged the writes, their receipts become ``confirmed``; then 202. If
+   Kafka times out, they become ``failed`` and the answer is 503 with ``Retry-After``.
 
-So a re-sent identical event never gets a second copy in Kafka once its first write was
-acknowledged and confirmed. A second copy can only appear when a gateway dies (or Kafka
-times out, 503) between the Kafka write and the confirmation, or when two gateways
-receive the same pending event at once; the client's retry then writes it again. That
-copy has the same ``event_id`` and the stream worker de-duplicates by ``event_id``, so
-the store still holds it once: the gateway gives at-least-once delivery to Kafka,
-idempotent per ``event_id``. A ``pending`` receipt keeps its content: after a 503 the
-first content may still reach Kafka, so another content under the same id is a 409.
+So a re-sent identical event, even sent to two gateways at once, is written once.
+A second copy can only reach Kafka after a failure: a 503 whose records Kafka still
+wrote later, a gateway that died (or lost the registry) between the Kafka write and the
+confirmation, or two gateways taking over the same failed receipt at once. That copy
+has the same ``event_id`` and the stream worker de-duplicates by ``event_id``, so the
+store holds it once: delivery to Kafka is at-least-once, idempotent per ``event_id``,
+and exactly-once when nothing fails. A failed receipt keeps its content hash, since the
+first content may be in Kafka: another content under the same id stays a 409.
 
 Receipts older than ``settings.gateway.receipt_retention_days`` are purged (at most once
 an hour, by any gateway); past that, the worker's de-duplication is the only one. The
@@ -94,6 +100,8 @@ logger = logging.getLogger(__name__)
 OPENAPI_PATH = Path(__file__).parent / "schemas" / "gateway-openapi.json"
 _PURGE_EVERY_S = 3600.0
 _SQL_CHUNK = 500  # ids per IN (...) query: under SQLite's historical 999 variables
+_IN_FLIGHT_MARGIN_S = 2.0  # beyond the Kafka timeout, before a pending receipt is stale
+_IN_FLIGHT_POLL_S = 0.05
 
 receipts = sa.Table(
     "gateway_receipts",
@@ -151,6 +159,12 @@ class _Item:
     @property
     def event_id(self) -> str:
         return str(self.event.event_id)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    to_send: list[_Item]  # new ids, and ids whose earlier write failed or went stale
+    in_flight: list[_Item]  # ids another request is writing right now
 
 
 @dataclass(frozen=True)
@@ -363,19 +377,34 @@ class _Gateway:
         if conflicts:
             raise BatchRefused(409, conflicts)
         try:
-            to_send = self._claim(list(unique.values()))
-            self._produce(to_send)
-            # A registry failure here leaves the receipts pending: the client's retry writes
-            # the events again, and the worker de-duplicates them by event_id.
-            self._confirm([item.event_id for item in to_send])
+            claim = self._claim(list(unique.values()))
+            self._write(claim.to_send)
+            late = self._await_in_flight(claim.in_flight)
+            if late:
+                self._take_over(late)
+                self._write(late)
         except sa.exc.OperationalError as error:
             raise self._unavailable(
                 f"the registry (receipts) is unavailable: {error.orig}"
             ) from None
         self._purge_if_due()
-        return _Outcome(written=len(to_send), duplicates=len(items) - len(to_send))
+        written = len(claim.to_send) + len(late)
+        return _Outcome(written=written, duplicates=len(items) - written)
 
-    def _claim(self, items: list[_Item]) -> list[_Item]:
+    def _write(self, items: Sequence[_Item]) -> None:
+        """Produce and await ``items``, then confirm their receipts (or mark them failed)."""
+        if not items:
+            return
+        try:
+            self._produce(items)
+        except BatchRefused:
+            self._set_state([item.event_id for item in items], "failed")
+            raise
+        # A registry failure here leaves the receipts pending: the client's retry writes
+        # the events again once they are stale, and the worker de-duplicates by event_id.
+        self._set_state([item.event_id for item in items], "confirmed")
+
+    def _claim(self, items: list[_Item]) -> _Claim:
         for _attempt in range(3):
             try:
                 return self._claim_once(items)
@@ -393,19 +422,38 @@ class _Gateway:
             headers={"Retry-After": str(self.settings.gateway.retry_after_s)},
         )
 
-    def _claim_once(self, items: list[_Item]) -> list[_Item]:
-        """Insert pending receipts of new ids; return the items to produce."""
+    def _in_flight_since(self) -> datetime:
+        # A pending receipt younger than this has a gateway still waiting for Kafka on it.
+        window = self.settings.gateway.kafka_timeout_s + _IN_FLIGHT_MARGIN_S
+        return datetime.now(UTC) - timedelta(seconds=window)
+
+    def _receipts_of(
+        self, connection: sa.Connection, ids: list[str]
+    ) -> dict[str, tuple[str, str, datetime]]:
+        known: dict[str, tuple[str, str, datetime]] = {}
+        for start in range(0, len(ids), _SQL_CHUNK):
+            rows = connection.execute(
+                sa.select(
+                    receipts.c.event_id,
+                    receipts.c.content_sha256,
+                    receipts.c.state,
+                    receipts.c.received_at,
+                ).where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+            )
+            for row in rows:
+                received_at = row.received_at
+                if received_at.tzinfo is None:  # SQLite keeps no offset; we store UTC
+                    received_at = received_at.replace(tzinfo=UTC)
+                known[row.event_id] = (row.content_sha256, row.state, received_at)
+        return known
+
+    def _claim_once(self, items: list[_Item]) -> _Claim:
+        """Insert pending receipts of new ids, take over failed or stale ones; sort the
+        items into those to produce now and those another gateway is writing."""
         now = datetime.now(UTC)
+        in_flight_since = self._in_flight_since()
         with self.engine.begin() as connection:
-            known: dict[str, tuple[str, str]] = {}
-            ids = [item.event_id for item in items]
-            for start in range(0, len(ids), _SQL_CHUNK):
-                rows = connection.execute(
-                    sa.select(
-                        receipts.c.event_id, receipts.c.content_sha256, receipts.c.state
-                    ).where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
-                )
-                known.update({row.event_id: (row.content_sha256, row.state) for row in rows})
+            known = self._receipts_of(connection, [item.event_id for item in items])
             conflicts = [
                 ItemProblem(
                     item.index,
@@ -432,9 +480,53 @@ class _Gateway:
                         for item in fresh
                     ],
                 )
-        return [
-            item for item in items if known.get(item.event_id, ("", "pending"))[1] != "confirmed"
-        ]
+            in_flight, stale = [], []
+            for item in items:
+                if item.event_id not in known:
+                    continue
+                _digest, state, received_at = known[item.event_id]
+                if state == "pending" and received_at >= in_flight_since:
+                    in_flight.append(item)
+                elif state != "confirmed":
+                    stale.append(item)
+            self._take_over(stale, connection)
+        return _Claim(to_send=fresh + stale, in_flight=in_flight)
+
+    def _take_over(self, items: Sequence[_Item], connection: sa.Connection | None = None) -> None:
+        """Mark receipts pending from now: this gateway writes them (others wait)."""
+        if not items:
+            return
+        if connection is None:
+            with self.engine.begin() as own:
+                self._take_over(items, own)
+            return
+        ids = [item.event_id for item in items]
+        for start in range(0, len(ids), _SQL_CHUNK):
+            connection.execute(
+                sa.update(receipts)
+                .where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+                .values(state="pending", received_at=datetime.now(UTC))
+            )
+
+    def _await_in_flight(self, items: Sequence[_Item]) -> list[_Item]:
+        """Wait for other gateways' writes of ``items``; return those they did not confirm
+        in time (failed, or pending past the window: that gateway died or gave up)."""
+        waiting = {item.event_id: item for item in items}
+        late: list[_Item] = []
+        while waiting:
+            in_flight_since = self._in_flight_since()
+            with self.engine.connect() as connection:
+                known = self._receipts_of(connection, list(waiting))
+            for event_id, (_digest, state, received_at) in known.items():
+                if state == "confirmed":
+                    del waiting[event_id]
+                elif state == "failed" or received_at < in_flight_since:
+                    late.append(waiting.pop(event_id))
+            for event_id in set(waiting) - set(known):  # purged meanwhile: write it
+                late.append(waiting.pop(event_id))
+            if waiting:
+                time.sleep(_IN_FLIGHT_POLL_S)
+        return late
 
     def producer(self) -> EventProducer:
         with self._lock:
@@ -483,13 +575,13 @@ class _Gateway:
             headers={"Retry-After": str(self.settings.gateway.retry_after_s)},
         )
 
-    def _confirm(self, event_ids: list[str]) -> None:
+    def _set_state(self, event_ids: list[str], state: str) -> None:
         with self.engine.begin() as connection:
             for start in range(0, len(event_ids), _SQL_CHUNK):
                 connection.execute(
                     sa.update(receipts)
                     .where(receipts.c.event_id.in_(event_ids[start : start + _SQL_CHUNK]))
-                    .values(state="confirmed")
+                    .values(state=state)
                 )
 
     def _purge_if_due(self) -> None:

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -342,7 +343,7 @@ def test_kafka_unreachable_is_503_with_retry_after_and_a_retry_writes_once(
         producer.close(timeout=1)
     with engine.connect() as connection:
         state = connection.execute(sa.select(receipts.c.state)).scalar_one()
-    assert state == "pending"
+    assert state == "failed"
     # The client retries once Kafka is back: written once, confirmed.
     with AppClient(create_app(settings, engine=engine)) as client:
         answer = client.post("/v1/events", json=event, headers=_auth(key))
@@ -483,3 +484,78 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str) -> Non
                 server.wait()
             if server.stdout:
                 server.stdout.close()
+
+
+def test_several_gateways_share_their_receipts_in_postgresql(
+    bootstrap: str, tmp_path: Path, postgres_url: str
+) -> None:
+    topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
+    _create_topic(bootstrap, topic)
+    settings = Settings(
+        state_dir=tmp_path / "pg",
+        database_url=postgres_url,
+        kafka_bootstrap=bootstrap,
+        topics=TopicNames(events=topic),
+    )
+    first_engine = registry_engine(settings)
+    # A second gateway process has its own engine on the same registry.
+    second_engine = sa.create_engine(
+        postgres_url, connect_args={"options": "-csearch_path=preuve_registry"}
+    )
+    key = issue_token(first_engine, "edtech", "lectio")
+    event = _event()
+    try:
+        with (
+            AppClient(create_app(settings, engine=first_engine)) as first,
+            AppClient(create_app(settings, engine=second_engine)) as second,
+        ):
+            assert first.post("/v1/events", json=event, headers=_auth(key)).status_code == 202
+            again = second.post("/v1/events", json=event, headers=_auth(key))
+            assert again.json()["duplicates"] == 1, again.text
+            changed = second.post("/v1/events", json={**event, "score": 0.1}, headers=_auth(key))
+            assert changed.status_code == 409, changed.text
+            # The same new event sent to both gateways at once, eight times over: every
+            # answer is a success, and the gateways that lost the race wait for the winner's
+            # write instead of writing a second copy.
+            racing = _event()
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                answers = list(
+                    pool.map(
+                        lambda n: (first if n % 2 else second).post(
+                            "/v1/events", json=racing, headers=_auth(key)
+                        ),
+                        range(8),
+                    )
+                )
+        assert [a.status_code for a in answers] == [202] * 8, [a.text for a in answers]
+        ids = [v["event_id"] for _, v in _records(settings)]
+        assert ids.count(event["event_id"]) == 1
+        assert ids.count(racing["event_id"]) == 1
+        with second_engine.connect() as connection:
+            states = dict(
+                connection.execute(sa.select(receipts.c.event_id, receipts.c.state)).all()
+            )
+        assert states == {event["event_id"]: "confirmed", racing["event_id"]: "confirmed"}
+    finally:
+        second_engine.dispose()
+
+
+def test_a_receipt_left_pending_by_a_dead_gateway_is_taken_over(
+    client: AppClient, settings: Settings, key: str, engine: sa.Engine
+) -> None:
+    event = _event()
+    assert client.post("/v1/events", json=event, headers=_auth(key)).status_code == 202
+    # As if the gateway had died after the Kafka write, before confirming, a minute ago.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(receipts).values(
+                state="pending", received_at=datetime.now(UTC) - timedelta(minutes=1)
+            )
+        )
+    answer = client.post("/v1/events", json=event, headers=_auth(key))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["duplicates"] == 0
+    # The documented second copy after a failure: same event_id, for the worker to drop.
+    assert [v["event_id"] for _, v in _records(settings)] == [event["event_id"]] * 2
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(receipts.c.state)).scalar_one() == "confirmed"
