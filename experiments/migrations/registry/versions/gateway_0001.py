@@ -21,7 +21,8 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(36), primary_key=True),
         sa.Column("content_sha256", sa.String(64), nullable=False),
         sa.Column("resource_id", sa.String(64), nullable=False),
-        # 'pending': claimed before the Kafka write, maybe written; 'confirmed': acked by Kafka.
+        # 'pending': a gateway is writing it since received_at; 'confirmed': acked by Kafka;
+        # 'failed': the write timed out (it may be in Kafka). See ingest/gateway.py.
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     )
