@@ -234,7 +234,10 @@ class EnrollmentDesign:
         carried = unit_attributes(population.unit, population.attributes)
         attributes: list[str] = []
         for name in named:
-            if name in carried and name not in BASE_COLUMNS and name not in attributes:
+            # Criteria are always read (they decide who enters); other names only when
+            # they are unit attributes (a learner covariate is not a column of this file).
+            wanted = name in carried or name in population.criteria
+            if wanted and name not in BASE_COLUMNS and name not in attributes:
                 attributes.append(name)
         window = protocol.enrollment
         return cls(
