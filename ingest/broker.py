@@ -324,6 +324,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
     while True:
         _reap(pid)
         if not _alive(pid):
+            _reap(pid)  # it may have become a zombie after the first reap: collect it too
             return True
         if time.monotonic() > deadline:
             return False

@@ -1,0 +1,283 @@
+"""Ingest benchmark (`make bench-ingest`): how close the stream worker gets to Kafka itself.
+
+On a local broker it pre-loads N valid events (default 1,000,000) into a fresh
+`preuve.events`, then measures in the same run:
+
+  (a) a bare aiokafka consumer reading the topic and decoding JSON, nothing else — the
+      ceiling, and the baseline of the ratios;
+  (b) one `preuve worker` from the same topic into the SQLite store;
+  (c) one `preuve worker` into the PostgreSQL store (a throwaway cluster);
+  (d) the HTTP gateway's accepted events/s under a concurrent load generator;
+  (e) end-to-end latency (occurred_at → stored_at) at a steady offered load of 5,000
+      events/s through one worker into PostgreSQL;
+
+and prints events/s, the worker's peak memory, p50/p99 latency, and last the line
+`ratio_worker_pg_to_raw=X.XX`. Results and the machine go in benchmarks/README.md.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--events 1000000] [--skip-gateway]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa  # noqa: E402
+
+from experiments.access import issue_token  # noqa: E402
+from experiments.database import dispose_engines, registry_engine  # noqa: E402
+from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings  # noqa: E402
+from experiments.store import ExperimentStore, events_table  # noqa: E402
+from ingest.broker import LocalBroker, free_port  # noqa: E402
+from ingest.contract import EnrollmentMessage  # noqa: E402
+from ingest.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
+from tests.support.postgres import PostgresCluster  # noqa: E402
+from tests.support.worker import WorkerProcess, settings_env  # noqa: E402
+
+CLASSES = 2_000
+EXPERIMENT = "bench-ingest"
+
+
+def _settings(root: Path, bootstrap: str, tag: str, database_url: str | None = None) -> Settings:
+    return Settings(
+        state_dir=root / tag, kafka_bootstrap=bootstrap, database_url=database_url,
+        pseudonym_key="bench-key",
+        topics=TopicNames(events=f"bench.events", deadletter=f"bench.deadletter",
+                          enrollments=f"bench.enrollments", analysis_requests="bench.requests"),
+        worker=WorkerSettings(group_id=f"bench-{tag}", batch_size=2000, batch_seconds=0.2),
+    )
+
+
+def _event(rng: random.Random, when: datetime) -> dict[str, object]:
+    class_no = rng.randrange(CLASSES)
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "occurred_at": when.isoformat(), "resource_id": "lectio",
+        "learner_id": f"gar-{class_no}-{rng.randrange(25)}", "class_id": f"c{class_no:05d}",
+        "school_uai": "0750001A", "verb": "exercise_answered", "duration_s": rng.randrange(5, 600),
+    }
+
+
+def preload(settings: Settings, count: int) -> float:
+    rng = random.Random(1)
+    start = datetime(2027, 10, 1, tzinfo=UTC)
+    producer = new_producer(settings, linger_ms=20)
+    began = time.perf_counter()
+    for i in range(count):
+        event = _event(rng, start + timedelta(seconds=i))
+        producer.send(settings.topics.events, key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
+                      value=json.dumps(event).encode())
+    producer.flush()  # type: ignore[attr-defined]
+    producer.close()  # type: ignore[attr-defined]
+    return count / (time.perf_counter() - began)
+
+
+async def _bare_consumer(bootstrap: str, topic: str, count: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    began = time.perf_counter()
+    try:
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for messages in batch.values():
+                for message in messages:
+                    json.loads(message.value)
+                    seen += 1
+    finally:
+        await consumer.stop()
+    return count / (time.perf_counter() - began)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            total = int(line.split()[1])
+    return total / 1024
+
+
+def run_worker(settings: Settings, count: int, log: Path) -> tuple[float, float]:
+    """(events/s, peak RSS in MiB) of one worker storing ``count`` events."""
+    store = ExperimentStore(settings, EXPERIMENT)
+    worker = WorkerProcess(settings, log)
+    worker.start(ready_timeout_s=120)
+    assert worker.process is not None
+    began = time.perf_counter()
+    try:
+        while store.count_events() < count:
+            if worker.process.poll() is not None:
+                raise RuntimeError(log.read_text()[-3000:])
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - began
+        peak = _peak_rss_mb(worker.process.pid)
+    finally:
+        worker.stop()
+    return count / elapsed, peak
+
+
+def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple[float, float]:
+    """p50 and p99 (ms) of occurred_at → stored_at at a steady offered load."""
+    store = ExperimentStore(settings, EXPERIMENT)
+    before = store.count_events()
+    worker = WorkerProcess(settings, log).start(ready_timeout_s=120)
+    producer = new_producer(settings, linger_ms=1)
+    rng = random.Random(2)
+    total = rate * seconds
+    began = time.perf_counter()
+    try:
+        for i in range(total):
+            target = began + i / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            event = _event(rng, datetime.now(UTC))
+            producer.send(settings.topics.events, key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
+                          value=json.dumps(event).encode())
+        producer.flush()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 120
+        while store.count_events() < before + total and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        producer.close()  # type: ignore[attr-defined]
+        worker.stop()
+    cutoff = datetime(2030, 1, 1, tzinfo=UTC) - timedelta(days=3650)  # only this run's events
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(events_table.c.occurred_at, events_table.c.stored_at)
+            .where(events_table.c.occurred_at > cutoff)
+        ).all()
+    latencies = sorted(
+        (stored.replace(tzinfo=UTC) - occurred.replace(tzinfo=UTC)).total_seconds() * 1000
+        for occurred, stored in rows
+    )
+    if not latencies:
+        return float("nan"), float("nan")
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+
+
+def run_gateway(settings: Settings, root: Path, seconds: float = 20, concurrency: int = 16,
+                batch: int = 100) -> float:
+    """Accepted events/s of `preuve gateway` under ``concurrency`` clients posting batches."""
+    import httpx
+
+    token = issue_token(registry_engine(settings), "edtech", "lectio", "bench")
+    port = free_port()
+    env = settings_env(settings)
+    env["PREUVE_GATEWAY__PORT"] = str(port)
+    log = (root / "gateway.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "experiments", "gateway", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        accepted = 0
+
+        async def client(seed: int, stop_at: float) -> None:
+            nonlocal accepted
+            rng = random.Random(seed)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                while time.perf_counter() < stop_at:
+                    body = [_event(rng, datetime.now(UTC)) for _ in range(batch)]
+                    response = await http.post("/v1/events", json=body, headers=headers)
+                    if response.status_code == 202:
+                        accepted += batch
+
+        async def load() -> float:
+            began = time.perf_counter()
+            stop_at = began + seconds
+            await asyncio.gather(*(client(i, stop_at) for i in range(concurrency)))
+            return accepted / (time.perf_counter() - began)
+
+        return asyncio.run(load())
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--latency-seconds", type=int, default=20)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="preuve-bench-"))
+    broker = LocalBroker(root / "kafka", Settings().cache_dir, KafkaSettings().version,
+                         partitions=4, heap="2g")
+    cluster = None
+    try:
+        bootstrap = broker.up().bootstrap
+        cluster = PostgresCluster.start()
+        print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"Kafka {broker.version}, {args.events:,} events, 4 partitions")
+        base = _settings(root, bootstrap, "preload")
+        ensure_topics(base)
+        publish_enrollments(base, [
+            EnrollmentMessage(class_id=f"c{i:05d}", experiment_id=EXPERIMENT, resource_id="lectio",
+                              arm="lectio" if i % 2 else "usual", school_uai="0750001A",
+                              academie="paris", at=datetime.now(UTC))
+            for i in range(CLASSES)
+        ])
+        rate = preload(base, args.events)
+        print(f"preload (kafka-python producer, acks=all): {rate:,.0f} events/s")
+
+        raw = asyncio.run(_bare_consumer(bootstrap, base.topics.events, args.events))
+        print(f"(a) bare aiokafka consumer + json decode:  {raw:,.0f} events/s")
+
+        sqlite_settings = _settings(root, bootstrap, "sqlite")
+        sqlite_rate, sqlite_peak = run_worker(sqlite_settings, args.events, root / "worker-sqlite.log")
+        print(f"(b) preuve worker -> SQLite store:         {sqlite_rate:,.0f} events/s, "
+              f"peak RSS {sqlite_peak:,.0f} MiB")
+
+        pg_settings = _settings(root, bootstrap, "pg", cluster.create_database("bench"))
+        pg_rate, pg_peak = run_worker(pg_settings, args.events, root / "worker-pg.log")
+        print(f"(c) preuve worker -> PostgreSQL store:     {pg_rate:,.0f} events/s, "
+              f"peak RSS {pg_peak:,.0f} MiB")
+
+        if not args.skip_gateway:
+            gateway = run_gateway(_settings(root, bootstrap, "gateway"), root)
+            print(f"(d) gateway, 16 clients x 100-event batches: {gateway:,.0f} accepted events/s")
+
+        p50, p99 = run_latency(pg_settings, 5_000, args.latency_seconds, root / "worker-latency.log")
+        print(f"(e) end-to-end latency at 5,000 events/s offered (PostgreSQL): "
+              f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+        print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.2f}")
+        print(f"ratio_worker_pg_to_raw={pg_rate / raw:.2f}")
+    finally:
+        dispose_engines()
+        if cluster is not None:
+            cluster.stop()
+        broker.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
