@@ -17,17 +17,36 @@ from sqlalchemy import Engine
 
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
-from ingest.contract import USAGE_VERBS, EnrollmentMessage, UsageEvent, parse_event
+from experiments.errors import RegistryError
+from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
 from ingest.pseudonym import pseudonymise
 from ingest.stream.parking import ParkedEvent, park
 
-__all__ = ["BatchOutcome", "DeadLetter", "EventRouter", "IngressRecord", "Lookup"]
+__all__ = ["BatchOutcome", "DeadLetter", "EventRouter", "IngressRecord", "Lookup", "UsageRule"]
 
 logger = logging.getLogger(__name__)
 
 Lookup = Callable[[str, str], EnrollmentMessage | None]
 """(class_id, resource_id) → the class's enrollment for that resource, if any."""
+
+
+@dataclass(frozen=True)
+class UsageRule:
+    """Which verbs count as a login (utilisation) and which as active use (usage), from
+    the protocol's ``usage.metrics``: mere logins never count as real use."""
+
+    login_verbs: frozenset[str]
+    active_verbs: frozenset[str]
+
+    @classmethod
+    def from_protocol(cls, protocol: object | None) -> UsageRule:
+        from experiments.protocol import Usage
+
+        usage = getattr(protocol, "usage", None) or Usage()
+        login = {v for m in usage.metrics if m.kind == "login" for v in m.verbs}
+        active = {v for m in usage.metrics if m.kind == "active_use" for v in m.verbs}
+        return cls(frozenset(login), frozenset(active))
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,7 @@ class EventRouter:
         self.pseudonym_key = pseudonym_key
         self.registry = registry
         self._stores: dict[str, ExperimentStore] = {}
+        self._rules: dict[str, UsageRule] = {}
 
     def store(self, experiment_id: str) -> ExperimentStore:
         """The (cached) store of an experiment."""
@@ -98,6 +118,22 @@ class EventRouter:
         if store is None:
             store = self._stores[experiment_id] = ExperimentStore(self.settings, experiment_id)
         return store
+
+    def usage_rule(self, experiment_id: str) -> UsageRule:
+        """The usage definitions of an experiment's registered protocol (the language's
+        defaults when the experiment is not in this registry)."""
+        rule = self._rules.get(experiment_id)
+        if rule is None:
+            from experiments.registry import registered_protocol
+
+            try:
+                protocol: object | None = registered_protocol(self.registry, experiment_id).protocol
+            except RegistryError:
+                logger.warning("experiment %s is not registered here: default usage metrics",
+                               experiment_id)
+                protocol = None
+            rule = self._rules[experiment_id] = UsageRule.from_protocol(protocol)
+        return rule
 
     def route(self, records: Sequence[IngressRecord], lookup: Lookup) -> BatchOutcome:
         """Validate and route a batch. Stores are written before this returns, so the
@@ -137,6 +173,7 @@ class EventRouter:
         return outcome
 
     def _stored(self, event: UsageEvent, enrollment: EnrollmentMessage) -> StoredEvent:
+        rule = self.usage_rule(enrollment.experiment_id)
         return StoredEvent(
             event_id=str(event.event_id),
             occurred_at=event.occurred_at.astimezone(UTC),
@@ -151,6 +188,6 @@ class EventRouter:
             score=event.score,
             success=event.success,
             extensions=event.extensions,
-            is_session=event.verb == "session_started",
-            is_usage=event.verb in USAGE_VERBS,
+            is_session=event.verb in rule.login_verbs,
+            is_usage=event.verb in rule.active_verbs,
         )
