@@ -90,3 +90,23 @@ def test_strata_draw_independent_sequences(treated: np.ndarray) -> None:
     same = (treated[:, 0:3] == treated[:, 6:9]).mean()
     se = np.sqrt(5 / 9 * 4 / 9 / (3 * len(SEEDS)))
     assert abs(same - 5 / 9) < 3.29 * se, same
+
+
+def test_the_checks_catch_a_small_bias(treated: np.ndarray) -> None:
+    # Power check, so that the tests above cannot pass vacuously: in 30% of the blocks
+    # whose first (biggest, REP) class drew usual, i.e. about one block in ten, swap it
+    # with a lectio class of the block; each statistic must then reject at the same level.
+    _, pupils, rep, position = _population()
+    biased = treated.copy()
+    rng = np.random.default_rng(7)
+    for block_start in np.flatnonzero(position % 3 == 0):
+        block = slice(block_start, block_start + 3)
+        for row in np.flatnonzero(rng.random(len(SEEDS)) < 0.30):
+            if biased[row, block_start] == 0:
+                first_lectio = block_start + int(np.argmax(biased[row, block]))
+                biased[row, [block_start, first_lectio]] = biased[row, [first_lectio, block_start]]
+    assert stats.ttest_1samp(_difference_of_means(biased, pupils), 0.0).pvalue < ALPHA
+    assert stats.ttest_1samp(_difference_of_means(biased, rep), 0.0).pvalue < ALPHA
+    lectio = np.array([biased[:, position == p].sum() for p in range(PER_SCHOOL)])
+    total = len(SEEDS) * N_SCHOOLS
+    assert stats.chi2_contingency(np.vstack([lectio, total - lectio]))[1] < ALPHA
