@@ -92,6 +92,7 @@ __all__ = [
     "Refusal",
     "create_app",
     "openapi_document",
+    "purge_receipts",
     "receipts",
 ]
 
