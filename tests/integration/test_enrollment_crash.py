@@ -141,3 +141,29 @@ def test_killed_at_any_moment_leaves_all_or_none(
     assert (enrolled, log) in {(0, 0), (N_VALID, N_VALID)}
     _rerun(database, classes)
     assert _counts(database)[:2] == (N_VALID, N_VALID)
+
+
+def test_two_concurrent_enrollments_never_share_a_block_position(
+    database: Settings, tmp_path: Path
+) -> None:
+    # Both files put classes in the same strata (schools): without the per-experiment
+    # lock two processes would read the same block counts and allocate one position twice.
+    from experiments.enrollment import verify_allocations
+
+    design = EnrollmentDesign.from_protocol(load_protocol(PROTOCOL))
+    header = "class_id,school_uai,level,pupils,academie,education_priority\n"
+    first = header + "seed-1,0780001A,CP,20,versailles,REP\n"
+    enroll_classes(registry_engine(database), design, read_classes(first, design), actor="t")
+    children = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(header + "".join(
+            f"{name}{i:04d},078{i % 50:04d}A,CP,{15 + i % 10},versailles,REP\n"
+            for i in range(1500)
+        ))  # fmt: skip
+        children.append(_run_child(database, path, tmp_path / f"{name}.done", "none"))
+    for child in children:
+        assert child.wait(timeout=300) == 0
+    dispose_engines()
+    assert _counts(database)[:2] == (3001, 3001)
+    assert verify_allocations(registry_engine(database), design) == []
