@@ -4,7 +4,8 @@
      ├── ProtocolError         a protocol file is invalid (carries every problem found)
      ├── RegistryError         the registry refuses an operation (lifecycle, locked design)
      ├── EnrollmentError       an enrollment file or row is refused
-     └── StoreError            an experiment store cannot be opened or migrated
+     ├── StoreError            an experiment store cannot be opened or migrated
+     └── SchedulerError        a scheduled analysis cannot be computed, published or recorded
 
 Every error carries ``reason``; those tied to input also carry ``path``, ``line`` and
 ``field`` so the CLI and the dead-letter writer read structure instead of parsing text.
@@ -21,6 +22,7 @@ __all__ = [
     "Problem",
     "ProtocolError",
     "RegistryError",
+    "SchedulerError",
     "StoreError",
 ]
 
@@ -96,3 +98,7 @@ class EnrollmentError(ExperimentError):
 
 class StoreError(ExperimentError):
     """An experiment store cannot be opened or migrated."""
+
+
+class SchedulerError(ExperimentError):
+    """A scheduled analysis cannot be computed, published or recorded."""

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["GatewaySettings", "KafkaSettings", "Settings", "TopicNames", "WorkerSettings"]
+__all__ = [
+    "GatewaySettings",
+    "KafkaSettings",
+    "SchedulerSettings",
+    "Settings",
+    "TopicNames",
+    "WorkerSettings",
+]
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -83,6 +91,35 @@ class GatewaySettings(BaseModel):
     )
 
 
+class SchedulerSettings(BaseModel):
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="Seconds between two looks of `preuve scheduler` at the schedules."
+    )
+    catch_up: Literal["latest", "all"] = Field(
+        "latest",
+        description="Runs of a repeated schedule entry (every: week...) missed while the "
+        "scheduler was down: publish only the latest and record the others as skipped, or "
+        "publish them all. One-off runs (at: DATE) are always caught up.",
+    )
+    republish_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A claimed run still unpublished after this long (its scheduler died "
+        "between the claim and Kafka's ack) is published again; workers ignore copies.",
+    )
+    request_partitions: int = Field(
+        4, ge=1, description="Partitions of preuve.analysis.requests when the scheduler creates it."
+    )
+    worker_group_id: str = Field(
+        "preuve-analysis", description="Consumer group of the analysis workers."
+    )
+    max_run_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Longest analysis run before Kafka gives its request to another worker.",
+    )
+
+
 class Settings(BaseSettings):
     """Preuve settings. Build once at start-up; tests build it explicitly."""
 
@@ -117,4 +154,5 @@ class Settings(BaseSettings):
     topics: TopicNames = Field(default_factory=TopicNames)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
