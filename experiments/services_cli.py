@@ -2,12 +2,66 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
 from experiments.not_built import not_built
 
 
-def scheduler() -> None:
-    """Run each registered protocol's schedule of analyses."""
-    not_built("scheduler", 7)
+def scheduler(
+    once: Annotated[
+        bool, typer.Option("--once", help="Publish the runs due now (catching up), then exit.")
+    ] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Run an analysis worker instead: consume preuve.analysis.requests, run each "
+            "analysis once, record it and write its report (several workers share the load).",
+        ),
+    ] = False,
+    now: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"],
+            hidden=True,
+            help="Pretend the clock reads this time (tests, replays). With --once only.",
+        ),
+    ] = None,
+) -> None:
+    """Run each registered protocol's schedule of analyses (or, with --worker, the
+    analyses themselves)."""
+    import signal
+    import threading
+    from datetime import UTC
+
+    from experiments.console import configure_logging, user_errors
+    from experiments.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with user_errors():
+        if worker:
+            from experiments.analysis_runs import run_analysis_worker
+
+            run_analysis_worker(settings, stop=stop, once=once)
+            return
+        from experiments.scheduler import run_scheduler
+
+        if now is not None and not once:
+            raise typer.BadParameter("--now needs --once (a pretend clock does not advance)")
+        fixed = None if now is None else (now if now.tzinfo else now.replace(tzinfo=UTC))
+        report = run_scheduler(
+            settings, once=once, stop=stop, clock=None if fixed is None else (lambda: fixed)
+        )
+        if once:
+            typer.echo(f"{report.due} runs due, {report.claimed} published by this scheduler, "
+                       f"{report.republished} published again")
 
 
 def serve() -> None:
