@@ -99,6 +99,13 @@ def gateway(
         int | None,
         typer.Option(help="Port to listen on [default: settings gateway.port, 8700]."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Gateway processes sharing the port (they share the receipts index too).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP event gateway (POST /v1/events, /v1/xapi/statements; OpenAPI at
     /openapi.json) with uvicorn until interrupted."""
@@ -109,9 +116,13 @@ def gateway(
     settings = Settings()
     configure_logging(settings.log_level)
     with user_errors():
+        # Built here even with several workers: migrates the registry once and reports a
+        # bad configuration as a message, before any worker starts.
         app = create_app(settings)
     uvicorn.run(
-        app,
+        app if workers == 1 else "ingest.gateway:app_from_environment",
+        factory=workers > 1,
+        workers=workers,
         host=host or settings.gateway.host,
         port=port if port is not None else settings.gateway.port,
         log_level=settings.log_level.lower(),

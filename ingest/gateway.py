@@ -90,6 +90,7 @@ __all__ = [
     "EventProducer",
     "OPENAPI_PATH",
     "Refusal",
+    "app_from_environment",
     "create_app",
     "openapi_document",
     "purge_receipts",
@@ -808,6 +809,16 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app configured by ``PREUVE_*`` variables: the factory each worker process of
+    ``preuve gateway --workers N`` calls (uvicorn imports it by name)."""
+    from experiments.console import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def openapi_document(settings: Settings | None = None) -> str:

@@ -443,7 +443,8 @@ def test_receipts_older_than_the_retention_are_purged(engine: sa.Engine) -> None
     assert kept == {rows[0]["event_id"], rows[1]["event_id"]}
 
 
-def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str, workers: int) -> None:
     port = free_port()
     environment = {
         **os.environ,
@@ -454,7 +455,7 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str) -> Non
     }
     preuve = Path(sys.executable).parent / "preuve"
     server = subprocess.Popen(
-        [str(preuve), "gateway", "--port", str(port)],
+        [str(preuve), "gateway", "--port", str(port), "--workers", str(workers)],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
