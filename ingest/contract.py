@@ -154,6 +154,8 @@ def _check_no_identifiers(value: Any, where: str) -> None:
         for key, item in value.items():
             if str(key).strip().lower().replace("-", "_") in _IDENTIFYING_KEYS:
                 raise ValueError(f"key '{where}.{key}' is a direct identifier, which is refused")
+            if problem := _identifying_text(str(key)):
+                raise ValueError(f"a key of '{where}' {problem}")
             _check_no_identifiers(item, f"{where}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -221,6 +223,12 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> UsageEvent:
     ingest.errors.EventRejected: event 3f2c1a9e-8e7b-4b8e-9a47-1f6d2c0b5e11: field 'occurred_at': required field is missing
     """
     if isinstance(raw, bytes | str):
+        # Fast path: pydantic-core parses and validates the JSON in one pass. Only a
+        # refused event pays for a second, plain decoding that finds its id and the reason.
+        try:
+            return UsageEvent.model_validate_json(raw)
+        except ValidationError:
+            pass
         try:
             obj = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -177,11 +177,6 @@ def test_any_email_looking_string_in_extensions_is_refused(
     assert "e-mail" in refusal.value.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contract gap: extension *keys* are checked against identifying names but not for "
-    "e-mail text (ingest/contract.py _check_no_identifiers); reported to the lead",
-)
 @settings(max_examples=50)
 @given(valid_events(), emails)
 def test_an_email_as_an_extension_key_is_refused(raw: dict[str, Any], email: str) -> None:
