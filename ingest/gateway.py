@@ -14,40 +14,9 @@ or statement; 401 no valid API key; 403 an event of another resource than the ke
 with ``Retry-After``. Refusals list each bad item: ``{"errors": [{"index", "field",
 "reason"}]}``.
 
-De-duplication: the receipts index
-----------------------------------
-The gateway keeps a receipt per event in the registry table ``gateway_receipts``
-(``event_id`` primary key, SHA-256 of the event's canonical JSON, ``state``,
-``received_at``), shared by every gateway process and surviving restarts. A receipt is
-``pending`` (a gateway is writing it since ``received_at``), ``confirmed`` (Kafka
-acknowledged it) or ``failed`` (a write timed out: it may or may not be in Kafka). For
-each request:
-
-1. Receipts of the request's ids are read. An id known with another content hash is a
-   409 (nothing written). An id ``confirmed`` with the same hash is a duplicate: answered
-   as a success and not produced again.
-2. Receipts of new ids are inserted as ``pending`` and committed **before** the Kafka
-   write; ``failed`` receipts, and ``pending`` ones older than the Kafka timeout (their
-   gateway died), are taken over (``pending`` again, from now). If another gateway
-   inserts the same id in between, the claim is re-read.
-3. Those ids are produced and awaited. Ids ``pending`` on another gateway within its
-   Kafka timeout are waited for instead: once that gateway confirms them they are
-   duplicates; if it fails or outlives its timeout, this gateway takes them over.
-4. Once Kafka acknowledged the writes, their receipts become ``confirmed``; then 202. If
-   Kafka times out, they become ``failed`` and the answer is 503 with ``Retry-After``.
-
-So a re-sent identical event, even sent to two gateways at once, is written once.
-A second copy can only reach Kafka after a failure: a 503 whose records Kafka still
-wrote later, a gateway that died (or lost the registry) between the Kafka write and the
-confirmation, or two gateways taking over the same failed receipt at once. That copy
-has the same ``event_id`` and the stream worker de-duplicates by ``event_id``, so the
-store holds it once: delivery to Kafka is at-least-once, idempotent per ``event_id``,
-and exactly-once when nothing fails. A failed receipt keeps its content hash, since the
-first content may be in Kafka: another content under the same id stays a 409.
-
-Receipts older than ``settings.gateway.receipt_retention_days`` are purged (at most once
-an hour, by any gateway); past that, the worker's de-duplication is the only one. The
-index is bounded by the traffic of that window (one short row per event).
+De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identical event
+is answered 202 without a second copy, another content under a known ``event_id`` is a
+409; a request's new receipts are committed before its Kafka write and confirmed after.
 
 Logging: one INFO line per accepted request (count and resource ids), never a learner
 id or a payload.
@@ -63,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -78,11 +47,12 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from experiments.access import Principal, authenticate
-from experiments.database import RegistryBase, registry_engine
+from experiments.database import registry_engine
 from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
 from ingest.producer import new_producer
+from ingest.receipts import Receipt, ReceiptBook, purge_receipts
 from ingest.xapi import RESOURCE_EXTENSION, STATEMENT_JSON_SCHEMA, statement_to_event
 
 __all__ = [
@@ -93,27 +63,13 @@ __all__ = [
     "app_from_environment",
     "create_app",
     "openapi_document",
-    "purge_receipts",
-    "receipts",
 ]
 
 logger = logging.getLogger(__name__)
 
 OPENAPI_PATH = Path(__file__).parent / "schemas" / "gateway-openapi.json"
 _PURGE_EVERY_S = 3600.0
-_SQL_CHUNK = 500  # ids per IN (...) query: under SQLite's historical 999 variables
 _IN_FLIGHT_MARGIN_S = 2.0  # beyond the Kafka timeout, before a pending receipt is stale
-_IN_FLIGHT_POLL_S = 0.05
-
-receipts = sa.Table(
-    "gateway_receipts",
-    RegistryBase.metadata,
-    sa.Column("event_id", sa.String(36), primary_key=True),
-    sa.Column("content_sha256", sa.String(64), nullable=False),
-    sa.Column("resource_id", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
-)
 
 
 class EventProducer(Protocol):
@@ -162,11 +118,9 @@ class _Item:
     def event_id(self) -> str:
         return str(self.event.event_id)
 
-
-@dataclass(frozen=True)
-class _Claim:
-    to_send: list[_Item]  # new ids, and ids whose earlier write failed or went stale
-    in_flight: list[_Item]  # ids another request is writing right now
+    @property
+    def receipt(self) -> Receipt:
+        return Receipt(self.index, self.event_id, self.digest, self.event.resource_id)
 
 
 @dataclass(frozen=True)
@@ -256,6 +210,11 @@ class _Gateway:
     def __init__(self, settings: Settings, producer: EventProducer | None, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+        self.receipts = ReceiptBook(
+            engine,
+            in_flight_s=settings.gateway.kafka_timeout_s + _IN_FLIGHT_MARGIN_S,
+            retry_after_s=settings.gateway.retry_after_s,
+        )
         self._producer = producer
         self._owns_producer = producer is None
         self._lock = threading.Lock()
@@ -362,7 +321,7 @@ class _Gateway:
     # -- de-duplication and the Kafka write ------------------------------------------------
 
     def accept(self, items: Sequence[_Item]) -> _Outcome:
-        """Claim receipts, write to Kafka, confirm; see the module docstring."""
+        """Claim receipts, write to Kafka, confirm (see :mod:`ingest.receipts`)."""
         unique: dict[str, _Item] = {}
         conflicts: list[ItemProblem] = []
         for item in items:
@@ -379,11 +338,11 @@ class _Gateway:
         if conflicts:
             raise BatchRefused(409, conflicts)
         try:
-            claim = self._claim(list(unique.values()))
-            self._write(claim.to_send)
-            late = self._await_in_flight(claim.in_flight)
+            claim = self.receipts.claim([item.receipt for item in unique.values()])
+            self._write([unique[r.event_id] for r in claim.to_send])
+            late = [unique[r.event_id] for r in self.receipts.await_in_flight(claim.in_flight)]
             if late:
-                self._take_over(late)
+                self.receipts.take_over([item.receipt for item in late])
                 self._write(late)
         except sa.exc.OperationalError as error:
             raise self._unavailable(
@@ -400,135 +359,11 @@ class _Gateway:
         try:
             self._produce(items)
         except BatchRefused:
-            self._set_state([item.event_id for item in items], "failed")
+            self.receipts.set_state([item.event_id for item in items], "failed")
             raise
         # A registry failure here leaves the receipts pending: the client's retry writes
         # the events again once they are stale, and the worker de-duplicates by event_id.
-        self._set_state([item.event_id for item in items], "confirmed")
-
-    def _claim(self, items: list[_Item]) -> _Claim:
-        for _attempt in range(3):
-            try:
-                return self._claim_once(items)
-            except sa.exc.IntegrityError:
-                # Another gateway claimed one of these ids between our read and our insert:
-                # read again, its receipt now decides (duplicate, conflict or in flight).
-                continue
-        raise BatchRefused(
-            503,
-            [
-                ItemProblem(
-                    None, "event_id", "these event ids are being received concurrently; retry"
-                )
-            ],
-            headers={"Retry-After": str(self.settings.gateway.retry_after_s)},
-        )
-
-    def _in_flight_since(self) -> datetime:
-        # A pending receipt younger than this has a gateway still waiting for Kafka on it.
-        window = self.settings.gateway.kafka_timeout_s + _IN_FLIGHT_MARGIN_S
-        return datetime.now(UTC) - timedelta(seconds=window)
-
-    def _receipts_of(
-        self, connection: sa.Connection, ids: list[str]
-    ) -> dict[str, tuple[str, str, datetime]]:
-        known: dict[str, tuple[str, str, datetime]] = {}
-        for start in range(0, len(ids), _SQL_CHUNK):
-            rows = connection.execute(
-                sa.select(
-                    receipts.c.event_id,
-                    receipts.c.content_sha256,
-                    receipts.c.state,
-                    receipts.c.received_at,
-                ).where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
-            )
-            for row in rows:
-                received_at = row.received_at
-                if received_at.tzinfo is None:  # SQLite keeps no offset; we store UTC
-                    received_at = received_at.replace(tzinfo=UTC)
-                known[row.event_id] = (row.content_sha256, row.state, received_at)
-        return known
-
-    def _claim_once(self, items: list[_Item]) -> _Claim:
-        """Insert pending receipts of new ids, take over failed or stale ones; sort the
-        items into those to produce now and those another gateway is writing."""
-        now = datetime.now(UTC)
-        in_flight_since = self._in_flight_since()
-        with self.engine.begin() as connection:
-            known = self._receipts_of(connection, [item.event_id for item in items])
-            conflicts = [
-                ItemProblem(
-                    item.index,
-                    "event_id",
-                    f"event_id {item.event_id} was already received with other content",
-                )
-                for item in items
-                if item.event_id in known and known[item.event_id][0] != item.digest
-            ]
-            if conflicts:
-                raise BatchRefused(409, conflicts)
-            fresh = [item for item in items if item.event_id not in known]
-            if fresh:
-                connection.execute(
-                    sa.insert(receipts),
-                    [
-                        {
-                            "event_id": item.event_id,
-                            "content_sha256": item.digest,
-                            "resource_id": item.event.resource_id,
-                            "state": "pending",
-                            "received_at": now,
-                        }
-                        for item in fresh
-                    ],
-                )
-            in_flight, stale = [], []
-            for item in items:
-                if item.event_id not in known:
-                    continue
-                _digest, state, received_at = known[item.event_id]
-                if state == "pending" and received_at >= in_flight_since:
-                    in_flight.append(item)
-                elif state != "confirmed":
-                    stale.append(item)
-            self._take_over(stale, connection)
-        return _Claim(to_send=fresh + stale, in_flight=in_flight)
-
-    def _take_over(self, items: Sequence[_Item], connection: sa.Connection | None = None) -> None:
-        """Mark receipts pending from now: this gateway writes them (others wait)."""
-        if not items:
-            return
-        if connection is None:
-            with self.engine.begin() as own:
-                self._take_over(items, own)
-            return
-        ids = [item.event_id for item in items]
-        for start in range(0, len(ids), _SQL_CHUNK):
-            connection.execute(
-                sa.update(receipts)
-                .where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
-                .values(state="pending", received_at=datetime.now(UTC))
-            )
-
-    def _await_in_flight(self, items: Sequence[_Item]) -> list[_Item]:
-        """Wait for other gateways' writes of ``items``; return those they did not confirm
-        in time (failed, or pending past the window: that gateway died or gave up)."""
-        waiting = {item.event_id: item for item in items}
-        late: list[_Item] = []
-        while waiting:
-            in_flight_since = self._in_flight_since()
-            with self.engine.connect() as connection:
-                known = self._receipts_of(connection, list(waiting))
-            for event_id, (_digest, state, received_at) in known.items():
-                if state == "confirmed":
-                    del waiting[event_id]
-                elif state == "failed" or received_at < in_flight_since:
-                    late.append(waiting.pop(event_id))
-            for event_id in set(waiting) - set(known):  # purged meanwhile: write it
-                late.append(waiting.pop(event_id))
-            if waiting:
-                time.sleep(_IN_FLIGHT_POLL_S)
-        return late
+        self.receipts.set_state([item.event_id for item in items], "confirmed")
 
     def producer(self) -> EventProducer:
         with self._lock:
@@ -577,15 +412,6 @@ class _Gateway:
             headers={"Retry-After": str(self.settings.gateway.retry_after_s)},
         )
 
-    def _set_state(self, event_ids: list[str], state: str) -> None:
-        with self.engine.begin() as connection:
-            for start in range(0, len(event_ids), _SQL_CHUNK):
-                connection.execute(
-                    sa.update(receipts)
-                    .where(receipts.c.event_id.in_(event_ids[start : start + _SQL_CHUNK]))
-                    .values(state=state)
-                )
-
     def _purge_if_due(self) -> None:
         with self._lock:
             if time.monotonic() - self._last_purge < _PURGE_EVERY_S:
@@ -604,16 +430,6 @@ class _Gateway:
             if self._owns_producer and self._producer is not None:
                 self._producer.close(timeout=self.settings.gateway.kafka_timeout_s)
                 self._producer = None
-
-
-def purge_receipts(engine: Engine, older_than: timedelta) -> int:
-    """Delete receipts older than ``older_than``; returns how many were deleted."""
-    cutoff = datetime.now(UTC) - older_than
-    with engine.begin() as connection:
-        result = connection.execute(sa.delete(receipts).where(receipts.c.received_at < cutoff))
-    if result.rowcount:
-        logger.info("purged %d gateway receipts older than %s", result.rowcount, cutoff.isoformat())
-    return int(result.rowcount or 0)
 
 
 def _native_event(raw: Any, index: int) -> UsageEvent:

@@ -38,7 +38,8 @@ from experiments.access import issue_token
 from experiments.database import registry_engine
 from experiments.settings import GatewaySettings, Settings, TopicNames
 from ingest.broker import LocalBroker, free_port
-from ingest.gateway import OPENAPI_PATH, create_app, openapi_document, purge_receipts, receipts
+from ingest.gateway import OPENAPI_PATH, create_app, openapi_document
+from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
 
 pytestmark = pytest.mark.integration

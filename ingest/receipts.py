@@ -1,0 +1,264 @@
+"""Receipts: the gateway's de-duplication index of the events it accepted.
+
+The gateway keeps a receipt per event in the registry table ``gateway_receipts``
+(``event_id`` primary key, SHA-256 of the event's canonical JSON, ``state``,
+``received_at``), shared by every gateway process and surviving restarts. A receipt is
+``pending`` (a gateway is writing it since ``received_at``), ``confirmed`` (Kafka
+acknowledged it) or ``failed`` (a write timed out: it may or may not be in Kafka). For
+each request:
+
+1. Receipts of the request's ids are read. An id known with another content hash is a
+   409 (nothing written). An id ``confirmed`` with the same hash is a duplicate: answered
+   as a success and not produced again.
+2. Receipts of new ids are inserted as ``pending`` and committed **before** the Kafka
+   write; ``failed`` receipts, and ``pending`` ones older than the Kafka timeout (their
+   gateway died), are taken over (``pending`` again, from now). If another gateway
+   inserts the same id in between, the claim is re-read.
+3. Those ids are produced and awaited. Ids ``pending`` on another gateway within its
+   Kafka timeout are waited for instead: once that gateway confirms them they are
+   duplicates; if it fails or outlives its timeout, this gateway takes them over.
+4. Once Kafka acknowledged the writes, their receipts become ``confirmed``; then 202. If
+   Kafka times out, they become ``failed`` and the answer is 503 with ``Retry-After``.
+
+So a re-sent identical event, even sent to two gateways at once, is written once.
+A second copy can only reach Kafka after a failure: a 503 whose records Kafka still
+wrote later, a gateway that died (or lost the registry) between the Kafka write and the
+confirmation, or two gateways taking over the same failed receipt at once. That copy
+has the same ``event_id`` and the stream worker de-duplicates by ``event_id``, so the
+store holds it once: delivery to Kafka is at-least-once, idempotent per ``event_id``,
+and exactly-once when nothing fails. A failed receipt keeps its content hash, since the
+first content may be in Kafka: another content under the same id stays a 409.
+
+Receipts older than ``settings.gateway.receipt_retention_days`` are purged (at most once
+an hour, by any gateway); past that, the worker's de-duplication is the only one. The
+index is bounded by the traffic of that window (one short row per event).
+
+The index stores no learner id and no payload: an event id, a SHA-256 of the canonical
+event, the resource, a state and a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from experiments.database import RegistryBase
+from ingest.errors import BatchRefused, ItemProblem
+
+__all__ = ["Claim", "Receipt", "ReceiptBook", "ReceiptState", "purge_receipts", "receipts"]
+
+logger = logging.getLogger(__name__)
+
+ReceiptState = Literal["pending", "confirmed", "failed"]
+_SQL_CHUNK = 500  # ids per IN (...) query: under SQLite's historical 999 variables
+_POLL_S = 0.05  # how often a request waiting for another gateway's write looks again
+
+receipts = sa.Table(
+    "gateway_receipts",
+    RegistryBase.metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What one item of a request claims: its index in the batch (to name it in a 409),
+    its event id, the SHA-256 of its canonical content and its resource."""
+
+    index: int
+    event_id: str
+    digest: str
+    resource_id: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of :meth:`ReceiptBook.claim`: what to write now, what to wait for."""
+
+    to_send: list[Receipt]  # new ids, and ids whose earlier write failed or went stale
+    in_flight: list[Receipt]  # ids another gateway is writing right now
+
+
+@dataclass(frozen=True)
+class _Known:
+    digest: str
+    state: str
+    received_at: datetime
+
+
+class ReceiptBook:
+    """The receipts of one registry.
+
+    Parameters
+    ----------
+    engine
+        The registry engine (table ``gateway_receipts``, migration ``gateway_0001``).
+    in_flight_s
+        How long a pending receipt belongs to the gateway that wrote it (its Kafka timeout
+        and a margin); older, it is stale and another gateway takes it over.
+    retry_after_s
+        ``Retry-After`` of the 503 answered when a claim keeps colliding.
+    """
+
+    def __init__(self, engine: Engine, *, in_flight_s: float, retry_after_s: int) -> None:
+        self.engine = engine
+        self.in_flight_s = in_flight_s
+        self.retry_after_s = retry_after_s
+
+    def claim(self, wanted: Sequence[Receipt]) -> Claim:
+        """Insert pending receipts of new ids, take over failed or stale ones; sort them
+        into those to write now and those another gateway is writing.
+
+        Raises
+        ------
+        BatchRefused
+            409 naming each item whose id is known with other content (nothing claimed).
+        """
+        for _attempt in range(3):
+            try:
+                return self._claim_once(wanted)
+            except sa.exc.IntegrityError:
+                # Another gateway claimed one of these ids between our read and our insert:
+                # read again, its receipt now decides (duplicate, conflict or in flight).
+                continue
+        raise BatchRefused(
+            503,
+            [
+                ItemProblem(
+                    None, "event_id", "these event ids are being received concurrently; retry"
+                )
+            ],
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+    def _in_flight_since(self) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self.in_flight_s)
+
+    def _known(self, connection: sa.Connection, ids: list[str]) -> dict[str, _Known]:
+        known: dict[str, _Known] = {}
+        for start in range(0, len(ids), _SQL_CHUNK):
+            rows = connection.execute(
+                sa.select(
+                    receipts.c.event_id,
+                    receipts.c.content_sha256,
+                    receipts.c.state,
+                    receipts.c.received_at,
+                ).where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+            )
+            for row in rows:
+                received_at = row.received_at
+                if received_at.tzinfo is None:  # SQLite keeps no offset; we store UTC
+                    received_at = received_at.replace(tzinfo=UTC)
+                known[row.event_id] = _Known(row.content_sha256, row.state, received_at)
+        return known
+
+    def _claim_once(self, wanted: Sequence[Receipt]) -> Claim:
+        now = datetime.now(UTC)
+        in_flight_since = self._in_flight_since()
+        with self.engine.begin() as connection:
+            known = self._known(connection, [receipt.event_id for receipt in wanted])
+            conflicts = [
+                ItemProblem(
+                    receipt.index,
+                    "event_id",
+                    f"event_id {receipt.event_id} was already received with other content",
+                )
+                for receipt in wanted
+                if receipt.event_id in known and known[receipt.event_id].digest != receipt.digest
+            ]
+            if conflicts:
+                raise BatchRefused(409, conflicts)
+            fresh = [receipt for receipt in wanted if receipt.event_id not in known]
+            if fresh:
+                connection.execute(
+                    sa.insert(receipts),
+                    [
+                        {
+                            "event_id": receipt.event_id,
+                            "content_sha256": receipt.digest,
+                            "resource_id": receipt.resource_id,
+                            "state": "pending",
+                            "received_at": now,
+                        }
+                        for receipt in fresh
+                    ],
+                )
+            in_flight, stale = [], []
+            for receipt in wanted:
+                if receipt.event_id not in known:
+                    continue
+                seen = known[receipt.event_id]
+                if seen.state == "pending" and seen.received_at >= in_flight_since:
+                    in_flight.append(receipt)
+                elif seen.state != "confirmed":
+                    stale.append(receipt)
+            self._take_over(connection, stale)
+        return Claim(to_send=fresh + stale, in_flight=in_flight)
+
+    def take_over(self, wanted: Sequence[Receipt]) -> None:
+        """Mark receipts pending from now: this gateway writes them (others wait)."""
+        with self.engine.begin() as connection:
+            self._take_over(connection, wanted)
+
+    def _take_over(self, connection: sa.Connection, wanted: Sequence[Receipt]) -> None:
+        ids = [receipt.event_id for receipt in wanted]
+        for start in range(0, len(ids), _SQL_CHUNK):
+            connection.execute(
+                sa.update(receipts)
+                .where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+                .values(state="pending", received_at=datetime.now(UTC))
+            )
+
+    def await_in_flight(self, wanted: Sequence[Receipt]) -> list[Receipt]:
+        """Wait for other gateways' writes of ``wanted``; return those they did not
+        confirm in time (failed, or pending past the window: that gateway died or gave
+        up), for this gateway to take over."""
+        waiting = {receipt.event_id: receipt for receipt in wanted}
+        late: list[Receipt] = []
+        while waiting:
+            in_flight_since = self._in_flight_since()
+            with self.engine.connect() as connection:
+                known = self._known(connection, list(waiting))
+            for event_id, seen in known.items():
+                if seen.state == "confirmed":
+                    del waiting[event_id]
+                elif seen.state == "failed" or seen.received_at < in_flight_since:
+                    late.append(waiting.pop(event_id))
+            for event_id in set(waiting) - set(known):  # purged meanwhile: write it
+                late.append(waiting.pop(event_id))
+            if waiting:
+                time.sleep(_POLL_S)
+        return late
+
+    def set_state(self, event_ids: Sequence[str], state: ReceiptState) -> None:
+        """Set the state of receipts (``confirmed`` after Kafka's ack, ``failed`` after a
+        timeout)."""
+        ids = list(event_ids)
+        with self.engine.begin() as connection:
+            for start in range(0, len(ids), _SQL_CHUNK):
+                connection.execute(
+                    sa.update(receipts)
+                    .where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+                    .values(state=state)
+                )
+
+
+def purge_receipts(engine: Engine, older_than: timedelta) -> int:
+    """Delete receipts older than ``older_than``; returns how many were deleted."""
+    cutoff = datetime.now(UTC) - older_than
+    with engine.begin() as connection:
+        result = connection.execute(sa.delete(receipts).where(receipts.c.received_at < cutoff))
+    if result.rowcount:
+        logger.info("purged %d gateway receipts older than %s", result.rowcount, cutoff.isoformat())
+    return int(result.rowcount or 0)
