@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.access import record_audit
@@ -260,27 +261,31 @@ class EnrollmentOutcome:
 
 
 def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) -> None:
-    # The UPDATE takes SQLite's write lock (or PostgreSQL's row lock) before anything is
-    # read, so two enrollments of one experiment run one after the other and never draw
-    # the same block position twice.
+    # Insert-if-missing then UPDATE: the first statement takes SQLite's write lock (on
+    # PostgreSQL a concurrent first insert waits on the key, then does nothing), the
+    # UPDATE takes the row lock, all before anything is read; so two enrollments of one
+    # experiment run one after the other and never draw the same block position twice.
     table = _DESIGNS
-    updated = session.execute(
-        sa.update(table).where(table.c.experiment_id == design.experiment_id)
-        .values(last_enrolled_at=now)
-    )  # fmt: skip
-    if updated.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(EnrollmentDesignRow(
+    dialect = session.connection().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(table).values(
             experiment_id=design.experiment_id, resource_id=design.resource_id,
             fingerprint=design.fingerprint(),
             design={"unit": design.unit, "strata": list(design.strata), "arms": list(design.arms),
                     "ratios": list(design.ratios), "seed": design.seed,
                     "control": design.control},
             first_enrolled_at=now, last_enrolled_at=now,
-        ))  # fmt: skip
-        session.flush()
-        return
-    stored = session.get(EnrollmentDesignRow, design.experiment_id)
-    assert stored is not None
+        ).on_conflict_do_nothing(index_elements=["experiment_id"])
+    )  # fmt: skip
+    session.execute(
+        sa.update(table).where(table.c.experiment_id == design.experiment_id)
+        .values(last_enrolled_at=now)
+    )  # fmt: skip
+    stored = session.execute(
+        sa.select(table.c.fingerprint, table.c.first_enrolled_at)
+        .where(table.c.experiment_id == design.experiment_id)
+    ).one()  # fmt: skip
     if stored.fingerprint != design.fingerprint():
         raise EnrollmentError(
             f"experiment {design.experiment_id}: the protocol's randomisation (unit, strata, "
@@ -522,11 +527,11 @@ def enroll_classes(
             if before_commit is not None:
                 before_commit()
     except sa.exc.IntegrityError as exc:
-        # Only a concurrent first enrollment of the same experiment (PostgreSQL) or of the
-        # same class into another experiment gets here; the transaction rolled back whole.
+        # Not expected (the lock serialises the enrollments of an experiment), but if a
+        # unique key is hit anyway, the transaction rolled back whole: say so plainly.
         raise EnrollmentError(
-            f"experiment {design.experiment_id}: another enrollment wrote the same rows at "
-            "the same time; nothing of this file was enrolled, run it again",
+            f"experiment {design.experiment_id}: a concurrent write conflicted ({exc.orig}); "
+            "nothing of this file was enrolled, run it again",
             field="experiment",
         ) from exc
     outcome.refusals.sort(key=lambda r: r.line)
