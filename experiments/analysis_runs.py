@@ -1,0 +1,447 @@
+"""Analysis workers and the records of analysis runs.
+
+Workers are a Kafka consumer group on ``preuve.analysis.requests`` (kafka-python, one
+request at a time, manual commit): several workers share the topic's partitions. For
+each request a worker:
+
+1. returns at once if the run key is already recorded (a copy of a request, or a
+   request re-delivered after a crash that happened after the record);
+2. reads the experiment's store and enrollments into the analysis tables
+   (:mod:`experiments.analysis_inputs`), under the protocol version named by the request;
+3. runs :func:`analysis.run.run_analysis`, writes the results JSON and the HTML page
+   (:func:`analysis.report.write_html`) as new files
+   ``state_dir/reports/<experiment>/<analysis>/<run-id>.{json,html}``; a run id is never
+   reused and the files are created exclusively, so nothing is ever overwritten;
+4. records the run in ``analysis_runs`` (unique run key, immutable: the database refuses
+   updates and deletes), with the protocol version and SHA-256, the data watermark
+   (stored events, latest event time, the stream workers' committed offsets of
+   ``preuve.events``), the software versions, the results JSON and the files' hashes;
+5. commits the request's offset.
+
+A worker killed anywhere before 4 leaves at most orphan files that no record names; the
+request was not committed, so the next worker that owns the partition runs it again and
+records it once. Killed between 4 and 5, the re-delivered request finds the record.
+
+Deterministic failures (the analysis refuses its inputs: :class:`analysis.errors.
+AnalysisError`, :class:`experiments.errors.StoreError`) are recorded as ``failed`` runs
+with their reason, so that a bad experiment cannot block the topic; anything else stops
+the worker without committing, and the request is retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from analysis.errors import AnalysisError
+from analysis.report import write_html
+from analysis.results import to_json_dict, write_json
+from analysis.run import run_analysis
+from experiments.analysis_inputs import read_analysis_inputs
+from experiments.errors import SchedulerError, StoreError
+from experiments.registry import registered_protocol
+from experiments.scheduler import AnalysisRequest, ensure_request_topic, utc
+from experiments.settings import Settings
+from experiments.store import ExperimentStore, events_table
+
+__all__ = [
+    "RunRecord",
+    "analysis_runs_table",
+    "find_run",
+    "list_runs",
+    "perform_run",
+    "report_dir",
+    "run_analysis_worker",
+    "software_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+_metadata = sa.MetaData()
+#: Records of runs (see ``migrations/registry/versions/scheduler_0001.py``).
+analysis_runs_table = sa.Table(
+    "analysis_runs",
+    _metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("run_key", sa.String(160), nullable=False, unique=True),
+    sa.Column("experiment_id", sa.String(63), nullable=False),
+    sa.Column("analysis", sa.String(32), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("protocol_version", sa.Integer, nullable=False),
+    sa.Column("protocol_sha256", sa.String(64), nullable=False),
+    sa.Column("watermark", sa.JSON, nullable=False),
+    sa.Column("software", sa.JSON, nullable=False),
+    sa.Column("results_json", sa.Text),
+    sa.Column("json_path", sa.Text),
+    sa.Column("json_sha256", sa.String(64)),
+    sa.Column("html_path", sa.Text),
+    sa.Column("html_sha256", sa.String(64)),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("worker", sa.String(128), nullable=False),
+)
+
+_SOFTWARE = ("preuve", "numpy", "scipy", "statsmodels", "pandas")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A recorded analysis run (one row of ``analysis_runs``)."""
+
+    run_id: str
+    run_key: str
+    experiment_id: str
+    analysis: str
+    due_at: datetime
+    sequence: int
+    """1, 2, 3... per (experiment, analysis): the version of the report."""
+    status: str
+    """``done`` or ``failed`` (then ``reason`` says why)."""
+    reason: str | None
+    protocol_version: int
+    protocol_sha256: str
+    watermark: dict[str, Any]
+    software: dict[str, str]
+    results_json: str | None
+    json_path: str | None
+    json_sha256: str | None
+    html_path: str | None
+    html_sha256: str | None
+    started_at: datetime
+    finished_at: datetime
+    worker: str
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that compute the results.
+
+    Examples
+    --------
+    >>> sorted(software_versions())
+    ['numpy', 'pandas', 'preuve', 'python', 'scipy', 'statsmodels']
+    """
+    versions = {"python": platform.python_version()}
+    for name in _SOFTWARE:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def report_dir(settings: Settings, experiment_id: str, analysis: str) -> Path:
+    """Where the reports of an experiment's analysis are written."""
+    return settings.state_dir / "reports" / experiment_id / analysis
+
+
+def _record(row: Any) -> RunRecord:
+    values = dict(row._mapping)
+    for moment in ("due_at", "started_at", "finished_at"):
+        values[moment] = utc(values[moment])
+    return RunRecord(**values)
+
+
+def find_run(registry: Engine, key: str) -> RunRecord | None:
+    """The record of a run key, if the run was recorded."""
+    table = analysis_runs_table
+    with registry.connect() as connection:
+        row = connection.execute(sa.select(table).where(table.c.run_key == key)).first()
+    return None if row is None else _record(row)
+
+
+def list_runs(registry: Engine, experiment_id: str, analysis: str | None = None
+              ) -> list[RunRecord]:
+    """Recorded runs of an experiment (optionally one analysis), oldest first."""
+    table = analysis_runs_table
+    query = sa.select(table).where(table.c.experiment_id == experiment_id)
+    if analysis is not None:
+        query = query.where(table.c.analysis == analysis)
+    query = query.order_by(table.c.analysis, table.c.sequence)
+    with registry.connect() as connection:
+        return [_record(row) for row in connection.execute(query)]
+
+
+def _events_offsets(settings: Settings) -> dict[str, Any]:
+    """Committed offsets of the stream workers on ``preuve.events`` (what the stores hold
+    at least), or why they are unknown."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from ingest.errors import BrokerError
+    from ingest.producer import kafka_bootstrap
+
+    group = settings.worker.group_id
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings),
+                                 client_id="preuve-analysis-watermark")
+        try:
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+        finally:
+            admin.close()
+    except (KafkaError, BrokerError) as exc:  # the run is still valid: the watermark says what is missing
+        logger.warning("committed offsets of group %s unknown: %s", group, exc)
+        return {"group": group, "topic": settings.topics.events, "offsets": None,
+                "reason": str(exc)}
+    return {
+        "group": group,
+        "topic": settings.topics.events,
+        "offsets": {str(tp.partition): int(meta.offset)
+                    for tp, meta in sorted(offsets.items())
+                    if tp.topic == settings.topics.events},
+    }
+
+
+def _store_watermark(settings: Settings, experiment_id: str) -> dict[str, Any]:
+    store = ExperimentStore(settings, experiment_id)
+    events = events_table
+    with store.engine.connect() as connection:
+        count, latest, stored = connection.execute(
+            sa.select(sa.func.count(), sa.func.max(events.c.occurred_at),
+                      sa.func.max(events.c.stored_at)).select_from(events)).one()
+    return {"stored_events": int(count),
+            "latest_event_at": None if latest is None else utc(latest).isoformat(),
+            "latest_stored_at": None if stored is None else utc(stored).isoformat()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _create(path: Path, write: Any) -> str:
+    """Write a new file at ``path`` through ``write(tmp)``; never replace an existing one.
+
+    Returns the file's SHA-256. ``os.link`` fails if ``path`` exists, atomically.
+    """
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as handle:
+        tmp = Path(handle.name)
+    try:
+        write(tmp)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _sha256(path)
+
+
+def _insert(registry: Engine, values: dict[str, Any]) -> RunRecord:
+    """Insert a run record once per run key; the sequence is the next free one."""
+    table = analysis_runs_table
+    dialect = postgresql if registry.dialect.name == "postgresql" else sqlite
+    for _attempt in range(20):
+        with registry.begin() as connection:
+            last = connection.scalar(
+                sa.select(sa.func.max(table.c.sequence)).where(
+                    table.c.experiment_id == values["experiment_id"],
+                    table.c.analysis == values["analysis"]))
+            statement = dialect.insert(table).on_conflict_do_nothing(
+                index_elements=["run_key"])
+            try:
+                result = connection.execute(statement.values(**values,
+                                                             sequence=(last or 0) + 1))
+            except IntegrityError:
+                # Another run of this analysis took the sequence number: take the next.
+                connection.rollback()
+                continue
+        found = find_run(registry, values["run_key"])
+        assert found is not None
+        if result.rowcount != 1:
+            logger.info("run %s was recorded by another worker as %s", values["run_key"],
+                        found.run_id)
+        return found
+    raise SchedulerError(f"run {values['run_key']}: no free sequence number after 20 tries",
+                         field="sequence")
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine | None = None
+                ) -> RunRecord:
+    """Run one requested analysis and record it, once per run key.
+
+    Parameters
+    ----------
+    settings
+        Where the store and the reports are; Kafka for the watermark's offsets.
+    request
+        The request published by the scheduler.
+    registry
+        The registry's engine (default: :func:`experiments.database.registry_engine`).
+
+    Returns
+    -------
+    RunRecord
+        The record (an existing one if the run key was already recorded).
+
+    Raises
+    ------
+    SchedulerError
+        The request names a protocol version whose hash differs from the registry's.
+    """
+    from experiments.database import registry_engine
+
+    registry = registry if registry is not None else registry_engine(settings)
+    existing = find_run(registry, request.run_key)
+    if existing is not None:
+        logger.info("run %s already recorded as %s: nothing to do", request.run_key,
+                    existing.run_id)
+        return existing
+    started = datetime.now(UTC)
+    registered = registered_protocol(registry, request.experiment_id, request.protocol_version)
+    if registered.version.sha256 != request.protocol_sha256:
+        raise SchedulerError(
+            f"run {request.run_key}: protocol version {request.protocol_version} has sha256 "
+            f"{registered.version.sha256}, the request says {request.protocol_sha256}",
+            field="protocol_sha256",
+        )
+    run_id = f"{utc(request.due_at):%Y%m%dT%H%MZ}-{secrets.token_hex(4)}"
+    offsets = _events_offsets(settings)
+    values: dict[str, Any] = {
+        "run_id": run_id, "run_key": request.run_key, "experiment_id": request.experiment_id,
+        "analysis": request.analysis, "due_at": utc(request.due_at),
+        "protocol_version": request.protocol_version,
+        "protocol_sha256": request.protocol_sha256, "software": software_versions(),
+        "status": "done", "reason": None, "results_json": None, "json_path": None,
+        "json_sha256": None, "html_path": None, "html_sha256": None,
+        "started_at": started, "worker": _worker_id(),
+    }
+    scratch = settings.state_dir / "analysis-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{run_id}-") as private:
+        try:
+            inputs = read_analysis_inputs(settings, registry, registered.protocol,
+                                          Path(private))
+            results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
+                                   analysis=request.analysis)
+        except (AnalysisError, StoreError) as error:
+            values.update(status="failed", reason=str(error),
+                          watermark={**_store_watermark(settings, request.experiment_id),
+                                     "kafka": offsets})
+            results = None
+        else:
+            values["watermark"] = {**inputs.files.watermark.to_json(),
+                                   "assessments_ignored": inputs.files.assessments_ignored,
+                                   "kafka": offsets}
+    if results is not None:
+        folder = report_dir(settings, request.experiment_id, request.analysis)
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path, html_path = folder / f"{run_id}.json", folder / f"{run_id}.html"
+        values["results_json"] = json.dumps(to_json_dict(results), ensure_ascii=False,
+                                            allow_nan=False, sort_keys=True)
+        values["json_sha256"] = _create(json_path, lambda p: write_json(results, p))
+        values["html_sha256"] = _create(html_path, lambda p: write_html(results, p))
+        values["json_path"], values["html_path"] = str(json_path), str(html_path)
+    values["finished_at"] = datetime.now(UTC)
+    record = _insert(registry, values)
+    if record.run_id != run_id:  # another worker recorded it first: ours is an orphan
+        for name in ("json_path", "html_path"):
+            if values[name]:
+                Path(values[name]).unlink(missing_ok=True)
+    elif record.status == "done":
+        logger.info("experiment %s: %s analysis due %s done, run %s (report v%d, protocol "
+                    "v%d, %d events)", record.experiment_id, record.analysis,
+                    record.due_at.isoformat(), record.run_id, record.sequence,
+                    record.protocol_version, record.watermark.get("stored_events", 0))
+    else:
+        logger.warning("experiment %s: %s analysis due %s failed, run %s: %s",
+                       record.experiment_id, record.analysis, record.due_at.isoformat(),
+                       record.run_id, record.reason)
+    return record
+
+
+def run_analysis_worker(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    once: bool = False,
+    idle_exit_s: float = 5.0,
+) -> int:
+    """``preuve scheduler --worker``: consume analysis requests until ``stop`` is set.
+
+    Parameters
+    ----------
+    settings
+        Kafka, topics, ``scheduler.worker_group_id`` and ``scheduler.max_run_s``.
+    stop
+        Set it to end the loop after the current run.
+    once
+        Return once no request arrived for ``idle_exit_s`` seconds (tests, cron).
+
+    Returns
+    -------
+    int
+        Requests served (recorded, found recorded, or refused as malformed).
+    """
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndMetadata
+
+    from experiments.database import registry_engine
+    from ingest.producer import kafka_bootstrap
+
+    stop = stop or threading.Event()
+    registry = registry_engine(settings)
+    ensure_request_topic(settings)
+    consumer = KafkaConsumer(
+        settings.topics.analysis_requests,
+        bootstrap_servers=kafka_bootstrap(settings),
+        group_id=settings.scheduler.worker_group_id,
+        client_id="preuve-analysis-worker",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1,
+        max_poll_interval_ms=int(settings.scheduler.max_run_s * 1000),
+        session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.worker.session_timeout_s * 1000 / 3),
+    )
+    served = 0
+    idle_since = time.monotonic()
+    logger.info("analysis worker ready on %s (group %s)", settings.topics.analysis_requests,
+                settings.scheduler.worker_group_id)
+    try:
+        while not stop.is_set():
+            polled = consumer.poll(timeout_ms=500, max_records=1)
+            if not polled:
+                if once and consumer.assignment() and \
+                        time.monotonic() - idle_since > idle_exit_s:
+                    break
+                continue
+            for partition, records in polled.items():
+                for message in records:
+                    try:
+                        request = AnalysisRequest.from_json(message.value)
+                    except SchedulerError as error:
+                        logger.error("%s (partition %d, offset %d): skipped", error,
+                                     partition.partition, message.offset)
+                    else:
+                        perform_run(settings, request, registry)
+                    consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "",
+                                                                  -1)})
+                    served += 1
+            idle_since = time.monotonic()
+    finally:
+        consumer.close()
+    return served
