@@ -235,7 +235,7 @@ def main() -> None:
     cluster = None
     try:
         bootstrap = broker.up().bootstrap
-        cluster = PostgresCluster.start()
+        cluster = PostgresCluster.start(durable=True)  # fsync on, as in production
         print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"Kafka {broker.version}, {args.events:,} events, 4 partitions")
         base = _settings(root, bootstrap, "preload")

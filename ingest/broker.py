@@ -71,6 +71,15 @@ logger.started.level = info
 """
 
 
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding. One that
+    starts with '-' would be read by StorageTool as an option, so draw again."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -256,7 +265,7 @@ class LocalBroker:
         classpath = f"{lib}/*"
         common = [f"-Dlog4j2.configurationFile={log_config}", "-cp", classpath]
         if not (data_dir / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = _cluster_id()
             result = subprocess.run(
                 ["java", *common, "kafka.tools.StorageTool", "format", "-g",
                  "-t", cluster_id, "-c", str(config)],

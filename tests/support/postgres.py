@@ -45,13 +45,17 @@ class PostgresCluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://preuve@127.0.0.1:{self.port}/{database}"
 
+    durable: bool = False
+
     @classmethod
-    def start(cls) -> PostgresCluster:
+    def start(cls, durable: bool = False) -> PostgresCluster:
+        """Create and start a cluster; ``durable`` keeps fsync on (benchmarks), tests
+        turn it off for speed."""
         root = Path(tempfile.mkdtemp(prefix="preuve-pg-"))
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chown(root, user.pw_uid, user.pw_gid)
-        cluster = cls(root=root, port=free_port())
+        cluster = cls(root=root, port=free_port(), durable=durable)
         subprocess.run(
             _as_postgres([_bin("initdb"), "-D", str(cluster.data), "-U", "preuve", "-A", "trust",
                           "--no-sync", "-E", "UTF8", "--locale=C"]),
@@ -62,9 +66,10 @@ class PostgresCluster:
 
     def pg_ctl(self, action: str) -> None:
         # fsync off: a test cluster need not survive power loss, and it is much faster.
+        durability = "" if self.durable else "-c fsync=off -c full_page_writes=off "
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-            "-c fsync=off -c full_page_writes=off -c max_connections=200"
+            f"{durability}-c max_connections=200"
         )
         command = [_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                    "-w", "-t", "60", "-m", "fast"]
