@@ -142,10 +142,14 @@ def _unit_rows(protocol: Protocol, classes: list[EnrolledClass]) -> tuple[
     return list(rows.values()), unit_of
 
 
-def _school_day(moment: datetime) -> date:
+def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:  # SQLite drops the offset; the stream worker writes UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(SCHOOL_TIMEZONE).date()
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _school_day(moment: datetime) -> date:
+    return _utc(moment).astimezone(SCHOOL_TIMEZONE).date()
 
 
 def _day(value: Any) -> date:
@@ -223,7 +227,8 @@ def write_analysis_files(
             .order_by(usage_table.c.learner_key, usage_table.c.day)
         ).all()
         connection.rollback()
-    watermark = Watermark(int(count), latest, stored)
+    watermark = Watermark(int(count), None if latest is None else _utc(latest),
+                          None if stored is None else _utc(stored))
 
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()

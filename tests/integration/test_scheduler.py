@@ -1,0 +1,450 @@
+"""Scheduler and analysis workers on a real Kafka broker and real registries (SQLite and
+PostgreSQL): runs happen once per due time, missed runs are caught up, amendments change
+future runs only, a worker killed mid-run completes the run once, records are complete
+and reports immutable.
+
+The clock is injected (``now``): the example protocol's dates are in 2027-2028.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from experiments.analysis_runs import find_run, list_runs, run_analysis_worker
+from experiments.database import REGISTRY_SCHEMA, _postgres_engine, _sqlite_engine, registry_engine
+from experiments.enrollment import enroll_classes, enrollment_design
+from experiments.enrollment_file import read_classes
+from experiments.protocol import parse_protocol
+from experiments.registry import amend_protocol, register_protocol, transition_experiment
+from experiments.scheduler import (
+    AnalysisRequest,
+    ScheduledRun,
+    due_time,
+    run_scheduler,
+    scheduled_runs_table,
+    tick,
+)
+from experiments.settings import SchedulerSettings, Settings, WorkerSettings
+from experiments.store import ExperimentStore, StoredEvent
+from ingest.producer import new_producer
+from tests.support.kafka import consume_all
+from tests.support.postgres import wait_until
+from tests.support.worker import settings_env
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+EXPERIMENT = "fluence-cp-2027"
+WEEKLY = 38  # Mondays from 2027-10-04 to 2028-06-19 (tests/unit/test_scheduler.py)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    return make_settings(
+        kafka=True,
+        database_url=database_url,
+        scheduler=SchedulerSettings(worker_group_id=f"t{tag}-analysis", poll_interval_s=0.2),
+        # 6 s is the broker's smallest session timeout: a killed worker's partitions move fast.
+        worker=WorkerSettings(group_id=f"t{tag}-router", session_timeout_s=6.0),
+    )
+
+
+def running_experiment(engine: Engine, *, classes: bool = False,
+                       settings: Settings | None = None) -> None:
+    """Register the example protocol and take it to ``running``; with ``classes``, enroll
+    16 classes and store a baseline and an endline assessment and some usage."""
+    register_protocol(engine, parse_protocol(TEXT), TEXT)
+    transition_experiment(engine, EXPERIMENT, "enrolling")
+    if classes:
+        assert settings is not None
+        design, _ = enrollment_design(engine, EXPERIMENT)
+        rows = "class_id,school_uai,level,pupils,academie,education_priority\n" + "".join(
+            f"c{i:02d},078{i // 4:04d}A,CP,20,versailles,{'REP' if i % 2 else 'REP+'}\n"
+            for i in range(16))
+        enrolled = enroll_classes(engine, design, read_classes(rows, design,
+                                                               today=date(2027, 9, 1)),
+                                  actor="test").enrolled
+        store_events(settings, {c.class_id: (c.arm, c.school_uai) for c in enrolled})
+    transition_experiment(engine, EXPERIMENT, "running")
+
+
+def store_events(settings: Settings, arms: dict[str, tuple[str, str]]) -> None:
+    rng = random.Random(20270901)
+    events = []
+    for class_id, (arm, uai) in arms.items():
+        for k in range(20):
+            learner = f"{class_id}-{k:02d}"  # a pseudonym in the store's sense
+            baseline = rng.gauss(50, 14)
+            endline = 25 + 0.7 * baseline + (4 if arm == "lectio" else 0) + rng.gauss(0, 10)
+            for when, score in ((at("2027-09-15T09:00:00+02:00"), baseline),
+                                (at("2028-06-05T09:00:00+02:00"), endline)):
+                events.append(StoredEvent(str(uuid.uuid4()), when, "lectio", learner, class_id,
+                                          uai, arm, "assessment_scored", "fluence", None, score))
+            if arm == "lectio":
+                for week in range(5):
+                    events.append(StoredEvent(
+                        str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00") + timedelta(weeks=week),
+                        "lectio", learner, class_id, uai, arm, "activity_completed", "ex-1",
+                        900.0, is_usage=True))
+    ExperimentStore(settings, EXPERIMENT).write_events(events, datetime.now(UTC))
+
+
+def backdate_version(engine: Engine, version: int, when: datetime) -> None:
+    """Pretend a protocol version was recorded at ``when`` (the clock here is in 2028)."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE protocol_versions SET recorded_at = :t "
+                    "WHERE experiment_id = :e AND version = :v"),
+            {"t": when, "e": EXPERIMENT, "v": version},
+        )
+
+
+def requests(settings: Settings, expected: int) -> list[AnalysisRequest]:
+    assert settings.kafka_bootstrap is not None
+    records = consume_all(settings.kafka_bootstrap, settings.topics.analysis_requests, expected,
+                          timeout_s=30)
+    return [AnalysisRequest.from_json(value) for _, value in records]
+
+
+def separate_engine(settings: Settings) -> Engine:
+    """A registry engine of its own (not the process-wide cached one): another scheduler."""
+    if settings.database_url:
+        return _postgres_engine(settings.database_url, REGISTRY_SCHEMA)
+    return _sqlite_engine(settings.state_dir / "registry.sqlite")
+
+
+# --- once per due time -------------------------------------------------------------------
+
+
+def test_two_scheduler_processes_publish_each_run_once(settings: Settings) -> None:
+    engine = registry_engine(settings)  # migrated here, before the two processes race
+    running_experiment(engine)
+    env = settings_env(settings) | {"PREUVE_SCHEDULER__CATCH_UP": "all"}
+    command = [sys.executable, "-m", "experiments", "scheduler", "--once",
+               "--now", "2028-07-10T00:00:00+0000"]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+                 for _ in range(2)]
+    try:
+        outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(30)
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    due = WEEKLY + 2
+    published = requests(settings, due)
+    assert len(published) == due, Counter(r.run_key for r in published).most_common(3)
+    assert len({r.run_key for r in published}) == due
+    with engine.connect() as connection:
+        claims = connection.execute(sa.select(scheduled_runs_table)).all()
+    assert len(claims) == due and all(c.published_at is not None for c in claims)
+    # Both processes looked at the schedule; the summary lines add up to one claim each.
+    claimed = sum(int(o.strip().splitlines()[-1].split(",")[1].split()[0]) for o in outputs)
+    assert claimed == due, outputs
+
+
+def test_two_scheduler_threads_with_separate_engines_race_all_year(settings: Settings) -> None:
+    running_experiment(registry_engine(settings))
+    engines = [separate_engine(settings), separate_engine(settings)]
+    producers: list[Any] = [new_producer(settings), new_producer(settings)]
+    # Each step the two schedulers look at the same moment: every Monday 06:00:30 Paris.
+    moments = [due_time(date(2027, 10, 4) + timedelta(weeks=w)) + timedelta(seconds=30)
+               for w in range(40)]
+    barrier = threading.Barrier(2)
+    claimed = [0, 0]
+    errors: list[BaseException] = []
+
+    def scheduler(i: int) -> None:
+        try:
+            for moment in moments:
+                barrier.wait(timeout=60)
+                claimed[i] += tick(settings, engines[i], producers[i], moment).claimed
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    from experiments.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    threads = [threading.Thread(target=scheduler, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    finally:
+        for producer in producers:
+            producer.close()
+        for engine in engines:
+            engine.dispose()
+    assert not errors, errors
+    due = WEEKLY + 2
+    assert sum(claimed) == due
+    published = requests(settings, due)
+    assert sorted(r.run_key for r in published) == sorted({r.run_key for r in published})
+    assert len(published) == due
+
+
+# --- catching up -------------------------------------------------------------------------
+
+
+def test_a_run_missed_during_downtime_is_caught_up_on_start(settings: Settings) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine)
+    clock = {"now": at("2027-12-01T12:00:00+01:00")}
+    stop = threading.Event()
+    service = threading.Thread(target=run_scheduler, args=(settings,),
+                               kwargs={"stop": stop, "clock": lambda: clock["now"]})
+    service.start()
+    try:
+        first = requests(settings, 1)
+        assert [(r.analysis, r.due_at) for r in first] == [
+            ("monitoring", at("2027-11-29T06:00:00+01:00"))]
+    finally:
+        stop.set()
+        service.join(60)
+    # Everything is down from 2027-12-01 to 2028-02-01, across the interim (2028-01-15).
+    clock["now"] = at("2028-02-01T12:00:00+01:00")
+    stop = threading.Event()
+    service = threading.Thread(target=run_scheduler, args=(settings,),
+                               kwargs={"stop": stop, "clock": lambda: clock["now"]})
+    service.start()
+    try:
+        published = requests(settings, 3)
+    finally:
+        stop.set()
+        service.join(60)
+    # Four partitions: the order across them is not Kafka's to keep.
+    assert sorted((r.due_at, r.analysis) for r in published) == [
+        (at("2027-11-29T06:00:00+01:00"), "monitoring"),
+        (at("2028-01-15T06:00:00+01:00"), "interim"),
+        (at("2028-01-31T06:00:00+01:00"), "monitoring"),  # the latest missed Monday
+    ]
+    with engine.connect() as connection:
+        skipped = connection.scalar(sa.select(sa.func.count()).select_from(scheduled_runs_table)
+                                    .where(scheduled_runs_table.c.status == "skipped"))
+    assert skipped == 8 + 8  # Oct 4 - Nov 22 at the first start, Dec 6 - Jan 24 after
+
+
+def test_a_scheduler_dead_before_publishing_is_relayed(settings: Settings) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine)
+    from experiments.scheduler import claim_runs, due_runs
+
+    # A scheduler claimed the interim, then died before Kafka acknowledged it.
+    runs = [r for r in due_runs(engine, at("2028-01-16T00:00:00+01:00"))
+            if r.analysis == "interim"]
+    assert len(claim_runs(engine, runs, claimed_by="dead")) == 1
+    relayed = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
+        update={"republish_after_s": 0.01, "catch_up": "latest"})})
+    time.sleep(0.05)
+    report = run_scheduler(relayed, once=True, clock=lambda: at("2028-01-16T00:00:00+01:00"))
+    assert report.republished == 1
+    assert [r.analysis for r in requests(settings, 2)].count("interim") == 1
+
+
+# --- amendments --------------------------------------------------------------------------
+
+
+def test_a_protocol_amendment_changes_future_runs_only(settings: Settings) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine)
+    backdate_version(engine, 1, at("2027-06-01T00:00:00+02:00"))
+    run_scheduler(settings, once=True, clock=lambda: at("2028-01-20T00:00:00+01:00"))
+    amended = (TEXT.replace("- {analysis: interim, at: 2028-01-15}",
+                            "- {analysis: interim, at: 2028-01-10}\n"
+                            "  - {analysis: interim, at: 2028-03-01}")
+               .replace("final, at: 2028-06-30", "final, at: 2028-07-03"))
+    amend_protocol(engine, parse_protocol(amended), amended,
+                   reason="Second interim requested by the steering committee")
+    backdate_version(engine, 2, at("2028-02-01T00:00:00+01:00"))
+    run_scheduler(settings, once=True, clock=lambda: at("2028-07-10T00:00:00+02:00"))
+    one_offs = {(r.analysis, r.due_at.astimezone(UTC).date(), r.protocol_version)
+                for r in requests(settings, 5) if r.analysis != "monitoring"}
+    assert one_offs == {("interim", date(2028, 1, 15), 1), ("interim", date(2028, 3, 1), 2),
+                        ("final", date(2028, 7, 3), 2)}
+    v2 = parse_protocol(amended).sha256
+    assert all(r.protocol_sha256 == v2 for r in requests(settings, 5)
+               if r.protocol_version == 2)
+
+
+# --- workers -----------------------------------------------------------------------------
+
+_KILLABLE_WORKER = """
+import sys, time
+from pathlib import Path
+import experiments.analysis_runs as runs
+from experiments.settings import Settings
+
+marker = Path(sys.argv[1])
+original = runs.write_html
+
+def write_then_hang(results, path):
+    original(results, path)
+    marker.write_text(str(path))
+    time.sleep(3600)  # killed here: files written, run not recorded, request not committed
+
+runs.write_html = write_then_hang
+runs.run_analysis_worker(Settings())
+"""
+
+
+def publish(settings: Settings, engine: Engine, *moments: datetime) -> None:
+    producer: Any = new_producer(settings)
+    try:
+        for moment in moments:
+            tick(settings, engine, producer, moment)
+    finally:
+        producer.close()
+
+
+def serve(settings: Settings) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    worker = threading.Thread(target=run_analysis_worker, args=(settings,),
+                              kwargs={"stop": stop})
+    worker.start()
+    return stop, worker
+
+
+def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine, classes=True, settings=settings)
+    from experiments.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    publish(settings, engine, at("2028-01-16T00:00:00+01:00"))  # monitoring + interim
+    marker = tmp_path / "killed-after"
+    env = settings_env(settings) | {
+        "PREUVE_SCHEDULER__WORKER_GROUP_ID": settings.scheduler.worker_group_id}
+    log = (tmp_path / "killable.log").open("wb")
+    child = subprocess.Popen([sys.executable, "-c", _KILLABLE_WORKER, str(marker)], env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert wait_until(lambda: marker.exists() or child.poll() is not None, 120), \
+            (tmp_path / "killable.log").read_text()
+        assert child.poll() is None, (tmp_path / "killable.log").read_text()
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(30)
+        log.close()
+    orphan = Path(marker.read_text())
+    assert orphan.exists() and list_runs(engine, EXPERIMENT) == []
+
+    stop, worker = serve(settings)
+    try:
+        assert wait_until(lambda: len(list_runs(engine, EXPERIMENT)) == 2, 120)
+        # A second copy of a request (a relayed publication) changes nothing.
+        run = ScheduledRun(EXPERIMENT, "interim", at("2028-01-15T06:00:00+01:00"), 1,
+                           parse_protocol(TEXT).sha256, "at: 2028-01-15")
+        producer: Any = new_producer(settings)
+        producer.send(settings.topics.analysis_requests, key=run.run_key.encode(),
+                      value=AnalysisRequest.of(run).to_json()).get(timeout=30)
+        producer.close()
+        time.sleep(3)
+    finally:
+        stop.set()
+        worker.join(60)
+    records = list_runs(engine, EXPERIMENT)
+    assert sorted((r.analysis, r.sequence, r.status) for r in records) == [
+        ("interim", 1, "done"), ("monitoring", 1, "done")]
+    # The killed attempt's file is an orphan no record names; nothing overwrote it.
+    assert str(orphan) not in {r.html_path for r in records}
+    for record in records:
+        assert record.json_path and Path(record.json_path).exists()
+        assert record.html_path and Path(record.html_path).exists()
+
+
+def test_run_records_hold_what_they_used_and_reports_are_immutable(settings: Settings) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine, classes=True, settings=settings)
+    from experiments.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    publish(settings, engine, at("2027-10-05T00:00:00+02:00"))  # monitoring of Oct 4
+    stop, worker = serve(settings)
+    try:
+        assert wait_until(lambda: len(list_runs(engine, EXPERIMENT)) == 1, 120)
+        (first,) = list_runs(engine, EXPERIMENT)
+        assert first.json_path is not None and first.html_path is not None
+        first_bytes = Path(first.json_path).read_bytes(), Path(first.html_path).read_bytes()
+        publish(settings, engine, at("2027-10-12T00:00:00+02:00"))  # monitoring of Oct 11
+        assert wait_until(lambda: len(list_runs(engine, EXPERIMENT)) == 2, 120)
+    finally:
+        stop.set()
+        worker.join(60)
+    first, second = list_runs(engine, EXPERIMENT, "monitoring")
+    protocol = parse_protocol(TEXT)
+    assert (first.sequence, second.sequence) == (1, 2)
+    assert first.run_id != second.run_id and first.json_path != second.json_path
+    assert (Path(first.json_path).read_bytes(), Path(first.html_path).read_bytes()) == first_bytes
+    reports = settings.state_dir / "reports" / EXPERIMENT / "monitoring"
+    assert Path(first.html_path).parent == reports
+    assert {p.name for p in reports.iterdir()} == {
+        f"{r.run_id}.{ext}" for r in (first, second) for ext in ("json", "html")}
+    # What the run used.
+    assert (first.protocol_version, first.protocol_sha256) == (1, protocol.sha256)
+    store = ExperimentStore(settings, EXPERIMENT)
+    assert first.watermark["stored_events"] == store.count_events() == 16 * 20 * 2 + 8 * 20 * 5
+    assert first.watermark["latest_event_at"] == at("2028-06-05T09:00:00+02:00").isoformat()
+    assert first.watermark["kafka"]["topic"] == settings.topics.events
+    assert set(first.software) == {"preuve", "python", "numpy", "scipy", "statsmodels",
+                                   "pandas"}
+    results = json.loads(first.results_json or "")
+    assert results["experiment"] == EXPERIMENT and results["analysis"] == "monitoring"
+    assert results["protocol_sha256"] == protocol.sha256
+    assert json.loads(Path(first.json_path).read_text(encoding="utf-8")) == results
+    # The database refuses to change a record.
+    with pytest.raises(DBAPIError, match="immutable"), engine.begin() as connection:
+        connection.execute(sa.text("UPDATE analysis_runs SET status = 'failed'"))
+    assert find_run(engine, first.run_key) == first
+
+
+def test_an_analysis_that_cannot_run_is_recorded_as_failed(settings: Settings) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine)  # no class enrolled, nothing stored
+    from experiments.analysis_runs import perform_run
+
+    run = ScheduledRun(EXPERIMENT, "interim", at("2028-01-15T06:00:00+01:00"), 1,
+                       parse_protocol(TEXT).sha256, "at: 2028-01-15")
+    record = perform_run(settings, AnalysisRequest.of(run), engine)
+    assert record.status == "failed" and record.reason
+    assert record.json_path is None and record.watermark["stored_events"] == 0
+    assert perform_run(settings, AnalysisRequest.of(run), engine) == record
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()
+                and not t.daemon]
+    assert not leftover, leftover
