@@ -24,9 +24,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
 
 from experiments.errors import EnrollmentError
 from experiments.protocol_vocabulary import LEVELS, unit_attributes
@@ -57,6 +58,7 @@ _UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
 # Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
 # grouped classes while catching a typo (240 for 24).
 MAX_PUPILS = 60
+_SCHOOL_TIMEZONE = ZoneInfo("Europe/Paris")
 
 # --- refusals ------------------------------------------------------------------------
 
@@ -353,7 +355,8 @@ def read_classes(
         The académie of the caller: rows of another académie are refused. None for a
         caller not bound to one académie (an administrator).
     today
-        Date checked against the enrollment window (default: today, UTC).
+        Date checked against the enrollment window (default: today in Paris, where the
+        window's dates are meant; overseas académies are a few hours apart).
 
     Returns
     -------
@@ -423,7 +426,7 @@ def read_classes(
             f"{name}:1: column {doubled[0]} appears twice", path=name, line=1, field=doubled[0]
         )
     index = {column: i for i, column in enumerate(columns)}
-    checker = _RowChecker(design, academie, today or datetime.now(UTC).date())
+    checker = _RowChecker(design, academie, today or datetime.now(_SCHOOL_TIMEZONE).date())
     rows: list[ClassRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}
