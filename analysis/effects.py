@@ -12,7 +12,8 @@ See :mod:`analysis._ols` for the exact corrections and which libraries they matc
 ``mixed``: linear mixed model with random intercepts for the unit (and for the school when
 classes are nested in schools), fitted by REML with statsmodels ``MixedLM``; t intervals on
 ``G - A`` degrees of freedom (units minus arms: the between-unit degrees of freedom left
-for the arm contrasts).
+for the arm contrasts). Strata are fixed effects, except school strata when the school has
+its random intercept (it stands for them); at most 100 strata.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ __all__ = [
     "subset_sample",
     "t_inference",
 ]
+
+
+MAX_MIXED_STRATA = 100
+"""Most strata the ``mixed`` model takes as fixed-effect dummies."""
 
 
 def contrast_name(treatment: str, control: str) -> str:
@@ -276,6 +281,8 @@ def subset_sample(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> Analys
         school=school,
         covariates=sample.covariates[rows], covariate_names=sample.covariate_names,
         baseline_missing=sample.baseline_missing,
+        outer_stratum=None if sample.outer_stratum is None
+        else compact_codes(sample.outer_stratum[rows])[0],
     )
 
 
@@ -290,16 +297,24 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
     sub = subset_sample(sample, rows)
     dummies = [(sub.arm == a).astype(float) for a in arms]
     blocks = [np.ones(sub.n)] + dummies + [sub.covariates]
-    if sub.stratum is not None and sub.n_strata > 1:
-        fe = pd.get_dummies(sub.stratum, drop_first=True, dtype=float).to_numpy()
-        blocks.append(fe)
+    nested = (sub.school is not None and plan.clustered
+              and int(sub.school.max()) + 1 < sub.n_clusters)
+    # Strata enter as fixed effects, except the school when a random school intercept is in
+    # the model: it stands for the school strata (fixed school effects and a random school
+    # intercept together are not identified, and statsmodels takes minutes to say so).
+    strata = sub.outer_stratum if nested and plan.school in plan.strata else sub.stratum
+    if strata is not None:
+        n_levels = int(strata.max()) + 1
+        if n_levels > MAX_MIXED_STRATA:
+            return {}, (f"{n_levels} strata are too many fixed effects for the mixed model "
+                        f"(at most {MAX_MIXED_STRATA}); the ancova model absorbs them")
+        if n_levels > 1:
+            blocks.append(pd.get_dummies(strata, drop_first=True, dtype=float).to_numpy())
     x = np.column_stack(blocks)
     kept = independent_columns(x)
     if any(1 + i not in kept for i in range(len(arms))):
         return {}, "arm indistinguishable from strata or covariates"
     x = x[:, kept]
-    nested = (sub.school is not None and plan.clustered
-              and int(sub.school.max()) + 1 < sub.n_clusters)
     if nested:
         assert sub.school is not None
         groups = sub.school

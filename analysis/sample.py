@@ -55,6 +55,9 @@ class AnalysisSample:
     covariate_names: tuple[str, ...]
     baseline_missing: int
     """Learners of the sample whose baseline score was missing (dummy-variable method)."""
+    outer_stratum: npt.NDArray[np.intp] | None = None
+    """Strata without the school column (the ``mixed`` model's fixed effects when a random
+    school intercept stands for the school strata); ``None`` when nothing is left."""
 
     @property
     def n(self) -> int:
@@ -223,6 +226,10 @@ def build_sample(
     if plan.strata:
         unit_stratum = _combined_codes(units.frame, list(plan.strata))
         stratum, n_strata = compact_codes(unit_stratum[unit])
+    outer: npt.NDArray[np.intp] | None = None
+    others = [s for s in plan.strata if s != plan.school]
+    if others:
+        outer = compact_codes(_combined_codes(units.frame, others)[unit])[0]
     school: npt.NDArray[np.intp] | None = None
     if plan.unit == "class" and plan.school and plan.school in units.frame.columns:
         unit_school = pd.factorize(units.frame[plan.school])[0].astype(np.int64)
@@ -242,4 +249,5 @@ def build_sample(
         covariates=matrix,
         covariate_names=tuple(names),
         baseline_missing=baseline_missing,
+        outer_stratum=outer,
     )
