@@ -168,6 +168,15 @@ def test_mixed_model_runs_end_to_end(trial: SimulatedFiles, tmp_path: Path) -> N
     (itt,) = [e for e in data["effects"] if e["role"] == "primary"]
     assert itt["model"].startswith("mixed") and itt["reason"] is None
     assert itt["ci_low"] < itt["estimate"] < itt["ci_high"]
+    # Same data under ancova: a random-intercept model and cluster-robust OLS estimate the
+    # same effect with errors of the same size (school strata are the random school
+    # intercept in the mixed model, fixed effects in ancova).
+    ancova_out = tmp_path / "ancova.json"
+    assert _analyze(trial, "--json", str(ancova_out)).exit_code == 0
+    (ancova,) = [e for e in json.loads(ancova_out.read_text(encoding="utf-8"))["effects"]
+                 if e["role"] == "primary"]
+    assert abs(itt["estimate"] - ancova["estimate"]) < 0.5 * ancova["std_error"]
+    assert 0.6 < itt["std_error"] / ancova["std_error"] < 1.4
 
 
 def test_an_outcome_without_data_does_not_stop_the_others(trial: SimulatedFiles,
