@@ -30,12 +30,13 @@ from analysis.cace import estimate_cace
 from analysis.consort import consort_flow
 from analysis.did import estimate_did
 from analysis.dose_response import estimate_dose_response
-from analysis.effects import contrast_name, estimate_effects
+from analysis.effects import arm_counts, contrast_name, estimate_effects
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
-from analysis.results import AnalysisResults, Effect
+from analysis.results import AnalysisResults, Effect, not_estimable
 from analysis.sample import MISSING_LEVEL, AnalysisSample, attribute_codes, build_sample
+from analysis.settings import Role
 from analysis.subgroups import InteractionTest, estimate_subgroups
 from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage
@@ -59,7 +60,9 @@ def run_analysis(
     plan : AnalysisPlan
     units, outcomes, usage : tables
     analysis : str
-        Name of the scheduled analysis (``monitoring``, ``interim``, ``final``).
+        Name of the scheduled analysis. ``monitoring`` computes no effect (flow, attrition,
+        balance, usage only); ``interim`` adds a warning that it is not confirmatory; any
+        other name (``final``…) is the full analysis.
 
     Returns
     -------
@@ -74,19 +77,26 @@ def run_analysis(
     primary_sample: AnalysisSample | None = None
     primary_spec = next((o for o in plan.outcomes if o.primary), plan.outcomes[0])
 
+    blind = analysis == "monitoring"
+    if analysis == "interim":
+        warnings.append("Analyse intermédiaire : les intervalles et les p ne tiennent pas compte "
+                        "des analyses répétées ; seule l'analyse finale est confirmatoire.")
     for spec in plan.outcomes:
         sample = build_sample(plan, units, outcomes, spec)
         if spec is primary_spec:
             primary_sample = sample
-        effects.extend(estimate_effects(plan, sample,
-                                        role="primary" if spec.primary else "secondary"))
+        role: Role = "primary" if spec.primary else "secondary"
+        if blind:
+            effects.extend(_monitoring_placeholders(plan, sample, role))
+        else:
+            effects.extend(estimate_effects(plan, sample, role=role))
         attrition.extend(_attrition(plan, units, outcomes, sample))
         balance.extend(_balance(plan, units, outcomes, sample, spec.baseline))
         icc.append(estimate_icc(spec.id, sample.y, sample.cluster, sample.n_clusters,
                                 sample.arm) if plan.clustered else
                    IccEstimate(spec.id, math.nan, sample.n_clusters, suppress_count(sample.n), 1.0,
                                reason="learners are the unit of randomisation"))
-        if spec is primary_spec:
+        if spec is primary_spec and not blind:
             for attribute in plan.subgroups:
                 sub_effects, tests = estimate_subgroups(plan, sample, units, outcomes, attribute)
                 effects.extend(sub_effects)
@@ -131,6 +141,30 @@ def run_analysis(
         usage=usage_summary,
         warnings=tuple(dict.fromkeys(warnings)),
     )
+
+
+def _monitoring_placeholders(plan: AnalysisPlan, sample: AnalysisSample, role: Role
+                             ) -> list[Effect]:
+    """Effects without numbers: a monitoring analysis does not compare outcomes between arms.
+
+    Weekly looks at the effect would inflate the false-positive rate of the final analysis
+    (and tempt stopping early); monitoring shows flow, attrition, balance and usage only.
+    """
+    counts = arm_counts(sample, len(plan.arms))
+    control = plan.arms.index(plan.control)
+    out = []
+    for arm in plan.treatment_arms:
+        t = plan.arms.index(arm)
+        out.append(not_estimable(
+            outcome=sample.outcome, contrast=contrast_name(arm, plan.control), estimand="ITT",
+            role=role, model=plan.model,
+            reason="monitoring analysis: effects are not estimated before the interim or "
+                   "final analysis of the protocol (no unplanned looks)",
+            n_units={plan.arms[a]: int(counts.units[a]) for a in (t, control)},
+            n_learners={plan.arms[a]: suppress_count(int(counts.learners[a]))
+                        for a in (t, control)},
+        ))
+    return out
 
 
 def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
@@ -286,6 +320,6 @@ def _warnings(effects: list[Effect], attrition: list[AttritionCheck],
             out.append(f"{b.outcome}, {b.contrast} : écart initial sur {b.characteristic} "
                        "entre 0,05 et 0,25 écart-type, non pris en compte dans le modèle.")
     for e in effects:
-        if e.role == "primary" and not e.estimable:
+        if e.role == "primary" and not e.estimable and not (e.reason or "").startswith("monitor"):
             out.append(f"{e.outcome}, {e.contrast} : effet principal non estimable ({e.reason}).")
     return out

@@ -194,3 +194,20 @@ def test_an_outcome_without_data_does_not_stop_the_others(trial: SimulatedFiles,
     assert "no learner" in secondary["reason"]
     (primary,) = [e for e in effects if e["role"] == "primary"]
     assert isinstance(primary["estimate"], float)
+
+
+def test_monitoring_shows_no_effect_and_interim_warns(trial: SimulatedFiles,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "monitoring.json"
+    result = _analyze(trial, "--analysis", "monitoring", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["analysis"] == "monitoring"
+    assert data["effects"] and all(e["estimate"] is None for e in data["effects"])
+    assert all("monitoring" in e["reason"] for e in data["effects"])
+    assert data["checks"]["consort"] and data["checks"]["attrition"]
+    out = tmp_path / "interim.json"
+    assert _analyze(trial, "--analysis", "interim", "--json", str(out)).exit_code == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert any("intermédiaire" in w for w in data["warnings"])
+    assert any(isinstance(e["estimate"], float) for e in data["effects"])
