@@ -254,7 +254,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError):
         line, message = _locate_csv_problem(path)
         raise InputError(message, path=spath, line=line, field="row") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]  # Excel's BOM
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise InputError(
@@ -317,7 +317,7 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pa.Table:
     """Read a large UTF-8 CSV with pyarrow, every column as a string."""
     spath = str(path)
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # tolerate Excel's BOM
             header = next(csv.reader(handle), None)
     except FileNotFoundError:
         raise InputError("file not found", path=spath, line=0, field="file") from None
