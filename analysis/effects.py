@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
 from analysis.effect_sizes import hedges_g
@@ -90,8 +90,10 @@ def t_inference(estimate: float, se: float, df: float, alpha: float
     """``(ci_low, ci_high, p_value)`` from a t distribution with ``df`` degrees of freedom."""
     if not (math.isfinite(se) and se > 0 and df > 0):
         return math.nan, math.nan, math.nan
-    crit = float(stats.t.ppf(1.0 - alpha / 2.0, df))
-    p = float(2.0 * stats.t.sf(abs(estimate / se), df))
+    # scipy.special's Student t functions (what scipy.stats.t calls, without the 0.4 s
+    # import of scipy.stats at every ``preuve analyze``).
+    crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
+    p = float(2.0 * special.stdtr(df, -abs(estimate / se)))
     return estimate - crit * se, estimate + crit * se, p
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
 
 from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
 from analysis.effect_sizes import hedges_g
@@ -183,5 +183,5 @@ def _interaction_test(
     except np.linalg.LinAlgError:
         return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, q, df_den,
                                math.nan, reason="singular covariance of the interactions")
-    p = float(stats.f.sf(wald, q, df_den)) if df_den > 0 else math.nan
+    p = float(special.fdtrc(q, df_den, wald)) if df_den > 0 else math.nan
     return InteractionTest(outcome, contrast, attribute, tuple(levels), wald, q, df_den, p)
