@@ -1,1 +1,15 @@
-"""Preuve."""
+"""Preuve's analysis engine: statistics over typed inputs (scipy, statsmodels, numpy).
+
+The data flow, module by module (nothing is imported here, so ``preuve --help`` stays fast):
+
+* ``inputs``: the :class:`~analysis.inputs.AnalysisPlan` taken from a protocol, and the
+  offline CSV files (units, outcomes, usage) read and checked;
+* ``sample``: the analysis sample of one outcome (arms, units, strata, baseline, covariates);
+* ``effects`` (ITT: ancova or mixed), ``effect_sizes`` (Hedges' g, EEF months),
+  ``subgroups``, ``cace`` (2SLS), ``did`` (roll-out designs), ``dose_response``
+  (exploratory), ``multiplicity``;
+* checks: ``attrition`` (WWC), ``balance`` (baseline equivalence, sample ratio), ``icc``,
+  ``consort``; ``usage`` (usage metrics); ``suppression`` (cells under 10 pupils);
+* ``run`` assembles everything into ``results`` (the JSON contract), ``report`` renders the
+  French page, ``cli`` is ``preuve analyze``; ``simulate`` writes synthetic trials.
+"""
