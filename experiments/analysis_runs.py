@@ -250,24 +250,23 @@ def _insert(registry: Engine, values: dict[str, Any]) -> RunRecord:
     """Insert a run record once per run key; the sequence is the next free one."""
     table = analysis_runs_table
     dialect = postgresql if registry.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(
+        index_elements=["run_key"]).returning(table.c.run_id)
     for _attempt in range(20):
-        with registry.begin() as connection:
-            last = connection.scalar(
-                sa.select(sa.func.max(table.c.sequence)).where(
-                    table.c.experiment_id == values["experiment_id"],
-                    table.c.analysis == values["analysis"]))
-            statement = dialect.insert(table).on_conflict_do_nothing(
-                index_elements=["run_key"])
-            try:
-                result = connection.execute(statement.values(**values,
-                                                             sequence=(last or 0) + 1))
-            except IntegrityError:
-                # Another run of this analysis took the sequence number: take the next.
-                connection.rollback()
-                continue
+        try:
+            with registry.begin() as connection:
+                last = connection.scalar(
+                    sa.select(sa.func.max(table.c.sequence)).where(
+                        table.c.experiment_id == values["experiment_id"],
+                        table.c.analysis == values["analysis"]))
+                inserted = connection.execute(statement.values(
+                    **values, sequence=(last or 0) + 1)).first() is not None
+        except IntegrityError:
+            # Another run of this analysis took the sequence number: take the next one.
+            continue
         found = find_run(registry, values["run_key"])
         assert found is not None
-        if result.rowcount != 1:
+        if not inserted:
             logger.info("run %s was recorded by another worker as %s", values["run_key"],
                         found.run_id)
         return found

@@ -398,7 +398,10 @@ def claim_runs(
         status[run.run_key] = "skipped" if superseded else "due"
     claimed: list[ScheduledRun] = []
     now = datetime.now(UTC)
-    statement = _insert(engine).on_conflict_do_nothing(index_elements=["run_key"])
+    # RETURNING names the row only if this call inserted it (rowcount is not reliable
+    # for ON CONFLICT DO NOTHING across drivers).
+    statement = (_insert(engine).on_conflict_do_nothing(index_elements=["run_key"])
+                 .returning(scheduled_runs_table.c.run_key))
     with engine.begin() as connection:
         for run in sorted(pending, key=lambda r: r.run_key):
             result = connection.execute(statement.values(
@@ -408,7 +411,7 @@ def claim_runs(
                 status=status[run.run_key], claimed_at=now, claimed_by=claimed_by,
                 published_at=None,
             ))
-            if result.rowcount == 1 and status[run.run_key] == "due":
+            if result.first() is not None and status[run.run_key] == "due":
                 claimed.append(run)
     skipped = sum(1 for s in status.values() if s == "skipped")
     if skipped:

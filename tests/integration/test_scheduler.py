@@ -54,7 +54,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
 EXPERIMENT = "fluence-cp-2027"
-WEEKLY = 38  # Mondays from 2027-10-04 to 2028-06-19 (tests/unit/test_scheduler.py)
+WEEKLY = 38  # Mondays from 2027-10-04 to 2028-06-19 (tests/unit/test_scheduler_calendar.py)
 
 
 def at(text: str) -> datetime:
@@ -160,7 +160,7 @@ def test_two_scheduler_processes_publish_each_run_once(settings: Settings) -> No
     assert [p.returncode for p in processes] == [0, 0], outputs
     due = WEEKLY + 2
     published = requests(settings, due)
-    assert len(published) == due, Counter(r.run_key for r in published).most_common(3)
+    assert len(published) == due, (Counter(r.run_key for r in published).most_common(3), outputs)
     assert len({r.run_key for r in published}) == due
     with engine.connect() as connection:
         claims = connection.execute(sa.select(scheduled_runs_table)).all()
