@@ -22,7 +22,8 @@ Where each table comes from
   A learner's first score of a measure in a wave is kept (a retake is practice); a
   learner counts in the unit of their first assessment.
 - **usage**: ``daily_usage`` of the store over the intervention period, summed per
-  learner and ISO week (``2027-W40``) into active minutes.
+  learner and ISO week (``2027-W40``) into active minutes; days without active use
+  (a login only) give no row, so that ``weeks`` counts weeks of real use.
 
 Assessment results from another platform enter the store as ``assessment_scored``
 events (``object_id`` = the measure, ``score``, ``occurred_at`` = the day of the test),
@@ -199,8 +200,12 @@ def write_analysis_files(
         The paths, the watermark of the store when it was read, and what was left out.
     """
     classes = enrolled_classes(registry, protocol.id)
+    if not classes:
+        raise StoreError(f"{protocol.id}: no class is enrolled yet; nothing to analyse",
+                         field="enrollments")
     unit_rows, unit_of = _unit_rows(protocol, classes)
-    attributes = sorted({k for r in unit_rows for k in r} - set(_UNIT_COLUMNS))
+    named = set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
+    attributes = sorted(({k for r in unit_rows for k in r} | named) - set(_UNIT_COLUMNS))
     measures = sorted({o.id for o in protocol.outcomes}
                       | {o.baseline for o in protocol.outcomes if o.baseline})
     intervention = protocol.periods.intervention
@@ -223,7 +228,7 @@ def write_analysis_files(
             sa.select(usage_table.c.learner_key, usage_table.c.class_id, usage_table.c.day,
                       usage_table.c.active_seconds)
             .where(usage_table.c.day >= intervention.start,
-                   usage_table.c.day <= intervention.end)
+                   usage_table.c.day <= intervention.end, usage_table.c.active_seconds > 0)
             .order_by(usage_table.c.learner_key, usage_table.c.day)
         ).all()
         connection.rollback()

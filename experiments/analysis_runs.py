@@ -199,7 +199,7 @@ def _events_offsets(settings: Settings) -> dict[str, Any]:
             offsets = admin.list_group_offsets({group: None}).get(group, {})
         finally:
             admin.close()
-    except (KafkaError, BrokerError) as exc:  # the run is still valid: the watermark says what is missing
+    except (KafkaError, BrokerError) as exc:  # the run stays valid; the watermark says why
         logger.warning("committed offsets of group %s unknown: %s", group, exc)
         return {"group": group, "topic": settings.topics.events, "offsets": None,
                 "reason": str(exc)}

@@ -436,7 +436,8 @@ def test_an_analysis_that_cannot_run_is_recorded_as_failed(settings: Settings) -
     run = ScheduledRun(EXPERIMENT, "interim", at("2028-01-15T06:00:00+01:00"), 1,
                        parse_protocol(TEXT).sha256, "at: 2028-01-15")
     record = perform_run(settings, AnalysisRequest.of(run), engine)
-    assert record.status == "failed" and record.reason
+    assert record.status == "failed" and record.reason == (
+        f"{EXPERIMENT}: no class is enrolled yet; nothing to analyse")
     assert record.json_path is None and record.watermark["stored_events"] == 0
     assert perform_run(settings, AnalysisRequest.of(run), engine) == record
 
