@@ -113,7 +113,8 @@ class AnalysisInputs:
     plan: AnalysisPlan
     units: UnitTable
     outcomes: OutcomeTable
-    usage: UsageTable
+    usage: UsageTable | None
+    """None when no outcome is stored yet (no learner to attach usage to)."""
     files: AnalysisFiles
 
 
@@ -294,5 +295,7 @@ def read_analysis_inputs(
     plan = plan_from_protocol(protocol)
     units = read_units(files.units, plan)
     outcomes = read_outcomes(files.outcomes, units)
-    usage = read_usage(files.usage, outcomes, units)
+    # Without outcome records no learner can enter an analysis, and analysis.inputs'
+    # read_usage indexes the (empty) learners: its usage would be empty anyway.
+    usage = read_usage(files.usage, outcomes, units) if outcomes.n_learners else None
     return AnalysisInputs(plan, units, outcomes, usage, files)

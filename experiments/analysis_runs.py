@@ -424,8 +424,10 @@ def run_analysis_worker(
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=500, max_records=1)
             if not polled:
-                if once and consumer.assignment() and \
-                        time.monotonic() - idle_since > idle_exit_s:
+                idle = time.monotonic() - idle_since
+                # A worker without partitions (more workers than partitions) waits longer,
+                # in case a rebalance gives it some.
+                if once and idle > idle_exit_s * (1 if consumer.assignment() else 6):
                     break
                 continue
             for partition, records in polled.items():

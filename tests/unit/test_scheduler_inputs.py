@@ -134,3 +134,16 @@ def test_a_run_is_recorded_once_without_kafka(settings: Settings) -> None:
     assert record.watermark["kafka"]["offsets"] is None  # no broker: said, not guessed
     assert perform_run(settings, AnalysisRequest.of(run), engine) == record
     assert list_runs(engine, EXPERIMENT) == [record]
+
+
+def test_a_monitoring_run_before_any_assessment_is_done(settings: Settings) -> None:
+    engine, protocol, arms = setup(settings)
+    ExperimentStore(settings, EXPERIMENT).write_events([
+        StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio", "l1", "c0",
+                    "0780000A", arms["c0"], "activity_completed", "ex", 600.0, is_usage=True),
+    ], datetime.now(UTC))
+    run = ScheduledRun(EXPERIMENT, "monitoring", due_time(date(2027, 10, 11)), 1,
+                       protocol.sha256, "every: week")
+    record = perform_run(settings, AnalysisRequest.of(run), engine)
+    assert record.status == "done", record.reason
+    assert record.watermark["stored_events"] == 1
