@@ -396,6 +396,7 @@ def run_analysis_worker(
         Requests served (recorded, found recorded, or refused as malformed).
     """
     from kafka import KafkaConsumer
+    from kafka.errors import CommitFailedError
     from kafka.structs import OffsetAndMetadata
 
     from experiments.database import registry_engine
@@ -439,8 +440,15 @@ def run_analysis_worker(
                                      partition.partition, message.offset)
                     else:
                         perform_run(settings, request, registry)
-                    consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "",
-                                                                  -1)})
+                    try:
+                        consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "",
+                                                                      -1)})
+                    except CommitFailedError as error:
+                        # The group moved the partition while this run was going on: its
+                        # new owner gets the request again and finds the run recorded.
+                        logger.warning("request at offset %d of partition %d: not committed "
+                                       "(%s); its next owner finds it recorded",
+                                       message.offset, partition.partition, error)
                     served += 1
             idle_since = time.monotonic()
     finally:

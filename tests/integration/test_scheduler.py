@@ -449,3 +449,41 @@ def _no_leftover_threads() -> Iterator[None]:
     leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()
                 and not t.daemon]
     assert not leftover, leftover
+
+
+def test_several_workers_share_the_requests(settings: Settings, tmp_path: Path) -> None:
+    engine = registry_engine(settings)
+    running_experiment(engine, classes=True, settings=settings)
+    env = settings_env(settings) | {
+        "PREUVE_SCHEDULER__WORKER_GROUP_ID": settings.scheduler.worker_group_id,
+        "PREUVE_WORKER__SESSION_TIMEOUT_S": "6.0"}
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    handles = [log.open("wb") for log in logs]
+    workers = [subprocess.Popen([sys.executable, "-m", "experiments", "scheduler", "--worker"],
+                                env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True) for handle in handles]
+    try:
+        assert wait_until(lambda: all("analysis worker ready" in log.read_text() for log in logs),
+                          90), [log.read_text()[-2000:] for log in logs]
+        time.sleep(8)  # both join the group and share its 4 partitions
+        caught_up = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
+            update={"catch_up": "all"})})
+        publish(caught_up, engine, at("2027-12-28T00:00:00+01:00"))  # 13 Mondays
+        assert wait_until(lambda: len(list_runs(engine, EXPERIMENT)) == 13, 180), \
+            [log.read_text()[-2000:] for log in logs]
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(30)
+        for handle in handles:
+            handle.close()
+    records = list_runs(engine, EXPERIMENT)
+    assert sorted(r.sequence for r in records) == list(range(1, 14))
+    assert len({r.run_key for r in records}) == 13
+    assert len({r.worker.split(":")[1] for r in records}) == 2, "one worker did everything"
+    assert [w.returncode for w in workers] == [0, 0]
