@@ -278,8 +278,8 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine | None = None
-                ) -> RunRecord:
+def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine | None = None,
+                *, source: dict[str, int] | None = None) -> RunRecord:
     """Run one requested analysis and record it, once per run key.
 
     Parameters
@@ -290,6 +290,9 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
         The request published by the scheduler.
     registry
         The registry's engine (default: :func:`experiments.database.registry_engine`).
+    source
+        Partition and offset of the request in ``preuve.analysis.requests``, kept in the
+        watermark.
 
     Returns
     -------
@@ -318,7 +321,7 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
             field="protocol_sha256",
         )
     run_id = f"{utc(request.due_at):%Y%m%dT%H%MZ}-{secrets.token_hex(4)}"
-    offsets = _events_offsets(settings)
+    offsets = {**_events_offsets(settings), "request": source}
     values: dict[str, Any] = {
         "run_id": run_id, "run_key": request.run_key, "experiment_id": request.experiment_id,
         "analysis": request.analysis, "due_at": utc(request.due_at),
@@ -396,7 +399,7 @@ def run_analysis_worker(
         Requests served (recorded, found recorded, or refused as malformed).
     """
     from kafka import KafkaConsumer
-    from kafka.errors import CommitFailedError
+    from kafka.errors import CommitFailedError, KafkaError
     from kafka.structs import OffsetAndMetadata
 
     from experiments.database import registry_engine
@@ -404,19 +407,23 @@ def run_analysis_worker(
 
     stop = stop or threading.Event()
     registry = registry_engine(settings)
-    ensure_request_topic(settings)
-    consumer = KafkaConsumer(
-        settings.topics.analysis_requests,
-        bootstrap_servers=kafka_bootstrap(settings),
-        group_id=settings.scheduler.worker_group_id,
-        client_id="preuve-analysis-worker",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=1,
-        max_poll_interval_ms=int(settings.scheduler.max_run_s * 1000),
-        session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.worker.session_timeout_s * 1000 / 3),
-    )
+    try:
+        ensure_request_topic(settings)
+        consumer = KafkaConsumer(
+            settings.topics.analysis_requests,
+            bootstrap_servers=kafka_bootstrap(settings),
+            group_id=settings.scheduler.worker_group_id,
+            client_id="preuve-analysis-worker",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=1,
+            max_poll_interval_ms=int(settings.scheduler.max_run_s * 1000),
+            session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.worker.session_timeout_s * 1000 / 3),
+        )
+    except KafkaError as exc:
+        raise SchedulerError(f"analysis worker: cannot reach Kafka to read analysis requests "
+                             f"({type(exc).__name__}: {exc})", field="kafka_bootstrap") from exc
     served = 0
     idle_since = time.monotonic()
     logger.info("analysis worker ready on %s (group %s)", settings.topics.analysis_requests,
@@ -439,7 +446,8 @@ def run_analysis_worker(
                         logger.error("%s (partition %d, offset %d): skipped", error,
                                      partition.partition, message.offset)
                     else:
-                        perform_run(settings, request, registry)
+                        perform_run(settings, request, registry, source={
+                            "partition": partition.partition, "offset": message.offset})
                     try:
                         consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "",
                                                                       -1)})

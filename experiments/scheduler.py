@@ -571,14 +571,20 @@ def run_scheduler(
     TickReport
         The totals of every look.
     """
+    from kafka.errors import KafkaError
+
     from experiments.database import registry_engine
     from ingest.producer import new_producer
 
     engine = engine if engine is not None else registry_engine(settings)
     clock = clock or (lambda: datetime.now(UTC))
     stop = stop or threading.Event()
-    ensure_request_topic(settings)
-    producer: Any = new_producer(settings, client_id="preuve-scheduler")
+    try:
+        ensure_request_topic(settings)
+        producer: Any = new_producer(settings, client_id="preuve-scheduler")
+    except KafkaError as exc:
+        raise SchedulerError(f"scheduler: cannot reach Kafka to publish analysis requests "
+                             f"({type(exc).__name__}: {exc})", field="kafka_bootstrap") from exc
     totals = TickReport(0, 0, 0)
     try:
         while True:

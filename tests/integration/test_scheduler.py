@@ -303,15 +303,17 @@ from pathlib import Path
 import experiments.analysis_runs as runs
 from experiments.settings import Settings
 
-marker = Path(sys.argv[1])
-original = runs.write_html
+marker, point = Path(sys.argv[1]), sys.argv[2]
+original = runs.write_html if point == "files" else runs._insert
 
-def write_then_hang(results, path):
-    original(results, path)
-    marker.write_text(str(path))
-    time.sleep(3600)  # killed here: files written, run not recorded, request not committed
+def then_hang(*args):
+    found = original(*args)
+    marker.write_text(str(args[1]) if point == "files" else found.html_path)
+    time.sleep(3600)  # SIGKILLed here
 
-runs.write_html = write_then_hang
+# files: reports written, run not recorded, request not committed;
+# record: run recorded, request not committed.
+setattr(runs, "write_html" if point == "files" else "_insert", then_hang)
 runs.run_analysis_worker(Settings())
 """
 
@@ -333,8 +335,9 @@ def serve(settings: Settings) -> tuple[threading.Event, threading.Thread]:
     return stop, worker
 
 
+@pytest.mark.parametrize("point", ["files", "record"])
 def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, point: str
 ) -> None:
     engine = registry_engine(settings)
     running_experiment(engine, classes=True, settings=settings)
@@ -346,7 +349,8 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
     env = settings_env(settings) | {
         "PREUVE_SCHEDULER__WORKER_GROUP_ID": settings.scheduler.worker_group_id}
     log = (tmp_path / "killable.log").open("wb")
-    child = subprocess.Popen([sys.executable, "-c", _KILLABLE_WORKER, str(marker)], env=env,
+    child = subprocess.Popen([sys.executable, "-c", _KILLABLE_WORKER, str(marker), point],
+                             env=env,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         assert wait_until(lambda: marker.exists() or child.poll() is not None, 120), \
@@ -356,8 +360,9 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
         os.killpg(child.pid, signal.SIGKILL)
         child.wait(30)
         log.close()
-    orphan = Path(marker.read_text())
-    assert orphan.exists() and list_runs(engine, EXPERIMENT) == []
+    written = Path(marker.read_text())
+    assert written.exists()
+    assert len(list_runs(engine, EXPERIMENT)) == (0 if point == "files" else 1)
 
     stop, worker = serve(settings)
     try:
@@ -376,8 +381,10 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
     records = list_runs(engine, EXPERIMENT)
     assert sorted((r.analysis, r.sequence, r.status) for r in records) == [
         ("interim", 1, "done"), ("monitoring", 1, "done")]
-    # The killed attempt's file is an orphan no record names; nothing overwrote it.
-    assert str(orphan) not in {r.html_path for r in records}
+    if point == "files":  # the killed attempt's file is an orphan no record names
+        assert str(written) not in {r.html_path for r in records}
+    else:  # the killed attempt's record stands: the restarted worker did not run it again
+        assert str(written) in {r.html_path for r in records}
     for record in records:
         assert record.json_path and Path(record.json_path).exists()
         assert record.html_path and Path(record.html_path).exists()
