@@ -27,16 +27,19 @@ Where each table comes from
 
 Assessment results from another platform enter the store as ``assessment_scored``
 events (``object_id`` = the measure, ``score``, ``occurred_at`` = the day of the test),
-sent like any other event, with the same pseudonymous learner ids.
+sent like any other event, with the same pseudonymous learner ids; or from a file in the
+offline outcomes format with :func:`import_outcomes`, which pseudonymises the learner
+ids with the experiment's key and stores one such event per row.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +60,20 @@ from experiments.enrollment import EnrolledClass, enrolled_classes
 from experiments.errors import StoreError
 from experiments.protocol import Protocol
 from experiments.settings import Settings
-from experiments.store import SCHOOL_TIMEZONE, ExperimentStore, daily_usage_table, events_table
+from experiments.store import (
+    SCHOOL_TIMEZONE,
+    ExperimentStore,
+    StoredEvent,
+    daily_usage_table,
+    events_table,
+)
 
 __all__ = [
     "AnalysisFiles",
     "AnalysisInputs",
+    "OutcomesImport",
     "Watermark",
+    "import_outcomes",
     "read_analysis_inputs",
     "write_analysis_files",
 ]
@@ -299,3 +310,104 @@ def read_analysis_inputs(
     # read_usage indexes the (empty) learners: its usage would be empty anyway.
     usage = read_usage(files.usage, outcomes, units) if outcomes.n_learners else None
     return AnalysisInputs(plan, units, outcomes, usage, files)
+
+
+# --- importing assessment results ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutcomesImport:
+    """What :func:`import_outcomes` stored."""
+
+    stored: int
+    already: int
+    """Rows stored by an earlier import of the same results (same learner, measure, wave)."""
+
+
+def _wave_day(protocol: Protocol, wave: str) -> date:
+    """The day an assessment of ``wave`` is taken to happen when the file gives none."""
+    periods = protocol.periods
+    if wave == "baseline":
+        return (periods.baseline.start if periods.baseline
+                else periods.intervention.start - timedelta(days=1))
+    return periods.followup.start if periods.followup else periods.intervention.end + timedelta(
+        days=1)
+
+
+def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, path: Path,
+                    now: datetime | None = None) -> OutcomesImport:
+    """Store assessment results from a file as ``assessment_scored`` events.
+
+    The file has the offline outcomes columns ``learner_id,unit_id,measure,wave,score``
+    (``unit_id`` is the class; learner ids as the resource sends them, pseudonymised
+    here with the experiment's key) and optionally ``assessed_on`` (YYYY-MM-DD, in the
+    wave's window: before the intervention for ``baseline``, after it for ``endline``).
+    Without it, a baseline is dated the first day of the baseline period and an endline
+    the first day of the follow-up. The event id is derived from (experiment, learner,
+    measure, wave), so importing the same results twice stores them once.
+
+    Raises
+    ------
+    StoreError
+        A row names an unknown class, a measure the protocol does not declare, a bad
+        wave, score or date (the message names the file, line and field).
+    """
+    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+
+    key = load_pseudonym_key(settings)
+    classes = {c.class_id: c for c in enrolled_classes(registry, protocol.id)}
+    measures = {o.id for o in protocol.outcomes} | {
+        o.baseline for o in protocol.outcomes if o.baseline}
+    intervention = protocol.periods.intervention
+    events: list[StoredEvent] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"learner_id", "unit_id", "measure", "wave", "score"} - set(
+            reader.fieldnames or ())
+        if missing:
+            raise StoreError(f"{path}:1: missing column(s) {sorted(missing)}", path=str(path),
+                             line=1, field="header")
+        for line, row in enumerate(reader, start=2):
+            def refuse(field: str, why: str, row: dict[str, str] = row, line: int = line
+                       ) -> StoreError:
+                return StoreError(f"{path}:{line}: {field}: {why}, got {row.get(field)!r}",
+                                  path=str(path), line=line, field=field)
+
+            enrolled = classes.get(row["unit_id"].strip())
+            if enrolled is None:
+                raise refuse("unit_id", f"not a class enrolled in {protocol.id}")
+            if row["measure"] not in measures:
+                raise refuse("measure", f"must be one of {sorted(measures)}")
+            wave = row["wave"]
+            if wave not in ("baseline", "endline"):
+                raise refuse("wave", "must be 'baseline' or 'endline'")
+            try:
+                score = float(row["score"])
+            except ValueError:
+                raise refuse("score", "must be a number") from None
+            try:
+                day = (date.fromisoformat(row["assessed_on"]) if row.get("assessed_on")
+                       else _wave_day(protocol, wave))
+            except ValueError:
+                raise refuse("assessed_on", "must be a date YYYY-MM-DD") from None
+            if (wave == "baseline") != (day < intervention.start) or (
+                    wave == "endline" and day <= intervention.end):
+                raise refuse("assessed_on", f"outside the {wave} window of the protocol's "
+                             "periods")
+            learner = pseudonymise(key, protocol.id, row["learner_id"].strip())
+            events.append(StoredEvent(
+                event_id=str(uuid.uuid5(_OUTCOMES_NAMESPACE,
+                                        f"{protocol.id}/{learner}/{row['measure']}/{wave}")),
+                occurred_at=datetime.combine(day, time(12), tzinfo=SCHOOL_TIMEZONE),
+                resource_id=protocol.resource.id, learner_key=learner,
+                class_id=enrolled.class_id, school_uai=enrolled.school_uai, arm=enrolled.arm,
+                verb="assessment_scored", object_id=row["measure"], score=score,
+                extensions={"source": "import"},
+            ))
+    result = ExperimentStore(settings, protocol.id).write_events(events, now or datetime.now(UTC))
+    logger.info("experiment %s: %d assessment results imported, %d already stored",
+                protocol.id, result.inserted, result.duplicates)
+    return OutcomesImport(result.inserted, result.duplicates)
+
+
+_OUTCOMES_NAMESPACE = uuid.UUID("5f1d7c56-6a55-4c8e-9a57-0d3c2b7e4a10")

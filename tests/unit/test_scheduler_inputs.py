@@ -147,3 +147,35 @@ def test_a_monitoring_run_before_any_assessment_is_done(settings: Settings) -> N
     record = perform_run(settings, AnalysisRequest.of(run), engine)
     assert record.status == "done", record.reason
     assert record.watermark["stored_events"] == 1
+
+
+def test_assessment_results_imported_from_a_file_become_outcomes(settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    from experiments.analysis_inputs import import_outcomes
+    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+
+    engine, protocol, _ = setup(settings)
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "learner_id,unit_id,measure,wave,score,assessed_on\n"
+        "gar-1,c0,fluence,baseline,41.5,\n"
+        "gar-1,c0,fluence,endline,55,2028-06-02\n"
+        "gar-2,c1,fluence,baseline,38,2027-09-20\n", encoding="utf-8")
+    assert import_outcomes(settings, engine, protocol, results).stored == 3
+    again = import_outcomes(settings, engine, protocol, results)
+    assert (again.stored, again.already) == (0, 3)
+    files = write_analysis_files(settings, engine, protocol, tmp_path)
+    key = load_pseudonym_key(settings)
+    one, two = (pseudonymise(key, EXPERIMENT, g) for g in ("gar-1", "gar-2"))
+    assert sorted((r["learner_id"], r["wave"], r["score"]) for r in rows(files.outcomes)) == \
+        sorted([(one, "baseline", "41.5"), (one, "endline", "55.0"), (two, "baseline", "38.0")])
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("learner_id,unit_id,measure,wave,score\ngar-3,c0,fluence,endline,12\n"
+                   "gar-3,c9,fluence,endline,12\n", encoding="utf-8")
+    with pytest.raises(StoreError, match=r"bad.csv:3: unit_id: not a class enrolled"):
+        import_outcomes(settings, engine, protocol, bad)
+    bad.write_text("learner_id,unit_id,measure,wave,score,assessed_on\n"
+                   "gar-3,c0,fluence,endline,12,2028-01-10\n", encoding="utf-8")
+    with pytest.raises(StoreError, match="assessed_on: outside the endline window"):
+        import_outcomes(settings, engine, protocol, bad)
