@@ -22,10 +22,12 @@ A worker killed anywhere before 4 leaves at most orphan files that no record nam
 request was not committed, so the next worker that owns the partition runs it again and
 records it once. Killed between 4 and 5, the re-delivered request finds the record.
 
-Deterministic failures (the analysis refuses its inputs: :class:`analysis.errors.
-AnalysisError`, :class:`experiments.errors.StoreError`) are recorded as ``failed`` runs
-with their reason, so that a bad experiment cannot block the topic; anything else stops
-the worker without committing, and the request is retried.
+Deterministic failures (the analysis refuses its inputs, the registry has no such
+protocol version, the request's hash differs from the registry's: an
+:class:`analysis.errors.AnalysisError` or :class:`experiments.errors.ExperimentError`)
+are recorded as ``failed`` runs with their reason, so that a bad experiment cannot block
+the topic. Anything else (a database or Kafka outage, a bug) stops the worker without
+committing, and the request is retried by the next worker that owns its partition.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ from analysis.report import write_html
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
 from experiments.analysis_inputs import read_analysis_inputs
-from experiments.errors import SchedulerError, StoreError
+from experiments.errors import ExperimentError, SchedulerError
+from experiments.protocol import Protocol
 from experiments.registry import registered_protocol
 from experiments.scheduler import AnalysisRequest, ensure_request_topic, utc
 from experiments.settings import Settings
@@ -278,6 +281,27 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+def _requested_protocol(registry: Engine, request: AnalysisRequest) -> Protocol:
+    """The protocol version a request names, checked against its hash."""
+    registered = registered_protocol(registry, request.experiment_id, request.protocol_version)
+    if registered.version.sha256 != request.protocol_sha256:
+        raise SchedulerError(
+            f"run {request.run_key}: protocol version {request.protocol_version} has sha256 "
+            f"{registered.version.sha256}, the request says {request.protocol_sha256}",
+            field="protocol_sha256",
+        )
+    return registered.protocol
+
+
+def _reason(error: AnalysisError | ExperimentError) -> str:
+    """The error's message; an input file is named by its name (its directory is gone)."""
+    if error.path and error.line is not None:
+        where = f"{Path(error.path).name}:{error.line}"
+        return f"{where}: {error.field}: {error.reason}" if error.field else \
+            f"{where}: {error.reason}"
+    return str(error)
+
+
 def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine | None = None,
                 *, source: dict[str, int] | None = None) -> RunRecord:
     """Run one requested analysis and record it, once per run key.
@@ -313,13 +337,6 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
                     existing.run_id)
         return existing
     started = datetime.now(UTC)
-    registered = registered_protocol(registry, request.experiment_id, request.protocol_version)
-    if registered.version.sha256 != request.protocol_sha256:
-        raise SchedulerError(
-            f"run {request.run_key}: protocol version {request.protocol_version} has sha256 "
-            f"{registered.version.sha256}, the request says {request.protocol_sha256}",
-            field="protocol_sha256",
-        )
     run_id = f"{utc(request.due_at):%Y%m%dT%H%MZ}-{secrets.token_hex(4)}"
     offsets = {**_events_offsets(settings), "request": source}
     values: dict[str, Any] = {
@@ -333,17 +350,19 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
     }
     scratch = settings.state_dir / "analysis-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
+    results = None
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{run_id}-") as private:
         try:
-            inputs = read_analysis_inputs(settings, registry, registered.protocol,
-                                          Path(private))
+            protocol = _requested_protocol(registry, request)
+            inputs = read_analysis_inputs(settings, registry, protocol, Path(private))
             results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
                                    analysis=request.analysis)
-        except (AnalysisError, StoreError) as error:
-            values.update(status="failed", reason=str(error),
+        except (AnalysisError, ExperimentError) as error:
+            # Deterministic: running it again would fail the same way. Recorded, so that
+            # the request is committed and the next ones are served.
+            values.update(status="failed", reason=_reason(error),
                           watermark={**_store_watermark(settings, request.experiment_id),
                                      "kafka": offsets})
-            results = None
         else:
             values["watermark"] = {**inputs.files.watermark.to_json(),
                                    "assessments_ignored": inputs.files.assessments_ignored,

@@ -179,3 +179,15 @@ def test_assessment_results_imported_from_a_file_become_outcomes(settings: Setti
                    "gar-3,c0,fluence,endline,12,2028-01-10\n", encoding="utf-8")
     with pytest.raises(StoreError, match="assessed_on: outside the endline window"):
         import_outcomes(settings, engine, protocol, bad)
+
+
+def test_a_request_whose_hash_differs_from_the_registry_is_a_failed_run(
+    settings: Settings,
+) -> None:
+    engine, _, _ = setup(settings)
+    run = ScheduledRun(EXPERIMENT, "interim", due_time(date(2028, 1, 15)), 1, "0" * 64,
+                       "at: 2028-01-15")
+    record = perform_run(settings, AnalysisRequest.of(run), engine)
+    assert record.status == "failed"
+    assert record.reason is not None and f"the request says {'0' * 64}" in record.reason
+    assert record.json_path is None and record.html_path is None
