@@ -229,6 +229,8 @@ def main() -> None:
     parser.add_argument("--skip-gateway", action="store_true")
     parser.add_argument("--latency-seconds", type=int, default=20)
     args = parser.parse_args()
+    # SIGTERM ends the run like Ctrl-C, so that the broker and cluster are still stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     root = Path(tempfile.mkdtemp(prefix="preuve-bench-"))
     broker = LocalBroker(root / "kafka", Settings().cache_dir, KafkaSettings().version,
                          partitions=4, heap="2g")

@@ -64,6 +64,9 @@ class WorkerSettings(BaseModel):
         10.0, description="Consumer-group session timeout: how fast a dead worker's partitions move."
     )
     web_port: int = Field(0, description="Port of the worker's status page; 0 disables it.")
+    replay_interval_s: float = Field(
+        1.0, description="How often parked events of newly enrolled classes are replayed."
+    )
 
 
 class GatewaySettings(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
-from ingest.stream.parking import forget_parked, parked_for
+from ingest.stream.parking import forget_parked, parked_classes, parked_for_classes
 from ingest.stream.replay import read_parked
 from ingest.stream.router import BatchOutcome, EventRouter, IngressRecord
 from ingest.stream.topics import StreamTopics
@@ -135,6 +135,8 @@ def declare_agents(
 
     @app.agent(topics.enrollments, name="track-enrollments")
     async def track_enrollments(stream: faust.StreamT[bytes]) -> None:
+        # One event at a time on purpose: a table write goes to the changelog partition
+        # of the *current* event, which a batched stream would not give reliably.
         async for event in stream.events():
             try:
                 message = EnrollmentMessage.model_validate_json(event.message.value)
@@ -143,15 +145,22 @@ def declare_agents(
                              event.message.offset, error)
                 continue
             cache.record(message)
-            await replay(message)
 
-    async def replay(message: EnrollmentMessage) -> None:
-        parked = await _until_written(
-            lambda: parked_for(router.registry, message.class_id, message.resource_id),
-            "reading parked events",
-        )
-        if not parked:
+    @app.timer(interval=settings.worker.replay_interval_s, name="replay-parked")
+    async def replay_parked() -> None:
+        """Route the parked events of classes that this worker now knows as enrolled.
+
+        Replay is a timer rather than part of the enrollment agent so that a burst of
+        enrollments (a whole académie at once, or a worker starting on a full topic) is
+        replayed in a few bulk reads instead of one Kafka read per class.
+        """
+        waiting = await _until_written(lambda: parked_classes(router.registry), "reading parking")
+        ready = [key for key in waiting if cache.lookup(*key) is not None]
+        if not ready:
             return
+        parked = await _until_written(
+            lambda: parked_for_classes(router.registry, ready), "reading parked events"
+        )
         loop = asyncio.get_running_loop()
         records, missing = await loop.run_in_executor(None, read_parked, bootstrap, parked)
         outcome = await _until_written(lambda: router.route(records, cache.lookup), "replaying")
@@ -161,6 +170,6 @@ def declare_agents(
             "forgetting replayed events",
         )
         logger.info(
-            "replayed %d parked events of a class enrolled in %s (%d no longer in the topic)",
-            len(records), message.experiment_id, len(missing),
+            "replayed %d parked events of %d newly enrolled classes (%d no longer in the topic)",
+            len(records), len(ready), len(missing),
         )

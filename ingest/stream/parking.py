@@ -19,7 +19,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from experiments.database import RegistryBase
 
-__all__ = ["ParkedEvent", "count_parked", "forget_parked", "park", "parked_for"]
+__all__ = [
+    "ParkedEvent",
+    "count_parked",
+    "forget_parked",
+    "park",
+    "parked_classes",
+    "parked_for",
+    "parked_for_classes",
+]
 
 parked_table = sa.Table(
     "unrouted_events",
@@ -71,6 +79,39 @@ def parked_for(engine: Engine, class_id: str, resource_id: str) -> list[ParkedEv
             )
             for row in connection.execute(query)
         ]
+
+
+def parked_classes(engine: Engine) -> set[tuple[str, str]]:
+    """The (class_id, resource_id) pairs that have parked events."""
+    query = sa.select(parked_table.c.class_id, parked_table.c.resource_id).distinct()
+    with engine.connect() as connection:
+        return {(row.class_id, row.resource_id) for row in connection.execute(query)}
+
+
+def parked_for_classes(
+    engine: Engine, keys: Sequence[tuple[str, str]], limit: int = 10_000
+) -> list[ParkedEvent]:
+    """Parked events of several (class_id, resource_id) pairs, at most ``limit``, in
+    topic order."""
+    wanted = set(keys)
+    query = (
+        sa.select(parked_table)
+        .where(parked_table.c.class_id.in_(sorted({class_id for class_id, _ in wanted})))
+        .order_by(parked_table.c.partition, parked_table.c.offset)
+    )
+    found: list[ParkedEvent] = []
+    with engine.connect() as connection:
+        for row in connection.execute(query):
+            if (row.class_id, row.resource_id) in wanted:
+                found.append(
+                    ParkedEvent(
+                        event_id=row.event_id, class_id=row.class_id, resource_id=row.resource_id,
+                        topic=row.topic, partition=row.partition, offset=row.offset,
+                    )
+                )
+                if len(found) >= limit:
+                    break
+    return found
 
 
 def forget_parked(engine: Engine, event_ids: Sequence[str]) -> None:
