@@ -12,6 +12,7 @@ import typer
 
 from analysis import cli as analysis_cli
 from experiments import enrollment_cli, protocol_cli, services_cli
+from experiments.console import configure_logging
 from ingest import cli as ingest_cli
 
 __all__ = ["app", "main"]
@@ -23,6 +24,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+@app.callback()
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (INFO)."),
+) -> None:
+    """Logging is configured once, here, for every command."""
+    configure_logging("INFO" if verbose else "WARNING")
+
 
 app.add_typer(protocol_cli.app, name="protocol")
 app.command("analyze")(analysis_cli.analyze)

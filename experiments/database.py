@@ -158,6 +158,11 @@ def _upgrade(engine: Engine, location: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS / location))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two processes migrating the same fresh schema at once would collide in
+            # pg_type; a transaction-scoped advisory lock makes the second one wait.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                               {"key": f"preuve-migrate-{location}"})
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 
