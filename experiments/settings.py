@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "GatewaySettings",
     "KafkaSettings",
+    "PortalSettings",
     "SchedulerSettings",
     "Settings",
     "TopicNames",
@@ -123,6 +124,18 @@ class SchedulerSettings(BaseModel):
     )
 
 
+class PortalSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface `preuve serve` listens on.")
+    port: int = Field(8702, description="Port `preuve serve` listens on.")
+    session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="A portal session ends this long after sign-in."
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Send the portal's cookies over HTTPS only (set it behind a TLS proxy).",
+    )
+
+
 class Settings(BaseSettings):
     """Preuve settings. Build once at start-up; tests build it explicitly."""
 
@@ -158,4 +171,5 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
