@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from experiments.not_built import not_built
-
 
 def scheduler(
     once: Annotated[
@@ -64,9 +62,29 @@ def scheduler(
                        f"{report.republished} published again")
 
 
-def serve() -> None:
-    """Serve the portal of experiments and impact reports."""
-    not_built("serve", 7)
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on [default: settings portal.host, 127.0.0.1]."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on [default: settings portal.port, 8702]."),
+    ] = None,
+) -> None:
+    """Serve the portal of experiments and impact reports (sign in with an API token)."""
+    import uvicorn
+
+    from experiments.console import configure_logging, user_errors
+    from experiments.portal import create_portal
+    from experiments.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    with user_errors():
+        app = create_portal(settings)
+        uvicorn.run(app, host=host or settings.portal.host, port=port or settings.portal.port,
+                    log_level=settings.log_level.lower(), access_log=False)
 
 
 def demo() -> None:

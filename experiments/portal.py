@@ -1,0 +1,543 @@
+"""The portal (``preuve serve``): impact reports and the portfolio for programme officers
+and researchers, weekly usage of their own classes for académies.
+
+Sign-in takes an API token (:mod:`experiments.access`) once, in a form; the portal then
+keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie (sessions live in
+the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out, or when
+the portal restarts). Every POST form carries a CSRF token: the session's for sign-out,
+a double-submit cookie for sign-in.
+
+Who reads what (each route checks it; see ``tests/unit/test_portal.py``):
+
+============================  ==================  ==========  ============  =======
+route                         officer/researcher  académie    edtech        none
+============================  ==================  ==========  ============  =======
+``/experiences`` (portfolio)  200 (scope)         403         403           302/401
+``/experiences/ID``           200 (scope)         403         403           302
+``/experiences/ID/rapports/``  200 (scope)         403         403           302
+``/usages``, ``/usages/ID``   403                 200 (own)   403           302
+``/api/experiences``          200 (aggregates)    403         403           401
+``/api/usages/ID``            403                 200 (own)   403           401
+============================  ==================  ==========  ============  =======
+
+Admins read everything. Pages answer a missing session with a redirect to the sign-in
+form, the JSON endpoints with 401. Officers only ever receive aggregates; the only rows
+per class are an académie's own classes (they enrolled them), with cells of fewer than
+10 pupils suppressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from experiments.access import Principal, Role, authenticate, record_audit
+from experiments.analysis_runs import list_runs
+from experiments.database import registry_engine
+from experiments.errors import RegistryError
+from experiments.portal_text import (
+    LANGUAGES,
+    Language,
+    format_date,
+    format_number,
+    translate,
+)
+from experiments.portal_views import (
+    ExperimentSummary,
+    UsageTable,
+    Verdict,
+    experiment_ids,
+    experiment_summary,
+    run_views,
+    weekly_usage,
+)
+from experiments.settings import Settings
+
+__all__ = ["SESSION_COOKIE", "create_portal", "describe_verdict"]
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "preuve_session"
+_LOGIN_CSRF_COOKIE = "preuve_login_csrf"
+_LANG_COOKIE = "preuve_lang"
+_MAX_FORM_BYTES = 4096
+_STATIC = Path(__file__).parent / "static"
+
+_READERS: tuple[Role, ...] = ("officer", "researcher", "admin")
+_ACADEMIES: tuple[Role, ...] = ("academie", "admin")
+
+_PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'")
+# Stored reports are self-contained: inline styles and SVG figures, never a script.
+_REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                  "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+# --- sessions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Session:
+    principal: Principal
+    csrf: str
+    expires: float
+
+
+class _SessionBook:
+    """Opaque session ids → principals, in memory, each with its CSRF token."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl = ttl_s
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    def open(self, principal: Principal) -> tuple[str, _Session]:
+        session_id = secrets.token_urlsafe(32)
+        session = _Session(principal, secrets.token_urlsafe(32), time.monotonic() + self._ttl)
+        with self._lock:
+            now = time.monotonic()
+            for stale in [k for k, s in self._sessions.items() if s.expires <= now]:
+                del self._sessions[stale]
+            self._sessions[session_id] = session
+        return session_id, session
+
+    def get(self, session_id: str | None) -> _Session | None:
+        if not session_id:
+            return None
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None and session.expires <= time.monotonic():
+                del self._sessions[session_id]
+                return None
+        return session
+
+    def close(self, session_id: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(session_id or "", None)
+
+
+# --- refusals ------------------------------------------------------------------------
+
+
+class _SignInNeeded(Exception):
+    """No valid session: pages redirect to the sign-in form, the API answers 401."""
+
+
+class _Forbidden(Exception):
+    """A session whose role or scope does not cover the route: 403."""
+
+
+class _NotFound(Exception):
+    """No such experiment or run (for a caller allowed to ask): 404."""
+
+
+def describe_verdict(language: Language, verdict: Verdict) -> str:
+    """The verdict in one sentence of ``language``.
+
+    Examples
+    --------
+    >>> describe_verdict("fr", Verdict("none"))
+    "pas encore d'analyse"
+    >>> describe_verdict("fr", Verdict("effect", outcome="fluence", estimate=2.5, ci_low=0.9,
+    ...     ci_high=4.1, hedges_g=0.21, months_progress=3, p_value=0.01, alpha=0.05))
+    'Effet estimé sur « fluence » : 2,5 points [0,9 ; 4,1], g de Hedges 0,21 ; soit environ \
+3 mois de progrès ; différence statistiquement significative'
+    """
+    if verdict.kind != "effect":
+        return translate(language, f"verdict.{verdict.kind}")
+
+    def number(value: float | None, digits: int = 1) -> str:
+        return format_number(language, value, digits)
+
+    parts = [translate(language, "verdict.effect", outcome=verdict.outcome,
+                       estimate=number(verdict.estimate), ci_low=number(verdict.ci_low),
+                       ci_high=number(verdict.ci_high), g=number(verdict.hedges_g, 2))]
+    if verdict.months_progress is not None:
+        parts.append(translate(language, "verdict.months", months=verdict.months_progress))
+    if verdict.p_value is not None and verdict.alpha is not None:
+        significant = verdict.p_value < verdict.alpha
+        parts.append(translate(language, "verdict.significant" if significant
+                               else "verdict.not_significant"))
+    return " ; ".join(parts) if language == "fr" else "; ".join(parts)
+
+
+# --- the app -------------------------------------------------------------------------
+
+
+class _Portal:
+    """State shared by the routes: settings, registry, sessions, templates, clock."""
+
+    def __init__(self, settings: Settings, registry: Engine,
+                 clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock
+        self.sessions = _SessionBook(settings.portal.session_ttl_s)
+        self.templates = Environment(
+            loader=PackageLoader("experiments", "templates/portal"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.reports_root = (settings.state_dir / "reports").resolve()
+
+    # who is calling
+
+    def session(self, request: Request) -> _Session | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    def require(self, request: Request, roles: tuple[Role, ...]) -> _Session:
+        session = self.session(request)
+        if session is None:
+            raise _SignInNeeded()
+        if session.principal.role not in roles:
+            raise _Forbidden()
+        return session
+
+    def readable(self, principal: Principal, experiment_id: str) -> bool:
+        return principal.role in _READERS and principal.can_act_for(experiment_id)
+
+    def summaries(self, principal: Principal) -> list[ExperimentSummary]:
+        now = self.clock()
+        return [experiment_summary(self.registry, eid, now)
+                for eid in experiment_ids(self.registry) if self.readable(principal, eid)]
+
+    def summary(self, principal: Principal, experiment_id: str) -> ExperimentSummary:
+        if not self.readable(principal, experiment_id):
+            raise _Forbidden()
+        try:
+            return experiment_summary(self.registry, experiment_id, self.clock())
+        except RegistryError as error:
+            raise _NotFound() from error
+
+    def academie_summaries(self, principal: Principal) -> list[ExperimentSummary]:
+        now = self.clock()
+        summaries = [experiment_summary(self.registry, eid, now)
+                     for eid in experiment_ids(self.registry)]
+        if principal.role == "admin":
+            return summaries
+        return [s for s in summaries if principal.scope in s.academies]
+
+    def usage(self, principal: Principal, experiment_id: str) -> tuple[ExperimentSummary,
+                                                                        UsageTable]:
+        try:
+            summary = experiment_summary(self.registry, experiment_id, self.clock())
+        except RegistryError as error:
+            raise _NotFound() from error
+        if principal.role != "admin" and principal.scope not in summary.academies:
+            raise _Forbidden()
+        academie = None if principal.role == "admin" else principal.scope
+        return summary, weekly_usage(self.settings, self.registry, experiment_id, academie)
+
+    # pages
+
+    def render(self, request: Request, template: str, status: int = 200,
+               **context: Any) -> HTMLResponse:
+        language = language_of(request)
+        session = self.session(request)
+
+        def t(key: str, **values: object) -> str:
+            return translate(language, key, **values)
+
+        html = self.templates.get_template(template).render(
+            t=t, lang=language, session=session, path=request.url.path,
+            number=lambda v, d=1: format_number(language, v, d),
+            date=lambda m, with_time=False: format_date(language, m, with_time),
+            verdict=lambda v: describe_verdict(language, v),
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+
+def language_of(request: Request) -> Language:
+    """``?lang=`` first, then the language cookie, then French."""
+    for candidate in (request.query_params.get("lang"), request.cookies.get(_LANG_COOKIE)):
+        if candidate in LANGUAGES:
+            return candidate
+    return "fr"
+
+
+def _wants_page(request: Request) -> bool:
+    return not request.url.path.startswith("/api/")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (no multipart: the portal's forms have two fields)."""
+    body = await request.body()
+    if len(body) > _MAX_FORM_BYTES:
+        return {}
+    fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=8)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _cookie(response: Response, settings: Settings, name: str, value: str,
+            max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
+                        samesite="strict", secure=settings.portal.secure_cookies)
+
+
+def create_portal(settings: Settings, *, registry: Engine | None = None,
+                  clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The portal's ASGI app.
+
+    Parameters
+    ----------
+    settings
+        ``state_dir`` (reports), the database, ``settings.portal`` (sessions, cookies).
+    registry
+        The registry's engine. None: ``registry_engine(settings)``.
+    clock
+        What time it is (the next scheduled analysis); tests inject it.
+
+    Returns
+    -------
+    FastAPI
+        Serve it with uvicorn (``preuve serve``) or test it in process.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> app = create_portal(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> sorted(r.path for r in app.routes if r.path.startswith("/api"))
+    ['/api/experiences', '/api/usages/{experiment_id}']
+    """
+    portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
+                     clock or (lambda: datetime.now(UTC)))
+    app = FastAPI(title="Preuve portal", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", _PAGE_POLICY)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        chosen = request.query_params.get("lang")
+        if chosen in LANGUAGES:
+            _cookie(response, settings, _LANG_COOKIE, chosen, max_age=365 * 86400)
+        return response
+
+    @app.exception_handler(_SignInNeeded)
+    async def sign_in_needed(request: Request, _exc: _SignInNeeded) -> Response:
+        if _wants_page(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/connexion?suite={quote(target, safe='')}", 303)
+        return JSONResponse({"detail": "sign in first (no valid session)"}, 401)
+
+    @app.exception_handler(_Forbidden)
+    async def forbidden(request: Request, _exc: _Forbidden) -> Response:
+        if _wants_page(request):
+            return portal.render(request, "erreur.html", 403, title_key="forbidden",
+                                 text_key="forbidden_text")
+        return JSONResponse({"detail": "your role or scope does not cover this"}, 403)
+
+    @app.exception_handler(_NotFound)
+    async def not_found(request: Request, _exc: _NotFound) -> Response:
+        if _wants_page(request):
+            return portal.render(request, "erreur.html", 404, title_key="not_found",
+                                 text_key="not_found_text")
+        return JSONResponse({"detail": "not found"}, 404)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/static/portal.css", include_in_schema=False)
+    def stylesheet() -> Response:
+        return Response((_STATIC / "portal.css").read_bytes(), media_type="text/css")
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        session = portal.session(request)
+        if session is None:
+            return RedirectResponse("/connexion", 303)
+        role = session.principal.role
+        if role == "academie":
+            return RedirectResponse("/usages", 303)
+        if role in _READERS:
+            return RedirectResponse("/experiences", 303)
+        raise _Forbidden()
+
+    # --- sign-in and sign-out
+
+    @app.get("/connexion", include_in_schema=False)
+    def sign_in_form(request: Request, suite: str = "/") -> Response:
+        return _sign_in_page(request, suite, error_key=None, status=200)
+
+    def _sign_in_page(request: Request, suite: str, error_key: str | None,
+                      status: int) -> Response:
+        csrf = secrets.token_urlsafe(32)
+        response = portal.render(request, "connexion.html", status, csrf=csrf,
+                                 suite=_safe_target(suite), error_key=error_key)
+        _cookie(response, settings, _LOGIN_CSRF_COOKIE, csrf, max_age=3600)
+        return response
+
+    @app.post("/connexion", include_in_schema=False)
+    async def sign_in(request: Request) -> Response:
+        form = await _form(request)
+        expected = request.cookies.get(_LOGIN_CSRF_COOKIE, "")
+        suite = _safe_target(form.get("suite", "/"))
+        if not expected or not secrets.compare_digest(expected, form.get("csrf", "")):
+            return _sign_in_page(request, suite, "bad_form", 400)
+        principal = await run_in_threadpool(authenticate, portal.registry,
+                                            form.get("token", "").strip())
+        if principal is None:
+            logger.info("portal: sign-in refused (unknown or revoked token)")
+            return _sign_in_page(request, suite, "bad_token", 401)
+        session_id, _ = portal.sessions.open(principal)
+        await run_in_threadpool(_audit, portal.registry, principal, "portal.sign_in")
+        logger.info("portal: %s signed in", principal.actor)
+        response = RedirectResponse(suite, 303)
+        _cookie(response, settings, SESSION_COOKIE, session_id,
+                max_age=settings.portal.session_ttl_s)
+        response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/")
+        return response
+
+    @app.post("/deconnexion", include_in_schema=False)
+    async def sign_out(request: Request) -> Response:
+        form = await _form(request)
+        session_id = request.cookies.get(SESSION_COOKIE)
+        session = portal.sessions.get(session_id)
+        if session is None:
+            return RedirectResponse("/connexion", 303)
+        if not secrets.compare_digest(session.csrf, form.get("csrf", "")):
+            raise _Forbidden()
+        portal.sessions.close(session_id)
+        response = RedirectResponse("/connexion", 303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # --- officers and researchers: aggregates only
+
+    @app.get("/experiences", include_in_schema=False)
+    def portfolio(request: Request) -> Response:
+        session = portal.require(request, _READERS)
+        return portal.render(request, "portefeuille.html",
+                             experiments=portal.summaries(session.principal))
+
+    @app.get("/experiences/{experiment_id}", include_in_schema=False)
+    def experiment_page(request: Request, experiment_id: str) -> Response:
+        session = portal.require(request, _READERS)
+        summary = portal.summary(session.principal, experiment_id)
+        runs = run_views(list_runs(portal.registry, experiment_id))
+        return portal.render(request, "experience.html", experiment=summary, runs=runs)
+
+    @app.get("/experiences/{experiment_id}/rapports/{run_id}", include_in_schema=False)
+    def report(request: Request, experiment_id: str, run_id: str) -> Response:
+        session = portal.require(request, _READERS)
+        portal.summary(session.principal, experiment_id)
+        record = next((r for r in list_runs(portal.registry, experiment_id)
+                       if r.run_id == run_id), None)
+        if record is None or record.html_path is None:
+            raise _NotFound()
+        path = Path(record.html_path).resolve()
+        if not path.is_relative_to(portal.reports_root) or not path.is_file():
+            logger.error("run %s: report file %s is missing or outside %s", run_id, path,
+                         portal.reports_root)
+            raise _NotFound()
+        content = path.read_bytes()
+        if record.html_sha256 and hashlib.sha256(content).hexdigest() != record.html_sha256:
+            # Reports are immutable; a file that differs from its record is not served.
+            logger.error("run %s: report file %s differs from its recorded SHA-256", run_id,
+                         path)
+            return Response("report altered since its run was recorded", 500,
+                            media_type="text/plain; charset=utf-8")
+        return Response(content, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": _REPORT_POLICY})
+
+    @app.get("/api/experiences")
+    def portfolio_json(request: Request) -> list[dict[str, Any]]:
+        session = portal.require(request, _READERS)
+        language = language_of(request)
+        return [_summary_json(s, language) for s in portal.summaries(session.principal)]
+
+    # --- académies: their own classes
+
+    @app.get("/usages", include_in_schema=False)
+    def usage_list(request: Request) -> Response:
+        session = portal.require(request, _ACADEMIES)
+        return portal.render(request, "usages_liste.html",
+                             experiments=portal.academie_summaries(session.principal))
+
+    @app.get("/usages/{experiment_id}", include_in_schema=False)
+    def usage_page(request: Request, experiment_id: str) -> Response:
+        session = portal.require(request, _ACADEMIES)
+        summary, table = portal.usage(session.principal, experiment_id)
+        return portal.render(request, "usages.html", experiment=summary, usage=table)
+
+    @app.get("/api/usages/{experiment_id}")
+    def usage_json(request: Request, experiment_id: str) -> dict[str, Any]:
+        session = portal.require(request, _ACADEMIES)
+        _, table = portal.usage(session.principal, experiment_id)
+        return _usage_json(table)
+
+    return app
+
+
+def _safe_target(target: str) -> str:
+    """Only a path of this site after sign-in (never ``//evil`` or ``https://...``)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _audit(registry: Engine, principal: Principal, action: str) -> None:
+    from sqlalchemy.orm import Session
+
+    with Session(registry) as session, session.begin():
+        record_audit(session, principal.actor, action, "portal")
+
+
+def _summary_json(summary: ExperimentSummary, language: Language) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "title": summary.title,
+        "state": summary.state,
+        "academies": list(summary.academies),
+        "resource": summary.resource,
+        "protocol_version": summary.protocol_version,
+        "protocol_sha256": summary.protocol_sha256,
+        "classes_per_arm": summary.classes_per_arm,
+        "verdict": {"kind": summary.verdict.kind, "analysis": summary.verdict.analysis,
+                    "text": describe_verdict(language, summary.verdict)},
+        "next_analysis": None if summary.next_analysis is None else {
+            "analysis": summary.next_analysis[0],
+            "due_at": summary.next_analysis[1].isoformat()},
+    }
+
+
+def _usage_json(table: UsageTable) -> dict[str, Any]:
+    return {
+        "experiment": table.experiment_id,
+        "academie": table.academie,
+        "weeks": [w.isoformat() for w in table.weeks],
+        "classes": [
+            {"class_id": c.class_id, "school_uai": c.school_uai, "arm": c.arm,
+             "status": c.status,
+             "weeks": [{"week": w.isoformat(),
+                        "active_pupils": table.cells[c.class_id, w].pupils,
+                        "active_minutes": table.cells[c.class_id, w].minutes}
+                       for w in table.weeks]}
+            for c in table.classes
+        ],
+        "totals": [{"week": w.isoformat(), "active_pupils": table.totals[w].pupils,
+                    "active_minutes": table.totals[w].minutes} for w in table.weeks],
+        "suppressed_below": 10,
+    }

@@ -1,0 +1,246 @@
+# ruff: noqa: E501  (sentences of the interface stay whole, one per line, for translators)
+"""The portal's words, in French (the default) and English.
+
+Templates call ``t("key")``; a key missing in English falls back to French, so that a
+page is never blank. Numbers and dates follow the language (decimal comma in French).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+from experiments.store import SCHOOL_TIMEZONE
+
+__all__ = ["LANGUAGES", "Language", "TEXT", "format_date", "format_number", "translate"]
+
+Language = Literal["fr", "en"]
+LANGUAGES: tuple[Language, ...] = ("fr", "en")
+
+TEXT: dict[str, dict[str, str]] = {
+    "fr": {
+        "site": "Preuve — portail des expérimentations",
+        "skip": "Aller au contenu",
+        "nav": "Navigation principale",
+        "portfolio": "Portefeuille d'expérimentations",
+        "usage_nav": "Usages de mes classes",
+        "sign_in": "Connexion",
+        "sign_out": "Se déconnecter",
+        "signed_in_as": "Connecté·e en tant que",
+        "switch_lang": "English",
+        "switch_lang_code": "en",
+        "token": "Jeton d'accès",
+        "token_help": "Le jeton qui vous a été remis (il commence par « pv_ »). Il n'est jamais affiché.",
+        "sign_in_intro": "Connectez-vous avec votre jeton d'accès pour lire les rapports d'impact et le portefeuille d'expérimentations.",
+        "bad_token": "Ce jeton n'est pas reconnu (inconnu ou révoqué).",
+        "bad_form": "Le formulaire a expiré ; veuillez réessayer.",
+        "role.researcher": "chercheur·e",
+        "role.academie": "académie",
+        "role.edtech": "entreprise EdTech",
+        "role.officer": "chargé·e de programme",
+        "role.admin": "administration",
+        "state.draft": "brouillon",
+        "state.registered": "protocole enregistré",
+        "state.enrolling": "inscriptions en cours",
+        "state.running": "en cours",
+        "state.analysing": "en analyse",
+        "state.closed": "terminée",
+        "col.experiment": "Expérimentation",
+        "col.status": "Statut",
+        "col.academies": "Territoires (académies)",
+        "col.resource": "Ressource",
+        "col.verdict": "Dernier résultat",
+        "col.next": "Prochaine analyse",
+        "col.classes": "Classes inscrites",
+        "col.date": "Date prévue",
+        "col.analysis": "Analyse",
+        "col.version": "Version du rapport",
+        "col.protocol": "Protocole (version, empreinte)",
+        "col.report": "Rapport",
+        "col.state": "État",
+        "col.class": "Classe",
+        "col.school": "École (UAI)",
+        "col.arm": "Bras",
+        "col.week": "Semaine du",
+        "col.pupils": "Élèves actifs",
+        "col.minutes": "Minutes actives",
+        "portfolio_intro": "Toutes les expérimentations que vous pouvez consulter, avec leur dernier résultat. Les chiffres sont des agrégats : aucune donnée individuelle n'est accessible ici.",
+        "no_experiment": "Aucune expérimentation à afficher.",
+        "verdict.none": "pas encore d'analyse",
+        "verdict.monitoring": "pas encore d'analyse d'effet (suivi des usages seulement)",
+        "verdict.failed": "dernière analyse en échec",
+        "verdict.not_estimable": "effet non estimable",
+        "verdict.effect": "Effet estimé sur « {outcome} » : {estimate} points [{ci_low} ; {ci_high}], g de Hedges {g}",
+        "verdict.months": "soit environ {months} mois de progrès",
+        "verdict.significant": "différence statistiquement significative",
+        "verdict.not_significant": "différence non significative au seuil retenu",
+        "no_next": "aucune",
+        "analysis.monitoring": "suivi",
+        "analysis.interim": "intermédiaire",
+        "analysis.final": "finale",
+        "run.done": "terminée",
+        "run.failed": "en échec",
+        "reports": "Rapports et historique",
+        "reports_intro": "Chaque analyse produit un nouveau rapport ; un rapport publié n'est jamais modifié.",
+        "no_run": "Aucune analyse n'a encore été exécutée.",
+        "open_report": "Lire le rapport",
+        "report_of": "rapport {analysis} n° {sequence} du {date}",
+        "no_report": "pas de rapport",
+        "summary": "En bref",
+        "protocol": "Protocole en vigueur",
+        "version": "version",
+        "classes_per_arm": "Classes inscrites par bras",
+        "back_portfolio": "Retour au portefeuille",
+        "usage_title": "Usages hebdomadaires de vos classes",
+        "usage_intro": "Élèves actifs et minutes d'usage par semaine, pour les classes de votre académie seulement. Une case qui compterait moins de 10 élèves n'est pas affichée (« < 10 »).",
+        "usage_of": "Usages hebdomadaires — {experiment}",
+        "usage_none": "Aucun usage enregistré pour vos classes.",
+        "usage_no_class": "Votre académie n'a inscrit aucune classe dans cette expérimentation.",
+        "usage_list_intro": "Les expérimentations de votre académie :",
+        "usage_total": "Toutes vos classes",
+        "suppressed": "< 10",
+        "suppressed_label": "moins de 10 élèves, non affiché",
+        "open_usage": "Voir les usages",
+        "forbidden": "Accès refusé",
+        "forbidden_text": "Votre profil ne permet pas d'accéder à cette page.",
+        "not_found": "Page introuvable",
+        "not_found_text": "Cette page n'existe pas ou plus.",
+        "caption_portfolio": "Expérimentations, statut et dernier résultat",
+        "caption_runs": "Analyses exécutées, de la plus récente à la plus ancienne",
+        "caption_usage": "Élèves actifs et minutes actives par semaine et par classe",
+        "home": "Accueil",
+    },
+    "en": {
+        "site": "Preuve — experiments portal",
+        "skip": "Skip to content",
+        "nav": "Main navigation",
+        "portfolio": "Portfolio of experiments",
+        "usage_nav": "Usage of my classes",
+        "sign_in": "Sign in",
+        "sign_out": "Sign out",
+        "signed_in_as": "Signed in as",
+        "switch_lang": "Français",
+        "switch_lang_code": "fr",
+        "token": "Access token",
+        "token_help": "The token you were given (it starts with “pv_”). It is never displayed.",
+        "sign_in_intro": "Sign in with your access token to read impact reports and the portfolio of experiments.",
+        "bad_token": "This token is not recognised (unknown or revoked).",
+        "bad_form": "The form expired; please try again.",
+        "role.researcher": "researcher",
+        "role.academie": "académie",
+        "role.edtech": "EdTech company",
+        "role.officer": "programme officer",
+        "role.admin": "administration",
+        "state.draft": "draft",
+        "state.registered": "protocol registered",
+        "state.enrolling": "enrolling",
+        "state.running": "running",
+        "state.analysing": "analysing",
+        "state.closed": "closed",
+        "col.experiment": "Experiment",
+        "col.status": "Status",
+        "col.academies": "Territories (académies)",
+        "col.resource": "Resource",
+        "col.verdict": "Latest result",
+        "col.next": "Next analysis",
+        "col.classes": "Classes enrolled",
+        "col.date": "Due date",
+        "col.analysis": "Analysis",
+        "col.version": "Report version",
+        "col.protocol": "Protocol (version, hash)",
+        "col.report": "Report",
+        "col.state": "State",
+        "col.class": "Class",
+        "col.school": "School (UAI)",
+        "col.arm": "Arm",
+        "col.week": "Week of",
+        "col.pupils": "Active pupils",
+        "col.minutes": "Active minutes",
+        "portfolio_intro": "Every experiment you may read, with its latest result. Figures are aggregates: no individual data is reachable here.",
+        "no_experiment": "No experiment to show.",
+        "verdict.none": "no analysis yet",
+        "verdict.monitoring": "no effect analysis yet (usage monitoring only)",
+        "verdict.failed": "latest analysis failed",
+        "verdict.not_estimable": "effect not estimable",
+        "verdict.effect": "Estimated effect on “{outcome}”: {estimate} points [{ci_low}; {ci_high}], Hedges' g {g}",
+        "verdict.months": "about {months} months of progress",
+        "verdict.significant": "statistically significant difference",
+        "verdict.not_significant": "difference not significant at the chosen level",
+        "no_next": "none",
+        "analysis.monitoring": "monitoring",
+        "analysis.interim": "interim",
+        "analysis.final": "final",
+        "run.done": "done",
+        "run.failed": "failed",
+        "reports": "Reports and history",
+        "reports_intro": "Each analysis produces a new report; a published report is never changed.",
+        "no_run": "No analysis has run yet.",
+        "open_report": "Read the report",
+        "report_of": "{analysis} report no. {sequence} of {date}",
+        "no_report": "no report",
+        "summary": "In short",
+        "protocol": "Protocol in force",
+        "version": "version",
+        "classes_per_arm": "Classes enrolled per arm",
+        "back_portfolio": "Back to the portfolio",
+        "usage_title": "Weekly usage of your classes",
+        "usage_intro": "Active pupils and minutes of use per week, for your académie's classes only. A cell that would count fewer than 10 pupils is not shown (“< 10”).",
+        "usage_of": "Weekly usage — {experiment}",
+        "usage_none": "No usage recorded for your classes.",
+        "usage_no_class": "Your académie has enrolled no class in this experiment.",
+        "usage_list_intro": "Your académie's experiments:",
+        "usage_total": "All your classes",
+        "suppressed": "< 10",
+        "suppressed_label": "fewer than 10 pupils, not shown",
+        "open_usage": "See usage",
+        "forbidden": "Access denied",
+        "forbidden_text": "Your profile does not give access to this page.",
+        "not_found": "Page not found",
+        "not_found_text": "This page does not exist (any more).",
+        "caption_portfolio": "Experiments, status and latest result",
+        "caption_runs": "Analyses run, most recent first",
+        "caption_usage": "Active pupils and active minutes per week and per class",
+        "home": "Home",
+    },
+}
+
+
+def translate(language: Language, key: str, **values: object) -> str:
+    """The text of ``key`` in ``language`` (French if missing), with ``values`` filled in.
+
+    Examples
+    --------
+    >>> translate("en", "verdict.months", months=3)
+    'about 3 months of progress'
+    """
+    text = TEXT[language].get(key) or TEXT["fr"].get(key, key)
+    return text.format(**values) if values else text
+
+
+def format_number(language: Language, value: float | int | None, digits: int = 1) -> str:
+    """A number as the language writes it (``1,5`` in French); ``—`` when missing.
+
+    Examples
+    --------
+    >>> format_number("fr", -1.25, 2), format_number("en", 1234.5)
+    ('-1,25', '1,234.5')
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = f"{value:,.{digits}f}"
+    if language == "fr":
+        return text.replace(",", "\u202f").replace(".", ",")
+    return text
+
+
+def format_date(language: Language, moment: datetime | None, with_time: bool = False) -> str:
+    """A date (Paris time) as the language writes it: ``15/01/2028`` or ``2028-01-15``."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(SCHOOL_TIMEZONE)
+    pattern = ("%d/%m/%Y" if language == "fr" else "%Y-%m-%d") + (" %H:%M" if with_time else "")
+    return local.strftime(pattern)

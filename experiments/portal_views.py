@@ -1,0 +1,291 @@
+"""What the portal shows, assembled from the registry, the run records and the stores.
+
+Officers and researchers read **aggregates only**: an experiment's status, territories,
+resource, the runs of its analyses and the verdict of the latest one, and counts of
+classes per arm. Nothing here returns an event, a learner pseudonym or a class id to
+them. The one view with rows per class is an académie's weekly usage of *its own*
+classes (:func:`weekly_usage`), which it enrolled itself; there a cell counting fewer
+than 10 pupils is suppressed (DESIGN.md, Privacy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from experiments.analysis_runs import RunRecord, list_runs
+from experiments.enrollment import enrolled_classes
+from experiments.registry import ExperimentRow, get_experiment, registered_protocol
+from experiments.scheduler import due_time, occurrences
+from experiments.settings import Settings
+from experiments.store import ExperimentStore, daily_usage_table
+
+__all__ = [
+    "MIN_CELL",
+    "ExperimentSummary",
+    "RunView",
+    "UsageCell",
+    "UsageTable",
+    "Verdict",
+    "experiment_ids",
+    "experiment_summary",
+    "next_analysis",
+    "run_views",
+    "verdict",
+    "weekly_usage",
+]
+
+#: Smallest count of pupils shown (DESIGN.md: cells under 10 pupils are suppressed).
+MIN_CELL = 10
+
+#: States before which no analysis is scheduled, and after which none remains.
+_NO_NEXT_RUN = ("draft", "closed")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The latest analysis' main effect, in words the template renders."""
+
+    kind: str
+    """``effect`` (a primary effect estimated), ``not_estimable``, ``monitoring`` (only
+    usage so far), ``failed`` (the latest run failed) or ``none`` (no run yet)."""
+    analysis: str | None = None
+    outcome: str | None = None
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    hedges_g: float | None = None
+    months_progress: int | None = None
+    p_value: float | None = None
+    alpha: float | None = None
+    reason: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One recorded run, as the experiment page lists it."""
+
+    run_id: str
+    analysis: str
+    sequence: int
+    due_at: datetime
+    finished_at: datetime
+    status: str
+    reason: str | None
+    protocol_version: int
+    protocol_sha256: str
+    has_report: bool
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    """One experiment of the portfolio (aggregates only)."""
+
+    id: str
+    title: str
+    state: str
+    academies: tuple[str, ...]
+    resource: str
+    protocol_version: int
+    protocol_sha256: str
+    classes_per_arm: dict[str, int]
+    verdict: Verdict
+    next_analysis: tuple[str, datetime] | None
+
+
+def experiment_ids(registry: Engine) -> list[str]:
+    """Every experiment of the registry, by id."""
+    with registry.connect() as connection:
+        return list(connection.scalars(sa.select(ExperimentRow.id).order_by(ExperimentRow.id)))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def verdict(runs: list[RunRecord]) -> Verdict:
+    """The verdict of the latest finished run that is not a monitoring run (or what
+    there is instead).
+
+    A monitoring run estimates no effect; the verdict then says that only usage has been
+    analysed so far.
+    """
+    if not runs:
+        return Verdict("none")
+    ordered = sorted(runs, key=lambda r: (r.due_at, r.finished_at))
+    latest = ordered[-1]
+    effect_runs = [r for r in ordered if r.analysis != "monitoring"]
+    if not effect_runs:
+        if latest.status == "failed":
+            return Verdict("failed", analysis=latest.analysis, reason=latest.reason,
+                           at=latest.due_at)
+        return Verdict("monitoring", analysis=latest.analysis, at=latest.due_at)
+    run = effect_runs[-1]
+    if run.status != "done" or not run.results_json:
+        return Verdict("failed", analysis=run.analysis, reason=run.reason, at=run.due_at)
+    results = json.loads(run.results_json)
+    effects = [e for e in results.get("effects", [])
+               if e.get("role") == "primary" and not e.get("subgroup")]
+    alpha = _number((results.get("design") or {}).get("alpha"))
+    if not effects:
+        return Verdict("not_estimable", analysis=run.analysis, at=run.due_at,
+                       reason="aucun effet principal dans les résultats")
+    main = effects[0]
+    if _number(main.get("estimate")) is None:
+        return Verdict("not_estimable", analysis=run.analysis, outcome=main.get("outcome"),
+                       reason=main.get("reason"), at=run.due_at)
+    months = main.get("months_progress")
+    return Verdict(
+        "effect", analysis=run.analysis, outcome=main.get("outcome"),
+        estimate=_number(main.get("estimate")), ci_low=_number(main.get("ci_low")),
+        ci_high=_number(main.get("ci_high")), hedges_g=_number(main.get("hedges_g")),
+        months_progress=months if isinstance(months, int) else None,
+        p_value=_number(main.get("p_value")), alpha=alpha, at=run.due_at,
+    )
+
+
+def next_analysis(registry: Engine, experiment_id: str, state: str,
+                  now: datetime) -> tuple[str, datetime] | None:
+    """The next analysis the protocol in force schedules after ``now`` (name, due time
+    in UTC), or None (draft, closed, or the schedule is over)."""
+    if state in _NO_NEXT_RUN:
+        return None
+    protocol = registered_protocol(registry, experiment_id).protocol
+    upcoming = [(due_time(day), entry.analysis)
+                for entry in protocol.schedule for day in occurrences(protocol, entry)
+                if due_time(day) > now]
+    if not upcoming:
+        return None
+    due, analysis = min(upcoming)
+    return analysis, due
+
+
+def run_views(runs: list[RunRecord]) -> list[RunView]:
+    """The runs of an experiment, the most recent first."""
+    return [
+        RunView(r.run_id, r.analysis, r.sequence, r.due_at, r.finished_at, r.status, r.reason,
+                r.protocol_version, r.protocol_sha256, r.html_path is not None)
+        for r in sorted(runs, key=lambda r: (r.due_at, r.finished_at), reverse=True)
+    ]
+
+
+def experiment_summary(registry: Engine, experiment_id: str,
+                       now: datetime | None = None) -> ExperimentSummary:
+    """An experiment's line of the portfolio (raises RegistryError if it is unknown)."""
+    now = now or datetime.now(UTC)
+    record = get_experiment(registry, experiment_id)
+    protocol = registered_protocol(registry, experiment_id).protocol
+    per_arm: dict[str, int] = defaultdict(int)
+    for enrolled in enrolled_classes(registry, experiment_id):
+        if enrolled.status == "enrolled":
+            per_arm[enrolled.arm] += 1
+    return ExperimentSummary(
+        id=experiment_id,
+        title=protocol.title,
+        state=record.state,
+        academies=tuple(str(a) for a in protocol.population.academies),
+        resource=protocol.resource.name or protocol.resource.id,
+        protocol_version=record.current.version,
+        protocol_sha256=record.current.sha256,
+        classes_per_arm={arm.name: per_arm.get(arm.name, 0) for arm in protocol.arms},
+        verdict=verdict(list_runs(registry, experiment_id)),
+        next_analysis=next_analysis(registry, experiment_id, record.state, now),
+    )
+
+
+# --- académies: weekly usage of their own classes --------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageCell:
+    """Active pupils and active minutes of a class (or all classes) in one week.
+
+    ``pupils`` and ``minutes`` are None when 1 to 9 pupils were active (suppressed).
+    """
+
+    pupils: int | None
+    minutes: float | None
+
+    @property
+    def suppressed(self) -> bool:
+        """Whether the cell counts fewer than :data:`MIN_CELL` pupils (not shown)."""
+        return self.pupils is None
+
+
+@dataclass(frozen=True)
+class UsageClass:
+    """A class of the académie and its arm."""
+
+    class_id: str
+    school_uai: str
+    arm: str
+    status: str
+
+
+@dataclass(frozen=True)
+class UsageTable:
+    """Weekly usage of an académie's classes in one experiment."""
+
+    experiment_id: str
+    academie: str | None
+    weeks: tuple[date, ...]
+    """Mondays of the weeks with any usage, in order."""
+    classes: tuple[UsageClass, ...]
+    cells: dict[tuple[str, date], UsageCell]
+    totals: dict[date, UsageCell]
+
+
+def _cell(pupils: int, seconds: float) -> UsageCell:
+    if 0 < pupils < MIN_CELL:
+        return UsageCell(None, None)
+    return UsageCell(pupils, round(seconds / 60.0, 1))
+
+
+def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
+                 academie: str | None) -> UsageTable:
+    """Active pupils and minutes per week of the classes of ``academie`` (None: all
+    académies, for admins).
+
+    A pupil is active in a week when the store counts active seconds for them that
+    week. Weeks start on Monday (school days, Europe/Paris, as the store's days).
+    """
+    classes = enrolled_classes(registry, experiment_id, academie=academie)
+    wanted = {c.class_id for c in classes}
+    learners: dict[tuple[str, date], set[str]] = defaultdict(set)
+    seconds: dict[tuple[str, date], float] = defaultdict(float)
+    week_learners: dict[date, set[str]] = defaultdict(set)
+    week_seconds: dict[date, float] = defaultdict(float)
+    if wanted:
+        table = daily_usage_table
+        store = ExperimentStore(settings, experiment_id)
+        query = sa.select(table.c.learner_key, table.c.day, table.c.class_id,
+                          table.c.active_seconds).where(table.c.active_seconds > 0)
+        with store.engine.connect() as connection:
+            for learner, day, class_id, active in connection.execute(query):
+                if class_id not in wanted:
+                    continue
+                monday = day - timedelta(days=day.weekday())
+                learners[class_id, monday].add(learner)
+                seconds[class_id, monday] += active
+                week_learners[monday].add(learner)
+                week_seconds[monday] += active
+    weeks = tuple(sorted(week_learners))
+    cells = {
+        (c.class_id, week): _cell(len(learners.get((c.class_id, week), ())),
+                                  seconds.get((c.class_id, week), 0.0))
+        for c in classes for week in weeks
+    }
+    totals = {week: _cell(len(week_learners[week]), week_seconds[week]) for week in weeks}
+    return UsageTable(
+        experiment_id, academie, weeks,
+        tuple(UsageClass(c.class_id, c.school_uai, c.arm, c.status) for c in classes),
+        cells, totals,
+    )
