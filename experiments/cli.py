@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from analysis import cli as analysis_cli
-from experiments import enrollment_cli, protocol_cli, services_cli
+from experiments import enrollment_cli, protocol_cli, retention_cli, services_cli
 from experiments.console import configure_logging
 from ingest import cli as ingest_cli
 
@@ -43,6 +43,9 @@ app.command("gateway")(ingest_cli.gateway)
 app.command("scheduler")(services_cli.scheduler)
 app.command("serve")(services_cli.serve)
 app.command("demo")(services_cli.demo)
+app.command("purge")(retention_cli.purge)
+app.command("erase")(retention_cli.erase)
+app.command("export")(retention_cli.export)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
      ├── RegistryError         the registry refuses an operation (lifecycle, locked design)
      ├── EnrollmentError       an enrollment file or row is refused
      ├── StoreError            an experiment store cannot be opened or migrated
+     ├── RetentionError        a purge, an erasure or an export is refused
      └── SchedulerError        a scheduled analysis cannot be computed, published or recorded
 
 Every error carries ``reason``; those tied to input also carry ``path``, ``line`` and
@@ -22,6 +23,7 @@ __all__ = [
     "Problem",
     "ProtocolError",
     "RegistryError",
+    "RetentionError",
     "SchedulerError",
     "StoreError",
 ]
@@ -102,3 +104,7 @@ class StoreError(ExperimentError):
 
 class SchedulerError(ExperimentError):
     """A scheduled analysis cannot be computed, published or recorded."""
+
+
+class RetentionError(ExperimentError):
+    """A purge, an erasure or an export is refused (too early, no reason, unknown subject)."""

@@ -1,0 +1,412 @@
+"""Retention and erasure: an experiment's row-level data leaves when its protocol says.
+
+Three operations, each recorded in the audit log (who, what, when; never a learner id):
+
+- :func:`purge_experiment` — once the protocol's ``retention.keep_until`` has passed (or
+  before, with ``force`` and a reason), remove every row-level trace of the experiment:
+  its store (the SQLite file with its WAL, or the PostgreSQL schema), the parked
+  references of its classes' unrouted events, the gateway receipts of its stored events,
+  and the pupil ids recorded with pupil withdrawals. What stays: the registry's
+  protocol versions and lifecycle, the enrollments and allocation log (class-level: the
+  randomisation's evidence and the CONSORT counts), the analysis run records and report
+  files (aggregates, already small-cell suppressed) and the audit log. A purge is
+  recorded in ``retention_purges``.
+- :func:`erase_learner` — one pupil, named by the id the académie or resource knows
+  (re-keyed here with the experiment's key, as the stream worker does): their events and
+  daily usage, the receipts of those events, and their id in pupil withdrawals.
+- :func:`erase_class` — one class: its pupils' events and usage, parked references,
+  receipts and withdrawn pupils' ids. Its enrollment and allocation-log line stay (the
+  randomisation's append-only evidence: class-level, no pupil in them).
+
+Not covered here: the ingress topic ``preuve.events`` and the dead-letter topic keep what
+resources sent for ``Settings.kafka.ingress_retention_days`` (bounded by Kafka's
+retention, see the README "Kafka"); the compacted ``preuve.enrollments`` topic keeps the
+class ids and arms of enrolled classes. A stream worker still consuming events of a
+purged experiment's classes would create a new, empty store: purge after the lifecycle
+closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from experiments import database
+from experiments.access import record_audit
+from experiments.database import is_postgres, registry_engine, store_engine, store_schema
+from experiments.enrollment import enrolled_classes
+from experiments.errors import RetentionError
+from experiments.registry import registered_protocol
+from experiments.settings import Settings
+from experiments.store import daily_usage_table, events_table
+
+__all__ = [
+    "Erasure",
+    "Purge",
+    "erase_class",
+    "erase_learner",
+    "purge_experiment",
+    "purges",
+    "store_exists",
+]
+
+logger = logging.getLogger(__name__)
+
+_PARIS = ZoneInfo("Europe/Paris")
+_CHUNK = 500  # ids per IN (...): under SQLite's historical limit of 999 variables
+
+purges_table = sa.Table(
+    "retention_purges",
+    database.RegistryBase.metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", sa.String(63), nullable=False, index=True),
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("keep_until", sa.Date, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("removed", sa.JSON, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Purge:
+    """What a purge removed (counts of rows or files, never their content)."""
+
+    experiment_id: str
+    keep_until: date
+    forced: bool
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure of one pupil or one class removed."""
+
+    experiment_id: str
+    scope: str
+    """``pupil`` or ``class``."""
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+def _sqlite_store_files(settings: Settings, experiment_id: str) -> list[Path]:
+    base = settings.state_dir / "stores" / f"{experiment_id}.sqlite"
+    return [base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm"),
+            base.with_name(base.name + "-journal")]
+
+
+def store_exists(settings: Settings, experiment_id: str) -> bool:
+    """Whether the experiment has a store (without creating one)."""
+    if is_postgres(settings):
+        query = sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s")
+        with registry_engine(settings).connect() as connection:
+            return connection.scalar(query, {"s": store_schema(experiment_id)}) is not None
+    return _sqlite_store_files(settings, experiment_id)[0].exists()
+
+
+def _forget_engine(settings: Settings, experiment_id: str) -> None:
+    # The engine cache of experiments.database keeps pooled connections to the store;
+    # they must be closed before the file or schema goes, and not be reused after.
+    key = (settings.database_url or str(settings.state_dir), store_schema(experiment_id))
+    with database._engines_lock:
+        engine = database._engines.pop(key, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _count(connection: sa.Connection, table: sa.Table) -> int:
+    return int(connection.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+def _event_ids(engine: Engine, where: Any = None) -> Iterator[list[str]]:
+    query = sa.select(events_table.c.event_id)
+    if where is not None:
+        query = query.where(where)
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=_CHUNK).execute(query)
+        for chunk in result.partitions(_CHUNK):
+            yield [row[0] for row in chunk]
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+def _delete_receipts(registry: Engine, event_ids: Sequence[str]) -> int:
+    from ingest.receipts import receipts  # the gateway's table: imported only when needed
+
+    removed = 0
+    with registry.begin() as connection:
+        for chunk in _chunks(event_ids):
+            removed += connection.execute(
+                receipts.delete().where(receipts.c.event_id.in_(chunk))
+            ).rowcount or 0
+    return removed
+
+
+def _delete_parked(registry: Engine, class_ids: Sequence[str], resource_id: str) -> int:
+    from ingest.stream.parking import parked_table
+
+    removed = 0
+    with registry.begin() as connection:
+        for chunk in _chunks(class_ids):
+            removed += connection.execute(
+                parked_table.delete().where(parked_table.c.class_id.in_(chunk),
+                                            parked_table.c.resource_id == resource_id)
+            ).rowcount or 0
+    return removed
+
+
+def _drop_store(settings: Settings, experiment_id: str) -> tuple[int, int]:
+    """Remove the store; returns the (events, usage rows) it held."""
+    if not store_exists(settings, experiment_id):
+        return 0, 0
+    engine = store_engine(settings, experiment_id)
+    with engine.connect() as connection:
+        events, usage = _count(connection, events_table), _count(connection, daily_usage_table)
+    _forget_engine(settings, experiment_id)
+    if is_postgres(settings):
+        with registry_engine(settings).begin() as connection:
+            connection.execute(
+                sa.text(f'DROP SCHEMA IF EXISTS "{store_schema(experiment_id)}" CASCADE'))
+    else:
+        for path in _sqlite_store_files(settings, experiment_id):
+            path.unlink(missing_ok=True)
+    return events, usage
+
+
+# --- purge ---------------------------------------------------------------------------
+
+
+def purge_experiment(
+    settings: Settings,
+    experiment_id: str,
+    *,
+    actor: str,
+    force: bool = False,
+    reason: str | None = None,
+    today: date | None = None,
+) -> Purge:
+    """Remove an experiment's row-level data once its retention period is over.
+
+    Parameters
+    ----------
+    settings
+        Where the registry and the stores are.
+    experiment_id
+        A registered experiment.
+    actor
+        Who purges, as the audit log names principals (``admin:*:cli``).
+    force
+        Purge before ``retention.keep_until``; needs ``reason``.
+    reason
+        Why (required with ``force``; recorded).
+    today
+        The day in Paris (default: now); tests pass it.
+
+    Returns
+    -------
+    Purge
+        Counts of what was removed. Purging twice removes nothing the second time.
+
+    Raises
+    ------
+    RetentionError
+        Before ``keep_until`` without ``force``, or ``force`` without a reason.
+    RegistryError
+        The experiment is not in the registry.
+    """
+    registry = registry_engine(settings)
+    protocol = registered_protocol(registry, experiment_id).protocol
+    keep_until = protocol.retention.keep_until
+    today = today or datetime.now(_PARIS).date()
+    reason = (reason or "").strip() or None
+    if today <= keep_until and not force:
+        raise RetentionError(
+            f"{experiment_id}: its data is kept until {keep_until.isoformat()} "
+            f"(retention.keep_until); purging earlier needs --force and a reason",
+            field="retention.keep_until",
+        )
+    if force and reason is None:
+        raise RetentionError("a forced purge needs a reason", field="reason")
+    classes = [c.class_id for c in enrolled_classes(registry, experiment_id)]
+    removed: dict[str, int] = {}
+    removed["receipts"] = 0
+    if store_exists(settings, experiment_id):
+        for ids in _event_ids(store_engine(settings, experiment_id)):
+            removed["receipts"] += _delete_receipts(registry, ids)
+    removed["events"], removed["daily_usage"] = _drop_store(settings, experiment_id)
+    removed["parked_references"] = _delete_parked(registry, classes, protocol.resource.id)
+    from experiments.enrollment import WithdrawalRow
+
+    now = datetime.now(UTC)
+    with Session(registry) as session, session.begin():
+        removed["withdrawal_pupil_ids"] = _rowcount(session.execute(
+            sa.update(WithdrawalRow)
+            .where(WithdrawalRow.experiment_id == experiment_id,
+                   WithdrawalRow.learner_id.is_not(None))
+            .values(learner_id=None)
+        ))
+        session.execute(purges_table.insert().values(
+            experiment_id=experiment_id, purged_at=now, keep_until=keep_until,
+            forced=bool(force and today <= keep_until), reason=reason, actor=actor,
+            removed=removed,
+        ))
+        record_audit(session, actor, "retention.purge", experiment_id,
+                     {"keep_until": keep_until.isoformat(), "forced": force, "reason": reason,
+                      "removed": dict(removed)})
+    _compact(registry)
+    logger.info("experiment %s: purged (%d events, %d usage rows, %d parked, %d receipts)",
+                experiment_id, removed["events"], removed["daily_usage"],
+                removed["parked_references"], removed["receipts"])
+    return Purge(experiment_id, keep_until, force and today <= keep_until, removed)
+
+
+def purges(settings: Settings, experiment_id: str) -> list[dict[str, Any]]:
+    """The recorded purges of an experiment, oldest first."""
+    query = (sa.select(purges_table).where(purges_table.c.experiment_id == experiment_id)
+             .order_by(purges_table.c.id))
+    with registry_engine(settings).connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
+# --- erasure -------------------------------------------------------------------------
+
+
+def _erase_rows(settings: Settings, experiment_id: str, where_events: Any,
+                where_usage: Any) -> dict[str, int]:
+    """Delete matching events and usage rows of the store, and the receipts of those
+    events."""
+    removed = {"events": 0, "daily_usage": 0, "receipts": 0}
+    if not store_exists(settings, experiment_id):
+        return removed
+    engine = store_engine(settings, experiment_id)
+    registry = registry_engine(settings)
+    for ids in _event_ids(engine, where_events):
+        removed["receipts"] += _delete_receipts(registry, ids)
+    with engine.begin() as connection:
+        removed["events"] = connection.execute(
+            events_table.delete().where(where_events)).rowcount or 0
+        removed["daily_usage"] = connection.execute(
+            daily_usage_table.delete().where(where_usage)).rowcount or 0
+    _compact(engine)
+    return removed
+
+
+def _compact(engine: Engine) -> None:
+    """SQLite keeps deleted rows in free pages and in the WAL until they are rewritten:
+    rewrite the file so that erased values are gone from the disk too."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.exec_driver_sql("VACUUM")
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
+def _need_reason(reason: str) -> str:
+    if not reason.strip():
+        raise RetentionError("an erasure needs a reason (the request it answers)",
+                             field="reason")
+    return reason.strip()
+
+
+def erase_learner(
+    settings: Settings, experiment_id: str, learner_id: str, *, actor: str, reason: str
+) -> Erasure:
+    """Erase one pupil's data from an experiment.
+
+    Parameters
+    ----------
+    learner_id
+        The pupil's id as the académie or the resource knows it (the id events carry);
+        it is re-keyed with the experiment's key, never stored nor logged.
+
+    Raises
+    ------
+    RetentionError
+        No reason, or an empty id.
+    """
+    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+
+    reason = _need_reason(reason)
+    if not learner_id.strip():
+        raise RetentionError("learner id: empty", field="learner_id")
+    registry_engine(settings)  # the experiment's registry must exist (and be migrated)
+    registered_protocol(registry_engine(settings), experiment_id)
+    key = pseudonymise(load_pseudonym_key(settings), experiment_id, learner_id.strip())
+    removed = _erase_rows(settings, experiment_id, events_table.c.learner_key == key,
+                          daily_usage_table.c.learner_key == key)
+    from experiments.enrollment import WithdrawalRow
+
+    with Session(registry_engine(settings)) as session, session.begin():
+        removed["withdrawal_pupil_ids"] = _rowcount(session.execute(
+            sa.update(WithdrawalRow)
+            .where(WithdrawalRow.experiment_id == experiment_id,
+                   WithdrawalRow.learner_id.in_([learner_id, learner_id.strip(), key]))
+            .values(learner_id=None)
+        ))
+        record_audit(session, actor, "retention.erase_pupil", experiment_id,
+                     {"reason": reason, "removed": dict(removed)})
+    _compact(registry_engine(settings))
+    logger.info("experiment %s: one pupil erased (%d events, %d usage rows)", experiment_id,
+                removed["events"], removed["daily_usage"])
+    return Erasure(experiment_id, "pupil", removed)
+
+
+def erase_class(
+    settings: Settings, experiment_id: str, class_id: str, *, actor: str, reason: str
+) -> Erasure:
+    """Erase the pupil-level data of one class: its events and usage, parked references
+    and receipts, and the pupil ids of its pupil withdrawals.
+
+    The class's enrollment and its line of the allocation log stay: they are the
+    randomisation's evidence (append-only by design, class-level, no pupil in them) and
+    keep the CONSORT counts and the balance whole.
+
+    Raises
+    ------
+    RetentionError
+        No reason, or the class is not enrolled in the experiment.
+    """
+    from experiments.enrollment import WithdrawalRow
+
+    reason = _need_reason(reason)
+    registry = registry_engine(settings)
+    protocol = registered_protocol(registry, experiment_id).protocol
+    if class_id not in {c.class_id for c in enrolled_classes(registry, experiment_id)}:
+        raise RetentionError(f"class {class_id} is not enrolled in {experiment_id}",
+                             field="class_id")
+    removed = _erase_rows(settings, experiment_id, events_table.c.class_id == class_id,
+                          daily_usage_table.c.class_id == class_id)
+    removed["parked_references"] = _delete_parked(registry, [class_id], protocol.resource.id)
+    with Session(registry) as session, session.begin():
+        removed["withdrawal_pupil_ids"] = _rowcount(session.execute(
+            sa.update(WithdrawalRow)
+            .where(WithdrawalRow.experiment_id == experiment_id,
+                   WithdrawalRow.class_id == class_id, WithdrawalRow.learner_id.is_not(None))
+            .values(learner_id=None)
+        ))
+        record_audit(session, actor, "retention.erase_class", f"{experiment_id}/{class_id}",
+                     {"reason": reason, "removed": dict(removed)})
+    _compact(registry)
+    logger.info("experiment %s: class %s erased (%d events, %d usage rows)", experiment_id,
+                class_id, removed["events"], removed["daily_usage"])
+    return Erasure(experiment_id, "class", removed)

@@ -1,0 +1,85 @@
+"""``preuve purge``, ``preuve erase`` and ``preuve export``: data leaves when it should.
+
+Exit codes: 0 done; 2 refused (before ``retention.keep_until`` without ``--force``, no
+reason, unknown experiment or class). Every purge and erasure is in the audit log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from experiments.console import user_errors
+
+__all__ = ["erase", "export", "purge"]
+
+EXIT_REFUSED = 2
+
+
+def purge(
+    experiment: Annotated[str, typer.Argument(help="The experiment whose row-level data goes.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Purge before retention.keep_until (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --force).")] = None,
+) -> None:
+    """Remove an experiment's row-level data once its protocol's retention is over
+    (reports, run records and the registry's aggregates stay)."""
+    from experiments.retention import purge_experiment
+    from experiments.settings import Settings
+
+    with user_errors(EXIT_REFUSED):
+        done = purge_experiment(Settings(), experiment, actor="admin:*:cli", force=force,
+                                reason=reason)
+    removed = ", ".join(f"{n} {what}" for what, n in done.removed.items())
+    typer.echo(f"{experiment}: purged ({removed}); kept until "
+               f"{done.keep_until.isoformat()}{' — forced' if done.forced else ''}")
+
+
+def erase(
+    experiment: Annotated[str, typer.Argument(help="The experiment.")],
+    reason: Annotated[str, typer.Option(help="The request this erasure answers.")],
+    learner: Annotated[str | None, typer.Option(
+        "--learner", help="The pupil's id as the académie knows it (never stored).")] = None,
+    class_id: Annotated[str | None, typer.Option("--class", help="A class id.")] = None,
+) -> None:
+    """Erase one pupil (--learner) or one class (--class) from an experiment's data."""
+    from experiments.retention import erase_class, erase_learner
+    from experiments.settings import Settings
+
+    if (learner is None) == (class_id is None):
+        typer.echo("preuve erase: give exactly one of --learner or --class", err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    with user_errors(EXIT_REFUSED):
+        if learner is not None:
+            done = erase_learner(Settings(), experiment, learner, actor="admin:*:cli",
+                                 reason=reason)
+        else:
+            assert class_id is not None
+            done = erase_class(Settings(), experiment, class_id, actor="admin:*:cli",
+                               reason=reason)
+    removed = ", ".join(f"{n} {what}" for what, n in done.removed.items())
+    typer.echo(f"{experiment}: one {done.scope} erased ({removed})")
+
+
+def export(
+    experiment: Annotated[str, typer.Argument(help="The experiment to export.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write (created).")],
+    format: Annotated[str, typer.Option(
+        "--format", help="parquet or csv (both when omitted).")] = "both",
+) -> None:
+    """Export an experiment's pseudonymised tables, codebook, protocol and results."""
+    from experiments.export import export_experiment
+    from experiments.settings import Settings
+
+    if format not in ("parquet", "csv", "both"):
+        typer.echo(f"preuve export: --format: expecting one of parquet, csv; got {format!r}",
+                   err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    formats: tuple[Literal["parquet", "csv"], ...] = (
+        ("parquet", "csv") if format == "both" else (format,))  # type: ignore[assignment]
+    with user_errors(EXIT_REFUSED):
+        done = export_experiment(Settings(), experiment, out, formats=formats)
+    for path in done.files:
+        typer.echo(str(path))
