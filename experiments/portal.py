@@ -338,7 +338,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     async def sign_in_needed(request: Request, _exc: _SignInNeeded) -> Response:
         if _wants_page(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/connexion?suite={quote(target, safe='')}", 303)
+            return RedirectResponse(f"/connexion?suite={quote(target, safe='')}", 302)
         return JSONResponse({"detail": "sign in first (no valid session)"}, 401)
 
     @app.exception_handler(_Forbidden)
