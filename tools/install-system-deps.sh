@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Preuve needs from Debian's packages when it is missing:
-# Java 17 and Maven (the local Kafka broker), PostgreSQL (the production store, tested for real).
+# Java 17 and Maven (the local Kafka broker), PostgreSQL (the production store, tested for real),
+# Chromium (the portal's browser test drives it with Playwright; never `playwright install`).
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,132 @@
+"""The portal in a real browser: Debian's Chromium driven by Playwright.
+
+The portal runs under uvicorn in a thread on a free 127.0.0.1 port, over a registry
+with one experiment whose runs and reports were recorded by the workers' code path
+(:func:`tests.support.portal.build_world`). An officer signs in with the keyboard, goes
+from the portfolio to the final report, reads its summary sentence and figures, and
+cannot reach row-level data. Screenshots land in ``test-artifacts/portal-*.png``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from experiments.database import dispose_engines
+from experiments.portal import create_portal
+from experiments.settings import Settings
+from ingest.broker import free_port
+from tests.support.portal import EXPERIMENT, NOW, PortalWorld, build_world
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The machine's network is closed: without these flags Chromium waits on its own
+# background services (updates, sync, QUIC probes) before it serves pages.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture
+def portal_url(tmp_path: Path) -> Iterator[tuple[str, PortalWorld]]:
+    """The portal served on a free port in a thread, stopped at the end of the test."""
+    settings = Settings(state_dir=tmp_path / "state", pseudonym_key="browser-test")
+    world = build_world(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_portal(settings, registry=world.registry, clock=lambda: NOW),
+        host="127.0.0.1", port=port, log_level="warning", access_log=False,
+    ))
+    thread = threading.Thread(target=server.run, name="portal", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", world
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the portal did not stop"
+        dispose_engines()
+
+
+def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
+        portal_url: tuple[str, PortalWorld]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run tools/install-system-deps.sh"
+    base, world = portal_url
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+
+            # Without a session, the portfolio sends to the sign-in form.
+            page.goto(f"{base}/experiences")
+            expect(page).to_have_url(f"{base}/connexion?suite=%2Fexperiences")
+            expect(page.locator("html")).to_have_attribute("lang", "fr")
+
+            # Keyboard only: the first Tab reaches the skip link; the token field has a label.
+            page.keyboard.press("Tab")
+            expect(page.get_by_role("link", name="Aller au contenu")).to_be_focused()
+            token_field = page.get_by_label("Jeton d'accès")
+            token_field.focus()
+            page.keyboard.type(world.tokens["officer"])
+            page.keyboard.press("Enter")
+
+            # The portfolio: status, territories, resource, latest verdict, next analysis.
+            expect(page).to_have_url(f"{base}/experiences")
+            expect(page.get_by_role("heading", level=1)).to_have_text(
+                "Portefeuille d'expérimentations")
+            row = page.get_by_role("row").filter(has_text="fluence au CP")
+            expect(row).to_contain_text("en cours")
+            expect(row).to_contain_text("versailles, creteil")
+            expect(row).to_contain_text("Lectio")
+            expect(row).to_contain_text("mois de progrès")
+            page.screenshot(path=str(ARTIFACTS / "portal-portfolio.png"), full_page=True)
+
+            # To the experiment, then to its latest report.
+            row.get_by_role("link").click()
+            expect(page).to_have_url(f"{base}/experiences/{EXPERIMENT}")
+            history = page.get_by_role("table")
+            expect(history.get_by_role("row")).to_have_count(1 + len(world.runs))
+            page.screenshot(path=str(ARTIFACTS / "portal-experiment.png"), full_page=True)
+            history.get_by_role("link", name="Lire le rapport").first.click()
+            final = next(r for r in world.runs if r.analysis == "final")
+            expect(page).to_have_url(f"{base}/experiences/{EXPERIMENT}/rapports/{final.run_id}")
+
+            # The report: its summary sentence and its figures (inline SVG).
+            sentence = page.locator('[data-role="summary-sentence"]')
+            expect(sentence).to_contain_text("ont progressé")
+            assert page.locator("svg").count() >= 1
+            expect(page.locator("svg").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "portal-report.png"), full_page=True)
+
+            # Row-level data stays out of reach of the officer's session.
+            usage = page.goto(f"{base}/usages/{EXPERIMENT}")
+            assert usage is not None and usage.status == 403
+            expect(page.get_by_role("heading", level=1)).to_have_text("Accès refusé")
+            page.screenshot(path=str(ARTIFACTS / "portal-forbidden.png"), full_page=True)
+            for url in (f"/api/usages/{EXPERIMENT}", "/usages"):
+                assert context.request.get(base + url).status == 403, url
+            aggregates = context.request.get(f"{base}/api/experiences")
+            assert aggregates.status == 200
+            text = aggregates.text()
+            hidden = [*world.learner_keys, *world.class_ids["versailles"],
+                      *world.class_ids["creteil"]]
+            assert not [s for s in hidden if s in text]
+            context.close()
+        finally:
+            browser.close()
