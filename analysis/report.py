@@ -1,47 +1,623 @@
-"""A simple, self-contained French results page (Jinja2, ``templates/resultats.html.j2``).
+"""The impact report: a self-contained HTML document (and its PDF) from the results JSON.
 
-The full impact report is a later issue; this page shows the main effects with their
-uncertainty, the months of progress, and the checks a reviewer reads first.
+Programme officers of the Banque des Territoires read it to decide whether a resource
+keeps being funded; researchers read every number. Its sections (DOMAIN.md §5):
+
+1. **Synthèse**: the question, the answer in one sentence with months of progress, how
+   sure we are (interval in words, evidence rating :mod:`analysis.report_rating`), cost per
+   pupil and cost-effectiveness when the protocol gives costs;
+2. **Usage**: the funnel from classes enrolled to pupils with real use, weekly active use
+   per arm, and what the data cannot see (R22);
+3. **Effet**: table and forest plot per outcome and subgroup, with the correction for
+   multiple comparisons said;
+4. **Crédibilité**: CONSORT flow, baseline balance, attrition against the WWC
+   boundaries, protocol version, amendments and deviations;
+5. **Annexe méthodologique**: estimand, model, protocol hash, data watermark, software.
+
+Only aggregates by arm are shown: no class or teacher is named or ranked (R13), and every
+pupil count under 10 is shown as « < 10 » (R12). Figures are inline SVG (no file, no
+CDN, no script). French by default; ``lang="en"`` for English. Words come from
+:mod:`analysis.report_text`, figures from :mod:`analysis.report_figures`, the PDF from
+:mod:`analysis.report_pdf`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
+from analysis.report_context import ReportContext, software_versions
+from analysis.report_figures import (
+    ConsortBox,
+    ForestRow,
+    consort_figure,
+    forest_figure,
+    svg_of,
+    weekly_usage_figure,
+)
+from analysis.report_rating import EvidenceRating, rate_evidence
+from analysis.report_text import Text
 from analysis.results import AnalysisResults, to_json_dict
+from analysis.suppression import is_suppressed
 
-__all__ = ["render_html", "write_html"]
+if TYPE_CHECKING:
+    from experiments.protocol import Protocol
 
+__all__ = [
+    "ReportView",
+    "build_view",
+    "render_html",
+    "render_report",
+    "summary_sentence",
+    "write_html",
+    "write_report",
+    "write_report_pdf",
+]
 
-def _nombre(value: Any, digits: int = 2) -> str:
-    """French number format (decimal comma); ``—`` when missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, int):
-        return f"{value:,}".replace(",", "\u202f")
-    return f"{value:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
-
-
-def _p(value: Any) -> str:
-    if value is None:
-        return "—"
-    return "< 0,001" if value < 0.001 else _nombre(value, 3)
-
-
-def render_html(results: AnalysisResults) -> str:
-    """The results page as an HTML string."""
-    env = Environment(loader=PackageLoader("analysis", "templates"),
-                      autoescape=select_autoescape(["html", "j2"]))
-    env.filters["nombre"] = _nombre
-    env.filters["p"] = _p
-    data = to_json_dict(results)
-    return env.get_template("resultats.html.j2").render(r=data)
+ReportView = dict[str, Any]
+"""The report's content, in words and numbers, as the templates and the PDF read it."""
 
 
-def write_html(results: AnalysisResults, path: Path) -> None:
-    """Write the results page to ``path`` (UTF-8)."""
-    path.write_text(render_html(results), encoding="utf-8")
+def _results_dict(results: AnalysisResults | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(results, AnalysisResults):
+        return to_json_dict(results)
+    return dict(results)
+
+
+def _names(data: Mapping[str, Any], protocol: Protocol | None, t: Text
+           ) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The resource's name, arm display names, outcome display names."""
+    design = data.get("design", {})
+    arms = list(design.get("arms", []))
+    control = design.get("control")
+    treatment = [a for a in arms if a != control]
+    resource = protocol.resource.name if protocol is not None else (
+        treatment[0].capitalize() if treatment else "?")
+    arm_names = {}
+    for arm in arms:
+        if arm == control:
+            arm_names[arm] = t("arm_control")
+        elif len(treatment) == 1:
+            arm_names[arm] = resource
+        else:
+            arm_names[arm] = arm
+    outcomes: dict[str, str] = {}
+    if protocol is not None:
+        outcomes = {o.id: o.label or o.id for o in protocol.outcomes}
+    return resource, arm_names, outcomes
+
+
+def _primary(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    return next((e for e in data.get("effects", []) if e.get("role") == "primary"
+                 and e.get("estimand") == "ITT"), None)
+
+
+def _reason(effect: Mapping[str, Any], t: Text) -> str:
+    reason = str(effect.get("reason") or "")
+    if reason.startswith("monitoring"):
+        return t("reason_monitoring")
+    if "suppressed" in reason or "fewer than 10" in reason:
+        return t("reason_suppressed")
+    return t("reason_other")
+
+
+def summary_sentence(effect: Mapping[str, Any], *, resource: str, outcome: str, unit: str,
+                     lang: str = "fr") -> str:
+    """The answer in one sentence: points of progress and EEF months of progress.
+
+    Parameters
+    ----------
+    effect : mapping
+        An item of the results JSON ``effects`` (the primary ITT effect).
+    resource, outcome : str
+        Names as the reader knows them (``Lectio``, ``fluence``).
+    unit : {"class", "school", "learner"}
+        The unit of randomisation.
+    lang : {"fr", "en"}
+
+    Examples
+    --------
+    >>> e = {"estimate": 4.71, "months_progress": 3}
+    >>> summary_sentence(e, resource="Lectio", outcome="fluence", unit="class")
+    'Les élèves des classes ayant utilisé Lectio ont progressé de 4,7 points de plus en \
+fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires.'
+    """
+    t = Text(lang)
+    estimate = effect.get("estimate")
+    if estimate is None or not math.isfinite(estimate):
+        return t("no_estimate", reason=_reason(effect, t))
+    rounded = round(abs(estimate), 1)
+    value = t.number(rounded, 1)
+    points = t("points") if rounded >= 2 or lang == "en" and rounded != 1 else t("point")
+    direction = "up" if estimate >= 0 else "down"
+    key = f"sentence_{direction}" + ("_learner" if unit == "learner" else "")
+    sentence = t(key, units=t(f"units_{unit}"), resource=resource, value=value,
+                 points=points, outcome=outcome)
+    months = effect.get("months_progress")
+    if months is None:
+        return sentence + "."
+    if months == 0:
+        return sentence + t("months_zero")
+    if abs(months) == 1:
+        return sentence + t("months_one_more" if months > 0 else "months_one_less")
+    return sentence + t("months_more" if months > 0 else "months_less", months=abs(months))
+
+
+def _rating_lines(rating: EvidenceRating, unit: str, t: Text) -> list[str]:
+    lines = []
+    units = t(f"units_{unit}")
+    for step in rating.steps:
+        if step.key == "cap_power":
+            lines.append(t("r_cap_power", value=t.number(step.value, 2), n=step.padlocks)
+                         if step.value is not None else t("r_cap_power_none", n=step.padlocks))
+        elif step.key == "cap_attrition":
+            lines.append(t("r_cap_attrition", value=t.number(100 * step.value, 1),
+                           n=step.padlocks) if step.value is not None
+                         else t("r_cap_attrition_none", n=step.padlocks))
+        elif step.key == "minus_few_units":
+            lines.append(t("r_minus_few_units", units=units, value=int(step.value or 0)))
+        else:
+            lines.append(t(f"r_{step.key}", units=units))
+    return lines
+
+
+def _count(value: Any, t: Text) -> str:
+    """A pupil count: « < 10 » when suppressed (``None``) or under 10."""
+    if value is None or (isinstance(value, (int, float)) and is_suppressed(int(value))):
+        return t("lt10")
+    return t.number(int(value))
+
+
+def _label_subgroup(subgroup: str | None, t: Text) -> str:
+    if not subgroup:
+        return t("all_pupils")
+    name, _, level = subgroup.partition("=")
+    return f"{t.attribute(name)} : {level}" if t.lang == "fr" else \
+        f"{t.attribute(name)}: {level}"
+
+
+def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
+          data: Mapping[str, Any], t: Text) -> list[str]:
+    if protocol is None or protocol.budget is None:
+        return [t("no_cost")]
+    budget = protocol.budget
+    funders: dict[str, float] = {}
+    for item in budget.items:
+        funders[item.funder] = funders.get(item.funder, 0.0) + item.amount
+    lines = [
+        t("cost_per_pupil", value=t.number(budget.cost_per_pupil, 0),
+          total=t.number(budget.total, 0), pupils=t.number(budget.pupils)),
+        t("cost_by_funder", items=" ; ".join(
+            f"{name} {t.percent(amount / budget.total)}" for name, amount in funders.items())
+          if budget.total else "—"),
+    ]
+    usage_arms = (data.get("usage") or {}).get("arms", [])
+    control = data.get("design", {}).get("control")
+    share = next((u.get("share_compliant") for u in usage_arms if u.get("arm") != control),
+                 None)
+    if share:
+        lines.append(t("cost_per_active", value=t.number(budget.cost_per_pupil / share, 0)))
+    established = (primary is not None and primary.get("ci_low") is not None
+                   and primary["ci_low"] > 0 and (primary.get("months_progress") or 0) > 0)
+    if established and primary is not None:
+        lines.append(t("cost_per_month", value=t.number(
+            budget.cost_per_pupil / primary["months_progress"], 0)))
+    else:
+        lines.append(t("cost_no_effect"))
+    if protocol.decision is not None:
+        lines.append(t("decision_rule", rule=protocol.decision.rule))
+    return lines
+
+
+def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resource: str,
+             outcomes: Mapping[str, str], rating: EvidenceRating) -> dict[str, Any]:
+    unit = data.get("design", {}).get("unit", "class")
+    primary = _primary(data)
+    outcome_id = primary["outcome"] if primary else "?"
+    outcome = outcomes.get(outcome_id, outcome_id)
+    alpha = float(data.get("design", {}).get("alpha", 0.05))
+    level = t.number(round(100 * (1 - alpha)), 0)
+    sure: list[str] = []
+    sentence = t("no_estimate", reason=t("reason_other"))
+    if primary is not None:
+        sentence = summary_sentence(primary, resource=resource, outcome=outcome, unit=unit,
+                                    lang=t.lang)
+        if primary.get("estimate") is not None:
+            sure.append(t("interval", level=level, low=t.number(primary["ci_low"], 1),
+                          high=t.number(primary["ci_high"], 1), points=t("points")))
+            p_adj = primary.get("p_adjusted")
+            p_shown = t.p_value(p_adj if p_adj is not None else primary.get("p_value"))
+            if primary["ci_low"] > 0:
+                sure.append(t("interval_positive", level=level, p=p_shown))
+            elif primary["ci_high"] < 0:
+                sure.append(t("interval_negative", level=level, p=p_shown))
+            else:
+                sure.append(t("interval_zero", resource=resource, outcome=outcome))
+    return {
+        "question": t("question_text", resource=resource, outcome=outcome,
+                      units=t(f"units_{unit}")),
+        "title": protocol.title if protocol is not None else None,
+        "sentence": sentence,
+        "sure": sure,
+        "padlocks": rating.padlocks,
+        "rating": t("rating", n=rating.padlocks),
+        "rating_steps": _rating_lines(rating, unit, t),
+        "cost": _cost(protocol, primary, data, t),
+        "warnings": _warnings(data, t, outcomes),
+    }
+
+
+def _warnings(data: Mapping[str, Any], t: Text, outcomes: Mapping[str, str]) -> list[str]:
+    """Points to watch, said again from the checks (the results' warnings are French only)."""
+    checks = data.get("checks", {})
+    unit = data.get("design", {}).get("unit", "class")
+    out = [t("volunteers")]
+    if (checks.get("sample_ratio") or {}).get("mismatch"):
+        out.append(t("srm_mismatch"))
+    if any(a.get("cautious") == "high" for a in checks.get("attrition", [])):
+        out.append(t("r_minus_differential_attrition").rsplit(":", 1)[0].rstrip() + ".")
+    if any(b.get("equivalence") == "not satisfied"
+           for b in checks.get("baseline_equivalence", [])):
+        out.append(t("r_minus_imbalance_large").rsplit(":", 1)[0].rstrip() + ".")
+    if data.get("analysis") == "interim":
+        out.append(t("analysis_interim").capitalize() + (
+            " : seule l'analyse finale est confirmatoire." if t.lang == "fr"
+            else ": only the final analysis is confirmatory."))
+    del unit, outcomes
+    return out
+
+
+def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
+           arm_names: Mapping[str, str]) -> dict[str, Any]:
+    design = data.get("design", {})
+    unit = design.get("unit", "class")
+    units = t(f"units_{unit}")
+    usage = data.get("usage") or {}
+    minutes = usage.get("compliance_min_active_minutes")
+    by_arm = {u["arm"]: u for u in usage.get("arms", [])}
+    consort = {c["arm"]: c for c in data.get("checks", {}).get("consort", [])}
+    funnels = []
+    for f in context.funnel:
+        if f.arm == design.get("control"):
+            continue
+        steps = [(t("f_units_enrolled", units=units).capitalize(), t.number(f.units_enrolled)),
+                 (t("f_units_activated", units=units).capitalize(),
+                  t.number(f.units_activated))]
+        if f.learners_on_record is not None or f.arm in consort:
+            steps.append((t("f_learners_on_record").capitalize(), _count(
+                f.learners_on_record if f.learners_on_record is not None
+                else consort.get(f.arm, {}).get("learners_on_record"), t)))
+        if f.learners_logged_in is not None:
+            steps.append((t("f_learners_logged_in").capitalize(),
+                          _count(f.learners_logged_in, t)))
+        steps.append((t("f_learners_active").capitalize(), _count(f.learners_active, t)))
+        arm_usage = by_arm.get(f.arm, {})
+        if minutes and arm_usage.get("share_compliant") is not None and arm_usage.get(
+                "learners"):
+            steps.append((t("f_learners_compliant", minutes=t.number(minutes, 0))
+                          .capitalize(), _count(round(arm_usage["share_compliant"]
+                                                      * arm_usage["learners"]), t)))
+        funnels.append({"caption": t("funnel_caption", arm=arm_names.get(f.arm, f.arm)),
+                        "steps": steps})
+    rows = []
+    for arm, u in by_arm.items():
+        rows.append([arm_names.get(arm, arm), _count(u.get("learners"), t),
+                     _count(u.get("learners_with_usage"), t),
+                     t.number(u.get("mean_active_minutes"), 0),
+                     t.number(u.get("median_active_minutes"), 0),
+                     t.number(u.get("mean_active_weeks"), 1),
+                     t.percent(u.get("share_compliant"))])
+    figure = fig = None
+    if context.weekly_usage:
+        series = []
+        for arm in design.get("arms", []):
+            points = [w for w in context.weekly_usage if w.arm == arm]
+            if points:
+                series.append((arm_names.get(arm, arm), [p.week for p in points],
+                               [p.share_active for p in points]))
+        fig = weekly_usage_figure(series, t("weekly_x"), t("weekly_y"))
+        figure = Markup(svg_of(fig, t("weekly"), t("weekly_alt")))
+    coverage = []
+    if usage:
+        coverage += [t("cov_events"), t("cov_login")]
+        if not any(f.learners_logged_in is not None for f in context.funnel):
+            coverage.append(t("cov_no_login"))
+        coverage.append(t("cov_control"))
+    else:
+        coverage.append(t("cov_no_usage"))
+    coverage.append(t("cov_suppressed"))
+    wm = context.watermark
+    if wm.get("latest_event_at") is not None:
+        coverage.append(t("cov_watermark", at=str(wm["latest_event_at"]),
+                          events=t.number(int(wm.get("stored_events", 0)))))
+    coverage.extend(context.unobserved)
+    return {"funnels": funnels, "rows": rows, "weekly_svg": figure, "figure": fig,
+            "coverage": coverage,
+            "present": bool(usage)}
+
+
+def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
+             outcomes: Mapping[str, str]) -> dict[str, Any]:
+    design = data.get("design", {})
+    control = design.get("control")
+    rows = []
+    forest: list[ForestRow] = []
+    shown_roles = ("primary", "secondary", "subgroup", "cace")
+    for e in data.get("effects", []):
+        if e.get("role") not in shown_roles:
+            continue
+        arm = e["contrast"].split(" vs ")[0]
+        contrast = t("contrast", arm=arm_names.get(arm, arm),
+                     control=arm_names.get(control, t("arm_control")))
+        outcome = outcomes.get(e["outcome"], e["outcome"])
+        group = _label_subgroup(e.get("subgroup"), t)
+        learners = " · ".join(f"{arm_names.get(a, a)} {_count(n, t)}"
+                              for a, n in (e.get("n_learners") or {}).items())
+        estimable = e.get("estimate") is not None
+        row = {
+            "outcome": outcome, "contrast": contrast, "group": group,
+            "role": t(f"role_{e['role']}"), "estimable": estimable,
+            "reason": None if estimable else t("not_shown", reason=_reason(e, t)),
+            "estimate": t.number(e.get("estimate"), 1, signed=True),
+            "ci": f"[{t.number(e.get('ci_low'), 1)} ; {t.number(e.get('ci_high'), 1)}]",
+            "p": t.p_value(e.get("p_value")),
+            "p_adj": t.p_value(e.get("p_adjusted")),
+            "g": t.number(e.get("hedges_g"), 2, signed=True),
+            "months": t.number(e.get("months_progress"), signed=True),
+            "learners": learners, "primary": e.get("role") == "primary",
+        }
+        rows.append(row)
+        if estimable and e.get("hedges_g") is not None and e.get("hedges_g_ci_low") is not None:
+            label = outcome if not e.get("subgroup") else f"{outcome} — {group}"
+            if e.get("role") == "cace":
+                label = f"{outcome} — {t('role_cace')}"
+            if len({c for c in (design.get("arms") or [])}) > 2:
+                label += f" ({arm_names.get(arm, arm)})"
+            forest.append(ForestRow(label, e["hedges_g"], e["hedges_g_ci_low"],
+                                    e["hedges_g_ci_high"], e.get("role") == "primary"))
+    svg = figure = None
+    if forest:
+        figure = forest_figure(forest, t("forest_x"), lambda x: t.number(x, 1))
+        svg = Markup(svg_of(figure, t("forest"), t("forest_alt")))
+    method = design.get("multiple_comparisons", "none")
+    correction = t("correction_none") if method in (None, "none") else t(
+        "correction", method=t(f"method_{method}"))
+    interactions = [t("interaction", attribute=t.attribute(i.get("attribute", "")),
+                      p=t.p_value(i.get("p_value")), p_adj=t.p_value(i.get("p_adjusted")))
+                    for i in data.get("checks", {}).get("subgroup_interactions", [])
+                    if i.get("p_value") is not None]
+    has_cace = any(e.get("role") == "cace" for e in data.get("effects", []))
+    return {"rows": rows, "forest_svg": svg, "figure": figure, "correction": correction,
+            "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
+
+
+def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: ReportContext,
+                 t: Text, arm_names: Mapping[str, str], outcomes: Mapping[str, str]
+                 ) -> dict[str, Any]:
+    design = data.get("design", {})
+    unit = design.get("unit", "class")
+    units = t(f"units_{unit}")
+    checks = data.get("checks", {})
+    consort_rows = []
+    boxes = []
+    for c in checks.get("consort", []):
+        name = arm_names.get(c["arm"], c["arm"])
+        counts = [t.number(c["units_allocated"]), t.number(c["units_analysed"]),
+                  _count(c.get("learners_on_record"), t),
+                  _count(c.get("learners_with_baseline"), t),
+                  _count(c.get("learners_analysed"), t)]
+        consort_rows.append([name, *counts])
+        lines: tuple[str, ...]
+        if unit == "learner":
+            lines = (f"{t('c_on_record')} : {counts[2]}" if t.lang == "fr" else
+                     f"{t('c_on_record')}: {counts[2]}",)
+        else:
+            lines = (f"{t('c_allocated', units=units)}: {counts[0]}",
+                     f"{t('c_analysed_units', units=units)}: {counts[1]}",
+                     f"{t('c_on_record')}: {counts[2]}")
+        lines = (*lines, f"{t('c_baseline')}: {counts[3]}", f"{t('c_analysed')}: {counts[4]}")
+        if t.lang == "fr":
+            lines = tuple(line.replace(": ", " : ") for line in lines)
+        boxes.append(ConsortBox(name, tuple(s[0].upper() + s[1:] for s in lines)))
+    total_units = sum(c["units_allocated"] for c in checks.get("consort", []))
+    top = (f"{t('c_allocated', units=units).capitalize()} : {t.number(total_units)}"
+           if t.lang == "fr" else
+           f"{t('c_allocated', units=units).capitalize()}: {t.number(total_units)}")
+    figure = consort_figure(boxes, top) if boxes else None
+    consort_svg = Markup(svg_of(figure, t("consort", units=units),
+                                t("consort_alt", units=units))) if figure else None
+    balance = []
+    for b in checks.get("baseline_equivalence", []):
+        name = str(b.get("characteristic", ""))
+        if name.endswith(" (baseline)"):
+            base = name[: -len(" (baseline)")]
+            name = t("baseline_of", outcome=outcomes.get(base, base))
+        elif "=" in name:
+            attr, _, level = name.partition("=")
+            name = f"{t.attribute(attr)} = {level}"
+        verdict = t(f"eq_{b['equivalence']}") if b.get("equivalence") else (
+            t("reason_suppressed") if "suppressed" in str(b.get("reason")) else t("eq_none"))
+        balance.append([outcomes.get(b["outcome"], b["outcome"]), name,
+                        t.number(b.get("difference"), 2), verdict])
+    attrition = []
+    for a in checks.get("attrition", []):
+        level = units if a["level"] == "unit" else t("units_learner")
+        attrition.append([
+            outcomes.get(a["outcome"], a["outcome"]), level.capitalize(),
+            t.percent(a.get("overall"), 1), t.percent(a.get("differential"), 1),
+            t.percent(a.get("boundary_cautious"), 1) if a.get("boundary_cautious") is not None
+            else "—",
+            t(f"rating_{a['cautious']}") if a.get("cautious") else t("reason_suppressed"),
+            t(f"rating_{a['optimistic']}") if a.get("optimistic") else t("reason_suppressed"),
+        ])
+    srm = checks.get("sample_ratio") or {}
+    notes = []
+    if srm:
+        notes.append(t("srm", units=units, chi2=t.number(srm.get("chi2"), 2),
+                       p=t.p_value(srm.get("p_value"))))
+        if srm.get("mismatch"):
+            notes.append(t("srm_mismatch"))
+    for i in checks.get("icc", []):
+        if i.get("icc") is not None:
+            notes.append(t("icc", unit=t(f"unit_{unit}"),
+                           outcome=outcomes.get(i["outcome"], i["outcome"]),
+                           icc=t.number(i["icc"], 3)))
+    record = []
+    sha = context.protocol_sha256 or data.get("protocol_sha256", "")
+    if context.protocol_version is not None:
+        record.append(t("protocol_version", version=context.protocol_version, sha=sha[:16]))
+        record.extend(
+            t("amendment", version=a.version, at=a.recorded_at, reason=a.reason or "—")
+            + (t("amendment_fields", fields=", ".join(a.changed_fields))
+               if a.changed_fields else "")
+            for a in context.amendments)
+        if not context.amendments:
+            record.append(t("no_amendment"))
+    else:
+        record.append(t("no_record"))
+    record.extend(context.deviations or [t("no_deviation")])
+    del protocol
+    return {"consort_rows": consort_rows, "consort_svg": consort_svg, "figure": figure,
+            "balance": balance,
+            "attrition": attrition, "notes": notes, "record": record}
+
+
+def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[str]:
+    design = data.get("design", {})
+    unit = design.get("unit", "class")
+    lines = [t("m_estimand")]
+    model = "m_model_mixed" if design.get("model") == "mixed" else "m_model_ancova"
+    lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{unit}")))
+    lines += [t("m_effect_size"), t("m_missing"),
+              t("m_alpha", alpha=t.number(design.get("alpha"), 2))]
+    lines.append(t("m_strata", strata=", ".join(t.attribute(s) for s in
+                                                design.get("strata", [])) or t("none")))
+    lines.append(t("m_covariates", covariates=", ".join(
+        t.attribute(c) for c in design.get("covariates", [])) or t("none")))
+    lines.append(t("m_protocol_hash", sha=data.get("protocol_sha256", "")))
+    wm = context.watermark
+    if wm:
+        items = []
+        for key, value in wm.items():
+            if isinstance(value, (dict, list)):
+                continue
+            label = t.messages.get(f"wm_{key}", key)
+            items.append(f"{label} {value}")
+        lines.append(t("m_watermark", items=" ; ".join(items) if items else "—"))
+    else:
+        lines.append(t("m_no_watermark"))
+    software = context.software or software_versions()
+    lines.append(t("m_software", items=", ".join(f"{k} {v}" for k, v in software.items())))
+    if context.generated_at:
+        lines.append(t("m_generated", at=context.generated_at))
+    lines.append(t("m_suppression"))
+    return lines
+
+
+def build_view(results: AnalysisResults | Mapping[str, Any], *,
+               protocol: Protocol | None = None, context: ReportContext | None = None,
+               lang: str = "fr") -> ReportView:
+    """Everything the report says, in ``lang``, with figures as inline SVG.
+
+    Parameters
+    ----------
+    results : AnalysisResults or mapping
+        The results, or their JSON object (:func:`analysis.results.to_json_dict`).
+    protocol : Protocol, optional
+        Gives the resource's and outcomes' names, the title, the budget and decision rule.
+    context : ReportContext, optional
+        Protocol version, amendments, deviations, watermark, usage funnel and weekly use.
+    lang : {"fr", "en"}
+
+    Returns
+    -------
+    ReportView
+    """
+    t = Text(lang)
+    data = _results_dict(results)
+    context = context or ReportContext()
+    resource, arm_names, outcomes = _names(data, protocol, t)
+    rating = rate_evidence(data)
+    unit = data.get("design", {}).get("unit", "class")
+    analysis = str(data.get("analysis", "final"))
+    return {
+        "lang": lang,
+        "m": t.messages,
+        "title": f"{t('doc_title')} — {resource}",
+        "experiment": data.get("experiment", ""),
+        "protocol_title": protocol.title if protocol is not None else None,
+        "analysis": t.messages.get(f"analysis_{analysis}", analysis),
+        "units": t(f"units_{unit}"),
+        "rating": rating,
+        "summary": _summary(data, protocol, t, resource, outcomes, rating),
+        "usage": _usage(data, context, t, arm_names),
+        "effects": _effects(data, t, arm_names, outcomes),
+        "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
+        "methods": _methods(data, context, t),
+    }
+
+
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("analysis", "templates"),
+                       autoescape=select_autoescape(["html", "j2"]),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def render_report(results: AnalysisResults | Mapping[str, Any], *,
+                  protocol: Protocol | None = None, context: ReportContext | None = None,
+                  lang: str = "fr") -> str:
+    """The impact report as one self-contained HTML string.
+
+    Parameters
+    ----------
+    results, protocol, context, lang
+        As for :func:`build_view`.
+
+    Returns
+    -------
+    str
+        HTML5 with inline CSS and inline SVG figures; no script, no external resource.
+    """
+    view = build_view(results, protocol=protocol, context=context, lang=lang)
+    return _environment().get_template("rapport.html.j2").render(v=view)
+
+
+def write_report(results: AnalysisResults | Mapping[str, Any], path: Path, *,
+                 protocol: Protocol | None = None, context: ReportContext | None = None,
+                 lang: str = "fr") -> None:
+    """Write :func:`render_report` to ``path`` (UTF-8)."""
+    Path(path).write_text(render_report(results, protocol=protocol, context=context,
+                                        lang=lang), encoding="utf-8")
+
+
+def write_report_pdf(results: AnalysisResults | Mapping[str, Any], path: Path, *,
+                     protocol: Protocol | None = None, context: ReportContext | None = None,
+                     lang: str = "fr") -> None:
+    """Write the report as a multi-page PDF (matplotlib's PDF backend; works offline).
+
+    The PDF holds the same words and figures as the HTML (:func:`build_view`), laid out
+    page by page: summary, usage, effect, credibility, methods.
+    """
+    from analysis.report_pdf import write_pdf
+
+    view = build_view(results, protocol=protocol, context=context, lang=lang)
+    write_pdf(view, data=_results_dict(results), context=context or ReportContext(),
+              path=Path(path))
+
+
+def render_html(results: AnalysisResults, *, protocol: Protocol | None = None,
+                context: ReportContext | None = None, lang: str = "fr") -> str:
+    """The impact report (kept for callers of the former results page)."""
+    return render_report(results, protocol=protocol, context=context, lang=lang)
+
+
+def write_html(results: AnalysisResults, path: Path, *, protocol: Protocol | None = None,
+               context: ReportContext | None = None, lang: str = "fr") -> None:
+    """Write the impact report to ``path`` (what ``preuve analyze --html`` and the
+    analysis workers call)."""
+    write_report(results, path, protocol=protocol, context=context, lang=lang)

@@ -1,0 +1,183 @@
+"""What an impact report needs beyond the results JSON: the run's record and weekly usage.
+
+The results JSON (:mod:`analysis.results`) carries the effects and the checks. The report
+also shows where the numbers come from (protocol version and hash, amendments, deviations,
+data watermark, software versions) and how usage evolved week by week, which the results
+do not hold. :class:`ReportContext` carries those; every field is optional, and a report
+without context says what it does not know rather than inventing it.
+
+:func:`usage_context_from_files` derives the usage funnel and the weekly active use per
+arm from the offline files (units and usage CSVs, DESIGN.md), aggregated by arm: nothing
+per class or per pupil leaves this module (R12, R13), and cells of fewer than 10 pupils
+are suppressed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.suppression import suppress_count
+
+__all__ = [
+    "Amendment",
+    "ArmFunnel",
+    "ReportContext",
+    "WeeklyUsage",
+    "software_versions",
+    "usage_context_from_files",
+]
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """A registered change of the protocol (from the registry's versions)."""
+
+    version: int
+    recorded_at: str
+    reason: str | None = None
+    changed_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WeeklyUsage:
+    """Pupils of one arm with active use in one week (``None``: a cell under 10)."""
+
+    arm: str
+    week: str
+    active_learners: int | None
+    share_active: float | None
+
+
+@dataclass(frozen=True)
+class ArmFunnel:
+    """Usage funnel of one arm: units enrolled → units with use → pupils with use.
+
+    ``units_*`` count classes (or schools), never pupils; pupil counts under 10 are None.
+    ``learners_logged_in`` is only known when login events are available (``None``
+    otherwise: the offline usage file holds active minutes, not logins).
+    """
+
+    arm: str
+    units_enrolled: int
+    units_activated: int
+    learners_on_record: int | None
+    learners_logged_in: int | None
+    learners_active: int | None
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Inputs of the report beyond :class:`~analysis.results.AnalysisResults`.
+
+    Parameters
+    ----------
+    protocol_version, protocol_sha256
+        The registered version the run used (the results carry the hash too).
+    amendments
+        Registered amendments, oldest first.
+    deviations
+        Deviations from the protocol, in words (already in the report's language).
+    watermark
+        The data watermark: e.g. ``stored_events``, ``latest_event_at``, offsets.
+    software
+        Package versions (default: :func:`software_versions` at render time).
+    funnel, weekly_usage
+        From :func:`usage_context_from_files` or the experiment store.
+    generated_at
+        When the run happened (ISO 8601); not set, the report shows no date.
+    unobserved
+        What the data could not observe, in words (R22), added to the standard notes.
+    """
+
+    protocol_version: int | None = None
+    protocol_sha256: str | None = None
+    amendments: tuple[Amendment, ...] = ()
+    deviations: tuple[str, ...] = ()
+    watermark: Mapping[str, Any] = field(default_factory=dict)
+    software: Mapping[str, str] = field(default_factory=dict)
+    funnel: tuple[ArmFunnel, ...] = ()
+    weekly_usage: tuple[WeeklyUsage, ...] = ()
+    generated_at: str | None = None
+    unobserved: tuple[str, ...] = ()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the packages the numbers depend on."""
+    out = {"python": platform.python_version()}
+    for name in ("preuve", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "jinja2"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = None,
+                             *, arms: Sequence[str] | None = None) -> ReportContext:
+    """Funnel and weekly active use per arm from the offline files.
+
+    Parameters
+    ----------
+    units, usage, outcomes : Path
+        The offline CSV files (DESIGN.md). ``outcomes`` gives the pupils on record per arm
+        (the denominator of the weekly share); without it the share is not computed.
+    arms : sequence of str, optional
+        Order of the arms in the output (default: as first met in the units file).
+
+    Returns
+    -------
+    ReportContext
+        With ``funnel`` and ``weekly_usage`` set, aggregated by arm only.
+    """
+    unit_frame = pd.read_csv(units, dtype=str, keep_default_na=False)
+    unit_frame.columns = [str(c).strip().lstrip("\ufeff") for c in unit_frame.columns]
+    arm_of = dict(zip(unit_frame["unit_id"], unit_frame["arm"], strict=True))
+    order = list(arms) if arms is not None else list(dict.fromkeys(unit_frame["arm"]))
+    rows = pd.read_csv(usage, dtype={"learner_id": str, "unit_id": str, "week": str})
+    rows.columns = [str(c).strip().lstrip("\ufeff") for c in rows.columns]
+    rows = rows[pd.to_numeric(rows["active_minutes"], errors="coerce").fillna(0) > 0]
+    rows = rows.assign(arm=rows["unit_id"].map(arm_of))
+    on_record: dict[str, int] = {}
+    if outcomes is not None:
+        out_frame = pd.read_csv(outcomes, dtype=str, keep_default_na=False,
+                                usecols=["learner_id", "unit_id"])
+        learners = out_frame.drop_duplicates("learner_id")
+        on_record = learners["unit_id"].map(arm_of).value_counts().to_dict()
+    funnel = []
+    for arm in order:
+        mine = rows[rows["arm"] == arm]
+        funnel.append(ArmFunnel(
+            arm=arm,
+            units_enrolled=int((unit_frame["arm"] == arm).sum()),
+            units_activated=int(mine["unit_id"].nunique()),
+            learners_on_record=suppress_count(int(on_record.get(arm, 0))) if on_record
+            else None,
+            learners_logged_in=None,
+            learners_active=suppress_count(int(mine["learner_id"].nunique())),
+        ))
+    weeks = sorted(rows["week"].unique(), key=_week_key)
+    weekly = []
+    for arm in order:
+        mine = rows[rows["arm"] == arm]
+        counts = mine.groupby("week")["learner_id"].nunique().to_dict()
+        total = on_record.get(arm, 0)
+        for week in weeks:
+            shown = suppress_count(int(counts.get(week, 0)))
+            share = shown / total if shown is not None and total else None
+            weekly.append(WeeklyUsage(arm, str(week), shown, share))
+    return ReportContext(funnel=tuple(funnel), weekly_usage=tuple(weekly))
+
+
+def _week_key(week: str) -> tuple[int, float | str]:
+    """Numeric weeks in numeric order, other labels (ISO weeks…) in text order."""
+    try:
+        return (0, float(week))
+    except ValueError:
+        return (1, week)

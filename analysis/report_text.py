@@ -1,0 +1,511 @@
+"""Words of the impact report: one message catalogue per language, number formatting, and
+the summary sentences.
+
+French is the default (programme officers read French); English is on request. Every
+visible string of the report comes from :data:`MESSAGES`, so a French report holds no
+English words beyond data (resource and outcome names) and vice versa; the tests check it.
+Strings of the results JSON that are in English (model descriptions, reasons) are never
+shown as such: the report says them again from the catalogue.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final, Literal
+
+__all__ = ["LANGUAGES", "MESSAGES", "Lang", "Text", "format_number"]
+
+Lang = Literal["fr", "en"]
+LANGUAGES: Final[tuple[str, ...]] = ("fr", "en")
+
+MESSAGES: Final[dict[str, dict[str, str]]] = {
+    "fr": {
+        "doc_title": "Rapport d'impact",
+        "analysis_final": "analyse finale",
+        "analysis_interim": "analyse intermédiaire",
+        "analysis_monitoring": "suivi hebdomadaire",
+        "toc": "Sommaire",
+        "s_summary": "Synthèse",
+        "s_usage": "Usage de la ressource",
+        "s_effect": "Effet sur les apprentissages",
+        "s_credibility": "Crédibilité de l'étude",
+        "s_methods": "Annexe méthodologique",
+        "question": "La question",
+        "question_text": "Les élèves qui utilisent {resource} progressent-ils davantage en "
+                         "{outcome} que les élèves des {units} témoins ?",
+        "answer": "La réponse",
+        "how_sure": "Quel degré de certitude ?",
+        "cost": "Coût",
+        "warnings": "Points d'attention",
+        "units_class": "classes", "units_school": "écoles", "units_learner": "élèves",
+        "unit_class": "classe", "unit_school": "école", "unit_learner": "élève",
+        "sentence_up": "Les élèves des {units} ayant utilisé {resource} ont progressé de "
+                       "{value} {points} de plus en {outcome} que ceux des {units} témoins",
+        "sentence_down": "Les élèves des {units} ayant utilisé {resource} ont progressé de "
+                         "{value} {points} de moins en {outcome} que ceux des {units} "
+                         "témoins",
+        "sentence_up_learner": "Les élèves ayant utilisé {resource} ont progressé de {value} "
+                               "{points} de plus en {outcome} que les élèves témoins",
+        "sentence_down_learner": "Les élèves ayant utilisé {resource} ont progressé de "
+                                 "{value} {points} de moins en {outcome} que les élèves "
+                                 "témoins",
+        "point": "point", "points": "points",
+        "months_more": ", soit environ {months} mois de progrès supplémentaires.",
+        "months_one_more": ", soit environ 1 mois de progrès supplémentaire.",
+        "months_less": ", soit environ {months} mois de progrès en moins.",
+        "months_one_less": ", soit environ 1 mois de progrès en moins.",
+        "months_zero": ", soit moins d'un mois de progrès.",
+        "no_estimate": "L'effet n'a pas pu être estimé : {reason}",
+        "interval": "Intervalle de confiance à {level} % : de {low} à {high} {points}.",
+        "interval_zero": "Cet intervalle contient zéro : on ne peut pas exclure que "
+                         "{resource} n'ait aucun effet sur {outcome}.",
+        "interval_positive": "Cet intervalle est entièrement au-dessus de zéro : l'effet est "
+                             "positif avec une confiance de {level} % (p ajustée {p}).",
+        "interval_negative": "Cet intervalle est entièrement au-dessous de zéro : l'effet est "
+                             "négatif avec une confiance de {level} % (p ajustée {p}).",
+        "rating": "Solidité de la preuve : {n} sur 5",
+        "rating_help": "Note de 0 à 5 cadenas, inspirée de l'Education Endowment "
+                       "Foundation : elle baisse quand l'étude manque de puissance, perd des "
+                       "élèves ou compare des groupes inégaux au départ.",
+        "rating_steps": "Comment la note est obtenue",
+        "r_design_rct": "Essai randomisé : jusqu'à 5 cadenas.",
+        "r_cap_power": "Effet minimal détectable de {value} écart-type : au plus {n} "
+                       "cadenas.",
+        "r_cap_power_none": "Effet minimal détectable inconnu : au plus {n} cadenas.",
+        "r_cap_attrition": "Élèves perdus entre le tirage au sort et l'analyse : {value} % : "
+                           "au plus {n} cadenas.",
+        "r_cap_attrition_none": "Élèves perdus inconnus : au plus {n} cadenas.",
+        "r_minus_differential_attrition": "Pertes trop différentes entre les groupes (borne "
+                                          "prudente du What Works Clearinghouse) : "
+                                          "−1 cadenas.",
+        "r_minus_imbalance_large": "Groupes inégaux au départ (écart de plus de 0,25 "
+                                   "écart-type) : −2 cadenas.",
+        "r_minus_imbalance_unadjusted": "Écart initial entre les groupes non pris en compte "
+                                        "dans le modèle : −1 cadenas.",
+        "r_minus_sample_ratio": "Répartition des {units} entre les groupes différente de "
+                                "celle du protocole : −1 cadenas.",
+        "r_minus_few_units": "Moins de 20 {units} analysées ({value}) : −1 cadenas.",
+        "r_no_estimate": "Pas d'estimation de l'effet principal : 0 cadenas.",
+        "cost_per_pupil": "Coût par élève bénéficiaire : {value} € ({total} € pour {pupils} "
+                          "élèves).",
+        "cost_by_funder": "Financement : {items}.",
+        "cost_per_month": "Coût par mois de progrès gagné par élève : {value} €.",
+        "cost_per_active": "Coût par élève ayant réellement utilisé la ressource : {value} €.",
+        "cost_no_effect": "Le rapport coût-efficacité n'est pas calculé : l'effet n'est pas "
+                          "établi.",
+        "no_cost": "Le protocole ne déclare pas de coûts : le coût par élève n'est pas "
+                   "connu.",
+        "decision_rule": "Règle de décision écrite avant les résultats : {rule}",
+        "volunteers": "Les classes participantes sont volontaires : les résultats valent "
+                      "pour des enseignants volontaires et peuvent ne pas se retrouver lors "
+                      "d'une généralisation.",
+        # usage
+        "funnel": "Du déploiement à l'usage réel",
+        "funnel_caption": "Entonnoir d'usage du groupe {arm}",
+        "f_units_enrolled": "{units} inscrites dans le groupe",
+        "f_units_activated": "{units} ayant activé la ressource",
+        "f_learners_on_record": "élèves suivis",
+        "f_learners_logged_in": "élèves s'étant connectés",
+        "f_learners_active": "élèves avec un usage actif",
+        "f_learners_compliant": "élèves ayant atteint {minutes} minutes d'usage actif",
+        "f_step": "Étape", "f_count": "Effectif",
+        "usage_table_caption": "Usage par groupe (élèves analysés)",
+        "u_arm": "Groupe", "u_learners": "Élèves analysés",
+        "u_with_usage": "Élèves avec usage actif", "u_mean": "Minutes actives (moyenne)",
+        "u_median": "Minutes actives (médiane)", "u_weeks": "Semaines actives (moyenne)",
+        "u_compliant": "Part au-dessus du seuil",
+        "weekly": "Usage actif semaine par semaine",
+        "weekly_alt": "Part des élèves de chaque groupe ayant eu un usage actif, par semaine.",
+        "weekly_x": "Semaine", "weekly_y": "Part des élèves actifs (%)",
+        "weekly_none": "L'usage semaine par semaine n'est pas disponible pour cette analyse.",
+        "coverage": "Ce que les données ne voient pas",
+        "cov_events": "L'usage est mesuré à partir des traces envoyées par la ressource : "
+                      "un usage hors ligne, sur papier ou sur un autre outil n'est pas "
+                      "observé.",
+        "cov_login": "Une simple connexion n'est pas comptée comme un usage : seul le temps "
+                     "d'activité réelle (exercices, activités) l'est.",
+        "cov_no_login": "Les connexions sans activité ne figurent pas dans ces données : "
+                        "l'écart entre « connecté » et « actif » n'est pas mesuré.",
+        "cov_control": "L'usage d'autres ressources par les classes témoins n'est pas "
+                       "observé.",
+        "cov_suppressed": "Les cases de moins de 10 élèves sont masquées (« < 10 »).",
+        "cov_watermark": "Données arrêtées au {at} ({events} événements enregistrés).",
+        "cov_no_usage": "Aucune donnée d'usage n'a été fournie à cette analyse.",
+        # effect
+        "effect_caption": "Effets (intention de traiter)",
+        "e_outcome": "Mesure", "e_group": "Population", "e_role": "Rôle",
+        "e_estimate": "Effet (points)", "e_ci": "Intervalle de confiance",
+        "e_p": "p", "e_p_adj": "p ajustée", "e_g": "Taille d'effet (g)",
+        "e_months": "Mois de progrès", "e_learners": "Élèves",
+        "all_pupils": "Tous les élèves",
+        "role_primary": "principal", "role_secondary": "secondaire",
+        "role_subgroup": "sous-groupe (exploratoire)", "role_cace": "élèves ayant utilisé",
+        "forest": "Effets par mesure et sous-groupe",
+        "forest_alt": "Graphique en forêt : taille d'effet (g de Hedges) et intervalle de "
+                      "confiance de chaque mesure et sous-groupe ; la ligne verticale marque "
+                      "l'absence d'effet.",
+        "forest_x": "Taille d'effet (g de Hedges)",
+        "correction": "Correction pour comparaisons multiples : {method}, appliquée à la "
+                      "famille des mesures principales et à celle des mesures secondaires "
+                      "et des tests d'interaction. Les effets par sous-groupe sont "
+                      "descriptifs.",
+        "correction_none": "Aucune correction pour comparaisons multiples (choix du "
+                           "protocole).",
+        "method_holm": "méthode de Holm", "method_bonferroni": "méthode de Bonferroni",
+        "method_benjamini-hochberg": "méthode de Benjamini-Hochberg",
+        "interaction": "Test d'interaction ({attribute}) : p = {p}, p ajustée = {p_adj}.",
+        "cace_note": "La ligne « élèves ayant utilisé » estime l'effet chez les élèves qui "
+                     "ont atteint le seuil d'usage (CACE) : elle complète l'effet principal "
+                     "sans le remplacer.",
+        "not_shown": "Non montré : {reason}",
+        "reason_monitoring": "pas d'estimation de l'effet avant l'analyse intermédiaire ou "
+                             "finale",
+        "reason_suppressed": "moins de 10 élèves",
+        "reason_other": "non estimable",
+        "lt10": "< 10",
+        # credibility
+        "consort": "Flux des {units} et des élèves (CONSORT)",
+        "consort_alt": "Diagramme de flux CONSORT : {units} et élèves de chaque groupe, du "
+                       "tirage au sort à l'analyse.",
+        "c_allocated": "{units} tirées au sort",
+        "c_analysed_units": "{units} analysées",
+        "c_on_record": "élèves inscrits",
+        "c_baseline": "élèves avec score initial",
+        "c_analysed": "élèves analysés",
+        "consort_caption": "Flux CONSORT par groupe",
+        "balance": "Équilibre des groupes au départ",
+        "balance_caption": "Différences standardisées entre groupes avant l'intervention",
+        "b_characteristic": "Caractéristique", "b_difference": "Différence standardisée",
+        "b_verdict": "Verdict (WWC)",
+        "eq_satisfied": "équivalence établie",
+        "eq_adjustment required": "ajustement nécessaire",
+        "eq_not satisfied": "équivalence non établie",
+        "eq_none": "non calculé",
+        "baseline_of": "{outcome} (score initial)",
+        "attrition": "Élèves et {units} perdus (attrition)",
+        "attrition_caption": "Attrition comparée aux bornes du What Works Clearinghouse",
+        "a_level": "Niveau", "a_overall": "Globale", "a_differential": "Différentielle",
+        "a_boundary": "Borne prudente", "a_cautious": "Borne prudente",
+        "a_optimistic": "Borne optimiste",
+        "rating_low": "faible", "rating_high": "élevée",
+        "srm": "Répartition des {units} entre les groupes : χ² = {chi2}, p = {p}.",
+        "srm_mismatch": "Cette répartition s'écarte de celle prévue par le protocole.",
+        "icc": "Corrélation intra-{unit} de {outcome} : {icc}.",
+        "deviations": "Écarts au protocole et avenants",
+        "protocol_version": "Version du protocole : {version} (SHA-256 {sha}).",
+        "amendment": "Avenant v{version} du {at} : {reason}",
+        "amendment_fields": " (champs modifiés : {fields})",
+        "no_amendment": "Aucun avenant enregistré.",
+        "no_deviation": "Aucun écart au protocole signalé.",
+        "no_record": "Cette analyse a été produite hors du registre : version et avenants "
+                     "non connus.",
+        # methods
+        "m_estimand": "Estimande : effet de l'attribution à la ressource (intention de "
+                      "traiter), tous les élèves tirés au sort étant analysés dans leur "
+                      "groupe d'origine.",
+        "m_model_ancova": "Modèle : régression du score final sur le groupe, le score "
+                          "initial, les covariables et les strates de randomisation ; "
+                          "erreurs-types robustes à la corrélation au sein des {units}.",
+        "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}, ajusté sur le "
+                         "score initial, les covariables et les strates.",
+        "m_effect_size": "Taille d'effet : g de Hedges (écart-type groupé, correction des "
+                         "petits échantillons) ; mois de progrès selon la table de "
+                         "l'Education Endowment Foundation.",
+        "m_missing": "Score initial manquant : méthode de l'indicatrice (valeur mise à 0 "
+                     "et indicatrice dans le modèle).",
+        "m_alpha": "Seuil : α = {alpha}, tests bilatéraux.",
+        "m_strata": "Strates de randomisation : {strata}.",
+        "m_covariates": "Covariables : {covariates}.",
+        "m_protocol_hash": "Empreinte SHA-256 du protocole : {sha}.",
+        "m_watermark": "Filigrane des données : {items}.",
+        "m_no_watermark": "Filigrane des données : analyse sur fichiers, sans registre.",
+        "m_software": "Logiciels : {items}.",
+        "m_generated": "Rapport produit le {at}.",
+        "m_suppression": "Les cases de moins de 10 élèves sont masquées partout ; aucune "
+                         "classe ni aucun enseignant n'est nommé ou classé.",
+        "none": "aucune",
+        "arm_control": "témoin",
+        "contrast": "{arm} contre {control}",
+        "yes": "oui", "no": "non",
+        "footer": "Rapport produit par Preuve, logiciel libre d'évaluation des ressources "
+                  "numériques éducatives.",
+        "wm_stored_events": "événements enregistrés",
+        "wm_latest_event_at": "dernier événement",
+        "wm_other": "autre",
+        "pdf_page": "page {n}",
+    },
+    "en": {
+        "doc_title": "Impact report",
+        "analysis_final": "final analysis",
+        "analysis_interim": "interim analysis",
+        "analysis_monitoring": "weekly monitoring",
+        "toc": "Contents",
+        "s_summary": "Summary",
+        "s_usage": "Use of the resource",
+        "s_effect": "Effect on learning",
+        "s_credibility": "How credible the study is",
+        "s_methods": "Methods appendix",
+        "question": "The question",
+        "question_text": "Do pupils who use {resource} make more progress in {outcome} than "
+                         "pupils of the control {units}?",
+        "answer": "The answer",
+        "how_sure": "How sure are we?",
+        "cost": "Cost",
+        "warnings": "Points to watch",
+        "units_class": "classes", "units_school": "schools", "units_learner": "pupils",
+        "unit_class": "class", "unit_school": "school", "unit_learner": "pupil",
+        "sentence_up": "Pupils in {units} that used {resource} progressed {value} {points} "
+                       "more in {outcome} than those in control {units}",
+        "sentence_down": "Pupils in {units} that used {resource} progressed {value} {points} "
+                         "less in {outcome} than those in control {units}",
+        "sentence_up_learner": "Pupils who used {resource} progressed {value} {points} more "
+                               "in {outcome} than control pupils",
+        "sentence_down_learner": "Pupils who used {resource} progressed {value} {points} "
+                                 "less in {outcome} than control pupils",
+        "point": "point", "points": "points",
+        "months_more": ", about {months} months of additional progress.",
+        "months_one_more": ", about 1 month of additional progress.",
+        "months_less": ", about {months} months less progress.",
+        "months_one_less": ", about 1 month less progress.",
+        "months_zero": ", less than one month of progress.",
+        "no_estimate": "The effect could not be estimated: {reason}",
+        "interval": "{level}% confidence interval: from {low} to {high} {points}.",
+        "interval_zero": "This interval contains zero: we cannot rule out that {resource} "
+                         "has no effect on {outcome}.",
+        "interval_positive": "This interval lies entirely above zero: the effect is positive "
+                             "with {level}% confidence (adjusted p {p}).",
+        "interval_negative": "This interval lies entirely below zero: the effect is negative "
+                             "with {level}% confidence (adjusted p {p}).",
+        "rating": "Strength of evidence: {n} out of 5",
+        "rating_help": "A rating from 0 to 5 padlocks, in the spirit of the Education "
+                       "Endowment Foundation: it goes down when the study lacks power, loses "
+                       "pupils or compares groups that differed at the start.",
+        "rating_steps": "How the rating is obtained",
+        "r_design_rct": "Randomised trial: up to 5 padlocks.",
+        "r_cap_power": "Minimum detectable effect of {value} standard deviations: at most {n} "
+                       "padlocks.",
+        "r_cap_power_none": "Minimum detectable effect unknown: at most {n} padlocks.",
+        "r_cap_attrition": "Pupils lost between randomisation and analysis: {value}%: at most "
+                           "{n} padlocks.",
+        "r_cap_attrition_none": "Pupils lost unknown: at most {n} padlocks.",
+        "r_minus_differential_attrition": "Losses too different between groups (What Works "
+                                          "Clearinghouse cautious boundary): −1 padlock.",
+        "r_minus_imbalance_large": "Groups unequal at the start (difference above 0.25 "
+                                   "standard deviations): −2 padlocks.",
+        "r_minus_imbalance_unadjusted": "Initial difference between groups not adjusted for "
+                                        "in the model: −1 padlock.",
+        "r_minus_sample_ratio": "Allocation of {units} between groups differs from the "
+                                "protocol: −1 padlock.",
+        "r_minus_few_units": "Fewer than 20 {units} analysed ({value}): −1 padlock.",
+        "r_no_estimate": "No estimate of the primary effect: 0 padlocks.",
+        "cost_per_pupil": "Cost per pupil reached: €{value} (€{total} for {pupils} pupils).",
+        "cost_by_funder": "Funding: {items}.",
+        "cost_per_month": "Cost per month of progress gained per pupil: €{value}.",
+        "cost_per_active": "Cost per pupil who actually used the resource: €{value}.",
+        "cost_no_effect": "Cost-effectiveness is not computed: the effect is not established.",
+        "no_cost": "The protocol declares no costs: the cost per pupil is unknown.",
+        "decision_rule": "Decision rule written before the results: {rule}",
+        "volunteers": "Participating classes are volunteers: the results hold for "
+                      "volunteer teachers and may not be found again at scale.",
+        "funnel": "From deployment to real use",
+        "funnel_caption": "Usage funnel of the {arm} group",
+        "f_units_enrolled": "{units} enrolled in the group",
+        "f_units_activated": "{units} that activated the resource",
+        "f_learners_on_record": "pupils followed",
+        "f_learners_logged_in": "pupils who logged in",
+        "f_learners_active": "pupils with active use",
+        "f_learners_compliant": "pupils who reached {minutes} minutes of active use",
+        "f_step": "Step", "f_count": "Count",
+        "usage_table_caption": "Use by group (analysed pupils)",
+        "u_arm": "Group", "u_learners": "Pupils analysed",
+        "u_with_usage": "Pupils with active use", "u_mean": "Active minutes (mean)",
+        "u_median": "Active minutes (median)", "u_weeks": "Active weeks (mean)",
+        "u_compliant": "Share above the threshold",
+        "weekly": "Active use week by week",
+        "weekly_alt": "Share of each group's pupils with active use, per week.",
+        "weekly_x": "Week", "weekly_y": "Share of active pupils (%)",
+        "weekly_none": "Week-by-week use is not available for this analysis.",
+        "coverage": "What the data cannot see",
+        "cov_events": "Use is measured from the traces the resource sends: offline use, on "
+                      "paper or in another tool, is not observed.",
+        "cov_login": "A mere login is not counted as use: only time of real activity "
+                     "(exercises, activities) is.",
+        "cov_no_login": "Logins without activity are not in these data: the gap between "
+                        "\"logged in\" and \"active\" is not measured.",
+        "cov_control": "Use of other resources by control classes is not observed.",
+        "cov_suppressed": "Cells of fewer than 10 pupils are hidden (\"< 10\").",
+        "cov_watermark": "Data as of {at} ({events} events stored).",
+        "cov_no_usage": "No usage data was given to this analysis.",
+        "effect_caption": "Estimated effects (intention to treat)",
+        "e_outcome": "Measure", "e_group": "Population", "e_role": "Role",
+        "e_estimate": "Effect (points)", "e_ci": "Confidence interval",
+        "e_p": "p", "e_p_adj": "adjusted p", "e_g": "Effect size (g)",
+        "e_months": "Months of progress", "e_learners": "Pupils",
+        "all_pupils": "All pupils",
+        "role_primary": "primary", "role_secondary": "secondary",
+        "role_subgroup": "subgroup (exploratory)", "role_cace": "pupils who used it",
+        "forest": "Effects by measure and subgroup",
+        "forest_alt": "Forest plot: effect size (Hedges' g) and confidence interval of each "
+                      "measure and subgroup; the vertical line marks no effect.",
+        "forest_x": "Effect size (Hedges' g)",
+        "correction": "Correction for multiple comparisons: {method}, applied to the family "
+                      "of primary measures and to that of secondary measures and interaction "
+                      "tests. Subgroup effects are descriptive.",
+        "correction_none": "No correction for multiple comparisons (the protocol's choice).",
+        "method_holm": "Holm's method", "method_bonferroni": "Bonferroni's method",
+        "method_benjamini-hochberg": "Benjamini-Hochberg's method",
+        "interaction": "Interaction test ({attribute}): p = {p}, adjusted p = {p_adj}.",
+        "cace_note": "The row \"pupils who used it\" estimates the effect among pupils who "
+                     "reached the usage threshold (CACE): it complements the primary effect "
+                     "and does not replace it.",
+        "not_shown": "Not shown: {reason}",
+        "reason_monitoring": "no effect estimate before the interim or final analysis",
+        "reason_suppressed": "fewer than 10 pupils",
+        "reason_other": "not estimable",
+        "lt10": "< 10",
+        "consort": "Flow of {units} and pupils (CONSORT)",
+        "consort_alt": "CONSORT flow diagram: {units} and pupils of each group, from "
+                       "randomisation to analysis.",
+        "c_allocated": "{units} randomised",
+        "c_analysed_units": "{units} analysed",
+        "c_on_record": "pupils on record",
+        "c_baseline": "pupils with a baseline score",
+        "c_analysed": "pupils analysed",
+        "consort_caption": "CONSORT flow by group",
+        "balance": "Balance of the groups at the start",
+        "balance_caption": "Standardised differences between groups before the intervention",
+        "b_characteristic": "Characteristic", "b_difference": "Standardised difference",
+        "b_verdict": "Verdict (WWC)",
+        "eq_satisfied": "equivalence established",
+        "eq_adjustment required": "adjustment required",
+        "eq_not satisfied": "equivalence not established",
+        "eq_none": "not computed",
+        "baseline_of": "{outcome} (baseline score)",
+        "attrition": "Pupils and {units} lost (attrition)",
+        "attrition_caption": "Attrition against the What Works Clearinghouse boundaries",
+        "a_level": "Level", "a_overall": "Overall", "a_differential": "Differential",
+        "a_boundary": "Cautious boundary", "a_cautious": "Cautious boundary",
+        "a_optimistic": "Optimistic boundary",
+        "rating_low": "low", "rating_high": "high",
+        "srm": "Allocation of {units} between groups: χ² = {chi2}, p = {p}.",
+        "srm_mismatch": "This allocation departs from the protocol's.",
+        "icc": "Intra-{unit} correlation of {outcome}: {icc}.",
+        "deviations": "Deviations from the protocol and amendments",
+        "protocol_version": "Protocol version: {version} (SHA-256 {sha}).",
+        "amendment": "Amendment v{version} of {at}: {reason}",
+        "amendment_fields": " (fields changed: {fields})",
+        "no_amendment": "No amendment registered.",
+        "no_deviation": "No deviation from the protocol reported.",
+        "no_record": "This analysis was produced outside the registry: version and "
+                     "amendments unknown.",
+        "m_estimand": "Estimand: effect of being assigned to the resource (intention to "
+                      "treat), every randomised pupil analysed in their original group.",
+        "m_model_ancova": "Model: regression of the final score on the group, the baseline "
+                          "score, the covariates and the randomisation strata; standard "
+                          "errors robust to correlation within {units}.",
+        "m_model_mixed": "Model: mixed model with a random intercept per {unit}, adjusted for "
+                         "the baseline score, the covariates and the strata.",
+        "m_effect_size": "Effect size: Hedges' g (pooled standard deviation, small-sample "
+                         "correction); months of progress from the Education Endowment "
+                         "Foundation's table.",
+        "m_missing": "Missing baseline score: dummy-variable method (value set to 0 and an "
+                     "indicator in the model).",
+        "m_alpha": "Threshold: α = {alpha}, two-sided tests.",
+        "m_strata": "Randomisation strata: {strata}.",
+        "m_covariates": "Covariates: {covariates}.",
+        "m_protocol_hash": "SHA-256 fingerprint of the protocol: {sha}.",
+        "m_watermark": "Data watermark: {items}.",
+        "m_no_watermark": "Data watermark: analysis on files, without the registry.",
+        "m_software": "Software: {items}.",
+        "m_generated": "Report produced on {at}.",
+        "m_suppression": "Cells of fewer than 10 pupils are hidden everywhere; no class or "
+                         "teacher is named or ranked.",
+        "none": "none",
+        "arm_control": "control",
+        "contrast": "{arm} versus {control}",
+        "yes": "yes", "no": "no",
+        "footer": "Report produced by Preuve, open-source software for evaluating digital "
+                  "learning resources.",
+        "wm_stored_events": "stored events",
+        "wm_latest_event_at": "latest event",
+        "wm_other": "other",
+        "pdf_page": "page {n}",
+    },
+}
+
+# Attribute names of subgroups in words (DOMAIN.md: priority education, rural).
+ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
+    "fr": {"education_priority": "Éducation prioritaire", "rural": "Rural",
+           "sector": "Secteur", "academie": "Académie", "level": "Niveau"},
+    "en": {"education_priority": "Priority education", "rural": "Rural",
+           "sector": "Sector", "academie": "Académie", "level": "Level"},
+}
+
+
+def format_number(value: Any, lang: str = "fr", digits: int = 2, *, signed: bool = False
+                  ) -> str:
+    """A number in the reader's convention; ``—`` when missing.
+
+    French: decimal comma, narrow no-break space between thousands, true minus sign.
+
+    Examples
+    --------
+    >>> format_number(1234.5, "fr", 1), format_number(-0.25, "fr"), format_number(3, "en")
+    ('1\\u202f234,5', '−0,25', '3')
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = f"{value:,.{digits}f}"
+        if float(text.replace(",", "")) == 0:  # no "−0,0"
+            text = text.lstrip("-")
+    if signed and not text.startswith("-") and float(text.replace(",", "")) > 0:
+        text = "+" + text
+    if lang == "fr":
+        text = text.replace(",", "\u202f").replace(".", ",")
+    return text.replace("-", "\u2212")
+
+
+class Text:
+    """The catalogue of one language, with its number formatting.
+
+    Examples
+    --------
+    >>> Text("fr")("units_class")
+    'classes'
+    """
+
+    def __init__(self, lang: str) -> None:
+        if lang not in MESSAGES:
+            raise ValueError(f"lang: expecting one of {list(MESSAGES)}. Got {lang!r}")
+        self.lang = lang
+        self.messages = MESSAGES[lang]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        """The message ``key`` with ``values`` filled in."""
+        return self.messages[key].format(**values)
+
+    def number(self, value: Any, digits: int = 2, *, signed: bool = False) -> str:
+        """:func:`format_number` in this language."""
+        return format_number(value, self.lang, digits, signed=signed)
+
+    def p_value(self, value: Any) -> str:
+        """A p-value: 3 decimals, ``< 0,001`` below."""
+        if value is None:
+            return "—"
+        return "< " + self.number(0.001, 3) if value < 0.001 else self.number(value, 3)
+
+    def percent(self, value: Any, digits: int = 0) -> str:
+        """A proportion as a percentage (French puts a space before %)."""
+        if value is None:
+            return "—"
+        sep = "\u202f" if self.lang == "fr" else ""
+        return f"{self.number(100 * value, digits)}{sep}%"
+
+    def attribute(self, name: str) -> str:
+        """A unit attribute in words (its name when unknown)."""
+        return ATTRIBUTES[self.lang].get(name, name)
