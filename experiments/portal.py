@@ -53,6 +53,7 @@ from experiments.errors import RegistryError
 from experiments.portal_text import (
     LANGUAGES,
     Language,
+    academie_name,
     format_date,
     format_number,
     translate,
@@ -259,6 +260,7 @@ class _Portal:
             number=lambda v, d=1: format_number(language, v, d),
             date=lambda m, with_time=False: format_date(language, m, with_time),
             verdict=lambda v: describe_verdict(language, v),
+            academies=lambda slugs: ", ".join(academie_name(s) for s in slugs),
             **context,
         )
         return HTMLResponse(html, status_code=status)

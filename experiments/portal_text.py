@@ -13,7 +13,10 @@ from typing import Literal
 
 from experiments.store import SCHOOL_TIMEZONE
 
-__all__ = ["LANGUAGES", "Language", "TEXT", "format_date", "format_number", "translate"]
+__all__ = [
+    "LANGUAGES", "Language", "TEXT", "academie_name", "format_date", "format_number",
+    "translate",
+]
 
 Language = Literal["fr", "en"]
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
@@ -110,6 +113,7 @@ TEXT: dict[str, dict[str, str]] = {
         "caption_runs": "Analyses exécutées, de la plus récente à la plus ancienne",
         "caption_usage": "Élèves actifs et minutes actives par semaine et par classe",
         "home": "Accueil",
+        "footer": "Preuve — évaluer les ressources numériques éducatives par des expérimentations. Seuls des agrégats sont publiés ; une case de moins de 10 élèves est masquée.",
     },
     "en": {
         "site": "Preuve — experiments portal",
@@ -202,8 +206,27 @@ TEXT: dict[str, dict[str, str]] = {
         "caption_runs": "Analyses run, most recent first",
         "caption_usage": "Active pupils and active minutes per week and per class",
         "home": "Home",
+        "footer": "Preuve — evaluating digital learning resources with randomised trials. Only aggregates are published; a cell of fewer than 10 pupils is hidden.",
     },
 }
+
+
+#: How académies are written (protocols name them by slug); others are capitalised.
+_ACADEMIE_NAMES = {
+    "besancon": "Besançon", "creteil": "Créteil", "la-reunion": "La Réunion",
+    "orleans-tours": "Orléans-Tours",
+}
+
+
+def academie_name(slug: str) -> str:
+    """An académie's name as people write it.
+
+    Examples
+    --------
+    >>> academie_name("creteil"), academie_name("aix-marseille")
+    ('Créteil', 'Aix-Marseille')
+    """
+    return _ACADEMIE_NAMES.get(slug) or "-".join(p.capitalize() for p in slug.split("-"))
 
 
 def translate(language: Language, key: str, **values: object) -> str:

@@ -241,6 +241,8 @@ class UsageTable:
     classes: tuple[UsageClass, ...]
     cells: dict[tuple[str, date], UsageCell]
     totals: dict[date, UsageCell]
+    """All the classes of the table, per week; suppressed too when it would give away
+    the pupils of suppressed cells (total minus the cells shown)."""
 
 
 def _cell(pupils: int, seconds: float) -> UsageCell:
@@ -283,7 +285,14 @@ def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
                                   seconds.get((c.class_id, week), 0.0))
         for c in classes for week in weeks
     }
-    totals = {week: _cell(len(week_learners[week]), week_seconds[week]) for week in weeks}
+    totals = {}
+    for week in weeks:
+        # Secondary suppression: the total minus the cells shown gives the pupils of the
+        # suppressed cells; when that is 1 to 9 pupils, the total is suppressed too.
+        hidden = sum(len(learners.get((c.class_id, week), ())) for c in classes
+                     if cells[c.class_id, week].suppressed)
+        total = _cell(len(week_learners[week]), week_seconds[week])
+        totals[week] = UsageCell(None, None) if 0 < hidden < MIN_CELL else total
     return UsageTable(
         experiment_id, academie, weeks,
         tuple(UsageClass(c.class_id, c.school_uai, c.arm, c.status) for c in classes),

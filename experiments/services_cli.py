@@ -65,11 +65,11 @@ def scheduler(
 def serve(
     host: Annotated[
         str | None,
-        typer.Option(help="Interface to listen on [default: settings portal.host, 127.0.0.1]."),
+        typer.Option(help="Interface to listen on (default: settings portal.host, 127.0.0.1)."),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Port to listen on [default: settings portal.port, 8702]."),
+        typer.Option(help="Port to listen on (default: settings portal.port, 8702)."),
     ] = None,
 ) -> None:
     """Serve the portal of experiments and impact reports (sign in with an API token)."""

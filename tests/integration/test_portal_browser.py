@@ -92,7 +92,7 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
                 "Portefeuille d'expérimentations")
             row = page.get_by_role("row").filter(has_text="fluence au CP")
             expect(row).to_contain_text("en cours")
-            expect(row).to_contain_text("versailles, creteil")
+            expect(row).to_contain_text("Versailles, Créteil")
             expect(row).to_contain_text("Lectio")
             expect(row).to_contain_text("mois de progrès")
             page.screenshot(path=str(ARTIFACTS / "portal-portfolio.png"), full_page=True)
@@ -127,6 +127,22 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             hidden = [*world.learner_keys, *world.class_ids["versailles"],
                       *world.class_ids["creteil"]]
             assert not [s for s in hidden if s in text]
+
+            # Sign out; an académie then reads the weekly usage of its own classes only.
+            page.goto(f"{base}/experiences")
+            page.get_by_role("button", name="Se déconnecter").click()
+            expect(page).to_have_url(f"{base}/connexion")
+            page.get_by_label("Jeton d'accès").fill(world.tokens["academie_a"])
+            page.get_by_role("button", name="Connexion").click()
+            expect(page).to_have_url(f"{base}/usages")
+            page.get_by_role("link", name="fluence au CP").click()
+            table = page.get_by_role("table")
+            for class_id in world.class_ids["versailles"]:
+                expect(table).to_contain_text(class_id)
+            small = table.get_by_role("row").filter(has_text=world.small_class)
+            expect(small).to_contain_text("< 10")
+            assert not [c for c in world.class_ids["creteil"] if c in page.content()]
+            page.screenshot(path=str(ARTIFACTS / "portal-academie.png"), full_page=True)
             context.close()
         finally:
             browser.close()

@@ -188,8 +188,11 @@ def test_an_academie_reads_its_own_classes_only_with_small_cells_suppressed(
     assert shown and all(wk["active_pupils"] == 12 and wk["active_minutes"] == 12 * 45
                          for wk in shown)
     assert "&lt; 10" in page or "< 10" in page
+    # The total would give the small class away (total - 12 shown = 4): suppressed too.
+    assert [t["active_pupils"] for t in usage["totals"]] == [None, None]
     other = client.request("GET", f"/api/usages/{EXPERIMENT}", sessions["academie_b"]).json()
     assert {c["class_id"] for c in other["classes"]} == set(w.class_ids["creteil"])
+    assert [t["active_pupils"] for t in other["totals"]] == [24, 24]  # 2 lectio classes × 12
 
 
 def test_portfolio_shows_status_territories_verdict_and_next_analysis(
@@ -197,7 +200,7 @@ def test_portfolio_shows_status_territories_verdict_and_next_analysis(
         sessions: dict[str, dict[str, str]]) -> None:
     page = client.request("GET", "/experiences", sessions["officer"]).text
     assert '<html lang="fr">' in page
-    assert "en cours" in page and "versailles, creteil" in page and "Lectio" in page
+    assert "en cours" in page and "Versailles, Créteil" in page and "Lectio" in page
     assert "Effet estimé sur « fluence »" in page and "mois de progrès" in page
     assert "intermédiaire, 15/01/2028" in page  # interim at: 2028-01-15, after NOW
     english = client.request("GET", "/experiences?lang=en", sessions["officer"])
@@ -285,3 +288,12 @@ def test_an_altered_report_is_not_served(tmp_path: Path) -> None:
             client.close()
     finally:
         dispose_engines()
+
+
+@pytest.mark.parametrize("name", ["experiments.portal", "experiments.portal_text"])
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
