@@ -32,8 +32,14 @@ def analyze(
         Path | None, typer.Option("--json", help="Write the JSON results here.")
     ] = None,
     html_out: Annotated[
-        Path | None, typer.Option("--html", help="Write a French HTML results page here.")
+        Path | None, typer.Option("--html", help="Write the impact report (HTML) here.")
     ] = None,
+    pdf_out: Annotated[
+        Path | None, typer.Option("--pdf", help="Write the impact report (PDF) here.")
+    ] = None,
+    lang: Annotated[
+        str, typer.Option("--lang", help="Language of the report: fr (default) or en.")
+    ] = "fr",
 ) -> None:
     """Run a protocol's analysis on CSV files (the researcher's offline path)."""
     from analysis.errors import AnalysisError
@@ -66,11 +72,20 @@ def analyze(
         raise typer.Exit(code=2) from None
     if json_out is not None:
         write_json(results, json_out)
-    if html_out is not None:
-        from analysis.report import write_html
+    if lang not in ("fr", "en"):
+        typer.echo(f"--lang: expecting one of ['fr', 'en']. Got {lang!r}", err=True)
+        raise typer.Exit(code=2)
+    if html_out is not None or pdf_out is not None:
+        from analysis.report import write_report, write_report_pdf
+        from analysis.report_context import ReportContext, usage_context_from_files
 
-        write_html(results, html_out)
-    if json_out is None and html_out is None:
+        context = (usage_context_from_files(units, usage, outcomes, arms=plan.arms)
+                   if usage else ReportContext())
+        if html_out is not None:
+            write_report(results, html_out, protocol=loaded, context=context, lang=lang)
+        if pdf_out is not None:
+            write_report_pdf(results, pdf_out, protocol=loaded, context=context, lang=lang)
+    if json_out is None and html_out is None and pdf_out is None:
         import json
 
         typer.echo(json.dumps(to_json_dict(results), ensure_ascii=False, indent=2,
