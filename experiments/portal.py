@@ -46,6 +46,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from analysis.report import summary_sentence
+from analysis.report_text import Text
 from experiments.access import Principal, Role, authenticate, record_audit
 from experiments.analysis_runs import list_runs
 from experiments.database import registry_engine
@@ -148,33 +150,25 @@ class _NotFound(Exception):
 
 
 def describe_verdict(language: Language, verdict: Verdict) -> str:
-    """The verdict in one sentence of ``language``.
+    """The verdict in ``language``: the report's summary sentence and evidence rating.
 
     Examples
     --------
     >>> describe_verdict("fr", Verdict("none"))
     "pas encore d'analyse"
-    >>> describe_verdict("fr", Verdict("effect", outcome="fluence", estimate=2.5, ci_low=0.9,
-    ...     ci_high=4.1, hedges_g=0.21, months_progress=3, p_value=0.01, alpha=0.05))
-    'Effet estimé sur « fluence » : 2,5 points [0,9 ; 4,1], g de Hedges 0,21 ; soit environ \
-3 mois de progrès ; différence statistiquement significative'
+    >>> describe_verdict("fr", Verdict("effect", effect={"estimate": 2.5,
+    ...     "months_progress": 3}, padlocks=3, resource="Lectio", outcome="fluence"))
+    'Les élèves des classes ayant utilisé Lectio ont progressé de 2,5 points de plus en \
+fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires. \
+Solidité de la preuve : 3 sur 5.'
     """
-    if verdict.kind != "effect":
+    if verdict.kind != "effect" or verdict.effect is None:
         return translate(language, f"verdict.{verdict.kind}")
-
-    def number(value: float | None, digits: int = 1) -> str:
-        return format_number(language, value, digits)
-
-    parts = [translate(language, "verdict.effect", outcome=verdict.outcome,
-                       estimate=number(verdict.estimate), ci_low=number(verdict.ci_low),
-                       ci_high=number(verdict.ci_high), g=number(verdict.hedges_g, 2))]
-    if verdict.months_progress is not None:
-        parts.append(translate(language, "verdict.months", months=verdict.months_progress))
-    if verdict.p_value is not None and verdict.alpha is not None:
-        significant = verdict.p_value < verdict.alpha
-        parts.append(translate(language, "verdict.significant" if significant
-                               else "verdict.not_significant"))
-    return " ; ".join(parts) if language == "fr" else "; ".join(parts)
+    sentence = summary_sentence(verdict.effect, resource=verdict.resource,
+                                outcome=verdict.outcome, unit=verdict.unit, lang=language)
+    if verdict.padlocks is None:
+        return sentence
+    return f"{sentence} {Text(language)('rating', n=verdict.padlocks)}."
 
 
 # --- the app -------------------------------------------------------------------------
@@ -518,6 +512,7 @@ def _summary_json(summary: ExperimentSummary, language: Language) -> dict[str, A
         "protocol_sha256": summary.protocol_sha256,
         "classes_per_arm": summary.classes_per_arm,
         "verdict": {"kind": summary.verdict.kind, "analysis": summary.verdict.analysis,
+                    "padlocks": summary.verdict.padlocks,
                     "text": describe_verdict(language, summary.verdict)},
         "next_analysis": None if summary.next_analysis is None else {
             "analysis": summary.next_analysis[0],

@@ -73,11 +73,6 @@ TEXT: dict[str, dict[str, str]] = {
         "verdict.none": "pas encore d'analyse",
         "verdict.monitoring": "pas encore d'analyse d'effet (suivi des usages seulement)",
         "verdict.failed": "dernière analyse en échec",
-        "verdict.not_estimable": "effet non estimable",
-        "verdict.effect": "Effet estimé sur « {outcome} » : {estimate} points [{ci_low} ; {ci_high}], g de Hedges {g}",
-        "verdict.months": "soit environ {months} mois de progrès",
-        "verdict.significant": "différence statistiquement significative",
-        "verdict.not_significant": "différence non significative au seuil retenu",
         "no_next": "aucune",
         "analysis.monitoring": "suivi",
         "analysis.interim": "intermédiaire",
@@ -166,11 +161,6 @@ TEXT: dict[str, dict[str, str]] = {
         "verdict.none": "no analysis yet",
         "verdict.monitoring": "no effect analysis yet (usage monitoring only)",
         "verdict.failed": "latest analysis failed",
-        "verdict.not_estimable": "effect not estimable",
-        "verdict.effect": "Estimated effect on “{outcome}”: {estimate} points [{ci_low}; {ci_high}], Hedges' g {g}",
-        "verdict.months": "about {months} months of progress",
-        "verdict.significant": "statistically significant difference",
-        "verdict.not_significant": "difference not significant at the chosen level",
         "no_next": "none",
         "analysis.monitoring": "monitoring",
         "analysis.interim": "interim",
@@ -234,8 +224,8 @@ def translate(language: Language, key: str, **values: object) -> str:
 
     Examples
     --------
-    >>> translate("en", "verdict.months", months=3)
-    'about 3 months of progress'
+    >>> translate("en", "report_of", analysis="final", sequence=2, date="2028-06-30")
+    'final report no. 2 of 2028-06-30'
     """
     text = TEXT[language].get(key) or TEXT["fr"].get(key, key)
     return text.format(**values) if values else text

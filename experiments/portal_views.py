@@ -11,7 +11,6 @@ than 10 pupils is suppressed (DESIGN.md, Privacy).
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -20,8 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from analysis.report_rating import rate_evidence
 from experiments.analysis_runs import RunRecord, list_runs
 from experiments.enrollment import enrolled_classes
+from experiments.protocol import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
 from experiments.scheduler import due_time, occurrences
 from experiments.settings import Settings
@@ -51,22 +52,22 @@ _NO_NEXT_RUN = ("draft", "closed")
 
 @dataclass(frozen=True)
 class Verdict:
-    """The latest analysis' main effect, in words the template renders."""
+    """The latest analysis' main effect, as the report says it (the portal renders it
+    with :func:`analysis.report.summary_sentence` and the evidence rating)."""
 
     kind: str
-    """``effect`` (a primary effect estimated), ``not_estimable``, ``monitoring`` (only
-    usage so far), ``failed`` (the latest run failed) or ``none`` (no run yet)."""
+    """``effect`` (a primary ITT effect in the results), ``monitoring`` (only usage so
+    far), ``failed`` (the latest effect analysis failed) or ``none`` (no run yet)."""
     analysis: str | None = None
-    outcome: str | None = None
-    estimate: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    hedges_g: float | None = None
-    months_progress: int | None = None
-    p_value: float | None = None
-    alpha: float | None = None
-    reason: str | None = None
     at: datetime | None = None
+    reason: str | None = None
+    effect: dict[str, Any] | None = None
+    """The primary ITT effect of the results JSON (estimate, interval, months...)."""
+    padlocks: int | None = None
+    """Evidence rating, 0 to 5 (:func:`analysis.report_rating.rate_evidence`)."""
+    resource: str = ""
+    outcome: str = ""
+    unit: str = "class"
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,9 @@ def experiment_ids(registry: Engine) -> list[str]:
         return list(connection.scalars(sa.select(ExperimentRow.id).order_by(ExperimentRow.id)))
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-def verdict(runs: list[RunRecord]) -> Verdict:
-    """The verdict of the latest finished run that is not a monitoring run (or what
-    there is instead).
+def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
+    """The verdict of the latest run that is not a monitoring run (or what there is
+    instead): its primary ITT effect and evidence rating, as in its report.
 
     A monitoring run estimates no effect; the verdict then says that only usage has been
     analysed so far.
@@ -132,23 +129,17 @@ def verdict(runs: list[RunRecord]) -> Verdict:
     if run.status != "done" or not run.results_json:
         return Verdict("failed", analysis=run.analysis, reason=run.reason, at=run.due_at)
     results = json.loads(run.results_json)
-    effects = [e for e in results.get("effects", [])
-               if e.get("role") == "primary" and not e.get("subgroup")]
-    alpha = _number((results.get("design") or {}).get("alpha"))
-    if not effects:
-        return Verdict("not_estimable", analysis=run.analysis, at=run.due_at,
-                       reason="aucun effet principal dans les résultats")
-    main = effects[0]
-    if _number(main.get("estimate")) is None:
-        return Verdict("not_estimable", analysis=run.analysis, outcome=main.get("outcome"),
-                       reason=main.get("reason"), at=run.due_at)
-    months = main.get("months_progress")
+    primary = next((e for e in results.get("effects", []) if e.get("role") == "primary"
+                    and e.get("estimand") == "ITT" and not e.get("subgroup")), None)
+    if primary is None:
+        return Verdict("failed", analysis=run.analysis, at=run.due_at,
+                       reason="no primary ITT effect in the results")
+    labels = {o.id: o.label or o.id for o in protocol.outcomes}
     return Verdict(
-        "effect", analysis=run.analysis, outcome=main.get("outcome"),
-        estimate=_number(main.get("estimate")), ci_low=_number(main.get("ci_low")),
-        ci_high=_number(main.get("ci_high")), hedges_g=_number(main.get("hedges_g")),
-        months_progress=months if isinstance(months, int) else None,
-        p_value=_number(main.get("p_value")), alpha=alpha, at=run.due_at,
+        "effect", analysis=run.analysis, at=run.due_at, effect=primary,
+        padlocks=rate_evidence(results).padlocks, resource=protocol.resource.name,
+        outcome=labels.get(primary["outcome"], primary["outcome"]),
+        unit=protocol.population.unit,
     )
 
 
@@ -196,7 +187,7 @@ def experiment_summary(registry: Engine, experiment_id: str,
         protocol_version=record.current.version,
         protocol_sha256=record.current.sha256,
         classes_per_arm={arm.name: per_arm.get(arm.name, 0) for arm in protocol.arms},
-        verdict=verdict(list_runs(registry, experiment_id)),
+        verdict=verdict(list_runs(registry, experiment_id), protocol),
         next_analysis=next_analysis(registry, experiment_id, record.state, now),
     )
 

@@ -3,6 +3,7 @@ and that nothing an officer can read holds a learner pseudonym or a class id."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -201,7 +202,9 @@ def test_portfolio_shows_status_territories_verdict_and_next_analysis(
     page = client.request("GET", "/experiences", sessions["officer"]).text
     assert '<html lang="fr">' in page
     assert "en cours" in page and "Versailles, Créteil" in page and "Lectio" in page
-    assert "Effet estimé sur « fluence »" in page and "mois de progrès" in page
+    # The report's own sentence and evidence rating (analysis.report.summary_sentence).
+    assert "Les élèves des classes ayant utilisé Lectio ont progressé de" in page
+    assert "mois de progrès" in page and "Solidité de la preuve :" in page
     assert "intermédiaire, 15/01/2028" in page  # interim at: 2028-01-15, after NOW
     english = client.request("GET", "/experiences?lang=en", sessions["officer"])
     assert '<html lang="en">' in english.text and "Portfolio of experiments" in english.text
@@ -297,3 +300,30 @@ def test_docstring_examples_run(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_verdict_follows_the_latest_effect_analysis(
+        world: tuple[Settings, PortalWorld]) -> None:
+    import dataclasses
+
+    from experiments.portal import describe_verdict
+    from experiments.portal_views import verdict
+    from experiments.protocol import parse_protocol
+    from tests.support.portal import PROTOCOL_TEXT
+
+    _, w = world
+    protocol = parse_protocol(PROTOCOL_TEXT)
+    monitoring, final = (next(r for r in w.runs if r.analysis == a)
+                         for a in ("monitoring", "final"))
+    assert verdict([], protocol).kind == "none"
+    assert describe_verdict("fr", verdict([], protocol)) == "pas encore d'analyse"
+    assert verdict([monitoring], protocol).kind == "monitoring"
+    done = verdict([monitoring, final], protocol)
+    assert done.kind == "effect" and done.analysis == "final" and done.padlocks is not None
+    assert done.effect == next(e for e in json.loads(final.results_json or "")["effects"]
+                               if e["role"] == "primary")
+    failed = dataclasses.replace(final, status="failed", reason="no outcome stored",
+                                 results_json=None)
+    assert verdict([monitoring, failed], protocol).kind == "failed"
+    assert describe_verdict("en", verdict([monitoring, failed], protocol)) == \
+        "latest analysis failed"
