@@ -489,7 +489,10 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
 def _safe_target(target: str) -> str:
     """Only a path of this site after sign-in (never ``//evil`` or ``https://...``)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # Browsers drop tabs and newlines in URLs ("/\t/evil" is "//evil"): no control
+    # characters or spaces either.
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in target)):
         return "/"
     return target
 

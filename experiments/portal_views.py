@@ -143,13 +143,12 @@ def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
     )
 
 
-def next_analysis(registry: Engine, experiment_id: str, state: str,
+def next_analysis(protocol: Protocol, state: str,
                   now: datetime) -> tuple[str, datetime] | None:
-    """The next analysis the protocol in force schedules after ``now`` (name, due time
-    in UTC), or None (draft, closed, or the schedule is over)."""
+    """The next analysis ``protocol`` (the version in force) schedules after ``now``
+    (name, due time in UTC), or None (draft, closed, or the schedule is over)."""
     if state in _NO_NEXT_RUN:
         return None
-    protocol = registered_protocol(registry, experiment_id).protocol
     upcoming = [(due_time(day), entry.analysis)
                 for entry in protocol.schedule for day in occurrences(protocol, entry)
                 if due_time(day) > now]
@@ -188,7 +187,7 @@ def experiment_summary(registry: Engine, experiment_id: str,
         protocol_sha256=record.current.sha256,
         classes_per_arm={arm.name: per_arm.get(arm.name, 0) for arm in protocol.arms},
         verdict=verdict(list_runs(registry, experiment_id), protocol),
-        next_analysis=next_analysis(registry, experiment_id, record.state, now),
+        next_analysis=next_analysis(protocol, record.state, now),
     )
 
 
@@ -260,11 +259,10 @@ def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
         table = daily_usage_table
         store = ExperimentStore(settings, experiment_id)
         query = sa.select(table.c.learner_key, table.c.day, table.c.class_id,
-                          table.c.active_seconds).where(table.c.active_seconds > 0)
+                          table.c.active_seconds).where(
+            table.c.active_seconds > 0, table.c.class_id.in_(sorted(wanted)))
         with store.engine.connect() as connection:
             for learner, day, class_id, active in connection.execute(query):
-                if class_id not in wanted:
-                    continue
                 monday = day - timedelta(days=day.weekday())
                 learners[class_id, monday].add(learner)
                 seconds[class_id, monday] += active

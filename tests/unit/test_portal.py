@@ -327,3 +327,26 @@ def test_the_verdict_follows_the_latest_effect_analysis(
     assert verdict([monitoring, failed], protocol).kind == "failed"
     assert describe_verdict("en", verdict([monitoring, failed], protocol)) == \
         "latest analysis failed"
+
+
+@pytest.mark.parametrize(("suite", "location"), [
+    ("/experiences", "/experiences"),
+    ("//evil.example", "/"),
+    ("/\t/evil.example", "/"),
+    ("/\\evil.example", "/"),
+    ("https://evil.example/", "/"),
+])
+def test_sign_in_returns_only_to_a_path_of_the_portal(
+        world: tuple[Settings, PortalWorld], client: PortalClient, suite: str,
+        location: str) -> None:
+    _, w = world
+    form = client.request("GET", "/connexion")
+    csrf = CSRF.search(form.text)
+    assert csrf is not None
+    answer = client.request(
+        "POST", "/connexion", cookies={"preuve_login_csrf": form.cookies["preuve_login_csrf"]},
+        content=urlencode({"csrf": csrf.group(1), "token": w.tokens["officer"],
+                           "suite": suite}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == location
