@@ -1,4 +1,14 @@
-"""``preuve enroll``: an académie enrolls classes into an experiment.
+"""``preuve enroll``: an académie enrolls classes (or pupils) into an experiment.
+
+The file's kind follows the protocol's unit of randomisation (``population.unit``):
+
+- ``class`` or ``school``: a file of classes,
+  ``class_id,school_uai,level,pupils,academie`` + the attributes the protocol names;
+- ``learner``: a file of pupils,
+  ``learner_id,class_id,school_uai,level,academie`` + the attributes the protocol names.
+  ``learner_id`` is the pseudonymous id the académie knows the pupil by (never a name or
+  an e-mail); the command prints each pupil's arm by that id, and the registry stores
+  only the pupil's per-experiment pseudonym. A file of the wrong kind is refused (exit 2).
 
 Exit codes (also in ``preuve enroll --help``):
 
@@ -27,7 +37,9 @@ import typer
 from experiments.errors import EnrollmentError, ProtocolError, RegistryError
 
 if TYPE_CHECKING:
+    from experiments.balance import BalanceReport
     from experiments.enrollment import EnrollmentOutcome
+    from experiments.enrollment_learners import EnrolledLearner, LearnerOutcome
 
 __all__ = ["EXIT_OK", "EXIT_PENDING", "EXIT_REFUSED", "EXIT_USAGE", "enroll"]
 
@@ -58,6 +70,23 @@ def _print_outcome(outcome: EnrollmentOutcome, path: str) -> None:
     )
 
 
+def _print_learners(outcome: LearnerOutcome, path: str) -> None:
+    # The file's ids are echoed back to the académie that sent them; never stored or logged.
+    for p in outcome.enrolled:
+        typer.echo(f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}\t-> {p.arm}")
+    for p in outcome.already:
+        typer.echo(f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}\t-> {p.arm}"
+                   "\t(already enrolled / déjà inscrit)")  # fmt: skip
+    for r in outcome.refusals:
+        where = f"{path}:{r.line}:" + (f" {r.field}:" if r.field else "")
+        typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉ : {r.message_fr}")
+    typer.echo(
+        f"{outcome.experiment_id}: {len(outcome.enrolled)} pupils enrolled (élèves inscrits), "
+        f"{len(outcome.already)} already enrolled (déjà inscrits), "
+        f"{len(outcome.refusals)} refused (refusés); {outcome.classes} new classes"
+    )
+
+
 def _publishing_exit(pending: int, error: str | None, experiment: str) -> int:
     if pending == 0:
         return EXIT_OK
@@ -74,7 +103,11 @@ def enroll(
     classes_csv: Annotated[
         Path | None,
         typer.Argument(help="CSV of classes: class_id,school_uai,level,pupils,academie + the "
-                       "attributes the protocol names.", show_default=False),
+                       "attributes the protocol names. When the protocol randomises learners "
+                       "(population.unit: learner), a CSV of pupils instead: learner_id,"
+                       "class_id,school_uai,level,academie + the attributes (learner_id: the "
+                       "pseudonymous ENT/GAR id, never a name or an e-mail).",
+                       show_default=False),
     ] = None,
     academie: Annotated[
         str | None, typer.Option(help="Your académie: rows of other académies are refused.")
@@ -93,7 +126,9 @@ def enroll(
         str | None, typer.Option("--withdraw", help="Withdraw this class (it keeps its arm).")
     ] = None,
     pupil: Annotated[
-        str | None, typer.Option(help="With --withdraw: withdraw only this pupil (pseudonym).")
+        str | None,
+        typer.Option(help="With --withdraw: withdraw only this pupil (for a learner-randomised "
+                     "protocol, the learner_id of the pupils file; it keeps its arm)."),
     ] = None,
     reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded).")] = "",
     verify: Annotated[
@@ -102,6 +137,9 @@ def enroll(
     ] = False,
 ) -> None:
     """Enroll the classes of CLASSES_CSV into EXPERIMENT and print each class's arm.
+
+    For a learner-randomised protocol, CLASSES_CSV is a file of pupils: each pupil is
+    randomised and printed with its arm by the id of the file (stored only pseudonymised).
 
     Exit codes: 0 all rows enrolled; 1 some rows refused, the others enrolled;
     2 usage or file error, nothing enrolled; 3 enrolled, publishing pending (--republish).
@@ -118,7 +156,14 @@ def enroll(
         verify_allocations,
         withdraw,
     )
+    from experiments.enrollment_learners import (
+        enroll_learners,
+        read_pupils,
+        verify_learner_allocations,
+        withdraw_learner,
+    )
     from experiments.settings import Settings
+    from ingest.pseudonym import load_pseudonym_key
 
     actions = sum((classes_csv is not None, republish, withdraw_class is not None, verify))
     if actions != 1:
@@ -136,8 +181,10 @@ def enroll(
         design, warning = enrollment_design(engine, experiment, protocol)
         if warning:
             typer.echo(f"warning: {warning}", err=True)
+        learners = design.unit == "learner"
         if verify:
-            problems = verify_allocations(engine, design)
+            problems = (verify_learner_allocations if learners else verify_allocations)(
+                engine, design)
             for mismatch in problems:
                 typer.echo(f"MISMATCH {mismatch}")
             typer.echo(f"{experiment}: allocation log "
@@ -145,8 +192,13 @@ def enroll(
                           f"has {len(problems)} discrepancies"))  # fmt: skip
             raise typer.Exit(EXIT_REFUSED if problems else EXIT_OK)
         if withdraw_class is not None:
-            done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
-                            learner_id=pupil, academie=academie)  # fmt: skip
+            if learners and pupil is not None:
+                done = withdraw_learner(engine, design, load_pseudonym_key(settings), pupil,
+                                        reason=reason, actor=actor, class_id=withdraw_class,
+                                        academie=academie)  # fmt: skip
+            else:
+                done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
+                                learner_id=pupil, academie=academie)  # fmt: skip
             who = f"pupil {pupil} of class {withdraw_class}" if pupil else f"class {withdraw_class}"
             typer.echo(f"{experiment}: {who} withdrawn; arm {done.arm} kept (ITT); data "
                        f"already collected: {done.data_policy}")  # fmt: skip
@@ -156,6 +208,15 @@ def enroll(
                 raise typer.Exit(_publishing_exit(pending, error, experiment))
             return
         assert classes_csv is not None
+        if learners:
+            pupils = read_pupils(classes_csv, design, academie=academie)
+            learner_outcome = enroll_learners(
+                engine, design, pupils, key=load_pseudonym_key(settings), actor=actor,
+                publish=publisher if publish else None,
+            )  # fmt: skip
+            _finish_learners(learner_outcome, pupils.path, pupils.ignored_columns,
+                             enrollment_balance(engine, design), as_json=as_json,
+                             publish=publish)  # fmt: skip
         classes = read_classes(classes_csv, design, academie=academie)
         outcome = enroll_classes(engine, design, classes, actor=actor,
                                  publish=publisher if publish else None)  # fmt: skip
@@ -191,3 +252,42 @@ def enroll(
     if outcome.refusals:
         raise typer.Exit(EXIT_REFUSED)
     raise typer.Exit(pending_exit)
+
+
+def _finish_learners(
+    outcome: LearnerOutcome,
+    path: str,
+    ignored: tuple[str, ...],
+    balance: BalanceReport,
+    *,
+    as_json: bool,
+    publish: bool,
+) -> None:
+    """Print a pupils file's outcome and balance, then exit with the command's code."""
+    if as_json:
+        def pupil(p: EnrolledLearner) -> dict[str, str]:
+            return {"learner_id": p.learner_id, "class_id": p.class_id, "arm": p.arm}
+
+        typer.echo(json.dumps({
+            "experiment": outcome.experiment_id, "unit": "learner",
+            "enrolled": [pupil(p) for p in outcome.enrolled],
+            "already": [pupil(p) for p in outcome.already],
+            "refused": [r.as_dict() for r in outcome.refusals],
+            "new_classes": outcome.classes, "ignored_columns": list(ignored),
+            "published": outcome.published, "pending": outcome.pending,
+            "publish_error": outcome.publish_error, "balance": balance.as_dict(),
+        }, ensure_ascii=False))  # fmt: skip
+    else:
+        _print_learners(outcome, path)
+        if ignored:
+            typer.echo(f"ignored columns (not stored): {', '.join(ignored)}")
+        for line in balance.lines():
+            typer.echo(line)
+    if publish:
+        pending_exit = _publishing_exit(outcome.pending, outcome.publish_error,
+                                        outcome.experiment_id)  # fmt: skip
+    else:
+        pending_exit = EXIT_OK
+        typer.echo(f"not published (--no-publish): {outcome.pending} class records pending; "
+                   f"publish with: preuve enroll {outcome.experiment_id} --republish", err=True)
+    raise typer.Exit(EXIT_REFUSED if outcome.refusals else pending_exit)

@@ -384,8 +384,8 @@ def read_classes(
     """
     if design.unit == "learner":
         raise EnrollmentError(
-            "this protocol randomises learners: enrolling them needs a file of pupils, which "
-            "Preuve cannot read yet (class and school randomisation are supported)",
+            "this protocol randomises learners: enroll a file of pupils (learner_id,class_id,"
+            "school_uai,level,academie + the protocol's attributes; see preuve enroll --help)",
             field="population.unit",
         )
     if isinstance(source, Path):
@@ -412,6 +412,12 @@ def read_classes(
     except csv.Error as exc:
         raise EnrollmentError(f"{name}:1: unreadable header: {exc}", path=name, line=1) from None
     columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
+    if "learner_id" in columns:
+        raise EnrollmentError(
+            f"{name}:1: the header has learner_id: this is a file of pupils, but "
+            f"{design.experiment_id} randomises by {design.unit}; enroll a file of classes",
+            path=name, line=1, field="learner_id",
+        )  # fmt: skip
     needed = (*BASE_COLUMNS, *design.attributes)
     missing = [c for c in needed if c not in columns]
     if missing:
