@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -33,6 +34,65 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+# Checks in the spirit of RGAA (criteria 3.2 contrast, 8.3 language, 9.1 headings, 11.1
+# labels, 5.4 table captions), run in the page. Contrast follows WCAG 2.1's relative
+# luminance formula: 4.5:1 for text, 3:1 for large text (24 px, or 18.66 px bold).
+PAGE_PROBLEMS = """() => {
+  const problems = [];
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.map((v) => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const parse = (c) => { const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null; const p = m[1].split(",").map(Number);
+    return {rgb: p.slice(0, 3), alpha: p.length > 3 ? p[3] : 1}; };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.alpha > 0) return c.rgb;
+    }
+    return [255, 255, 255];
+  };
+  if (!document.documentElement.lang) problems.push("no lang on <html>");
+  if (document.querySelectorAll("h1").length !== 1) problems.push("not exactly one h1");
+  if (!document.title.trim()) problems.push("no title");
+  for (const input of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!input.labels.length && !input.getAttribute("aria-label")) {
+      problems.push("unlabelled " + input.name);
+    }
+  }
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.querySelector("caption")) problems.push("table without caption");
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el.offsetParent && el.tagName !== "BODY") continue;
+    const style = getComputedStyle(el);
+    if (el.closest(".visuellement-cache, .evitement")) continue;
+    const fg = parse(style.color).rgb, bg = background(el);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    if (ratio < (large ? 3 : 4.5)) {
+      problems.push(`contrast ${ratio.toFixed(2)}: ${node.textContent.trim().slice(0, 40)}`);
+    }
+  }
+  return problems;
+}"""
+
+
+def assert_accessible(page: Any) -> None:
+    """No problem found by :data:`PAGE_PROBLEMS`, and the focus is visible."""
+    assert page.evaluate(PAGE_PROBLEMS) == [], page.url
+    focused = page.locator(":focus")
+    if focused.count():
+        outline = focused.evaluate("e => getComputedStyle(e).outlineStyle + ' ' + "
+                                   "getComputedStyle(e).outlineWidth")
+        assert not outline.startswith("none") and float(outline.split()[1][:-2]) >= 2, outline
 
 
 @pytest.fixture
@@ -81,6 +141,7 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             # Keyboard only: the first Tab reaches the skip link; the token field has a label.
             page.keyboard.press("Tab")
             expect(page.get_by_role("link", name="Aller au contenu")).to_be_focused()
+            assert_accessible(page)
             token_field = page.get_by_label("Jeton d'accès")
             token_field.focus()
             page.keyboard.type(world.tokens["officer"])
@@ -95,11 +156,21 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             expect(row).to_contain_text("Versailles, Créteil")
             expect(row).to_contain_text("Lectio")
             expect(row).to_contain_text("mois de progrès")
+            assert_accessible(page)
+            # Keyboard: Tab reaches the experiment's link, and Enter follows it below.
+            link = row.get_by_role("link")
+            for _ in range(12):
+                page.keyboard.press("Tab")
+                if link.evaluate("e => e === document.activeElement"):
+                    break
+            expect(link).to_be_focused()
+            assert_accessible(page)
             page.screenshot(path=str(ARTIFACTS / "portal-portfolio.png"), full_page=True)
 
             # To the experiment, then to its latest report.
-            row.get_by_role("link").click()
+            page.keyboard.press("Enter")
             expect(page).to_have_url(f"{base}/experiences/{EXPERIMENT}")
+            assert_accessible(page)
             history = page.get_by_role("table")
             expect(history.get_by_role("row")).to_have_count(1 + len(world.runs))
             page.screenshot(path=str(ARTIFACTS / "portal-experiment.png"), full_page=True)
@@ -118,6 +189,7 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             usage = page.goto(f"{base}/usages/{EXPERIMENT}")
             assert usage is not None and usage.status == 403
             expect(page.get_by_role("heading", level=1)).to_have_text("Accès refusé")
+            assert_accessible(page)
             page.screenshot(path=str(ARTIFACTS / "portal-forbidden.png"), full_page=True)
             for url in (f"/api/usages/{EXPERIMENT}", "/usages"):
                 assert context.request.get(base + url).status == 403, url
@@ -141,6 +213,7 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
                 expect(table).to_contain_text(class_id)
             small = table.get_by_role("row").filter(has_text=world.small_class)
             expect(small).to_contain_text("< 10")
+            assert_accessible(page)
             assert not [c for c in world.class_ids["creteil"] if c in page.content()]
             page.screenshot(path=str(ARTIFACTS / "portal-academie.png"), full_page=True)
             context.close()
