@@ -49,6 +49,9 @@ def analyze(
     from experiments.errors import ProtocolError
     from experiments.protocol import load_protocol
 
+    if lang not in ("fr", "en"):
+        typer.echo(f"--lang: expecting one of ['fr', 'en']. Got {lang!r}", err=True)
+        raise typer.Exit(code=2)
     try:
         loaded = load_protocol(protocol)
     except ProtocolError as exc:
@@ -72,9 +75,6 @@ def analyze(
         raise typer.Exit(code=2) from None
     if json_out is not None:
         write_json(results, json_out)
-    if lang not in ("fr", "en"):
-        typer.echo(f"--lang: expecting one of ['fr', 'en']. Got {lang!r}", err=True)
-        raise typer.Exit(code=2)
     if html_out is not None or pdf_out is not None:
         from analysis.report import write_report, write_report_pdf
         from analysis.report_context import ReportContext, usage_context_from_files

@@ -180,7 +180,9 @@ def weekly_usage_figure(series: Sequence[tuple[str, Sequence[str], Sequence[floa
                   linewidth=1.8, label=arm)
     step = max(1, len(weeks) // 12)
     axes.set_xticks(range(0, len(weeks), step))
-    axes.set_xticklabels(weeks[::step], color=INK)
+    long_labels = max((len(w) for w in weeks), default=0) > 4  # ISO weeks: "2027-W39"
+    axes.set_xticklabels(weeks[::step], color=INK, rotation=45 if long_labels else 0,
+                         ha="right" if long_labels else "center")
     axes.set_ylim(0, 100)
     axes.set_xlabel(x_label, color=INK)
     axes.set_ylabel(y_label, color=INK)

@@ -467,3 +467,25 @@ def test_report_from_the_json_object_equals_report_from_results(trial: Trial) ->
     a = render_report(trial.results, protocol=trial.protocol, context=trial.context)
     b = render_report(trial.data, protocol=trial.protocol, context=trial.context)
     assert a == b
+
+
+def test_cli_writes_the_report_in_english_and_as_pdf(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from experiments.cli import app
+
+    files = simulate_trial(tmp_path / "trial", n_units=20, pupils_per_unit=12, usage_weeks=3)
+    assert files.usage is not None
+    args = ["analyze", "--protocol", str(PROTOCOL), "--units", str(files.units),
+            "--outcomes", str(files.outcomes), "--usage", str(files.usage)]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--html", str(tmp_path / "r.html"), "--lang", "en",
+                                 "--pdf", str(tmp_path / "r.pdf")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<html lang="en">' in page and "Active use week by week" in page
+    assert page.count("<svg") == 3  # the usage file gives the weekly figure
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF-")
+    refused = runner.invoke(app, [*args, "--html", str(tmp_path / "x.html"), "--lang", "de"])
+    assert refused.exit_code == 2 and "expecting one of ['fr', 'en']" in refused.output
+    assert not (tmp_path / "x.html").exists()
