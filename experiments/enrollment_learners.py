@@ -689,10 +689,11 @@ def learner_arms(engine: Engine, experiment_id: str) -> dict[str, str]:
     {}
     """
     with engine.connect() as connection:
-        return dict(connection.execute(
+        rows = connection.execute(
             sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.arm)
             .where(_LEARNERS.c.experiment_id == experiment_id)
-        ).tuples().all())  # fmt: skip
+        ).all()  # fmt: skip
+    return {str(learner_key): str(arm) for learner_key, arm in rows}
 
 
 def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
@@ -754,9 +755,9 @@ def verify_learner_allocations(engine: Engine, design: EnrollmentDesign) -> list
     problems = verify_allocations(engine, design)
     log = _ALLOCATIONS
     with engine.connect() as connection:
-        logged = dict(connection.execute(
+        logged = {str(unit): str(arm) for unit, arm in connection.execute(
             sa.select(log.c.unit_id, log.c.arm).where(log.c.experiment_id == design.experiment_id)
-        ).tuples().all())  # fmt: skip
+        )}  # fmt: skip
         pupils = connection.execute(
             sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.class_id, _LEARNERS.c.arm)
             .where(_LEARNERS.c.experiment_id == design.experiment_id)
