@@ -142,6 +142,7 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             page.keyboard.press("Tab")
             expect(page.get_by_role("link", name="Aller au contenu")).to_be_focused()
             assert_accessible(page)
+            page.screenshot(path=str(ARTIFACTS / "portal-connexion.png"))
             token_field = page.get_by_label("Jeton d'accès")
             token_field.focus()
             page.keyboard.type(world.tokens["officer"])
