@@ -31,6 +31,7 @@ def scheduler(
 ) -> None:
     """Run each registered protocol's schedule of analyses (or, with --worker, the
     analyses themselves)."""
+    import logging
     import signal
     import threading
     from datetime import UTC
@@ -40,6 +41,10 @@ def scheduler(
 
     settings = Settings()
     configure_logging(settings.log_level)
+    # A long-running service: Preuve's own loggers speak at settings.log_level (one line
+    # per published request and per finished analysis) whatever the CLI's --verbose.
+    for name in ("experiments", "analysis"):
+        logging.getLogger(name).setLevel(settings.log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
