@@ -265,9 +265,7 @@ def _warnings(data: Mapping[str, Any], t: Text, outcomes: Mapping[str, str]) -> 
            for b in checks.get("baseline_equivalence", [])):
         out.append(t("r_minus_imbalance_large").rsplit(":", 1)[0].rstrip() + ".")
     if data.get("analysis") == "interim":
-        out.append(t("analysis_interim").capitalize() + (
-            " : seule l'analyse finale est confirmatoire." if t.lang == "fr"
-            else ": only the final analysis is confirmatory."))
+        out.append(t("interim_warning"))
     del unit, outcomes
     return out
 
@@ -364,7 +362,8 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
             "role": t(f"role_{e['role']}"), "estimable": estimable,
             "reason": None if estimable else t("not_shown", reason=_reason(e, t)),
             "estimate": t.number(e.get("estimate"), 1, signed=True),
-            "ci": f"[{t.number(e.get('ci_low'), 1)} ; {t.number(e.get('ci_high'), 1)}]",
+            "ci": t("ci_range", low=t.number(e.get("ci_low"), 1),
+                    high=t.number(e.get("ci_high"), 1)),
             "p": t.p_value(e.get("p_value")),
             "p_adj": t.p_value(e.get("p_adjusted")),
             "g": t.number(e.get("hedges_g"), 2, signed=True),
@@ -442,6 +441,8 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             name = f"{t.attribute(attr)} = {level}"
         verdict = t(f"eq_{b['equivalence']}") if b.get("equivalence") else (
             t("reason_suppressed") if "suppressed" in str(b.get("reason")) else t("eq_none"))
+        if b.get("equivalence") == "adjustment required" and b.get("adjusted_in_model"):
+            verdict = t("eq_adjusted")
         balance.append([outcomes.get(b["outcome"], b["outcome"]), name,
                         t.number(b.get("difference"), 2), verdict])
     attrition = []

@@ -489,3 +489,21 @@ def test_cli_writes_the_report_in_english_and_as_pdf(tmp_path: Path) -> None:
     refused = runner.invoke(app, [*args, "--html", str(tmp_path / "x.html"), "--lang", "de"])
     assert refused.exit_code == 2 and "expecting one of ['fr', 'en']" in refused.output
     assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.parametrize("analysis", ["monitoring", "interim"])
+def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
+    plan = plan_from_protocol(trial.protocol)
+    units = read_units(trial.directory / "units.csv", plan)
+    outcomes = read_outcomes(trial.directory / "outcomes.csv", units)
+    usage = read_usage(trial.directory / "usage.csv", outcomes, units)
+    results = run_analysis(plan, units, outcomes, usage, analysis)
+    text = _visible(render_report(results, protocol=trial.protocol, context=trial.context))
+    if analysis == "monitoring":
+        # Weekly monitoring shows usage, never an effect (no unplanned looks).
+        assert "L'effet n'a pas pu être estimé : pas d'estimation de l'effet avant" in text
+        assert "Solidité de la preuve : 0 sur 5" in text
+        assert "Usage actif semaine par semaine" in text
+    else:
+        assert "Analyse intermédiaire : seule l'analyse finale est confirmatoire." in text
+        assert "ont progressé de" in text
