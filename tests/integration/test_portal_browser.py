@@ -157,6 +157,7 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             expect(row).to_contain_text("Versailles, Créteil")
             expect(row).to_contain_text("Lectio")
             expect(row).to_contain_text("mois de progrès")
+            verdict_text = row.inner_text()
             assert_accessible(page)
             # Keyboard: Tab reaches the experiment's link, and Enter follows it below.
             link = row.get_by_role("link")
@@ -182,6 +183,8 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             # The report: its summary sentence and its figures (inline SVG).
             sentence = page.locator('[data-role="summary-sentence"]')
             expect(sentence).to_contain_text("ont progressé")
+            # The portfolio's verdict is the report's own summary sentence.
+            assert sentence.inner_text().strip() in verdict_text.replace("\n", " ")
             assert page.locator("svg").count() >= 1
             expect(page.locator("svg").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "portal-report.png"), full_page=True)
