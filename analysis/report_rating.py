@@ -5,16 +5,20 @@ The Education Endowment Foundation rates how secure a trial's finding is with pa
 
 1. **Design.** A randomised trial can reach 5 (every Preuve experiment is randomised).
 2. **Power.** The minimum detectable effect size (MDES) the trial actually achieved
-   caps the rating: ≤ 0.2 → 5, ≤ 0.3 → 4, ≤ 0.4 → 3, ≤ 0.5 → 2, ≤ 0.6 → 1, else 0
-   (EEF 2019, table 1, "MDES at randomisation"). We compute it after the fact from the
+   caps the rating: ≤ 0.20 → 5, 0.21-0.29 → 4, 0.30-0.39 → 3, 0.40-0.49 → 2,
+   0.50-0.59 → 1, ≥ 0.60 → 0 (EEF 2019, table 1, MDES column; read on the MDES rounded
+   to 2 decimals, as the table is written). We compute it after the fact from the
    primary effect's confidence interval in Hedges' g units:
    ``MDES = (t(1-α/2, df) + t(0.8, df)) × SE(g)``, with ``SE(g)`` the half-width of the
    interval over ``t(1-α/2, df)`` (Bloom 1995: the MDES is a multiple of the standard
    error; 80 % power as the EEF uses).
 3. **Attrition.** Pupil attrition (randomised → analysed, primary outcome) caps the
-   rating: ≤ 10 % → 5, ≤ 20 % → 4, ≤ 30 % → 3, ≤ 40 % → 2, ≤ 50 % → 1, else 0
-   (EEF 2019, table 1, "Attrition"). The start is the lower of the power and attrition
-   caps, as the EEF does.
+   rating: 0-10 % → 5, 11-20 % → 4, 21-30 % → 3, 31-40 % → 2, 41-50 % → 1, > 50 % → 0
+   (EEF 2019, table 1, attrition column; read on whole percents). The start is the lower
+   of the power and attrition caps, as the EEF does.
+
+   The two columns were transcribed from the EEF document as we know it; a reviewer
+   should check them against the published PDF before a report is used for funding.
 4. **Deductions** (EEF 2019, "threats to validity" and "balance at baseline"; WWC
    thresholds for the size of an imbalance):
    - one padlock when the WWC cautious boundary rates the attrition (units or pupils) as
@@ -53,9 +57,10 @@ __all__ = [
     "rate_evidence",
 ]
 
-# (upper bound, padlocks): EEF 2019, "Classifying the security of EEF findings", table 1.
+# (highest value of the row, padlocks): EEF 2019, "Classifying the security of EEF
+# findings", table 1. MDES rows are read on 2 decimals, attrition rows on whole percents.
 MDES_STEPS: Final[tuple[tuple[float, int], ...]] = (
-    (0.2, 5), (0.3, 4), (0.4, 3), (0.5, 2), (0.6, 1))
+    (0.20, 5), (0.29, 4), (0.39, 3), (0.49, 2), (0.59, 1))
 ATTRITION_STEPS: Final[tuple[tuple[float, int], ...]] = (
     (0.10, 5), (0.20, 4), (0.30, 3), (0.40, 2), (0.50, 1))
 FEW_UNITS: Final[int] = 20
@@ -93,10 +98,11 @@ def mdes_padlocks(mdes: float) -> int:
 
     Examples
     --------
-    >>> mdes_padlocks(0.2), mdes_padlocks(0.21), mdes_padlocks(0.65)
-    (5, 4, 0)
+    >>> mdes_padlocks(0.2), mdes_padlocks(0.21), mdes_padlocks(0.3), mdes_padlocks(0.6)
+    (5, 4, 3, 0)
     """
-    return _step(mdes, MDES_STEPS) if math.isfinite(mdes) else 0
+    # 1e-12: 0.205 (a binary 0.20499…) rounds half up, as a reader of the table would.
+    return _step(round(mdes + 1e-12, 2), MDES_STEPS) if math.isfinite(mdes) else 0
 
 
 def attrition_padlocks(attrition: float) -> int:
@@ -104,10 +110,12 @@ def attrition_padlocks(attrition: float) -> int:
 
     Examples
     --------
-    >>> attrition_padlocks(0.1), attrition_padlocks(0.15), attrition_padlocks(0.51)
-    (5, 4, 0)
+    >>> attrition_padlocks(0.1), attrition_padlocks(0.104), attrition_padlocks(0.51)
+    (5, 5, 0)
     """
-    return _step(attrition, ATTRITION_STEPS) if math.isfinite(attrition) else 0
+    if not math.isfinite(attrition):
+        return 0
+    return _step(round(100 * attrition + 1e-9) / 100, ATTRITION_STEPS)
 
 
 def mdes_from_interval(g_low: float, g_high: float, df: float, alpha: float = 0.05,

@@ -258,11 +258,13 @@ def test_cost_per_pupil_and_cost_effectiveness(trial: Trial, french: str) -> Non
 # --- evidence rating -------------------------------------------------------------------
 
 def test_rating_caps_follow_the_eef_tables() -> None:
-    # EEF 2019, table 1: MDES ≤ 0.2 → 5 … > 0.6 → 0; attrition ≤ 10 % → 5 … > 50 % → 0.
-    assert [mdes_padlocks(x) for x in (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.61, math.nan)] \
-        == [5, 5, 4, 4, 3, 2, 1, 0, 0]
-    assert [attrition_padlocks(x) for x in (0.0, 0.10, 0.11, 0.2, 0.3, 0.4, 0.5, 0.51)] == \
-        [5, 5, 4, 4, 3, 2, 1, 0]
+    # EEF 2019, table 1: MDES ≤ 0.20 → 5, 0.21-0.29 → 4 … ≥ 0.60 → 0 (2 decimals);
+    # attrition 0-10 % → 5, 11-20 % → 4 … > 50 % → 0 (whole percents).
+    assert [mdes_padlocks(x) for x in (0.1, 0.2, 0.204, 0.205, 0.29, 0.3, 0.39, 0.4, 0.49,
+                                       0.5, 0.59, 0.6, math.nan)] == \
+        [5, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0]
+    assert [attrition_padlocks(x) for x in (0.0, 0.10, 0.104, 0.11, 0.2, 0.3, 0.4, 0.5,
+                                            0.51)] == [5, 5, 5, 4, 4, 3, 2, 1, 0]
     # Bloom (1995): with large df the MDES multiplier is 1.96 + 0.84 = 2.80 standard errors.
     assert mdes_from_interval(-0.196, 0.196, 1e9) == pytest.approx(0.280, abs=1e-3)
     assert math.isnan(mdes_from_interval(math.nan, 0.1, 30))
@@ -289,7 +291,7 @@ def _results(*, se_g: float = 0.05, attrition: float = 0.05, cautious: str = "lo
 
 
 def test_rating_steps() -> None:
-    # se_g 0.05 → MDES 0.14 → 5; 0.1 → 0.28 → 4.
+    # se_g 0.05 → MDES 0.14 → 5; 0.1 → 0.28 → 4; 0.3 → 0.84 → 0.
     assert rate_evidence(_results()).padlocks == 5
     assert rate_evidence(_results(se_g=0.1)).padlocks == 4
     assert rate_evidence(_results(attrition=0.25)).padlocks == 3
@@ -507,3 +509,13 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
     else:
         assert "Analyse intermédiaire : seule l'analyse finale est confirmatoire." in text
         assert "ont progressé de" in text
+
+
+@pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating",
+                                  "analysis.report_text"])
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
