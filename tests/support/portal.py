@@ -5,12 +5,19 @@ own code path (:func:`experiments.analysis_runs.perform_run`, no Kafka needed)."
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
+import httpx
+from anyio.from_thread import start_blocking_portal
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from experiments.access import issue_token
@@ -18,6 +25,7 @@ from experiments.analysis_runs import RunRecord, perform_run
 from experiments.database import registry_engine
 from experiments.enrollment import enroll_classes, enrollment_design
 from experiments.enrollment_file import read_classes
+from experiments.portal import SESSION_COOKIE
 from experiments.protocol import parse_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.scheduler import AnalysisRequest, ScheduledRun, due_time
@@ -133,3 +141,48 @@ def build_world(settings: Settings) -> PortalWorld:
         "admin": issue_token(registry, "admin", "*"),
     }
     return PortalWorld(registry, tokens, class_ids, learners, small_class, runs)
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class PortalClient:
+    """A synchronous in-process client of the portal, one cookie jar per caller.
+
+    Starlette's TestClient warns (an error here), so this drives httpx's ASGITransport
+    from an anyio portal, as ``tests/integration/test_gateway.py`` does.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._stack = ExitStack()
+        self._portal = self._stack.enter_context(start_blocking_portal())
+
+    def close(self) -> None:
+        self._stack.close()
+
+    async def _request(self, method: str, url: str, cookies: dict[str, str],
+                       kwargs: dict[str, Any]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=self.app)
+        headers = dict(kwargs.pop("headers", {}))
+        if cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        async with httpx.AsyncClient(transport=transport, base_url="http://portal") as client:
+            return await client.request(method, url, headers=headers, **kwargs)
+
+    def request(self, method: str, url: str, cookies: dict[str, str] | None = None,
+                **kwargs: Any) -> httpx.Response:
+        return self._portal.call(self._request, method, url, cookies or {}, kwargs)
+
+    def sign_in(self, token: str) -> dict[str, str]:
+        """Sign in through the form; returns the caller's cookies (the session)."""
+        form = self.request("GET", "/connexion")
+        csrf = CSRF.search(form.text)
+        assert csrf is not None
+        answer = self.request(
+            "POST", "/connexion", cookies={"preuve_login_csrf": form.cookies["preuve_login_csrf"]},
+            content=urlencode({"csrf": csrf.group(1), "token": token, "suite": "/"}).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert answer.status_code == 303, answer.text
+        return {SESSION_COOKIE: answer.cookies[SESSION_COOKIE]}

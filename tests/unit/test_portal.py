@@ -4,66 +4,16 @@ and that nothing an officer can read holds a learner pseudonym or a class id."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
-from fastapi import FastAPI
 
 from experiments.database import dispose_engines
 from experiments.portal import SESSION_COOKIE, create_portal
 from experiments.settings import Settings
-from tests.support.portal import EXPERIMENT, NOW, PortalWorld, build_world
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-class PortalClient:
-    """A synchronous in-process client of the portal, one cookie jar per caller.
-
-    Starlette's TestClient warns (an error here), so this drives httpx's ASGITransport
-    from an anyio portal, as ``tests/integration/test_gateway.py`` does.
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self._stack = ExitStack()
-        self._portal = self._stack.enter_context(start_blocking_portal())
-
-    def close(self) -> None:
-        self._stack.close()
-
-    async def _request(self, method: str, url: str, cookies: dict[str, str],
-                       kwargs: dict[str, Any]) -> httpx.Response:
-        transport = httpx.ASGITransport(app=self.app)
-        headers = dict(kwargs.pop("headers", {}))
-        if cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        async with httpx.AsyncClient(transport=transport, base_url="http://portal") as client:
-            return await client.request(method, url, headers=headers, **kwargs)
-
-    def request(self, method: str, url: str, cookies: dict[str, str] | None = None,
-                **kwargs: Any) -> httpx.Response:
-        return self._portal.call(self._request, method, url, cookies or {}, kwargs)
-
-    def sign_in(self, token: str) -> dict[str, str]:
-        """Sign in through the form; returns the caller's cookies (the session)."""
-        form = self.request("GET", "/connexion")
-        csrf = CSRF.search(form.text)
-        assert csrf is not None
-        answer = self.request(
-            "POST", "/connexion", cookies={"preuve_login_csrf": form.cookies["preuve_login_csrf"]},
-            content=urlencode({"csrf": csrf.group(1), "token": token, "suite": "/"}).encode(),
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert answer.status_code == 303, answer.text
-        return {SESSION_COOKIE: answer.cookies[SESSION_COOKIE]}
+from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient, PortalWorld, build_world
 
 
 @pytest.fixture(scope="module")
