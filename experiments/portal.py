@@ -7,18 +7,20 @@ the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out
 the portal restarts). Every POST form carries a CSRF token: the session's for sign-out,
 a double-submit cookie for sign-in.
 
-Who reads what (each route checks it; see ``tests/unit/test_portal.py``):
+Who reads what (each route checks it; see ``tests/unit/test_portal.py``). Officers and
+researchers read the experiments their scope covers (``*`` or one experiment id);
+académies, the experiments whose protocol names them:
 
-============================  ==================  ==========  ============  =======
-route                         officer/researcher  académie    edtech        none
-============================  ==================  ==========  ============  =======
-``/experiences`` (portfolio)  200 (scope)         403         403           302/401
-``/experiences/ID``           200 (scope)         403         403           302
-``/experiences/ID/rapports/``  200 (scope)         403         403           302
-``/usages``, ``/usages/ID``   403                 200 (own)   403           302
-``/api/experiences``          200 (aggregates)    403         403           401
-``/api/usages/ID``            403                 200 (own)   403           401
-============================  ==================  ==========  ============  =======
+================================  ==================  ==========  ======  =======
+route                             officer/researcher  académie    edtech  none
+================================  ==================  ==========  ======  =======
+``/experiences`` (portfolio)      200                 403         403     302
+``/experiences/ID``               200 (scope)         403         403     302
+``/experiences/ID/rapports/RUN``  200 (scope)         403         403     302
+``/usages``, ``/usages/ID``       403                 200 (own)   403     302
+``/api/experiences``              200 (aggregates)    403         403     401
+``/api/usages/ID``                403                 200 (own)   403     401
+================================  ==================  ==========  ======  =======
 
 Admins read everything. Pages answer a missing session with a redirect to the sign-in
 form, the JSON endpoints with 401. Officers only ever receive aggregates; the only rows
