@@ -53,6 +53,7 @@ __all__ = [
     "build_view",
     "render_html",
     "render_report",
+    "report_summary",
     "summary_sentence",
     "write_html",
     "write_report",
@@ -518,6 +519,29 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
         lines.append(t("m_generated", at=context.generated_at))
     lines.append(t("m_suppression"))
     return lines
+
+
+def report_summary(results: AnalysisResults | Mapping[str, Any], *,
+                   protocol: Protocol | None = None, lang: str = "fr") -> dict[str, Any]:
+    """The one-page summary alone, for pages that embed it (the portal), without figures.
+
+    Returns
+    -------
+    dict
+        ``question``, ``title``, ``sentence`` (the answer), ``sure`` (lines on the
+        interval), ``padlocks`` (0-5), ``rating`` and ``rating_steps`` (in words), ``cost``
+        and ``warnings`` (lines), all in ``lang``.
+
+    Examples
+    --------
+    >>> report_summary({"design": {"unit": "class", "arms": ["a", "b"], "control": "b"},
+    ...                 "effects": []})["padlocks"]
+    0
+    """
+    t = Text(lang)
+    data = _results_dict(results)
+    resource, _, outcomes = _names(data, protocol, t)
+    return _summary(data, protocol, t, resource, outcomes, rate_evidence(data))
 
 
 def build_view(results: AnalysisResults | Mapping[str, Any], *,

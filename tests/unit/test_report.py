@@ -519,3 +519,13 @@ def test_docstring_examples_run(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_summary_for_the_portal_is_the_report_s(trial: Trial, french: str) -> None:
+    from analysis.report import report_summary
+
+    summary = report_summary(trial.data, protocol=trial.protocol)
+    assert html.escape(summary["sentence"], quote=False) in french.replace("&#39;", "'")
+    assert summary["padlocks"] == rate_evidence(trial.data).padlocks
+    assert report_summary(trial.data, protocol=trial.protocol, lang="en")[
+        "sentence"].startswith("Pupils in classes that used Lectio")
