@@ -151,6 +151,10 @@ class _NotFound(Exception):
     """No such experiment or run (for a caller allowed to ask): 404."""
 
 
+class _Altered(Exception):
+    """A stored report or results file differs from its run record: 500, not served."""
+
+
 def describe_verdict(language: Language, verdict: Verdict) -> str:
     """The verdict in ``language``: the report's summary sentence and evidence rating.
 
@@ -353,6 +357,11 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
                                  text_key="not_found_text")
         return JSONResponse({"detail": "not found"}, 404)
 
+    @app.exception_handler(_Altered)
+    async def altered(_request: Request, _exc: _Altered) -> Response:
+        return Response("report altered since its run was recorded: not served", 500,
+                        media_type="text/plain; charset=utf-8")
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -437,28 +446,42 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
         runs = run_views(list_runs(portal.registry, experiment_id))
         return portal.render(request, "experience.html", experiment=summary, runs=runs)
 
-    @app.get("/experiences/{experiment_id}/rapports/{run_id}", include_in_schema=False)
-    def report(request: Request, experiment_id: str, run_id: str) -> Response:
+    def stored_file(request: Request, experiment_id: str, run_id: str,
+                    kind: str) -> bytes:
+        """A run's stored report (``html``) or results (``json``), as recorded."""
         session = portal.require(request, _READERS)
         portal.summary(session.principal, experiment_id)
         record = next((r for r in list_runs(portal.registry, experiment_id)
                        if r.run_id == run_id), None)
-        if record is None or record.html_path is None:
+        name, digest = ((record.html_path, record.html_sha256) if kind == "html" else
+                        (record.json_path, record.json_sha256)) if record else (None, None)
+        if name is None:
             raise _NotFound()
-        path = Path(record.html_path).resolve()
+        path = Path(name).resolve()
         if not path.is_relative_to(portal.reports_root) or not path.is_file():
-            logger.error("run %s: report file %s is missing or outside %s", run_id, path,
+            logger.error("run %s: file %s is missing or outside %s", run_id, path,
                          portal.reports_root)
             raise _NotFound()
         content = path.read_bytes()
-        if record.html_sha256 and hashlib.sha256(content).hexdigest() != record.html_sha256:
+        if digest and hashlib.sha256(content).hexdigest() != digest:
             # Reports are immutable; a file that differs from its record is not served.
-            logger.error("run %s: report file %s differs from its recorded SHA-256", run_id,
-                         path)
-            return Response("report altered since its run was recorded", 500,
-                            media_type="text/plain; charset=utf-8")
-        return Response(content, media_type="text/html; charset=utf-8",
+            logger.error("run %s: file %s differs from its recorded SHA-256", run_id, path)
+            raise _Altered()
+        return content
+
+    @app.get("/experiences/{experiment_id}/rapports/{run_id}", include_in_schema=False)
+    def report(request: Request, experiment_id: str, run_id: str) -> Response:
+        return Response(stored_file(request, experiment_id, run_id, "html"),
+                        media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": _REPORT_POLICY})
+
+    @app.get("/experiences/{experiment_id}/rapports/{run_id}/resultats.json",
+             include_in_schema=False)
+    def results(request: Request, experiment_id: str, run_id: str) -> Response:
+        return Response(stored_file(request, experiment_id, run_id, "json"),
+                        media_type="application/json",
+                        headers={"Content-Disposition":
+                                 f'attachment; filename="{experiment_id}-{run_id}.json"'})
 
     @app.get("/api/experiences")
     def portfolio_json(request: Request) -> list[dict[str, Any]]:

@@ -107,7 +107,8 @@ def test_nothing_an_officer_reads_holds_row_level_data(
     _, w = world
     officer = sessions["officer"]
     urls = [*_routes(w).values(), "/", "/experiences?lang=en",
-            *(f"/experiences/{EXPERIMENT}/rapports/{r.run_id}" for r in w.runs)]
+            *(f"/experiences/{EXPERIMENT}/rapports/{r.run_id}" for r in w.runs),
+            *(f"/experiences/{EXPERIMENT}/rapports/{r.run_id}/resultats.json" for r in w.runs)]
     secrets = [*w.learner_keys, *w.class_ids["versailles"], *w.class_ids["creteil"]]
     for url in urls:
         answer = client.request("GET", url, officer)
@@ -183,6 +184,12 @@ def test_reports_are_served_read_only_without_scripts(
     assert "default-src 'none'" in answer.headers["content-security-policy"]
     assert client.request("GET", f"/experiences/{EXPERIMENT}/rapports/nope",
                           sessions["officer"]).status_code == 404
+    stored = client.request("GET", f"/experiences/{EXPERIMENT}/rapports/{final.run_id}"
+                            "/resultats.json", sessions["researcher"])
+    assert stored.status_code == 200 and stored.json()["experiment"] == EXPERIMENT
+    assert stored.content == Path(final.json_path or "").read_bytes()
+    assert client.request("GET", f"/experiences/{EXPERIMENT}/rapports/{final.run_id}"
+                          "/resultats.json", sessions["academie_a"]).status_code == 403
     assert client.request("POST", f"/experiences/{EXPERIMENT}/rapports/{final.run_id}",
                           sessions["officer"]).status_code == 405
 
