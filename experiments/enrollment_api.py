@@ -16,6 +16,14 @@ mount. Every call needs ``Authorization: Bearer <token>`` (:mod:`experiments.acc
 - ``POST /v1/experiments/{id}/withdrawals`` (académie token, its own classes):
   ``{"class_id": ..., "reason": ..., "learner_id": optional}``.
 
+For a learner-randomised protocol (``population.unit: learner``) the enrollment body is a
+file of pupils (``learner_id,class_id,school_uai,level,academie`` + attributes, or JSON
+``{"pupils": [...]}``), see :mod:`experiments.enrollment_learners`: the answer gives each
+pupil's arm by the id sent (never stored: the registry keeps a per-experiment pseudonym),
+the classes are enrolled with the arm ``*`` (mixed), and an EdTech token sees those mixed
+classes (the académie tells which pupils get the resource). A pupil's withdrawal names
+the pupil by the id sent at enrollment.
+
 Status codes: 401 without a valid token; 403 for a role or scope that may not; 404 for an
 unknown experiment or class; 409 when the experiment is not open to enrollment or its
 randomisation changed; 400 for a body that cannot be read as a whole (missing column).
@@ -39,6 +47,7 @@ from experiments.access import Principal, authenticate, record_audit
 from experiments.database import registry_engine
 from experiments.enrollment import (
     BASE_COLUMNS,
+    ClassesFile,
     EnrolledClass,
     EnrollmentDesign,
     Publish,
@@ -50,6 +59,14 @@ from experiments.enrollment import (
     publish_pending,
     read_classes,
     withdraw,
+)
+from experiments.enrollment_learners import (
+    MIXED_ARM,
+    PUPIL_COLUMNS,
+    EnrolledLearner,
+    enroll_learners,
+    read_pupils,
+    withdraw_learner,
 )
 from experiments.errors import EnrollmentError, RegistryError
 from experiments.settings import Settings
@@ -77,11 +94,17 @@ def _class_json(c: EnrolledClass) -> dict[str, Any]:
             "level": c.level, "pupils": c.pupils, "arm": c.arm, "status": c.status}  # fmt: skip
 
 
+def _pupil_json(p: EnrolledLearner) -> dict[str, Any]:
+    return {"learner_id": p.learner_id, "class_id": p.class_id, "arm": p.arm}
+
+
 def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
-    rows = payload.get("classes") if isinstance(payload, dict) else payload
+    kind = "pupils" if design.unit == "learner" else "classes"
+    rows = payload.get(kind) if isinstance(payload, dict) else payload
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise HTTPException(400, 'expecting {"classes": [{...}, ...]} or a list of objects')
-    columns = list(BASE_COLUMNS) + [a for a in design.attributes if a not in BASE_COLUMNS]
+        raise HTTPException(400, f'expecting {{"{kind}": [{{...}}, ...]}} or a list of objects')
+    base = PUPIL_COLUMNS if design.unit == "learner" else BASE_COLUMNS
+    columns = list(base) + [a for a in design.attributes if a not in base]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
@@ -117,6 +140,11 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
     """
     engine = registry_engine(settings)
     publisher = publish if publish is not None else kafka_publisher(settings)
+
+    def pseudonym_key() -> bytes:
+        from ingest.pseudonym import load_pseudonym_key
+
+        return load_pseudonym_key(settings)
     router = APIRouter(prefix="/v1/experiments", tags=["enrollment"])
 
     def caller(bearer: _Bearer) -> Principal:
@@ -163,8 +191,10 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
                 text = _rows_to_csv(json.loads(text), design)
             except json.JSONDecodeError as exc:
                 raise HTTPException(400, f"the body is not JSON: {exc}") from None
+        learners = design.unit == "learner"
         try:
-            classes = read_classes(text, design, name="body", academie=academie)
+            classes = (read_pupils if learners else read_classes)(
+                text, design, name="body", academie=academie)
         except EnrollmentError as exc:
             raise HTTPException(400, exc.reason) from None
         if academie is not None:
@@ -179,10 +209,25 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
                     "lines": foreign,
                 })  # fmt: skip
         try:
-            outcome = enroll_classes(engine, design, classes, actor=principal.actor,
-                                     publish=publisher)  # fmt: skip
+            if learners:
+                assert not isinstance(classes, ClassesFile)
+                pupils = enroll_learners(engine, design, classes, key=pseudonym_key(),
+                                         actor=principal.actor, publish=publisher)
+            else:
+                assert isinstance(classes, ClassesFile)
+                outcome = enroll_classes(engine, design, classes, actor=principal.actor,
+                                         publish=publisher)  # fmt: skip
         except EnrollmentError as exc:
             raise HTTPException(409, exc.reason) from None
+        if learners:
+            return {
+                "experiment": experiment_id, "unit": "learner",
+                "enrolled": [_pupil_json(p) for p in pupils.enrolled],
+                "already": [_pupil_json(p) for p in pupils.already],
+                "refused": [r.as_dict() for r in pupils.refusals],
+                "published": pupils.published, "pending": pupils.pending,
+                "balance": enrollment_balance(engine, design).as_dict(),
+            }  # fmt: skip
         return {
             "experiment": experiment_id,
             "enrolled": [_class_json(c) for c in outcome.enrolled],
@@ -213,8 +258,10 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
             if principal.scope != design.resource_id:
                 raise HTTPException(403, f"this token is for resource '{principal.scope}', not "
                                          f"'{design.resource_id}'")  # fmt: skip
+            # In a learner design every class is mixed: some of its pupils get the resource.
+            arms = (MIXED_ARM,) if design.unit == "learner" else design.treatment_arms
             classes = [
-                c for c in enrolled_classes(engine, experiment_id, arms=design.treatment_arms)
+                c for c in enrolled_classes(engine, experiment_id, arms=arms)
                 if c.status == "enrolled"
             ]
             with Session(engine) as session, session.begin():
@@ -241,16 +288,21 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
         academie = academie_of(principal)
         design = design_of(experiment_id)
         try:
-            done = withdraw(engine, design, body.class_id, reason=body.reason,
-                            actor=principal.actor, learner_id=body.learner_id,
-                            academie=academie)  # fmt: skip
+            if design.unit == "learner" and body.learner_id is not None:
+                done = withdraw_learner(engine, design, pseudonym_key(), body.learner_id,
+                                        reason=body.reason, actor=principal.actor,
+                                        class_id=body.class_id, academie=academie)
+            else:
+                done = withdraw(engine, design, body.class_id, reason=body.reason,
+                                actor=principal.actor, learner_id=body.learner_id,
+                                academie=academie)  # fmt: skip
         except EnrollmentError as exc:
-            status = {"class_id": 404, "status": 409}.get(exc.field or "", 400)
+            status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
             raise HTTPException(status, exc.reason) from None
         report = publish_pending(engine, experiment_id, publisher)
         return {
             "experiment": experiment_id, "class_id": done.class_id,
-            "learner_id": done.learner_id, "arm": done.arm, "data_policy": done.data_policy,
+            "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
             "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
         }  # fmt: skip
 

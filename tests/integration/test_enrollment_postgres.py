@@ -58,3 +58,33 @@ def test_enroll_withdraw_verify_and_guards_on_postgresql(engine: Engine) -> None
     assert len(messages) == 6 and all(m.at.tzinfo is not None for m in messages)
     assert publish_pending(engine, design.experiment_id, lambda ms: len(ms)).published == 6
     assert pending_messages(engine, design.experiment_id) == []
+
+
+def test_pupils_of_a_learner_design_on_postgresql(engine: Engine) -> None:
+    from experiments.enrollment_learners import (
+        MIXED_ARM,
+        enroll_learners,
+        learner_arms,
+        read_pupils,
+        verify_learner_allocations,
+        withdraw_learner,
+    )
+
+    design = EnrollmentDesign.from_protocol(
+        load_protocol(REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"))
+    pupils = read_pupils(REPO / "tests" / "data" / "enrollment" / "pupils.csv", design)
+    raw = [row.learner_id for row in pupils.rows]
+    first = enroll_learners(engine, design, pupils, key=b"pg-key", actor="t")
+    again = enroll_learners(engine, design, pupils, key=b"pg-key", actor="t")
+    assert len(first.enrolled) == 12 and len(again.already) == 12 and again.enrolled == []
+    assert {c.arm for c in enrolled_classes(engine, design.experiment_id)} == {MIXED_ARM}
+    assert sorted(c.pupils for c in enrolled_classes(engine, design.experiment_id)) == [3, 4, 5]
+    withdraw_learner(engine, design, b"pg-key", raw[0], reason="moved", actor="t")
+    assert len(learner_arms(engine, design.experiment_id)) == 12
+    assert verify_learner_allocations(engine, design) == []
+    with pytest.raises(sa.exc.DatabaseError, match="cannot change"), engine.begin() as c:
+        c.execute(sa.text("UPDATE learner_enrollments SET arm = 'x'"))
+    with engine.connect() as c:
+        dump = " ".join(str(tuple(row)) for table in sa.inspect(engine).get_table_names()
+                        for row in c.execute(sa.text(f'SELECT * FROM "{table}"')))
+    assert dump and not [learner_id for learner_id in raw if learner_id in dump]

@@ -430,3 +430,58 @@ def test_cli_refuses_rows_and_files_of_the_wrong_kind(cli_env: Path) -> None:
     assert code == 2 and "missing column(s) learner_id" in output
     code, output = _enroll("fluence-cp-2027", str(PUPILS), "--protocol", str(CLASS_PROTOCOL))
     assert code == 2 and "this is a file of pupils" in output
+
+
+# --- the HTTP API -------------------------------------------------------------------------------
+
+
+def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    from fastapi import FastAPI
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():  # as in test_enrollment_api.py: TestClient's import warns
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    from experiments.access import issue_token
+    from experiments.enrollment_api import enrollment_router
+    from experiments.registry import register_protocol
+
+    settings = Settings(state_dir=tmp_path / "api", pseudonym_key="api-test-key")
+    engine = registry_engine(settings)
+    register_protocol(engine, load_protocol(PROTOCOL), PROTOCOL.read_text(), actor="test")
+    versailles = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'versailles')}"}
+    edtech = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'lectio')}"}
+    recorder = Recorder()
+    app = FastAPI()
+    app.include_router(enrollment_router(settings, publish=recorder))
+    url = "/v1/experiments/lectio-eleves-2027"
+    rows = [{"learner_id": f"gar-api{i:02d}", "class_id": "cp-a", "school_uai": "0781234A",
+             "level": "CP", "academie": "versailles", "education_priority": "REP",
+             "repeater": "non"} for i in range(6)]  # fmt: skip
+    with TestClient(app) as client:
+        response = client.post(f"{url}/enrollments", json={"pupils": rows}, headers=versailles)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["unit"] == "learner" and body["pending"] == 0
+        assert Counter(p["arm"] for p in body["enrolled"]) == {"lectio": 3, "usual": 3}
+        assert [p["learner_id"] for p in body["enrolled"]] == [r["learner_id"] for r in rows]
+        seen = client.get(f"{url}/enrollments", headers=edtech).json()
+        assert seen["classes"] == [{"class_id": "cp-a", "school_uai": "0781234A",
+                                    "arm": MIXED_ARM}]  # fmt: skip
+        response = client.post(f"{url}/withdrawals", headers=versailles, json={
+            "class_id": "cp-a", "learner_id": "gar-api03", "reason": "parents object"})
+        assert response.status_code == 200, response.text
+        assert response.json()["arm"] == body["enrolled"][3]["arm"]
+        response = client.post(f"{url}/withdrawals", headers=versailles, json={
+            "class_id": "cp-a", "learner_id": "gar-nobody", "reason": "x"})
+        assert response.status_code == 404
+    with engine.connect() as connection:
+        dump = " ".join(str(tuple(row)) for table in sa.inspect(engine).get_table_names()
+                        for row in connection.execute(sa.text(f'SELECT * FROM "{table}"')))
+    assert "gar-api" not in dump
+    dispose_engines()
