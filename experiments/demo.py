@@ -2,9 +2,11 @@
 
 It goes through the same doors as real users, each as its own process: a researcher
 validates and registers the protocol, an académie enrolls 40 classes (Preuve randomises
-them), the resource streams a term of usage events to Kafka (a few of them invalid), the
-stream worker routes them into the experiment's store, then an endline assessment is
-simulated and the protocol's analysis produces the JSON results and the French report.
+them), the resource streams a school year of usage events to Kafka (a few of them
+invalid) together with the baseline and endline reading tests, the stream worker routes
+them into the experiment's store, the scheduler runs the protocol's schedule (weekly
+monitoring, interim, final) through analysis workers, and the final run's French impact
+report is stored, ready for the portal.
 
 Everything the demo writes lives in ``state_dir/demo/<run>/``; it uses its own topics and
 consumer group, so runs never mix. A broker it had to start is stopped at the end.
@@ -22,17 +24,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
 
 from experiments.settings import Settings
-from experiments.store import ExperimentStore, daily_usage_table, events_table
+from experiments.store import ExperimentStore, events_table
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -163,6 +165,49 @@ def _write_events(
     return valid, invalid
 
 
+BASELINE_TEST = datetime(2027, 9, 14, 9, 0, tzinfo=UTC)
+ENDLINE_TEST = datetime(2028, 6, 6, 9, 0, tzinfo=UTC)
+
+
+def _write_assessments(
+    path: Path, classes: list[dict[str, str]], arms: dict[str, str], rng: np.random.Generator
+) -> int:
+    """Baseline (September) and endline (June) fluence tests as ``assessment_scored``
+    events, appended to the events file; returns how many.
+
+    Words read per minute in CP: mean ~50, SD ~14 at baseline; class effects give an ICC
+    of about 0.15; the resource adds about 0.25 SD (3.8 words) on average; some pupils
+    miss a test (3 % at baseline, 6 % at endline).
+    """
+    count = 0
+    with path.open("a", encoding="utf-8") as out:
+        for row in classes:
+            class_effect = rng.normal(0, 6)
+            treated = arms[row["class_id"]] == RESOURCE
+            for pupil in range(int(row["pupils"])):
+                learner = f"gar-{row['class_id']}-{pupil:02d}"
+                baseline = rng.normal(50 + class_effect, 14)
+                endline = (25 + 0.7 * baseline + class_effect + (3.8 if treated else 0)
+                           + rng.normal(0, 10))
+                for when, score, missing in ((BASELINE_TEST, baseline, 0.03),
+                                             (ENDLINE_TEST, endline, 0.06)):
+                    if rng.random() < missing:
+                        continue
+                    out.write(json.dumps({
+                        "event_id": str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64
+                                                  | int(rng.integers(0, 2**63)), version=4)),
+                        "occurred_at": (
+                            when + timedelta(minutes=int(rng.integers(0, 300)))
+                        ).isoformat(),
+                        "resource_id": RESOURCE, "learner_id": learner,
+                        "class_id": row["class_id"], "school_uai": row["school_uai"],
+                        "verb": "assessment_scored", "object_id": "fluence",
+                        "score": round(float(score), 1),
+                    }) + "\n")
+                    count += 1
+    return count
+
+
 def _corrupt(event: dict[str, object], rng: random.Random) -> None:
     """The mistakes resources really make: a naive timestamp, an e-mail instead of a
     pseudonym, a made-up verb, a missing class."""
@@ -209,58 +254,43 @@ def _dead_letters(bootstrap: str, topic: str, expected: int) -> Counter[str]:
     return reasons
 
 
-def _write_analysis_inputs(
-    home: Path, classes: list[dict[str, str]], arms: dict[str, str], rng: np.random.Generator
-) -> tuple[Path, Path, Path]:
-    """Units, a simulated baseline/endline assessment, and usage derived from the store.
+FINAL_DUE = "2028-06-30T23:00:00+0000"
 
-    Assessment records carry the same experiment-specific pseudonyms as the events (the
-    assessment platform would re-key its ids with Preuve's key in the same way).
-    """
-    from ingest.pseudonym import load_pseudonym_key, pseudonymise
 
-    key = load_pseudonym_key(Settings(state_dir=home))
-    units = home / "units.csv"
-    outcomes = home / "outcomes.csv"
-    usage = home / "usage.csv"
-    with units.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["unit_id", "arm", "school_uai", "academie", "education_priority"])
-        for row in classes:
-            writer.writerow([row["class_id"], arms[row["class_id"]], row["school_uai"],
-                             row["academie"], row["education_priority"]])
-    # Words read per minute in CP: mean ~50, SD ~15 at baseline; class effects give an
-    # ICC of about 0.15; the resource adds 0.25 SD (about 3.8 words) on average.
-    with outcomes.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["learner_id", "unit_id", "measure", "wave", "score"])
-        for row in classes:
-            class_effect = rng.normal(0, 6)
-            treated = arms[row["class_id"]] == RESOURCE
-            for pupil in range(int(row["pupils"])):
-                learner = pseudonymise(key, EXPERIMENT, f"gar-{row['class_id']}-{pupil:02d}")
-                baseline = rng.normal(50 + class_effect, 14)
-                endline = 25 + 0.7 * baseline + class_effect + (3.8 if treated else 0) + rng.normal(0, 10)
-                if rng.random() > 0.03:
-                    writer.writerow([learner, row["class_id"], "fluence", "baseline", f"{baseline:.1f}"])
-                if rng.random() > 0.06:  # pupils absent on the day of the endline test
-                    writer.writerow([learner, row["class_id"], "fluence", "endline", f"{endline:.1f}"])
-    store = ExperimentStore(Settings(state_dir=home), EXPERIMENT)
-    weekly: dict[tuple[str, str, str], float] = defaultdict(float)
-    with store.engine.connect() as connection:
-        for learner, class_id, day, seconds in connection.execute(
-            sa.select(daily_usage_table.c.learner_key, daily_usage_table.c.class_id,
-                      daily_usage_table.c.day, daily_usage_table.c.active_seconds)
-        ):
-            day = day if isinstance(day, date) else date.fromisoformat(str(day))
-            year, week, _ = day.isocalendar()
-            weekly[(learner, class_id, f"{year}-W{week:02d}")] += seconds / 60
-    with usage.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["learner_id", "unit_id", "week", "active_minutes"])
-        for (learner, class_id, week), minutes in sorted(weekly.items()):
-            writer.writerow([learner, class_id, week, f"{minutes:.1f}"])
-    return units, outcomes, usage
+@dataclass(frozen=True)
+class _FinalRun:
+    runs: int
+    run_id: str
+    protocol_version: int
+    protocol_sha256: str
+    results_json: Path
+    report_html: Path
+    primary: dict[str, object] | None
+
+
+def _final_run(home: Path) -> _FinalRun:
+    from experiments.analysis_runs import list_runs
+    from experiments.database import registry_engine
+
+    registry = registry_engine(Settings(state_dir=home))
+    runs = list_runs(registry, EXPERIMENT)
+    finals = [r for r in runs if r.analysis == "final" and r.status == "done"]
+    if not finals:
+        failed = [f"{r.analysis}: {r.reason}" for r in runs if r.status != "done"][:3]
+        raise RuntimeError(f"the final analysis did not complete: {failed}")
+    final = finals[-1]
+    assert final.json_path is not None and final.html_path is not None
+    results = json.loads(Path(final.json_path).read_text())
+    primary = next((e for e in results["effects"] if e.get("estimate") is not None), None)
+    return _FinalRun(len(runs), final.run_id, final.protocol_version, final.protocol_sha256,
+                     Path(final.json_path), Path(final.html_path), primary)
+
+
+def _officer_token(home: Path) -> str:
+    from experiments.access import issue_token
+    from experiments.database import registry_engine
+
+    return issue_token(registry_engine(Settings(state_dir=home)), "officer", "*", "demo")
 
 
 def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResult:
@@ -290,7 +320,8 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
     try:
         step(f"Researcher: validate and register the protocol {PROTOCOL.name}")
         say("    " + _preuve(env, "protocol", "validate", str(PROTOCOL)).strip())
-        say("    " + _preuve(env, "protocol", "register", str(PROTOCOL)).strip().replace("\n", "\n    "))
+        registered = _preuve(env, "protocol", "register", str(PROTOCOL)).strip()
+        say("    " + registered.replace("\n", "\n    "))
 
         step("Académies: enroll 40 CP classes of 20 REP/REP+ schools; Preuve randomises them")
         classes_csv = home / "classes.csv"
@@ -300,11 +331,17 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
         arms = _arms(home)
         say(f"    arms: {dict(Counter(arms.values()))}")
 
-        step("EdTech: a term of usage events sent to Kafka (a few are invalid)")
+        _preuve(env, "protocol", "advance", EXPERIMENT, "enrolling", "--note", "demo")
+        _preuve(env, "protocol", "advance", EXPERIMENT, "running", "--note", "demo")
+
+        step("EdTech: a school year of usage events, and the reading tests, sent to Kafka")
         events_file = home / "events.jsonl"
         valid, invalid = _write_events(events_file, classes, arms, rng)
+        tests = _write_assessments(events_file, classes, arms, np.random.default_rng(seed))
+        valid += tests
         say("    " + _preuve(env, "events", "send", str(events_file)).strip())
-        say(f"    {valid} valid and {invalid} invalid events")
+        say(f"    {valid - tests} usage events ({invalid} invalid) and {tests} test scores "
+            "(baseline in September 2027, endline in June 2028)")
 
         step("Stream worker: validate, pseudonymise, route into the experiment's store")
         log = home / "worker.log"
@@ -323,43 +360,47 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
         worker = None
         stored = store.count_events()
         with store.engine.connect() as connection:
+            pupils = sa.func.count(sa.distinct(events_table.c.learner_key))
             learners = connection.execute(
-                sa.select(events_table.c.arm, sa.func.count(sa.distinct(events_table.c.learner_key)))
-                .group_by(events_table.c.arm)
+                sa.select(events_table.c.arm, pupils).group_by(events_table.c.arm)
             ).all()
         say(f"    stored {stored} of {valid} valid events in experiment {EXPERIMENT}")
         for arm, count in sorted(store.counts_by_arm().items()):
             active = dict(learners).get(arm, 0)
             say(f"      arm {arm:<8} {count:>6} events from {active} pupils")
         reasons = _dead_letters(bootstrap, env["PREUVE_TOPICS__DEADLETTER"], invalid)
-        say(f"    dead-letter topic {env['PREUVE_TOPICS__DEADLETTER']}: {sum(reasons.values())} events")
+        deadletter = env["PREUVE_TOPICS__DEADLETTER"]
+        say(f"    dead-letter topic {deadletter}: {sum(reasons.values())} events")
         for reason, count in reasons.most_common():
             say(f"      {count:>4} × {reason}")
+        _preuve(env, "protocol", "advance", EXPERIMENT, "analysing", "--note", "demo")
 
-        step("End of year: a simulated endline assessment, then the protocol's final analysis")
-        units, outcomes, usage = _write_analysis_inputs(home, classes, arms, np.random.default_rng(seed))
-        reports = home / "reports"
-        reports.mkdir(exist_ok=True)
-        results_json = reports / f"{EXPERIMENT}-final.json"
-        report_html = reports / f"{EXPERIMENT}-final.html"
-        _preuve(env, "analyze", "--protocol", str(PROTOCOL), "--units", str(units),
-                "--outcomes", str(outcomes), "--usage", str(usage), "--analysis", "final",
-                "--json", str(results_json), "--html", str(report_html))
-        results = json.loads(results_json.read_text())
-        for effect in results["effects"]:
-            if effect.get("estimate") is None:
-                continue
+        step("Scheduler: the protocol's schedule up to 30 June 2028 (weekly monitoring, "
+             "interim, final), run by an analysis worker")
+        say("    " + _preuve(env, "scheduler", "--once", "--now", FINAL_DUE).strip())
+        _preuve(env, "scheduler", "--worker", "--once")
+        result = _final_run(home)
+        say(f"    {result.runs} analyses recorded; final run {result.run_id} "
+            f"(protocol v{result.protocol_version}, sha256 {result.protocol_sha256[:12]}…)")
+        effect = result.primary
+        if effect is not None:
             say(
                 f"    {effect['outcome']} ({effect['contrast']}, {effect['estimand']}): "
-                f"{effect['estimate']:+.2f} points [{effect['ci_low']:+.2f}; {effect['ci_high']:+.2f}], "
-                f"Hedges' g {effect['hedges_g']:+.2f}, p = {effect['p_value']:.3f}"
+                f"{effect['estimate']:+.2f} points [{effect['ci_low']:+.2f}; "
+                f"{effect['ci_high']:+.2f}], Hedges' g {effect['hedges_g']:+.2f}, "
+                f"p = {effect['p_value']:.3f}"
             )
-            break
+
         step("Done")
-        say(f"    impact report (HTML, French): {report_html}")
-        say(f"    results (JSON):               {results_json}")
+        token = _officer_token(home)
+        say(f"    impact report (HTML, French): {result.report_html}")
+        say(f"    results (JSON):               {result.results_json}")
         say(f"    everything of this run:       {home}")
-        return DemoResult(home, results_json, report_html, stored, sum(reasons.values()))
+        say(f"    portal: PREUVE_STATE_DIR={home} preuve serve   then open "
+            f"http://127.0.0.1:{Settings().portal.port}/ and sign in with the officer token")
+        say(f"            {token}")
+        return DemoResult(home, result.results_json, result.report_html, stored,
+                          sum(reasons.values()))
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)

@@ -30,3 +30,7 @@ def test_demo_runs_from_protocol_to_report(make_settings: SettingsFactory) -> No
     html = result.report_html.read_text()
     assert "<html" in html.lower() and "fluence" in html
     assert str(result.report_html) in output, "the demo prints where the report is"
+    # The final analysis went through the scheduler and an analysis worker, and is recorded.
+    assert "analyses recorded; final run" in output
+    assert "/reports/fluence-cp-2027/final/" in str(result.report_html)
+    assert "preuve serve" in output and "http://127.0.0.1:" in output, "the portal's URL"
