@@ -485,3 +485,19 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
                         for row in connection.execute(sa.text(f'SELECT * FROM "{table}"')))
     assert "gar-api" not in dump
     dispose_engines()
+
+
+def test_a_failure_before_the_commit_enrolls_no_pupil_and_no_class(
+    engine: Engine, design: EnrollmentDesign
+) -> None:
+    def crash() -> None:
+        raise RuntimeError("killed before the commit")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        enroll_learners(engine, design, read_pupils(PUPILS, design), key=KEY, actor="t",
+                        before_commit=crash)  # fmt: skip
+    assert {t: _count(engine, t) for t in ("learner_enrollments", "allocation_log",
+                                           "enrollments")} == dict.fromkeys(
+        ("learner_enrollments", "allocation_log", "enrollments"), 0)
+    outcome = enroll_learners(engine, design, read_pupils(PUPILS, design), key=KEY, actor="t")
+    assert len(outcome.enrolled) == 12, "the whole file enrolls on the next run"
