@@ -511,7 +511,7 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
         assert "ont progressé de" in text
 
 
-@pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating",
+@pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating", "analysis.report_checks",
                                   "analysis.report_text"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
@@ -529,3 +529,40 @@ def test_summary_for_the_portal_is_the_report_s(trial: Trial, french: str) -> No
     assert summary["padlocks"] == rate_evidence(trial.data).padlocks
     assert report_summary(trial.data, protocol=trial.protocol, lang="en")[
         "sentence"].startswith("Pupils in classes that used Lectio")
+
+
+def test_report_checks_pass_on_the_report_and_catch_faults(trial: Trial, french: str,
+                                                           english: str) -> None:
+    from analysis.report_checks import check_report
+
+    assert check_report(french, trial.data) == []
+    no_budget = render_report(trial.results, context=trial.context, lang="en")
+    assert check_report(no_budget, trial.data, lang="en") == []
+    assert check_report(french.replace("Coût</h3>", "Cost of the resource</h3>"),
+                        trial.data) == ["words of the other language: ['of', 'the']"]
+    shifted = {**trial.data, "effects": [{**e, "estimate": e["estimate"] + 0.2}
+                                         if e["role"] == "primary" else e
+                                         for e in trial.data["effects"]]}
+    assert check_report(french, shifted)[0].startswith("summary says")
+    assert "section usage missing" in check_report(
+        french.replace('<section id="usage"', "<section"), trial.data)
+
+
+def test_report_of_preuve_analyze_passes_the_checks(tmp_path: Path) -> None:
+    # The demo's path: `preuve analyze --json --html` on files (what `preuve demo` runs).
+    import json
+
+    from typer.testing import CliRunner
+
+    from analysis.report_checks import check_report
+    from experiments.cli import app
+
+    files = simulate_trial(tmp_path / "trial", n_units=24, pupils_per_unit=15, usage_weeks=4)
+    assert files.usage is not None
+    result = CliRunner().invoke(app, [
+        "analyze", "--protocol", str(PROTOCOL), "--units", str(files.units), "--outcomes",
+        str(files.outcomes), "--usage", str(files.usage), "--json", str(tmp_path / "r.json"),
+        "--html", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert check_report(page, json.loads((tmp_path / "r.json").read_text("utf-8"))) == []
