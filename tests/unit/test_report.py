@@ -511,8 +511,8 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
         assert "ont progressé de" in text
 
 
-@pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating", "analysis.report_checks",
-                                  "analysis.report_text"])
+@pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating",
+                                  "analysis.report_checks", "analysis.report_text"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib
