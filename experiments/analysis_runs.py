@@ -118,7 +118,8 @@ class RunRecord:
     analysis: str
     due_at: datetime
     sequence: int
-    """1, 2, 3... per (experiment, analysis): the version of the report."""
+    """1, 2, 3... per (experiment, analysis), in the order runs were recorded: the
+    version of the report (with several workers, not necessarily the order of due times)."""
     status: str
     """``done`` or ``failed`` (then ``reason`` says why)."""
     reason: str | None

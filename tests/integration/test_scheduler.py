@@ -335,6 +335,7 @@ def serve(settings: Settings) -> tuple[threading.Event, threading.Thread]:
     return stop, worker
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["files", "record"])
 def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
     settings: Settings, tmp_path: Path, point: str
@@ -458,6 +459,7 @@ def _no_leftover_threads() -> Iterator[None]:
     assert not leftover, leftover
 
 
+@pytest.mark.slow
 def test_several_workers_share_the_requests(settings: Settings, tmp_path: Path) -> None:
     engine = registry_engine(settings)
     running_experiment(engine, classes=True, settings=settings)
