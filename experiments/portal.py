@@ -48,7 +48,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from analysis.report import summary_sentence
+from analysis.report import report_summary, summary_sentence
 from analysis.report_text import Text
 from experiments.access import Principal, Role, authenticate, record_audit
 from experiments.analysis_runs import list_runs
@@ -444,7 +444,11 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
         session = portal.require(request, _READERS)
         summary = portal.summary(session.principal, experiment_id)
         runs = run_views(list_runs(portal.registry, experiment_id))
-        return portal.render(request, "experience.html", experiment=summary, runs=runs)
+        verdict = summary.verdict
+        brief = None if verdict.results is None else report_summary(
+            verdict.results, protocol=verdict.protocol, lang=language_of(request))
+        return portal.render(request, "experience.html", experiment=summary, runs=runs,
+                             brief=brief)
 
     def stored_file(request: Request, experiment_id: str, run_id: str,
                     kind: str) -> bytes:

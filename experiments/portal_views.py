@@ -68,6 +68,9 @@ class Verdict:
     resource: str = ""
     outcome: str = ""
     unit: str = "class"
+    results: dict[str, Any] | None = None
+    """The run's results JSON (aggregates), for the one-page summary."""
+    protocol: Protocol | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
         "effect", analysis=run.analysis, at=run.due_at, effect=primary,
         padlocks=rate_evidence(results).padlocks, resource=protocol.resource.name,
         outcome=labels.get(primary["outcome"], primary["outcome"]),
-        unit=protocol.population.unit,
+        unit=protocol.population.unit, results=results, protocol=protocol,
     )
 
 

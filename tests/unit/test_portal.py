@@ -170,7 +170,13 @@ def test_experiment_page_lists_each_run_with_protocol_version_and_hash(
     for run in w.runs:
         assert f"/experiences/{EXPERIMENT}/rapports/{run.run_id}" in page
         assert run.protocol_sha256[:12] in page
-    assert page.index("finale") < page.index("suivi")  # most recent first
+    assert page.index("finale") < page.index("suivi", page.index("rapports"))  # latest first
+    # The report's one-page summary (analysis.report.report_summary), in French.
+    assert "La question" in page and "ont progressé de" in page
+    assert "Solidité de la preuve" in page and "Quel degré de certitude" in page
+    english = client.request("GET", f"/experiences/{EXPERIMENT}?lang=en",
+                             sessions["officer"]).text
+    assert "Pupils in classes that used Lectio" in english and "How sure are we?" in english
 
 
 def test_reports_are_served_read_only_without_scripts(
