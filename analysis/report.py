@@ -183,35 +183,38 @@ def _label_subgroup(subgroup: str | None, t: Text) -> str:
 
 
 def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
-          data: Mapping[str, Any], t: Text) -> list[str]:
+          data: Mapping[str, Any], t: Text) -> list[tuple[str, str | None]]:
+    """Cost lines as (words of the report, protocol data quoted in its own language)."""
     if protocol is None or protocol.budget is None:
-        return [t("no_cost")]
+        return [(t("no_cost"), None)]
     budget = protocol.budget
     funders: dict[str, float] = {}
     for item in budget.items:
         funders[item.funder] = funders.get(item.funder, 0.0) + item.amount
-    lines = [
-        t("cost_per_pupil", value=t.number(budget.cost_per_pupil, 0),
-          total=t.number(budget.total, 0), pupils=t.number(budget.pupils)),
-        t("cost_by_funder", items=" ; ".join(
+    separator = " ; " if t.lang == "fr" else "; "
+    lines: list[tuple[str, str | None]] = [
+        (t("cost_per_pupil", value=t.number(budget.cost_per_pupil, 0),
+           total=t.number(budget.total, 0), pupils=t.number(budget.pupils)), None),
+        (t("cost_by_funder"), separator.join(
             f"{name} {t.percent(amount / budget.total)}" for name, amount in funders.items())
-          if budget.total else "—"),
+         if budget.total else "—"),
     ]
     usage_arms = (data.get("usage") or {}).get("arms", [])
     control = data.get("design", {}).get("control")
     share = next((u.get("share_compliant") for u in usage_arms if u.get("arm") != control),
                  None)
     if share:
-        lines.append(t("cost_per_active", value=t.number(budget.cost_per_pupil / share, 0)))
+        lines.append((t("cost_per_active",
+                        value=t.number(budget.cost_per_pupil / share, 0)), None))
     established = (primary is not None and primary.get("ci_low") is not None
                    and primary["ci_low"] > 0 and (primary.get("months_progress") or 0) > 0)
     if established and primary is not None:
-        lines.append(t("cost_per_month", value=t.number(
-            budget.cost_per_pupil / primary["months_progress"], 0)))
+        lines.append((t("cost_per_month", value=t.number(
+            budget.cost_per_pupil / primary["months_progress"], 0)), None))
     else:
-        lines.append(t("cost_no_effect"))
+        lines.append((t("cost_no_effect"), None))
     if protocol.decision is not None:
-        lines.append(t("decision_rule", rule=protocol.decision.rule))
+        lines.append((t("decision_rule"), protocol.decision.rule))
     return lines
 
 
@@ -239,6 +242,7 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
                 sure.append(t("interval_negative", level=level, p=p_shown))
             else:
                 sure.append(t("interval_zero", resource=resource, outcome=outcome))
+    cost = _cost(protocol, primary, data, t)
     return {
         "question": t("question_text", resource=resource, outcome=outcome,
                       units=t(f"units_{unit}")),
@@ -248,7 +252,8 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
         "padlocks": rating.padlocks,
         "rating": t("rating", n=rating.padlocks),
         "rating_steps": _rating_lines(rating, unit, t),
-        "cost": _cost(protocol, primary, data, t),
+        "cost": [f"{text} {quoted}" if quoted else text for text, quoted in cost],
+        "cost_parts": cost,
         "warnings": _warnings(data, t, outcomes),
     }
 

@@ -88,14 +88,14 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "r_no_estimate": "Pas d'estimation de l'effet principal : 0 cadenas.",
         "cost_per_pupil": "Coût par élève bénéficiaire : {value} € ({total} € pour {pupils} "
                           "élèves).",
-        "cost_by_funder": "Financement : {items}.",
+        "cost_by_funder": "Financement :",
         "cost_per_month": "Coût par mois de progrès gagné par élève : {value} €.",
         "cost_per_active": "Coût par élève ayant réellement utilisé la ressource : {value} €.",
         "cost_no_effect": "Le rapport coût-efficacité n'est pas calculé : l'effet n'est pas "
                           "établi.",
         "no_cost": "Le protocole ne déclare pas de coûts : le coût par élève n'est pas "
                    "connu.",
-        "decision_rule": "Règle de décision écrite avant les résultats : {rule}",
+        "decision_rule": "Règle de décision écrite avant les résultats :",
         "volunteers": "Les classes participantes sont volontaires : les résultats valent "
                       "pour des enseignants volontaires et peuvent ne pas se retrouver lors "
                       "d'une généralisation.",
@@ -302,12 +302,12 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "r_minus_few_units": "Fewer than 20 {units} analysed ({value}): −1 padlock.",
         "r_no_estimate": "No estimate of the primary effect: 0 padlocks.",
         "cost_per_pupil": "Cost per pupil reached: €{value} (€{total} for {pupils} pupils).",
-        "cost_by_funder": "Funding: {items}.",
+        "cost_by_funder": "Funding:",
         "cost_per_month": "Cost per month of progress gained per pupil: €{value}.",
         "cost_per_active": "Cost per pupil who actually used the resource: €{value}.",
         "cost_no_effect": "Cost-effectiveness is not computed: the effect is not established.",
         "no_cost": "The protocol declares no costs: the cost per pupil is unknown.",
-        "decision_rule": "Decision rule written before the results: {rule}",
+        "decision_rule": "Decision rule written before the results:",
         "volunteers": "Participating classes are volunteers: the results hold for "
                       "volunteer teachers and may not be found again at scale.",
         "funnel": "From deployment to real use",
