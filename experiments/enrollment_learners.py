@@ -13,9 +13,10 @@ the whole file, and an id with ``@`` or a space refuses its row.
 
 Each pupil is randomised on its own (stratified permuted blocks, the protocol's seed,
 :mod:`experiments.randomisation`) and logged in the append-only allocation log with the
-random draw, like a class. The registry only keeps the pupil's **per-experiment
-pseudonym** (:func:`ingest.pseudonym.pseudonymise`, the same key the stream worker gives
-the pupil's events in the store); the id of the file is never stored, it is only echoed
+random draw, like a class; the log names the draw ``pupil:<sequence>`` and holds no
+pseudonym (an erased pupil leaves an anonymous draw). The registry only keeps the pupil's
+**per-experiment pseudonym** (:func:`ingest.pseudonym.pseudonymise`, the same key the
+stream worker gives the pupil's events in the store); the id of the file is never stored, it is only echoed
 back to the académie with its arm (:class:`EnrolledLearner`).
 
 Routing: the stream worker routes events by class. Each class of the file is enrolled in
@@ -171,6 +172,7 @@ class LearnerEnrollmentRow(RegistryBase):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     experiment_id: Mapped[str] = mapped_column(sa.String(63))
     learner_key: Mapped[str] = mapped_column(sa.String(64))
+    unit_id: Mapped[str] = mapped_column(sa.String(128))
     class_id: Mapped[str] = mapped_column(sa.String(128))
     school_uai: Mapped[str] = mapped_column(sa.String(8))
     academie: Mapped[str] = mapped_column(sa.String(32))
@@ -514,9 +516,13 @@ def _enroll_rows(
             new_classes.append(record_class)
             classes[row.class_id] = record_class
         touched.add(row.class_id)
-        assignment = randomiser.assign(Unit(learner_key, learner_key, row.stratum))
+        # The log names the pupil's draw by its rank, never by its pseudonym (see the
+        # migration): "pupil:<sequence>" is new, so the randomiser always draws for it.
+        unit_id = f"pupil:{sequence + 1}"
+        assignment = randomiser.assign(Unit(row.class_id, unit_id, row.stratum))
         record = {
-            "experiment_id": experiment, "learner_key": learner_key, "class_id": row.class_id,
+            "experiment_id": experiment, "learner_key": learner_key, "unit_id": unit_id,
+            "class_id": row.class_id,
             "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
             "attributes": dict(row.attributes), "stratum": row.stratum,
             "arm": assignment.arm, "status": "enrolled", "enrolled_at": now,
@@ -759,14 +765,14 @@ def verify_learner_allocations(engine: Engine, design: EnrollmentDesign) -> list
             sa.select(log.c.unit_id, log.c.arm).where(log.c.experiment_id == design.experiment_id)
         )}  # fmt: skip
         pupils = connection.execute(
-            sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.class_id, _LEARNERS.c.arm)
+            sa.select(_LEARNERS.c.unit_id, _LEARNERS.c.class_id, _LEARNERS.c.arm)
             .where(_LEARNERS.c.experiment_id == design.experiment_id)
             .order_by(_LEARNERS.c.id)
         ).all()  # fmt: skip
-    for learner_key, class_id, arm in pupils:
-        if logged.get(learner_key) != arm:
-            problems.append(f"pupil {learner_key[:12]}… of class {class_id}: arm {arm}, "
-                            f"allocated {logged.get(learner_key)}")  # fmt: skip
+    for unit_id, class_id, arm in pupils:
+        if logged.get(unit_id) != arm:
+            problems.append(f"{unit_id} of class {class_id}: arm {arm}, allocated "
+                            f"{logged.get(unit_id)}")  # fmt: skip
     return problems
 
 

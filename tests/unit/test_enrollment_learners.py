@@ -153,6 +153,9 @@ def test_raw_learner_ids_are_in_no_registry_table(
     engine.dispose()
     data = b"".join(p.read_bytes() for p in database.parent.glob("registry.sqlite*"))
     assert all(learner_id.encode() not in data for learner_id in raw)
+    log = [t for t in texts if t.startswith("allocation_log:")]
+    assert len(log) == 12 and not [k for k in keys if any(k in t for t in log)], (
+        "the append-only log names draws pupil:<sequence>, never a pseudonym")
     (withdrawal,) = [t for t in texts if t.startswith("withdrawals:")]
     assert pseudonymise(KEY, design.experiment_id, raw[0]) in withdrawal
 
@@ -372,7 +375,7 @@ def test_tampering_with_a_pupil_s_arm_shows_in_verify(
         c.execute(sa.text("UPDATE learner_enrollments SET arm = CASE arm WHEN 'lectio' THEN "
                           "'usual' ELSE 'lectio' END WHERE id = 1"))  # fmt: skip
     (problem,) = verify_learner_allocations(engine, design)
-    assert problem.startswith("pupil ") and "of class cp-a" in problem
+    assert problem.startswith("pupil:1 of class cp-a: arm ")
 
 
 # --- the command -------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ depends_on = None
 # One row per pupil of a learner-randomised experiment. ``learner_key`` is the pupil's
 # per-experiment pseudonym (ingest.pseudonym.pseudonymise), the same key the store gives
 # the pupil's events; the id the académie gave never enters the registry. Like a class's,
-# a pupil's arm is written once and never changes (intention to treat).
+# a pupil's arm is written once and never changes (intention to treat). The pupil's draw
+# in the append-only allocation log is named by ``unit_id`` ("pupil:<sequence>"), not by
+# the pseudonym: the log holds no personal data, and erasing a pupil's row here leaves
+# an anonymous draw behind.
 _SQLITE = """CREATE TRIGGER learner_enrollments_arm_fixed BEFORE UPDATE OF arm
     ON learner_enrollments WHEN NEW.arm IS NOT OLD.arm
     BEGIN SELECT RAISE(ABORT, 'learner_enrollments.arm cannot change (intention to treat)');
@@ -41,6 +44,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("experiment_id", sa.String(63), nullable=False),
         sa.Column("learner_key", sa.String(64), nullable=False),
+        sa.Column("unit_id", sa.String(128), nullable=False),
         sa.Column("class_id", sa.String(128), nullable=False),
         sa.Column("school_uai", sa.String(8), nullable=False),
         sa.Column("academie", sa.String(32), nullable=False),
