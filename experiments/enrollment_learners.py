@@ -16,8 +16,8 @@ Each pupil is randomised on its own (stratified permuted blocks, the protocol's 
 random draw, like a class; the log names the draw ``pupil:<sequence>`` and holds no
 pseudonym (an erased pupil leaves an anonymous draw). The registry only keeps the pupil's
 **per-experiment pseudonym** (:func:`ingest.pseudonym.pseudonymise`, the same key the
-stream worker gives the pupil's events in the store); the id of the file is never stored, it is only echoed
-back to the académie with its arm (:class:`EnrolledLearner`).
+stream worker gives the pupil's events in the store); the id of the file is never
+stored, it is only echoed back to the académie with its arm (:class:`EnrolledLearner`).
 
 Routing: the stream worker routes events by class. Each class of the file is enrolled in
 ``enrollments`` with the arm :data:`MIXED_ARM` (its pupils have both arms), so that its
