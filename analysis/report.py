@@ -218,12 +218,20 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
     return lines
 
 
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: « Automatismes en calcul » → « automatismes en calcul »
+    (an acronym such as « ELFE » keeps its capitals)."""
+    if len(label) > 1 and label[0].isupper() and label[1].islower():
+        return label[0].lower() + label[1:]
+    return label
+
+
 def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resource: str,
              outcomes: Mapping[str, str], rating: EvidenceRating) -> dict[str, Any]:
     unit = data.get("design", {}).get("unit", "class")
     primary = _primary(data)
     outcome_id = primary["outcome"] if primary else "?"
-    outcome = outcomes.get(outcome_id, outcome_id)
+    outcome = _in_sentence(outcomes.get(outcome_id, outcome_id))
     alpha = float(data.get("design", {}).get("alpha", 0.05))
     level = t.number(round(100 * (1 - alpha)), 0)
     sure: list[str] = []
