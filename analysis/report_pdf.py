@@ -31,7 +31,7 @@ A4 = (8.27, 11.69)  # inches
 MARGIN = 0.07  # of the page height/width
 STYLES = {"h1": (16, "bold", 0.035), "h2": (13, "bold", 0.03), "h3": (11, "bold", 0.024),
           "p": (9.5, "normal", 0.019), "row": (8.5, "normal", 0.017)}
-WRAP = {"h1": 60, "h2": 75, "h3": 90, "p": 105, "row": 120}
+WRAP = {"h1": 55, "h2": 70, "h3": 75, "p": 95, "row": 105}
 
 
 class _Pages:
