@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from analysis import cli as analysis_cli
-from experiments import enrollment_cli, protocol_cli, retention_cli, services_cli
+from experiments import access_cli, enrollment_cli, protocol_cli, retention_cli, services_cli
 from experiments.console import configure_logging
 from ingest import cli as ingest_cli
 
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _configure(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (INFO)."),
@@ -34,6 +35,7 @@ def _configure(
 
 
 app.add_typer(protocol_cli.app, name="protocol")
+app.add_typer(access_cli.app, name="token")
 app.command("analyze")(analysis_cli.analyze)
 app.command("enroll")(enrollment_cli.enroll)
 app.add_typer(ingest_cli.kafka_app, name="kafka")

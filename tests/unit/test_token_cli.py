@@ -1,0 +1,40 @@
+"""`preuve token issue | list | revoke`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from experiments.access import authenticate
+from experiments.cli import app
+from experiments.database import dispose_engines, registry_engine
+from experiments.settings import Settings
+
+
+def test_issue_list_revoke(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"PREUVE_STATE_DIR": str(tmp_path)}
+    issued = runner.invoke(app, ["token", "issue", "academie", "versailles", "--label", "DRANE"],
+                           env=env)
+    assert issued.exit_code == 0, issued.output
+    token = issued.output.strip()
+    engine = registry_engine(Settings(state_dir=tmp_path))
+    principal = authenticate(engine, token)
+    assert principal is not None and (principal.role, principal.scope) == ("academie", "versailles")
+
+    listed = runner.invoke(app, ["token", "list"], env=env)
+    assert listed.exit_code == 0 and "academie\tversailles\tDRANE" in listed.output
+    assert token not in listed.output, "the secret is never shown again"
+    prefix = listed.output.split("\t")[0]
+
+    revoked = runner.invoke(app, ["token", "revoke", prefix], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert authenticate(engine, token) is None
+    dispose_engines()
+
+
+def test_unknown_role_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["token", "issue", "teacher", "x"],
+                                env={"PREUVE_STATE_DIR": str(tmp_path)})
+    assert result.exit_code == 2 and "expecting one of" in result.output
