@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ __all__ = [
     "ArmFunnel",
     "ReportContext",
     "WeeklyUsage",
+    "amendments_from_versions",
     "software_versions",
     "usage_context_from_files",
 ]
@@ -106,6 +107,33 @@ class ReportContext:
     weekly_usage: tuple[WeeklyUsage, ...] = ()
     generated_at: str | None = None
     unobserved: tuple[str, ...] = ()
+
+
+def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None
+                             ) -> tuple[Amendment, ...]:
+    """The amendments among a protocol's registered versions (``experiments.registry``
+    ``VersionRecord`` objects: ``version``, ``kind``, ``reason``, ``changed_fields``,
+    ``recorded_at``), up to the version a run used.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as V
+    >>> from datetime import datetime, UTC
+    >>> at = datetime(2027, 10, 2, 9, 0, tzinfo=UTC)
+    >>> (a,) = amendments_from_versions([V(version=1, kind="registration", reason=None,
+    ...     changed_fields=(), recorded_at=at), V(version=2, kind="amendment",
+    ...     reason="fenêtre prolongée", changed_fields=("enrollment.closes",), recorded_at=at)])
+    >>> a.version, a.recorded_at, a.changed_fields
+    (2, '2027-10-02', ('enrollment.closes',))
+    """
+    out = []
+    for v in versions:
+        if v.kind != "amendment" or (up_to is not None and v.version > up_to):
+            continue
+        at = v.recorded_at
+        out.append(Amendment(int(v.version), at.date().isoformat() if hasattr(at, "date")
+                             else str(at), v.reason, tuple(v.changed_fields or ())))
+    return tuple(sorted(out, key=lambda a: a.version))
 
 
 def software_versions() -> dict[str, str]:

@@ -512,7 +512,8 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating",
-                                  "analysis.report_checks", "analysis.report_text"])
+                                  "analysis.report_context", "analysis.report_checks",
+                                  "analysis.report_text"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib
