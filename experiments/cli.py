@@ -11,7 +11,14 @@ from __future__ import annotations
 import typer
 
 from analysis import cli as analysis_cli
-from experiments import access_cli, enrollment_cli, protocol_cli, retention_cli, services_cli
+from experiments import (
+    access_cli,
+    enrollment_cli,
+    outcomes_cli,
+    protocol_cli,
+    retention_cli,
+    services_cli,
+)
 from experiments.console import configure_logging
 from ingest import cli as ingest_cli
 
@@ -36,6 +43,7 @@ def _configure(
 
 app.add_typer(protocol_cli.app, name="protocol")
 app.add_typer(access_cli.app, name="token")
+app.add_typer(outcomes_cli.app, name="outcomes")
 app.command("analyze")(analysis_cli.analyze)
 app.command("enroll")(enrollment_cli.enroll)
 app.add_typer(ingest_cli.kafka_app, name="kafka")

@@ -94,7 +94,7 @@ def ensure_topics(settings: Settings) -> None:
         NewTopic(topics.events, partitions, 1, topic_configs={"retention.ms": retention_ms}),
         NewTopic(topics.enrollments, partitions, 1, topic_configs={"cleanup.policy": "compact"}),
         NewTopic(topics.deadletter, 1, 1, topic_configs={"retention.ms": retention_ms}),
-        NewTopic(topics.analysis_requests, 1, 1),
+        NewTopic(topics.analysis_requests, settings.scheduler.request_partitions, 1),
     ]
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings), client_id="preuve-admin")
     try:
