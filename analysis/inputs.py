@@ -476,7 +476,10 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
                                                   value_set=value_set), -1)
                          .to_numpy(zero_copy_only=False), dtype=np.int64)
     known = learner >= 0
-    mismatch = known & (outcomes.learner_unit[np.where(known, learner, 0)] != unit)
+    if outcomes.n_learners:
+        mismatch = known & (outcomes.learner_unit[np.where(known, learner, 0)] != unit)
+    else:  # no outcome yet (early monitoring): nothing to compare, and nothing to index
+        mismatch = np.zeros(len(learner), dtype=bool)
     _fail_where(spath, mismatch, "unit_id", table.column("unit_id"),
                 "this learner belongs to another unit in the outcomes file")
     n = outcomes.n_learners

@@ -137,3 +137,21 @@ def test_learner_in_two_units_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="another unit earlier") as error:
         read_outcomes(outcomes, units)
     assert (error.value.line, error.value.field) == (3, "unit_id")
+
+
+def test_usage_with_no_outcome_yet_is_read_not_a_crash(tmp_path: Path) -> None:
+    # Early monitoring runs have usage but no assessment yet (reported by the scheduler).
+    from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
+    from experiments.protocol import load_protocol
+
+    protocol = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
+    plan = plan_from_protocol(load_protocol(protocol))
+    (tmp_path / "u.csv").write_text(
+        "unit_id,arm,school_uai,education_priority\nc1,lectio,0781234A,REP\nc2,usual,0781234A,REP\n"
+    )
+    (tmp_path / "o.csv").write_text("learner_id,unit_id,measure,wave,score\n")
+    (tmp_path / "x.csv").write_text("learner_id,unit_id,week,active_minutes\nL1,c1,2027-W40,30\n")
+    units = read_units(tmp_path / "u.csv", plan)
+    outcomes = read_outcomes(tmp_path / "o.csv", units)
+    usage = read_usage(tmp_path / "x.csv", outcomes, units)
+    assert usage.n_rows == 1 and len(usage.minutes) == 0
