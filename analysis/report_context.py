@@ -168,10 +168,15 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
     unit_frame.columns = [str(c).strip().lstrip("\ufeff") for c in unit_frame.columns]
     arm_of = dict(zip(unit_frame["unit_id"], unit_frame["arm"], strict=True))
     order = list(arms) if arms is not None else list(dict.fromkeys(unit_frame["arm"]))
-    rows = pd.read_csv(usage, dtype={"learner_id": str, "unit_id": str, "week": str})
-    rows.columns = [str(c).strip().lstrip("\ufeff") for c in rows.columns]
+    # Categories: a usage file of a million pupils over a school year has tens of millions
+    # of rows; only four columns are read, ids as categories.
+    rows = pd.read_csv(usage, encoding="utf-8-sig",
+                       usecols=["learner_id", "unit_id", "week", "active_minutes"],
+                       dtype={"learner_id": "category", "unit_id": "category",
+                              "week": "category", "active_minutes": str})
     rows = rows[pd.to_numeric(rows["active_minutes"], errors="coerce").fillna(0) > 0]
-    rows = rows.assign(arm=rows["unit_id"].map(arm_of))
+    rows = rows.assign(arm=rows["unit_id"].astype(str).map(arm_of),
+                       week=rows["week"].astype(str))
     on_record: dict[str, int] = {}
     if outcomes is not None:
         out_frame = pd.read_csv(outcomes, dtype=str, keep_default_na=False,
