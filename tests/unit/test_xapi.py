@@ -192,7 +192,7 @@ REFUSED = [
         "e-mail as account name",
         _with(H5P, "lea.martin@example.fr", "actor", "account", "name"),
         "actor.account.name",
-        "pattern",
+        "looks like an e-mail address",
     ),
     ("group actor", _with(H5P, "Group", "actor", "objectType"), "actor.objectType", "Agent"),
     ("no account", _without(H5P, "actor", "account"), "actor.account", "expecting an object"),
