@@ -54,6 +54,7 @@ __all__ = [
     "Purge",
     "erase_class",
     "erase_learner",
+    "purge_due",
     "purge_experiment",
     "purges",
     "store_exists",
@@ -281,6 +282,31 @@ def purges(settings: Settings, experiment_id: str) -> list[dict[str, Any]]:
              .order_by(purges_table.c.id))
     with registry_engine(settings).connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def purge_due(settings: Settings, today: date | None = None) -> list[str]:
+    """Registered experiments whose ``retention.keep_until`` has passed and that were not
+    purged since: what a scheduler calls :func:`purge_experiment` on.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> purge_due(Settings(state_dir=Path(tempfile.mkdtemp())))
+    []
+    """
+    from experiments.registry import ExperimentRow
+
+    today = today or datetime.now(_PARIS).date()
+    registry = registry_engine(settings)
+    with Session(registry) as session:
+        ids = session.scalars(sa.select(ExperimentRow.id).where(ExperimentRow.state != "draft")
+                              .order_by(ExperimentRow.id)).all()
+    done = {row["experiment_id"] for experiment_id in ids
+            for row in purges(settings, experiment_id)}
+    return [experiment_id for experiment_id in ids if experiment_id not in done
+            and registered_protocol(registry, experiment_id).protocol.retention.keep_until
+            < today]
 
 
 # --- erasure -------------------------------------------------------------------------

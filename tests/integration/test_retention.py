@@ -19,6 +19,7 @@ from experiments.protocol import load_protocol
 from experiments.retention import (
     erase_class,
     erase_learner,
+    purge_due,
     purge_experiment,
     purges,
     store_exists,
@@ -132,6 +133,8 @@ def test_purge_refuses_before_keep_until_then_removes_every_row_and_keeps_report
     report.parent.mkdir(parents=True)
     report.write_text('{"experiment": "fluence-cp-2027"}')
 
+    assert purge_due(settings, today=date(2030, 6, 30)) == []
+    assert purge_due(settings, today=date(2030, 7, 1)) == [EXPERIMENT]
     with pytest.raises(RetentionError, match="2030-06-30") as refused:
         purge_experiment(settings, EXPERIMENT, actor="admin:*:test", today=date(2030, 6, 30))
     assert refused.value.field == "retention.keep_until"
@@ -161,6 +164,7 @@ def test_purge_refuses_before_keep_until_then_removes_every_row_and_keeps_report
     assert entry.subject == EXPERIMENT and entry.detail is not None
     assert entry.detail["removed"]["events"] == len(trial.event_ids)  # type: ignore[index]
     assert [p["forced"] for p in purges(settings, EXPERIMENT)] == [False]
+    assert purge_due(settings, today=date(2031, 1, 1)) == []
     again = purge_experiment(settings, EXPERIMENT, actor="admin:*:test", today=date(2031, 1, 1))
     assert again.removed["events"] == 0
 
