@@ -32,6 +32,7 @@ __all__ = [
     "WeeklyUsage",
     "amendments_from_versions",
     "software_versions",
+    "usage_context_from_daily",
     "usage_context_from_files",
 ]
 
@@ -205,6 +206,64 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
             shown = suppress_count(int(counts.get(week, 0)))
             share = shown / total if shown is not None and total else None
             weekly.append(WeeklyUsage(arm, str(week), shown, share))
+    return ReportContext(funnel=tuple(funnel), weekly_usage=tuple(weekly))
+
+
+def usage_context_from_daily(daily: pd.DataFrame, units_enrolled: Mapping[str, int],
+                             arms: Sequence[str]) -> ReportContext:
+    """Funnel (with logins) and weekly active use per arm from a store's daily usage.
+
+    Parameters
+    ----------
+    daily : DataFrame
+        Rows of the experiment store's ``daily_usage`` table (``experiments.store``):
+        ``learner_key``, ``day``, ``class_id``, ``arm``, ``sessions``, ``events``,
+        ``active_seconds``.
+    units_enrolled : mapping
+        Units enrolled per arm (from the enrollments).
+    arms : sequence of str
+        The protocol's arms, in order.
+
+    Returns
+    -------
+    ReportContext
+        ``funnel`` tells pupils who logged in (any event: *utilisation*) from pupils with
+        active use (*usage*, R6); weeks are ISO weeks (``2027-W39``). Pupil counts under 10
+        are suppressed; no class is named. The weekly share is over the arm's pupils seen
+        in the store (the store does not know pupils who never logged in).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"learner_key": [f"k{i}" for i in range(12)],
+    ...     "day": ["2027-09-27"] * 12, "class_id": ["c1"] * 12, "arm": ["a"] * 12,
+    ...     "sessions": [1] * 12, "events": [2] * 12, "active_seconds": [60.0] * 11 + [0.0]})
+    >>> c = usage_context_from_daily(rows, {"a": 1, "b": 1}, ["a", "b"])
+    >>> c.funnel[0].learners_logged_in, c.funnel[0].learners_active, c.weekly_usage[0].week
+    (12, 11, '2027-W39')
+    """
+    frame = daily.assign(day=pd.to_datetime(daily["day"]))
+    iso = frame["day"].dt.isocalendar()
+    frame = frame.assign(week=iso["year"].astype(str) + "-W" + iso["week"].astype(str)
+                         .str.zfill(2), active=frame["active_seconds"] > 0)
+    active = frame[frame["active"]]
+    funnel = []
+    for arm in arms:
+        mine, mine_active = frame[frame["arm"] == arm], active[active["arm"] == arm]
+        funnel.append(ArmFunnel(
+            arm=arm, units_enrolled=int(units_enrolled.get(arm, 0)),
+            units_activated=int(mine_active["class_id"].nunique()),
+            learners_on_record=None,
+            learners_logged_in=suppress_count(int(mine["learner_key"].nunique())),
+            learners_active=suppress_count(int(mine_active["learner_key"].nunique()))))
+    weeks = sorted(frame["week"].unique())
+    weekly = []
+    for arm in arms:
+        counts = active[active["arm"] == arm].groupby("week")["learner_key"].nunique().to_dict()
+        seen = int(frame.loc[frame["arm"] == arm, "learner_key"].nunique())
+        for week in weeks:
+            shown = suppress_count(int(counts.get(week, 0)))
+            weekly.append(WeeklyUsage(arm, str(week), shown,
+                                      shown / seen if shown is not None and seen else None))
     return ReportContext(funnel=tuple(funnel), weekly_usage=tuple(weekly))
 
 

@@ -567,3 +567,23 @@ def test_report_of_preuve_analyze_passes_the_checks(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert check_report(page, json.loads((tmp_path / "r.json").read_text("utf-8"))) == []
+
+
+def test_funnel_from_a_store_tells_logins_from_real_use(trial: Trial) -> None:
+    import pandas as pd
+
+    from analysis.report_context import usage_context_from_daily
+
+    # 30 treatment pupils log in on a Monday; 22 of them work in the resource.
+    daily = pd.DataFrame({
+        "learner_key": [f"k{i}" for i in range(30)], "day": ["2027-09-27"] * 30,
+        "class_id": [f"c{i // 15}" for i in range(30)], "arm": ["lectio"] * 30,
+        "sessions": [1] * 30, "events": [3] * 30,
+        "active_seconds": [600.0] * 22 + [0.0] * 8})
+    context = usage_context_from_daily(daily, {"lectio": 20, "usual": 20}, ["lectio", "usual"])
+    text = _visible(render_report(trial.results, protocol=trial.protocol, context=context))
+    assert "Élèves s'étant connectés 30 Élèves avec un usage actif 22" in text
+    assert "Classes ayant activé la ressource 2" in text
+    assert "Les connexions sans activité ne figurent pas" not in text  # logins are known
+    assert context.weekly_usage[1].arm == "usual" and context.weekly_usage[1].active_learners \
+        is None
