@@ -32,6 +32,7 @@ committing, and the request is retried by the next worker that owns its partitio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -55,12 +56,17 @@ from sqlalchemy.exc import IntegrityError
 
 from analysis.errors import AnalysisError
 from analysis.report import write_html
+from analysis.report_context import (
+    ReportContext,
+    amendments_from_versions,
+    usage_context_from_files,
+)
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
 from experiments.analysis_inputs import read_analysis_inputs
 from experiments.errors import ExperimentError, SchedulerError
 from experiments.protocol import Protocol
-from experiments.registry import registered_protocol
+from experiments.registry import get_experiment, registered_protocol
 from experiments.scheduler import AnalysisRequest, ensure_request_topic, utc
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
@@ -303,6 +309,24 @@ def _reason(error: AnalysisError | ExperimentError) -> str:
     return str(error)
 
 
+def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
+                    values: dict[str, Any], started: datetime) -> ReportContext:
+    """What the report shows beyond the results: the usage funnel and weekly use (read
+    from the run's private files before they are removed), the amendments up to the
+    version used, the watermark and the software versions."""
+    usage = usage_context_from_files(files.units, files.usage, files.outcomes)
+    versions = get_experiment(registry, request.experiment_id).versions
+    return dataclasses.replace(
+        usage,
+        protocol_version=request.protocol_version,
+        protocol_sha256=request.protocol_sha256,
+        amendments=amendments_from_versions(versions, up_to=request.protocol_version),
+        watermark=values["watermark"],
+        software=values["software"],
+        generated_at=started.isoformat(timespec="seconds"),
+    )
+
+
 def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine | None = None,
                 *, source: dict[str, int] | None = None) -> RunRecord:
     """Run one requested analysis and record it, once per run key.
@@ -352,6 +376,8 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
     scratch = settings.state_dir / "analysis-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     results = None
+    protocol = None
+    context = None
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{run_id}-") as private:
         try:
             protocol = _requested_protocol(registry, request)
@@ -368,6 +394,7 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
             values["watermark"] = {**inputs.files.watermark.to_json(),
                                    "assessments_ignored": inputs.files.assessments_ignored,
                                    "kafka": offsets}
+            context = _report_context(registry, request, inputs.files, values, started)
     if results is not None:
         folder = report_dir(settings, request.experiment_id, request.analysis)
         folder.mkdir(parents=True, exist_ok=True)
@@ -375,7 +402,9 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
         values["results_json"] = json.dumps(to_json_dict(results), ensure_ascii=False,
                                             allow_nan=False, sort_keys=True)
         values["json_sha256"] = _create(json_path, lambda p: write_json(results, p))
-        values["html_sha256"] = _create(html_path, lambda p: write_html(results, p))
+        values["html_sha256"] = _create(
+            html_path, lambda p: write_html(results, p, protocol=protocol, context=context)
+        )
         values["json_path"], values["html_path"] = str(json_path), str(html_path)
     values["finished_at"] = datetime.now(UTC)
     record = _insert(registry, values)

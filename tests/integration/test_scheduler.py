@@ -306,8 +306,8 @@ from experiments.settings import Settings
 marker, point = Path(sys.argv[1]), sys.argv[2]
 original = runs.write_html if point == "files" else runs._insert
 
-def then_hang(*args):
-    found = original(*args)
+def then_hang(*args, **kwargs):
+    found = original(*args, **kwargs)
     marker.write_text(str(args[1]) if point == "files" else found.html_path)
     time.sleep(3600)  # SIGKILLed here
 
