@@ -81,7 +81,7 @@ def issue_token(engine: Engine, role: Role, scope: str, label: str = "") -> str:
                 created_at=datetime.now(UTC), revoked=False,
             )
         )
-        session.add(_audit(f"admin:*:cli", "token.issue", f"{role}:{scope}", {"label": label}))
+        session.add(_audit("admin:*:cli", "token.issue", f"{role}:{scope}", {"label": label}))
     return token
 
 

@@ -79,7 +79,9 @@ def render_blocks(text: str) -> str:
         )
         if not pattern.search(text):
             raise ValueError(f"README.md has no <!-- {name}:start --> ... end block")
-        text = pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(2), text)
+        text = pattern.sub(
+            lambda m, block=content: m.group(1) + block + "\n" + m.group(2), text
+        )
     return text
 
 

@@ -128,7 +128,7 @@ def declare_agents(
         async for events in stream.take_events(batch_size, within=batch_seconds):
             records = _records(events)
             outcome = await _until_written(
-                lambda: router.route(records, cache.lookup), "storing a batch"
+                lambda batch=records: router.route(batch, cache.lookup), "storing a batch"
             )
             await dead_letter(outcome)
             log_batch(outcome, len(records))

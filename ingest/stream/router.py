@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from experiments.errors import RegistryError
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
-from experiments.errors import RegistryError
 from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
 from ingest.pseudonym import pseudonymise
