@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -248,7 +249,9 @@ class LocalBroker:
             return running
         lib = self.ensure_jars()
         self.home.mkdir(parents=True, exist_ok=True)
-        port = self.port or free_port()
+        # A restart on the same home keeps its client port, so that producers, consumers
+        # and PREUVE_KAFKA_BOOTSTRAP settings that knew it reconnect (if it is still free).
+        port = self.port or self._previous_port() or free_port()
         controller_port = free_port()
         while controller_port == port:
             controller_port = free_port()
@@ -274,7 +277,7 @@ class LocalBroker:
             if result.returncode != 0:
                 raise BrokerError(f"formatting the KRaft log dir failed: {result.stderr[-2000:]}")
         java_opts = [
-            f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.home}", f"-Dpreuve.home={self.home}",
         ]
@@ -296,6 +299,23 @@ class LocalBroker:
             raise
         logger.info("Kafka %s up at %s (pid %d)", self.version, state.bootstrap, state.pid)
         return state
+
+    def _previous_port(self) -> int | None:
+        """The client port of this home's last start, if it is free now."""
+        try:
+            text = (self.home / "server.properties").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^listeners=PLAINTEXT://127\.0\.0\.1:(\d+),", text, re.MULTILINE)
+        if match is None:
+            return None
+        port = int(match.group(1))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+        return port
 
     def _wait_until_answering(
         self, state: BrokerState, timeout_s: float, process: subprocess.Popen[bytes] | None = None
