@@ -410,11 +410,16 @@ class PowerInputs(_Section):
 
 
 class ScheduleEntry(_Section):
-    """When an analysis runs: once (``at``) or repeatedly (``every``)."""
+    """When an analysis runs: once (``at``), repeatedly (``every``), or on the days of a
+    cron expression (``cron``)."""
 
     analysis: Literal["monitoring", "interim", "final"]
     every: Literal["week", "month", "period"] | None = None
     at: SchoolDate | None = None
+    cron: str | None = None
+    """Cron expression (minute hour day-of-month month day-of-week), e.g. ``0 6 1,15 * *``:
+    the analysis runs on the days it fires, between the start of the intervention and the
+    end of the follow-up, each ready in the morning (Paris time)."""
 
     @model_validator(mode="after")
     def _meaning(self) -> ScheduleEntry:

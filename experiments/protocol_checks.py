@@ -195,11 +195,21 @@ def check_usage(usage: Usage) -> list[Finding]:
 
 
 def check_schedule_entry(entry: ScheduleEntry) -> list[Finding]:
-    """Each entry has ``at`` (a date) or ``every`` (a rhythm); a final analysis has a date."""
-    if (entry.at is None) == (entry.every is None):
-        return [Finding((), "give exactly one of `at` (a date) or `every` (week, month, period)")]
+    """Each entry has ``at`` (a date), ``every`` (a rhythm) or ``cron`` (an expression);
+    a final analysis has a date."""
+    given = [entry.at is not None, entry.every is not None, entry.cron is not None]
+    if sum(given) != 1:
+        return [Finding((), "give exactly one of `at` (a date), `every` (week, month, period) "
+                            "or `cron` (minute hour day month weekday)")]
+    if entry.cron is not None:
+        from croniter import croniter
+
+        if len(entry.cron.split()) != 5 or not croniter.is_valid(entry.cron):
+            return [Finding(("cron",), f"not a cron expression of 5 fields "
+                                       f"(minute hour day month weekday), got {entry.cron!r}")]
     if entry.analysis == "final" and entry.at is None:
-        return [Finding(("every",), "the final analysis happens once: give `at: YYYY-MM-DD`")]
+        where = "every" if entry.every is not None else "cron"
+        return [Finding((where,), "the final analysis happens once: give `at: YYYY-MM-DD`")]
     return []
 
 

@@ -42,9 +42,8 @@ default (``settings.scheduler.catch_up = "latest"``): the latest is published, t
 earlier ones are recorded as ``skipped``, since a stale weekly monitoring report would
 analyse today's data anyway. ``catch_up = "all"`` publishes them all.
 
-Cron expressions are not part of the protocol language (``schedule`` entries accept
-``at`` or ``every``, and the protocol model refuses other keys), so the scheduler does
-not read any.
+- ``cron: "0 6 1,15 * *"``: the days on which the expression fires (Paris time), over
+  the same span as ``every``; like every run, due at 06:00 that day.
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -150,7 +150,7 @@ class ScheduledRun:
     @property
     def recurring(self) -> bool:
         """Whether the run is a repetition (``every``) rather than a one-off (``at``)."""
-        return self.entry.startswith("every")
+        return self.entry.startswith(("every", "cron"))
 
     @property
     def run_key(self) -> str:
@@ -264,6 +264,8 @@ def occurrences(protocol: Protocol, entry: ScheduleEntry) -> list[date]:
     periods = protocol.periods
     start, last = periods.intervention.start, periods.endline()
     days: list[date] = []
+    if entry.cron is not None:
+        return _cron_days(entry.cron, start, last)
     if entry.every == "week":
         day = _next_monday(start)
         while True:
@@ -283,8 +285,27 @@ def occurrences(protocol: Protocol, entry: ScheduleEntry) -> list[date]:
     return days
 
 
+def _cron_days(expression: str, start: date, last: date) -> list[date]:
+    """The school days (Paris) on which ``expression`` fires, after ``start`` and up to
+    ``last`` included; several firings on one day make one run (runs are daily)."""
+    from croniter import croniter
+
+    paris = ZoneInfo("Europe/Paris")
+    moment = datetime.combine(start, time(0, 0), tzinfo=paris)
+    days: list[date] = []
+    for fired in croniter(expression, moment).all_next(datetime):
+        day = fired.astimezone(paris).date()
+        if day > last:
+            break
+        if day > start and (not days or days[-1] != day):
+            days.append(day)
+    return days
+
+
 def _describe(entry: ScheduleEntry) -> str:
-    return f"at: {entry.at.isoformat()}" if entry.at is not None else f"every: {entry.every}"
+    if entry.at is not None:
+        return f"at: {entry.at.isoformat()}"
+    return f"cron: {entry.cron}" if entry.cron is not None else f"every: {entry.every}"
 
 
 def _protocol_runs(protocol: Protocol, version: int, sha256: str, start: datetime,
