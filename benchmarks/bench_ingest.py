@@ -57,8 +57,8 @@ def _settings(root: Path, bootstrap: str, tag: str, database_url: str | None = N
     return Settings(
         state_dir=root / tag, kafka_bootstrap=bootstrap, database_url=database_url,
         pseudonym_key="bench-key",
-        topics=TopicNames(events=f"bench.events", deadletter=f"bench.deadletter",
-                          enrollments=f"bench.enrollments", analysis_requests="bench.requests"),
+        topics=TopicNames(events="bench.events", deadletter="bench.deadletter",
+                          enrollments="bench.enrollments", analysis_requests="bench.requests"),
         worker=WorkerSettings(group_id=f"bench-{tag}", batch_size=2000, batch_seconds=0.2),
     )
 
@@ -144,6 +144,7 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple
     producer = new_producer(settings, linger_ms=1)
     rng = random.Random(2)
     total = rate * seconds
+    began_at = datetime.now(UTC)
     began = time.perf_counter()
     try:
         for i in range(total):
@@ -161,11 +162,12 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple
     finally:
         producer.close()  # type: ignore[attr-defined]
         worker.stop()
-    cutoff = datetime(2030, 1, 1, tzinfo=UTC) - timedelta(days=3650)  # only this run's events
-    with store.engine.connect() as connection:
+    ended_at = datetime.now(UTC)
+    with store.engine.connect() as connection:  # only the events of this measurement
+        # (the pre-loaded events are dated 2027, after the run: bound both sides)
         rows = connection.execute(
             sa.select(events_table.c.occurred_at, events_table.c.stored_at)
-            .where(events_table.c.occurred_at > cutoff)
+            .where(events_table.c.occurred_at >= began_at, events_table.c.occurred_at <= ended_at)
         ).all()
     latencies = sorted(
         (stored.replace(tzinfo=UTC) - occurred.replace(tzinfo=UTC)).total_seconds() * 1000
@@ -268,11 +270,15 @@ def main() -> None:
             gateway = run_gateway(_settings(root, bootstrap, "gateway"), root)
             print(f"(d) gateway, 16 clients x 100-event batches: {gateway:,.0f} accepted events/s")
 
-        p50, p99 = run_latency(pg_settings, 5_000, args.latency_seconds, root / "worker-latency.log")
-        print(f"(e) end-to-end latency at 5,000 events/s offered (PostgreSQL): "
-              f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
-        print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.2f}")
-        print(f"ratio_worker_pg_to_raw={pg_rate / raw:.2f}")
+        # 5,000/s is the figure; the second rate is one the worker can sustain, so
+        # that the latency of the pipeline itself is seen, not only the queue.
+        for offered in (5_000, 500):
+            p50, p99 = run_latency(pg_settings, offered, args.latency_seconds,
+                                   root / f"worker-latency-{offered}.log")
+            print(f"(e) end-to-end latency at {offered:,} events/s offered (PostgreSQL): "
+                  f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+        print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.3f}")
+        print(f"ratio_worker_pg_to_raw={pg_rate / raw:.3f}")
     finally:
         dispose_engines()
         if cluster is not None:
