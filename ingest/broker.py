@@ -311,6 +311,9 @@ class LocalBroker:
             return None
         port = int(match.group(1))
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # Like the broker's own listener, ignore the old connections still in
+            # TIME_WAIT: only a live listener makes the port unusable.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:

@@ -399,10 +399,24 @@ class _Gateway:
             for future in futures:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
         except KafkaError as error:
+            self._discard(producer)
             raise self._unavailable(
                 f"Kafka did not durably write the batch within "
                 f"{self.settings.gateway.kafka_timeout_s:g}s: {error}"
             ) from None
+
+    def _discard(self, producer: EventProducer) -> None:
+        """Drop a producer whose batch failed: after an outage kafka-python's idempotent
+        producer can stay wedged (expired batches, stale producer id), so the next request
+        starts a fresh one. An injected producer belongs to the caller and is kept."""
+        with self._lock:
+            if not self._owns_producer or self._producer is not producer:
+                return
+            self._producer = None
+        try:
+            producer.close(timeout=0)
+        except KafkaError as error:
+            logger.warning("closing the failed producer: %s", error)
 
     def _unavailable(self, reason: str) -> BatchRefused:
         logger.warning("answering 503: %s", reason)

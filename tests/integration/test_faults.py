@@ -106,13 +106,6 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
         broker.down()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gateway bug (ingest/gateway.py): after a ~30 s outage the gateway's "
-    "kafka-python idempotent producer sometimes stays stuck (every request 503 for minutes "
-    "although the broker is back and metadata refreshed); failed 2 runs of 3 at 30 s, passed "
-    "at 10 s. Remove this mark once the gateway replaces its producer after a timeout.",
-)
 def test_broker_stopped_gateway_answers_503_and_nothing_accepted_is_lost(
     own_broker: LocalBroker, make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
