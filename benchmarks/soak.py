@@ -166,8 +166,15 @@ def main() -> int:
         if load.error is not None:
             raise load.error
         sent_at = time.monotonic()
-        deadline = sent_at + 600
-        while _count(store) < len(load.sent) and time.monotonic() < deadline:
+        # Wait for the store to catch up; give up after 60 s without progress (a lost
+        # event never arrives) or 600 s in all.
+        deadline, last, progress_at = sent_at + 600, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            count = _count(store)
+            if count >= len(load.sent) or time.monotonic() - progress_at > 60:
+                break
+            if count != last:
+                last, progress_at = count, time.monotonic()
             time.sleep(1.0)
         catch_up = time.monotonic() - sent_at
         time.sleep(3.0)  # a late second copy would show now
