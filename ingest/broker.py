@@ -354,18 +354,22 @@ class LocalBroker:
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
-        _reap(pid)
-        if not _alive(pid):
-            _reap(pid)  # it may have become a zombie after the first reap: collect it too
+        if _gone(pid):
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
 
 
-def _reap(pid: int) -> None:
-    # When the broker is our own child (tests), collect its exit status so it is not a zombie.
+def _gone(pid: int) -> bool:
+    """Whether the process has ended (and, when it is our child, has been collected).
+
+    A multi-threaded process (the JVM) shows its leader as a zombie while its other
+    threads still exit; ``waitpid`` can only collect it after that, so for our own child
+    only a successful ``waitpid`` means gone.
+    """
     try:
-        os.waitpid(pid, os.WNOHANG)
+        collected, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        pass
+        return not _alive(pid)  # not our child: its parent (or init) collects it
+    return collected == pid
