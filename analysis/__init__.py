@@ -10,6 +10,9 @@ The data flow, module by module (nothing is imported here, so ``preuve --help`` 
   (exploratory), ``multiplicity``;
 * checks: ``attrition`` (WWC), ``balance`` (baseline equivalence, sample ratio), ``icc``,
   ``consort``; ``usage`` (usage metrics); ``suppression`` (cells under 10 pupils);
-* ``run`` assembles everything into ``results`` (the JSON contract), ``report`` renders the
-  French page, ``cli`` is ``preuve analyze``; ``simulate`` writes synthetic trials.
+* ``run`` assembles everything into ``results`` (the JSON contract); ``report`` renders the
+  impact report (``report_text``: French and English catalogues, ``report_rating``: the
+  evidence rating, ``report_figures``: inline SVG, ``report_context``: usage funnel,
+  amendments and watermark, ``report_pdf``, ``report_checks``); ``cli`` is
+  ``preuve analyze``; ``simulate`` writes synthetic trials.
 """
