@@ -51,7 +51,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from analysis.errors import AnalysisError
@@ -64,6 +63,7 @@ from analysis.report_context import (
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
 from experiments.analysis_inputs import read_analysis_inputs
+from experiments.database import insert_for
 from experiments.errors import ExperimentError, SchedulerError
 from experiments.protocol import Protocol
 from experiments.registry import get_experiment, registered_protocol
@@ -259,8 +259,7 @@ def _create(path: Path, write: Any) -> str:
 def _insert(registry: Engine, values: dict[str, Any]) -> RunRecord:
     """Insert a run record once per run key; the sequence is the next free one."""
     table = analysis_runs_table
-    dialect = postgresql if registry.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(
+    statement = insert_for(registry, table).on_conflict_do_nothing(
         index_elements=["run_key"]).returning(table.c.run_id)
     for _attempt in range(20):
         try:

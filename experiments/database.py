@@ -19,10 +19,12 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
 
@@ -32,6 +34,7 @@ from experiments.settings import Settings
 __all__ = [
     "RegistryBase",
     "dispose_engines",
+    "insert_for",
     "StoreBase",
     "is_postgres",
     "migrate_registry",
@@ -58,6 +61,13 @@ class StoreBase(DeclarativeBase):
     """Declarative base of a per-experiment store's tables (events, usage)."""
 
     metadata = MetaData()
+
+
+def insert_for(bind: Engine | Connection, table: Table) -> Any:
+    """An INSERT on ``table`` in the bind's dialect, so that ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update`` (SQLite and PostgreSQL only) are available."""
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def is_postgres(settings: Settings) -> bool:

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.access import record_audit
 from experiments.balance import BalanceReport, BalanceUnit, balance_report
-from experiments.database import RegistryBase
+from experiments.database import RegistryBase, insert_for
 from experiments.enrollment_file import (
     BASE_COLUMNS,
     ClassesFile,
@@ -266,10 +265,8 @@ def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) 
     # UPDATE takes the row lock, all before anything is read; so two enrollments of one
     # experiment run one after the other and never draw the same block position twice.
     table = _DESIGNS
-    dialect = session.connection().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(table).values(
+        insert_for(session.connection(), table).values(
             experiment_id=design.experiment_id, resource_id=design.resource_id,
             fingerprint=design.fingerprint(),
             design={"unit": design.unit, "strata": list(design.strata), "arms": list(design.arms),

@@ -57,13 +57,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
+from experiments.database import insert_for
 from experiments.errors import SchedulerError
 from experiments.protocol import Protocol, ScheduleEntry
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
@@ -357,8 +357,7 @@ def due_runs(engine: Engine, now: datetime) -> list[ScheduledRun]:
 
 
 def _insert(engine: Engine) -> Any:
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(scheduled_runs_table)
+    return insert_for(engine, scheduled_runs_table)
 
 
 def _claimed(engine: Engine, runs: Sequence[ScheduledRun]) -> dict[tuple[str, str], datetime]:

@@ -18,10 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
-from experiments.database import StoreBase, store_engine
+from experiments.database import StoreBase, insert_for, store_engine
 from experiments.settings import Settings
 
 __all__ = ["StoredEvent", "ExperimentStore", "WriteResult", "events_table", "daily_usage_table"]
@@ -94,11 +92,6 @@ class WriteResult:
     duplicates: int
 
 
-def _insert(engine: Engine, table: sa.Table) -> Any:
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 class ExperimentStore:
     """The store of one experiment.
 
@@ -131,7 +124,7 @@ class ExperimentStore:
         ]
         by_id = {e.event_id: e for e in events}
         statement = (
-            _insert(self.engine, events_table)
+            insert_for(self.engine, events_table)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(events_table.c.event_id)
         )
@@ -162,7 +155,7 @@ class ExperimentStore:
             {"learner_key": learner, "day": day, **total}
             for (learner, day), total in sorted(totals.items())
         ]
-        statement = _insert(self.engine, daily_usage_table)
+        statement = insert_for(self.engine, daily_usage_table)
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["learner_key", "day"],

@@ -15,9 +15,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
-from experiments.database import RegistryBase
+from experiments.database import RegistryBase, insert_for
 
 __all__ = [
     "ParkedEvent",
@@ -58,7 +57,7 @@ def park(engine: Engine, events: Sequence[ParkedEvent], now: datetime) -> None:
     """Remember unrouted events (idempotent: an event parked twice is kept once)."""
     if not events:
         return
-    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(parked_table)
+    insert = insert_for(engine, parked_table)
     rows = [{**event.__dict__, "parked_at": now} for event in events]
     with engine.begin() as connection:
         connection.execute(insert.on_conflict_do_nothing(index_elements=["event_id"]), rows)
