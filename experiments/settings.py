@@ -36,7 +36,7 @@ class TopicNames(BaseModel):
         "preuve.events.deadletter", description="Refused events with the reason and original bytes."
     )
     enrollments: str = Field(
-        "preuve.enrollments", description="Enrollment records, keyed by class_id (feeds the router)."
+        "preuve.enrollments", description="Enrollment records, keyed by class_id/resource_id, compacted (feeds the router)."
     )
     analysis_requests: str = Field(
         "preuve.analysis.requests", description="Due analysis runs published by the scheduler."

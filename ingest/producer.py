@@ -24,6 +24,7 @@ __all__ = [
     "ensure_topics",
     "kafka_bootstrap",
     "local_broker",
+    "enrollment_key",
     "new_producer",
     "publish_enrollments",
     "read_jsonl",
@@ -154,15 +155,28 @@ def send_raw_events(settings: Settings, lines: Iterable[bytes]) -> SendReport:
     return SendReport(sent=sent, unkeyed=unkeyed)
 
 
+def enrollment_key(class_id: str, resource_id: str) -> bytes:
+    """The key of a class's enrollment for one resource in ``preuve.enrollments``.
+
+    The topic is compacted, which keeps only the last record of each key: keying by the
+    class alone would let compaction drop the enrollment of a class taking part in two
+    experiments (two resources). A ``None`` value under this key (a tombstone) removes
+    the enrollment, which is how a purge or an erasure reaches the topic.
+    """
+    return f"{class_id}/{resource_id}".encode()
+
+
 def publish_enrollments(settings: Settings, messages: Iterable[EnrollmentMessage]) -> int:
-    """Publish enrollment records to ``preuve.enrollments`` (keyed by class_id); returns
-    how many were durably written."""
+    """Publish enrollment records to ``preuve.enrollments`` (keyed by
+    :func:`enrollment_key`); returns how many were durably written."""
     producer = new_producer(settings)
     count = 0
     try:
         for message in messages:
             producer.send(  # type: ignore[attr-defined]
-                settings.topics.enrollments, key=message.class_id.encode(), value=message.to_json()
+                settings.topics.enrollments,
+                key=enrollment_key(message.class_id, message.resource_id),
+                value=message.to_json(),
             )
             count += 1
         producer.flush()  # type: ignore[attr-defined]
