@@ -49,6 +49,7 @@ __all__ = [
     "ClassRow",
     "ClassesFile",
     "ENROLLING_STATES",
+    "FORGOTTEN",
     "EnrolledClass",
     "EnrollmentDesign",
     "EnrollmentOutcome",
@@ -64,6 +65,8 @@ __all__ = [
     "pending_messages",
     "publish_pending",
     "read_classes",
+    "record_withdrawal",
+    "registry_pseudonym_key",
     "verify_allocations",
     "withdraw",
 ]
@@ -697,11 +700,8 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
             sa.select(designs.c.resource_id).where(designs.c.experiment_id == experiment_id)
         ).scalar()
         rows = connection.execute(
-            sa.select(table).where(
-                table.c.experiment_id == experiment_id,
-                sa.or_(table.c.published_status.is_(None),
-                       table.c.published_status != table.c.status),
-            ).order_by(table.c.id)
+            sa.select(table).where(table.c.experiment_id == experiment_id, _unpublished(table))
+            .order_by(table.c.id)
         ).mappings().all()  # fmt: skip
     return [
         EnrollmentMessage(
@@ -713,6 +713,16 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
     ]
 
 
+#: ``enrollments.published_status`` of an enrollment that a purge or an erasure made the
+#: router forget (a tombstone in ``preuve.enrollments``): it is never published again.
+FORGOTTEN = "forgotten"
+
+
+def _unpublished(table: sa.Table) -> sa.ColumnElement[bool]:
+    status = table.c.published_status
+    return sa.or_(status.is_(None), sa.and_(status != table.c.status, status != FORGOTTEN))
+
+
 def _utc(moment: datetime) -> datetime:
     # SQLite returns naive datetimes; the registry only ever stores UTC.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -722,11 +732,8 @@ def _count_pending(engine: Engine, experiment_id: str) -> int:
     table = _ENROLLMENTS
     with engine.connect() as connection:
         return int(connection.execute(
-            sa.select(sa.func.count()).select_from(table).where(
-                table.c.experiment_id == experiment_id,
-                sa.or_(table.c.published_status.is_(None),
-                       table.c.published_status != table.c.status),
-            )
+            sa.select(sa.func.count()).select_from(table)
+            .where(table.c.experiment_id == experiment_id, _unpublished(table))
         ).scalar() or 0)  # fmt: skip
 
 
@@ -806,7 +813,11 @@ def kafka_publisher(settings: Settings) -> Publish:
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """A recorded withdrawal; ``data_policy`` says what happens to data collected."""
+    """A recorded withdrawal; ``data_policy`` says what happens to data collected.
+
+    ``learner_id`` is the pupil's per-experiment pseudonym (what the registry stores),
+    never the id the académie gave.
+    """
 
     experiment_id: str
     class_id: str
@@ -814,6 +825,64 @@ class Withdrawal:
     arm: str
     data_policy: str
     withdrawn_at: datetime
+
+
+def registry_pseudonym_key(engine: Engine) -> bytes:
+    """The pseudonymisation key of the deployment that owns the registry ``engine``.
+
+    For callers that hold a registry engine but not the :class:`Settings` it was built
+    from: the settings of the environment (``PREUVE_PSEUDONYM_KEY``, ``PREUVE_STATE_DIR``),
+    with, for a SQLite registry, its own directory as the state directory (where
+    ``pseudonym.key`` lives). Callers that hold the settings pass
+    ``load_pseudonym_key(settings)`` instead, which is exact.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> from ingest.pseudonym import load_pseudonym_key
+    >>> settings = Settings(state_dir=Path(tempfile.mkdtemp()))
+    >>> registry_pseudonym_key(registry_engine(settings)) == load_pseudonym_key(settings)
+    True
+    """
+    from experiments.settings import Settings
+    from ingest.pseudonym import load_pseudonym_key
+
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return load_pseudonym_key(Settings(state_dir=Path(engine.url.database).parent))
+    return load_pseudonym_key(Settings())
+
+
+def record_withdrawal(
+    session: Session,
+    design: EnrollmentDesign,
+    class_id: str,
+    *,
+    learner_key: str | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+    data_policy: str | None = None,
+) -> str:
+    """Add a withdrawal record and its audit entry to ``session``'s transaction.
+
+    The one place that writes ``withdrawals`` (classes, pupils of a class-randomised
+    design, pupils of a learner design): ``learner_key`` is a per-experiment pseudonym
+    (:func:`ingest.pseudonym.pseudonymise`), never an id as the académie wrote it.
+    Returns the data policy recorded (``design.class_data`` or ``design.pupil_data``
+    unless ``data_policy`` says otherwise).
+    """
+    scope = "class" if learner_key is None else "pupil"
+    policy = data_policy or (design.class_data if learner_key is None else design.pupil_data)
+    session.add(WithdrawalRow(
+        experiment_id=design.experiment_id, class_id=class_id, learner_id=learner_key,
+        scope=scope, reason=reason, data_policy=policy, withdrawn_at=now, actor=actor,
+    ))  # fmt: skip
+    record_audit(session, actor, "enrollment.withdraw", f"{design.experiment_id}/{class_id}",
+                 {"scope": scope, "policy": policy})
+    return policy
 
 
 def withdraw(
@@ -824,16 +893,29 @@ def withdraw(
     reason: str,
     actor: str,
     learner_id: str | None = None,
+    key: bytes | None = None,
     academie: str | None = None,
     now: datetime | None = None,
 ) -> Withdrawal:
     """Withdraw a class (or one pupil of it) from an experiment; the class keeps its arm.
 
     A class withdrawal marks the enrollment ``withdrawn`` (publish it with
-    :func:`publish_pending`); a pupil withdrawal records the pupil's pseudonymous id. What
+    :func:`publish_pending`); a pupil withdrawal records the pupil's **per-experiment
+    pseudonym** (``pseudonymise(key, experiment_id, learner_id)``, the key the store
+    gives the pupil's events), never the id as given: pupils are minors and no raw id
+    enters a database. In a learner-randomised design the pupil is also marked withdrawn
+    (:func:`experiments.enrollment_learners.withdraw_learner`, the same record). What
     happens to the data already collected follows ``design.class_data`` or
     ``design.pupil_data`` and is recorded with the withdrawal, for the store's purge and
     the CONSORT counts.
+
+    Parameters
+    ----------
+    learner_id
+        A pupil's id as the académie knows it (the id events carry): withdraw only them.
+    key
+        The pseudonymisation key (:func:`ingest.pseudonym.load_pseudonym_key` of the
+        settings); default: :func:`registry_pseudonym_key` of ``engine``.
 
     Raises
     ------
@@ -852,11 +934,31 @@ def withdraw(
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
     >>> text += "c1,0781234A,CP,24,versailles,REP\\n"
     >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
+    >>> pupil = withdraw(engine, design, "c1", reason="parents object", actor="doc",
+    ...                  learner_id="gar-7f3a91", key=b"k")
+    >>> pupil.data_policy, pupil.learner_id != "gar-7f3a91", len(pupil.learner_id)
+    ('remove', True, 64)
     >>> withdraw(engine, design, "c1", reason="teacher left", actor="doc").data_policy
     'keep'
     """
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
+    if learner_id is not None and design.unit == "learner":
+        from experiments.enrollment_learners import withdraw_learner
+
+        return withdraw_learner(
+            engine, design, key if key is not None else registry_pseudonym_key(engine),
+            learner_id, reason=reason, actor=actor, class_id=class_id, academie=academie,
+            now=now,
+        )  # fmt: skip
+    learner_key: str | None = None
+    if learner_id is not None:
+        from ingest.pseudonym import pseudonymise
+
+        if not learner_id.strip():
+            raise EnrollmentError("learner id: empty", field="learner_id")
+        learner_key = pseudonymise(key if key is not None else registry_pseudonym_key(engine),
+                                   design.experiment_id, learner_id.strip())
     now = now or datetime.now(UTC)
     table = _ENROLLMENTS
     with Session(engine) as session, session.begin():
@@ -871,7 +973,7 @@ def withdraw(
                 f"class {class_id} is not enrolled in {design.experiment_id} by your académie",
                 field="class_id",
             )
-        if learner_id is None:
+        if learner_key is None:
             if row["status"] == "withdrawn":
                 raise EnrollmentError(
                     f"class {class_id} was already withdrawn on {row['withdrawn_at']:%Y-%m-%d}",
@@ -881,14 +983,8 @@ def withdraw(
                 sa.update(table).where(table.c.id == row["id"])
                 .values(status="withdrawn", withdrawn_at=now)
             )  # fmt: skip
-        policy = design.class_data if learner_id is None else design.pupil_data
-        session.add(WithdrawalRow(
-            experiment_id=design.experiment_id, class_id=class_id, learner_id=learner_id,
-            scope="class" if learner_id is None else "pupil", reason=reason.strip(),
-            data_policy=policy, withdrawn_at=now, actor=actor,
-        ))  # fmt: skip
-        record_audit(session, actor, "enrollment.withdraw", f"{design.experiment_id}/{class_id}",
-                     {"scope": "class" if learner_id is None else "pupil", "policy": policy})
+        policy = record_withdrawal(session, design, class_id, learner_key=learner_key,
+                                   reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: class %s withdrew (%s)", design.experiment_id, class_id,
-                "class" if learner_id is None else "one pupil")  # fmt: skip
-    return Withdrawal(design.experiment_id, class_id, learner_id, row["arm"], policy, now)
+                "class" if learner_key is None else "one pupil")  # fmt: skip
+    return Withdrawal(design.experiment_id, class_id, learner_key, row["arm"], policy, now)

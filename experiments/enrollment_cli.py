@@ -160,7 +160,6 @@ def enroll(
         enroll_learners,
         read_pupils,
         verify_learner_allocations,
-        withdraw_learner,
     )
     from experiments.settings import Settings
     from ingest.pseudonym import load_pseudonym_key
@@ -192,13 +191,11 @@ def enroll(
                           f"has {len(problems)} discrepancies"))  # fmt: skip
             raise typer.Exit(EXIT_REFUSED if problems else EXIT_OK)
         if withdraw_class is not None:
-            if learners and pupil is not None:
-                done = withdraw_learner(engine, design, load_pseudonym_key(settings), pupil,
-                                        reason=reason, actor=actor, class_id=withdraw_class,
-                                        academie=academie)  # fmt: skip
-            else:
-                done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
-                                learner_id=pupil, academie=academie)  # fmt: skip
+            # One path for classes and pupils of both designs: a pupil is recorded by
+            # their per-experiment pseudonym, never by the id given here.
+            done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
+                            learner_id=pupil, academie=academie,
+                            key=load_pseudonym_key(settings) if pupil else None)  # fmt: skip
             who = f"pupil {pupil} of class {withdraw_class}" if pupil else f"class {withdraw_class}"
             typer.echo(f"{experiment}: {who} withdrawn; arm {done.arm} kept (ITT); data "
                        f"already collected: {done.data_policy}")  # fmt: skip

@@ -54,13 +54,13 @@ from experiments.enrollment import (
     EnrollmentRow,
     Publish,
     Withdrawal,
-    WithdrawalRow,
     _count_pending,
     _enrolled_elsewhere,
     _insert_many,
     _lock_experiment,
     _randomiser,
     publish_pending,
+    record_withdrawal,
     verify_allocations,
 )
 from experiments.enrollment_file import (
@@ -847,14 +847,8 @@ def withdraw_learner(
             )
         session.execute(sa.update(_LEARNERS).where(_LEARNERS.c.id == row["id"])
                         .values(status="withdrawn", withdrawn_at=now))  # fmt: skip
-        session.add(WithdrawalRow(
-            experiment_id=design.experiment_id, class_id=row["class_id"],
-            learner_id=learner_key, scope="pupil", reason=reason.strip(),
-            data_policy=design.pupil_data, withdrawn_at=now, actor=actor,
-        ))  # fmt: skip
-        record_audit(session, actor, "enrollment.withdraw",
-                     f"{design.experiment_id}/{row['class_id']}",
-                     {"scope": "pupil", "policy": design.pupil_data})  # fmt: skip
+        record_withdrawal(session, design, str(row["class_id"]), learner_key=learner_key,
+                          reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: a pupil of class %s withdrew", design.experiment_id,
                 row["class_id"])  # fmt: skip
     return Withdrawal(design.experiment_id, str(row["class_id"]), learner_key, str(row["arm"]),

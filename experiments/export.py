@@ -21,7 +21,7 @@ the protocol as registered and the latest results.
 
 Learners appear only under their experiment-specific pseudonym (``learner_id`` here is
 the store's ``learner_key``). Pupils withdrawn on request are left out of every table
-(their pseudonym is computed from the withdrawal record). The export itself is recorded
+(the withdrawal record holds their pseudonym). The export itself is recorded
 in the audit log: row-level data left the platform, and who took it.
 """
 
@@ -133,18 +133,18 @@ class Export:
 
 
 def _withdrawn_keys(settings: Settings, experiment_id: str) -> set[str]:
-    """Pseudonyms of the pupils withdrawn from the experiment."""
+    """Pseudonyms of the pupils withdrawn from the experiment, as the withdrawals table
+    stores them (:func:`experiments.enrollment.withdraw` records the pseudonym, never the
+    id as given; rows written before that were re-keyed by migration enrollment_0004)."""
     from experiments.enrollment import WithdrawalRow
-    from ingest.pseudonym import load_pseudonym_key, pseudonymise
 
     with Session(registry_engine(settings)) as session:
-        ids = session.scalars(
+        keys = session.scalars(
             sa.select(WithdrawalRow.learner_id).where(
                 WithdrawalRow.experiment_id == experiment_id, WithdrawalRow.scope == "pupil",
                 WithdrawalRow.learner_id.is_not(None))
         ).all()
-    key = load_pseudonym_key(settings)
-    return {pseudonymise(key, experiment_id, str(learner)) for learner in ids}
+    return {str(key) for key in keys}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

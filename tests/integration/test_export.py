@@ -20,6 +20,7 @@ from experiments.database import registry_engine
 from experiments.enrollment import EnrollmentDesign, withdraw
 from experiments.export import MIN_CELL, export_experiment
 from experiments.protocol import load_protocol
+from ingest.pseudonym import load_pseudonym_key
 from tests.conftest import SettingsFactory
 from tests.support.trial import EXPERIMENT, PROTOCOL, build_trial
 from tests.support.worker import settings_env
@@ -50,7 +51,7 @@ def test_export_writes_agreeing_tables_a_codebook_the_protocol_and_results(
     gone = trial.learners[gone_class][:2]
     for pupil in gone:
         withdraw(registry, design, gone_class, reason="parents", actor="academie:v:t",
-                 learner_id=pupil)
+                 learner_id=pupil, key=load_pseudonym_key(settings))
     _record_run(registry, {"experiment": EXPERIMENT, "effects": []})
 
     out = tmp_path / "export"

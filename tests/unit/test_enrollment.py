@@ -32,6 +32,7 @@ from experiments.protocol import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.errors import BrokerError
+from ingest.pseudonym import pseudonymise
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
@@ -306,8 +307,13 @@ def test_a_withdrawn_class_keeps_its_arm_and_is_published_as_withdrawn(
     with pytest.raises(EnrollmentError, match="already withdrawn"):
         withdraw(engine, design, "c-001", reason="again", actor="t")
     pupil = withdraw(engine, design, "c-002", reason="parents object", actor="t",
-                     learner_id="l-42")  # fmt: skip
+                     learner_id="l-42", key=b"test-key")  # fmt: skip
     assert pupil.data_policy == "remove"
+    assert pupil.learner_id == pseudonymise(b"test-key", design.experiment_id, "l-42")
+    with engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT learner_id, scope FROM withdrawals "
+                                            "WHERE scope = 'pupil'")).all()
+    assert stored == [(pupil.learner_id, "pupil")], "the raw pupil id was stored"
     with pytest.raises(EnrollmentError, match="not enrolled"):
         withdraw(engine, design, "c-005", reason="x", actor="t", academie="versailles")
 
