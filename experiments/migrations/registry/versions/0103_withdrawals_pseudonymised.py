@@ -18,10 +18,10 @@ deployment's: ``PREUVE_PSEUDONYM_KEY``, else ``pseudonym.key`` in the state dire
 gateway and the worker (``preuve`` commands do), or the re-keyed values will not match
 the pupils' events. The key is only read when there is something to re-key.
 
-On SQLite the old values can linger in free pages and the WAL until the file is
-rewritten: ``secure_delete`` is switched on for the update and the retention code's
-``VACUUM`` (every purge and erasure) rewrites the file; run ``VACUUM`` by hand to do it
-at once.
+On SQLite the update runs with ``secure_delete`` on, so the old values are overwritten
+in the database file; their last copies sit in the write-ahead log until its next
+checkpoint (SQLite's automatic one, or any purge or erasure, which truncate it; ``PRAGMA
+wal_checkpoint(TRUNCATE)`` does it at once). The test greps the files' bytes after it.
 
 There is no downgrade of data: the raw ids are gone on purpose.
 """
