@@ -40,6 +40,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -113,7 +114,8 @@ def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
     return out.getvalue()
 
 
-def enrollment_router(settings: Settings, publish: Publish | None = None) -> APIRouter:
+def enrollment_router(settings: Settings, publish: Publish | None = None,
+                      engine: Engine | None = None) -> APIRouter:
     """The enrollment endpoints, bound to ``settings``' registry.
 
     Parameters
@@ -123,6 +125,8 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
     publish
         Hands new enrollments to ``preuve.enrollments``; default: the Kafka producer of
         :mod:`ingest.producer` (records left pending if the broker is unreachable).
+    engine
+        The registry's engine (the gateway passes its own); None: ``registry_engine``.
 
     Returns
     -------
@@ -138,7 +142,7 @@ def enrollment_router(settings: Settings, publish: Publish | None = None) -> API
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals']
     """
-    engine = registry_engine(settings)
+    engine = engine if engine is not None else registry_engine(settings)
     publisher = publish if publish is not None else kafka_publisher(settings)
 
     def pseudonym_key() -> bytes:

@@ -14,6 +14,10 @@ or statement; 401 no valid API key; 403 an event of another resource than the ke
 with ``Retry-After``. Refusals list each bad item: ``{"errors": [{"index", "field",
 "reason"}]}``.
 
+The gateway also serves the enrollment API of :mod:`experiments.enrollment_api`
+(``/v1/experiments/{id}/enrollments`` and ``/withdrawals``: académie, EdTech, researcher
+and admin tokens, each scoped), outside the event API's OpenAPI document.
+
 De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identical event
 is answered 202 without a second copy, another content under a known ``event_id`` is a
 409; a request's new receipts are committed before its Kafka write and confirmed after.
@@ -48,6 +52,7 @@ from starlette.concurrency import run_in_threadpool
 
 from experiments.access import Principal, authenticate
 from experiments.database import registry_engine
+from experiments.enrollment_api import enrollment_router
 from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
@@ -500,6 +505,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    # The enrollment API (académies enroll and withdraw, EdTechs read their treatment
+    # classes) is served by the gateway, on the registry engine it authenticates with.
+    # Kept out of the event API's OpenAPI document, which EdTechs generate clients from.
+    app.include_router(enrollment_router(settings, engine=gateway.engine),
+                       include_in_schema=False)
 
     @app.exception_handler(BatchRefused)
     async def _refused(_request: Request, refusal: BatchRefused) -> JSONResponse:
