@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -19,7 +19,15 @@ from sqlalchemy import Engine
 
 from experiments.database import RegistryBase
 
-__all__ = ["ApiToken", "Principal", "Role", "authenticate", "issue_token", "record_audit"]
+__all__ = [
+    "ApiToken",
+    "Principal",
+    "Role",
+    "authenticate",
+    "issue_token",
+    "record_audit",
+    "still_valid",
+]
 
 Role = Literal["researcher", "academie", "edtech", "officer", "admin"]
 ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin")
@@ -54,6 +62,8 @@ class Principal:
     role: Role
     scope: str
     label: str
+    token_sha256: str = field(default="", repr=False, compare=False)
+    """The hash of the token it signed in with (:func:`still_valid` checks it again)."""
 
     def can_act_for(self, scope: str) -> bool:
         """Whether this principal's scope covers ``scope`` (admins cover everything)."""
@@ -93,7 +103,21 @@ def authenticate(engine: Engine, token: str | None) -> Principal | None:
         row = session.get(ApiToken, _digest(token))
         if row is None or row.revoked:
             return None
-        return Principal(role=row.role, scope=row.scope, label=row.label)  # type: ignore[arg-type]
+        return Principal(role=row.role, scope=row.scope, label=row.label,  # type: ignore[arg-type]
+                         token_sha256=row.token_sha256)
+
+
+def still_valid(engine: Engine, principal: Principal) -> bool:
+    """Whether the token ``principal`` signed in with is still known and not revoked.
+
+    What outlives one request (a portal session) asks again, so that revoking a token
+    ends its sessions at once rather than when they expire.
+    """
+    if not principal.token_sha256:
+        return False
+    with sa.orm.Session(engine) as session:
+        row = session.get(ApiToken, principal.token_sha256)
+        return row is not None and not row.revoked
 
 
 def _audit(actor: str, action: str, subject: str, detail: dict[str, object] | None) -> AuditEntry:

@@ -3,8 +3,8 @@ and researchers, weekly usage of their own classes for académies.
 
 Sign-in takes an API token (:mod:`experiments.access`) once, in a form; the portal then
 keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie (sessions live in
-the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out, or when
-the portal restarts). Every POST form carries a CSRF token: the session's for sign-out,
+the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out, when
+their token is revoked, or when the portal restarts). Every POST form carries a CSRF token: the session's for sign-out,
 a double-submit cookie for sign-in.
 
 Who reads what (each route checks it; see ``tests/unit/test_portal.py``). Officers and
@@ -50,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 
 from analysis.report import report_summary, summary_sentence
 from analysis.report_text import Text
-from experiments.access import Principal, Role, authenticate, record_audit
+from experiments.access import Principal, Role, authenticate, record_audit, still_valid
 from experiments.analysis_runs import list_runs
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
@@ -200,7 +200,14 @@ class _Portal:
     # who is calling
 
     def session(self, request: Request) -> _Session | None:
-        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+        session_id = request.cookies.get(SESSION_COOKIE)
+        session = self.sessions.get(session_id)
+        if session is not None and not still_valid(self.registry, session.principal):
+            # Revoking a token ends its sessions now, not at their expiry.
+            logger.info("portal: session of %s ended (token revoked)", session.principal.actor)
+            self.sessions.close(session_id)
+            return None
+        return session
 
     def require(self, request: Request, roles: tuple[Role, ...]) -> _Session:
         session = self.session(request)
@@ -421,7 +428,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     async def sign_out(request: Request) -> Response:
         form = await _form(request)
         session_id = request.cookies.get(SESSION_COOKIE)
-        session = portal.sessions.get(session_id)
+        session = await run_in_threadpool(portal.session, request)
         if session is None:
             return RedirectResponse("/connexion", 303)
         if not secrets.compare_digest(session.csrf, form.get("csrf", "")):

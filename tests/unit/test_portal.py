@@ -313,3 +313,20 @@ def test_sign_in_returns_only_to_a_path_of_the_portal(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 303 and answer.headers["location"] == location
+
+
+def test_revoking_a_token_ends_its_sessions_at_once(
+        world: tuple[Settings, PortalWorld], client: PortalClient) -> None:
+    import sqlalchemy as sa
+
+    from experiments.access import ApiToken, issue_token
+
+    _, w = world
+    token = issue_token(w.registry, "officer", "*", "revoked-in-test")
+    session = client.sign_in(token)
+    assert client.request("GET", "/api/experiences", session).status_code == 200
+    with sa.orm.Session(w.registry) as db, db.begin():
+        db.execute(sa.update(ApiToken).where(ApiToken.label == "revoked-in-test")
+                   .values(revoked=True))
+    assert client.request("GET", "/api/experiences", session).status_code == 401
+    assert client.request("GET", "/experiences", session).status_code == 302
