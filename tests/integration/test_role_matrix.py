@@ -1,0 +1,527 @@
+"""Role matrix: every HTTP route and every ``preuve`` command × every caller.
+
+What it checks, against running code (registry and stores on PostgreSQL, events to the
+real broker):
+
+- every route served by the gateway (event API and enrollment API) and by the portal has
+  a row below, and every leaf command of ``preuve`` an entry in :data:`CLI_ACCESS`: a new
+  route or command fails :func:`test_every_route_is_in_the_matrix` /
+  :func:`test_every_command_is_in_the_matrix` until someone says who may call it;
+- each caller gets exactly the declared status (401 no valid token, 403 a role or scope
+  that may not, 404 where telling "not yours" from "does not exist" would let a caller
+  probe another académie's classes);
+- no answer holds a learner key; nothing an officer or an EdTech receives holds a class
+  it may not know; nothing an académie receives holds another académie's class;
+  usage cells under 10 pupils are suppressed;
+- every allowed write leaves an audit entry naming the caller, and a refused write
+  leaves nothing (no row, no audit entry, no event in the topic).
+
+How the CLI is authorised: commands that act on the registry open it with the
+deployment's database credentials (``PREUVE_DATABASE_URL``, or the files of
+``PREUVE_STATE_DIR``). Holding them *is* the administrator role: a token gives no CLI
+rights, and a caller without the credentials is refused by the database itself
+(:func:`test_registry_commands_are_refused_without_the_registry_credentials`).
+Académies, EdTechs, researchers and officers use the HTTP API and the portal, whose
+tokens are scoped.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+with warnings.catch_warnings():
+    # kafka-python reads its protocol schemas with a deprecated importlib call at import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka  # noqa: F401
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from typer.testing import CliRunner
+
+from experiments.access import AuditEntry
+from experiments.cli import app as preuve
+from experiments.database import dispose_engines
+from experiments.enrollment import enrolled_classes
+from experiments.portal import SESSION_COOKIE, create_portal
+from experiments.settings import Settings, TopicNames
+from ingest.gateway import create_app
+from ingest.xapi import CLASS_EXTENSION, RESOURCE_EXTENSION, SCHOOL_EXTENSION
+from tests.support.kafka import consume_all
+from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient
+from tests.support.postgres import PostgresCluster
+from tests.support.roles import (
+    CALLERS,
+    AppClient,
+    RoleWorld,
+    build_role_world,
+    leaf_commands,
+    served_routes,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def codes(row: str) -> dict[str, int]:
+    """A row of the matrix: one status per caller, in the order of :data:`CALLERS`."""
+    numbers = [int(n) for n in row.replace("|", " ").split()]
+    assert len(numbers) == len(CALLERS), row
+    return dict(zip(CALLERS, numbers, strict=True))
+
+
+# --- the world ------------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    """One registry, one broker topic, the two apps, and what the calls did."""
+
+    world: RoleWorld
+    gateway: AppClient
+    portal: PortalClient
+    sessions: dict[str, dict[str, str]]
+    started: datetime
+    events_sent: dict[str, set[str]] = field(default_factory=lambda: {"ok": set(), "no": set()})
+
+    @property
+    def registry(self) -> sa.Engine:
+        return self.world.portal.registry
+
+    def bearer(self, caller: str) -> dict[str, str]:
+        token = self.world.tokens[caller]
+        return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+    def audit(self, since: datetime, action: str | None = None) -> list[AuditEntry]:
+        with sa.orm.Session(self.registry) as session:
+            query = sa.select(AuditEntry).where(AuditEntry.at >= since)
+            if action is not None:
+                query = query.where(AuditEntry.action == action)
+            return list(session.scalars(query.order_by(AuditEntry.id)))
+
+
+@pytest.fixture(scope="module")
+def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicNames(events=f"t{tag}.events", deadletter=f"t{tag}.events.deadletter",
+                        enrollments=f"t{tag}.enrollments",
+                        analysis_requests=f"t{tag}.analysis.requests")  # fmt: skip
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="test-role-matrix")
+    try:
+        admin.create_topics([NewTopic(topics.events, 2, 1), NewTopic(topics.enrollments, 2, 1)])
+    finally:
+        admin.close()
+    settings = Settings(
+        state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}",
+        database_url=postgres_cluster.create_database(f"roles_{tag}"),
+        kafka_bootstrap=kafka_bootstrap, topics=topics,
+    )
+    world = build_role_world(settings)
+    portal = PortalClient(create_portal(settings, registry=world.portal.registry,
+                                        clock=lambda: NOW))  # fmt: skip
+    try:
+        sessions = {caller: portal.sign_in(token) for caller, token in world.tokens.items()
+                    if token is not None and caller != "bad"}  # fmt: skip
+        sessions["none"] = {}
+        sessions["bad"] = {SESSION_COOKIE: "forged-" + uuid.uuid4().hex}
+        # Revoked after signing in: the session must die with the token.
+        revoked = _cli(settings, "token", "list")
+        prefix = next(line.split("\t")[0] for line in revoked.output.splitlines()
+                      if "\trevoked-later\t" in line)  # fmt: skip
+        assert _cli(settings, "token", "revoke", prefix).exit_code == 0
+        with AppClient(create_app(settings, engine=world.portal.registry)) as gateway:
+            yield Matrix(world, gateway, portal, sessions, datetime.now(UTC))
+    finally:
+        portal.close()
+        dispose_engines()
+
+
+def _env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
+    assert settings.pseudonym_key is not None and settings.kafka_bootstrap is not None
+    return {
+        "PREUVE_DATABASE_URL": database_url or settings.database_url or "",
+        "PREUVE_STATE_DIR": str(settings.state_dir),
+        "PREUVE_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
+        "PREUVE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "PREUVE_TOPICS__EVENTS": settings.topics.events,
+        "PREUVE_TOPICS__ENROLLMENTS": settings.topics.enrollments,
+        "PREUVE_TOPICS__DEADLETTER": settings.topics.deadletter,
+        "PREUVE_TOPICS__ANALYSIS_REQUESTS": settings.topics.analysis_requests,
+    }
+
+
+def _cli(settings: Settings, *args: str, database_url: str | None = None) -> Any:
+    return CliRunner().invoke(preuve, list(args), env=_env(settings, database_url))
+
+
+# --- the HTTP matrix ------------------------------------------------------------------
+
+Call = Callable[[Matrix, str], httpx.Response]
+
+
+@dataclass(frozen=True)
+class Row:
+    expect: dict[str, int]
+    call: Call
+    write: str | None = None
+    """The audit action an allowed call must leave (None: a read)."""
+
+
+def _get(app: str, url: str) -> Call:
+    def call(m: Matrix, caller: str) -> httpx.Response:
+        if app == "portal":
+            return m.portal.request("GET", url, m.sessions[caller])
+        return m.gateway.request("GET", url, headers=m.bearer(caller))
+    return call
+
+
+def _final_run(m: Matrix) -> str:
+    return next(r.run_id for r in m.world.portal.runs if r.analysis == "final")
+
+
+def _portal_get(template: str) -> Call:
+    def call(m: Matrix, caller: str) -> httpx.Response:
+        url = template.format(experiment_id=EXPERIMENT, run_id=_final_run(m))
+        return m.portal.request("GET", url, m.sessions[caller])
+    return call
+
+
+def _event(class_id: str) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "occurred_at": "2027-10-04T10:00:00+02:00",
+            "resource_id": "lectio", "learner_id": f"gar-{uuid.uuid4().hex[:10]}",
+            "class_id": class_id, "school_uai": "0780001A", "verb": "session_started"}  # fmt: skip
+
+
+def _post_event(m: Matrix, caller: str) -> httpx.Response:
+    event = _event(sorted(m.world.treatment_classes)[0])
+    answer = m.gateway.request("POST", "/v1/events", json=[event], headers=m.bearer(caller))
+    m.events_sent["ok" if answer.status_code == 202 else "no"].add(event["event_id"])
+    return answer
+
+
+def _post_statement(m: Matrix, caller: str) -> httpx.Response:
+    statement_id = str(uuid.uuid4())
+    statement = {
+        "id": statement_id,
+        "actor": {"account": {"homePage": "https://gar.example", "name": "gar-7f3a9c"}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+        "object": {"id": "https://lectio.example/exercises/12"},
+        "context": {"extensions": {CLASS_EXTENSION: sorted(m.world.treatment_classes)[0],
+                                   SCHOOL_EXTENSION: "0780001A",
+                                   RESOURCE_EXTENSION: "lectio"}},
+        "timestamp": "2027-10-04T09:15:00.000Z",
+    }  # fmt: skip
+    answer = m.gateway.request("POST", "/v1/xapi/statements", json=statement,
+                               headers=m.bearer(caller))  # fmt: skip
+    m.events_sent["ok" if answer.status_code == 202 else "no"].add(statement_id)
+    return answer
+
+
+ENROLL_HEADER = "class_id,school_uai,level,pupils,academie,education_priority\n"
+
+
+def _new_class(caller: str) -> str:
+    return f"new-{caller}"
+
+
+def _post_enrollments(m: Matrix, caller: str) -> httpx.Response:
+    # Everyone sends Versailles classes: Créteil's token sends another académie's rows.
+    body = ENROLL_HEADER + f"{_new_class(caller)},0780002B,CP,21,versailles,REP\n"
+    return m.gateway.request("POST", f"/v1/experiments/{EXPERIMENT}/enrollments",
+                             content=body.encode(),
+                             headers={**m.bearer(caller), "Content-Type": "text/csv"})
+
+
+def _post_withdrawal(m: Matrix, caller: str) -> httpx.Response:
+    return m.gateway.request(
+        "POST", f"/v1/experiments/{EXPERIMENT}/withdrawals", headers=m.bearer(caller),
+        json={"class_id": m.world.withdrawable[caller], "reason": "role matrix"})
+
+
+def _sign_in(m: Matrix, caller: str) -> httpx.Response:
+    form = m.portal.request("GET", "/connexion")
+    csrf = CSRF.search(form.text)
+    assert csrf is not None
+    return m.portal.request(
+        "POST", "/connexion", cookies={"preuve_login_csrf": form.cookies["preuve_login_csrf"]},
+        content=urlencode({"csrf": csrf.group(1), "token": m.world.tokens[caller] or "",
+                           "suite": "/"}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _sign_out(m: Matrix, caller: str) -> httpx.Response:
+    # A session of its own (the shared ones serve the other rows), when the caller can
+    # have one; its CSRF token is in every page's sign-out form.
+    # Callers without a valid session send no CSRF token: a session that outlived its
+    # token would answer 403 (and the shared session is not closed for the other rows).
+    cookies = m.sessions[caller]
+    csrf = None
+    if caller not in ("none", "bad", "revoked"):
+        signed = _sign_in(m, caller)
+        cookies = {SESSION_COOKIE: signed.cookies[SESSION_COOKIE]}
+        page = m.portal.request("GET", "/experiences", cookies).text
+        csrf = re.search(r'action="/deconnexion".*?name="csrf" value="([^"]+)"', page, re.S)
+    answer = m.portal.request(
+        "POST", "/deconnexion", cookies,
+        content=urlencode({"csrf": csrf.group(1) if csrf else ""}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    if caller not in ("none", "bad", "revoked"):
+        assert csrf is not None
+        after = m.portal.request("GET", "/api/experiences", cookies)
+        assert after.status_code == 401, "the session outlived its sign-out"
+    return answer
+
+
+PUBLIC = codes("200 200 200 | 200 200 | 200 200 | 200 200 | 200 | 200")
+
+#                                   none bad revk| res res'| aca aca'| edt edt'| off| adm
+GATEWAY: dict[tuple[str, str], Row] = {
+    ("GET", "/healthz"): Row(PUBLIC, _get("gateway", "/healthz")),
+    ("GET", "/openapi.json"): Row(PUBLIC, _get("gateway", "/openapi.json")),
+    ("GET", "/docs"): Row(PUBLIC, _get("gateway", "/docs")),
+    ("GET", "/docs/oauth2-redirect"): Row(PUBLIC, _get("gateway", "/docs/oauth2-redirect")),
+    ("GET", "/redoc"): Row(PUBLIC, _get("gateway", "/redoc")),
+    ("POST", "/v1/events"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 202 403 | 403 | 202"), _post_event),
+    ("POST", "/v1/xapi/statements"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 202 403 | 403 | 202"), _post_statement),
+    ("POST", "/v1/experiments/{experiment_id}/enrollments"): Row(
+        codes("401 401 401 | 403 403 | 200 403 | 403 403 | 403 | 200"), _post_enrollments,
+        write="enrollment.file"),
+    ("GET", "/v1/experiments/{experiment_id}/enrollments"): Row(
+        codes("401 401 401 | 200 403 | 200 200 | 200 403 | 403 | 200"),
+        _get("gateway", f"/v1/experiments/{EXPERIMENT}/enrollments")),
+    ("POST", "/v1/experiments/{experiment_id}/withdrawals"): Row(
+        codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 | 200"), _post_withdrawal,
+        write="enrollment.withdraw"),
+}
+
+# Pages send a caller without a valid session to the sign-in form (302); the JSON
+# endpoints answer 401.
+#                                   none bad revk| res res'| aca aca'| edt edt'| off| adm
+READERS_PAGE = codes("302 302 302 | 200 403 | 403 403 | 403 403 | 200 | 200")
+PORTAL: dict[tuple[str, str], Row] = {
+    ("GET", "/healthz"): Row(PUBLIC, _get("portal", "/healthz")),
+    ("GET", "/static/portal.css"): Row(PUBLIC, _get("portal", "/static/portal.css")),
+    ("GET", "/"): Row(
+        codes("303 303 303 | 303 303 | 303 303 | 403 403 | 303 | 303"), _get("portal", "/")),
+    ("GET", "/connexion"): Row(PUBLIC, _get("portal", "/connexion")),
+    ("POST", "/connexion"): Row(
+        codes("401 401 401 | 303 303 | 303 303 | 303 303 | 303 | 303"), _sign_in,
+        write="portal.sign_in"),
+    ("POST", "/deconnexion"): Row(
+        codes("303 303 303 | 303 303 | 303 303 | 303 303 | 303 | 303"), _sign_out),
+    ("GET", "/experiences"): Row(
+        codes("302 302 302 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/experiences")),
+    ("GET", "/experiences/{experiment_id}"): Row(
+        READERS_PAGE, _portal_get("/experiences/{experiment_id}")),
+    ("GET", "/experiences/{experiment_id}/rapports/{run_id}"): Row(
+        READERS_PAGE, _portal_get("/experiences/{experiment_id}/rapports/{run_id}")),
+    ("GET", "/experiences/{experiment_id}/rapports/{run_id}/resultats.json"): Row(
+        READERS_PAGE,
+        _portal_get("/experiences/{experiment_id}/rapports/{run_id}/resultats.json")),
+    ("GET", "/api/experiences"): Row(
+        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/experiences")),
+    ("GET", "/usages"): Row(
+        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 | 200"),
+        _get("portal", "/usages")),
+    ("GET", "/usages/{experiment_id}"): Row(
+        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 | 200"),
+        _portal_get("/usages/{experiment_id}")),
+    ("GET", "/api/usages/{experiment_id}"): Row(
+        codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 | 200"),
+        _portal_get("/api/usages/{experiment_id}")),
+}
+
+APPS = {"gateway": GATEWAY, "portal": PORTAL}
+CELLS = [(app, method, path, caller) for app, rows in APPS.items()
+         for (method, path) in rows for caller in CALLERS]  # fmt: skip
+
+
+def test_every_route_is_in_the_matrix(matrix: Matrix) -> None:
+    served = {
+        "gateway": set(served_routes(matrix.gateway.app.routes)),
+        "portal": set(served_routes(matrix.portal.app.routes)),
+    }
+    for app, rows in APPS.items():
+        assert served[app] == set(rows), (
+            f"{app}: routes without a row: {sorted(served[app] - set(rows))}; "
+            f"rows of no route: {sorted(set(rows) - served[app])}")
+
+
+def _forbidden_text(m: Matrix, caller: str, status: int) -> list[str]:
+    """What ``caller`` must never read, whatever the route (a refusal may repeat the
+    experiment id of the URL it refuses)."""
+    w = m.world
+    never = list(w.learner_keys)
+    control = [c.class_id for c in enrolled_classes(m.registry, EXPERIMENT)
+               if c.arm not in ("lectio",)]  # fluence-cp-2027's one treatment arm
+    versailles, creteil = w.classes_of("versailles"), w.classes_of("creteil")
+    if caller in ("officer", "edtech_other", "researcher_other", "none", "bad", "revoked"):
+        never += versailles + creteil
+    elif caller == "edtech":
+        never += control
+    elif caller == "academie":
+        never += creteil
+    elif caller == "academie_other":
+        never += versailles
+    if caller in ("researcher_other", "edtech_other") and status < 400:
+        never.append(EXPERIMENT)
+    return never
+
+
+@pytest.mark.parametrize(("app", "method", "path", "caller"), CELLS,
+                         ids=[f"{a}:{m} {p}:{c}" for a, m, p, c in CELLS])
+def test_route_answers_each_caller_as_declared(
+        matrix: Matrix, app: str, method: str, path: str, caller: str) -> None:
+    row = APPS[app][method, path]
+    before = datetime.now(UTC)
+    answer = row.call(matrix, caller)
+    assert answer.status_code == row.expect[caller], answer.text[:500]
+    text = answer.text
+    # A refusal may repeat what the caller sent (the class it asked for), nothing else.
+    sent = str(answer.request.url) + answer.request.content.decode(errors="replace")
+    leaked = [s for s in _forbidden_text(matrix, caller, answer.status_code)
+              if s in text and not (answer.status_code >= 400 and s in sent)]
+    assert not leaked, f"{caller} reads {leaked[:5]} from {method} {path}"
+    if answer.status_code >= 400 and app == "gateway" and "detail" in text:
+        assert "Traceback" not in text
+    if row.write is not None:
+        actors = [e.actor for e in matrix.audit(before, row.write)]
+        if answer.status_code < 400:
+            assert actors, f"{method} {path} by {caller}: no {row.write!r} audit entry"
+            assert all(a.startswith(("academie:", "admin:", "researcher:", "officer:",
+                                     "edtech:")) for a in actors), actors
+        else:
+            assert not actors, f"refused {method} {path} by {caller} left {actors}"
+
+
+def test_refused_callers_changed_nothing(matrix: Matrix) -> None:
+    """After the matrix: refused enrollments and withdrawals left no row behind."""
+    classes = {c.class_id: c for c in enrolled_classes(matrix.registry, EXPERIMENT)}
+    for caller in CALLERS:
+        allowed = GATEWAY["POST", "/v1/experiments/{experiment_id}/enrollments"].expect[
+            caller] == 200  # fmt: skip
+        assert (_new_class(caller) in classes) == allowed, caller
+        withdrawn = classes[matrix.world.withdrawable[caller]].status == "withdrawn"
+        assert withdrawn == (caller in ("academie", "admin")), caller
+
+
+def test_officers_read_aggregates_only(matrix: Matrix) -> None:
+    officer = matrix.sessions["officer"]
+    portfolio = matrix.portal.request("GET", "/api/experiences", officer).json()
+    assert [e["id"] for e in portfolio] == [EXPERIMENT]
+    assert all(isinstance(n, int) for n in portfolio[0]["classes_per_arm"].values())
+    results = matrix.portal.request(
+        "GET", f"/experiences/{EXPERIMENT}/rapports/{_final_run(matrix)}/resultats.json",
+        officer).json()
+
+    def keys(value: Any) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {k for v in value.values() for k in keys(v)}
+        if isinstance(value, list):
+            return {k for v in value for k in keys(v)}
+        return set()
+
+    assert not keys(results) & {"learner_id", "learner_key", "class_id", "unit_id"}
+
+
+def test_academie_usage_cells_under_ten_pupils_are_suppressed(matrix: Matrix) -> None:
+    for caller, academie in (("academie", "versailles"), ("academie_other", "creteil")):
+        usage = matrix.portal.request("GET", f"/api/usages/{EXPERIMENT}",
+                                      matrix.sessions[caller]).json()  # fmt: skip
+        assert usage["academie"] == academie and usage["suppressed_below"] == 10
+        shown = [w["active_pupils"] for c in usage["classes"] for w in c["weeks"]]
+        shown += [t["active_pupils"] for t in usage["totals"]]
+        assert not [n for n in shown if n is not None and 0 < n < 10], shown
+
+
+def test_an_edtech_reads_only_its_treatment_classes(matrix: Matrix) -> None:
+    answer = matrix.gateway.request("GET", f"/v1/experiments/{EXPERIMENT}/enrollments",
+                                    headers=matrix.bearer("edtech"))  # fmt: skip
+    classes = answer.json()["classes"]
+    treatment = {c.class_id for c in enrolled_classes(matrix.registry, EXPERIMENT)
+                 if c.arm == "lectio" and c.status == "enrolled"}
+    assert classes and {c["class_id"] for c in classes} == treatment
+    assert all(set(c) == {"class_id", "school_uai", "arm"} for c in classes)
+
+
+def test_accepted_events_and_only_those_reach_the_topic(matrix: Matrix) -> None:
+    sent = matrix.events_sent
+    if not sent["ok"]:
+        pytest.skip("run with the event rows of the matrix")
+    records = consume_all(matrix.world.settings.kafka_bootstrap or "",
+                          matrix.world.settings.topics.events, expected=len(sent["ok"]))
+    ids = {json.loads(value)["event_id"] for _, value in records}
+    assert sent["ok"] <= ids
+    assert not sent["no"] & ids
+
+
+# --- the CLI --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """How a ``preuve`` command is authorised.
+
+    ``offline``: reads and writes only the caller's own files; ``broker``: the local
+    broker or the events topic (the broker's own access control); ``service``: a
+    long-running service whose HTTP routes are the matrix above; ``registry``: opens the
+    registry with the deployment's credentials (administrator), ``audit`` naming the
+    entry each write leaves.
+    """
+
+    access: str
+    audit: str | None = None
+
+
+CLI_ACCESS: dict[str, Command] = {
+    "protocol validate": Command("offline"),
+    "protocol power": Command("offline"),
+    "analyze": Command("offline"),
+    "kafka up": Command("broker"),
+    "kafka down": Command("broker"),
+    "kafka status": Command("broker"),
+    "events send": Command("broker"),
+    "worker": Command("service"),
+    "gateway": Command("service"),
+    "scheduler": Command("service"),
+    "serve": Command("service"),
+    "demo": Command("service"),
+    "protocol register": Command("registry", "protocol.registration"),
+    "protocol amend": Command("registry", "protocol.amendment"),
+    "protocol advance": Command("registry", "experiment.transition"),
+    "protocol show": Command("registry"),
+    "protocol export": Command("registry"),
+    "token issue": Command("registry", "token.issue"),
+    "token list": Command("registry"),
+    "token revoke": Command("registry", "token.revoke"),
+    "enroll": Command("registry", "enrollment.file"),
+    "outcomes import": Command("registry", "outcomes.import"),
+    "purge": Command("registry", "retention.purge"),
+    "erase": Command("registry", "retention.erase_class"),
+    "export": Command("registry", "data.export"),
+}
+
+
+def test_every_command_is_in_the_matrix() -> None:
+    commands = leaf_commands(preuve)
+    assert commands == set(CLI_ACCESS), (
+        f"commands without an entry: {sorted(commands - set(CLI_ACCESS))}; "
+        f"entries of no command: {sorted(set(CLI_ACCESS) - commands)}")
