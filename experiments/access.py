@@ -9,6 +9,7 @@ hashes. Every entry point turns a token into a :class:`Principal` and checks it.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,11 +27,18 @@ __all__ = [
     "authenticate",
     "issue_token",
     "record_audit",
+    "scope_problem",
     "still_valid",
 ]
 
 Role = Literal["researcher", "academie", "edtech", "officer", "admin"]
 ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin")
+
+# The slugs of académies, resource ids and experiment ids (ingest.contract's _SLUG).
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+#: Roles whose token may cover every scope (``*``); an académie or an EdTech token is
+#: always one académie's or one resource's, an admin token always ``*``.
+_WILDCARD_ROLES: tuple[Role, ...] = ("researcher", "officer", "admin")
 
 
 class ApiToken(RegistryBase):
@@ -66,8 +74,15 @@ class Principal:
     """The hash of the token it signed in with (:func:`still_valid` checks it again)."""
 
     def can_act_for(self, scope: str) -> bool:
-        """Whether this principal's scope covers ``scope`` (admins cover everything)."""
-        return self.role == "admin" or self.scope in ("*", scope)
+        """Whether this principal's scope covers ``scope`` (admins cover everything).
+
+        ``*`` covers every scope only for the roles that may hold it: an EdTech or
+        académie token scoped ``*`` (refused at issue, possible in an older registry)
+        covers nothing.
+        """
+        if self.role == "admin" or self.scope == scope:
+            return True
+        return self.scope == "*" and self.role in _WILDCARD_ROLES
 
     @property
     def actor(self) -> str:
@@ -80,9 +95,16 @@ def _digest(token: str) -> str:
 
 
 def issue_token(engine: Engine, role: Role, scope: str, label: str = "") -> str:
-    """Create a token for ``role`` scoped to ``scope``; returns it (shown once)."""
+    """Create a token for ``role`` scoped to ``scope``; returns it (shown once).
+
+    Raises ``ValueError`` for an unknown role or a scope the role cannot have (see
+    :func:`scope_problem`).
+    """
     if role not in ROLES:
         raise ValueError(f"role: expecting one of {ROLES}, got {role!r}")
+    problem = scope_problem(role, scope)
+    if problem is not None:
+        raise ValueError(problem)
     token = f"pv_{role}_{secrets.token_urlsafe(24)}"
     with sa.orm.Session(engine) as session, session.begin():
         session.add(
@@ -93,6 +115,35 @@ def issue_token(engine: Engine, role: Role, scope: str, label: str = "") -> str:
         )
         session.add(_audit("admin:*:cli", "token.issue", f"{role}:{scope}", {"label": label}))
     return token
+
+
+def scope_problem(role: Role, scope: str) -> str | None:
+    """Why ``scope`` cannot be the scope of a ``role`` token, or None.
+
+    An EdTech token scoped ``*`` would send events for every resource, an académie's
+    would stand for every académie: those two are always one slug. An admin covers
+    everything, so its scope is ``*`` and nothing else (a scoped admin would look
+    limited and not be).
+
+    Examples
+    --------
+    >>> scope_problem("academie", "versailles") is None
+    True
+    >>> scope_problem("edtech", "*")
+    "scope: a token of role 'edtech' covers one slug (a-z, 0-9, dashes), got '*'"
+    >>> scope_problem("admin", "versailles")
+    "scope: an admin token covers everything: give '*', got 'versailles'"
+    """
+    if role == "admin":
+        return None if scope == "*" else (
+            f"scope: an admin token covers everything: give '*', got {scope!r}")
+    if scope == "*" and role in _WILDCARD_ROLES:
+        return None
+    if _SLUG.fullmatch(scope) is None:
+        either = " or '*'" if role in _WILDCARD_ROLES else ""
+        return (f"scope: a token of role '{role}' covers one slug (a-z, 0-9, dashes)"
+                f"{either}, got {scope!r}")
+    return None
 
 
 def authenticate(engine: Engine, token: str | None) -> Principal | None:

@@ -24,14 +24,18 @@ def issue(
     label: str = typer.Option("", "--label", help="Who holds it (an organisation, not a person)."),
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    from experiments.access import ROLES, issue_token
+    from experiments.access import ROLES, issue_token, scope_problem
     from experiments.database import registry_engine
     from experiments.settings import Settings
 
     if role not in ROLES:
         typer.echo(f"error: role: expecting one of {', '.join(ROLES)}, got {role!r}", err=True)
         raise typer.Exit(2)
-    token = issue_token(registry_engine(Settings()), role, scope, label)  # type: ignore[arg-type]
+    problem = scope_problem(role, scope)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    token = issue_token(registry_engine(Settings()), role, scope, label)
     typer.echo(token)
 
 

@@ -38,3 +38,33 @@ def test_unknown_role_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["token", "issue", "teacher", "x"],
                                 env={"PREUVE_STATE_DIR": str(tmp_path)})
     assert result.exit_code == 2 and "expecting one of" in result.output
+
+
+def test_a_scope_the_role_cannot_have_is_refused(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"PREUVE_STATE_DIR": str(tmp_path)}
+    # An EdTech token for every resource, an académie token for every académie, a
+    # "scoped" admin (admins cover everything), a scope that is no slug: all refused.
+    for role, scope in (("edtech", "*"), ("academie", "*"), ("admin", "versailles"),
+                        ("researcher", "Fluence CP"), ("edtech", "")):
+        result = runner.invoke(app, ["token", "issue", role, scope], env=env)
+        assert result.exit_code == 2, (role, scope, result.output)
+        assert "scope:" in result.output
+    listed = runner.invoke(app, ["token", "list"], env=env)
+    assert listed.exit_code == 0 and listed.output == "", "nothing was issued"
+    for role, scope in (("researcher", "*"), ("officer", "fluence-cp-2027"), ("admin", "*")):
+        result = runner.invoke(app, ["token", "issue", role, scope], env=env)
+        assert result.exit_code == 0, result.output
+    dispose_engines()
+
+
+def test_a_wildcard_covers_everything_only_for_the_roles_that_may_hold_it() -> None:
+    from experiments.access import Principal
+
+    assert Principal("researcher", "*", "lab").can_act_for("fluence-cp-2027")
+    assert Principal("officer", "*", "bdt").can_act_for("fluence-cp-2027")
+    # Issued before issue_token refused them: an EdTech or académie "*" covers nothing.
+    assert not Principal("edtech", "*", "old").can_act_for("lectio")
+    assert not Principal("academie", "*", "old").can_act_for("versailles")
+    assert Principal("edtech", "lectio", "lectio").can_act_for("lectio")
+    assert not Principal("edtech", "lectio", "lectio").can_act_for("scriptum")
