@@ -30,13 +30,22 @@ Small-sample corrections (checked against pyfixest and linearmodels in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LinearFit", "VcovKind", "absorb", "fit_2sls", "fit_ols", "independent_columns"]
+__all__ = [
+    "LinearFit",
+    "VcovKind",
+    "absorb",
+    "fit_2sls",
+    "fit_ols",
+    "independent_columns",
+    "standard_error",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -67,6 +76,23 @@ def absorb(columns: FloatArray, stratum: IntArray, n_strata: int) -> FloatArray:
         means = np.bincount(stratum, weights=columns[:, j], minlength=n_strata) / counts
         out[:, j] = columns[:, j] - means[stratum]
     return out
+
+
+def standard_error(variance: float) -> float:
+    """``sqrt(variance)``, or NaN when the variance is not a positive finite number.
+
+    A zero variance (residuals all zero: the model fits the scores exactly) or a negative
+    one (an indefinite Hessian-based covariance of a mixed model fitted on too few units)
+    gives no usable standard error; the estimators then report why instead of failing.
+
+    Examples
+    --------
+    >>> standard_error(4.0), standard_error(-1e-3), standard_error(0.0)
+    (2.0, nan, nan)
+    """
+    if not (math.isfinite(variance) and variance > 0.0):
+        return math.nan
+    return math.sqrt(variance)
 
 
 def independent_columns(x: FloatArray) -> list[int]:

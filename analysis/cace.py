@@ -19,12 +19,10 @@ natural definition of "treated", so the CACE is that of reaching the threshold.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
 
-from analysis._ols import VcovKind, absorb, fit_2sls, independent_columns
+from analysis._ols import VcovKind, absorb, fit_2sls, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
 from analysis.effects import arm_counts, cluster_params, contrast_name, t_inference
 from analysis.inputs import AnalysisPlan, UsageTable
@@ -110,7 +108,7 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     effects: list[Effect] = []
     for i, t in enumerate(treatments):
         estimate = float(fit.params[i])
-        se = math.sqrt(float(fit.vcov[i, i]))
+        se = standard_error(float(fit.vcov[i, i]))
         low, high, p = t_inference(estimate, se, float(fit.df), plan.alpha)
         size = hedges_g(estimate, low, high,
                         SampleMeanStatistic.of(sample.y[sample.arm == t]),

@@ -17,11 +17,9 @@ staggered design would need more than two waves; they are out of scope of the fi
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
+from analysis._ols import VcovKind, absorb, fit_ols, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
 from analysis.effects import (
     arm_counts,
@@ -88,7 +86,7 @@ def estimate_did(plan: AnalysisPlan, sample: AnalysisSample) -> list[Effect]:
                           cluster_params=c_params)
             for i, t in enumerate(treatments):
                 j = kept.index(i)
-                fitted[t] = (float(fit.params[j]), math.sqrt(float(fit.vcov[j, j])),
+                fitted[t] = (float(fit.params[j]), standard_error(float(fit.vcov[j, j])),
                              float(fit.df))
     for t in treatments:
         n_units = {plan.arms[a]: int(counts.units[a]) for a in (t, control)}

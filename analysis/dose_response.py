@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from analysis._ols import VcovKind, fit_ols, independent_columns
+from analysis._ols import VcovKind, fit_ols, independent_columns, standard_error
 from analysis.effects import arm_counts, subset_sample, t_inference
 from analysis.inputs import AnalysisPlan, UsageTable
 from analysis.results import Effect, not_estimable
@@ -70,7 +70,7 @@ def estimate_dose_response(plan: AnalysisPlan, sample: AnalysisSample, usage: Us
                 fit = fit_ols(y, x[:, kept], kind=kind, cluster=sub.cluster,
                               n_clusters=sub.n_clusters, k_absorbed=k_absorbed,
                               cluster_params=c_params)
-                estimate, se = float(fit.params[0]), math.sqrt(float(fit.vcov[0, 0]))
+                estimate, se = float(fit.params[0]), standard_error(float(fit.vcov[0, 0]))
                 low, high, p = t_inference(estimate, se, float(fit.df), plan.alpha)
                 out.append(Effect(
                     **common,  # type: ignore[arg-type]

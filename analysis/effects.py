@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import special
 
-from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
+from analysis._ols import VcovKind, absorb, fit_ols, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
 from analysis.inputs import AnalysisPlan
 from analysis.results import Effect, not_estimable
@@ -198,6 +198,9 @@ def estimate_effects(
     model = _model_label(plan, vcov)
     notes = _notes(sample, plan)
     blocked = {t: _blocking_reason(plan, counts, t, control) for t in treatments}
+    if sample.n == 0:
+        empty = f"no learner has an endline score of outcome {sample.outcome!r} in the records"
+        blocked = {t: empty for t in treatments}
     estimable = [t for t in treatments if blocked[t] is None]
     control_reason = _blocking_reason(plan, counts, control, control)
 
@@ -262,7 +265,11 @@ def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
         if a in lost:
             continue
         j = kept.index(i)
-        out[a] = (float(fit.params[j]), float(math.sqrt(fit.vcov[j, j])), float(fit.df))
+        se = standard_error(float(fit.vcov[j, j]))
+        if not math.isfinite(se):
+            return {}, ("no residual variation to estimate a standard error from (the model "
+                        "fits the endline scores exactly)")
+        out[a] = (float(fit.params[j]), se, float(fit.df))
     return out, None
 
 
@@ -342,7 +349,14 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
     out = {}
     for i, a in enumerate(arms):
         j = kept.index(1 + i)
-        out[a] = (float(params[j]), float(math.sqrt(cov[j, j])), df)
+        se = standard_error(float(cov[j, j]))
+        if not (math.isfinite(se) and math.isfinite(float(params[j]))):
+            # statsmodels' covariance comes from the Hessian of the REML criterion; with few
+            # units, or a between-unit variance at its boundary 0, it can be indefinite.
+            return {}, (f"mixed model gave no valid standard error (covariance of the "
+                        f"estimates not positive definite with {sub.n_clusters} units; the "
+                        f"between-unit variance may be 0): the ancova model does not need it")
+        out[a] = (float(params[j]), se, df)
     return out, None
 
 

@@ -141,7 +141,13 @@ def attribute_codes(
 def _covariate_columns(
     name: str, values: pd.Series
 ) -> tuple[list[npt.NDArray[np.float64]], list[str]]:
-    """Numeric attribute → one column (+ missing indicator); otherwise level dummies."""
+    """Numeric attribute → one column (+ missing indicator); otherwise level dummies.
+
+    An empty ``values`` (an outcome without any endline score) gives one empty column:
+    the estimators then say that no learner has a score, instead of this failing.
+    """
+    if values.empty:
+        return [np.zeros(0)], [name]
     text = values.astype(str).str.strip()
     blank = (text == "").to_numpy()
     numeric = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(dtype=float,

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from analysis._ols import VcovKind, absorb, fit_ols, independent_columns
+from analysis._ols import VcovKind, absorb, fit_ols, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
 from analysis.effects import (
     arm_counts,
@@ -128,7 +128,7 @@ def estimate_subgroups(
             params, vcov, df_den = fit.params, fit.vcov, fit.df
             index = {key: kept.index(i) for key, i in index.items()}
             for key, j in index.items():
-                fitted[key] = (float(params[j]), math.sqrt(float(vcov[j, j])), float(fit.df))
+                fitted[key] = (float(params[j]), standard_error(float(vcov[j, j])), float(fit.df))
 
     for t in treatments:
         contrast = contrast_name(plan.arms[t], plan.control)
@@ -139,7 +139,12 @@ def estimate_subgroups(
             n_learners = {plan.arms[a]: suppress_count(int(counts.learners[a]))
                           for a in (t, control)}
             tag = f"{attribute}={level}"
-            reason = shown[(t, level)] or (fit_reason if (t, level) not in fitted else None)
+            reason = shown[(t, level)]
+            if reason is None and (t, level) not in fitted:
+                # With three or more arms, a level shown for this contrast leaves the model
+                # when another contrast has a suppressed cell in it.
+                reason = fit_reason or ("subgroup left out of the interaction model: another "
+                                        "arm has too few learners or units in it")
             if reason is not None:
                 effects.append(not_estimable(
                     outcome=sample.outcome, contrast=contrast, estimand="ITT", role="subgroup",
