@@ -6,22 +6,66 @@ Three operations, each recorded in the audit log (who, what, when; never a learn
   before, with ``force`` and a reason), remove every row-level trace of the experiment:
   its store (the SQLite file with its WAL, or the PostgreSQL schema), the parked
   references of its classes' unrouted events, the gateway receipts of its stored events,
-  and the pupil ids recorded with pupil withdrawals. What stays: the registry's
-  protocol versions and lifecycle, the enrollments and allocation log (class-level: the
-  randomisation's evidence and the CONSORT counts), the analysis run records and report
-  files (aggregates, already small-cell suppressed) and the audit log. A purge is
-  recorded in ``retention_purges``.
+  the pupils of a learner-randomised design (``learner_enrollments``), the pupil
+  pseudonyms recorded with pupil withdrawals, and its enrollments in the compacted
+  Kafka topic ``preuve.enrollments`` (a tombstone per class, see below). What stays:
+  the registry's protocol versions and lifecycle, the enrollments and allocation log
+  (class-level: the randomisation's evidence and the CONSORT counts), the analysis run
+  records and report files (aggregates, already small-cell suppressed) and the audit
+  log. A purge is recorded in ``retention_purges``.
 - :func:`erase_learner` — one pupil, named by the id the académie or resource knows
   (re-keyed here with the experiment's key, as the stream worker does): their events and
-  daily usage, the receipts of those events, and their id in pupil withdrawals.
-- :func:`erase_class` — one class: its pupils' events and usage, parked references,
-  receipts and withdrawn pupils' ids. Its enrollment and allocation-log line stay (the
-  randomisation's append-only evidence: class-level, no pupil in them).
+  daily usage, the receipts of those events, their pseudonym in pupil withdrawals and,
+  in a learner design, their enrollment row (their draw stays in the allocation log,
+  anonymous: ``pupil:<sequence>``).
+- :func:`erase_class` — one class: it stops taking part (withdrawn if it was enrolled,
+  its enrollment tombstoned in Kafka so the router forgets it) and every pupil-level
+  trace goes: its pupils' events and usage, parked references, receipts, withdrawn
+  pupils' pseudonyms, and in a learner design its pupils' enrollment rows.
+
+**What an erased class leaves, and why.** The class's line in ``enrollments`` and in the
+append-only ``allocation_log`` stay, with its class id, school, stratum, draw and arm;
+so do its withdrawal record and the audit entries. This is the option we hold
+defensible before a data-protection officer:
+
+1. None of it is about a pupil. A class id is the académie's identifier of a group
+   (like the school's UAI), and the rows hold class-level facts only (niveau, declared
+   head count, the attributes the protocol stratifies on, the arm). Every pupil-level
+   row — events, usage, scores, pseudonyms, receipts, parked references — is deleted,
+   and the SQLite files are rewritten (``VACUUM``) so the bytes go too.
+2. The allocation is what the intention-to-treat analysis and its audit rest on: an
+   erased class still counts as randomised (CONSORT flow, attrition), and the log
+   replays from the protocol (:func:`experiments.enrollment.verify_allocations`). The
+   RGPD's research exemption (art. 17(3)(d) with art. 89) covers keeping what would
+   otherwise make the trial's result unverifiable, with minimisation as the safeguard.
+3. Keeping the append-only guarantee whole is itself a safeguard: a database that lets
+   a code path rewrite the log to redact a label also lets it rewrite an arm. And the
+   class id is what refuses a later re-enrollment of the erased class, which would
+   re-draw its arm (a way to pick arms).
+
+Replacing the class id by a keyed hash in the log was the alternative considered: it
+would keep (2) but weaken (3), for a label that identifies no pupil. If the product
+side decides class ids must go too, that is a new migration allowing exactly that one
+column to change.
+
+**Kafka.** Purging an experiment, or erasing a class, writes a tombstone (key
+:func:`ingest.producer.enrollment_key`, value ``None``) for each of its enrollments to
+the compacted topic ``preuve.enrollments`` with kafka-python (``acks=all``), *before*
+anything else is removed; the stream worker then forgets those enrollments and
+compaction removes the records. The audit entry gives the topic and the number of
+tombstones. If the broker cannot be reached, the purge or erasure fails with a
+:class:`~experiments.errors.RetentionError` and removes nothing (run it again when the
+broker is back): it never claims a success that Kafka does not share. When none of the
+enrollments concerned was ever published (``published_status`` never set), there is
+nothing to forget in the topic and no broker is needed; the audit entry says so. After
+the tombstones, every enrollment concerned has ``published_status``
+:data:`experiments.enrollment.FORGOTTEN`, so that
+:func:`experiments.enrollment.publish_pending` never brings one back, and a second purge
+needs no broker.
 
 Not covered here: the ingress topic ``preuve.events`` and the dead-letter topic keep what
 resources sent for ``Settings.kafka.ingress_retention_days`` (bounded by Kafka's
-retention, see the README "Kafka"); the compacted ``preuve.enrollments`` topic keeps the
-class ids and arms of enrolled classes. A stream worker still consuming events of a
+retention, see the README "Kafka"). A stream worker still consuming events of a
 purged experiment's classes would create a new, empty store: purge after the lifecycle
 closed.
 """
@@ -43,7 +87,14 @@ from sqlalchemy.orm import Session
 from experiments import database
 from experiments.access import record_audit
 from experiments.database import is_postgres, registry_engine, store_engine, store_schema
-from experiments.enrollment import enrolled_classes
+from experiments.enrollment import (
+    FORGOTTEN,
+    EnrollmentDesign,
+    EnrollmentRow,
+    WithdrawalRow,
+    record_withdrawal,
+)
+from experiments.enrollment_learners import LearnerEnrollmentRow
 from experiments.errors import RetentionError
 from experiments.registry import registered_protocol
 from experiments.settings import Settings
@@ -64,6 +115,9 @@ logger = logging.getLogger(__name__)
 
 _PARIS = ZoneInfo("Europe/Paris")
 _CHUNK = 500  # ids per IN (...): under SQLite's historical limit of 999 variables
+# How long a tombstone may wait for the broker (metadata, then acknowledgement): long
+# enough for a leader election, short enough for an operator waiting on the command.
+_KAFKA_TIMEOUT_MS = 30_000
 
 purges_table = sa.Table(
     "retention_purges",
@@ -189,6 +243,89 @@ def _drop_store(settings: Settings, experiment_id: str) -> tuple[int, int]:
     return events, usage
 
 
+# --- Kafka: tombstones of enrollments ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Enrollments:
+    """Enrollments a purge or an erasure makes the router forget."""
+
+    class_ids: list[str]
+    resource_id: str
+    published: bool
+    """Whether any of them was published to ``preuve.enrollments`` and not forgotten."""
+
+
+def _enrollments(registry: Engine, experiment_id: str, resource_id: str,
+                 class_ids: Sequence[str] | None = None) -> _Enrollments:
+    query = sa.select(EnrollmentRow.class_id, EnrollmentRow.published_status).where(
+        EnrollmentRow.experiment_id == experiment_id).order_by(EnrollmentRow.id)
+    if class_ids is not None:
+        query = query.where(EnrollmentRow.class_id.in_(list(class_ids)))
+    with registry.connect() as connection:
+        rows = connection.execute(query).all()
+    return _Enrollments([str(c) for c, _ in rows], resource_id,
+                        any(status not in (None, FORGOTTEN) for _, status in rows))
+
+
+def _tombstone(settings: Settings, what: str, enrollments: _Enrollments) -> dict[str, Any]:
+    """Write a tombstone for each enrollment to ``preuve.enrollments`` (acks=all) and
+    wait until every one is acknowledged; the audit entry's ``kafka`` detail.
+
+    Raises :class:`RetentionError` (field ``kafka``) when the broker cannot be reached or
+    does not acknowledge: the caller has removed nothing yet.
+    """
+    from kafka.errors import KafkaError
+
+    from ingest.errors import IngestError
+    from ingest.producer import enrollment_key, new_producer
+
+    topic = settings.topics.enrollments
+    if not enrollments.class_ids or not enrollments.published:
+        return {"topic": topic, "tombstones": 0,
+                "skipped": "none of its enrollments is published (never, or already "
+                           "tombstoned)"}
+    keys = [enrollment_key(c, enrollments.resource_id) for c in enrollments.class_ids]
+    try:
+        producer: Any = new_producer(
+            settings, client_id="preuve-retention", bootstrap_timeout_ms=_KAFKA_TIMEOUT_MS,
+            max_block_ms=_KAFKA_TIMEOUT_MS, delivery_timeout_ms=2 * _KAFKA_TIMEOUT_MS)
+        try:
+            futures = [producer.send(topic, key=key, value=None) for key in keys]
+            producer.flush(timeout=2 * _KAFKA_TIMEOUT_MS / 1000)
+            for future in futures:
+                future.get(timeout=_KAFKA_TIMEOUT_MS / 1000)
+        finally:
+            producer.close(timeout=5)
+    except (KafkaError, IngestError, OSError) as exc:
+        raise RetentionError(
+            f"{what}: cannot write the tombstones of its {len(keys)} enrollments to Kafka "
+            f"topic {topic} ({type(exc).__name__}: {exc}); nothing was removed: start the "
+            "broker (preuve kafka up) or set PREUVE_KAFKA_BOOTSTRAP, then run it again",
+            field="kafka",
+        ) from exc
+    logger.info("%s: %d enrollment tombstones written to %s", what, len(keys), topic)
+    return {"topic": topic, "tombstones": len(keys)}
+
+
+def _mark_forgotten(session: Session, experiment_id: str, class_ids: Sequence[str]) -> None:
+    """The router has forgotten these enrollments: nothing may publish them again."""
+    for chunk in _chunks(class_ids):
+        session.execute(
+            sa.update(EnrollmentRow)
+            .where(EnrollmentRow.experiment_id == experiment_id,
+                   EnrollmentRow.class_id.in_(list(chunk)))
+            .values(published_status=FORGOTTEN)
+        )
+
+
+def _delete_learner_enrollments(session: Session, experiment_id: str, where: Any) -> int:
+    return _rowcount(session.execute(
+        sa.delete(LearnerEnrollmentRow)
+        .where(LearnerEnrollmentRow.experiment_id == experiment_id, where)
+    ))
+
+
 # --- purge ---------------------------------------------------------------------------
 
 
@@ -226,7 +363,8 @@ def purge_experiment(
     Raises
     ------
     RetentionError
-        Before ``keep_until`` without ``force``, or ``force`` without a reason.
+        Before ``keep_until`` without ``force``, or ``force`` without a reason, or Kafka
+        did not take the enrollments' tombstones (then nothing was removed).
     RegistryError
         The experiment is not in the registry.
     """
@@ -243,16 +381,17 @@ def purge_experiment(
         )
     if force and reason is None:
         raise RetentionError("a forced purge needs a reason", field="reason")
-    classes = [c.class_id for c in enrolled_classes(registry, experiment_id)]
-    removed: dict[str, int] = {}
+    enrollments = _enrollments(registry, experiment_id, protocol.resource.id)
+    # Kafka first: if the broker cannot take the tombstones, nothing is removed at all.
+    kafka = _tombstone(settings, f"purge of {experiment_id}", enrollments)
+    removed: dict[str, int] = {"enrollment_tombstones": int(kafka["tombstones"])}
     removed["receipts"] = 0
     if store_exists(settings, experiment_id):
         for ids in _event_ids(store_engine(settings, experiment_id)):
             removed["receipts"] += _delete_receipts(registry, ids)
     removed["events"], removed["daily_usage"] = _drop_store(settings, experiment_id)
-    removed["parked_references"] = _delete_parked(registry, classes, protocol.resource.id)
-    from experiments.enrollment import WithdrawalRow
-
+    removed["parked_references"] = _delete_parked(registry, enrollments.class_ids,
+                                                  protocol.resource.id)
     now = datetime.now(UTC)
     with Session(registry) as session, session.begin():
         removed["withdrawal_pupil_ids"] = _rowcount(session.execute(
@@ -261,6 +400,9 @@ def purge_experiment(
                    WithdrawalRow.learner_id.is_not(None))
             .values(learner_id=None)
         ))
+        removed["learner_enrollments"] = _delete_learner_enrollments(
+            session, experiment_id, LearnerEnrollmentRow.id.is_not(None))
+        _mark_forgotten(session, experiment_id, enrollments.class_ids)
         session.execute(purges_table.insert().values(
             experiment_id=experiment_id, purged_at=now, keep_until=keep_until,
             forced=bool(force and today <= keep_until), reason=reason, actor=actor,
@@ -268,11 +410,12 @@ def purge_experiment(
         ))
         record_audit(session, actor, "retention.purge", experiment_id,
                      {"keep_until": keep_until.isoformat(), "forced": force, "reason": reason,
-                      "removed": dict(removed)})
+                      "removed": dict(removed), "kafka": kafka})
     _compact(registry)
-    logger.info("experiment %s: purged (%d events, %d usage rows, %d parked, %d receipts)",
-                experiment_id, removed["events"], removed["daily_usage"],
-                removed["parked_references"], removed["receipts"])
+    logger.info("experiment %s: purged (%d events, %d usage rows, %d parked, %d receipts, "
+                "%d enrollment tombstones)", experiment_id, removed["events"],
+                removed["daily_usage"], removed["parked_references"], removed["receipts"],
+                removed["enrollment_tombstones"])
     return Purge(experiment_id, keep_until, force and today <= keep_until, removed)
 
 
@@ -375,23 +518,24 @@ def erase_learner(
     reason = _need_reason(reason)
     if not learner_id.strip():
         raise RetentionError("learner id: empty", field="learner_id")
-    registry_engine(settings)  # the experiment's registry must exist (and be migrated)
-    registered_protocol(registry_engine(settings), experiment_id)
+    registry = registry_engine(settings)
+    registered_protocol(registry, experiment_id)  # the experiment must be registered
     key = pseudonymise(load_pseudonym_key(settings), experiment_id, learner_id.strip())
     removed = _erase_rows(settings, experiment_id, events_table.c.learner_key == key,
                           daily_usage_table.c.learner_key == key)
-    from experiments.enrollment import WithdrawalRow
-
-    with Session(registry_engine(settings)) as session, session.begin():
+    with Session(registry) as session, session.begin():
+        # Withdrawals hold the pseudonym (migration enrollment_0004 re-keyed older rows).
         removed["withdrawal_pupil_ids"] = _rowcount(session.execute(
             sa.update(WithdrawalRow)
             .where(WithdrawalRow.experiment_id == experiment_id,
-                   WithdrawalRow.learner_id.in_([learner_id, learner_id.strip(), key]))
+                   WithdrawalRow.learner_id == key)
             .values(learner_id=None)
         ))
+        removed["learner_enrollments"] = _delete_learner_enrollments(
+            session, experiment_id, LearnerEnrollmentRow.learner_key == key)
         record_audit(session, actor, "retention.erase_pupil", experiment_id,
                      {"reason": reason, "removed": dict(removed)})
-    _compact(registry_engine(settings))
+    _compact(registry)
     logger.info("experiment %s: one pupil erased (%d events, %d usage rows)", experiment_id,
                 removed["events"], removed["daily_usage"])
     return Erasure(experiment_id, "pupil", removed)
@@ -400,29 +544,56 @@ def erase_learner(
 def erase_class(
     settings: Settings, experiment_id: str, class_id: str, *, actor: str, reason: str
 ) -> Erasure:
-    """Erase the pupil-level data of one class: its events and usage, parked references
-    and receipts, and the pupil ids of its pupil withdrawals.
+    """Erase the pupil-level data of one class; the class stops taking part.
 
-    The class's enrollment and its line of the allocation log stay: they are the
-    randomisation's evidence (append-only by design, class-level, no pupil in them) and
-    keep the CONSORT counts and the balance whole.
+    In order: the class's enrollment is tombstoned in ``preuve.enrollments`` (when it
+    was ever published; the router forgets the class, so no new event of it is stored);
+    an enrolled class is withdrawn (keeping its arm, intention to treat; the withdrawal
+    record's data policy is ``remove``); then its pupils' events and usage, parked
+    references, receipts, withdrawn pupils' pseudonyms and, in a learner design, its
+    pupils' enrollment rows are deleted.
+
+    The class's enrollment and its line of the allocation log stay, class id included:
+    they are the randomisation's evidence (append-only by design, class-level, no pupil
+    in them) and keep the CONSORT counts and the balance whole; see the module's
+    docstring for why this is the defensible choice.
 
     Raises
     ------
     RetentionError
-        No reason, or the class is not enrolled in the experiment.
+        No reason, the class is not enrolled in the experiment, or Kafka did not take
+        the tombstone (then nothing was removed).
     """
-    from experiments.enrollment import WithdrawalRow
-
     reason = _need_reason(reason)
     registry = registry_engine(settings)
     protocol = registered_protocol(registry, experiment_id).protocol
-    if class_id not in {c.class_id for c in enrolled_classes(registry, experiment_id)}:
+    enrollments = _enrollments(registry, experiment_id, protocol.resource.id, [class_id])
+    if not enrollments.class_ids:
         raise RetentionError(f"class {class_id} is not enrolled in {experiment_id}",
                              field="class_id")
+    kafka = _tombstone(settings, f"erasure of class {class_id} of {experiment_id}",
+                       enrollments)
+    now = datetime.now(UTC)
+    withdrawn = False
+    with Session(registry) as session, session.begin():
+        status = session.scalar(
+            sa.select(EnrollmentRow.status).where(EnrollmentRow.experiment_id == experiment_id,
+                                                  EnrollmentRow.class_id == class_id))
+        if status == "enrolled":
+            session.execute(
+                sa.update(EnrollmentRow)
+                .where(EnrollmentRow.experiment_id == experiment_id,
+                       EnrollmentRow.class_id == class_id)
+                .values(status="withdrawn", withdrawn_at=now))
+            record_withdrawal(session, EnrollmentDesign.from_protocol(protocol), class_id,
+                              learner_key=None, reason=f"erasure: {reason}", actor=actor,
+                              now=now, data_policy="remove")
+            withdrawn = True
+        _mark_forgotten(session, experiment_id, [class_id])
     removed = _erase_rows(settings, experiment_id, events_table.c.class_id == class_id,
                           daily_usage_table.c.class_id == class_id)
     removed["parked_references"] = _delete_parked(registry, [class_id], protocol.resource.id)
+    removed["enrollment_tombstones"] = int(kafka["tombstones"])
     with Session(registry) as session, session.begin():
         removed["withdrawal_pupil_ids"] = _rowcount(session.execute(
             sa.update(WithdrawalRow)
@@ -430,9 +601,13 @@ def erase_class(
                    WithdrawalRow.class_id == class_id, WithdrawalRow.learner_id.is_not(None))
             .values(learner_id=None)
         ))
+        removed["learner_enrollments"] = _delete_learner_enrollments(
+            session, experiment_id, LearnerEnrollmentRow.class_id == class_id)
         record_audit(session, actor, "retention.erase_class", f"{experiment_id}/{class_id}",
-                     {"reason": reason, "removed": dict(removed)})
+                     {"reason": reason, "removed": dict(removed), "kafka": kafka,
+                      "withdrawn": withdrawn})
     _compact(registry)
-    logger.info("experiment %s: class %s erased (%d events, %d usage rows)", experiment_id,
-                class_id, removed["events"], removed["daily_usage"])
+    logger.info("experiment %s: class %s erased (%d events, %d usage rows, %d tombstones)",
+                experiment_id, class_id, removed["events"], removed["daily_usage"],
+                removed["enrollment_tombstones"])
     return Erasure(experiment_id, "class", removed)

@@ -1,11 +1,15 @@
 """``preuve purge``, ``preuve erase`` and ``preuve export``: data leaves when it should.
 
 Exit codes: 0 done; 2 refused (before ``retention.keep_until`` without ``--force``, no
-reason, unknown experiment or class). Every purge and erasure is in the audit log.
+reason, unknown experiment or class); 3 Kafka could not take the tombstones of the
+enrollments concerned, so nothing was removed (run it again once the broker is up).
+Every purge and erasure is in the audit log, with the tombstones it wrote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +20,22 @@ from experiments.console import user_errors
 __all__ = ["erase", "export", "purge"]
 
 EXIT_REFUSED = 2
+EXIT_BROKER = 3
+
+
+@contextmanager
+def _retention_errors() -> Iterator[None]:
+    """User errors exit 2; a broker that did not take the tombstones exits 3."""
+    from experiments.errors import RetentionError
+
+    with user_errors(EXIT_REFUSED):
+        try:
+            yield
+        except RetentionError as error:
+            if error.field != "kafka":
+                raise
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(EXIT_BROKER) from None
 
 
 def purge(
@@ -29,7 +49,7 @@ def purge(
     from experiments.retention import purge_experiment
     from experiments.settings import Settings
 
-    with user_errors(EXIT_REFUSED):
+    with _retention_errors():
         done = purge_experiment(Settings(), experiment, actor="admin:*:cli", force=force,
                                 reason=reason)
     removed = ", ".join(f"{n} {what}" for what, n in done.removed.items())
@@ -51,7 +71,7 @@ def erase(
     if (learner is None) == (class_id is None):
         typer.echo("preuve erase: give exactly one of --learner or --class", err=True)
         raise typer.Exit(EXIT_REFUSED)
-    with user_errors(EXIT_REFUSED):
+    with _retention_errors():
         if learner is not None:
             done = erase_learner(Settings(), experiment, learner, actor="admin:*:cli",
                                  reason=reason)

@@ -26,6 +26,7 @@ from experiments.retention import (
 )
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
+from ingest.pseudonym import load_pseudonym_key
 from ingest.receipts import receipts
 from ingest.stream.parking import ParkedEvent, count_parked, park
 from tests.conftest import SettingsFactory
@@ -77,7 +78,7 @@ def test_erasing_a_pupil_and_a_class_leaves_nothing_of_them(
     pupil = trial.learners[pupil_class][3]
     key = trial.key(pupil)
     withdraw(registry, design, pupil_class, reason="parents' request", actor="academie:v:t",
-             learner_id=pupil)
+             learner_id=pupil, key=load_pseudonym_key(settings))
     withdraw(registry, design, class_gone, reason="teacher left", actor="academie:v:t")
     park(registry, [ParkedEvent("11111111-1111-4111-8111-111111111111", class_gone, "lectio",
                                 "preuve.events", 0, 5)], datetime.now(UTC))
