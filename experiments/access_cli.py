@@ -1,10 +1,16 @@
 """``preuve token ...``: API tokens for the gateway, the enrollment API and the portal.
 
 Run by an administrator on the machine that holds the registry: a token is shown once,
-when issued, and only its SHA-256 is kept.
+when issued, and only its SHA-256 is kept. Whoever opens the registry with the
+deployment's credentials is the administrator; the audit log names the operating-system
+account (:func:`experiments.access.cli_actor`). Without those credentials the database
+refuses, and the command says so in one line (exit 1).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
@@ -17,6 +23,20 @@ SCOPE_HELP = (
 )
 
 
+@contextmanager
+def _registry_refusals() -> Iterator[None]:
+    """A registry that refuses these credentials (or cannot be reached) is a message."""
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        typer.echo(f"error: the registry refused: {reason} (tokens are managed by whoever "
+                   "holds the registry's credentials)", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("issue")
 def issue(
     role: str = typer.Argument(..., help=ROLE_HELP),
@@ -24,7 +44,7 @@ def issue(
     label: str = typer.Option("", "--label", help="Who holds it (an organisation, not a person)."),
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    from experiments.access import ROLES, issue_token, scope_problem
+    from experiments.access import ROLES, cli_actor, issue_token, scope_problem
     from experiments.database import registry_engine
     from experiments.settings import Settings
 
@@ -35,7 +55,8 @@ def issue(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
-    token = issue_token(registry_engine(Settings()), role, scope, label)
+    with _registry_refusals():
+        token = issue_token(registry_engine(Settings()), role, scope, label, actor=cli_actor())
     typer.echo(token)
 
 
@@ -48,7 +69,7 @@ def list_tokens() -> None:
     from experiments.database import registry_engine
     from experiments.settings import Settings
 
-    with sa.orm.Session(registry_engine(Settings())) as session:
+    with _registry_refusals(), sa.orm.Session(registry_engine(Settings())) as session:
         rows = session.scalars(sa.select(ApiToken).order_by(ApiToken.created_at)).all()
         for row in rows:
             state = "revoked" if row.revoked else "active"
@@ -63,11 +84,12 @@ def revoke(
     """Revoke a token by the prefix of its hash, as `preuve token list` shows it."""
     import sqlalchemy as sa
 
-    from experiments.access import ApiToken, record_audit
+    from experiments.access import ApiToken, cli_actor, record_audit
     from experiments.database import registry_engine
     from experiments.settings import Settings
 
-    with sa.orm.Session(registry_engine(Settings())) as session, session.begin():
+    with (_registry_refusals(), sa.orm.Session(registry_engine(Settings())) as session,
+          session.begin()):
         rows = session.scalars(
             sa.select(ApiToken).where(ApiToken.token_sha256.startswith(prefix))
         ).all()
@@ -76,5 +98,6 @@ def revoke(
                        "characters that match exactly one", err=True)
             raise typer.Exit(2)
         rows[0].revoked = True
-        record_audit(session, "admin:*:cli", "token.revoke", f"{rows[0].role}:{rows[0].scope}")
+        record_audit(session, cli_actor(), "token.revoke", f"{rows[0].role}:{rows[0].scope}",
+                     {"label": rows[0].label})
     typer.echo("revoked")

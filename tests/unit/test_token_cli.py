@@ -68,3 +68,21 @@ def test_a_wildcard_covers_everything_only_for_the_roles_that_may_hold_it() -> N
     assert not Principal("academie", "*", "old").can_act_for("versailles")
     assert Principal("edtech", "lectio", "lectio").can_act_for("lectio")
     assert not Principal("edtech", "lectio", "lectio").can_act_for("scriptum")
+
+
+def test_the_audit_log_names_the_account_that_ran_the_command(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from experiments.access import AuditEntry, cli_actor
+
+    env = {"PREUVE_STATE_DIR": str(tmp_path)}
+    runner = CliRunner()
+    assert runner.invoke(app, ["token", "issue", "officer", "*"], env=env).exit_code == 0
+    prefix = runner.invoke(app, ["token", "list"], env=env).output.split("\t")[0]
+    assert runner.invoke(app, ["token", "revoke", prefix], env=env).exit_code == 0
+    with sa.orm.Session(registry_engine(Settings(state_dir=tmp_path))) as session:
+        entries = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert [(e.actor, e.action, e.subject) for e in entries] == [
+            (cli_actor(), "token.issue", "officer:*"), (cli_actor(), "token.revoke", "officer:*")]
+        assert all(e.at is not None for e in entries)
+    dispose_engines()
