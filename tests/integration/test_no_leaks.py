@@ -24,7 +24,7 @@ from experiments.retention import purge_experiment, store_exists
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
 from ingest.gateway import create_app
-from ingest.producer import ensure_topics, send_raw_events
+from ingest.producer import enrollment_key, ensure_topics, send_raw_events
 from ingest.receipts import receipts
 from tests.conftest import SettingsFactory
 from tests.support.events import valid_event
@@ -59,6 +59,17 @@ def _dump_topics(settings: Settings, tag: str) -> dict[str, str]:
             consumer.close()
         dumps[topic] = "\n".join(parts)
     return dumps
+
+
+def _latest_values(settings: Settings, topic: str) -> dict[bytes, bytes | None]:
+    """The last value of each key of ``topic``, read from the beginning."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=3000)
+    try:
+        return {m.key: m.value for m in consumer}
+    finally:
+        consumer.close()
 
 
 def _retention_ms(settings: Settings, topic: str) -> int:
@@ -155,9 +166,13 @@ def test_no_raw_id_outside_the_bounded_ingress_topics_and_nothing_after_a_purge(
     kafka_section = README.read_text().split("## Kafka", 1)[1].split("\n## ", 1)[0]
     assert "retention" in kafka_section and "INGRESS_RETENTION_DAYS" in kafka_section
 
-    purge_experiment(settings, EXPERIMENT, actor="admin:*:test", force=True,
-                     reason="leak test")
+    purged = purge_experiment(settings, EXPERIMENT, actor="admin:*:test", force=True,
+                              reason="leak test")
     assert not store_exists(settings, EXPERIMENT)
+    # The enrollments leave the compacted topic too: the last record of each is a tombstone.
+    assert purged.removed["enrollment_tombstones"] == len(CLASSES)
+    latest = _latest_values(settings, settings.topics.enrollments)
+    assert {c: latest[enrollment_key(c, "lectio")] for c in CLASSES} == dict.fromkeys(CLASSES)
     from ingest.pseudonym import load_pseudonym_key, pseudonymise
 
     secret = load_pseudonym_key(settings)
