@@ -51,7 +51,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from typer.testing import CliRunner
 
-from experiments.access import AuditEntry
+from experiments.access import AuditEntry, cli_actor
 from experiments.cli import app as preuve
 from experiments.database import dispose_engines
 from experiments.enrollment import enrolled_classes
@@ -525,3 +525,118 @@ def test_every_command_is_in_the_matrix() -> None:
     assert commands == set(CLI_ACCESS), (
         f"commands without an entry: {sorted(commands - set(CLI_ACCESS))}; "
         f"entries of no command: {sorted(set(CLI_ACCESS) - commands)}")
+
+
+CLI_EXPERIMENT = "role-matrix-cli"
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A protocol of its own (purged at the end), its amendment, classes and outcomes."""
+    folder = tmp_path_factory.mktemp("cli")
+    text = (ROOT / "protocols" / f"{EXPERIMENT}.yaml").read_text(encoding="utf-8").replace(
+        f"id: {EXPERIMENT}", f"id: {CLI_EXPERIMENT}", 1)
+    assert "alpha: 0.05" in text
+    files = {
+        "protocol": folder / "protocol.yaml",
+        "amended": folder / "amended.yaml",
+        "classes": folder / "classes.csv",
+        "outcomes": folder / "outcomes.csv",
+        "export": folder / "export",
+    }
+    files["protocol"].write_text(text, encoding="utf-8")
+    files["amended"].write_text(text.replace("alpha: 0.05", "alpha: 0.1", 1), encoding="utf-8")
+    files["classes"].write_text(ENROLL_HEADER + "".join(
+        f"cli-{i},0780003C,CP,22,versailles,REP\n" for i in range(4)), encoding="utf-8")
+    files["outcomes"].write_text("learner_id,unit_id,measure,wave,score\n" + "".join(
+        f"gar-cli-{i},cli-{i % 4},fluence,baseline,{40 + i}\n" for i in range(8)),
+        encoding="utf-8")
+    return files
+
+
+def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
+    """One call of every registry command (as the administrator runs it below)."""
+    return {
+        "token issue": ["token", "issue", "researcher", CLI_EXPERIMENT, "--label", "cli-lab"],
+        "token list": ["token", "list"],
+        "token revoke": ["token", "revoke", "PREFIX"],
+        "protocol register": ["protocol", "register", str(files["protocol"])],
+        "protocol amend": ["protocol", "amend", str(files["amended"]), "--reason",
+                           "alpha revu avec le comité"],
+        "protocol show": ["protocol", "show", CLI_EXPERIMENT],
+        "protocol export": ["protocol", "export", CLI_EXPERIMENT],
+        "protocol advance": ["protocol", "advance", CLI_EXPERIMENT, "enrolling"],
+        "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"])],
+        "outcomes import": ["outcomes", "import", CLI_EXPERIMENT, str(files["outcomes"])],
+        "export": ["export", CLI_EXPERIMENT, "--out", str(files["export"]), "--format", "csv"],
+        "erase": ["erase", CLI_EXPERIMENT, "--class", "cli-3", "--reason", "demande RGPD"],
+        "purge": ["purge", CLI_EXPERIMENT, "--force", "--reason", "fin de l'étude"],
+    }
+
+
+REGISTRY_COMMANDS = sorted(c for c, how in CLI_ACCESS.items() if how.access == "registry")
+
+#: Registry writes that leave no audit entry today, in modules this test does not own
+#: (analysis_inputs.import_outcomes). A fix makes the lifecycle test fail: remove the
+#: command from here then.
+KNOWN_UNAUDITED = {"outcomes import"}
+
+#: Commands that end in a traceback (an uncaught sqlalchemy ProgrammingError) when the
+#: database refuses the caller: experiments/console.user_errors, which they use, does not
+#: turn a database refusal into a message (not owned here; the token commands do).
+KNOWN_TRACEBACKS = {
+    "enroll", "erase", "export", "outcomes import", "protocol advance", "protocol amend",
+    "protocol export", "protocol register", "protocol show", "purge",
+}
+
+
+def test_registry_commands_are_audited_when_the_administrator_runs_them(
+        matrix: Matrix, cli_files: dict[str, Path]) -> None:
+    settings = matrix.world.settings
+    argv = _registry_argv(cli_files)
+    assert set(argv) == set(REGISTRY_COMMANDS)
+    unaudited: set[str] = set()
+    for command in argv:  # in lifecycle order
+        args = argv[command]
+        if command == "token revoke":
+            listed = _cli(settings, "token", "list").output.splitlines()
+            args = [*args[:-1], next(li.split("\t")[0] for li in listed if "\tcli-lab\t" in li)]
+        before = datetime.now(UTC)
+        result = _cli(settings, *args)
+        assert result.exit_code == 0, f"{command}: {result.output}"
+        action = CLI_ACCESS[command].audit
+        entries = matrix.audit(before) if action is not None else []
+        if action is not None and not [e for e in entries if e.action == action]:
+            unaudited.add(command)
+        for entry in entries:
+            assert entry.actor and entry.at >= before and entry.subject, entry
+        if command.startswith("token ") and action is not None:
+            assert entries and all(e.actor == cli_actor() for e in entries), entries
+    assert unaudited == KNOWN_UNAUDITED
+
+
+@pytest.fixture(scope="module")
+def outsider_url(matrix: Matrix, postgres_cluster: PostgresCluster) -> str:
+    """The registry's database, as a PostgreSQL role that holds no right on it."""
+    import psycopg
+
+    with psycopg.connect(f"host=127.0.0.1 port={postgres_cluster.port} user=preuve "
+                         "dbname=postgres", autocommit=True) as connection:
+        connection.execute("CREATE ROLE outsider LOGIN")
+    url = matrix.world.settings.database_url
+    assert url is not None and "//preuve@" in url
+    return url.replace("//preuve@", "//outsider@")
+
+
+@pytest.mark.parametrize("command", REGISTRY_COMMANDS)
+def test_registry_commands_are_refused_without_the_registry_credentials(
+        matrix: Matrix, cli_files: dict[str, Path], outsider_url: str, command: str) -> None:
+    before = datetime.now(UTC)
+    args = _registry_argv(cli_files)[command]
+    result = _cli(matrix.world.settings, *args, database_url=outsider_url)
+    dispose_engines()  # the outsider's engine, cached by URL, is no use to anyone
+    assert result.exit_code != 0, result.output
+    assert matrix.audit(before) == [], "a refused command wrote to the audit log"
+    # A refusal is one line and an exit code, never a traceback.
+    clean = isinstance(result.exception, SystemExit) and "registry refused" in result.output
+    assert clean == (command not in KNOWN_TRACEBACKS), (command, result.exception)
