@@ -12,7 +12,12 @@ Where each table comes from
   class``) or its school's UAI (``school``); then ``arm``, ``school_uai``, ``academie``,
   ``level``, ``pupils``, ``status`` (enrolled / withdrawn: a withdrawn class stays in
   its arm, intention to treat) and every enrollment attribute (strata, criteria,
-  subgroups). Learner-level randomisation is not read from the store (yet).
+  subgroups). With ``population.unit: learner`` each enrolled pupil is a unit, as in the
+  offline files of a learner-randomised trial: ``unit_id`` is the pupil's learner key
+  (the pseudonym its events carry), ``arm`` its own arm (:func:`~experiments.
+  enrollment_learners.enrolled_learners`; its class is enrolled with the arm ``*``),
+  ``pupils`` is 1, ``class_id`` its class (the usual stratum), and the pupil's
+  attributes; a withdrawn pupil keeps its arm (intention to treat).
 - **outcomes**: ``assessment_scored`` events of the store whose ``object_id`` is a
   declared ``measure`` (an outcome's ``id`` or its ``baseline`` measure) and that carry a
   ``score``. The wave follows the protocol's periods, by the school day (Paris) the
@@ -20,7 +25,8 @@ Where each table comes from
   ``baseline``; after it ends (the follow-up period, or later) → ``endline``; during the
   intervention → not an outcome (a quiz inside the resource is usage, not a test).
   A learner's first score of a measure in a wave is kept (a retake is practice); a
-  learner counts in the unit of their first assessment.
+  learner counts in the unit of their first assessment. In a learner-randomised
+  experiment only the scores of enrolled pupils are kept.
 - **usage**: ``daily_usage`` of the store over the intervention period, summed per
   learner and ISO week (``2027-W40``) into active minutes; days without active use
   (a login only) give no row, so that ``weeks`` counts weeks of real use.
@@ -57,6 +63,7 @@ from analysis.inputs import (
     read_usage,
 )
 from experiments.enrollment import EnrolledClass, enrolled_classes
+from experiments.enrollment_learners import EnrolledLearner, enrolled_learners
 from experiments.errors import StoreError
 from experiments.protocol import Protocol
 from experiments.settings import Settings
@@ -129,16 +136,26 @@ class AnalysisInputs:
     files: AnalysisFiles
 
 
+def _learner_unit_rows(pupils: list[EnrolledLearner]) -> list[dict[str, str]]:
+    """Rows of the units file of a learner-randomised experiment: one per enrolled pupil."""
+    rows = []
+    for pupil in pupils:
+        row = {str(k): str(v) for k, v in pupil.attributes.items()}
+        row.update(unit_id=pupil.learner_key, arm=pupil.arm, class_id=pupil.class_id,
+                   school_uai=pupil.school_uai, academie=pupil.academie, level=pupil.level,
+                   pupils="1", status=pupil.status)
+        rows.append(row)
+    return rows
+
+
 def _unit_rows(protocol: Protocol, classes: list[EnrolledClass]) -> tuple[
         list[dict[str, str]], dict[str, str]]:
-    """Rows of the units file and the unit of each class."""
+    """Rows of the units file and the unit of each class (classes or schools as units)."""
     unit = protocol.population.unit
     if unit == "learner":
-        raise StoreError(
-            f"{protocol.id}: population.unit is learner; scheduled analyses read units of "
-            "class or school from the enrollment registry (use preuve analyze with files)",
-            field="population.unit",
-        )
+        raise StoreError(f"{protocol.id}: population.unit is learner: the units are the "
+                         "enrolled pupils (_learner_unit_rows), not classes",
+                         field="population.unit")
     rows: dict[str, dict[str, str]] = {}
     unit_of: dict[str, str] = {}
     for enrolled in classes:
@@ -211,11 +228,25 @@ def write_analysis_files(
     AnalysisFiles
         The paths, the watermark of the store when it was read, and what was left out.
     """
-    classes = enrolled_classes(registry, protocol.id)
-    if not classes:
-        raise StoreError(f"{protocol.id}: no class is enrolled yet; nothing to analyse",
-                         field="enrollments")
-    unit_rows, unit_of = _unit_rows(protocol, classes)
+    if protocol.population.unit == "learner":
+        pupils = enrolled_learners(registry, protocol.id)
+        if not pupils:
+            raise StoreError(f"{protocol.id}: no pupil is enrolled yet; nothing to analyse",
+                             field="learner_enrollments")
+        unit_rows = _learner_unit_rows(pupils)
+        pupil_keys = {p.learner_key for p in pupils}
+
+        def unit_for(learner: str, class_id: str) -> str | None:
+            return learner if learner in pupil_keys else None
+    else:
+        classes = enrolled_classes(registry, protocol.id)
+        if not classes:
+            raise StoreError(f"{protocol.id}: no class is enrolled yet; nothing to analyse",
+                             field="enrollments")
+        unit_rows, unit_of = _unit_rows(protocol, classes)
+
+        def unit_for(learner: str, class_id: str) -> str | None:
+            return unit_of.get(class_id)
     named = set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
     attributes = sorted(({k for r in unit_rows for k in r} | named) - set(_UNIT_COLUMNS))
     measures = sorted({o.id for o in protocol.outcomes}
@@ -255,7 +286,7 @@ def write_analysis_files(
         day = _school_day(occurred_at)
         wave = ("baseline" if day < intervention.start
                 else "endline" if day > intervention.end else None)
-        unit_id = unit_of.get(class_id)
+        unit_id = unit_for(learner, class_id)
         if wave is None or unit_id is None or (learner, measure, wave) in seen:
             ignored += 1
             continue
@@ -266,7 +297,7 @@ def write_analysis_files(
 
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
-        unit_id = learner_unit.get(learner, unit_of.get(class_id))
+        unit_id = learner_unit.get(learner) or unit_for(learner, class_id)
         if unit_id is None:
             continue
         year, week, _ = _day(day).isocalendar()
@@ -300,7 +331,7 @@ def read_analysis_inputs(
         The store's data breaks a rule of the offline files (the message names the file
         and line).
     StoreError
-        Learner-level randomisation (not read from the store).
+        No class (or, learner-randomised, no pupil) is enrolled yet.
     """
     files = write_analysis_files(settings, registry, protocol, directory)
     plan = plan_from_protocol(protocol)

@@ -9,20 +9,30 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 
+from analysis.inputs import plan_from_protocol, read_outcomes, read_units
+from analysis.run import run_analysis
 from experiments.analysis_inputs import read_analysis_inputs, write_analysis_files
 from experiments.analysis_runs import list_runs, perform_run
 from experiments.database import registry_engine
 from experiments.enrollment import enroll_classes, enrollment_design
 from experiments.enrollment_file import read_classes
+from experiments.enrollment_learners import (
+    MIXED_ARM,
+    EnrolledLearner,
+    enroll_learners,
+    read_pupils,
+)
 from experiments.errors import StoreError
 from experiments.protocol import Protocol, parse_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
+from ingest.pseudonym import load_pseudonym_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
@@ -94,7 +104,7 @@ def test_waves_follow_the_protocol_periods(settings: Settings, tmp_path: Path) -
     assert files.watermark.latest_event_at == at("2028-06-02T09:00:00+02:00")
     inputs = read_analysis_inputs(settings, engine, protocol, tmp_path)
     assert inputs.units.n_units == 4 and inputs.outcomes.n_learners == 1
-    assert inputs.usage.minutes.tolist() == [20.0]
+    assert inputs.usage is not None and inputs.usage.minutes.tolist() == [20.0]
 
 
 def test_school_units_gather_their_classes(settings: Settings, tmp_path: Path) -> None:
@@ -106,13 +116,118 @@ def test_school_units_gather_their_classes(settings: Settings, tmp_path: Path) -
                                                             ("0780001A", "40")]
 
 
-def test_learner_randomisation_is_not_read_from_the_store() -> None:
-    from experiments.analysis_inputs import _unit_rows
+LEARNER_PROTOCOL = ROOT / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
+LEARNER_EXPERIMENT = "lectio-eleves-2027"
 
-    protocol = parse_protocol(TEXT.replace("unit: class ", "unit: learner")
-                              .replace("pupils_per_unit: 22", "pupils_per_unit: 1"))
-    with pytest.raises(StoreError, match="population.unit is learner"):
-        _unit_rows(protocol, [])
+
+def _enroll_pupils(settings: Settings, engine: Engine, per_class: int
+                   ) -> tuple[Protocol, list[EnrolledLearner]]:
+    """Register the learner-randomised test protocol and enroll two classes of pupils."""
+    text = LEARNER_PROTOCOL.read_text(encoding="utf-8")
+    protocol = parse_protocol(text)
+    register_protocol(engine, protocol, text)
+    transition_experiment(engine, LEARNER_EXPERIMENT, "enrolling")
+    design, _ = enrollment_design(engine, LEARNER_EXPERIMENT)
+    pupils = "learner_id,class_id,school_uai,level,academie,education_priority,repeater\n" + \
+        "".join(f"gar-{c}x{p:03d},cls-{c},078123{c}A,CP,versailles,REP,"
+                f"{'oui' if p % 3 == 0 else 'non'}\n"
+                for c in range(2) for p in range(per_class))
+    outcome = enroll_learners(engine, design, read_pupils(pupils, design, today=date(2027, 9, 1)),
+                              key=load_pseudonym_key(settings), actor="test")
+    assert not outcome.refusals
+    return protocol, outcome.enrolled
+
+
+def test_learner_randomised_units_are_the_enrolled_pupils(settings: Settings,
+                                                           tmp_path: Path) -> None:
+    engine = registry_engine(settings)
+    protocol, pupils = _enroll_pupils(settings, engine, per_class=3)
+    assert {p.arm for p in pupils} == {"lectio", "usual"}
+    first = pupils[0]
+    store = ExperimentStore(settings, LEARNER_EXPERIMENT)
+    # Events of a learner-randomised experiment carry the class's arm "*" (MIXED_ARM).
+    store.write_events([
+        scored(first.learner_key, first.class_id, MIXED_ARM, "2027-09-10T09:00:00+02:00", 40.0),
+        scored(first.learner_key, first.class_id, MIXED_ARM, "2028-06-01T09:00:00+02:00", 55.0),
+        # A pupil of an enrolled class who was not enrolled: not in any arm, ignored.
+        scored("not-enrolled", first.class_id, MIXED_ARM, "2028-06-01T09:00:00+02:00", 70.0),
+        StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio",
+                    first.learner_key, first.class_id, "0781230A", MIXED_ARM,
+                    "activity_completed", "ex", 600.0, is_usage=True),
+        StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio",
+                    "not-enrolled", first.class_id, "0781230A", MIXED_ARM,
+                    "activity_completed", "ex", 600.0, is_usage=True),
+    ], datetime.now(UTC))
+    files = write_analysis_files(settings, engine, protocol, tmp_path)
+    units = rows(files.units)
+    assert [(u["unit_id"], u["arm"], u["class_id"], u["pupils"], u["status"], u["repeater"])
+            for u in units] == [
+        (p.learner_key, p.arm, p.class_id, "1", "enrolled", p.attributes["repeater"])
+        for p in pupils]
+    assert rows(files.outcomes) == [
+        {"learner_id": first.learner_key, "unit_id": first.learner_key, "measure": "fluence",
+         "wave": wave, "score": score} for wave, score in (("baseline", "40.0"),
+                                                           ("endline", "55.0"))]
+    assert files.assessments_ignored == 1
+    assert rows(files.usage) == [{"learner_id": first.learner_key,
+                                  "unit_id": first.learner_key, "week": "2027-W40",
+                                  "active_minutes": "10.0"}]
+    inputs = read_analysis_inputs(settings, engine, protocol, tmp_path)
+    assert inputs.plan.unit == "learner" and not inputs.plan.clustered
+    assert inputs.units.n_units == len(pupils) and inputs.outcomes.n_learners == 1
+    assert inputs.units.frame.set_index("unit_id").loc[first.learner_key, "arm"] == first.arm
+
+
+def test_learner_randomised_scheduled_inputs_match_the_offline_files(
+        settings: Settings, tmp_path: Path) -> None:
+    """The store's path and hand-written offline files (unit_id = learner) give the same
+    effects: one set of readers and estimators serves both."""
+    engine = registry_engine(settings)
+    protocol, pupils = _enroll_pupils(settings, engine, per_class=40)
+    rng = np.random.default_rng(7)
+    events = []
+    offline_outcomes = ["learner_id,unit_id,measure,wave,score"]
+    for pupil in pupils:
+        base = round(float(rng.normal(50, 10)), 3)
+        end = round(base + 5.0 * (pupil.arm == "lectio") + float(rng.normal(0, 5)), 3)
+        events.append(scored(pupil.learner_key, pupil.class_id, MIXED_ARM,
+                             "2027-09-10T09:00:00+02:00", base))
+        events.append(scored(pupil.learner_key, pupil.class_id, MIXED_ARM,
+                             "2028-06-01T09:00:00+02:00", end))
+        offline_outcomes += [f"{pupil.learner_key},{pupil.learner_key},fluence,baseline,{base!r}",
+                             f"{pupil.learner_key},{pupil.learner_key},fluence,endline,{end!r}"]
+    ExperimentStore(settings, LEARNER_EXPERIMENT).write_events(events, datetime.now(UTC))
+    scheduled = tmp_path / "scheduled"
+    scheduled.mkdir()
+    inputs = read_analysis_inputs(settings, engine, protocol, scheduled)
+    from_store = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage)
+
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "units.csv").write_text("unit_id,arm,class_id,repeater\n" + "".join(
+        f"{p.learner_key},{p.arm},{p.class_id},{p.attributes['repeater']}\n" for p in pupils),
+        encoding="utf-8")
+    (offline / "outcomes.csv").write_text("\n".join(offline_outcomes) + "\n", encoding="utf-8")
+    plan = plan_from_protocol(protocol)
+    units = read_units(offline / "units.csv", plan)
+    from_files = run_analysis(plan, units, read_outcomes(offline / "outcomes.csv", units))
+
+    (itt,) = [e for e in from_store.effects if e.role == "primary"]
+    (reference,) = [e for e in from_files.effects if e.role == "primary"]
+    assert itt.reason is None and itt.model == "ancova, HC1 robust", itt
+    assert itt.n_learners == reference.n_learners == {"lectio": 40, "usual": 40}
+    # Same numbers read back from the same values: equal to the last bit but for the order
+    # of the rows (summation order), hence 1e-12.
+    for name in ("estimate", "std_error", "ci_low", "ci_high", "p_value", "hedges_g"):
+        assert getattr(itt, name) == pytest.approx(getattr(reference, name), rel=1e-12), name
+    assert 2.0 < itt.estimate < 8.0
+
+    # And the scheduled run itself (worker path, no Kafka) is done, not refused.
+    transition_experiment(engine, LEARNER_EXPERIMENT, "running")
+    run = ScheduledRun(LEARNER_EXPERIMENT, "final", due_time(date(2028, 6, 30)), 1,
+                       protocol.sha256, "at: 2028-06-30")
+    record = perform_run(settings, AnalysisRequest.of(run), engine)
+    assert record.status == "done", record.reason
 
 
 def test_a_run_is_recorded_once_without_kafka(settings: Settings) -> None:
