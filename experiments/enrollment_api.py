@@ -2,7 +2,8 @@
 which classes must get their resource.
 
 ``enrollment_router(settings)`` returns a FastAPI ``APIRouter`` for the gateway app to
-mount. Every call needs ``Authorization: Bearer <token>`` (:mod:`experiments.access`):
+mount. Every call needs ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``, as
+the gateway's event endpoints (:mod:`experiments.access`):
 
 - ``POST /v1/experiments/{id}/enrollments`` (académie token): a CSV body (``text/csv``,
   the file of ``preuve enroll``) or JSON rows (``{"classes": [{...}, ...]}``). A row of
@@ -38,7 +39,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -78,6 +79,9 @@ logger = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
 _Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+# The gateway serves these routes: an EdTech key sent as X-API-Key for events works here too.
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
+_ApiKey = Annotated[str | None, Depends(_api_key)]
 
 
 class WithdrawalRequest(BaseModel):
@@ -151,8 +155,8 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
         return load_pseudonym_key(settings)
     router = APIRouter(prefix="/v1/experiments", tags=["enrollment"])
 
-    def caller(bearer: _Bearer) -> Principal:
-        token = bearer.credentials if bearer is not None else None
+    def caller(bearer: _Bearer, api_key: _ApiKey) -> Principal:
+        token = api_key or (bearer.credentials if bearer is not None else None)
         principal = authenticate(engine, token)
         if principal is None:
             reason = "a token is required" if not token else "the token is unknown or revoked"

@@ -176,3 +176,15 @@ def test_withdrawals_keep_the_arm_and_stay_within_the_academie(api: Api) -> None
 def test_unknown_experiment_is_404(api: Api) -> None:
     response = api.client.get("/v1/experiments/nope/enrollments", headers=api.auth("versailles"))
     assert response.status_code == 404
+
+
+def test_an_edtech_key_sent_as_x_api_key_works_as_for_events(api: Api) -> None:
+    _post_csv(api, "versailles", VERSAILLES)
+    key = {"X-API-Key": api.tokens["lectio"]}
+    answer = api.client.get(f"{URL}/enrollments", headers=key)
+    assert answer.status_code == 200, answer.text
+    assert {c["arm"] for c in answer.json()["classes"]} == {"lectio"}
+    other = {"X-API-Key": api.tokens["other-edtech"]}
+    assert api.client.get(f"{URL}/enrollments", headers=other).status_code == 403
+    assert api.client.get(f"{URL}/enrollments",
+                          headers={"X-API-Key": "pv_edtech_nope"}).status_code == 401
