@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -55,14 +55,17 @@ __all__ = [
     "EnrollmentOutcome",
     "Publish",
     "PublishReport",
+    "PublishingOutcome",
     "Refusal",
     "Withdrawal",
     "enroll_classes",
     "enrolled_classes",
     "enrollment_balance",
     "enrollment_design",
+    "in_one_transaction",
     "kafka_publisher",
     "pending_messages",
+    "publish_after",
     "publish_pending",
     "read_classes",
     "record_withdrawal",
@@ -521,29 +524,63 @@ def enroll_classes(
     """
     now = now or datetime.now(UTC)
     outcome = EnrollmentOutcome(design.experiment_id, refusals=list(classes.refusals))
-    try:
-        with Session(engine) as session, session.begin():
-            _enroll_rows(session, design, classes, outcome, now=now, actor=actor)
-            if before_commit is not None:
-                before_commit()
-    except sa.exc.IntegrityError as exc:
-        # Not expected (the lock serialises the enrollments of an experiment), but if a
-        # unique key is hit anyway, the transaction rolled back whole: say so plainly.
-        raise EnrollmentError(
-            f"experiment {design.experiment_id}: a concurrent write conflicted ({exc.orig}); "
-            "nothing of this file was enrolled, run it again",
-            field="experiment",
-        ) from exc
+    in_one_transaction(
+        engine, design.experiment_id,
+        lambda session: _enroll_rows(session, design, classes, outcome, now=now, actor=actor),
+        before_commit,
+    )  # fmt: skip
     outcome.refusals.sort(key=lambda r: r.line)
     logger.info(
         "experiment %s: enrolled %d classes, %d already enrolled, %d refused",
         design.experiment_id, len(outcome.enrolled), len(outcome.already), len(outcome.refusals),
     )
-    if publish is not None:
-        report = publish_pending(engine, design.experiment_id, publish)
-        outcome.published, outcome.publish_error = report.published, report.error
-    outcome.pending = _count_pending(engine, design.experiment_id)
+    publish_after(engine, design.experiment_id, publish, outcome)
     return outcome
+
+
+class PublishingOutcome(Protocol):
+    """The publishing fields shared by the outcomes of a classes and a pupils file."""
+
+    published: int
+    pending: int
+    publish_error: str | None
+
+
+def in_one_transaction(
+    engine: Engine,
+    experiment_id: str,
+    write: Callable[[Session], None],
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    """Run ``write`` (the checks, draws and inserts of one file) in one transaction.
+
+    ``before_commit`` is called inside it, just before the commit (crash tests). A unique
+    key hit is not expected (:func:`_lock_experiment` serialises the enrollments of an
+    experiment), but if it happens the transaction rolled back whole, and the error says
+    so plainly.
+    """
+    try:
+        with Session(engine) as session, session.begin():
+            write(session)
+            if before_commit is not None:
+                before_commit()
+    except sa.exc.IntegrityError as exc:
+        raise EnrollmentError(
+            f"experiment {experiment_id}: a concurrent write conflicted ({exc.orig}); "
+            "nothing of this file was enrolled, run it again",
+            field="experiment",
+        ) from exc
+
+
+def publish_after(
+    engine: Engine, experiment_id: str, publish: Publish | None, outcome: PublishingOutcome
+) -> None:
+    """After the commit: publish what is pending (unless ``publish`` is None) and count
+    what is left pending, into ``outcome``."""
+    if publish is not None:
+        report = publish_pending(engine, experiment_id, publish)
+        outcome.published, outcome.publish_error = report.published, report.error
+    outcome.pending = _count_pending(engine, experiment_id)
 
 
 # --- reading back ---------------------------------------------------------------------

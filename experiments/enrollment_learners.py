@@ -54,12 +54,12 @@ from experiments.enrollment import (
     EnrollmentRow,
     Publish,
     Withdrawal,
-    _count_pending,
     _enrolled_elsewhere,
     _insert_many,
     _lock_experiment,
     _randomiser,
-    publish_pending,
+    in_one_transaction,
+    publish_after,
     record_withdrawal,
     verify_allocations,
 )
@@ -631,24 +631,17 @@ def enroll_learners(
                               field="population.unit")  # fmt: skip
     now = now or datetime.now(UTC)
     outcome = LearnerOutcome(design.experiment_id, refusals=list(pupils.refusals))
-    try:
-        with Session(engine) as session, session.begin():
-            _enroll_rows(session, design, pupils, key, outcome, now=now, actor=actor)
-            if before_commit is not None:
-                before_commit()
-    except sa.exc.IntegrityError as exc:
-        raise EnrollmentError(
-            f"experiment {design.experiment_id}: a concurrent write conflicted ({exc.orig}); "
-            "nothing of this file was enrolled, run it again", field="experiment",
-        ) from exc  # fmt: skip
+    in_one_transaction(
+        engine, design.experiment_id,
+        lambda session: _enroll_rows(session, design, pupils, key, outcome, now=now,
+                                     actor=actor),
+        before_commit,
+    )  # fmt: skip
     outcome.refusals.sort(key=lambda r: r.line)
     logger.info("experiment %s: enrolled %d pupils (%d new classes), %d already enrolled, "
                 "%d refused", design.experiment_id, len(outcome.enrolled), outcome.classes,
                 len(outcome.already), len(outcome.refusals))  # fmt: skip
-    if publish is not None:
-        report = publish_pending(engine, design.experiment_id, publish)
-        outcome.published, outcome.publish_error = report.published, report.error
-    outcome.pending = _count_pending(engine, design.experiment_id)
+    publish_after(engine, design.experiment_id, publish, outcome)
     return outcome
 
 
