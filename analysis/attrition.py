@@ -10,7 +10,10 @@ For each contrast (treatment arm vs control) and each level:
 Overall attrition is ``1 - analysed / randomised`` over both arms; differential attrition
 is the absolute difference between the arms' attrition rates. The boundary table (WWC
 Standards Handbook v4.1, Table II.1) ships as data in ``wwc_attrition_boundaries.json``
-with its source; overall attrition is rounded to a whole percent to read it.
+with its source; overall attrition is rounded to a whole percent to read it. Its
+``verification`` note says what could be checked: the cautious column agrees with a second
+transcription; the optimistic column differs from it by one row from 13 % on, unresolved
+without the Handbook (``tests/statistics/test_analysis_reference_tables.py``).
 """
 
 from __future__ import annotations

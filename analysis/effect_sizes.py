@@ -37,6 +37,12 @@ EEF_MONTHS_TABLE: Final[tuple[tuple[float, float, int], ...]] = (
     # about-the-toolkits/attainment/), table "Months' progress / Effect size". Negative
     # effect sizes convert to the same number of months, negative. The Toolkit's last row
     # is 0.96-1.00 → 12; larger effect sizes are shown as 12 (the Toolkit's maximum).
+    # Checked row by row on 2026-11-22 against a stored copy of that page (pinned in
+    # tests/statistics/test_analysis_reference_tables.py). The same page warns that the
+    # conversion "differs slightly" in the reports of individual EEF-funded projects (EEF,
+    # "The EEF's months of additional progress measure", v2.educationendowmentfoundation.
+    # org.uk/help/projects/the-eefs-months-progress-measure/); that table's rows are not in
+    # the stored copy, so it could not be compared: Preuve uses the Toolkit's.
     (-0.01, 0.01, 0),
     (0.02, 0.09, 1),
     (0.10, 0.18, 2),

@@ -19,6 +19,9 @@ The Education Endowment Foundation rates how secure a trial's finding is with pa
 
    The two columns were transcribed from the EEF document as we know it; a reviewer
    should check them against the published PDF before a report is used for funding.
+   Not verified: on 2026-11-22 no stored copy of *Classifying the security of EEF
+   findings* (nor a secondary copy of its table 1) could be found with the search tools
+   available offline; the EEF pages found describe the padlocks without the thresholds.
 4. **Deductions** (EEF 2019, "threats to validity" and "balance at baseline"; WWC
    thresholds for the size of an imbalance):
    - one padlock when the WWC cautious boundary rates the attrition (units or pupils) as
