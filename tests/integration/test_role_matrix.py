@@ -640,3 +640,23 @@ def test_registry_commands_are_refused_without_the_registry_credentials(
     # A refusal is one line and an exit code, never a traceback.
     clean = isinstance(result.exception, SystemExit) and "registry refused" in result.output
     assert clean == (command not in KNOWN_TRACEBACKS), (command, result.exception)
+
+
+def test_offline_commands_need_no_registry_at_all(
+        matrix: Matrix, outsider_url: str, tmp_path: Path) -> None:
+    """``offline`` is honest: these commands run for someone the registry refuses."""
+    from analysis.simulate import simulate_trial
+
+    protocol = ROOT / "protocols" / f"{EXPERIMENT}.yaml"
+    trial = simulate_trial(tmp_path / "trial", n_units=20, pupils_per_unit=10)
+    runs = {
+        "protocol validate": ["protocol", "validate", str(protocol)],
+        "protocol power": ["protocol", "power", str(protocol), "--json"],
+        "analyze": ["analyze", "--protocol", str(protocol), "--units", str(trial.units),
+                    "--outcomes", str(trial.outcomes), "--json", str(tmp_path / "r.json")],
+    }
+    assert set(runs) == {c for c, how in CLI_ACCESS.items() if how.access == "offline"}
+    for command, args in runs.items():
+        result = _cli(matrix.world.settings, *args, database_url=outsider_url)
+        assert result.exit_code == 0, f"{command}: {result.output}"
+    dispose_engines()
