@@ -32,7 +32,7 @@ from experiments.protocol import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.errors import BrokerError
-from ingest.pseudonym import pseudonymise
+from ingest.pseudonym import load_pseudonym_key, pseudonymise
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
@@ -432,6 +432,15 @@ def test_cli_json_withdraw_and_pending_publication(cli_env: Path) -> None:
     assert code == 3 and "arm " in output and "kept (ITT)" in output
     code, output = _enroll("fluence-cp-2027", "--republish")
     assert code == 3 and "published 0" in output
+    # A pupil of a class-randomised design: recorded by pseudonym, never by the id given.
+    code, output = _enroll("fluence-cp-2027", "--withdraw", "c1", "--pupil", "gar-c1-07",
+                           "--reason", "parents object", "--protocol", str(PROTOCOL))
+    assert code == 0 and "data already collected: remove" in output, output
+    settings = Settings(state_dir=cli_env / "cli-state")
+    with registry_engine(settings).connect() as connection:
+        stored = connection.execute(sa.text(
+            "SELECT learner_id FROM withdrawals WHERE scope = 'pupil'")).scalar_one()
+    assert stored == pseudonymise(load_pseudonym_key(settings), "fluence-cp-2027", "gar-c1-07")
 
 
 def test_stored_times_read_back_exactly(engine: Engine, design: EnrollmentDesign) -> None:
