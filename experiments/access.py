@@ -1,9 +1,18 @@
 """Who is calling: API tokens and the principals they stand for.
 
 Each token belongs to one role and one scope: an académie token is scoped to its
-académie, an EdTech token to its ``resource_id``, a researcher token to an experiment id
-(or ``*``). Tokens are random, shown once when issued, and stored only as SHA-256
-hashes. Every entry point turns a token into a :class:`Principal` and checks it.
+académie, an EdTech token to its ``resource_id``, a researcher or officer token to an
+experiment id (or ``*``), an admin token to ``*`` (:func:`scope_problem`). Tokens are
+random, shown once when issued, and stored only as SHA-256 hashes. Every HTTP entry
+point (the gateway's event and enrollment APIs, the portal) turns a token into a
+:class:`Principal` and checks it; the portal checks again on every request that the
+token of a session is not revoked (:func:`still_valid`).
+
+The command line has no tokens: a command that acts on the registry opens it with the
+deployment's database credentials, and holding them is the administrator role. The
+database refuses whoever does not hold them; the audit log names the operating-system
+account (:func:`cli_actor`). ``tests/integration/test_role_matrix.py`` checks every
+route and command against every role.
 """
 
 from __future__ import annotations
