@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 WAVES = ("baseline", "endline")
+_MAX_MARKS = 100_000_000
+"""Largest (learner, week) grid counted with a boolean array (100 MB) in :func:`read_usage`."""
 
 
 @dataclass(frozen=True)
@@ -313,8 +315,17 @@ def read_units(path: Path, plan: AnalysisPlan) -> UnitTable:
     return UnitTable(path=spath, frame=frame.reset_index(drop=True), arm_code=codes)
 
 
-def _read_table(path: Path, required: tuple[str, ...]) -> pa.Table:
-    """Read a large UTF-8 CSV with pyarrow, every column as a string."""
+def _read_table(path: Path, required: tuple[str, ...], floats: tuple[str, ...] = ()
+                ) -> pa.Table:
+    """Read a large UTF-8 CSV with pyarrow: ``floats`` as float64 (empty → null), the other
+    columns as strings.
+
+    The numbers are parsed by pyarrow's multi-threaded reader, without a string column in
+    between. When a ``floats`` column holds something that is not a plain number (text,
+    spaces around a number…), or a number that is not finite (``nan``, ``inf``), the file
+    is read again with every column as a string, so that the checks of the callers name
+    the offending line and value exactly as written.
+    """
     spath = str(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:  # tolerate Excel's BOM
@@ -331,19 +342,36 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pa.Table:
     if missing:
         raise InputError(f"missing column(s) {missing}; header is {names}", path=spath,
                          line=1, field="header")
+    typed = [name for name in floats if name in names]
+    if typed:
+        try:
+            table = _parse_csv(path, names, typed)
+        except pa.ArrowInvalid:
+            pass  # a value that is not a plain number: read as text, the checks say where
+        else:
+            if all(_finite_or_null(table.column(name)) for name in typed):
+                return table
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in names},
-                strings_can_be_null=False,
-            ),
-        )
+        return _parse_csv(path, names, [])
     except (pa.ArrowInvalid, OSError):
         line, message = _locate_csv_problem(path)
         raise InputError(message, path=spath, line=line, field="row") from None
-    return table
+
+
+def _parse_csv(path: Path, names: list[str], floats: list[str]) -> pa.Table:
+    types = {name: pa.float64() if name in floats else pa.string() for name in names}
+    return pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                             null_values=[""]),
+    )
+
+
+def _finite_or_null(column: pa.ChunkedArray) -> bool:
+    """True when every non-null value of a float column is finite."""
+    return not bool(pc.any(pc.is_inf(column)).as_py()) and not bool(
+        pc.any(pc.is_nan(column)).as_py())
 
 
 def _mask(array: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
@@ -361,7 +389,14 @@ def _fail_where(path: str, rows: npt.NDArray[np.bool_], fieldname: str,
 
 def _numbers(path: str, column: pa.ChunkedArray, fieldname: str, message: str
              ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Parse a string column as float64; blanks are NaN. Returns (values, blank)."""
+    """Parse a string column as float64; blanks are NaN. Returns (values, blank).
+
+    A column already read as float64 by :func:`_read_table` (finite numbers or null) is
+    taken as it is: nulls are the blanks.
+    """
+    if pa.types.is_floating(column.type):
+        blank = _mask(pc.is_null(column))
+        return np.asarray(column.to_numpy(), dtype=float), blank
     trimmed = pc.utf8_trim_whitespace(column)
     blank = _mask(pc.equal(trimmed, ""))
     nullable = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
@@ -379,7 +414,9 @@ def _numbers(path: str, column: pa.ChunkedArray, fieldname: str, message: str
 
 def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], pa.Array]:
     """Integer codes in order of first appearance, and the distinct values."""
-    encoded = pc.dictionary_encode(column).combine_chunks()
+    # One contiguous array first: encoding chunk by chunk and merging the dictionaries
+    # afterwards costs half as much again with a million distinct learner ids.
+    encoded = pc.dictionary_encode(column.combine_chunks())
     return (np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
             encoded.dictionary)
 
@@ -389,6 +426,17 @@ def _unit_rows(units: UnitTable, column: pa.ChunkedArray) -> npt.NDArray[np.int6
     value_set = pa.array(units.frame["unit_id"].to_numpy(dtype=object), type=pa.string())
     found = pc.index_in(column, value_set=value_set)
     return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _repeated(key: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
+    """True at each row whose ``key`` (in ``0..size-1``) already appeared on an earlier row.
+
+    Counting with :func:`numpy.bincount` is O(n); the rows are only located (with pandas)
+    when a key is repeated, i.e. for a file that is about to be refused.
+    """
+    if key.size == 0 or int(np.bincount(key, minlength=size).max()) <= 1:
+        return np.zeros(key.size, dtype=bool)
+    return np.asarray(pd.Series(key).duplicated().to_numpy(), dtype=bool)
 
 
 def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
@@ -403,7 +451,8 @@ def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
         Missing column, unknown unit, bad wave, bad score, a learner in two units, or a
         (learner, measure, wave) given twice.
     """
-    table = _read_table(path, ("learner_id", "unit_id", "measure", "wave", "score"))
+    table = _read_table(path, ("learner_id", "unit_id", "measure", "wave", "score"),
+                        floats=("score",))
     spath = str(path)
     learner_raw = table.column("learner_id")
     _fail_where(spath, _mask(pc.equal(learner_raw, "")), "learner_id", learner_raw,
@@ -427,9 +476,8 @@ def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
     learner_ids = pd.Index(learner_values.to_numpy(zero_copy_only=False))
     n_measures = max(len(measure.categories), 1)
     key = (learner * n_measures + measure_codes) * 2 + is_endline
-    dup = pd.Series(key).duplicated().to_numpy()
-    _fail_where(spath, dup, "learner_id", learner_raw,
-                "this learner already has a score for this measure and wave")
+    _fail_where(spath, _repeated(key, len(learner_ids) * n_measures * 2), "learner_id",
+                learner_raw, "this learner already has a score for this measure and wave")
     learner_unit = np.full(len(learner_ids), -1, dtype=np.int64)
     learner_unit[learner[::-1]] = unit[::-1]  # the first row of each learner wins
     moved = learner_unit[learner] != unit
@@ -462,10 +510,16 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
     InputError
         Missing column, negative or non-numeric minutes, unknown unit, inconsistent unit.
     """
-    table = _read_table(path, ("learner_id", "unit_id", "week", "active_minutes"))
+    table = _read_table(path, ("learner_id", "unit_id", "week", "active_minutes"),
+                        floats=("active_minutes",))
     spath = str(path)
     message = "must be a number of minutes >= 0"
     minutes, blank = _numbers(spath, table.column("active_minutes"), "active_minutes", message)
+    if (blank | (minutes < 0)).any() and pa.types.is_floating(table.column("active_minutes").type):
+        # The file is about to be refused: read it again as written, for the message.
+        table = _read_table(path, ("learner_id", "unit_id", "week", "active_minutes"))
+        minutes, blank = _numbers(spath, table.column("active_minutes"), "active_minutes",
+                                  message)
     _fail_where(spath, blank | (minutes < 0), "active_minutes", table.column("active_minutes"),
                 message)
     unit = _unit_rows(units, table.column("unit_id"))
@@ -485,8 +539,14 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
     n = outcomes.n_learners
     total = np.bincount(learner[known], weights=minutes[known], minlength=n)
     week_codes, week_values = _codes(table.column("week"))
-    key = learner[known] * (len(week_values) + 1) + week_codes[known]
-    first = ~pd.Series(key).duplicated().to_numpy()
-    weeks = np.bincount(learner[known][first], minlength=n)
+    stride = len(week_values) + 1
+    key = learner[known] * stride + week_codes[known]
+    if n * stride <= _MAX_MARKS:  # mark each (learner, week) seen: O(n), no hashing
+        seen = np.zeros(n * stride, dtype=bool)
+        seen[key] = True
+        weeks = np.bincount(np.flatnonzero(seen) // stride, minlength=n)
+    else:
+        first = ~pd.Series(key).duplicated().to_numpy()
+        weeks = np.bincount(learner[known][first], minlength=n)
     return UsageTable(path=spath, minutes=total.astype(float), weeks=weeks.astype(np.int64),
                       n_rows=table.num_rows)

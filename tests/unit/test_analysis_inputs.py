@@ -155,3 +155,45 @@ def test_usage_with_no_outcome_yet_is_read_not_a_crash(tmp_path: Path) -> None:
     outcomes = read_outcomes(tmp_path / "o.csv", units)
     usage = read_usage(tmp_path / "x.csv", outcomes, units)
     assert usage.n_rows == 1 and len(usage.minutes) == 0
+
+
+@pytest.mark.parametrize(("score", "line_error"), [
+    (" 12.5 ", None),         # spaces around a number: read as text, trimmed, accepted
+    ("1e1", None),
+    ("inf", "got 'inf'"),     # parsed by pyarrow as a float, refused with the text as written
+    ("nan", "got 'nan'"),
+    ("douze", "got 'douze'"),
+])
+def test_scores_read_as_numbers_or_refused_as_written(tmp_path: Path, score: str,
+                                                      line_error: str | None) -> None:
+    """Scores are parsed as float64 by pyarrow; anything else is re-read as text so that the
+    message shows the value exactly as the file has it, on its line."""
+    plan = _plan()
+    units_path, _ = _files(tmp_path)
+    units = read_units(units_path, plan)
+    outcomes = tmp_path / "typed.csv"
+    outcomes.write_text("learner_id,unit_id,measure,wave,score\n"
+                        "a,C1,fluence,baseline,40\n"
+                        f'a,C1,fluence,endline,"{score}"\nb,C1,fluence,endline,\n',
+                        encoding="utf-8")
+    if line_error is None:
+        table = read_outcomes(outcomes, units)
+        assert table.score[1] == float(score) and np.isnan(table.score[2])
+        return
+    with pytest.raises(InputError, match=line_error) as error:
+        read_outcomes(outcomes, units)
+    assert (error.value.line, error.value.field) == (3, "score")
+
+
+def test_blank_or_negative_minutes_are_refused_as_written(tmp_path: Path) -> None:
+    plan = _plan()
+    units_path, outcomes_path = _files(tmp_path)
+    units = read_units(units_path, plan)
+    outcomes = read_outcomes(outcomes_path, units)
+    usage = tmp_path / "usage.csv"
+    for value, shown in (("", "''"), ("-5", "'-5'")):
+        usage.write_text(f"learner_id,unit_id,week,active_minutes\na,C1,1,30\na,C1,2,{value}\n",
+                         encoding="utf-8")
+        with pytest.raises(InputError, match=f"got {shown}") as error:
+            read_usage(usage, outcomes, units)
+        assert (error.value.line, error.value.field) == (3, "active_minutes")
