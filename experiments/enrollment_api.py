@@ -9,7 +9,9 @@ the gateway's event endpoints (:mod:`experiments.access`):
   the file of ``preuve enroll``) or JSON rows (``{"classes": [{...}, ...]}``). A row of
   another académie than the token's makes the whole request 403: nothing is enrolled.
   Otherwise the answer lists the enrolled classes with their arms, those already
-  enrolled, the refused rows with reasons in French and English, and the balance report.
+  enrolled, the refused rows with reasons in French and English, and the balance report
+  (for an académie, of its own classes; a refusal about another académie's class says
+  only that the id is taken).
 - ``GET /v1/experiments/{id}/enrollments``: an académie sees its classes and their arms;
   an EdTech token scoped to the experiment's resource sees the classes that must get the
   resource (treatment arms, not withdrawn), and nothing else; a researcher token scoped
@@ -36,8 +38,12 @@ import csv
 import io
 import json
 import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +52,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from experiments.access import Principal, authenticate, record_audit
+from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import registry_engine
 from experiments.enrollment import (
     BASE_COLUMNS,
@@ -62,15 +69,18 @@ from experiments.enrollment import (
     read_classes,
     withdraw,
 )
+from experiments.enrollment_file import Refusal
 from experiments.enrollment_learners import (
     MIXED_ARM,
     PUPIL_COLUMNS,
     EnrolledLearner,
     enroll_learners,
+    enrolled_learners,
     read_pupils,
     withdraw_learner,
 )
 from experiments.errors import EnrollmentError, RegistryError
+from experiments.registry import ExperimentRow
 from experiments.settings import Settings
 
 __all__ = ["WithdrawalRequest", "enrollment_router"]
@@ -116,6 +126,95 @@ def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
     for row in rows:
         writer.writerow(["" if row.get(c) is None else str(row[c]) for c in columns])
     return out.getvalue()
+
+
+# --- what an académie may learn -----------------------------------------------------
+#
+# An académie sees its own classes only. Two answers of the enrollment call would tell it
+# about the others': a refusal that quotes how the registry holds a class ("already
+# enrolled with school_uai = 0781234A", "in experiment X"), and the balance of the whole
+# experiment, whose arm counts, polled between two enrollments of another académie, give
+# the arm of its new class. So an académie's refusals about a class that is not its own
+# say no more than that the id is taken, and its balance covers its own units.
+
+_CLASS_DETAILS = frozenset({
+    "enrolled_differently", "enrolled_elsewhere", "class_enrolled_differently",
+    "class_enrolled_elsewhere", "class_withdrawn",
+})  # fmt: skip
+_PUPIL_DETAILS = frozenset({"learner_enrolled_differently"})
+
+
+def _classes_of(engine: Engine, academie: str, experiment_ids: Sequence[str]) -> set[str]:
+    return {c.class_id for eid in experiment_ids
+            for c in enrolled_classes(engine, eid, academie=academie)}  # fmt: skip
+
+
+def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
+                  refusals: Sequence[Refusal]) -> list[dict[str, Any]]:
+    """The refusals as JSON, those about another académie's class or pupil without its
+    details."""
+    if academie is None or not any(r.code in _CLASS_DETAILS | _PUPIL_DETAILS
+                                   for r in refusals):
+        return [r.as_dict() for r in refusals]
+    owned = _classes_of(engine, academie, [experiment_id])
+    if any(r.code.endswith("enrolled_elsewhere") for r in refusals):
+        with Session(engine) as session:
+            every = session.scalars(sa.select(ExperimentRow.id)).all()
+        owned |= _classes_of(engine, academie, every)
+    answers: list[dict[str, Any]] = []
+    for r in refusals:
+        if r.code in _CLASS_DETAILS and r.class_id not in owned:
+            answers.append({
+                "line": r.line, "class_id": r.class_id, "field": "class_id",
+                "value": r.class_id, "code": "class_id_taken",
+                "message_fr": f"la classe « {r.class_id} » est déjà inscrite, pas par votre "
+                              "académie : vérifiez son identifiant",
+                "message_en": f"class '{r.class_id}' is already enrolled, not by your "
+                              "académie: check its id",
+            })  # fmt: skip
+        elif r.code in _PUPIL_DETAILS:
+            # The stored pupil may be another académie's: say which pupil, not how it is held.
+            answers.append({
+                "line": r.line, "class_id": r.class_id, "field": "learner_id",
+                "value": r.value, "code": r.code,
+                "message_fr": f"l'élève « {r.value} » est déjà inscrit avec d'autres "
+                              "données ; une inscription ne se modifie pas",
+                "message_en": f"pupil '{r.value}' is already enrolled with other details; "
+                              "an enrollment cannot be edited",
+            })  # fmt: skip
+        else:
+            answers.append(r.as_dict())
+    return answers
+
+
+def _balance_for(engine: Engine, design: EnrollmentDesign,
+                 academie: str | None) -> dict[str, Any]:
+    """The balance report of the experiment, or for an académie of its own units."""
+    if academie is None:
+        return enrollment_balance(engine, design).as_dict()
+    compared = list(design.attributes)
+    if len(design.levels) > 1 and design.unit != "school":
+        compared.append("level")
+    units: dict[str, BalanceUnit] = {}
+    if design.unit == "learner":
+        pupils = enrolled_learners(engine, design.experiment_id, academie=academie)
+        for p in pupils:
+            units[p.learner_key] = BalanceUnit(p.arm, 0, 1, {**p.attributes, "level": p.level})
+        report = balance_report(list(units.values()), design.arms, design.control, compared,
+                                unit="learner")  # fmt: skip
+        classes = Counter(arm for arm, _ in {(p.arm, p.class_id) for p in pupils})
+        return BalanceReport(
+            report.unit, [replace(c, classes=classes[c.arm]) for c in report.counts],
+            [d for d in report.differences if d.attribute != "pupils"],
+        ).as_dict()
+    for c in enrolled_classes(engine, design.experiment_id, academie=academie):
+        key = c.school_uai if design.unit == "school" else c.class_id
+        known = units.get(key)
+        units[key] = BalanceUnit(c.arm, 1, c.pupils, {**c.attributes, "level": c.level}) if (
+            known is None) else BalanceUnit(known.arm, known.classes + 1,
+                                            known.pupils + c.pupils, known.attributes)
+    return balance_report(list(units.values()), design.arms, design.control, compared,
+                         unit=design.unit).as_dict()
 
 
 def enrollment_router(settings: Settings, publish: Publish | None = None,
@@ -232,17 +331,17 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
                 "experiment": experiment_id, "unit": "learner",
                 "enrolled": [_pupil_json(p) for p in pupils.enrolled],
                 "already": [_pupil_json(p) for p in pupils.already],
-                "refused": [r.as_dict() for r in pupils.refusals],
+                "refused": _refusals_for(engine, experiment_id, academie, pupils.refusals),
                 "published": pupils.published, "pending": pupils.pending,
-                "balance": enrollment_balance(engine, design).as_dict(),
+                "balance": _balance_for(engine, design, academie),
             }  # fmt: skip
         return {
             "experiment": experiment_id,
             "enrolled": [_class_json(c) for c in outcome.enrolled],
             "already": [_class_json(c) for c in outcome.already],
-            "refused": [r.as_dict() for r in outcome.refusals],
+            "refused": _refusals_for(engine, experiment_id, academie, outcome.refusals),
             "published": outcome.published, "pending": outcome.pending,
-            "balance": enrollment_balance(engine, design).as_dict(),
+            "balance": _balance_for(engine, design, academie),
         }  # fmt: skip
 
     @router.post("/{experiment_id}/enrollments")

@@ -660,3 +660,43 @@ def test_offline_commands_need_no_registry_at_all(
         result = _cli(matrix.world.settings, *args, database_url=outsider_url)
         assert result.exit_code == 0, f"{command}: {result.output}"
     dispose_engines()
+
+
+# --- cross-académie: what an académie's own requests may reveal -----------------------
+
+
+def _post_as(m: Matrix, caller: str, rows: str) -> httpx.Response:
+    return m.gateway.request("POST", f"/v1/experiments/{EXPERIMENT}/enrollments",
+                             content=(ENROLL_HEADER + rows).encode(),
+                             headers={**m.bearer(caller), "Content-Type": "text/csv"})
+
+
+def test_an_academie_reads_the_balance_of_its_own_classes_only(matrix: Matrix) -> None:
+    """Re-sending one of its classes (no write) must not show the arms of the others':
+    polling the whole experiment's counts would tell each new class's arm."""
+    own = [c for c in enrolled_classes(matrix.registry, EXPERIMENT, academie="creteil")]
+    first = own[0]
+    row = (f"{first.class_id},{first.school_uai},{first.level},{first.pupils},creteil,"
+           f"{first.attributes.get('education_priority', '')}\n")
+    answer = _post_as(matrix, "academie_other", row)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [c["class_id"] for c in body["already"]] == [first.class_id]
+    counts = {c["arm"]: c["classes"] for c in body["balance"]["counts"]}
+    mine = {arm: sum(1 for c in own if c.arm == arm) for arm in counts}
+    assert counts == mine
+    assert "versailles" not in answer.text
+
+
+def test_a_class_of_another_academie_is_refused_without_its_details(matrix: Matrix) -> None:
+    """Créteil naming a Versailles class id learns nothing of it (school, académie, arm,
+    pupils, other experiment) beyond that the id is not its own to enroll."""
+    theirs = next(c for c in enrolled_classes(matrix.registry, EXPERIMENT, academie="versailles")
+                  if c.school_uai == "0780001A")
+    answer = _post_as(matrix, "academie_other",
+                      f"{theirs.class_id},0930001C,CP,{theirs.pupils + 1},creteil,REP\n")
+    assert answer.status_code == 200, answer.text
+    (refused,) = answer.json()["refused"]
+    assert refused["class_id"] == theirs.class_id
+    for secret in ("0780001A", "versailles", theirs.arm):
+        assert secret not in json.dumps(refused), f"the refusal shows {secret}: {refused}"

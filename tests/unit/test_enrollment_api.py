@@ -188,3 +188,24 @@ def test_an_edtech_key_sent_as_x_api_key_works_as_for_events(api: Api) -> None:
     assert api.client.get(f"{URL}/enrollments", headers=other).status_code == 403
     assert api.client.get(f"{URL}/enrollments",
                           headers={"X-API-Key": "pv_edtech_nope"}).status_code == 401
+
+
+def test_an_academie_learns_nothing_of_another_academies_class_or_balance(api: Api) -> None:
+    assert _post_csv(api, "versailles", VERSAILLES).status_code == 200
+    # Créteil names a Versailles class id with its own details: the id is taken, and
+    # nothing of how the registry holds it (school, académie, pupils) is said.
+    taken = HEADER + "v3,0931111B,CP,30,creteil,REP\n" + CRETEIL.split("\n", 1)[1]
+    response = _post_csv(api, "creteil", taken)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    (refused,) = body["refused"]
+    assert (refused["code"], refused["field"], refused["value"]) == ("class_id_taken",
+                                                                    "class_id", "v3")
+    assert "0781234A" not in response.text and "versailles" not in response.text
+    # Its balance counts its own 4 classes, not Versailles' 8.
+    assert sum(c["units"] for c in body["balance"]["counts"]) == 4
+    # Versailles re-sending its own class with another head count still hears why.
+    mine = _post_csv(api, "versailles", HEADER + "v3,0781234A,CP,29,versailles,REP\n").json()
+    assert mine["refused"][0]["code"] == "enrolled_differently"
+    assert mine["refused"][0]["field"] == "pupils"
+    assert sum(c["units"] for c in mine["balance"]["counts"]) == 8
