@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,25 @@ def standard_error(variance: float) -> float:
     if not (math.isfinite(variance) and variance > 0.0):
         return math.nan
     return math.sqrt(variance)
+
+
+def _least_squares(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Least-squares coefficients of ``y`` (a vector or columns) on ``x``, and ``R`` of ``x``.
+
+    Householder ``R`` only (``numpy.linalg.qr(mode="r")``: a third of the time of forming
+    ``Q`` for a million rows), then the corrected semi-normal equations ``R'R b = X'y``
+    with one step of iterative refinement, which are as accurate as the QR solution
+    (Björck, *Numerical Methods for Least Squares Problems*, SIAM 1996, §6.6.5).
+    """
+    # numpy's stubs type every mode as QRResult; mode="r" returns the array R.
+    r = cast(FloatArray, np.linalg.qr(x, mode="r"))
+
+    def solve(v: FloatArray) -> FloatArray:
+        return np.asarray(np.linalg.solve(r, np.linalg.solve(r.T, v)), dtype=np.float64)
+
+    params = solve(x.T @ y)
+    params = params + solve(x.T @ (y - x @ params))
+    return params, r
 
 
 def independent_columns(x: FloatArray) -> list[int]:
@@ -181,8 +200,7 @@ def fit_ols(
         degrees of freedom account for: 1 for CR1; the number of absorbed strata for the
         strata-aware correction (see the module docstring).
     """
-    q, r = np.linalg.qr(x)
-    params = np.linalg.solve(r, q.T @ y)
+    params, r = _least_squares(x, y)
     r_inv = np.linalg.inv(r)
     bread = r_inv @ r_inv.T
     resid = y - x @ params
@@ -221,10 +239,9 @@ def fit_2sls(
     """
     z = np.column_stack([instruments, exog])
     x = np.column_stack([endog, exog])
-    qz, _ = np.linalg.qr(z)
-    x_hat = qz @ (qz.T @ x)
-    q, r = np.linalg.qr(x_hat)
-    params = np.linalg.solve(r, q.T @ y)
+    first_stage, _ = _least_squares(z, x)
+    x_hat = z @ first_stage
+    params, r = _least_squares(x_hat, y)
     r_inv = np.linalg.inv(r)
     bread = r_inv @ r_inv.T
     resid = y - x @ params

@@ -84,11 +84,10 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     exog = sample.covariates
     k_absorbed = 0
     if sample.stratum is not None:
-        block = absorb(np.column_stack([y, d, z, exog]), sample.stratum, sample.n_strata)
-        y = block[:, 0]
-        d = block[:, 1:1 + d.shape[1]]
-        z = block[:, 1 + d.shape[1]:1 + d.shape[1] + z.shape[1]]
-        exog = block[:, 1 + d.shape[1] + z.shape[1]:]
+        y, exog = sample.within_strata  # shared with the ITT model
+        block = absorb(np.column_stack([d, z]), sample.stratum, sample.n_strata)
+        d = block[:, : d.shape[1]]
+        z = block[:, d.shape[1]:]
         k_absorbed = sample.n_strata
     else:
         exog = np.column_stack([np.ones(sample.n), exog])

@@ -144,10 +144,12 @@ def _design(sample: AnalysisSample, arm_columns: Sequence[int]
             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
     """``(y, X, k_absorbed)``: arm indicators then covariates; strata absorbed."""
     dummies = [(sample.arm == a).astype(float) for a in arm_columns]
-    x = np.column_stack(dummies + [sample.covariates]) if dummies else sample.covariates
     if sample.stratum is not None:
-        both = absorb(np.column_stack([sample.y, x]), sample.stratum, sample.n_strata)
-        return both[:, 0], both[:, 1:], sample.n_strata
+        y, covariates = sample.within_strata
+        arms = absorb(np.column_stack(dummies), sample.stratum, sample.n_strata) if dummies \
+            else np.empty((sample.n, 0))
+        return y, np.column_stack([arms, covariates]), sample.n_strata
+    x = np.column_stack(dummies + [sample.covariates]) if dummies else sample.covariates
     return sample.y, np.column_stack([x[:, : len(dummies)], np.ones(sample.n),
                                       x[:, len(dummies):]]), 0
 

@@ -107,14 +107,14 @@ def estimate_subgroups(
                 columns.append(((sub.arm == t) & in_level).astype(float))
         for level in kept_levels[1:]:
             columns.append((sub_labels == levels.index(level)).astype(float))
-        x = np.column_stack(columns + [sub.covariates])
-        y = sub.y
         k_absorbed = 0
         if sub.stratum is not None:
-            both = absorb(np.column_stack([y, x]), sub.stratum, sub.n_strata)
-            y, x, k_absorbed = both[:, 0], both[:, 1:], sub.n_strata
+            y, covariates = sub.within_strata  # shared with the ITT model
+            own = absorb(np.column_stack(columns), sub.stratum, sub.n_strata)
+            x, k_absorbed = np.column_stack([own, covariates]), sub.n_strata
         else:
-            x = np.column_stack([x, np.ones(sub.n)])
+            y = sub.y
+            x = np.column_stack(columns + [sub.covariates, np.ones(sub.n)])
         kept = independent_columns(x)
         if any(i not in kept for i in index.values()):
             fit_reason = "subgroup indistinguishable from strata or covariates"
