@@ -94,7 +94,6 @@ class Matrix:
     gateway: AppClient
     portal: PortalClient
     sessions: dict[str, dict[str, str]]
-    started: datetime
     events_sent: dict[str, set[str]] = field(default_factory=lambda: {"ok": set(), "no": set()})
 
     @property
@@ -144,7 +143,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
                       if "\trevoked-later\t" in line)  # fmt: skip
         assert _cli(settings, "token", "revoke", prefix).exit_code == 0
         with AppClient(create_app(settings, engine=world.portal.registry)) as gateway:
-            yield Matrix(world, gateway, portal, sessions, datetime.now(UTC))
+            yield Matrix(world, gateway, portal, sessions)
     finally:
         portal.close()
         dispose_engines()

@@ -54,8 +54,7 @@ class RoleWorld:
     tokens: dict[str, str | None]
     """Caller → the token it presents (None: none)."""
     treatment_classes: frozenset[str]
-    """Classes of the experiment in a treatment arm (an EdTech may learn these)."""
-    control_classes: frozenset[str]
+    """Classes of the experiment in a treatment arm when the matrix starts."""
     withdrawable: dict[str, str]
     """Caller → a Versailles class it asks to withdraw (those refused must stay)."""
 
@@ -94,9 +93,8 @@ def build_role_world(settings: Settings) -> RoleWorld:
                    actor="test")  # fmt: skip
     classes = enrolled_classes(registry, EXPERIMENT)
     treatment = frozenset(c.class_id for c in classes if c.arm in design.treatment_arms)
-    control = frozenset(c.class_id for c in classes if c.arm not in design.treatment_arms)
     world.class_ids["versailles"].extend(withdrawable.values())
-    return RoleWorld(settings, world, tokens, treatment, control, withdrawable)
+    return RoleWorld(settings, world, tokens, treatment, withdrawable)
 
 
 # --- what can be called ---------------------------------------------------------------
