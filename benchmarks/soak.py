@@ -1,9 +1,12 @@
-"""Soak (`make soak`): a steady load through Kafka into PostgreSQL while the stream worker
-is SIGKILLed and restarted every N seconds; ends with the exact event set in the store.
+"""Soak (`make soak`): a steady load through Kafka into PostgreSQL while two stream workers
+of one group are SIGKILLed in turn and restarted every N seconds; ends with the exact
+event set in the store.
 
 It starts its own Kafka broker and PostgreSQL cluster (fsync on), enrolls 200 classes,
 then for ``--minutes`` produces ``--rate`` events/s (2% of them exact re-sends), kills
-the worker every ``--kill-every`` seconds and restarts it at once. After the load it
+one of the two workers every ``--kill-every`` seconds (in turn) and restarts it at once:
+each kill is a rebalance while the other worker keeps consuming, and the dead member
+keeps its partitions until its session expires. After the load it
 waits for the store to catch up and compares, event id by event id, what was sent with
 what is stored, and the daily usage totals with the stored events (a re-delivered event
 counted twice would show there). Prints its figures; exit 1 if the sets differ.
@@ -122,7 +125,7 @@ def main() -> int:
     broker = LocalBroker(root / "kafka", Settings().cache_dir, KafkaSettings().version,
                          port=free_port(), partitions=4, heap="768m")
     cluster: PostgresCluster | None = None
-    worker: WorkerProcess | None = None
+    workers: list[WorkerProcess] = []
     load: Load | None = None
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -142,7 +145,8 @@ def main() -> int:
                               academie="paris", at=datetime(2027, 9, 1, tzinfo=UTC))
             for i in range(CLASSES)])
         store = ExperimentStore(settings, EXPERIMENT)
-        worker = WorkerProcess(settings, root / "worker.log").start(ready_timeout_s=120)
+        workers = [WorkerProcess(settings, root / f"worker-{n}.log").start(ready_timeout_s=120)
+                   for n in (0, 1)]
         load = Load(settings, args.rate)
         thread = threading.Thread(target=load.run, name="load")
         began = time.monotonic()
@@ -154,10 +158,11 @@ def main() -> int:
             if time.monotonic() >= end:
                 break
             lag_max = max(lag_max, len(load.sent) - _count(store))
-            worker.kill()
+            victim = workers[kills % 2]
+            victim.kill()
             kills += 1
             t0 = time.monotonic()
-            worker.start(ready_timeout_s=120)
+            victim.start(ready_timeout_s=120)
             restarts.append(time.monotonic() - t0)
             print(f"{(time.monotonic() - began) / 60:5.1f} min: kill {kills}, "
                   f"{len(load.sent)} sent, {_count(store)} stored", flush=True)
@@ -182,7 +187,7 @@ def main() -> int:
         usage = _usage_events(store)
         missing, extra = len(load.sent - stored), len(stored - load.sent)
         minutes = (sent_at - began) / 60
-        print(f"soak: {minutes:.1f} min at {args.rate} events/s, machine "
+        print(f"soak: {minutes:.1f} min at {args.rate} events/s, 2 workers, machine "
               f"{platform.machine()} {os.cpu_count()} cpu, PostgreSQL store (fsync on)")
         print(f"sent={len(load.sent)} unique (+{load.resent} exact re-sends) "
               f"stored={len(stored)} missing={missing} extra={extra} usage_events={usage}")
@@ -195,7 +200,7 @@ def main() -> int:
     finally:
         if load is not None:
             load.stop.set()
-        if worker is not None:
+        for worker in workers:
             worker.stop()
         dispose_engines()
         if cluster is not None:

@@ -2,7 +2,7 @@
 
 This module only assembles the command tree; each command lives with the concept it
 serves (``experiments/protocol_cli.py``, ``experiments/enrollment_cli.py``,
-``analysis/cli.py``, ``ingest/cli.py``). Heavy imports (faust, statsmodels) happen inside
+``analysis/cli.py``, ``ingest/cli.py``). Heavy imports (aiokafka, statsmodels) happen inside
 the commands so that ``preuve --help`` stays fast.
 """
 

@@ -25,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase
 
 from experiments.errors import StoreError
@@ -35,6 +35,7 @@ __all__ = [
     "RegistryBase",
     "dispose_engines",
     "insert_for",
+    "insert_for_dialect",
     "StoreBase",
     "is_postgres",
     "migrate_registry",
@@ -66,8 +67,13 @@ class StoreBase(DeclarativeBase):
 def insert_for(bind: Engine | Connection, table: Table) -> Any:
     """An INSERT on ``table`` in the bind's dialect, so that ``on_conflict_do_nothing`` and
     ``on_conflict_do_update`` (SQLite and PostgreSQL only) are available."""
-    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    return insert_for_dialect(bind.dialect, table)
+
+
+def insert_for_dialect(dialect: Dialect, table: Table) -> Any:
+    """:func:`insert_for` when only the dialect is at hand."""
+    module = postgresql if dialect.name == "postgresql" else sqlite
+    return module.insert(table)
 
 
 def is_postgres(settings: Settings) -> bool:

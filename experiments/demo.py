@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
+from ingest.stream.worker import READY_LINE
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -225,7 +226,7 @@ def _corrupt(event: dict[str, object], rng: random.Random) -> None:
 def _wait_for_worker(log: Path, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if "[^Worker]: Ready" in log.read_text(errors="replace"):
+        if READY_LINE in log.read_text(errors="replace"):
             return
         if process.poll() is not None:
             raise RuntimeError("the worker exited:\n" + log.read_text(errors="replace")[-3000:])

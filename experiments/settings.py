@@ -57,14 +57,15 @@ class KafkaSettings(BaseModel):
 
 class WorkerSettings(BaseModel):
     group_id: str = Field(
-        "preuve-router", description="Consumer group (and faust app id) of the stream workers."
+        "preuve-router", description="Consumer group of the stream workers (they share the partitions of preuve.events)."
     )
-    batch_size: int = Field(500, description="Events written to a store in one transaction, at most.")
+    batch_size: int = Field(
+        2000, description="Events fetched and written to a store in one transaction, at most."
+    )
     batch_seconds: float = Field(0.5, description="Longest wait before a partial batch is written.")
     session_timeout_s: float = Field(
         10.0, description="Consumer-group session timeout: how fast a dead worker's partitions move."
     )
-    web_port: int = Field(0, description="Port of the worker's status page; 0 disables it.")
     replay_interval_s: float = Field(
         1.0, description="How often parked events of newly enrolled classes are replayed."
     )

@@ -9,17 +9,18 @@ from the rows actually inserted, so they can never count a duplicate.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
-from experiments.database import StoreBase, insert_for, store_engine
+from experiments.database import StoreBase, insert_for_dialect, store_engine
 from experiments.settings import Settings
 
 __all__ = ["StoredEvent", "ExperimentStore", "WriteResult", "events_table", "daily_usage_table"]
@@ -63,7 +64,7 @@ daily_usage_table = sa.Table(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as it is stored: pseudonymised and labelled with its arm."""
 
@@ -92,6 +93,108 @@ class WriteResult:
     duplicates: int
 
 
+_incoming = sa.Table(
+    "preuve_incoming",
+    sa.MetaData(),
+    *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in events_table.c),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("is_session", sa.Integer, nullable=False),
+    sa.Column("is_usage", sa.Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+"""A batch on its way into ``events`` (a temporary table, one per database session)."""
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of :meth:`ExperimentStore.write_events` for one dialect."""
+
+    create_incoming: str
+    clear_incoming: str
+    drop_incoming: str
+    insert_new: sa.Executable
+    add_usage: sa.Executable
+    load: Callable[[Any, Sequence[StoredEvent], datetime], None]
+
+
+@functools.cache
+def _statements(dialect: sa.Dialect) -> _Statements:
+    columns = [column.name for column in _incoming.c]
+    # The DBAPI gets exactly what SQLAlchemy would have bound (its type processors:
+    # datetimes as text on SQLite, JSON serialised), so the rows read back alike.
+    processors = [
+        column.type.dialect_impl(dialect).bind_processor(dialect) for column in _incoming.c
+    ]
+
+    def rows(events: Sequence[StoredEvent], now: datetime) -> Iterator[tuple[Any, ...]]:
+        for e in events:
+            raw = (
+                e.event_id, e.occurred_at, now, e.resource_id, e.learner_key, e.class_id,
+                e.school_uai, e.arm, e.verb, e.object_id, e.duration_s, e.score, e.success,
+                e.extensions, e.occurred_at.astimezone(SCHOOL_TIMEZONE).date(),
+                int(e.is_session), int(e.is_usage),
+            )
+            yield tuple(
+                value if process is None or value is None else process(value)
+                for value, process in zip(raw, processors, strict=True)
+            )
+
+    names = ", ".join(columns)
+    if dialect.name == "postgresql":
+        def load(cursor: Any, events: Sequence[StoredEvent], now: datetime) -> None:
+            with cursor.copy(f"COPY preuve_incoming ({names}) FROM STDIN") as copy:
+                for row in rows(events, now):
+                    copy.write_row(row)
+        placeholder = "%s"
+    else:
+        marks = ", ".join("?" * len(columns))
+
+        def load(cursor: Any, events: Sequence[StoredEvent], now: datetime) -> None:
+            cursor.executemany(f"INSERT INTO preuve_incoming ({names}) VALUES ({marks})",
+                               rows(events, now))
+        placeholder = "?"
+
+    event_columns = [column.name for column in events_table.c]
+    insert_new = (
+        insert_for_dialect(dialect, events_table)
+        .from_select(event_columns, sa.select(*(_incoming.c[n] for n in event_columns))
+                     .where(sa.true()))  # a WHERE: SQLite's upsert-after-SELECT ambiguity
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(events_table.c.event_id)
+    )
+    i = _incoming.c
+    per_day = (
+        sa.select(
+            i.learner_key, i.day, sa.func.max(i.class_id), sa.func.max(i.arm),
+            sa.func.count(), sa.func.sum(i.is_session), sa.func.sum(i.is_usage),
+            sa.func.sum(sa.case((i.is_usage == 1, sa.func.coalesce(i.duration_s, 0.0)),
+                                else_=0.0)),
+        )
+        .where(sa.true())
+        .group_by(i.learner_key, i.day)
+    )
+    usage = insert_for_dialect(dialect, daily_usage_table).from_select(
+        ["learner_key", "day", "class_id", "arm", "events", "sessions", "activities",
+         "active_seconds"], per_day,
+    )
+    add_usage = usage.on_conflict_do_update(
+        index_elements=["learner_key", "day"],
+        set_={
+            name: daily_usage_table.c[name] + usage.excluded[name]
+            for name in ("events", "sessions", "activities", "active_seconds")
+        },
+    )
+    create = str(CreateTable(_incoming, if_not_exists=True).compile(dialect=dialect)).strip()
+    return _Statements(
+        create_incoming=create,
+        clear_incoming="DELETE FROM preuve_incoming",
+        drop_incoming=f"DELETE FROM preuve_incoming WHERE event_id = {placeholder}",
+        insert_new=insert_new,
+        add_usage=add_usage,
+        load=load,
+    )
+
+
 class ExperimentStore:
     """The store of one experiment.
 
@@ -109,64 +212,35 @@ class ExperimentStore:
 
     def write_events(self, events: Sequence[StoredEvent], now: datetime) -> WriteResult:
         """Insert the events not stored yet and add them to the daily usage, in one
-        transaction."""
+        transaction.
+
+        The batch is bulk-loaded into a temporary table (PostgreSQL ``COPY``, SQLite
+        ``executemany``), then two set statements do the work: insert the new events
+        (``ON CONFLICT DO NOTHING RETURNING``) and fold exactly those into
+        ``daily_usage``. Written against the DBAPI connection on purpose: SQLAlchemy's
+        per-row parameter processing cost more than the database itself (profiled at
+        about 60% of the worker's time), and it has no COPY.
+        """
         if not events:
             return WriteResult(0, 0)
-        rows = [
-            {
-                "event_id": e.event_id, "occurred_at": e.occurred_at, "stored_at": now,
-                "resource_id": e.resource_id, "learner_key": e.learner_key,
-                "class_id": e.class_id, "school_uai": e.school_uai, "arm": e.arm,
-                "verb": e.verb, "object_id": e.object_id, "duration_s": e.duration_s,
-                "score": e.score, "success": e.success, "extensions": e.extensions,
-            }
-            for e in events
-        ]
-        by_id = {e.event_id: e for e in events}
-        statement = (
-            insert_for(self.engine, events_table)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events_table.c.event_id)
-        )
         with self.engine.begin() as connection:
-            # executemany with RETURNING ("insertmanyvalues") yields one row per inserted
-            # event on SQLite >= 3.35 and PostgreSQL; conflicting rows yield nothing.
-            inserted_ids = [row[0] for row in connection.execute(statement, rows)]
-            self._add_usage(connection, [by_id[event_id] for event_id in inserted_ids])
-        return WriteResult(inserted=len(inserted_ids), duplicates=len(events) - len(inserted_ids))
-
-    def _add_usage(self, connection: sa.Connection, events: Sequence[StoredEvent]) -> None:
-        if not events:
-            return
-        totals: dict[tuple[str, date], dict[str, Any]] = defaultdict(
-            lambda: {"events": 0, "sessions": 0, "activities": 0, "active_seconds": 0.0}
-        )
-        for event in events:
-            day = event.occurred_at.astimezone(SCHOOL_TIMEZONE).date()
-            total = totals[(event.learner_key, day)]
-            total["class_id"] = event.class_id
-            total["arm"] = event.arm
-            total["events"] += 1
-            total["sessions"] += int(event.is_session)
-            if event.is_usage:
-                total["activities"] += 1
-                total["active_seconds"] += event.duration_s or 0.0
-        rows = [
-            {"learner_key": learner, "day": day, **total}
-            for (learner, day), total in sorted(totals.items())
-        ]
-        statement = insert_for(self.engine, daily_usage_table)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=["learner_key", "day"],
-            set_={
-                "events": daily_usage_table.c.events + excluded.events,
-                "sessions": daily_usage_table.c.sessions + excluded.sessions,
-                "activities": daily_usage_table.c.activities + excluded.activities,
-                "active_seconds": daily_usage_table.c.active_seconds + excluded.active_seconds,
-            },
-        )
-        connection.execute(statement, rows)
+            statements = _statements(connection.dialect)
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(statements.create_incoming)
+                cursor.execute(statements.clear_incoming)
+                statements.load(cursor, events, now)
+                inserted = connection.execute(statements.insert_new).scalars().all()
+                if len(inserted) < len(events):  # re-delivered events: only new ones count
+                    new = set(inserted)
+                    cursor.executemany(statements.drop_incoming, [
+                        (e.event_id,) for e in events if e.event_id not in new
+                    ])
+                if inserted:
+                    connection.execute(statements.add_usage)
+            finally:
+                cursor.close()
+        return WriteResult(inserted=len(inserted), duplicates=len(events) - len(inserted))
 
     def count_events(self) -> int:
         """Number of events stored."""

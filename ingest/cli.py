@@ -82,7 +82,7 @@ def events_send(path: Path) -> None:
 
 
 def worker() -> None:
-    """Run the stream worker (faust) that routes events into experiment stores."""
+    """Run a stream worker that routes events into the experiments' stores."""
     from ingest.stream.worker import run_worker
 
     settings = Settings()

@@ -173,7 +173,7 @@ def _check_no_identifiers(value: Any, where: str) -> None:
 
 
 class EnrollmentMessage(BaseModel):
-    """A record of ``preuve.enrollments``: where a class's events go (keyed by class_id/resource_id)."""
+    """A record of ``preuve.enrollments``: where a class's events go (key: class/resource)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -38,7 +38,7 @@ def test_two_workers_share_the_partitions_and_store_everything_once(
             worker.start()
         # Both members must hold partitions before the load arrives.
         assert wait_until(
-            lambda: all("Recovery complete" in log.read_text(errors="replace")
+            lambda: all(re.search(r"assigned partitions \[\d", log.read_text(errors="replace"))
                         for log in logs), 60
         )
         load = workload(random.Random(3), classes, total=8_000, invalid=0, duplicates=0)

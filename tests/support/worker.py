@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from experiments.settings import Settings
+from ingest.stream.worker import READY_LINE
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -52,7 +53,7 @@ class WorkerProcess:
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
-            if "[^Worker]: Ready" in text:
+            if READY_LINE in text:
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{text[-3000:]}")

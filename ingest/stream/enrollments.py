@@ -1,0 +1,111 @@
+"""The router's view of ``preuve.enrollments``: (class_id, resource_id) → enrollment.
+
+Every worker reads the whole compacted topic (all partitions, from the beginning) into
+memory, then follows it. A global view rather than a table co-partitioned with the
+events: it does not depend on two consumer groups agreeing on an assignment, and even a
+national roll-out is a few hundred thousand small records. A record whose value is
+``None`` (a tombstone, written by a purge or an erasure) removes the enrollment.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
+
+from ingest.contract import EnrollmentMessage
+
+__all__ = ["EnrollmentView"]
+
+logger = logging.getLogger(__name__)
+
+
+class EnrollmentView:
+    """An in-memory copy of the enrollment topic, kept up to date by :meth:`follow`.
+
+    Parameters
+    ----------
+    bootstrap
+        The Kafka bootstrap servers.
+    topic
+        The enrollment topic (``Settings.topics.enrollments``).
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._enrollments: dict[tuple[str, str], EnrollmentMessage] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            client_id="preuve-enrollments", auto_offset_reset="earliest",
+        )
+
+    def lookup(self, class_id: str, resource_id: str) -> EnrollmentMessage | None:
+        """The class's enrollment for that resource, if this worker has seen it.
+
+        Called from the routing thread while :meth:`follow` writes on the event loop: a
+        single ``dict.get`` is atomic in CPython, so no lock is needed.
+        """
+        return self._enrollments.get((class_id, resource_id))
+
+    def __len__(self) -> int:
+        return len(self._enrollments)
+
+    async def start(self) -> None:
+        """Assign every partition of the topic and read it up to its current end."""
+        await self._consumer.start()
+        assigned = [TopicPartition(self.topic, p) for p in await self._partitions()]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_beginning(*assigned)
+        ends = await self._consumer.end_offsets(assigned)
+        while not await self._caught_up(ends):
+            await self._read_once(timeout_ms=1000)
+        logger.info("read %d enrollments from %s", len(self._enrollments), self.topic)
+
+    async def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            if await self._consumer.position(tp) < end:
+                return False
+        return True
+
+    async def _partitions(self) -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    client_id="preuve-enrollments-admin")
+        await admin.start()
+        try:
+            (description,) = await admin.describe_topics([self.topic])
+        finally:
+            await admin.close()
+        partitions = sorted(p["partition"] for p in description.get("partitions", []))
+        if description.get("error_code") or not partitions:
+            raise RuntimeError(f"topic {self.topic} does not exist (run ensure_topics first)")
+        return partitions
+
+    async def follow(self) -> None:
+        """Apply new enrollment records until cancelled."""
+        while True:
+            await self._read_once(timeout_ms=1000)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def _read_once(self, timeout_ms: int) -> None:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+        for records in batches.values():
+            for record in records:
+                self._apply(record.key, record.value, record.offset)
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        if value is None:
+            class_id, _, resource_id = (key or b"").decode(errors="replace").partition("/")
+            self._enrollments.pop((class_id, resource_id), None)
+            return
+        try:
+            message = EnrollmentMessage.model_validate_json(value)
+        except ValidationError as error:
+            logger.error("ignoring a malformed enrollment record at offset %d: %s", offset, error)
+            return
+        self._enrollments[(message.class_id, message.resource_id)] = message
+
