@@ -209,3 +209,42 @@ def test_an_academie_learns_nothing_of_another_academies_class_or_balance(api: A
     assert mine["refused"][0]["code"] == "enrolled_differently"
     assert mine["refused"][0]["field"] == "pupils"
     assert sum(c["units"] for c in mine["balance"]["counts"]) == 8
+
+
+def test_in_a_learner_design_an_academie_learns_nothing_of_another_academies_pupils(
+        tmp_path: Path) -> None:
+    learner_protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
+    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key")
+    engine = registry_engine(settings)
+    register_protocol(engine, load_protocol(learner_protocol), learner_protocol.read_text(),
+                      actor="test")  # fmt: skip
+    versailles = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'versailles')}"}
+    creteil = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'creteil')}"}
+    app = FastAPI()
+    app.include_router(enrollment_router(settings, publish=lambda messages: len(messages)))
+    url = "/v1/experiments/lectio-eleves-2027/enrollments"
+
+    def pupils(academie: str, class_id: str, uai: str, ids: range) -> dict[str, object]:
+        return {"pupils": [{"learner_id": f"gar-{i:03d}", "class_id": class_id,
+                            "school_uai": uai, "level": "CP", "academie": academie,
+                            "education_priority": "REP", "repeater": "non"} for i in ids]}
+
+    with TestClient(app) as client:
+        mine = client.post(url, json=pupils("versailles", "cp-v", "0781234A", range(8)),
+                           headers=versailles)  # fmt: skip
+        assert mine.status_code == 200, mine.text
+        # Créteil sends a Versailles pupil id in its own class, and a Versailles class id.
+        theirs = client.post(url, json={"pupils": [
+            *pupils("creteil", "cp-k", "0931111B", range(7, 12))["pupils"],  # type: ignore[misc]
+            *pupils("creteil", "cp-v", "0931111B", range(20, 21))["pupils"],  # type: ignore[misc]
+        ]}, headers=creteil)
+        assert theirs.status_code == 200, theirs.text
+        body = theirs.json()
+        assert "0781234A" not in theirs.text and "versailles" not in theirs.text
+        assert {r["code"] for r in body["refused"]} == {"learner_enrolled_differently",
+                                                       "class_id_taken"}
+        pupil = next(r for r in body["refused"] if r["code"] == "learner_enrolled_differently")
+        assert (pupil["field"], pupil["value"]) == ("learner_id", "gar-007")
+        assert "cp-v" not in pupil["message_fr"] + pupil["message_en"]  # where it is held
+        assert sum(c["units"] for c in body["balance"]["counts"]) == 4  # gar-008..011
+    dispose_engines()
