@@ -440,6 +440,22 @@ def test_officers_read_aggregates_only(matrix: Matrix) -> None:
 
     assert not keys(results) & {"learner_id", "learner_key", "class_id", "unit_id"}
 
+    def head_counts(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from head_counts(v, f"{path}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from head_counts(v, f"{path}[{i}]")
+        elif "learners" in path or "pupils" in path:
+            yield path, value
+
+    counts = list(head_counts(results))
+    assert counts, "the results hold head counts (n_learners by arm at least)"
+    small = [(p, n) for p, n in counts
+             if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 10]
+    assert not small, f"cells of fewer than 10 pupils in the results: {small[:5]}"
+
 
 def test_academie_usage_cells_under_ten_pupils_are_suppressed(matrix: Matrix) -> None:
     for caller, academie in (("academie", "versailles"), ("academie_other", "creteil")):
