@@ -715,3 +715,11 @@ def test_a_class_of_another_academie_is_refused_without_its_details(matrix: Matr
     assert refused["class_id"] == theirs.class_id
     for secret in ("0780001A", "versailles", theirs.arm):
         assert secret not in json.dumps(refused), f"the refusal shows {secret}: {refused}"
+
+
+def test_tokens_are_stored_hashed_only(matrix: Matrix) -> None:
+    with matrix.registry.connect() as connection:
+        dump = " ".join(str(tuple(row)) for table in ("api_tokens", "audit_log")
+                        for row in connection.execute(sa.text(f"SELECT * FROM {table}")))
+    issued = [t for c, t in matrix.world.tokens.items() if t is not None and c != "bad"]
+    assert issued and not [t for t in issued if t in dump]
