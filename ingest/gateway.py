@@ -22,8 +22,8 @@ De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identi
 is answered 202 without a second copy, another content under a known ``event_id`` is a
 409; a request's new receipts are committed before its Kafka write and confirmed after.
 
-Logging: one INFO line per accepted request (count and resource ids), never a learner
-id or a payload.
+Logging: one INFO line per accepted request (count, resource ids and the key's role,
+scope and label), never a learner id or a payload.
 """
 
 from __future__ import annotations
@@ -534,11 +534,14 @@ def create_app(
         )
         outcome = await run_in_threadpool(gateway.accept, items)
         resources = sorted({item.event.resource_id for item in items})
+        # Batches are traced by the receipts index (event ids) and this line, which names
+        # the key that wrote them; the audit log keeps the registry's writes.
         logger.info(
-            "accepted %d events (%d duplicates) for %s",
+            "accepted %d events (%d duplicates) for %s by %s",
             len(items),
             outcome.duplicates,
             ",".join(resources),
+            principal.actor,
         )
         answer = Accepted(
             accepted=len(items),

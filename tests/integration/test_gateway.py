@@ -410,7 +410,7 @@ def test_one_info_line_per_batch_without_learner_ids(
     with caplog.at_level(logging.INFO, logger="ingest.gateway"):
         client.post("/v1/events", json=[_event(), _event()], headers=_auth(key))
     lines = [r.getMessage() for r in caplog.records if r.name == "ingest.gateway"]
-    assert lines == ["accepted 2 events (0 duplicates) for lectio"]
+    assert lines == ["accepted 2 events (0 duplicates) for lectio by edtech:lectio:lectio-test"]
     assert "gar-7f3a9c" not in caplog.text
 
 
