@@ -497,7 +497,9 @@ class Command:
 
     ``offline``: reads and writes only the caller's own files; ``broker``: the local
     broker or the events topic (the broker's own access control); ``service``: a
-    long-running service whose HTTP routes are the matrix above; ``registry``: opens the
+    long-running service whose HTTP routes are the matrix above; ``sandbox``: a whole
+    simulated experiment in a registry and broker of its own (``state_dir/demo/RUN``,
+    ``tests/integration/test_demo.py``); ``registry``: opens the
     registry with the deployment's credentials (administrator), ``audit`` naming the
     entry each write leaves.
     """
@@ -518,7 +520,7 @@ CLI_ACCESS: dict[str, Command] = {
     "gateway": Command("service"),
     "scheduler": Command("service"),
     "serve": Command("service"),
-    "demo": Command("service"),
+    "demo": Command("sandbox"),
     "protocol register": Command("registry", "protocol.registration"),
     "protocol amend": Command("registry", "protocol.amendment"),
     "protocol advance": Command("registry", "experiment.transition"),
