@@ -23,7 +23,10 @@ from ingest.errors import EventRejected
 from ingest.pseudonym import pseudonymise
 from ingest.stream.parking import ParkedEvent, park
 
-__all__ = ["BatchOutcome", "DeadLetter", "EventRouter", "IngressRecord", "Lookup", "UsageRule"]
+__all__ = [
+    "BatchOutcome", "DeadLetter", "EventRouter", "IngressRecord", "Lookup", "PreparedBatch",
+    "UsageRule",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,17 @@ class BatchOutcome:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
+@dataclass
+class PreparedBatch:
+    """A batch validated and pseudonymised, not written yet (:meth:`EventRouter.prepare`)."""
+
+    by_experiment: dict[str, list[StoredEvent]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    to_park: list[ParkedEvent] = field(default_factory=list)
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+
 class EventRouter:
     """Routes validated events to their experiment's store.
 
@@ -141,38 +155,49 @@ class EventRouter:
     def route(self, records: Sequence[IngressRecord], lookup: Lookup) -> BatchOutcome:
         """Validate and route a batch. Stores are written before this returns, so the
         caller may acknowledge the records afterwards."""
-        outcome = BatchOutcome()
-        now = datetime.now(UTC)
-        by_experiment: dict[str, list[StoredEvent]] = defaultdict(list)
-        to_park: list[ParkedEvent] = []
+        return self.write(self.prepare(records, lookup))
+
+    def prepare(self, records: Sequence[IngressRecord], lookup: Lookup) -> PreparedBatch:
+        """The CPU half of :meth:`route`: validate, look up, pseudonymise; writes nothing
+        (the stream worker prepares the next batch while the previous one is written)."""
+        prepared = PreparedBatch()
         seen: set[str] = set()
         for record in records:
             try:
                 event = parse_event(record.value)
             except EventRejected as rejected:
-                outcome.dead.append(
+                prepared.outcome.dead.append(
                     DeadLetter(record, rejected.reason, rejected.field, rejected.event_id)
                 )
                 continue
             event_id = str(event.event_id)
             if event_id in seen:  # the same event twice in one batch
-                outcome.duplicates += 1
+                prepared.outcome.duplicates += 1
                 continue
             seen.add(event_id)
             enrollment = lookup(event.class_id, event.resource_id)
             if enrollment is None:
-                to_park.append(
+                prepared.to_park.append(
                     ParkedEvent(event_id, event.class_id, event.resource_id, record.topic,
                                 record.partition, record.offset)
                 )
                 continue
-            by_experiment[enrollment.experiment_id].append(self._stored(event, enrollment))
-        for experiment_id, events in by_experiment.items():
+            prepared.by_experiment[enrollment.experiment_id].append(
+                self._stored(event, enrollment)
+            )
+        return prepared
+
+    def write(self, prepared: PreparedBatch) -> BatchOutcome:
+        """The I/O half of :meth:`route`: each experiment's events in one transaction of
+        its store, then the parked references; returns what the batch did."""
+        outcome = prepared.outcome
+        now = datetime.now(UTC)
+        for experiment_id, events in prepared.by_experiment.items():
             result = self.store(experiment_id).write_events(events, now)
             outcome.stored[experiment_id] = outcome.stored.get(experiment_id, 0) + result.inserted
             outcome.duplicates += result.duplicates
-        park(self.registry, to_park, now)
-        outcome.parked = len(to_park)
+        park(self.registry, prepared.to_park, now)
+        outcome.parked = len(prepared.to_park)
         return outcome
 
     def _pseudonym(self, experiment_id: str, learner_id: str) -> str:
