@@ -434,7 +434,11 @@ def _repeated(key: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
     Counting with :func:`numpy.bincount` is O(n); the rows are only located (with pandas)
     when a key is repeated, i.e. for a file that is about to be refused.
     """
-    if key.size == 0 or int(np.bincount(key, minlength=size).max()) <= 1:
+    if key.size == 0:
+        return np.zeros(0, dtype=bool)
+    # Count on a grid only when it is not much larger than the file (many measures, few of
+    # them per learner, would make a sparse grid): otherwise hash with pandas.
+    if size <= 4 * key.size + 1024 and int(np.bincount(key, minlength=size).max()) <= 1:
         return np.zeros(key.size, dtype=bool)
     return np.asarray(pd.Series(key).duplicated().to_numpy(), dtype=bool)
 

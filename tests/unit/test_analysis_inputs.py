@@ -197,3 +197,24 @@ def test_blank_or_negative_minutes_are_refused_as_written(tmp_path: Path) -> Non
         with pytest.raises(InputError, match=f"got {shown}") as error:
             read_usage(usage, outcomes, units)
         assert (error.value.line, error.value.field) == (3, "active_minutes")
+
+
+# No other measure: a dense (learner, measure, wave) grid, counted with bincount; 2,000 other
+# learners with one measure each: a sparse grid (4M cells for 2,000 rows), hashed by pandas.
+@pytest.mark.parametrize("n_other_measures", [0, 2000])
+def test_a_score_given_twice_is_refused_on_its_line(tmp_path: Path,
+                                                    n_other_measures: int) -> None:
+    plan = _plan()
+    units_path, _ = _files(tmp_path)
+    units = read_units(units_path, plan)
+    others = "".join(f"z{k},C1,m{k},endline,1\n" for k in range(n_other_measures))
+    outcomes = tmp_path / "twice.csv"
+    outcomes.write_text("learner_id,unit_id,measure,wave,score\n" + others +
+                        "a,C1,fluence,baseline,40\na,C1,fluence,endline,50\n"
+                        "b,C1,fluence,endline,45\na,C1,fluence,endline,51\n", encoding="utf-8")
+    with pytest.raises(InputError, match="already has a score") as error:
+        read_outcomes(outcomes, units)
+    assert (error.value.line, error.value.field) == (n_other_measures + 5, "learner_id")
+    outcomes.write_text("learner_id,unit_id,measure,wave,score\n" + others +
+                        "a,C1,fluence,baseline,40\na,C1,fluence,endline,50\n", encoding="utf-8")
+    assert read_outcomes(outcomes, units).n_learners == n_other_measures + 1
