@@ -77,7 +77,6 @@ from experiments.enrollment_learners import (
     enroll_learners,
     enrolled_learners,
     read_pupils,
-    withdraw_learner,
 )
 from experiments.errors import EnrollmentError, RegistryError
 from experiments.registry import ExperimentRow
@@ -395,14 +394,10 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
         academie = academie_of(principal)
         design = design_of(experiment_id)
         try:
-            if design.unit == "learner" and body.learner_id is not None:
-                done = withdraw_learner(engine, design, pseudonym_key(), body.learner_id,
-                                        reason=body.reason, actor=principal.actor,
-                                        class_id=body.class_id, academie=academie)
-            else:
-                done = withdraw(engine, design, body.class_id, reason=body.reason,
-                                actor=principal.actor, learner_id=body.learner_id,
-                                academie=academie)  # fmt: skip
+            done = withdraw(engine, design, body.class_id, reason=body.reason,
+                            actor=principal.actor, learner_id=body.learner_id,
+                            key=pseudonym_key() if body.learner_id else None,
+                            academie=academie)  # fmt: skip
         except EnrollmentError as exc:
             status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
             raise HTTPException(status, exc.reason) from None
