@@ -37,7 +37,7 @@ from kafka.admin import NewTopic
 from experiments.access import issue_token
 from experiments.database import registry_engine
 from experiments.settings import GatewaySettings, Settings, TopicNames
-from ingest.broker import LocalBroker, free_port
+from ingest.broker import free_port
 from ingest.gateway import OPENAPI_PATH, create_app, openapi_document
 from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
@@ -78,27 +78,6 @@ class AppClient:
         return self._portal.call(self._request, "GET", url, kwargs)
 
 
-@pytest.fixture(scope="module")
-def bootstrap(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """The session broker of tests/conftest.py when there is one, else a broker of our own."""
-    try:
-        shared = request.getfixturevalue("kafka_bootstrap")
-    except pytest.FixtureLookupError:
-        shared = None
-    if shared is not None:
-        yield shared if isinstance(shared, str) else shared.bootstrap
-        return
-    broker = LocalBroker(
-        tmp_path_factory.mktemp("kafka"), Path.home() / ".cache" / "preuve", "4.3.1", partitions=2
-    )
-    try:
-        yield broker.up().bootstrap
-    finally:
-        broker.down()
-
-
 def _create_topic(bootstrap: str, name: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-gateway-admin")
     try:
@@ -108,12 +87,12 @@ def _create_topic(bootstrap: str, name: str) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, bootstrap: str) -> Settings:
+def settings(tmp_path: Path, kafka_bootstrap: str) -> Settings:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
-    _create_topic(bootstrap, topic)
+    _create_topic(kafka_bootstrap, topic)
     return Settings(
         state_dir=tmp_path,
-        kafka_bootstrap=bootstrap,
+        kafka_bootstrap=kafka_bootstrap,
         topics=TopicNames(events=topic),
         gateway=GatewaySettings(max_batch_items=5, max_batch_bytes=8192, kafka_timeout_s=15),
     )
@@ -489,14 +468,14 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str, worker
 
 
 def test_several_gateways_share_their_receipts_in_postgresql(
-    bootstrap: str, tmp_path: Path, postgres_url: str
+    kafka_bootstrap: str, tmp_path: Path, postgres_url: str
 ) -> None:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
-    _create_topic(bootstrap, topic)
+    _create_topic(kafka_bootstrap, topic)
     settings = Settings(
         state_dir=tmp_path / "pg",
         database_url=postgres_url,
-        kafka_bootstrap=bootstrap,
+        kafka_bootstrap=kafka_bootstrap,
         topics=TopicNames(events=topic),
     )
     first_engine = registry_engine(settings)
