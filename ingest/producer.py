@@ -77,6 +77,18 @@ def new_producer(settings: Settings, **overrides: object) -> object:
     return KafkaProducer(**options)
 
 
+# Compaction is lazy: it only cleans closed segments. Rolling a segment a day and cleaning
+# at 10% dirty means a superseded enrollment, or one removed by a tombstone (purge,
+# erasure), leaves the topic within a couple of days instead of weeks; tombstones
+# themselves are kept a day so that every worker sees them.
+_ENROLLMENT_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(24 * 3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(24 * 3600 * 1000),
+}
+
+
 def ensure_topics(settings: Settings) -> None:
     """Create Preuve's topics if they do not exist, with the configured partitions.
 
@@ -93,7 +105,7 @@ def ensure_topics(settings: Settings) -> None:
     partitions = settings.kafka.partitions
     wanted = [
         NewTopic(topics.events, partitions, 1, topic_configs={"retention.ms": retention_ms}),
-        NewTopic(topics.enrollments, partitions, 1, topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(topics.enrollments, partitions, 1, topic_configs=_ENROLLMENT_TOPIC_CONFIG),
         NewTopic(topics.deadletter, 1, 1, topic_configs={"retention.ms": retention_ms}),
         NewTopic(topics.analysis_requests, settings.scheduler.request_partitions, 1),
     ]

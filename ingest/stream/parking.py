@@ -21,6 +21,7 @@ from experiments.database import RegistryBase, insert_for
 __all__ = [
     "ParkedEvent",
     "count_parked",
+    "forget_expired",
     "forget_parked",
     "park",
     "parked_classes",
@@ -119,6 +120,17 @@ def forget_parked(engine: Engine, event_ids: Sequence[str]) -> None:
         return
     with engine.begin() as connection:
         connection.execute(parked_table.delete().where(parked_table.c.event_id.in_(event_ids)))
+
+
+def forget_expired(engine: Engine, parked_before: datetime) -> int:
+    """Drop the references parked before ``parked_before``: the ingress topic's retention
+    has deleted those records, so no enrollment can bring them back (a class never
+    enrolled, or erased). Returns how many were dropped."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            parked_table.delete().where(parked_table.c.parked_at < parked_before)
+        )
+    return int(result.rowcount or 0)
 
 
 def count_parked(engine: Engine) -> int:

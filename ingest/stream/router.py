@@ -76,10 +76,8 @@ class DeadLetter:
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers carrying the reason (the value stays the original bytes)."""
-        headers = [
-            ("preuve.reason", self.reason.encode()),
-            ("preuve.source", f"{self.record.topic}/{self.record.partition}/{self.record.offset}".encode()),
-        ]
+        source = f"{self.record.topic}/{self.record.partition}/{self.record.offset}"
+        headers = [("preuve.reason", self.reason.encode()), ("preuve.source", source.encode())]
         if self.field:
             headers.append(("preuve.field", self.field.encode()))
         if self.event_id:

@@ -35,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -49,7 +51,12 @@ from experiments.settings import Settings
 from ingest.producer import ensure_topics, kafka_bootstrap
 from ingest.pseudonym import load_pseudonym_key
 from ingest.stream.enrollments import EnrollmentView
-from ingest.stream.parking import forget_parked, parked_classes, parked_for_classes
+from ingest.stream.parking import (
+    forget_expired,
+    forget_parked,
+    parked_classes,
+    parked_for_classes,
+)
 from ingest.stream.replay import read_parked
 from ingest.stream.router import BatchOutcome, EventRouter, IngressRecord, PreparedBatch
 
@@ -63,6 +70,7 @@ READY_LINE = "preuve worker ready"
 """Logged once the worker has read the enrollments and joined its consumer group."""
 
 _RETRY_MAX_SECONDS = 30.0
+_EXPIRY_CHECK_S = 3600.0
 
 
 class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -252,10 +260,22 @@ class StreamWorker:
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
 
     async def _replay_forever(self, producer: AIOKafkaProducer) -> None:
+        retention = timedelta(days=self.settings.kafka.ingress_retention_days)
+        expired_checked_at = 0.0
         while True:
             await asyncio.sleep(self.settings.worker.replay_interval_s)
             async with self._batch_lock:
                 await self._replay(producer)
+            if time.monotonic() - expired_checked_at > _EXPIRY_CHECK_S:
+                expired_checked_at = time.monotonic()
+                dropped = await self._until_written(
+                    lambda: forget_expired(self.router.registry, datetime.now(UTC) - retention),
+                    "forgetting expired parked events",
+                )
+                if dropped:
+                    logger.warning("forgot %d parked events older than the ingress retention "
+                                   "(%g days): their class was never enrolled", dropped,
+                                   self.settings.kafka.ingress_retention_days)
 
     async def _replay(self, producer: AIOKafkaProducer) -> None:
         """Route the parked events of classes that this worker now knows as enrolled.

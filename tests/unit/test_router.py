@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,9 +11,16 @@ import sqlalchemy as sa
 from experiments.database import registry_engine
 from experiments.protocol import load_protocol
 from experiments.registry import register_protocol
+from experiments.settings import Settings
 from experiments.store import daily_usage_table, events_table
 from ingest.pseudonym import pseudonymise
-from ingest.stream.parking import parked_for
+from ingest.stream.parking import (
+    ParkedEvent,
+    count_parked,
+    forget_expired,
+    park,
+    parked_for,
+)
 from ingest.stream.router import EventRouter, IngressRecord, UsageRule
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment
@@ -21,7 +29,9 @@ PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.
 KEY = b"unit-test-key"
 
 
-def _event(event_id: int, verb: str = "exercise_answered", class_id: str = "cp-01a", **extra: object) -> dict[str, object]:
+def _event(
+    event_id: int, verb: str = "exercise_answered", class_id: str = "cp-01a", **extra: object
+) -> dict[str, object]:
     return {
         "event_id": f"00000000-0000-4000-8000-{event_id:012d}",
         "occurred_at": "2027-10-04T09:00:00+02:00", "resource_id": "lectio",
@@ -38,7 +48,9 @@ def _records(events: list[dict[str, object] | bytes]) -> list[IngressRecord]:
     ]
 
 
-def test_a_batch_is_stored_pseudonymised_parked_and_dead_lettered(make_settings: SettingsFactory) -> None:
+def test_a_batch_is_stored_pseudonymised_parked_and_dead_lettered(
+    make_settings: SettingsFactory,
+) -> None:
     settings = make_settings()
     router = EventRouter(settings, KEY, registry_engine(settings))
     enrolled = {("cp-01a", "lectio"): enrollment("cp-01a", "exp-unit", "lectio")}
@@ -95,3 +107,12 @@ def test_usage_counts_follow_the_registered_protocol(make_settings: SettingsFact
     with router.store(protocol.id).engine.connect() as connection:
         row = connection.execute(sa.select(daily_usage_table)).one()
     assert (row.events, row.sessions, row.activities, row.active_seconds) == (3, 1, 1, 120.0)
+
+
+def test_parked_references_older_than_the_ingress_retention_are_forgotten(tmp_path: Path) -> None:
+    engine = registry_engine(Settings(state_dir=tmp_path))
+    now = datetime(2027, 10, 20, tzinfo=UTC)
+    park(engine, [ParkedEvent("e-old", "cls-1", "lectio", "t", 0, 1)], now - timedelta(days=8))
+    park(engine, [ParkedEvent("e-new", "cls-1", "lectio", "t", 0, 2)], now - timedelta(days=1))
+    assert forget_expired(engine, now - timedelta(days=7)) == 1
+    assert count_parked(engine) == 1
