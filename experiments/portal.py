@@ -4,8 +4,8 @@ and researchers, weekly usage of their own classes for académies.
 Sign-in takes an API token (:mod:`experiments.access`) once, in a form; the portal then
 keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie (sessions live in
 the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out, when
-their token is revoked, or when the portal restarts). Every POST form carries a CSRF token: the session's for sign-out,
-a double-submit cookie for sign-in.
+their token is revoked, or when the portal restarts). Every POST form carries a CSRF
+token: the session's for sign-out, a double-submit cookie for sign-in.
 
 Who reads what (each route checks it; see ``tests/unit/test_portal.py``). Officers and
 researchers read the experiments their scope covers (``*`` or one experiment id);

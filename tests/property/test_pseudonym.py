@@ -33,7 +33,8 @@ def test_distinct_learners_stay_distinct(key: bytes, experiment: str, one: str, 
 
 @given(experiment=slugs, learner=ids)
 def test_depends_on_the_secret_key(experiment: str, learner: str) -> None:
-    assert pseudonymise(b"k" * 32, experiment, learner) != pseudonymise(b"j" * 32, experiment, learner)
+    one = pseudonymise(b"k" * 32, experiment, learner)
+    assert one != pseudonymise(b"j" * 32, experiment, learner)
 
 
 def test_experiment_and_learner_cannot_be_shifted_into_each_other() -> None:
