@@ -38,7 +38,7 @@ from experiments.enrollment_file import (
     refusal,
 )
 from experiments.errors import EnrollmentError, RegistryError
-from experiments.randomisation import Randomiser, Unit
+from experiments.randomisation import Allocation, Randomiser, Unit
 
 if TYPE_CHECKING:
     from experiments.settings import Settings
@@ -345,6 +345,44 @@ def _as_enrolled(row: Mapping[Any, Any], new: bool) -> EnrolledClass:
     )  # fmt: skip
 
 
+def _difference(
+    known: Mapping[Any, Any], values: Mapping[str, object]
+) -> tuple[str, object] | None:
+    """The first of ``values`` (a row of the file) that the enrolled row ``known`` holds
+    otherwise, and the value it holds; None when the row is enrolled identically (shared
+    with :mod:`experiments.enrollment_learners`)."""
+    for name, value in values.items():
+        stored = dict(known[name]) if name == "attributes" else known[name]
+        if stored != value:
+            return name, stored
+    return None
+
+
+def _allocation_row(
+    experiment_id: str, sequence: int, class_id: str, allocation: Allocation, now: datetime
+) -> dict[str, object]:
+    """A row of the allocation log (shared with :mod:`experiments.enrollment_learners`)."""
+    a = allocation
+    return {
+        "experiment_id": experiment_id, "sequence": sequence, "class_id": class_id,
+        "unit_id": a.cluster, "stratum": a.stratum, "block": a.block,
+        "position": a.position, "draw": a.draw, "arm": a.arm, "allocated_at": now,
+    }  # fmt: skip
+
+
+def _mark_withdrawn(
+    session: Session, table: sa.Table, row: Mapping[Any, Any], who: str, now: datetime
+) -> None:
+    """Mark an enrolled class or pupil withdrawn; ``who`` names it if it already is."""
+    if row["status"] == "withdrawn":
+        raise EnrollmentError(
+            f"{who} was already withdrawn on {row['withdrawn_at']:%Y-%m-%d}", field="status"
+        )
+    session.execute(
+        sa.update(table).where(table.c.id == row["id"]).values(status="withdrawn", withdrawn_at=now)
+    )
+
+
 def _insert_many(
     session: Session, table: sa.Table, rows: list[dict[str, Any]], same: Mapping[str, Any]
 ) -> None:
@@ -413,15 +451,14 @@ def _enroll_rows(
     for row in classes.rows:
         known = existing.get(row.class_id)
         if known is not None:
-            stored = {k: known[k] for k in ("school_uai", "academie", "level", "pupils")}
-            stored["attributes"] = dict(known["attributes"])
-            if stored == row.values():
+            difference = _difference(known, row.values())
+            if difference is None:
                 outcome.already.append(_as_enrolled(known, new=False))
             else:
-                changed = next(k for k, v in row.values().items() if stored[k] != v)
+                changed, stored = difference
                 outcome.refusals.append(refusal(
                     "enrolled_differently", row.line, row.class_id, changed,
-                    str(row.values()[changed]), stored=stored[changed],
+                    str(row.values()[changed]), stored=stored,
                 ))  # fmt: skip
             continue
         if row.class_id in elsewhere:
@@ -449,13 +486,9 @@ def _enroll_rows(
         existing[row.class_id] = record  # a later duplicate in the same call is "already"
         if assignment.allocation is not None:
             sequence += 1
-            a = assignment.allocation
-            log_rows.append({
-                "experiment_id": design.experiment_id, "sequence": sequence,
-                "class_id": row.class_id, "unit_id": a.cluster, "stratum": a.stratum,
-                "block": a.block, "position": a.position, "draw": a.draw, "arm": a.arm,
-                "allocated_at": now,
-            })  # fmt: skip
+            log_rows.append(_allocation_row(
+                design.experiment_id, sequence, row.class_id, assignment.allocation, now
+            ))  # fmt: skip
         outcome.enrolled.append(_as_enrolled(record, new=True))
     if new_rows:
         _insert_many(session, enrollments, new_rows, {
@@ -644,13 +677,22 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
         units[key] = BalanceUnit(c.arm, 1, c.pupils, attributes) if known is None else (
             BalanceUnit(known.arm, known.classes + 1, known.pupils + c.pupils, known.attributes)
         )
+    # A school mixes levels: its level is not an attribute of the unit.
+    compared = _compared_attributes(design, level=design.unit != "school")
+    return balance_report(list(units.values()), design.arms, design.control, compared,
+                          unit=design.unit)  # fmt: skip
+
+
+def _compared_attributes(design: EnrollmentDesign, *, level: bool) -> list[str]:
+    """What a balance report compares: the declared unit attributes, then ``level`` (if
+    ``level``) and ``academie`` when the population has more than one (shared with
+    :func:`experiments.enrollment_learners.learner_balance`)."""
     compared = list(design.attributes)
-    if len(design.levels) > 1 and design.unit != "school":
+    if level and len(design.levels) > 1:
         compared.append("level")
     if len(design.academies) > 1:
         compared.append("academie")
-    return balance_report(list(units.values()), design.arms, design.control, compared,
-                          unit=design.unit)  # fmt: skip
+    return compared
 
 
 def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
@@ -1011,15 +1053,7 @@ def withdraw(
                 field="class_id",
             )
         if learner_key is None:
-            if row["status"] == "withdrawn":
-                raise EnrollmentError(
-                    f"class {class_id} was already withdrawn on {row['withdrawn_at']:%Y-%m-%d}",
-                    field="status",
-                )
-            session.execute(
-                sa.update(table).where(table.c.id == row["id"])
-                .values(status="withdrawn", withdrawn_at=now)
-            )  # fmt: skip
+            _mark_withdrawn(session, table, row, f"class {class_id}", now)
         policy = record_withdrawal(session, design, class_id, learner_key=learner_key,
                                    reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: class %s withdrew (%s)", design.experiment_id, class_id,

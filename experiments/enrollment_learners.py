@@ -54,9 +54,13 @@ from experiments.enrollment import (
     EnrollmentRow,
     Publish,
     Withdrawal,
+    _allocation_row,
+    _compared_attributes,
+    _difference,
     _enrolled_elsewhere,
     _insert_many,
     _lock_experiment,
+    _mark_withdrawn,
     _randomiser,
     in_one_transaction,
     publish_after,
@@ -489,15 +493,14 @@ def _enroll_rows(
         learner_key = pseudonymise(key, experiment, row.learner_id)
         known = learners.get(learner_key)
         if known is not None:
-            stored = {k: known[k] for k in ("class_id", "school_uai", "academie", "level")}
-            stored["attributes"] = dict(known["attributes"])
-            if stored == row.values():
+            difference = _difference(known, row.values())
+            if difference is None:
                 outcome.already.append(_as_learner(known, row.learner_id, new=False))
             else:
-                changed = next(k for k, v in row.values().items() if stored[k] != v)
+                changed, stored = difference
                 outcome.refusals.append(_refusal(
                     "learner_enrolled_differently", row.line, row.class_id, changed,
-                    row.learner_id, stored=stored[changed], new=row.values()[changed],
+                    row.learner_id, stored=stored, new=row.values()[changed],
                 ))  # fmt: skip
             continue
         problem = _class_problem(row, classes.get(row.class_id), elsewhere)
@@ -532,12 +535,9 @@ def _enroll_rows(
         learners[learner_key] = record
         if assignment.allocation is not None:
             sequence += 1
-            a = assignment.allocation
-            log_rows.append({
-                "experiment_id": experiment, "sequence": sequence, "class_id": row.class_id,
-                "unit_id": a.cluster, "stratum": a.stratum, "block": a.block,
-                "position": a.position, "draw": a.draw, "arm": a.arm, "allocated_at": now,
-            })  # fmt: skip
+            log_rows.append(_allocation_row(
+                experiment, sequence, row.class_id, assignment.allocation, now
+            ))  # fmt: skip
         outcome.enrolled.append(_as_learner(record, row.learner_id, new=True))
     same = {"experiment_id": experiment, "enrolled_at": now, "withdrawn_at": None}
     if new_classes:
@@ -720,11 +720,7 @@ def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
         BalanceUnit(p.arm, 0, 1, {**p.attributes, "level": p.level, "academie": p.academie})
         for p in pupils
     ]
-    compared = list(design.attributes)
-    if len(design.levels) > 1:
-        compared.append("level")
-    if len(design.academies) > 1:
-        compared.append("academie")
+    compared = _compared_attributes(design, level=True)
     report = balance_report(units, design.arms, design.control, compared, unit="learner")
     classes = Counter(arm for arm, _ in {(p.arm, p.class_id) for p in pupils})
     return BalanceReport(
@@ -833,13 +829,7 @@ def withdraw_learner(
                 f"pupil {learner_id} is not enrolled{where} in {design.experiment_id} by "
                 "your académie", field="learner_id",
             )  # fmt: skip
-        if row["status"] == "withdrawn":
-            raise EnrollmentError(
-                f"pupil {learner_id} was already withdrawn on {row['withdrawn_at']:%Y-%m-%d}",
-                field="status",
-            )
-        session.execute(sa.update(_LEARNERS).where(_LEARNERS.c.id == row["id"])
-                        .values(status="withdrawn", withdrawn_at=now))  # fmt: skip
+        _mark_withdrawn(session, _LEARNERS, row, f"pupil {learner_id}", now)
         record_withdrawal(session, design, str(row["class_id"]), learner_key=learner_key,
                           reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: a pupil of class %s withdrew", design.experiment_id,
