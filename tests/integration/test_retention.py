@@ -30,16 +30,25 @@ from ingest.pseudonym import load_pseudonym_key
 from ingest.receipts import receipts
 from ingest.stream.parking import ParkedEvent, count_parked, park
 from tests.conftest import SettingsFactory
-from tests.support.trial import EXPERIMENT, PROTOCOL, build_trial, every_row_text
+from tests.support.trial import EXPERIMENT, PROTOCOL, Trial, build_trial, every_row_text
 from tests.support.worker import settings_env
 
 pytestmark = pytest.mark.integration
 
 
-def _settings(backend: str, make_settings: SettingsFactory,
-              request: pytest.FixtureRequest) -> Settings:
-    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(make_settings: SettingsFactory, request: pytest.FixtureRequest) -> Settings:
+    """A registry and stores on SQLite, then on PostgreSQL."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     return make_settings(database_url=url)
+
+
+@pytest.fixture
+def trial(settings: Settings) -> Trial:
+    """The trial of tests/support/trial.py, with a gateway receipt for each of its events."""
+    built = build_trial(settings)
+    _add_receipts(settings, built.event_ids)
+    return built
 
 
 def _text(settings: Settings) -> str:
@@ -65,13 +74,9 @@ def _add_receipts(settings: Settings, event_ids: set[str]) -> None:
              "state": "confirmed", "received_at": datetime.now(UTC)} for e in event_ids])
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_erasing_a_pupil_and_a_class_leaves_nothing_of_them(
-    backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest
+    settings: Settings, trial: Trial
 ) -> None:
-    settings = _settings(backend, make_settings, request)
-    trial = build_trial(settings)
-    _add_receipts(settings, trial.event_ids)
     registry = registry_engine(settings)
     design = EnrollmentDesign.from_protocol(load_protocol(PROTOCOL))
     pupil_class, class_gone = sorted(trial.classes)[:2]
@@ -118,13 +123,9 @@ def test_erasing_a_pupil_and_a_class_leaves_nothing_of_them(
         erase_learner(settings, EXPERIMENT, pupil, actor="admin:*:test", reason=" ")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_purge_refuses_before_keep_until_then_removes_every_row_and_keeps_reports(
-    backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest
+    settings: Settings, trial: Trial
 ) -> None:
-    settings = _settings(backend, make_settings, request)
-    trial = build_trial(settings)
-    _add_receipts(settings, trial.event_ids)
     registry = registry_engine(settings)
     park(registry, [ParkedEvent("22222222-2222-4222-8222-222222222222", "cls-00", "lectio",
                                 "preuve.events", 1, 9),
@@ -149,7 +150,7 @@ def test_purge_refuses_before_keep_until_then_removes_every_row_and_keeps_report
     assert done.removed["receipts"] == len(trial.event_ids)
     assert done.removed["parked_references"] == 1 and not done.forced
     assert not store_exists(settings, EXPERIMENT)
-    if backend == "sqlite":
+    if settings.database_url is None:  # SQLite: the store's files are gone too
         assert not list((settings.state_dir / "stores").glob(f"{EXPERIMENT}*"))
     text = _text(settings)
     for raws in trial.learners.values():
