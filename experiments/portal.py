@@ -35,7 +35,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +82,7 @@ _LOGIN_CSRF_COOKIE = "preuve_login_csrf"
 _LANG_COOKIE = "preuve_lang"
 _MAX_FORM_BYTES = 4096
 _STATIC = Path(__file__).parent / "static"
+_ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 _READERS: tuple[Role, ...] = ("officer", "researcher", "admin")
 _ACADEMIES: tuple[Role, ...] = ("academie", "admin")
@@ -350,19 +351,20 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
             return RedirectResponse(f"/connexion?suite={quote(target, safe='')}", 302)
         return JSONResponse({"detail": "sign in first (no valid session)"}, 401)
 
-    @app.exception_handler(_Forbidden)
-    async def forbidden(request: Request, _exc: _Forbidden) -> Response:
-        if _wants_page(request):
-            return portal.render(request, "erreur.html", 403, title_key="forbidden",
-                                 text_key="forbidden_text")
-        return JSONResponse({"detail": "your role or scope does not cover this"}, 403)
+    def refusal(status: int, title_key: str, detail: str) -> _ExceptionHandler:
+        """A page (erreur.html, ``title_key`` and its ``_text``) or, for the API, JSON."""
 
-    @app.exception_handler(_NotFound)
-    async def not_found(request: Request, _exc: _NotFound) -> Response:
-        if _wants_page(request):
-            return portal.render(request, "erreur.html", 404, title_key="not_found",
-                                 text_key="not_found_text")
-        return JSONResponse({"detail": "not found"}, 404)
+        async def answer(request: Request, _exc: Exception) -> Response:
+            if _wants_page(request):
+                return portal.render(request, "erreur.html", status, title_key=title_key,
+                                     text_key=f"{title_key}_text")
+            return JSONResponse({"detail": detail}, status)
+
+        return answer
+
+    app.add_exception_handler(
+        _Forbidden, refusal(403, "forbidden", "your role or scope does not cover this"))
+    app.add_exception_handler(_NotFound, refusal(404, "not_found", "not found"))
 
     @app.exception_handler(_Altered)
     async def altered(_request: Request, _exc: _Altered) -> Response:
