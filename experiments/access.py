@@ -106,22 +106,29 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def cli_actor() -> str:
+def cli_actor(on_behalf_of: str | None = None) -> str:
     """How the audit log names whoever runs a registry command on this machine.
 
     Opening the registry with the deployment's credentials is the administrator role;
     the label is the operating-system account, so that the log says who it was.
+    ``on_behalf_of`` names whom an administrator acts for when the command narrows its
+    own rights (``preuve enroll --academie versailles``: ``academie:versailles``); the
+    role stays ``admin``, which is what the credentials allow.
 
     Examples
     --------
     >>> cli_actor().startswith("admin:*:") and cli_actor().endswith("@cli")
+    True
+    >>> cli_actor("academie:versailles").endswith("@cli for academie:versailles")
     True
     """
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a bare container)
         user = f"uid{os.getuid()}"
-    return f"admin:*:{user}@cli"
+    actor = f"admin:*:{user}@cli"
+    # AuditEntry.actor holds 128 characters: a user name (32) and a slug (63) fit.
+    return actor if on_behalf_of is None else f"{actor} for {on_behalf_of}"[:128]
 
 
 def issue_token(engine: Engine, role: Role, scope: str, label: str = "",

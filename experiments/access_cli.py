@@ -4,15 +4,14 @@ Run by an administrator on the machine that holds the registry: a token is shown
 when issued, and only its SHA-256 is kept. Whoever opens the registry with the
 deployment's credentials is the administrator; the audit log names the operating-system
 account (:func:`experiments.access.cli_actor`). Without those credentials the database
-refuses, and the command says so in one line (exit 1).
+refuses, and the command says so in one line (exit 4, :mod:`experiments.console`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import typer
+
+from experiments.console import database_errors
 
 app = typer.Typer(help="Issue, list and revoke API tokens (administrators).", no_args_is_help=True)
 
@@ -21,20 +20,6 @@ SCOPE_HELP = (
     "What the token covers: an académie slug (academie), a resource id (edtech), "
     "an experiment id or * (researcher, officer), * (admin)."
 )
-
-
-@contextmanager
-def _registry_refusals() -> Iterator[None]:
-    """A registry that refuses these credentials (or cannot be reached) is a message."""
-    import sqlalchemy as sa
-
-    try:
-        yield
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        typer.echo(f"error: the registry refused: {reason} (tokens are managed by whoever "
-                   "holds the registry's credentials)", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command("issue")
@@ -55,7 +40,7 @@ def issue(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
-    with _registry_refusals():
+    with database_errors():
         token = issue_token(registry_engine(Settings()), role, scope, label, actor=cli_actor())
     typer.echo(token)
 
@@ -69,7 +54,7 @@ def list_tokens() -> None:
     from experiments.database import registry_engine
     from experiments.settings import Settings
 
-    with _registry_refusals(), sa.orm.Session(registry_engine(Settings())) as session:
+    with database_errors(), sa.orm.Session(registry_engine(Settings())) as session:
         rows = session.scalars(sa.select(ApiToken).order_by(ApiToken.created_at)).all()
         for row in rows:
             state = "revoked" if row.revoked else "active"
@@ -88,7 +73,7 @@ def revoke(
     from experiments.database import registry_engine
     from experiments.settings import Settings
 
-    with (_registry_refusals(), sa.orm.Session(registry_engine(Settings())) as session,
+    with (database_errors(), sa.orm.Session(registry_engine(Settings())) as session,
           session.begin()):
         rows = session.scalars(
             sa.select(ApiToken).where(ApiToken.token_sha256.startswith(prefix))

@@ -4,11 +4,18 @@ This module only assembles the command tree; each command lives with the concept
 serves (``experiments/protocol_cli.py``, ``experiments/enrollment_cli.py``,
 ``analysis/cli.py``, ``ingest/cli.py``). Heavy imports (aiokafka, statsmodels) happen inside
 the commands so that ``preuve --help`` stays fast.
+
+Every command runs inside :func:`experiments.console.database_errors`: a database that
+refuses the caller or cannot be reached ends as one line on stderr and exit code 4,
+whichever command met it (the detail is logged at DEBUG, ``preuve -vv``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from analysis import cli as analysis_cli
 from experiments import (
@@ -19,12 +26,23 @@ from experiments import (
     retention_cli,
     services_cli,
 )
-from experiments.console import configure_logging
+from experiments.console import configure_logging, database_errors
 from ingest import cli as ingest_cli
 
 __all__ = ["app", "main"]
 
+
+
+class _PreuveGroup(TyperGroup):
+    """The root command: runs the chosen command inside :func:`database_errors`."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with database_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_PreuveGroup,
     name="preuve",
     help="Preuve: protocols, randomisation, usage events and impact reports for EdTech trials.",
     no_args_is_help=True,
@@ -35,10 +53,12 @@ app = typer.Typer(
 
 @app.callback()
 def _configure(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (INFO)."),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True,
+        help="Log what happens (-v: INFO; -vv: DEBUG, with the detail of a database error)."),
 ) -> None:
     """Logging is configured once, here, for every command."""
-    configure_logging("INFO" if verbose else "WARNING")
+    configure_logging(("WARNING", "INFO", "DEBUG")[min(verbose, 2)])
 
 
 app.add_typer(protocol_cli.app, name="protocol")

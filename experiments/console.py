@@ -1,8 +1,21 @@
-"""What every entry point does the same way: logging set-up and user-facing errors."""
+"""What every entry point does the same way: logging set-up and user-facing errors.
+
+A command ends in a message and an exit code, never a traceback:
+
+- Preuve's own errors (:class:`ExperimentError`, :class:`IngestError`,
+  :class:`AnalysisError`) exit with the code each command documents (:func:`user_errors`);
+- a database that refuses the caller (no rights on the registry or a store, a wrong
+  password) or cannot be reached exits :data:`EXIT_DATABASE` (4) with one line naming
+  what the database said (:func:`database_errors`). ``experiments/cli.py`` wraps every
+  ``preuve`` command in it. The full error (statement and stack, never the
+  statement's parameters) is logged at DEBUG: ``preuve -vv ...`` shows it.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,7 +25,18 @@ from analysis.errors import AnalysisError
 from experiments.errors import ExperimentError
 from ingest.errors import IngestError
 
-__all__ = ["configure_logging", "user_errors"]
+__all__ = ["EXIT_DATABASE", "configure_logging", "database_errors", "user_errors"]
+
+logger = logging.getLogger(__name__)
+
+#: Exit code of a command the database refused, or could not serve (connection, password,
+#: rights, lock). Distinct from every command's own codes (1 to 3), so that a script can
+#: tell "fix your input" from "fix the credentials or wait for the database".
+EXIT_DATABASE = 4
+
+# SQLSTATE classes and codes that mean "not you" rather than "a bug" (PostgreSQL
+# Appendix A): 28 invalid authorization, 42501 insufficient privilege.
+_REFUSED_SQLSTATES = ("28", "42501")
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -28,11 +52,81 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
+def _database_problem(error: BaseException) -> str | None:
+    """The one line to print for a database error, or None if ``error`` is not one.
+
+    Database errors here are SQLAlchemy's wrappers of what the driver raised
+    (``DBAPIError``) and a database URL it cannot use; SQLAlchemy's other errors (a
+    misused API) are bugs and keep their traceback. SQLAlchemy is looked up, not
+    imported: if it was never imported, no database error can have been raised.
+    """
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None:
+        return None
+    if isinstance(error, sa_exc.NoSuchModuleError) or (
+            isinstance(error, sa_exc.ArgumentError) and "SQLAlchemy URL" in str(error)):
+        # A PREUVE_DATABASE_URL SQLAlchemy cannot read or has no driver for (the message
+        # never holds the URL, so never its password).
+        return f"the database could not serve the command: PREUVE_DATABASE_URL: {error}"
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    orig = error.orig
+    said = (str(orig) if orig is not None else str(error)).strip()
+    reason = said.splitlines()[0] if said else type(orig or error).__name__
+    sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    if sqlstate.startswith(_REFUSED_SQLSTATES):
+        return (f"the database refused: {reason} (registry commands need the deployment's "
+                "database credentials, PREUVE_DATABASE_URL)")
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        # Cannot connect, wrong password, server gone, SQLite file locked or unreadable.
+        return f"the database could not serve the command: {reason}"
+    return f"unexpected database error: {reason} (preuve -vv shows the detail)"
+
+
+def _log_detail(error: BaseException) -> None:
+    """The whole database error at DEBUG, without the statement's parameters (they may
+    hold learner keys): the driver's message, the SQL, and where it was raised."""
+    orig = getattr(error, "orig", None)
+    logger.debug(
+        "database error %s: %s\nstatement: %s\n%s", type(orig or error).__name__,
+        str(orig if orig is not None else type(error).__name__).strip(),
+        getattr(error, "statement", None), "".join(traceback.format_tb(error.__traceback__)),
+    )
+
+
 @contextmanager
-def user_errors(exit_code: int = 1) -> Iterator[None]:
-    """Turn Preuve's own errors into a one-line message and an exit code, never a traceback."""
+def database_errors() -> Iterator[None]:
+    """Turn a database's refusal or absence into one line and exit :data:`EXIT_DATABASE`.
+
+    Examples
+    --------
+    >>> import sqlalchemy as sa
+    >>> try:
+    ...     with database_errors():
+    ...         sa.create_engine("sqlite:////nonexistent/dir/x.sqlite").connect()
+    ... except typer.Exit as done:
+    ...     done.exit_code
+    4
+    """
     try:
         yield
-    except (ExperimentError, IngestError, AnalysisError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=exit_code) from None
+    except Exception as error:  # re-raised unless it is a database error
+        problem = _database_problem(error)
+        if problem is None:
+            raise
+        _log_detail(error)
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(code=EXIT_DATABASE) from None
+
+
+@contextmanager
+def user_errors(exit_code: int = 1) -> Iterator[None]:
+    """Turn Preuve's own errors into a one-line message and ``exit_code``, and database
+    errors into one line and :data:`EXIT_DATABASE` (:func:`database_errors`): never a
+    traceback."""
+    with database_errors():
+        try:
+            yield
+        except (ExperimentError, IngestError, AnalysisError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=exit_code) from None

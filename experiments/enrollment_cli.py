@@ -19,6 +19,8 @@ Exit codes (also in ``preuve enroll --help``):
 - with ``--verify``: 0 if the allocation log replays exactly from the protocol, 1 if not;
 - 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
   stay pending until ``preuve enroll EXPERIMENT --republish``.
+- 4: the database refused the credentials or could not be reached
+  (:mod:`experiments.console`, as for every command).
 
 The protocol comes from the registry (the version in force; the experiment must be
 registered, enrolling or running). ``--protocol PATH`` enrolls against a protocol file
@@ -142,8 +144,10 @@ def enroll(
     randomised and printed with its arm by the id of the file (stored only pseudonymised).
 
     Exit codes: 0 all rows enrolled; 1 some rows refused, the others enrolled;
-    2 usage or file error, nothing enrolled; 3 enrolled, publishing pending (--republish).
+    2 usage or file error, nothing enrolled; 3 enrolled, publishing pending (--republish);
+    4 the database refused or could not be reached.
     """
+    from experiments.access import cli_actor
     from experiments.database import registry_engine
     from experiments.enrollment import (
         enroll_classes,
@@ -169,7 +173,8 @@ def enroll(
         raise _fail("give exactly one of CLASSES_CSV, --republish, --withdraw CLASS or --verify")
     settings = Settings()
     engine = registry_engine(settings)
-    actor = f"academie:{academie}:cli" if academie else "admin:*:cli"
+    # Who ran it (the OS account holding the registry's credentials), and for whom.
+    actor = cli_actor(f"academie:{academie}" if academie else None)
     publisher = kafka_publisher(settings)
     try:
         if republish:

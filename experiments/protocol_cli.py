@@ -1,8 +1,11 @@
 """``preuve protocol ...``: validate, power, register, amend, show, export, advance.
 
 User errors (an invalid protocol, a refused registration) end as messages and exit
-code 2, never a traceback. Heavy imports (scipy, SQLAlchemy) happen inside the
-commands, and the settings are read once per command.
+code 2, never a traceback; a database that refuses the caller or cannot be reached, as
+one line and exit code 4 (:mod:`experiments.console`). The audit log names the
+operating-system account that ran a registry command
+(:func:`experiments.access.cli_actor`). Heavy imports (scipy, SQLAlchemy) happen inside
+the commands, and the settings are read once per command.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ app = typer.Typer(
 )
 
 _EXIT_INVALID = 2
-_ACTOR = "researcher:cli"
 
 PathArg = Annotated[Path, typer.Argument(help="Protocol YAML file.", show_default=False)]
 ExperimentArg = Annotated[str, typer.Argument(help="Experiment id.", show_default=False)]
@@ -47,6 +49,13 @@ def _load_or_exit(path: Path) -> Protocol:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
         raise typer.Exit(_EXIT_INVALID) from None
+
+
+def _actor() -> str:
+    """Who the audit log names: the account holding the registry's credentials."""
+    from experiments.access import cli_actor
+
+    return cli_actor()
 
 
 def _engine() -> Engine:
@@ -173,7 +182,7 @@ def register(path: PathArg) -> None:
 
     protocol = _load_or_exit(path)
     try:
-        result = register_protocol(_engine(), protocol, path.read_text(encoding="utf-8"), _ACTOR)
+        result = register_protocol(_engine(), protocol, path.read_text(encoding="utf-8"), _actor())
     except RegistryError as exc:
         raise _fail(f"{path}: {exc.reason}") from None
     if result.outcome == "unchanged":
@@ -198,7 +207,7 @@ def amend(
     protocol = _load_or_exit(path)
     try:
         result = amend_protocol(
-            _engine(), protocol, path.read_text(encoding="utf-8"), reason, _ACTOR
+            _engine(), protocol, path.read_text(encoding="utf-8"), reason, _actor()
         )
     except RegistryError as exc:
         raise _fail(f"{path}: {exc.reason}") from None
@@ -277,7 +286,7 @@ def advance(
     if state not in STATES:
         raise _fail(f"state: expecting one of {', '.join(STATES)}, got {state!r}")
     try:
-        transition_experiment(_engine(), experiment, state, _ACTOR, note)
+        transition_experiment(_engine(), experiment, state, _actor(), note)
     except RegistryError as exc:
         raise _fail(exc.reason) from None
     typer.echo(f"{experiment}: {state}")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 2 refused (before ``retention.keep_until`` without ``--force``, no
 reason, unknown experiment or class); 3 Kafka could not take the tombstones of the
-enrollments concerned, so nothing was removed (run it again once the broker is up).
+enrollments concerned, so nothing was removed (run it again once the broker is up);
+4 the database refused the credentials or could not be reached (:mod:`experiments.console`).
 Every purge and erasure is in the audit log, with the tombstones it wrote.
 """
 
@@ -46,11 +47,12 @@ def purge(
 ) -> None:
     """Remove an experiment's row-level data once its protocol's retention is over
     (reports, run records and the registry's aggregates stay)."""
+    from experiments.access import cli_actor
     from experiments.retention import purge_experiment
     from experiments.settings import Settings
 
     with _retention_errors():
-        done = purge_experiment(Settings(), experiment, actor="admin:*:cli", force=force,
+        done = purge_experiment(Settings(), experiment, actor=cli_actor(), force=force,
                                 reason=reason)
     removed = ", ".join(f"{n} {what}" for what, n in done.removed.items())
     typer.echo(f"{experiment}: purged ({removed}); kept until "
@@ -65,6 +67,7 @@ def erase(
     class_id: Annotated[str | None, typer.Option("--class", help="A class id.")] = None,
 ) -> None:
     """Erase one pupil (--learner) or one class (--class) from an experiment's data."""
+    from experiments.access import cli_actor
     from experiments.retention import erase_class, erase_learner
     from experiments.settings import Settings
 
@@ -73,11 +76,11 @@ def erase(
         raise typer.Exit(EXIT_REFUSED)
     with _retention_errors():
         if learner is not None:
-            done = erase_learner(Settings(), experiment, learner, actor="admin:*:cli",
+            done = erase_learner(Settings(), experiment, learner, actor=cli_actor(),
                                  reason=reason)
         else:
             assert class_id is not None
-            done = erase_class(Settings(), experiment, class_id, actor="admin:*:cli",
+            done = erase_class(Settings(), experiment, class_id, actor=cli_actor(),
                                reason=reason)
     removed = ", ".join(f"{n} {what}" for what, n in done.removed.items())
     typer.echo(f"{experiment}: one {done.scope} erased ({removed})")
@@ -90,6 +93,7 @@ def export(
         "--format", help="parquet or csv (both when omitted).")] = "both",
 ) -> None:
     """Export an experiment's pseudonymised tables, codebook, protocol and results."""
+    from experiments.access import cli_actor
     from experiments.export import export_experiment
     from experiments.settings import Settings
 
@@ -100,6 +104,7 @@ def export(
     formats: tuple[Literal["parquet", "csv"], ...] = (
         ("parquet", "csv") if format == "both" else (format,))  # type: ignore[assignment]
     with user_errors(EXIT_REFUSED):
-        done = export_experiment(Settings(), experiment, out, formats=formats)
+        done = export_experiment(Settings(), experiment, out, formats=formats,
+                                 actor=cli_actor())
     for path in done.files:
         typer.echo(str(path))
