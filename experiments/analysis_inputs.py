@@ -51,6 +51,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from analysis.inputs import (
     AnalysisPlan,
@@ -62,6 +63,7 @@ from analysis.inputs import (
     read_units,
     read_usage,
 )
+from experiments.access import record_audit
 from experiments.enrollment import EnrolledClass, enrolled_classes
 from experiments.enrollment_learners import EnrolledLearner, enrolled_learners
 from experiments.errors import StoreError
@@ -366,7 +368,8 @@ def _wave_day(protocol: Protocol, wave: str) -> date:
 
 
 def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, path: Path,
-                    now: datetime | None = None) -> OutcomesImport:
+                    now: datetime | None = None, *,
+                    actor: str = "admin:*:python") -> OutcomesImport:
     """Store assessment results from a file as ``assessment_scored`` events.
 
     The file has the offline outcomes columns ``learner_id,unit_id,measure,wave,score``
@@ -376,6 +379,11 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
     Without it, a baseline is dated the first day of the baseline period and an endline
     the first day of the follow-up. The event id is derived from (experiment, learner,
     measure, wave), so importing the same results twice stores them once.
+
+    Each import that stores is in the registry's audit log (``outcomes.import``: who,
+    the file, how many rows it held, how many were new), written once the store has
+    committed. ``actor`` is who imports, as the audit log names principals (the CLI
+    passes :func:`experiments.access.cli_actor`; the default names a call from Python).
 
     Raises
     ------
@@ -436,6 +444,11 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
                 extensions={"source": "import"},
             ))
     result = ExperimentStore(settings, protocol.id).write_events(events, now or datetime.now(UTC))
+    with Session(registry) as session, session.begin():
+        record_audit(session, actor, "outcomes.import", protocol.id, {
+            "file": str(path), "rows": len(events), "stored": result.inserted,
+            "already": result.duplicates,
+        })  # fmt: skip
     logger.info("experiment %s: %d assessment results imported, %d already stored",
                 protocol.id, result.inserted, result.duplicates)
     return OutcomesImport(result.inserted, result.duplicates)

@@ -15,7 +15,9 @@ def import_file(
     path: Path = typer.Argument(..., help="Outcomes CSV: learner_id,unit_id,measure,wave,score."),
 ) -> None:
     """Store an outcomes file (offline format) as assessment events, learner ids
-    pseudonymised with the experiment's key; importing the same file twice stores it once."""
+    pseudonymised with the experiment's key; importing the same file twice stores it once.
+    The audit log records who imported which file and how many rows (outcomes.import)."""
+    from experiments.access import cli_actor
     from experiments.analysis_inputs import import_outcomes
     from experiments.console import user_errors
     from experiments.database import registry_engine
@@ -29,5 +31,5 @@ def import_file(
     with user_errors(exit_code=2):
         registry = registry_engine(settings)
         protocol = registered_protocol(registry, experiment).protocol
-        report = import_outcomes(settings, registry, protocol, path)
+        report = import_outcomes(settings, registry, protocol, path, actor=cli_actor())
     typer.echo(f"{experiment}: {report.stored} results stored, {report.already} already there")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from experiments.access import AuditEntry, cli_actor
 from experiments.cli import app
-from experiments.database import dispose_engines
+from experiments.database import dispose_engines, registry_engine
+from experiments.settings import Settings
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
 
@@ -38,4 +41,15 @@ def test_import_twice_stores_once_and_bad_files_exit_2(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no such file" in missing.output
     unknown = runner.invoke(app, ["outcomes", "import", "nope", str(outcomes)], env=env)
     assert unknown.exit_code == 2 and "Traceback" not in unknown.output
+
+    # Each import that stored is audited: who, which file, how many rows, how many new.
+    with sa.orm.Session(registry_engine(Settings(state_dir=tmp_path / "state"))) as session:
+        entries = session.scalars(sa.select(AuditEntry).where(
+            AuditEntry.action == "outcomes.import").order_by(AuditEntry.id)).all()
+        assert [(e.actor, e.subject, e.detail) for e in entries] == [
+            (cli_actor(), "fluence-cp-2027",
+             {"file": str(outcomes), "rows": 24, "stored": 24, "already": 0}),
+            (cli_actor(), "fluence-cp-2027",
+             {"file": str(outcomes), "rows": 24, "stored": 0, "already": 24}),
+        ]
     dispose_engines()
