@@ -267,21 +267,20 @@ def occurrences(protocol: Protocol, entry: ScheduleEntry) -> list[date]:
     if entry.cron is not None:
         return _cron_days(entry.cron, start, last)
     if entry.every == "week":
-        day = _next_monday(start)
-        while True:
-            days.append(day)
-            if day > last:
-                break
-            day += timedelta(days=7)
+        days = _days_from(_next_monday(start), last, lambda day: day + timedelta(days=7))
     elif entry.every == "month":
-        day = _next_first_of_month(start)
-        while True:
-            days.append(day)
-            if day > last:
-                break
-            day = _next_first_of_month(day)
+        days = _days_from(_next_first_of_month(start), last, _next_first_of_month)
     elif entry.every == "period":
         days = [p.end + timedelta(days=1) for _, p in periods.ordered() if p is not None]
+    return days
+
+
+def _days_from(first: date, last: date, following: Callable[[date], date]) -> list[date]:
+    """``first`` and each ``following`` day after it, up to and including the first one
+    after ``last``."""
+    days = [first]
+    while days[-1] <= last:
+        days.append(following(days[-1]))
     return days
 
 
