@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from anyio.from_thread import start_blocking_portal
-from fastapi import FastAPI
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
@@ -41,41 +38,21 @@ from ingest.broker import free_port
 from ingest.gateway import OPENAPI_PATH, create_app, openapi_document
 from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
+from tests.support.gateway_client import AppClient as InProcessClient
 
 pytestmark = pytest.mark.integration
 
 
-class AppClient:
-    """A synchronous in-process client of an ASGI app that runs its lifespan.
+class AppClient(InProcessClient):
+    """The gateway app in process (tests/support/gateway_client.py), with GET too."""
 
-    Starlette's own TestClient warns (an error here) unless the httpx2 package is
-    installed, so this one drives httpx's ASGITransport from an anyio portal.
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self._stack = ExitStack()
-
-    def __enter__(self) -> AppClient:
-        self._portal = self._stack.enter_context(start_blocking_portal())
-        self._stack.enter_context(
-            self._portal.wrap_async_context_manager(self.app.router.lifespan_context(self.app))
-        )
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stack.close()
-
-    async def _request(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+    async def _get(self, url: str, kwargs: dict[str, Any]) -> httpx.Response:
         transport = httpx.ASGITransport(app=self.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            return await client.request(method, url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self._portal.call(self._request, "POST", url, kwargs)
+            return await client.get(url, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self._portal.call(self._request, "GET", url, kwargs)
+        return self._portal.call(self._get, url, kwargs)
 
 
 def _create_topic(bootstrap: str, name: str) -> None:
