@@ -150,7 +150,7 @@ def _write_events(
                         "learner_id": learner, "class_id": row["class_id"],
                         "school_uai": row["school_uai"],
                     }
-                    events = [
+                    events: list[dict[str, object]] = [
                         {**base, "verb": "session_started"},
                         {**base, "verb": "exercise_answered", "duration_s": rng.randint(900, 3000),
                          "score": round(rng.random(), 2), "success": rng.random() < 0.7},
@@ -367,7 +367,7 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
             ).all()
         say(f"    stored {stored} of {valid} valid events in experiment {EXPERIMENT}")
         for arm, count in sorted(store.counts_by_arm().items()):
-            active = dict(learners).get(arm, 0)
+            active = {str(a): int(n) for a, n in learners}.get(arm, 0)
             say(f"      arm {arm:<8} {count:>6} events from {active} pupils")
         reasons = _dead_letters(bootstrap, env["PREUVE_TOPICS__DEADLETTER"], invalid)
         deadletter = env["PREUVE_TOPICS__DEADLETTER"]

@@ -79,9 +79,10 @@ def render_blocks(text: str) -> str:
         )
         if not pattern.search(text):
             raise ValueError(f"README.md has no <!-- {name}:start --> ... end block")
-        text = pattern.sub(
-            lambda m, block=content: m.group(1) + block + "\n" + m.group(2), text
-        )
+        def replace(match: re.Match[str], block: str = content) -> str:
+            return match.group(1) + block + "\n" + match.group(2)
+
+        text = pattern.sub(replace, text)
     return text
 
 

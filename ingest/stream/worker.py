@@ -33,6 +33,7 @@ task, so the partitions stay with this worker until the store answers again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -189,7 +190,7 @@ class StreamWorker:
                     for tp, messages in batches.items() for m in messages
                 ]
                 prepared = await self._until_written(
-                    lambda batch=records: self.router.prepare(batch, self.enrollments.lookup),
+                    functools.partial(self.router.prepare, records, self.enrollments.lookup),
                     "preparing a batch", self._prepare_executor,
                 )
                 offsets = {tp: messages[-1].offset + 1
