@@ -55,10 +55,16 @@ EXPERIMENT = "bench-ingest"
 
 def _settings(root: Path, bootstrap: str, tag: str, database_url: str | None = None) -> Settings:
     return Settings(
-        state_dir=root / tag, kafka_bootstrap=bootstrap, database_url=database_url,
+        state_dir=root / tag,
+        kafka_bootstrap=bootstrap,
+        database_url=database_url,
         pseudonym_key="bench-key",
-        topics=TopicNames(events="bench.events", deadletter="bench.deadletter",
-                          enrollments="bench.enrollments", analysis_requests="bench.requests"),
+        topics=TopicNames(
+            events="bench.events",
+            deadletter="bench.deadletter",
+            enrollments="bench.enrollments",
+            analysis_requests="bench.requests",
+        ),
         worker=WorkerSettings(group_id=f"bench-{tag}", batch_size=2000, batch_seconds=0.2),
     )
 
@@ -67,9 +73,13 @@ def _event(rng: random.Random, when: datetime) -> dict[str, object]:
     class_no = rng.randrange(CLASSES)
     return {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        "occurred_at": when.isoformat(), "resource_id": "lectio",
-        "learner_id": f"gar-{class_no}-{rng.randrange(25)}", "class_id": f"c{class_no:05d}",
-        "school_uai": "0750001A", "verb": "exercise_answered", "duration_s": rng.randrange(5, 600),
+        "occurred_at": when.isoformat(),
+        "resource_id": "lectio",
+        "learner_id": f"gar-{class_no}-{rng.randrange(25)}",
+        "class_id": f"c{class_no:05d}",
+        "school_uai": "0750001A",
+        "verb": "exercise_answered",
+        "duration_s": rng.randrange(5, 600),
     }
 
 
@@ -80,8 +90,11 @@ def preload(settings: Settings, count: int) -> float:
     began = time.perf_counter()
     for i in range(count):
         event = _event(rng, start + timedelta(seconds=i))
-        producer.send(settings.topics.events, key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
-                      value=json.dumps(event).encode())
+        producer.send(
+            settings.topics.events,
+            key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
+            value=json.dumps(event).encode(),
+        )
     producer.flush()  # type: ignore[attr-defined]
     producer.close()  # type: ignore[attr-defined]
     return count / (time.perf_counter() - began)
@@ -91,8 +104,12 @@ async def _bare_consumer(bootstrap: str, topic: str, count: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
     seen = 0
@@ -153,8 +170,11 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple
             if delay > 0:
                 time.sleep(delay)
             event = _event(rng, datetime.now(UTC))
-            producer.send(settings.topics.events, key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
-                          value=json.dumps(event).encode())
+            producer.send(
+                settings.topics.events,
+                key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
+                value=json.dumps(event).encode(),
+            )
         producer.flush()  # type: ignore[attr-defined]
         deadline = time.monotonic() + 120
         while store.count_events() < before + total and time.monotonic() < deadline:
@@ -166,8 +186,9 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple
     with store.engine.connect() as connection:  # only the events of this measurement
         # (the pre-loaded events are dated 2027, after the run: bound both sides)
         rows = connection.execute(
-            sa.select(events_table.c.occurred_at, events_table.c.stored_at)
-            .where(events_table.c.occurred_at >= began_at, events_table.c.occurred_at <= ended_at)
+            sa.select(events_table.c.occurred_at, events_table.c.stored_at).where(
+                events_table.c.occurred_at >= began_at, events_table.c.occurred_at <= ended_at
+            )
         ).all()
     latencies = sorted(
         (stored.replace(tzinfo=UTC) - occurred.replace(tzinfo=UTC)).total_seconds() * 1000
@@ -178,8 +199,9 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple
     return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
 
 
-def run_gateway(settings: Settings, root: Path, seconds: float = 20, concurrency: int = 16,
-                batch: int = 100) -> float:
+def run_gateway(
+    settings: Settings, root: Path, seconds: float = 20, concurrency: int = 16, batch: int = 100
+) -> float:
     """Accepted events/s of `preuve gateway` under ``concurrency`` clients posting batches."""
     import httpx
 
@@ -188,8 +210,13 @@ def run_gateway(settings: Settings, root: Path, seconds: float = 20, concurrency
     env = settings_env(settings)
     env["PREUVE_GATEWAY__PORT"] = str(port)
     log = (root / "gateway.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "experiments", "gateway", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments", "gateway", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -226,7 +253,9 @@ def run_gateway(settings: Settings, root: Path, seconds: float = 20, concurrency
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-gateway", action="store_true")
     parser.add_argument("--latency-seconds", type=int, default=20)
@@ -234,22 +263,35 @@ def main() -> None:
     # SIGTERM ends the run like Ctrl-C, so that the broker and cluster are still stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     root = Path(tempfile.mkdtemp(prefix="preuve-bench-"))
-    broker = LocalBroker(root / "kafka", Settings().cache_dir, KafkaSettings().version,
-                         partitions=4, heap="2g")
+    broker = LocalBroker(
+        root / "kafka", Settings().cache_dir, KafkaSettings().version, partitions=4, heap="2g"
+    )
     cluster = None
     try:
         bootstrap = broker.up().bootstrap
         cluster = PostgresCluster.start(durable=True)  # fsync on, as in production
-        print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"Kafka {broker.version}, {args.events:,} events, 4 partitions")
+        print(
+            f"machine: {platform.node()} {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, "
+            f"Kafka {broker.version}, {args.events:,} events, 4 partitions"
+        )
         base = _settings(root, bootstrap, "preload")
         ensure_topics(base)
-        publish_enrollments(base, [
-            EnrollmentMessage(class_id=f"c{i:05d}", experiment_id=EXPERIMENT, resource_id="lectio",
-                              arm="lectio" if i % 2 else "usual", school_uai="0750001A",
-                              academie="paris", at=datetime.now(UTC))
-            for i in range(CLASSES)
-        ])
+        publish_enrollments(
+            base,
+            [
+                EnrollmentMessage(
+                    class_id=f"c{i:05d}",
+                    experiment_id=EXPERIMENT,
+                    resource_id="lectio",
+                    arm="lectio" if i % 2 else "usual",
+                    school_uai="0750001A",
+                    academie="paris",
+                    at=datetime.now(UTC),
+                )
+                for i in range(CLASSES)
+            ],
+        )
         rate = preload(base, args.events)
         print(f"preload (kafka-python producer, acks=all): {rate:,.0f} events/s")
 
@@ -257,14 +299,20 @@ def main() -> None:
         print(f"(a) bare aiokafka consumer + json decode:  {raw:,.0f} events/s")
 
         sqlite_settings = _settings(root, bootstrap, "sqlite")
-        sqlite_rate, sqlite_peak = run_worker(sqlite_settings, args.events, root / "worker-sqlite.log")
-        print(f"(b) preuve worker -> SQLite store:         {sqlite_rate:,.0f} events/s, "
-              f"peak RSS {sqlite_peak:,.0f} MiB")
+        sqlite_rate, sqlite_peak = run_worker(
+            sqlite_settings, args.events, root / "worker-sqlite.log"
+        )
+        print(
+            f"(b) preuve worker -> SQLite store:         {sqlite_rate:,.0f} events/s, "
+            f"peak RSS {sqlite_peak:,.0f} MiB"
+        )
 
         pg_settings = _settings(root, bootstrap, "pg", cluster.create_database("bench"))
         pg_rate, pg_peak = run_worker(pg_settings, args.events, root / "worker-pg.log")
-        print(f"(c) preuve worker -> PostgreSQL store:     {pg_rate:,.0f} events/s, "
-              f"peak RSS {pg_peak:,.0f} MiB")
+        print(
+            f"(c) preuve worker -> PostgreSQL store:     {pg_rate:,.0f} events/s, "
+            f"peak RSS {pg_peak:,.0f} MiB"
+        )
 
         if not args.skip_gateway:
             gateway = run_gateway(_settings(root, bootstrap, "gateway"), root)
@@ -273,10 +321,13 @@ def main() -> None:
         # 5,000/s is the issue's figure; the second rate is one the worker can sustain, so
         # that the latency of the pipeline itself is seen, not only the queue.
         for offered in (5_000, 500):
-            p50, p99 = run_latency(pg_settings, offered, args.latency_seconds,
-                                   root / f"worker-latency-{offered}.log")
-            print(f"(e) end-to-end latency at {offered:,} events/s offered (PostgreSQL): "
-                  f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+            p50, p99 = run_latency(
+                pg_settings, offered, args.latency_seconds, root / f"worker-latency-{offered}.log"
+            )
+            print(
+                f"(e) end-to-end latency at {offered:,} events/s offered (PostgreSQL): "
+                f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
+            )
         print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.3f}")
         print(f"ratio_worker_pg_to_raw={pg_rate / raw:.3f}")
     finally:

@@ -31,12 +31,16 @@ def _xdg(var: str, fallback: str) -> Path:
 
 
 class TopicNames(BaseModel):
-    events: str = Field("preuve.events", description="Ingress topic of usage events, keyed by class_id.")
+    events: str = Field(
+        "preuve.events", description="Ingress topic of usage events, keyed by class_id."
+    )
     deadletter: str = Field(
         "preuve.events.deadletter", description="Refused events with the reason and original bytes."
     )
     enrollments: str = Field(
-        "preuve.enrollments", description="Enrollment records, keyed by class_id/resource_id, compacted (feeds the router)."
+        "preuve.enrollments",
+        description="Enrollment records, keyed by class_id/resource_id, compacted "
+        "(feeds the router).",
     )
     analysis_requests: str = Field(
         "preuve.analysis.requests", description="Due analysis runs published by the scheduler."
@@ -57,14 +61,17 @@ class KafkaSettings(BaseModel):
 
 class WorkerSettings(BaseModel):
     group_id: str = Field(
-        "preuve-router", description="Consumer group of the stream workers (they share the partitions of preuve.events)."
+        "preuve-router",
+        description="Consumer group of the stream workers (they share the partitions "
+        "of preuve.events).",
     )
     batch_size: int = Field(
         2000, description="Events fetched and written to a store in one transaction, at most."
     )
     batch_seconds: float = Field(0.5, description="Longest wait before a partial batch is written.")
     session_timeout_s: float = Field(
-        10.0, description="Consumer-group session timeout: how fast a dead worker's partitions move."
+        10.0,
+        description="Consumer-group session timeout: how fast a dead worker's partitions move.",
     )
     replay_interval_s: float = Field(
         1.0, description="How often parked events of newly enrolled classes are replayed."

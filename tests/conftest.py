@@ -62,15 +62,19 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Se
     Kafka is only started when a test asks for it (``kafka=True``).
     """
 
-    def build(*, kafka: bool = False, database_url: str | None = None, **overrides: object) -> Settings:
+    def build(
+        *, kafka: bool = False, database_url: str | None = None, **overrides: object
+    ) -> Settings:
         tag = uuid.uuid4().hex[:8]
         fields: dict[str, object] = {
             "state_dir": tmp_path / f"state-{tag}",
             "database_url": database_url,
             "pseudonym_key": "test-key-" + tag,
             "topics": TopicNames(
-                events=f"t{tag}.events", deadletter=f"t{tag}.events.deadletter",
-                enrollments=f"t{tag}.enrollments", analysis_requests=f"t{tag}.analysis.requests",
+                events=f"t{tag}.events",
+                deadletter=f"t{tag}.events.deadletter",
+                enrollments=f"t{tag}.enrollments",
+                analysis_requests=f"t{tag}.analysis.requests",
             ),
             "worker": WorkerSettings(group_id=f"t{tag}-router", batch_size=500, batch_seconds=0.3),
         }

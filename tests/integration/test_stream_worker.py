@@ -43,7 +43,9 @@ def _all_stored(settings: Settings, expected: dict[str, set[str]]) -> bool:
     return all(len(_stored(settings, e)) >= len(ids) for e, ids in expected.items())
 
 
-def _settings(backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest) -> Settings:
+def _settings(
+    backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest
+) -> Settings:
     database_url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
     settings = make_settings(kafka=True, database_url=database_url)
     ensure_topics(settings)
@@ -52,7 +54,9 @@ def _settings(backend: str, make_settings: SettingsFactory, request: pytest.Fixt
 
 def _text_of_every_store(settings: Settings, experiments: list[str]) -> str:
     """Every row of every table of the registry and the stores, as one text."""
-    engines = [registry_engine(settings)] + [ExperimentStore(settings, e).engine for e in experiments]
+    engines = [registry_engine(settings)] + [
+        ExperimentStore(settings, e).engine for e in experiments
+    ]
     chunks = []
     for engine in engines:
         inspector = sa.inspect(engine)
@@ -71,8 +75,9 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
     classes = _classes()
     _enroll(settings, classes)
     late = {"cls-late": "exp-late"}  # enrolled only after its events arrived
-    load = workload(random.Random(20270901), {**classes, **late}, total=20_000, invalid=200,
-                    duplicates=1_000)
+    load = workload(
+        random.Random(20270901), {**classes, **late}, total=20_000, invalid=200, duplicates=1_000
+    )
     send_raw_events(settings, load.lines)
 
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
@@ -83,7 +88,9 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
         assert wait_until(lambda: count_parked(registry) == len(load.expected["exp-late"]), 30)
 
         publish_enrollments(settings, [enrollment("cls-late", "exp-late", "usual")])
-        assert wait_until(lambda: _all_stored(settings, load.expected), 60), "late class not replayed"
+        assert wait_until(lambda: _all_stored(settings, load.expected), 60), (
+            "late class not replayed"
+        )
         assert wait_until(lambda: count_parked(registry) == 0, 30)
     finally:
         assert worker.stop() == 0, "the worker did not stop cleanly on SIGTERM"
@@ -94,7 +101,9 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
     dead = consume_all(settings.kafka_bootstrap or "", settings.topics.deadletter, expected=200)
     assert len(dead) == 200, "every invalid event is dead-lettered exactly once"
     fields = sorted(str(headers.get("preuve.field", b"").decode()) for headers, _ in dead)
-    assert fields == sorted(f or "" for f in load.invalid_fields), "each dead letter names its field"
+    assert fields == sorted(f or "" for f in load.invalid_fields), (
+        "each dead letter names its field"
+    )
     assert all(headers["preuve.reason"] for headers, _ in dead)
 
     # Pseudonymisation: no raw learner id anywhere in the stores, the registry or the log.

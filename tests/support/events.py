@@ -13,15 +13,26 @@ from ingest.contract import EnrollmentMessage
 START = datetime(2027, 10, 4, 8, 0, tzinfo=UTC)
 
 
-def enrollment(class_id: str, experiment_id: str, arm: str, resource_id: str = "lectio") -> EnrollmentMessage:
+def enrollment(
+    class_id: str, experiment_id: str, arm: str, resource_id: str = "lectio"
+) -> EnrollmentMessage:
     return EnrollmentMessage(
-        class_id=class_id, experiment_id=experiment_id, resource_id=resource_id, arm=arm,
-        school_uai="0750001A", academie="paris", at=datetime(2027, 9, 1, tzinfo=UTC),
+        class_id=class_id,
+        experiment_id=experiment_id,
+        resource_id=resource_id,
+        arm=arm,
+        school_uai="0750001A",
+        academie="paris",
+        at=datetime(2027, 9, 1, tzinfo=UTC),
     )
 
 
-def valid_event(rng: random.Random, class_id: str, resource_id: str = "lectio") -> dict[str, object]:
-    verb = rng.choice(["session_started", "exercise_answered", "activity_completed", "content_viewed"])
+def valid_event(
+    rng: random.Random, class_id: str, resource_id: str = "lectio"
+) -> dict[str, object]:
+    verb = rng.choice(
+        ["session_started", "exercise_answered", "activity_completed", "content_viewed"]
+    )
     event: dict[str, object] = {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "occurred_at": (START + timedelta(minutes=rng.randrange(60 * 24 * 60))).isoformat(),
@@ -62,7 +73,7 @@ def invalid_event(rng: random.Random, class_id: str, kind: str) -> tuple[bytes, 
 @dataclass
 class Workload:
     lines: list[bytes] = field(default_factory=list)
-    expected: dict[str, set[str]] = field(default_factory=dict)   # experiment -> event ids
+    expected: dict[str, set[str]] = field(default_factory=dict)  # experiment -> event ids
     invalid_fields: list[str | None] = field(default_factory=list)
     raw_learner_ids: set[str] = field(default_factory=set)
 
@@ -87,7 +98,9 @@ def workload(
         result.raw_learner_ids.add(str(event["learner_id"]))
     lines = valid_lines + [rng.choice(valid_lines) for _ in range(duplicates)]
     for index in range(invalid):
-        line, field_name = invalid_event(rng, rng.choice(class_ids), INVALID_KINDS[index % len(INVALID_KINDS)])
+        line, field_name = invalid_event(
+            rng, rng.choice(class_ids), INVALID_KINDS[index % len(INVALID_KINDS)]
+        )
         lines.append(line)
         result.invalid_fields.append(field_name)
     rng.shuffle(lines)

@@ -47,8 +47,11 @@ class WorkerProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "experiments", "worker"],
-                env=settings_env(self.settings), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                env=settings_env(self.settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
@@ -59,7 +62,9 @@ class WorkerProcess:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{text[-3000:]}")
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError("worker not ready in time:\n" + self.log.read_text(errors="replace")[-3000:])
+        raise RuntimeError(
+            "worker not ready in time:\n" + self.log.read_text(errors="replace")[-3000:]
+        )
 
     def kill(self) -> None:
         assert self.process is not None
