@@ -22,7 +22,8 @@ def kafka_up() -> None:
     settings = Settings()
     configure_logging("WARNING")
     if settings.kafka_bootstrap:
-        typer.echo(f"PREUVE_KAFKA_BOOTSTRAP is set ({settings.kafka_bootstrap}): no local broker needed.")
+        typer.echo(f"PREUVE_KAFKA_BOOTSTRAP is set ({settings.kafka_bootstrap}): "
+                   "no local broker needed.")
         return
     with user_errors():
         state = local_broker(settings).up()
@@ -52,7 +53,8 @@ def kafka_status() -> None:
     configure_logging("ERROR")
     if settings.kafka_bootstrap:
         answers = broker_answers(settings.kafka_bootstrap)
-        typer.echo(f"external cluster {settings.kafka_bootstrap}: {'up' if answers else 'not answering'}")
+        typer.echo(f"external cluster {settings.kafka_bootstrap}: "
+                   f"{'up' if answers else 'not answering'}")
         raise typer.Exit(0 if answers else 3)
     state = local_broker(settings).state()
     if state is None:
@@ -61,7 +63,8 @@ def kafka_status() -> None:
     if broker_answers(state.bootstrap):
         typer.echo(f"Kafka {state.version}: up at {state.bootstrap} (pid {state.pid})")
         return
-    typer.echo(f"Kafka {state.version}: process {state.pid} runs but does not answer at {state.bootstrap}")
+    typer.echo(f"Kafka {state.version}: process {state.pid} runs but does not answer at "
+               f"{state.bootstrap}")
     raise typer.Exit(3)
 
 
@@ -107,8 +110,9 @@ def gateway(
         ),
     ] = 1,
 ) -> None:
-    """Run the HTTP event gateway (POST /v1/events, /v1/xapi/statements; OpenAPI at
-    /openapi.json) with uvicorn until interrupted."""
+    """Run the HTTP gateway (events: POST /v1/events, /v1/xapi/statements; enrollment:
+    /v1/experiments/ID/enrollments, /withdrawals; OpenAPI at /openapi.json) with uvicorn
+    until interrupted."""
     import uvicorn
 
     from ingest.gateway import create_app

@@ -62,6 +62,7 @@ from ingest.xapi import RESOURCE_EXTENSION, STATEMENT_JSON_SCHEMA, statement_to_
 
 __all__ = [
     "Accepted",
+    "EnrollmentRefusal",
     "EventProducer",
     "OPENAPI_PATH",
     "Refusal",
@@ -152,6 +153,32 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         "`Retry-After` seconds (re-sending is safe: event_id is the idempotency key).",
     },
 }
+
+
+
+class EnrollmentRefusal(BaseModel):
+    """Answer of a refused enrollment API call (:mod:`experiments.enrollment_api`)."""
+
+    detail: str | dict[str, Any] = Field(
+        description="Why, in one sentence; for a file with another académie's rows, an "
+        "object with `reason`, `raison` (French) and the `lines` concerned."
+    )
+
+
+# The enrollment API's answers besides 200, as experiments/enrollment_api.py documents them.
+_ENROLLMENT_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": EnrollmentRefusal,
+          "description": "A body that cannot be read as a whole (not UTF-8, not JSON, a "
+          "missing column)."},
+    401: {"model": EnrollmentRefusal, "description": "No valid token."},
+    403: {"model": EnrollmentRefusal,
+          "description": "A role or scope that may not (a file with another académie's "
+          "rows: nothing enrolled)."},
+    404: {"model": EnrollmentRefusal, "description": "Unknown experiment, class or pupil."},
+    409: {"model": EnrollmentRefusal,
+          "description": "The experiment is not open to enrollment, its randomisation "
+          "changed, or the class is already withdrawn."},
+}  # fmt: skip
 
 _ALL_OR_NOTHING = (
     "All-or-nothing per request: if any item is refused, nothing of the request is "
@@ -483,8 +510,9 @@ def create_app(
     >>> from experiments.settings import Settings
     >>> import tempfile, pathlib
     >>> app = create_app(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
-    >>> sorted(app.openapi()["paths"])
-    ['/healthz', '/v1/events', '/v1/xapi/statements']
+    >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
+    ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/enrollments',
+     '/v1/experiments/{experiment_id}/withdrawals', '/v1/xapi/statements']
     """
     gateway = _Gateway(
         settings, producer, engine if engine is not None else registry_engine(settings)
@@ -506,10 +534,10 @@ def create_app(
     )
     app.state.gateway = gateway
     # The enrollment API (académies enroll and withdraw, EdTechs read their treatment
-    # classes) is served by the gateway, on the registry engine it authenticates with.
-    # Kept out of the event API's OpenAPI document, which EdTechs generate clients from.
+    # classes) is served by the gateway, on the registry engine it authenticates with,
+    # and published in the same OpenAPI document (tag "enrollment").
     app.include_router(enrollment_router(settings, engine=gateway.engine),
-                       include_in_schema=False)
+                       responses=_ENROLLMENT_REFUSALS)
 
     @app.exception_handler(BatchRefused)
     async def _refused(_request: Request, refusal: BatchRefused) -> JSONResponse:
