@@ -163,4 +163,5 @@ class AppClient:
             return await client.request(method, url, **kwargs)
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self._portal.call(self._request, method, url, kwargs)
+        answer: httpx.Response = self._portal.call(self._request, method, url, kwargs)
+        return answer
