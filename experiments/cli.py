@@ -54,7 +54,7 @@ app = typer.Typer(
 @app.callback()
 def _configure(
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True,
+        0, "--verbose", "-v", count=True, show_default=False,
         help="Log what happens (-v: INFO; -vv: DEBUG, with the detail of a database error)."),
 ) -> None:
     """Logging is configured once, here, for every command."""
