@@ -93,14 +93,18 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API
 _ApiKey = Annotated[str | None, Depends(_api_key)]
 
 
+_NO_NUL = r"^[^\x00]*$"
+
+
 class WithdrawalRequest(BaseModel):
     """Body of ``POST .../withdrawals``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    class_id: str = Field(min_length=1, max_length=128)
-    reason: str = Field(min_length=1, max_length=512)
-    learner_id: str | None = Field(None, min_length=1, max_length=128)
+    # No NUL character: PostgreSQL cannot store one in text (a 500, found by fuzzing).
+    class_id: str = Field(min_length=1, max_length=128, pattern=_NO_NUL)
+    reason: str = Field(min_length=1, max_length=512, pattern=_NO_NUL)
+    learner_id: str | None = Field(None, min_length=1, max_length=128, pattern=_NO_NUL)
 
 
 def _class_json(c: EnrolledClass) -> dict[str, Any]:
@@ -267,6 +271,8 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
     by_token = Depends(caller)
 
     def design_of(experiment_id: str) -> EnrollmentDesign:
+        if "\x00" in experiment_id:  # PostgreSQL refuses NUL in text: no such experiment
+            raise HTTPException(404, f"no experiment {experiment_id!r}")
         try:
             return enrollment_design(engine, experiment_id)[0]
         except RegistryError as exc:

@@ -373,7 +373,11 @@ def test_one_info_line_per_batch_without_learner_ids(
 def test_health_and_the_saved_openapi_document(client: AppClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     served = client.get("/openapi.json").json()
-    assert set(served["paths"]) == {"/healthz", "/v1/events", "/v1/xapi/statements"}
+    assert set(served["paths"]) == {
+        "/healthz", "/v1/events", "/v1/xapi/statements",
+        "/v1/experiments/{experiment_id}/enrollments",
+        "/v1/experiments/{experiment_id}/withdrawals",
+    }
     assert OPENAPI_PATH.read_text() == openapi_document(), (
         "ingest/schemas/gateway-openapi.json is stale: run "
         "`python -c 'from ingest.gateway import *; OPENAPI_PATH.write_text(openapi_document())'`"

@@ -274,12 +274,6 @@ def test_no_input_makes_the_enrollment_api_fail(
     )
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     def call(case: Any, data: st.DataObject) -> None:
-        # NUL characters in a path or a JSON body are the known server error below
-        # (test_a_nul_character_is_refused_not_a_server_error); the CSV and JSON rows
-        # drawn for enrollments keep them (they are refused row by row).
-        assume(not any("\x00" in str(v) for v in (case.path_parameters or {}).values()))
-        assume("\\u0000" not in json.dumps(case.body if isinstance(case.body, dict | list)
-                                            else None))
         if mode == GenerationMode.NEGATIVE:
             # The token and the experiment are set below, so a case whose only invalid
             # part is its credentials or its path would be sent valid (and accepted):
@@ -321,10 +315,8 @@ def test_no_input_makes_the_enrollment_api_fail(
     assert set(statuses) - {401, 403, 404}, statuses
 
 
-#: Requests whose NUL character reaches PostgreSQL ("text fields cannot contain NUL"),
-#: which experiments/enrollment_api.py does not refuse first: a 500 today, found by the
-#: fuzzing above on the PostgreSQL registry. Strict xfail: a fix makes them pass, and
-#: then the marker goes (and the ``assume`` calls above with it).
+#: Requests with a NUL character, which PostgreSQL cannot store in text ("text fields
+#: cannot contain NUL"): found by the fuzzing above as 500s; now refused (404, 422).
 NUL_REQUESTS = {
     "withdrawal class_id": ("POST", f"/v1/experiments/{EXPERIMENT}/withdrawals",
                             {"class_id": "\x00", "reason": "r"}),
@@ -335,8 +327,6 @@ NUL_REQUESTS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="the enrollment API sends NUL characters to "
-                   "PostgreSQL, which refuses them: 500 (experiments/enrollment_api.py)")
 @pytest.mark.parametrize("request_name", sorted(NUL_REQUESTS))
 def test_a_nul_character_is_refused_not_a_server_error(
     enrollment_gateway: EnrollmentGateway, request_name: str
