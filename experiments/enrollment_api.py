@@ -76,11 +76,14 @@ from experiments.enrollment_learners import (
     EnrolledLearner,
     enroll_learners,
     enrolled_learners,
+    learner_statuses,
     read_pupils,
 )
 from experiments.errors import EnrollmentError, RegistryError
 from experiments.registry import ExperimentRow
 from experiments.settings import Settings
+from ingest.contract import PSEUDONYM_PATTERN
+from ingest.pseudonym import pseudonymise
 
 __all__ = ["WithdrawalRequest", "enrollment_router"]
 
@@ -94,6 +97,17 @@ _ApiKey = Annotated[str | None, Depends(_api_key)]
 
 
 _NO_NUL = r"^[^\x00]*$"
+
+
+class AssignmentRequest(BaseModel):
+    """Body of ``POST .../assignments``: pupil ids as the resource sends them in events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learner_ids: list[Annotated[str, Field(pattern=PSEUDONYM_PATTERN)]] = Field(
+        min_length=1, max_length=1000
+    )
+
 
 
 class WithdrawalRequest(BaseModel):
@@ -391,6 +405,40 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
             return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
         raise HTTPException(403, f"role '{principal.role}' may not read enrollments of "
                                  f"{experiment_id}")  # fmt: skip
+
+    @router.post("/{experiment_id}/assignments")
+    def post_assignments(
+        experiment_id: str, body: AssignmentRequest, principal: Principal = by_token
+    ) -> Any:
+        """For the EdTech resource of a learner-randomised experiment: which of these
+        pupils (ids as the resource knows them, the ones its events carry) are to get it.
+
+        A POST so that pupil ids never sit in a URL or an access log. The ids are
+        pseudonymised for the lookup and neither stored nor logged; the answer echoes
+        them in the order sent, with the arm only when it is a treatment arm.
+        """
+        design = design_of(experiment_id)
+        if principal.role != "edtech" or principal.scope != design.resource_id:
+            raise HTTPException(403, f"only the resource '{design.resource_id}' may ask which "
+                                     "of its pupils are treated")  # fmt: skip
+        if design.unit != "learner":
+            raise HTTPException(409, "this experiment randomises classes: read GET "
+                                     f"/v1/experiments/{experiment_id}/enrollments")  # fmt: skip
+        key = pseudonym_key()
+        keys = {learner: pseudonymise(key, experiment_id, learner) for learner in body.learner_ids}
+        found = learner_statuses(engine, experiment_id, keys.values())
+        treated = set(design.treatment_arms)
+        assignments = []
+        for learner in body.learner_ids:
+            arm, status = found.get(keys[learner], (None, "not_enrolled"))
+            assignments.append({"learner_id": learner, "status": status,
+                                "treated": arm in treated and status == "enrolled",
+                                "arm": arm if arm in treated else None})  # fmt: skip
+        with Session(engine) as session, session.begin():
+            record_audit(session, principal.actor, "assignment.read", experiment_id,
+                         {"pupils": len(body.learner_ids)})  # fmt: skip
+        return {"experiment": experiment_id, "resource_id": design.resource_id,
+                "assignments": assignments}  # fmt: skip
 
     @router.post("/{experiment_id}/withdrawals")
     def post_withdrawal(

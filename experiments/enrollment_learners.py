@@ -36,7 +36,7 @@ import io
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -89,6 +89,7 @@ __all__ = [
     "enrolled_learners",
     "learner_arms",
     "learner_balance",
+    "learner_statuses",
     "read_pupils",
     "verify_learner_allocations",
     "withdraw_learner",
@@ -669,6 +670,34 @@ def enrolled_learners(
     with engine.connect() as connection:
         return [_as_learner(row, str(row["learner_key"]), new=False)
                 for row in connection.execute(query).mappings()]  # fmt: skip
+
+
+def learner_statuses(
+    engine: Engine, experiment_id: str, learner_keys: Collection[str]
+) -> dict[str, tuple[str, str]]:
+    """(arm, status) of the given pupils, by learner key; pupils not enrolled are absent.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> learner_statuses(engine, "x", ["k1"])
+    {}
+    """
+    found: dict[str, tuple[str, str]] = {}
+    keys = sorted(set(learner_keys))
+    with engine.connect() as connection:
+        for start in range(0, len(keys), 500):  # bounded IN lists
+            rows = connection.execute(
+                sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.arm, _LEARNERS.c.status)
+                .where(_LEARNERS.c.experiment_id == experiment_id,
+                       _LEARNERS.c.learner_key.in_(keys[start : start + 500]))
+            ).all()  # fmt: skip
+            found.update({str(key): (str(arm), str(status)) for key, arm, status in rows})
+    return found
 
 
 def learner_arms(engine: Engine, experiment_id: str) -> dict[str, str]:

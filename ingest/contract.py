@@ -35,6 +35,7 @@ __all__ = [
     "AVAILABILITY_VERBS",
     "USAGE_VERBS",
     "UTILISATION_VERBS",
+    "PSEUDONYM_PATTERN",
     "EnrollmentMessage",
     "UsageEvent",
     "Verb",
@@ -68,6 +69,7 @@ USAGE_VERBS = frozenset(
 # Pseudonymous ids as the GAR hands them out are opaque tokens; '@' and spaces are refused
 # so that an e-mail or a "Prénom Nom" can never pass as an id.
 _PSEUDONYM = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+PSEUDONYM_PATTERN = _PSEUDONYM
 _SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # UAI (immatriculation of French schools): 7 characters then a check letter, e.g. 0750001A.
 _UAI = r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$"

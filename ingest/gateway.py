@@ -15,8 +15,9 @@ with ``Retry-After``. Refusals list each bad item: ``{"errors": [{"index", "fiel
 "reason"}]}``.
 
 The gateway also serves the enrollment API of :mod:`experiments.enrollment_api`
-(``/v1/experiments/{id}/enrollments`` and ``/withdrawals``: académie, EdTech, researcher
-and admin tokens, each scoped), outside the event API's OpenAPI document.
+(``/v1/experiments/{id}/enrollments``, ``/withdrawals`` and, for the resource of a
+pupil-randomised experiment, ``/assignments``: académie, EdTech, researcher and admin
+tokens, each scoped), published in the same OpenAPI document.
 
 De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identical event
 is answered 202 without a second copy, another content under a known ``event_id`` is a
@@ -511,7 +512,8 @@ def create_app(
     >>> import tempfile, pathlib
     >>> app = create_app(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
     >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
-    ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/enrollments',
+    ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/assignments',
+     '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals', '/v1/xapi/statements']
     """
     gateway = _Gateway(

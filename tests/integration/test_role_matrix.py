@@ -248,6 +248,12 @@ def _post_enrollments(m: Matrix, caller: str) -> httpx.Response:
                              headers={**m.bearer(caller), "Content-Type": "text/csv"})
 
 
+def _post_assignments(m: Matrix, caller: str) -> httpx.Response:
+    return m.gateway.request(
+        "POST", f"/v1/experiments/{EXPERIMENT}/assignments", headers=m.bearer(caller),
+        json={"learner_ids": ["gar-7f3a9c"]})
+
+
 def _post_withdrawal(m: Matrix, caller: str) -> httpx.Response:
     return m.gateway.request(
         "POST", f"/v1/experiments/{EXPERIMENT}/withdrawals", headers=m.bearer(caller),
@@ -307,6 +313,9 @@ GATEWAY: dict[tuple[str, str], Row] = {
     ("GET", "/v1/experiments/{experiment_id}/enrollments"): Row(
         codes("401 401 401 | 200 403 | 200 200 | 200 403 | 403 | 200"),
         _get("gateway", f"/v1/experiments/{EXPERIMENT}/enrollments")),
+    # A class design: the pupils' lookup answers its own resource 409 (arms are by class).
+    ("POST", "/v1/experiments/{experiment_id}/assignments"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 409 403 | 403 | 403"), _post_assignments),
     ("POST", "/v1/experiments/{experiment_id}/withdrawals"): Row(
         codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 | 200"), _post_withdrawal,
         write="enrollment.withdraw"),

@@ -248,3 +248,58 @@ def test_in_a_learner_design_an_academie_learns_nothing_of_another_academies_pup
         assert "cp-v" not in pupil["message_fr"] + pupil["message_en"]  # where it is held
         assert sum(c["units"] for c in body["balance"]["counts"]) == 4  # gar-008..011
     dispose_engines()
+
+
+def test_in_a_learner_design_the_resource_learns_which_of_its_pupils_are_treated(
+        tmp_path: Path) -> None:
+    learner_protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
+    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key")
+    engine = registry_engine(settings)
+    register_protocol(engine, load_protocol(learner_protocol), learner_protocol.read_text(),
+                      actor="test")  # fmt: skip
+    versailles = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'versailles')}"}
+    lectio = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'lectio')}"}
+    other = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'autre-ressource')}"}
+    app = FastAPI()
+    app.include_router(enrollment_router(settings, publish=lambda messages: len(messages)))
+    base = "/v1/experiments/lectio-eleves-2027"
+    ids = [f"gar-{i:03d}" for i in range(20)]
+    with TestClient(app) as client:
+        enrolled = client.post(f"{base}/enrollments", headers=versailles, json={"pupils": [
+            {"learner_id": learner, "class_id": f"cp-{i % 2}", "school_uai": "0781234A",
+             "level": "CP", "academie": "versailles", "education_priority": "REP",
+             "repeater": "non"} for i, learner in enumerate(ids)]})  # fmt: skip
+        assert enrolled.status_code == 200, enrolled.text
+        arms = {p["learner_id"]: p["arm"] for p in enrolled.json()["enrolled"]}
+        assert set(arms) == set(ids) and set(arms.values()) == {"lectio", "usual"}
+        client.post(f"{base}/withdrawals", headers=versailles,
+                    json={"class_id": "cp-0", "learner_id": "gar-000", "reason": "départ"})
+
+        asked = [*reversed(ids), "gar-999"]
+        answer = client.post(f"{base}/assignments", headers=lectio, json={"learner_ids": asked})
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()["assignments"]
+        assert [r["learner_id"] for r in rows] == asked  # in the order asked
+        by_id = {r["learner_id"]: r for r in rows}
+        for learner in ids[1:]:
+            assert by_id[learner]["treated"] == (arms[learner] == "lectio")
+            assert by_id[learner]["arm"] == ("lectio" if arms[learner] == "lectio" else None)
+        assert by_id["gar-000"]["status"] == "withdrawn" and not by_id["gar-000"]["treated"]
+        assert by_id["gar-999"] == {"learner_id": "gar-999", "status": "not_enrolled",
+                                    "treated": False, "arm": None}
+        assert "usual" not in answer.text  # the control arm's name is not given out
+
+        assert client.post(f"{base}/assignments", headers=other,
+                           json={"learner_ids": ids}).status_code == 403
+        assert client.post(f"{base}/assignments", headers=versailles,
+                           json={"learner_ids": ids}).status_code == 403
+        refused = client.post(f"{base}/assignments", headers=lectio,
+                              json={"learner_ids": ["camille.martin@example.fr"]})
+        assert refused.status_code == 422
+    dispose_engines()
+
+
+def test_the_pupils_lookup_of_a_class_design_points_to_the_class_list(api: Api) -> None:
+    answer = api.client.post(f"{URL}/assignments", headers=api.auth("lectio"),
+                             json={"learner_ids": ["gar-001"]})
+    assert answer.status_code == 409 and "enrollments" in answer.json()["detail"]
