@@ -21,6 +21,8 @@ __all__ = ["EnrollmentView"]
 
 logger = logging.getLogger(__name__)
 
+_STALLED_READS = 5
+
 
 class EnrollmentView:
     """An in-memory copy of the enrollment topic, kept up to date by :meth:`follow`.
@@ -60,9 +62,22 @@ class EnrollmentView:
         self._consumer.assign(assigned)
         await self._consumer.seek_to_beginning(*assigned)
         ends = await self._consumer.end_offsets(assigned)
+        stalled = 0
         while not await self._caught_up(ends):
+            before = len(self._enrollments), await self._positions(ends)
             await self._read_once(timeout_ms=1000)
+            after = len(self._enrollments), await self._positions(ends)
+            stalled = stalled + 1 if after == before else 0
+            if stalled >= _STALLED_READS:
+                # A compacted tail can leave the position short of the end offset with
+                # nothing left to fetch; what could be read has been read.
+                logger.warning("%s: stopped short of the end offsets %s at %s", self.topic,
+                               {tp.partition: o for tp, o in ends.items()}, after[1])
+                break
         logger.info("read %d enrollments from %s", len(self._enrollments), self.topic)
+
+    async def _positions(self, ends: dict[TopicPartition, int]) -> dict[int, int]:
+        return {tp.partition: await self._consumer.position(tp) for tp in ends}
 
     async def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
         for tp, end in ends.items():
