@@ -328,8 +328,8 @@ def main() -> None:
                 f"(e) end-to-end latency at {offered:,} events/s offered (PostgreSQL): "
                 f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
             )
-        print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.3f}")
-        print(f"ratio_worker_pg_to_raw={pg_rate / raw:.3f}")
+        print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.2f}")
+        print(f"ratio_worker_pg_to_raw={pg_rate / raw:.2f}")
     finally:
         dispose_engines()
         if cluster is not None:
