@@ -253,6 +253,9 @@ def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
     y, x, k_absorbed = _design(sub, arms)
     kept = independent_columns(x)
     lost = [a for i, a in enumerate(arms) if i not in kept]
+    if len(lost) == len(arms):  # nothing left to estimate (and maybe no column at all)
+        return {}, ("arm indistinguishable from strata or covariates (no randomisation "
+                    "stratum holds both the arm and the control)")
     x = x[:, kept]
     n, k = x.shape
     c_params = cluster_params(plan, k_absorbed)
