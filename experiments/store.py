@@ -223,18 +223,24 @@ class ExperimentStore:
         """
         if not events:
             return WriteResult(0, 0)
+        # One row per event id (the staging table's key): a repeat within the call is a
+        # duplicate like one already stored, and the first copy wins as it did before.
+        first: dict[str, StoredEvent] = {}
+        for event in events:
+            first.setdefault(event.event_id, event)
+        unique = list(first.values())
         with self.engine.begin() as connection:
             statements = _statements(connection.dialect)
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(statements.create_incoming)
                 cursor.execute(statements.clear_incoming)
-                statements.load(cursor, events, now)
+                statements.load(cursor, unique, now)
                 inserted = connection.execute(statements.insert_new).scalars().all()
-                if len(inserted) < len(events):  # re-delivered events: only new ones count
+                if len(inserted) < len(unique):  # re-delivered events: only new ones count
                     new = set(inserted)
                     cursor.executemany(statements.drop_incoming, [
-                        (e.event_id,) for e in events if e.event_id not in new
+                        (e.event_id,) for e in unique if e.event_id not in new
                     ])
                 if inserted:
                     connection.execute(statements.add_usage)

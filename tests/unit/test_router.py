@@ -12,7 +12,7 @@ from experiments.database import registry_engine
 from experiments.protocol import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
-from experiments.store import daily_usage_table, events_table
+from experiments.store import ExperimentStore, StoredEvent, daily_usage_table, events_table
 from ingest.pseudonym import pseudonymise
 from ingest.stream.parking import (
     ParkedEvent,
@@ -116,3 +116,23 @@ def test_parked_references_older_than_the_ingress_retention_are_forgotten(tmp_pa
     park(engine, [ParkedEvent("e-new", "cls-1", "lectio", "t", 0, 2)], now - timedelta(days=1))
     assert forget_expired(engine, now - timedelta(days=7)) == 1
     assert count_parked(engine) == 1
+
+
+def test_a_store_write_skips_repeats_within_the_call_and_across_calls(tmp_path: Path) -> None:
+    store = ExperimentStore(Settings(state_dir=tmp_path), "exp-repeats")
+    when = datetime(2027, 10, 4, 8, tzinfo=UTC)
+
+    def event(n: int, duration: float) -> StoredEvent:
+        return StoredEvent(f"00000000-0000-4000-8000-{n:012d}", when, "lectio", "k1", "c1",
+                           "0750001A", "lectio", "exercise_answered", duration_s=duration,
+                           is_usage=True)
+
+    first = store.write_events([event(1, 10.0), event(2, 20.0), event(1, 99.0)], when)
+    again = store.write_events([event(2, 20.0), event(3, 30.0)], when)
+    assert (first.inserted, first.duplicates) == (2, 1)
+    assert (again.inserted, again.duplicates) == (1, 1)
+    with store.engine.connect() as connection:
+        usage = connection.execute(
+            sa.select(daily_usage_table.c.events, daily_usage_table.c.active_seconds)
+        ).one()
+    assert tuple(usage) == (3, 60.0)  # the first copy of event 1 counts, once
