@@ -7,6 +7,7 @@ enrollment table; it returns what happened to each record.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -125,7 +126,12 @@ class EventRouter:
         self.registry = registry
         self._stores: dict[str, ExperimentStore] = {}
         self._rules: dict[str, UsageRule] = {}
-        self._pseudonyms: dict[tuple[str, str], str] = {}
+        # pseudonymise, remembered: a pupil sends hundreds of events, and the HMAC was a
+        # tenth of the routing time. Bounded, in memory only (raw ids are cache keys for
+        # as long as the worker runs, as in the batch they came in; never written).
+        self._pseudonym = functools.lru_cache(maxsize=_PSEUDONYM_CACHE_SIZE)(
+            functools.partial(pseudonymise, pseudonym_key)
+        )
 
     def store(self, experiment_id: str) -> ExperimentStore:
         """The (cached) store of an experiment."""
@@ -197,19 +203,6 @@ class EventRouter:
         park(self.registry, prepared.to_park, now)
         outcome.parked = len(prepared.to_park)
         return outcome
-
-    def _pseudonym(self, experiment_id: str, learner_id: str) -> str:
-        """:func:`~ingest.pseudonym.pseudonymise`, remembered: a pupil sends hundreds of
-        events, and the HMAC was a tenth of the routing time. Bounded, and in memory only
-        (the raw id is a key of this dict for as long as the worker runs, like in the
-        batch it came in; it is never written anywhere)."""
-        key = (experiment_id, learner_id)
-        found = self._pseudonyms.get(key)
-        if found is None:
-            if len(self._pseudonyms) >= _PSEUDONYM_CACHE_SIZE:
-                self._pseudonyms.clear()
-            found = self._pseudonyms[key] = pseudonymise(self.pseudonym_key, *key)
-        return found
 
     def _stored(self, event: UsageEvent, enrollment: EnrollmentMessage) -> StoredEvent:
         rule = self.usage_rule(enrollment.experiment_id)
