@@ -25,6 +25,7 @@ __all__ = [
     "kafka_bootstrap",
     "local_broker",
     "enrollment_key",
+    "enrollment_key_parts",
     "new_producer",
     "publish_enrollments",
     "read_jsonl",
@@ -176,6 +177,16 @@ def enrollment_key(class_id: str, resource_id: str) -> bytes:
     the enrollment, which is how a purge or an erasure reaches the topic.
     """
     return f"{class_id}/{resource_id}".encode()
+
+
+def enrollment_key_parts(key: bytes) -> tuple[str, str]:
+    """(class_id, resource_id) of an :func:`enrollment_key` (class ids hold no ``/``).
+
+    >>> enrollment_key_parts(enrollment_key("cp-01a", "lectio"))
+    ('cp-01a', 'lectio')
+    """
+    class_id, _, resource_id = key.decode(errors="replace").partition("/")
+    return class_id, resource_id
 
 
 def publish_enrollments(settings: Settings, messages: Iterable[EnrollmentMessage]) -> int:

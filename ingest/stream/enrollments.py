@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from ingest.contract import EnrollmentMessage
+from ingest.producer import enrollment_key_parts
 
 __all__ = ["EnrollmentView"]
 
@@ -62,28 +63,24 @@ class EnrollmentView:
         self._consumer.assign(assigned)
         await self._consumer.seek_to_beginning(*assigned)
         ends = await self._consumer.end_offsets(assigned)
+        positions = await self._positions(assigned)
         stalled = 0
-        while not await self._caught_up(ends):
-            before = len(self._enrollments), await self._positions(ends)
+        while any(positions[tp] < end for tp, end in ends.items()):
+            known = len(self._enrollments)
             await self._read_once(timeout_ms=1000)
-            after = len(self._enrollments), await self._positions(ends)
-            stalled = stalled + 1 if after == before else 0
+            before, positions = positions, await self._positions(assigned)
+            stalled = stalled + 1 if (positions, len(self._enrollments)) == (before, known) else 0
             if stalled >= _STALLED_READS:
                 # A compacted tail can leave the position short of the end offset with
                 # nothing left to fetch; what could be read has been read.
                 logger.warning("%s: stopped short of the end offsets %s at %s", self.topic,
-                               {tp.partition: o for tp, o in ends.items()}, after[1])
+                               {tp.partition: o for tp, o in ends.items()},
+                               {tp.partition: o for tp, o in positions.items()})
                 break
         logger.info("read %d enrollments from %s", len(self._enrollments), self.topic)
 
-    async def _positions(self, ends: dict[TopicPartition, int]) -> dict[int, int]:
-        return {tp.partition: await self._consumer.position(tp) for tp in ends}
-
-    async def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
-        for tp, end in ends.items():
-            if await self._consumer.position(tp) < end:
-                return False
-        return True
+    async def _positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: await self._consumer.position(tp) for tp in partitions}
 
     async def _partitions(self) -> list[int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
@@ -114,8 +111,7 @@ class EnrollmentView:
 
     def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if value is None:
-            class_id, _, resource_id = (key or b"").decode(errors="replace").partition("/")
-            self._enrollments.pop((class_id, resource_id), None)
+            self._enrollments.pop(enrollment_key_parts(key or b""), None)
             return
         try:
             message = EnrollmentMessage.model_validate_json(value)
