@@ -673,9 +673,10 @@ def enrolled_learners(
 
 
 def learner_statuses(
-    engine: Engine, experiment_id: str, learner_keys: Collection[str]
+    engine: Engine, experiment_id: str, learner_keys: Collection[str] | None = None
 ) -> dict[str, tuple[str, str]]:
-    """(arm, status) of the given pupils, by learner key; pupils not enrolled are absent.
+    """(arm, status) of the given pupils (None: every pupil), by learner key; pupils not
+    enrolled are absent.
 
     Examples
     --------
@@ -687,16 +688,18 @@ def learner_statuses(
     >>> learner_statuses(engine, "x", ["k1"])
     {}
     """
+    query = (sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.arm, _LEARNERS.c.status)
+             .where(_LEARNERS.c.experiment_id == experiment_id))  # fmt: skip
+    keys = None if learner_keys is None else sorted(set(learner_keys))
+    chunks = [query] if keys is None else [  # bounded IN lists
+        query.where(_LEARNERS.c.learner_key.in_(keys[start : start + 500]))
+        for start in range(0, len(keys), 500)
+    ]
     found: dict[str, tuple[str, str]] = {}
-    keys = sorted(set(learner_keys))
     with engine.connect() as connection:
-        for start in range(0, len(keys), 500):  # bounded IN lists
-            rows = connection.execute(
-                sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.arm, _LEARNERS.c.status)
-                .where(_LEARNERS.c.experiment_id == experiment_id,
-                       _LEARNERS.c.learner_key.in_(keys[start : start + 500]))
-            ).all()  # fmt: skip
-            found.update({str(key): (str(arm), str(status)) for key, arm, status in rows})
+        for chunk in chunks:
+            found.update({str(key): (str(arm), str(status))
+                          for key, arm, status in connection.execute(chunk)})  # fmt: skip
     return found
 
 
@@ -716,12 +719,7 @@ def learner_arms(engine: Engine, experiment_id: str) -> dict[str, str]:
     >>> learner_arms(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
     {}
     """
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(_LEARNERS.c.learner_key, _LEARNERS.c.arm)
-            .where(_LEARNERS.c.experiment_id == experiment_id)
-        ).all()  # fmt: skip
-    return {str(learner_key): str(arm) for learner_key, arm in rows}
+    return {key: arm for key, (arm, _) in learner_statuses(engine, experiment_id).items()}
 
 
 def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
