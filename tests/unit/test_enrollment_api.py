@@ -4,7 +4,7 @@ see and withdraw which classes."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -211,92 +211,97 @@ def test_an_academie_learns_nothing_of_another_academies_class_or_balance(api: A
     assert sum(c["units"] for c in mine["balance"]["counts"]) == 8
 
 
-def test_in_a_learner_design_an_academie_learns_nothing_of_another_academies_pupils(
-        tmp_path: Path) -> None:
-    learner_protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
+LEARNERS_URL = "/v1/experiments/lectio-eleves-2027"
+
+
+@pytest.fixture
+def learner_api(tmp_path: Path) -> Iterator[Api]:
+    """The API on a registry holding the pupil-randomised protocol (a pseudonym key set)."""
+    protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
     settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key")
     engine = registry_engine(settings)
-    register_protocol(engine, load_protocol(learner_protocol), learner_protocol.read_text(),
-                      actor="test")  # fmt: skip
-    versailles = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'versailles')}"}
-    creteil = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'creteil')}"}
+    register_protocol(engine, load_protocol(protocol), protocol.read_text(), actor="test")
+    tokens = {
+        "versailles": issue_token(engine, "academie", "versailles"),
+        "creteil": issue_token(engine, "academie", "creteil"),
+        "lectio": issue_token(engine, "edtech", "lectio"),
+        "other-edtech": issue_token(engine, "edtech", "autre-ressource"),
+    }
     app = FastAPI()
     app.include_router(enrollment_router(settings, publish=lambda messages: len(messages)))
-    url = "/v1/experiments/lectio-eleves-2027/enrollments"
-
-    def pupils(academie: str, class_id: str, uai: str, ids: range) -> dict[str, object]:
-        return {"pupils": [{"learner_id": f"gar-{i:03d}", "class_id": class_id,
-                            "school_uai": uai, "level": "CP", "academie": academie,
-                            "education_priority": "REP", "repeater": "non"} for i in ids]}
-
     with TestClient(app) as client:
-        mine = client.post(url, json=pupils("versailles", "cp-v", "0781234A", range(8)),
-                           headers=versailles)  # fmt: skip
-        assert mine.status_code == 200, mine.text
-        # Créteil sends a Versailles pupil id in its own class, and a Versailles class id.
-        theirs = client.post(url, json={"pupils": [
-            *pupils("creteil", "cp-k", "0931111B", range(7, 12))["pupils"],  # type: ignore[misc]
-            *pupils("creteil", "cp-v", "0931111B", range(20, 21))["pupils"],  # type: ignore[misc]
-        ]}, headers=creteil)
-        assert theirs.status_code == 200, theirs.text
-        body = theirs.json()
-        assert "0781234A" not in theirs.text and "versailles" not in theirs.text
-        assert {r["code"] for r in body["refused"]} == {"learner_enrolled_differently",
-                                                       "class_id_taken"}
-        pupil = next(r for r in body["refused"] if r["code"] == "learner_enrolled_differently")
-        assert (pupil["field"], pupil["value"]) == ("learner_id", "gar-007")
-        assert "cp-v" not in pupil["message_fr"] + pupil["message_en"]  # where it is held
-        assert sum(c["units"] for c in body["balance"]["counts"]) == 4  # gar-008..011
+        yield Api(client, tokens, [])
     dispose_engines()
+
+
+def _pupils(academie: str, uai: str, ids: Sequence[str], class_of: Callable[[int], str]
+            ) -> list[dict[str, object]]:  # fmt: skip
+    return [{"learner_id": learner, "class_id": class_of(i), "school_uai": uai, "level": "CP",
+             "academie": academie, "education_priority": "REP", "repeater": "non"}
+            for i, learner in enumerate(ids)]  # fmt: skip
+
+
+def _gar(numbers: range) -> list[str]:
+    return [f"gar-{i:03d}" for i in numbers]
+
+
+def test_in_a_learner_design_an_academie_learns_nothing_of_another_academies_pupils(
+        learner_api: Api) -> None:
+    client, url = learner_api.client, f"{LEARNERS_URL}/enrollments"
+    mine = client.post(url, headers=learner_api.auth("versailles"),
+                       json={"pupils": _pupils("versailles", "0781234A", _gar(range(8)),
+                                               lambda _: "cp-v")})  # fmt: skip
+    assert mine.status_code == 200, mine.text
+    # Créteil sends a Versailles pupil id in its own class, and a Versailles class id.
+    theirs = client.post(url, headers=learner_api.auth("creteil"), json={"pupils": [
+        *_pupils("creteil", "0931111B", _gar(range(7, 12)), lambda _: "cp-k"),
+        *_pupils("creteil", "0931111B", _gar(range(20, 21)), lambda _: "cp-v"),
+    ]})
+    assert theirs.status_code == 200, theirs.text
+    body = theirs.json()
+    assert "0781234A" not in theirs.text and "versailles" not in theirs.text
+    assert {r["code"] for r in body["refused"]} == {"learner_enrolled_differently",
+                                                   "class_id_taken"}
+    pupil = next(r for r in body["refused"] if r["code"] == "learner_enrolled_differently")
+    assert (pupil["field"], pupil["value"]) == ("learner_id", "gar-007")
+    assert "cp-v" not in pupil["message_fr"] + pupil["message_en"]  # where it is held
+    assert sum(c["units"] for c in body["balance"]["counts"]) == 4  # gar-008..011
 
 
 def test_in_a_learner_design_the_resource_learns_which_of_its_pupils_are_treated(
-        tmp_path: Path) -> None:
-    learner_protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
-    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key")
-    engine = registry_engine(settings)
-    register_protocol(engine, load_protocol(learner_protocol), learner_protocol.read_text(),
-                      actor="test")  # fmt: skip
-    versailles = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'versailles')}"}
-    lectio = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'lectio')}"}
-    other = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'autre-ressource')}"}
-    app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=lambda messages: len(messages)))
-    base = "/v1/experiments/lectio-eleves-2027"
-    ids = [f"gar-{i:03d}" for i in range(20)]
-    with TestClient(app) as client:
-        enrolled = client.post(f"{base}/enrollments", headers=versailles, json={"pupils": [
-            {"learner_id": learner, "class_id": f"cp-{i % 2}", "school_uai": "0781234A",
-             "level": "CP", "academie": "versailles", "education_priority": "REP",
-             "repeater": "non"} for i, learner in enumerate(ids)]})  # fmt: skip
-        assert enrolled.status_code == 200, enrolled.text
-        arms = {p["learner_id"]: p["arm"] for p in enrolled.json()["enrolled"]}
-        assert set(arms) == set(ids) and set(arms.values()) == {"lectio", "usual"}
-        client.post(f"{base}/withdrawals", headers=versailles,
-                    json={"class_id": "cp-0", "learner_id": "gar-000", "reason": "départ"})
+        learner_api: Api) -> None:
+    client, auth = learner_api.client, learner_api.auth
+    ids = _gar(range(20))
+    enrolled = client.post(f"{LEARNERS_URL}/enrollments", headers=auth("versailles"),
+                           json={"pupils": _pupils("versailles", "0781234A", ids,
+                                                   lambda i: f"cp-{i % 2}")})  # fmt: skip
+    assert enrolled.status_code == 200, enrolled.text
+    arms = {p["learner_id"]: p["arm"] for p in enrolled.json()["enrolled"]}
+    assert set(arms) == set(ids) and set(arms.values()) == {"lectio", "usual"}
+    client.post(f"{LEARNERS_URL}/withdrawals", headers=auth("versailles"),
+                json={"class_id": "cp-0", "learner_id": "gar-000", "reason": "départ"})
 
-        asked = [*reversed(ids), "gar-999"]
-        answer = client.post(f"{base}/assignments", headers=lectio, json={"learner_ids": asked})
-        assert answer.status_code == 200, answer.text
-        rows = answer.json()["assignments"]
-        assert [r["learner_id"] for r in rows] == asked  # in the order asked
-        by_id = {r["learner_id"]: r for r in rows}
-        for learner in ids[1:]:
-            assert by_id[learner]["treated"] == (arms[learner] == "lectio")
-            assert by_id[learner]["arm"] == ("lectio" if arms[learner] == "lectio" else None)
-        assert by_id["gar-000"]["status"] == "withdrawn" and not by_id["gar-000"]["treated"]
-        assert by_id["gar-999"] == {"learner_id": "gar-999", "status": "not_enrolled",
-                                    "treated": False, "arm": None}
-        assert "usual" not in answer.text  # the control arm's name is not given out
+    asked = [*reversed(ids), "gar-999"]
+    answer = client.post(f"{LEARNERS_URL}/assignments", headers=auth("lectio"),
+                         json={"learner_ids": asked})
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["assignments"]
+    assert [r["learner_id"] for r in rows] == asked  # in the order asked
+    by_id = {r["learner_id"]: r for r in rows}
+    for learner in ids[1:]:
+        assert by_id[learner]["treated"] == (arms[learner] == "lectio")
+        assert by_id[learner]["arm"] == ("lectio" if arms[learner] == "lectio" else None)
+    assert by_id["gar-000"]["status"] == "withdrawn" and not by_id["gar-000"]["treated"]
+    assert by_id["gar-999"] == {"learner_id": "gar-999", "status": "not_enrolled",
+                                "treated": False, "arm": None}
+    assert "usual" not in answer.text  # the control arm's name is not given out
 
-        assert client.post(f"{base}/assignments", headers=other,
+    for who in ("other-edtech", "versailles"):
+        assert client.post(f"{LEARNERS_URL}/assignments", headers=auth(who),
                            json={"learner_ids": ids}).status_code == 403
-        assert client.post(f"{base}/assignments", headers=versailles,
-                           json={"learner_ids": ids}).status_code == 403
-        refused = client.post(f"{base}/assignments", headers=lectio,
-                              json={"learner_ids": ["camille.martin@example.fr"]})
-        assert refused.status_code == 422
-    dispose_engines()
+    refused = client.post(f"{LEARNERS_URL}/assignments", headers=auth("lectio"),
+                          json={"learner_ids": ["camille.martin@example.fr"]})
+    assert refused.status_code == 422
 
 
 def test_the_pupils_lookup_of_a_class_design_points_to_the_class_list(api: Api) -> None:
