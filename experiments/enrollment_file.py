@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -173,8 +173,23 @@ def refusal(
     >>> r.message_en
     "number of pupils 'abc' is invalid: expecting an integer from 1 to 60"
     """
-    french, english = MESSAGES[code]
-    values = {"field": field, "value": value, **details}
+    return _filled_refusal(MESSAGES, code, line, class_id, field, value, details)
+
+
+def _filled_refusal(
+    messages: Mapping[str, tuple[str, str]],
+    code: str,
+    line: int,
+    class_id: str,
+    field: str,
+    value: str,
+    details: Mapping[str, object],
+) -> Refusal:
+    """The refusal ``code`` of ``messages`` (:data:`MESSAGES`, or the pupils file's
+    :data:`experiments.enrollment_learners.LEARNER_MESSAGES`), both messages filled in
+    from ``field``, ``value``, ``class_id`` and ``details``."""
+    french, english = messages[code]
+    values = {"field": field, "value": value, "class_id": class_id, **details}
     return Refusal(
         line=line, class_id=class_id, field=field, value=value, code=code,
         message_fr=french.format(**values), message_en=english.format(**values),
@@ -388,75 +403,19 @@ def read_classes(
             "school_uai,level,academie + the protocol's attributes; see preuve enroll --help)",
             field="population.unit",
         )
-    if isinstance(source, Path):
-        name = name or str(source)
-        try:
-            text = source.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise EnrollmentError(
-                f"{name}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8",
-                path=name,
-            ) from None
-        except OSError as exc:
-            raise EnrollmentError(
-                f"{name}: cannot read the file: {exc.strerror}", path=name
-            ) from None
-    else:
-        name = name or "<classes>"
-        text = source.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise EnrollmentError(f"{name}: empty file, expecting a header row", path=name) from None
-    except csv.Error as exc:
-        raise EnrollmentError(f"{name}:1: unreadable header: {exc}", path=name, line=1) from None
-    columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
-    if "learner_id" in columns:
+    table = _CsvTable(source, name, unnamed="<classes>")
+    if "learner_id" in table.columns:
         raise EnrollmentError(
-            f"{name}:1: the header has learner_id: this is a file of pupils, but "
+            f"{table.name}:1: the header has learner_id: this is a file of pupils, but "
             f"{design.experiment_id} randomises by {design.unit}; enroll a file of classes",
-            path=name, line=1, field="learner_id",
+            path=table.name, line=1, field="learner_id",
         )  # fmt: skip
-    needed = (*BASE_COLUMNS, *design.attributes)
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise EnrollmentError(
-            f"{name}:1: missing column(s) {', '.join(missing)}; the header must have "
-            f"{', '.join(needed)}",
-            path=name, line=1, field=missing[0],
-        )  # fmt: skip
-    doubled = sorted({c for c in columns if columns.count(c) > 1})
-    if doubled:
-        raise EnrollmentError(
-            f"{name}:1: column {doubled[0]} appears twice", path=name, line=1, field=doubled[0]
-        )
-    index = {column: i for i, column in enumerate(columns)}
+    ignored = table.check_columns((*BASE_COLUMNS, *design.attributes), header="the header")
     checker = _RowChecker(design, academie, today or datetime.now(_SCHOOL_TIMEZONE).date())
     rows: list[ClassRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}
-    line = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            line = reader.line_num
-            refusals.append(refusal("unreadable_row", line, "", "", "", detail=str(exc)))
-            continue
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue  # blank lines are not classes
-        if len(cells) != len(columns):
-            class_id = cells[index["class_id"]].strip() if len(cells) > index["class_id"] else ""
-            refusals.append(
-                refusal("malformed_row", line, class_id, "", "",
-                        fields=len(cells), header=len(columns))
-            )  # fmt: skip
-            continue
-        record = {column: cells[i].strip() for column, i in index.items()}
+    for line, record in table.records(refusals):
         problem = checker.check(record, line)
         if problem is not None:
             refusals.append(problem)
@@ -470,9 +429,112 @@ def read_classes(
             continue
         first_line[class_id] = line
         rows.append(checker.row(record, line))
-    ignored = tuple(c for c in columns if c not in needed)
     refusals.sort(key=lambda r: r.line)
-    return ClassesFile(name, rows, refusals, ignored)
+    return ClassesFile(table.name, rows, refusals, ignored)
+
+
+class _CsvTable:
+    """A classes or pupils file, read as far as its header row.
+
+    The one reader of both files: the text (UTF-8, with or without a byte order mark),
+    the header (``niveau`` read as ``level``), the required columns, then each data row
+    (:meth:`records`).
+    """
+
+    def __init__(self, source: Path | str, name: str | None, *, unnamed: str) -> None:
+        """Read ``source`` (a path, or the CSV text itself) up to its header row; messages
+        name it ``name``, else the path, else ``unnamed``.
+
+        Raises
+        ------
+        EnrollmentError
+            The file cannot be read, is not UTF-8, is empty, or its header is not CSV.
+        """
+        if isinstance(source, Path):
+            name = name or str(source)
+            try:
+                text = source.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise EnrollmentError(
+                    f"{name}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8",
+                    path=name,
+                ) from None
+            except OSError as exc:
+                raise EnrollmentError(
+                    f"{name}: cannot read the file: {exc.strerror}", path=name
+                ) from None
+        else:
+            name = name or unnamed
+            text = source.removeprefix("\ufeff")
+        self.name = name
+        self._reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        try:
+            header = next(self._reader)
+        except StopIteration:
+            raise EnrollmentError(
+                f"{name}: empty file, expecting a header row", path=name
+            ) from None
+        except csv.Error as exc:
+            raise EnrollmentError(
+                f"{name}:1: unreadable header: {exc}", path=name, line=1
+            ) from None
+        self.columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
+
+    def check_columns(self, needed: tuple[str, ...], *, header: str) -> tuple[str, ...]:
+        """Check that the header has each of ``needed`` and no column twice; return the
+        other columns (ignored: never stored). ``header`` names the header in the message
+        of a missing column.
+
+        Raises
+        ------
+        EnrollmentError
+            A column of ``needed`` is missing, or a column appears twice.
+        """
+        name, columns = self.name, self.columns
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise EnrollmentError(
+                f"{name}:1: missing column(s) {', '.join(missing)}; {header} must have "
+                f"{', '.join(needed)}",
+                path=name, line=1, field=missing[0],
+            )  # fmt: skip
+        doubled = sorted({c for c in columns if columns.count(c) > 1})
+        if doubled:
+            raise EnrollmentError(
+                f"{name}:1: column {doubled[0]} appears twice", path=name, line=1, field=doubled[0]
+            )
+        return tuple(c for c in columns if c not in needed)
+
+    def records(self, refusals: list[Refusal]) -> Iterator[tuple[int, dict[str, str]]]:
+        """Each data row as its line and ``{column: cell}`` (cells stripped), after
+        :meth:`check_columns`.
+
+        Blank lines are skipped; a row that is not readable as CSV, or has another number
+        of fields than the header, is not yielded but added to ``refusals``.
+        """
+        columns = self.columns
+        index = {column: i for i, column in enumerate(columns)}
+        while True:
+            try:
+                cells = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                line = self._reader.line_num
+                refusals.append(refusal("unreadable_row", line, "", "", "", detail=str(exc)))
+                continue
+            line = self._reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines are not classes or pupils
+            if len(cells) != len(columns):
+                at = index["class_id"]
+                class_id = cells[at].strip() if len(cells) > at else ""
+                refusals.append(
+                    refusal("malformed_row", line, class_id, "", "",
+                            fields=len(cells), header=len(columns))
+                )  # fmt: skip
+                continue
+            yield line, {column: cells[i].strip() for column, i in index.items()}
 
 
 class _RowChecker:
@@ -522,9 +584,7 @@ class _RowChecker:
 
     def row(self, record: Mapping[str, str], line: int) -> ClassRow:
         d = self.design
-        attributes = {
-            name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes
-        }
+        attributes = self.attributes(record)
         stratum = stratum_key(d.strata, {**record, **attributes})
         cluster = record["school_uai"] if d.unit == "school" else record["class_id"]
         return ClassRow(
@@ -532,5 +592,11 @@ class _RowChecker:
             academie=record["academie"], level=record["level"], pupils=int(record["pupils"]),
             attributes=attributes, stratum=stratum, cluster=cluster,
         )  # fmt: skip
+
+    def attributes(self, record: Mapping[str, str]) -> dict[str, str]:
+        """The unit attributes of a checked record, as stored (a yes/no criterion's value
+        written ``true`` or ``false``)."""
+        d = self.design
+        return {name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes}
 
 

@@ -31,8 +31,6 @@ running the same file again enrolls nobody twice.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections import Counter
@@ -71,8 +69,10 @@ from experiments.enrollment_file import (
     _SCHOOL_TIMEZONE,
     EnrollmentDesign,
     Refusal,
-    _normalise,
+    _CsvTable,
+    _filled_refusal,
     _RowChecker,
+    refusal,
 )
 from experiments.errors import EnrollmentError
 from experiments.randomisation import Unit, stratum_key
@@ -101,7 +101,6 @@ logger = logging.getLogger(__name__)
 PUPIL_COLUMNS: tuple[str, ...] = ("learner_id", "class_id", "school_uai", "level", "academie")
 #: Arm of a class whose pupils are randomised one by one (both arms in one class).
 MIXED_ARM = "*"
-_ALIASES = {"niveau": "level"}
 # Same pattern as the event contract's learner_id (ingest/contract.py), so every enrolled
 # pupil's events match: an opaque token; '@' and spaces never pass.
 _LEARNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
@@ -159,10 +158,7 @@ LEARNER_MESSAGES: dict[str, tuple[str, str]] = {
 def _refusal(
     code: str, line: int, class_id: str, field: str, value: str, **details: object
 ) -> Refusal:
-    french, english = LEARNER_MESSAGES[code]
-    values = {"field": field, "value": value, "class_id": class_id, **details}
-    return Refusal(line=line, class_id=class_id, field=field, value=value, code=code,
-                   message_fr=french.format(**values), message_en=english.format(**values))
+    return _filled_refusal(LEARNER_MESSAGES, code, line, class_id, field, value, details)
 
 
 # --- registry table (migration: migrations/registry/versions/0102_learner_enrollments.py)
@@ -288,28 +284,9 @@ def read_pupils(
             "enroll a file of classes (class_id,school_uai,level,pupils,academie)",
             field="population.unit",
         )  # fmt: skip
-    if isinstance(source, Path):
-        name = name or str(source)
-        try:
-            text = source.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise EnrollmentError(f"{name}: not UTF-8 text (byte {exc.start}); save the file "
-                                  "as CSV UTF-8", path=name) from None
-        except OSError as exc:
-            raise EnrollmentError(f"{name}: cannot read the file: {exc.strerror}",
-                                  path=name) from None
-    else:
-        name = name or "<pupils>"
-        text = source.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise EnrollmentError(f"{name}: empty file, expecting a header row", path=name) from None
-    except csv.Error as exc:
-        raise EnrollmentError(f"{name}:1: unreadable header: {exc}", path=name, line=1) from None
-    columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
-    for column in columns:
+    table = _CsvTable(source, name, unnamed="<pupils>")
+    name = table.name
+    for column in table.columns:
         if _column_key(column) in _IDENTIFYING_COLUMNS:
             raise EnrollmentError(
                 f"{name}:1: column '{column}' looks like a direct identifier (name, e-mail, "
@@ -318,40 +295,15 @@ def read_pupils(
                 "e-mail, date de naissance) : retirez-la, seul l'identifiant pseudonyme est "
                 "accepté", path=name, line=1, field=column,
             )  # fmt: skip
-    needed = (*PUPIL_COLUMNS, *(a for a in design.attributes if a not in PUPIL_COLUMNS))
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise EnrollmentError(
-            f"{name}:1: missing column(s) {', '.join(missing)}; a pupils file's header must "
-            f"have {', '.join(needed)}", path=name, line=1, field=missing[0],
-        )  # fmt: skip
-    doubled = sorted({c for c in columns if columns.count(c) > 1})
-    if doubled:
-        raise EnrollmentError(f"{name}:1: column {doubled[0]} appears twice", path=name,
-                              line=1, field=doubled[0])  # fmt: skip
-    index = {column: i for i, column in enumerate(columns)}
+    ignored = table.check_columns(
+        (*PUPIL_COLUMNS, *(a for a in design.attributes if a not in PUPIL_COLUMNS)),
+        header="a pupils file's header",
+    )
     checker = _RowChecker(design, academie, today or datetime.now(_SCHOOL_TIMEZONE).date())
     rows: list[PupilRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            refusals.append(_class_refusal("unreadable_row", reader.line_num, "", "", "",
-                                           detail=str(exc)))  # fmt: skip
-            continue
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(columns):
-            class_id = cells[index["class_id"]].strip() if len(cells) > index["class_id"] else ""
-            refusals.append(_class_refusal("malformed_row", line, class_id, "", "",
-                                           fields=len(cells), header=len(columns)))
-            continue
-        record = {column: cells[i].strip() for column, i in index.items()}
+    for line, record in table.records(refusals):
         problem = _check_learner_id(record, line)
         # A pupil row is checked against the population like a class row (académie, niveau,
         # criteria, window); "pupils" is the class file's head count, one pupil here.
@@ -365,32 +317,21 @@ def read_pupils(
                                      "learner_id", learner_id, first=first_line[learner_id]))
             continue
         first_line[learner_id] = line
-        attributes = {
-            a: _normalise(record[a], design.criteria.get(a, ())) for a in design.attributes
-        }
+        attributes = checker.attributes(record)
         rows.append(PupilRow(
             line=line, learner_id=learner_id, class_id=record["class_id"],
             school_uai=record["school_uai"], academie=record["academie"],
             level=record["level"], attributes=attributes,
             stratum=stratum_key(design.strata, {**record, **attributes}),
         ))  # fmt: skip
-    ignored = tuple(c for c in columns if c not in needed)
     refusals.sort(key=lambda r: r.line)
     return PupilsFile(name, rows, refusals, ignored)
-
-
-def _class_refusal(
-    code: str, line: int, class_id: str, field: str, value: str, **details: object
-) -> Refusal:
-    from experiments.enrollment_file import refusal
-
-    return refusal(code, line, class_id, field, value, **details)
 
 
 def _check_learner_id(record: Mapping[str, str], line: int) -> Refusal | None:
     learner_id, class_id = record["learner_id"], record["class_id"]
     if not learner_id:
-        return _class_refusal("empty_field", line, class_id, "learner_id", "")
+        return refusal("empty_field", line, class_id, "learner_id", "")
     if "@" in learner_id:
         # The value is not repeated (in the message, the output or a log): it is personal.
         return _refusal("learner_id_email", line, class_id, "learner_id", "")
