@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -64,9 +64,12 @@ daily_usage_table = sa.Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as it is stored: pseudonymised and labelled with its arm."""
+class StoredEvent(NamedTuple):
+    """An event as it is stored: pseudonymised and labelled with its arm.
+
+    A named tuple rather than a frozen dataclass: the stream worker builds one per event,
+    and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost
+    several times a tuple's."""
 
     event_id: str
     occurred_at: datetime
@@ -96,24 +99,31 @@ class WriteResult:
 _incoming = sa.Table(
     "preuve_incoming",
     sa.MetaData(),
-    *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in events_table.c),
+    *(sa.Column(c.name, c.type) for c in events_table.c),
     sa.Column("day", sa.Date, nullable=False),
     sa.Column("is_session", sa.Integer, nullable=False),
     sa.Column("is_usage", sa.Integer, nullable=False),
     prefixes=["TEMPORARY"],
 )
-"""A batch on its way into ``events`` (a temporary table, one per database session)."""
+"""A batch on its way into ``events`` (a temporary table, one per database session).
+No key: :meth:`ExperimentStore.write_events` loads each event id once, and an index here
+would only be maintained for nothing."""
 
 
 @dataclass(frozen=True)
 class _Statements:
-    """The statements of :meth:`ExperimentStore.write_events` for one dialect."""
+    """The statements of :meth:`ExperimentStore.write_events` for one dialect.
+
+    ``store`` inserts the new events and folds them into the daily usage, and returns
+    the ids (SQLite) or the number (PostgreSQL) of the events inserted; on SQLite,
+    ``add_usage`` then folds the rows left in ``preuve_incoming`` (``drop_incoming``
+    having removed the ones already stored)."""
 
     create_incoming: str
     clear_incoming: str
     drop_incoming: str
-    insert_new: sa.Executable
-    add_usage: sa.Executable
+    store: sa.Executable
+    add_usage: sa.Executable | None
     load: Callable[[Any, Sequence[StoredEvent], datetime], None]
 
 
@@ -121,23 +131,26 @@ class _Statements:
 def _statements(dialect: sa.Dialect) -> _Statements:
     columns = [column.name for column in _incoming.c]
     # The DBAPI gets exactly what SQLAlchemy would have bound (its type processors:
-    # datetimes as text on SQLite, JSON serialised), so the rows read back alike.
+    # datetimes as text on SQLite, JSON serialised), so the rows read back alike. Only the
+    # columns that have one pay for it (two of seventeen on PostgreSQL).
     processors = [
-        column.type.dialect_impl(dialect).bind_processor(dialect) for column in _incoming.c
+        (index, process)
+        for index, column in enumerate(_incoming.c)
+        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
 
-    def rows(events: Sequence[StoredEvent], now: datetime) -> Iterator[tuple[Any, ...]]:
+    def rows(events: Sequence[StoredEvent], now: datetime) -> Iterator[list[Any]]:
         for e in events:
-            raw = (
+            row = [
                 e.event_id, e.occurred_at, now, e.resource_id, e.learner_key, e.class_id,
                 e.school_uai, e.arm, e.verb, e.object_id, e.duration_s, e.score, e.success,
                 e.extensions, e.occurred_at.astimezone(SCHOOL_TIMEZONE).date(),
                 int(e.is_session), int(e.is_usage),
-            )
-            yield tuple(
-                value if process is None or value is None else process(value)
-                for value, process in zip(raw, processors, strict=True)
-            )
+            ]
+            for index, process in processors:
+                if row[index] is not None:
+                    row[index] = process(row[index])
+            yield row
 
     names = ", ".join(columns)
     if dialect.name == "postgresql":
@@ -154,42 +167,72 @@ def _statements(dialect: sa.Dialect) -> _Statements:
                                rows(events, now))
         placeholder = "?"
 
+    i = _incoming.c
     event_columns = [column.name for column in events_table.c]
     insert_new = (
         insert_for_dialect(dialect, events_table)
-        .from_select(event_columns, sa.select(*(_incoming.c[n] for n in event_columns))
+        .from_select(event_columns, sa.select(*(i[n] for n in event_columns))
                      .where(sa.true()))  # a WHERE: SQLite's upsert-after-SELECT ambiguity
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(events_table.c.event_id)
     )
-    i = _incoming.c
-    per_day = (
-        sa.select(
-            i.learner_key, i.day, sa.func.max(i.class_id), sa.func.max(i.arm),
-            sa.func.count(), sa.func.sum(i.is_session), sa.func.sum(i.is_usage),
-            sa.func.sum(sa.case((i.is_usage == 1, sa.func.coalesce(i.duration_s, 0.0)),
-                                else_=0.0)),
+
+    def usage_of(rows: sa.FromClause) -> Any:
+        """Fold ``rows`` (the new events, as staged) into ``daily_usage``."""
+        r = rows.c
+        per_day = (
+            sa.select(
+                r.learner_key, r.day, sa.func.max(r.class_id), sa.func.max(r.arm),
+                sa.func.count(), sa.func.sum(r.is_session), sa.func.sum(r.is_usage),
+                sa.func.sum(sa.case((r.is_usage == 1, sa.func.coalesce(r.duration_s, 0.0)),
+                                    else_=0.0)),
+            )
+            .select_from(rows)
+            .where(sa.true())
+            .group_by(r.learner_key, r.day)
         )
-        .where(sa.true())
-        .group_by(i.learner_key, i.day)
-    )
-    usage = insert_for_dialect(dialect, daily_usage_table).from_select(
-        ["learner_key", "day", "class_id", "arm", "events", "sessions", "activities",
-         "active_seconds"], per_day,
-    )
-    add_usage = usage.on_conflict_do_update(
-        index_elements=["learner_key", "day"],
-        set_={
-            name: daily_usage_table.c[name] + usage.excluded[name]
-            for name in ("events", "sessions", "activities", "active_seconds")
-        },
-    )
+        usage = insert_for_dialect(dialect, daily_usage_table).from_select(
+            ["learner_key", "day", "class_id", "arm", "events", "sessions", "activities",
+             "active_seconds"], per_day,
+        )
+        return usage.on_conflict_do_update(
+            index_elements=["learner_key", "day"],
+            set_={
+                name: daily_usage_table.c[name] + usage.excluded[name]
+                for name in ("events", "sessions", "activities", "active_seconds")
+            },
+        )
+
+    if dialect.name == "postgresql":
+        # One statement: the INSERT's RETURNING feeds the usage in a data-modifying WITH,
+        # so the database never sends the new ids back and nothing is deleted from the
+        # staging table; only the count comes back.
+        new = insert_new.cte("new")
+        staged_new = (
+            sa.select(i.learner_key, i.day, i.class_id, i.arm, i.is_session, i.is_usage,
+                      i.duration_s)
+            .join_from(_incoming, new, new.c.event_id == i.event_id)
+            .subquery("staged_new")
+        )
+        usage_cte = usage_of(staged_new).cte("usage")
+        store: sa.Executable = (
+            sa.select(sa.func.count()).select_from(new).add_cte(usage_cte)
+        )
+        add_usage = None
+    else:
+        store = insert_new
+        add_usage = usage_of(_incoming)
     create = str(CreateTable(_incoming, if_not_exists=True).compile(dialect=dialect)).strip()
+    if dialect.name == "postgresql":
+        # Emptied by a real truncation at each commit: autovacuum never visits temporary
+        # tables, so rows only deleted would pile up as dead tuples for the connection's
+        # whole life, and every batch would scan them again.
+        create += " ON COMMIT DELETE ROWS"
     return _Statements(
         create_incoming=create,
         clear_incoming="DELETE FROM preuve_incoming",
         drop_incoming=f"DELETE FROM preuve_incoming WHERE event_id = {placeholder}",
-        insert_new=insert_new,
+        store=store,
         add_usage=add_usage,
         load=load,
     )
@@ -236,17 +279,20 @@ class ExperimentStore:
                 cursor.execute(statements.create_incoming)
                 cursor.execute(statements.clear_incoming)
                 statements.load(cursor, unique, now)
-                inserted = connection.execute(statements.insert_new).scalars().all()
-                if len(inserted) < len(unique):  # re-delivered events: only new ones count
-                    new = set(inserted)
-                    cursor.executemany(statements.drop_incoming, [
-                        (e.event_id,) for e in unique if e.event_id not in new
-                    ])
-                if inserted:
-                    connection.execute(statements.add_usage)
+                if statements.add_usage is None:  # PostgreSQL: one statement does both
+                    inserted = int(connection.execute(statements.store).scalar_one())
+                else:
+                    new = set(connection.execute(statements.store).scalars())
+                    inserted = len(new)
+                    if inserted < len(unique):  # re-delivered events: only new ones count
+                        cursor.executemany(statements.drop_incoming, [
+                            (e.event_id,) for e in unique if e.event_id not in new
+                        ])
+                    if inserted:
+                        connection.execute(statements.add_usage)
             finally:
                 cursor.close()
-        return WriteResult(inserted=len(inserted), duplicates=len(events) - len(inserted))
+        return WriteResult(inserted=inserted, duplicates=len(events) - inserted)
 
     def count_events(self) -> int:
         """Number of events stored."""

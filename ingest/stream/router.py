@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import Engine
 
@@ -55,9 +56,9 @@ class UsageRule:
         return cls(frozenset(login), frozenset(active))
 
 
-@dataclass(frozen=True)
-class IngressRecord:
-    """One record of ``preuve.events`` as consumed."""
+class IngressRecord(NamedTuple):
+    """One record of ``preuve.events`` as consumed (a named tuple: one per event, made
+    in the event loop's thread, where a frozen dataclass cost several times as much)."""
 
     topic: str
     partition: int
@@ -174,7 +175,7 @@ class EventRouter:
                     DeadLetter(record, rejected.reason, rejected.field, rejected.event_id)
                 )
                 continue
-            event_id = str(event.event_id)
+            event_id = str(event.event_id)  # normalised: lower case, hyphens
             if event_id in seen:  # the same event twice in one batch
                 prepared.outcome.duplicates += 1
                 continue
@@ -187,7 +188,7 @@ class EventRouter:
                 )
                 continue
             prepared.by_experiment[enrollment.experiment_id].append(
-                self._stored(event, enrollment)
+                self._stored(event_id, event, enrollment)
             )
         return prepared
 
@@ -204,10 +205,11 @@ class EventRouter:
         outcome.parked = len(prepared.to_park)
         return outcome
 
-    def _stored(self, event: UsageEvent, enrollment: EnrollmentMessage) -> StoredEvent:
+    def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage
+                ) -> StoredEvent:
         rule = self.usage_rule(enrollment.experiment_id)
         return StoredEvent(
-            event_id=str(event.event_id),
+            event_id=event_id,
             occurred_at=event.occurred_at.astimezone(UTC),
             resource_id=event.resource_id,
             learner_key=self._pseudonym(enrollment.experiment_id, event.learner_id),
