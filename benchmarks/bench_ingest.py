@@ -10,6 +10,9 @@ On a local broker it pre-loads N valid events (default 1,000,000) into a fresh
   (d) the HTTP gateway's accepted events/s under a concurrent load generator;
   (e) end-to-end latency (occurred_at → stored_at) at a steady offered load of 5,000
       events/s through one worker into PostgreSQL;
+  (f) the PostgreSQL store alone: the worker's store writes (batches of 2,000 already
+      validated, pseudonymised events), with no Kafka and no validation in the loop —
+      the ceiling that the database path puts on (c) on this machine;
 
 and prints events/s, the worker's peak memory, p50/p99 latency, and last the line
 `ratio_worker_pg_to_raw=X.XX`. Results and the machine go in benchmarks/README.md.
@@ -25,6 +28,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -134,23 +138,87 @@ def _peak_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_worker(settings: Settings, count: int, log: Path) -> tuple[float, float]:
-    """(events/s, peak RSS in MiB) of one worker storing ``count`` events."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu_seconds(cluster: PostgresCluster) -> float:
+    """CPU time of the cluster's postmaster and all its backends so far."""
+    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if int(entry.name) == master or parent == master:
+                total += _cpu_seconds(int(entry.name))
+        except (OSError, ValueError):
+            continue  # a backend that ended meanwhile
+    return total
+
+
+def _stored_in_log(log: Path) -> int:
+    """Events the worker says it stored (its per-batch log lines): polling the store with
+    COUNT(*) every half second would cost the database a scan of a growing table."""
+    text = log.read_text(errors="replace")
+    return sum(int(m) for m in re.findall(r"stored (\d+) events in experiment", text))
+
+
+def run_worker(
+    settings: Settings, count: int, log: Path, cluster: PostgresCluster | None = None
+) -> tuple[float, float, float, float]:
+    """(events/s, peak RSS in MiB, worker CPU µs/event, PostgreSQL CPU µs/event) of one
+    worker storing ``count`` events; the store is counted once at the end."""
     store = ExperimentStore(settings, EXPERIMENT)
     worker = WorkerProcess(settings, log)
     worker.start(ready_timeout_s=120)
     assert worker.process is not None
+    pid = worker.process.pid
+    cpu_before = _cpu_seconds(pid)
+    pg_before = _postgres_cpu_seconds(cluster) if cluster else 0.0
     began = time.perf_counter()
     try:
-        while store.count_events() < count:
+        while _stored_in_log(log) < count:
             if worker.process.poll() is not None:
                 raise RuntimeError(log.read_text()[-3000:])
-            time.sleep(0.5)
+            time.sleep(0.2)
         elapsed = time.perf_counter() - began
-        peak = _peak_rss_mb(worker.process.pid)
+        cpu = _cpu_seconds(pid) - cpu_before
+        pg = (_postgres_cpu_seconds(cluster) - pg_before) if cluster else float("nan")
+        peak = _peak_rss_mb(pid)
     finally:
         worker.stop()
-    return count / elapsed, peak
+    stored = store.count_events()
+    if stored != count:
+        raise RuntimeError(f"the store holds {stored:,} events, expected {count:,}")
+    return count / elapsed, peak, cpu / count * 1e6, pg / count * 1e6
+
+
+def run_store_alone(settings: Settings, count: int) -> float:
+    """Events/s of ``ExperimentStore.write_events`` alone, in batches like the worker's."""
+    from experiments.store import StoredEvent
+
+    rng = random.Random(2)
+    start = datetime(2027, 10, 1, tzinfo=UTC)
+    events = []
+    for i in range(count):
+        e = _event(rng, start + timedelta(seconds=i))
+        events.append(StoredEvent(
+            str(e["event_id"]), start + timedelta(seconds=i), "lectio",
+            f"key-{e['learner_id']}", str(e["class_id"]), "0750001A",
+            "lectio" if i % 2 else "usual", "exercise_answered",
+            duration_s=float(e["duration_s"]),  # type: ignore[arg-type]
+            is_usage=True,
+        ))
+    store = ExperimentStore(settings, EXPERIMENT)
+    batch = settings.worker.batch_size
+    began = time.perf_counter()
+    for k in range(0, count, batch):
+        store.write_events(events[k:k + batch], datetime.now(UTC))
+    return count / (time.perf_counter() - began)
 
 
 def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple[float, float]:
@@ -299,20 +367,34 @@ def main() -> None:
         print(f"(a) bare aiokafka consumer + json decode:  {raw:,.0f} events/s")
 
         sqlite_settings = _settings(root, bootstrap, "sqlite")
-        sqlite_rate, sqlite_peak = run_worker(
+        sqlite_rate, sqlite_peak, sqlite_cpu, _ = run_worker(
             sqlite_settings, args.events, root / "worker-sqlite.log"
         )
         print(
             f"(b) preuve worker -> SQLite store:         {sqlite_rate:,.0f} events/s, "
-            f"peak RSS {sqlite_peak:,.0f} MiB"
+            f"peak RSS {sqlite_peak:,.0f} MiB, worker CPU {sqlite_cpu:.1f} us/event"
         )
 
         pg_settings = _settings(root, bootstrap, "pg", cluster.create_database("bench"))
-        pg_rate, pg_peak = run_worker(pg_settings, args.events, root / "worker-pg.log")
+        pg_rate, pg_peak, pg_cpu, pg_server_cpu = run_worker(
+            pg_settings, args.events, root / "worker-pg.log", cluster
+        )
         print(
             f"(c) preuve worker -> PostgreSQL store:     {pg_rate:,.0f} events/s, "
-            f"peak RSS {pg_peak:,.0f} MiB"
+            f"peak RSS {pg_peak:,.0f} MiB, worker CPU {pg_cpu:.1f} us/event, "
+            f"PostgreSQL CPU {pg_server_cpu:.1f} us/event"
         )
+        # Both processes need their CPU time per event; on this many cores no pipeline of
+        # the two can go faster than this, however well the work overlaps.
+        cores = os.cpu_count() or 1
+        cpu_bound = cores / ((pg_cpu + pg_server_cpu) * 1e-6)
+        print(f"    CPU bound of (c) on {cores} cores: {cpu_bound:,.0f} events/s")
+
+        alone = run_store_alone(
+            _settings(root, bootstrap, "alone", cluster.create_database("alone")),
+            min(args.events, 200_000),
+        )
+        print(f"(f) PostgreSQL store alone (no Kafka, no validation): {alone:,.0f} events/s")
 
         if not args.skip_gateway:
             gateway = run_gateway(_settings(root, bootstrap, "gateway"), root)
@@ -329,6 +411,8 @@ def main() -> None:
                 f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
             )
         print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.2f}")
+        print(f"ratio_pg_store_alone_to_raw={alone / raw:.2f}")
+        print(f"ratio_cpu_bound_pg_to_raw={cpu_bound / raw:.2f}")
         print(f"ratio_worker_pg_to_raw={pg_rate / raw:.2f}")
     finally:
         dispose_engines()
