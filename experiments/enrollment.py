@@ -298,7 +298,12 @@ def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) 
         )
 
 
-def _randomiser(session: Session, design: EnrollmentDesign) -> tuple[Randomiser, int]:
+def _randomiser(
+    session: Session, design: EnrollmentDesign, now: datetime
+) -> tuple[Randomiser, _AllocationLog]:
+    """The randomiser of ``design``, resumed from its allocation log, and the log that the
+    allocations of this file are added to (shared with
+    :mod:`experiments.enrollment_learners`)."""
     log = _ALLOCATIONS
     where = log.c.experiment_id == design.experiment_id
     counts = {
@@ -311,7 +316,38 @@ def _randomiser(session: Session, design: EnrollmentDesign) -> tuple[Randomiser,
         unit: arm for unit, arm in session.execute(sa.select(log.c.unit_id, log.c.arm).where(where))
     }
     last = session.execute(sa.select(sa.func.max(log.c.sequence)).where(where)).scalar()
-    return Randomiser(design.scheme, allocated=allocated, counts=counts), int(last or 0)
+    randomiser = Randomiser(design.scheme, allocated=allocated, counts=counts)
+    return randomiser, _AllocationLog(design.experiment_id, int(last or 0), now)
+
+
+class _AllocationLog:
+    """The rows that one file adds to the append-only allocation log, numbered on from the
+    last one logged (:func:`_randomiser`)."""
+
+    def __init__(self, experiment_id: str, last_sequence: int, now: datetime) -> None:
+        self.experiment_id = experiment_id
+        self.sequence = last_sequence
+        self.now = now
+        self.rows: list[dict[str, object]] = []
+
+    def add(self, class_id: str, allocation: Allocation | None) -> None:
+        """Log ``allocation``, drawn for a unit of ``class_id``; None (a unit allocated
+        before: a class of a school already drawn) logs nothing."""
+        if allocation is None:
+            return
+        self.sequence += 1
+        a = allocation
+        self.rows.append({
+            "experiment_id": self.experiment_id, "sequence": self.sequence,
+            "class_id": class_id, "unit_id": a.cluster, "stratum": a.stratum, "block": a.block,
+            "position": a.position, "draw": a.draw, "arm": a.arm, "allocated_at": self.now,
+        })  # fmt: skip
+
+    def insert(self, session: Session) -> None:
+        """Insert the rows logged so far (one statement), in ``session``'s transaction."""
+        if self.rows:
+            _insert_many(session, _ALLOCATIONS, self.rows,
+                         {"experiment_id": self.experiment_id, "allocated_at": self.now})
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
@@ -358,16 +394,18 @@ def _difference(
     return None
 
 
-def _allocation_row(
-    experiment_id: str, sequence: int, class_id: str, allocation: Allocation, now: datetime
-) -> dict[str, object]:
-    """A row of the allocation log (shared with :mod:`experiments.enrollment_learners`)."""
-    a = allocation
+def _enrolled_rows(
+    session: Session, table: sa.Table, key: str, experiment_id: str
+) -> dict[str, Mapping[Any, Any]]:
+    """The rows of ``experiment_id`` in ``table`` (``enrollments``, or the pupils'
+    ``learner_enrollments``), by their column ``key`` (shared with
+    :mod:`experiments.enrollment_learners`)."""
     return {
-        "experiment_id": experiment_id, "sequence": sequence, "class_id": class_id,
-        "unit_id": a.cluster, "stratum": a.stratum, "block": a.block,
-        "position": a.position, "draw": a.draw, "arm": a.arm, "allocated_at": now,
-    }  # fmt: skip
+        row[key]: row
+        for row in session.execute(
+            sa.select(table).where(table.c.experiment_id == experiment_id)
+        ).mappings()
+    }
 
 
 def _mark_withdrawn(
@@ -430,24 +468,17 @@ def _enroll_rows(
 ) -> None:
     """The transaction of :func:`enroll_classes`: check against the registry, randomise,
     insert; fills ``outcome``."""
-    enrollments = _ENROLLMENTS
     _lock_experiment(session, design, now)
-    existing: dict[str, Mapping[Any, Any]] = {
-        row["class_id"]: row
-        for row in session.execute(
-            sa.select(enrollments).where(enrollments.c.experiment_id == design.experiment_id)
-        ).mappings()
-    }
+    existing = _enrolled_rows(session, _ENROLLMENTS, "class_id", design.experiment_id)
     elsewhere = _enrolled_elsewhere(
         session, design.experiment_id,
         [r.class_id for r in classes.rows if r.class_id not in existing],
     )  # fmt: skip
-    randomiser, sequence = _randomiser(session, design)
+    randomiser, log = _randomiser(session, design, now)
     school_strata = {
         row["unit_id"]: row["stratum"] for row in existing.values()
     } if design.unit == "school" else {}
     new_rows: list[dict[str, object]] = []
-    log_rows: list[dict[str, object]] = []
     for row in classes.rows:
         known = existing.get(row.class_id)
         if known is not None:
@@ -484,20 +515,14 @@ def _enroll_rows(
         }  # fmt: skip
         new_rows.append(record)
         existing[row.class_id] = record  # a later duplicate in the same call is "already"
-        if assignment.allocation is not None:
-            sequence += 1
-            log_rows.append(_allocation_row(
-                design.experiment_id, sequence, row.class_id, assignment.allocation, now
-            ))  # fmt: skip
+        log.add(row.class_id, assignment.allocation)
         outcome.enrolled.append(_as_enrolled(record, new=True))
     if new_rows:
-        _insert_many(session, enrollments, new_rows, {
+        _insert_many(session, _ENROLLMENTS, new_rows, {
             "experiment_id": design.experiment_id, "status": "enrolled", "enrolled_at": now,
             "withdrawn_at": None, "published_status": None,
         })  # fmt: skip
-    if log_rows:
-        _insert_many(session, _ALLOCATIONS, log_rows,
-                     {"experiment_id": design.experiment_id, "allocated_at": now})
+    log.insert(session)
     record_audit(session, actor, "enrollment.file", design.experiment_id, {
         "file": classes.path, "enrolled": len(new_rows), "already": len(outcome.already),
         "refused": len(outcome.refusals),

@@ -52,10 +52,11 @@ from experiments.enrollment import (
     EnrollmentRow,
     Publish,
     Withdrawal,
-    _allocation_row,
+    _chunks,
     _compared_attributes,
     _difference,
     _enrolled_elsewhere,
+    _enrolled_rows,
     _insert_many,
     _lock_experiment,
     _mark_withdrawn,
@@ -411,25 +412,14 @@ def _enroll_rows(
     enrollments = _ENROLLMENTS
     experiment = design.experiment_id
     _lock_experiment(session, design, now)
-    learners: dict[str, Mapping[Any, Any]] = {
-        row["learner_key"]: row
-        for row in session.execute(
-            sa.select(_LEARNERS).where(_LEARNERS.c.experiment_id == experiment)
-        ).mappings()
-    }
-    classes: dict[str, Mapping[Any, Any]] = {
-        row["class_id"]: row
-        for row in session.execute(
-            sa.select(enrollments).where(enrollments.c.experiment_id == experiment)
-        ).mappings()
-    }
+    learners = _enrolled_rows(session, _LEARNERS, "learner_key", experiment)
+    classes = _enrolled_rows(session, enrollments, "class_id", experiment)
     elsewhere = _enrolled_elsewhere(
         session, experiment, sorted({r.class_id for r in pupils.rows} - set(classes))
     )
-    randomiser, sequence = _randomiser(session, design)
+    randomiser, log = _randomiser(session, design, now)
     new_classes: list[dict[str, object]] = []
     new_learners: list[dict[str, object]] = []
-    log_rows: list[dict[str, object]] = []
     touched: set[str] = set()
     for row in pupils.rows:
         learner_key = pseudonymise(key, experiment, row.learner_id)
@@ -463,7 +453,7 @@ def _enroll_rows(
         touched.add(row.class_id)
         # The log names the pupil's draw by its rank, never by its pseudonym (see the
         # migration): "pupil:<sequence>" is new, so the randomiser always draws for it.
-        unit_id = f"pupil:{sequence + 1}"
+        unit_id = f"pupil:{log.sequence + 1}"
         assignment = randomiser.assign(Unit(row.class_id, unit_id, row.stratum))
         record = {
             "experiment_id": experiment, "learner_key": learner_key, "unit_id": unit_id,
@@ -475,20 +465,14 @@ def _enroll_rows(
         }  # fmt: skip
         new_learners.append(record)
         learners[learner_key] = record
-        if assignment.allocation is not None:
-            sequence += 1
-            log_rows.append(_allocation_row(
-                experiment, sequence, row.class_id, assignment.allocation, now
-            ))  # fmt: skip
+        log.add(row.class_id, assignment.allocation)
         outcome.enrolled.append(_as_learner(record, row.learner_id, new=True))
     same = {"experiment_id": experiment, "enrolled_at": now, "withdrawn_at": None}
     if new_classes:
         _insert_many(session, enrollments, new_classes, {**same, "published_status": None})
     if new_learners:
         _insert_many(session, _LEARNERS, new_learners, {**same, "status": "enrolled"})
-    if log_rows:
-        _insert_many(session, _ALLOCATIONS, log_rows,
-                     {"experiment_id": experiment, "allocated_at": now})
+    log.insert(session)
     if touched:
         # A class row's head count is the number of its pupils enrolled (withdrawn too: ITT).
         counted = (
@@ -633,8 +617,7 @@ def learner_statuses(
              .where(_LEARNERS.c.experiment_id == experiment_id))  # fmt: skip
     keys = None if learner_keys is None else sorted(set(learner_keys))
     chunks = [query] if keys is None else [  # bounded IN lists
-        query.where(_LEARNERS.c.learner_key.in_(keys[start : start + 500]))
-        for start in range(0, len(keys), 500)
+        query.where(_LEARNERS.c.learner_key.in_(chunk)) for chunk in _chunks(keys)
     ]
     found: dict[str, tuple[str, str]] = {}
     with engine.connect() as connection:
