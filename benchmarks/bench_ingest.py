@@ -327,6 +327,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-gateway", action="store_true")
     parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument("--gateway-seconds", type=float, default=20)
     args = parser.parse_args()
     # SIGTERM ends the run like Ctrl-C, so that the broker and cluster are still stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -397,7 +398,8 @@ def main() -> None:
         print(f"(f) PostgreSQL store alone (no Kafka, no validation): {alone:,.0f} events/s")
 
         if not args.skip_gateway:
-            gateway = run_gateway(_settings(root, bootstrap, "gateway"), root)
+            gateway = run_gateway(_settings(root, bootstrap, "gateway"), root,
+                                  seconds=args.gateway_seconds)
             print(f"(d) gateway, 16 clients x 100-event batches: {gateway:,.0f} accepted events/s")
 
         # 5,000/s is the figure; the second rate is one the worker can sustain, so

@@ -1,0 +1,48 @@
+"""The benchmarks still run with one command and print the lines the issues name.
+
+Tiny sizes, so that a broken benchmark is found by ``make test`` rather than on the day
+its figures are needed; the figures themselves are not checked (speed is measured by
+the benchmarks, never asserted in tests)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURE = r"\d+(\.\d+)?"
+
+
+def _run(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()
+
+
+def test_bench_ingest_prints_every_figure_and_the_ratio_last() -> None:
+    lines = _run("benchmarks/bench_ingest.py", "--events", "4000", "--latency-seconds", "1",
+                 "--gateway-seconds", "1")
+    text = "\n".join(lines)
+    for label in ("(a) bare aiokafka consumer", "(b) preuve worker -> SQLite",
+                  "(c) preuve worker -> PostgreSQL", "(d) gateway", "(f) PostgreSQL store alone",
+                  "latency at 5,000 events/s", "CPU bound of (c)"):
+        assert label in text, text
+    assert re.search(r"peak RSS \d+ MiB", text), text
+    assert re.search(r"p50 [\d,]+ ms, p99 [\d,]+ ms", text), text
+    assert re.fullmatch(rf"ratio_worker_pg_to_raw={FIGURE}", lines[-1]), text
+
+
+def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:
+    lines = _run("benchmarks/bench_analysis.py", "--sizes", "5000")
+    text = "\n".join(lines)
+    assert re.search(rf"import_floor_s={FIGURE}", text), text
+    assert re.search(rf"pupils=5000 classes=200 analyze_s={FIGURE} bare_fit_s={FIGURE}", text)
+    assert re.search(r"analyze_peak_mb=\d+", text), text
+    assert re.fullmatch(rf"ratio_analyze_to_bare_fit_5000={FIGURE}", lines[-1]), text
