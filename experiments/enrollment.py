@@ -408,6 +408,27 @@ def _enrolled_rows(
     }
 
 
+def _enrolled_row(
+    session: Session,
+    table: sa.Table,
+    experiment_id: str,
+    key: str,
+    value: str,
+    *,
+    academie: str | None,
+) -> Mapping[Any, Any] | None:
+    """The row of ``experiment_id`` in ``table`` whose column ``key`` is ``value``; None
+    when there is none, or when it is not ``academie``'s (None: any académie's). Both give
+    the same answer, so nobody can probe another académie's enrollments (shared with
+    :func:`experiments.enrollment_learners.withdraw_learner`)."""
+    row = session.execute(
+        sa.select(table).where(table.c.experiment_id == experiment_id, table.c[key] == value)
+    ).mappings().first()
+    if row is None or (academie is not None and row["academie"] != academie):
+        return None
+    return row
+
+
 def _mark_withdrawn(
     session: Session, table: sa.Table, row: Mapping[Any, Any], who: str, now: datetime
 ) -> None:
@@ -1064,21 +1085,16 @@ def withdraw(
         learner_key = pseudonymise(key if key is not None else registry_pseudonym_key(engine),
                                    design.experiment_id, learner_id.strip())
     now = now or datetime.now(UTC)
-    table = _ENROLLMENTS
     with Session(engine) as session, session.begin():
-        row = session.execute(
-            sa.select(table).where(
-                table.c.experiment_id == design.experiment_id, table.c.class_id == class_id
-            )
-        ).mappings().first()
-        if row is None or (academie is not None and row["academie"] != academie):
-            # Same answer for "not enrolled" and "another académie's": no probing.
+        row = _enrolled_row(session, _ENROLLMENTS, design.experiment_id, "class_id", class_id,
+                            academie=academie)  # fmt: skip
+        if row is None:
             raise EnrollmentError(
                 f"class {class_id} is not enrolled in {design.experiment_id} by your académie",
                 field="class_id",
             )
         if learner_key is None:
-            _mark_withdrawn(session, table, row, f"class {class_id}", now)
+            _mark_withdrawn(session, _ENROLLMENTS, row, f"class {class_id}", now)
         policy = record_withdrawal(session, design, class_id, learner_key=learner_key,
                                    reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: class %s withdrew (%s)", design.experiment_id, class_id,

@@ -56,6 +56,7 @@ from experiments.enrollment import (
     _compared_attributes,
     _difference,
     _enrolled_elsewhere,
+    _enrolled_row,
     _enrolled_rows,
     _insert_many,
     _lock_experiment,
@@ -767,13 +768,9 @@ def withdraw_learner(
     now = now or datetime.now(UTC)
     learner_key = pseudonymise(key, design.experiment_id, learner_id)
     with Session(engine) as session, session.begin():
-        row = session.execute(
-            sa.select(_LEARNERS).where(_LEARNERS.c.experiment_id == design.experiment_id,
-                                       _LEARNERS.c.learner_key == learner_key)
-        ).mappings().first()  # fmt: skip
-        if row is None or (academie is not None and row["academie"] != academie) or (
-            class_id is not None and row["class_id"] != class_id
-        ):
+        row = _enrolled_row(session, _LEARNERS, design.experiment_id, "learner_key",
+                            learner_key, academie=academie)  # fmt: skip
+        if row is None or (class_id is not None and row["class_id"] != class_id):
             # Same answer for "not enrolled", "another class" and "another académie's".
             where = f" in class {class_id}" if class_id else ""
             raise EnrollmentError(
