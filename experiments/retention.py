@@ -106,6 +106,7 @@ __all__ = [
     "erase_class",
     "erase_learner",
     "purge_due",
+    "purge_expired",
     "purge_experiment",
     "purges",
     "store_exists",
@@ -450,6 +451,29 @@ def purge_due(settings: Settings, today: date | None = None) -> list[str]:
     return [experiment_id for experiment_id in ids if experiment_id not in done
             and registered_protocol(registry, experiment_id).protocol.retention.keep_until
             < today]
+
+
+def purge_expired(settings: Settings, *, actor: str, today: date | None = None) -> list[Purge]:
+    """Purge every experiment whose retention is over: what ``preuve scheduler`` does at
+    each look (``scheduler.purge_expired``), so that a protocol's ``keep_until`` is kept
+    without anyone having to remember it.
+
+    An experiment whose purge fails because Kafka did not take the enrollments'
+    tombstones is left whole and logged; it is still due, so the next look tries again.
+
+    Returns
+    -------
+    list[Purge]
+        The purges done by this call (none when nothing is due).
+    """
+    done = []
+    for experiment_id in purge_due(settings, today):
+        try:
+            done.append(purge_experiment(settings, experiment_id, actor=actor, today=today))
+        except RetentionError as error:
+            logger.error("experiment %s: retention over but not purged yet (%s); "
+                         "the next look tries again", experiment_id, error)
+    return done
 
 
 # --- erasure -------------------------------------------------------------------------

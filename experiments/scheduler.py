@@ -44,6 +44,14 @@ analyse today's data anyway. ``catch_up = "all"`` publishes them all.
 
 - ``cron: "0 6 1,15 * *"``: the days on which the expression fires (Paris time), over
   the same span as ``every``; like every run, due at 06:00 that day.
+
+Retention
+---------
+At each look the scheduler also purges the row-level data of every experiment whose
+``retention.keep_until`` has passed (Paris date) and that was not purged yet
+(:func:`experiments.retention.purge_expired`, the same purge as ``preuve purge``, audited
+as the scheduler), unless ``settings.scheduler.purge_expired`` is off. Two schedulers
+may both purge an experiment the same day: a purge removes nothing the second time.
 """
 
 from __future__ import annotations
@@ -88,6 +96,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_SCHEDULER_ACTOR = f"admin:*:scheduler@{socket.gethostname()}"
+"""How the audit log names the scheduler's own acts (it holds the deployment's
+credentials, hence the administrator role, like ``preuve`` commands: see
+:func:`experiments.access.cli_actor`)."""
 
 #: States of the lifecycle in which scheduled analyses run.
 ANALYSED_STATES: tuple[str, ...] = ("enrolling", "running", "analysing")
@@ -526,6 +539,8 @@ class TickReport:
     """Runs this scheduler claimed and published."""
     republished: int
     """Claims of a dead scheduler published again."""
+    purged: int = 0
+    """Experiments whose row-level data this look purged (retention over)."""
 
 
 def _scheduler_id() -> str:
@@ -558,7 +573,14 @@ def tick(settings: Settings, engine: Engine, producer: Any, now: datetime) -> Ti
     if republished:
         logger.warning("%d claimed runs were not published by their scheduler: published "
                        "again", republished)
-    return TickReport(due=len(runs), claimed=published, republished=republished)
+    purged = 0
+    if settings.scheduler.purge_expired:
+        from experiments.retention import purge_expired
+
+        today = now.astimezone(SCHOOL_TIMEZONE).date()
+        purged = len(purge_expired(settings, actor=_SCHEDULER_ACTOR, today=today))
+    return TickReport(due=len(runs), claimed=published, republished=republished,
+                      purged=purged)
 
 
 def run_scheduler(
@@ -616,7 +638,8 @@ def run_scheduler(
                 logger.error("scheduler: %s", error)
                 report = TickReport(0, 0, 0)
             totals = TickReport(report.due, totals.claimed + report.claimed,
-                                totals.republished + report.republished)
+                                totals.republished + report.republished,
+                                totals.purged + report.purged)
             if once or stop.wait(settings.scheduler.poll_interval_s):
                 break
     finally:

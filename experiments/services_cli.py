@@ -29,8 +29,8 @@ def scheduler(
         ),
     ] = None,
 ) -> None:
-    """Run each registered protocol's schedule of analyses (or, with --worker, the
-    analyses themselves)."""
+    """Run each registered protocol's schedule of analyses and purge the data whose
+    retention is over (or, with --worker, run the analyses themselves)."""
     import logging
     import signal
     import threading

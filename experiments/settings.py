@@ -122,6 +122,12 @@ class SchedulerSettings(BaseModel):
     request_partitions: int = Field(
         4, ge=1, description="Partitions of preuve.analysis.requests when the scheduler creates it."
     )
+    purge_expired: bool = Field(
+        True,
+        description="At each look, purge the row-level data of every experiment whose "
+        "protocol's retention.keep_until has passed (as `preuve purge` does; audited as "
+        "the scheduler). Off, expired data stays until someone runs `preuve purge`.",
+    )
     worker_group_id: str = Field(
         "preuve-analysis", description="Consumer group of the analysis workers."
     )

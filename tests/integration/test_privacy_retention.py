@@ -8,7 +8,7 @@ events, while its randomisation evidence stays whole."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,9 @@ from experiments.registry import register_protocol
 from experiments.retention import (
     erase_class,
     erase_learner,
+    purge_due,
     purge_experiment,
+    purge_expired,
     purges,
     store_exists,
 )
@@ -162,6 +164,11 @@ def test_an_unreachable_broker_fails_the_purge_and_the_erasure_and_removes_nothi
     with pytest.raises(RetentionError, match="nothing was removed"):
         erase_class(settings, EXPERIMENT, sorted(trial.classes)[0], actor="admin:*:test",
                     reason="académie request")
+    # The scheduler's purge of an expired experiment logs the failure and leaves the
+    # experiment due, whole, for its next look.
+    expired = date(2030, 7, 1)
+    assert purge_expired(settings, actor="admin:*:scheduler@test", today=expired) == []
+    assert purge_due(settings, today=expired) == [EXPERIMENT]
     for name, value in settings_env(settings).items():
         if name.startswith("PREUVE_"):
             monkeypatch.setenv(name, value)

@@ -212,6 +212,40 @@ def test_two_scheduler_threads_with_separate_engines_race_all_year(settings: Set
     assert len(published) == due
 
 
+# --- retention ---------------------------------------------------------------------------
+
+
+def test_the_first_look_after_keep_until_purges_the_experiment_once(settings: Settings) -> None:
+    """The example protocol keeps its data until 2030-06-30 (a Paris date): the scheduler
+    purges it at its first look on 1 July in Paris, not before, once, and not at all
+    when ``scheduler.purge_expired`` is off."""
+    from experiments.access import AuditEntry
+    from experiments.retention import purges, store_exists
+
+    engine = registry_engine(settings)
+    running_experiment(engine, classes=True, settings=settings)
+    assert ExperimentStore(settings, EXPERIMENT).count_events() > 0
+    off = settings.model_copy(update={
+        "scheduler": settings.scheduler.model_copy(update={"purge_expired": False})})
+    producer: Any = new_producer(settings)
+    try:
+        last_day = tick(settings, engine, producer, at("2030-06-30T23:59:00+02:00"))
+        assert last_day.purged == 0 and store_exists(settings, EXPERIMENT)
+        assert tick(off, engine, producer, at("2030-07-01T00:01:00+02:00")).purged == 0
+        assert store_exists(settings, EXPERIMENT)
+        first = tick(settings, engine, producer, at("2030-06-30T22:01:00+00:00"))  # 00:01 Paris
+        assert first.purged == 1 and not store_exists(settings, EXPERIMENT)
+        assert tick(settings, engine, producer, at("2030-07-02T06:00:00+02:00")).purged == 0
+    finally:
+        producer.close()
+    (purge,) = purges(settings, EXPERIMENT)
+    assert purge["actor"].startswith("admin:*:scheduler@") and not purge["forced"]
+    with sa.orm.Session(engine) as session:
+        (entry,) = session.scalars(sa.select(AuditEntry)
+                                   .where(AuditEntry.action == "retention.purge")).all()
+    assert entry.actor == purge["actor"] and entry.subject == EXPERIMENT
+
+
 # --- catching up -------------------------------------------------------------------------
 
 
