@@ -1068,6 +1068,10 @@ def withdraw(
     """
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
+    if learner_id is not None:
+        learner_id = learner_id.strip()  # as read_pupils and the pupils' events have it
+        if not learner_id:
+            raise EnrollmentError("learner id: empty", field="learner_id")
     if learner_id is not None and design.unit == "learner":
         from experiments.enrollment_learners import withdraw_learner
 
@@ -1080,10 +1084,8 @@ def withdraw(
     if learner_id is not None:
         from ingest.pseudonym import pseudonymise
 
-        if not learner_id.strip():
-            raise EnrollmentError("learner id: empty", field="learner_id")
         learner_key = pseudonymise(key if key is not None else registry_pseudonym_key(engine),
-                                   design.experiment_id, learner_id.strip())
+                                   design.experiment_id, learner_id)
     now = now or datetime.now(UTC)
     with Session(engine) as session, session.begin():
         row = _enrolled_row(session, _ENROLLMENTS, design.experiment_id, "class_id", class_id,
@@ -1095,6 +1097,13 @@ def withdraw(
             )
         if learner_key is None:
             _mark_withdrawn(session, _ENROLLMENTS, row, f"class {class_id}", now)
+        elif (earlier := session.scalar(sa.select(WithdrawalRow.withdrawn_at).where(
+                WithdrawalRow.experiment_id == design.experiment_id,
+                WithdrawalRow.class_id == class_id,
+                WithdrawalRow.learner_id == learner_key).limit(1))) is not None:
+            # As in a pupil-randomised design: one record per pupil, not one per request.
+            raise EnrollmentError(f"pupil {learner_id} of class {class_id} was already "
+                                  f"withdrawn on {earlier:%Y-%m-%d}", field="status")
         policy = record_withdrawal(session, design, class_id, learner_key=learner_key,
                                    reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: class %s withdrew (%s)", design.experiment_id, class_id,

@@ -765,6 +765,9 @@ def withdraw_learner(
 
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
+    learner_id = learner_id.strip()  # as read_pupils stored it
+    if not learner_id:
+        raise EnrollmentError("learner id: empty", field="learner_id")
     now = now or datetime.now(UTC)
     learner_key = pseudonymise(key, design.experiment_id, learner_id)
     with Session(engine) as session, session.begin():

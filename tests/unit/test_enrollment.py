@@ -314,6 +314,12 @@ def test_a_withdrawn_class_keeps_its_arm_and_is_published_as_withdrawn(
         stored = connection.execute(sa.text("SELECT learner_id, scope FROM withdrawals "
                                             "WHERE scope = 'pupil'")).all()
     assert stored == [(pupil.learner_id, "pupil")], "the raw pupil id was stored"
+    with pytest.raises(EnrollmentError, match="already withdrawn") as twice:
+        withdraw(engine, design, "c-002", reason="asked again", actor="t",
+                 learner_id=" l-42 ", key=b"test-key")  # the same pupil, spaces stripped
+    assert twice.value.field == "status"
+    with pytest.raises(EnrollmentError, match="learner id: empty"):
+        withdraw(engine, design, "c-002", reason="x", actor="t", learner_id="  ")
     with pytest.raises(EnrollmentError, match="not enrolled"):
         withdraw(engine, design, "c-005", reason="x", actor="t", academie="versailles")
 

@@ -17,7 +17,12 @@ from typer.testing import CliRunner
 
 from experiments.cli import app
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment import enrolled_classes, enrollment_balance, pending_messages
+from experiments.enrollment import (
+    enrolled_classes,
+    enrollment_balance,
+    pending_messages,
+    withdraw,
+)
 from experiments.enrollment_file import EnrollmentDesign, read_classes
 from experiments.enrollment_learners import (
     MIXED_ARM,
@@ -333,6 +338,9 @@ def test_a_withdrawn_pupil_keeps_its_arm(engine: Engine, design: EnrollmentDesig
     assert (done.arm, done.data_policy, done.class_id) == (pupil.arm, "remove", "cp-a")
     with pytest.raises(EnrollmentError, match="already withdrawn"):
         withdraw_learner(engine, design, KEY, pupil.learner_id, reason="x", actor="t")
+    with pytest.raises(EnrollmentError, match="already withdrawn"):  # found despite spaces
+        withdraw(engine, design, "cp-a", reason="x", actor="t",
+                 learner_id=f" {pupil.learner_id} ", key=KEY)
     (row,) = [p for p in enrolled_learners(engine, design.experiment_id)
               if p.learner_key == pupil.learner_key]  # fmt: skip
     assert (row.status, row.arm) == ("withdrawn", pupil.arm)
