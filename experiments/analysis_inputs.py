@@ -30,6 +30,10 @@ Where each table comes from
 - **usage**: ``daily_usage`` of the store over the intervention period, summed per
   learner and ISO week (``2027-W40``) into active minutes; days without active use
   (a login only) give no row, so that ``weeks`` counts weeks of real use.
+- Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
+  no usage row, even for events that reached the store after the withdrawal
+  (:func:`experiments.retention.remove_withdrawn_pupil_data` deleted those before it);
+  their unit stays, so they count as randomised and not analysed (attrition).
 
 Assessment results from another platform enter the store as ``assessment_scored``
 events (``object_id`` = the measure, ``score``, ``occurred_at`` = the day of the test),
@@ -64,7 +68,7 @@ from analysis.inputs import (
     read_usage,
 )
 from experiments.access import record_audit
-from experiments.enrollment import EnrolledClass, enrolled_classes
+from experiments.enrollment import EnrolledClass, WithdrawalRow, enrolled_classes
 from experiments.enrollment_learners import EnrolledLearner, enrolled_learners
 from experiments.errors import StoreError
 from experiments.protocol import Protocol
@@ -206,6 +210,16 @@ def _snapshot(engine: Engine) -> Any:
     return connection
 
 
+def _removed_pupils(registry: Engine, experiment_id: str) -> set[str]:
+    """Pseudonyms of the pupils withdrawn with the data policy ``remove``."""
+    with registry.connect() as connection:
+        return set(connection.scalars(
+            sa.select(WithdrawalRow.learner_id).where(
+                WithdrawalRow.experiment_id == experiment_id,
+                WithdrawalRow.learner_id.is_not(None),
+                WithdrawalRow.data_policy == "remove")))
+
+
 def write_analysis_files(
     settings: Settings,
     registry: Engine,
@@ -280,6 +294,7 @@ def write_analysis_files(
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored))
 
+    removed = _removed_pupils(registry, protocol.id)
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []
@@ -288,7 +303,7 @@ def write_analysis_files(
         day = _school_day(occurred_at)
         wave = ("baseline" if day < intervention.start
                 else "endline" if day > intervention.end else None)
-        unit_id = unit_for(learner, class_id)
+        unit_id = None if learner in removed else unit_for(learner, class_id)
         if wave is None or unit_id is None or (learner, measure, wave) in seen:
             ignored += 1
             continue
@@ -300,7 +315,7 @@ def write_analysis_files(
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
         unit_id = learner_unit.get(learner) or unit_for(learner, class_id)
-        if unit_id is None:
+        if unit_id is None or learner in removed:
             continue
         year, week, _ = _day(day).isocalendar()
         weekly[(learner, unit_id, f"{year}-W{week:02d}")] += float(seconds) / 60.0

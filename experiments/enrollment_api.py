@@ -81,6 +81,7 @@ from experiments.enrollment_learners import (
 )
 from experiments.errors import EnrollmentError, RegistryError
 from experiments.registry import ExperimentRow
+from experiments.retention import remove_withdrawn_pupil_data
 from experiments.settings import Settings
 from ingest.contract import PSEUDONYM_PATTERN
 from ingest.pseudonym import pseudonymise
@@ -455,11 +456,13 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
         except EnrollmentError as exc:
             status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
             raise HTTPException(status, exc.reason) from None
+        removed = remove_withdrawn_pupil_data(settings, done, actor=principal.actor)
         report = publish_pending(engine, experiment_id, publisher)
         return {
             "experiment": experiment_id, "class_id": done.class_id,
             "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
             "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
+            "removed": removed,
         }  # fmt: skip
 
     return router

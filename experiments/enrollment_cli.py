@@ -165,6 +165,7 @@ def enroll(
         read_pupils,
         verify_learner_allocations,
     )
+    from experiments.retention import remove_withdrawn_pupil_data
     from experiments.settings import Settings
     from ingest.pseudonym import load_pseudonym_key
 
@@ -201,9 +202,12 @@ def enroll(
             done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
                             learner_id=pupil, academie=academie,
                             key=load_pseudonym_key(settings) if pupil else None)  # fmt: skip
+            removed = remove_withdrawn_pupil_data(settings, done, actor=actor)
             who = f"pupil {pupil} of class {withdraw_class}" if pupil else f"class {withdraw_class}"
             typer.echo(f"{experiment}: {who} withdrawn; arm {done.arm} kept (ITT); data "
-                       f"already collected: {done.data_policy}")  # fmt: skip
+                       f"already collected: {done.data_policy}"
+                       + (f" ({removed['events']} events, {removed['daily_usage']} usage "
+                          "rows deleted)" if removed is not None else ""))  # fmt: skip
             if pupil is None:
                 error = publish_pending(engine, experiment, publisher).error if publish else None
                 pending = len(pending_messages(engine, experiment))

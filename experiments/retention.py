@@ -1,6 +1,6 @@
 """Retention and erasure: an experiment's row-level data leaves when its protocol says.
 
-Three operations, each recorded in the audit log (who, what, when; never a learner id):
+Four operations, each recorded in the audit log (who, what, when; never a learner id):
 
 - :func:`purge_experiment` — once the protocol's ``retention.keep_until`` has passed (or
   before, with ``force`` and a reason), remove every row-level trace of the experiment:
@@ -18,6 +18,10 @@ Three operations, each recorded in the audit log (who, what, when; never a learn
   daily usage, the receipts of those events, their pseudonym in pupil withdrawals and,
   in a learner design, their enrollment row (their draw stays in the allocation log,
   anonymous: ``pupil:<sequence>``).
+- :func:`remove_withdrawn_pupil_data` — what a pupil's withdrawal with the data policy
+  ``remove`` (the default for pupils: their objection) does at once: their events, daily
+  usage and receipts go; their enrollment, draw and withdrawal record (pseudonym) stay.
+  ``preuve enroll --withdraw … --pupil`` and the enrollment API call it.
 - :func:`erase_class` — one class: it stops taking part (withdrawn if it was enrolled,
   its enrollment tombstoned in Kafka so the router forgets it) and every pupil-level
   trace goes: its pupils' events and usage, parked references, receipts, withdrawn
@@ -91,6 +95,7 @@ from experiments.enrollment import (
     FORGOTTEN,
     EnrollmentDesign,
     EnrollmentRow,
+    Withdrawal,
     WithdrawalRow,
     record_withdrawal,
 )
@@ -106,6 +111,7 @@ __all__ = [
     "erase_class",
     "erase_learner",
     "purge_due",
+    "remove_withdrawn_pupil_data",
     "purge_expired",
     "purge_experiment",
     "purges",
@@ -563,6 +569,37 @@ def erase_learner(
     logger.info("experiment %s: one pupil erased (%d events, %d usage rows)", experiment_id,
                 removed["events"], removed["daily_usage"])
     return Erasure(experiment_id, "pupil", removed)
+
+
+def remove_withdrawn_pupil_data(settings: Settings, withdrawal: Withdrawal, *,
+                                actor: str) -> dict[str, int] | None:
+    """Carry out a pupil withdrawal's data policy: with ``remove`` (a pupil's objection,
+    RGPD art. 21: the default for pupils, see
+    :meth:`~experiments.enrollment_file.EnrollmentDesign.from_protocol`), the events,
+    daily usage and receipts the experiment holds for the pupil are deleted now. The pupil
+    keeps their arm and stays counted as randomised (intention to treat, attrition).
+    Events of the pupil that arrive later are stored but never analysed: the analyses
+    leave out every pupil withdrawn with ``remove``
+    (:func:`experiments.analysis_inputs.write_analysis_files`).
+
+    Returns
+    -------
+    dict[str, int] | None
+        What was deleted, or None for a class withdrawal or a policy that keeps the data.
+    """
+    if withdrawal.learner_id is None or withdrawal.data_policy != "remove":
+        return None
+    key = withdrawal.learner_id  # the per-experiment pseudonym, as the store has it
+    removed = _erase_rows(settings, withdrawal.experiment_id,
+                          events_table.c.learner_key == key,
+                          daily_usage_table.c.learner_key == key)
+    with Session(registry_engine(settings)) as session, session.begin():
+        record_audit(session, actor, "retention.remove_withdrawn_pupil",
+                     f"{withdrawal.experiment_id}/{withdrawal.class_id}",
+                     {"removed": dict(removed)})
+    logger.info("experiment %s: a withdrawn pupil's data removed (%d events, %d usage rows)",
+                withdrawal.experiment_id, removed["events"], removed["daily_usage"])
+    return removed
 
 
 def erase_class(

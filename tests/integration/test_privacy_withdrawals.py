@@ -13,15 +13,17 @@ from alembic import command
 from alembic.config import Config
 
 from experiments import database
+from experiments.access import AuditEntry
+from experiments.analysis_inputs import write_analysis_files
 from experiments.database import registry_engine
 from experiments.enrollment import EnrollmentDesign, WithdrawalRow, withdraw
 from experiments.enrollment_learners import enroll_learners, learner_arms, read_pupils
 from experiments.export import export_experiment
 from experiments.protocol import load_protocol
 from experiments.registry import register_protocol
-from experiments.retention import store_exists
+from experiments.retention import remove_withdrawn_pupil_data, store_exists
 from experiments.settings import Settings
-from experiments.store import ExperimentStore
+from experiments.store import ExperimentStore, StoredEvent, daily_usage_table, events_table
 from ingest.pseudonym import load_pseudonym_key, pseudonymise
 from tests.conftest import SettingsFactory
 from tests.support.trial import EXPERIMENT, PROTOCOL, build_trial, every_row_text
@@ -99,6 +101,64 @@ def test_withdrawing_pupils_leaves_no_raw_id_in_any_table(
     events_csv = (settings.state_dir / "export" / "events.csv").read_text()
     assert trial.key(pupil) not in events_csv
     assert trial.key(trial.learners[pupil_class][3]) in events_csv
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_pupil_withdrawn_with_remove_loses_their_data_and_leaves_the_analyses(
+    backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """A pupil's withdrawal has the data policy ``remove`` (their objection): their
+    events and usage go at once, an event of theirs arriving later is never analysed,
+    and they stay randomised (their class keeps its arm); a class withdrawal keeps."""
+    settings = _settings(backend, make_settings, request)
+    key = load_pseudonym_key(settings)
+    registry = registry_engine(settings)
+    trial = build_trial(settings, n_classes=4, pupils=6)
+    protocol = load_protocol(PROTOCOL)
+    design = EnrollmentDesign.from_protocol(protocol)
+    store = ExperimentStore(settings, EXPERIMENT)
+    pupil_class = sorted(trial.classes)[0]
+    pupil, other = (trial.key(p) for p in trial.learners[pupil_class][1:3])
+
+    def rows_of(learner_key: str) -> tuple[int, int]:
+        with store.engine.connect() as connection:
+            return (
+                connection.scalar(sa.select(sa.func.count()).select_from(events_table)
+                                  .where(events_table.c.learner_key == learner_key)) or 0,
+                connection.scalar(sa.select(sa.func.count()).select_from(daily_usage_table)
+                                  .where(daily_usage_table.c.learner_key == learner_key)) or 0,
+            )
+
+    before, other_before = rows_of(pupil), rows_of(other)
+    assert min(before) > 0
+    done = withdraw(registry, design, pupil_class, reason="parents object",
+                    actor="academie:versailles:t", learner_id=trial.learners[pupil_class][1],
+                    key=key)
+    removed = remove_withdrawn_pupil_data(settings, done, actor="academie:versailles:t")
+    assert removed is not None and (removed["events"], removed["daily_usage"]) == before
+    assert rows_of(pupil) == (0, 0) and rows_of(other) == other_before
+    with sa.orm.Session(registry) as session:
+        (entry,) = session.scalars(sa.select(AuditEntry).where(
+            AuditEntry.action == "retention.remove_withdrawn_pupil")).all()
+    assert entry.subject == f"{EXPERIMENT}/{pupil_class}"
+
+    # The resource sends one more score of the pupil: stored, never analysed.
+    late = StoredEvent("99999999-9999-4999-8999-999999999999",
+                       datetime(2028, 6, 2, 9, tzinfo=UTC), "lectio", pupil, pupil_class,
+                       "0780000A", trial.classes[pupil_class], "assessment_scored",
+                       object_id="fluence", score=80.0)
+    assert store.write_events([late], datetime.now(UTC)).inserted == 1
+    files = write_analysis_files(settings, registry, protocol, tmp_path)
+    outcomes, usage = files.outcomes.read_text(), files.usage.read_text()
+    assert pupil not in outcomes and pupil not in usage
+    assert other in outcomes and other in usage
+    assert pupil_class in files.units.read_text(), "the pupil's class stays randomised"
+
+    kept = withdraw(registry, design, sorted(trial.classes)[1], reason="teacher left",
+                    actor="academie:versailles:t")
+    assert kept.data_policy == "keep"
+    assert remove_withdrawn_pupil_data(settings, kept, actor="academie:versailles:t") is None
 
 
 def _alembic(engine: sa.Engine, action: str, target: str) -> None:

@@ -171,6 +171,9 @@ def test_withdrawals_keep_the_arm_and_stay_within_the_academie(api: Api) -> None
     pupil = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
                             json={"class_id": "v1", "reason": "parents", "learner_id": "l-7"})
     assert pupil.status_code == 200 and pupil.json()["data_policy"] == "remove"
+    # No event of the pupil stored yet: nothing to delete, and the answer says so.
+    assert pupil.json()["removed"] == {"events": 0, "daily_usage": 0, "receipts": 0}
+    assert response.json()["removed"] is None  # a class withdrawal keeps the data
 
 
 def test_unknown_experiment_is_404(api: Api) -> None:
