@@ -38,6 +38,7 @@ __all__ = [
     "authenticate",
     "cli_actor",
     "issue_token",
+    "reason_problem",
     "record_audit",
     "scope_problem",
     "still_valid",
@@ -214,6 +215,27 @@ def still_valid(engine: Engine, principal: Principal) -> bool:
 def _audit(actor: str, action: str, subject: str, detail: dict[str, object] | None) -> AuditEntry:
     return AuditEntry(at=datetime.now(UTC), actor=actor, action=action, subject=subject,
                       detail=detail)
+
+
+def reason_problem(reason: str) -> str | None:
+    """Why a free-text reason (of a withdrawal, an erasure, a forced purge) cannot be
+    recorded, or None. Reasons are kept in the registry and the audit log for years, so
+    one that holds an e-mail address or a phone number is refused; a pupil's name cannot
+    be told from other words, which is why the help of these commands says not to write
+    one.
+
+    Examples
+    --------
+    >>> reason_problem("parents object")
+    >>> reason_problem("call the parents on 06 12 34 56 78").split(":")[0]
+    'the reason looks like a phone number (direct identifiers are refused)'
+    """
+    from ingest.contract import identifying_text
+
+    problem = identifying_text(reason)
+    if problem is None:
+        return None
+    return f"the reason {problem}: describe the request without identifying anyone"
 
 
 def record_audit(

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from experiments.access import record_audit
+from experiments.access import reason_problem, record_audit
 from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import RegistryBase, insert_for
 from experiments.enrollment_file import (
@@ -1068,6 +1068,8 @@ def withdraw(
     """
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
+    if problem := reason_problem(reason):
+        raise EnrollmentError(problem, field="reason")
     if learner_id is not None:
         learner_id = learner_id.strip()  # as read_pupils and the pupils' events have it
         if not learner_id:

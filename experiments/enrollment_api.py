@@ -118,7 +118,9 @@ class WithdrawalRequest(BaseModel):
 
     # No NUL character: PostgreSQL cannot store one in text (a 500, found by fuzzing).
     class_id: str = Field(min_length=1, max_length=128, pattern=_NO_NUL)
-    reason: str = Field(min_length=1, max_length=512, pattern=_NO_NUL)
+    reason: str = Field(min_length=1, max_length=512, pattern=_NO_NUL, description=(
+        "Why; kept in the registry and the audit log, so never a name: an e-mail address "
+        "or a phone number is refused (400)."))
     learner_id: str | None = Field(None, min_length=1, max_length=128, pattern=_NO_NUL)
 
 

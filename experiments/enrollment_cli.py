@@ -132,7 +132,8 @@ def enroll(
         typer.Option(help="With --withdraw: withdraw only this pupil (for a learner-randomised "
                      "protocol, the learner_id of the pupils file; it keeps its arm)."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded).")] = "",
+    reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded; never a name, "
+                                            "e-mail or phone number).")] = "",
     verify: Annotated[
         bool, typer.Option(help="Replay the allocation log from the protocol; exit 1 on any "
                            "discrepancy.")

@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from experiments.access import record_audit
+from experiments.access import reason_problem, record_audit
 from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import RegistryBase
 from experiments.enrollment import (
@@ -765,6 +765,8 @@ def withdraw_learner(
 
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
+    if problem := reason_problem(reason):
+        raise EnrollmentError(problem, field="reason")
     learner_id = learner_id.strip()  # as read_pupils stored it
     if not learner_id:
         raise EnrollmentError("learner id: empty", field="learner_id")

@@ -89,7 +89,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from experiments import database
-from experiments.access import record_audit
+from experiments.access import reason_problem, record_audit
 from experiments.database import is_postgres, registry_engine, store_engine, store_schema
 from experiments.enrollment import (
     FORGOTTEN,
@@ -388,6 +388,8 @@ def purge_experiment(
         )
     if force and reason is None:
         raise RetentionError("a forced purge needs a reason", field="reason")
+    if reason is not None and (problem := reason_problem(reason)):
+        raise RetentionError(problem, field="reason")
     enrollments = _enrollments(registry, experiment_id, protocol.resource.id)
     # Kafka first: if the broker cannot take the tombstones, nothing is removed at all.
     kafka = _tombstone(settings, f"purge of {experiment_id}", enrollments)
@@ -524,6 +526,8 @@ def _need_reason(reason: str) -> str:
     if not reason.strip():
         raise RetentionError("an erasure needs a reason (the request it answers)",
                              field="reason")
+    if problem := reason_problem(reason):
+        raise RetentionError(problem, field="reason")
     return reason.strip()
 
 

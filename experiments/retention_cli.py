@@ -43,7 +43,8 @@ def purge(
     experiment: Annotated[str, typer.Argument(help="The experiment whose row-level data goes.")],
     force: Annotated[bool, typer.Option(
         "--force", help="Purge before retention.keep_until (needs --reason).")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (required with --force).")] = None,
+    reason: Annotated[str | None, typer.Option(
+        help="Why (required with --force; never a name, e-mail or phone number).")] = None,
 ) -> None:
     """Remove an experiment's row-level data once its protocol's retention is over
     (reports, run records and the registry's aggregates stay)."""
@@ -61,7 +62,8 @@ def purge(
 
 def erase(
     experiment: Annotated[str, typer.Argument(help="The experiment.")],
-    reason: Annotated[str, typer.Option(help="The request this erasure answers.")],
+    reason: Annotated[str, typer.Option(
+        help="The request this erasure answers (never a name, e-mail or phone number).")],
     learner: Annotated[str | None, typer.Option(
         "--learner", help="The pupil's id as the académie knows it (never stored).")] = None,
     class_id: Annotated[str | None, typer.Option("--class", help="A class id.")] = None,

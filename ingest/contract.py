@@ -40,6 +40,7 @@ __all__ = [
     "UsageEvent",
     "Verb",
     "event_json_schema",
+    "identifying_text",
     "parse_event",
     "rejection_from",
 ]
@@ -88,7 +89,19 @@ _IDENTIFYING_KEYS = frozenset(
 MAX_EXTENSIONS_BYTES = 2048
 
 
-def _identifying_text(value: str) -> str | None:
+def identifying_text(value: str) -> str | None:
+    """Why ``value`` looks like a direct identifier (an e-mail address, a French phone
+    number), or None. Used on events and on the free-text reasons people type (a
+    withdrawal's, an erasure's); a name cannot be told from other words, so the forms
+    that take a reason also say not to write one.
+
+    Examples
+    --------
+    >>> identifying_text("parents object, see marie.dupont@example.fr")
+    'looks like an e-mail address (direct identifiers are refused)'
+    >>> identifying_text("teacher on leave") is None
+    True
+    """
     if "@" in value and _EMAIL.search(value):  # the test first: this runs on every event
         return "looks like an e-mail address (direct identifiers are refused)"
     if _PHONE.search(value):
@@ -127,14 +140,14 @@ class UsageEvent(BaseModel):
     @classmethod
     def _pseudonymous(cls, value: Any) -> Any:
         # Say plainly why an e-mail or a phone number is refused, before the pattern does.
-        if isinstance(value, str) and (problem := _identifying_text(value)):
+        if isinstance(value, str) and (problem := identifying_text(value)):
             raise ValueError(f"{problem}; send the pseudonymous id instead")
         return value
 
     @field_validator("object_id")
     @classmethod
     def _no_identifier_in_object(cls, value: str | None) -> str | None:
-        if value is not None and (problem := _identifying_text(value)):
+        if value is not None and (problem := identifying_text(value)):
             raise ValueError(problem)
         return value
 
@@ -165,13 +178,13 @@ def _check_no_identifiers(value: Any, where: str) -> None:
         for key, item in value.items():
             if str(key).strip().lower().replace("-", "_") in _IDENTIFYING_KEYS:
                 raise ValueError(f"key '{where}.{key}' is a direct identifier, which is refused")
-            if problem := _identifying_text(str(key)):
+            if problem := identifying_text(str(key)):
                 raise ValueError(f"a key of '{where}' {problem}")
             _check_no_identifiers(item, f"{where}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_no_identifiers(item, f"{where}[{index}]")
-    elif isinstance(value, str) and (problem := _identifying_text(value)):
+    elif isinstance(value, str) and (problem := identifying_text(value)):
         raise ValueError(f"'{where}' {problem}")
 
 

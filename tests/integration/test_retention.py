@@ -121,6 +121,9 @@ def test_erasing_a_pupil_and_a_class_leaves_nothing_of_them(
     assert class_entry.subject == f"{EXPERIMENT}/{class_gone}"
     with pytest.raises(RetentionError, match="reason"):
         erase_learner(settings, EXPERIMENT, pupil, actor="admin:*:test", reason=" ")
+    with pytest.raises(RetentionError, match="phone number"):
+        erase_learner(settings, EXPERIMENT, pupil, actor="admin:*:test",
+                      reason="mother called from 01 23 45 67 89")
 
 
 def test_purge_refuses_before_keep_until_then_removes_every_row_and_keeps_reports(

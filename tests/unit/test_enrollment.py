@@ -320,6 +320,9 @@ def test_a_withdrawn_class_keeps_its_arm_and_is_published_as_withdrawn(
     assert twice.value.field == "status"
     with pytest.raises(EnrollmentError, match="learner id: empty"):
         withdraw(engine, design, "c-002", reason="x", actor="t", learner_id="  ")
+    with pytest.raises(EnrollmentError, match="e-mail address") as named:
+        withdraw(engine, design, "c-003", reason="see jeanne.martin@example.fr", actor="t")
+    assert named.value.field == "reason"
     with pytest.raises(EnrollmentError, match="not enrolled"):
         withdraw(engine, design, "c-005", reason="x", actor="t", academie="versailles")
 

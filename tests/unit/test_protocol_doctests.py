@@ -1,4 +1,6 @@
-"""The examples in the docstrings of the protocol, registry and power modules run."""
+"""The examples in the docstrings of the protocol, registry, power, enrollment, access,
+retention, scheduler and event-contract modules run (a stale example misleads the next
+reader more than a missing one)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = [
     "analysis.power",
+    "experiments.access",
+    "experiments.enrollment",
+    "experiments.enrollment_file",
+    "experiments.enrollment_learners",
     "experiments.protocol",
     "experiments.protocol_vocabulary",
     "experiments.protocol_yaml",
     "experiments.registry",
+    "experiments.retention",
+    "experiments.scheduler",
+    "ingest.contract",
+    "ingest.pseudonym",
 ]
 
 
