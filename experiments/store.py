@@ -10,6 +10,7 @@ from the rows actually inserted, so they can never count a duplicate.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ from sqlalchemy.schema import CreateTable
 from experiments.database import StoreBase, insert_for_dialect, store_engine
 from experiments.settings import Settings
 
-__all__ = ["StoredEvent", "ExperimentStore", "WriteResult", "events_table", "daily_usage_table"]
+__all__ = [
+    "ExperimentStore", "StagedBatch", "StoredEvent", "WriteResult", "daily_usage_table",
+    "events_table", "stage_events",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +103,7 @@ class WriteResult:
 _incoming = sa.Table(
     "preuve_incoming",
     sa.MetaData(),
-    *(sa.Column(c.name, c.type) for c in events_table.c),
+    *(sa.Column(c.name, c.type) for c in events_table.c if c.name != "stored_at"),
     sa.Column("day", sa.Date, nullable=False),
     sa.Column("is_session", sa.Integer, nullable=False),
     sa.Column("is_usage", sa.Integer, nullable=False),
@@ -107,7 +111,26 @@ _incoming = sa.Table(
 )
 """A batch on its way into ``events`` (a temporary table, one per database session).
 No key: :meth:`ExperimentStore.write_events` loads each event id once, and an index here
-would only be maintained for nothing."""
+would only be maintained for nothing. No ``stored_at``: it is the time of the write,
+bound to the INSERT, while the rows may be made ready earlier (:func:`stage_events`)."""
+
+_STORED_AT = sa.bindparam("stored_at", type_=sa.DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """Events made ready for their store's transaction (:func:`stage_events`), so that the
+    stream worker can do it for the next batch while the current one is written.
+
+    ``rows`` is what the load takes: the text of a PostgreSQL ``COPY``, or the rows of an
+    SQLite ``executemany``."""
+
+    events: int
+    """Events given, repeats included."""
+    unique: tuple[StoredEvent, ...]
+    """One event per id, the first copy given."""
+    dialect: str
+    rows: Any
 
 
 @dataclass(frozen=True)
@@ -124,54 +147,118 @@ class _Statements:
     drop_incoming: str
     store: sa.Executable
     add_usage: sa.Executable | None
-    load: Callable[[Any, Sequence[StoredEvent], datetime], None]
+    load: Callable[[Any, Any], None]
 
 
-@functools.cache
-def _statements(dialect: sa.Dialect) -> _Statements:
-    columns = [column.name for column in _incoming.c]
-    # The DBAPI gets exactly what SQLAlchemy would have bound (its type processors:
-    # datetimes as text on SQLite, JSON serialised), so the rows read back alike. Only the
-    # columns that have one pay for it (two of seventeen on PostgreSQL).
+# COPY's text format (PostgreSQL manual, "COPY", "Text Format"): fields separated by tabs,
+# rows by newlines, NULL as \N, and a backslash, tab, newline or carriage return inside a
+# value written as a backslash sequence. Written by hand because psycopg formats rows only
+# inside an open COPY, on the connection that runs it; the worker makes the text of the
+# next batch ready in another thread while the current batch's COPY and INSERT run.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
+
+
+def _copy_text(events: Sequence[StoredEvent]) -> str:
+    """The rows of ``preuve_incoming`` for ``events``, in COPY's text format."""
+    null, escapes = _COPY_NULL, _COPY_ESCAPES
+    lines = []
+    for e in events:
+        lines.append("\t".join((
+            e.event_id.translate(escapes),
+            e.occurred_at.isoformat(),
+            e.resource_id.translate(escapes),
+            e.learner_key.translate(escapes),
+            e.class_id.translate(escapes),
+            e.school_uai.translate(escapes),
+            e.arm.translate(escapes),
+            e.verb.translate(escapes),
+            null if e.object_id is None else e.object_id.translate(escapes),
+            null if e.duration_s is None else repr(float(e.duration_s)),
+            null if e.score is None else repr(float(e.score)),
+            null if e.success is None else ("t" if e.success else "f"),
+            null if e.extensions is None else json.dumps(e.extensions).translate(escapes),
+            e.occurred_at.astimezone(SCHOOL_TIMEZONE).date().isoformat(),
+            "1" if e.is_session else "0",
+            "1" if e.is_usage else "0",
+        )))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def stage_events(events: Sequence[StoredEvent], dialect: str) -> StagedBatch:
+    """Make a batch ready for :meth:`ExperimentStore.write_staged` (no database needed):
+    one event per id, then the rows of the staging table as the dialect's load takes them.
+
+    Parameters
+    ----------
+    dialect
+        ``"postgresql"`` or ``"sqlite"``: the store's (:func:`experiments.database.is_postgres`).
+    """
+    # One row per event id: a repeat within the call is a duplicate like one already
+    # stored, and the first copy wins.
+    first: dict[str, StoredEvent] = {}
+    for event in events:
+        first.setdefault(event.event_id, event)
+    unique = tuple(first.values())
+    if dialect == "postgresql":
+        return StagedBatch(len(events), unique, dialect, _copy_text(unique))
+    return StagedBatch(len(events), unique, dialect, list(_sqlite_rows(unique)))
+
+
+def _sqlite_rows(events: Sequence[StoredEvent]) -> Iterator[list[Any]]:
+    """The rows of ``preuve_incoming`` for SQLite's ``executemany``, each value as
+    SQLAlchemy would bind it (its type processors: datetimes as text, JSON serialised), so
+    that the rows read back alike."""
+    dialect = _sqlite_dialect()
     processors = [
         (index, process)
         for index, column in enumerate(_incoming.c)
         if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
+    for e in events:
+        row = [
+            e.event_id, e.occurred_at, e.resource_id, e.learner_key, e.class_id,
+            e.school_uai, e.arm, e.verb, e.object_id, e.duration_s, e.score, e.success,
+            e.extensions, e.occurred_at.astimezone(SCHOOL_TIMEZONE).date(),
+            int(e.is_session), int(e.is_usage),
+        ]
+        for index, process in processors:
+            if row[index] is not None:
+                row[index] = process(row[index])
+        yield row
 
-    def rows(events: Sequence[StoredEvent], now: datetime) -> Iterator[list[Any]]:
-        for e in events:
-            row = [
-                e.event_id, e.occurred_at, now, e.resource_id, e.learner_key, e.class_id,
-                e.school_uai, e.arm, e.verb, e.object_id, e.duration_s, e.score, e.success,
-                e.extensions, e.occurred_at.astimezone(SCHOOL_TIMEZONE).date(),
-                int(e.is_session), int(e.is_usage),
-            ]
-            for index, process in processors:
-                if row[index] is not None:
-                    row[index] = process(row[index])
-            yield row
 
+@functools.cache
+def _sqlite_dialect() -> sa.Dialect:
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.pysqlite.dialect()
+
+
+@functools.cache
+def _statements(dialect: sa.Dialect) -> _Statements:
+    columns = [column.name for column in _incoming.c]
     names = ", ".join(columns)
     if dialect.name == "postgresql":
-        def load(cursor: Any, events: Sequence[StoredEvent], now: datetime) -> None:
+        def load(cursor: Any, staged_rows: Any) -> None:  # the text of the COPY
             with cursor.copy(f"COPY preuve_incoming ({names}) FROM STDIN") as copy:
-                for row in rows(events, now):
-                    copy.write_row(row)
+                copy.write(staged_rows)
         placeholder = "%s"
     else:
         marks = ", ".join("?" * len(columns))
 
-        def load(cursor: Any, events: Sequence[StoredEvent], now: datetime) -> None:
+        def load(cursor: Any, staged_rows: Any) -> None:  # a list of rows
             cursor.executemany(f"INSERT INTO preuve_incoming ({names}) VALUES ({marks})",
-                               rows(events, now))
+                               staged_rows)
         placeholder = "?"
 
     i = _incoming.c
     event_columns = [column.name for column in events_table.c]
     insert_new = (
         insert_for_dialect(dialect, events_table)
-        .from_select(event_columns, sa.select(*(i[n] for n in event_columns))
+        .from_select(event_columns, sa.select(*(
+            _STORED_AT if n == "stored_at" else i[n] for n in event_columns))
                      .where(sa.true()))  # a WHERE: SQLite's upsert-after-SELECT ambiguity
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(events_table.c.event_id)
@@ -255,44 +342,47 @@ class ExperimentStore:
 
     def write_events(self, events: Sequence[StoredEvent], now: datetime) -> WriteResult:
         """Insert the events not stored yet and add them to the daily usage, in one
-        transaction.
+        transaction (:func:`stage_events` then :meth:`write_staged`)."""
+        return self.write_staged(stage_events(events, self.engine.dialect.name), now)
+
+    def write_staged(self, staged: StagedBatch, now: datetime) -> WriteResult:
+        """Write a staged batch: the events not stored yet, with ``stored_at`` = ``now``,
+        and their daily usage, in one transaction.
 
         The batch is bulk-loaded into a temporary table (PostgreSQL ``COPY``, SQLite
-        ``executemany``), then two set statements do the work: insert the new events
+        ``executemany``), then set statements do the work: insert the new events
         (``ON CONFLICT DO NOTHING RETURNING``) and fold exactly those into
         ``daily_usage``. Written against the DBAPI connection on purpose: SQLAlchemy's
         per-row parameter processing cost more than the database itself (profiled at
         about 60% of the worker's time), and it has no COPY.
         """
-        if not events:
+        if not staged.unique:
             return WriteResult(0, 0)
-        # One row per event id (the staging table's key): a repeat within the call is a
-        # duplicate like one already stored, and the first copy wins as it did before.
-        first: dict[str, StoredEvent] = {}
-        for event in events:
-            first.setdefault(event.event_id, event)
-        unique = list(first.values())
         with self.engine.begin() as connection:
+            if connection.dialect.name != staged.dialect:
+                raise ValueError(f"a batch staged for {staged.dialect} cannot be written to "
+                                 f"a {connection.dialect.name} store")
             statements = _statements(connection.dialect)
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            stored_at = {"stored_at": now}
             try:
                 cursor.execute(statements.create_incoming)
                 cursor.execute(statements.clear_incoming)
-                statements.load(cursor, unique, now)
+                statements.load(cursor, staged.rows)
                 if statements.add_usage is None:  # PostgreSQL: one statement does both
-                    inserted = int(connection.execute(statements.store).scalar_one())
+                    inserted = int(connection.execute(statements.store, stored_at).scalar_one())
                 else:
-                    new = set(connection.execute(statements.store).scalars())
+                    new = set(connection.execute(statements.store, stored_at).scalars())
                     inserted = len(new)
-                    if inserted < len(unique):  # re-delivered events: only new ones count
+                    if inserted < len(staged.unique):  # re-delivered: only new ones count
                         cursor.executemany(statements.drop_incoming, [
-                            (e.event_id,) for e in unique if e.event_id not in new
+                            (e.event_id,) for e in staged.unique if e.event_id not in new
                         ])
                     if inserted:
                         connection.execute(statements.add_usage)
             finally:
                 cursor.close()
-        return WriteResult(inserted=inserted, duplicates=len(events) - inserted)
+        return WriteResult(inserted=inserted, duplicates=staged.events - inserted)
 
     def count_events(self) -> int:
         """Number of events stored."""

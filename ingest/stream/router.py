@@ -17,9 +17,10 @@ from typing import NamedTuple
 
 from sqlalchemy import Engine
 
+from experiments.database import is_postgres
 from experiments.errors import RegistryError
 from experiments.settings import Settings
-from experiments.store import ExperimentStore, StoredEvent
+from experiments.store import ExperimentStore, StagedBatch, StoredEvent, stage_events
 from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
 from ingest.pseudonym import pseudonymise
@@ -99,11 +100,10 @@ class BatchOutcome:
 
 @dataclass
 class PreparedBatch:
-    """A batch validated and pseudonymised, not written yet (:meth:`EventRouter.prepare`)."""
+    """A batch validated, pseudonymised and staged, not written yet
+    (:meth:`EventRouter.prepare`)."""
 
-    by_experiment: dict[str, list[StoredEvent]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    by_experiment: dict[str, StagedBatch] = field(default_factory=dict)
     to_park: list[ParkedEvent] = field(default_factory=list)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
 
@@ -166,6 +166,7 @@ class EventRouter:
         """The CPU half of :meth:`route`: validate, look up, pseudonymise; writes nothing
         (the stream worker prepares the next batch while the previous one is written)."""
         prepared = PreparedBatch()
+        routed: dict[str, list[StoredEvent]] = defaultdict(list)
         seen: set[str] = set()
         for record in records:
             try:
@@ -187,9 +188,11 @@ class EventRouter:
                                 record.partition, record.offset)
                 )
                 continue
-            prepared.by_experiment[enrollment.experiment_id].append(
-                self._stored(event_id, event, enrollment)
-            )
+            routed[enrollment.experiment_id].append(self._stored(event_id, event, enrollment))
+        # The stores' rows are made ready here too, off the thread that writes.
+        dialect = "postgresql" if is_postgres(self.settings) else "sqlite"
+        prepared.by_experiment = {experiment_id: stage_events(events, dialect)
+                                  for experiment_id, events in routed.items()}
         return prepared
 
     def write(self, prepared: PreparedBatch) -> BatchOutcome:
@@ -197,8 +200,8 @@ class EventRouter:
         its store, then the parked references; returns what the batch did."""
         outcome = prepared.outcome
         now = datetime.now(UTC)
-        for experiment_id, events in prepared.by_experiment.items():
-            result = self.store(experiment_id).write_events(events, now)
+        for experiment_id, staged in prepared.by_experiment.items():
+            result = self.store(experiment_id).write_staged(staged, now)
             outcome.stored[experiment_id] = outcome.stored.get(experiment_id, 0) + result.inserted
             outcome.duplicates += result.duplicates
         park(self.registry, prepared.to_park, now)
