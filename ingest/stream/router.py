@@ -163,8 +163,9 @@ class EventRouter:
         return self.write(self.prepare(records, lookup))
 
     def prepare(self, records: Sequence[IngressRecord], lookup: Lookup) -> PreparedBatch:
-        """The CPU half of :meth:`route`: validate, look up, pseudonymise; writes nothing
-        (the stream worker prepares the next batch while the previous one is written)."""
+        """The CPU half of :meth:`route`: validate, look up, pseudonymise, and make each
+        store's rows ready (:func:`~experiments.store.stage_events`); writes nothing (the
+        stream worker prepares the next batch while the previous one is written)."""
         prepared = PreparedBatch()
         routed: dict[str, list[StoredEvent]] = defaultdict(list)
         seen: set[str] = set()

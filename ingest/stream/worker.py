@@ -4,7 +4,7 @@ One loop per process on a plain aiokafka consumer group, with offsets committed 
 
 1. fetch a batch (at most ``worker.batch_size`` records, across the assigned partitions);
 2. prepare it (:meth:`~ingest.stream.router.EventRouter.prepare`, in a thread):
-   validate, pseudonymise, find each event's experiment;
+   validate, pseudonymise, find each event's experiment, make its store's rows ready;
 3. write it (:meth:`~ingest.stream.router.EventRouter.write`, in another thread): each
    experiment's store in one transaction, and the events of classes not enrolled yet
    parked by offset in the registry; meanwhile the next batch is prepared;
