@@ -68,7 +68,7 @@ from analysis.inputs import (
     read_usage,
 )
 from experiments.access import record_audit
-from experiments.enrollment import EnrolledClass, WithdrawalRow, enrolled_classes
+from experiments.enrollment import EnrolledClass, enrolled_classes, withdrawn_pupil_keys
 from experiments.enrollment_learners import EnrolledLearner, enrolled_learners
 from experiments.errors import StoreError
 from experiments.protocol import Protocol
@@ -210,16 +210,6 @@ def _snapshot(engine: Engine) -> Any:
     return connection
 
 
-def _removed_pupils(registry: Engine, experiment_id: str) -> set[str]:
-    """Pseudonyms of the pupils withdrawn with the data policy ``remove``."""
-    with registry.connect() as connection:
-        return set(connection.scalars(
-            sa.select(WithdrawalRow.learner_id).where(
-                WithdrawalRow.experiment_id == experiment_id,
-                WithdrawalRow.learner_id.is_not(None),
-                WithdrawalRow.data_policy == "remove")))
-
-
 def write_analysis_files(
     settings: Settings,
     registry: Engine,
@@ -294,7 +284,7 @@ def write_analysis_files(
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored))
 
-    removed = _removed_pupils(registry, protocol.id)
+    removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []

@@ -72,6 +72,7 @@ __all__ = [
     "registry_pseudonym_key",
     "verify_allocations",
     "withdraw",
+    "withdrawn_pupil_keys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -978,6 +979,32 @@ def registry_pseudonym_key(engine: Engine) -> bytes:
     if engine.dialect.name == "sqlite" and engine.url.database:
         return load_pseudonym_key(Settings(state_dir=Path(engine.url.database).parent))
     return load_pseudonym_key(Settings())
+
+
+def withdrawn_pupil_keys(engine: Engine, experiment_id: str, *,
+                         data_policy: str | None = None) -> set[str]:
+    """Pseudonyms of the pupils withdrawn from an experiment (all of them, or those of one
+    ``data_policy``), as the withdrawals table stores them: :func:`withdraw` records the
+    pseudonym, never the id as given; rows written before that were re-keyed by migration
+    enrollment_0004.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from experiments.database import registry_engine
+    >>> from experiments.settings import Settings
+    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> withdrawn_pupil_keys(engine, "x", data_policy="remove")
+    set()
+    """
+    query = sa.select(WithdrawalRow.learner_id).where(
+        WithdrawalRow.experiment_id == experiment_id, WithdrawalRow.scope == "pupil",
+        WithdrawalRow.learner_id.is_not(None))
+    if data_policy is not None:
+        query = query.where(WithdrawalRow.data_policy == data_policy)
+    with engine.connect() as connection:
+        return {str(key) for key in connection.scalars(query)}
 
 
 def record_withdrawal(

@@ -132,21 +132,6 @@ class Export:
     withdrawn_pupils_excluded: int
 
 
-def _withdrawn_keys(settings: Settings, experiment_id: str) -> set[str]:
-    """Pseudonyms of the pupils withdrawn from the experiment, as the withdrawals table
-    stores them (:func:`experiments.enrollment.withdraw` records the pseudonym, never the
-    id as given; rows written before that were re-keyed by migration enrollment_0004)."""
-    from experiments.enrollment import WithdrawalRow
-
-    with Session(registry_engine(settings)) as session:
-        keys = session.scalars(
-            sa.select(WithdrawalRow.learner_id).where(
-                WithdrawalRow.experiment_id == experiment_id, WithdrawalRow.scope == "pupil",
-                WithdrawalRow.learner_id.is_not(None))
-        ).all()
-    return {str(key) for key in keys}
-
-
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -279,7 +264,9 @@ def export_experiment(
     registry = registry_engine(settings)
     registered = registered_protocol(registry, experiment_id)
     protocol = registered.protocol
-    withdrawn = _withdrawn_keys(settings, experiment_id)
+    from experiments.enrollment import withdrawn_pupil_keys
+
+    withdrawn = withdrawn_pupil_keys(registry_engine(settings), experiment_id)
     out.mkdir(parents=True, exist_ok=True)
     scratch = settings.state_dir / "analysis-scratch"
     scratch.mkdir(parents=True, exist_ok=True)

@@ -111,10 +111,10 @@ __all__ = [
     "erase_class",
     "erase_learner",
     "purge_due",
-    "remove_withdrawn_pupil_data",
     "purge_expired",
     "purge_experiment",
     "purges",
+    "remove_withdrawn_pupil_data",
     "store_exists",
 ]
 
