@@ -210,12 +210,7 @@ def _sqlite_rows(events: Sequence[StoredEvent]) -> Iterator[list[Any]]:
     """The rows of ``preuve_incoming`` for SQLite's ``executemany``, each value as
     SQLAlchemy would bind it (its type processors: datetimes as text, JSON serialised), so
     that the rows read back alike."""
-    dialect = _sqlite_dialect()
-    processors = [
-        (index, process)
-        for index, column in enumerate(_incoming.c)
-        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    ]
+    processors = _sqlite_processors()
     for e in events:
         row = [
             e.event_id, e.occurred_at, e.resource_id, e.learner_key, e.class_id,
@@ -230,10 +225,17 @@ def _sqlite_rows(events: Sequence[StoredEvent]) -> Iterator[list[Any]]:
 
 
 @functools.cache
-def _sqlite_dialect() -> sa.Dialect:
+def _sqlite_processors() -> list[tuple[int, Callable[[Any], Any]]]:
+    """(column index, SQLAlchemy's bind processor) of the staging columns that have one
+    on SQLite (looked up once, not per batch)."""
     from sqlalchemy.dialects import sqlite
 
-    return sqlite.pysqlite.dialect()
+    dialect = sqlite.pysqlite.dialect()
+    return [
+        (index, process)
+        for index, column in enumerate(_incoming.c)
+        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
 
 
 @functools.cache
