@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Preuve needs from Debian's packages when it is missing:
 # Java 17 and Maven (the local Kafka broker), PostgreSQL (the production store, tested for real),
-# Chromium (the portal's browser test drives it with Playwright; never `playwright install`).
+# Chromium (the portal's browser test drives it with Playwright; never `playwright install`),
+# R and the R packages the statistical reference tests compare Preuve's estimators with
+# (clubSandwich, estimatr, lme4, lmerTest, pbkrtest, AER, rpact, metafor, psych).
 set -euo pipefail
 
 missing=()
@@ -9,6 +11,11 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v Rscript >/dev/null 2>&1 || missing+=(r-base-core)
+for pkg in clubsandwich estimatr lme4 lmertest pbkrtest aer rpact metafor psych; do
+  dpkg-query -W -f='${Status}' "r-cran-$pkg" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("r-cran-$pkg")
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
