@@ -25,7 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-from analysis.settings import AttritionAssumption
+from analysis.options import AttritionAssumption
 from analysis.suppression import is_suppressed
 
 __all__ = [

@@ -26,9 +26,9 @@ from analysis._ols import VcovKind, absorb, fit_2sls, independent_columns, stand
 from analysis.effect_sizes import hedges_g
 from analysis.effects import arm_counts, cluster_params, contrast_name, t_inference
 from analysis.inputs import AnalysisPlan, UsageTable
+from analysis.options import MIN_CELL_PUPILS
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample
-from analysis.settings import MIN_CELL_PUPILS
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 from analysis.usage import compliance

@@ -47,7 +47,7 @@ def analyze(
     from analysis.results import to_json_dict, write_json
     from analysis.run import run_analysis
     from experiments.errors import ProtocolError
-    from experiments.protocol import load_protocol
+    from experiments.protocol.language import load_protocol
 
     if lang not in ("fr", "en"):
         typer.echo(f"--lang: expecting one of ['fr', 'en']. Got {lang!r}", err=True)
@@ -76,8 +76,8 @@ def analyze(
     if json_out is not None:
         write_json(results, json_out)
     if html_out is not None or pdf_out is not None:
-        from analysis.report import write_report, write_report_pdf
-        from analysis.report_context import ReportContext, usage_context_from_files
+        from analysis.report.context import ReportContext, usage_context_from_files
+        from analysis.report.document import write_report, write_report_pdf
 
         context = (usage_context_from_files(units, usage, outcomes, arms=plan.arms)
                    if usage else ReportContext())

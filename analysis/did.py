@@ -29,9 +29,9 @@ from analysis.effects import (
     t_inference,
 )
 from analysis.inputs import AnalysisPlan
+from analysis.options import MIN_CELL_PUPILS
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample
-from analysis.settings import MIN_CELL_PUPILS
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 

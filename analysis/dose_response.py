@@ -19,9 +19,9 @@ import numpy as np
 from analysis._ols import VcovKind, fit_ols, independent_columns, standard_error
 from analysis.effects import arm_counts, subset_sample, t_inference
 from analysis.inputs import AnalysisPlan, UsageTable
+from analysis.options import MIN_CELL_PUPILS
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample
-from analysis.settings import MIN_CELL_PUPILS
 from analysis.suppression import suppress_count
 
 __all__ = ["HOURS_PER_STEP", "estimate_dose_response"]

@@ -32,9 +32,9 @@ from scipy import special
 from analysis._ols import VcovKind, absorb, fit_ols, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
 from analysis.inputs import AnalysisPlan
+from analysis.options import MIN_CELL_PUPILS, Role
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample, compact_codes
-from analysis.settings import MIN_CELL_PUPILS, Role
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 

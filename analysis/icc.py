@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from analysis.settings import MIN_CELL_PUPILS
+from analysis.options import MIN_CELL_PUPILS
 from analysis.suppression import suppress_count
 
 __all__ = ["IccEstimate", "estimate_icc"]

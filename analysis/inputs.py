@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from analysis.errors import InputError
-from analysis.settings import (
+from analysis.options import (
     ClusterCorrection,
     DesignType,
     Estimand,
@@ -137,8 +137,8 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
 
     Parameters
     ----------
-    protocol : experiments.protocol.Protocol
-        As returned by ``experiments.protocol.load_protocol``; its attributes are named
+    protocol : experiments.protocol.language.Protocol
+        As returned by ``experiments.protocol.language.load_protocol``; its attributes are named
         like the YAML keys of DESIGN.md (``protocol.arms[i].control`` …).
 
     Returns

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.settings import MultipleComparisons, check_option
+from analysis.options import MultipleComparisons, check_option
 
 __all__ = ["adjust_p_values"]
 

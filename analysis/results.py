@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.settings import Role
+from analysis.options import Role
 
 __all__ = [
     "AnalysisResults",

@@ -34,9 +34,9 @@ from analysis.effects import arm_counts, contrast_name, estimate_effects
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
+from analysis.options import Role
 from analysis.results import AnalysisResults, Effect, not_estimable
 from analysis.sample import MISSING_LEVEL, AnalysisSample, attribute_codes, build_sample
-from analysis.settings import Role
 from analysis.subgroups import InteractionTest, estimate_subgroups
 from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage

@@ -32,9 +32,9 @@ from analysis.effects import (
     t_inference,
 )
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable
+from analysis.options import MIN_CELL_PUPILS
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample, attribute_codes
-from analysis.settings import MIN_CELL_PUPILS
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 

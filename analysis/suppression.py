@@ -1,6 +1,6 @@
 """Small-cell suppression: no output shows a cell of fewer than 10 pupils (DESIGN.md).
 
-A count of pupils below :data:`~analysis.settings.MIN_CELL_PUPILS` is replaced by ``None``;
+A count of pupils below :data:`~analysis.options.MIN_CELL_PUPILS` is replaced by ``None``;
 an estimate computed on such a cell is not shown at all (the effect carries a reason).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from analysis.settings import MIN_CELL_PUPILS
+from analysis.options import MIN_CELL_PUPILS
 
 __all__ = ["is_suppressed", "suppress_count", "suppress_counts"]
 

@@ -72,7 +72,7 @@ from pathlib import Path
 from analysis.effects import estimate_effects
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units
 from analysis.sample import build_sample
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 plan = plan_from_protocol(load_protocol(sys.argv[1]))
 units = read_units(Path(sys.argv[2]), plan)
 outcomes = read_outcomes(Path(sys.argv[3]), units)

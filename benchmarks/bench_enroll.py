@@ -28,8 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment import EnrollmentDesign, enroll_classes, publish_pending, read_classes
-from experiments.protocol import load_protocol
+from experiments.enrollment.classes import (
+    EnrollmentDesign,
+    enroll_classes,
+    publish_pending,
+    read_classes,
+)
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

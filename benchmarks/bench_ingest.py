@@ -47,9 +47,9 @@ from experiments.access import issue_token  # noqa: E402
 from experiments.database import dispose_engines, registry_engine  # noqa: E402
 from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings  # noqa: E402
 from experiments.store import ExperimentStore, events_table  # noqa: E402
-from ingest.broker import LocalBroker, free_port  # noqa: E402
 from ingest.contract import EnrollmentMessage  # noqa: E402
-from ingest.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
+from ingest.kafka.broker import LocalBroker, free_port  # noqa: E402
+from ingest.kafka.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
 from tests.support.worker import WorkerProcess, settings_env  # noqa: E402
 

@@ -37,9 +37,9 @@ import sqlalchemy as sa  # noqa: E402
 from experiments.database import dispose_engines  # noqa: E402
 from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings  # noqa: E402
 from experiments.store import ExperimentStore, daily_usage_table, events_table  # noqa: E402
-from ingest.broker import LocalBroker, free_port  # noqa: E402
 from ingest.contract import EnrollmentMessage  # noqa: E402
-from ingest.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
+from ingest.kafka.broker import LocalBroker, free_port  # noqa: E402
+from ingest.kafka.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 

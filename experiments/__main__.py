@@ -1,5 +1,5 @@
 """``python -m experiments`` is the ``preuve`` command."""
 
-from experiments.cli import main
+from experiments.cli.app import main
 
 main()

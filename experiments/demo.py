@@ -123,7 +123,7 @@ def _write_classes(path: Path, rng: random.Random) -> list[dict[str, str]]:
 
 def _arms(home: Path) -> dict[str, str]:
     from experiments.database import registry_engine
-    from experiments.enrollment import enrolled_classes
+    from experiments.enrollment.classes import enrolled_classes
 
     engine = registry_engine(Settings(state_dir=home))
     return {c.class_id: c.arm for c in enrolled_classes(engine, EXPERIMENT)}
@@ -270,8 +270,8 @@ class _FinalRun:
 
 
 def _final_run(home: Path) -> _FinalRun:
-    from experiments.analysis_runs import list_runs
     from experiments.database import registry_engine
+    from experiments.runs.records import list_runs
 
     registry = registry_engine(Settings(state_dir=home))
     runs = list_runs(registry, EXPERIMENT)
@@ -296,7 +296,7 @@ def _officer_token(home: Path) -> str:
 
 def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResult:
     """Run the whole simulated experiment; returns where its outputs are."""
-    from ingest.producer import local_broker
+    from ingest.kafka.producer import local_broker
 
     run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     home = settings.state_dir / "demo" / run

@@ -3,7 +3,7 @@
 An experiment moves ``draft → registered → enrolling → running → analysing → closed``,
 one step at a time (:func:`transition_experiment` refuses anything else). Registering
 stores the protocol's YAML as written, its canonical JSON and its SHA-256
-(:attr:`experiments.protocol.Protocol.sha256`) as version 1.
+(:attr:`experiments.protocol.language.Protocol.sha256`) as version 1.
 
 After registration the *design* is locked: the sections :data:`LOCKED_SECTIONS`
 (population, design, arms, randomisation, hypotheses, outcomes, analysis, usage). The
@@ -41,7 +41,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from experiments.access import record_audit
 from experiments.database import RegistryBase
 from experiments.errors import RegistryError
-from experiments.protocol import Protocol, parse_protocol
+from experiments.protocol.language import Protocol, parse_protocol
 
 __all__ = [
     "LOCKED_SECTIONS",

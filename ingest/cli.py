@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from experiments.console import configure_logging, user_errors
+from experiments.cli.console import configure_logging, user_errors
 from experiments.settings import Settings
 
 kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
@@ -17,7 +17,7 @@ events_app = typer.Typer(help="Usage events.", no_args_is_help=True)
 @kafka_app.command("up")
 def kafka_up() -> None:
     """Start the local broker (idempotent) and wait until it answers."""
-    from ingest.producer import ensure_topics, local_broker
+    from ingest.kafka.producer import ensure_topics, local_broker
 
     settings = Settings()
     configure_logging("WARNING")
@@ -34,7 +34,7 @@ def kafka_up() -> None:
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the local broker started by `up`."""
-    from ingest.producer import local_broker
+    from ingest.kafka.producer import local_broker
 
     settings = Settings()
     if local_broker(settings).down():
@@ -46,8 +46,8 @@ def kafka_down() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Say whether the local broker runs and answers; exit 0 if it does, 3 if not."""
-    from ingest.broker import broker_answers
-    from ingest.producer import local_broker
+    from ingest.kafka.broker import broker_answers
+    from ingest.kafka.producer import local_broker
 
     settings = Settings()
     configure_logging("ERROR")
@@ -71,7 +71,7 @@ def kafka_status() -> None:
 @events_app.command("send")
 def events_send(path: Path) -> None:
     """Produce a JSONL file of events to Kafka (keyed by class_id, acks=all)."""
-    from ingest.producer import ensure_topics, read_jsonl, send_raw_events
+    from ingest.kafka.producer import ensure_topics, read_jsonl, send_raw_events
 
     settings = Settings()
     configure_logging("WARNING")

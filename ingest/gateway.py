@@ -14,7 +14,7 @@ or statement; 401 no valid API key; 403 an event of another resource than the ke
 with ``Retry-After``. Refusals list each bad item: ``{"errors": [{"index", "field",
 "reason"}]}``.
 
-The gateway also serves the enrollment API of :mod:`experiments.enrollment_api`
+The gateway also serves the enrollment API of :mod:`experiments.enrollment.api`
 (``/v1/experiments/{id}/enrollments``, ``/withdrawals`` and, for the resource of a
 pupil-randomised experiment, ``/assignments``: académie, EdTech, researcher and admin
 tokens, each scoped), published in the same OpenAPI document.
@@ -53,11 +53,11 @@ from starlette.concurrency import run_in_threadpool
 
 from experiments.access import Principal, authenticate
 from experiments.database import registry_engine
-from experiments.enrollment_api import enrollment_router
+from experiments.enrollment.api import enrollment_router
 from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
-from ingest.producer import new_producer
+from ingest.kafka.producer import new_producer
 from ingest.receipts import Receipt, ReceiptBook, purge_receipts
 from ingest.xapi import RESOURCE_EXTENSION, STATEMENT_JSON_SCHEMA, statement_to_event
 
@@ -158,7 +158,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 class EnrollmentRefusal(BaseModel):
-    """Answer of a refused enrollment API call (:mod:`experiments.enrollment_api`)."""
+    """Answer of a refused enrollment API call (:mod:`experiments.enrollment.api`)."""
 
     detail: str | dict[str, Any] = Field(
         description="Why, in one sentence; for a file with another académie's rows, an "
@@ -166,7 +166,7 @@ class EnrollmentRefusal(BaseModel):
     )
 
 
-# The enrollment API's answers besides 200, as experiments/enrollment_api.py documents them.
+# The enrollment API's answers besides 200, as experiments/enrollment/api.py documents them.
 _ENROLLMENT_REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": EnrollmentRefusal,
           "description": "A body that cannot be read as a whole (not UTF-8, not JSON, a "
@@ -687,7 +687,7 @@ def create_app(
 def app_from_environment() -> FastAPI:
     """The app configured by ``PREUVE_*`` variables: the factory each worker process of
     ``preuve gateway --workers N`` calls (uvicorn imports it by name)."""
-    from experiments.console import configure_logging
+    from experiments.cli.console import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level)

@@ -14,7 +14,7 @@ import pytest
 
 from experiments.database import dispose_engines
 from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings
-from ingest.broker import LocalBroker
+from ingest.kafka.broker import LocalBroker
 from tests.support.postgres import PostgresCluster
 
 

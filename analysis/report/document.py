@@ -4,7 +4,7 @@ Programme officers of the Banque des Territoires read it to decide whether a res
 keeps being funded; researchers read every number. Its sections (DOMAIN.md §5):
 
 1. **Synthèse**: the question, the answer in one sentence with months of progress, how
-   sure we are (interval in words, evidence rating :mod:`analysis.report_rating`), cost per
+   sure we are (interval in words, evidence rating :mod:`analysis.report.rating`), cost per
    pupil and cost-effectiveness when the protocol gives costs;
 2. **Usage**: the funnel from classes enrolled to pupils with real use, weekly active use
    per arm, and what the data cannot see (R22);
@@ -17,8 +17,8 @@ keeps being funded; researchers read every number. Its sections (DOMAIN.md §5):
 Only aggregates by arm are shown: no class or teacher is named or ranked (R13), and every
 pupil count under 10 is shown as « < 10 » (R12). Figures are inline SVG (no file, no
 CDN, no script). French by default; ``lang="en"`` for English. Words come from
-:mod:`analysis.report_text`, figures from :mod:`analysis.report_figures`, the PDF from
-:mod:`analysis.report_pdf`.
+:mod:`analysis.report.text`, figures from :mod:`analysis.report.figures`, the PDF from
+:mod:`analysis.report.pdf`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from analysis.report_context import ReportContext, software_versions
-from analysis.report_figures import (
+from analysis.report.context import ReportContext, software_versions
+from analysis.report.figures import (
     ConsortBox,
     ForestRow,
     consort_figure,
@@ -40,13 +40,13 @@ from analysis.report_figures import (
     svg_of,
     weekly_usage_figure,
 )
-from analysis.report_rating import EvidenceRating, rate_evidence
-from analysis.report_text import Text
+from analysis.report.rating import EvidenceRating, rate_evidence
+from analysis.report.text import Text
 from analysis.results import AnalysisResults, to_json_dict
 from analysis.suppression import is_suppressed
 
 if TYPE_CHECKING:
-    from experiments.protocol import Protocol
+    from experiments.protocol.language import Protocol
 
 __all__ = [
     "ReportView",
@@ -601,7 +601,7 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
 
 
 def _environment() -> Environment:
-    return Environment(loader=PackageLoader("analysis", "templates"),
+    return Environment(loader=PackageLoader("analysis.report", "templates"),
                        autoescape=select_autoescape(["html", "j2"]),
                        trim_blocks=True, lstrip_blocks=True)
 
@@ -641,7 +641,7 @@ def write_report_pdf(results: AnalysisResults | Mapping[str, Any], path: Path, *
     The PDF holds the same words and figures as the HTML (:func:`build_view`), laid out
     page by page: summary, usage, effect, credibility, methods.
     """
-    from analysis.report_pdf import write_pdf
+    from analysis.report.pdf import write_pdf
 
     view = build_view(results, protocol=protocol, context=context, lang=lang)
     write_pdf(view, data=_results_dict(results), context=context or ReportContext(),

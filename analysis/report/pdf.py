@@ -4,7 +4,7 @@ Why matplotlib: it is already a dependency, it works offline and in a worker wit
 browser or system libraries. The alternatives were checked on the development machine
 (Debian): no Chromium is installed (``chromium --headless --print-to-pdf`` is not
 available), and WeasyPrint would add a PyPI dependency plus Pango at run time. The PDF
-therefore holds the same words as the HTML (from :func:`analysis.report.build_view`) set
+therefore holds the same words as the HTML (from :func:`analysis.report.document.build_view`) set
 as text pages in A4, followed by the figures as vector pages. It is a print version, not
 a copy of the HTML layout.
 """
@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis.report_context import ReportContext  # noqa: E402
+from analysis.report.context import ReportContext  # noqa: E402
 
 __all__ = ["write_pdf"]
 
@@ -92,7 +92,7 @@ def write_pdf(view: dict[str, Any], *, data: dict[str, Any], context: ReportCont
     Parameters
     ----------
     view : dict
-        :func:`analysis.report.build_view`'s output (words, tables, figures).
+        :func:`analysis.report.document.build_view`'s output (words, tables, figures).
     data, context
         The results JSON and context (kept for the document's metadata).
     path : Path

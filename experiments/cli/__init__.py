@@ -1,83 +1,14 @@
-"""The ``preuve`` command line.
+"""The ``preuve`` command line: one module per command group, assembled in :mod:`.app`.
 
-This module only assembles the command tree; each command lives with the concept it
-serves (``experiments/protocol_cli.py``, ``experiments/enrollment_cli.py``,
-``analysis/cli.py``, ``ingest/cli.py``). Heavy imports (aiokafka, statsmodels) happen inside
-the commands so that ``preuve --help`` stays fast.
+Modules:
 
-Every command runs inside :func:`experiments.console.database_errors`: a database that
-refuses the caller or cannot be reached ends as one line on stderr and exit code 4,
-whichever command met it (the detail is logged at DEBUG, ``preuve -vv``).
+- ``app``: The ``preuve`` command line.
+- ``console``: What every entry point does the same way: logging set-up and user-facing errors.
+- ``enrollment``: ``preuve enroll``: an académie enrolls classes (or pupils) into an experiment.
+- ``outcomes``: ``preuve outcomes import``: assessment results from another platform into the store.
+- ``privacy``: ``preuve purge``, ``preuve erase`` and ``preuve export``: data leaves when it should.
+- ``protocol``: ``preuve protocol ...``: validate, power, register, amend, show, export, advance.
+- ``reference``: The README's settings table and command reference, generated from the code.
+- ``services``: Long-running services that are not ingest: scheduler, portal, and the demo.
+- ``tokens``: ``preuve token ...``: API tokens for the gateway, the enrollment API and the portal.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-import typer
-from typer.core import TyperGroup
-
-from analysis import cli as analysis_cli
-from experiments import (
-    access_cli,
-    enrollment_cli,
-    outcomes_cli,
-    protocol_cli,
-    retention_cli,
-    services_cli,
-)
-from experiments.console import configure_logging, database_errors
-from ingest import cli as ingest_cli
-
-__all__ = ["app", "main"]
-
-
-
-class _PreuveGroup(TyperGroup):
-    """The root command: runs the chosen command inside :func:`database_errors`."""
-
-    def invoke(self, ctx: Any) -> Any:
-        with database_errors():
-            return super().invoke(ctx)
-
-
-app = typer.Typer(
-    cls=_PreuveGroup,
-    name="preuve",
-    help="Preuve: protocols, randomisation, usage events and impact reports for EdTech trials.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _configure(
-    verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, show_default=False,
-        help="Log what happens (-v: INFO; -vv: DEBUG, with the detail of a database error)."),
-) -> None:
-    """Logging is configured once, here, for every command."""
-    configure_logging(("WARNING", "INFO", "DEBUG")[min(verbose, 2)])
-
-
-app.add_typer(protocol_cli.app, name="protocol")
-app.add_typer(access_cli.app, name="token")
-app.add_typer(outcomes_cli.app, name="outcomes")
-app.command("analyze")(analysis_cli.analyze)
-app.command("enroll")(enrollment_cli.enroll)
-app.add_typer(ingest_cli.kafka_app, name="kafka")
-app.add_typer(ingest_cli.events_app, name="events")
-app.command("worker")(ingest_cli.worker)
-app.command("gateway")(ingest_cli.gateway)
-app.command("scheduler")(services_cli.scheduler)
-app.command("serve")(services_cli.serve)
-app.command("demo")(services_cli.demo)
-app.command("purge")(retention_cli.purge)
-app.command("erase")(retention_cli.erase)
-app.command("export")(retention_cli.export)
-
-
-def main() -> None:
-    """Entry point of the ``preuve`` console script."""
-    app()

@@ -6,7 +6,7 @@ A command ends in a message and an exit code, never a traceback:
   :class:`AnalysisError`) exit with the code each command documents (:func:`user_errors`);
 - a database that refuses the caller (no rights on the registry or a store, a wrong
   password) or cannot be reached exits :data:`EXIT_DATABASE` (4) with one line naming
-  what the database said (:func:`database_errors`). ``experiments/cli.py`` wraps every
+  what the database said (:func:`database_errors`). ``experiments/cli/__init__.py`` wraps every
   ``preuve`` command in it. The full error (statement and stack, never the
   statement's parameters) is logged at DEBUG: ``preuve -vv ...`` shows it.
 """

@@ -20,7 +20,7 @@ Exit codes (also in ``preuve enroll --help``):
 - 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
   stay pending until ``preuve enroll EXPERIMENT --republish``.
 - 4: the database refused the credentials or could not be reached
-  (:mod:`experiments.console`, as for every command).
+  (:mod:`experiments.cli.console`, as for every command).
 
 The protocol comes from the registry (the version in force; the experiment must be
 registered, enrolling or running). ``--protocol PATH`` enrolls against a protocol file
@@ -39,9 +39,9 @@ import typer
 from experiments.errors import EnrollmentError, ProtocolError, RegistryError
 
 if TYPE_CHECKING:
-    from experiments.balance import BalanceReport
-    from experiments.enrollment import EnrollmentOutcome
-    from experiments.enrollment_learners import EnrolledLearner, LearnerOutcome
+    from experiments.enrollment.balance import BalanceReport
+    from experiments.enrollment.classes import EnrollmentOutcome
+    from experiments.enrollment.pupils import EnrolledLearner, LearnerOutcome
 
 __all__ = ["EXIT_OK", "EXIT_PENDING", "EXIT_REFUSED", "EXIT_USAGE", "enroll"]
 
@@ -150,7 +150,7 @@ def enroll(
     """
     from experiments.access import cli_actor
     from experiments.database import registry_engine
-    from experiments.enrollment import (
+    from experiments.enrollment.classes import (
         enroll_classes,
         enrollment_balance,
         enrollment_design,
@@ -161,12 +161,12 @@ def enroll(
         verify_allocations,
         withdraw,
     )
-    from experiments.enrollment_learners import (
+    from experiments.enrollment.pupils import (
         enroll_learners,
         read_pupils,
         verify_learner_allocations,
     )
-    from experiments.retention import remove_withdrawn_pupil_data
+    from experiments.privacy.retention import remove_withdrawn_pupil_data
     from experiments.settings import Settings
     from ingest.pseudonym import load_pseudonym_key
 

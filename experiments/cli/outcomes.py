@@ -18,10 +18,10 @@ def import_file(
     pseudonymised with the experiment's key; importing the same file twice stores it once.
     The audit log records who imported which file and how many rows (outcomes.import)."""
     from experiments.access import cli_actor
-    from experiments.analysis_inputs import import_outcomes
-    from experiments.console import user_errors
+    from experiments.cli.console import user_errors
     from experiments.database import registry_engine
     from experiments.registry import registered_protocol
+    from experiments.runs.inputs import import_outcomes
     from experiments.settings import Settings
 
     settings = Settings()

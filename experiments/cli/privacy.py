@@ -3,7 +3,7 @@
 Exit codes: 0 done; 2 refused (before ``retention.keep_until`` without ``--force``, no
 reason, unknown experiment or class); 3 Kafka could not take the tombstones of the
 enrollments concerned, so nothing was removed (run it again once the broker is up);
-4 the database refused the credentials or could not be reached (:mod:`experiments.console`).
+4 the database refused the credentials or could not be reached (:mod:`experiments.cli.console`).
 Every purge and erasure is in the audit log, with the tombstones it wrote.
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from experiments.console import user_errors
+from experiments.cli.console import user_errors
 
 __all__ = ["erase", "export", "purge"]
 
@@ -49,7 +49,7 @@ def purge(
     """Remove an experiment's row-level data once its protocol's retention is over
     (reports, run records and the registry's aggregates stay)."""
     from experiments.access import cli_actor
-    from experiments.retention import purge_experiment
+    from experiments.privacy.retention import purge_experiment
     from experiments.settings import Settings
 
     with _retention_errors():
@@ -70,7 +70,7 @@ def erase(
 ) -> None:
     """Erase one pupil (--learner) or one class (--class) from an experiment's data."""
     from experiments.access import cli_actor
-    from experiments.retention import erase_class, erase_learner
+    from experiments.privacy.retention import erase_class, erase_learner
     from experiments.settings import Settings
 
     if (learner is None) == (class_id is None):
@@ -96,7 +96,7 @@ def export(
 ) -> None:
     """Export an experiment's pseudonymised tables, codebook, protocol and results."""
     from experiments.access import cli_actor
-    from experiments.export import export_experiment
+    from experiments.privacy.export import export_experiment
     from experiments.settings import Settings
 
     if format not in ("parquet", "csv", "both"):

@@ -2,7 +2,7 @@
 
 User errors (an invalid protocol, a refused registration) end as messages and exit
 code 2, never a traceback; a database that refuses the caller or cannot be reached, as
-one line and exit code 4 (:mod:`experiments.console`). The audit log names the
+one line and exit code 4 (:mod:`experiments.cli.console`). The audit log names the
 operating-system account that ran a registry command
 (:func:`experiments.access.cli_actor`). Heavy imports (scipy, SQLAlchemy) happen inside
 the commands, and the settings are read once per command.
@@ -21,7 +21,7 @@ from experiments.errors import ProtocolError, RegistryError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from experiments.protocol import Protocol
+    from experiments.protocol.language import Protocol
 
 __all__ = ["app"]
 
@@ -41,7 +41,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load_or_exit(path: Path) -> Protocol:
-    from experiments.protocol import load_protocol
+    from experiments.protocol.language import load_protocol
 
     try:
         return load_protocol(path)
@@ -70,7 +70,7 @@ def validate(
     paths: Annotated[list[Path], typer.Argument(help="Protocol YAML files.", show_default=False)],
 ) -> None:
     """Check protocols: exit 0 if all are valid, else 2 and one PATH:LINE:COL line per problem."""
-    from experiments.protocol import load_protocol
+    from experiments.protocol.language import load_protocol
 
     invalid = False
     for path in paths:
@@ -96,7 +96,7 @@ def power(
     ] = None,
 ) -> None:
     """Minimum detectable effect size of the declared design (PowerUp!, Dong & Maynard 2013)."""
-    from experiments.protocol_power import DESIGN_NAMES, protocol_power
+    from experiments.protocol.power import DESIGN_NAMES, protocol_power
 
     protocol = _load_or_exit(path)
     if protocol.power is None:
@@ -254,7 +254,7 @@ def export(
     version: Annotated[int | None, typer.Option("--version", help="Default: in force.")] = None,
 ) -> None:
     """The registered protocol as a pre-registration document (Markdown, for OSF)."""
-    from experiments.protocol_export import preregistration_markdown
+    from experiments.protocol.preregistration import preregistration_markdown
     from experiments.registry import get_experiment, registered_protocol
 
     engine = _engine()

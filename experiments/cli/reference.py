@@ -1,6 +1,6 @@
 """The README's settings table and command reference, generated from the code.
 
-``python -m experiments.reference`` rewrites the marked blocks of README.md;
+``python -m experiments.cli.reference`` rewrites the marked blocks of README.md;
 ``tests/unit/test_readme_reference.py`` fails when they are stale (like datasette's
 ``cog --check``), so the documentation cannot drift from the code.
 """
@@ -19,7 +19,7 @@ from experiments.settings import Settings
 
 __all__ = ["command_reference", "render_blocks", "settings_table"]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _default(field: Any) -> str:
@@ -65,7 +65,7 @@ def _commands(group: Any, path: str) -> list[str]:
 
 def command_reference() -> str:
     """Markdown table of every `preuve` command and its one-line help."""
-    from experiments.cli import app
+    from experiments.cli.app import app
 
     root = typer.main.get_command(app)
     return "\n".join(["| command | does |", "|---|---|"] + _commands(root, "preuve"))

@@ -36,7 +36,7 @@ def scheduler(
     import threading
     from datetime import UTC
 
-    from experiments.console import configure_logging, user_errors
+    from experiments.cli.console import configure_logging, user_errors
     from experiments.settings import Settings
 
     settings = Settings()
@@ -50,11 +50,11 @@ def scheduler(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with user_errors():
         if worker:
-            from experiments.analysis_runs import run_analysis_worker
+            from experiments.runs.records import run_analysis_worker
 
             run_analysis_worker(settings, stop=stop, once=once)
             return
-        from experiments.scheduler import run_scheduler
+        from experiments.runs.scheduler import run_scheduler
 
         if now is not None and not once:
             raise typer.BadParameter("--now needs --once (a pretend clock does not advance)")
@@ -80,8 +80,8 @@ def serve(
     """Serve the portal of experiments and impact reports (sign in with an API token)."""
     import uvicorn
 
-    from experiments.console import configure_logging, user_errors
-    from experiments.portal import create_portal
+    from experiments.cli.console import configure_logging, user_errors
+    from experiments.portal.app import create_portal
     from experiments.settings import Settings
 
     settings = Settings()
@@ -96,7 +96,7 @@ def demo() -> None:
     """Run a whole simulated experiment end to end (what `make demo` runs)."""
     import typer
 
-    from experiments.console import configure_logging, user_errors
+    from experiments.cli.console import configure_logging, user_errors
     from experiments.demo import run_demo
     from experiments.settings import Settings
 

@@ -4,14 +4,14 @@ Run by an administrator on the machine that holds the registry: a token is shown
 when issued, and only its SHA-256 is kept. Whoever opens the registry with the
 deployment's credentials is the administrator; the audit log names the operating-system
 account (:func:`experiments.access.cli_actor`). Without those credentials the database
-refuses, and the command says so in one line (exit 4, :mod:`experiments.console`).
+refuses, and the command says so in one line (exit 4, :mod:`experiments.cli.console`).
 """
 
 from __future__ import annotations
 
 import typer
 
-from experiments.console import database_errors
+from experiments.cli.console import database_errors
 
 app = typer.Typer(help="Issue, list and revoke API tokens (administrators).", no_args_is_help=True)
 

@@ -21,7 +21,7 @@ the gateway's event endpoints (:mod:`experiments.access`):
 
 For a learner-randomised protocol (``population.unit: learner``) the enrollment body is a
 file of pupils (``learner_id,class_id,school_uai,level,academie`` + attributes, or JSON
-``{"pupils": [...]}``), see :mod:`experiments.enrollment_learners`: the answer gives each
+``{"pupils": [...]}``), see :mod:`experiments.enrollment.pupils`: the answer gives each
 pupil's arm by the id sent (never stored: the registry keeps a per-experiment pseudonym),
 the classes are enrolled with the arm ``*`` (mixed), and an EdTech token sees those mixed
 classes (the académie tells which pupils get the resource). A pupil's withdrawal names
@@ -52,9 +52,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from experiments.access import Principal, authenticate, record_audit
-from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import registry_engine
-from experiments.enrollment import (
+from experiments.enrollment.balance import BalanceReport, BalanceUnit, balance_report
+from experiments.enrollment.classes import (
     BASE_COLUMNS,
     ClassesFile,
     EnrolledClass,
@@ -69,8 +69,8 @@ from experiments.enrollment import (
     read_classes,
     withdraw,
 )
-from experiments.enrollment_file import Refusal
-from experiments.enrollment_learners import (
+from experiments.enrollment.files import Refusal
+from experiments.enrollment.pupils import (
     MIXED_ARM,
     PUPIL_COLUMNS,
     EnrolledLearner,
@@ -80,8 +80,8 @@ from experiments.enrollment_learners import (
     read_pupils,
 )
 from experiments.errors import EnrollmentError, RegistryError
+from experiments.privacy.retention import remove_withdrawn_pupil_data
 from experiments.registry import ExperimentRow
-from experiments.retention import remove_withdrawn_pupil_data
 from experiments.settings import Settings
 from ingest.contract import PSEUDONYM_PATTERN
 from ingest.pseudonym import pseudonymise
@@ -247,7 +247,7 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
         Read once by the app at start-up.
     publish
         Hands new enrollments to ``preuve.enrollments``; default: the Kafka producer of
-        :mod:`ingest.producer` (records left pending if the broker is unreachable).
+        :mod:`ingest.kafka.producer` (records left pending if the broker is unreachable).
     engine
         The registry's engine (the gateway passes its own); None: ``registry_engine``.
 

@@ -1,6 +1,6 @@
 """Enrollment: académies enroll classes; the platform checks them and assigns the arms.
 
-The file and its checks are in :mod:`experiments.enrollment_file` (re-exported here).
+The file and its checks are in :mod:`experiments.enrollment.files` (re-exported here).
 The valid rows of one file are enrolled, randomised and logged in **one transaction**
 (:func:`enroll_classes`): a crash leaves all of them or none. Rows already enrolled with
 the same values are reported as such, so re-running a file after a crash or a timeout
@@ -26,9 +26,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.access import reason_problem, record_audit
-from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import RegistryBase, insert_for
-from experiments.enrollment_file import (
+from experiments.enrollment.balance import BalanceReport, BalanceUnit, balance_report
+from experiments.enrollment.files import (
     BASE_COLUMNS,
     ClassesFile,
     ClassRow,
@@ -37,8 +37,8 @@ from experiments.enrollment_file import (
     read_classes,
     refusal,
 )
+from experiments.enrollment.randomisation import Allocation, Randomiser, Unit
 from experiments.errors import EnrollmentError, RegistryError
-from experiments.randomisation import Allocation, Randomiser, Unit
 
 if TYPE_CHECKING:
     from experiments.settings import Settings
@@ -196,7 +196,7 @@ def enrollment_design(
     >>> design.seed, warning.startswith("experiment fluence-cp-2027 is not registered")
     (20270901, True)
     """
-    from experiments.protocol import load_protocol
+    from experiments.protocol.language import load_protocol
     from experiments.registry import get_experiment, registered_protocol
 
     try:
@@ -304,7 +304,7 @@ def _randomiser(
 ) -> tuple[Randomiser, _AllocationLog]:
     """The randomiser of ``design``, resumed from its allocation log, and the log that the
     allocations of this file are added to (shared with
-    :mod:`experiments.enrollment_learners`)."""
+    :mod:`experiments.enrollment.pupils`)."""
     log = _ALLOCATIONS
     where = log.c.experiment_id == design.experiment_id
     counts = {
@@ -387,7 +387,7 @@ def _difference(
 ) -> tuple[str, object] | None:
     """The first of ``values`` (a row of the file) that the enrolled row ``known`` holds
     otherwise, and the value it holds; None when the row is enrolled identically (shared
-    with :mod:`experiments.enrollment_learners`)."""
+    with :mod:`experiments.enrollment.pupils`)."""
     for name, value in values.items():
         stored = dict(known[name]) if name == "attributes" else known[name]
         if stored != value:
@@ -400,7 +400,7 @@ def _enrolled_rows(
 ) -> dict[str, Mapping[Any, Any]]:
     """The rows of ``experiment_id`` in ``table`` (``enrollments``, or the pupils'
     ``learner_enrollments``), by their column ``key`` (shared with
-    :mod:`experiments.enrollment_learners`)."""
+    :mod:`experiments.enrollment.pupils`)."""
     return {
         row[key]: row
         for row in session.execute(
@@ -421,7 +421,7 @@ def _enrolled_row(
     """The row of ``experiment_id`` in ``table`` whose column ``key`` is ``value``; None
     when there is none, or when it is not ``academie``'s (None: any académie's). Both give
     the same answer, so nobody can probe another académie's enrollments (shared with
-    :func:`experiments.enrollment_learners.withdraw_learner`)."""
+    :func:`experiments.enrollment.pupils.withdraw_learner`)."""
     row = session.execute(
         sa.select(table).where(table.c.experiment_id == experiment_id, table.c[key] == value)
     ).mappings().first()
@@ -574,7 +574,7 @@ def enroll_classes(
     actor
         Who enrolls, as the audit log names it (``Principal.actor``).
     publish
-        Hands the new enrollments to the router (:func:`ingest.producer.publish_enrollments`
+        Hands the new enrollments to the router (:func:`ingest.kafka.producer.publish_enrollments`
         bound to the settings); None publishes nothing and leaves them pending.
     now
         Enrollment time (default: now, UTC).
@@ -592,7 +592,7 @@ def enroll_classes(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
@@ -705,7 +705,7 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
@@ -713,7 +713,7 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
     [0, 0]
     """
     if design.unit == "learner":
-        from experiments.enrollment_learners import learner_balance
+        from experiments.enrollment.pupils import learner_balance
 
         return learner_balance(engine, design)
     units: dict[str, BalanceUnit] = {}
@@ -733,7 +733,7 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
 def _compared_attributes(design: EnrollmentDesign, *, level: bool) -> list[str]:
     """What a balance report compares: the declared unit attributes, then ``level`` (if
     ``level``) and ``academie`` when the population has more than one (shared with
-    :func:`experiments.enrollment_learners.learner_balance`)."""
+    :func:`experiments.enrollment.pupils.learner_balance`)."""
     compared = list(design.attributes)
     if level and len(design.levels) > 1:
         compared.append("level")
@@ -755,7 +755,7 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
@@ -922,7 +922,7 @@ def kafka_publisher(settings: Settings) -> Publish:
     from kafka.errors import KafkaError
 
     from ingest.errors import BrokerError
-    from ingest.producer import publish_enrollments
+    from ingest.kafka.producer import publish_enrollments
 
     def publish(messages: Sequence[EnrollmentMessage]) -> int:
         try:
@@ -1056,7 +1056,7 @@ def withdraw(
     pseudonym** (``pseudonymise(key, experiment_id, learner_id)``, the key the store
     gives the pupil's events), never the id as given: pupils are minors and no raw id
     enters a database. In a learner-randomised design the pupil is also marked withdrawn
-    (:func:`experiments.enrollment_learners.withdraw_learner`, the same record). What
+    (:func:`experiments.enrollment.pupils.withdraw_learner`, the same record). What
     happens to the data already collected follows ``design.class_data`` or
     ``design.pupil_data`` and is recorded with the withdrawal, for the store's purge and
     the CONSORT counts.
@@ -1079,7 +1079,7 @@ def withdraw(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
@@ -1102,7 +1102,7 @@ def withdraw(
         if not learner_id:
             raise EnrollmentError("learner id: empty", field="learner_id")
     if learner_id is not None and design.unit == "learner":
-        from experiments.enrollment_learners import withdraw_learner
+        from experiments.enrollment.pupils import withdraw_learner
 
         return withdraw_learner(
             engine, design, key if key is not None else registry_pseudonym_key(engine),

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
+from experiments.enrollment.randomisation import Scheme, integer_ratios, stratum_key
 from experiments.errors import EnrollmentError
-from experiments.protocol_vocabulary import LEVELS, unit_attributes
-from experiments.randomisation import Scheme, integer_ratios, stratum_key
+from experiments.protocol.vocabulary import LEVELS, unit_attributes
 
 if TYPE_CHECKING:
-    from experiments.protocol import Protocol
+    from experiments.protocol.language import Protocol
 
 __all__ = [
     "BASE_COLUMNS",
@@ -186,7 +186,7 @@ def _filled_refusal(
     details: Mapping[str, object],
 ) -> Refusal:
     """The refusal ``code`` of ``messages`` (:data:`MESSAGES`, or the pupils file's
-    :data:`experiments.enrollment_learners.LEARNER_MESSAGES`), both messages filled in
+    :data:`experiments.enrollment.pupils.LEARNER_MESSAGES`), both messages filled in
     from ``field``, ``value``, ``class_id`` and ``details``."""
     french, english = messages[code]
     values = {"field": field, "value": value, "class_id": class_id, **details}
@@ -235,7 +235,7 @@ class EnrollmentDesign:
 
         Examples
         --------
-        >>> from experiments.protocol import load_protocol
+        >>> from experiments.protocol.language import load_protocol
         >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
         >>> design.arms, design.ratios, design.attributes
         (('lectio', 'usual'), (1, 1), ('education_priority',))
@@ -386,7 +386,7 @@ def read_classes(
 
     Examples
     --------
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
     >>> text = (
     ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"

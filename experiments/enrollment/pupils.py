@@ -12,7 +12,7 @@ file never holds a name, an e-mail or a birth date: a column that looks like one
 the whole file, and an id with ``@`` or a space refuses its row.
 
 Each pupil is randomised on its own (stratified permuted blocks, the protocol's seed,
-:mod:`experiments.randomisation`) and logged in the append-only allocation log with the
+:mod:`experiments.enrollment.randomisation`) and logged in the append-only allocation log with the
 random draw, like a class; the log names the draw ``pupil:<sequence>`` and holds no
 pseudonym (an erased pupil leaves an anonymous draw). The registry only keeps the pupil's
 **per-experiment pseudonym** (:func:`ingest.pseudonym.pseudonymise`, the same key the
@@ -45,9 +45,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.access import reason_problem, record_audit
-from experiments.balance import BalanceReport, BalanceUnit, balance_report
 from experiments.database import RegistryBase
-from experiments.enrollment import (
+from experiments.enrollment.balance import BalanceReport, BalanceUnit, balance_report
+from experiments.enrollment.classes import (
     AllocationRow,
     EnrollmentRow,
     Publish,
@@ -67,7 +67,7 @@ from experiments.enrollment import (
     record_withdrawal,
     verify_allocations,
 )
-from experiments.enrollment_file import (
+from experiments.enrollment.files import (
     _SCHOOL_TIMEZONE,
     EnrollmentDesign,
     Refusal,
@@ -76,8 +76,8 @@ from experiments.enrollment_file import (
     _RowChecker,
     refusal,
 )
+from experiments.enrollment.randomisation import Unit, stratum_key
 from experiments.errors import EnrollmentError
-from experiments.randomisation import Unit, stratum_key
 
 __all__ = [
     "LEARNER_MESSAGES",
@@ -270,7 +270,7 @@ def read_pupils(
 
     Examples
     --------
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> text = ("learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"
@@ -541,7 +541,7 @@ def enroll_learners(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(
@@ -659,7 +659,7 @@ def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(
@@ -683,7 +683,7 @@ def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
 
 
 def verify_learner_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
-    """:func:`experiments.enrollment.verify_allocations`, and every pupil's arm checked
+    """:func:`experiments.enrollment.classes.verify_allocations`, and every pupil's arm checked
     against its logged allocation.
 
     Examples
@@ -691,7 +691,7 @@ def verify_learner_allocations(engine: Engine, design: EnrollmentDesign) -> list
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(
@@ -749,7 +749,7 @@ def withdraw_learner(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> from experiments.settings import Settings
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(

@@ -48,13 +48,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from analysis.report import report_summary, summary_sentence
-from analysis.report_text import Text
+from analysis.report.document import report_summary, summary_sentence
+from analysis.report.text import Text
 from experiments.access import Principal, Role, authenticate, record_audit, still_valid
-from experiments.analysis_runs import list_runs
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
-from experiments.portal_text import (
+from experiments.portal.text import (
     LANGUAGES,
     Language,
     academie_name,
@@ -62,7 +61,7 @@ from experiments.portal_text import (
     format_number,
     translate,
 )
-from experiments.portal_views import (
+from experiments.portal.views import (
     ExperimentSummary,
     UsageTable,
     Verdict,
@@ -71,6 +70,7 @@ from experiments.portal_views import (
     run_views,
     weekly_usage,
 )
+from experiments.runs.records import list_runs
 from experiments.settings import Settings
 
 __all__ = ["SESSION_COOKIE", "create_portal", "describe_verdict"]
@@ -191,7 +191,7 @@ class _Portal:
         self.clock = clock
         self.sessions = _SessionBook(settings.portal.session_ttl_s)
         self.templates = Environment(
-            loader=PackageLoader("experiments", "templates/portal"),
+            loader=PackageLoader("experiments.portal", "templates"),
             autoescape=select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,

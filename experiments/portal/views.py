@@ -19,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from analysis.report_rating import rate_evidence
-from experiments.analysis_runs import RunRecord, list_runs
-from experiments.enrollment import enrolled_classes
-from experiments.protocol import Protocol
+from analysis.report.rating import rate_evidence
+from experiments.enrollment.classes import enrolled_classes
+from experiments.protocol.language import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
-from experiments.scheduler import due_time, occurrences
+from experiments.runs.records import RunRecord, list_runs
+from experiments.runs.scheduler import due_time, occurrences
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, daily_usage_table
 
@@ -53,7 +53,7 @@ _NO_NEXT_RUN = ("draft", "closed")
 @dataclass(frozen=True)
 class Verdict:
     """The latest analysis' main effect, as the report says it (the portal renders it
-    with :func:`analysis.report.summary_sentence` and the evidence rating)."""
+    with :func:`analysis.report.document.summary_sentence` and the evidence rating)."""
 
     kind: str
     """``effect`` (a primary ITT effect in the results), ``monitoring`` (only usage so
@@ -64,7 +64,7 @@ class Verdict:
     effect: dict[str, Any] | None = None
     """The primary ITT effect of the results JSON (estimate, interval, months...)."""
     padlocks: int | None = None
-    """Evidence rating, 0 to 5 (:func:`analysis.report_rating.rate_evidence`)."""
+    """Evidence rating, 0 to 5 (:func:`analysis.report.rating.rate_evidence`)."""
     resource: str = ""
     outcome: str = ""
     unit: str = "class"

@@ -43,10 +43,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from experiments.access import record_audit
-from experiments.analysis_inputs import write_analysis_files
 from experiments.database import registry_engine
 from experiments.errors import RetentionError
 from experiments.registry import registered_protocol
+from experiments.runs.inputs import write_analysis_files
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 
@@ -264,7 +264,7 @@ def export_experiment(
     registry = registry_engine(settings)
     registered = registered_protocol(registry, experiment_id)
     protocol = registered.protocol
-    from experiments.enrollment import withdrawn_pupil_keys
+    from experiments.enrollment.classes import withdrawn_pupil_keys
 
     withdrawn = withdrawn_pupil_keys(registry_engine(settings), experiment_id)
     out.mkdir(parents=True, exist_ok=True)
@@ -340,7 +340,7 @@ def export_experiment(
 
 def _latest_results(registry: sa.Engine, experiment_id: str) -> list[str]:
     """The results JSON of the latest successful run, if any."""
-    from experiments.analysis_runs import analysis_runs_table as runs
+    from experiments.runs.records import analysis_runs_table as runs
 
     query = (sa.select(runs.c.results_json)
              .where(runs.c.experiment_id == experiment_id, runs.c.status == "done",

@@ -39,7 +39,7 @@ defensible before a data-protection officer:
    and the SQLite files are rewritten (``VACUUM``) so the bytes go too.
 2. The allocation is what the intention-to-treat analysis and its audit rest on: an
    erased class still counts as randomised (CONSORT flow, attrition), and the log
-   replays from the protocol (:func:`experiments.enrollment.verify_allocations`). The
+   replays from the protocol (:func:`experiments.enrollment.classes.verify_allocations`). The
    RGPD's research exemption (art. 17(3)(d) with art. 89) covers keeping what would
    otherwise make the trial's result unverifiable, with minimisation as the safeguard.
 3. Keeping the append-only guarantee whole is itself a safeguard: a database that lets
@@ -53,7 +53,7 @@ side decides class ids must go too, that is a new migration allowing exactly tha
 column to change.
 
 **Kafka.** Purging an experiment, or erasing a class, writes a tombstone (key
-:func:`ingest.producer.enrollment_key`, value ``None``) for each of its enrollments to
+:func:`ingest.kafka.producer.enrollment_key`, value ``None``) for each of its enrollments to
 the compacted topic ``preuve.enrollments`` with kafka-python (``acks=all``), *before*
 anything else is removed; the stream worker then forgets those enrollments and
 compaction removes the records. The audit entry gives the topic and the number of
@@ -63,8 +63,8 @@ broker is back): it never claims a success that Kafka does not share. When none 
 enrollments concerned was ever published (``published_status`` never set), there is
 nothing to forget in the topic and no broker is needed; the audit entry says so. After
 the tombstones, every enrollment concerned has ``published_status``
-:data:`experiments.enrollment.FORGOTTEN`, so that
-:func:`experiments.enrollment.publish_pending` never brings one back, and a second purge
+:data:`experiments.enrollment.classes.FORGOTTEN`, so that
+:func:`experiments.enrollment.classes.publish_pending` never brings one back, and a second purge
 needs no broker.
 
 Not covered here: the ingress topic ``preuve.events`` and the dead-letter topic keep what
@@ -91,7 +91,7 @@ from sqlalchemy.orm import Session
 from experiments import database
 from experiments.access import reason_problem, record_audit
 from experiments.database import is_postgres, registry_engine, store_engine, store_schema
-from experiments.enrollment import (
+from experiments.enrollment.classes import (
     FORGOTTEN,
     EnrollmentDesign,
     EnrollmentRow,
@@ -99,7 +99,7 @@ from experiments.enrollment import (
     WithdrawalRow,
     record_withdrawal,
 )
-from experiments.enrollment_learners import LearnerEnrollmentRow
+from experiments.enrollment.pupils import LearnerEnrollmentRow
 from experiments.errors import RetentionError
 from experiments.registry import registered_protocol
 from experiments.settings import Settings
@@ -285,7 +285,7 @@ def _tombstone(settings: Settings, what: str, enrollments: _Enrollments) -> dict
     from kafka.errors import KafkaError
 
     from ingest.errors import IngestError
-    from ingest.producer import enrollment_key, new_producer
+    from ingest.kafka.producer import enrollment_key, new_producer
 
     topic = settings.topics.enrollments
     if not enrollments.class_ids or not enrollments.published:
@@ -579,12 +579,12 @@ def remove_withdrawn_pupil_data(settings: Settings, withdrawal: Withdrawal, *,
                                 actor: str) -> dict[str, int] | None:
     """Carry out a pupil withdrawal's data policy: with ``remove`` (a pupil's objection,
     RGPD art. 21: the default for pupils, see
-    :meth:`~experiments.enrollment_file.EnrollmentDesign.from_protocol`), the events,
+    :meth:`~experiments.enrollment.files.EnrollmentDesign.from_protocol`), the events,
     daily usage and receipts the experiment holds for the pupil are deleted now. The pupil
     keeps their arm and stays counted as randomised (intention to treat, attrition).
     Events of the pupil that arrive later are stored but never analysed: the analyses
     leave out every pupil withdrawn with ``remove``
-    (:func:`experiments.analysis_inputs.write_analysis_files`).
+    (:func:`experiments.runs.inputs.write_analysis_files`).
 
     Returns
     -------

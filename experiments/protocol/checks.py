@@ -3,7 +3,7 @@
 Each check returns :class:`Finding` objects located by a field path *relative to the
 model that runs it*; the models raise them together as one :class:`ProtocolProblems`
 (a ``ValueError``, so pydantic keeps it in the error's context), and
-:func:`experiments.protocol.load_protocol` unfolds it into one located problem each.
+:func:`experiments.protocol.language.load_protocol` unfolds it into one located problem each.
 
 Checks that look at one section run in that section's model, so they are reported
 together with type errors elsewhere in the file. Checks across sections
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from experiments.protocol_vocabulary import EDUCATION_PRIORITY, did_you_mean, unit_attributes
+from experiments.protocol.vocabulary import EDUCATION_PRIORITY, did_you_mean, unit_attributes
 
 if TYPE_CHECKING:
-    from experiments.protocol import (
+    from experiments.protocol.language import (
         Arm,
         Outcome,
         Period,

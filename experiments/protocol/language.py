@@ -8,7 +8,7 @@ post-experiment decision). Every key of the YAML is an attribute of the same nam
 
 Validation happens in two layers, both reported with file positions by
 :func:`load_protocol`: types and closed vocabularies (pydantic, strict: YAML ``"1"`` is
-not the number 1), then meaning (:mod:`experiments.protocol_checks`).
+not the number 1), then meaning (:mod:`experiments.protocol.checks`).
 
 The hash (:attr:`Protocol.sha256`) is the SHA-256 of the *canonical JSON* of the
 validated model: ``model_dump(mode="json")`` with defaults filled in, keys sorted, no
@@ -40,16 +40,16 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from experiments import protocol_checks as checks
 from experiments.errors import Problem, ProtocolError
-from experiments.protocol_vocabulary import (
+from experiments.protocol import checks
+from experiments.protocol.source import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
+from experiments.protocol.vocabulary import (
     ACADEMIES,
     CYCLES,
     FORMER_ACADEMIES,
     LEVELS,
     did_you_mean,
 )
-from experiments.protocol_yaml import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
 
 __all__ = [
     "SCHEMA_PATH",
@@ -719,7 +719,7 @@ def write_schema(path: str | Path | None = None) -> str:
 
 
 SCHEMA_PATH = (
-    Path(__file__).resolve().parent.parent / "protocols" / "schema" / "protocol.schema.json"
+    Path(__file__).resolve().parents[2] / "protocols" / "schema" / "protocol.schema.json"
 )
 
 
@@ -733,5 +733,5 @@ def protocol_schema_text() -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-if __name__ == "__main__":  # python -m experiments.protocol: regenerate the schema file
+if __name__ == "__main__":  # python -m experiments.protocol.language: regenerate the schema file
     write_schema()

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from analysis.power import DesignInputs, MdesResult, PowerDesign, compute_mdes, units_needed
-from experiments.protocol import Protocol
+from experiments.protocol.language import Protocol
 
 __all__ = ["ContrastPower", "PowerReport", "protocol_power"]
 

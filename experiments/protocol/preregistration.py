@@ -8,8 +8,8 @@ it, not this rendering, is the contract.
 
 from __future__ import annotations
 
-from experiments.protocol import Protocol
-from experiments.protocol_power import protocol_power
+from experiments.protocol.language import Protocol
+from experiments.protocol.power import protocol_power
 from experiments.registry import ExperimentRecord
 
 __all__ = ["preregistration_markdown"]

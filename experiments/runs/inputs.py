@@ -32,7 +32,7 @@ Where each table comes from
   (a login only) give no row, so that ``weeks`` counts weeks of real use.
 - Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
   no usage row, even for events that reached the store after the withdrawal
-  (:func:`experiments.retention.remove_withdrawn_pupil_data` deleted those before it);
+  (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
   their unit stays, so they count as randomised and not analysed (attrition).
 
 Assessment results from another platform enter the store as ``assessment_scored``
@@ -68,10 +68,10 @@ from analysis.inputs import (
     read_usage,
 )
 from experiments.access import record_audit
-from experiments.enrollment import EnrolledClass, enrolled_classes, withdrawn_pupil_keys
-from experiments.enrollment_learners import EnrolledLearner, enrolled_learners
+from experiments.enrollment.classes import EnrolledClass, enrolled_classes, withdrawn_pupil_keys
+from experiments.enrollment.pupils import EnrolledLearner, enrolled_learners
 from experiments.errors import StoreError
-from experiments.protocol import Protocol
+from experiments.protocol.language import Protocol
 from experiments.settings import Settings
 from experiments.store import (
     SCHOOL_TIMEZONE,

@@ -7,9 +7,9 @@ each request a worker:
 1. returns at once if the run key is already recorded (a copy of a request, or a
    request re-delivered after a crash that happened after the record);
 2. reads the experiment's store and enrollments into the analysis tables
-   (:mod:`experiments.analysis_inputs`), under the protocol version named by the request;
+   (:mod:`experiments.runs.inputs`), under the protocol version named by the request;
 3. runs :func:`analysis.run.run_analysis`, writes the results JSON and the HTML page
-   (:func:`analysis.report.write_html`) as new files
+   (:func:`analysis.report.document.write_html`) as new files
    ``state_dir/reports/<experiment>/<analysis>/<run-id>.{json,html}``; a run id is never
    reused and the files are created exclusively, so nothing is ever overwritten;
 4. records the run in ``analysis_runs`` (unique run key, immutable: the database refuses
@@ -54,20 +54,20 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from analysis.errors import AnalysisError
-from analysis.report import write_html
-from analysis.report_context import (
+from analysis.report.context import (
     ReportContext,
     amendments_from_versions,
     usage_context_from_files,
 )
+from analysis.report.document import write_html
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
-from experiments.analysis_inputs import read_analysis_inputs
 from experiments.database import insert_for
 from experiments.errors import ExperimentError, SchedulerError
-from experiments.protocol import Protocol
+from experiments.protocol.language import Protocol
 from experiments.registry import get_experiment, registered_protocol
-from experiments.scheduler import AnalysisRequest, ensure_request_topic, utc
+from experiments.runs.inputs import read_analysis_inputs
+from experiments.runs.scheduler import AnalysisRequest, ensure_request_topic, utc
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 
@@ -199,7 +199,7 @@ def _events_offsets(settings: Settings) -> dict[str, Any]:
     from kafka.errors import KafkaError
 
     from ingest.errors import BrokerError
-    from ingest.producer import kafka_bootstrap
+    from ingest.kafka.producer import kafka_bootstrap
 
     group = settings.worker.group_id
     try:
@@ -451,7 +451,7 @@ def run_analysis_worker(
     from kafka.structs import OffsetAndMetadata
 
     from experiments.database import registry_engine
-    from ingest.producer import kafka_bootstrap
+    from ingest.kafka.producer import kafka_bootstrap
 
     stop = stop or threading.Event()
     registry = registry_engine(settings)

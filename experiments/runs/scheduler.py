@@ -8,7 +8,7 @@ to ``preuve.analysis.requests`` (keyed by run key, acks=all, idempotent producer
 scheduler that dies between the claim and Kafka's ack leaves a claim without
 ``published_at``; any scheduler publishes it again after
 ``settings.scheduler.republish_after_s``. Workers record a run once per run key
-(:mod:`experiments.analysis_runs`), so a second copy of a request does nothing.
+(:mod:`experiments.runs.records`), so a second copy of a request does nothing.
 
 When runs are due
 -----------------
@@ -49,7 +49,7 @@ Retention
 ---------
 At each look the scheduler also purges the row-level data of every experiment whose
 ``retention.keep_until`` has passed (Paris date) and that was not purged yet
-(:func:`experiments.retention.purge_expired`, the same purge as ``preuve purge``, audited
+(:func:`experiments.privacy.retention.purge_expired`, the same purge as ``preuve purge``, audited
 as the scheduler), unless ``settings.scheduler.purge_expired`` is off. Two schedulers
 may both purge an experiment the same day: a purge removes nothing the second time.
 """
@@ -73,7 +73,7 @@ from sqlalchemy import Engine
 
 from experiments.database import insert_for
 from experiments.errors import SchedulerError
-from experiments.protocol import Protocol, ScheduleEntry
+from experiments.protocol.language import Protocol, ScheduleEntry
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
 from experiments.settings import Settings
 from experiments.store import SCHOOL_TIMEZONE
@@ -264,7 +264,7 @@ def occurrences(protocol: Protocol, entry: ScheduleEntry) -> list[date]:
     Examples
     --------
     >>> from pathlib import Path
-    >>> from experiments.protocol import load_protocol
+    >>> from experiments.protocol.language import load_protocol
     >>> protocol = load_protocol(Path("protocols/fluence-cp-2027.yaml"))
     >>> weekly = occurrences(protocol, protocol.schedule[0])
     >>> weekly[0], weekly[-1], len(weekly)
@@ -476,7 +476,7 @@ def ensure_request_topic(settings: Settings) -> None:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from ingest.producer import kafka_bootstrap
+    from ingest.kafka.producer import kafka_bootstrap
 
     name = settings.topics.analysis_requests
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings),
@@ -558,7 +558,7 @@ def tick(settings: Settings, engine: Engine, producer: Any, now: datetime) -> Ti
     engine
         The registry's engine (tests pass one engine per scheduler).
     producer
-        A kafka-python producer (:func:`ingest.producer.new_producer`).
+        A kafka-python producer (:func:`ingest.kafka.producer.new_producer`).
     now
         The clock.
     """
@@ -575,7 +575,7 @@ def tick(settings: Settings, engine: Engine, producer: Any, now: datetime) -> Ti
                        "again", republished)
     purged = 0
     if settings.scheduler.purge_expired:
-        from experiments.retention import purge_expired
+        from experiments.privacy.retention import purge_expired
 
         today = now.astimezone(SCHOOL_TIMEZONE).date()
         purged = len(purge_expired(settings, actor=_SCHEDULER_ACTOR, today=today))
@@ -615,7 +615,7 @@ def run_scheduler(
     from kafka.errors import KafkaError
 
     from experiments.database import registry_engine
-    from ingest.producer import new_producer
+    from ingest.kafka.producer import new_producer
 
     engine = engine if engine is not None else registry_engine(settings)
     clock = clock or (lambda: datetime.now(UTC))

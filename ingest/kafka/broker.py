@@ -32,7 +32,7 @@ __all__ = ["BrokerState", "LocalBroker", "broker_answers", "free_port"]
 
 logger = logging.getLogger(__name__)
 
-_POM = Path(__file__).resolve().parent.parent / "tools" / "kafka" / "pom.xml"
+_POM = Path(__file__).resolve().parents[2] / "tools" / "kafka" / "pom.xml"
 _DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
 
 _SERVER_PROPERTIES = """\

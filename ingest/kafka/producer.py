@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.settings import Settings
-from ingest.broker import LocalBroker
 from ingest.contract import EnrollmentMessage
 from ingest.errors import BrokerError
+from ingest.kafka.broker import LocalBroker
 
 __all__ = [
     "SendReport",

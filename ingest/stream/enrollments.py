@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from ingest.contract import EnrollmentMessage
-from ingest.producer import enrollment_key_parts
+from ingest.kafka.producer import enrollment_key_parts
 
 __all__ = ["EnrollmentView"]
 

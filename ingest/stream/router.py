@@ -49,7 +49,7 @@ class UsageRule:
 
     @classmethod
     def from_protocol(cls, protocol: object | None) -> UsageRule:
-        from experiments.protocol import Usage
+        from experiments.protocol.language import Usage
 
         usage = getattr(protocol, "usage", None) or Usage()
         login = {v for m in usage.metrics if m.kind == "login" for v in m.verbs}

@@ -46,10 +46,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from experiments.console import configure_logging
+from experiments.cli.console import configure_logging
 from experiments.database import registry_engine
 from experiments.settings import Settings
-from ingest.producer import ensure_topics, kafka_bootstrap
+from ingest.kafka.producer import ensure_topics, kafka_bootstrap
 from ingest.pseudonym import load_pseudonym_key
 from ingest.stream.enrollments import EnrollmentView
 from ingest.stream.parking import (

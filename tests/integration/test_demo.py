@@ -35,7 +35,7 @@ def test_demo_runs_from_protocol_to_report(make_settings: SettingsFactory) -> No
     assert "/reports/fluence-cp-2027/final/" in str(result.report_html)
     assert "preuve serve" in output and "http://127.0.0.1:" in output, "the portal's URL"
     # The report of the demo: every section, the summary equal to the JSON, French only.
-    from analysis.report_checks import check_report
+    from analysis.report.checks import check_report
 
     assert check_report(html, results, "fr") == []
     assert "Usage actif semaine par semaine" in html and "<svg" in html

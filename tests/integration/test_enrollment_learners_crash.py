@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment_file import EnrollmentDesign
-from experiments.enrollment_learners import enroll_learners, read_pupils
-from experiments.protocol import load_protocol
+from experiments.enrollment.files import EnrollmentDesign
+from experiments.enrollment.pupils import enroll_learners, read_pupils
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment import (
+from experiments.enrollment.classes import (
     EnrollmentDesign,
     enroll_classes,
     enrolled_classes,
@@ -20,7 +20,7 @@ from experiments.enrollment import (
     verify_allocations,
     withdraw,
 )
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_enroll_withdraw_verify_and_guards_on_postgresql(engine: Engine) -> None
 
 
 def test_pupils_of_a_learner_design_on_postgresql(engine: Engine) -> None:
-    from experiments.enrollment_learners import (
+    from experiments.enrollment.pupils import (
         MIXED_ARM,
         enroll_learners,
         learner_arms,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ingest.producer import enrollment_key, ensure_topics, new_producer, publish_enrollments
+from ingest.kafka.producer import enrollment_key, ensure_topics, new_producer, publish_enrollments
 from ingest.stream.enrollments import EnrollmentView
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment

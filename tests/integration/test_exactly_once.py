@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from experiments.store import ExperimentStore, daily_usage_table
-from ingest.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment, workload
 from tests.support.postgres import wait_until

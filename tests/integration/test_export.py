@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from experiments.analysis_runs import analysis_runs_table
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment import EnrollmentDesign, withdraw
-from experiments.export import MIN_CELL, export_experiment
-from experiments.protocol import load_protocol
+from experiments.enrollment.classes import EnrollmentDesign, withdraw
+from experiments.privacy.export import MIN_CELL, export_experiment
+from experiments.protocol.language import load_protocol
+from experiments.runs.records import analysis_runs_table
 from ingest.pseudonym import load_pseudonym_key
 from tests.conftest import SettingsFactory
 from tests.support.trial import EXPERIMENT, PROTOCOL, build_trial

@@ -24,9 +24,9 @@ from experiments.access import issue_token
 from experiments.database import registry_engine
 from experiments.settings import GatewaySettings, KafkaSettings, Settings
 from experiments.store import ExperimentStore, daily_usage_table
-from ingest.broker import LocalBroker
 from ingest.gateway import create_app
-from ingest.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.broker import LocalBroker
+from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment, valid_event
 from tests.support.gateway_client import AppClient
@@ -97,7 +97,7 @@ def _usage_events(settings: Settings) -> int:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    # No fixed port: a restart on the same home must find the port it had (ingest/broker.py).
+    # No fixed port: a restart on the same home must find the port it had (ingest/kafka/broker.py).
     broker = LocalBroker(tmp_path / "kafka", Settings().cache_dir, KafkaSettings().version,
                          partitions=2, heap="512m")
     try:

@@ -34,8 +34,8 @@ from kafka.admin import NewTopic
 from experiments.access import issue_token
 from experiments.database import registry_engine
 from experiments.settings import GatewaySettings, Settings, TopicNames
-from ingest.broker import free_port
 from ingest.gateway import OPENAPI_PATH, create_app, openapi_document
+from ingest.kafka.broker import free_port
 from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
 from tests.support.gateway_client import AppClient as InProcessClient

@@ -40,14 +40,14 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from experiments.access import issue_token
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment import enroll_classes, enrollment_design
-from experiments.enrollment_file import read_classes
-from experiments.protocol import load_protocol
+from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.files import read_classes
+from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.settings import GatewaySettings, Settings, TopicNames
-from ingest.broker import LocalBroker
 from ingest.gateway import OPENAPI_PATH, create_app
-from ingest.producer import new_producer
+from ingest.kafka.broker import LocalBroker
+from ingest.kafka.producer import new_producer
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
@@ -298,7 +298,7 @@ def test_no_input_makes_the_enrollment_api_fail(
         headers = {"Authorization": f"Bearer {token}", "X-API-Key": token}
         if path.endswith("/enrollments") and method == "POST":
             # The operation reads its body itself (CSV or JSON rows, as documented in
-            # experiments/enrollment_api.py), so the body is drawn here.
+            # experiments/enrollment/api.py), so the body is drawn here.
             media_type, body = data.draw(_ENROLLMENT_BODY, label="body")
             headers["Content-Type"] = media_type
             response = case.call(headers=headers, data=body.encode() if isinstance(body, str)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from experiments.cli import app
+from experiments.cli.app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,14 +17,19 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from experiments.access import issue_token
 from experiments.database import registry_engine
-from experiments.enrollment import EnrollmentDesign, enroll_classes, kafka_publisher, read_classes
-from experiments.protocol import load_protocol
+from experiments.enrollment.classes import (
+    EnrollmentDesign,
+    enroll_classes,
+    kafka_publisher,
+    read_classes,
+)
+from experiments.privacy.retention import purge_experiment, store_exists
+from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
-from experiments.retention import purge_experiment, store_exists
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
 from ingest.gateway import create_app
-from ingest.producer import enrollment_key, ensure_topics, send_raw_events
+from ingest.kafka.producer import enrollment_key, ensure_topics, send_raw_events
 from ingest.receipts import receipts
 from tests.conftest import SettingsFactory
 from tests.support.events import valid_event

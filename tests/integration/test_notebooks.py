@@ -29,11 +29,11 @@ import pytest
 from nbclient import NotebookClient
 
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
-from analysis.report import render_report
+from analysis.report.document import render_report
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
 from analysis.simulate import simulate_trial
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from experiments.store import SCHOOL_TIMEZONE, ExperimentStore, StoredEvent
 

@@ -19,9 +19,9 @@ import pytest
 import uvicorn
 
 from experiments.database import dispose_engines
-from experiments.portal import create_portal
+from experiments.portal.app import create_portal
 from experiments.settings import Settings
-from ingest.broker import free_port
+from ingest.kafka.broker import free_port
 from tests.support.portal import EXPERIMENT, NOW, PortalWorld, build_world
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from experiments.portal import create_portal
+from experiments.portal.app import create_portal
 from experiments.settings import Settings
 from tests.support.portal import EXPERIMENT, NOW, PortalClient, build_world
 

@@ -16,11 +16,10 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from experiments import retention
 from experiments.access import AuditEntry
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment import (
+from experiments.enrollment.classes import (
     FORGOTTEN,
     AllocationRow,
     EnrollmentDesign,
@@ -35,16 +34,15 @@ from experiments.enrollment import (
     verify_allocations,
     withdraw,
 )
-from experiments.enrollment_learners import (
+from experiments.enrollment.pupils import (
     enroll_learners,
     learner_arms,
     read_pupils,
     verify_learner_allocations,
 )
 from experiments.errors import RetentionError
-from experiments.protocol import load_protocol
-from experiments.registry import register_protocol
-from experiments.retention import (
+from experiments.privacy import retention
+from experiments.privacy.retention import (
     erase_class,
     erase_learner,
     purge_due,
@@ -53,9 +51,11 @@ from experiments.retention import (
     purges,
     store_exists,
 )
+from experiments.protocol.language import load_protocol
+from experiments.registry import register_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
-from ingest.producer import enrollment_key, ensure_topics
+from ingest.kafka.producer import enrollment_key, ensure_topics
 from ingest.pseudonym import load_pseudonym_key, pseudonymise
 from ingest.receipts import receipts
 from ingest.stream.parking import ParkedEvent, park, parked_table

@@ -14,14 +14,14 @@ from alembic.config import Config
 
 from experiments import database
 from experiments.access import AuditEntry
-from experiments.analysis_inputs import write_analysis_files
 from experiments.database import registry_engine
-from experiments.enrollment import EnrollmentDesign, WithdrawalRow, withdraw
-from experiments.enrollment_learners import enroll_learners, learner_arms, read_pupils
-from experiments.export import export_experiment
-from experiments.protocol import load_protocol
+from experiments.enrollment.classes import EnrollmentDesign, WithdrawalRow, withdraw
+from experiments.enrollment.pupils import enroll_learners, learner_arms, read_pupils
+from experiments.privacy.export import export_experiment
+from experiments.privacy.retention import remove_withdrawn_pupil_data, store_exists
+from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
-from experiments.retention import remove_withdrawn_pupil_data, store_exists
+from experiments.runs.inputs import write_analysis_files
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent, daily_usage_table, events_table
 from ingest.pseudonym import load_pseudonym_key, pseudonymise

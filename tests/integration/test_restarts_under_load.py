@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, daily_usage_table
-from ingest.producer import ensure_topics, new_producer, publish_enrollments
+from ingest.kafka.producer import ensure_topics, new_producer, publish_enrollments
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment, workload
 from tests.support.postgres import wait_until

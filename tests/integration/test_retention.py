@@ -11,12 +11,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment import EnrollmentDesign, enrolled_classes, withdraw
+from experiments.enrollment.classes import EnrollmentDesign, enrolled_classes, withdraw
 from experiments.errors import RetentionError
-from experiments.protocol import load_protocol
-from experiments.retention import (
+from experiments.privacy.retention import (
     erase_class,
     erase_learner,
     purge_due,
@@ -24,6 +23,7 @@ from experiments.retention import (
     purges,
     store_exists,
 )
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
 from ingest.pseudonym import load_pseudonym_key

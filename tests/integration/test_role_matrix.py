@@ -52,11 +52,11 @@ from kafka.admin import NewTopic
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry, cli_actor
-from experiments.cli import app as preuve
-from experiments.console import EXIT_DATABASE
+from experiments.cli.app import app as preuve
+from experiments.cli.console import EXIT_DATABASE
 from experiments.database import dispose_engines
-from experiments.enrollment import enrolled_classes
-from experiments.portal import SESSION_COOKIE, create_portal
+from experiments.enrollment.classes import enrolled_classes
+from experiments.portal.app import SESSION_COOKIE, create_portal
 from experiments.settings import Settings, TopicNames
 from ingest.gateway import create_app
 from ingest.xapi import CLASS_EXTENSION, RESOURCE_EXTENSION, SCHOOL_EXTENSION

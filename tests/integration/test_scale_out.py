@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.store import ExperimentStore
-from ingest.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment, workload
 from tests.support.postgres import wait_until

@@ -28,13 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from experiments.analysis_runs import find_run, list_runs, run_analysis_worker
 from experiments.database import REGISTRY_SCHEMA, _postgres_engine, _sqlite_engine, registry_engine
-from experiments.enrollment import enroll_classes, enrollment_design
-from experiments.enrollment_file import read_classes
-from experiments.protocol import parse_protocol
+from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.files import read_classes
+from experiments.protocol.language import parse_protocol
 from experiments.registry import amend_protocol, register_protocol, transition_experiment
-from experiments.scheduler import (
+from experiments.runs.records import find_run, list_runs, run_analysis_worker
+from experiments.runs.scheduler import (
     AnalysisRequest,
     ScheduledRun,
     due_time,
@@ -44,7 +44,7 @@ from experiments.scheduler import (
 )
 from experiments.settings import SchedulerSettings, Settings, WorkerSettings
 from experiments.store import ExperimentStore, StoredEvent
-from ingest.producer import new_producer
+from ingest.kafka.producer import new_producer
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.worker import settings_env
@@ -190,7 +190,7 @@ def test_two_scheduler_threads_with_separate_engines_race_all_year(settings: Set
             errors.append(exc)
             barrier.abort()
 
-    from experiments.scheduler import ensure_request_topic
+    from experiments.runs.scheduler import ensure_request_topic
 
     ensure_request_topic(settings)
     threads = [threading.Thread(target=scheduler, args=(i,)) for i in range(2)]
@@ -220,7 +220,7 @@ def test_the_first_look_after_keep_until_purges_the_experiment_once(settings: Se
     purges it at its first look on 1 July in Paris, not before, once, and not at all
     when ``scheduler.purge_expired`` is off."""
     from experiments.access import AuditEntry
-    from experiments.retention import purges, store_exists
+    from experiments.privacy.retention import purges, store_exists
 
     engine = registry_engine(settings)
     running_experiment(engine, classes=True, settings=settings)
@@ -290,7 +290,7 @@ def test_a_run_missed_during_downtime_is_caught_up_on_start(settings: Settings) 
 def test_a_scheduler_dead_before_publishing_is_relayed(settings: Settings) -> None:
     engine = registry_engine(settings)
     running_experiment(engine)
-    from experiments.scheduler import claim_runs, due_runs
+    from experiments.runs.scheduler import claim_runs, due_runs
 
     # A scheduler claimed the interim, then died before Kafka acknowledged it.
     runs = [r for r in due_runs(engine, at("2028-01-16T00:00:00+01:00"))
@@ -334,7 +334,7 @@ def test_a_protocol_amendment_changes_future_runs_only(settings: Settings) -> No
 _KILLABLE_WORKER = """
 import sys, time
 from pathlib import Path
-import experiments.analysis_runs as runs
+import experiments.runs.records as runs
 from experiments.settings import Settings
 
 marker, point = Path(sys.argv[1]), sys.argv[2]
@@ -376,7 +376,7 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
 ) -> None:
     engine = registry_engine(settings)
     running_experiment(engine, classes=True, settings=settings)
-    from experiments.scheduler import ensure_request_topic
+    from experiments.runs.scheduler import ensure_request_topic
 
     ensure_request_topic(settings)
     publish(settings, engine, at("2028-01-16T00:00:00+01:00"))  # monitoring + interim
@@ -428,7 +428,7 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
 def test_run_records_hold_what_they_used_and_reports_are_immutable(settings: Settings) -> None:
     engine = registry_engine(settings)
     running_experiment(engine, classes=True, settings=settings)
-    from experiments.scheduler import ensure_request_topic
+    from experiments.runs.scheduler import ensure_request_topic
 
     ensure_request_topic(settings)
     publish(settings, engine, at("2027-10-05T00:00:00+02:00"))  # monitoring of Oct 4
@@ -473,7 +473,7 @@ def test_run_records_hold_what_they_used_and_reports_are_immutable(settings: Set
 def test_an_analysis_that_cannot_run_is_recorded_as_failed(settings: Settings) -> None:
     engine = registry_engine(settings)
     running_experiment(engine)  # no class enrolled, nothing stored
-    from experiments.analysis_runs import perform_run
+    from experiments.runs.records import perform_run
 
     run = ScheduledRun(EXPERIMENT, "interim", at("2028-01-15T06:00:00+01:00"), 1,
                        parse_protocol(TEXT).sha256, "at: 2028-01-15")

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from experiments.database import registry_engine
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, daily_usage_table, events_table
-from ingest.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
 from ingest.stream.parking import count_parked
 from tests.conftest import SettingsFactory
 from tests.support.events import enrollment, workload

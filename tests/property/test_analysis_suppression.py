@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from analysis.inputs import AnalysisPlan, OutcomeSpec, read_outcomes, read_units, read_usage
-from analysis.report import render_report
+from analysis.report.document import render_report
 from analysis.results import to_json_dict
 from analysis.run import run_analysis
 from analysis.statistics import SampleMeanStatistic

@@ -13,10 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.enrollment import EnrollmentDesign
-from experiments.enrollment_file import read_classes
+from experiments.enrollment.classes import EnrollmentDesign
+from experiments.enrollment.files import read_classes
 from experiments.errors import EnrollmentError, ProtocolError
-from experiments.protocol import load_protocol, parse_protocol
+from experiments.protocol.language import load_protocol, parse_protocol
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
 DESIGN = EnrollmentDesign.from_protocol(load_protocol(PROTOCOL))

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from experiments.protocol import Protocol, dump_protocol, load_protocol, parse_protocol
-from experiments.protocol_vocabulary import ACADEMIES, LEVELS, STANDARD_UNIT_ATTRIBUTES
+from experiments.protocol.language import Protocol, dump_protocol, load_protocol, parse_protocol
+from experiments.protocol.vocabulary import ACADEMIES, LEVELS, STANDARD_UNIT_ATTRIBUTES
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
 SLUGS = st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}", fullmatch=True)

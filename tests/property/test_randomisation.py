@@ -1,4 +1,5 @@
-"""Invariants of the stratified permuted-block randomisation (experiments.randomisation)."""
+"""Invariants of the stratified permuted-block randomisation
+(experiments.enrollment.randomisation)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.randomisation import Randomiser, Scheme, Unit, integer_ratios
+from experiments.enrollment.randomisation import Randomiser, Scheme, Unit, integer_ratios
 
 ARM_NAMES = ("a", "b", "c", "d")
 

@@ -14,7 +14,7 @@
   Endowment Foundation's Toolkit page "About the Toolkits: attainment"
   (https://educationendowmentfoundation.org.uk/evidence-summaries/about-the-toolkits/
   attainment/), table "Months' progress / Effect size", as stored on 2026-11-22.
-* The EEF padlock thresholds (``analysis.report_rating``) are not pinned here: no copy of
+* The EEF padlock thresholds (``analysis.report.rating``) are not pinned here: no copy of
   their source was found (see the module docstring).
 
 Tolerance: exact (the tables are written with one or two decimals; the JSON stores them as

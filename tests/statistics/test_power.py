@@ -35,7 +35,7 @@ from analysis.power import (
     power_for_effect,
     units_needed,
 )
-from experiments.protocol_cli import app
+from experiments.cli.protocol import app
 
 pytestmark = pytest.mark.statistics
 

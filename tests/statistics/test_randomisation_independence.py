@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.randomisation import Randomiser, Scheme, Unit
+from experiments.enrollment.randomisation import Randomiser, Scheme, Unit
 
 SEEDS = range(1000)
 ALPHA = 0.001

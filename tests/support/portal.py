@@ -1,7 +1,7 @@
 """A registry and stores for the portal's tests: one experiment (fluence-cp-2027, from
 ``protocols/``) with classes of two académies, a term of usage, assessments, and two
 recorded runs (monitoring, final) whose reports are real files written by the workers'
-own code path (:func:`experiments.analysis_runs.perform_run`, no Kafka needed)."""
+own code path (:func:`experiments.runs.records.perform_run`, no Kafka needed)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from experiments.access import issue_token
-from experiments.analysis_runs import RunRecord, perform_run
 from experiments.database import registry_engine
-from experiments.enrollment import enroll_classes, enrollment_design
-from experiments.enrollment_file import read_classes
-from experiments.portal import SESSION_COOKIE
-from experiments.protocol import parse_protocol
+from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.files import read_classes
+from experiments.portal.app import SESSION_COOKIE
+from experiments.protocol.language import parse_protocol
 from experiments.registry import register_protocol, transition_experiment
-from experiments.scheduler import AnalysisRequest, ScheduledRun, due_time
+from experiments.runs.records import RunRecord, perform_run
+from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
 

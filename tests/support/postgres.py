@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.broker import free_port
+from ingest.kafka.broker import free_port
 
 
 def _bin(name: str) -> str:

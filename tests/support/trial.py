@@ -16,8 +16,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from experiments.database import registry_engine
-from experiments.enrollment import EnrolledClass, EnrollmentDesign, enroll_classes, read_classes
-from experiments.protocol import load_protocol
+from experiments.enrollment.classes import (
+    EnrolledClass,
+    EnrollmentDesign,
+    enroll_classes,
+    read_classes,
+)
+from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.simulate import SimulatedFiles, simulate_trial
-from experiments.cli import app
+from experiments.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "protocols" / "fluence-cp-2027.yaml"

@@ -17,7 +17,7 @@ from analysis.inputs import (
     read_usage,
 )
 from analysis.sample import attribute_codes, build_sample
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,7 +142,7 @@ def test_learner_in_two_units_is_refused(tmp_path: Path) -> None:
 def test_usage_with_no_outcome_yet_is_read_not_a_crash(tmp_path: Path) -> None:
     # Early monitoring runs have usage but no assessment yet (reported by the scheduler).
     from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
-    from experiments.protocol import load_protocol
+    from experiments.protocol.language import load_protocol
 
     protocol = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
     plan = plan_from_protocol(load_protocol(protocol))

@@ -18,8 +18,8 @@ import typer
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry, cli_actor
-from experiments.cli import app
-from experiments.console import EXIT_DATABASE, database_errors, user_errors
+from experiments.cli.app import app
+from experiments.cli.console import EXIT_DATABASE, database_errors, user_errors
 from experiments.database import dispose_engines, registry_engine
 from experiments.errors import RegistryError
 from experiments.settings import Settings
@@ -97,13 +97,13 @@ def test_a_database_url_sqlalchemy_cannot_read_is_a_message() -> None:
 def test_the_detail_is_logged_at_debug_without_the_parameters(
         caplog: pytest.LogCaptureFixture) -> None:
     engine = sa.create_engine("sqlite://")
-    with caplog.at_level(logging.DEBUG, logger="experiments.console"), \
+    with caplog.at_level(logging.DEBUG, logger="experiments.cli.console"), \
             pytest.raises(typer.Exit) as raised:
         with database_errors(), engine.connect() as connection:
             connection.execute(sa.text("SELECT * FROM no_such_table WHERE x = :secret"),
                                {"secret": "gar-7f3a9c"})
     assert raised.value.exit_code == EXIT_DATABASE
-    (record,) = [r for r in caplog.records if r.name == "experiments.console"]
+    (record,) = [r for r in caplog.records if r.name == "experiments.cli.console"]
     assert record.levelno == logging.DEBUG
     text = record.getMessage()
     assert "no such table: no_such_table" in text and "SELECT * FROM no_such_table" in text

@@ -8,7 +8,7 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from experiments.cli import app
+from experiments.cli.app import app
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 SERVICES = YAML(typ="safe").load(COMPOSE.read_text())["services"]

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from experiments.balance import BalanceUnit, balance_report
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment import (
+from experiments.enrollment.balance import BalanceUnit, balance_report
+from experiments.enrollment.classes import (
     EnrollmentDesign,
     enroll_classes,
     enrolled_classes,
@@ -28,7 +28,7 @@ from experiments.enrollment import (
     withdraw,
 )
 from experiments.errors import EnrollmentError
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.errors import BrokerError
@@ -223,7 +223,7 @@ def test_the_allocation_log_is_append_only(engine: Engine, design: EnrollmentDes
 def test_arms_match_the_log_and_a_fresh_randomiser(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
-    from experiments.randomisation import Randomiser, Unit
+    from experiments.enrollment.randomisation import Randomiser, Unit
 
     outcome = enroll_classes(engine, design, read_classes(CLASSES, design), actor="t")
     replay = Randomiser(design.scheme).assign_all(
@@ -493,7 +493,7 @@ def test_cli_uses_the_registered_protocol_and_refuses_drafts_and_other_files(
 def test_the_allocation_log_replays_from_the_protocol_and_tampering_shows(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
-    from experiments.enrollment import verify_allocations
+    from experiments.enrollment.classes import verify_allocations
 
     enroll_classes(engine, design, read_classes(CLASSES, design), actor="t")
     late = HEADER + "late-1,0781234A,CP,22,versailles,REP\nlate-2,0931111B,CP,20,creteil,REP\n"

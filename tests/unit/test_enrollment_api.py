@@ -19,8 +19,8 @@ with warnings.catch_warnings():
 
 from experiments.access import issue_token
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment_api import enrollment_router
-from experiments.protocol import load_protocol
+from experiments.enrollment.api import enrollment_router
+from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage

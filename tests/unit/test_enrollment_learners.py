@@ -15,16 +15,16 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment import (
+from experiments.enrollment.classes import (
     enrolled_classes,
     enrollment_balance,
     pending_messages,
     withdraw,
 )
-from experiments.enrollment_file import EnrollmentDesign, read_classes
-from experiments.enrollment_learners import (
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.pupils import (
     MIXED_ARM,
     enroll_learners,
     enrolled_learners,
@@ -34,7 +34,7 @@ from experiments.enrollment_learners import (
     withdraw_learner,
 )
 from experiments.errors import EnrollmentError
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.pseudonym import pseudonymise
@@ -459,7 +459,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
         from fastapi.testclient import TestClient
 
     from experiments.access import issue_token
-    from experiments.enrollment_api import enrollment_router
+    from experiments.enrollment.api import enrollment_router
     from experiments.registry import register_protocol
 
     settings = Settings(state_dir=tmp_path / "api", pseudonym_key="api-test-key")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry, cli_actor
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import dispose_engines, registry_engine
 from experiments.settings import Settings
 

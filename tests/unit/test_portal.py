@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 
 from experiments.database import dispose_engines
-from experiments.portal import SESSION_COOKIE, create_portal
+from experiments.portal.app import SESSION_COOKIE, create_portal
 from experiments.settings import Settings
 from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient, PortalWorld, build_world
 
@@ -153,7 +153,7 @@ def test_portfolio_shows_status_territories_verdict_and_next_analysis(
     page = client.request("GET", "/experiences", sessions["officer"]).text
     assert '<html lang="fr">' in page
     assert "en cours" in page and "Versailles, Créteil" in page and "Lectio" in page
-    # The report's own sentence and evidence rating (analysis.report.summary_sentence).
+    # The report's own sentence and evidence rating (analysis.report.document.summary_sentence).
     assert "Les élèves des classes ayant utilisé Lectio ont progressé de" in page
     assert "mois de progrès" in page and "Solidité de la preuve :" in page
     assert "intermédiaire, 15/01/2028" in page  # interim at: 2028-01-15, after NOW
@@ -171,7 +171,7 @@ def test_experiment_page_lists_each_run_with_protocol_version_and_hash(
         assert f"/experiences/{EXPERIMENT}/rapports/{run.run_id}" in page
         assert run.protocol_sha256[:12] in page
     assert page.index("finale") < page.index("suivi", page.index("rapports"))  # latest first
-    # The report's one-page summary (analysis.report.report_summary), in French.
+    # The report's one-page summary (analysis.report.document.report_summary), in French.
     assert "La question" in page and "ont progressé de" in page
     assert "Solidité de la preuve" in page and "Quel degré de certitude" in page
     english = client.request("GET", f"/experiences/{EXPERIMENT}?lang=en",
@@ -256,7 +256,7 @@ def test_an_altered_report_is_not_served(tmp_path: Path) -> None:
         dispose_engines()
 
 
-@pytest.mark.parametrize("name", ["experiments.portal", "experiments.portal_text"])
+@pytest.mark.parametrize("name", ["experiments.portal.app", "experiments.portal.text"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib
@@ -269,9 +269,9 @@ def test_the_verdict_follows_the_latest_effect_analysis(
         world: tuple[Settings, PortalWorld]) -> None:
     import dataclasses
 
-    from experiments.portal import describe_verdict
-    from experiments.portal_views import verdict
-    from experiments.protocol import parse_protocol
+    from experiments.portal.app import describe_verdict
+    from experiments.portal.views import verdict
+    from experiments.protocol.language import parse_protocol
     from tests.support.portal import PROTOCOL_TEXT
 
     _, w = world

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from experiments.cli.protocol import app
 from experiments.errors import ProtocolError
-from experiments.protocol import Protocol, load_protocol, parse_protocol
-from experiments.protocol_cli import app
+from experiments.protocol.language import Protocol, load_protocol, parse_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "data" / "protocols" / "broken"
@@ -253,7 +253,7 @@ def test_protocol_model_refuses_what_the_loader_refuses() -> None:
 
 
 def test_preuve_entry_point_routes_to_validate() -> None:
-    from experiments.cli import app as preuve
+    from experiments.cli.app import app as preuve
 
     result = runner.invoke(preuve, ["protocol", "validate", str(DESIGN_EXAMPLE)])
     assert result.exit_code == 0, result.output

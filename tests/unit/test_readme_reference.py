@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from experiments.reference import README, render_blocks
+from experiments.cli.reference import README, render_blocks
 
 
 def test_readme_blocks_are_current() -> None:
     text = README.read_text()
     assert render_blocks(text) == text, (
-        "README.md is stale: run `.venv/bin/python -m experiments.reference`"
+        "README.md is stale: run `.venv/bin/python -m experiments.cli.reference`"
     )
 
 

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from experiments.cli.protocol import app
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
-from experiments.protocol import Protocol, load_protocol, parse_protocol
-from experiments.protocol_cli import app
+from experiments.protocol.language import Protocol, load_protocol, parse_protocol
 from experiments.registry import (
     STATES,
     amend_protocol,

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
-from analysis.report import (
+from analysis.report.context import Amendment, ReportContext, usage_context_from_files
+from analysis.report.document import (
     build_view,
     render_report,
     summary_sentence,
@@ -28,8 +29,7 @@ from analysis.report import (
     write_report,
     write_report_pdf,
 )
-from analysis.report_context import Amendment, ReportContext, usage_context_from_files
-from analysis.report_rating import (
+from analysis.report.rating import (
     attrition_padlocks,
     mdes_from_interval,
     mdes_padlocks,
@@ -38,7 +38,7 @@ from analysis.report_rating import (
 from analysis.results import AnalysisResults, to_json_dict
 from analysis.run import run_analysis
 from analysis.simulate import simulate_trial
-from experiments.protocol import Budget, BudgetItem, Protocol, load_protocol
+from experiments.protocol.language import Budget, BudgetItem, Protocol, load_protocol
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
 TEACHER = "Mme Zéphirine Dupontel"
@@ -474,7 +474,7 @@ def test_report_from_the_json_object_equals_report_from_results(trial: Trial) ->
 def test_cli_writes_the_report_in_english_and_as_pdf(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from experiments.cli import app
+    from experiments.cli.app import app
 
     files = simulate_trial(tmp_path / "trial", n_units=20, pupils_per_unit=12, usage_weeks=3)
     assert files.usage is not None
@@ -511,9 +511,9 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
         assert "ont progressé de" in text
 
 
-@pytest.mark.parametrize("name", ["analysis.report", "analysis.report_rating",
-                                  "analysis.report_context", "analysis.report_checks",
-                                  "analysis.report_text"])
+@pytest.mark.parametrize("name", ["analysis.report.document", "analysis.report.rating",
+                                  "analysis.report.context", "analysis.report.checks",
+                                  "analysis.report.text"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib
@@ -523,7 +523,7 @@ def test_docstring_examples_run(name: str) -> None:
 
 
 def test_summary_for_the_portal_is_the_report_s(trial: Trial, french: str) -> None:
-    from analysis.report import report_summary
+    from analysis.report.document import report_summary
 
     summary = report_summary(trial.data, protocol=trial.protocol)
     assert html.escape(summary["sentence"], quote=False) in french.replace("&#39;", "'")
@@ -534,7 +534,7 @@ def test_summary_for_the_portal_is_the_report_s(trial: Trial, french: str) -> No
 
 def test_report_checks_pass_on_the_report_and_catch_faults(trial: Trial, french: str,
                                                            english: str) -> None:
-    from analysis.report_checks import check_report
+    from analysis.report.checks import check_report
 
     assert check_report(french, trial.data) == []
     no_budget = render_report(trial.results, context=trial.context, lang="en")
@@ -555,8 +555,8 @@ def test_report_of_preuve_analyze_passes_the_checks(tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from analysis.report_checks import check_report
-    from experiments.cli import app
+    from analysis.report.checks import check_report
+    from experiments.cli.app import app
 
     files = simulate_trial(tmp_path / "trial", n_units=24, pupils_per_unit=15, usage_weeks=4)
     assert files.usage is not None
@@ -572,7 +572,7 @@ def test_report_of_preuve_analyze_passes_the_checks(tmp_path: Path) -> None:
 def test_funnel_from_a_store_tells_logins_from_real_use(trial: Trial) -> None:
     import pandas as pd
 
-    from analysis.report_context import usage_context_from_daily
+    from analysis.report.context import usage_context_from_daily
 
     # 30 treatment pupils log in on a Monday; 22 of them work in the resource.
     daily = pd.DataFrame({

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from experiments.database import registry_engine
-from experiments.protocol import load_protocol
+from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent, daily_usage_table, events_table

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from experiments.protocol import load_protocol
-from experiments.scheduler import occurrences
+from experiments.protocol.language import load_protocol
+from experiments.runs.scheduler import occurrences
 from tests.support.protocol_files import write_variant
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
@@ -29,7 +29,7 @@ def test_cron_days_fall_within_the_intervention_and_follow_up(tmp_path: Path) ->
 def test_a_bad_cron_expression_names_the_field(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from experiments.cli import app
+    from experiments.cli.app import app
 
     path = write_variant(PROTOCOL, tmp_path, schedule=[
         {"analysis": "monitoring", "cron": "every monday"},
@@ -43,7 +43,7 @@ def test_a_bad_cron_expression_names_the_field(tmp_path: Path) -> None:
 def test_one_of_at_every_cron(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from experiments.cli import app
+    from experiments.cli.app import app
 
     path = write_variant(PROTOCOL, tmp_path, schedule=[
         {"analysis": "monitoring", "cron": "0 6 * * 1", "every": "week"},

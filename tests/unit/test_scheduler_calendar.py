@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 
 from experiments.database import registry_engine
 from experiments.errors import SchedulerError
-from experiments.protocol import load_protocol, parse_protocol
+from experiments.protocol.language import load_protocol, parse_protocol
 from experiments.registry import amend_protocol, register_protocol, transition_experiment
-from experiments.scheduler import (
+from experiments.runs.scheduler import (
     AnalysisRequest,
     ScheduledRun,
     claim_runs,
@@ -157,7 +157,7 @@ def test_request_round_trip_and_refusals() -> None:
         AnalysisRequest.from_json(request.to_json().replace(b"/final/", b"/interim/"))
 
 
-@pytest.mark.parametrize("name", ["experiments.scheduler", "experiments.analysis_runs"])
+@pytest.mark.parametrize("name", ["experiments.runs.scheduler", "experiments.runs.records"])
 def test_docstring_examples_run(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import doctest
     import importlib

@@ -15,21 +15,21 @@ from sqlalchemy import Engine
 
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units
 from analysis.run import run_analysis
-from experiments.analysis_inputs import read_analysis_inputs, write_analysis_files
-from experiments.analysis_runs import list_runs, perform_run
 from experiments.database import registry_engine
-from experiments.enrollment import enroll_classes, enrollment_design
-from experiments.enrollment_file import read_classes
-from experiments.enrollment_learners import (
+from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.files import read_classes
+from experiments.enrollment.pupils import (
     MIXED_ARM,
     EnrolledLearner,
     enroll_learners,
     read_pupils,
 )
 from experiments.errors import StoreError
-from experiments.protocol import Protocol, parse_protocol
+from experiments.protocol.language import Protocol, parse_protocol
 from experiments.registry import register_protocol, transition_experiment
-from experiments.scheduler import AnalysisRequest, ScheduledRun, due_time
+from experiments.runs.inputs import read_analysis_inputs, write_analysis_files
+from experiments.runs.records import list_runs, perform_run
+from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
 from ingest.pseudonym import load_pseudonym_key
@@ -266,7 +266,7 @@ def test_a_monitoring_run_before_any_assessment_is_done(settings: Settings) -> N
 
 def test_assessment_results_imported_from_a_file_become_outcomes(settings: Settings,
                                                                  tmp_path: Path) -> None:
-    from experiments.analysis_inputs import import_outcomes
+    from experiments.runs.inputs import import_outcomes
     from ingest.pseudonym import load_pseudonym_key, pseudonymise
 
     engine, protocol, _ = setup(settings)

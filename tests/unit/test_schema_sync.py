@@ -1,6 +1,6 @@
 """The published JSON Schema (protocols/schema/protocol.schema.json) is the models' schema.
 
-Regenerate it with ``.venv/bin/python -m experiments.protocol`` after changing the models.
+Regenerate it with ``.venv/bin/python -m experiments.protocol.language`` after changing the models.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import json
 
 import jsonschema  # via schemathesis (dev extra): an independent validator of the schema
 
-from experiments.protocol import SCHEMA_PATH, load_protocol, protocol_schema_text
+from experiments.protocol.language import SCHEMA_PATH, load_protocol, protocol_schema_text
 
 
 def test_schema_file_equals_the_generated_schema() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == protocol_schema_text(), (
-        "protocols/schema/protocol.schema.json is stale: run `python -m experiments.protocol`"
+        "protocols/schema/protocol.schema.json is stale: "
+        "run `python -m experiments.protocol.language`"
     )
 
 

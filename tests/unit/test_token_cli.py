@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from experiments.access import authenticate
-from experiments.cli import app
+from experiments.cli.app import app
 from experiments.database import dispose_engines, registry_engine
 from experiments.settings import Settings
 

@@ -1,0 +1,8 @@
+"""Scheduled analyses: the scheduler, the analysis workers, their run records and inputs.
+
+Modules:
+
+- ``inputs``: Analysis inputs taken from an experiment's store and the enrollment registry.
+- ``records``: Analysis workers and the records of analysis runs.
+- ``scheduler``: The scheduler: each registered protocol's ``schedule`` becomes analysis requests.
+"""
