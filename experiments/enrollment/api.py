@@ -261,7 +261,8 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
     >>> from pathlib import Path
     >>> router = enrollment_router(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> sorted(route.path for route in router.routes)  # doctest: +NORMALIZE_WHITESPACE
-    ['/v1/experiments/{experiment_id}/enrollments',
+    ['/v1/experiments/{experiment_id}/assignments',
+     '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals']
     """

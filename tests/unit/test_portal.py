@@ -256,14 +256,6 @@ def test_an_altered_report_is_not_served(tmp_path: Path) -> None:
         dispose_engines()
 
 
-@pytest.mark.parametrize("name", ["experiments.portal.app", "experiments.portal.text"])
-def test_docstring_examples_run(name: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
-
 
 def test_the_verdict_follows_the_latest_effect_analysis(
         world: tuple[Settings, PortalWorld]) -> None:

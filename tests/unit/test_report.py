@@ -511,16 +511,6 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
         assert "ont progressé de" in text
 
 
-@pytest.mark.parametrize("name", ["analysis.report.document", "analysis.report.rating",
-                                  "analysis.report.context", "analysis.report.checks",
-                                  "analysis.report.text"])
-def test_docstring_examples_run(name: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
-
 
 def test_summary_for_the_portal_is_the_report_s(trial: Trial, french: str) -> None:
     from analysis.report.document import report_summary
