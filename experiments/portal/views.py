@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from analysis.report.rating import rate_evidence
-from experiments.enrollment.classes import enrolled_classes
+from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.language import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
 from experiments.runs.records import RunRecord, list_runs

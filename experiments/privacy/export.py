@@ -264,7 +264,7 @@ def export_experiment(
     registry = registry_engine(settings)
     registered = registered_protocol(registry, experiment_id)
     protocol = registered.protocol
-    from experiments.enrollment.classes import withdrawn_pupil_keys
+    from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 
     withdrawn = withdrawn_pupil_keys(registry_engine(settings), experiment_id)
     out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ defensible before a data-protection officer:
    and the SQLite files are rewritten (``VACUUM``) so the bytes go too.
 2. The allocation is what the intention-to-treat analysis and its audit rest on: an
    erased class still counts as randomised (CONSORT flow, attrition), and the log
-   replays from the protocol (:func:`experiments.enrollment.classes.verify_allocations`). The
+   replays from the protocol (:func:`experiments.enrollment.assignments.verify_allocations`). The
    RGPD's research exemption (art. 17(3)(d) with art. 89) covers keeping what would
    otherwise make the trial's result unverifiable, with minimisation as the safeguard.
 3. Keeping the append-only guarantee whole is itself a safeguard: a database that lets
@@ -63,8 +63,8 @@ broker is back): it never claims a success that Kafka does not share. When none 
 enrollments concerned was ever published (``published_status`` never set), there is
 nothing to forget in the topic and no broker is needed; the audit entry says so. After
 the tombstones, every enrollment concerned has ``published_status``
-:data:`experiments.enrollment.classes.FORGOTTEN`, so that
-:func:`experiments.enrollment.classes.publish_pending` never brings one back, and a second purge
+:data:`experiments.enrollment.publishing.FORGOTTEN`, so that
+:func:`experiments.enrollment.publishing.publish_pending` never brings one back, and a second purge
 needs no broker.
 
 Not covered here: the ingress topic ``preuve.events`` and the dead-letter topic keep what
@@ -91,15 +91,10 @@ from sqlalchemy.orm import Session
 from experiments import database
 from experiments.access import reason_problem, record_audit
 from experiments.database import is_postgres, registry_engine, store_engine, store_schema
-from experiments.enrollment.classes import (
-    FORGOTTEN,
-    EnrollmentDesign,
-    EnrollmentRow,
-    Withdrawal,
-    WithdrawalRow,
-    record_withdrawal,
-)
-from experiments.enrollment.pupils import LearnerEnrollmentRow
+from experiments.enrollment.files import EnrollmentDesign
+from experiments.enrollment.publishing import FORGOTTEN
+from experiments.enrollment.tables import EnrollmentRow, LearnerEnrollmentRow, WithdrawalRow
+from experiments.enrollment.withdrawal import Withdrawal, record_withdrawal
 from experiments.errors import RetentionError
 from experiments.registry import registered_protocol
 from experiments.settings import Settings

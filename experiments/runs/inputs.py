@@ -68,8 +68,9 @@ from analysis.inputs import (
     read_usage,
 )
 from experiments.access import record_audit
-from experiments.enrollment.classes import EnrolledClass, enrolled_classes, withdrawn_pupil_keys
-from experiments.enrollment.pupils import EnrolledLearner, enrolled_learners
+from experiments.enrollment.assignments import enrolled_classes, enrolled_learners
+from experiments.enrollment.transaction import EnrolledClass, EnrolledLearner
+from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 from experiments.errors import StoreError
 from experiments.protocol.language import Protocol
 from experiments.settings import Settings

@@ -16,14 +16,10 @@ from sqlalchemy import Engine
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units
 from analysis.run import run_analysis
 from experiments.database import registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
-from experiments.enrollment.files import read_classes
-from experiments.enrollment.pupils import (
-    MIXED_ARM,
-    EnrolledLearner,
-    enroll_learners,
-    read_pupils,
-)
+from experiments.enrollment.design import enrollment_design
+from experiments.enrollment.files import read_classes, read_pupils
+from experiments.enrollment.tables import MIXED_ARM
+from experiments.enrollment.transaction import EnrolledLearner, enroll_classes, enroll_learners
 from experiments.errors import StoreError
 from experiments.protocol.language import Protocol, parse_protocol
 from experiments.registry import register_protocol, transition_experiment
