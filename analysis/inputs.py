@@ -1,7 +1,7 @@
 """Inputs of an analysis: the plan taken from the protocol, and the offline CSV files.
 
 Raw input is converted once, here, at the edge (gbstats ``process_data_dict``): the files
-of DESIGN.md "Offline analysis files" become typed tables, and every problem is an
+of docs/architecture.md "Offline analysis files" become typed tables, and every problem is an
 :class:`~analysis.errors.InputError` carrying ``path``, ``line``, ``field`` and the value.
 
 Line numbers count the header as line 1, so data row ``i`` (0-based) is line ``i + 2``;
@@ -139,7 +139,7 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
     ----------
     protocol : experiments.protocol.language.Protocol
         As returned by ``experiments.protocol.language.load_protocol``; its attributes are named
-        like the YAML keys of DESIGN.md (``protocol.arms[i].control`` …).
+        like the YAML keys of docs/architecture.md (``protocol.arms[i].control`` …).
 
     Returns
     -------

@@ -110,7 +110,7 @@ def identifying_text(value: str) -> str | None:
 
 
 class UsageEvent(BaseModel):
-    """One usage event, contract v1 (DESIGN.md "Event contract v1")."""
+    """One usage event, contract v1 (docs/architecture.md "Event contract v1")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 

@@ -7,7 +7,7 @@ do not hold. :class:`ReportContext` carries those; every field is optional, and 
 without context says what it does not know rather than inventing it.
 
 :func:`usage_context_from_files` derives the usage funnel and the weekly active use per
-arm from the offline files (units and usage CSVs, DESIGN.md), aggregated by arm: nothing
+arm from the offline files (units and usage CSVs, docs/architecture.md), aggregated by arm: nothing
 per class or per pupil leaves this module (R12, R13), and cells of fewer than 10 pupils
 are suppressed.
 """
@@ -155,7 +155,7 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
     Parameters
     ----------
     units, usage, outcomes : Path
-        The offline CSV files (DESIGN.md). ``outcomes`` gives the pupils on record per arm
+        The offline CSV files (docs/architecture.md). ``outcomes`` gives the pupils on record per arm
         (the denominator of the weekly share); without it the share is not computed.
     arms : sequence of str, optional
         Order of the arms in the output (default: as first met in the units file).

@@ -55,7 +55,7 @@ __all__ = ["MIN_CELL", "Column", "Export", "ExportFormat", "export_experiment"]
 logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["parquet", "csv"]
-#: Smallest number of pupils an aggregate cell may describe (DESIGN.md "Privacy").
+#: Smallest number of pupils an aggregate cell may describe (docs/architecture.md "Privacy").
 MIN_CELL = 10
 
 

@@ -1,7 +1,7 @@
 """The protocol language: pydantic models, the loader, and the canonical hash.
 
 A protocol is the contract of an experiment. The core of the language is fixed by
-``DESIGN.md`` ("The protocol language (core)"); this module adds the sections a
+``docs/architecture.md`` ("The protocol language (core)"); this module adds the sections a
 research team needs (hypotheses, secondary outcomes, resource metadata, deployment
 conditions, budget, usage metric definitions, roll-out design, enrollment window,
 post-experiment decision). Every key of the YAML is an attribute of the same name.

@@ -1,7 +1,7 @@
 """Analysis inputs taken from an experiment's store and the enrollment registry.
 
 The scheduled analyses read the same tables as ``preuve analyze`` reads from files: this
-module writes the three files of DESIGN.md "Offline analysis files" from the registry
+module writes the three files of docs/architecture.md "Offline analysis files" from the registry
 and the store, into a private directory, and reads them back with
 :mod:`analysis.inputs`. One set of readers and checks serves both paths, and the files
 can be handed to a researcher to reproduce a run offline.

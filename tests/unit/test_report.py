@@ -3,7 +3,7 @@ results JSON, the evidence rating rule, French/English without leftovers, small 
 no class or teacher, inline SVG, accessibility, PDF.
 
 The trials come from :func:`analysis.simulate.simulate_trial` (seeded), analysed by
-:func:`analysis.run.run_analysis` with the DESIGN.md example protocol.
+:func:`analysis.run.run_analysis` with the core example protocol (docs/architecture.md).
 """
 
 from __future__ import annotations
