@@ -48,7 +48,7 @@ DesignType = Literal["parallel", "waitlist", "staggered"]
 """The protocol's ``design.type``: DiD estimates are added for waitlist and staggered."""
 
 MIN_CELL_PUPILS: Final = 10
-"""Cells of fewer pupils than this are suppressed in every output (docs/architecture.md, Privacy)."""
+"""Cells of fewer pupils than this are suppressed in every output (docs/architecture.md)."""
 
 
 def check_option(value: str, allowed: object, name: str) -> str:

@@ -155,8 +155,8 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
     Parameters
     ----------
     units, usage, outcomes : Path
-        The offline CSV files (docs/architecture.md). ``outcomes`` gives the pupils on record per arm
-        (the denominator of the weekly share); without it the share is not computed.
+        The offline CSV files (docs/architecture.md). ``outcomes`` gives the pupils on
+        record per arm (the denominator of the weekly share); without it the share is not computed.
     arms : sequence of str, optional
         Order of the arms in the output (default: as first met in the units file).
 
