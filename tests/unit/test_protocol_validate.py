@@ -1,6 +1,6 @@
 """``preuve protocol validate`` on real files: located problems, exit codes, meaning checks.
 
-Broken protocols live in ``tests/data/protocols/broken/``; each is the core example of docs/architecture.md
+Broken protocols live in ``tests/data/protocols/broken/``; each is the core example
 (``protocols/fluence-cp-2027.yaml``) with one or a few deliberate mistakes. Each case pins
 the exact ``PATH:LINE:COL: field`` prefix of every problem the file must produce.
 """
