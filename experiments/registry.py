@@ -38,7 +38,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from experiments.access import record_audit
+from experiments.access import AuditAction, record_audit
 from experiments.database import RegistryBase
 from experiments.errors import RegistryError
 from experiments.protocol.language import Protocol, parse_protocol
@@ -74,6 +74,10 @@ LOCKED_SECTIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 VersionKind = Literal["registration", "update", "amendment"]
+_VERSION_ACTIONS: dict[VersionKind, AuditAction] = {
+    "registration": "protocol.registration", "update": "protocol.update",
+    "amendment": "protocol.amendment",
+}
 
 
 # --- tables ------------------------------------------------------------------------
@@ -280,7 +284,7 @@ def _add_version(
     record_audit(
         session,
         actor,
-        f"protocol.{kind}",
+        _VERSION_ACTIONS[kind],
         row.id,
         {
             "version": version,

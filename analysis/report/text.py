@@ -11,12 +11,10 @@ shown as such: the report says them again from the catalogue.
 from __future__ import annotations
 
 import math
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-__all__ = ["LANGUAGES", "MESSAGES", "Lang", "Text", "format_number"]
+__all__ = ["MESSAGES", "Text", "format_number"]
 
-Lang = Literal["fr", "en"]
-LANGUAGES: Final[tuple[str, ...]] = ("fr", "en")
 
 MESSAGES: Final[dict[str, dict[str, str]]] = {
     "fr": {

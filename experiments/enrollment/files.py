@@ -27,11 +27,10 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo
 
 from experiments.enrollment.randomisation import Scheme, integer_ratios, stratum_key
 from experiments.errors import EnrollmentError
-from experiments.protocol.vocabulary import LEVELS, unit_attributes
+from experiments.protocol.vocabulary import LEVELS, SCHOOL_TIMEZONE, unit_attributes
 
 if TYPE_CHECKING:
     from experiments.protocol.language import Protocol
@@ -63,7 +62,6 @@ _UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
 # Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
 # grouped classes while catching a typo (240 for 24).
 MAX_PUPILS = 60
-_SCHOOL_TIMEZONE = ZoneInfo("Europe/Paris")
 
 # --- refusals ------------------------------------------------------------------------
 
@@ -416,7 +414,7 @@ def read_classes(
             path=table.name, line=1, field="learner_id",
         )  # fmt: skip
     ignored = table.check_columns((*BASE_COLUMNS, *design.attributes), header="the header")
-    checker = _RowChecker(design, academie, today or datetime.now(_SCHOOL_TIMEZONE).date())
+    checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date())
     rows: list[ClassRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}
@@ -775,7 +773,7 @@ def read_pupils(
         (*PUPIL_COLUMNS, *(a for a in design.attributes if a not in PUPIL_COLUMNS)),
         header="a pupils file's header",
     )
-    checker = _RowChecker(design, academie, today or datetime.now(_SCHOOL_TIMEZONE).date())
+    checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date())
     rows: list[PupilRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}

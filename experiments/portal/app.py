@@ -48,19 +48,20 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from analysis.options import LANGUAGES, Language
 from analysis.report.document import report_summary, summary_sentence
-from analysis.report.text import Text
-from experiments.access import Principal, Role, authenticate, record_audit, still_valid
+from analysis.report.text import Text, format_number
+from experiments.access import (
+    AuditAction,
+    Principal,
+    Role,
+    authenticate,
+    record_audit,
+    still_valid,
+)
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
-from experiments.portal.text import (
-    LANGUAGES,
-    Language,
-    academie_name,
-    format_date,
-    format_number,
-    translate,
-)
+from experiments.portal.text import academie_name, format_date, translate
 from experiments.portal.views import (
     ExperimentSummary,
     UsageTable,
@@ -265,7 +266,7 @@ class _Portal:
 
         html = self.templates.get_template(template).render(
             t=t, lang=language, session=session, path=request.url.path,
-            number=lambda v, d=1: format_number(language, v, d),
+            number=lambda v, d=2: format_number(v, language, d),
             date=lambda m, with_time=False: format_date(language, m, with_time),
             verdict=lambda v: describe_verdict(language, v),
             academies=lambda slugs: ", ".join(academie_name(s) for s in slugs),
@@ -535,7 +536,7 @@ def _safe_target(target: str) -> str:
     return target
 
 
-def _audit(registry: Engine, principal: Principal, action: str) -> None:
+def _audit(registry: Engine, principal: Principal, action: AuditAction) -> None:
     from sqlalchemy.orm import Session
 
     with Session(registry) as session, session.begin():

@@ -82,7 +82,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -96,6 +95,7 @@ from experiments.enrollment.publishing import FORGOTTEN
 from experiments.enrollment.tables import EnrollmentRow, LearnerEnrollmentRow, WithdrawalRow
 from experiments.enrollment.withdrawal import Withdrawal, record_withdrawal
 from experiments.errors import RetentionError
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import registered_protocol
 from experiments.settings import Settings
 from experiments.store import daily_usage_table, events_table
@@ -115,7 +115,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PARIS = ZoneInfo("Europe/Paris")
 _CHUNK = 500  # ids per IN (...): under SQLite's historical limit of 999 variables
 # How long a tombstone may wait for the broker (metadata, then acknowledgement): long
 # enough for a leader election, short enough for an operator waiting on the command.
@@ -373,7 +372,7 @@ def purge_experiment(
     registry = registry_engine(settings)
     protocol = registered_protocol(registry, experiment_id).protocol
     keep_until = protocol.retention.keep_until
-    today = today or datetime.now(_PARIS).date()
+    today = today or datetime.now(SCHOOL_TIMEZONE).date()
     reason = (reason or "").strip() or None
     if today <= keep_until and not force:
         raise RetentionError(
@@ -444,7 +443,7 @@ def purge_due(settings: Settings, today: date | None = None) -> list[str]:
     """
     from experiments.registry import ExperimentRow
 
-    today = today or datetime.now(_PARIS).date()
+    today = today or datetime.now(SCHOOL_TIMEZONE).date()
     registry = registry_engine(settings)
     with Session(registry) as session:
         ids = session.scalars(sa.select(ExperimentRow.id).where(ExperimentRow.state != "draft")

@@ -73,9 +73,9 @@ from experiments.enrollment.transaction import EnrolledClass, EnrolledLearner
 from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 from experiments.errors import StoreError
 from experiments.protocol.language import Protocol
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.settings import Settings
 from experiments.store import (
-    SCHOOL_TIMEZONE,
     ExperimentStore,
     StoredEvent,
     daily_usage_table,
