@@ -40,6 +40,7 @@ __all__ = [
     "PowerDesign",
     "UnitsNeeded",
     "compute_mdes",
+    "model_r2",
     "multiplier",
     "power_for_effect",
     "units_needed",
@@ -214,3 +215,22 @@ def units_needed(inputs: DesignInputs, target_mdes: float, cap: int = 1_000_000)
         else:
             low = mid + 1
     return UnitsNeeded(target_mdes, low, at(low))
+
+
+def model_r2(r2_learner: float, r2_unit: float, *, pretest: bool, covariates: bool
+             ) -> tuple[float, float]:
+    """The R² a model can reach: the assumed ones, or 0 with neither pre-test nor covariate.
+
+    An outcome without pre-test is analysed on its declared covariates and strata only
+    (issue 15); with no covariate either, nothing explains variance at any level.
+
+    Examples
+    --------
+    >>> model_r2(0.5, 0.3, pretest=False, covariates=False)
+    (0.0, 0.0)
+    >>> model_r2(0.5, 0.3, pretest=False, covariates=True)
+    (0.5, 0.3)
+    """
+    if not pretest and not covariates:
+        return 0.0, 0.0
+    return r2_learner, r2_unit

@@ -18,7 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analysis.power import DesignInputs, MdesResult, PowerDesign, compute_mdes, units_needed
+from analysis.power import (
+    DesignInputs,
+    MdesResult,
+    PowerDesign,
+    compute_mdes,
+    model_r2,
+    units_needed,
+)
 from experiments.protocol import Protocol
 
 __all__ = ["ContrastPower", "PowerReport", "protocol_power"]
@@ -148,9 +155,11 @@ def _r2_of_the_model(protocol: Protocol, notes: list[str]) -> tuple[float, float
     power = protocol.power
     assert power is not None
     primary = next((o for o in protocol.outcomes if o.primary), protocol.outcomes[0])
-    if primary.baseline is not None:
-        return power.r2_learner, power.r2_unit
     covariates = protocol.analysis.covariates
+    r2 = model_r2(power.r2_learner, power.r2_unit, pretest=primary.baseline is not None,
+                  covariates=bool(covariates))
+    if primary.baseline is not None:
+        return r2
     if not covariates:
         if power.r2_learner or power.r2_unit:
             notes.append(
@@ -158,9 +167,9 @@ def _r2_of_the_model(protocol: Protocol, notes: list[str]) -> tuple[float, float
                 "declares no covariate: R² set to 0 (declared r2_learner "
                 f"{power.r2_learner}, r2_unit {power.r2_unit} ignored)"
             )
-        return 0.0, 0.0
+        return r2
     notes.append(
         f"the primary outcome {primary.id!r} has no pre-test: r2_learner and r2_unit must "
         f"be the variance explained by the covariates {covariates} alone"
     )
-    return power.r2_learner, power.r2_unit
+    return r2
