@@ -193,7 +193,9 @@ def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
         "multiple_comparisons": plan.multiple_comparisons,
         "missing_baseline": "dummy-variable method (set to 0, missingness indicator)",
         "effect_size": "Hedges' g on the pooled within-arm SD of the outcome, "
-                       "J = 1 - 3/(4N - 9) (WWC); months of progress: EEF Toolkit table",
+                       "J = 1 - 3/(4N - 9) (WWC); months of progress: EEF Teaching and "
+                       "Learning Toolkit conversion table (the EEF project-report table "
+                       "could not be sourced)",
         "suppression": "cells of fewer than 10 pupils are not shown",
         "pretest": {o.id: o.baseline for o in plan.outcomes},
         "attrition_boundary": plan.attrition_assumption,
