@@ -144,3 +144,21 @@ def test_results_name_the_months_table(tmp_path: Path) -> None:
     # Toolkit; the project-report table could not be sourced, see analysis/effect_sizes.py).
     data = _run(_plan(), _files(tmp_path, pupils_column=True))
     assert "EEF Teaching and Learning Toolkit" in data["design"]["effect_size"]  # type: ignore[index]
+
+
+def test_protocol_declares_the_optimistic_boundary(tmp_path: Path) -> None:
+    from analysis.inputs import plan_from_protocol
+    from experiments.protocol import load_protocol
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+    assert plan_from_protocol(load_protocol(root / "protocols" / "fluence-cp-2027.yaml")
+                              ).attrition_assumption == "cautious"  # the default
+    line = "  multiple_comparisons: holm     # across secondary outcomes and subgroups\n"
+    assert line in text
+    path = tmp_path / "optimiste.yaml"
+    path.write_text(text.replace(line, line + "  attrition_boundary: optimistic\n"),
+                    encoding="utf-8")
+    plan = plan_from_protocol(load_protocol(path))
+    assert plan.attrition_assumption == "optimistic"
+    assert plan.power is not None and plan.power.icc == 0.15  # the power: assumptions too
