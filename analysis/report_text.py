@@ -80,8 +80,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "rating_steps": "Comment la note est obtenue",
         "r_design_rct": "Essai randomisé : jusqu'à 5 cadenas.",
         "r_cap_power": "Effet minimal détectable au tirage au sort de {value} écart-type "
-                       "(d'après le plan : unités tirées au sort, hypothèses de CCI et de R² "
-                       "du protocole) : au plus {n} cadenas.",
+                       "(d'après le plan : unités tirées au sort, CCI et R² supposés, voir "
+                       "l'annexe méthodologique) : au plus {n} cadenas.",
         "r_cap_power_none": "Effet minimal détectable inconnu : au plus {n} cadenas.",
         "r_cap_attrition": "Élèves perdus entre le tirage au sort et l'analyse, classes "
                            "perdues entières comprises : {value} % : au plus {n} cadenas.",
@@ -329,8 +329,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "rating_steps": "How the rating is obtained",
         "r_design_rct": "Randomised trial: up to 5 padlocks.",
         "r_cap_power": "Minimum detectable effect at randomisation of {value} standard "
-                       "deviations (from the design: units randomised, the protocol's ICC "
-                       "and R² assumptions): at most {n} padlocks.",
+                       "deviations (from the design: units randomised, assumed ICC and R², see "
+                       "the methods appendix): at most {n} padlocks.",
         "r_cap_power_none": "Minimum detectable effect unknown: at most {n} padlocks.",
         "r_cap_attrition": "Pupils lost between randomisation and analysis, classes lost "
                            "entirely included: {value}%: at most {n} padlocks.",
