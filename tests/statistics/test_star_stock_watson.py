@@ -28,7 +28,9 @@ reference.
 
 Estimator option: ``estimate_effects(..., vcov="hetero")``, Preuve's HC1 (``N/(N-K)``,
 ``K`` including the absorbed strata; ``analysis/_ols.py``). Tolerance: half a unit of
-the last printed digit (5e-4), i.e. Preuve's numbers round to the printed ones.
+the last printed digit (5e-4), i.e. Preuve's numbers round to the printed ones. A second
+test fits the same four regressions in R (``lm`` with school dummies,
+``sandwich::vcovHC(type = "HC1")``) and pins every digit at 1e-8 relative.
 """
 
 from __future__ import annotations
@@ -104,19 +106,49 @@ out <- data.frame(
   gender = as.character(k$gender), ethnicity = as.character(k$ethnicity),
   lunch = as.character(k$lunchk))
 write.csv(out, commandArgs(TRUE)[1], row.names = FALSE, na = "")
+# The same four regressions in R (lm + sandwich::vcovHC HC1), as the companion book fits
+# them; race_other is "other than black or white" (the book's `race` is its complement).
+k <- k[!is.na(k$stark) & !is.na(k$readk + k$mathk), ]
+k$boy <- as.numeric(k$gender == "male"); k$lunch_free <- as.numeric(k$lunchk == "free")
+k$black <- as.numeric(k$ethnicity == "afam")
+k$race_other <- as.numeric(!(k$ethnicity %in% c("afam", "cauc")))
+models <- list(
+  I(readk + mathk) ~ stark,
+  I(readk + mathk) ~ stark + experiencek,
+  I(readk + mathk) ~ stark + experiencek + schoolidk,
+  I(readk + mathk) ~ stark + experiencek + boy + lunch_free + black + race_other + schoolidk)
+rows <- do.call(rbind, lapply(seq_along(models), function(i) {
+  fit <- lm(models[[i]], data = k)
+  se <- sqrt(diag(sandwich::vcovHC(fit, type = "HC1")))
+  data.frame(column = i, term = c("small", "aide"),
+             estimate = coef(fit)[c("starksmall", "starkregular+aide")],
+             std_error = se[c("starksmall", "starkregular+aide")], n = nobs(fit))
+}))
+write.csv(rows, commandArgs(TRUE)[2], row.names = FALSE)
 """
+
+R_TOLERANCE = 1e-8
+"""Preuve against R's lm + vcovHC on the same data: relative, both in double precision."""
 
 
 @pytest.fixture(scope="module")
-def star(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    """The kindergarten rows of AER's STAR, with the table's derived covariates."""
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """AER's STAR as CSV, and R's own fit of the four columns (``lm`` + HC1)."""
     if shutil.which("Rscript") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("Rscript is required in CI (tools/install-system-deps.sh installs it)")
         pytest.skip("Rscript not found: install R and r-cran-aer (tools/install-system-deps.sh)")
-    path = tmp_path_factory.mktemp("star") / "star.csv"
-    subprocess.run(["Rscript", "-e", EXPORT, str(path)], check=True, capture_output=True)
-    frame = pd.read_csv(path, dtype={"id": str, "school": str})
+    where = tmp_path_factory.mktemp("star")
+    data, fits = where / "star.csv", where / "r_fits.csv"
+    subprocess.run(["Rscript", "-e", EXPORT, str(data), str(fits)], check=True,
+                   capture_output=True)
+    return data, fits
+
+
+@pytest.fixture(scope="module")
+def star(exported: tuple[Path, Path]) -> pd.DataFrame:
+    """The kindergarten rows of AER's STAR, with the table's derived covariates."""
+    frame = pd.read_csv(exported[0], dtype={"id": str, "school": str})
     frame = frame[frame["stark"].notna() & frame["score"].notna()].copy()
     arms = {"small": "small", "regular+aide": "aide", "regular": "regular"}
     frame["arm"] = frame["stark"].map(arms)
@@ -172,6 +204,26 @@ def test_table_13_2_kindergarten_to_the_printed_digits(
         assert e.model == "ancova, HC1 robust"
         assert abs(e.estimate - estimate) <= TOLERANCE, f"col {column} {arm}: estimate"
         assert abs(e.std_error - se) <= TOLERANCE, f"col {column} {arm}: HC1 SE"
+
+
+@pytest.mark.parametrize("column", sorted(PRINTED))
+def test_table_13_2_against_r_lm_and_vcovhc(
+    star: pd.DataFrame, exported: tuple[Path, Path], column: int, tmp_path: Path
+) -> None:
+    # The printed table has 3 decimals; R's lm + sandwich::vcovHC(type = "HC1") on the same
+    # rows pins every digit (school indicators as dummies in R, absorbed in Preuve).
+    covariates, strata, n, _ = PRINTED[column]
+    r = pd.read_csv(exported[1])
+    r = r[r["column"] == column].set_index("term")
+    assert (r["n"] == n).all(), "R's sample size != the table's"
+    protocol_path, units_path, outcomes_path = _files(star, covariates, strata, tmp_path)
+    plan = plan_from_protocol(load_protocol(protocol_path))
+    units = read_units(units_path, plan)
+    sample = build_sample(plan, units, read_outcomes(outcomes_path, units), plan.outcomes[0])
+    for e in estimate_effects(plan, sample, vcov="hetero"):
+        term = e.contrast.split(" vs ")[0]
+        assert e.estimate == pytest.approx(r.loc[term, "estimate"], rel=R_TOLERANCE), "estimate"
+        assert e.std_error == pytest.approx(r.loc[term, "std_error"], rel=R_TOLERANCE), "SE"
 
 
 def test_star_runs_end_to_end_without_pretest(star: pd.DataFrame, tmp_path: Path) -> None:
