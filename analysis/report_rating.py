@@ -147,6 +147,9 @@ def mdes_from_interval(g_low: float, g_high: float, df: float, alpha: float = 0.
                        power: float = 0.8) -> float:
     """Achieved MDES from a Hedges' g confidence interval (Bloom 1995 multiplier).
 
+    Not what the rating reads (it reads the MDES at randomisation, issue 15); kept for
+    readers who want to compare the design's MDES with what the trial achieved.
+
     Examples
     --------
     >>> round(mdes_from_interval(-0.196, 0.196, 1e6), 3)   # SE 0.1: 2.8 × SE
