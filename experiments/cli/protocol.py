@@ -138,8 +138,9 @@ def power(
             "pupils_per_unit": p.pupils_per_unit,
             "units": p.units,
             "blocks": p.blocks,
-            "r2_learner": p.r2_learner,
-            "r2_unit": p.r2_unit,
+            # The R² used (0 for a model without pre-test nor covariate; see the notes).
+            "r2_learner": head.inputs.r2_learner,
+            "r2_unit": head.inputs.r2_unit,
             "contrasts": rows,
             "notes": list(report.notes),
         }

@@ -166,9 +166,9 @@ def describe_verdict(language: Language, verdict: Verdict) -> str:
     "pas encore d'analyse"
     >>> describe_verdict("fr", Verdict("effect", effect={"estimate": 2.5,
     ...     "months_progress": 3}, padlocks=3, resource="Lectio", outcome="fluence"))
-    'Les élèves des classes ayant utilisé Lectio ont progressé de 2,5 points de plus en \
+    "Les élèves des classes ayant utilisé Lectio ont progressé de 2,5 points de plus en \
 fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires. \
-Solidité de la preuve : 3 sur 5.'
+Note de solidité Preuve, inspirée de l'EEF : 3 sur 5."
     """
     if verdict.kind != "effect" or verdict.effect is None:
         return translate(language, f"verdict.{verdict.kind}")

@@ -399,14 +399,6 @@ def _check_outcome_baselines(p: Protocol) -> list[Finding]:
                     "(periods.baseline) when it is measured",
                 )
             )
-        if outcome.primary and outcome.baseline is None and p.analysis.model == "ancova":
-            found.append(
-                Finding(
-                    ("outcomes", i, "baseline"),
-                    "analysis.model is ancova: the primary outcome needs its pre-test "
-                    "measure (`baseline: <measure>`) as covariate",
-                )
-            )
     return found
 
 

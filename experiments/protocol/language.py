@@ -344,6 +344,10 @@ class Analysis(_Section):
     multiple_comparisons: MultipleComparisons = "holm"
     """Across secondary outcomes and subgroups."""
     subgroups: list[Name] = []
+    attrition_boundary: Literal["cautious", "optimistic"] = "cautious"
+    """WWC attrition boundary (Standards Handbook v4.1, Table II.1): cautious unless the
+    protocol argues that attrition is unrelated to the outcome; the optimistic column has
+    unverified rows, stated in every report that uses it."""
 
 
 class Compliance(_Section):

@@ -50,9 +50,6 @@ CASES: dict[str, list[tuple[int, int, str, str]]] = {
     "final_before_intervention_end": [
         (43, 23, "schedule[2].at", "must come after the end of the intervention (2028-05-26)")
     ],
-    "ancova_without_baseline": [
-        (21, 5, "outcomes[0].baseline", "analysis.model is ancova: the primary outcome needs")
-    ],
     "strata_not_attribute": [
         (14, 12, "randomisation.strata[0]", "'ecole' is not an attribute of a class")
     ],
@@ -278,3 +275,17 @@ def test_added_sections_of_the_examples() -> None:
         ("attente", "2028-09-01"),
     ]
     assert waves.control_arm.name == "attente"
+
+
+def test_ancova_without_pretest_is_valid(tmp_path: Path) -> None:
+    # Issue 15: an ancova outcome without `baseline` is analysed by regression adjustment
+    # on the declared covariates and strata (or none); validation no longer refuses it.
+    text = DESIGN_EXAMPLE.read_text(encoding="utf-8")
+    line = "    baseline: fluence            # pre-test measure (wave baseline) used as covariate\n"
+    assert line in text
+    path = tmp_path / "sans-pre-test.yaml"
+    path.write_text(text.replace(line, ""), encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    protocol = load_protocol(path)
+    assert protocol.analysis.model == "ancova" and protocol.outcomes[0].baseline is None
