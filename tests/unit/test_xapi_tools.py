@@ -22,6 +22,7 @@ from ingest.errors import StatementRejected
 from ingest.stream.router import UsageRule
 from ingest.xapi import CLASS_EXTENSION, TIMESTAMP_FILLED, MappedStatement, map_statement
 from ingest.xapi_context import load_context_mappings
+from ingest.xapi_verbs import VERB_FAMILIES as VERB_TABLE
 
 DATA = Path(__file__).parent.parent / "data" / "xapi"
 SOURCES = json.loads((DATA / "SOURCES.json").read_text())
@@ -251,6 +252,15 @@ def test_each_verb_vocabulary_maps_onto_the_contract(
     assert mapped.event.extensions is not None
     assert mapped.event.extensions["xapi_verb"] == statement["verb"]["id"]
     assert not [n for n in mapped.notes if n.field == "verb.id"], "a classified verb"
+
+
+def test_the_documentation_lists_every_classified_verb() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "xapi-mapping.md").read_text()
+    for _vocabulary, prefixes, rules in VERB_TABLE:
+        for prefix in prefixes:
+            assert f"`{prefix}`" in text
+        for name, rule in rules.items():
+            assert f"`{name}` → `{rule.verb}`" in text, name
 
 
 def test_tla_verbs_map_and_an_unknown_verb_is_an_interaction_that_is_not_active_use() -> None:
