@@ -200,3 +200,12 @@ def test_the_gateway_reads_the_mapping_file_of_its_settings_at_start_up(tmp_path
     contexts = DATA / "contexts.yaml"
     good = Settings(state_dir=tmp_path, gateway=GatewaySettings(xapi_contexts=contexts))
     assert create_app(good).title == "Preuve event gateway"
+
+
+@pytest.mark.parametrize("name", ["ingest.xapi", "ingest.xapi_context", "ingest.xapi_verbs"])
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
