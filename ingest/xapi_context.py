@@ -33,6 +33,7 @@ pseudonymous class id, a UAI).
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -130,6 +131,12 @@ class ContextPattern:
         return iri[start:end]
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> ContextPattern:
+    """The parsed pattern, once per pattern text (sources are frozen and few)."""
+    return ContextPattern.parse(text)
+
+
 class ContextSource(BaseModel):
     """One place to read the class or the school from (see the module's docstring)."""
 
@@ -160,7 +167,7 @@ class ContextSource(BaseModel):
         """The distinct ids this source finds in ``statement``."""
         if self.value is not None:
             return {self.value}
-        pattern = ContextPattern.parse(self.pattern)
+        pattern = _parsed(self.pattern)
         return {
             taken for text in self._texts(statement) if (taken := pattern.match(text)) is not None
         }
