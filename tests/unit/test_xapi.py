@@ -1,5 +1,6 @@
-"""xAPI statements as common tools emit them (tests/data/xapi/) mapped onto contract v1,
-and statements the contract cannot take refused with the xAPI field named."""
+"""Hand-written statements shaped like common tools' (tests/data/xapi/*.json) mapped onto
+contract v1, and statements the contract cannot take refused with the xAPI field named.
+Real statements of each tool family are in tests/unit/test_xapi_tools.py."""
 
 from __future__ import annotations
 
