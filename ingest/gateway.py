@@ -554,9 +554,8 @@ def create_app(
 
     Examples
     --------
-    >>> from experiments.settings import Settings
     >>> import tempfile, pathlib
-    >>> app = create_app(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> app = create_app(fresh_settings())
     >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
     ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/assignments',
      '/v1/experiments/{experiment_id}/enrollments',

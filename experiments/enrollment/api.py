@@ -257,9 +257,7 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> router = enrollment_router(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> router = enrollment_router(fresh_settings())
     >>> sorted(route.path for route in router.routes)  # doctest: +NORMALIZE_WHITESPACE
     ['/v1/experiments/{experiment_id}/assignments',
      '/v1/experiments/{experiment_id}/enrollments',

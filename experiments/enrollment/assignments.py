@@ -60,11 +60,7 @@ def enrolled_classes(
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> enrolled_classes(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
+    >>> enrolled_classes(fresh_registry(), "x")
     []
     """
     table = ENROLLMENTS
@@ -100,13 +96,8 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
     Examples
     --------
     >>> from experiments.enrollment import enroll_classes, read_classes
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> engine = fresh_registry()
+    >>> design = core_design()
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
     >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
     >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
@@ -152,11 +143,7 @@ def enrolled_learners(
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> enrolled_learners(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
+    >>> enrolled_learners(fresh_registry(), "x")
     []
     """
     query = (sa.select(LEARNERS).where(LEARNERS.c.experiment_id == experiment_id)
@@ -176,11 +163,7 @@ def learner_statuses(
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> learner_statuses(engine, "x", ["k1"])
     {}
     """
@@ -207,11 +190,7 @@ def learner_arms(engine: Engine, experiment_id: str) -> dict[str, str]:
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> learner_arms(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
+    >>> learner_arms(fresh_registry(), "x")
     {}
     """
     return {key: arm for key, (arm, _) in learner_statuses(engine, experiment_id).items()}
@@ -223,12 +202,8 @@ def verify_learner_allocations(engine: Engine, design: EnrollmentDesign) -> list
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
     >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> verify_learner_allocations(engine, design)

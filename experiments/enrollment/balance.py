@@ -247,13 +247,8 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> engine = fresh_registry()
+    >>> design = core_design()
     >>> [c.units for c in enrollment_balance(engine, design).counts]
     [0, 0]
     """
@@ -282,12 +277,8 @@ def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
     >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> [(c.arm, c.units) for c in learner_balance(engine, design).counts]

@@ -48,11 +48,8 @@ def enrollment_design(
 
     Examples
     --------
-    >>> import tempfile
     >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> design, warning = enrollment_design(
     ...     engine, "fluence-cp-2027", Path("protocols/fluence-cp-2027.yaml"))
     >>> design.seed, warning.startswith("experiment fluence-cp-2027 is not registered")

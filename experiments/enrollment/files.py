@@ -238,8 +238,7 @@ class EnrollmentDesign:
 
         Examples
         --------
-        >>> from experiments.protocol.language import load_protocol
-        >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+        >>> design = core_design()
         >>> design.arms, design.ratios, design.attributes
         (('lectio', 'usual'), (1, 1), ('education_priority',))
         """
@@ -389,8 +388,7 @@ def read_classes(
 
     Examples
     --------
-    >>> from experiments.protocol.language import load_protocol
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> design = core_design()
     >>> text = (
     ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"
     ...     "c1,0781234A,CP,24,versailles,REP\\n"

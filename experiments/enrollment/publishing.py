@@ -78,11 +78,7 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> pending_messages(registry_engine(Settings(state_dir=Path(tempfile.mkdtemp()))), "x")
+    >>> pending_messages(fresh_registry(), "x")
     []
     """
     from ingest.contract import EnrollmentMessage
@@ -141,11 +137,7 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> publish_pending(engine, "x", lambda messages: len(messages))
     PublishReport(published=0, error=None)
     """

@@ -382,13 +382,8 @@ def enroll_classes(
     Examples
     --------
     >>> from experiments.enrollment import read_classes
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> engine = fresh_registry()
+    >>> design = core_design()
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
     >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
     >>> outcome = enroll_classes(engine, design, read_classes(text, design), actor="doc")
@@ -634,12 +629,8 @@ def enroll_learners(
     Examples
     --------
     >>> from experiments.enrollment import read_pupils
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
     >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> text = "learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"

@@ -90,12 +90,9 @@ def registry_pseudonym_key(engine: Engine) -> bytes:
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
     >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
     >>> from ingest.pseudonym import load_pseudonym_key
-    >>> settings = Settings(state_dir=Path(tempfile.mkdtemp()))
+    >>> settings = fresh_settings()
     >>> registry_pseudonym_key(registry_engine(settings)) == load_pseudonym_key(settings)
     True
     """
@@ -116,11 +113,7 @@ def withdrawn_pupil_keys(engine: Engine, experiment_id: str, *,
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> withdrawn_pupil_keys(engine, "x", data_policy="remove")
     set()
     """
@@ -203,13 +196,8 @@ def withdraw(
     Examples
     --------
     >>> from experiments.enrollment import enroll_classes, read_classes
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
-    >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> engine = fresh_registry()
+    >>> design = core_design()
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
     >>> text += "c1,0781234A,CP,24,versailles,REP\\n"
     >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
@@ -295,12 +283,8 @@ def withdraw_learner(
     Examples
     --------
     >>> from experiments.enrollment import enroll_learners, read_pupils
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from experiments.database import registry_engine
     >>> from experiments.protocol.language import load_protocol
-    >>> from experiments.settings import Settings
-    >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> engine = fresh_registry()
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> text = "learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"

@@ -323,7 +323,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     Examples
     --------
     >>> import pathlib, tempfile
-    >>> app = create_portal(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> app = create_portal(fresh_settings())
     >>> sorted(r.path for r in app.routes if r.path.startswith("/api"))
     ['/api/experiences', '/api/usages/{experiment_id}']
     """

@@ -436,9 +436,7 @@ def purge_due(settings: Settings, today: date | None = None) -> list[str]:
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> purge_due(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> purge_due(fresh_settings())
     []
     """
     from experiments.registry import ExperimentRow
