@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -81,6 +81,9 @@ logger = logging.getLogger(__name__)
 # --- enrolling -----------------------------------------------------------------------
 
 
+Enrolled = TypeVar("Enrolled")
+
+
 @dataclass(frozen=True)
 class EnrolledClass:
     """A class of the registry and its arm; ``new`` says whether this call enrolled it."""
@@ -98,16 +101,22 @@ class EnrolledClass:
 
 
 @dataclass
-class EnrollmentOutcome:
-    """What :func:`enroll_classes` did."""
+class _FileOutcome(Generic[Enrolled]):
+    """What enrolling one file did: who was enrolled now, who already was, what was refused,
+    and what became of the publication to Kafka."""
 
     experiment_id: str
-    enrolled: list[EnrolledClass] = field(default_factory=list)
-    already: list[EnrolledClass] = field(default_factory=list)
+    enrolled: list[Enrolled] = field(default_factory=list)
+    already: list[Enrolled] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     published: int = 0
     pending: int = 0
     publish_error: str | None = None
+
+
+@dataclass
+class EnrollmentOutcome(_FileOutcome[EnrolledClass]):
+    """What :func:`enroll_classes` did."""
 
 
 def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) -> None:
@@ -454,17 +463,10 @@ class EnrolledLearner:
 
 
 @dataclass
-class LearnerOutcome:
-    """What :func:`enroll_learners` did."""
+class LearnerOutcome(_FileOutcome[EnrolledLearner]):
+    """What :func:`enroll_learners` did (``classes``: the classes enrolled for routing)."""
 
-    experiment_id: str
-    enrolled: list[EnrolledLearner] = field(default_factory=list)
-    already: list[EnrolledLearner] = field(default_factory=list)
-    refusals: list[Refusal] = field(default_factory=list)
     classes: int = 0
-    published: int = 0
-    pending: int = 0
-    publish_error: str | None = None
 
 
 def as_enrolled_learner(row: Mapping[Any, Any], learner_id: str, new: bool) -> EnrolledLearner:
