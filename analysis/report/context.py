@@ -138,7 +138,14 @@ def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of Python and of the packages the numbers depend on."""
+    """Versions of Python and of the packages the numbers and the report depend on, as a
+    run record and a report's appendix name them (a package not installed is left out).
+
+    Examples
+    --------
+    >>> {"python", "numpy", "scipy", "statsmodels"} <= set(software_versions())
+    True
+    """
     out = {"python": platform.python_version()}
     for name in ("preuve", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "jinja2"):
         try:
