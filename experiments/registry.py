@@ -396,6 +396,12 @@ def register_protocol(
         The design changed since registration (the message names the fields), or the
         experiment is closed.
     """
+    if "usage" not in protocol.model_fields_set:
+        raise RegistryError(
+            f"{protocol.id}: usage: a registered protocol declares its usage section (what "
+            "counts as using the resource is pre-registered like the outcomes)",
+            field="usage",
+        )
     with Session(engine) as session:
         row = session.get(ExperimentRow, protocol.id, with_for_update=True)
         if row is None or row.state == "draft":
