@@ -93,8 +93,8 @@ class AnalysisPlan:
     """Units-file column naming the school of a class (nesting level of ``mixed``)."""
     design: DesignType = "parallel"
     """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
-    cluster_correction: ClusterCorrection = "cr1-strata"
-    """Small-sample factor of the cluster-robust errors (see ``analysis/_ols.py``)."""
+    cluster_correction: ClusterCorrection = "cr2"
+    """Cluster-robust inference by unit (see :data:`analysis.settings.ClusterCorrection`)."""
 
     def __post_init__(self) -> None:
         check_option(self.unit, UnitLevel, "population.unit")

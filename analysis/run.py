@@ -30,7 +30,13 @@ from analysis.cace import estimate_cace
 from analysis.consort import consort_flow
 from analysis.did import estimate_did
 from analysis.dose_response import estimate_dose_response
-from analysis.effects import arm_counts, contrast_name, estimate_effects
+from analysis.effects import (
+    arm_counts,
+    contrast_name,
+    estimate_effects,
+    variance_label,
+    vcov_kind,
+)
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
@@ -173,9 +179,9 @@ def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
         "arms": list(plan.arms),
         "control": plan.control,
         "model": plan.model,
-        "standard_errors": ("cluster-robust by unit: CR1 with G/(G-S), t with G-S df "
-                            "(S = number of strata, 1 without strata)" if plan.clustered
-                            else "heteroskedasticity-robust HC1, t with N-K df"),
+        "standard_errors": variance_label(plan, vcov_kind(plan)),
+        "cluster_correction": plan.cluster_correction,
+        "estimands": list(plan.estimands),
         "strata": list(plan.strata),
         "covariates": list(plan.covariates),
         "alpha": plan.alpha,
