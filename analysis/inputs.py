@@ -180,6 +180,9 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
             _get(analysis, "multiple_comparisons", "holm") or "holm"
         ),
         subgroups=tuple(str(s) for s in (_get(analysis, "subgroups") or [])),
+        cluster_correction=str(  # type: ignore[arg-type]
+            _get(analysis, "cluster_correction", "cr2") or "cr2"
+        ),
         min_active_minutes=None if minutes is None else float(minutes),
         design=str(_get(_get(protocol, "design"), "type", "parallel")),  # type: ignore[arg-type]
     )

@@ -289,6 +289,17 @@ def _level_numbers(levels: tuple[str, ...]) -> np.ndarray | None:
 
 def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[InteractionTest]
             ) -> tuple[list[Effect], list[InteractionTest]]:
+    """Adjust the p-values within the two families the report's methods text names.
+
+    1. the ITT effects of the primary outcome(s), every treatment contrast;
+    2. the ITT effects of the secondary outcomes together with the subgroup interaction
+       tests (``analysis.multiple_comparisons`` of the protocol: "across secondary
+       outcomes and subgroups").
+
+    Subgroup effects are descriptive, CACE, DiD and dose-response estimates secondary or
+    exploratory: they are not adjusted (the report says so, ``correction`` in
+    ``analysis/report_text.py``).
+    """
     method = plan.multiple_comparisons
     label = None if method == "none" else method
     primary = [i for i, e in enumerate(effects) if e.role == "primary" and e.estimand == "ITT"]

@@ -343,6 +343,9 @@ class Analysis(_Section):
     multiple_comparisons: Literal["holm", "bonferroni", "benjamini-hochberg", "none"] = "holm"
     """Across secondary outcomes and subgroups."""
     subgroups: list[Name] = []
+    cluster_correction: Literal["cr2", "cr1", "cr1-strata"] = "cr2"
+    """Standard errors of ancova and CACE: cr2 (Bell-McCaffrey, Satterthwaite df), cr1, or
+    cr1-strata (G/(G-S), unpublished, kept to reproduce earlier reports)."""
 
 
 class Compliance(_Section):
