@@ -135,3 +135,14 @@ def test_cr2_matches_clubsandwich_and_estimatr(design: DesignName, tmp_path: Pat
     assert cace.reason is None, cace.reason
     assert cace.model.startswith("2SLS, ") and "CR2" in cace.model, cace.model
     check(("cace", "complied"), cace.estimate, cace.std_error, cace.df)
+
+
+@pytest.mark.parametrize("name", ["analysis._ols", "analysis.effects", "analysis.coverage",
+                                  "analysis.simulate"])
+def test_docstring_examples_run(name: str) -> None:
+    """The examples run; ``analysis._ols``'s pins CR2 numbers printed by R (see there)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
