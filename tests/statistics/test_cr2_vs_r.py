@@ -28,7 +28,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -43,7 +45,13 @@ from analysis.inputs import (
 )
 from analysis.run import run_analysis
 from analysis.sample import build_sample
-from analysis.simulate import DESIGNS, DesignName, simulate_design, write_design_files
+from analysis.simulate import (
+    DESIGNS,
+    DesignName,
+    DesignTrial,
+    simulate_design,
+    write_design_files,
+)
 
 pytestmark = pytest.mark.statistics
 
@@ -74,10 +82,26 @@ def _plan(unit: str) -> AnalysisPlan:
     )
 
 
-@pytest.mark.parametrize("design", DESIGNS)
-def test_cr2_matches_clubsandwich_and_estimatr(design: DesignName, tmp_path: Path) -> None:
+def _without_unit(trial: DesignTrial, unit: int) -> DesignTrial:
+    """The trial with one unit lost (its school may be left with a single unit)."""
+    keep = trial.unit != unit
+    fields = {name: getattr(trial, name)[keep] for name in (
+        "school", "arm", "priority", "baseline", "endline", "complied")}
+    return replace(trial, unit=np.unique(trial.unit[keep], return_inverse=True)[1], **fields)
+
+
+CASES = [*DESIGNS, "paired-lost-class"]
+"""The four designs, and pairs where one class is lost: its school keeps one class, whose
+``I - H_jj`` is singular (both R packages then take the pseudo-inverse square root)."""
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cr2_matches_clubsandwich_and_estimatr(case: str, tmp_path: Path) -> None:
     rscript = _rscript()
-    trial = simulate_design(design, np.random.default_rng(20261204 + DESIGNS.index(design)))
+    design = cast(DesignName, case.removesuffix("-lost-class"))
+    trial = simulate_design(design, np.random.default_rng(20261204 + CASES.index(case)))
+    if case.endswith("-lost-class"):
+        trial = _without_unit(trial, 0)
     units_path, outcomes_path, usage_path = write_design_files(trial, tmp_path)
     plan = _plan(trial.unit_level)
     units = read_units(units_path, plan)
@@ -111,7 +135,7 @@ def test_cr2_matches_clubsandwich_and_estimatr(design: DesignName, tmp_path: Pat
 
     def check(effect_key: tuple[str, str], estimate: float, se: float, df: float) -> None:
         row = reference.loc[effect_key]
-        label = f"{design} {effect_key}"
+        label = f"{case} {effect_key}"
         np.testing.assert_allclose(estimate, row["estimate"], rtol=ESTIMATE_RTOL,
                                    err_msg=f"{label}: estimate != R coef")
         for package in ("clubsandwich", "estimatr"):
