@@ -10,7 +10,8 @@ cr2_reference.R`` fits the same models in R on the analysed pupils:
   "CR2", cluster = unit), test = "Satterthwaite")`` and ``estimatr::lm_robust(...,
   fixed_effects = ~ school, clusters = unit, se_type = "CR2")``;
 * subgroups: the same with Preuve's interaction model (treat x level for each level, the
-  level's main effect);
+  level's main effect), and its interaction test against ``clubSandwich::Wald_test(test =
+  "HTZ")`` (one constraint: two levels);
 * CACE: ``estimatr::iv_robust(endline ~ complied + b0 + bmiss | treat + b0 + bmiss,
   fixed_effects = ~ school, clusters = unit, se_type = "CR2")`` and clubSandwich's CR2 on
   ``AER::ivreg`` with school dummies.
@@ -154,6 +155,14 @@ def test_cr2_matches_clubsandwich_and_estimatr(case: str, tmp_path: Path) -> Non
         sub = by_role[("subgroup", f"education_priority={level}")]
         assert sub.reason is None, sub.reason
         check(("subgroups", term), sub.estimate, sub.std_error, sub.df)
+
+    (test,) = results.checks["subgroup_interactions"]
+    assert test.reason is None and test.df_num == 1, test
+    row = reference.loc[("interaction", "t_rep=t_repp")]
+    np.testing.assert_allclose(test.statistic, row["estimate"], rtol=SE_RTOL,
+                               err_msg=f"{case}: interaction F != clubSandwich Wald_test HTZ")
+    np.testing.assert_allclose(test.df_den, row["df_clubsandwich"], rtol=DF_RTOL,
+                               err_msg=f"{case}: interaction df != clubSandwich HTZ df_denom")
 
     cace = by_role[("cace", None)]
     assert cace.reason is None, cace.reason

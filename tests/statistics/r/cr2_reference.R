@@ -7,7 +7,8 @@
 # pupils.csv: one row per analysed pupil: unit (cluster), school (stratum), treat (0/1),
 # b0 and bmiss (the baseline by the dummy-variable method), endline, t_rep and t_repp
 # (treat x subgroup level), repp (level REP+), complied (0/1).
-# out.csv: model, term, estimate, then the SE and df of each package.
+# out.csv: model, term, estimate, then the SE and df of each package (for the
+# interaction test: the F statistic and clubSandwich's denominator df).
 suppressPackageStartupMessages({
   library(clubSandwich)
   library(estimatr)
@@ -42,6 +43,12 @@ compare <- function(model, formula, fe_formula, terms) {
 compare("itt", endline ~ treat + b0 + bmiss + school, endline ~ treat + b0 + bmiss, "treat")
 compare("subgroups", endline ~ t_rep + t_repp + repp + b0 + bmiss + school,
         endline ~ t_rep + t_repp + repp + b0 + bmiss, c("t_rep", "t_repp"))
+# The interaction test (same effect in both levels): clubSandwich's HTZ Wald test, which
+# for one constraint is the Satterthwaite t test squared (F = t^2, df_denom = df).
+sub <- lm(endline ~ t_rep + t_repp + repp + b0 + bmiss + school, data = d)
+wt <- Wald_test(sub, constraints = constrain_equal(c("t_rep", "t_repp")),
+                vcov = vcovCR(sub, cluster = d$unit, type = "CR2"), test = "HTZ")
+add("interaction", "t_rep=t_repp", wt$Fstat, NA, wt$df_denom, NA, NA)
 
 iv <- ivreg(endline ~ complied + b0 + bmiss + school | treat + b0 + bmiss + school, data = d)
 iv_cs <- coef_test(iv, vcov = vcovCR(iv, cluster = d$unit, type = "CR2"),
