@@ -60,6 +60,11 @@ the Satterthwaite df is ``(sum_j Om_jj)^2 / sum_ij Om_ij^2`` with
 ``||A'A||_F^2 + 2 sum_s |sum_{j in s} t_j a_j|^2 + sum_s (sum_{j in s} t_j^2)^2`` minus
 the diagonal terms, so it costs ``O(G k^2)``.
 
+Tests of ``q`` constraints (the subgroup interaction test) use the HTZ approximation of
+clubSandwich's ``Wald_test`` (Tipton & Pustejovsky 2015): the same pairwise sums for every
+pair of contrasts (``O(G k^2 q^4)``) give ``nu``, and ``F = ((nu - q + 1) / nu) Q / q`` on
+``(q, nu - q + 1)`` df (``tests/statistics/test_cr2_vs_r.py`` checks it with three levels).
+
 Cost: ``m(m+1)/2 + m`` weighted :func:`numpy.bincount` passes over the ``N`` rows (the
 ``C_j`` and ``U_j'e_j``), one batched ``m x m`` eigendecomposition per cluster
 (``O(G m^3)``) and ``O(G m^2 p)`` for ``p`` contrasts; memory ``O(N m + G m^2)``. At a
@@ -77,6 +82,7 @@ from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 __all__ = [
     "LinearFit",
@@ -105,7 +111,7 @@ class LinearFit:
     ``k`` counts the coefficients of ``params`` plus the absorbed fixed effects.
     ``df_params`` holds the degrees of freedom of the t test of each coefficient: the
     Satterthwaite df of each for ``cr2``, the common ``G-c`` or ``N-K`` otherwise.
-    ``contrast_df`` gives the (Satterthwaite, for ``cr2``) df of linear combinations.
+    :meth:`wald_test` tests linear constraints (HTZ for ``cr2``).
     """
 
     params: FloatArray
@@ -117,12 +123,27 @@ class LinearFit:
     kind: VcovKind
     _cr2: _CR2Blocks | None = None
 
-    def contrast_df(self, contrasts: FloatArray) -> FloatArray:
-        """Degrees of freedom of the t tests of ``contrasts @ params`` (one row each)."""
-        rows = np.atleast_2d(np.asarray(contrasts, dtype=np.float64))
+    def wald_test(self, constraints: FloatArray) -> tuple[float, int, float, float]:
+        """``(F, q, df, p_value)`` of the test that ``constraints @ params = 0``.
+
+        For ``cr2``, the HTZ test of clubSandwich's ``Wald_test`` (Tipton & Pustejovsky
+        2015, *J. Educ. Behav. Stat.* 40(6)): ``F = delta Q / q`` on ``(q, nu - q + 1)`` df,
+        ``delta = (nu - q + 1) / nu``; otherwise ``F = Q / q`` on ``(q, df)``.
+        Raises :class:`numpy.linalg.LinAlgError` if ``C V C'`` is singular.
+        """
+        rows = np.atleast_2d(np.asarray(constraints, dtype=np.float64))
+        q = rows.shape[0]
+        diff = rows @ self.params
+        wald = float(diff @ np.linalg.solve(rows @ self.vcov @ rows.T, diff))
         if self._cr2 is None:
-            return np.full(rows.shape[0], float(self.df_params[0]))
-        return self._cr2.satterthwaite_df(rows.T)
+            df = float(self.df_params[0])
+            statistic = wald / q
+        else:
+            nu = self._cr2.hotelling_df(rows.T)
+            df = nu - q + 1.0
+            statistic = max(df / nu, 0.0) * wald / q
+        p = float(special.fdtrc(q, df, statistic)) if df > 0 else math.nan
+        return statistic, q, df, p
 
 
 def absorb(columns: FloatArray, stratum: IntArray, n_strata: int) -> FloatArray:
@@ -287,6 +308,66 @@ class _CR2Blocks:
         squares = np.sum(omega_diag ** 2, axis=0) - np.sum(diag ** 2, axis=0) + cross
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(total ** 2 / squares, dtype=np.float64)
+
+    def _cross_moments(self, contrasts: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``(E, S)`` of the contrasts' CR2 covariance under the working model.
+
+        ``E[s, t] = sum_i Om^st_ii`` (the expectation of ``(C V C')_st`` over ``sigma^2``)
+        and ``S[s, t, u, v] = sum_ij Om^st_ij Om^uv_ij``, with
+        ``Om^st_ij = p_is'(I - H)_ij p_jt``: the ``P_array`` products of clubSandwich's
+        ``Wald_test`` (``R/Wald_test.R``), summed over cluster pairs in ``O(G k^2 q^4)``.
+        """
+        k = self.k
+        m = self.u.shape[1]
+        w = self.r_inv.T @ contrasts  # k x q
+        q = w.shape[1]
+        w_pad = np.zeros((m, q))
+        w_pad[:k] = w
+        h = w_pad[None, :, :] + np.einsum("gab,gbc,cp->gap", self.f, self.c[:, :, :k], w)
+        ch = np.einsum("gab,gbp->gap", self.c, h)
+        e = np.einsum("gas,gat->gst", h, ch)  # p_is'p_it
+        a = ch[:, :k, :]
+        d = np.einsum("gis,git->gst", a, a)  # the diagonal of a_is'a_jt (+ strata below)
+        gram = np.einsum("gix,gjy->xyij", a, a)  # A_x'A_y
+        big = np.einsum("usij,tvji->stuv", gram, gram)
+        if self.stratum_of_cluster is not None:
+            t = ch[:, k, :]
+            d = d + t[:, :, None] * t[:, None, :]
+            z = self.stratum_of_cluster
+            b = np.zeros((self.n_strata, q, q, k))  # b[z, x, y] = sum_{i in z} t_ix a_iy
+            for x in range(q):
+                for y in range(q):
+                    for i in range(k):
+                        b[:, x, y, i] = np.bincount(z, weights=t[:, x] * a[:, i, y],
+                                                    minlength=self.n_strata)
+            tt = np.zeros((self.n_strata, q, q))
+            for x in range(q):
+                for y in range(q):
+                    tt[:, x, y] = np.bincount(z, weights=t[:, x] * t[:, y],
+                                              minlength=self.n_strata)
+            big = (big + np.einsum("zusk,zvtk->stuv", b, b) + np.einsum("zsuk,ztvk->stuv", b, b)
+                   + np.einsum("zsu,ztv->stuv", tt, tt))
+        expectation = np.sum(e - d, axis=0)
+        moments = (np.einsum("gst,guv->stuv", e, e) - np.einsum("gst,guv->stuv", e, d)
+                   - np.einsum("gst,guv->stuv", d, e) + big)
+        return expectation, moments
+
+    def hotelling_df(self, contrasts: FloatArray) -> float:
+        """``nu`` of the HTZ test of ``q`` contrasts (columns; Tipton & Pustejovsky 2015).
+
+        As clubSandwich's ``Wald_test(test = "HTZ")``: the contrasts are first turned by
+        ``E^(-1/2)``, then ``nu = q (q + 1) / sum_st (S[s,t,t,s] + S[s,s,t,t])``. With one
+        contrast it is the Satterthwaite df.
+        """
+        expectation, _ = self._cross_moments(contrasts)
+        lam, vec = np.linalg.eigh(expectation)
+        power = np.where(lam > CR2_EIGEN_TOL, 1.0 / np.sqrt(np.clip(lam, CR2_EIGEN_TOL, None)),
+                         0.0)
+        turned = contrasts @ (vec * power) @ vec.T
+        _, moments = self._cross_moments(turned)
+        q = int(contrasts.shape[1])
+        total = float(np.einsum("stts->", moments) + np.einsum("sstt->", moments))
+        return q * (q + 1) / total
 
 
 def _sandwich(

@@ -5,11 +5,11 @@ a learner column of the outcomes file), the model replaces each arm indicator by
 products with the level indicators and adds the level main effects; the coefficient of
 ``arm t × level l`` is the effect of ``t`` in subgroup ``l``. Everything else is the
 primary model (baseline, covariates, absorbed strata, same covariance). The interaction
-test is the Wald test that the effect of ``t`` is the same in every level, referred to
-``F(q, df)``. With CR2 (the default), ``df`` is the smallest Satterthwaite df of the ``q``
-differences tested (a conservative simplification: clubSandwich's ``Wald_test(test =
-"HTZ")`` is not implemented); with ``cr1`` it is ``G - 1`` (``G - S`` with ``cr1-strata``)
-and ``N - K`` for learners.
+test is the Wald test that the effect of ``t`` is the same in every level. With CR2 (the
+default) it is the HTZ test of clubSandwich's ``Wald_test`` (Tipton & Pustejovsky 2015):
+``F = delta Q / q`` on ``(q, nu - q + 1)`` df (with two levels, the Satterthwaite t test
+squared); with ``cr1`` it is ``F(q, G - 1)`` (``G - S`` with ``cr1-strata``) and
+``F(q, N - K)`` for learners.
 
 A level where an arm of the contrast has fewer than 10 learners is suppressed: its
 learners leave the subgroup model and the level is reported without numbers.
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from analysis._ols import (
     LinearFit,
@@ -189,18 +188,14 @@ def _interaction_test(
         return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, max(q, 0),
                                math.nan, math.nan,
                                reason=fit_reason or "fewer than two subgroups can be shown")
-    params, vcov = fit.params, fit.vcov
-    r = np.zeros((q, params.size))
+    r = np.zeros((q, fit.params.size))
     for row, level in enumerate(levels[1:]):
         r[row, index[(t, level)]] = 1.0
         r[row, index[(t, levels[0])]] = -1.0
-    df_den = float(np.min(fit.contrast_df(r)))
-    diff = r @ params
-    middle = r @ vcov @ r.T
     try:
-        wald = float(diff @ np.linalg.solve(middle, diff)) / q
+        statistic, _, df_den, p = fit.wald_test(r)
     except np.linalg.LinAlgError:
-        return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, q, df_den,
-                               math.nan, reason="singular covariance of the interactions")
-    p = float(special.fdtrc(q, df_den, wald)) if df_den > 0 else math.nan
-    return InteractionTest(outcome, contrast, attribute, tuple(levels), wald, q, df_den, p)
+        return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, q,
+                               math.nan, math.nan,
+                               reason="singular covariance of the interactions")
+    return InteractionTest(outcome, contrast, attribute, tuple(levels), statistic, q, df_den, p)

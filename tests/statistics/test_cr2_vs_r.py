@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis._ols import absorb, fit_ols
 from analysis.inputs import (
     AnalysisPlan,
     OutcomeSpec,
@@ -168,6 +169,48 @@ def test_cr2_matches_clubsandwich_and_estimatr(case: str, tmp_path: Path) -> Non
     assert cace.reason is None, cace.reason
     assert cace.model.startswith("2SLS, ") and "CR2" in cace.model, cace.model
     check(("cace", "complied"), cace.estimate, cace.std_error, cace.df)
+
+
+def test_htz_wald_test_with_three_levels_matches_clubsandwich(tmp_path: Path) -> None:
+    """The interaction test with three subgroup levels (two constraints): clubSandwich's
+    ``Wald_test(test = "HTZ")``, F statistic to 1e-6 and denominator df to 1e-4."""
+    rscript = _rscript()
+    rng = np.random.default_rng(20261205)
+    trial = simulate_design("small-unbalanced", rng)
+    level = rng.integers(0, 3, int(trial.unit.max()) + 1)[trial.unit]
+    treat = (trial.arm == 0).astype(float)
+    missing = np.isnan(trial.baseline)
+    columns = {f"t{lv}": treat * (level == lv) for lv in range(3)}
+    columns |= {f"lvl{lv}": (level == lv).astype(float) for lv in (1, 2)}
+    columns |= {"b0": np.where(missing, 0.0, trial.baseline), "bmiss": missing.astype(float)}
+    names = list(columns)
+    x = np.column_stack(list(columns.values()))
+    n_strata = int(trial.school.max()) + 1
+    both = absorb(np.column_stack([trial.endline, x]), trial.school, n_strata)
+    fit = fit_ols(both[:, 0], both[:, 1:], kind="cr2", cluster=trial.unit,
+                  n_clusters=int(trial.unit.max()) + 1, k_absorbed=n_strata,
+                  stratum=trial.school)
+    constraints = np.zeros((2, len(names)))
+    constraints[:, 0] = -1.0
+    constraints[0, 1] = constraints[1, 2] = 1.0
+    statistic, q, df, p = fit.wald_test(constraints)
+
+    frame = pd.DataFrame({"endline": trial.endline, "unit": trial.unit,
+                          "school": trial.school, **columns})
+    data = tmp_path / "data.csv"
+    frame.to_csv(data, index=False, float_format="%.17g")
+    out = tmp_path / "htz.csv"
+    done = subprocess.run([rscript, str(SCRIPT.with_name("htz_reference.R")), str(data),
+                           str(out), "t0", "t1", "t2"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = pd.read_csv(out).to_dict("records")
+    assert q == row["df_num"] == 2
+    np.testing.assert_allclose(statistic, row["Fstat"], rtol=SE_RTOL,
+                               err_msg="HTZ F != clubSandwich Wald_test")
+    np.testing.assert_allclose(df, row["df_denom"], rtol=DF_RTOL,
+                               err_msg="HTZ df != clubSandwich Wald_test df_denom")
+    np.testing.assert_allclose(p, row["p_val"], rtol=1e-4, err_msg="HTZ p != clubSandwich")
 
 
 @pytest.mark.parametrize("name", ["analysis._ols", "analysis.effects", "analysis.coverage",
