@@ -422,7 +422,9 @@ def _finish(
     k_total = k + k_absorbed
     blocks = None
     if kind == "cr2":
-        assert cluster is not None
+        if cluster is None or (k_absorbed and stratum is None):
+            raise ValueError("cr2 needs the cluster codes, and the stratum codes when strata "
+                             "are absorbed (their projection enters the adjustment)")
         blocks = _CR2Blocks(design, r_inv, cluster, n_clusters,
                             stratum if k_absorbed else None, k_absorbed)
         vcov = blocks.vcov(resid)
