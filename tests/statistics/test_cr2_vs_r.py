@@ -74,11 +74,12 @@ def _rscript() -> str:
     return found
 
 
-def _plan(unit: str) -> AnalysisPlan:
+def _plan(unit: str, stratified: bool = True) -> AnalysisPlan:
     return AnalysisPlan(
         experiment="cr2-vs-r", protocol_sha256="0" * 64, unit=unit,  # type: ignore[arg-type]
         arms=("resource", "usual"), control="usual", allocation=(1.0, 1.0),
-        outcomes=(OutcomeSpec("score", True, "score"),), strata=("school_uai",),
+        outcomes=(OutcomeSpec("score", True, "score"),),
+        strata=("school_uai",) if stratified else (),
         estimands=("ITT", "CACE"), subgroups=("education_priority",),
         min_active_minutes=300.0,
     )
@@ -92,20 +93,21 @@ def _without_unit(trial: DesignTrial, unit: int) -> DesignTrial:
     return replace(trial, unit=np.unique(trial.unit[keep], return_inverse=True)[1], **fields)
 
 
-CASES = [*DESIGNS, "paired-lost-class"]
-"""The four designs, and pairs where one class is lost: its school keeps one class, whose
-``I - H_jj`` is singular (both R packages then take the pseudo-inverse square root)."""
+CASES = [*DESIGNS, "paired-lost-class", "large-strata-unstratified"]
+"""The four designs; pairs where one class is lost: its school keeps one class, whose
+``I - H_jj`` is singular (both R packages then take the pseudo-inverse square root); and
+a trial analysed without strata (an intercept instead of absorbed fixed effects)."""
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_cr2_matches_clubsandwich_and_estimatr(case: str, tmp_path: Path) -> None:
     rscript = _rscript()
-    design = cast(DesignName, case.removesuffix("-lost-class"))
+    design = cast(DesignName, case.removesuffix("-lost-class").removesuffix("-unstratified"))
     trial = simulate_design(design, np.random.default_rng(20261204 + CASES.index(case)))
     if case.endswith("-lost-class"):
         trial = _without_unit(trial, 0)
     units_path, outcomes_path, usage_path = write_design_files(trial, tmp_path)
-    plan = _plan(trial.unit_level)
+    plan = _plan(trial.unit_level, stratified=not case.endswith("-unstratified"))
     units = read_units(units_path, plan)
     outcomes = read_outcomes(outcomes_path, units)
     usage = read_usage(usage_path, outcomes, units)
@@ -122,7 +124,9 @@ def test_cr2_matches_clubsandwich_and_estimatr(case: str, tmp_path: Path) -> Non
     complied = usage.minutes[sample.learner] >= 300.0
     treat = (sample.arm == 0).astype(float)
     pupils = pd.DataFrame({
-        "unit": sample.cluster, "school": sample.stratum, "treat": treat, "b0": b0,
+        "unit": sample.cluster,
+        "school": np.zeros(sample.n, dtype=int) if sample.stratum is None else sample.stratum,
+        "treat": treat, "b0": b0,
         "bmiss": bmiss, "endline": sample.y, "t_rep": treat * ~priority,
         "t_repp": treat * priority, "repp": priority.astype(float),
         "complied": complied.astype(float),

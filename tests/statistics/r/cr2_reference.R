@@ -26,13 +26,21 @@ add <- function(model, term, estimate, se_cs, df_cs, se_er, df_er) {
     df_clubsandwich = df_cs, se_estimatr = se_er, df_estimatr = df_er)
 }
 # The strata as dummies in lm (clubSandwich: CR2 on the full design) and as absorbed
-# fixed effects in estimatr (CR2 on cbind(demeaned X, FE dummies)).
-compare <- function(model, formula, fe_formula, terms) {
-  fit <- lm(formula, data = d)
+# fixed effects in estimatr (CR2 on cbind(demeaned X, FE dummies)); a trial analysed
+# without strata has a single school and an intercept instead.
+stratified <- nlevels(d$school) > 1
+full <- function(rhs) reformulate(c(rhs, if (stratified) "school"), response = "endline")
+robust <- function(rhs, ...) {
+  if (stratified) lm_robust(reformulate(rhs, response = "endline"), data = d,
+                            fixed_effects = ~ school, clusters = unit, se_type = "CR2", ...)
+  else lm_robust(reformulate(rhs, response = "endline"), data = d, clusters = unit,
+                 se_type = "CR2", ...)
+}
+compare <- function(model, rhs, terms) {
+  fit <- lm(full(rhs), data = d)
   cs <- coef_test(fit, vcov = vcovCR(fit, cluster = d$unit, type = "CR2"),
                   test = "Satterthwaite", coefs = terms)
-  er <- lm_robust(fe_formula, data = d, fixed_effects = ~ school, clusters = unit,
-                  se_type = "CR2")
+  er <- robust(rhs)
   for (i in seq_along(terms)) {
     term <- terms[i]
     add(model, term, coef(fit)[[term]], cs$SE[i], cs$df_Satt[i], er$std.error[[term]],
@@ -40,21 +48,27 @@ compare <- function(model, formula, fe_formula, terms) {
   }
 }
 
-compare("itt", endline ~ treat + b0 + bmiss + school, endline ~ treat + b0 + bmiss, "treat")
-compare("subgroups", endline ~ t_rep + t_repp + repp + b0 + bmiss + school,
-        endline ~ t_rep + t_repp + repp + b0 + bmiss, c("t_rep", "t_repp"))
+compare("itt", c("treat", "b0", "bmiss"), "treat")
+compare("subgroups", c("t_rep", "t_repp", "repp", "b0", "bmiss"), c("t_rep", "t_repp"))
 # The interaction test (same effect in both levels): clubSandwich's HTZ Wald test, which
 # for one constraint is the Satterthwaite t test squared (F = t^2, df_denom = df).
-sub <- lm(endline ~ t_rep + t_repp + repp + b0 + bmiss + school, data = d)
+sub <- lm(full(c("t_rep", "t_repp", "repp", "b0", "bmiss")), data = d)
 wt <- Wald_test(sub, constraints = constrain_equal(c("t_rep", "t_repp")),
                 vcov = vcovCR(sub, cluster = d$unit, type = "CR2"), test = "HTZ")
 add("interaction", "t_rep=t_repp", wt$Fstat, NA, wt$df_denom, NA, NA)
 
-iv <- ivreg(endline ~ complied + b0 + bmiss + school | treat + b0 + bmiss + school, data = d)
+strata <- if (stratified) " + school" else ""
+iv <- ivreg(as.formula(paste("endline ~ complied + b0 + bmiss", strata,
+                             "| treat + b0 + bmiss", strata)), data = d)
 iv_cs <- coef_test(iv, vcov = vcovCR(iv, cluster = d$unit, type = "CR2"),
                    test = "Satterthwaite", coefs = "complied")
-iv_er <- iv_robust(endline ~ complied + b0 + bmiss | treat + b0 + bmiss, data = d,
-                   fixed_effects = ~ school, clusters = unit, se_type = "CR2")
+iv_er <- if (stratified) {
+  iv_robust(endline ~ complied + b0 + bmiss | treat + b0 + bmiss, data = d,
+            fixed_effects = ~ school, clusters = unit, se_type = "CR2")
+} else {
+  iv_robust(endline ~ complied + b0 + bmiss | treat + b0 + bmiss, data = d,
+            clusters = unit, se_type = "CR2")
+}
 add("cace", "complied", coef(iv)[["complied"]], iv_cs$SE[1], iv_cs$df_Satt[1],
     iv_er$std.error[["complied"]], iv_er$df[["complied"]])
 
