@@ -239,6 +239,15 @@ def _nesting(stratum: IntArray, cluster: IntArray, n_clusters: int) -> IntArray:
     return mean.astype(np.intp)
 
 
+def _g(lam: FloatArray) -> FloatArray:
+    """``((1 - lam)^(-1/2) - 1) / lam`` (stable form), ``-1/lam`` where ``1 - lam`` vanishes."""
+    rest = 1.0 - lam
+    root = np.sqrt(np.clip(rest, 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(rest > CR2_EIGEN_TOL, 1.0 / (root * (1.0 + root)),
+                                   -1.0 / lam), dtype=np.float64)
+
+
 class _CR2Blocks:
     """Per-cluster blocks of the CR2 computation (see "The algorithm" in the module).
 
@@ -272,13 +281,18 @@ class _CR2Blocks:
                 c[:, a, b] = np.bincount(cluster, weights=u[:, a] * u[:, b],
                                          minlength=n_clusters)
                 c[:, b, a] = c[:, a, b]
-        lam, vec = np.linalg.eigh(c)
-        rest = 1.0 - lam
-        root = np.sqrt(np.clip(rest, 0.0, None))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(rest > CR2_EIGEN_TOL, 1.0 / (root * (1.0 + root)), -1.0 / lam)
         self.c = c
-        self.f = np.einsum("gab,gb,gcb->gac", vec, g, vec)
+        if n_clusters == design.shape[0]:
+            # One row per cluster (pupils randomised: HC2): C_j = u u' has the one eigenvalue
+            # |u|^2 = h_jj, and F only ever multiplies vectors along u, so
+            # F_j = g(h_jj) / h_jj u u' does; no eigendecomposition of a million blocks.
+            lam = np.trace(c, axis1=1, axis2=2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.where(lam > 0.0, _g(lam) / lam, 0.0)
+            self.f = c * scale[:, None, None]
+        else:
+            lam_all, vec = np.linalg.eigh(c)
+            self.f = np.einsum("gab,gb,gcb->gac", vec, _g(lam_all), vec)
 
     def vcov(self, resid: FloatArray) -> FloatArray:
         """``R^-1 (sum_j u_j u_j') R^-T`` with ``u_j = Q_j' A_j e_j``."""
