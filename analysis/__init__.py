@@ -16,5 +16,7 @@ The data flow, module by module (nothing is imported here, so ``preuve --help`` 
   impact report (``report_text``: French and English catalogues, ``report_rating``: the
   evidence rating, ``report_figures``: inline SVG, ``report_context``: usage funnel,
   amendments and watermark, ``report_pdf``, ``report_checks``); ``cli`` is
-  ``preuve analyze``; ``simulate`` writes synthetic trials.
+  ``preuve analyze``; ``simulate`` writes synthetic trials (and draws the four designs of
+  the reference and coverage studies); ``coverage`` is the simulation study of the
+  interval estimators; ``_ols`` does the least squares and the CR2/CR1 covariances.
 """

@@ -10,8 +10,10 @@ absent from it have 0 minutes). The random assignment instruments compliance:
   indicators (control learners' use is then outside the model, and a warning says so).
 
 Exogenous regressors are those of the ITT model (baseline, covariates, absorbed strata).
-Standard errors are cluster-robust by unit with the same small-sample factor as the ITT
-model (plain CR1 is linearmodels ``IV2SLS``, ``cov_type="clustered", debiased=True``).
+Standard errors are cluster-robust by unit with the ITT model's estimator: CR2 with
+Satterthwaite df by default, computed on the first-stage fitted regressors as
+``estimatr::iv_robust(se_type = "CR2")`` does; ``cr1`` is linearmodels ``IV2SLS``,
+``cov_type="clustered", debiased=True``. The effect's ``model`` names the estimator used.
 Assumptions (Angrist, Imbens & Rubin 1996): exclusion restriction (assignment affects the
 outcome only through use) and monotonicity; the threshold is the protocol's, not a
 natural definition of "treated", so the CACE is that of reaching the threshold.
@@ -24,7 +26,14 @@ import numpy.typing as npt
 
 from analysis._ols import VcovKind, absorb, fit_2sls, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
-from analysis.effects import arm_counts, cluster_params, contrast_name, t_inference
+from analysis.effects import (
+    arm_counts,
+    cluster_params,
+    contrast_name,
+    t_inference,
+    variance_label,
+    vcov_kind,
+)
 from analysis.inputs import AnalysisPlan, UsageTable
 from analysis.options import MIN_CELL_PUPILS
 from analysis.results import Effect, not_estimable
@@ -47,8 +56,8 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     """
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
-    kind: VcovKind = "cluster" if plan.clustered else "hetero"
-    model = f"2SLS, {'CR1 cluster-robust by unit' if kind == 'cluster' else 'HC1 robust'}"
+    kind: VcovKind = vcov_kind(plan)
+    model = f"2SLS, {variance_label(plan, kind)}"
     counts = arm_counts(sample, len(plan.arms))
     warnings: list[str] = []
 
@@ -83,12 +92,14 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     y = sample.y
     exog = sample.covariates
     k_absorbed = 0
+    stratum = None
     if sample.stratum is not None:
         y, exog = sample.within_strata  # shared with the ITT model
         block = absorb(np.column_stack([d, z]), sample.stratum, sample.n_strata)
         d = block[:, : d.shape[1]]
         z = block[:, d.shape[1]:]
         k_absorbed = sample.n_strata
+        stratum = sample.stratum
     else:
         exog = np.column_stack([np.ones(sample.n), exog])
     kept_exog = independent_columns(exog)
@@ -100,22 +111,24 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     if _weak(d, z, exog):
         return fail("assignment does not change compliance (no first stage)"), warnings
     c_params = cluster_params(plan, k_absorbed)
-    if kind == "cluster" and sample.n_clusters - c_params < 1:
+    if kind in ("cr1", "cr2") and sample.n_clusters - c_params < 1:
         return fail("too few units for cluster-robust standard errors (units ≤ strata)"), warnings
     fit = fit_2sls(y, exog, d, z, kind=kind, cluster=sample.cluster,
-                   n_clusters=sample.n_clusters, k_absorbed=k_absorbed, cluster_params=c_params)
+                   n_clusters=sample.n_clusters, k_absorbed=k_absorbed, cluster_params=c_params,
+                   stratum=stratum)
     effects: list[Effect] = []
     for i, t in enumerate(treatments):
         estimate = float(fit.params[i])
         se = standard_error(float(fit.vcov[i, i]))
-        low, high, p = t_inference(estimate, se, float(fit.df), plan.alpha)
+        df = float(fit.df_params[i])
+        low, high, p = t_inference(estimate, se, df, plan.alpha)
         size = hedges_g(estimate, low, high,
                         SampleMeanStatistic.of(sample.y[sample.arm == t]),
                         SampleMeanStatistic.of(sample.y[sample.arm == control]))
         effects.append(Effect(
             outcome=sample.outcome, contrast=contrast_name(plan.arms[t], plan.control),
             estimand="CACE", role="cace", model=model, estimate=estimate, std_error=se,
-            ci_low=low, ci_high=high, p_value=p, df=float(fit.df), hedges_g=size.hedges_g,
+            ci_low=low, ci_high=high, p_value=p, df=df, hedges_g=size.hedges_g,
             hedges_g_ci_low=size.hedges_g_ci_low, hedges_g_ci_high=size.hedges_g_ci_high,
             months_progress=size.months_progress,
             n_units={plan.arms[a]: int(counts.units[a]) for a in (t, control)},

@@ -27,6 +27,8 @@ from analysis.effects import (
     contrast_name,
     subset_sample,
     t_inference,
+    variance_label,
+    vcov_kind,
 )
 from analysis.inputs import AnalysisPlan
 from analysis.options import MIN_CELL_PUPILS
@@ -44,8 +46,8 @@ def estimate_did(plan: AnalysisPlan, sample: AnalysisSample) -> list[Effect]:
     """Difference-in-differences of each treatment arm against the control."""
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
-    kind: VcovKind = "cluster" if plan.clustered else "hetero"
-    model = "gain score, cluster-robust by unit" if kind == "cluster" else "gain score, HC1"
+    kind: VcovKind = vcov_kind(plan)
+    model = f"gain score, {variance_label(plan, kind)}"
     name = next((n for n in sample.covariate_names if n.endswith("_baseline")), None)
     has_baseline = np.zeros(sample.n, dtype=bool)
     if name is not None:
@@ -78,16 +80,16 @@ def estimate_did(plan: AnalysisPlan, sample: AnalysisSample) -> list[Effect]:
         c_params = cluster_params(plan, k_absorbed)
         if any(i not in kept for i in range(len(treatments))):
             failure = "arm indistinguishable from strata"
-        elif kind == "cluster" and sub.n_clusters - c_params < 1:
+        elif kind in ("cr1", "cr2") and sub.n_clusters - c_params < 1:
             failure = "too few units for cluster-robust standard errors (units ≤ strata)"
         else:
             fit = fit_ols(gain, x[:, kept], kind=kind, cluster=sub.cluster,
                           n_clusters=sub.n_clusters, k_absorbed=k_absorbed,
-                          cluster_params=c_params)
+                          cluster_params=c_params, stratum=sub.stratum)
             for i, t in enumerate(treatments):
                 j = kept.index(i)
                 fitted[t] = (float(fit.params[j]), standard_error(float(fit.vcov[j, j])),
-                             float(fit.df))
+                             float(fit.df_params[j]))
     for t in treatments:
         n_units = {plan.arms[a]: int(counts.units[a]) for a in (t, control)}
         n_learners = {plan.arms[a]: suppress_count(int(counts.learners[a]))

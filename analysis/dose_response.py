@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from analysis._ols import VcovKind, fit_ols, independent_columns, standard_error
-from analysis.effects import arm_counts, subset_sample, t_inference
+from analysis.effects import arm_counts, subset_sample, t_inference, vcov_kind
 from analysis.inputs import AnalysisPlan, UsageTable
 from analysis.options import MIN_CELL_PUPILS
 from analysis.results import Effect, not_estimable
@@ -36,7 +36,7 @@ def estimate_dose_response(plan: AnalysisPlan, sample: AnalysisSample, usage: Us
                            ) -> list[Effect]:
     """Slope of the endline score per 10 hours of active use, in each treatment arm."""
     out: list[Effect] = []
-    kind: VcovKind = "cluster" if plan.clustered else "hetero"
+    kind: VcovKind = vcov_kind(plan)
     counts = arm_counts(sample, len(plan.arms))
     for arm in plan.treatment_arms:
         t = plan.arms.index(arm)
@@ -62,7 +62,7 @@ def estimate_dose_response(plan: AnalysisPlan, sample: AnalysisSample, usage: Us
             c_params = 1
             if 0 not in kept:
                 reason = "usage indistinguishable from strata or covariates"
-            elif kind == "cluster" and sub.n_clusters - c_params < 2:
+            elif kind in ("cr1", "cr2") and sub.n_clusters - c_params < 2:
                 reason = "too few units for cluster-robust standard errors"
             elif sub.n - len(kept) - k_absorbed <= 0:
                 reason = "too few learners for the model"
@@ -71,11 +71,12 @@ def estimate_dose_response(plan: AnalysisPlan, sample: AnalysisSample, usage: Us
                               n_clusters=sub.n_clusters, k_absorbed=k_absorbed,
                               cluster_params=c_params)
                 estimate, se = float(fit.params[0]), standard_error(float(fit.vcov[0, 0]))
-                low, high, p = t_inference(estimate, se, float(fit.df), plan.alpha)
+                df = float(fit.df_params[0])
+                low, high, p = t_inference(estimate, se, df, plan.alpha)
                 out.append(Effect(
                     **common,  # type: ignore[arg-type]
                     estimate=estimate, std_error=se, ci_low=low, ci_high=high, p_value=p,
-                    df=float(fit.df), hedges_g=math.nan, hedges_g_ci_low=math.nan,
+                    df=df, hedges_g=math.nan, hedges_g_ci_low=math.nan,
                     hedges_g_ci_high=math.nan, months_progress=None, n_units=n_units,
                     n_learners=n_learners,
                     notes=("exploratory: usage is not randomised; an association, not an "

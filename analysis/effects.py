@@ -3,11 +3,11 @@
 ``ancova`` (the default): OLS of the endline score on the arm indicators, the baseline
 score (dummy-variable method when missing), the declared covariates and fixed effects of
 the randomisation strata (absorbed). Standard errors are cluster-robust at the unit of
-randomisation with the CR1 correction, extended to absorbed strata: ``G/(G-S)`` and t
-intervals on ``G - S`` degrees of freedom (``S`` strata; ``S = 1`` without strata is plain
-CR1, ``G - 1`` df); when the unit is the learner they are heteroskedasticity-robust (HC1,
-``N - K`` df).
-See :mod:`analysis._ols` for the exact corrections and which libraries they match.
+randomisation, by default CR2 (Bell & McCaffrey 2002) with t intervals on the Satterthwaite
+degrees of freedom of Pustejovsky & Tipton (2018), as R's clubSandwich and estimatr compute
+them; when the unit is the learner each learner is its own cluster (HC2 with Bell-McCaffrey
+df). ``cluster_correction: cr1`` gives CR1 (``G-1`` df; HC1 with ``N-K`` df for learners).
+See :mod:`analysis._ols` for the algorithm and which libraries each option matches.
 
 ``mixed``: linear mixed model with random intercepts for the unit (and for the school when
 classes are nested in schools), fitted by REML with statsmodels ``MixedLM``; t intervals on
@@ -32,7 +32,7 @@ from scipy import special
 from analysis._ols import VcovKind, absorb, fit_ols, independent_columns, standard_error
 from analysis.effect_sizes import hedges_g
 from analysis.inputs import AnalysisPlan
-from analysis.options import MIN_CELL_PUPILS, Role
+from analysis.options import MIN_CELL_PUPILS, Role, check_option
 from analysis.results import Effect, not_estimable
 from analysis.sample import AnalysisSample, compact_codes
 from analysis.statistics import SampleMeanStatistic
@@ -46,6 +46,8 @@ __all__ = [
     "estimate_effects",
     "subset_sample",
     "t_inference",
+    "variance_label",
+    "vcov_kind",
 ]
 
 
@@ -79,10 +81,54 @@ def arm_counts(sample: AnalysisSample, n_arms: int, rows: npt.NDArray[np.bool_] 
 
 
 def cluster_params(plan: AnalysisPlan, n_absorbed_strata: int) -> int:
-    """Cluster-level parameters of the small-sample factor (see ``analysis/_ols.py``)."""
-    if plan.cluster_correction == "cr1" or n_absorbed_strata == 0:
-        return 1
-    return n_absorbed_strata
+    """``c`` of the CR1 factor ``G/(G-c)`` and ``G-c`` df (see ``analysis/_ols.py``).
+
+    ``S`` absorbed strata for ``cr1-strata``, else 1 (CR1; unused by CR2).
+    """
+    if plan.cluster_correction == "cr1-strata" and n_absorbed_strata > 0:
+        return n_absorbed_strata
+    return 1
+
+
+def vcov_kind(plan: AnalysisPlan) -> VcovKind:
+    """Covariance of the OLS and 2SLS estimators for the plan's ``cluster_correction``.
+
+    Examples
+    --------
+    >>> from analysis.inputs import AnalysisPlan, OutcomeSpec
+    >>> plan = AnalysisPlan("x", "", "learner", ("t", "c"), "c", (1.0, 1.0),
+    ...                     (OutcomeSpec("y", True),))
+    >>> from dataclasses import replace
+    >>> vcov_kind(plan), vcov_kind(replace(plan, cluster_correction="cr1"))
+    ('cr2', 'hc1')
+    """
+    if plan.cluster_correction == "cr2":
+        return "cr2"
+    return "cr1" if plan.clustered else "hc1"
+
+
+def variance_label(plan: AnalysisPlan, kind: VcovKind) -> str:
+    """Short name of the variance estimator and its degrees of freedom, for labels.
+
+    Examples
+    --------
+    >>> from analysis.inputs import AnalysisPlan, OutcomeSpec
+    >>> plan = AnalysisPlan("x", "", "class", ("t", "c"), "c", (1.0, 1.0),
+    ...                     (OutcomeSpec("y", True),))
+    >>> variance_label(plan, "cr2")
+    'CR2 cluster-robust by unit, Satterthwaite df'
+    """
+    if kind == "cr2":
+        if plan.clustered:
+            return "CR2 cluster-robust by unit, Satterthwaite df"
+        return "HC2 robust (CR2, one learner per cluster), Satterthwaite df"
+    if kind == "cr1":
+        if plan.cluster_correction == "cr1-strata":
+            return "CR1 with G/(G-S) (cr1-strata, Preuve's own), G-S df"
+        return "CR1 cluster-robust by unit, G-1 df"
+    if kind == "hc1":
+        return "HC1 robust, N-K df"
+    return "iid (clustering ignored)"
 
 
 def t_inference(estimate: float, se: float, df: float, alpha: float
@@ -121,9 +167,7 @@ def _blocking_reason(plan: AnalysisPlan, counts: ArmCounts, treatment: int, cont
 def _model_label(plan: AnalysisPlan, kind: VcovKind | None) -> str:
     if plan.model == "mixed" and kind is None:
         return "mixed (REML, random intercepts)"
-    label = {"cluster": "ancova, cluster-robust by unit (CR1, strata-aware)",
-             "hetero": "ancova, HC1 robust", "iid": "ancova, iid (clustering ignored)"}
-    return label[kind or ("cluster" if plan.clustered else "hetero")]
+    return f"ancova, {variance_label(plan, kind or vcov_kind(plan))}"
 
 
 def _notes(sample: AnalysisSample, plan: AnalysisPlan) -> tuple[str, ...]:
@@ -170,7 +214,7 @@ def estimate_effects(
         From :func:`analysis.sample.build_sample`.
     role : {"primary", "secondary", …}
         Carried into the results.
-    vcov : {"cluster", "hetero", "iid"}, optional
+    vcov : {"cr2", "cr1", "hc1", "iid"}, optional
         Overrides the covariance implied by the plan (``iid`` exists to show what ignoring
         clustering does; never use it for a report).
 
@@ -194,6 +238,8 @@ def estimate_effects(
     >>> [e.contrast for e in estimate_effects(plan, s)]
     ['t vs c']
     """
+    if vcov is not None:
+        check_option(vcov, VcovKind, "vcov")
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
     counts = arm_counts(sample, len(plan.arms))
@@ -245,7 +291,7 @@ def estimate_effects(
 def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
                 vcov: VcovKind | None) -> tuple[dict[int, tuple[float, float, float]], str | None]:
     """Fit the ANCOVA; ``{arm: (estimate, se, df)}`` or a reason."""
-    kind: VcovKind = vcov or ("cluster" if plan.clustered else "hetero")
+    kind: VcovKind = vcov or vcov_kind(plan)
     # Keep only rows of the arms in the model (the control and estimable arms).
     control = plan.arms.index(plan.control)
     rows = np.isin(sample.arm, arms + [control])
@@ -259,12 +305,12 @@ def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
     x = x[:, kept]
     n, k = x.shape
     c_params = cluster_params(plan, k_absorbed)
-    if kind == "cluster" and sub.n_clusters - c_params < 1:
+    if kind in ("cr1", "cr2") and sub.n_clusters - c_params < 1:
         return {}, "too few units for cluster-robust standard errors (units ≤ strata)"
     if n - k - k_absorbed <= 0:
         return {}, f"too few learners ({n}) for the {k + k_absorbed} model parameters"
     fit = fit_ols(y, x, kind=kind, cluster=sub.cluster, n_clusters=sub.n_clusters,
-                  k_absorbed=k_absorbed, cluster_params=c_params)
+                  k_absorbed=k_absorbed, cluster_params=c_params, stratum=sub.stratum)
     out: dict[int, tuple[float, float, float]] = {}
     for i, a in enumerate(arms):
         if a in lost:
@@ -274,7 +320,7 @@ def _fit_ancova(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int],
         if not math.isfinite(se):
             return {}, ("no residual variation to estimate a standard error from (the model "
                         "fits the endline scores exactly)")
-        out[a] = (float(fit.params[j]), se, float(fit.df))
+        out[a] = (float(fit.params[j]), se, float(fit.df_params[j]))
     return out, None
 
 

@@ -109,8 +109,8 @@ class AnalysisPlan:
     """Units-file column naming the school of a class (nesting level of ``mixed``)."""
     design: DesignType = "parallel"
     """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
-    cluster_correction: ClusterCorrection = "cr1-strata"
-    """Small-sample factor of the cluster-robust errors (see ``analysis/_ols.py``)."""
+    cluster_correction: ClusterCorrection = "cr2"
+    """Cluster-robust inference by unit (see :data:`analysis.options.ClusterCorrection`)."""
     attrition_assumption: AttritionAssumption = "cautious"
     """WWC attrition boundary (``analysis.attrition_boundary`` of the protocol)."""
     power: DesignAssumptions | None = None
@@ -202,6 +202,9 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
             _get(analysis, "multiple_comparisons", "holm") or "holm"
         ),
         subgroups=tuple(str(s) for s in (_get(analysis, "subgroups") or [])),
+        cluster_correction=str(  # type: ignore[arg-type]
+            _get(analysis, "cluster_correction", "cr2") or "cr2"
+        ),
         min_active_minutes=None if minutes is None else float(minutes),
         design=str(_get(_get(protocol, "design"), "type", "parallel")),  # type: ignore[arg-type]
         attrition_assumption=str(  # type: ignore[arg-type]

@@ -38,9 +38,13 @@ MultipleComparisons = Literal["holm", "bonferroni", "benjamini-hochberg", "none"
 AttritionAssumption = Literal["cautious", "optimistic"]
 """The two WWC attrition boundaries (Standards Handbook v4.1, Table II.1)."""
 
-ClusterCorrection = Literal["cr1-strata", "cr1"]
-"""Small-sample factor of cluster-robust errors: ``G/(G-S)`` with ``S`` absorbed strata and
-``G-S`` df (default, see ``analysis/_ols.py``), or plain CR1 ``G/(G-1)``, ``G-1`` df."""
+ClusterCorrection = Literal["cr2", "cr1", "cr1-strata"]
+"""Cluster-robust inference by unit (see ``analysis/_ols.py``): ``cr2`` (default), the
+Bell-McCaffrey CR2 with Satterthwaite df (Pustejovsky & Tipton 2018), which is HC2 with
+Bell-McCaffrey df when learners are randomised; ``cr1``, ``G/(G-1) (N-1)/(N-K)`` with
+``G-1`` df (HC1 with ``N-K`` df for learners); ``cr1-strata``, ``G/(G-S)`` with ``S``
+absorbed strata and ``G-S`` df: Preuve's earlier default, not a published estimator, kept
+only to reproduce reports made with it."""
 
 Role = Literal["primary", "secondary", "subgroup", "cace", "did", "exploratory"]
 """What an effect is for: confirmatory (primary), secondary, a subgroup, CACE,

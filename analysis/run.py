@@ -32,7 +32,13 @@ from analysis.consort import consort_flow
 from analysis.design_mdes import DesignMdes, mdes_at_randomisation
 from analysis.did import estimate_did
 from analysis.dose_response import estimate_dose_response
-from analysis.effects import arm_counts, contrast_name, estimate_effects
+from analysis.effects import (
+    arm_counts,
+    contrast_name,
+    estimate_effects,
+    variance_label,
+    vcov_kind,
+)
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
@@ -184,9 +190,9 @@ def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
         "arms": list(plan.arms),
         "control": plan.control,
         "model": plan.model,
-        "standard_errors": ("cluster-robust by unit: CR1 with G/(G-S), t with G-S df "
-                            "(S = number of strata, 1 without strata)" if plan.clustered
-                            else "heteroskedasticity-robust HC1, t with N-K df"),
+        "standard_errors": variance_label(plan, vcov_kind(plan)),
+        "cluster_correction": plan.cluster_correction,
+        "estimands": list(plan.estimands),
         "strata": list(plan.strata),
         "covariates": list(plan.covariates),
         "alpha": plan.alpha,
@@ -362,6 +368,17 @@ def _level_numbers(levels: tuple[str, ...]) -> np.ndarray | None:
 
 def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[InteractionTest]
             ) -> tuple[list[Effect], list[InteractionTest]]:
+    """Adjust the p-values within the two families the report's methods text names.
+
+    1. the ITT effects of the primary outcome(s), every treatment contrast;
+    2. the ITT effects of the secondary outcomes together with the subgroup interaction
+       tests (``analysis.multiple_comparisons`` of the protocol: "across secondary
+       outcomes and subgroups").
+
+    Subgroup effects are descriptive, CACE, DiD and dose-response estimates secondary or
+    exploratory: they are not adjusted (the report says so, ``correction`` in
+    ``analysis/report/text.py``).
+    """
     method = plan.multiple_comparisons
     label = None if method == "none" else method
     primary = [i for i, e in enumerate(effects) if e.role == "primary" and e.estimand == "ITT"]

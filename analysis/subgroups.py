@@ -5,9 +5,11 @@ a learner column of the outcomes file), the model replaces each arm indicator by
 products with the level indicators and adds the level main effects; the coefficient of
 ``arm t × level l`` is the effect of ``t`` in subgroup ``l``. Everything else is the
 primary model (baseline, covariates, absorbed strata, same covariance). The interaction
-test is the Wald test that the effect of ``t`` is the same in every level, referred to
-``F(q, G - S)`` with cluster-robust covariance (``S`` absorbed strata, at least 1), and
-``F(q, N - K)`` otherwise.
+test is the Wald test that the effect of ``t`` is the same in every level. With CR2 (the
+default) it is the HTZ test of clubSandwich's ``Wald_test`` (Tipton & Pustejovsky 2015):
+``F = delta Q / q`` on ``(q, nu - q + 1)`` df (with two levels, the Satterthwaite t test
+squared); with ``cr1`` it is ``F(q, G - 1)`` (``G - S`` with ``cr1-strata``) and
+``F(q, N - K)`` for learners.
 
 A level where an arm of the contrast has fewer than 10 learners is suppressed: its
 learners leave the subgroup model and the level is reported without numbers.
@@ -20,9 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
-from analysis._ols import VcovKind, absorb, fit_ols, independent_columns, standard_error
+from analysis._ols import (
+    LinearFit,
+    VcovKind,
+    absorb,
+    fit_ols,
+    independent_columns,
+    standard_error,
+)
 from analysis.effect_sizes import hedges_g
 from analysis.effects import (
     arm_counts,
@@ -30,6 +38,8 @@ from analysis.effects import (
     contrast_name,
     subset_sample,
     t_inference,
+    variance_label,
+    vcov_kind,
 )
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable
 from analysis.options import MIN_CELL_PUPILS
@@ -51,7 +61,7 @@ class InteractionTest:
     levels: tuple[str, ...]
     statistic: float
     df_num: int
-    df_den: int
+    df_den: float
     p_value: float
     p_adjusted: float = math.nan
     reason: str | None = None
@@ -65,8 +75,8 @@ def estimate_subgroups(
     labels, levels = attribute_codes(attribute, units, outcomes, sample.learner)
     control = plan.arms.index(plan.control)
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
-    kind: VcovKind = "cluster" if plan.clustered else "hetero"
-    model = f"ancova × {attribute}, {'CR1' if kind == 'cluster' else 'HC1'}"
+    kind: VcovKind = vcov_kind(plan)
+    model = f"ancova × {attribute}, {variance_label(plan, kind)}"
 
     # Which (contrast, level) cells may be shown, and which learners stay in the model.
     shown: dict[tuple[int, str], str | None] = {}
@@ -95,7 +105,7 @@ def estimate_subgroups(
     fit_reason: str | None = None
     vcov = params = None
     index: dict[tuple[int, str], int] = {}
-    df_den = 0
+    fit: LinearFit | None = None
     if kept_levels:
         sub = subset_sample(sample, keep)
         sub_labels = labels[keep]
@@ -119,16 +129,18 @@ def estimate_subgroups(
         if any(i not in kept for i in index.values()):
             fit_reason = "subgroup indistinguishable from strata or covariates"
         elif sub.n - len(kept) - k_absorbed <= 0 or (
-                kind == "cluster" and sub.n_clusters - cluster_params(plan, k_absorbed) < 2):
+                kind in ("cr1", "cr2")
+                and sub.n_clusters - cluster_params(plan, k_absorbed) < 2):
             fit_reason = "too few learners or units for the subgroup model"
         else:
             fit = fit_ols(y, x[:, kept], kind=kind, cluster=sub.cluster,
                           n_clusters=sub.n_clusters, k_absorbed=k_absorbed,
-                          cluster_params=cluster_params(plan, k_absorbed))
-            params, vcov, df_den = fit.params, fit.vcov, fit.df
+                          cluster_params=cluster_params(plan, k_absorbed), stratum=sub.stratum)
+            params, vcov = fit.params, fit.vcov
             index = {key: kept.index(i) for key, i in index.items()}
             for key, j in index.items():
-                fitted[key] = (float(params[j]), standard_error(float(vcov[j, j])), float(fit.df))
+                fitted[key] = (float(params[j]), standard_error(float(vcov[j, j])),
+                               float(fit.df_params[j]))
 
     for t in treatments:
         contrast = contrast_name(plan.arms[t], plan.control)
@@ -163,30 +175,27 @@ def estimate_subgroups(
                 hedges_g_ci_high=size.hedges_g_ci_high, months_progress=size.months_progress,
                 n_units=n_units, n_learners=n_learners, subgroup=tag))
         tests.append(_interaction_test(sample.outcome, contrast, attribute, t, kept_levels,
-                                       index, params, vcov, df_den, fit_reason))
+                                       index, fit, fit_reason))
     return effects, tests
 
 
 def _interaction_test(
     outcome: str, contrast: str, attribute: str, t: int, levels: list[str],
-    index: dict[tuple[int, str], int], params: npt.NDArray[np.float64] | None,
-    vcov: npt.NDArray[np.float64] | None, df_den: int, fit_reason: str | None,
+    index: dict[tuple[int, str], int], fit: LinearFit | None, fit_reason: str | None,
 ) -> InteractionTest:
     q = len(levels) - 1
-    if params is None or vcov is None or q < 1:
+    if fit is None or q < 1:
         return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, max(q, 0),
-                               df_den, math.nan,
+                               math.nan, math.nan,
                                reason=fit_reason or "fewer than two subgroups can be shown")
-    r = np.zeros((q, params.size))
+    r = np.zeros((q, fit.params.size))
     for row, level in enumerate(levels[1:]):
         r[row, index[(t, level)]] = 1.0
         r[row, index[(t, levels[0])]] = -1.0
-    diff = r @ params
-    middle = r @ vcov @ r.T
     try:
-        wald = float(diff @ np.linalg.solve(middle, diff)) / q
+        statistic, _, df_den, p = fit.wald_test(r)
     except np.linalg.LinAlgError:
-        return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, q, df_den,
-                               math.nan, reason="singular covariance of the interactions")
-    p = float(special.fdtrc(q, df_den, wald)) if df_den > 0 else math.nan
-    return InteractionTest(outcome, contrast, attribute, tuple(levels), wald, q, df_den, p)
+        return InteractionTest(outcome, contrast, attribute, tuple(levels), math.nan, q,
+                               math.nan, math.nan,
+                               reason="singular covariance of the interactions")
+    return InteractionTest(outcome, contrast, attribute, tuple(levels), statistic, q, df_den, p)

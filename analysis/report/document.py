@@ -532,6 +532,11 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
             and pretest[primary["outcome"]] is None):
         model = "m_model_ancova_no_pretest"
     lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{unit}")))
+    variance = design.get("cluster_correction", "cr2")
+    if model == "m_model_ancova" or design.get("estimands", ["ITT"]) != ["ITT"]:
+        # the ancova and CACE models' variance estimator (the mixed model has its own)
+        learner = "_learner" if unit == "learner" and variance != "cr1-strata" else ""
+        lines.append(t(f"m_variance_{variance}{learner}", units=t(f"units_{unit}")))
     lines += [t("m_effect_size"), t("m_missing"),
               t("m_alpha", alpha=t.number(design.get("alpha"), 2))]
     boundary = str(design.get("attrition_boundary") or "cautious")

@@ -241,6 +241,28 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                             "les données et un R² nul.",
         "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}, ajusté sur le "
                          "score initial, les covariables et les strates.",
+        # variance estimator of the OLS and 2SLS models (analysis/_ols.py), by option
+        "m_variance_cr2": "Erreurs-types : estimateur CR2 robuste à la corrélation au sein "
+                          "des {units} (Bell et McCaffrey, 2002, Survey Methodology 28(2)), "
+                          "tests et intervalles de Student aux degrés de liberté de "
+                          "Satterthwaite (Pustejovsky et Tipton, 2018, JBES 36(4)), calculés "
+                          "comme les paquets R clubSandwich et estimatr ; strates en effets "
+                          "fixes. Même estimateur pour l'effet chez les utilisateurs (CACE, "
+                          "doubles moindres carrés).",
+        "m_variance_cr2_learner": "Erreurs-types : estimateur HC2 robuste à "
+                                  "l'hétéroscédasticité (CR2 avec un élève par grappe ; Bell "
+                                  "et McCaffrey, 2002, Survey Methodology 28(2)), tests et "
+                                  "intervalles de Student aux degrés de liberté de "
+                                  "Satterthwaite (Pustejovsky et Tipton, 2018, JBES 36(4)).",
+        "m_variance_cr1": "Erreurs-types : estimateur CR1 robuste à la corrélation au sein des "
+                          "{units}, facteur G/(G−1)·(N−1)/(N−K), Student à G − 1 degrés de "
+                          "liberté (option cluster_correction: cr1).",
+        "m_variance_cr1_learner": "Erreurs-types : estimateur HC1 robuste à "
+                                  "l'hétéroscédasticité, Student à N − K degrés de liberté.",
+        "m_variance_cr1-strata": "Erreurs-types : estimateur CR1 avec le facteur G/(G−S) "
+                                 "(S strates), Student à G − S degrés de liberté : règle "
+                                 "propre à Preuve, non publiée, gardée pour reproduire "
+                                 "d'anciens rapports.",
         "m_effect_size": "Taille d'effet : g de Hedges (écart-type groupé, correction des "
                          "petits échantillons) ; mois de progrès selon la table de conversion "
                          "du Teaching and Learning Toolkit de l'Education Endowment "
@@ -474,6 +496,27 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                           "errors robust to correlation within {units}.",
         "m_model_mixed": "Model: mixed model with a random intercept per {unit}, adjusted for "
                          "the baseline score, the covariates and the strata.",
+        "m_variance_cr2": "Standard errors: CR2 estimator robust to correlation within {units} "
+                          "(Bell & McCaffrey, 2002, Survey Methodology 28(2)), Student t "
+                          "tests and intervals on Satterthwaite degrees of freedom "
+                          "(Pustejovsky & Tipton, 2018, JBES 36(4)), computed as R's "
+                          "clubSandwich and estimatr packages do; strata as fixed effects. "
+                          "The same estimator for the effect on users (CACE, two-stage least "
+                          "squares).",
+        "m_variance_cr2_learner": "Standard errors: HC2 estimator robust to "
+                                  "heteroskedasticity (CR2 with one pupil per cluster; Bell & "
+                                  "McCaffrey, 2002, Survey Methodology 28(2)), Student t "
+                                  "tests and intervals on Satterthwaite degrees of freedom "
+                                  "(Pustejovsky & Tipton, 2018, JBES 36(4)).",
+        "m_variance_cr1": "Standard errors: CR1 estimator robust to correlation within "
+                          "{units}, factor G/(G−1)·(N−1)/(N−K), Student t on G − 1 degrees "
+                          "of freedom (option cluster_correction: cr1).",
+        "m_variance_cr1_learner": "Standard errors: HC1 estimator robust to "
+                                  "heteroskedasticity, Student t on N − K degrees of freedom.",
+        "m_variance_cr1-strata": "Standard errors: CR1 estimator with the factor G/(G−S) (S "
+                                 "strata), Student t on G − S degrees of freedom: a rule of "
+                                 "Preuve's own, not published, kept to reproduce earlier "
+                                 "reports.",
         "m_effect_size": "Effect size: Hedges' g (pooled standard deviation, small-sample "
                          "correction); months of progress from the conversion table of the "
                          "Education Endowment Foundation's Teaching and Learning Toolkit (the "

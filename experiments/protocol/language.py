@@ -40,7 +40,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from analysis.options import DesignType, Estimand, Model, MultipleComparisons, UnitLevel
+from analysis.options import (
+    ClusterCorrection,
+    DesignType,
+    Estimand,
+    Model,
+    MultipleComparisons,
+    UnitLevel,
+)
 from experiments.errors import Problem, ProtocolError
 from experiments.protocol import checks
 from experiments.protocol.source import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
@@ -348,6 +355,9 @@ class Analysis(_Section):
     """WWC attrition boundary (Standards Handbook v4.1, Table II.1): cautious unless the
     protocol argues that attrition is unrelated to the outcome; the optimistic column has
     unverified rows, stated in every report that uses it."""
+    cluster_correction: ClusterCorrection = "cr2"
+    """Standard errors of ancova and CACE: cr2 (Bell-McCaffrey, Satterthwaite df), cr1, or
+    cr1-strata (G/(G-S), unpublished, kept to reproduce earlier reports)."""
 
 
 class Compliance(_Section):

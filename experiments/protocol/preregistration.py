@@ -27,6 +27,13 @@ _MODEL = {
     "ancova": "ANCOVA (OLS), erreurs standard robustes groupées par unité",
     "mixed": "modèle mixte à intercepts aléatoires",
 }
+_STANDARD_ERRORS = {  # analysis.cluster_correction (analysis/_ols.py)
+    "cr2": "CR2 groupées par unité (Bell et McCaffrey 2002), degrés de liberté de "
+           "Satterthwaite (Pustejovsky et Tipton 2018)",
+    "cr1": "CR1 groupées par unité, G − 1 degrés de liberté",
+    "cr1-strata": "CR1 avec le facteur G/(G − S) propre à Preuve (non publié), G − S degrés "
+                  "de liberté",
+}
 
 
 def _euros(amount: float, decimals: int) -> str:
@@ -161,6 +168,7 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         + ("; CACE avec la règle d'observance" if p.usage.compliance else "")
         + ").",
         f"- Modèle : {_MODEL[a.model]} ; effets de strate ; covariables : {_items(a.covariates)}.",
+        f"- Erreurs-types (ANCOVA, CACE) : {_STANDARD_ERRORS[a.cluster_correction]}.",
         f"- Seuil α = {a.alpha} ; comparaisons multiples : {a.multiple_comparisons} ; "
         f"sous-groupes : {_items(a.subgroups)}.",
         "- Tailles d'effet : g de Hedges avec correction pour petits échantillons.",

@@ -43,6 +43,19 @@ def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:
     lines = _run("benchmarks/bench_analysis.py", "--sizes", "5000")
     text = "\n".join(lines)
     assert re.search(rf"import_floor_s={FIGURE}", text), text
-    assert re.search(rf"pupils=5000 classes=200 analyze_s={FIGURE} bare_fit_s={FIGURE}", text)
+    assert re.search(rf"pupils=5000 classes=200 analyze_s={FIGURE} script_s={FIGURE} "
+                     rf"ratio={FIGURE} analyze_full_s={FIGURE}", text), text
     assert re.search(r"analyze_peak_mb=\d+", text), text
-    assert re.fullmatch(rf"ratio_analyze_to_bare_fit_5000={FIGURE}", lines[-1]), text
+    assert re.search(rf"itt_df={FIGURE}", text), text
+    assert "ratio_full_protocol_to_script_5000=" in text, text
+    assert re.fullmatch(rf"ratio_analyze_to_script_5000={FIGURE}", lines[-1]), text
+
+
+def test_simulation_coverage_prints_a_line_per_design_and_estimator() -> None:
+    lines = _run("benchmarks/simulation_coverage.py", "--trials", "3")
+    for design in ("paired", "small-unbalanced", "large-strata", "pupil-randomised"):
+        for estimator in ("cr2", "cr1", "cr1-strata", "cr0-normal"):
+            assert any(re.fullmatch(
+                rf"design={design} estimator={estimator} trials=3 coverage={FIGURE} "
+                rf"mean_df=({FIGURE}|inf) mean_se={FIGURE} sd_estimate={FIGURE}", line)
+                for line in lines), (design, estimator, lines)

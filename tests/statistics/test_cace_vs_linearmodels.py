@@ -61,6 +61,9 @@ def test_cace_matches_linearmodels_iv2sls(tmp_path: Path, arms: int) -> None:
                                               if arms == 3 else ["lectio vs usual"])
     for effect, name in zip(effects, ["d1", "d2"], strict=False):
         assert effect.estimand == "CACE" and effect.reason is None
+        # Issue 15: the label names the estimator actually used (here CR1, G-1 df).
+        assert effect.model == "2SLS, CR1 cluster-robust by unit, G-1 df", effect.model
+        assert effect.df == trial["unit_id"].nunique() - 1
         np.testing.assert_allclose(effect.estimate, ref.params[name], rtol=RTOL, atol=ATOL,
                                    err_msg="CACE != linearmodels 2SLS")
         np.testing.assert_allclose(effect.std_error, ref.std_errors[name], rtol=RTOL,
@@ -73,3 +76,27 @@ def test_cace_without_usage_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     _, _, sample = load(trial, tmp_path, plan)
     effects, _ = estimate_cace(plan, sample, None)
     assert all(e.reason and "usage" in e.reason and not e.estimable for e in effects)
+
+
+@pytest.mark.parametrize(("correction", "label"), [
+    ("cr2", "2SLS, CR2 cluster-robust by unit, Satterthwaite df"),
+    ("cr1", "2SLS, CR1 cluster-robust by unit, G-1 df"),
+    ("cr1-strata", "2SLS, CR1 with G/(G-S) (cr1-strata, Preuve's own), G-S df"),
+])
+def test_cace_label_names_its_variance_estimator(tmp_path: Path, correction: str,
+                                                 label: str) -> None:
+    """Issue 15: the CACE was labelled CR1 while it used G/(G-S)."""
+    trial = reference_trial()
+    plan = plan_for(trial, min_active_minutes=300.0, estimands=("ITT", "CACE"),
+                    cluster_correction=correction)
+    units, outcomes, sample = load(trial, tmp_path, plan)
+    usage = read_usage(_usage(trial, tmp_path / "usage.csv"), outcomes, units)
+    effects, _ = estimate_cace(plan, sample, usage)
+    g, s = trial["unit_id"].nunique(), trial["stratum"].nunique()
+    for effect in effects:
+        assert effect.model == label
+        if correction == "cr1-strata":
+            assert effect.df == g - s
+        elif correction == "cr2":
+            assert 1 < effect.df < g - 1  # Satterthwaite: fewer than the G-1 of CR1
+

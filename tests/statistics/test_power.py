@@ -172,7 +172,7 @@ def test_bira2c1_degrees_of_freedom() -> None:
 
 
 def _without_pretest(tmp_path: Path, covariates: str = "[]") -> Path:
-    """The DESIGN.md example with its pre-test removed (an ancova on covariates only)."""
+    """The core example with its pre-test removed (an ancova on covariates only)."""
     text = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
     line = "    baseline: fluence            # pre-test measure (wave baseline) used as covariate\n"
     assert line in text

@@ -26,7 +26,7 @@ small class 13.90 (2.45), regular + aide 0.31 (2.27)); the textbook page itself 
 found in any stored copy searchable here, so the three-decimal reproduction is the
 reference.
 
-Estimator option: ``estimate_effects(..., vcov="hetero")``, Preuve's HC1 (``N/(N-K)``,
+Estimator option: ``estimate_effects(..., vcov="hc1")``, Preuve's HC1 (``N/(N-K)``,
 ``K`` including the absorbed strata; ``analysis/_ols.py``). Tolerance: half a unit of
 the last printed digit (5e-4), i.e. Preuve's numbers round to the printed ones. A second
 test fits the same four regressions in R (``lm`` with school dummies,
@@ -198,10 +198,10 @@ def test_table_13_2_kindergarten_to_the_printed_digits(
     sample = build_sample(plan, units, outcomes, plan.outcomes[0])
     assert sample.n == n, "sample size != the table's"
     effects = {e.contrast.split(" vs ")[0]: e
-               for e in estimate_effects(plan, sample, vcov="hetero")}
+               for e in estimate_effects(plan, sample, vcov="hc1")}
     for arm, (estimate, se) in printed.items():
         e = effects[arm]
-        assert e.model == "ancova, HC1 robust"
+        assert e.model == "ancova, HC1 robust, N-K df"
         assert abs(e.estimate - estimate) <= TOLERANCE, f"col {column} {arm}: estimate"
         assert abs(e.std_error - se) <= TOLERANCE, f"col {column} {arm}: HC1 SE"
 
@@ -220,7 +220,7 @@ def test_table_13_2_against_r_lm_and_vcovhc(
     plan = plan_from_protocol(load_protocol(protocol_path))
     units = read_units(units_path, plan)
     sample = build_sample(plan, units, read_outcomes(outcomes_path, units), plan.outcomes[0])
-    for e in estimate_effects(plan, sample, vcov="hetero"):
+    for e in estimate_effects(plan, sample, vcov="hc1"):
         term = e.contrast.split(" vs ")[0]
         assert e.estimate == pytest.approx(r.loc[term, "estimate"], rel=R_TOLERANCE), "estimate"
         assert e.std_error == pytest.approx(r.loc[term, "std_error"], rel=R_TOLERANCE), "SE"

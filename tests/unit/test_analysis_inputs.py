@@ -17,6 +17,7 @@ from analysis.inputs import (
     read_usage,
 )
 from analysis.sample import attribute_codes, build_sample
+from experiments.errors import ProtocolError
 from experiments.protocol.language import load_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,19 @@ def test_plan_from_the_design_example() -> None:
     assert plan.min_active_minutes == 300
     assert (plan.model, plan.alpha, plan.multiple_comparisons) == ("ancova", 0.05, "holm")
     assert plan.subgroups == ("education_priority",)
+    assert plan.cluster_correction == "cr2"  # issue 15: the default variance estimator
+
+
+def test_protocol_names_the_cluster_correction(tmp_path: Path) -> None:
+    text = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace("  alpha: 0.05", "  alpha: 0.05\n  cluster_correction: cr1"),
+                    encoding="utf-8")
+    assert plan_from_protocol(load_protocol(path)).cluster_correction == "cr1"
+    path.write_text(text.replace("  alpha: 0.05", "  alpha: 0.05\n  cluster_correction: cr3"),
+                    encoding="utf-8")
+    with pytest.raises(ProtocolError, match="cluster_correction"):
+        load_protocol(path)
 
 
 def test_plan_refuses_unknown_options() -> None:

@@ -207,6 +207,8 @@ def test_cli_register_amend_show_export(settings: Settings, tmp_path: Path) -> N
     ):
         assert section in markdown
     assert "Extension au CE1" in markdown and "levels: [CP, CE1]" in markdown
+    # Issue 15: the pre-registered variance estimator is named.
+    assert "Erreurs-types (ANCOVA, CACE) : CR2 groupées par unité" in markdown
 
     code, out = run("show", "inconnue")
     assert code == 2 and "no such experiment" in out

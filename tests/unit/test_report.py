@@ -201,6 +201,18 @@ def test_every_section_is_present(french: str) -> None:
         assert words in text, words
 
 
+def test_methods_name_the_variance_estimator(french: str, english: str) -> None:
+    """Issue 15: the report says CR2 with Satterthwaite df, with its references."""
+    for page, words in ((french, ("estimateur CR2", "degrés de liberté de Satterthwaite",
+                                  "Bell et McCaffrey, 2002", "Pustejovsky et Tipton, 2018")),
+                        (english, ("CR2 estimator", "Satterthwaite degrees of freedom",
+                                   "Bell & McCaffrey, 2002", "Pustejovsky & Tipton, 2018"))):
+        text = _visible(page)
+        for word in words:
+            assert word in text, word
+        assert "G/(G−S)" not in text and "G/(G-S)" not in text
+
+
 def test_summary_sentence_equals_the_results_json(trial: Trial, french: str) -> None:
     (primary,) = [e for e in trial.data["effects"]
                   if e["role"] == "primary" and e["estimand"] == "ITT"]

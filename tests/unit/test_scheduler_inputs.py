@@ -210,7 +210,9 @@ def test_learner_randomised_scheduled_inputs_match_the_offline_files(
 
     (itt,) = [e for e in from_store.effects if e.role == "primary"]
     (reference,) = [e for e in from_files.effects if e.role == "primary"]
-    assert itt.reason is None and itt.model == "ancova, HC1 robust", itt
+    # Pupils randomised: CR2 with one pupil per cluster, i.e. HC2 (issue 15's default).
+    assert itt.reason is None, itt
+    assert itt.model == "ancova, HC2 robust (CR2, one learner per cluster), Satterthwaite df"
     assert itt.n_learners == reference.n_learners == {"lectio": 40, "usual": 40}
     # Same numbers read back from the same values: equal to the last bit but for the order
     # of the rows (summation order), hence 1e-12.
