@@ -132,7 +132,7 @@ def group_sums(y: FloatArray, x: FloatArray, cluster: IntArray, n_clusters: int,
     """
     w = np.column_stack([x, y])
     sums = np.column_stack([np.bincount(cluster, weights=w[:, j], minlength=n_clusters)
-                            for j in range(w.shape[1])])
+                            for j in range(w.shape[1])]).astype(np.float64)
     sizes = np.bincount(cluster, minlength=n_clusters).astype(float)
     n_schools = 0 if school_of_cluster is None else int(school_of_cluster.max()) + 1
     return GroupSums(w.T @ w, sums, sizes, school_of_cluster, n_schools, int(y.size))
