@@ -206,7 +206,7 @@ def _reml_criterion(sums: GroupSums, theta: FloatArray) -> tuple[float, FloatArr
         rx, ry = pc.rows[k][:, :p], pc.rows[k][:, p]
         resid = ry - rx @ pc.beta
         d_gamma = (float(np.sum(pc.diag[k])) - float(np.sum((rx @ pc.xhx_inv) * rx))
-                   - dof * float(resid @ resid) / q)
+                   - dof * float(np.dot(resid, resid)) / q)
         grad[k] = d_gamma
     return value, grad
 
@@ -225,7 +225,7 @@ def _deviance_gradient_vp(sums: GroupSums, varpar: FloatArray) -> FloatArray:
         rx, ry = pc.rows[k][:, :p], pc.rows[k][:, p]
         resid = ry - rx @ pc.beta
         d_gamma = (float(np.sum(pc.diag[k])) - float(np.sum((rx @ pc.xhx_inv) * rx))
-                   - float(resid @ resid) / sigma ** 2)
+                   - float(np.dot(resid, resid)) / sigma ** 2)
         grad[k] = 2.0 * theta[k] * d_gamma
     grad[-1] = 2.0 * dof / sigma - 2.0 * pc.q / sigma ** 3
     return grad
@@ -381,7 +381,7 @@ def fit_random_intercepts(sums: GroupSums) -> MixedFit:
     start = _start(sums) ** 2
     result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
                                bounds=[(0.0, None)] * start.size,
-                               options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500})
+                               options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500})
     theta, converged = _polish(sums, np.sqrt(np.asarray(result.x, dtype=float)))
     reml = _reml_criterion(sums, theta)[0]
     pc = _pieces(sums, theta ** 2)
