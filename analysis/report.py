@@ -507,7 +507,11 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     unit = design.get("unit", "class")
     lines = [t("m_estimand")]
     model = "m_model_mixed" if design.get("model") == "mixed" else "m_model_ancova"
-    lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{unit}")))
+    # Pupils randomised: the mixed model's random intercept is their class (effects.py).
+    grouping = "class" if model == "m_model_mixed" and unit == "learner" else unit
+    nested = t("m_mixed_nested") if unit == "class" else ""
+    lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{grouping}"),
+                   nested=nested))
     lines += [t("m_effect_size"), t("m_missing"),
               t("m_alpha", alpha=t.number(design.get("alpha"), 2))]
     lines.append(t("m_strata", strata=", ".join(t.attribute(s) for s in

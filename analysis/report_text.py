@@ -39,6 +39,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "warnings": "Points d'attention",
         "units_class": "classes", "units_school": "écoles", "units_learner": "élèves",
         "unit_class": "classe", "unit_school": "école", "unit_learner": "élève",
+        "m_mixed_nested": " (et par école pour les classes d'une même école)",
         "sentence_up": "Les élèves des {units} ayant utilisé {resource} ont progressé de "
                        "{value} {points} de plus en {outcome} que ceux des {units} témoins",
         "sentence_down": "Les élèves des {units} ayant utilisé {resource} ont progressé de "
@@ -209,8 +210,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_model_ancova": "Modèle : régression du score final sur le groupe, le score "
                           "initial, les covariables et les strates de randomisation ; "
                           "erreurs-types robustes à la corrélation au sein des {units}.",
-        "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}, ajusté sur le "
-                         "score initial, les covariables et les strates.",
+        "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}{nested}, "
+                         "estimé par maximum de vraisemblance restreinte (REML), ajusté sur "
+                         "le score initial, les covariables et les strates ; intervalles de "
+                         "Student à degrés de liberté de Satterthwaite (comme lmerTest).",
         "m_effect_size": "Taille d'effet : g de Hedges (écart-type groupé, correction des "
                          "petits échantillons) ; mois de progrès selon la table de "
                          "l'Education Endowment Foundation.",
@@ -257,6 +260,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "warnings": "Points to watch",
         "units_class": "classes", "units_school": "schools", "units_learner": "pupils",
         "unit_class": "class", "unit_school": "school", "unit_learner": "pupil",
+        "m_mixed_nested": " (and per school for classes of the same school)",
         "sentence_up": "Pupils in {units} that used {resource} progressed {value} {points} "
                        "more in {outcome} than those in control {units}",
         "sentence_down": "Pupils in {units} that used {resource} progressed {value} {points} "
@@ -409,8 +413,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_model_ancova": "Model: regression of the final score on the group, the baseline "
                           "score, the covariates and the randomisation strata; standard "
                           "errors robust to correlation within {units}.",
-        "m_model_mixed": "Model: mixed model with a random intercept per {unit}, adjusted for "
-                         "the baseline score, the covariates and the strata.",
+        "m_model_mixed": "Model: mixed model with a random intercept per {unit}{nested}, "
+                         "fitted by restricted maximum likelihood (REML), adjusted for the "
+                         "baseline score, the covariates and the strata; t intervals on "
+                         "Satterthwaite degrees of freedom (as lmerTest).",
         "m_effect_size": "Effect size: Hedges' g (pooled standard deviation, small-sample "
                          "correction); months of progress from the Education Endowment "
                          "Foundation's table.",
