@@ -128,7 +128,8 @@ def _model_label(plan: AnalysisPlan, kind: VcovKind | None) -> str:
     return label[kind or ("cluster" if plan.clustered else "hetero")]
 
 
-def _notes(sample: AnalysisSample, plan: AnalysisPlan) -> tuple[str, ...]:
+def _notes(sample: AnalysisSample, plan: AnalysisPlan, mixed: bool = False
+           ) -> tuple[str, ...]:
     notes: list[str] = []
     if sample.baseline_missing:
         notes.append(
@@ -137,9 +138,26 @@ def _notes(sample: AnalysisSample, plan: AnalysisPlan) -> tuple[str, ...]:
             if sample.baseline_missing >= MIN_CELL_PUPILS
             else "baseline missing for fewer than 10 learners: dummy-variable method"
         )
-    if plan.strata:
-        notes.append(f"fixed effects of the randomisation strata {list(plan.strata)}")
+    covered = _mixed_grouping_column(plan, sample) if mixed else None
+    fixed = [s for s in plan.strata if s != covered]
+    if fixed:
+        notes.append(f"fixed effects of the randomisation strata {fixed}")
+    if covered is not None and covered in plan.strata:
+        level = "class" if plan.unit == "learner" else "school"
+        notes.append(f"the random intercept of the {level} stands for the randomisation "
+                     f"strata {[covered]}")
     return tuple(notes)
+
+
+def _mixed_grouping_column(plan: AnalysisPlan, sample: AnalysisSample) -> str | None:
+    """Units-file column whose random intercept the ``mixed`` model adds beyond the unit's:
+    the class when pupils are randomised, the school for classes nested in schools."""
+    if plan.unit == "learner":
+        return CLASS_COLUMN if sample.learner_class is not None else None
+    if (plan.clustered and sample.school is not None and sample.n > 0
+            and int(sample.school.max()) + 1 < sample.n_clusters):
+        return plan.school
+    return None
 
 
 def _design(sample: AnalysisSample, arm_columns: Sequence[int]
@@ -200,7 +218,7 @@ def estimate_effects(
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
     counts = arm_counts(sample, len(plan.arms))
     model = _model_label(plan, vcov)
-    notes = _notes(sample, plan)
+    notes = _notes(sample, plan, mixed=plan.model == "mixed" and vcov is None)
     blocked = {t: _blocking_reason(plan, counts, t, control) for t in treatments}
     if sample.n == 0:
         empty = f"no learner has an endline score of outcome {sample.outcome!r} in the records"

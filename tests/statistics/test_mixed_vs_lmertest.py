@@ -245,6 +245,10 @@ def test_effects_equal_lmertest(case: str, tmp_path: Path) -> None:
                                    err_msg=f"{case} {term}: std_error != lmerTest's vcov")
         np.testing.assert_allclose(effect.df, ref["df"], rtol=RTOL_DF,
                                    err_msg=f"{case} {term}: df != lmerTest's Satterthwaite")
+    stands_for = {"paired": "school", "pupil-randomised": "class"}.get(case)
+    if stands_for is not None:
+        assert any(f"random intercept of the {stands_for} stands for" in note
+                   for note in effects[0].notes), effects[0].notes
 
 
 def test_variance_parameters_and_reml_criterion_equal_lme4(tmp_path: Path) -> None:
