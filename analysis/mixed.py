@@ -48,6 +48,10 @@ differences of the analytic gradient of that deviance (step ``1e-5`` relative, e
 ``(θ, σ)`` scale and with the same pseudo-inverse, so that a variance at its boundary 0
 contributes as it does in lmerTest (its gradient is 0 there).
 
+Kenward-Roger (:func:`kenward_roger`, as pbkrtest's ``vcovAdj`` and ``Lb_ddf``): the
+adjusted covariance and df, from the same sums in closed form. Not yet selectable in a
+protocol (the effects use Satterthwaite); verified against pbkrtest in the tests.
+
 Cost
 ----
 Building the sums: ``O(N p²)`` for ``W'W`` plus ``O(N p)`` for the class sums, once.
@@ -73,6 +77,7 @@ __all__ = [
     "MixedFit",
     "fit_random_intercepts",
     "group_sums",
+    "kenward_roger",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -404,3 +409,138 @@ def fit_random_intercepts(sums: GroupSums) -> MixedFit:
                     reml_criterion=reml, vcov_varpar=vcov_varpar,
                     jacobian=jacobian, converged=converged,
                     n_evaluations=evaluations)
+
+
+def kenward_roger(sums: GroupSums, fit: MixedFit, contrast: FloatArray) -> tuple[float, float]:
+    """Kenward-Roger ``(standard error, df)`` of ``contrast' β̂`` (pbkrtest's ``vcovAdj`` and
+    ``Lb_ddf``, which ``lmerTest::contest1D(ddf = "Kenward-Roger")`` calls).
+
+    Kenward & Roger (1997), *Biometrics* 53(3), 983-997, with the expected information of
+    pbkrtest (Halekoh & Højsgaard 2014, *J. Stat. Softw.* 59(9)): with ``Σ = Σ_r τ_r G_r``
+    (``G`` = ``Z_c Z_c'``, ``Z_s Z_s'``, ``I``), ``P_r = −X'Σ⁻¹G_rΣ⁻¹X``,
+    ``Q_rs = X'Σ⁻¹G_rΣ⁻¹G_sΣ⁻¹X``, ``W = 2 I_E⁻¹`` and ``Φ = (X'Σ⁻¹X)⁻¹``, the adjusted
+    covariance is ``Φ + 2 Φ (Σ_rs W_rs (Q_rs − P_r Φ P_s)) Φ``. Every matrix is computed
+    from the per-class sums in closed form (``H⁻¹``, ``H⁻²`` and ``H⁻³`` quadratic forms of the
+    compound-symmetric blocks), so the cost is that of one criterion evaluation.
+    """
+    gamma = fit.theta ** 2
+    pc = _pieces(sums, gamma)
+    p = sums.p
+    n_c = sums.sizes
+    s_x = sums.sums[:, :p]
+    xx = sums.cross[:p, :p]
+    f = 1.0 / (1.0 + n_c * gamma[0])
+    a = gamma[0] * f
+    w = n_c * f
+    nested = sums.school is not None
+    if sums.school is not None:
+        school, k = sums.school, sums.n_schools
+
+        def by_school(values: FloatArray) -> FloatArray:
+            if values.ndim == 1:
+                return np.bincount(school, weights=values, minlength=k).astype(np.float64)
+            return np.column_stack([np.bincount(school, weights=values[:, j], minlength=k)
+                                    for j in range(values.shape[1])]).astype(np.float64)
+
+        m_s = by_school(w)
+        b = gamma[1] / (1.0 + gamma[1] * m_s)
+        b_c = b[school]
+        shrink = 1.0 / (1.0 + gamma[1] * m_s)
+        tilde_s = by_school(s_x * f[:, None])
+        u = a[:, None] * s_x + (b_c * f)[:, None] * tilde_s[school]
+    else:
+        u = a[:, None] * s_x
+    t_c = s_x - n_c[:, None] * u
+    xh2x = xx - s_x.T @ u - u.T @ s_x + (u * n_c[:, None]).T @ u
+    xh3x = xh2x - (t_c * a[:, None]).T @ t_c
+    rows_c = pc.rows[0][:, :p]
+    if nested:
+        t_s = by_school(t_c * f[:, None])
+        xh3x -= (t_s * b[:, None]).T @ t_s
+        y_c = f[:, None] * t_c - (b_c * w)[:, None] * t_s[school]
+        rows_s = pc.rows[1][:, :p]
+        y_s = t_s * shrink[:, None]
+    else:
+        y_c = f[:, None] * t_c
+    # H-scale pieces, levels: class, (school), residual.
+    levels = 3 if nested else 2
+    xgx: list[FloatArray] = [rows_c.T @ rows_c]
+    if nested:
+        xgx.append(rows_s.T @ rows_s)
+    xgx.append(xh2x)
+    q: dict[tuple[int, int], FloatArray] = {}
+    ktr = np.empty((levels, levels))
+    e = levels - 1
+    if nested:
+        wr = by_school(rows_c * w[:, None])
+        q[0, 0] = (rows_c * w[:, None]).T @ rows_c - (wr * b[:, None]).T @ wr
+        q[0, 1] = (rows_c * (w * shrink[school])[:, None]).T @ rows_s[school]
+        q[1, 1] = (rows_s * (m_s * shrink)[:, None]).T @ rows_s
+        q[1, e] = rows_s.T @ y_s
+        w2 = by_school(w ** 2)
+        nf2 = by_school(n_c * f ** 2)
+        ktr[0, 0] = float(np.sum(w ** 2) - 2.0 * np.sum(b_c * w ** 3) + np.sum(b ** 2 * w2 ** 2))
+        ktr[0, 1] = float(np.sum((w * shrink[school]) ** 2))
+        ktr[1, 1] = float(np.sum((m_s * shrink) ** 2))
+        ktr[0, e] = float(np.sum(n_c * f ** 2 - 2.0 * b_c * w ** 2 * f
+                                 + b_c ** 2 * w ** 2 * nf2[school]))
+        ktr[1, e] = float(np.sum(nf2 * shrink ** 2))
+        ktr[e, e] = float(sums.n - 2.0 * (np.sum(a * n_c) + np.sum(b * nf2))
+                          + np.sum((a * n_c) ** 2) + 2.0 * np.sum(b_c * a * w ** 2)
+                          + np.sum(b ** 2 * nf2 ** 2))
+    else:
+        q[0, 0] = (rows_c * w[:, None]).T @ rows_c
+        ktr[0, 0] = float(np.sum(w ** 2))
+        ktr[0, e] = float(np.sum(n_c * f ** 2))
+        ktr[e, e] = float(sums.n - 2.0 * np.sum(a * n_c) + np.sum((a * n_c) ** 2))
+    q[0, e] = rows_c.T @ y_c
+    q[e, e] = xh3x
+    for (r, s_), value in list(q.items()):
+        q[s_, r] = value.T
+    ktr = np.triu(ktr) + np.triu(ktr, 1).T
+    sigma2 = fit.sigma ** 2
+    phi = fit.vcov
+    big_p = [-g / sigma2 ** 2 for g in xgx]
+    big_q = {key: value / sigma2 ** 3 for key, value in q.items()}
+    ktr = ktr / sigma2 ** 2
+    info = np.empty((levels, levels))
+    for r in range(levels):
+        for s_ in range(levels):
+            info[r, s_] = (ktr[r, s_] - 2.0 * float(np.sum(phi * big_q[r, s_]))
+                           + float(np.sum((phi @ big_p[r]) * (big_p[s_] @ phi))))
+    # pbkrtest: the inverse, or the generalised inverse when the information is singular.
+    inverse = (np.linalg.inv if np.min(np.abs(np.linalg.eigvalsh(info))) > 1e-10
+               else np.linalg.pinv)
+    weights: FloatArray = 2.0 * np.asarray(inverse(info), dtype=np.float64)
+    adjust = np.zeros((p, p))
+    for r in range(levels):
+        for s_ in range(levels):
+            adjust += weights[r, s_] * (big_q[r, s_] - big_p[r] @ phi @ big_p[s_])
+    phi_adj = phi + 2.0 * phi @ adjust @ phi
+    se = math.sqrt(max(float(contrast @ phi_adj @ contrast), 0.0))
+    return se, _kr_ddf(contrast, phi, big_p, weights)
+
+
+def _kr_ddf(contrast: FloatArray, phi: FloatArray, big_p: list[FloatArray],
+            weights: FloatArray) -> float:
+    """pbkrtest's ``Lb_ddf`` for one contrast (``q = 1``)."""
+    theta = np.outer(contrast, contrast) / float(contrast @ phi @ contrast)
+    u = [theta @ phi @ pr @ phi for pr in big_p]
+    a1 = a2 = 0.0
+    for i in range(len(u)):
+        for j in range(i, len(u)):
+            e = 1.0 if i == j else 2.0
+            a1 += e * weights[i, j] * float(np.trace(u[i])) * float(np.trace(u[j]))
+            a2 += e * weights[i, j] * float(np.sum(u[i] * u[j].T))
+    q = 1.0
+    big_b = (a1 + 6.0 * a2) / (2.0 * q)
+    g = ((q + 1.0) * a1 - (q + 4.0) * a2) / ((q + 2.0) * a2)
+    c1 = g / (3.0 * q + 2.0 * (1.0 - g))
+    c2 = (q - g) / (3.0 * q + 2.0 * (1.0 - g))
+    c3 = (q + 2.0 - g) / (3.0 * q + 2.0 * (1.0 - g))
+    v0 = 1.0 + c1 * big_b
+    v0 = 0.0 if abs(v0) < 1e-10 else v0
+    v1 = 1.0 - c2 * big_b
+    v2 = 1.0 - c3 * big_b
+    rho = (1.0 / q) * ((1.0 - a2 / q) / v1) ** 2 * v0 / v2
+    return 4.0 + (q + 2.0) / (q * rho - 1.0)

@@ -32,7 +32,7 @@ import pytest
 
 from analysis.effects import estimate_effects
 from analysis.inputs import AnalysisPlan, OutcomeSpec, read_outcomes, read_units
-from analysis.mixed import fit_random_intercepts, group_sums
+from analysis.mixed import fit_random_intercepts, group_sums, kenward_roger
 from analysis.results import Effect
 from analysis.sample import build_sample
 
@@ -249,6 +249,43 @@ def test_effects_equal_lmertest(case: str, tmp_path: Path) -> None:
     if stands_for is not None:
         assert any(f"random intercept of the {stands_for} stands for" in note
                    for note in effects[0].notes), effects[0].notes
+
+
+def _design_of(frame: pd.DataFrame, formula: str) -> tuple[np.ndarray, np.ndarray,
+                                                             np.ndarray | None]:
+    """``(X, class codes, school of each class or None)`` of an R formula of :data:`CASES`."""
+    columns = [c for c in ("t1", "t2", "b0", "bmiss") if f" {c} " in f"{formula} "]
+    blocks = [np.ones(len(frame))] + [frame[c].to_numpy() for c in columns]
+    if "stratum" in formula:
+        blocks.append(pd.get_dummies(frame["stratum"], drop_first=True, dtype=float).to_numpy())
+    klass = pd.factorize(frame["class"])[0]
+    school = None
+    if "school" in formula:
+        first = frame.groupby("class", sort=False)["school"].first()
+        school = pd.factorize(first.loc[pd.unique(frame["class"])])[0]
+    return np.column_stack(blocks), klass, school
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_kenward_roger_equals_pbkrtest(case: str, tmp_path: Path) -> None:
+    """``analysis.mixed.kenward_roger`` against ``lmerTest::contest1D(ddf = "Kenward-Roger")``
+    (pbkrtest's ``vcovAdj`` and ``Lb_ddf``): adjusted SE 1e-6 and df 1e-3 relative (both
+    agree to about 1e-7 on these trials)."""
+    make, formula, terms = CASES[case]
+    frame = r_frame(make())
+    reference = run_lmer(frame, formula, terms, tmp_path, kenward_roger=True)
+    x, klass, school = _design_of(frame, formula)
+    sums = group_sums(frame["y"].to_numpy(), x, klass, int(klass.max()) + 1, school)
+    fit = fit_random_intercepts(sums)
+    for i, term in enumerate(terms):
+        contrast = np.zeros(x.shape[1])
+        contrast[1 + i] = 1.0
+        se, df = kenward_roger(sums, fit, contrast)
+        ref = reference.loc[term]
+        np.testing.assert_allclose(se, ref["kr_std_error"], rtol=1e-6,
+                                   err_msg=f"{case} {term}: KR SE != pbkrtest's vcovAdj")
+        np.testing.assert_allclose(df, ref["kr_df"], rtol=RTOL_DF,
+                                   err_msg=f"{case} {term}: KR df != pbkrtest's Lb_ddf")
 
 
 def test_variance_parameters_and_reml_criterion_equal_lme4(tmp_path: Path) -> None:
