@@ -12,7 +12,8 @@ See :mod:`analysis._ols` for the exact corrections and which libraries they matc
 ``mixed``: linear mixed model with random intercepts for the unit (and for the school when
 classes are nested in schools), fitted by REML (:mod:`analysis.mixed`, equal to lme4);
 standard errors from the REML covariance and t intervals on Satterthwaite degrees of
-freedom, both as lmerTest's ``summary``. When pupils are randomised the random intercept is
+freedom, both as lmerTest's ``summary`` (or, with ``plan.mixed_df = "kenward-roger"``, the
+Kenward-Roger standard error and df of pbkrtest). When pupils are randomised the random intercept is
 their class (units-file column ``class_id``; a random intercept per pupil is not
 identified), and without that column the model says it cannot estimate. Strata are fixed
 effects, except the strata of the grouping's own column (the school with a random school
@@ -122,7 +123,8 @@ def _blocking_reason(plan: AnalysisPlan, counts: ArmCounts, treatment: int, cont
 
 def _model_label(plan: AnalysisPlan, kind: VcovKind | None) -> str:
     if plan.model == "mixed" and kind is None:
-        return "mixed (REML, random intercepts), Satterthwaite df"
+        df_name = "Kenward-Roger" if plan.mixed_df == "kenward-roger" else "Satterthwaite"
+        return f"mixed (REML, random intercepts), {df_name} df"
     label = {"cluster": "ancova, cluster-robust by unit (CR1, strata-aware)",
              "hetero": "ancova, HC1 robust", "iid": "ancova, iid (clustering ignored)"}
     return label[kind or ("cluster" if plan.clustered else "hetero")]
@@ -325,7 +327,7 @@ def subset_sample(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> Analys
 def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
                ) -> tuple[dict[int, tuple[float, float, float]], str | None]:
     """REML random-intercept model (:mod:`analysis.mixed`), Satterthwaite df per arm."""
-    from analysis.mixed import fit_random_intercepts, group_sums
+    from analysis.mixed import fit_random_intercepts, group_sums, kenward_roger
 
     control = plan.arms.index(plan.control)
     rows = np.isin(sample.arm, arms + [control])
@@ -372,7 +374,8 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
     if sub.n - x.shape[1] < 1:
         return {}, f"too few learners ({sub.n}) for the {x.shape[1]} fixed effects"
     try:
-        fit = fit_random_intercepts(group_sums(sub.y, x, group, n_groups, school_of_group))
+        sums = group_sums(sub.y, x, group, n_groups, school_of_group)
+        fit = fit_random_intercepts(sums)
     except (np.linalg.LinAlgError, ValueError) as exc:
         return {}, f"mixed model failed to fit: {exc}"
     if not fit.converged:
@@ -382,13 +385,16 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
         contrast = np.zeros(x.shape[1])
         contrast[kept.index(1 + i)] = 1.0
         estimate = float(contrast @ fit.params)
-        se = standard_error(float(contrast @ fit.vcov @ contrast))
-        df = fit.satterthwaite_df(contrast)
+        if plan.mixed_df == "kenward-roger":
+            se, df = kenward_roger(sums, fit, contrast)
+        else:
+            se = standard_error(float(contrast @ fit.vcov @ contrast))
+            df = fit.satterthwaite_df(contrast)
         if not (math.isfinite(se) and math.isfinite(estimate)):
             return {}, ("mixed model gave no valid standard error (no residual variation "
                         "left once the fixed effects are fitted)")
         if not (math.isfinite(df) and df > 0):
-            return {}, ("mixed model: no Satterthwaite degrees of freedom (the REML "
-                        "information about the variances is singular)")
+            return {}, ("mixed model: no degrees of freedom (the REML information about "
+                        "the variances is singular)")
         out[a] = (estimate, se, df)
     return out, None

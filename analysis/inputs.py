@@ -27,6 +27,7 @@ from analysis.settings import (
     ClusterCorrection,
     DesignType,
     Estimand,
+    MixedDf,
     Model,
     MultipleComparisons,
     UnitLevel,
@@ -91,6 +92,9 @@ class AnalysisPlan:
     min_active_minutes: float | None = None
     school: str | None = "school_uai"
     """Units-file column naming the school of a class (nesting level of ``mixed``)."""
+    mixed_df: MixedDf = "satterthwaite"
+    """Degrees of freedom of the ``mixed`` model (``analysis/mixed.py``); not yet a key of
+    the protocol language."""
     design: DesignType = "parallel"
     """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
     cluster_correction: ClusterCorrection = "cr1-strata"
@@ -101,6 +105,7 @@ class AnalysisPlan:
         check_option(self.model, Model, "analysis.model")
         check_option(self.cluster_correction, ClusterCorrection, "cluster_correction")
         check_option(self.design, DesignType, "design.type")
+        check_option(self.mixed_df, MixedDf, "mixed_df")
         check_option(self.multiple_comparisons, MultipleComparisons,
                      "analysis.multiple_comparisons")
         for estimand in self.estimands:

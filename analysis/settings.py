@@ -14,6 +14,7 @@ __all__ = [
     "ClusterCorrection",
     "DesignType",
     "Estimand",
+    "MixedDf",
     "Model",
     "MultipleComparisons",
     "Role",
@@ -26,6 +27,10 @@ UnitLevel = Literal["learner", "class", "school"]
 
 Model = Literal["ancova", "mixed"]
 """``ancova``: OLS with cluster-robust standard errors; ``mixed``: random intercepts (REML)."""
+
+MixedDf = Literal["satterthwaite", "kenward-roger"]
+"""Degrees of freedom of the ``mixed`` model: Satterthwaite (lmerTest's default) or
+Kenward-Roger (pbkrtest; adjusted standard error too)."""
 
 Estimand = Literal["ITT", "CACE"]
 """Intention-to-treat; complier average causal effect (needs ``usage.compliance``)."""

@@ -1,6 +1,7 @@
 """Coverage of the ``mixed`` model's intervals on the four designs of issue 15.
 
     .venv/bin/python benchmarks/simulation_coverage_mixed.py        # --trials 500 --seed 15
+    .venv/bin/python benchmarks/simulation_coverage_mixed.py --df kenward-roger
 
 For each design, ``trials`` seeded trials are simulated in memory and analysed by
 :func:`analysis.effects.estimate_effects` with ``model: mixed`` (REML random intercepts,
@@ -31,7 +32,7 @@ import argparse
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -153,9 +154,10 @@ class Coverage:
 
 
 def mixed_coverage(design: str, trials: int = 500, seed: int = 15,
-                   vcov: str | None = None) -> Coverage:
+                   vcov: str | None = None, mixed_df: str = "satterthwaite") -> Coverage:
     """Coverage of the ``mixed`` model on ``design`` (one of :data:`DESIGNS`).
 
+    ``mixed_df="kenward-roger"`` uses Kenward-Roger's SE and df instead of Satterthwaite's.
     ``vcov="iid"`` analyses the same trials by OLS with iid errors instead (clustering
     ignored), which a coverage bar must reject: the tests use it to show the bar's teeth.
     """
@@ -168,8 +170,10 @@ def mixed_coverage(design: str, trials: int = 500, seed: int = 15,
     dfs: list[float] = []
     for _ in range(trials):
         plan, sample = make(rng, EFFECT)
+        plan = replace(plan, mixed_df=mixed_df)  # type: ignore[arg-type]
         (effect,) = estimate_effects(plan, sample, vcov=vcov)  # type: ignore[arg-type]
         plan0, sample0 = make(rng, 0.0)
+        plan0 = replace(plan0, mixed_df=mixed_df)  # type: ignore[arg-type]
         (null,) = estimate_effects(plan0, sample0, vcov=vcov)  # type: ignore[arg-type]
         if not (effect.estimable and null.estimable):
             failed += 1
@@ -192,11 +196,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
+    parser.add_argument("--df", default="satterthwaite",
+                        choices=["satterthwaite", "kenward-roger"])
     args = parser.parse_args()
-    print(f"# mixed model (REML, Satterthwaite df): {args.trials} trials per design, "
+    print(f"# mixed model (REML, {args.df} df): {args.trials} trials per design, "
           f"seed {args.seed}, true effect {EFFECT}")
     for design in args.designs:
-        c = mixed_coverage(design, args.trials, args.seed)
+        c = mixed_coverage(design, args.trials, args.seed, mixed_df=args.df)
         print(f"design={c.design} trials={c.trials} coverage={c.coverage:.3f} "
               f"rejection_under_null={c.rejection_under_null:.3f} mean_df={c.mean_df:.1f} "
               f"se_to_sd={c.se_to_sd:.3f} not_estimable={c.not_estimable} "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -272,8 +272,18 @@ def test_kenward_roger_equals_pbkrtest(case: str, tmp_path: Path) -> None:
     (pbkrtest's ``vcovAdj`` and ``Lb_ddf``): adjusted SE 1e-6 and df 1e-3 relative (both
     agree to about 1e-7 on these trials)."""
     make, formula, terms = CASES[case]
-    frame = r_frame(make())
+    trial = make()
+    frame = r_frame(trial)
     reference = run_lmer(frame, formula, terms, tmp_path, kenward_roger=True)
+    # Through the effects (plan.mixed_df), as a report would get them ...
+    kr_trial = Trial(trial.pupils, replace(trial.plan, mixed_df="kenward-roger"))
+    for effect, term in zip(analyse(kr_trial, tmp_path), terms, strict=True):
+        assert effect.model == "mixed (REML, random intercepts), Kenward-Roger df"
+        np.testing.assert_allclose(effect.std_error, reference.loc[term, "kr_std_error"],
+                                   rtol=1e-6, err_msg=f"{case} {term}: effects' KR SE")
+        np.testing.assert_allclose(effect.df, reference.loc[term, "kr_df"], rtol=RTOL_DF,
+                                   err_msg=f"{case} {term}: effects' KR df")
+    # ... and from analysis.mixed directly on the R formula's design.
     x, klass, school = _design_of(frame, formula)
     sums = group_sums(frame["y"].to_numpy(), x, klass, int(klass.max()) + 1, school)
     fit = fit_random_intercepts(sums)
