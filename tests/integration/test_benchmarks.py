@@ -45,4 +45,8 @@ def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:
     assert re.search(rf"import_floor_s={FIGURE}", text), text
     assert re.search(rf"pupils=5000 classes=200 analyze_s={FIGURE} bare_fit_s={FIGURE}", text)
     assert re.search(r"analyze_peak_mb=\d+", text), text
-    assert re.fullmatch(rf"ratio_analyze_to_bare_fit_5000={FIGURE}", lines[-1]), text
+    assert any(re.fullmatch(rf"ratio_analyze_to_bare_fit_5000={FIGURE}", line)
+               for line in lines), text
+    # The mixed-model block (issue 15) comes last: against lme4 when Rscript is present.
+    assert re.search(rf"mixed pupils=5000 classes=200 mixed_s={FIGURE}", text), text
+    assert re.fullmatch(rf"ratio_mixed_to_lme4_5000=({FIGURE}|nan)", lines[-1]), text
