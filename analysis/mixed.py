@@ -361,6 +361,8 @@ def fit_random_intercepts(sums: GroupSums) -> MixedFit:
     ------
     numpy.linalg.LinAlgError
         ``X'H⁻¹X`` is not positive definite (collinear fixed effects).
+    ValueError
+        No residual degree of freedom, or the fixed effects fit ``y`` exactly.
 
     Examples
     --------
@@ -374,6 +376,13 @@ def fit_random_intercepts(sums: GroupSums) -> MixedFit:
     >>> bool(np.isclose(fit.params[1], y[arm == 1].mean() - y[arm == 0].mean()))
     True
     """
+    p = sums.p
+    if sums.n - p < 1:
+        raise ValueError(f"{sums.n} observations for {p} fixed effects")
+    ols = _pieces(sums, np.zeros(sums.n_components))
+    total = float(sums.cross[p, p])
+    if not ols.q > 1e-13 * max(total, 1e-300):
+        raise ValueError("no residual variation left once the fixed effects are fitted")
     evaluations = 0
 
     def objective(gamma: FloatArray) -> tuple[float, FloatArray]:
@@ -398,7 +407,6 @@ def fit_random_intercepts(sums: GroupSums) -> MixedFit:
     values, vectors = np.linalg.eigh(hess)
     keep = values > HESSIAN_TOL
     vcov_varpar = 2.0 * (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
-    p = sums.p
     jacobian = np.empty((varpar.size, p, p))
     for k in range(theta.size):
         rx = pc.rows[k][:, :p]
