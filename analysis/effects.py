@@ -352,6 +352,11 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
         covered_stratum = plan.school if school_of_group is not None else None
     if n_groups < 2:
         return {}, f"mixed model: {n_groups} class(es) with data, at least 2 are needed"
+    if n_groups >= sub.n:
+        # A random intercept per observation is confounded with the residual (lme4
+        # refuses it the same way: levels of a grouping factor must be fewer than rows).
+        return {}, (f"mixed model: as many groups as learners ({sub.n}): the random "
+                    f"intercept is not identified; the ancova model needs none")
     dummies = [(sub.arm == a).astype(float) for a in arms]
     blocks = [np.ones(sub.n)] + dummies + [sub.covariates]
     # Strata enter as fixed effects, except the column the random intercept stands for
