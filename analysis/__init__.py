@@ -5,7 +5,8 @@ The data flow, module by module (nothing is imported here, so ``preuve --help`` 
 * ``inputs``: the :class:`~analysis.inputs.AnalysisPlan` taken from a protocol, and the
   offline CSV files (units, outcomes, usage) read and checked;
 * ``sample``: the analysis sample of one outcome (arms, units, strata, baseline, covariates);
-* ``effects`` (ITT: ancova or mixed), ``effect_sizes`` (Hedges' g, EEF months),
+* ``effects`` (ITT: ancova or mixed; ``mixed``: the REML random-intercept model and its
+  Satterthwaite / Kenward-Roger df), ``effect_sizes`` (Hedges' g, EEF months),
   ``subgroups``, ``cace`` (2SLS), ``did`` (roll-out designs), ``dose_response``
   (exploratory), ``multiplicity``;
 * checks: ``attrition`` (WWC), ``balance`` (baseline equivalence, sample ratio), ``icc``,

@@ -10,19 +10,22 @@ df). ``cluster_correction: cr1`` gives CR1 (``G-1`` df; HC1 with ``N-K`` df for 
 See :mod:`analysis._ols` for the algorithm and which libraries each option matches.
 
 ``mixed``: linear mixed model with random intercepts for the unit (and for the school when
-classes are nested in schools), fitted by REML with statsmodels ``MixedLM``; t intervals on
-``G - A`` degrees of freedom (units minus arms: the between-unit degrees of freedom left
-for the arm contrasts). Strata are fixed effects, except school strata when the school has
-its random intercept (it stands for them); at most 100 strata.
+classes are nested in schools), fitted by REML (:mod:`analysis.mixed`, equal to lme4);
+standard errors from the REML covariance and t intervals on Satterthwaite degrees of
+freedom, both as lmerTest's ``summary`` (or, with ``plan.mixed_df = "kenward-roger"``, the
+Kenward-Roger standard error and df of pbkrtest). When pupils are randomised the random intercept is
+their class (units-file column ``class_id``; a random intercept per pupil is not
+identified), and without that column the model says it cannot estimate. Strata are fixed
+effects, except the strata of the grouping's own column (the school with a random school
+intercept, the class when pupils are randomised: the random intercept stands for them); at
+most 100 strata.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +37,7 @@ from analysis.effect_sizes import hedges_g
 from analysis.inputs import AnalysisPlan
 from analysis.options import MIN_CELL_PUPILS, Role, check_option
 from analysis.results import Effect, not_estimable
-from analysis.sample import AnalysisSample, compact_codes
+from analysis.sample import CLASS_COLUMN, AnalysisSample, compact_codes
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 
@@ -166,11 +169,13 @@ def _blocking_reason(plan: AnalysisPlan, counts: ArmCounts, treatment: int, cont
 
 def _model_label(plan: AnalysisPlan, kind: VcovKind | None) -> str:
     if plan.model == "mixed" and kind is None:
-        return "mixed (REML, random intercepts)"
+        df_name = "Kenward-Roger" if plan.mixed_df == "kenward-roger" else "Satterthwaite"
+        return f"mixed (REML, random intercepts), {df_name} df"
     return f"ancova, {variance_label(plan, kind or vcov_kind(plan))}"
 
 
-def _notes(sample: AnalysisSample, plan: AnalysisPlan) -> tuple[str, ...]:
+def _notes(sample: AnalysisSample, plan: AnalysisPlan, mixed: bool = False
+           ) -> tuple[str, ...]:
     notes: list[str] = []
     if sample.baseline_missing:
         notes.append(
@@ -179,9 +184,26 @@ def _notes(sample: AnalysisSample, plan: AnalysisPlan) -> tuple[str, ...]:
             if sample.baseline_missing >= MIN_CELL_PUPILS
             else "baseline missing for fewer than 10 learners: dummy-variable method"
         )
-    if plan.strata:
-        notes.append(f"fixed effects of the randomisation strata {list(plan.strata)}")
+    covered = _mixed_grouping_column(plan, sample) if mixed else None
+    fixed = [s for s in plan.strata if s != covered]
+    if fixed:
+        notes.append(f"fixed effects of the randomisation strata {fixed}")
+    if covered is not None and covered in plan.strata:
+        level = "class" if plan.unit == "learner" else "school"
+        notes.append(f"the random intercept of the {level} stands for the randomisation "
+                     f"strata {[covered]}")
     return tuple(notes)
+
+
+def _mixed_grouping_column(plan: AnalysisPlan, sample: AnalysisSample) -> str | None:
+    """Units-file column whose random intercept the ``mixed`` model adds beyond the unit's:
+    the class when pupils are randomised, the school for classes nested in schools."""
+    if plan.unit == "learner":
+        return CLASS_COLUMN if sample.learner_class is not None else None
+    if (plan.clustered and sample.school is not None and sample.n > 0
+            and int(sample.school.max()) + 1 < sample.n_clusters):
+        return plan.school
+    return None
 
 
 def _design(sample: AnalysisSample, arm_columns: Sequence[int]
@@ -244,7 +266,7 @@ def estimate_effects(
     treatments = [plan.arms.index(a) for a in plan.treatment_arms]
     counts = arm_counts(sample, len(plan.arms))
     model = _model_label(plan, vcov)
-    notes = _notes(sample, plan)
+    notes = _notes(sample, plan, mixed=plan.model == "mixed" and vcov is None)
     blocked = {t: _blocking_reason(plan, counts, t, control) for t in treatments}
     if sample.n == 0:
         empty = f"no learner has an endline score of outcome {sample.outcome!r} in the records"
@@ -343,26 +365,51 @@ def subset_sample(sample: AnalysisSample, rows: npt.NDArray[np.bool_]) -> Analys
         baseline_missing=sample.baseline_missing,
         outer_stratum=None if sample.outer_stratum is None
         else compact_codes(sample.outer_stratum[rows])[0],
+        learner_class=None if sample.learner_class is None
+        else compact_codes(sample.learner_class[rows])[0],
     )
 
 
 def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
                ) -> tuple[dict[int, tuple[float, float, float]], str | None]:
-    """REML random-intercept model with statsmodels MixedLM."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    """REML random-intercept model (:mod:`analysis.mixed`), Satterthwaite df per arm."""
+    from analysis.mixed import fit_random_intercepts, group_sums, kenward_roger
 
     control = plan.arms.index(plan.control)
     rows = np.isin(sample.arm, arms + [control])
     sub = subset_sample(sample, rows)
+    if plan.unit == "learner":
+        # One random intercept per pupil is not identified beside the residual (lme4
+        # refuses it): pupils randomised individually are grouped by their class.
+        if sub.learner_class is None:
+            return {}, (f"mixed model: pupils are randomised and the units file has no "
+                        f"{CLASS_COLUMN!r} column to group them by class (a random "
+                        f"intercept per pupil is not identified); the ancova model needs none")
+        group, n_groups = compact_codes(sub.learner_class)
+        school_of_group = None
+        covered_stratum: str | None = CLASS_COLUMN
+    else:
+        group, n_groups = sub.cluster, sub.n_clusters
+        school_of_group = None
+        if (sub.school is not None and plan.clustered
+                and int(sub.school.max()) + 1 < sub.n_clusters):
+            school_of_group = np.zeros(n_groups, dtype=np.intp)
+            school_of_group[group] = sub.school
+        covered_stratum = plan.school if school_of_group is not None else None
+    if n_groups < 2:
+        return {}, f"mixed model: {n_groups} class(es) with data, at least 2 are needed"
+    if n_groups >= sub.n:
+        # A random intercept per observation is confounded with the residual (lme4
+        # refuses it the same way: levels of a grouping factor must be fewer than rows).
+        return {}, (f"mixed model: as many groups as learners ({sub.n}): the random "
+                    f"intercept is not identified; the ancova model needs none")
     dummies = [(sub.arm == a).astype(float) for a in arms]
     blocks = [np.ones(sub.n)] + dummies + [sub.covariates]
-    nested = (sub.school is not None and plan.clustered
-              and int(sub.school.max()) + 1 < sub.n_clusters)
-    # Strata enter as fixed effects, except the school when a random school intercept is in
-    # the model: it stands for the school strata (fixed school effects and a random school
-    # intercept together are not identified, and statsmodels takes minutes to say so).
-    strata = sub.outer_stratum if nested and plan.school in plan.strata else sub.stratum
+    # Strata enter as fixed effects, except the column the random intercept stands for
+    # (the school with classes nested in schools, the class when pupils are randomised):
+    # fixed effects and a random intercept of the same groups are not identified together.
+    strata = (sub.outer_stratum if covered_stratum is not None
+              and covered_stratum in plan.strata else sub.stratum)
     if strata is not None:
         n_levels = int(strata.max()) + 1
         if n_levels > MAX_MIXED_STRATA:
@@ -375,58 +422,30 @@ def _fit_mixed(plan: AnalysisPlan, sample: AnalysisSample, arms: list[int]
     if any(1 + i not in kept for i in range(len(arms))):
         return {}, "arm indistinguishable from strata or covariates"
     x = x[:, kept]
-    if nested:
-        assert sub.school is not None
-        groups = sub.school
-        frame = pd.DataFrame({"unit": sub.cluster})
-        model = MixedLM(sub.y, x, groups=groups, exog_re=np.ones((sub.n, 1)),
-                        exog_vc=_unit_vc(frame["unit"].to_numpy(), groups))
-    else:
-        model = MixedLM(sub.y, x, groups=sub.cluster, exog_re=np.ones((sub.n, 1)))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = model.fit(reml=True, method=["lbfgs", "powell"])
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return {}, f"mixed model failed to fit: {exc}"
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        if not bool(getattr(result, "converged", False)):
-            return {}, "mixed model did not converge (REML)"
-    df = float(sub.n_clusters - len(arms) - 1)
-    if df <= 0:
-        return {}, "too few units for the mixed model"
-    params = np.asarray(result.fe_params)
-    cov = np.asarray(result.cov_params())
+    if sub.n - x.shape[1] < 1:
+        return {}, f"too few learners ({sub.n}) for the {x.shape[1]} fixed effects"
+    try:
+        sums = group_sums(sub.y, x, group, n_groups, school_of_group)
+        fit = fit_random_intercepts(sums)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        return {}, f"mixed model failed to fit: {exc}"
+    if not fit.converged:
+        return {}, "mixed model did not converge (REML)"
     out = {}
     for i, a in enumerate(arms):
-        j = kept.index(1 + i)
-        se = standard_error(float(cov[j, j]))
-        if not (math.isfinite(se) and math.isfinite(float(params[j]))):
-            # statsmodels' covariance comes from the Hessian of the REML criterion; with few
-            # units, or a between-unit variance at its boundary 0, it can be indefinite.
-            return {}, (f"mixed model gave no valid standard error (covariance of the "
-                        f"estimates not positive definite with {sub.n_clusters} units; the "
-                        f"between-unit variance may be 0): the ancova model does not need it")
-        out[a] = (float(params[j]), se, df)
+        contrast = np.zeros(x.shape[1])
+        contrast[kept.index(1 + i)] = 1.0
+        estimate = float(contrast @ fit.params)
+        if plan.mixed_df == "kenward-roger":
+            se, df = kenward_roger(sums, fit, contrast)
+        else:
+            se = standard_error(float(contrast @ fit.vcov @ contrast))
+            df = fit.satterthwaite_df(contrast)
+        if not (math.isfinite(se) and math.isfinite(estimate)):
+            return {}, ("mixed model gave no valid standard error (no residual variation "
+                        "left once the fixed effects are fitted)")
+        if not (math.isfinite(df) and df > 0):
+            return {}, ("mixed model: no degrees of freedom (the REML information about "
+                        "the variances is singular)")
+        out[a] = (estimate, se, df)
     return out, None
-
-
-def _unit_vc(unit: npt.NDArray[np.intp], school: npt.NDArray[np.intp]) -> Any:
-    """Variance-component design (statsmodels ``VCSpec``) for units nested in schools.
-
-    For each school (group, in sorted order as statsmodels orders groups), one indicator
-    column per unit of that school: a random intercept per unit with a common variance.
-    """
-    from statsmodels.regression.mixed_linear_model import VCSpec
-
-    mats: list[npt.NDArray[np.float64]] = []
-    names: list[list[str]] = []
-    order = np.argsort(school, kind="stable")
-    bounds = np.flatnonzero(np.diff(school[order])) + 1
-    for idx in np.split(order, bounds):
-        units_here, local = np.unique(unit[idx], return_inverse=True)
-        mat = np.zeros((idx.size, units_here.size))
-        mat[np.arange(idx.size), local] = 1.0
-        mats.append(mat)
-        names.append([f"unit{u}" for u in units_here])
-    return VCSpec(["unit"], [names], [mats])

@@ -28,6 +28,7 @@ from analysis.options import (
     ClusterCorrection,
     DesignType,
     Estimand,
+    MixedDf,
     Model,
     MultipleComparisons,
     UnitLevel,
@@ -107,6 +108,9 @@ class AnalysisPlan:
     min_active_minutes: float | None = None
     school: str | None = "school_uai"
     """Units-file column naming the school of a class (nesting level of ``mixed``)."""
+    mixed_df: MixedDf = "satterthwaite"
+    """Degrees of freedom of the ``mixed`` model (``analysis/mixed.py``); not yet a key of
+    the protocol language."""
     design: DesignType = "parallel"
     """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
     cluster_correction: ClusterCorrection = "cr2"
@@ -123,6 +127,7 @@ class AnalysisPlan:
         check_option(self.design, DesignType, "design.type")
         check_option(self.attrition_assumption, AttritionAssumption,
                      "analysis.attrition_boundary")
+        check_option(self.mixed_df, MixedDf, "mixed_df")
         check_option(self.multiple_comparisons, MultipleComparisons,
                      "analysis.multiple_comparisons")
         for estimand in self.estimands:

@@ -16,6 +16,7 @@ __all__ = [
     "DesignType",
     "Estimand",
     "Language",
+    "MixedDf",
     "Model",
     "MultipleComparisons",
     "Role",
@@ -28,6 +29,10 @@ UnitLevel = Literal["learner", "class", "school"]
 
 Model = Literal["ancova", "mixed"]
 """``ancova``: OLS with cluster-robust standard errors; ``mixed``: random intercepts (REML)."""
+
+MixedDf = Literal["satterthwaite", "kenward-roger"]
+"""Degrees of freedom of the ``mixed`` model: Satterthwaite (lmerTest's default) or
+Kenward-Roger (pbkrtest; adjusted standard error too)."""
 
 Estimand = Literal["ITT", "CACE"]
 """Intention-to-treat; complier average causal effect (needs ``usage.compliance``)."""

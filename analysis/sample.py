@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 MISSING_LEVEL = "(manquant)"
+CLASS_COLUMN = "class_id"
+"""Units-file column of a pupil's class when pupils are randomised (as
+``experiments/runs/inputs.py`` writes it): the ``mixed`` model groups pupils by it."""
 MAX_COVARIATE_LEVELS = 100
 """A categorical covariate with more levels is refused (one dummy column per level)."""
 
@@ -57,8 +60,13 @@ class AnalysisSample:
     baseline_missing: int
     """Learners of the sample whose baseline score was missing (dummy-variable method)."""
     outer_stratum: npt.NDArray[np.intp] | None = None
-    """Strata without the school column (the ``mixed`` model's fixed effects when a random
-    school intercept stands for the school strata); ``None`` when nothing is left."""
+    """Strata without the column of the ``mixed`` model's grouping (the school for classes
+    nested in schools, the class when pupils are randomised): its fixed effects when the
+    random intercept stands for those strata; ``None`` when nothing is left."""
+    learner_class: npt.NDArray[np.intp] | None = None
+    """When pupils are randomised: each learner's class (``CLASS_COLUMN`` of the units
+    file, codes ``0..k-1``), the grouping of the ``mixed`` model; ``None`` otherwise or
+    when the units file has no such column."""
 
     @property
     def n(self) -> int:
@@ -249,13 +257,18 @@ def build_sample(
         unit_stratum = _combined_codes(units.frame, list(plan.strata))
         stratum, n_strata = compact_codes(unit_stratum[unit])
     outer: npt.NDArray[np.intp] | None = None
-    others = [s for s in plan.strata if s != plan.school]
+    grouping_column = CLASS_COLUMN if plan.unit == "learner" else plan.school
+    others = [s for s in plan.strata if s != grouping_column]
     if others:
         outer = compact_codes(_combined_codes(units.frame, others)[unit])[0]
     school: npt.NDArray[np.intp] | None = None
     if plan.unit == "class" and plan.school and plan.school in units.frame.columns:
         unit_school = pd.factorize(units.frame[plan.school])[0].astype(np.int64)
         school, _ = compact_codes(unit_school[unit])
+    learner_class: npt.NDArray[np.intp] | None = None
+    if plan.unit == "learner" and CLASS_COLUMN in units.frame.columns:
+        unit_class = pd.factorize(units.frame[CLASS_COLUMN])[0].astype(np.int64)
+        learner_class, _ = compact_codes(unit_class[unit])
     matrix = np.column_stack(columns) if columns else np.empty((y.size, 0))
     return AnalysisSample(
         outcome=outcome.id,
@@ -272,4 +285,5 @@ def build_sample(
         covariate_names=tuple(names),
         baseline_missing=baseline_missing,
         outer_stratum=outer,
+        learner_class=learner_class,
     )

@@ -209,5 +209,166 @@ def main() -> None:
     print(f"ratio_analyze_to_script_{label}={ratio:.2f}")
 
 
+
+# ---------------------------------------------------------------------------------------
+# Mixed model against lme4 (issue 15; this block is the mixed-model engineer's).
+#
+# On the same simulated files as above (25 pupils per class, two classes per school), the
+# protocol's ``mixed`` model: REML with random intercepts for the class and the school,
+# fixed effects arm, baseline and its missingness indicator (dummy-variable method; the
+# school strata are the school's random intercept), Satterthwaite df. Printed per size:
+#
+# * ``mixed_s``: a Python process that reads the two files with our readers, builds the
+#   sample and fits the model (``analysis.effects.estimate_effects``), end to end;
+# * ``lme4_s``: an ``Rscript`` process that reads the same files (``data.table::fread``),
+#   reshapes them, fits ``lmerTest::lmer(endline ~ t + b0 + bmiss + (1|school_uai) +
+#   (1|unit_id))`` with lme4's default optimiser and takes ``summary()`` (Satterthwaite
+#   df), end to end, as an R user writes it;
+# * the fit alone on both sides (``mixed_fit_s``, ``lme4_fit_s``: lmer + summary), and
+#   ``analyze_mixed_s``: ``preuve analyze`` of the whole protocol with ``model: mixed``.
+#
+# The last line is ``ratio_mixed_to_lme4_1m=X.XX`` (``mixed_s / lme4_s``); goal at most 1.
+# Skipped, with a line saying so, when ``Rscript`` or lmerTest is absent.
+# ---------------------------------------------------------------------------------------
+
+MIXED_FIT = r"""
+import json, sys, time
+from dataclasses import replace
+from pathlib import Path
+start = time.perf_counter()
+from analysis.effects import estimate_effects
+from analysis.inputs import plan_from_protocol, read_outcomes, read_units
+from analysis.sample import build_sample
+from experiments.protocol import load_protocol
+plan = replace(plan_from_protocol(load_protocol(sys.argv[1])), model="mixed")
+units = read_units(Path(sys.argv[2]), plan)
+outcomes = read_outcomes(Path(sys.argv[3]), units)
+sample = build_sample(plan, units, outcomes, plan.outcomes[0])
+fit_start = time.perf_counter()
+(effect,) = estimate_effects(plan, sample)
+end = time.perf_counter()
+print(json.dumps({"fit_seconds": end - fit_start, "estimate": effect.estimate,
+                  "std_error": effect.std_error, "df": effect.df, "reason": effect.reason}))
+"""
+
+LME4_FIT = r"""
+suppressPackageStartupMessages({library(data.table); library(lmerTest)})
+args <- commandArgs(trailingOnly = TRUE)
+units <- fread(args[1], colClasses = "character")
+long <- fread(args[2], colClasses = list(character = c("learner_id", "unit_id", "measure",
+                                                       "wave"), numeric = "score"))
+wide <- dcast(long, learner_id + unit_id ~ wave, value.var = "score")
+d <- merge(wide[!is.na(endline)], units, by = "unit_id")
+d[, t := as.numeric(arm == "lectio")]
+d[, bmiss := as.numeric(is.na(baseline))]
+d[, b0 := fifelse(is.na(baseline), 0, baseline)]
+start <- proc.time()[["elapsed"]]
+fit <- lmer(endline ~ t + b0 + bmiss + (1 | school_uai) + (1 | unit_id), data = d, REML = TRUE)
+coefs <- summary(fit)$coefficients
+elapsed <- proc.time()[["elapsed"]] - start
+cat(sprintf('{"fit_seconds": %.6f, "estimate": %.15g, "std_error": %.15g, "df": %.15g}
+',
+            elapsed, coefs["t", "Estimate"], coefs["t", "Std. Error"], coefs["t", "df"]))
+"""
+
+
+def _r_ready() -> str | None:
+    """Why the lme4 comparison cannot run here, or None."""
+    import shutil
+
+    if shutil.which("Rscript") is None:
+        return "Rscript not found"
+    probe = subprocess.run(["Rscript", "-e", "library(lmerTest); library(data.table)"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else "R packages lmerTest/data.table missing"
+
+
+PEAK_WITH_OUTPUT = r"""
+import resource, subprocess, sys, time
+start = time.perf_counter()
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+elapsed = time.perf_counter() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stderr.write(done.stderr[-2000:] if done.returncode else "")
+print(f"{done.returncode} {elapsed} {usage.ru_maxrss / 1024}")
+print(done.stdout, end="")
+"""
+
+
+def _timed(command: list[str]) -> tuple[float, float, str]:
+    """``(wall seconds, peak MB, stdout)`` of a child process."""
+    done = subprocess.run([sys.executable, "-c", PEAK_WITH_OUTPUT, *command],
+                          capture_output=True, text=True, check=True)
+    head, _, output = done.stdout.partition("\n")
+    code, seconds, peak = head.split()
+    if int(code) != 0:
+        raise SystemExit(f"{command[0]} failed with exit code {code}: {done.stderr}")
+    return float(seconds), float(peak), output
+
+
+def _measure_mixed(n_pupils: int, directory: Path, with_r: bool) -> dict[str, float]:
+    from analysis.simulate import simulate_trial
+
+    classes = n_pupils // PUPILS_PER_CLASS
+    files = simulate_trial(directory, n_units=classes, pupils_per_unit=PUPILS_PER_CLASS,
+                           usage_weeks=2, seed=n_pupils)
+    assert files.usage is not None
+    mixed_s, mixed_mb, text = _timed([sys.executable, "-c", MIXED_FIT, str(PROTOCOL),
+                                      str(files.units), str(files.outcomes)])
+    ours = json.loads(text)
+    if ours["reason"] is not None:
+        raise SystemExit(f"mixed model not estimated: {ours['reason']}")
+    protocol = directory / "mixed.yaml"
+    protocol.write_text(PROTOCOL.read_text(encoding="utf-8").replace(
+        "model: ancova ", "model: mixed  ", 1), encoding="utf-8")
+    analyze_s, _, _ = _timed([_preuve(), "analyze", "--protocol", str(protocol), "--units",
+                              str(files.units), "--outcomes", str(files.outcomes), "--usage",
+                              str(files.usage), "--json", str(directory / "mixed.json")])
+    result: dict[str, float] = {
+        "classes": classes, "mixed_s": mixed_s, "mixed_mb": mixed_mb,
+        "mixed_fit_s": ours["fit_seconds"], "analyze_mixed_s": analyze_s,
+        "estimate": ours["estimate"], "std_error": ours["std_error"], "df": ours["df"]}
+    if with_r:
+        script = directory / "lme4.R"
+        script.write_text(LME4_FIT, encoding="utf-8")
+        lme4_s, lme4_mb, text = _timed(["Rscript", str(script), str(files.units),
+                                        str(files.outcomes)])
+        ref = json.loads(text)
+        result |= {"lme4_s": lme4_s, "lme4_mb": lme4_mb, "lme4_fit_s": ref["fit_seconds"],
+                   "estimate_gap_in_se": abs(ours["estimate"] - ref["estimate"])
+                   / ref["std_error"],
+                   "se_rel_gap": abs(ours["std_error"] / ref["std_error"] - 1.0),
+                   "df_rel_gap": abs(ours["df"] / ref["df"] - 1.0)}
+    return result
+
+
+def main_mixed() -> None:
+    """The mixed model at each size against lme4, then ``ratio_mixed_to_lme4_1m``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    args, _ = parser.parse_known_args()
+    missing = _r_ready()
+    if missing:
+        print(f"# mixed model vs lme4: {missing}; lme4 not run")
+    ratio = float("nan")
+    for n in sorted(args.sizes):
+        with tempfile.TemporaryDirectory(prefix="preuve-bench-mixed-") as tmp:
+            m = _measure_mixed(n, Path(tmp), with_r=missing is None)
+        line = (f"mixed pupils={n} classes={m['classes']:.0f} mixed_s={m['mixed_s']:.2f} "
+                f"mixed_fit_s={m['mixed_fit_s']:.2f} mixed_peak_mb={m['mixed_mb']:.0f} "
+                f"analyze_mixed_s={m['analyze_mixed_s']:.2f}")
+        if missing is None:
+            ratio = m["mixed_s"] / m["lme4_s"]
+            line += (f" lme4_s={m['lme4_s']:.2f} lme4_fit_s={m['lme4_fit_s']:.2f} "
+                     f"lme4_peak_mb={m['lme4_mb']:.0f} ratio={ratio:.2f} "
+                     f"estimate_gap_in_se={m['estimate_gap_in_se']:.1e} "
+                     f"se_rel_gap={m['se_rel_gap']:.1e} df_rel_gap={m['df_rel_gap']:.1e}")
+        print(line, flush=True)
+    largest = max(args.sizes)
+    label = "1m" if largest == 1_000_000 else str(largest)
+    print(f"ratio_mixed_to_lme4_{label}={ratio:.2f}")
+
+
 if __name__ == "__main__":
     main()
+    main_mixed()

@@ -531,7 +531,11 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     if (model == "m_model_ancova" and primary is not None and primary["outcome"] in pretest
             and pretest[primary["outcome"]] is None):
         model = "m_model_ancova_no_pretest"
-    lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{unit}")))
+    # Pupils randomised: the mixed model's random intercept is their class (effects.py).
+    grouping = "class" if model == "m_model_mixed" and unit == "learner" else unit
+    nested = t("m_mixed_nested") if unit == "class" else ""
+    lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{grouping}"),
+                   nested=nested))
     variance = design.get("cluster_correction", "cr2")
     if model == "m_model_ancova" or design.get("estimands", ["ITT"]) != ["ITT"]:
         # the ancova and CACE models' variance estimator (the mixed model has its own)

@@ -37,6 +37,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "warnings": "Points d'attention",
         "units_class": "classes", "units_school": "écoles", "units_learner": "élèves",
         "unit_class": "classe", "unit_school": "école", "unit_learner": "élève",
+        "m_mixed_nested": " (et par école pour les classes d'une même école)",
         "sentence_up": "Les élèves des {units} ayant utilisé {resource} ont progressé de "
                        "{value} {points} de plus en {outcome} que ceux des {units} témoins",
         "sentence_down": "Les élèves des {units} ayant utilisé {resource} ont progressé de "
@@ -239,8 +240,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_mdes_estimated": "Puissance : le protocole n'a pas de section `power:` ; l'effet "
                             "minimal détectable au tirage au sort utilise la CCI estimée sur "
                             "les données et un R² nul.",
-        "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}, ajusté sur le "
-                         "score initial, les covariables et les strates.",
+        "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}{nested}, "
+                         "estimé par maximum de vraisemblance restreinte (REML), ajusté sur "
+                         "le score initial, les covariables et les strates ; intervalles de "
+                         "Student à degrés de liberté de Satterthwaite (comme lmerTest).",
         # variance estimator of the OLS and 2SLS models (analysis/_ols.py), by option
         "m_variance_cr2": "Erreurs-types : estimateur CR2 robuste à la corrélation au sein "
                           "des {units} (Bell et McCaffrey, 2002, Survey Methodology 28(2)), "
@@ -311,6 +314,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "warnings": "Points to watch",
         "units_class": "classes", "units_school": "schools", "units_learner": "pupils",
         "unit_class": "class", "unit_school": "school", "unit_learner": "pupil",
+        "m_mixed_nested": " (and per school for classes of the same school)",
         "sentence_up": "Pupils in {units} that used {resource} progressed {value} {points} "
                        "more in {outcome} than those in control {units}",
         "sentence_down": "Pupils in {units} that used {resource} progressed {value} {points} "
@@ -494,8 +498,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_model_ancova": "Model: regression of the final score on the group, the baseline "
                           "score, the covariates and the randomisation strata; standard "
                           "errors robust to correlation within {units}.",
-        "m_model_mixed": "Model: mixed model with a random intercept per {unit}, adjusted for "
-                         "the baseline score, the covariates and the strata.",
+        "m_model_mixed": "Model: mixed model with a random intercept per {unit}{nested}, "
+                         "fitted by restricted maximum likelihood (REML), adjusted for the "
+                         "baseline score, the covariates and the strata; t intervals on "
+                         "Satterthwaite degrees of freedom (as lmerTest).",
         "m_variance_cr2": "Standard errors: CR2 estimator robust to correlation within {units} "
                           "(Bell & McCaffrey, 2002, Survey Methodology 28(2)), Student t "
                           "tests and intervals on Satterthwaite degrees of freedom "

@@ -48,7 +48,11 @@ def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:
     assert re.search(r"analyze_peak_mb=\d+", text), text
     assert re.search(rf"itt_df={FIGURE}", text), text
     assert "ratio_full_protocol_to_script_5000=" in text, text
-    assert re.fullmatch(rf"ratio_analyze_to_script_5000={FIGURE}", lines[-1]), text
+    assert any(re.fullmatch(rf"ratio_analyze_to_script_5000={FIGURE}", line)
+               for line in lines), text
+    # The mixed-model block (issue 15) comes last: against lme4 when Rscript is present.
+    assert re.search(rf"mixed pupils=5000 classes=200 mixed_s={FIGURE}", text), text
+    assert re.fullmatch(rf"ratio_mixed_to_lme4_5000=({FIGURE}|nan)", lines[-1]), text
 
 
 def test_simulation_coverage_prints_a_line_per_design_and_estimator() -> None:
