@@ -344,7 +344,10 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
         coverage.append(t("cov_no_usage"))
     coverage.append(t("cov_suppressed"))
     wm = context.watermark
-    if wm.get("latest_event_at") is not None:
+    if wm.get("cutoff") is not None:
+        coverage.append(t("cov_cutoff", at=t.moment(str(wm["cutoff"])),
+                          events=t.number(int(wm.get("stored_events", 0)))))
+    elif wm.get("latest_event_at") is not None:
         coverage.append(t("cov_watermark", at=str(wm["latest_event_at"]),
                           events=t.number(int(wm.get("stored_events", 0)))))
     coverage.extend(context.unobserved)

@@ -133,6 +133,9 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                        "observé.",
         "cov_suppressed": "Les cases de moins de 10 élèves sont masquées (« < 10 »).",
         "cov_watermark": "Données arrêtées au {at} ({events} événements enregistrés).",
+        "cov_cutoff": "Données arrêtées au {at} : seuls les événements survenus et "
+                      "enregistrés à cette date sont analysés ({events} événements), "
+                      "quelle que soit la date à laquelle l'analyse a été calculée.",
         "cov_no_usage": "Aucune donnée d'usage n'a été fournie à cette analyse.",
         # effect
         "effect_caption": "Effets (intention de traiter)",
@@ -233,6 +236,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "footer": "Rapport produit par Preuve, logiciel libre d'évaluation des ressources "
                   "numériques éducatives.",
         "wm_stored_events": "événements enregistrés",
+        "wm_cutoff": "données arrêtées au",
         "wm_latest_event_at": "dernier événement",
         "wm_other": "autre",
         "pdf_page": "page {n}",
@@ -341,6 +345,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cov_control": "Use of other resources by control classes is not observed.",
         "cov_suppressed": "Cells of fewer than 10 pupils are hidden (\"< 10\").",
         "cov_watermark": "Data as of {at} ({events} events stored).",
+        "cov_cutoff": "Data as of {at}: only events that occurred and were stored by then "
+                      "are analysed ({events} events), whenever the analysis was computed.",
         "cov_no_usage": "No usage data was given to this analysis.",
         "effect_caption": "Estimated effects (intention to treat)",
         "e_outcome": "Measure", "e_group": "Population", "e_role": "Role",
@@ -433,6 +439,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "footer": "Report produced by Preuve, open-source software for evaluating digital "
                   "learning resources.",
         "wm_stored_events": "stored events",
+        "wm_cutoff": "data as of",
         "wm_latest_event_at": "latest event",
         "wm_other": "other",
         "pdf_page": "page {n}",
@@ -445,6 +452,14 @@ ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
            "sector": "Secteur", "academie": "Académie", "level": "Niveau"},
     "en": {"education_priority": "Priority education", "rural": "Rural",
            "sector": "Sector", "academie": "Académie", "level": "Level"},
+}
+
+
+_MONTHS: Final[dict[str, tuple[str, ...]]] = {
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
 }
 
 
@@ -511,6 +526,31 @@ class Text:
             return "—"
         sep = "\u202f" if self.lang == "fr" else ""
         return f"{self.number(100 * value, digits)}{sep}%"
+
+    def moment(self, value: str) -> str:
+        """An ISO 8601 time (a run's cut-off) as the reader says it, in Paris time:
+        « 15 janvier 2028 à 06:00 (heure de Paris) »; the text itself when it is not one.
+
+        Examples
+        --------
+        >>> Text("fr").moment("2028-01-15T05:00:00+00:00")
+        '15 janvier 2028 à 06:00 (heure de Paris)'
+        >>> Text("en").moment("2028-01-15T05:00:00+00:00")
+        '15 January 2028 at 06:00 (Paris time)'
+        """
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(ZoneInfo("Europe/Paris"))
+        month = _MONTHS[self.lang][moment.month - 1]
+        if self.lang == "fr":
+            return f"{moment.day} {month} {moment.year} à {moment:%H:%M} (heure de Paris)"
+        return f"{moment.day} {month} {moment.year} at {moment:%H:%M} (Paris time)"
 
     def attribute(self, name: str) -> str:
         """A unit attribute in words (its name when unknown)."""

@@ -672,8 +672,13 @@ def enrolled_classes(
     *,
     academie: str | None = None,
     arms: Sequence[str] | None = None,
+    as_of: datetime | None = None,
 ) -> list[EnrolledClass]:
     """Classes of an experiment, in enrollment order, optionally of one académie or arms.
+
+    ``as_of`` reads the registry as it was at that moment (the cut-off of a scheduled
+    analysis): classes enrolled later are left out, and a class withdrawn later is still
+    ``enrolled``.
 
     Examples
     --------
@@ -690,8 +695,22 @@ def enrolled_classes(
         query = query.where(table.c.academie == academie)
     if arms is not None:
         query = query.where(table.c.arm.in_(list(arms)))
+    if as_of is not None:
+        query = query.where(table.c.enrolled_at <= as_of.astimezone(UTC))
     with engine.connect() as connection:
-        return [_as_enrolled(row, new=False) for row in connection.execute(query).mappings()]
+        rows = list(connection.execute(query).mappings())
+    if as_of is None:
+        return [_as_enrolled(row, new=False) for row in rows]
+    return [_as_enrolled({**row, "status": _status_as_of(row, as_of)}, new=False)
+            for row in rows]
+
+
+def _status_as_of(row: Mapping[Any, Any], as_of: datetime) -> str:
+    """A row's status at ``as_of``: a withdrawal recorded after it had not happened yet."""
+    withdrawn = row["withdrawn_at"]
+    if withdrawn is not None and _utc(withdrawn).astimezone(UTC) > as_of:
+        return "enrolled"
+    return str(row["status"])
 
 
 def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
@@ -982,7 +1001,8 @@ def registry_pseudonym_key(engine: Engine) -> bytes:
 
 
 def withdrawn_pupil_keys(engine: Engine, experiment_id: str, *,
-                         data_policy: str | None = None) -> set[str]:
+                         data_policy: str | None = None,
+                         as_of: datetime | None = None) -> set[str]:
     """Pseudonyms of the pupils withdrawn from an experiment (all of them, or those of one
     ``data_policy``), as the withdrawals table stores them: :func:`withdraw` records the
     pseudonym, never the id as given; rows written before that were re-keyed by migration
@@ -1003,6 +1023,8 @@ def withdrawn_pupil_keys(engine: Engine, experiment_id: str, *,
         WithdrawalRow.learner_id.is_not(None))
     if data_policy is not None:
         query = query.where(WithdrawalRow.data_policy == data_policy)
+    if as_of is not None:  # withdrawals recorded by then (a cut-off's view)
+        query = query.where(WithdrawalRow.withdrawn_at <= as_of.astimezone(UTC))
     with engine.connect() as connection:
         return {str(key) for key in connection.scalars(query)}
 

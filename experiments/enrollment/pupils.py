@@ -576,9 +576,13 @@ def enroll_learners(
 
 
 def enrolled_learners(
-    engine: Engine, experiment_id: str, *, academie: str | None = None
+    engine: Engine, experiment_id: str, *, academie: str | None = None,
+    as_of: datetime | None = None,
 ) -> list[EnrolledLearner]:
     """Pupils of an experiment, in enrollment order (``learner_id`` is the learner key).
+
+    ``as_of`` reads the registry as it was then (a scheduled analysis' cut-off): pupils
+    enrolled later are left out, a pupil withdrawn later is still ``enrolled``.
 
     Examples
     --------
@@ -593,9 +597,22 @@ def enrolled_learners(
              .order_by(_LEARNERS.c.id))  # fmt: skip
     if academie is not None:
         query = query.where(_LEARNERS.c.academie == academie)
+    if as_of is not None:
+        as_of = _in_utc(as_of)
+        query = query.where(_LEARNERS.c.enrolled_at <= as_of)
     with engine.connect() as connection:
-        return [_as_learner(row, str(row["learner_key"]), new=False)
-                for row in connection.execute(query).mappings()]  # fmt: skip
+        rows = list(connection.execute(query).mappings())
+    if as_of is None:
+        return [_as_learner(row, str(row["learner_key"]), new=False) for row in rows]
+    return [_as_learner({**row, "status": "enrolled"} if row["withdrawn_at"] is not None
+                        and _in_utc(row["withdrawn_at"]) > as_of else row,
+                        str(row["learner_key"]), new=False) for row in rows]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive value (SQLite drops offsets; the registry writes UTC)
+    is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def learner_statuses(
