@@ -37,6 +37,7 @@ from analysis.multiplicity import adjust_p_values
 from analysis.options import Role
 from analysis.results import AnalysisResults, Effect, not_estimable
 from analysis.sample import MISSING_LEVEL, AnalysisSample, attribute_codes, build_sample
+from analysis.sequential import SequentialLook
 from analysis.subgroups import InteractionTest, estimate_subgroups
 from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage
@@ -52,6 +53,8 @@ def run_analysis(
     outcomes: OutcomeTable,
     usage: UsageTable | None = None,
     analysis: str = "final",
+    *,
+    sequential: SequentialLook | None = None,
 ) -> AnalysisResults:
     """Run the protocol's analysis on tables read by :mod:`analysis.inputs`.
 
@@ -63,6 +66,12 @@ def run_analysis(
         Name of the scheduled analysis. ``monitoring`` computes no effect (flow, attrition,
         balance, usage only); ``interim`` adds a warning that it is not confirmatory; any
         other name (``final``…) is the full analysis.
+    sequential : SequentialLook, optional
+        The look this analysis is in the protocol's group-sequential design
+        (:func:`analysis.sequential.sequential_look`): its boundary goes to
+        ``design.sequential`` of the results, and an interim analysis with a look is
+        confirmatory (``design.confirmatory``). Without it an interim analysis is
+        descriptive and the final one tests at ``alpha``.
 
     Returns
     -------
@@ -78,7 +87,12 @@ def run_analysis(
     primary_spec = next((o for o in plan.outcomes if o.primary), plan.outcomes[0])
 
     blind = analysis == "monitoring"
-    if analysis == "interim":
+    if analysis == "interim" and sequential is not None:
+        warnings.append(f"Analyse intermédiaire confirmatoire (regard {sequential.look} sur "
+                        f"{sequential.looks}) : un effet n'est établi que si sa p ajustée est "
+                        f"au plus {sequential.nominal_alpha:.5f} (frontière d'O'Brien-Fleming, "
+                        "dépense d'alpha de Lan-DeMets).")
+    elif analysis == "interim":
         warnings.append("Analyse intermédiaire : les intervalles et les p ne tiennent pas compte "
                         "des analyses répétées ; seule l'analyse finale est confirmatoire.")
     for spec in plan.outcomes:
@@ -128,7 +142,10 @@ def run_analysis(
         experiment=plan.experiment,
         protocol_sha256=plan.protocol_sha256,
         analysis=analysis,
-        design=_design_summary(plan),
+        design={**_design_summary(plan),
+                "confirmatory": analysis != "monitoring" and (
+                    analysis != "interim" or sequential is not None),
+                "sequential": None if sequential is None else sequential.to_json()},
         effects=tuple(effects),
         checks={
             "consort": consort,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from analysis.multiplicity import Certainty, certainty
 from analysis.report.context import ReportContext, software_versions
 from analysis.report.figures import (
     ConsortBox,
@@ -96,6 +97,31 @@ def _names(data: Mapping[str, Any], protocol: Protocol | None, t: Text
 def _primary(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return next((e for e in data.get("effects", []) if e.get("role") == "primary"
                  and e.get("estimand") == "ITT"), None)
+
+
+def _primary_effects(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The primary ITT effect of every treated arm (whole sample), in the arms' order."""
+    effects = [e for e in data.get("effects", []) if e.get("role") == "primary"
+               and e.get("estimand") == "ITT" and not e.get("subgroup")]
+    arms = list(data.get("design", {}).get("arms", []))
+    return sorted(effects, key=lambda e: arms.index(_arm_of(e)) if _arm_of(e) in arms
+                  else len(arms))
+
+
+def _arm_of(effect: Mapping[str, Any]) -> str:
+    """The treated arm of an effect's contrast (``lectio vs usual`` → ``lectio``)."""
+    return str(effect.get("contrast", "")).split(" vs ")[0]
+
+
+def _arm_label(arm: str, protocol: Protocol | None, resource: str, t: Text) -> str:
+    """How the summary names a treated arm of a multi-arm trial: its name and, when the
+    protocol describes it, its description (« Comprendo (groupe « vague1 » : Comprendo dès
+    octobre) »)."""
+    description = None
+    if protocol is not None:
+        description = next((a.description for a in protocol.arms if a.name == arm), None)
+    return t("arm_label_described" if description else "arm_label", resource=resource,
+             arm=arm, description=description or "")
 
 
 def _reason(effect: Mapping[str, Any], t: Text) -> str:
@@ -199,23 +225,37 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
             f"{name} {t.percent(amount / budget.total)}" for name, amount in funders.items())
          if budget.total else "—"),
     ]
-    usage_arms = (data.get("usage") or {}).get("arms", [])
-    control = data.get("design", {}).get("control")
-    share = next((u.get("share_compliant") for u in usage_arms if u.get("arm") != control),
-                 None)
-    if share:
-        lines.append((t("cost_per_active",
-                        value=t.number(budget.cost_per_pupil / share, 0)), None))
-    established = (primary is not None and primary.get("ci_low") is not None
-                   and primary["ci_low"] > 0 and (primary.get("months_progress") or 0) > 0)
-    if established and primary is not None:
-        lines.append((t("cost_per_month", value=t.number(
-            budget.cost_per_pupil / primary["months_progress"], 0)), None))
-    else:
-        lines.append((t("cost_no_effect"), None))
+    # Per treated arm: the budget declares one cost per pupil receiving the resource (it
+    # has no split by arm), so each arm's cost-effectiveness divides that cost by the
+    # arm's own months of progress, and only where the protocol's test establishes a
+    # positive effect (analysis.multiplicity.certainty).
+    usage_arms = {u.get("arm"): u for u in (data.get("usage") or {}).get("arms", [])}
+    effects = _primary_effects(data)
+    multi = len(effects) > 1
+    for effect in effects:
+        arm = _arm_of(effect)
+        suffix = t("cost_arm", arm=arm) if multi else ""
+        share = (usage_arms.get(arm) or {}).get("share_compliant")
+        if share:
+            lines.append((_with(t("cost_per_active",
+                                  value=t.number(budget.cost_per_pupil / share, 0)), suffix),
+                          None))
+        months = effect.get("months_progress") or 0
+        if certainty(effect, data).claim == "positive" and months > 0:
+            lines.append((_with(t("cost_per_month", value=t.number(
+                budget.cost_per_pupil / months, 0)), suffix), None))
+        else:
+            lines.append((_with(t("cost_no_effect"), suffix), None))
+    del primary
     if protocol.decision is not None:
         lines.append((t("decision_rule"), protocol.decision.rule))
     return lines
+
+
+def _with(sentence: str, suffix: str) -> str:
+    """``suffix`` before the sentence's final full stop."""
+    return sentence[:-1] + suffix + "." if suffix and sentence.endswith(".") else \
+        sentence + suffix
 
 
 def _in_sentence(label: str) -> str:
@@ -226,40 +266,94 @@ def _in_sentence(label: str) -> str:
     return label
 
 
+def _rule(c: Certainty, t: Text) -> str:
+    """The test the protocol prescribes, in words (« correction de Holm sur 2
+    comparaisons, frontière d'O'Brien-Fleming : regard 1 sur 2 »)."""
+    parts = []
+    if c.family > 1 and c.method != "none":
+        parts.append(t("rule_correction", method=t(f"method_{c.method}"), n=c.family))
+    if c.look is not None:
+        parts.append(t("rule_sequential", look=c.look, looks=c.looks))
+    return ", ".join(parts) if parts else t("rule_plain")
+
+
+def _sure(effect: Mapping[str, Any], c: Certainty, t: Text, *, level: str, resource: str,
+          outcome: str) -> list[str]:
+    """How sure we are of one arm's effect: the interval (said unadjusted when it is not
+    the test's), then the conclusion of the protocol's test (:func:`certainty`)."""
+    if effect.get("estimate") is None:
+        return []
+    lines = [t("interval", level=level, low=t.number(effect["ci_low"], 1),
+               high=t.number(effect["ci_high"], 1), points=t("points"))]
+    if c.interval_unadjusted:
+        lines[0] = lines[0][:-1] + t("interval_unadjusted")
+    p_shown = t.p_value(c.p)
+    threshold = t.number(c.threshold, 4 if c.threshold < 0.01 else 3)
+    excludes_zero = effect["ci_low"] > 0 or effect["ci_high"] < 0
+    if c.claim == "descriptive":
+        lines.append(t("certainty_descriptive"))
+    elif c.established and not c.interval_unadjusted:
+        lines.append(t("interval_positive" if c.claim == "positive" else "interval_negative",
+                       level=level, p=p_shown))
+    elif c.established:
+        lines.append(t("certainty_positive" if c.claim == "positive" else
+                       "certainty_negative", rule=_rule(c, t), p=p_shown, threshold=threshold))
+    elif excludes_zero:
+        lines.append(t("certainty_not_established", rule=_rule(c, t), p=p_shown,
+                       threshold=threshold))
+    else:
+        lines.append(t("interval_zero", resource=resource, outcome=outcome))
+    return lines
+
+
 def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resource: str,
              outcomes: Mapping[str, str], rating: EvidenceRating) -> dict[str, Any]:
     unit = data.get("design", {}).get("unit", "class")
     primary = _primary(data)
+    effects = _primary_effects(data)
     outcome_id = primary["outcome"] if primary else "?"
     outcome = _in_sentence(outcomes.get(outcome_id, outcome_id))
     alpha = float(data.get("design", {}).get("alpha", 0.05))
     level = t.number(round(100 * (1 - alpha)), 0)
     sure: list[str] = []
-    sentence = t("no_estimate", reason=t("reason_other"))
-    if primary is not None:
-        sentence = summary_sentence(primary, resource=resource, outcome=outcome, unit=unit,
+    sentences: list[str] = []
+    arms: list[dict[str, Any]] = []
+    multi = len(effects) > 1
+    for effect in effects:
+        arm = _arm_of(effect)
+        name = _arm_label(arm, protocol, resource, t) if multi else resource
+        c = certainty(effect, data)
+        sentence = summary_sentence(effect, resource=name, outcome=outcome, unit=unit,
                                     lang=t.lang)
-        if primary.get("estimate") is not None:
-            sure.append(t("interval", level=level, low=t.number(primary["ci_low"], 1),
-                          high=t.number(primary["ci_high"], 1), points=t("points")))
-            p_adj = primary.get("p_adjusted")
-            p_shown = t.p_value(p_adj if p_adj is not None else primary.get("p_value"))
-            if primary["ci_low"] > 0:
-                sure.append(t("interval_positive", level=level, p=p_shown))
-            elif primary["ci_high"] < 0:
-                sure.append(t("interval_negative", level=level, p=p_shown))
-            else:
-                sure.append(t("interval_zero", resource=resource, outcome=outcome))
+        if multi and effect.get("estimate") is None:
+            sentence = f"{name} : {sentence}" if t.lang == "fr" else f"{name}: {sentence}"
+        lines = _sure(effect, c, t, level=level, resource=name, outcome=outcome)
+        if multi:  # « Comprendo (groupe « vague1 ») : intervalle de confiance… »
+            lines = [(f"{name} : " if t.lang == "fr" else f"{name}: ")
+                     + line[0].lower() + line[1:] for line in lines]
+        sentences.append(sentence)
+        sure.extend(lines)
+        arms.append({"arm": arm, "label": name, "sentence": sentence, "sure": lines,
+                     "claim": c.claim, "p": c.p, "threshold": c.threshold})
+    if not sentences:
+        sentences.append(t("no_estimate", reason=t("reason_other")))
+    established = [a for a in arms if a["claim"] in ("positive", "negative")]
+    steps = _rating_lines(rating, unit, t)
+    if arms and not any(a["claim"] == "descriptive" for a in arms):
+        steps.append(t("rating_and_test_established") if established
+                     else t("rating_and_test_not_established"))
     cost = _cost(protocol, primary, data, t)
     return {
         "question": t("question_text", resource=resource, outcome=outcome,
                       units=t(f"units_{unit}")),
         "title": protocol.title if protocol is not None else None,
-        "sentence": sentence,
+        "sentence": " ".join(sentences),
+        "sentences": sentences,
+        "arms": arms,
         "sure": sure,
         "padlocks": rating.padlocks,
         "rating": t("rating", n=rating.padlocks),
-        "rating_steps": _rating_lines(rating, unit, t),
+        "rating_steps": steps,
         "cost": [f"{text} {quoted}" if quoted else text for text, quoted in cost],
         "cost_parts": cost,
         "warnings": _warnings(data, t, outcomes),
@@ -409,7 +503,29 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
                     if i.get("p_value") is not None]
     has_cace = any(e.get("role") == "cace" for e in data.get("effects", []))
     return {"rows": rows, "forest_svg": svg, "figure": figure, "correction": correction,
+            "sequential": _sequential_lines(data, t),
             "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
+
+
+def _sequential_lines(data: Mapping[str, Any], t: Text) -> list[str]:
+    """The group-sequential boundary of the protocol, and where this analysis stands."""
+    design = data.get("design", {})
+    sequential = design.get("sequential")
+    if not sequential:
+        if data.get("analysis") == "interim":
+            return [t("certainty_descriptive")]
+        return []
+    separator = " ; " if t.lang == "fr" else "; "
+    looks = separator.join(
+        t("seq_look", k=k + 1, t=t.number(info, 2), z=t.number(z, 3),
+          p=t.number(p, 4 if p < 0.01 else 3), spent=t.number(spent, 4))
+        for k, (info, z, p, spent) in enumerate(zip(
+            sequential["information"], sequential["critical_values"],
+            sequential["nominal_alpha"], sequential["alpha_spent"], strict=True)))
+    return [t("seq_design", looks=sequential["looks"],
+              alpha=t.number(sequential["alpha"], 2)),
+            t("seq_boundary", items=looks),
+            t("seq_this", look=sequential["look"], looks=sequential["looks"])]
 
 
 def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: ReportContext,

@@ -152,6 +152,8 @@ def write_pdf(view: dict[str, Any], *, data: dict[str, Any], context: ReportCont
             pages.write(f"{r['outcome']} — {r['group']} ({r['role']}) : {numbers} · "
                         f"{m['e_learners']} {r['learners']}", "row")
         pages.write(e["correction"])
+        for line in e.get("sequential", []):
+            pages.write(line)
         for line in e["interactions"]:
             pages.write(line)
         if e["cace_note"]:

@@ -63,6 +63,38 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "positif avec une confiance de {level} % (p ajustée {p}).",
         "interval_negative": "Cet intervalle est entièrement au-dessous de zéro : l'effet est "
                              "négatif avec une confiance de {level} % (p ajustée {p}).",
+        "interval_unadjusted": " (intervalle non ajusté pour les comparaisons multiples).",
+        "certainty_positive": "Selon le test prévu par le protocole ({rule}), l'effet est "
+                              "positif : p ajustée {p}, au plus {threshold}.",
+        "certainty_negative": "Selon le test prévu par le protocole ({rule}), l'effet est "
+                              "négatif : p ajustée {p}, au plus {threshold}.",
+        "certainty_not_established": "L'intervalle non ajusté exclut zéro, mais le test "
+                                     "prévu par le protocole ({rule}) ne conclut pas : "
+                                     "p ajustée {p}, au-dessus de {threshold}. L'effet "
+                                     "n'est pas établi.",
+        "certainty_descriptive": "Analyse intermédiaire descriptive : le protocole ne la "
+                                 "déclare pas confirmatoire, aucune conclusion n'en est "
+                                 "tirée.",
+        "rule_correction": "{method} sur {n} comparaisons",
+        "rule_sequential": "frontière d'O'Brien-Fleming, regard {look} sur {looks}",
+        "rule_plain": "seuil α du protocole",
+        "seq_design": "Plan séquentiel déclaré dans le protocole : {looks} regards "
+                      "confirmatoires (analyse finale comprise) ; le risque α = {alpha} est "
+                      "réparti entre eux par une fonction de dépense de Lan-DeMets de type "
+                      "O'Brien-Fleming.",
+        "seq_boundary": "Frontière (fraction d'information prévue, valeur critique |z|, "
+                        "seuil de p nominal, α dépensé cumulé) : {items}.",
+        "seq_look": "regard {k} : {t}, {z}, {p}, {spent}",
+        "seq_this": "Cette analyse est le regard {look} sur {looks} : un effet n'y est "
+                    "établi que si sa p ajustée est au plus le seuil nominal de ce regard.",
+        "arm_label": "{resource} (groupe « {arm} »)",
+        "arm_label_described": "{resource} (groupe « {arm} » : {description})",
+        "rating_and_test_established": "La note mesure la solidité du dispositif ; "
+                                       "l'existence de l'effet est établie par le test "
+                                       "prévu par le protocole (p ajustée).",
+        "rating_and_test_not_established": "La note mesure la solidité du dispositif ; "
+                                           "le test prévu par le protocole (p ajustée) "
+                                           "n'établit l'effet d'aucun groupe.",
         "rating": "Solidité de la preuve : {n} sur 5",
         "rating_help": "Note de 0 à 5 cadenas, inspirée de l'Education Endowment "
                        "Foundation : elle baisse quand l'étude manque de puissance, perd des "
@@ -90,6 +122,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                           "élèves).",
         "cost_by_funder": "Financement :",
         "cost_per_month": "Coût par mois de progrès gagné par élève : {value} €.",
+        "cost_arm": " (groupe « {arm} »)",
         "cost_per_active": "Coût par élève ayant réellement utilisé la ressource : {value} €.",
         "cost_no_effect": "Le rapport coût-efficacité n'est pas calculé : l'effet n'est pas "
                           "établi.",
@@ -283,6 +316,37 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "with {level}% confidence (adjusted p {p}).",
         "interval_negative": "This interval lies entirely below zero: the effect is negative "
                              "with {level}% confidence (adjusted p {p}).",
+        "interval_unadjusted": " (interval not adjusted for multiple comparisons).",
+        "certainty_positive": "By the test the protocol prescribes ({rule}), the effect is "
+                              "positive: adjusted p {p}, at most {threshold}.",
+        "certainty_negative": "By the test the protocol prescribes ({rule}), the effect is "
+                              "negative: adjusted p {p}, at most {threshold}.",
+        "certainty_not_established": "The unadjusted interval excludes zero, but the test "
+                                     "the protocol prescribes ({rule}) does not conclude: "
+                                     "adjusted p {p}, above {threshold}. The effect is not "
+                                     "established.",
+        "certainty_descriptive": "Descriptive interim analysis: the protocol does not declare "
+                                 "it confirmatory, no conclusion is drawn from it.",
+        "rule_correction": "{method} over {n} comparisons",
+        "rule_sequential": "O'Brien-Fleming boundary, look {look} of {looks}",
+        "rule_plain": "the protocol's α",
+        "seq_design": "Sequential design declared in the protocol: {looks} confirmatory "
+                      "looks (the final analysis included); the risk α = {alpha} is shared "
+                      "between them by a Lan-DeMets spending function of O'Brien-Fleming "
+                      "type.",
+        "seq_boundary": "Boundary (planned information fraction, critical |z|, nominal p "
+                        "threshold, cumulative α spent): {items}.",
+        "seq_look": "look {k}: {t}, {z}, {p}, {spent}",
+        "seq_this": "This analysis is look {look} of {looks}: an effect is established here "
+                    "only if its adjusted p is at most this look's nominal threshold.",
+        "arm_label": "{resource} (group \"{arm}\")",
+        "arm_label_described": "{resource} (group \"{arm}\": {description})",
+        "rating_and_test_established": "The rating measures the strength of the design; "
+                                       "whether there is an effect is established by the "
+                                       "test the protocol prescribes (adjusted p).",
+        "rating_and_test_not_established": "The rating measures the strength of the design; "
+                                           "the test the protocol prescribes (adjusted p) "
+                                           "establishes no group's effect.",
         "rating": "Strength of evidence: {n} out of 5",
         "rating_help": "A rating from 0 to 5 padlocks, in the spirit of the Education "
                        "Endowment Foundation: it goes down when the study lacks power, loses "
@@ -308,6 +372,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cost_per_pupil": "Cost per pupil reached: €{value} (€{total} for {pupils} pupils).",
         "cost_by_funder": "Funding:",
         "cost_per_month": "Cost per month of progress gained per pupil: €{value}.",
+        "cost_arm": " (group \"{arm}\")",
         "cost_per_active": "Cost per pupil who actually used the resource: €{value}.",
         "cost_no_effect": "Cost-effectiveness is not computed: the effect is not established.",
         "no_cost": "The protocol declares no costs: the cost per pupil is unknown.",

@@ -420,11 +420,26 @@ class ScheduleEntry(_Section):
     """Cron expression (minute hour day-of-month month day-of-week), e.g. ``0 6 1,15 * *``:
     the analysis runs on the days it fires, between the start of the intervention and the
     end of the follow-up, each ready in the morning (Paris time)."""
+    confirmatory: bool = False
+    """An interim analysis that may conclude (an ``at`` date and its ``information``; the
+    protocol's ``interim`` section says how alpha is spent). Otherwise an interim analysis
+    is descriptive: the report draws no conclusion from it."""
+    information: float | None = Field(None, gt=0, lt=1)
+    """Planned information fraction of a confirmatory interim look: the share of the
+    final analysis' pupils (with an endline score) expected by then, e.g. 0.5."""
 
     @model_validator(mode="after")
     def _meaning(self) -> ScheduleEntry:
         checks.raise_findings(checks.check_schedule_entry(self))
         return self
+
+
+class Interim(_Section):
+    """How confirmatory interim looks share the type I error (``analysis.alpha``)."""
+
+    spending: Literal["obrien-fleming"] = "obrien-fleming"
+    """Lan-DeMets alpha-spending function of O'Brien-Fleming type (``asOF`` in R's
+    rpact): almost no alpha early, nearly all of it left for the final analysis."""
 
 
 class Retention(_Section):
@@ -515,6 +530,8 @@ class Protocol(_Section):
     usage: Usage = Usage()
     power: PowerInputs | None = None
     schedule: list[ScheduleEntry] = Field(min_length=1)
+    interim: Interim | None = None
+    """Alpha spending over confirmatory interim looks (``schedule[].confirmatory``)."""
     retention: Retention
     deployment: Deployment | None = None
     budget: Budget | None = None

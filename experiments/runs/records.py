@@ -62,6 +62,7 @@ from analysis.report.context import (
 from analysis.report.document import write_html
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
+from analysis.sequential import SequentialLook, sequential_look
 from experiments.database import insert_for
 from experiments.errors import ExperimentError, SchedulerError
 from experiments.protocol.language import Protocol
@@ -69,7 +70,7 @@ from experiments.registry import get_experiment, registered_protocol
 from experiments.runs.inputs import read_analysis_inputs
 from experiments.runs.scheduler import AnalysisRequest, ensure_request_topic, utc
 from experiments.settings import Settings
-from experiments.store import ExperimentStore, events_table
+from experiments.store import SCHOOL_TIMEZONE, ExperimentStore, events_table
 
 __all__ = [
     "RunRecord",
@@ -300,6 +301,11 @@ def _requested_protocol(registry: Engine, request: AnalysisRequest) -> Protocol:
     return registered.protocol
 
 
+def _look(protocol: Protocol, analysis: str, due_at: datetime) -> SequentialLook | None:
+    """The group-sequential look of a run: its due day (Paris) names its schedule entry."""
+    return sequential_look(protocol, analysis, utc(due_at).astimezone(SCHOOL_TIMEZONE).date())
+
+
 def _reason(error: AnalysisError | ExperimentError) -> str:
     """The error's message; an input file is named by its name (its directory is gone)."""
     if error.path and error.line is not None:
@@ -386,7 +392,9 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
             inputs = read_analysis_inputs(settings, registry, protocol, Path(private),
                                           cutoff=utc(request.due_at))
             results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
-                                   analysis=request.analysis)
+                                   analysis=request.analysis,
+                                   sequential=_look(protocol, request.analysis,
+                                                    request.due_at))
         except (AnalysisError, ExperimentError) as error:
             # Deterministic: running it again would fail the same way. Recorded, so that
             # the request is committed and the next ones are served.
@@ -458,7 +466,8 @@ def reproduce_run(settings: Settings, record: RunRecord, registry: Engine | None
         inputs = read_analysis_inputs(settings, registry, protocol, Path(private),
                                       cutoff=utc(record.due_at))
         results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
-                               analysis=record.analysis)
+                               analysis=record.analysis,
+                               sequential=_look(protocol, record.analysis, record.due_at))
     plain: dict[str, Any] = json.loads(json.dumps(to_json_dict(results), ensure_ascii=False,
                                                   allow_nan=False, sort_keys=True))
     return plain
