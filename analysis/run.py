@@ -34,7 +34,7 @@ from analysis.effects import arm_counts, contrast_name, estimate_effects
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
-from analysis.options import Role
+from analysis.options import MIN_CELL_PUPILS, Role
 from analysis.results import AnalysisResults, Effect, not_estimable
 from analysis.sample import MISSING_LEVEL, AnalysisSample, attribute_codes, build_sample
 from analysis.sequential import SequentialLook
@@ -258,7 +258,7 @@ def _balance(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
         contrast = contrast_name(arm, plan.control)
         in_t, in_c = sample.arm == t, sample.arm == control
         n_t, n_c = int(in_t.sum()), int(in_c.sum())
-        if is_suppressed(n_t) or is_suppressed(n_c):
+        if n_t < MIN_CELL_PUPILS or n_c < MIN_CELL_PUPILS:  # too few to compare
             continue
         for name, values, codes, levels, adjusted in characteristics:
             if values is not None:

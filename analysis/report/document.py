@@ -386,7 +386,6 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
     usage = data.get("usage") or {}
     minutes = usage.get("compliance_min_active_minutes")
     by_arm = {u["arm"]: u for u in usage.get("arms", [])}
-    consort = {c["arm"]: c for c in data.get("checks", {}).get("consort", [])}
     funnels = []
     for f in context.funnel:
         if f.arm == design.get("control"):
@@ -394,10 +393,14 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
         steps = [(t("f_units_enrolled", units=units).capitalize(), t.number(f.units_enrolled)),
                  (t("f_units_activated", units=units).capitalize(),
                   t.number(f.units_activated))]
-        if f.learners_on_record is not None or f.arm in consort:
-            steps.append((t("f_learners_on_record").capitalize(), _count(
-                f.learners_on_record if f.learners_on_record is not None
-                else consort.get(f.arm, {}).get("learners_on_record"), t)))
+        # Nested by construction (analysis.report.context): randomised ⊇ followed ⊇
+        # logged in ⊇ active ⊇ analysed and above the threshold.
+        if f.learners_randomised is not None:
+            steps.append((t("f_learners_randomised", units=units).capitalize(),
+                          _count(f.learners_randomised, t)))
+        if f.learners_on_record is not None:
+            steps.append((t("f_learners_on_record").capitalize(),
+                          _count(f.learners_on_record, t)))
         if f.learners_logged_in is not None:
             steps.append((t("f_learners_logged_in").capitalize(),
                           _count(f.learners_logged_in, t)))
@@ -408,8 +411,10 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
             steps.append((t("f_learners_compliant", minutes=t.number(minutes, 0))
                           .capitalize(), _count(round(arm_usage["share_compliant"]
                                                       * arm_usage["learners"]), t)))
+        # The denominator: the first pupil step (randomised pupils when known).
+        base = t("funnel_base", n=steps[2][1]) if len(steps) > 2 else None
         funnels.append({"caption": t("funnel_caption", arm=arm_names.get(f.arm, f.arm)),
-                        "steps": steps})
+                        "steps": steps, "base": base})
     rows = []
     for arm, u in by_arm.items():
         rows.append([arm_names.get(arm, arm), _count(u.get("learners"), t),

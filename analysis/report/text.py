@@ -137,7 +137,12 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "funnel_caption": "Entonnoir d'usage du groupe {arm}",
         "f_units_enrolled": "{units} inscrites dans le groupe",
         "f_units_activated": "{units} ayant activé la ressource",
-        "f_learners_on_record": "élèves suivis",
+        "f_learners_randomised": "élèves des {units} tirées au sort",
+        "f_learners_on_record": "élèves suivis (un score ou une trace d'usage)",
+        "funnel_base": "Chaque étape est incluse dans la précédente ; dénominateur du "
+                       "groupe : {n} élèves des unités tirées au sort (effectif déclaré à "
+                       "l'inscription, ou élèves suivis s'ils sont plus nombreux), base aussi "
+                       "des parts hebdomadaires.",
         "f_learners_logged_in": "élèves s'étant connectés",
         "f_learners_active": "élèves avec un usage actif",
         "f_learners_compliant": "élèves analysés ayant atteint {minutes} minutes d'usage actif",
@@ -383,7 +388,11 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "funnel_caption": "Usage funnel of the {arm} group",
         "f_units_enrolled": "{units} enrolled in the group",
         "f_units_activated": "{units} that activated the resource",
-        "f_learners_on_record": "pupils followed",
+        "f_learners_randomised": "pupils of the randomised {units}",
+        "f_learners_on_record": "pupils followed (a score or a usage trace)",
+        "funnel_base": "Each step is included in the one before; the group's denominator: "
+                       "{n} pupils of the randomised units (as declared at enrollment, or the "
+                       "pupils followed when more), also the base of the weekly shares.",
         "f_learners_logged_in": "pupils who logged in",
         "f_learners_active": "pupils with active use",
         "f_learners_compliant": "analysed pupils who reached {minutes} minutes of active use",
