@@ -125,6 +125,7 @@ def run_analysis(
                 effects.extend(estimate_dose_response(plan, sample, usage))
     assert primary_sample is not None
 
+    effects = _months_for_attainment_only(plan, effects)
     effects, interactions = _adjust(plan, effects, interactions)
     srm = check_sample_ratio(
         {arm: int(np.count_nonzero(units.arm_code == i)) for i, arm in enumerate(plan.arms)},
@@ -296,6 +297,15 @@ def _level_numbers(levels: tuple[str, ...]) -> np.ndarray | None:
         except ValueError:
             return None
     return np.asarray(numbers, dtype=float) if levels else None
+
+
+def _months_for_attainment_only(plan: AnalysisPlan, effects: list[Effect]) -> list[Effect]:
+    """No months of progress for an outcome the protocol does not declare an attainment
+    measure: the EEF's conversion is calibrated on tests of learning, not on an attitude
+    scale (``outcomes[].kind``)."""
+    other = {spec.id for spec in plan.outcomes if spec.kind != "attainment"}
+    return [dataclasses.replace(e, months_progress=None) if e.outcome in other else e
+            for e in effects]
 
 
 def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[InteractionTest]

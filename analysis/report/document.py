@@ -249,7 +249,46 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
     del primary
     if protocol.decision is not None:
         lines.append((t("decision_rule"), protocol.decision.rule))
+        lines.extend((line, None) for line in _decision_lines(protocol, data, t))
     return lines
+
+
+def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> list[str]:
+    """The pre-registered decision rule evaluated on this analysis, arm by arm: its
+    criteria in numbers (an effect established by the protocol's test, and the declared
+    ``min_effect_size`` and ``min_active_share``) and whether they are all met. The rule in
+    words may say more (it is quoted above); the report evaluates what it can count."""
+    decision = protocol.decision
+    assert decision is not None
+    usage_arms = {u.get("arm"): u for u in (data.get("usage") or {}).get("arms", [])}
+    effects = _primary_effects(data)
+    multi = len(effects) > 1
+    yes, no = t("yes"), t("no")
+    out = []
+    for effect in effects:
+        arm = _arm_of(effect)
+        c = certainty(effect, data)
+        suffix = t("cost_arm", arm=arm) if multi else ""
+        if c.claim in ("descriptive", "none"):
+            out.append(_with(t("decision_not_evaluated"), suffix))
+            continue
+        met = [c.claim == "positive"]
+        parts = [t("decision_effect", answer=yes if met[0] else no)]
+        if decision.min_effect_size is not None:
+            g = effect.get("hedges_g")
+            met.append(g is not None and g >= decision.min_effect_size)
+            parts.append(t("decision_g", threshold=t.number(decision.min_effect_size, 2),
+                           answer=yes if met[-1] else no, value=t.number(g, 2)))
+        if decision.min_active_share is not None:
+            share = (usage_arms.get(arm) or {}).get("share_compliant")
+            met.append(share is not None and share >= decision.min_active_share)
+            parts.append(t("decision_share", threshold=t.percent(decision.min_active_share),
+                           answer=yes if met[-1] else no, value=t.percent(share)))
+        separator = " ; " if t.lang == "fr" else "; "
+        verdict = t("decision_met" if all(met) else "decision_not_met")
+        out.append(_with(t("decision_criteria", parts=separator.join(parts),
+                           verdict=verdict), suffix))
+    return out
 
 
 def _with(sentence: str, suffix: str) -> str:
@@ -706,14 +745,13 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
     resource, arm_names, outcomes = _names(data, protocol, t)
     rating = rate_evidence(data)
     unit = data.get("design", {}).get("unit", "class")
-    analysis = str(data.get("analysis", "final"))
     return {
         "lang": lang,
         "m": t.messages,
         "title": f"{t('doc_title')} — {resource}",
         "experiment": data.get("experiment", ""),
         "protocol_title": protocol.title if protocol is not None else None,
-        "analysis": t.messages.get(f"analysis_{analysis}", analysis),
+        "analysis": _analysis_title(data, protocol, t),
         "units": t(f"units_{unit}"),
         "rating": rating,
         "summary": _summary(data, protocol, t, resource, outcomes, rating),
@@ -722,6 +760,22 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
         "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
         "methods": _methods(data, context, t),
     }
+
+
+def _analysis_title(data: Mapping[str, Any], protocol: Protocol | None, t: Text) -> str:
+    """The run's title: a monitoring run says its schedule's real frequency (« suivi
+    mensuel » on ``every: month``), an interim run whether it is confirmatory."""
+    analysis = str(data.get("analysis", "final"))
+    if analysis == "monitoring" and protocol is not None:
+        rhythms = {("cron" if e.cron is not None else e.every) for e in protocol.schedule
+                   if e.analysis == "monitoring" and e.at is None}
+        if len(rhythms) == 1:
+            return t(f"analysis_monitoring_{rhythms.pop()}")
+    if analysis == "interim" and "confirmatory" in data.get("design", {}):
+        confirmatory = data["design"]["confirmatory"]
+        return t("analysis_interim_confirmatory" if confirmatory
+                 else "analysis_interim_descriptive")
+    return t.messages.get(f"analysis_{analysis}", analysis)
 
 
 def _environment() -> Environment:

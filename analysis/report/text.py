@@ -23,7 +23,13 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "doc_title": "Rapport d'impact",
         "analysis_final": "analyse finale",
         "analysis_interim": "analyse intermédiaire",
-        "analysis_monitoring": "suivi hebdomadaire",
+        "analysis_monitoring": "suivi des usages",
+        "analysis_monitoring_week": "suivi hebdomadaire",
+        "analysis_monitoring_month": "suivi mensuel",
+        "analysis_monitoring_period": "suivi de fin de période",
+        "analysis_monitoring_cron": "suivi périodique",
+        "analysis_interim_confirmatory": "analyse intermédiaire confirmatoire",
+        "analysis_interim_descriptive": "analyse intermédiaire descriptive",
         "toc": "Sommaire",
         "s_summary": "Synthèse",
         "s_usage": "Usage de la ressource",
@@ -129,6 +135,15 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "no_cost": "Le protocole ne déclare pas de coûts : le coût par élève n'est pas "
                    "connu.",
         "decision_rule": "Règle de décision écrite avant les résultats :",
+        "decision_criteria": "Critères chiffrés de la règle : {parts} : {verdict}.",
+        "decision_effect": "effet positif établi par le test du protocole : {answer}",
+        "decision_g": "taille d'effet d'au moins {threshold} : {answer} ({value})",
+        "decision_share": "part d'élèves au-dessus du seuil d'usage d'au moins {threshold} : "
+                          "{answer} ({value})",
+        "decision_met": "critères remplis",
+        "decision_not_met": "critères non remplis",
+        "decision_not_evaluated": "Critères de la règle non évalués : cette analyse n'est pas "
+                                  "confirmatoire.",
         "volunteers": "Les classes participantes sont volontaires : les résultats valent "
                       "pour des enseignants volontaires et peuvent ne pas se retrouver lors "
                       "d'une généralisation.",
@@ -283,7 +298,13 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "doc_title": "Impact report",
         "analysis_final": "final analysis",
         "analysis_interim": "interim analysis",
-        "analysis_monitoring": "weekly monitoring",
+        "analysis_monitoring": "usage monitoring",
+        "analysis_monitoring_week": "weekly monitoring",
+        "analysis_monitoring_month": "monthly monitoring",
+        "analysis_monitoring_period": "end-of-period monitoring",
+        "analysis_monitoring_cron": "periodic monitoring",
+        "analysis_interim_confirmatory": "confirmatory interim analysis",
+        "analysis_interim_descriptive": "descriptive interim analysis",
         "toc": "Contents",
         "s_summary": "Summary",
         "s_usage": "Use of the resource",
@@ -382,6 +403,15 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cost_no_effect": "Cost-effectiveness is not computed: the effect is not established.",
         "no_cost": "The protocol declares no costs: the cost per pupil is unknown.",
         "decision_rule": "Decision rule written before the results:",
+        "decision_criteria": "The rule's criteria in numbers: {parts}: {verdict}.",
+        "decision_effect": "positive effect established by the protocol's test: {answer}",
+        "decision_g": "effect size of at least {threshold}: {answer} ({value})",
+        "decision_share": "share of pupils above the usage threshold of at least "
+                          "{threshold}: {answer} ({value})",
+        "decision_met": "criteria met",
+        "decision_not_met": "criteria not met",
+        "decision_not_evaluated": "The rule's criteria are not evaluated: this analysis is "
+                                  "not confirmatory.",
         "volunteers": "Participating classes are volunteers: the results hold for "
                       "volunteer teachers and may not be found again at scale.",
         "funnel": "From deployment to real use",

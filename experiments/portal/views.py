@@ -165,11 +165,22 @@ def next_analysis(protocol: Protocol, state: str,
 
 
 def run_views(runs: list[RunRecord]) -> list[RunView]:
-    """The runs of an experiment, the most recent first."""
+    """The runs of an experiment, the most recent first.
+
+    A report's number (``sequence`` here) follows the due dates: the n-th report of an
+    analysis is the one of its n-th due date, whatever order the workers recorded them in
+    (the record's own ``sequence`` is the order of recording, kept in the registry).
+    """
+    ordered = sorted(runs, key=lambda r: (r.due_at, r.finished_at, r.run_id))
+    number: dict[str, int] = {}
+    rank: dict[str, int] = defaultdict(int)
+    for r in ordered:
+        rank[r.analysis] += 1
+        number[r.run_id] = rank[r.analysis]
     return [
-        RunView(r.run_id, r.analysis, r.sequence, r.due_at, r.finished_at, r.status, r.reason,
-                r.protocol_version, r.protocol_sha256, r.html_path is not None)
-        for r in sorted(runs, key=lambda r: (r.due_at, r.finished_at), reverse=True)
+        RunView(r.run_id, r.analysis, number[r.run_id], r.due_at, r.finished_at, r.status,
+                r.reason, r.protocol_version, r.protocol_sha256, r.html_path is not None)
+        for r in reversed(ordered)
     ]
 
 

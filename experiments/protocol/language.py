@@ -329,6 +329,12 @@ class Outcome(_Section):
     label: Text | None = None
     instrument: Text | None = None
     """The test used, e.g. « ELFE », « évaluations nationales repères »."""
+    kind: Literal["attainment", "attitude", "other"] = "attainment"
+    """What the measure is: ``attainment`` (a test of learning: the report may translate
+    its effect into months of progress, the EEF's table being calibrated on attainment),
+    ``attitude`` (motivation, self-confidence, a questionnaire scale) or ``other``: no
+    months of progress. The default keeps the meaning of protocols written before the key
+    (every example measures attainment); declare any other measure."""
 
 
 class Analysis(_Section):
