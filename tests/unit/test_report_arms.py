@@ -123,3 +123,16 @@ def test_a_descriptive_interim_concludes_nothing(results: dict[str, Any]) -> Non
 def test_the_repository_protocol_is_three_arm() -> None:
     assert len(load_protocol(THREE_ARM_PROTOCOL).arms) == 3
     assert Path(THREE_ARM_PROTOCOL).is_file()
+
+
+def test_the_report_lint_checks_every_arm(results: dict[str, Any]) -> None:
+    from analysis.report.checks import check_report
+
+    protocol = load_protocol(THREE_ARM_PROTOCOL)
+    page = render_report(results, protocol=protocol)
+    assert check_report(page, results, "fr") == []
+    primary = _primary(results)
+    wrong = {**results, "effects": [{**e, "estimate": e["estimate"] + 1.0}
+                                    if e is primary["vague2"] else e
+                                    for e in results["effects"]]}
+    assert any("summary says" in p for p in check_report(page, wrong, "fr"))
