@@ -359,6 +359,21 @@ def test_an_interim_run_again_after_later_data_gives_the_same_results(
     store.write_events(batch("2028-06-22T09:00:00+02:00", -6.0, range(20, 30)),
                        at("2028-06-22T18:00:00+02:00"))
     assert reproduce_run(settings, record, engine) == recorded
+    # The same through the CLI an auditor runs.
+    from typer.testing import CliRunner
+
+    from experiments.cli.app import app
+    from experiments.cli.runs import _differences
+
+    env = {"PREUVE_STATE_DIR": str(settings.state_dir)}
+    result = CliRunner().invoke(app, ["runs", "reproduce", record.run_id, "--experiment",
+                                      EXPERIMENT], env=env)
+    assert result.exit_code == 0, result.output
+    assert "identical results (data as of 2028-06-20T04:00:00+00:00)" in result.output
+    listed = CliRunner().invoke(app, ["runs", "list", EXPERIMENT], env=env)
+    assert listed.exit_code == 0 and record.run_id in listed.output
+    assert _differences({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == [
+        ".a[1].b: recorded 2, now 3"]
 
     everything = read_analysis_inputs(settings, engine, protocol, tmp_path)
     later = run_analysis(everything.plan, everything.units, everything.outcomes,
