@@ -3,9 +3,12 @@
 Programme officers of the Banque des Territoires read it to decide whether a resource
 keeps being funded; researchers read every number. Its sections (DOMAIN.md §5):
 
-1. **Synthèse**: the question, the answer in one sentence with months of progress, how
-   sure we are (interval in words, evidence rating :mod:`analysis.report.rating`), cost per
-   pupil and cost-effectiveness when the protocol gives costs;
+1. **Synthèse**: the question, the answer in one sentence per treated arm (named by its
+   own label) with months of progress for attainment measures, how sure we are (the
+   interval, said unadjusted when it is not the protocol's test, and the conclusion of
+   that test: :func:`analysis.multiplicity.certainty`), the evidence rating
+   (:mod:`analysis.report.rating`), cost per pupil and cost-effectiveness per arm, and the
+   pre-registered decision rule evaluated;
 2. **Usage**: the funnel from classes enrolled to pupils with real use, weekly active use
    per arm, and what the data cannot see (R22);
 3. **Effet**: table and forest plot per outcome and subgroup, with the correction for
