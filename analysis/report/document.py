@@ -235,18 +235,24 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
     usage_arms = {u.get("arm"): u for u in (data.get("usage") or {}).get("arms", [])}
     effects = _primary_effects(data)
     multi = len(effects) > 1
+    weights = {a.name: a.allocation for a in protocol.arms if not a.control}
     for effect in effects:
         arm = _arm_of(effect)
         suffix = t("cost_arm", arm=arm) if multi else ""
+        cost, pupils = budget.arm_cost(arm, weights.get(arm, 0.0) / sum(weights.values()))
+        per_pupil = cost / pupils if pupils else budget.cost_per_pupil
+        if multi and any(item.arm is not None for item in budget.items):
+            lines.append((_with(t("cost_per_pupil_arm", value=t.number(per_pupil, 0)),
+                                suffix), None))
         share = (usage_arms.get(arm) or {}).get("share_compliant")
         if share:
             lines.append((_with(t("cost_per_active",
-                                  value=t.number(budget.cost_per_pupil / share, 0)), suffix),
+                                  value=t.number(per_pupil / share, 0)), suffix),
                           None))
         months = effect.get("months_progress") or 0
         if certainty(effect, data).claim == "positive" and months > 0:
             lines.append((_with(t("cost_per_month", value=t.number(
-                budget.cost_per_pupil / months, 0)), suffix), None))
+                per_pupil / months, 0)), suffix), None))
         else:
             lines.append((_with(t("cost_no_effect"), suffix), None))
     del primary

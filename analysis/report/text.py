@@ -129,6 +129,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cost_by_funder": "Financement :",
         "cost_per_month": "Coût par mois de progrès gagné par élève : {value} €.",
         "cost_arm": " (groupe « {arm} »)",
+        "cost_per_pupil_arm": "Coût par élève bénéficiaire : {value} €.",
         "cost_per_active": "Coût par élève ayant réellement utilisé la ressource : {value} €.",
         "cost_no_effect": "Le rapport coût-efficacité n'est pas calculé : l'effet n'est pas "
                           "établi.",
@@ -399,6 +400,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cost_by_funder": "Funding:",
         "cost_per_month": "Cost per month of progress gained per pupil: €{value}.",
         "cost_arm": " (group \"{arm}\")",
+        "cost_per_pupil_arm": "Cost per pupil reached: €{value}.",
         "cost_per_active": "Cost per pupil who actually used the resource: €{value}.",
         "cost_no_effect": "Cost-effectiveness is not computed: the effect is not established.",
         "no_cost": "The protocol declares no costs: the cost per pupil is unknown.",

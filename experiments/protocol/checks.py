@@ -252,6 +252,7 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_power(protocol),
         *_check_schedule(protocol),
         *_check_interim(protocol),
+        *_check_budget(protocol),
         *_check_after_final(protocol),
     ]
 
@@ -535,6 +536,17 @@ def _check_interim(p: Protocol) -> list[Finding]:
                                  f"information fractions must grow with the looks' dates "
                                  f"({fraction} on {day}, {next_fraction} on {later})"))
     return found
+
+
+def _check_budget(p: Protocol) -> list[Finding]:
+    """A budget item's ``arm`` is a treated arm of the protocol."""
+    if p.budget is None:
+        return []
+    treated = [a.name for a in p.arms if not a.control]
+    return [Finding(("budget", "items", i, "arm"), f"{item.arm!r} is not a treated arm "
+                    f"(treated arms: {', '.join(treated)})")
+            for i, item in enumerate(p.budget.items)
+            if item.arm is not None and item.arm not in treated]
 
 
 def _check_after_final(p: Protocol) -> list[Finding]:

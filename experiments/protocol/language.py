@@ -480,6 +480,9 @@ class BudgetItem(_Section):
     label: Text
     amount: float = Field(ge=0)
     funder: Text
+    arm: Name | None = None
+    """The treated arm this cost is for (e.g. a second arm's extra training); without it
+    the cost is shared by every treated arm, in proportion to their pupils."""
 
 
 class Budget(_Section):
@@ -499,6 +502,22 @@ class Budget(_Section):
     def cost_per_pupil(self) -> float:
         """Total cost divided by the pupils who receive the resource."""
         return self.total / self.pupils
+
+    def arm_cost(self, arm: str, share: float) -> tuple[float, float]:
+        """(cost, pupils) of one treated arm: its own items plus ``share`` (its share of
+        the treated pupils, from the allocation) of the shared items, over ``share`` of
+        the pupils. Every arm's cost per pupil is the budget's when all items are shared.
+
+        Examples
+        --------
+        >>> b = Budget(items=[BudgetItem(label="licences", amount=600, funder="x"),
+        ...     BudgetItem(label="formation", amount=300, funder="x", arm="b")], pupils=30)
+        >>> b.arm_cost("a", 0.5), b.arm_cost("b", 0.5)
+        ((300.0, 15.0), (600.0, 15.0))
+        """
+        own = sum(item.amount for item in self.items if item.arm == arm)
+        shared = sum(item.amount for item in self.items if item.arm is None)
+        return own + share * shared, share * self.pupils
 
 
 class Decision(_Section):

@@ -15,6 +15,7 @@ from analysis.report.document import build_view, report_summary
 from analysis.results import to_json_dict
 from analysis.run import run_analysis
 from analysis.simulate import simulate_trial
+from experiments.errors import ProtocolError
 from experiments.portal.views import run_views
 from experiments.protocol.language import parse_protocol
 from experiments.runs.records import RunRecord
@@ -100,3 +101,33 @@ def test_report_numbers_follow_the_due_dates() -> None:
                        _record("a", "monitoring", november, 2),
                        _record("f", "final", december, 1)])
     assert [(v.run_id, v.sequence) for v in views] == [("f", 1), ("b", 2), ("a", 1)]
+
+
+def test_costs_are_per_arm() -> None:
+    """A three-arm budget with an item for one arm: each arm's cost per pupil and its
+    cost per month of progress use its own cost and its own months (never the whole
+    budget over the first arm's months)."""
+    text = (ROOT / "protocols" / "lecture-ce1-vagues-2027.yaml").read_text(encoding="utf-8")
+    text = text.replace('    - {label: "Formation", amount: 9000, funder: "Académies"}\n',
+                        '    - {label: "Formation", amount: 9000, funder: "Académies"}\n'
+                        '    - {label: "Tutorat de janvier", amount: 7200, funder: '
+                        '"Académies", arm: vague2}\n')
+    protocol = parse_protocol(text)
+    effects = [{"outcome": "comprehension", "contrast": f"{arm} vs attente",
+                "estimand": "ITT", "role": "primary", "estimate": 3.0, "ci_low": 1.0,
+                "ci_high": 5.0, "p_value": 0.004, "p_adjusted": 0.008, "hedges_g": 0.3,
+                "months_progress": months} for arm, months in (("vague1", 3), ("vague2", 4))]
+    data = {"analysis": "final", "effects": effects,
+            "design": {"alpha": 0.05, "multiple_comparisons": "holm", "unit": "school",
+                       "arms": ["vague1", "vague2", "attente"], "control": "attente",
+                       "confirmatory": True}}
+    cost = report_summary(data, protocol=protocol)["cost"]
+    # Shared 63 000 € over 3 600 pupils, half each (allocation 1:1): 17,5 € per pupil;
+    # vague2 adds 7 200 € over its 1 800 pupils: 21,5 €.
+    assert "Coût par élève bénéficiaire : 18 € (groupe « vague1 »)." in cost  # 17,5 rounded
+    assert "Coût par élève bénéficiaire : 22 € (groupe « vague2 »)." in cost  # 21,5
+    assert "Coût par mois de progrès gagné par élève : 6 € (groupe « vague1 »)." in cost
+    assert "Coût par mois de progrès gagné par élève : 5 € (groupe « vague2 »)." in cost
+    bad = text.replace("arm: vague2}", "arm: attente}")
+    with pytest.raises(ProtocolError, match="not a treated arm"):
+        parse_protocol(bad)
