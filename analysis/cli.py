@@ -1,20 +1,86 @@
 """``preuve analyze``: a protocol's analysis on files, without Kafka.
 
+It prints a one-screen summary of what it estimated (on standard error when the JSON
+goes to standard output, so that the JSON stays parseable).
+
 Exit codes: 0 done; 2 a user error (bad protocol, bad CSV), printed as
-``PATH:LINE: field: message`` without a traceback.
+``PATH:LINE: field: message`` without a traceback; 3 no primary effect could be estimated
+(every treated arm's primary ITT effect is missing, with its reason; the files asked for
+are still written, so that the flow and checks can be read). A ``monitoring`` analysis
+estimates no effect by design and exits 0.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["analyze"]
+__all__ = ["EXIT_NO_PRIMARY_EFFECT", "analyze", "summary_lines"]
 
 logger = logging.getLogger(__name__)
+
+#: Exit code of ``preuve analyze`` when no primary effect could be estimated.
+EXIT_NO_PRIMARY_EFFECT = 3
+
+
+def _n(value: Any, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """The one-screen summary of a results JSON object: what was estimated, per treated
+    arm, and whether the protocol's test establishes it (:func:`analysis.multiplicity.
+    certainty`).
+
+    Examples
+    --------
+    >>> summary_lines({"experiment": "x", "analysis": "final", "protocol_sha256": "ab",
+    ...                "design": {"arms": ["a", "b"], "control": "b"}, "effects": []})[-1]
+    'no primary effect could be estimated'
+    """
+    from analysis.multiplicity import certainty
+
+    design = results.get("design", {})
+    lines = [f"preuve analyze: {results.get('experiment')}, {results.get('analysis')} "
+             f"analysis (protocol sha256 {str(results.get('protocol_sha256'))[:12]})"]
+    consort = (results.get("checks") or {}).get("consort") or []
+    if consort:
+        lines.append("flow: " + "; ".join(
+            f"{c['arm']} {c['units_allocated']} units randomised, "
+            f"{c.get('learners_analysed') if c.get('learners_analysed') is not None else '<10'}"
+            " pupils analysed" for c in consort))
+    primary = [e for e in results.get("effects", []) if e.get("role") == "primary"
+               and e.get("estimand") == "ITT" and not e.get("subgroup")]
+    method = design.get("multiple_comparisons", "none")
+    for e in primary:
+        if e.get("estimate") is None:
+            lines.append(f"primary {e['outcome']}, {e['contrast']}: not estimated "
+                         f"({e.get('reason')})")
+            continue
+        c = certainty(e, results)
+        lines.append(
+            f"primary {e['outcome']}, {e['contrast']}: {_n(e['estimate'], signed=True)} "
+            f"points [{_n(e['ci_low'])}, {_n(e['ci_high'])}], p {_n(e.get('p_value'), 4)}, "
+            f"adjusted p ({method}) {_n(c.p, 4)} vs {_n(c.threshold, 4)}, "
+            f"g {_n(e.get('hedges_g'), signed=True)}: {c.claim}")
+    others = [e for e in results.get("effects", []) if e not in primary]
+    if others:
+        estimated = sum(1 for e in others if e.get("estimate") is not None)
+        lines.append(f"other effects (secondary, subgroups, CACE...): {estimated} estimated, "
+                     f"{len(others) - estimated} not estimable")
+    warnings = results.get("warnings") or []
+    if warnings:
+        lines.append(f"warnings: {len(warnings)} (in the JSON and the report)")
+    if not any(e.get("estimate") is not None for e in primary):
+        lines.append("monitoring analysis: no effect is estimated by design"
+                     if results.get("analysis") == "monitoring"
+                     else "no primary effect could be estimated")
+    return lines
 
 
 def analyze(
@@ -27,7 +93,9 @@ def analyze(
         Path | None,
         typer.Option("--usage", help="Usage CSV: learner_id,unit_id,week,active_minutes"),
     ] = None,
-    analysis: Annotated[str, typer.Option("--analysis", help="Name of the analysis.")] = "final",
+    analysis: Annotated[str, typer.Option(
+        "--analysis", help="Name of the analysis: final (default), interim (descriptive "
+        "unless the protocol declares it confirmatory) or monitoring.")] = "final",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the JSON results here.")
     ] = None,
@@ -41,7 +109,12 @@ def analyze(
         str, typer.Option("--lang", help="Language of the report: fr (default) or en.")
     ] = "fr",
 ) -> None:
-    """Run a protocol's analysis on CSV files (the researcher's offline path)."""
+    """Run a protocol's analysis on CSV files (the researcher's offline path).
+
+    Prints a one-screen summary of what was estimated. Exit codes: 0 done; 2 a bad
+    protocol or CSV file (PATH:LINE: field: message); 3 no primary effect could be
+    estimated (the reason is printed; the files asked for are written).
+    """
     from analysis.errors import AnalysisError
     from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
     from analysis.options import LANGUAGES
@@ -68,7 +141,10 @@ def analyze(
         unit_table = read_units(units, plan)
         outcome_table = read_outcomes(outcomes, unit_table)
         usage_table = read_usage(usage, outcome_table, unit_table) if usage else None
-        results = run_analysis(plan, unit_table, outcome_table, usage_table, analysis)
+        from analysis.sequential import sequential_look
+
+        results = run_analysis(plan, unit_table, outcome_table, usage_table, analysis,
+                               sequential=sequential_look(loaded, analysis))
     except AnalysisError as exc:
         where = f"{exc.path}:{exc.line}: " if exc.path else ""
         field = f"{exc.field}: " if exc.field else ""
@@ -86,8 +162,14 @@ def analyze(
             write_report(results, html_out, protocol=loaded, context=context, lang=lang)
         if pdf_out is not None:
             write_report_pdf(results, pdf_out, protocol=loaded, context=context, lang=lang)
-    if json_out is None and html_out is None and pdf_out is None:
+    data = to_json_dict(results)
+    to_stdout = json_out is None and html_out is None and pdf_out is None
+    if to_stdout:
         import json
 
-        typer.echo(json.dumps(to_json_dict(results), ensure_ascii=False, indent=2,
-                              allow_nan=False))
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False))
+    lines = summary_lines(data)
+    for line in lines:
+        typer.echo(line, err=to_stdout)
+    if analysis != "monitoring" and lines[-1] == "no primary effect could be estimated":
+        raise typer.Exit(code=EXIT_NO_PRIMARY_EFFECT)

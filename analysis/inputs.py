@@ -60,6 +60,8 @@ class OutcomeSpec:
     id: str
     primary: bool
     baseline: str | None = None
+    kind: str = "attainment"
+    """``attainment``, ``attitude`` or ``other``: only attainment has months of progress."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
             id=str(_get(o, "id")),
             primary=bool(_get(o, "primary", False)),
             baseline=None if _get(o, "baseline") is None else str(_get(o, "baseline")),
+            kind=str(_get(o, "kind", "attainment")),
         )
         for o in _get(protocol, "outcomes", [])
     )

@@ -42,9 +42,10 @@ from analysis.effects import (
 from analysis.icc import IccEstimate, estimate_icc
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable, UsageTable
 from analysis.multiplicity import adjust_p_values
-from analysis.options import Role
+from analysis.options import MIN_CELL_PUPILS, Role
 from analysis.results import AnalysisResults, Effect, not_estimable
 from analysis.sample import MISSING_LEVEL, AnalysisSample, attribute_codes, build_sample
+from analysis.sequential import SequentialLook
 from analysis.subgroups import InteractionTest, estimate_subgroups
 from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage
@@ -60,6 +61,8 @@ def run_analysis(
     outcomes: OutcomeTable,
     usage: UsageTable | None = None,
     analysis: str = "final",
+    *,
+    sequential: SequentialLook | None = None,
 ) -> AnalysisResults:
     """Run the protocol's analysis on tables read by :mod:`analysis.inputs`.
 
@@ -71,6 +74,12 @@ def run_analysis(
         Name of the scheduled analysis. ``monitoring`` computes no effect (flow, attrition,
         balance, usage only); ``interim`` adds a warning that it is not confirmatory; any
         other name (``final``…) is the full analysis.
+    sequential : SequentialLook, optional
+        The look this analysis is in the protocol's group-sequential design
+        (:func:`analysis.sequential.sequential_look`): its boundary goes to
+        ``design.sequential`` of the results, and an interim analysis with a look is
+        confirmatory (``design.confirmatory``). Without it an interim analysis is
+        descriptive and the final one tests at ``alpha``.
 
     Returns
     -------
@@ -86,7 +95,12 @@ def run_analysis(
     primary_spec = next((o for o in plan.outcomes if o.primary), plan.outcomes[0])
 
     blind = analysis == "monitoring"
-    if analysis == "interim":
+    if analysis == "interim" and sequential is not None:
+        warnings.append(f"Analyse intermédiaire confirmatoire (regard {sequential.look} sur "
+                        f"{sequential.looks}) : un effet n'est établi que si sa p ajustée est "
+                        f"au plus {sequential.nominal_alpha:.5f} (frontière d'O'Brien-Fleming, "
+                        "dépense d'alpha de Lan-DeMets).")
+    elif analysis == "interim":
         warnings.append("Analyse intermédiaire : les intervalles et les p ne tiennent pas compte "
                         "des analyses répétées ; seule l'analyse finale est confirmatoire.")
     for spec in plan.outcomes:
@@ -125,6 +139,7 @@ def run_analysis(
                 effects.extend(estimate_dose_response(plan, sample, usage))
     assert primary_sample is not None
 
+    effects = _months_for_attainment_only(plan, effects)
     effects, interactions = _adjust(plan, effects, interactions)
     srm = check_sample_ratio(
         {arm: int(np.count_nonzero(units.arm_code == i)) for i, arm in enumerate(plan.arms)},
@@ -145,7 +160,10 @@ def run_analysis(
         experiment=plan.experiment,
         protocol_sha256=plan.protocol_sha256,
         analysis=analysis,
-        design=design,
+        design={**design,
+                "confirmatory": analysis != "monitoring" and (
+                    analysis != "interim" or sequential is not None),
+                "sequential": None if sequential is None else sequential.to_json()},
         effects=tuple(effects),
         checks={
             "consort": consort,
@@ -326,7 +344,7 @@ def _balance(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
         contrast = contrast_name(arm, plan.control)
         in_t, in_c = sample.arm == t, sample.arm == control
         n_t, n_c = int(in_t.sum()), int(in_c.sum())
-        if is_suppressed(n_t) or is_suppressed(n_c):
+        if n_t < MIN_CELL_PUPILS or n_c < MIN_CELL_PUPILS:  # too few to compare
             continue
         for name, values, codes, levels, adjusted in characteristics:
             if values is not None:
@@ -364,6 +382,15 @@ def _level_numbers(levels: tuple[str, ...]) -> np.ndarray | None:
         except ValueError:
             return None
     return np.asarray(numbers, dtype=float) if levels else None
+
+
+def _months_for_attainment_only(plan: AnalysisPlan, effects: list[Effect]) -> list[Effect]:
+    """No months of progress for an outcome the protocol does not declare an attainment
+    measure: the EEF's conversion is calibrated on tests of learning, not on an attitude
+    scale (``outcomes[].kind``)."""
+    other = {spec.id for spec in plan.outcomes if spec.kind != "attainment"}
+    return [dataclasses.replace(e, months_progress=None) if e.outcome in other else e
+            for e in effects]
 
 
 def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[InteractionTest]

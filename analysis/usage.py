@@ -53,6 +53,9 @@ def summarise_usage(plan: AnalysisPlan, usage: UsageTable, sample: AnalysisSampl
     for a, arm in enumerate(plan.arms):
         learners = sample.learner[sample.arm == a]
         n = int(learners.size)
+        if n == 0:  # nobody analysed in the arm: counts are 0, averages do not exist
+            out.append(ArmUsage(arm, 0, 0, None, None, None, None))
+            continue
         if is_suppressed(n):
             out.append(ArmUsage(arm, None, None, None, None, None, None))
             continue

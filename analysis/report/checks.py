@@ -4,8 +4,8 @@ Tests of any path that writes a report (``preuve analyze``, the demo, the analys
 workers) call :func:`check_report` on the HTML file and the JSON next to it:
 
 * every section is present (summary, usage, effect, credibility, methods);
-* the effect in the summary sentence is the JSON's primary ITT estimate (to the one
-  decimal the sentence shows) and its months of progress;
+* the effect in each summary sentence (one per treated arm) is the JSON's primary ITT
+  estimate of that arm (to the one decimal the sentence shows) and its months of progress;
 * the text has no word of the other language (a list of common words, below);
 * the page loads nothing: figures are inline SVG, no script, no URL.
 
@@ -102,27 +102,34 @@ def check_report(page: str, results: Mapping[str, Any], lang: str = "fr") -> lis
     problems = [f"section {s} missing" for s in SECTIONS if f'<section id="{s}"' not in page]
     if f'<html lang="{lang}">' not in page:
         problems.append(f'<html lang="{lang}"> missing')
-    primary = next((e for e in results.get("effects", []) if e.get("role") == "primary"
-                    and e.get("estimand") == "ITT"), None)
-    match = re.search(r'data-role="summary-sentence">([^<]+)<', page)
-    if match is None:
+    primaries = [e for e in results.get("effects", []) if e.get("role") == "primary"
+                 and e.get("estimand") == "ITT" and not e.get("subgroup")]
+    arms = list(results.get("design", {}).get("arms", []))
+    primaries.sort(key=lambda e: arms.index(str(e.get("contrast", "")).split(" vs ")[0])
+                   if str(e.get("contrast", "")).split(" vs ")[0] in arms else len(arms))
+    sentences = [html.unescape(m) for m in
+                 re.findall(r'data-role="summary-sentence">([^<]+)<', page)]
+    if not sentences:
         problems.append("summary sentence missing")
-    elif primary is not None and primary.get("estimate") is not None:
-        sentence = html.unescape(match.group(1))
+    elif len(primaries) > 1 and len(sentences) != len(primaries):
+        problems.append(f"{len(sentences)} summary sentences for {len(primaries)} treated arms")
+    for primary, sentence in zip(primaries, sentences, strict=False):
+        if primary.get("estimate") is None:
+            continue
         pattern = (r"progressé de ([\d\u202f,]+) points? de (plus|moins)" if lang == "fr"
                    else r"progressed ([\d,.]+) points? (more|less)")
         found = re.search(pattern, sentence)
         if found is None:
             problems.append(f"no effect in the summary sentence: {sentence}")
-        else:
-            sign = 1 if found.group(2) in ("plus", "more") else -1
-            shown = sign * _number(found.group(1) if lang == "fr"
-                                   else found.group(1).replace(",", ""))
-            if abs(shown - primary["estimate"]) > 0.05 + 1e-9:
-                problems.append(f"summary says {shown}, the JSON {primary['estimate']}")
-            months = primary.get("months_progress")
-            if months and str(abs(months)) not in re.findall(r"\d+", sentence.split(",")[-1]):
-                problems.append(f"summary's months differ from the JSON's {months}")
+            continue
+        sign = 1 if found.group(2) in ("plus", "more") else -1
+        shown = sign * _number(found.group(1) if lang == "fr"
+                               else found.group(1).replace(",", ""))
+        if abs(shown - primary["estimate"]) > 0.05 + 1e-9:
+            problems.append(f"summary says {shown}, the JSON {primary['estimate']}")
+        months = primary.get("months_progress")
+        if months and str(abs(months)) not in re.findall(r"\d+", sentence.split(",")[-1]):
+            problems.append(f"summary's months differ from the JSON's {months}")
     text = visible_text(page, skip_lang="fr" if lang == "en" else "en")
     for name in PROPER_NAMES:
         text = text.replace(name, " ")

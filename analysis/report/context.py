@@ -72,6 +72,9 @@ class ArmFunnel:
     learners_on_record: int | None
     learners_logged_in: int | None
     learners_active: int | None
+    learners_randomised: int | None = None
+    """Pupils of the arm's units: the denominator of the weekly shares (see
+    :func:`usage_context_from_files`); None when unknown."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,17 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
     -------
     ReportContext
         With ``funnel`` and ``weekly_usage`` set, aggregated by arm only.
+
+    Notes
+    -----
+    The funnel is nested by construction, each step a subset of the one before, over one
+    set of pupils per arm: the **pupils followed** (``learners_on_record``) are the pupils
+    of the arm's units with a score or a usage row; the **active** pupils are those of
+    them with active minutes. The arm's **randomised pupils** (``learners_randomised``,
+    the weekly chart's denominator) are, unit by unit, the pupils the units file declares
+    (``pupils``, the enrollment's count) or the pupils followed in the unit when more
+    joined it; without a ``pupils`` column, the pupils followed. So every weekly share
+    lies in [0, 1].
     """
     unit_frame = pd.read_csv(units, dtype=str, keep_default_na=False)
     unit_frame.columns = [str(c).strip().lstrip("\ufeff") for c in unit_frame.columns]
@@ -182,38 +196,68 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
                        usecols=["learner_id", "unit_id", "week", "active_minutes"],
                        dtype={"learner_id": "category", "unit_id": "category",
                               "week": "category", "active_minutes": str})
+    all_usage = rows
     rows = rows[pd.to_numeric(rows["active_minutes"], errors="coerce").fillna(0) > 0]
-    rows = rows.assign(arm=rows["unit_id"].astype(str).map(arm_of),
-                       week=rows["week"].astype(str))
-    on_record: dict[str, int] = {}
-    if outcomes is not None:
-        out_frame = pd.read_csv(outcomes, dtype=str, keep_default_na=False,
-                                usecols=["learner_id", "unit_id"])
-        learners = out_frame.drop_duplicates("learner_id")
-        on_record = learners["unit_id"].map(arm_of).value_counts().to_dict()
+    rows = rows.assign(week=rows["week"].astype(str))
+    # Pupils followed: with a score or a usage row, each counted in the first unit it is
+    # met in (outcomes first), and only in units of the units file.
+    followed = [all_usage[["learner_id", "unit_id"]].astype(str)]
+    scored = _learners_of(outcomes)
+    if scored is not None:
+        followed.insert(0, scored)
+    pupils = pd.concat(followed, ignore_index=True).drop_duplicates("learner_id")
+    pupils = pupils[pupils["unit_id"].isin(list(arm_of))]
+    unit_of = dict(zip(pupils["learner_id"], pupils["unit_id"], strict=True))
+    pupils = pupils.assign(arm=pupils["unit_id"].map(arm_of))
+    # Active use counts for a followed pupil, in its own unit's arm.
+    rows = rows[rows["learner_id"].astype(str).isin(unit_of)]
+    rows = rows.assign(arm=rows["learner_id"].astype(str).map(unit_of).map(arm_of),
+                       unit_id=rows["learner_id"].astype(str).map(unit_of))
+    known = pupils.groupby("unit_id")["learner_id"].nunique().to_dict()
+    declared = _declared_pupils(unit_frame)
     funnel = []
+    randomised: dict[str, int] = {}
     for arm in order:
         mine = rows[rows["arm"] == arm]
+        units_of_arm = unit_frame.loc[unit_frame["arm"] == arm, "unit_id"]
+        randomised[arm] = int(sum(max(declared.get(u, 0), known.get(u, 0))
+                                  for u in units_of_arm))
         funnel.append(ArmFunnel(
             arm=arm,
-            units_enrolled=int((unit_frame["arm"] == arm).sum()),
+            units_enrolled=int(units_of_arm.size),
             units_activated=int(mine["unit_id"].nunique()),
-            learners_on_record=suppress_count(int(on_record.get(arm, 0))) if on_record
-            else None,
+            learners_on_record=suppress_count(int((pupils["arm"] == arm).sum())),
             learners_logged_in=None,
             learners_active=suppress_count(int(mine["learner_id"].nunique())),
+            learners_randomised=suppress_count(randomised[arm]),
         ))
     weeks = sorted(rows["week"].unique(), key=_week_key)
     weekly = []
     for arm in order:
         mine = rows[rows["arm"] == arm]
         counts = mine.groupby("week")["learner_id"].nunique().to_dict()
-        total = on_record.get(arm, 0)
+        total = randomised[arm]
         for week in weeks:
             shown = suppress_count(int(counts.get(week, 0)))
             share = shown / total if shown is not None and total else None
             weekly.append(WeeklyUsage(arm, str(week), shown, share))
     return ReportContext(funnel=tuple(funnel), weekly_usage=tuple(weekly))
+
+
+def _learners_of(outcomes: Path | None) -> pd.DataFrame | None:
+    """(learner_id, unit_id) of the outcome records, or None without the file."""
+    if outcomes is None:
+        return None
+    return pd.read_csv(outcomes, dtype=str, keep_default_na=False,
+                       usecols=["learner_id", "unit_id"])
+
+
+def _declared_pupils(unit_frame: pd.DataFrame) -> dict[str, int]:
+    """Pupils per unit as the units file declares them (``pupils``), if it does."""
+    if "pupils" not in unit_frame.columns:
+        return {}
+    counts = pd.to_numeric(unit_frame["pupils"], errors="coerce").fillna(0).clip(lower=0)
+    return dict(zip(unit_frame["unit_id"], counts.astype(int), strict=True))
 
 
 def usage_context_from_daily(daily: pd.DataFrame, units_enrolled: Mapping[str, int],

@@ -3,9 +3,12 @@
 Programme officers of the Banque des Territoires read it to decide whether a resource
 keeps being funded; researchers read every number. Its sections (DOMAIN.md §5):
 
-1. **Synthèse**: the question, the answer in one sentence with months of progress, how
-   sure we are (interval in words, evidence rating :mod:`analysis.report.rating`), cost per
-   pupil and cost-effectiveness when the protocol gives costs;
+1. **Synthèse**: the question, the answer in one sentence per treated arm (named by its
+   own label) with months of progress for attainment measures, how sure we are (the
+   interval, said unadjusted when it is not the protocol's test, and the conclusion of
+   that test: :func:`analysis.multiplicity.certainty`), the evidence rating
+   (:mod:`analysis.report.rating`), cost per pupil and cost-effectiveness per arm, and the
+   pre-registered decision rule evaluated;
 2. **Usage**: the funnel from classes enrolled to pupils with real use, weekly active use
    per arm, and what the data cannot see (R22);
 3. **Effet**: table and forest plot per outcome and subgroup, with the correction for
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from analysis.multiplicity import Certainty, certainty
 from analysis.report.context import ReportContext, software_versions
 from analysis.report.figures import (
     ConsortBox,
@@ -98,6 +102,31 @@ def _primary(data: Mapping[str, Any]) -> dict[str, Any] | None:
                  and e.get("estimand") == "ITT"), None)
 
 
+def _primary_effects(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The primary ITT effect of every treated arm (whole sample), in the arms' order."""
+    effects = [e for e in data.get("effects", []) if e.get("role") == "primary"
+               and e.get("estimand") == "ITT" and not e.get("subgroup")]
+    arms = list(data.get("design", {}).get("arms", []))
+    return sorted(effects, key=lambda e: arms.index(_arm_of(e)) if _arm_of(e) in arms
+                  else len(arms))
+
+
+def _arm_of(effect: Mapping[str, Any]) -> str:
+    """The treated arm of an effect's contrast (``lectio vs usual`` → ``lectio``)."""
+    return str(effect.get("contrast", "")).split(" vs ")[0]
+
+
+def _arm_label(arm: str, protocol: Protocol | None, resource: str, t: Text) -> str:
+    """How the summary names a treated arm of a multi-arm trial: its name and, when the
+    protocol describes it, its description (« Comprendo (groupe « vague1 » : Comprendo dès
+    octobre) »)."""
+    description = None
+    if protocol is not None:
+        description = next((a.description for a in protocol.arms if a.name == arm), None)
+    return t("arm_label_described" if description else "arm_label", resource=resource,
+             arm=arm, description=description or "")
+
+
 def _reason(effect: Mapping[str, Any], t: Text) -> str:
     reason = str(effect.get("reason") or "")
     if reason.startswith("monitoring"):
@@ -152,7 +181,7 @@ fluence que ceux des classes témoins, soit environ 3 mois de progrès suppléme
 def _rating_lines(rating: EvidenceRating, unit: str, t: Text, boundary: str = "cautious"
                   ) -> list[str]:
     """One line per step of the rating, each with the source of its rule, then how the
-    steps combine (:mod:`analysis.report_rating`)."""
+    steps combine (:mod:`analysis.report.rating`)."""
     lines = []
     units = t(f"units_{unit}")
     for step in rating.steps:
@@ -208,23 +237,82 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
             f"{name} {t.percent(amount / budget.total)}" for name, amount in funders.items())
          if budget.total else "—"),
     ]
-    usage_arms = (data.get("usage") or {}).get("arms", [])
-    control = data.get("design", {}).get("control")
-    share = next((u.get("share_compliant") for u in usage_arms if u.get("arm") != control),
-                 None)
-    if share:
-        lines.append((t("cost_per_active",
-                        value=t.number(budget.cost_per_pupil / share, 0)), None))
-    established = (primary is not None and primary.get("ci_low") is not None
-                   and primary["ci_low"] > 0 and (primary.get("months_progress") or 0) > 0)
-    if established and primary is not None:
-        lines.append((t("cost_per_month", value=t.number(
-            budget.cost_per_pupil / primary["months_progress"], 0)), None))
-    else:
-        lines.append((t("cost_no_effect"), None))
+    # Per treated arm: the budget declares one cost per pupil receiving the resource (it
+    # has no split by arm), so each arm's cost-effectiveness divides that cost by the
+    # arm's own months of progress, and only where the protocol's test establishes a
+    # positive effect (analysis.multiplicity.certainty).
+    usage_arms = {u.get("arm"): u for u in (data.get("usage") or {}).get("arms", [])}
+    effects = _primary_effects(data)
+    multi = len(effects) > 1
+    weights = {a.name: a.allocation for a in protocol.arms if not a.control}
+    for effect in effects:
+        arm = _arm_of(effect)
+        suffix = t("cost_arm", arm=arm) if multi else ""
+        cost, pupils = budget.arm_cost(arm, weights.get(arm, 0.0) / sum(weights.values()))
+        per_pupil = cost / pupils if pupils else budget.cost_per_pupil
+        if multi and any(item.arm is not None for item in budget.items):
+            lines.append((_with(t("cost_per_pupil_arm", value=t.number(per_pupil, 0)),
+                                suffix), None))
+        share = (usage_arms.get(arm) or {}).get("share_compliant")
+        if share:
+            lines.append((_with(t("cost_per_active",
+                                  value=t.number(per_pupil / share, 0)), suffix),
+                          None))
+        months = effect.get("months_progress") or 0
+        if certainty(effect, data).claim == "positive" and months > 0:
+            lines.append((_with(t("cost_per_month", value=t.number(
+                per_pupil / months, 0)), suffix), None))
+        else:
+            lines.append((_with(t("cost_no_effect"), suffix), None))
+    del primary
     if protocol.decision is not None:
         lines.append((t("decision_rule"), protocol.decision.rule))
+        lines.extend((line, None) for line in _decision_lines(protocol, data, t))
     return lines
+
+
+def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> list[str]:
+    """The pre-registered decision rule evaluated on this analysis, arm by arm: its
+    criteria in numbers (an effect established by the protocol's test, and the declared
+    ``min_effect_size`` and ``min_active_share``) and whether they are all met. The rule in
+    words may say more (it is quoted above); the report evaluates what it can count."""
+    decision = protocol.decision
+    assert decision is not None
+    usage_arms = {u.get("arm"): u for u in (data.get("usage") or {}).get("arms", [])}
+    effects = _primary_effects(data)
+    multi = len(effects) > 1
+    yes, no = t("yes"), t("no")
+    out = []
+    for effect in effects:
+        arm = _arm_of(effect)
+        c = certainty(effect, data)
+        suffix = t("cost_arm", arm=arm) if multi else ""
+        if c.claim in ("descriptive", "none"):
+            out.append(_with(t("decision_not_evaluated"), suffix))
+            continue
+        met = [c.claim == "positive"]
+        parts = [t("decision_effect", answer=yes if met[0] else no)]
+        if decision.min_effect_size is not None:
+            g = effect.get("hedges_g")
+            met.append(g is not None and g >= decision.min_effect_size)
+            parts.append(t("decision_g", threshold=t.number(decision.min_effect_size, 2),
+                           answer=yes if met[-1] else no, value=t.number(g, 2)))
+        if decision.min_active_share is not None:
+            share = (usage_arms.get(arm) or {}).get("share_compliant")
+            met.append(share is not None and share >= decision.min_active_share)
+            parts.append(t("decision_share", threshold=t.percent(decision.min_active_share),
+                           answer=yes if met[-1] else no, value=t.percent(share)))
+        separator = " ; " if t.lang == "fr" else "; "
+        verdict = t("decision_met" if all(met) else "decision_not_met")
+        out.append(_with(t("decision_criteria", parts=separator.join(parts),
+                           verdict=verdict), suffix))
+    return out
+
+
+def _with(sentence: str, suffix: str) -> str:
+    """``suffix`` before the sentence's final full stop."""
+    return sentence[:-1] + suffix + "." if suffix and sentence.endswith(".") else \
+        sentence + suffix
 
 
 def _in_sentence(label: str) -> str:
@@ -235,42 +323,95 @@ def _in_sentence(label: str) -> str:
     return label
 
 
+def _rule(c: Certainty, t: Text) -> str:
+    """The test the protocol prescribes, in words (« correction de Holm sur 2
+    comparaisons, frontière d'O'Brien-Fleming : regard 1 sur 2 »)."""
+    parts = []
+    if c.family > 1 and c.method != "none":
+        parts.append(t("rule_correction", method=t(f"method_{c.method}"), n=c.family))
+    if c.look is not None:
+        parts.append(t("rule_sequential", look=c.look, looks=c.looks))
+    return ", ".join(parts) if parts else t("rule_plain")
+
+
+def _sure(effect: Mapping[str, Any], c: Certainty, t: Text, *, level: str, resource: str,
+          outcome: str) -> list[str]:
+    """How sure we are of one arm's effect: the interval (said unadjusted when it is not
+    the test's), then the conclusion of the protocol's test (:func:`certainty`)."""
+    if effect.get("estimate") is None:
+        return []
+    lines = [t("interval", level=level, low=t.number(effect["ci_low"], 1),
+               high=t.number(effect["ci_high"], 1), points=t("points"))]
+    if c.interval_unadjusted:
+        lines[0] = lines[0][:-1] + t("interval_unadjusted")
+    p_shown = t.p_value(c.p)
+    threshold = t.number(c.threshold, 4 if c.threshold < 0.01 else 3)
+    excludes_zero = effect["ci_low"] > 0 or effect["ci_high"] < 0
+    if c.claim == "descriptive":
+        lines.append(t("certainty_descriptive"))
+    elif c.established and not c.interval_unadjusted:
+        lines.append(t("interval_positive" if c.claim == "positive" else "interval_negative",
+                       level=level, p=p_shown))
+    elif c.established:
+        lines.append(t("certainty_positive" if c.claim == "positive" else
+                       "certainty_negative", rule=_rule(c, t), p=p_shown, threshold=threshold))
+    elif excludes_zero:
+        lines.append(t("certainty_not_established", rule=_rule(c, t), p=p_shown,
+                       threshold=threshold))
+    else:
+        lines.append(t("interval_zero", resource=resource, outcome=outcome))
+    return lines
+
+
 def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resource: str,
              outcomes: Mapping[str, str], rating: EvidenceRating) -> dict[str, Any]:
     unit = data.get("design", {}).get("unit", "class")
     primary = _primary(data)
+    effects = _primary_effects(data)
     outcome_id = primary["outcome"] if primary else "?"
     outcome = _in_sentence(outcomes.get(outcome_id, outcome_id))
     alpha = float(data.get("design", {}).get("alpha", 0.05))
     level = t.number(round(100 * (1 - alpha)), 0)
     sure: list[str] = []
-    sentence = t("no_estimate", reason=t("reason_other"))
-    if primary is not None:
-        sentence = summary_sentence(primary, resource=resource, outcome=outcome, unit=unit,
+    sentences: list[str] = []
+    arms: list[dict[str, Any]] = []
+    multi = len(effects) > 1
+    for effect in effects:
+        arm = _arm_of(effect)
+        name = _arm_label(arm, protocol, resource, t) if multi else resource
+        c = certainty(effect, data)
+        sentence = summary_sentence(effect, resource=name, outcome=outcome, unit=unit,
                                     lang=t.lang)
-        if primary.get("estimate") is not None:
-            sure.append(t("interval", level=level, low=t.number(primary["ci_low"], 1),
-                          high=t.number(primary["ci_high"], 1), points=t("points")))
-            p_adj = primary.get("p_adjusted")
-            p_shown = t.p_value(p_adj if p_adj is not None else primary.get("p_value"))
-            if primary["ci_low"] > 0:
-                sure.append(t("interval_positive", level=level, p=p_shown))
-            elif primary["ci_high"] < 0:
-                sure.append(t("interval_negative", level=level, p=p_shown))
-            else:
-                sure.append(t("interval_zero", resource=resource, outcome=outcome))
+        if multi and effect.get("estimate") is None:
+            sentence = f"{name} : {sentence}" if t.lang == "fr" else f"{name}: {sentence}"
+        lines = _sure(effect, c, t, level=level, resource=name, outcome=outcome)
+        if multi:  # « Comprendo (groupe « vague1 ») : intervalle de confiance… »
+            lines = [(f"{name} : " if t.lang == "fr" else f"{name}: ")
+                     + line[0].lower() + line[1:] for line in lines]
+        sentences.append(sentence)
+        sure.extend(lines)
+        arms.append({"arm": arm, "label": name, "sentence": sentence, "sure": lines,
+                     "claim": c.claim, "p": c.p, "threshold": c.threshold})
+    if not sentences:
+        sentences.append(t("no_estimate", reason=t("reason_other")))
+    established = [a for a in arms if a["claim"] in ("positive", "negative")]
+    steps = _rating_lines(rating, unit, t,
+                          str(data.get("design", {}).get("attrition_boundary") or "cautious"))
+    if arms and not any(a["claim"] == "descriptive" for a in arms):
+        steps.append(t("rating_and_test_established") if established
+                     else t("rating_and_test_not_established"))
     cost = _cost(protocol, primary, data, t)
     return {
         "question": t("question_text", resource=resource, outcome=outcome,
                       units=t(f"units_{unit}")),
         "title": protocol.title if protocol is not None else None,
-        "sentence": sentence,
+        "sentence": " ".join(sentences),
+        "sentences": sentences,
+        "arms": arms,
         "sure": sure,
         "padlocks": rating.padlocks,
         "rating": t("rating", n=rating.padlocks),
-        "rating_steps": _rating_lines(rating, unit, t,
-                                      str(data.get("design", {}).get("attrition_boundary")
-                                          or "cautious")),
+        "rating_steps": steps,
         "cost": [f"{text} {quoted}" if quoted else text for text, quoted in cost],
         "cost_parts": cost,
         "warnings": _warnings(data, t, outcomes),
@@ -306,7 +447,6 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
     usage = data.get("usage") or {}
     minutes = usage.get("compliance_min_active_minutes")
     by_arm = {u["arm"]: u for u in usage.get("arms", [])}
-    consort = {c["arm"]: c for c in data.get("checks", {}).get("consort", [])}
     funnels = []
     for f in context.funnel:
         if f.arm == design.get("control"):
@@ -314,10 +454,14 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
         steps = [(t("f_units_enrolled", units=units).capitalize(), t.number(f.units_enrolled)),
                  (t("f_units_activated", units=units).capitalize(),
                   t.number(f.units_activated))]
-        if f.learners_on_record is not None or f.arm in consort:
-            steps.append((t("f_learners_on_record").capitalize(), _count(
-                f.learners_on_record if f.learners_on_record is not None
-                else consort.get(f.arm, {}).get("learners_on_record"), t)))
+        # Nested by construction (analysis.report.context): randomised ⊇ followed ⊇
+        # logged in ⊇ active ⊇ analysed and above the threshold.
+        if f.learners_randomised is not None:
+            steps.append((t("f_learners_randomised", units=units).capitalize(),
+                          _count(f.learners_randomised, t)))
+        if f.learners_on_record is not None:
+            steps.append((t("f_learners_on_record").capitalize(),
+                          _count(f.learners_on_record, t)))
         if f.learners_logged_in is not None:
             steps.append((t("f_learners_logged_in").capitalize(),
                           _count(f.learners_logged_in, t)))
@@ -328,8 +472,10 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
             steps.append((t("f_learners_compliant", minutes=t.number(minutes, 0))
                           .capitalize(), _count(round(arm_usage["share_compliant"]
                                                       * arm_usage["learners"]), t)))
+        # The denominator: the first pupil step (randomised pupils when known).
+        base = t("funnel_base", n=steps[2][1]) if len(steps) > 2 else None
         funnels.append({"caption": t("funnel_caption", arm=arm_names.get(f.arm, f.arm)),
-                        "steps": steps})
+                        "steps": steps, "base": base})
     rows = []
     for arm, u in by_arm.items():
         rows.append([arm_names.get(arm, arm), _count(u.get("learners"), t),
@@ -358,7 +504,10 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
         coverage.append(t("cov_no_usage"))
     coverage.append(t("cov_suppressed"))
     wm = context.watermark
-    if wm.get("latest_event_at") is not None:
+    if wm.get("cutoff") is not None:
+        coverage.append(t("cov_cutoff", at=t.moment(str(wm["cutoff"])),
+                          events=t.number(int(wm.get("stored_events", 0)))))
+    elif wm.get("latest_event_at") is not None:
         coverage.append(t("cov_watermark", at=str(wm["latest_event_at"]),
                           events=t.number(int(wm.get("stored_events", 0)))))
     coverage.extend(context.unobserved)
@@ -420,7 +569,29 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
                     if i.get("p_value") is not None]
     has_cace = any(e.get("role") == "cace" for e in data.get("effects", []))
     return {"rows": rows, "forest_svg": svg, "figure": figure, "correction": correction,
+            "sequential": _sequential_lines(data, t),
             "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
+
+
+def _sequential_lines(data: Mapping[str, Any], t: Text) -> list[str]:
+    """The group-sequential boundary of the protocol, and where this analysis stands."""
+    design = data.get("design", {})
+    sequential = design.get("sequential")
+    if not sequential:
+        if data.get("analysis") == "interim":
+            return [t("certainty_descriptive")]
+        return []
+    separator = " ; " if t.lang == "fr" else "; "
+    looks = separator.join(
+        t("seq_look", k=k + 1, t=t.number(info, 2), z=t.number(z, 3),
+          p=t.number(p, 4 if p < 0.01 else 3), spent=t.number(spent, 4))
+        for k, (info, z, p, spent) in enumerate(zip(
+            sequential["information"], sequential["critical_values"],
+            sequential["nominal_alpha"], sequential["alpha_spent"], strict=True)))
+    return [t("seq_design", looks=sequential["looks"],
+              alpha=t.number(sequential["alpha"], 2)),
+            t("seq_boundary", items=looks),
+            t("seq_this", look=sequential["look"], looks=sequential["looks"])]
 
 
 def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: ReportContext,
@@ -620,14 +791,13 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
     resource, arm_names, outcomes = _names(data, protocol, t)
     rating = rate_evidence(data)
     unit = data.get("design", {}).get("unit", "class")
-    analysis = str(data.get("analysis", "final"))
     return {
         "lang": lang,
         "m": t.messages,
         "title": f"{t('doc_title')} — {resource}",
         "experiment": data.get("experiment", ""),
         "protocol_title": protocol.title if protocol is not None else None,
-        "analysis": t.messages.get(f"analysis_{analysis}", analysis),
+        "analysis": _analysis_title(data, protocol, t),
         "units": t(f"units_{unit}"),
         "rating": rating,
         "summary": _summary(data, protocol, t, resource, outcomes, rating),
@@ -636,6 +806,22 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
         "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
         "methods": _methods(data, context, t),
     }
+
+
+def _analysis_title(data: Mapping[str, Any], protocol: Protocol | None, t: Text) -> str:
+    """The run's title: a monitoring run says its schedule's real frequency (« suivi
+    mensuel » on ``every: month``), an interim run whether it is confirmatory."""
+    analysis = str(data.get("analysis", "final"))
+    if analysis == "monitoring" and protocol is not None:
+        rhythms = {("cron" if e.cron is not None else e.every) for e in protocol.schedule
+                   if e.analysis == "monitoring" and e.at is None}
+        if len(rhythms) == 1:
+            return t(f"analysis_monitoring_{rhythms.pop()}")
+    if analysis == "interim" and "confirmatory" in data.get("design", {}):
+        confirmatory = data["design"]["confirmatory"]
+        return t("analysis_interim_confirmatory" if confirmatory
+                 else "analysis_interim_descriptive")
+    return t.messages.get(f"analysis_{analysis}", analysis)
 
 
 def _environment() -> Environment:

@@ -132,6 +132,8 @@ def write_pdf(view: dict[str, Any], *, data: dict[str, Any], context: ReportCont
             for label, n in funnel["steps"]:
                 pages.write(f"{label} : {n}" if view["lang"] == "fr" else f"{label}: {n}",
                             "row")
+            if funnel.get("base"):
+                pages.write(funnel["base"])
         if u["rows"]:
             pages.write(m["usage_table_caption"], "h3")
             header = [m["u_arm"], m["u_learners"], m["u_with_usage"], m["u_mean"],
@@ -152,6 +154,8 @@ def write_pdf(view: dict[str, Any], *, data: dict[str, Any], context: ReportCont
             pages.write(f"{r['outcome']} — {r['group']} ({r['role']}) : {numbers} · "
                         f"{m['e_learners']} {r['learners']}", "row")
         pages.write(e["correction"])
+        for line in e.get("sequential", []):
+            pages.write(line)
         for line in e["interactions"]:
             pages.write(line)
         if e["cace_note"]:

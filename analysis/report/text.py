@@ -21,7 +21,13 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "doc_title": "Rapport d'impact",
         "analysis_final": "analyse finale",
         "analysis_interim": "analyse intermédiaire",
-        "analysis_monitoring": "suivi hebdomadaire",
+        "analysis_monitoring": "suivi des usages",
+        "analysis_monitoring_week": "suivi hebdomadaire",
+        "analysis_monitoring_month": "suivi mensuel",
+        "analysis_monitoring_period": "suivi de fin de période",
+        "analysis_monitoring_cron": "suivi périodique",
+        "analysis_interim_confirmatory": "analyse intermédiaire confirmatoire",
+        "analysis_interim_descriptive": "analyse intermédiaire descriptive",
         "toc": "Sommaire",
         "s_summary": "Synthèse",
         "s_usage": "Usage de la ressource",
@@ -62,6 +68,38 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "positif avec une confiance de {level} % (p ajustée {p}).",
         "interval_negative": "Cet intervalle est entièrement au-dessous de zéro : l'effet est "
                              "négatif avec une confiance de {level} % (p ajustée {p}).",
+        "interval_unadjusted": " (intervalle non ajusté pour les comparaisons multiples).",
+        "certainty_positive": "Selon le test prévu par le protocole ({rule}), l'effet est "
+                              "positif : p ajustée {p}, au plus {threshold}.",
+        "certainty_negative": "Selon le test prévu par le protocole ({rule}), l'effet est "
+                              "négatif : p ajustée {p}, au plus {threshold}.",
+        "certainty_not_established": "L'intervalle non ajusté exclut zéro, mais le test "
+                                     "prévu par le protocole ({rule}) ne conclut pas : "
+                                     "p ajustée {p}, au-dessus de {threshold}. L'effet "
+                                     "n'est pas établi.",
+        "certainty_descriptive": "Analyse intermédiaire descriptive : le protocole ne la "
+                                 "déclare pas confirmatoire, aucune conclusion n'en est "
+                                 "tirée.",
+        "rule_correction": "{method} sur {n} comparaisons",
+        "rule_sequential": "frontière d'O'Brien-Fleming, regard {look} sur {looks}",
+        "rule_plain": "seuil α du protocole",
+        "seq_design": "Plan séquentiel déclaré dans le protocole : {looks} regards "
+                      "confirmatoires (analyse finale comprise) ; le risque α = {alpha} est "
+                      "réparti entre eux par une fonction de dépense de Lan-DeMets de type "
+                      "O'Brien-Fleming.",
+        "seq_boundary": "Frontière (fraction d'information prévue, valeur critique |z|, "
+                        "seuil de p nominal, α dépensé cumulé) : {items}.",
+        "seq_look": "regard {k} : {t}, {z}, {p}, {spent}",
+        "seq_this": "Cette analyse est le regard {look} sur {looks} : un effet n'y est "
+                    "établi que si sa p ajustée est au plus le seuil nominal de ce regard.",
+        "arm_label": "{resource} (groupe « {arm} »)",
+        "arm_label_described": "{resource} (groupe « {arm} » : {description})",
+        "rating_and_test_established": "La note mesure la solidité du dispositif ; "
+                                       "l'existence de l'effet est établie par le test "
+                                       "prévu par le protocole (p ajustée).",
+        "rating_and_test_not_established": "La note mesure la solidité du dispositif ; "
+                                           "le test prévu par le protocole (p ajustée) "
+                                           "n'établit l'effet d'aucun groupe.",
         "rating": "Note de solidité Preuve, inspirée de l'EEF : {n} sur 5",
         "rating_help": "Note de 0 à 5 cadenas, inspirée de celle de l'Education Endowment "
                        "Foundation (EEF) sans en être une : elle baisse quand l'étude manque "
@@ -102,12 +140,23 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                           "élèves).",
         "cost_by_funder": "Financement :",
         "cost_per_month": "Coût par mois de progrès gagné par élève : {value} €.",
+        "cost_arm": " (groupe « {arm} »)",
+        "cost_per_pupil_arm": "Coût par élève bénéficiaire : {value} €.",
         "cost_per_active": "Coût par élève ayant réellement utilisé la ressource : {value} €.",
         "cost_no_effect": "Le rapport coût-efficacité n'est pas calculé : l'effet n'est pas "
                           "établi.",
         "no_cost": "Le protocole ne déclare pas de coûts : le coût par élève n'est pas "
                    "connu.",
         "decision_rule": "Règle de décision écrite avant les résultats :",
+        "decision_criteria": "Critères chiffrés de la règle : {parts} : {verdict}.",
+        "decision_effect": "effet positif établi par le test du protocole : {answer}",
+        "decision_g": "taille d'effet d'au moins {threshold} : {answer} ({value})",
+        "decision_share": "part d'élèves au-dessus du seuil d'usage d'au moins {threshold} : "
+                          "{answer} ({value})",
+        "decision_met": "critères remplis",
+        "decision_not_met": "critères non remplis",
+        "decision_not_evaluated": "Critères de la règle non évalués : cette analyse n'est pas "
+                                  "confirmatoire.",
         "volunteers": "Les classes participantes sont volontaires : les résultats valent "
                       "pour des enseignants volontaires et peuvent ne pas se retrouver lors "
                       "d'une généralisation.",
@@ -116,7 +165,12 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "funnel_caption": "Entonnoir d'usage du groupe {arm}",
         "f_units_enrolled": "{units} inscrites dans le groupe",
         "f_units_activated": "{units} ayant activé la ressource",
-        "f_learners_on_record": "élèves suivis",
+        "f_learners_randomised": "élèves des {units} tirées au sort",
+        "f_learners_on_record": "élèves suivis (un score ou une trace d'usage)",
+        "funnel_base": "Chaque étape est incluse dans la précédente ; dénominateur du "
+                       "groupe : {n} élèves des unités tirées au sort (effectif déclaré à "
+                       "l'inscription, ou élèves suivis s'ils sont plus nombreux), base aussi "
+                       "des parts hebdomadaires.",
         "f_learners_logged_in": "élèves s'étant connectés",
         "f_learners_active": "élèves avec un usage actif",
         "f_learners_compliant": "élèves analysés ayant atteint {minutes} minutes d'usage actif",
@@ -145,6 +199,9 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                        "observé.",
         "cov_suppressed": "Les cases de moins de 10 élèves sont masquées (« < 10 »).",
         "cov_watermark": "Données arrêtées au {at} ({events} événements enregistrés).",
+        "cov_cutoff": "Données arrêtées au {at} : seuls les événements survenus et "
+                      "enregistrés à cette date sont analysés ({events} événements), "
+                      "quelle que soit la date à laquelle l'analyse a été calculée.",
         "cov_no_usage": "Aucune donnée d'usage n'a été fournie à cette analyse.",
         # effect
         "effect_caption": "Effets (intention de traiter)",
@@ -290,6 +347,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "footer": "Rapport produit par Preuve, logiciel libre d'évaluation des ressources "
                   "numériques éducatives.",
         "wm_stored_events": "événements enregistrés",
+        "wm_cutoff": "données arrêtées au",
         "wm_latest_event_at": "dernier événement",
         "wm_other": "autre",
         "pdf_page": "page {n}",
@@ -298,7 +356,13 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "doc_title": "Impact report",
         "analysis_final": "final analysis",
         "analysis_interim": "interim analysis",
-        "analysis_monitoring": "weekly monitoring",
+        "analysis_monitoring": "usage monitoring",
+        "analysis_monitoring_week": "weekly monitoring",
+        "analysis_monitoring_month": "monthly monitoring",
+        "analysis_monitoring_period": "end-of-period monitoring",
+        "analysis_monitoring_cron": "periodic monitoring",
+        "analysis_interim_confirmatory": "confirmatory interim analysis",
+        "analysis_interim_descriptive": "descriptive interim analysis",
         "toc": "Contents",
         "s_summary": "Summary",
         "s_usage": "Use of the resource",
@@ -337,6 +401,37 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "with {level}% confidence (adjusted p {p}).",
         "interval_negative": "This interval lies entirely below zero: the effect is negative "
                              "with {level}% confidence (adjusted p {p}).",
+        "interval_unadjusted": " (interval not adjusted for multiple comparisons).",
+        "certainty_positive": "By the test the protocol prescribes ({rule}), the effect is "
+                              "positive: adjusted p {p}, at most {threshold}.",
+        "certainty_negative": "By the test the protocol prescribes ({rule}), the effect is "
+                              "negative: adjusted p {p}, at most {threshold}.",
+        "certainty_not_established": "The unadjusted interval excludes zero, but the test "
+                                     "the protocol prescribes ({rule}) does not conclude: "
+                                     "adjusted p {p}, above {threshold}. The effect is not "
+                                     "established.",
+        "certainty_descriptive": "Descriptive interim analysis: the protocol does not declare "
+                                 "it confirmatory, no conclusion is drawn from it.",
+        "rule_correction": "{method} over {n} comparisons",
+        "rule_sequential": "O'Brien-Fleming boundary, look {look} of {looks}",
+        "rule_plain": "the protocol's α",
+        "seq_design": "Sequential design declared in the protocol: {looks} confirmatory "
+                      "looks (the final analysis included); the risk α = {alpha} is shared "
+                      "between them by a Lan-DeMets spending function of O'Brien-Fleming "
+                      "type.",
+        "seq_boundary": "Boundary (planned information fraction, critical |z|, nominal p "
+                        "threshold, cumulative α spent): {items}.",
+        "seq_look": "look {k}: {t}, {z}, {p}, {spent}",
+        "seq_this": "This analysis is look {look} of {looks}: an effect is established here "
+                    "only if its adjusted p is at most this look's nominal threshold.",
+        "arm_label": "{resource} (group \"{arm}\")",
+        "arm_label_described": "{resource} (group \"{arm}\": {description})",
+        "rating_and_test_established": "The rating measures the strength of the design; "
+                                       "whether there is an effect is established by the "
+                                       "test the protocol prescribes (adjusted p).",
+        "rating_and_test_not_established": "The rating measures the strength of the design; "
+                                           "the test the protocol prescribes (adjusted p) "
+                                           "establishes no group's effect.",
         "rating": "Preuve security rating, inspired by the EEF's: {n} out of 5",
         "rating_help": "A rating from 0 to 5 padlocks, inspired by the Education Endowment "
                        "Foundation's (EEF) without being it: it goes down when the study "
@@ -375,17 +470,32 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cost_per_pupil": "Cost per pupil reached: €{value} (€{total} for {pupils} pupils).",
         "cost_by_funder": "Funding:",
         "cost_per_month": "Cost per month of progress gained per pupil: €{value}.",
+        "cost_arm": " (group \"{arm}\")",
+        "cost_per_pupil_arm": "Cost per pupil reached: €{value}.",
         "cost_per_active": "Cost per pupil who actually used the resource: €{value}.",
         "cost_no_effect": "Cost-effectiveness is not computed: the effect is not established.",
         "no_cost": "The protocol declares no costs: the cost per pupil is unknown.",
         "decision_rule": "Decision rule written before the results:",
+        "decision_criteria": "The rule's criteria in numbers: {parts}: {verdict}.",
+        "decision_effect": "positive effect established by the protocol's test: {answer}",
+        "decision_g": "effect size of at least {threshold}: {answer} ({value})",
+        "decision_share": "share of pupils above the usage threshold of at least "
+                          "{threshold}: {answer} ({value})",
+        "decision_met": "criteria met",
+        "decision_not_met": "criteria not met",
+        "decision_not_evaluated": "The rule's criteria are not evaluated: this analysis is "
+                                  "not confirmatory.",
         "volunteers": "Participating classes are volunteers: the results hold for "
                       "volunteer teachers and may not be found again at scale.",
         "funnel": "From deployment to real use",
         "funnel_caption": "Usage funnel of the {arm} group",
         "f_units_enrolled": "{units} enrolled in the group",
         "f_units_activated": "{units} that activated the resource",
-        "f_learners_on_record": "pupils followed",
+        "f_learners_randomised": "pupils of the randomised {units}",
+        "f_learners_on_record": "pupils followed (a score or a usage trace)",
+        "funnel_base": "Each step is included in the one before; the group's denominator: "
+                       "{n} pupils of the randomised units (as declared at enrollment, or the "
+                       "pupils followed when more), also the base of the weekly shares.",
         "f_learners_logged_in": "pupils who logged in",
         "f_learners_active": "pupils with active use",
         "f_learners_compliant": "analysed pupils who reached {minutes} minutes of active use",
@@ -412,6 +522,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "cov_control": "Use of other resources by control classes is not observed.",
         "cov_suppressed": "Cells of fewer than 10 pupils are hidden (\"< 10\").",
         "cov_watermark": "Data as of {at} ({events} events stored).",
+        "cov_cutoff": "Data as of {at}: only events that occurred and were stored by then "
+                      "are analysed ({events} events), whenever the analysis was computed.",
         "cov_no_usage": "No usage data was given to this analysis.",
         "effect_caption": "Estimated effects (intention to treat)",
         "e_outcome": "Measure", "e_group": "Population", "e_role": "Role",
@@ -547,6 +659,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "footer": "Report produced by Preuve, open-source software for evaluating digital "
                   "learning resources.",
         "wm_stored_events": "stored events",
+        "wm_cutoff": "data as of",
         "wm_latest_event_at": "latest event",
         "wm_other": "other",
         "pdf_page": "page {n}",
@@ -559,6 +672,14 @@ ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
            "sector": "Secteur", "academie": "Académie", "level": "Niveau"},
     "en": {"education_priority": "Priority education", "rural": "Rural",
            "sector": "Sector", "academie": "Académie", "level": "Level"},
+}
+
+
+_MONTHS: Final[dict[str, tuple[str, ...]]] = {
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
 }
 
 
@@ -625,6 +746,31 @@ class Text:
             return "—"
         sep = "\u202f" if self.lang == "fr" else ""
         return f"{self.number(100 * value, digits)}{sep}%"
+
+    def moment(self, value: str) -> str:
+        """An ISO 8601 time (a run's cut-off) as the reader says it, in Paris time:
+        « 15 janvier 2028 à 06:00 (heure de Paris) »; the text itself when it is not one.
+
+        Examples
+        --------
+        >>> Text("fr").moment("2028-01-15T05:00:00+00:00")
+        '15 janvier 2028 à 06:00 (heure de Paris)'
+        >>> Text("en").moment("2028-01-15T05:00:00+00:00")
+        '15 January 2028 at 06:00 (Paris time)'
+        """
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(ZoneInfo("Europe/Paris"))
+        month = _MONTHS[self.lang][moment.month - 1]
+        if self.lang == "fr":
+            return f"{moment.day} {month} {moment.year} à {moment:%H:%M} (heure de Paris)"
+        return f"{moment.day} {month} {moment.year} at {moment:%H:%M} (Paris time)"
 
     def attribute(self, name: str) -> str:
         """A unit attribute in words (its name when unknown)."""

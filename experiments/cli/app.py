@@ -22,6 +22,7 @@ from experiments.cli import enrollment as enrollment_cli
 from experiments.cli import outcomes as outcomes_cli
 from experiments.cli import privacy as retention_cli
 from experiments.cli import protocol as protocol_cli
+from experiments.cli import runs as runs_cli
 from experiments.cli import services as services_cli
 from experiments.cli import tokens as access_cli
 from experiments.cli.console import configure_logging, database_errors
@@ -62,6 +63,7 @@ def _configure(
 app.add_typer(protocol_cli.app, name="protocol")
 app.add_typer(access_cli.app, name="token")
 app.add_typer(outcomes_cli.app, name="outcomes")
+app.add_typer(runs_cli.app, name="runs")
 app.command("analyze")(analysis_cli.analyze)
 app.command("enroll")(enrollment_cli.enroll)
 app.add_typer(ingest_cli.kafka_app, name="kafka")

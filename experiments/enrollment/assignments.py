@@ -7,26 +7,21 @@ enrollment order and lists every difference from what the registry holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from experiments.enrollment.files import (
-    EnrollmentDesign,
-)
+from experiments.enrollment.files import EnrollmentDesign
 from experiments.enrollment.randomisation import Randomiser, Unit
-
-if TYPE_CHECKING:
-    pass
-from collections.abc import Collection
-
 from experiments.enrollment.tables import (
     ALLOCATIONS,
     ENROLLMENTS,
     LEARNERS,
     in_chunks,
+    in_utc,
 )
 from experiments.enrollment.transaction import (
     EnrolledClass,
@@ -55,8 +50,13 @@ def enrolled_classes(
     *,
     academie: str | None = None,
     arms: Sequence[str] | None = None,
+    as_of: datetime | None = None,
 ) -> list[EnrolledClass]:
     """Classes of an experiment, in enrollment order, optionally of one académie or arms.
+
+    ``as_of`` reads the registry as it was at that moment (the cut-off of a scheduled
+    analysis): classes enrolled later are left out, and a class withdrawn later is still
+    ``enrolled``.
 
     Examples
     --------
@@ -69,8 +69,19 @@ def enrolled_classes(
         query = query.where(table.c.academie == academie)
     if arms is not None:
         query = query.where(table.c.arm.in_(list(arms)))
+    if as_of is not None:
+        query = query.where(table.c.enrolled_at <= in_utc(as_of))
     with engine.connect() as connection:
-        return [as_enrolled_class(row, new=False) for row in connection.execute(query).mappings()]
+        rows = list(connection.execute(query).mappings())
+    return [as_enrolled_class(_as_of(row, as_of), new=False) for row in rows]
+
+
+def _as_of(row: Mapping[Any, Any], as_of: datetime | None) -> Mapping[Any, Any]:
+    """A registry row as it was at ``as_of``: a withdrawal recorded later had not happened."""
+    withdrawn = row["withdrawn_at"]
+    if as_of is not None and withdrawn is not None and in_utc(withdrawn) > in_utc(as_of):
+        return {**row, "status": "enrolled"}
+    return row
 
 
 def compared_attributes(design: EnrollmentDesign, *, level: bool) -> list[str]:
@@ -137,9 +148,13 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
 
 
 def enrolled_learners(
-    engine: Engine, experiment_id: str, *, academie: str | None = None
+    engine: Engine, experiment_id: str, *, academie: str | None = None,
+    as_of: datetime | None = None,
 ) -> list[EnrolledLearner]:
     """Pupils of an experiment, in enrollment order (``learner_id`` is the learner key).
+
+    ``as_of`` reads the registry as it was then (a scheduled analysis' cut-off): pupils
+    enrolled later are left out, a pupil withdrawn later is still ``enrolled``.
 
     Examples
     --------
@@ -150,9 +165,12 @@ def enrolled_learners(
              .order_by(LEARNERS.c.id))  # fmt: skip
     if academie is not None:
         query = query.where(LEARNERS.c.academie == academie)
+    if as_of is not None:
+        query = query.where(LEARNERS.c.enrolled_at <= in_utc(as_of))
     with engine.connect() as connection:
-        return [as_enrolled_learner(row, str(row["learner_key"]), new=False)
-                for row in connection.execute(query).mappings()]  # fmt: skip
+        rows = list(connection.execute(query).mappings())
+    return [as_enrolled_learner(_as_of(row, as_of), str(row["learner_key"]), new=False)
+            for row in rows]
 
 
 def learner_statuses(

@@ -21,26 +21,21 @@ satisfied (WWC Standards Handbook v4.1, baseline equivalence). The formulas are 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlalchemy import Engine
 
 from analysis.balance import Equivalence, classify_difference, cox_index, standardized_difference
-from experiments.enrollment.files import (
-    EnrollmentDesign,
-)
-
-if TYPE_CHECKING:
-    pass
-from collections import Counter
-from dataclasses import replace
-
 from experiments.enrollment.assignments import (
     compared_attributes,
     enrolled_classes,
     enrolled_learners,
+)
+from experiments.enrollment.files import (
+    EnrollmentDesign,
 )
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -11,9 +10,6 @@ from experiments.enrollment.files import (
     EnrollmentDesign,
 )
 from experiments.errors import EnrollmentError, RegistryError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "ENROLLING_STATES",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
 from experiments.enrollment.tables import (
     DESIGNS,
     ENROLLMENTS,
+    in_utc,
 )
 
 __all__ = [
@@ -97,7 +97,7 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
         EnrollmentMessage(
             class_id=row["class_id"], experiment_id=experiment_id, resource_id=str(resource),
             arm=row["arm"], school_uai=row["school_uai"], academie=row["academie"],
-            status=row["status"], at=_utc(row["withdrawn_at"] or row["enrolled_at"]),
+            status=row["status"], at=in_utc(row["withdrawn_at"] or row["enrolled_at"]),
         )  # fmt: skip
         for row in rows
     ]
@@ -111,11 +111,6 @@ FORGOTTEN = "forgotten"
 def _unpublished(table: sa.Table) -> sa.ColumnElement[bool]:
     status = table.c.published_status
     return sa.or_(status.is_(None), sa.and_(status != table.c.status, status != FORGOTTEN))
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; the registry only ever stores UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _count_pending(engine: Engine, experiment_id: str) -> int:

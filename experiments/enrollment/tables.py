@@ -10,16 +10,13 @@ append-only allocation log. The lookups shared by enrolling and withdrawing live
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.database import RegistryBase
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "AllocationRow",
@@ -109,6 +106,12 @@ class WithdrawalRow(RegistryBase):
 ENROLLMENTS = cast(sa.Table, EnrollmentRow.__table__)
 ALLOCATIONS = cast(sa.Table, AllocationRow.__table__)
 DESIGNS = cast(sa.Table, EnrollmentDesignRow.__table__)
+
+
+def in_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive value is taken as UTC (SQLite drops offsets, and the
+    registry only ever stores UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def in_chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -36,23 +36,17 @@ from experiments.database import insert_for
 from experiments.enrollment.files import (
     ClassesFile,
     EnrollmentDesign,
-    Refusal,
-    refusal,
-)
-from experiments.enrollment.randomisation import Allocation, Randomiser, Unit
-from experiments.errors import EnrollmentError
-
-if TYPE_CHECKING:
-    pass
-from experiments.enrollment.files import (
     PupilRow,
     PupilsFile,
+    Refusal,
     pupil_refusal,
+    refusal,
 )
 from experiments.enrollment.publishing import (
     Publish,
     publish_after,
 )
+from experiments.enrollment.randomisation import Allocation, Randomiser, Unit
 from experiments.enrollment.tables import (
     ALLOCATIONS,
     DESIGNS,
@@ -62,6 +56,7 @@ from experiments.enrollment.tables import (
     enrolled_rows,
     in_chunks,
 )
+from experiments.errors import EnrollmentError
 
 __all__ = [
     "EnrolledClass",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -22,16 +22,14 @@ from experiments.access import reason_problem, record_audit
 from experiments.enrollment.files import (
     EnrollmentDesign,
 )
-from experiments.errors import EnrollmentError
-
-if TYPE_CHECKING:
-    pass
 from experiments.enrollment.tables import (
     ENROLLMENTS,
     LEARNERS,
     WithdrawalRow,
     enrolled_row,
+    in_utc,
 )
+from experiments.errors import EnrollmentError
 
 __all__ = [
     "Withdrawal",
@@ -105,7 +103,8 @@ def registry_pseudonym_key(engine: Engine) -> bytes:
 
 
 def withdrawn_pupil_keys(engine: Engine, experiment_id: str, *,
-                         data_policy: str | None = None) -> set[str]:
+                         data_policy: str | None = None,
+                         as_of: datetime | None = None) -> set[str]:
     """Pseudonyms of the pupils withdrawn from an experiment (all of them, or those of one
     ``data_policy``), as the withdrawals table stores them: :func:`withdraw` records the
     pseudonym, never the id as given; rows written before that were re-keyed by migration
@@ -122,6 +121,8 @@ def withdrawn_pupil_keys(engine: Engine, experiment_id: str, *,
         WithdrawalRow.learner_id.is_not(None))
     if data_policy is not None:
         query = query.where(WithdrawalRow.data_policy == data_policy)
+    if as_of is not None:  # withdrawals recorded by then (a cut-off's view)
+        query = query.where(WithdrawalRow.withdrawn_at <= in_utc(as_of))
     with engine.connect() as connection:
         return {str(key) for key in connection.scalars(query)}
 

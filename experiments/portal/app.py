@@ -172,8 +172,18 @@ Note de solidité Preuve, inspirée de l'EEF : 3 sur 5."
     """
     if verdict.kind != "effect" or verdict.effect is None:
         return translate(language, f"verdict.{verdict.kind}")
-    sentence = summary_sentence(verdict.effect, resource=verdict.resource,
-                                outcome=verdict.outcome, unit=verdict.unit, lang=language)
+    if verdict.results is not None:
+        # The report's own summary: one sentence per treated arm, each followed by the
+        # conclusion of the protocol's test (analysis.multiplicity.certainty), so the
+        # portfolio never claims more than the report.
+        brief = report_summary(verdict.results, protocol=verdict.protocol, lang=language)
+        parts = [f"{arm['sentence']} {arm['sure'][-1]}" if arm["sure"] else arm["sentence"]
+                 for arm in brief["arms"]] or [brief["sentence"]]
+        sentence = " ".join(parts)
+    else:
+        sentence = summary_sentence(verdict.effect, resource=verdict.resource,
+                                    outcome=verdict.outcome, unit=verdict.unit,
+                                    lang=language)
     if verdict.padlocks is None:
         return sentence
     return f"{sentence} {Text(language)('rating', n=verdict.padlocks)}."
@@ -192,7 +202,7 @@ class _Portal:
         self.clock = clock
         self.sessions = _SessionBook(settings.portal.session_ttl_s)
         self.templates = Environment(
-            loader=PackageLoader("experiments.portal", "templates"),
+            loader=PackageLoader("experiments.portal.app", "templates"),
             autoescape=select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
@@ -555,11 +565,34 @@ def _summary_json(summary: ExperimentSummary, language: Language) -> dict[str, A
         "classes_per_arm": summary.classes_per_arm,
         "verdict": {"kind": summary.verdict.kind, "analysis": summary.verdict.analysis,
                     "padlocks": summary.verdict.padlocks,
-                    "text": describe_verdict(language, summary.verdict)},
+                    "text": describe_verdict(language, summary.verdict),
+                    "effects": _verdict_effects(summary.verdict)},
         "next_analysis": None if summary.next_analysis is None else {
             "analysis": summary.next_analysis[0],
             "due_at": summary.next_analysis[1].isoformat()},
     }
+
+
+def _verdict_effects(verdict: Verdict) -> list[dict[str, Any]]:
+    """Each treated arm's primary effect and what the protocol's test concludes of it
+    (:func:`analysis.multiplicity.certainty`: adjusted p against alpha, or against the
+    look's boundary), the same conclusion as the report's."""
+    from analysis.multiplicity import certainty
+
+    results = verdict.results
+    if verdict.kind != "effect" or results is None:
+        return []
+    out = []
+    for e in results.get("effects", []):
+        if e.get("role") != "primary" or e.get("estimand") != "ITT" or e.get("subgroup"):
+            continue
+        c = certainty(e, results)
+        out.append({"contrast": e["contrast"], "outcome": e["outcome"],
+                    "estimate": e.get("estimate"), "ci_low": e.get("ci_low"),
+                    "ci_high": e.get("ci_high"), "ci_adjusted": False,
+                    "p_value": e.get("p_value"), "p_adjusted": c.p,
+                    "threshold": c.threshold, "adjustment": c.method, "conclusion": c.claim})
+    return out
 
 
 def _usage_json(table: UsageTable) -> dict[str, Any]:

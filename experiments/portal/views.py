@@ -19,7 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from analysis.options import MIN_CELL_PUPILS
 from analysis.report.rating import rate_evidence
+from analysis.suppression import is_suppressed
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.language import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
@@ -43,8 +45,10 @@ __all__ = [
     "weekly_usage",
 ]
 
-#: Smallest count of pupils shown (docs/architecture.md: cells under 10 pupils are suppressed).
-MIN_CELL = 10
+#: Smallest count of pupils shown (docs/architecture.md: cells under 10 pupils are
+#: suppressed); the rule itself is :func:`analysis.suppression.is_suppressed` (1 to 9
+#: hidden, 0 shown).
+MIN_CELL = MIN_CELL_PUPILS
 
 #: States before which no analysis is scheduled, and after which none remains.
 _NO_NEXT_RUN = ("draft", "closed")
@@ -162,11 +166,22 @@ def next_analysis(protocol: Protocol, state: str,
 
 
 def run_views(runs: list[RunRecord]) -> list[RunView]:
-    """The runs of an experiment, the most recent first."""
+    """The runs of an experiment, the most recent first.
+
+    A report's number (``sequence`` here) follows the due dates: the n-th report of an
+    analysis is the one of its n-th due date, whatever order the workers recorded them in
+    (the record's own ``sequence`` is the order of recording, kept in the registry).
+    """
+    ordered = sorted(runs, key=lambda r: (r.due_at, r.finished_at, r.run_id))
+    number: dict[str, int] = {}
+    rank: dict[str, int] = defaultdict(int)
+    for r in ordered:
+        rank[r.analysis] += 1
+        number[r.run_id] = rank[r.analysis]
     return [
-        RunView(r.run_id, r.analysis, r.sequence, r.due_at, r.finished_at, r.status, r.reason,
-                r.protocol_version, r.protocol_sha256, r.html_path is not None)
-        for r in sorted(runs, key=lambda r: (r.due_at, r.finished_at), reverse=True)
+        RunView(r.run_id, r.analysis, number[r.run_id], r.due_at, r.finished_at, r.status,
+                r.reason, r.protocol_version, r.protocol_sha256, r.html_path is not None)
+        for r in reversed(ordered)
     ]
 
 
@@ -239,7 +254,7 @@ class UsageTable:
 
 
 def _cell(pupils: int, seconds: float) -> UsageCell:
-    if 0 < pupils < MIN_CELL:
+    if is_suppressed(pupils):
         return UsageCell(None, None)
     return UsageCell(pupils, round(seconds / 60.0, 1))
 
@@ -284,7 +299,7 @@ def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
         hidden = sum(len(learners.get((c.class_id, week), ())) for c in classes
                      if cells[c.class_id, week].suppressed)
         total = _cell(len(week_learners[week]), week_seconds[week])
-        totals[week] = UsageCell(None, None) if 0 < hidden < MIN_CELL else total
+        totals[week] = UsageCell(None, None) if is_suppressed(hidden) else total
     return UsageTable(
         experiment_id, academie, weeks,
         tuple(UsageClass(c.class_id, c.school_uai, c.arm, c.status) for c in classes),

@@ -42,6 +42,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from analysis.suppression import MIN_CELL_PUPILS, is_suppressed
 from experiments.access import record_audit
 from experiments.database import registry_engine
 from experiments.errors import RetentionError
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["parquet", "csv"]
 #: Smallest number of pupils an aggregate cell may describe (docs/architecture.md "Privacy").
-MIN_CELL = 10
+MIN_CELL = MIN_CELL_PUPILS
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def _aggregate(usage: Sequence[dict[str, str]], arm_of: dict[str, str]) -> list[
             row["active_minutes"])
     rows: list[dict[str, Any]] = []
     for (arm, week), by_learner in sorted(cells.items()):
-        small = len(by_learner) < MIN_CELL
+        small = is_suppressed(len(by_learner))
         total = sum(by_learner.values())
         rows.append({
             "arm": arm, "week": week, "suppressed": small,

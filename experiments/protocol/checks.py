@@ -244,6 +244,16 @@ def check_schedule_entry(entry: ScheduleEntry) -> list[Finding]:
     if entry.analysis == "final" and entry.at is None:
         where = "every" if entry.every is not None else "cron"
         return [Finding((where,), "the final analysis happens once: give `at: YYYY-MM-DD`")]
+    if entry.confirmatory and (entry.analysis != "interim" or entry.at is None):
+        return [Finding(("confirmatory",), "only an interim analysis on a date "
+                                           "(`at: YYYY-MM-DD`) can be confirmatory; the final "
+                                           "analysis always is")]
+    if entry.confirmatory and entry.information is None:
+        return [Finding(("information",), "a confirmatory interim look needs its planned "
+                                          "information fraction, e.g. `information: 0.5`")]
+    if entry.information is not None and not entry.confirmatory:
+        return [Finding(("information",), "only a confirmatory interim look has an "
+                                          "information fraction: add `confirmatory: true`")]
     return []
 
 
@@ -275,6 +285,8 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_analysis(protocol),
         *_check_power(protocol),
         *_check_schedule(protocol),
+        *_check_interim(protocol),
+        *_check_budget(protocol),
         *_check_after_final(protocol),
     ]
 
@@ -529,6 +541,38 @@ def _check_schedule(p: Protocol) -> list[Finding]:
                 )
             )
     return found
+
+
+def _check_interim(p: Protocol) -> list[Finding]:
+    """Confirmatory looks need the ``interim`` section (how alpha is spent), and their
+    information fractions grow with their dates."""
+    looks = sorted((s.at, s.information, i) for i, s in enumerate(p.schedule)
+                   if s.confirmatory and s.at is not None and s.information is not None)
+    found = []
+    if looks and p.interim is None:
+        found.append(Finding(("interim",), "confirmatory interim looks need "
+                                           "`interim: {spending: obrien-fleming}` (how alpha "
+                                           "is spent over the looks)"))
+    if p.interim is not None and not looks:
+        found.append(Finding(("interim",), "no schedule entry is `confirmatory: true`: "
+                                           "alpha spending has no look to apply to"))
+    for (day, fraction, _), (later, next_fraction, j) in zip(looks, looks[1:], strict=False):
+        if day == later or next_fraction <= fraction:
+            found.append(Finding(("schedule", j, "information"),
+                                 f"information fractions must grow with the looks' dates "
+                                 f"({fraction} on {day}, {next_fraction} on {later})"))
+    return found
+
+
+def _check_budget(p: Protocol) -> list[Finding]:
+    """A budget item's ``arm`` is a treated arm of the protocol."""
+    if p.budget is None:
+        return []
+    treated = [a.name for a in p.arms if not a.control]
+    return [Finding(("budget", "items", i, "arm"), f"{item.arm!r} is not a treated arm "
+                    f"(treated arms: {', '.join(treated)})")
+            for i, item in enumerate(p.budget.items)
+            if item.arm is not None and item.arm not in treated]
 
 
 def _check_after_final(p: Protocol) -> list[Finding]:

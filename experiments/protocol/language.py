@@ -337,6 +337,12 @@ class Outcome(_Section):
     label: Text | None = None
     instrument: Text | None = None
     """The test used, e.g. « ELFE », « évaluations nationales repères »."""
+    kind: Literal["attainment", "attitude", "other"] = "attainment"
+    """What the measure is: ``attainment`` (a test of learning: the report may translate
+    its effect into months of progress, the EEF's table being calibrated on attainment),
+    ``attitude`` (motivation, self-confidence, a questionnaire scale) or ``other``: no
+    months of progress. The default keeps the meaning of protocols written before the key
+    (every example measures attainment); declare any other measure."""
 
 
 class Analysis(_Section):
@@ -435,11 +441,26 @@ class ScheduleEntry(_Section):
     """Cron expression (minute hour day-of-month month day-of-week), e.g. ``0 6 1,15 * *``:
     the analysis runs on the days it fires, between the start of the intervention and the
     end of the follow-up, each ready in the morning (Paris time)."""
+    confirmatory: bool = False
+    """An interim analysis that may conclude (an ``at`` date and its ``information``; the
+    protocol's ``interim`` section says how alpha is spent). Otherwise an interim analysis
+    is descriptive: the report draws no conclusion from it."""
+    information: float | None = Field(None, gt=0, lt=1)
+    """Planned information fraction of a confirmatory interim look: the share of the
+    final analysis' pupils (with an endline score) expected by then, e.g. 0.5."""
 
     @model_validator(mode="after")
     def _meaning(self) -> ScheduleEntry:
         checks.raise_findings(checks.check_schedule_entry(self))
         return self
+
+
+class Interim(_Section):
+    """How confirmatory interim looks share the type I error (``analysis.alpha``)."""
+
+    spending: Literal["obrien-fleming"] = "obrien-fleming"
+    """Lan-DeMets alpha-spending function of O'Brien-Fleming type (``asOF`` in R's
+    rpact): almost no alpha early, nearly all of it left for the final analysis."""
 
 
 class Retention(_Section):
@@ -474,6 +495,9 @@ class BudgetItem(_Section):
     label: Text
     amount: float = Field(ge=0)
     funder: Text
+    arm: Name | None = None
+    """The treated arm this cost is for (e.g. a second arm's extra training); without it
+    the cost is shared by every treated arm, in proportion to their pupils."""
 
 
 class Budget(_Section):
@@ -493,6 +517,22 @@ class Budget(_Section):
     def cost_per_pupil(self) -> float:
         """Total cost divided by the pupils who receive the resource."""
         return self.total / self.pupils
+
+    def arm_cost(self, arm: str, share: float) -> tuple[float, float]:
+        """(cost, pupils) of one treated arm: its own items plus ``share`` (its share of
+        the treated pupils, from the allocation) of the shared items, over ``share`` of
+        the pupils. Every arm's cost per pupil is the budget's when all items are shared.
+
+        Examples
+        --------
+        >>> b = Budget(items=[BudgetItem(label="licences", amount=600, funder="x"),
+        ...     BudgetItem(label="formation", amount=300, funder="x", arm="b")], pupils=30)
+        >>> b.arm_cost("a", 0.5), b.arm_cost("b", 0.5)
+        ((300.0, 15.0), (600.0, 15.0))
+        """
+        own = sum(item.amount for item in self.items if item.arm == arm)
+        shared = sum(item.amount for item in self.items if item.arm is None)
+        return own + share * shared, share * self.pupils
 
 
 class Decision(_Section):
@@ -530,6 +570,8 @@ class Protocol(_Section):
     usage: Usage = Usage()
     power: PowerInputs | None = None
     schedule: list[ScheduleEntry] = Field(min_length=1)
+    interim: Interim | None = None
+    """Alpha spending over confirmatory interim looks (``schedule[].confirmatory``)."""
     retention: Retention
     deployment: Deployment | None = None
     budget: Budget | None = None

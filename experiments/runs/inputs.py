@@ -35,6 +35,24 @@ Where each table comes from
   (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
   their unit stays, so they count as randomised and not analysed (attrition).
 
+The data of a date (``cutoff``)
+-------------------------------
+A scheduled run due at T reads the data of T, whenever it runs: with ``cutoff=T`` only
+the events that **occurred** by T **and** were **stored** by T (``occurred_at <= T`` and
+``stored_at <= T``: an event of October that arrived in December is not in an analysis due
+in November), the classes (or pupils) **enrolled** by T, with the status they had at T
+(a withdrawal recorded after T is not seen), and the withdrawals recorded by T. Usage is
+then summed from those events themselves (the verbs of ``usage.metrics`` of kind
+``active_use``, their ``duration_s``, by school day), not from the running ``daily_usage``
+aggregate, which has no time of storage. Running the same run again later, after more
+data arrived, therefore reads the same rows and gives the same results.
+
+One exception, on purpose: a pupil who objected (withdrawal with the data policy
+``remove``) is left out whenever the run is computed, even when the objection came after
+T, because their data was deleted (RGPD art. 21 prevails over reproducibility). Such a
+re-run differs from the first one by that pupil only, and the withdrawal is in the audit
+log.
+
 Assessment results from another platform enter the store as ``assessment_scored``
 events (``object_id`` = the measure, ``score``, ``occurred_at`` = the day of the test),
 sent like any other event, with the same pseudonymous learner ids; or from a file in the
@@ -106,10 +124,14 @@ class Watermark:
     """Latest ``occurred_at`` of a stored event."""
     latest_stored_at: datetime | None
     """When the latest event was written to the store."""
+    cutoff: datetime | None = None
+    """The data's date: nothing that occurred or was stored after it was read (None:
+    everything the store held)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (ISO 8601 times)."""
         return {
+            "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
             "stored_events": self.stored_events,
             "latest_event_at": None if self.latest_event_at is None
             else self.latest_event_at.isoformat(),
@@ -216,6 +238,7 @@ def write_analysis_files(
     registry: Engine,
     protocol: Protocol,
     directory: Path,
+    cutoff: datetime | None = None,
 ) -> AnalysisFiles:
     """Write ``units.csv``, ``outcomes.csv`` and ``usage.csv`` of an experiment.
 
@@ -229,14 +252,19 @@ def write_analysis_files(
         The protocol version the analysis follows (periods, measures, unit).
     directory
         An existing private directory: the files hold pseudonymous learner keys.
+    cutoff
+        The data's date (a scheduled run's due time, timezone-aware): only what occurred
+        and was stored by then, enrollments and withdrawals as they were then (see the
+        module's docstring). None reads everything.
 
     Returns
     -------
     AnalysisFiles
         The paths, the watermark of the store when it was read, and what was left out.
     """
+    cutoff = None if cutoff is None else _utc(cutoff)
     if protocol.population.unit == "learner":
-        pupils = enrolled_learners(registry, protocol.id)
+        pupils = enrolled_learners(registry, protocol.id, as_of=cutoff)
         if not pupils:
             raise StoreError(f"{protocol.id}: no pupil is enrolled yet; nothing to analyse",
                              field="learner_enrollments")
@@ -246,7 +274,7 @@ def write_analysis_files(
         def unit_for(learner: str, class_id: str) -> str | None:
             return learner if learner in pupil_keys else None
     else:
-        classes = enrolled_classes(registry, protocol.id)
+        classes = enrolled_classes(registry, protocol.id, as_of=cutoff)
         if not classes:
             raise StoreError(f"{protocol.id}: no class is enrolled yet; nothing to analyse",
                              field="enrollments")
@@ -262,29 +290,41 @@ def write_analysis_files(
     store = ExperimentStore(settings, protocol.id)
     events = events_table
     usage_table = daily_usage_table
+    # Events stored by the cut-off (stored_at is always written in UTC); those that
+    # occurred after it are dropped below, in Python, where occurred_at is read in UTC.
+    by_cutoff = sa.true() if cutoff is None else sa.and_(
+        events.c.stored_at <= cutoff, events.c.occurred_at <= cutoff)
     with _snapshot(store.engine) as connection:
         count, latest, stored = connection.execute(
             sa.select(sa.func.count(), sa.func.max(events.c.occurred_at),
-                      sa.func.max(events.c.stored_at)).select_from(events)
+                      sa.func.max(events.c.stored_at)).select_from(events).where(by_cutoff)
         ).one()
         assessments = connection.execute(
             sa.select(events.c.learner_key, events.c.class_id, events.c.object_id,
                       events.c.occurred_at, events.c.score)
             .where(events.c.verb == "assessment_scored", events.c.score.is_not(None),
-                   events.c.object_id.in_(measures))
+                   events.c.object_id.in_(measures),
+                   sa.true() if cutoff is None else events.c.stored_at <= cutoff)
             .order_by(events.c.occurred_at, events.c.event_id)
         ).all()
-        daily = connection.execute(
-            sa.select(usage_table.c.learner_key, usage_table.c.class_id, usage_table.c.day,
-                      usage_table.c.active_seconds)
-            .where(usage_table.c.day >= intervention.start,
-                   usage_table.c.day <= intervention.end, usage_table.c.active_seconds > 0)
-            .order_by(usage_table.c.learner_key, usage_table.c.day)
-        ).all()
+        if cutoff is None:
+            daily = connection.execute(
+                sa.select(usage_table.c.learner_key, usage_table.c.class_id,
+                          usage_table.c.day, usage_table.c.active_seconds)
+                .where(usage_table.c.day >= intervention.start,
+                       usage_table.c.day <= intervention.end,
+                       usage_table.c.active_seconds > 0)
+                .order_by(usage_table.c.learner_key, usage_table.c.day)
+            ).all()
+        else:
+            daily = _daily_usage_by(connection, protocol, cutoff)
         connection.rollback()
+    if cutoff is not None:
+        assessments = [a for a in assessments if _utc(a[3]) <= cutoff]
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
-                          None if stored is None else _utc(stored))
+                          None if stored is None else _utc(stored), cutoff)
 
+    # Objections (policy remove) apply whenever the run is computed: the data is gone.
     removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
@@ -327,8 +367,46 @@ def write_analysis_files(
     return files
 
 
+def _daily_usage_by(connection: Any, protocol: Protocol, cutoff: datetime
+                    ) -> list[tuple[str, str, date, float]]:
+    """(learner, class, school day, active seconds) of the intervention period, summed
+    from the events that occurred and were stored by ``cutoff``: what ``daily_usage``
+    held for those events (same verbs, same days, same seconds), in the same order."""
+    from ingest.stream.router import UsageRule
+
+    events = events_table
+    active = sorted(UsageRule.from_protocol(protocol).active_verbs)
+    intervention = protocol.periods.intervention
+    # A day's events lie within a day of its UTC date either side (Paris is UTC+1/+2).
+    low = datetime.combine(intervention.start - timedelta(days=1), time(0), tzinfo=UTC)
+    high = datetime.combine(intervention.end + timedelta(days=2), time(0), tzinfo=UTC)
+    rows = connection.execute(
+        sa.select(events.c.learner_key, events.c.class_id, events.c.occurred_at,
+                  events.c.duration_s)
+        .where(events.c.verb.in_(active), events.c.stored_at <= cutoff,
+               events.c.occurred_at <= cutoff, events.c.occurred_at >= low,
+               events.c.occurred_at < high)
+        .order_by(events.c.event_id)  # one order, one floating-point sum, every time
+    )
+    seconds: dict[tuple[str, date], float] = defaultdict(float)
+    class_of: dict[tuple[str, date], str] = {}
+    for learner, class_id, occurred_at, duration in rows:
+        moment = _utc(occurred_at)
+        if moment > cutoff:
+            continue
+        day = moment.astimezone(SCHOOL_TIMEZONE).date()
+        if not intervention.start <= day <= intervention.end:
+            continue
+        key = (learner, day)
+        seconds[key] += float(duration or 0.0)
+        class_of[key] = max(class_of.get(key, class_id), class_id)  # daily_usage: max()
+    return [(learner, class_of[(learner, day)], day, total)
+            for (learner, day), total in sorted(seconds.items()) if total > 0]
+
+
 def read_analysis_inputs(
-    settings: Settings, registry: Engine, protocol: Protocol, directory: Path
+    settings: Settings, registry: Engine, protocol: Protocol, directory: Path,
+    cutoff: datetime | None = None,
 ) -> AnalysisInputs:
     """Write the offline files of an experiment (:func:`write_analysis_files`) and read
     them with :mod:`analysis.inputs`, as ``preuve analyze`` would.
@@ -341,7 +419,7 @@ def read_analysis_inputs(
     StoreError
         No class (or, learner-randomised, no pupil) is enrolled yet.
     """
-    files = write_analysis_files(settings, registry, protocol, directory)
+    files = write_analysis_files(settings, registry, protocol, directory, cutoff)
     plan = plan_from_protocol(protocol)
     units = read_units(files.units, plan)
     outcomes = read_outcomes(files.outcomes, units)

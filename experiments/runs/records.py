@@ -61,9 +61,11 @@ from analysis.report.context import (
 from analysis.report.document import write_html
 from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
+from analysis.sequential import SequentialLook, sequential_look
 from experiments.database import insert_for
 from experiments.errors import ExperimentError, SchedulerError
 from experiments.protocol.language import Protocol
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import get_experiment, registered_protocol
 from experiments.runs.inputs import read_analysis_inputs
 from experiments.runs.scheduler import AnalysisRequest, ensure_request_topic, utc
@@ -77,6 +79,7 @@ __all__ = [
     "list_runs",
     "perform_run",
     "report_dir",
+    "reproduce_run",
     "run_analysis_worker",
 ]
 
@@ -279,6 +282,11 @@ def _requested_protocol(registry: Engine, request: AnalysisRequest) -> Protocol:
     return registered.protocol
 
 
+def _look(protocol: Protocol, analysis: str, due_at: datetime) -> SequentialLook | None:
+    """The group-sequential look of a run: its due day (Paris) names its schedule entry."""
+    return sequential_look(protocol, analysis, utc(due_at).astimezone(SCHOOL_TIMEZONE).date())
+
+
 def _reason(error: AnalysisError | ExperimentError) -> str:
     """The error's message; an input file is named by its name (its directory is gone)."""
     if error.path and error.line is not None:
@@ -360,9 +368,14 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{run_id}-") as private:
         try:
             protocol = _requested_protocol(registry, request)
-            inputs = read_analysis_inputs(settings, registry, protocol, Path(private))
+            # The data of the due time, not of the moment it runs (see
+            # experiments.runs.inputs: "The data of a date").
+            inputs = read_analysis_inputs(settings, registry, protocol, Path(private),
+                                          cutoff=utc(request.due_at))
             results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
-                                   analysis=request.analysis)
+                                   analysis=request.analysis,
+                                   sequential=_look(protocol, request.analysis,
+                                                    request.due_at))
         except (AnalysisError, ExperimentError) as error:
             # Deterministic: running it again would fail the same way. Recorded, so that
             # the request is committed and the next ones are served.
@@ -401,6 +414,44 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
                        record.experiment_id, record.analysis, record.due_at.isoformat(),
                        record.run_id, record.reason)
     return record
+
+
+def reproduce_run(settings: Settings, record: RunRecord, registry: Engine | None = None
+                  ) -> dict[str, Any]:
+    """Compute a recorded run again, from the store and the registry as they are now, and
+    return its results JSON object (nothing is written or recorded).
+
+    A run reads the data of its due time (:mod:`experiments.runs.inputs`), so the object
+    equals the recorded ``results_json`` even after more data arrived; an auditor compares
+    the two. (A pupil's objection recorded since then is the one expected difference:
+    their data was deleted.)
+
+    Raises
+    ------
+    SchedulerError
+        The run failed when it was recorded (nothing to reproduce), or its protocol
+        version's hash differs from the registry's.
+    """
+    from experiments.database import registry_engine
+
+    registry = registry if registry is not None else registry_engine(settings)
+    if record.status != "done":
+        raise SchedulerError(f"run {record.run_key} failed when it ran ({record.reason}): "
+                             "no results to reproduce", field="status")
+    request = AnalysisRequest(record.run_key, record.experiment_id, record.analysis,
+                              record.due_at, record.protocol_version, record.protocol_sha256)
+    protocol = _requested_protocol(registry, request)
+    scratch = settings.state_dir / "analysis-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{record.run_id}-again-") as private:
+        inputs = read_analysis_inputs(settings, registry, protocol, Path(private),
+                                      cutoff=utc(record.due_at))
+        results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
+                               analysis=record.analysis,
+                               sequential=_look(protocol, record.analysis, record.due_at))
+    plain: dict[str, Any] = json.loads(json.dumps(to_json_dict(results), ensure_ascii=False,
+                                                  allow_nan=False, sort_keys=True))
+    return plain
 
 
 def run_analysis_worker(

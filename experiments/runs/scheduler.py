@@ -39,8 +39,10 @@ Catching up
 On start (and at each look) every due run not claimed yet is claimed: one-off runs
 (``at``) are always caught up. Repetitions missed during a downtime are coalesced by
 default (``settings.scheduler.catch_up = "latest"``): the latest is published, the
-earlier ones are recorded as ``skipped``, since a stale weekly monitoring report would
-analyse today's data anyway. ``catch_up = "all"`` publishes them all.
+earlier ones are recorded as ``skipped`` (nobody reads last month's weekly monitoring
+late). ``catch_up = "all"`` publishes them all; each then analyses the data of its own
+due time, like every run (:mod:`experiments.runs.inputs`, "The data of a date"), so a
+run published late gives the numbers it would have given on time.
 
 - ``cron: "0 6 1,15 * *"``: the days on which the expression fires (Paris time), over
   the same span as ``every``; like every run, due at 06:00 that day.

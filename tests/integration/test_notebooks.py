@@ -1,8 +1,10 @@
 """The researchers' notebooks, executed with nbclient on generated data.
 
-* ``01_reproduire_le_rapport.ipynb`` recomputes the primary ITT effect (statsmodels OLS,
-  cluster-robust), Hedges' g, months of progress and attrition from the offline CSV files;
-  its numbers must equal the report's JSON. Tolerance: relative 1e-9. The notebook fits
+* ``01_reproduire_le_rapport.ipynb`` recomputes the primary ITT effect of every treated
+  arm (statsmodels OLS with all arms in one model, cluster-robust), Hedges' g, months of
+  progress, the adjusted p and attrition from the offline CSV files, on a two-arm trial
+  and on the repository's three-arm protocol (``lecture-ce1-vagues-2027``); its numbers
+  must equal the report's JSON. Tolerance: relative 1e-9. The notebook fits
   the same model with another library (statsmodels' dummy-variable OLS instead of the
   engine's absorbed strata in numpy), so only floating-point rounding may differ
   (observed ~1e-13).
@@ -70,10 +72,22 @@ def test_notebooks_are_committed_without_outputs() -> None:
         assert any("parameters" in c.metadata.get("tags", []) for c in notebook.cells), path
 
 
-def test_reproduction_notebook_equals_the_report_json(tmp_path: Path) -> None:
-    files = simulate_trial(tmp_path / "trial", n_units=30, pupils_per_unit=15, effect=0.25,
-                           seed=11)
-    protocol = load_protocol(PROTOCOL)
+def _three_arm_files(directory: Path) -> tuple[Path, Any]:
+    from tests.support.three_arms import THREE_ARM_PROTOCOL, simulate_three_arm_trial
+
+    return THREE_ARM_PROTOCOL, simulate_three_arm_trial(directory)
+
+
+def _two_arm_files(directory: Path) -> tuple[Path, Any]:
+    return PROTOCOL, simulate_trial(directory, n_units=30, pupils_per_unit=15, effect=0.25,
+                                    seed=11)
+
+
+@pytest.mark.parametrize("make", [_two_arm_files, _three_arm_files],
+                         ids=["two-arms", "three-arms"])
+def test_reproduction_notebook_equals_the_report_json(make: Any, tmp_path: Path) -> None:
+    path, files = make(tmp_path / "trial")
+    protocol = load_protocol(path)
     plan = plan_from_protocol(protocol)
     units = read_units(files.units, plan)
     outcomes = read_outcomes(files.outcomes, units)
@@ -82,28 +96,35 @@ def test_reproduction_notebook_equals_the_report_json(tmp_path: Path) -> None:
     write_json(results, tmp_path / "results.json")  # what `preuve analyze --json` writes
     out = tmp_path / "notebook.json"
     _execute("01_reproduire_le_rapport.ipynb", {
-        "PROTOCOL": str(PROTOCOL), "UNITS": str(files.units), "OUTCOMES": str(files.outcomes),
+        "PROTOCOL": str(path), "UNITS": str(files.units), "OUTCOMES": str(files.outcomes),
         "USAGE": str(files.usage), "RESULTS_JSON": str(tmp_path / "results.json"),
         "OUTPUT_JSON": str(out)})
-    numbers = json.loads(out.read_text(encoding="utf-8"))["notebook"]
+    by_contrast = json.loads(out.read_text(encoding="utf-8"))["notebook"]
     report = to_json_dict(results)
-    (primary,) = [e for e in report["effects"]
-                  if e["role"] == "primary" and e["estimand"] == "ITT"]
-    for key in ("estimate", "std_error", "ci_low", "ci_high", "p_value", "df", "hedges_g",
-                "hedges_g_ci_low", "hedges_g_ci_high", "months_progress"):
-        assert numbers[key] == pytest.approx(primary[key], rel=RTOL, abs=1e-12), \
-            f"notebook {key} != report {key}"
-    attrition = {a["level"]: a for a in report["checks"]["attrition"]}
-    for level, name in (("learner", "learners"), ("unit", "units")):
-        for kind in ("overall", "differential"):
-            assert numbers[f"attrition_{name}_{kind}"] == pytest.approx(
-                attrition[level][kind], rel=RTOL, abs=1e-12), f"attrition {level} {kind}"
-    # And the number the programme officer reads in the summary sentence.
+    primary = {e["contrast"]: e for e in report["effects"] if e["role"] == "primary"
+               and e["estimand"] == "ITT" and not e.get("subgroup")}
+    treated = [a.name for a in protocol.arms if not a.control]
+    assert sorted(by_contrast) == sorted(primary) and len(primary) == len(treated)
+    for contrast, numbers in by_contrast.items():
+        for key in ("estimate", "std_error", "ci_low", "ci_high", "p_value", "p_adjusted", "df",
+                    "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high", "months_progress"):
+            assert numbers[key] == pytest.approx(primary[contrast][key], rel=RTOL, abs=1e-12), \
+                f"{contrast}: notebook {key} != report {key}"
+        attrition = {a["level"]: a for a in report["checks"]["attrition"]
+                     if a["contrast"] == contrast}
+        for level, name in (("learner", "learners"), ("unit", "units")):
+            for kind in ("overall", "differential"):
+                assert numbers[f"attrition_{name}_{kind}"] == pytest.approx(
+                    attrition[level][kind], rel=RTOL, abs=1e-12), \
+                    f"{contrast}: attrition {level} {kind}"
+    # And the numbers the programme officer reads in the summary: one per treated arm.
     page = render_report(results, protocol=protocol)
-    shown = re.search(r"progressé de ([\d,]+) points? de (plus|moins)", page)
-    assert shown is not None
-    sign = 1 if shown.group(2) == "plus" else -1
-    assert sign * float(shown.group(1).replace(",", ".")) == round(numbers["estimate"], 1)
+    shown = re.findall(r"progressé de ([\d,]+) points? de (plus|moins)", page)
+    assert len(shown) == len(treated)
+    for (value, direction), arm in zip(shown, treated, strict=True):
+        sign = 1 if direction == "plus" else -1
+        estimate = by_contrast[f"{arm} vs {protocol.control_arm.name}"]["estimate"]
+        assert sign * float(value.replace(",", ".")) == round(estimate, 1)
 
 
 def _events() -> list[StoredEvent]:

@@ -456,8 +456,15 @@ def test_run_records_hold_what_they_used_and_reports_are_immutable(settings: Set
     # What the run used.
     assert (first.protocol_version, first.protocol_sha256) == (1, protocol.sha256)
     store = ExperimentStore(settings, EXPERIMENT)
-    assert first.watermark["stored_events"] == store.count_events() == 16 * 20 * 2 + 8 * 20 * 5
-    assert first.watermark["latest_event_at"] == at("2028-06-05T09:00:00+02:00").isoformat()
+    assert store.count_events() == 16 * 20 * 2 + 8 * 20 * 5
+    # The run read the data of its due time (Monday 4 October 2027, 06:00 Paris), not
+    # the whole store: the 320 baseline scores of September; neither the endline scores of
+    # June 2028 nor the usage from 5 October on.
+    due = at("2027-10-04T06:00:00+02:00")
+    assert first.watermark["cutoff"] == due.isoformat()
+    assert first.watermark["stored_events"] == 16 * 20
+    assert first.watermark["latest_event_at"] == at("2027-09-15T09:00:00+02:00").isoformat()
+    assert second.watermark["stored_events"] == 16 * 20 + 8 * 20  # one week of usage more
     assert first.watermark["kafka"]["topic"] == settings.topics.events
     assert set(first.software) == {"preuve", "python", "numpy", "scipy", "statsmodels",
                                    "pandas"}

@@ -142,7 +142,10 @@ def test_tiny_trial_is_suppressed_not_crashed(tmp_path: Path) -> None:
     files = simulate_trial(tmp_path / "tiny", n_units=4, pupils_per_unit=4, usage_weeks=0)
     out = tmp_path / "results.json"
     result = _analyze(files, "--json", str(out))
-    assert result.exit_code == 0, result.output
+    # No primary effect: exit 3, saying why; the JSON is written all the same.
+    assert result.exit_code == 3, result.output
+    assert "lectio vs usual: not estimated (suppressed: fewer than 10 learners" in result.stdout
+    assert result.stdout.rstrip().endswith("no primary effect could be estimated")
     data = json.loads(out.read_text(encoding="utf-8"))
     for effect in data["effects"]:
         assert effect["estimate"] is None and effect["reason"]
@@ -211,3 +214,25 @@ def test_monitoring_shows_no_effect_and_interim_warns(trial: SimulatedFiles,
     data = json.loads(out.read_text(encoding="utf-8"))
     assert any("intermédiaire" in w for w in data["warnings"])
     assert any(isinstance(e["estimate"], float) for e in data["effects"])
+
+
+def test_a_one_screen_summary_says_what_was_estimated(trial: SimulatedFiles,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = _analyze(trial, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert 3 <= len(lines) <= 24, lines  # one screen
+    data = json.loads(out.read_text(encoding="utf-8"))
+    (primary,) = [e for e in data["effects"] if e["role"] == "primary"]
+    (line,) = [s for s in lines if s.startswith("primary fluence, lectio vs usual:")]
+    assert f"{primary['estimate']:+.2f} points" in line and line.endswith(
+        ("positive", "negative", "not established")), line
+    # Without --json the JSON goes to standard output, the summary to standard error.
+    bare = _analyze(trial)
+    assert bare.exit_code == 0
+    assert json.loads(bare.stdout)["effects"] and "primary fluence" in bare.stderr
+    # A monitoring analysis estimates nothing by design: exit 0.
+    monitoring = _analyze(trial, "--analysis", "monitoring", "--json", str(out))
+    assert monitoring.exit_code == 0, monitoring.output
+    assert "no effect is estimated by design" in monitoring.stdout

@@ -493,7 +493,7 @@ def test_no_cell_under_10_pupils(small_trial: Trial) -> None:
     assert "< 10" in _visible(page)  # some cells of this small trial are suppressed
     counts = _pupil_counts(page)
     assert counts, "no pupil count found"
-    assert all(n >= 10 for n in counts), counts
+    assert all(n == 0 or n >= 10 for n in counts), counts
     view = build_view(small_trial.results, protocol=small_trial.protocol,
                       context=small_trial.context)
     cells = [n for f in view["usage"]["funnels"] for label, n in f["steps"]
@@ -502,9 +502,11 @@ def test_no_cell_under_10_pupils(small_trial: Trial) -> None:
     cells += [cell for row in view["credibility"]["consort_rows"] for cell in row[3:]]
     assert cells
     for cell in cells:
-        assert cell == "< 10" or int(cell.replace("\u202f", "")) >= 10, cells
+        assert cell == "< 10" or int(cell.replace("\u202f", "")) in (0, *range(10, 10**6)), \
+            cells
     for week in small_trial.context.weekly_usage:
-        assert week.active_learners is None or week.active_learners >= 10
+        assert week.active_learners is None or week.active_learners == 0 or \
+            week.active_learners >= 10
 
 
 # --- form ------------------------------------------------------------------------------
@@ -652,8 +654,9 @@ def test_funnel_from_a_store_tells_logins_from_real_use(trial: Trial) -> None:
     assert "Élèves s'étant connectés 30 Élèves avec un usage actif 22" in text
     assert "Classes ayant activé la ressource 2" in text
     assert "Les connexions sans activité ne figurent pas" not in text  # logins are known
+    # No control pupil was active that week: 0 is a number, shown (not a small cell).
     assert context.weekly_usage[1].arm == "usual" and context.weekly_usage[1].active_learners \
-        is None
+        == 0
 
 
 def test_report_names_each_rule_source_and_the_method_rules(french: str) -> None:

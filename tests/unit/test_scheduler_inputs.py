@@ -330,3 +330,105 @@ def test_scheduled_inputs_of_a_protocol_without_pretest(settings: Settings,
     assert sum(v or 0 for v in every.randomised.values()) == 80  # 4 classes × 20 pupils
     assert every.overall == pytest.approx(1 - 36 / 80, rel=1e-12)
     assert results.design["pretest"] == {"fluence": None}
+
+
+def test_an_interim_run_again_after_later_data_gives_the_same_results(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A run due at T reads what occurred and was stored by T: computed again after more
+    data arrived (late events of before T, events after T, usage), its results JSON is the
+    one recorded; without the cut-off the same store gives other numbers."""
+    import json
+
+    from experiments.runs.records import reproduce_run
+
+    text = TEXT.replace("{analysis: interim, at: 2028-01-15}",
+                        "{analysis: interim, at: 2028-06-20}")
+    engine, protocol, arms = setup(settings, text)
+    transition_experiment(engine, EXPERIMENT, "running")
+    store = ExperimentStore(settings, EXPERIMENT)
+    due = due_time(date(2028, 6, 20))
+
+    noise = np.random.default_rng(7)  # scores that no model fits exactly
+
+    def batch(when: str, shift: float, learners: range) -> list[StoredEvent]:
+        out = []
+        for class_id, arm in sorted(arms.items()):
+            for k in learners:
+                learner = f"{class_id}-{k}"
+                out.append(scored(learner, class_id, arm, "2027-09-10T09:00:00+02:00", 40.0 + k))
+                out.append(scored(learner, class_id, arm, when,
+                                  50.0 + k + float(noise.normal(0.0, 2.0))
+                                  + (shift if arm == "lectio" else 0.0)))
+                out.append(StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"),
+                                       "lectio", learner, class_id, "0780000A", arm,
+                                       "activity_completed", "ex", 60.0 * (k + 1),
+                                       is_usage=True))
+        return out
+
+    # By T: 12 pupils per class, endline on 1 June, stored on 2 June.
+    store.write_events(batch("2028-06-01T09:00:00+02:00", 3.0, range(12)),
+                       at("2028-06-02T18:00:00+02:00"))
+    record = perform_run(settings, AnalysisRequest.of(ScheduledRun(
+        EXPERIMENT, "interim", due, 1, protocol.sha256, "at: 2028-06-20")), engine)
+    assert record.status == "done", record.reason
+    assert record.watermark["cutoff"] == due.isoformat()
+    recorded = json.loads(record.results_json or "{}")
+    assert recorded["effects"][0]["estimate"] is not None, recorded["effects"][0]["reason"]
+
+    # Later: pupils assessed before T whose scores arrived after T, pupils assessed after
+    # T, and more usage of October stored after T.
+    store.write_events(batch("2028-06-12T09:00:00+02:00", 9.0, range(12, 20)),
+                       at("2028-06-25T18:00:00+02:00"))
+    store.write_events(batch("2028-06-22T09:00:00+02:00", -6.0, range(20, 30)),
+                       at("2028-06-22T18:00:00+02:00"))
+    assert reproduce_run(settings, record, engine) == recorded
+    # The same through the CLI an auditor runs.
+    from typer.testing import CliRunner
+
+    from experiments.cli.app import app
+    from experiments.cli.runs import _differences
+
+    env = {"PREUVE_STATE_DIR": str(settings.state_dir)}
+    result = CliRunner().invoke(app, ["runs", "reproduce", record.run_id, "--experiment",
+                                      EXPERIMENT], env=env)
+    assert result.exit_code == 0, result.output
+    assert "identical results (data as of 2028-06-20T04:00:00+00:00)" in result.output
+    listed = CliRunner().invoke(app, ["runs", "list", EXPERIMENT], env=env)
+    assert listed.exit_code == 0 and record.run_id in listed.output
+    assert _differences({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == [
+        ".a[1].b: recorded 2, now 3"]
+
+    everything = read_analysis_inputs(settings, engine, protocol, tmp_path)
+    later = run_analysis(everything.plan, everything.units, everything.outcomes,
+                         everything.usage, analysis="interim")
+    assert later.effects[0].estimate != pytest.approx(recorded["effects"][0]["estimate"])
+
+
+def test_a_cutoff_after_everything_reads_what_the_store_holds(settings: Settings,
+                                                              tmp_path: Path) -> None:
+    """Usage summed from the events by the cut-off equals the store's daily aggregate when
+    every event is in; enrollments after the cut-off are not seen."""
+    engine, protocol, arms = setup(settings)
+    events = []
+    for class_id, arm in arms.items():
+        for k in range(11):
+            learner = f"{class_id}-{k}"
+            events.append(scored(learner, class_id, arm, "2027-09-10T09:00:00+02:00", 40.0 + k))
+            for day, minutes in (("2027-10-05T23:30:00+02:00", 7), ("2027-10-06T00:30:00+02:00", 5),
+                                 ("2027-11-20T10:00:00+01:00", 11 + k)):
+                events.append(StoredEvent(str(uuid.uuid4()), at(day), "lectio", learner,
+                                          class_id, "0780000A", arm, "activity_completed",
+                                          "ex", 60.0 * minutes, is_usage=True))
+    ExperimentStore(settings, EXPERIMENT).write_events(events, at("2027-12-01T00:00:00+01:00"))
+    (tmp_path / "all").mkdir()
+    (tmp_path / "cut").mkdir()
+    whole = write_analysis_files(settings, engine, protocol, tmp_path / "all")
+    cut = write_analysis_files(settings, engine, protocol, tmp_path / "cut",
+                               cutoff=at("2099-01-01T00:00:00+00:00"))
+    for name in ("units", "outcomes", "usage"):
+        assert rows(getattr(cut, name)) == rows(getattr(whole, name)), name
+    assert len(rows(cut.usage)) == 4 * 11 * 2
+    with pytest.raises(StoreError, match="no class is enrolled yet"):
+        write_analysis_files(settings, engine, protocol, tmp_path / "cut",
+                             cutoff=at("2020-01-01T00:00:00+00:00"))
