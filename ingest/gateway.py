@@ -19,6 +19,11 @@ The gateway also serves the enrollment API of :mod:`experiments.enrollment.api`
 pupil-randomised experiment, ``/assignments``: académie, EdTech, researcher and admin
 tokens, each scoped), published in the same OpenAPI document.
 
+Each record carries the header ``preuve.authority`` naming the key that sent it (role,
+scope, a prefix of its hash: :mod:`ingest.authority`); the worker stores it with the
+event, and analyses take outcomes only from trusted authorities. An ``assessor`` key
+(one experiment) sends only ``assessment_scored`` events of that experiment's measures.
+
 De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identical event
 is answered 202 without a second copy, another content under a known ``event_id`` is a
 409; a request's new receipts are committed before its Kafka write and confirmed after.
@@ -55,6 +60,7 @@ from experiments.access import Principal, authenticate
 from experiments.database import registry_engine
 from experiments.enrollment.api import enrollment_router
 from experiments.settings import Settings
+from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
 from ingest.kafka.producer import new_producer
@@ -82,7 +88,8 @@ _IN_FLIGHT_MARGIN_S = 2.0  # beyond the Kafka timeout, before a pending receipt 
 class EventProducer(Protocol):
     """What the gateway needs of a Kafka producer (kafka-python's ``KafkaProducer``)."""
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+             headers: list[tuple[str, bytes]] | None = None) -> Any: ...
 
     def close(self, timeout: float | None = None) -> None: ...
 
@@ -120,6 +127,8 @@ class _Item:
     event: UsageEvent
     value: bytes
     digest: str
+    authority: str = ""
+    """Who sends it (:attr:`Principal.authority`), the record's ``preuve.authority``."""
 
     @property
     def event_id(self) -> str:
@@ -273,7 +282,7 @@ class _Gateway:
                 ],
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if principal.role not in ("edtech", "admin"):
+        if principal.role not in ("edtech", "admin", "assessor"):
             raise BatchRefused(
                 403,
                 [
@@ -334,9 +343,16 @@ class _Gateway:
             except EventRejected as rejection:
                 problems.append(ItemProblem(index, rejection.field, rejection.reason))
                 continue
-            items.append(_Item(index, event, event.to_json(), _canonical_digest(event)))
+            items.append(_Item(index, event, event.to_json(), _canonical_digest(event),
+                               principal.authority))
         if problems:
             raise BatchRefused(422, problems)
+        if principal.role == "assessor":  # outcome scores of its experiment, nothing else
+            refused = assessor_problems(self.engine, principal,
+                                        [(item.index, item.event) for item in items])
+            if refused:
+                raise BatchRefused(403, refused)
+            return items
         foreign = [
             ItemProblem(
                 item.index,
@@ -426,7 +442,8 @@ class _Gateway:
         deadline = time.monotonic() + self.settings.gateway.kafka_timeout_s
         try:
             futures = [
-                producer.send(topic, key=item.event.class_id.encode(), value=item.value)
+                producer.send(topic, key=item.event.class_id.encode(), value=item.value,
+                              headers=[(AUTHORITY_HEADER, item.authority.encode())])
                 for item in items
             ]
             for future in futures:
