@@ -17,9 +17,15 @@ Re-registering:
   of kind ``update`` listing the changed fields;
 - changes to the design: refused with :class:`RegistryError` naming the fields.
 
-:func:`amend_protocol` records any change, design included, as a new version of kind
-``amendment`` with its stated reason. Every version stays in ``protocol_versions``
-(the audit of the protocol), every state change in ``experiment_transitions``, and
+:func:`amend_protocol` records a change, design included, as a new version of kind
+``amendment`` with its stated reason, except what has frozen as the trial advanced
+(:func:`frozen_changes`): after the first allocation (a row of the allocation log), the
+randomisation's seed and strata, the arms (names, allocation, control) and the
+population; once the intervention has started (state ``running`` or later, or the first
+day of the intervention period reached, whichever comes first), also which outcome is
+primary, the estimand and the primary model. Every amendment is listed, with its date,
+fields and reason, under « Écarts au protocole » in each later report. Every version
+stays in ``protocol_versions`` (the audit of the protocol), every state change in ``experiment_transitions``, and
 both are also written to the core ``audit_log``. Reports quote the version they follow
 (:func:`registered_protocol`).
 """
@@ -30,8 +36,9 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -54,6 +61,7 @@ __all__ = [
     "VersionRecord",
     "amend_protocol",
     "changed_fields",
+    "frozen_changes",
     "get_experiment",
     "register_protocol",
     "registered_protocol",
@@ -431,13 +439,22 @@ def amend_protocol(
     source_yaml: str,
     reason: str,
     actor: str = "researcher:cli",
+    *,
+    today: date | None = None,
 ) -> Registration:
     """Record a change of a registered protocol, design included, with its reason.
+
+    The design freezes as the trial advances (:func:`frozen_changes`): after the first
+    allocation, the randomisation, the arms and the population; once the intervention
+    has started, also which outcome is primary, the estimand and the primary model.
+    ``today`` is the school day (Paris) the intervention's start is compared with
+    (default: today).
 
     Raises
     ------
     RegistryError
-        No reason, an unknown, draft or closed experiment, or nothing changed.
+        No reason, an unknown, draft or closed experiment, nothing changed, or a change
+        of a frozen field (the message names the fields).
     """
     reason = reason.strip()
     if len(reason) < 10:
@@ -463,12 +480,107 @@ def amend_protocol(
         changed = changed_fields(
             json.loads(current.canonical_json), protocol.model_dump(mode="json")
         )
+        refused = _frozen_refusal(session, row, current, protocol, today)
+        if refused is not None:
+            raise refused
         version = _add_version(
             session, row, protocol, source_yaml, "amendment", actor, reason=reason, changed=changed
         )
         _commit(session, protocol.id)
     logger.info("experiment %s: amendment, version %d", protocol.id, version)
     return Registration(protocol.id, version, protocol.sha256, "amended", tuple(changed))
+
+
+# --- what freezes as the trial advances ---------------------------------------------
+
+#: States in which the intervention has started, whatever the calendar says.
+_STARTED_STATES = ("running", "analysing", "closed")
+_SCHOOL_TIMEZONE = ZoneInfo("Europe/Paris")
+_ALLOCATIONS = sa.table("allocation_log", sa.column("experiment_id"),
+                        sa.column("allocated_at"))
+
+
+def _arm_fields(old: Protocol, new: Protocol) -> list[str]:
+    """The arms' frozen fields that differ: names, allocation, control (descriptions are
+    free)."""
+    if len(old.arms) != len(new.arms):
+        return ["arms"]
+    return [f"arms[{i}].{key}" for i, (a, b) in enumerate(zip(old.arms, new.arms, strict=True))
+            for key in ("name", "allocation", "control") if getattr(a, key) != getattr(b, key)]
+
+
+def frozen_changes(old: Protocol, new: Protocol, *, allocated: bool, started: bool
+                   ) -> list[str]:
+    """The fields changed from ``old`` to ``new`` that may no longer change.
+
+    After the first allocation (``allocated``): the randomisation's seed and strata, the
+    arms (names, allocation, control) and the population (unit, levels, académies,
+    criteria, attributes): changing them would change who is in which arm, or who the
+    finding is about, after the draw. Once the intervention has started (``started``):
+    also which outcome is primary, the estimand and the primary model, so that nobody
+    picks them after seeing data.
+
+    Examples
+    --------
+    >>> from experiments.protocol.language import load_protocol
+    >>> old = load_protocol("protocols/fluence-cp-2027.yaml")
+    >>> new = old.model_copy(update={"randomisation": old.randomisation.model_copy(
+    ...     update={"seed": 1})})
+    >>> frozen_changes(old, new, allocated=True, started=False)
+    ['randomisation.seed']
+    >>> frozen_changes(old, new, allocated=False, started=False)
+    []
+    """
+    fields: list[str] = []
+    if allocated:
+        fields += [f"randomisation.{key}" for key in ("seed", "strata")
+                   if getattr(old.randomisation, key) != getattr(new.randomisation, key)]
+        fields += _arm_fields(old, new)
+        fields += [f"population.{f}" for f in changed_fields(
+            old.population.model_dump(mode="json"), new.population.model_dump(mode="json"))]
+    if started:
+        if old.primary_outcome.id != new.primary_outcome.id:
+            fields.append(f"outcomes[].primary ({old.primary_outcome.id} → "
+                          f"{new.primary_outcome.id})")
+        fields += [f"analysis.{key}" for key in ("estimand", "model")
+                   if getattr(old.analysis, key) != getattr(new.analysis, key)]
+    return fields
+
+
+def _frozen_refusal(session: Session, row: ExperimentRow, current: ProtocolVersionRow,
+                    protocol: Protocol, today: date | None) -> RegistryError | None:
+    """The refusal of an amendment that touches a frozen field, or None.
+
+    The intervention has started when the experiment is ``running`` (or later), or when
+    the school day is on or after the start of the intervention period of the version in
+    force, whichever comes first: a late ``preuve protocol advance`` must not leave the
+    primary outcome open while pupils already use the resource.
+    """
+    old = parse_protocol(current.source_yaml, f"{row.id}@v{row.current_version}")
+    first = session.scalar(sa.select(sa.func.min(_ALLOCATIONS.c.allocated_at))
+                           .where(_ALLOCATIONS.c.experiment_id == row.id))
+    day = today or datetime.now(_SCHOOL_TIMEZONE).date()
+    started = row.state in _STARTED_STATES or day >= old.periods.intervention.start
+    by_allocation = frozen_changes(old, protocol, allocated=first is not None, started=False)
+    by_start = frozen_changes(old, protocol, allocated=False, started=started)
+    if not by_allocation and not by_start:
+        return None
+    why = []
+    if by_allocation:
+        why.append(f"{', '.join(by_allocation)} (frozen since the first allocation, "
+                   f"{_day_of(first)})")
+    if by_start:
+        why.append(f"{', '.join(by_start)} (frozen since the intervention started: state "
+                   f"{row.state}, intervention period from {old.periods.intervention.start})")
+    return RegistryError(
+        f"{row.id}: an amendment cannot change {'; nor '.join(why)}. Other changes stay "
+        "possible with a reason.",
+        field=(by_allocation or by_start)[0],
+    )
+
+
+def _day_of(moment: Any) -> str:
+    return moment.date().isoformat() if isinstance(moment, datetime) else str(moment)[:10]
 
 
 def transition_experiment(
