@@ -25,9 +25,9 @@ population; once the intervention has started (state ``running`` or later, or th
 day of the intervention period reached, whichever comes first), also which outcome is
 primary, the estimand and the primary model. Every amendment is listed, with its date,
 fields and reason, under « Écarts au protocole » in each later report. Every version
-stays in ``protocol_versions`` (the audit of the protocol), every state change in ``experiment_transitions``, and
-both are also written to the core ``audit_log``. Reports quote the version they follow
-(:func:`registered_protocol`).
+stays in ``protocol_versions`` (the audit of the protocol), every state change in
+``experiment_transitions``, and both are also written to the core ``audit_log``.
+Reports quote the version they follow (:func:`registered_protocol`).
 """
 
 from __future__ import annotations
