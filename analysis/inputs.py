@@ -95,6 +95,10 @@ class AnalysisPlan:
     """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
     cluster_correction: ClusterCorrection = "cr1-strata"
     """Small-sample factor of the cluster-robust errors (see ``analysis/_ols.py``)."""
+    developer_outcomes: tuple[str, ...] = ()
+    """Outcomes whose scores come from the evaluated resource itself (the protocol's
+    ``outcomes[].source``): measures designed by the developer, a threat to validity that
+    reports flag and the evidence rating deducts (:mod:`analysis.report.rating`)."""
 
     def __post_init__(self) -> None:
         check_option(self.unit, UnitLevel, "population.unit")
@@ -182,6 +186,8 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
         subgroups=tuple(str(s) for s in (_get(analysis, "subgroups") or [])),
         min_active_minutes=None if minutes is None else float(minutes),
         design=str(_get(_get(protocol, "design"), "type", "parallel")),  # type: ignore[arg-type]
+        developer_outcomes=tuple(str(_get(o, "id")) for o in _get(protocol, "outcomes", [])
+                                 if _get(o, "source") is not None),
     )
 
 

@@ -184,6 +184,7 @@ def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
         "effect_size": "Hedges' g on the pooled within-arm SD of the outcome, "
                        "J = 1 - 3/(4N - 9) (WWC); months of progress: EEF Toolkit table",
         "suppression": "cells of fewer than 10 pupils are not shown",
+        "developer_outcomes": list(plan.developer_outcomes),
     }
 
 

@@ -34,7 +34,12 @@ The Education Endowment Foundation rates how secure a trial's finding is with pa
      mismatch, χ² p < 0.001): the randomisation may not have been followed;
    - one padlock when fewer than 20 units were analysed: with so few clusters the
      cluster-robust interval is fragile (Cameron & Miller 2015 discuss "few clusters"
-     from around 20–50).
+     from around 20–50);
+   - one padlock when the primary outcome is measured by the evaluated resource itself
+     (the protocol declares it as the outcome's ``source``; ``design.developer_outcomes``
+     in the results): a measure designed by the developer. A rule of Preuve's own: the
+     EEF counts such measures among the threats to validity, but we found no published
+     padlock count for them (:func:`developer_measure_step`).
 5. No primary estimate: 0.
 
 The rule is a pure function of the results JSON, so a reader can recompute it.
@@ -55,6 +60,7 @@ __all__ = [
     "EvidenceRating",
     "RatingStep",
     "attrition_padlocks",
+    "developer_measure_step",
     "mdes_from_interval",
     "mdes_padlocks",
     "rate_evidence",
@@ -186,7 +192,27 @@ def rate_evidence(results: Mapping[str, Any]) -> EvidenceRating:
     if results.get("design", {}).get("unit") != "learner" and units < FEW_UNITS:
         steps.append(RatingStep("minus_few_units", -1, float(units)))
         padlocks -= 1
+    developer = developer_measure_step(results, outcome)
+    if developer is not None:
+        steps.append(developer)
+        padlocks += developer.padlocks
     return EvidenceRating(max(0, padlocks), tuple(steps))
+
+
+def developer_measure_step(results: Mapping[str, Any], outcome: str) -> RatingStep | None:
+    """−1 padlock when ``outcome`` (the primary one) is measured by the evaluated resource
+    itself (``design.developer_outcomes``); None otherwise. Règle propre à Preuve.
+
+    Examples
+    --------
+    >>> developer_measure_step({"design": {"developer_outcomes": ["fluence"]}}, "fluence")
+    RatingStep(key='minus_developer_measure', padlocks=-1, value=None)
+    >>> developer_measure_step({"design": {}}, "fluence") is None
+    True
+    """
+    if outcome in (results.get("design", {}).get("developer_outcomes") or []):
+        return RatingStep("minus_developer_measure", -1)
+    return None
 
 
 def _num(value: Any) -> float:
