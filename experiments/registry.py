@@ -500,50 +500,55 @@ _ALLOCATIONS = sa.table("allocation_log", sa.column("experiment_id"),
                         sa.column("allocated_at"))
 
 
-def _arm_fields(old: Protocol, new: Protocol) -> list[str]:
+def _arm_fields(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+                ) -> list[str]:
     """The arms' frozen fields that differ: names, allocation, control (descriptions are
     free)."""
-    if len(old.arms) != len(new.arms):
+    if len(old) != len(new):
         return ["arms"]
-    return [f"arms[{i}].{key}" for i, (a, b) in enumerate(zip(old.arms, new.arms, strict=True))
-            for key in ("name", "allocation", "control") if getattr(a, key) != getattr(b, key)]
+    return [f"arms[{i}].{key}" for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for key in ("name", "allocation", "control") if a.get(key) != b.get(key)]
 
 
-def frozen_changes(old: Protocol, new: Protocol, *, allocated: bool, started: bool
-                   ) -> list[str]:
-    """The fields changed from ``old`` to ``new`` that may no longer change.
+def _primary(dump: Mapping[str, Any]) -> str | None:
+    return next((o["id"] for o in dump.get("outcomes", []) if o.get("primary")), None)
+
+
+def frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, allocated: bool,
+                   started: bool) -> list[str]:
+    """The fields changed from ``old`` to ``new`` (canonical dumps of two versions:
+    ``Protocol.model_dump(mode="json")``) that may no longer change.
 
     After the first allocation (``allocated``): the randomisation's seed and strata, the
     arms (names, allocation, control) and the population (unit, levels, académies,
-    criteria, attributes): changing them would change who is in which arm, or who the
+    criteria, attributes): changing them would change who is in which arm, or whom the
     finding is about, after the draw. Once the intervention has started (``started``):
     also which outcome is primary, the estimand and the primary model, so that nobody
-    picks them after seeing data.
+    picks them after seeing data. Compared on the dumps, so that a version registered
+    under older validation rules is compared all the same.
 
     Examples
     --------
     >>> from experiments.protocol.language import load_protocol
-    >>> old = load_protocol("protocols/fluence-cp-2027.yaml")
-    >>> new = old.model_copy(update={"randomisation": old.randomisation.model_copy(
-    ...     update={"seed": 1})})
+    >>> old = load_protocol("protocols/fluence-cp-2027.yaml").model_dump(mode="json")
+    >>> new = {**old, "randomisation": {**old["randomisation"], "seed": 1}}
     >>> frozen_changes(old, new, allocated=True, started=False)
     ['randomisation.seed']
-    >>> frozen_changes(old, new, allocated=False, started=False)
+    >>> frozen_changes(old, new, allocated=False, started=True)
     []
     """
     fields: list[str] = []
     if allocated:
         fields += [f"randomisation.{key}" for key in ("seed", "strata")
-                   if getattr(old.randomisation, key) != getattr(new.randomisation, key)]
-        fields += _arm_fields(old, new)
-        fields += [f"population.{f}" for f in changed_fields(
-            old.population.model_dump(mode="json"), new.population.model_dump(mode="json"))]
+                   if old["randomisation"].get(key) != new["randomisation"].get(key)]
+        fields += _arm_fields(old["arms"], new["arms"])
+        fields += [f"population.{f}"
+                   for f in changed_fields(old["population"], new["population"])]
     if started:
-        if old.primary_outcome.id != new.primary_outcome.id:
-            fields.append(f"outcomes[].primary ({old.primary_outcome.id} → "
-                          f"{new.primary_outcome.id})")
+        if _primary(old) != _primary(new):
+            fields.append(f"outcomes[].primary ({_primary(old)} → {_primary(new)})")
         fields += [f"analysis.{key}" for key in ("estimand", "model")
-                   if getattr(old.analysis, key) != getattr(new.analysis, key)]
+                   if old["analysis"].get(key) != new["analysis"].get(key)]
     return fields
 
 
@@ -556,13 +561,15 @@ def _frozen_refusal(session: Session, row: ExperimentRow, current: ProtocolVersi
     force, whichever comes first: a late ``preuve protocol advance`` must not leave the
     primary outcome open while pupils already use the resource.
     """
-    old = parse_protocol(current.source_yaml, f"{row.id}@v{row.current_version}")
+    old = json.loads(current.canonical_json)
+    new = protocol.model_dump(mode="json")
     first = session.scalar(sa.select(sa.func.min(_ALLOCATIONS.c.allocated_at))
                            .where(_ALLOCATIONS.c.experiment_id == row.id))
     day = today or datetime.now(_SCHOOL_TIMEZONE).date()
-    started = row.state in _STARTED_STATES or day >= old.periods.intervention.start
-    by_allocation = frozen_changes(old, protocol, allocated=first is not None, started=False)
-    by_start = frozen_changes(old, protocol, allocated=False, started=started)
+    start = date.fromisoformat(old["periods"]["intervention"]["start"])
+    started = row.state in _STARTED_STATES or day >= start
+    by_allocation = frozen_changes(old, new, allocated=first is not None, started=False)
+    by_start = frozen_changes(old, new, allocated=False, started=started)
     if not by_allocation and not by_start:
         return None
     why = []
@@ -571,7 +578,7 @@ def _frozen_refusal(session: Session, row: ExperimentRow, current: ProtocolVersi
                    f"{_day_of(first)})")
     if by_start:
         why.append(f"{', '.join(by_start)} (frozen since the intervention started: state "
-                   f"{row.state}, intervention period from {old.periods.intervention.start})")
+                   f"{row.state}, intervention period from {start})")
     return RegistryError(
         f"{row.id}: an amendment cannot change {'; nor '.join(why)}. Other changes stay "
         "possible with a reason.",

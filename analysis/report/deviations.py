@@ -5,10 +5,12 @@ date, the fields it changed and its reason (``ReportContext.amendments``, from t
 registry's versions: :func:`analysis.report.context.amendments_from_versions`); so is
 every deviation recorded in words, and every outcome measured by the evaluated resource
 itself (``outcomes[].source`` in the protocol; ``design.developer_outcomes`` in the
-results JSON), a threat to validity: a measure designed by the developer tends to favour
-the resource it comes with (the WWC and the EEF both treat over-aligned outcome measures
-as a threat). « Aucun écart au protocole signalé » only when there is none of these and
-the run's record is known.
+results JSON), a threat to validity: a measure designed by the developer may favour the
+resource it comes with (the WWC's standards do not accept an outcome measure over-aligned
+with the intervention; Preuve keeps the estimate but flags it and the rating deducts).
+« Aucun écart au protocole signalé » only when there is none of these and the run's
+record is known. The section ends with how many assessment scores from an untrusted
+source were counted as usage (the run's watermark, ``assessments_as_usage``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ DEVIATION_MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "favoriser le groupe qui utilise la ressource.",
         "no_deviation": "Aucun écart au protocole signalé.",
         "unknown": "Écarts au protocole non connus : analyse produite hors du registre.",
+        "as_usage": "{n} scores d'évaluation venus d'une source que le protocole ne reconnaît "
+                    "pas pour les résultats (par exemple les quiz de la ressource) sont "
+                    "comptés comme usage, jamais comme résultats.",
     },
     "en": {
         "amendment": "Amendment v{version} of {at}: {reason} (fields changed: {fields})",
@@ -41,6 +46,9 @@ DEVIATION_MESSAGES: Final[dict[str, dict[str, str]]] = {
         "no_deviation": "No deviation from the protocol reported.",
         "unknown": "Deviations from the protocol unknown: analysis produced outside the "
                    "registry.",
+        "as_usage": "{n} assessment scores from a source the protocol does not accept for "
+                    "outcomes (for instance the resource's quizzes) are counted as usage, "
+                    "never as outcomes.",
     },
 }
 
@@ -74,4 +82,8 @@ def deviation_lines(context: ReportContext, results: Mapping[str, Any], lang: st
     if not lines:
         lines.append(messages["no_deviation"] if context.protocol_version is not None
                      else messages["unknown"])
+    # Not a deviation, but where the scores the analysis left aside went (provenance).
+    as_usage = context.watermark.get("assessments_as_usage")
+    if isinstance(as_usage, int) and as_usage > 0:
+        lines.append(messages["as_usage"].format(n=as_usage))
     return lines

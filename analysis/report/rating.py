@@ -37,9 +37,9 @@ The Education Endowment Foundation rates how secure a trial's finding is with pa
      from around 20–50);
    - one padlock when the primary outcome is measured by the evaluated resource itself
      (the protocol declares it as the outcome's ``source``; ``design.developer_outcomes``
-     in the results): a measure designed by the developer. A rule of Preuve's own: the
-     EEF counts such measures among the threats to validity, but we found no published
-     padlock count for them (:func:`developer_measure_step`).
+     in the results): a measure designed by the developer (the WWC's standards do not
+     accept an outcome over-aligned with the intervention). A rule of Preuve's own: we
+     found no published padlock count for it (:func:`developer_measure_step`).
 5. No primary estimate: 0.
 
 The rule is a pure function of the results JSON, so a reader can recompute it.

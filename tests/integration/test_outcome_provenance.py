@@ -111,11 +111,18 @@ def _analyze(tmp_path: Path, units: Path, outcomes: Path, name: str) -> float:
     return _primary(json.loads(out.read_text(encoding="utf-8")))
 
 
-def _final(settings: Settings, registry: sa.Engine, sha: str, day: date) -> float:
+def _final(settings: Settings, registry: sa.Engine, sha: str, day: date,
+           as_usage: int) -> float:
+    """The primary estimate of a final run; its record and report say how many scores
+    were left to usage."""
     run = ScheduledRun(EXPERIMENT, "final", due_time(day), 1, sha, "at: 2028-06-30")
     record = perform_run(settings, AnalysisRequest.of(run), registry)
     assert record.status == "done", record.reason
-    assert record.json_path is not None
+    assert record.json_path is not None and record.html_path is not None
+    assert record.watermark["assessments_as_usage"] == as_usage
+    page = Path(record.html_path).read_text(encoding="utf-8")
+    assert f"{as_usage} scores d&#39;évaluation venus d&#39;une source" in page \
+        or f"{as_usage} scores d'évaluation venus d'une source" in page
     return _primary(json.loads(Path(record.json_path).read_text(encoding="utf-8")))
 
 
@@ -164,7 +171,7 @@ def test_forged_edtech_scores_are_usage_and_assessor_scores_are_outcomes(
 
             # The final run ignores the EdTech's scores: equal to the official file alone.
             alone = _analyze(tmp_path, units, official, "official")
-            first = _final(settings, registry, protocol.sha256, date(2028, 6, 30))
+            first = _final(settings, registry, protocol.sha256, date(2028, 6, 30), len(forged))
             assert abs(first - alone) <= TOLERANCE, (first, alone)
             # ... and they would have moved it (the test is not vacuous).
             with_forged = _write(tmp_path / "with-forged.csv", [
@@ -197,7 +204,7 @@ def test_forged_edtech_scores_are_usage_and_assessor_scores_are_outcomes(
         {"learner_id": e["learner_id"], "unit_id": e["class_id"], "measure": "fluence",
          "wave": "endline", "score": str(e["score"])}
         for e in again if e["learner_id"] in missing)])
-    used = _final(settings, registry, protocol.sha256, date(2028, 7, 1))
+    used = _final(settings, registry, protocol.sha256, date(2028, 7, 1), len(forged))
     expected = _analyze(tmp_path, units, completed, "completed")
     assert abs(used - expected) <= TOLERANCE, (used, expected)
     assert abs(used - first) > TOLERANCE  # the assessor's scores changed the estimate

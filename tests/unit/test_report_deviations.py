@@ -120,6 +120,16 @@ def test_a_developer_made_primary_outcome_is_flagged_and_costs_a_padlock(
     assert "règle propre à Preuve" in html.unescape(page)
 
 
+def test_scores_counted_as_usage_are_said_without_hiding_no_deviation() -> None:
+    context = ReportContext(protocol_version=1, watermark={"assessments_as_usage": 180})
+    assert deviation_lines(context, {}, "fr") == [
+        "Aucun écart au protocole signalé.",
+        "180 scores d'évaluation venus d'une source que le protocole ne reconnaît pas pour "
+        "les résultats (par exemple les quiz de la ressource) sont comptés comme usage, "
+        "jamais comme résultats.",
+    ]
+
+
 def test_deviation_lines_in_english_and_outside_the_registry() -> None:
     context = ReportContext(protocol_version=3, amendments=(
         Amendment(2, "2027-10-02", "window extended", ("enrollment.closes",)),
