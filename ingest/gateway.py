@@ -153,7 +153,8 @@ _ApiKey = Annotated[str | None, Depends(_api_key)]
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": Refusal, "description": "The body is not JSON, or not an object or array."},
     401: {"model": Refusal, "description": "No valid API key."},
-    403: {"model": Refusal, "description": "An item of another resource than the key's."},
+    403: {"model": Refusal, "description": "An item of another resource than the key's; "
+          "for an assessor key, an item that is not an outcome score of its experiment."},
     409: {"model": Refusal, "description": "An event_id already received with other content."},
     413: {"model": Refusal, "description": "Too many items or bytes in one request."},
     422: {"model": Refusal, "description": "Items break the contract (each listed)."},
@@ -547,7 +548,10 @@ def create_app(
         version="1",
         summary="EdTech resources send pupils' usage events (contract v1 or xAPI).",
         description=(
-            "Each EdTech company has an API key scoped to its `resource_id`. " + _ALL_OR_NOTHING
+            "Each EdTech company has an API key scoped to its `resource_id`. An assessor "
+            "key (the evaluation team, scoped to one experiment) sends only "
+            "`assessment_scored` events of the measures its protocol names: the outcome "
+            "scores; an EdTech's own scores are usage. " + _ALL_OR_NOTHING
         ),
         lifespan=lifespan,
     )
