@@ -1,13 +1,15 @@
 """« Écarts au protocole »: what a report says about the changes since registration.
 
 Every amendment recorded up to the protocol version a run followed is listed with its
-date, the fields it changed and its reason (``ReportContext.amendments``, from the
-registry's versions: :func:`analysis.report.context.amendments_from_versions`); so is
-every deviation recorded in words, and every outcome measured by the evaluated resource
-itself (``outcomes[].source`` in the protocol; ``design.developer_outcomes`` in the
-results JSON), a threat to validity: a measure designed by the developer may favour the
-resource it comes with (the WWC's standards do not accept an outcome measure over-aligned
-with the intervention; Preuve keeps the estimate but flags it and the rating deducts).
+date, the fields it changed and its reason, and so is every update (a re-registration
+that changed fields outside the locked design, such as periods or the schedule), from
+``ReportContext.amendments`` (the registry's versions:
+:func:`analysis.report.context.amendments_from_versions`). So is every deviation recorded
+in words, and every outcome measured by the evaluated resource itself
+(``outcomes[].source`` in the protocol; ``design.developer_outcomes`` in the results
+JSON), a threat to validity: a measure designed by the developer may favour the resource
+it comes with (the WWC's standards do not accept an outcome measure over-aligned with
+the intervention; Preuve keeps the estimate but flags it and the rating deducts).
 « Aucun écart au protocole signalé » only when there is none of these and the run's
 record is known. The section ends with how many assessment scores from an untrusted
 source were counted as usage (the run's watermark, ``assessments_as_usage``).
@@ -25,6 +27,8 @@ __all__ = ["DEVIATION_MESSAGES", "deviation_lines"]
 DEVIATION_MESSAGES: Final[dict[str, dict[str, str]]] = {
     "fr": {
         "amendment": "Avenant v{version} du {at} : {reason} (champs modifiés : {fields})",
+        "update": "Mise à jour v{version} du {at}, hors du plan verrouillé, sans motif "
+                  "déclaré (champs modifiés : {fields})",
         "no_fields": "champs non précisés",
         "developer_measure": "Menace pour la validité : la mesure « {outcome} » provient de "
                              "la ressource évaluée elle-même (une mesure conçue par "
@@ -38,6 +42,8 @@ DEVIATION_MESSAGES: Final[dict[str, dict[str, str]]] = {
     },
     "en": {
         "amendment": "Amendment v{version} of {at}: {reason} (fields changed: {fields})",
+        "update": "Update v{version} of {at}, outside the locked design, no reason stated "
+                  "(fields changed: {fields})",
         "no_fields": "fields not stated",
         "developer_measure": "Threat to validity: the measure “{outcome}” comes from the "
                              "evaluated resource itself (a measure designed by the "
@@ -71,7 +77,7 @@ def deviation_lines(context: ReportContext, results: Mapping[str, Any], lang: st
     """
     messages = DEVIATION_MESSAGES[lang]
     lines = [
-        messages["amendment"].format(
+        messages["update" if a.kind == "update" else "amendment"].format(
             version=a.version, at=a.recorded_at, reason=a.reason or "—",
             fields=", ".join(a.changed_fields) or messages["no_fields"])
         for a in context.amendments

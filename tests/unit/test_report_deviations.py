@@ -131,12 +131,15 @@ def test_scores_counted_as_usage_are_said_without_hiding_no_deviation() -> None:
 
 
 def test_deviation_lines_in_english_and_outside_the_registry() -> None:
-    context = ReportContext(protocol_version=3, amendments=(
+    context = ReportContext(protocol_version=4, amendments=(
         Amendment(2, "2027-10-02", "window extended", ("enrollment.closes",)),
-        Amendment(3, "2027-11-02", None, ())))
+        Amendment(3, "2027-11-02", None, ()),
+        Amendment(4, "2027-11-03", None, ("periods.followup.end",), kind="update")))
     assert deviation_lines(context, {}, "en") == [
         "Amendment v2 of 2027-10-02: window extended (fields changed: enrollment.closes)",
         "Amendment v3 of 2027-11-02: — (fields changed: fields not stated)",
+        "Update v4 of 2027-11-03, outside the locked design, no reason stated (fields "
+        "changed: periods.followup.end)",
     ]
     assert deviation_lines(ReportContext(), {}, "fr") == [
         "Écarts au protocole non connus : analyse produite hors du registre."]
