@@ -10,6 +10,8 @@ The data flow, module by module (nothing is imported here, so ``preuve --help`` 
   (exploratory), ``multiplicity``;
 * checks: ``attrition`` (WWC), ``balance`` (baseline equivalence, sample ratio), ``icc``,
   ``consort``; ``usage`` (usage metrics); ``suppression`` (cells under 10 pupils);
+  ``power`` (PowerUp! MDES) and ``design_mdes`` (the MDES at randomisation the evidence
+  rating reads);
 * ``run`` assembles everything into ``results`` (the JSON contract); ``report`` renders the
   impact report (``report_text``: French and English catalogues, ``report_rating``: the
   evidence rating, ``report_figures``: inline SVG, ``report_context``: usage funnel,

@@ -44,13 +44,14 @@ def analyze(
     """Run a protocol's analysis on CSV files (the researcher's offline path)."""
     from analysis.errors import AnalysisError
     from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
+    from analysis.options import LANGUAGES
     from analysis.results import to_json_dict, write_json
     from analysis.run import run_analysis
     from experiments.errors import ProtocolError
     from experiments.protocol.language import load_protocol
 
-    if lang not in ("fr", "en"):
-        typer.echo(f"--lang: expecting one of ['fr', 'en']. Got {lang!r}", err=True)
+    if lang not in LANGUAGES:
+        typer.echo(f"--lang: expecting one of {list(LANGUAGES)}. Got {lang!r}", err=True)
         raise typer.Exit(code=2)
     try:
         loaded = load_protocol(protocol)

@@ -42,7 +42,12 @@ EEF_MONTHS_TABLE: Final[tuple[tuple[float, float, int], ...]] = (
     # conversion "differs slightly" in the reports of individual EEF-funded projects (EEF,
     # "The EEF's months of additional progress measure", v2.educationendowmentfoundation.
     # org.uk/help/projects/the-eefs-months-progress-measure/); that table's rows are not in
-    # the stored copy, so it could not be compared: Preuve uses the Toolkit's.
+    # the stored copy, so it could not be compared: Preuve uses the Toolkit's, for trial
+    # reports too, and every report names it (methods appendix, issue 15). Searched again
+    # on 2026-12-04 (search tool, pages and docs corpora): the project-report page still
+    # shows its heading without rows. One project report shows the difference: Dialogic
+    # Teaching, addendum (EEF, April 2019), KS2 reading g = +0.03 → 0 months, where the
+    # Toolkit table gives 1 month; so the project table's first row is wider than ±0.01.
     (-0.01, 0.01, 0),
     (0.02, 0.09, 1),
     (0.10, 0.18, 2),

@@ -1,18 +1,24 @@
 """Errors of the analysis package.
 
-    AnalysisError
-     └── InputError           an analysis input file is invalid (carries path, line, field)
+    LocatedError              what every package's base error is: a reason and where
+     └── AnalysisError
+          └── InputError      an analysis input file is invalid (carries path, line, field)
 
 "Cannot estimate" is not an error: estimators return a result with a reason instead.
 """
 
 from __future__ import annotations
 
-__all__ = ["AnalysisError", "InputError"]
+__all__ = ["AnalysisError", "InputError", "LocatedError"]
 
 
-class AnalysisError(Exception):
-    """Base class of every error raised by :mod:`analysis`."""
+class LocatedError(Exception):
+    """An error with its reason and, when known, the file, line and field it is about.
+
+    The base of :class:`AnalysisError` and of ``experiments.errors.ExperimentError``, so
+    that the CLI and the dead-letter writer read ``.path``, ``.line``, ``.field`` and
+    ``.reason`` the same way whichever package raised.
+    """
 
     def __init__(
         self,
@@ -27,6 +33,10 @@ class AnalysisError(Exception):
         self.path = path
         self.line = line
         self.field = field
+
+
+class AnalysisError(LocatedError):
+    """Base class of every error raised by :mod:`analysis`."""
 
 
 class InputError(AnalysisError):

@@ -1,7 +1,7 @@
 """Inputs of an analysis: the plan taken from the protocol, and the offline CSV files.
 
 Raw input is converted once, here, at the edge (gbstats ``process_data_dict``): the files
-of DESIGN.md "Offline analysis files" become typed tables, and every problem is an
+of docs/architecture.md "Offline analysis files" become typed tables, and every problem is an
 :class:`~analysis.errors.InputError` carrying ``path``, ``line``, ``field`` and the value.
 
 Line numbers count the header as line 1, so data row ``i`` (0-based) is line ``i + 2``;
@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from analysis.errors import InputError
 from analysis.options import (
+    AttritionAssumption,
     ClusterCorrection,
     DesignType,
     Estimand,
@@ -35,6 +36,7 @@ from analysis.options import (
 
 __all__ = [
     "AnalysisPlan",
+    "DesignAssumptions",
     "OutcomeSpec",
     "OutcomeTable",
     "UnitTable",
@@ -57,6 +59,20 @@ class OutcomeSpec:
     id: str
     primary: bool
     baseline: str | None = None
+
+
+@dataclass(frozen=True)
+class DesignAssumptions:
+    """The protocol's ``power:`` section: the design's assumptions at randomisation."""
+
+    icc: float = 0.0
+    pupils_per_unit: int = 1
+    r2_learner: float = 0.0
+    r2_unit: float = 0.0
+    power: float = 0.8
+    blocks: int | None = None
+    covariates: int | None = None
+    two_tailed: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,10 @@ class AnalysisPlan:
     """``design.type`` of the protocol (DiD estimates for waitlist and staggered)."""
     cluster_correction: ClusterCorrection = "cr1-strata"
     """Small-sample factor of the cluster-robust errors (see ``analysis/_ols.py``)."""
+    attrition_assumption: AttritionAssumption = "cautious"
+    """WWC attrition boundary (``analysis.attrition_boundary`` of the protocol)."""
+    power: DesignAssumptions | None = None
+    """The protocol's ``power:`` assumptions (the evidence rating's MDES at randomisation)."""
     developer_outcomes: tuple[str, ...] = ()
     """Outcomes whose scores come from the evaluated resource itself (the protocol's
     ``outcomes[].source``): measures designed by the developer, a threat to validity that
@@ -105,6 +125,8 @@ class AnalysisPlan:
         check_option(self.model, Model, "analysis.model")
         check_option(self.cluster_correction, ClusterCorrection, "cluster_correction")
         check_option(self.design, DesignType, "design.type")
+        check_option(self.attrition_assumption, AttritionAssumption,
+                     "analysis.attrition_boundary")
         check_option(self.multiple_comparisons, MultipleComparisons,
                      "analysis.multiple_comparisons")
         for estimand in self.estimands:
@@ -143,7 +165,7 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
     ----------
     protocol : experiments.protocol.language.Protocol
         As returned by ``experiments.protocol.language.load_protocol``; its attributes are named
-        like the YAML keys of DESIGN.md (``protocol.arms[i].control`` …).
+        like the YAML keys of docs/architecture.md (``protocol.arms[i].control`` …).
 
     Returns
     -------
@@ -188,6 +210,26 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
         design=str(_get(_get(protocol, "design"), "type", "parallel")),  # type: ignore[arg-type]
         developer_outcomes=tuple(str(_get(o, "id")) for o in _get(protocol, "outcomes", [])
                                  if _get(o, "source") is not None),
+        attrition_assumption=str(  # type: ignore[arg-type]
+            _get(analysis, "attrition_boundary", "cautious") or "cautious"),
+        power=_design_assumptions(_get(protocol, "power")),
+    )
+
+
+def _design_assumptions(power: Any) -> DesignAssumptions | None:
+    if power is None:
+        return None
+    blocks = _get(power, "blocks")
+    covariates = _get(power, "covariates")
+    return DesignAssumptions(
+        icc=float(_get(power, "icc", 0.0) or 0.0),
+        pupils_per_unit=int(_get(power, "pupils_per_unit", 1) or 1),
+        r2_learner=float(_get(power, "r2_learner", 0.0) or 0.0),
+        r2_unit=float(_get(power, "r2_unit", 0.0) or 0.0),
+        power=float(_get(power, "power", 0.8) or 0.8),
+        blocks=None if blocks is None else int(blocks),
+        covariates=None if covariates is None else int(covariates),
+        two_tailed=bool(_get(power, "two_tailed", True)),
     )
 
 

@@ -27,7 +27,7 @@ def adjust_p_values(p_values: Sequence[float], method: MultipleComparisons) -> l
     ----------
     p_values : sequence of float
         Unadjusted p-values; NaN entries are not counted in the family.
-    method : {"holm", "benjamini-hochberg", "bh", "bonferroni", "none"}
+    method : {"holm", "bonferroni", "benjamini-hochberg", "none"}
 
     Returns
     -------

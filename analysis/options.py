@@ -12,8 +12,10 @@ __all__ = [
     "MIN_CELL_PUPILS",
     "AttritionAssumption",
     "ClusterCorrection",
+    "LANGUAGES",
     "DesignType",
     "Estimand",
+    "Language",
     "Model",
     "MultipleComparisons",
     "Role",
@@ -30,8 +32,8 @@ Model = Literal["ancova", "mixed"]
 Estimand = Literal["ITT", "CACE"]
 """Intention-to-treat; complier average causal effect (needs ``usage.compliance``)."""
 
-MultipleComparisons = Literal["holm", "benjamini-hochberg", "bh", "bonferroni", "none"]
-"""Correction applied within each family of tests (``bh`` is Benjamini-Hochberg)."""
+MultipleComparisons = Literal["holm", "bonferroni", "benjamini-hochberg", "none"]
+"""Correction applied within each family of tests (the protocol's ``multiple_comparisons``)."""
 
 AttritionAssumption = Literal["cautious", "optimistic"]
 """The two WWC attrition boundaries (Standards Handbook v4.1, Table II.1)."""
@@ -47,8 +49,13 @@ difference-in-differences (roll-out designs), exploratory."""
 DesignType = Literal["parallel", "waitlist", "staggered"]
 """The protocol's ``design.type``: DiD estimates are added for waitlist and staggered."""
 
+Language = Literal["fr", "en"]
+"""Languages of the reports and the portal: French first, English available."""
+
+LANGUAGES: Final[tuple[Language, ...]] = get_args(Language)
+
 MIN_CELL_PUPILS: Final = 10
-"""Cells of fewer pupils than this are suppressed in every output (DESIGN.md, Privacy)."""
+"""Cells of fewer pupils than this are suppressed in every output (docs/architecture.md)."""
 
 
 def check_option(value: str, allowed: object, name: str) -> str:

@@ -1,6 +1,6 @@
 """Result dataclasses and the JSON writer.
 
-Field names are exactly those of the JSON results contract (DESIGN.md): ``estimate``,
+Field names are exactly those of the JSON results contract (docs/architecture.md): ``estimate``,
 ``std_error``, ``ci_low``… (gbstats ``models/results.py``, in snake_case). Numbers that
 cannot be computed are NaN in Python and ``null`` in JSON, and the object then carries a
 ``reason``: "cannot estimate" is a result, not a crash (gbstats ``_default_output``).
@@ -142,7 +142,7 @@ _NUMBERS = ("estimate", "std_error", "ci_low", "ci_high", "p_value", "hedges_g")
 
 
 def to_json_dict(results: AnalysisResults) -> dict[str, Any]:
-    """The JSON results object (DESIGN.md contract), with plain numbers and ``null``.
+    """The JSON results object (docs/architecture.md contract), with plain numbers and ``null``.
 
     Every effect whose contract numbers are ``null`` has a ``reason``.
     """

@@ -17,8 +17,9 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from analysis.attrition import AttritionCheck, check_attrition
+from analysis.attrition import AttritionCheck, boundary_table, check_attrition
 from analysis.balance import (
     BalanceCheck,
     check_sample_ratio,
@@ -28,6 +29,7 @@ from analysis.balance import (
 )
 from analysis.cace import estimate_cace
 from analysis.consort import consort_flow
+from analysis.design_mdes import DesignMdes, mdes_at_randomisation
 from analysis.did import estimate_did
 from analysis.dose_response import estimate_dose_response
 from analysis.effects import arm_counts, contrast_name, estimate_effects
@@ -90,7 +92,13 @@ def run_analysis(
             effects.extend(_monitoring_placeholders(plan, sample, role))
         else:
             effects.extend(estimate_effects(plan, sample, role=role))
-        attrition.extend(_attrition(plan, units, outcomes, sample))
+        checks, imputed = _attrition(plan, units, outcomes, sample)
+        attrition.extend(checks)
+        if imputed and spec is primary_spec:
+            warnings.append(
+                f"{imputed} unité(s) sans élève connu (ni score, ni effectif `pupils` dans "
+                "le fichier des unités) : comptée(s) avec l'effectif moyen des unités de "
+                "leur bras dans l'attrition de tous les élèves tirés au sort.")
         balance.extend(_balance(plan, units, outcomes, sample, spec.baseline))
         icc.append(estimate_icc(spec.id, sample.y, sample.cluster, sample.n_clusters,
                                 sample.arm) if plan.clustered else
@@ -124,11 +132,14 @@ def run_analysis(
                          "compliance_min_active_minutes": plan.min_active_minutes}
     logger.info("analysis %s of experiment %s: %d effects", analysis, plan.experiment,
                 len(effects))
+    design = _design_summary(plan)
+    design["mdes_at_randomisation"] = [
+        dataclasses.asdict(m) for m in _design_mdes(plan, units, outcomes, icc)]
     return AnalysisResults(
         experiment=plan.experiment,
         protocol_sha256=plan.protocol_sha256,
         analysis=analysis,
-        design=_design_summary(plan),
+        design=design,
         effects=tuple(effects),
         checks={
             "consort": consort,
@@ -182,41 +193,109 @@ def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
         "multiple_comparisons": plan.multiple_comparisons,
         "missing_baseline": "dummy-variable method (set to 0, missingness indicator)",
         "effect_size": "Hedges' g on the pooled within-arm SD of the outcome, "
-                       "J = 1 - 3/(4N - 9) (WWC); months of progress: EEF Toolkit table",
+                       "J = 1 - 3/(4N - 9) (WWC); months of progress: EEF Teaching and "
+                       "Learning Toolkit conversion table (the EEF project-report table "
+                       "could not be sourced)",
         "suppression": "cells of fewer than 10 pupils are not shown",
+        "pretest": {o.id: o.baseline for o in plan.outcomes},
+        "attrition_boundary": plan.attrition_assumption,
+        "attrition_rounding": "overall attrition rounded up to the next whole percent to "
+                              "read the WWC table; differential attrition compared unrounded",
         "developer_outcomes": list(plan.developer_outcomes),
     }
 
 
+def _randomised_pupils(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable
+                       ) -> tuple[np.ndarray, int]:
+    """Pupils randomised in each unit, and how many units had to be imputed.
+
+    A unit counts the larger of its learners on record (any score) and its ``pupils``
+    column (the enrolment count, when the units file has it). A unit with neither (lost
+    entirely before any assessment, from files without ``pupils``) counts the mean of the
+    units of its arm that have a count: règle propre à Preuve, stated in the warnings.
+    """
+    if plan.unit == "learner":
+        return np.ones(units.n_units), 0
+    on_record = np.bincount(outcomes.learner_unit[outcomes.learner_unit >= 0],
+                            minlength=units.n_units).astype(float)
+    counts = on_record
+    if "pupils" in units.frame.columns:
+        declared = pd.to_numeric(units.frame["pupils"], errors="coerce").to_numpy(dtype=float)
+        counts = np.where(np.isfinite(declared), np.maximum(declared, on_record), on_record)
+    unknown = counts <= 0
+    for a in range(len(plan.arms)):
+        mine = units.arm_code == a
+        known = mine & ~unknown
+        if known.any():
+            counts[mine & unknown] = counts[known].mean()
+    return counts, int(np.count_nonzero(unknown & (counts > 0)))
+
+
 def _attrition(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
-               sample: AnalysisSample) -> list[AttritionCheck]:
+               sample: AnalysisSample) -> tuple[list[AttritionCheck], int]:
+    """WWC attrition checks of one outcome, and the units whose pupils were imputed."""
     n_arms = len(plan.arms)
     units_randomised = np.bincount(units.arm_code, minlength=n_arms)
     analysed_units = np.flatnonzero(np.bincount(sample.unit, minlength=units.n_units))
     units_analysed = np.bincount(units.arm_code[analysed_units], minlength=n_arms)
-    # Learners on record in the units that remain (WWC: individual attrition within
-    # the clusters that remain).
-    retained = np.zeros(units.n_units, dtype=bool)
-    retained[analysed_units] = True
-    on_record = retained[outcomes.learner_unit]
-    learners_randomised = np.bincount(units.arm_code[outcomes.learner_unit[on_record]],
-                                      minlength=n_arms)
+    if plan.clustered:
+        # Learners on record in the units that remain (WWC: individual attrition within
+        # the clusters that remain).
+        retained = np.zeros(units.n_units, dtype=bool)
+        retained[analysed_units] = True
+        on_record = retained[outcomes.learner_unit]
+        learners_randomised = np.bincount(units.arm_code[outcomes.learner_unit[on_record]],
+                                          minlength=n_arms)
+    else:
+        # Pupils randomised one by one: every unit of the units file is a randomised pupil,
+        # with or without a score.
+        learners_randomised = units_randomised
     learners_analysed = np.bincount(sample.arm, minlength=n_arms)
+    per_unit, imputed = _randomised_pupils(plan, units, outcomes)
+    all_randomised = np.rint(np.bincount(units.arm_code, weights=per_unit, minlength=n_arms))
     control = plan.arms.index(plan.control)
     out = []
     for arm in plan.treatment_arms:
         t = plan.arms.index(arm)
         pair = (t, control)
         contrast = contrast_name(arm, plan.control)
+        common = dict(outcome=sample.outcome, contrast=contrast,
+                      assumption=plan.attrition_assumption)
+        analysed = {plan.arms[a]: int(learners_analysed[a]) for a in pair}
         if plan.clustered:
             out.append(check_attrition(
-                outcome=sample.outcome, contrast=contrast, level="unit",
+                **common, level="unit",  # type: ignore[arg-type]
                 randomised={plan.arms[a]: int(units_randomised[a]) for a in pair},
                 analysed={plan.arms[a]: int(units_analysed[a]) for a in pair}))
         out.append(check_attrition(
-            outcome=sample.outcome, contrast=contrast, level="learner",
+            **common, level="learner",  # type: ignore[arg-type]
             randomised={plan.arms[a]: int(learners_randomised[a]) for a in pair},
-            analysed={plan.arms[a]: int(learners_analysed[a]) for a in pair}))
+            analysed=analysed))
+        if plan.clustered:
+            out.append(check_attrition(
+                **common, level="all_learners",  # type: ignore[arg-type]
+                randomised={plan.arms[a]: max(int(all_randomised[a]), analysed[plan.arms[a]])
+                            for a in pair},
+                analysed=analysed))
+    return out, imputed
+
+
+def _design_mdes(plan: AnalysisPlan, units: UnitTable, outcomes: OutcomeTable,
+                 icc: list[IccEstimate]) -> list[DesignMdes]:
+    """MDES at randomisation of each contrast (:mod:`analysis.design_mdes`)."""
+    per_unit, _ = _randomised_pupils(plan, units, outcomes)
+    randomised = np.bincount(units.arm_code, minlength=len(plan.arms))
+    primary = next((o for o in plan.outcomes if o.primary), plan.outcomes[0])
+    estimated = next((i.icc for i in icc if i.outcome == primary.id), None)
+    control = plan.arms.index(plan.control)
+    out = []
+    for arm in plan.treatment_arms:
+        t = plan.arms.index(arm)
+        mine = (units.arm_code == t) | (units.arm_code == control)
+        mean_pupils = float(per_unit[mine].mean()) if mine.any() else 0.0
+        out.append(mdes_at_randomisation(plan, contrast_name(arm, plan.control),
+                                         int(randomised[t]), int(randomised[control]),
+                                         mean_pupils, estimated))
     return out
 
 
@@ -309,10 +388,19 @@ def _warnings(effects: list[Effect], attrition: list[AttritionCheck],
         out.append("Répartition des unités entre les bras différente de celle du protocole "
                    "(test du χ², p < 0,001).")
     for a in attrition:
-        if a.cautious == "high":
+        if a.level == "all_learners":
+            continue  # not one of the WWC's cluster-design checks (see analysis.attrition)
+        bound = "prudente" if a.assumption == "cautious" else "optimiste"
+        if a.rating == "high":
             level = "des unités" if a.level == "unit" else "des élèves"
             out.append(f"{a.outcome}, {a.contrast} : attrition {level} élevée selon la borne "
-                       "prudente du What Works Clearinghouse.")
+                       f"{bound} du What Works Clearinghouse.")
+        if a.unverified:
+            span = boundary_table()["optimistic_unverified_rows"]
+            assert isinstance(span, dict)
+            out.append(f"{a.outcome}, {a.contrast} : borne optimiste du WWC lue à la ligne "
+                       f"{a.boundary_row} %, non vérifiée (lignes {span['first']} à "
+                       f"{span['last']} de cette colonne non vérifiées contre le Handbook).")
     for b in balance:
         if b.equivalence == "not satisfied":
             out.append(f"{b.outcome}, {b.contrast} : écart initial sur {b.characteristic} "

@@ -1,7 +1,7 @@
 """Simulated cluster-randomised trials written as the offline analysis files.
 
 For tests, demos and the benchmark: classes nested in schools (the randomisation strata,
-as in the DESIGN.md example protocol), arms assigned within each school, a baseline and an
+as in the core example protocol), arms assigned within each school, a baseline and an
 endline score with a class-level variance share ``icc``, some missing scores, and weekly
 usage for learners of the treatment arms. Vectorised, so a million pupils take seconds.
 """

@@ -1,4 +1,4 @@
-"""Small-cell suppression: no output shows a cell of fewer than 10 pupils (DESIGN.md).
+"""Small-cell suppression: no output shows a cell of fewer than 10 pupils (docs/architecture.md).
 
 A count of pupils below :data:`~analysis.options.MIN_CELL_PUPILS` is replaced by ``None``;
 an estimate computed on such a cell is not shown at all (the effect carries a reason).

@@ -38,7 +38,7 @@ def compliance(plan: AnalysisPlan, usage: UsageTable, learner: npt.NDArray[np.in
                ) -> npt.NDArray[np.bool_]:
     """Whether each learner's active minutes over the file reach the protocol's threshold.
 
-    The usage file is expected to cover the intervention period (DESIGN.md: minutes per
+    The usage file is expected to cover the intervention period (docs/architecture.md: minutes per
     learner over the intervention); ``min_active_minutes`` is inclusive.
     """
     if plan.min_active_minutes is None:

@@ -2,7 +2,7 @@
 
 For synthetic cluster trials of 50,000, 250,000 and 1,000,000 pupils (25 pupils per class:
 2,000 to 40,000 classes, two classes per school, randomised within school, as in the
-DESIGN.md example protocol ``protocols/fluence-cp-2027.yaml``), this prints:
+core example protocol ``protocols/fluence-cp-2027.yaml``), this prints:
 
 * ``analyze_s``: wall time of ``preuve analyze`` end to end, as a subprocess on the CSV
   files (interpreter start, imports, reading and checking the files, every estimate and

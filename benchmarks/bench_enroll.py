@@ -28,12 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import (
-    EnrollmentDesign,
-    enroll_classes,
-    publish_pending,
-    read_classes,
-)
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.publishing import publish_pending
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 

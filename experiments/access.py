@@ -25,7 +25,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -33,7 +33,9 @@ from sqlalchemy import Engine
 from experiments.database import RegistryBase
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "ApiToken",
+    "AuditAction",
     "Principal",
     "Role",
     "authenticate",
@@ -46,6 +48,19 @@ __all__ = [
 ]
 
 Role = Literal["researcher", "academie", "edtech", "officer", "admin", "assessor"]
+
+AuditAction = Literal[
+    "token.issue", "token.revoke",
+    "protocol.registration", "protocol.update", "protocol.amendment", "experiment.transition",
+    "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
+    "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
+    "retention.purge", "retention.erase_class", "retention.erase_pupil",
+    "retention.remove_withdrawn_pupil",
+    "portal.sign_in",
+]
+"""Every action the audit log records (``audit_log.action``): one closed list, so that a
+reader of the log knows every value it can hold and a typo fails the type check."""
+AUDIT_ACTIONS: tuple[AuditAction, ...] = get_args(AuditAction)
 ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin", "assessor")
 
 # The slugs of académies, resource ids and experiment ids (ingest.contract's _SLUG).
@@ -227,7 +242,8 @@ def still_valid(engine: Engine, principal: Principal) -> bool:
         return row is not None and not row.revoked
 
 
-def _audit(actor: str, action: str, subject: str, detail: dict[str, object] | None) -> AuditEntry:
+def _audit(actor: str, action: AuditAction, subject: str,
+           detail: dict[str, object] | None) -> AuditEntry:
     return AuditEntry(at=datetime.now(UTC), actor=actor, action=action, subject=subject,
                       detail=detail)
 
@@ -254,7 +270,7 @@ def reason_problem(reason: str) -> str | None:
 
 
 def record_audit(
-    session: sa.orm.Session, actor: str, action: str, subject: str,
+    session: sa.orm.Session, actor: str, action: AuditAction, subject: str,
     detail: dict[str, object] | None = None,
 ) -> None:
     """Add an audit entry (who, what, when) to ``session``'s transaction."""

@@ -124,7 +124,7 @@ def _write_classes(path: Path, rng: random.Random) -> list[dict[str, str]]:
 
 def _arms(home: Path) -> dict[str, str]:
     from experiments.database import registry_engine
-    from experiments.enrollment.classes import enrolled_classes
+    from experiments.enrollment.assignments import enrolled_classes
 
     engine = registry_engine(Settings(state_dir=home))
     return {c.class_id: c.arm for c in enrolled_classes(engine, EXPERIMENT)}

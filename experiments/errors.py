@@ -1,6 +1,6 @@
 """Errors of the experiments package.
 
-    ExperimentError
+    ExperimentError (analysis.errors.LocatedError: reason, path, line, field)
      ├── ProtocolError         a protocol file is invalid (carries every problem found)
      ├── RegistryError         the registry refuses an operation (lifecycle, locked design)
      ├── EnrollmentError       an enrollment file or row is refused
@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analysis.errors import LocatedError
+
 __all__ = [
     "EnrollmentError",
     "ExperimentError",
@@ -29,22 +31,8 @@ __all__ = [
 ]
 
 
-class ExperimentError(Exception):
+class ExperimentError(LocatedError):
     """Base class of every error raised by :mod:`experiments`."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        path: str | None = None,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path = path
-        self.line = line
-        self.field = field
 
 
 @dataclass(frozen=True)

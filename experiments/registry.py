@@ -45,7 +45,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from experiments.access import record_audit
+from experiments.access import AuditAction, record_audit
 from experiments.database import RegistryBase
 from experiments.errors import RegistryError
 from experiments.protocol.language import Protocol, parse_protocol
@@ -82,6 +82,10 @@ LOCKED_SECTIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 VersionKind = Literal["registration", "update", "amendment"]
+_VERSION_ACTIONS: dict[VersionKind, AuditAction] = {
+    "registration": "protocol.registration", "update": "protocol.update",
+    "amendment": "protocol.amendment",
+}
 
 
 # --- tables ------------------------------------------------------------------------
@@ -288,7 +292,7 @@ def _add_version(
     record_audit(
         session,
         actor,
-        f"protocol.{kind}",
+        _VERSION_ACTIONS[kind],
         row.id,
         {
             "version": version,
@@ -400,6 +404,12 @@ def register_protocol(
         The design changed since registration (the message names the fields), or the
         experiment is closed.
     """
+    if "usage" not in protocol.model_fields_set:
+        raise RegistryError(
+            f"{protocol.id}: usage: a registered protocol declares its usage section (what "
+            "counts as using the resource is pre-registered like the outcomes)",
+            field="usage",
+        )
     with Session(engine) as session:
         row = session.get(ExperimentRow, protocol.id, with_for_update=True)
         if row is None or row.state == "draft":

@@ -101,6 +101,11 @@ class GatewaySettings(BaseModel):
         description="How long the gateway remembers an accepted event_id to answer re-sends "
         "without a second copy (the stream worker de-duplicates beyond that).",
     )
+    xapi_contexts: Path | None = Field(
+        None,
+        description="YAML file of per-resource xAPI context mappings: where each resource's "
+        "statements carry the class and the school (format: docs/xapi-mapping.md).",
+    )
 
 
 class SchedulerSettings(BaseModel):

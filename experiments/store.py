@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from experiments.database import StoreBase, insert_for_dialect, store_engine
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.settings import Settings
 
 __all__ = [
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 # Usage days follow the school's clock, not UTC: an 23:30 UTC event in winter is the next
 # school day in Paris. (Overseas académies would need their own zone: see the README.)
-SCHOOL_TIMEZONE = ZoneInfo("Europe/Paris")
 
 events_table = sa.Table(
     "events",

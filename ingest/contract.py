@@ -8,7 +8,10 @@ time is data lost.
 
 Verbs are grouped as the French sources ask (DOMAIN.md R6): *availability* (the resource
 was made available), *utilisation* (the pupil opened it) and *usage* (the pupil did
-something with it). Only usage counts as active use.
+something with it). Only usage counts as active use. A fourth group, *other*, holds
+``interacted``: an interaction the sending tool could not classify (an xAPI verb outside
+the table of :mod:`ingest.xapi_verbs`, e.g. a video ``seeked``); it is stored, and never
+counts as active use by default.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ingest.errors import EventRejected
 
 __all__ = [
     "AVAILABILITY_VERBS",
+    "OTHER_VERBS",
     "USAGE_VERBS",
     "UTILISATION_VERBS",
     "PSEUDONYM_PATTERN",
@@ -43,6 +47,7 @@ __all__ = [
     "identifying_text",
     "parse_event",
     "rejection_from",
+    "rejections_from",
 ]
 
 Verb = Literal[
@@ -59,6 +64,8 @@ Verb = Literal[
     "activity_completed",
     "exercise_answered",
     "assessment_scored",
+    # other: an interaction that cannot be classified (not active use by default)
+    "interacted",
 ]
 AVAILABILITY_VERBS = frozenset({"resource_assigned", "licence_activated"})
 UTILISATION_VERBS = frozenset({"session_started", "session_ended", "resource_opened"})
@@ -66,10 +73,13 @@ USAGE_VERBS = frozenset(
     {"content_viewed", "activity_started", "activity_completed", "exercise_answered",
      "assessment_scored"}
 )
+OTHER_VERBS = frozenset({"interacted"})
 
 # Pseudonymous ids as the GAR hands them out are opaque tokens; '@' and spaces are refused
-# so that an e-mail or a "Prénom Nom" can never pass as an id.
-_PSEUDONYM = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+# so that an e-mail or a "Prénom Nom" can never pass as an id. '+' is allowed: LTI context
+# ids and Open edX course keys (course-v1:ufr+maths+0001) carry it, and class ids come
+# from them.
+_PSEUDONYM = r"^[A-Za-z0-9][A-Za-z0-9._:+\-]{0,127}$"
 PSEUDONYM_PATTERN = _PSEUDONYM
 _SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # UAI (immatriculation of French schools): 7 characters then a check letter, e.g. 0750001A.
@@ -110,7 +120,7 @@ def identifying_text(value: str) -> str | None:
 
 
 class UsageEvent(BaseModel):
-    """One usage event, contract v1 (DESIGN.md "Event contract v1")."""
+    """One usage event, contract v1 (docs/architecture.md "Event contract v1")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
@@ -207,18 +217,25 @@ class EnrollmentMessage(BaseModel):
         return self.model_dump_json().encode()
 
 
+def rejections_from(error: ValidationError, event_id: str | None = None) -> list[EventRejected]:
+    """Turn every pydantic error into an :class:`EventRejected` naming its field."""
+    rejections = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or None
+        reason = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            reason = "unknown field (the contract forbids extra fields)"
+        elif problem["type"] == "missing":
+            reason = "required field is missing"
+        elif field is None and ":" in reason:
+            field, reason = (part.strip() for part in reason.split(":", 1))
+        rejections.append(EventRejected(reason, field=field, event_id=event_id))
+    return rejections
+
+
 def rejection_from(error: ValidationError, event_id: str | None = None) -> EventRejected:
     """Turn the first pydantic error into an :class:`EventRejected` naming the field."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    reason = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        reason = "unknown field (the contract forbids extra fields)"
-    elif first["type"] == "missing":
-        reason = "required field is missing"
-    elif field is None and ":" in reason:
-        field, reason = (part.strip() for part in reason.split(":", 1))
-    return EventRejected(reason, field=field, event_id=event_id)
+    return rejections_from(error, event_id)[0]
 
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> UsageEvent:

@@ -2,6 +2,7 @@
 
     IngestError
      ├── EventRejected        an event breaks the contract (carries ``field`` and ``reason``)
+     │    └── StatementRejected  an xAPI statement cannot be mapped (carries every problem)
      ├── BrokerError          the Kafka broker cannot be started, reached or written to
      └── BatchRefused         the gateway refuses a whole request (carries ``status`` and
                               ``problems``, one per offending item)
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BatchRefused", "BrokerError", "EventRejected", "IngestError", "ItemProblem"]
+__all__ = [
+    "BatchRefused", "BrokerError", "EventRejected", "IngestError", "ItemProblem",
+    "StatementRejected",
+]
 
 
 class IngestError(Exception):
@@ -34,6 +38,21 @@ class EventRejected(IngestError):
         prefix = f"event {self.event_id}: " if self.event_id else ""
         where = f"field '{self.field}': " if self.field else ""
         return f"{prefix}{where}{self.reason}"
+
+
+class StatementRejected(EventRejected):
+    """An xAPI statement cannot be mapped onto the contract. ``problems`` holds every
+    problem found (each an :class:`EventRejected` naming its xAPI field); ``field`` and
+    ``reason`` are the first one's."""
+
+    def __init__(self, problems: list[EventRejected], *, event_id: str | None = None):
+        first = problems[0] if problems else EventRejected("refused")
+        super().__init__(first.reason, field=first.field, event_id=event_id)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return super().__str__() + more
 
 
 class BrokerError(IngestError):

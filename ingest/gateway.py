@@ -27,6 +27,14 @@ event, and analyses take outcomes only from trusted authorities. An ``assessor``
 De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identical event
 is answered 202 without a second copy, another content under a known ``event_id`` is a
 409; a request's new receipts are committed before its Kafka write and confirmed after.
+"Identical" is judged on a canonical form of the event: keys sorted, ``occurred_at`` as
+its UTC instant (the same instant written with ``Z`` or ``+02:00`` is the same event),
+and, for a statement whose timestamp the gateway filled, without ``occurred_at``.
+
+xAPI statements are mapped by :func:`ingest.xapi.map_statement`, with the context mapping
+of the statement's resource (``settings.gateway.xapi_contexts``, read once at start-up);
+the 202 answer's ``notes`` say what was dropped or filled (an ``actor.name`` dropped, a
+missing ``timestamp`` filled with the time of receipt, a verb stored as ``interacted``).
 
 Logging: one INFO line per accepted request (count, resource ids and the key's role,
 scope and label), never a learner id or a payload.
@@ -41,8 +49,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -62,10 +70,17 @@ from experiments.enrollment.api import enrollment_router
 from experiments.settings import Settings
 from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
-from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
+from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem, StatementRejected
 from ingest.kafka.producer import new_producer
 from ingest.receipts import Receipt, ReceiptBook, purge_receipts
-from ingest.xapi import RESOURCE_EXTENSION, STATEMENT_JSON_SCHEMA, statement_to_event
+from ingest.xapi import (
+    RESOURCE_EXTENSION,
+    STATEMENT_JSON_SCHEMA,
+    TIMESTAMP_FILLED,
+    MappedStatement,
+    map_statement,
+)
+from ingest.xapi_context import load_context_mappings
 
 __all__ = [
     "Accepted",
@@ -94,6 +109,14 @@ class EventProducer(Protocol):
     def close(self, timeout: float | None = None) -> None: ...
 
 
+class ItemNote(BaseModel):
+    """Something done to an accepted item: a field dropped, a value filled."""
+
+    index: int = Field(description="Index of the item in the batch.")
+    field: str = Field(description="The field concerned (for xAPI, its path in the statement).")
+    note: str
+
+
 class Accepted(BaseModel):
     """Answer of an accepted request (202)."""
 
@@ -104,6 +127,12 @@ class Accepted(BaseModel):
     event_ids: list[str] = Field(
         description="The event_id of each item, in request order (for xAPI: the statement "
         "id, or the id derived from its content when it had none)."
+    )
+    notes: list[ItemNote] = Field(
+        default_factory=list,
+        description="What was dropped or filled to accept the items (xAPI: an actor's name "
+        "or e-mail dropped, a missing timestamp filled with the time of receipt, a verb "
+        "stored as `interacted`); empty for contract-v1 events.",
     )
 
 
@@ -127,6 +156,7 @@ class _Item:
     event: UsageEvent
     value: bytes
     digest: str
+    notes: tuple[ItemNote, ...] = field(default=())
     authority: str = ""
     """Who sends it (:attr:`Principal.authority`), the record's ``preuve.authority``."""
 
@@ -202,10 +232,17 @@ _ALL_OR_NOTHING = (
 
 
 def _canonical_digest(event: UsageEvent) -> str:
-    # Key order and 1 vs 1.0 must not make an identical re-send look like new content.
-    canonical = json.dumps(
-        event.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
-    )
+    """SHA-256 of the event's canonical form: key order, 1 vs 1.0 and the offset an instant
+    is written in must not make an identical re-send look like new content; a timestamp the
+    gateway filled (the time of receipt) is left out, since a re-send gets another."""
+    content = event.model_dump(mode="json", exclude_none=True)
+    if (event.extensions or {}).get("xapi_timestamp") == TIMESTAMP_FILLED:
+        del content["occurred_at"]
+    else:
+        content["occurred_at"] = event.occurred_at.astimezone(UTC).isoformat(
+            timespec="microseconds"
+        )
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -328,24 +365,32 @@ class _Gateway:
         self,
         body: bytes,
         principal: Principal,
-        to_event: Callable[[Any, int], UsageEvent],
+        to_event: Callable[[Any, int], MappedStatement],
         resource_field: str = "resource_id",
     ) -> list[_Item]:
         """Decode, validate and scope-check every item; refuse the request on any problem.
 
         ``resource_field`` is how a refusal names the resource (the xAPI path for statements).
+        Every problem of every item is listed.
         """
         raw_items = _decode_items(body, self.settings.gateway.max_batch_items)
         items: list[_Item] = []
         problems: list[ItemProblem] = []
         for index, raw in enumerate(raw_items):
             try:
-                event = to_event(raw, index)
+                mapped = to_event(raw, index)
+            except StatementRejected as rejection:
+                problems.extend(ItemProblem(index, p.field, p.reason) for p in rejection.problems)
+                continue
             except EventRejected as rejection:
                 problems.append(ItemProblem(index, rejection.field, rejection.reason))
                 continue
-            items.append(_Item(index, event, event.to_json(), _canonical_digest(event),
-                               principal.authority))
+            event = mapped.event
+            notes = tuple(ItemNote(index=index, field=n.field, note=n.note) for n in mapped.notes)
+            items.append(
+                _Item(index, event, event.to_json(), _canonical_digest(event), notes,
+                      principal.authority)
+            )
         if problems:
             raise BatchRefused(422, problems)
         if principal.role == "assessor":  # outcome scores of its experiment, nothing else
@@ -497,8 +542,9 @@ class _Gateway:
                 self._producer = None
 
 
-def _native_event(raw: Any, index: int) -> UsageEvent:
-    return parse_event(raw) if isinstance(raw, dict) else parse_event(json.dumps(raw))
+def _native_event(raw: Any, index: int) -> MappedStatement:
+    event = parse_event(raw) if isinstance(raw, dict) else parse_event(json.dumps(raw))
+    return MappedStatement(event)
 
 
 def create_app(
@@ -526,9 +572,8 @@ def create_app(
 
     Examples
     --------
-    >>> from experiments.settings import Settings
     >>> import tempfile, pathlib
-    >>> app = create_app(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> app = create_app(fresh_settings())
     >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
     ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/assignments',
      '/v1/experiments/{experiment_id}/enrollments',
@@ -537,6 +582,7 @@ def create_app(
     gateway = _Gateway(
         settings, producer, engine if engine is not None else registry_engine(settings)
     )
+    contexts = load_context_mappings(settings.gateway.xapi_contexts)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -575,7 +621,7 @@ def create_app(
         request: Request,
         bearer: HTTPAuthorizationCredentials | None,
         api_key: str | None,
-        to_event: Callable[[Principal], Callable[[Any, int], UsageEvent]],
+        to_event: Callable[[Principal], Callable[[Any, int], MappedStatement]],
         resource_field: str = "resource_id",
     ) -> JSONResponse:
         principal = await run_in_threadpool(gateway.principal, bearer, api_key)
@@ -598,6 +644,7 @@ def create_app(
             accepted=len(items),
             duplicates=outcome.duplicates,
             event_ids=[item.event_id for item in items],
+            notes=[note for item in items for note in item.notes],
         )
         return JSONResponse(answer.model_dump(), status_code=202)
 
@@ -643,9 +690,12 @@ def create_app(
         summary="Send xAPI statements (one or an array), mapped onto contract v1",
         description=(
             "The mapping is documented in docs/xapi-mapping.md: the actor is an `account` "
-            "with a pseudonymous `name`; class and school come from context extensions or "
-            "grouping activities; the resource is the API key's unless a context extension "
-            "names it. " + _ALL_OR_NOTHING
+            "with a pseudonymous `name` (a `name`, `mbox` or `openid` beside it is dropped "
+            "and listed in `notes`); class and school come from context extensions, grouping "
+            "activities or the resource's context mapping; the resource is the API key's "
+            "unless a context extension names it; a missing `timestamp` is filled with the "
+            "time of receipt; a verb outside the mapping is stored as `interacted`. A refused "
+            "statement lists every problem. " + _ALL_OR_NOTHING
         ),
         openapi_extra={
             "requestBody": {
@@ -672,9 +722,27 @@ def create_app(
         bearer: _Bearer,
         api_key: _ApiKey,
     ) -> JSONResponse:
-        def to_event(principal: Principal) -> Callable[[Any, int], UsageEvent]:
+        received_at = datetime.now(UTC)
+
+        def to_event(principal: Principal) -> Callable[[Any, int], MappedStatement]:
             default = principal.scope if principal.role == "edtech" else None
-            return lambda raw, _index: statement_to_event(raw, resource_id=default)
+
+            def mapped(raw: Any, _index: int) -> MappedStatement:
+                resource = default
+                context = raw.get("context") if isinstance(raw, dict) else None
+                extensions = context.get("extensions") if isinstance(context, dict) else None
+                if isinstance(extensions, dict) and isinstance(
+                    extensions.get(RESOURCE_EXTENSION), str
+                ):
+                    resource = extensions[RESOURCE_EXTENSION]
+                return map_statement(
+                    raw,
+                    resource_id=default,
+                    mapping=contexts.get(resource) if resource is not None else None,
+                    received_at=received_at,
+                )
+
+            return mapped
 
         return await _accept(
             request, bearer, api_key, to_event, f"context.extensions[{RESOURCE_EXTENSION}]"

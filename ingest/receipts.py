@@ -2,10 +2,12 @@
 
 The gateway keeps a receipt per event in the registry table ``gateway_receipts``
 (``event_id`` primary key, SHA-256 of the event's canonical JSON, ``state``,
-``received_at``), shared by every gateway process and surviving restarts. A receipt is
-``pending`` (a gateway is writing it since ``received_at``), ``confirmed`` (Kafka
-acknowledged it) or ``failed`` (a write timed out: it may or may not be in Kafka). For
-each request:
+``received_at``; canonical: keys sorted, ``occurred_at`` as its UTC instant so that the
+same instant written with ``Z`` or ``+02:00`` is the same content, see
+``ingest.gateway._canonical_digest``), shared by every gateway process and surviving
+restarts. A receipt is ``pending`` (a gateway is writing it since ``received_at``),
+``confirmed`` (Kafka acknowledged it) or ``failed`` (a write timed out: it may or may not
+be in Kafka). For each request:
 
 1. Receipts of the request's ids are read. An id known with another content hash is a
    409 (nothing written). An id ``confirmed`` with the same hash is a duplicate: answered

@@ -1,51 +1,65 @@
 """xAPI statements mapped onto event contract v1.
 
-Many learning tools (H5P, SCORM and cmi5 players, LMSs) already emit xAPI statements.
-The gateway accepts them at ``POST /v1/xapi/statements`` and turns each into one
-:class:`~ingest.contract.UsageEvent`; the table of the mapping is in
-``docs/xapi-mapping.md``. In short:
+Many learning tools (Moodle, H5P, cmi5 players, Open edX, TRAX, Marsha) already emit
+xAPI statements. The gateway accepts them, as those tools send them, at ``POST
+/v1/xapi/statements`` and turns each into one :class:`~ingest.contract.UsageEvent`; the
+table of the mapping, with a real statement of each tool, is ``docs/xapi-mapping.md``. In
+short:
 
-- ``actor`` must be an Agent identified by an ``account`` (``homePage`` and a
-  pseudonymous ``name``, e.g. the GAR's opaque id): ``account.name`` is the
-  ``learner_id``. An actor with ``mbox``, ``mbox_sha1sum``, ``openid`` or a ``name`` (a
-  person's display name) is refused: those are direct identifiers.
-- ``verb.id`` (ADL vocabulary, http://adlnet.gov/expapi/verbs/ or its
-  https://w3id.org/xapi/adl/verbs/ twin) gives the contract verb (:data:`VERBS`).
-- ``object.id`` is the ``object_id``; ``result.score.scaled`` (else ``raw``) the score,
+- ``actor`` is an Agent identified by an ``account`` (a pseudonymous ``name``, e.g. the
+  GAR's opaque id): ``account.name`` is the ``learner_id``. A person's ``name``, an
+  ``mbox``, ``mbox_sha1sum`` or ``openid`` next to the account is dropped, never stored,
+  and the answer says so; an actor with nothing pseudonymous left is refused.
+- ``verb.id`` gives the contract verb (:mod:`ingest.xapi_verbs`); a verb we cannot classify
+  is stored as ``interacted``, which does not count as active use.
+- ``object.id`` is the ``object_id``; ``result.score`` the score as the xAPI spec reads it
+  (``scaled``, else ``raw`` within ``min``/``max``), stored with its scale;
   ``result.success`` the success, ``result.duration`` (ISO 8601) the ``duration_s``.
-- ``context.extensions`` (or ``context.contextActivities.grouping``) carries the class
-  and the school, with the IRIs below; the resource is the API key's, unless the
-  resource extension names it (the gateway then checks it against the key).
-- ``timestamp`` is ``occurred_at`` (an offset is required); the statement ``id`` is the
-  ``event_id``, or, when absent, a UUIDv5 of the statement's canonical JSON, so that a
-  re-sent statement keeps its id.
+- the class and the school come from Preuve's context extensions or grouping activities
+  (below), or from where the resource's context mapping says (:mod:`ingest.xapi_context`);
+  the resource is the API key's, unless the resource extension names it.
+- ``timestamp`` is ``occurred_at``; a statement without one gets the time the gateway
+  received it, as the xAPI spec lets the receiver do (``timestamp`` defaults to ``stored``),
+  marked ``extensions.xapi_timestamp = "filled-on-receipt"``. The statement ``id`` is the
+  ``event_id``, or, when absent, a UUIDv5 of the statement's canonical JSON.
 
-Everything else in a statement (``result.response``, ``context.instructor``,
-``object.definition``, other extensions, attachments...) is dropped, never stored: free
-text and instructors may identify a person. A statement that lacks what the contract
-needs is refused with :class:`~ingest.errors.EventRejected` whose ``field`` is the xAPI
-path (``timestamp``, ``actor.mbox``, ``context.extensions[<IRI>]``...).
+Everything else (``result.response``, ``context.instructor``, ``object.definition``,
+other extensions, attachments...) is dropped, never stored: free text and instructors may
+identify a person. Every problem of a statement is reported, each with the xAPI path of
+the field (``timestamp``, ``actor.mbox``, ``context.extensions[<IRI>]``...), in one
+:class:`~ingest.errors.StatementRejected`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
-from typing import Any, Final
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
 
-from ingest.contract import _PSEUDONYM, _SLUG, _UAI, UsageEvent, Verb, parse_event
-from ingest.errors import EventRejected
+from pydantic import ValidationError
+
+from ingest.contract import _PSEUDONYM, _SLUG, _UAI, UsageEvent, rejections_from
+from ingest.errors import EventRejected, StatementRejected
+from ingest.xapi_context import ContextMapping
+from ingest.xapi_verbs import VERB_RULES, verb_rule
 
 __all__ = [
     "CLASS_ACTIVITY_PREFIX",
     "CLASS_EXTENSION",
+    "MappedStatement",
+    "Note",
     "RESOURCE_EXTENSION",
+    "SCALED_TOLERANCE",
     "SCHOOL_ACTIVITY_PREFIX",
     "SCHOOL_EXTENSION",
     "STATEMENT_ID_NAMESPACE",
     "STATEMENT_JSON_SCHEMA",
-    "VERBS",
+    "TIMESTAMP_FILLED",
+    "map_statement",
     "parse_duration",
     "statement_id",
     "statement_to_event",
@@ -58,39 +72,21 @@ RESOURCE_EXTENSION: Final = PREUVE_XAPI + "extensions/resource-id"
 # Grouping activities: https://preuve.example/xapi/classes/<class_id>, .../schools/<UAI>.
 CLASS_ACTIVITY_PREFIX: Final = PREUVE_XAPI + "classes/"
 SCHOOL_ACTIVITY_PREFIX: Final = PREUVE_XAPI + "schools/"
-# Namespace of ids derived from statements that have none (fixed forever: changing it
-# would give re-sent statements new ids).
+# Namespace of ids derived from statements that have none (fixed: changing it would give
+# re-sent statements new ids).
 STATEMENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, PREUVE_XAPI + "statements")
-
-_ADL_PREFIXES = ("http://adlnet.gov/expapi/verbs/", "https://w3id.org/xapi/adl/verbs/")
-_ADL_VERBS: dict[str, Verb] = {
-    "initialized": "session_started",
-    "launched": "session_started",
-    "resumed": "session_started",
-    "logged-in": "session_started",
-    "terminated": "session_ended",
-    "exited": "session_ended",
-    "suspended": "session_ended",
-    "logged-out": "session_ended",
-    "experienced": "content_viewed",
-    "attempted": "activity_started",
-    "completed": "activity_completed",
-    "answered": "exercise_answered",
-    "scored": "assessment_scored",
-    # passed/failed: assessment_scored with a score, else activity_completed (see below)
-    "passed": "assessment_scored",
-    "failed": "assessment_scored",
-}
-VERBS: Final[dict[str, Verb]] = {
-    prefix + name: verb for prefix in _ADL_PREFIXES for name, verb in _ADL_VERBS.items()
-} | {"http://id.tincanapi.com/verb/viewed": "content_viewed"}
-_VERDICTS = {"passed": True, "failed": False}
+# The mark in a stored event's extensions that its occurred_at is the time of receipt.
+TIMESTAMP_FILLED: Final = "filled-on-receipt"
+# How far result.score.scaled may be from (raw - min) / (max - min) and still agree with it:
+# tools round scaled to 2 decimals (2/3 is sent as 0.67, 0.0033 away), so 0.01 leaves room
+# for rounding while a scaled 0.0 next to raw 50 on [0, 100] is a contradiction.
+SCALED_TOLERANCE: Final = 0.01
 
 _DIRECT_IDENTIFIERS = {
+    "name": "a person's name",
     "mbox": "an e-mail address",
     "mbox_sha1sum": "a hash of an e-mail address (linkable across systems)",
     "openid": "a personal OpenID URL",
-    "name": "a person's name",
 }
 
 # Where each contract field comes from, to name the xAPI field in a refusal.
@@ -106,6 +102,7 @@ _SOURCE_OF = {
     "duration_s": "result.duration",
     "score": "result.score",
     "success": "result.success",
+    "extensions": "verb.id",
 }
 
 _DURATION = re.compile(
@@ -120,17 +117,21 @@ _ACTIVITY = {
     "required": ["id"],
     "properties": {"objectType": {"const": "Activity"}, "id": {"type": "string"}},
 }
+_ACTIVITIES = {"type": "array", "items": _ACTIVITY}
 STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
     "title": "XapiStatement",
     "description": "An xAPI 1.0.3 statement as Preuve accepts it (see docs/xapi-mapping.md); "
     "fields not listed are ignored and never stored.",
     "type": "object",
-    "required": ["actor", "verb", "object", "timestamp", "context"],
+    "required": ["actor", "verb", "object"],
     "properties": {
         "id": {"type": "string", "format": "uuid"},
         "actor": {
             "type": "object",
             "required": ["account"],
+            "description": "An Agent identified by an account. A `name`, `mbox`, "
+            "`mbox_sha1sum` or `openid` beside the account is dropped (the answer's `notes` "
+            "say so); without an account the statement is refused.",
             "properties": {
                 "objectType": {"const": "Agent"},
                 "account": {
@@ -150,7 +151,14 @@ STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
         "verb": {
             "type": "object",
             "required": ["id"],
-            "properties": {"id": {"type": "string", "enum": sorted(VERBS)}},
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "description": "A verb IRI; those of docs/xapi-mapping.md are classified, "
+                    "any other is stored as `interacted` (not active use).",
+                    "examples": sorted(VERB_RULES)[:3],
+                }
+            },
         },
         "object": _ACTIVITY,
         "result": {
@@ -183,17 +191,38 @@ STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
                 },
                 "contextActivities": {
                     "type": "object",
-                    "properties": {"grouping": {"type": "array", "items": _ACTIVITY}},
+                    "properties": {
+                        "grouping": _ACTIVITIES, "parent": _ACTIVITIES,
+                        "category": _ACTIVITIES, "other": _ACTIVITIES,
+                    },
                 },
             },
         },
         "timestamp": {
             "type": "string",
             "format": "date-time",
-            "description": "RFC 3339 with a UTC offset (Z or ±HH:MM).",
+            "description": "RFC 3339 with a UTC offset (Z or ±HH:MM); absent: the time of "
+            "receipt (marked in the event's extensions).",
         },
     },
 }
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the mapping did to a statement it accepted: a field dropped, a timestamp
+    filled, a verb stored as ``interacted``, a contradictory ``scaled`` set aside."""
+
+    field: str
+    note: str
+
+
+@dataclass(frozen=True)
+class MappedStatement:
+    """One accepted statement: its event and what was done to get it."""
+
+    event: UsageEvent
+    notes: tuple[Note, ...] = ()
 
 
 def parse_duration(text: str) -> float:
@@ -223,11 +252,30 @@ def parse_duration(text: str) -> float:
     )
 
 
-def statement_id(statement: dict[str, Any]) -> uuid.UUID:
+
+def _canonical_timestamp(value: Any) -> Any:
+    """``value`` as a UTC instant in one spelling, when it is an RFC 3339 timestamp: the same
+    instant written with Z or +02:00 is the same statement."""
+    if not isinstance(value, str):
+        return value
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if instant.tzinfo is None:
+        return value
+    return instant.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def statement_id(statement: dict[str, Any], received_at: datetime | None = None) -> uuid.UUID:
     """The statement's ``id``, or a UUIDv5 of its canonical JSON when it has none.
 
-    Canonical JSON sorts keys, drops insignificant white space and escapes non-ASCII,
-    so the same statement re-sent (even re-serialised) gets the same id.
+    Canonical JSON sorts keys, drops insignificant white space, escapes non-ASCII and
+    writes ``timestamp`` as its UTC instant, so the same statement re-sent (even
+    re-serialised, or with its timestamp in another offset) gets the same id. A statement
+    with neither ``id`` nor ``timestamp`` is told apart by ``received_at`` (its filled
+    timestamp): two identical answers at two moments are two events, and a re-sent copy
+    cannot be recognised (send an ``id`` to make re-sending safe).
     """
     given = statement.get("id")
     if given is not None:
@@ -237,130 +285,272 @@ def statement_id(statement: dict[str, Any]) -> uuid.UUID:
             return uuid.UUID(given)
         except ValueError:
             raise EventRejected(f"a statement id is a UUID, got {given!r}", field="id") from None
+    canonical_form = dict(statement)
+    if "timestamp" in canonical_form:
+        canonical_form["timestamp"] = _canonical_timestamp(canonical_form["timestamp"])
+    elif received_at is not None:
+        canonical_form["timestamp"] = _canonical_timestamp(received_at.isoformat())
     # ensure_ascii: a lone surrogate in a string must not make the id underivable.
-    canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    canonical = json.dumps(canonical_form, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return uuid.uuid5(STATEMENT_ID_NAMESPACE, canonical)
 
 
-def _object(value: Any, field: str, *, required: bool = True) -> dict[str, Any]:
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        got = "nothing" if value is None else type(value).__name__
-        raise EventRejected(f"expecting an object, got {got}", field=field)
-    return value
+class _Report:
+    """The problems and notes of one statement, gathered as the mapping goes."""
+
+    def __init__(self) -> None:
+        self.problems: list[EventRejected] = []
+        self.notes: list[Note] = []
+
+    def problem(self, field: str | None, reason: str) -> None:
+        self.problems.append(EventRejected(reason, field=field))
+
+    def note(self, field: str, note: str) -> None:
+        self.notes.append(Note(field, note))
+
+    def object(self, value: Any, field: str, *, required: bool = True) -> dict[str, Any] | None:
+        """``value`` if it is a JSON object ({} when absent and optional), else a problem."""
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            got = "nothing" if value is None else type(value).__name__
+            self.problem(field, f"expecting an object, got {got}")
+            return None
+        return value
 
 
-def _learner_id(statement: dict[str, Any]) -> str:
-    actor = _object(statement.get("actor"), "actor")
+def _learner_id(statement: dict[str, Any], report: _Report) -> str | None:
+    actor = report.object(statement.get("actor"), "actor")
+    if actor is None:
+        return None
     kind = actor.get("objectType", "Agent")
     if kind != "Agent":
-        raise EventRejected(
+        report.problem(
+            "actor.objectType",
             f"expecting an Agent (one learner per statement), got objectType {kind!r}",
-            field="actor.objectType",
         )
-    for key, what in _DIRECT_IDENTIFIERS.items():
-        if key in actor:
-            raise EventRejected(
-                f"is {what}, a direct identifier, which is refused: identify the learner "
-                "by an account with a pseudonymous name",
-                field=f"actor.{key}",
+        return None
+    identifiers = [key for key in _DIRECT_IDENTIFIERS if key in actor]
+    if "account" not in actor:
+        for key in identifiers:
+            report.problem(
+                f"actor.{key}",
+                f"is {_DIRECT_IDENTIFIERS[key]}, a direct identifier, and the actor has no "
+                "pseudonymous account: refused (identify the learner by actor.account, "
+                "e.g. the GAR's opaque id)",
             )
-    account = _object(actor.get("account"), "actor.account")
+        if not identifiers:
+            report.problem("actor.account", "required: the learner's pseudonymous account")
+        return None
+    account = report.object(actor.get("account"), "actor.account")
+    if account is None:
+        return None
     home_page = account.get("homePage")
     if not isinstance(home_page, str) or not home_page:
-        raise EventRejected(
-            "required (the system that issued the account)", field="actor.account.homePage"
-        )
+        report.problem("actor.account.homePage", "required (the system that issued the account)")
     name = account.get("name")
     if not isinstance(name, str):
-        raise EventRejected("required: the learner's pseudonymous id", field="actor.account.name")
+        report.problem("actor.account.name", "required: the learner's pseudonymous id")
+        return None
+    for key in identifiers:
+        report.note(
+            f"actor.{key}",
+            f"dropped, never stored: {_DIRECT_IDENTIFIERS[key]}; the learner is identified "
+            "by actor.account.name",
+        )
     return name
 
 
-def _verb(statement: dict[str, Any], has_score: bool) -> tuple[Verb, bool | None]:
-    """The contract verb, and the success that the verb itself says (passed/failed)."""
-    verb_id = _object(statement.get("verb"), "verb").get("id")
-    if not isinstance(verb_id, str) or verb_id not in VERBS:
-        raise EventRejected(
-            f"verb {verb_id!r} is not mapped; expecting an ADL verb among "
-            f"{sorted({iri.rsplit('/', 1)[1] for iri in VERBS})} (see docs/xapi-mapping.md)",
-            field="verb.id",
-        )
-    name = verb_id.rsplit("/", 1)[1]
-    if name in _VERDICTS:
-        return ("assessment_scored" if has_score else "activity_completed"), _VERDICTS[name]
-    return VERBS[verb_id], None
-
-
-def _object_id(statement: dict[str, Any]) -> str | None:
-    target = _object(statement.get("object"), "object")
+def _object_id(statement: dict[str, Any], report: _Report) -> str | None:
+    target = report.object(statement.get("object"), "object")
+    if target is None:
+        return None
     kind = target.get("objectType", "Activity")
     if kind != "Activity":
-        raise EventRejected(
+        report.problem(
+            "object.objectType",
             f"expecting an Activity, got objectType {kind!r} (a person or a statement as "
             "object is not part of the contract)",
-            field="object.objectType",
         )
+        return None
     object_id = target.get("id")
     if not isinstance(object_id, str):
-        raise EventRejected("required: the activity's IRI", field="object.id")
+        report.problem("object.id", "required: the activity's IRI")
+        return None
     return object_id
 
 
-def _score(result: dict[str, Any]) -> float | None:
-    score = _object(result.get("score"), "result.score", required=False)
-    for key in ("scaled", "raw"):
-        value = score.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise EventRejected(f"expecting a number, got {value!r}", field=f"result.score.{key}")
-        return float(value)
-    if score:
-        raise EventRejected("has neither 'scaled' nor 'raw'", field="result.score")
-    return None
+ScoreScale = Literal["scaled"] | dict[str, float]
 
 
-def _grouping(context: dict[str, Any]) -> list[str]:
-    activities = _object(
+def _number(score: dict[str, Any], key: str, report: _Report) -> float | None:
+    value = score.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        report.problem(f"result.score.{key}", f"expecting a number, got {value!r}")
+        return None
+    return float(value)
+
+
+def _score(result: dict[str, Any], report: _Report) -> tuple[float | None, ScoreScale | None]:
+    """The score as the xAPI spec defines it, and the scale it came on.
+
+    ``scaled`` (in [-1, 1]) when given, else ``raw`` with its ``min``/``max``. A ``scaled``
+    that contradicts ``raw`` on [min, max] (beyond :data:`SCALED_TOLERANCE`) is set aside
+    and ``raw`` kept on its scale, with a note.
+    """
+    score = report.object(result.get("score"), "result.score", required=False)
+    if not score:
+        return None, None
+    before = len(report.problems)
+    scaled, raw = _number(score, "scaled", report), _number(score, "raw", report)
+    low, high = _number(score, "min", report), _number(score, "max", report)
+    if scaled is not None and not -1 <= scaled <= 1:
+        report.problem("result.score.scaled", f"must be within [-1, 1], got {scaled:g}")
+    if low is not None and high is not None and low >= high:
+        report.problem("result.score.min", f"must be below max ({high:g}), got {low:g}")
+    elif raw is not None and (
+        (low is not None and raw < low) or (high is not None and raw > high)
+    ):
+        report.problem(
+            "result.score.raw",
+            f"{raw:g} is outside [{'' if low is None else f'{low:g}'}, "
+            f"{'' if high is None else f'{high:g}'}] (min and max)",
+        )
+    if scaled is None and raw is None and len(report.problems) == before:
+        report.problem("result.score", "has neither 'scaled' nor 'raw'")
+    if len(report.problems) > before:
+        return None, None
+    bounds = {key: value for key, value in (("min", low), ("max", high)) if value is not None}
+    if scaled is not None:
+        if raw is not None and low is not None and high is not None:
+            implied = (raw - low) / (high - low)
+            if abs(implied - scaled) > SCALED_TOLERANCE:
+                report.note(
+                    "result.score.scaled",
+                    f"set aside: scaled {scaled:g} contradicts raw {raw:g} on "
+                    f"[{low:g}, {high:g}] (which is {implied:.4g} scaled); the raw score is "
+                    "stored on its scale",
+                )
+                return raw, bounds
+        return scaled, "scaled"
+    assert raw is not None
+    return raw, bounds
+
+
+def _duration(result: dict[str, Any], report: _Report) -> float | None:
+    duration = result.get("duration")
+    if duration is None:
+        return None
+    if not isinstance(duration, str):
+        report.problem("result.duration", f"expecting an ISO 8601 string, got {duration!r}")
+        return None
+    try:
+        return parse_duration(duration)
+    except ValueError as error:
+        report.problem("result.duration", str(error))
+        return None
+
+
+def _grouping(context: dict[str, Any], report: _Report) -> list[str]:
+    activities = report.object(
         context.get("contextActivities"), "context.contextActivities", required=False
     )
-    grouping = activities.get("grouping", [])
+    grouping = (activities or {}).get("grouping", [])
     if isinstance(grouping, dict):  # xAPI 1.0 allowed a single activity; 1.0.3 normalises
         grouping = [grouping]
     if not isinstance(grouping, list):
-        raise EventRejected(
+        report.problem(
+            "context.contextActivities.grouping",
             f"expecting an array of activities, got {type(grouping).__name__}",
-            field="context.contextActivities.grouping",
         )
+        return []
     return [a["id"] for a in grouping if isinstance(a, dict) and isinstance(a.get("id"), str)]
 
 
-def _from_context(
-    extensions: dict[str, Any], grouping: list[str], iri: str, prefix: str | None, what: str
+def _placement(
+    statement: dict[str, Any],
+    extensions: dict[str, Any],
+    grouping: list[str],
+    field: Literal["class_id", "school_uai"],
+    mapping: ContextMapping | None,
+    report: _Report,
 ) -> Any:
-    field = f"context.extensions[{iri}]"
+    """The class or the school: Preuve's extension or grouping activity, else the first
+    source of the resource's context mapping that finds it."""
+    iri, prefix, what = (
+        (CLASS_EXTENSION, CLASS_ACTIVITY_PREFIX, "class id")
+        if field == "class_id"
+        else (SCHOOL_EXTENSION, SCHOOL_ACTIVITY_PREFIX, "school UAI")
+    )
+    where = f"context.extensions[{iri}]"
     in_extension = extensions.get(iri)
-    in_grouping = [g[len(prefix) :] for g in grouping if prefix and g.startswith(prefix)]
-    if len(set(in_grouping)) > 1:
-        raise EventRejected(
-            f"several {what}s in grouping activities: {sorted(set(in_grouping))}",
-            field="context.contextActivities.grouping",
+    in_grouping = sorted({g[len(prefix) :] for g in grouping if g.startswith(prefix)})
+    if len(in_grouping) > 1:
+        report.problem(
+            "context.contextActivities.grouping", f"several {what}s in grouping activities: "
+            f"{in_grouping}"
         )
+        return None
     if in_extension is not None and in_grouping and in_grouping[0] != in_extension:
-        raise EventRejected(
+        report.problem(
+            where,
             f"{what} {in_extension!r} differs from grouping activity {prefix}{in_grouping[0]}",
-            field=field,
         )
-    if in_extension is None and not in_grouping:
-        where = f" or a grouping activity {prefix}<id>" if prefix else ""
-        raise EventRejected(f"required: the {what} (context extension {iri}{where})", field=field)
-    return in_extension if in_extension is not None else in_grouping[0]
+        return None
+    if in_extension is not None:
+        return in_extension
+    if in_grouping:
+        return in_grouping[0]
+    for source in mapping.sources(field) if mapping is not None else ():
+        found = sorted(source.values(statement))
+        if len(found) > 1:
+            report.problem(
+                f"context (the resource's mapping of the {what})",
+                f"several {what}s found in {source.where or 'value'}: {found}",
+            )
+            return None
+        if found:
+            return found[0]
+    mapped = " or where the resource's context mapping says" if mapping is not None else ""
+    report.problem(
+        where,
+        f"required: the {what} (context extension {iri}, a grouping activity "
+        f"{prefix}<id>{mapped}; see docs/xapi-mapping.md)",
+    )
+    return None
 
 
-def statement_to_event(statement: Any, *, resource_id: str | None = None) -> UsageEvent:
-    """Map one xAPI statement onto contract v1.
+def _verb(
+    statement: dict[str, Any], has_score: bool, report: _Report
+) -> tuple[str | None, Any, bool | None]:
+    """(verb IRI, contract verb, the success the verb itself states)."""
+    verb = report.object(statement.get("verb"), "verb")
+    if verb is None:
+        return None, None, None
+    verb_id = verb.get("id")
+    if not isinstance(verb_id, str) or not verb_id:
+        report.problem("verb.id", f"required: the verb's IRI, got {verb_id!r}")
+        return None, None, None
+    rule, known = verb_rule(verb_id)
+    if not known:
+        report.note(
+            "verb.id",
+            f"verb {verb_id} is not classified: stored as 'interacted', which does not "
+            "count as active use (docs/xapi-mapping.md lists the classified verbs)",
+        )
+    return verb_id, rule.contract_verb(has_score), rule.verdict
+
+
+def map_statement(
+    statement: Any,
+    *,
+    resource_id: str | None = None,
+    mapping: ContextMapping | None = None,
+    received_at: datetime | None = None,
+) -> MappedStatement:
+    """Map one xAPI statement onto contract v1, reporting every problem at once.
 
     Parameters
     ----------
@@ -370,16 +560,128 @@ def statement_to_event(statement: Any, *, resource_id: str | None = None) -> Usa
         The resource of the API key that sent it; a context extension
         ``RESOURCE_EXTENSION`` overrides it (the gateway checks the result against the
         key's scope).
+    mapping
+        The resource's context mapping (where its statements carry class and school).
+    received_at
+        When the gateway received it: the ``occurred_at`` of a statement without
+        ``timestamp`` (default: now).
 
     Returns
     -------
-    UsageEvent
-        The event, validated against the contract.
+    MappedStatement
+        The event, validated against the contract, and the notes of what was dropped or
+        filled.
 
     Raises
     ------
-    EventRejected
-        With ``field`` the xAPI path of what is missing or wrong.
+    StatementRejected
+        With ``problems``: each problem, its ``field`` the xAPI path.
+
+    Examples
+    --------
+    >>> mapped = map_statement(
+    ...     {
+    ...         "actor": {"name": "Jeanne Martin",
+    ...                   "account": {"homePage": "https://ent.example", "name": "a1b2c3"}},
+    ...         "verb": {"id": "https://w3id.org/xapi/video/verbs/played"},
+    ...         "object": {"id": "https://lectio.example/videos/3"},
+    ...         "context": {
+    ...             "extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}
+    ...         },
+    ...     },
+    ...     resource_id="lectio",
+    ...     received_at=datetime(2027, 10, 4, 9, 15, tzinfo=UTC),
+    ... )
+    >>> mapped.event.verb, mapped.event.occurred_at.isoformat()
+    ('content_viewed', '2027-10-04T09:15:00+00:00')
+    >>> [note.field for note in mapped.notes]
+    ['actor.name', 'timestamp']
+    """
+    if not isinstance(statement, dict):
+        raise StatementRejected(
+            [EventRejected(f"a statement is a JSON object, got {type(statement).__name__}")]
+        )
+    received_at = received_at if received_at is not None else datetime.now(UTC)
+    report = _Report()
+    event_id: uuid.UUID | None = None
+    try:
+        event_id = statement_id(statement, received_at)
+    except EventRejected as bad_id:
+        report.problem(bad_id.field, bad_id.reason)
+    learner_id = _learner_id(statement, report)
+    result = report.object(statement.get("result"), "result", required=False) or {}
+    score, scale = _score(result, report)
+    verb_id, verb, verdict = _verb(statement, score is not None, report)
+    success = result.get("success")
+    if verdict is not None and isinstance(success, bool) and success is not verdict:
+        said = "passed" if verdict else "failed"
+        report.problem("result.success", f"is {success!r} but the verb says {said}")
+    context = report.object(statement.get("context"), "context", required=False) or {}
+    extensions = (
+        report.object(context.get("extensions"), "context.extensions", required=False) or {}
+    )
+    grouping = _grouping(context, report)
+    event_extensions: dict[str, Any] = {"xapi_verb": verb_id}
+    timestamp = statement.get("timestamp")
+    if timestamp is None:
+        timestamp = received_at.isoformat()
+        event_extensions["xapi_timestamp"] = TIMESTAMP_FILLED
+        report.note(
+            "timestamp",
+            f"missing: filled with the time of receipt {timestamp} (the xAPI spec lets the "
+            "receiver set it: timestamp defaults to stored)",
+        )
+    if scale is not None:
+        event_extensions["score_scale"] = scale
+    fields: dict[str, Any] = {
+        "event_id": None if event_id is None else str(event_id),
+        "occurred_at": timestamp,
+        "resource_id": extensions.get(RESOURCE_EXTENSION, resource_id),
+        "learner_id": learner_id,
+        "class_id": _placement(statement, extensions, grouping, "class_id", mapping, report),
+        "school_uai": _placement(statement, extensions, grouping, "school_uai", mapping, report),
+        "verb": verb,
+        "object_id": _object_id(statement, report),
+        "duration_s": _duration(result, report),
+        "score": score,
+        "success": success if success is not None else verdict,
+        "extensions": event_extensions,
+    }
+    if fields["resource_id"] is None:
+        report.problem(
+            _SOURCE_OF["resource_id"],
+            f"required: the resource (the API key's, or context extension {RESOURCE_EXTENSION})",
+        )
+    problems = report.problems
+    event: UsageEvent | None = None
+    try:
+        event = UsageEvent.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        reported = {p.field for p in problems}
+        for rejection in rejections_from(error):
+            if rejection.field in fields and fields[rejection.field] is None and (
+                rejection.reason == "required field is missing"
+            ):
+                continue  # its source's problem is already reported
+            field = _SOURCE_OF.get(rejection.field or "", rejection.field)
+            if field not in reported:
+                problems.append(EventRejected(rejection.reason, field=field))
+    if problems or event is None:
+        known = None if event_id is None else str(event_id)
+        raise StatementRejected(
+            [EventRejected(p.reason, field=p.field, event_id=known) for p in problems],
+            event_id=known,
+        )
+    return MappedStatement(event, tuple(report.notes))
+
+
+def statement_to_event(statement: Any, *, resource_id: str | None = None) -> UsageEvent:
+    """Map one xAPI statement onto contract v1 (:func:`map_statement`, without the notes).
+
+    Raises
+    ------
+    StatementRejected
+        Every problem of the statement (``field`` and ``reason`` are the first one's).
 
     Examples
     --------
@@ -400,65 +702,4 @@ def statement_to_event(statement: Any, *, resource_id: str | None = None) -> Usa
     >>> event.verb, event.duration_s, event.learner_id
     ('activity_completed', 240.0, 'a1b2c3')
     """
-    if not isinstance(statement, dict):
-        raise EventRejected(f"a statement is a JSON object, got {type(statement).__name__}")
-    event_id = statement_id(statement)
-    try:
-        result = _object(statement.get("result"), "result", required=False)
-        score = _score(result)
-        verb, verdict = _verb(statement, has_score=score is not None)
-        success = result.get("success")
-        if verdict is not None and success is not None and success is not verdict:
-            raise EventRejected(
-                f"is {success!r} but the verb says {'passed' if verdict else 'failed'}",
-                field="result.success",
-            )
-        duration = result.get("duration")
-        duration_s: float | None = None
-        if duration is not None:
-            try:
-                duration_s = parse_duration(duration) if isinstance(duration, str) else None
-            except ValueError as error:
-                raise EventRejected(str(error), field="result.duration") from None
-            if duration_s is None:
-                raise EventRejected(
-                    f"expecting an ISO 8601 string, got {duration!r}", field="result.duration"
-                )
-        context = _object(statement.get("context"), "context")
-        extensions = _object(context.get("extensions"), "context.extensions", required=False)
-        grouping = _grouping(context)
-        if "timestamp" not in statement:
-            raise EventRejected("required: when it happened, with a UTC offset", field="timestamp")
-        fields: dict[str, Any] = {
-            "event_id": str(event_id),
-            "occurred_at": statement["timestamp"],
-            "resource_id": extensions.get(RESOURCE_EXTENSION, resource_id),
-            "learner_id": _learner_id(statement),
-            "class_id": _from_context(
-                extensions, grouping, CLASS_EXTENSION, CLASS_ACTIVITY_PREFIX, "class id"
-            ),
-            "school_uai": _from_context(
-                extensions, grouping, SCHOOL_EXTENSION, SCHOOL_ACTIVITY_PREFIX, "school UAI"
-            ),
-            "verb": verb,
-            "object_id": _object_id(statement),
-            "duration_s": duration_s,
-            "score": score,
-            "success": success if success is not None else verdict,
-            "extensions": {"xapi_verb": statement["verb"]["id"]},
-        }
-        if fields["resource_id"] is None:
-            raise EventRejected(
-                "required: the resource (the API key's, or context extension "
-                f"{RESOURCE_EXTENSION})",
-                field=_SOURCE_OF["resource_id"],
-            )
-    except EventRejected as rejection:
-        raise EventRejected(
-            rejection.reason, field=rejection.field, event_id=str(event_id)
-        ) from None
-    try:
-        return parse_event({key: value for key, value in fields.items() if value is not None})
-    except EventRejected as rejection:
-        field = _SOURCE_OF.get(rejection.field or "", rejection.field)
-        raise EventRejected(rejection.reason, field=field, event_id=str(event_id)) from None
+    return map_statement(statement, resource_id=resource_id).event

@@ -36,7 +36,10 @@ FRENCH_WORDS: Final[tuple[str, ...]] = (
     "semaine", "synthèse", "crédibilité", "non", "oui", "ajustée")
 PROPER_NAMES: Final[tuple[str, ...]] = (
     "Education Endowment Foundation", "What Works Clearinghouse", "Hedges", "CONSORT",
-    "CACE", "SHA-256", "Banque des Territoires")
+    "CACE", "SHA-256", "Banque des Territoires",
+    # Titles of the documents the evidence rating and the methods cite.
+    "Classifying the security of EEF findings", "Teaching and Learning Toolkit",
+    "Standards Handbook")
 
 
 class _Text(HTMLParser):

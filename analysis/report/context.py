@@ -7,7 +7,7 @@ do not hold. :class:`ReportContext` carries those; every field is optional, and 
 without context says what it does not know rather than inventing it.
 
 :func:`usage_context_from_files` derives the usage funnel and the weekly active use per
-arm from the offline files (units and usage CSVs, DESIGN.md), aggregated by arm: nothing
+arm from the offline files (units and usage CSVs, docs/architecture.md), aggregated by arm: nothing
 per class or per pupil leaves this module (R12, R13), and cells of fewer than 10 pupils
 are suppressed.
 """
@@ -143,7 +143,14 @@ def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of Python and of the packages the numbers depend on."""
+    """Versions of Python and of the packages the numbers and the report depend on, as a
+    run record and a report's appendix name them (a package not installed is left out).
+
+    Examples
+    --------
+    >>> {"python", "numpy", "scipy", "statsmodels"} <= set(software_versions())
+    True
+    """
     out = {"python": platform.python_version()}
     for name in ("preuve", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "jinja2"):
         try:
@@ -160,8 +167,8 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
     Parameters
     ----------
     units, usage, outcomes : Path
-        The offline CSV files (DESIGN.md). ``outcomes`` gives the pupils on record per arm
-        (the denominator of the weekly share); without it the share is not computed.
+        The offline CSV files (docs/architecture.md). ``outcomes`` gives the pupils on
+        record per arm (the denominator of the weekly share); without it the share is not computed.
     arms : sequence of str, optional
         Order of the arms in the output (default: as first met in the units file).
 

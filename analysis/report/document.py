@@ -150,21 +150,30 @@ fluence que ceux des classes témoins, soit environ 3 mois de progrès suppléme
     return sentence + t("months_more" if months > 0 else "months_less", months=abs(months))
 
 
-def _rating_lines(rating: EvidenceRating, unit: str, t: Text) -> list[str]:
+def _rating_lines(rating: EvidenceRating, unit: str, t: Text, boundary: str = "cautious"
+                  ) -> list[str]:
+    """One line per step of the rating, each with the source of its rule, then how the
+    steps combine (:mod:`analysis.report_rating`)."""
     lines = []
     units = t(f"units_{unit}")
     for step in rating.steps:
         if step.key == "cap_power":
-            lines.append(t("r_cap_power", value=t.number(step.value, 2), n=step.padlocks)
-                         if step.value is not None else t("r_cap_power_none", n=step.padlocks))
+            line = (t("r_cap_power", value=t.number(step.value, 2), n=step.padlocks,
+                      units=units)
+                    if step.value is not None else t("r_cap_power_none", n=step.padlocks))
         elif step.key == "cap_attrition":
-            lines.append(t("r_cap_attrition", value=t.number(100 * step.value, 1),
-                           n=step.padlocks) if step.value is not None
-                         else t("r_cap_attrition_none", n=step.padlocks))
+            line = (t("r_cap_attrition", value=t.number(100 * step.value, 1),
+                      n=step.padlocks) if step.value is not None
+                    else t("r_cap_attrition_none", n=step.padlocks))
         elif step.key == "minus_few_units":
-            lines.append(t("r_minus_few_units", units=units, value=int(step.value or 0)))
+            line = t("r_minus_few_units", units=units, value=int(step.value or 0))
+        elif step.key == "minus_differential_attrition":
+            line = t("r_minus_differential_attrition", boundary=t(f"boundary_{boundary}"))
         else:
-            lines.append(t(f"r_{step.key}", units=units))
+            line = t(f"r_{step.key}", units=units)
+        lines.append(f"{line} ({t(f'src_{step.source}')})")
+    if len(rating.steps) > 1:
+        lines.append(t("r_combination"))
     return lines
 
 
@@ -260,7 +269,9 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
         "sure": sure,
         "padlocks": rating.padlocks,
         "rating": t("rating", n=rating.padlocks),
-        "rating_steps": _rating_lines(rating, unit, t),
+        "rating_steps": _rating_lines(rating, unit, t,
+                                      str(data.get("design", {}).get("attrition_boundary")
+                                          or "cautious")),
         "cost": [f"{text} {quoted}" if quoted else text for text, quoted in cost],
         "cost_parts": cost,
         "warnings": _warnings(data, t, outcomes),
@@ -274,8 +285,11 @@ def _warnings(data: Mapping[str, Any], t: Text, outcomes: Mapping[str, str]) -> 
     out = [t("volunteers")]
     if (checks.get("sample_ratio") or {}).get("mismatch"):
         out.append(t("srm_mismatch"))
-    if any(a.get("cautious") == "high" for a in checks.get("attrition", [])):
-        out.append(t("r_minus_differential_attrition").rsplit(":", 1)[0].rstrip() + ".")
+    boundary = str(data.get("design", {}).get("attrition_boundary") or "cautious")
+    if any(a.get("rating", a.get("cautious")) == "high" and a.get("level") != "all_learners"
+           for a in checks.get("attrition", [])):
+        out.append(t("r_minus_differential_attrition", boundary=t(f"boundary_{boundary}"))
+                   .rsplit(":", 1)[0].rstrip() + ".")
     if any(b.get("equivalence") == "not satisfied"
            for b in checks.get("baseline_equivalence", [])):
         out.append(t("r_minus_imbalance_large").rsplit(":", 1)[0].rstrip() + ".")
@@ -461,18 +475,23 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
         balance.append([outcomes.get(b["outcome"], b["outcome"]), name,
                         t.number(b.get("difference"), 2), verdict])
     attrition = []
+    notes_unverified: list[str] = []
     for a in checks.get("attrition", []):
-        level = units if a["level"] == "unit" else t("units_learner")
+        level = {"unit": units, "learner": t("units_learner")}.get(
+            a["level"], t("a_all_learners"))
+        boundary = a.get("boundary", a.get("boundary_cautious"))
+        rating = a.get("rating", a.get("cautious"))
         attrition.append([
             outcomes.get(a["outcome"], a["outcome"]), level.capitalize(),
             t.percent(a.get("overall"), 1), t.percent(a.get("differential"), 1),
-            t.percent(a.get("boundary_cautious"), 1) if a.get("boundary_cautious") is not None
-            else "—",
+            t.percent(boundary, 1) if boundary is not None else "—",
             t(f"rating_{a['cautious']}") if a.get("cautious") else t("reason_suppressed"),
-            t(f"rating_{a['optimistic']}") if a.get("optimistic") else t("reason_suppressed"),
+            t(f"rating_{rating}") if rating else t("reason_suppressed"),
         ])
+        if a.get("unverified"):
+            notes_unverified.append(t("a_unverified", row=a.get("boundary_row")))
     srm = checks.get("sample_ratio") or {}
-    notes = []
+    notes = list(dict.fromkeys(notes_unverified))
     if srm:
         notes.append(t("srm", units=units, chi2=t.number(srm.get("chi2"), 2),
                        p=t.p_value(srm.get("p_value"))))
@@ -498,9 +517,19 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     unit = design.get("unit", "class")
     lines = [t("m_estimand")]
     model = "m_model_mixed" if design.get("model") == "mixed" else "m_model_ancova"
+    primary = _primary(data)
+    pretest = design.get("pretest") or {}
+    if (model == "m_model_ancova" and primary is not None and primary["outcome"] in pretest
+            and pretest[primary["outcome"]] is None):
+        model = "m_model_ancova_no_pretest"
     lines.append(t(model, units=t(f"units_{unit}"), unit=t(f"unit_{unit}")))
     lines += [t("m_effect_size"), t("m_missing"),
               t("m_alpha", alpha=t.number(design.get("alpha"), 2))]
+    boundary = str(design.get("attrition_boundary") or "cautious")
+    lines.append(t("m_attrition", boundary=t(f"boundary_{boundary}")))
+    planned = design.get("mdes_at_randomisation") or []
+    lines.append(t("m_mdes_estimated" if any(m.get("source") == "estimated" for m in planned)
+                   else "m_mdes"))
     lines.append(t("m_strata", strata=", ".join(t.attribute(s) for s in
                                                 design.get("strata", [])) or t("none")))
     lines.append(t("m_covariates", covariates=", ".join(

@@ -11,12 +11,10 @@ shown as such: the report says them again from the catalogue.
 from __future__ import annotations
 
 import math
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-__all__ = ["LANGUAGES", "MESSAGES", "Lang", "Text", "format_number"]
+__all__ = ["MESSAGES", "Text", "format_number"]
 
-Lang = Literal["fr", "en"]
-LANGUAGES: Final[tuple[str, ...]] = ("fr", "en")
 
 MESSAGES: Final[dict[str, dict[str, str]]] = {
     "fr": {
@@ -63,23 +61,36 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "positif avec une confiance de {level} % (p ajustée {p}).",
         "interval_negative": "Cet intervalle est entièrement au-dessous de zéro : l'effet est "
                              "négatif avec une confiance de {level} % (p ajustée {p}).",
-        "rating": "Solidité de la preuve : {n} sur 5",
-        "rating_help": "Note de 0 à 5 cadenas, inspirée de l'Education Endowment "
-                       "Foundation : elle baisse quand l'étude manque de puissance, perd des "
-                       "élèves ou compare des groupes inégaux au départ.",
+        "rating": "Note de solidité Preuve, inspirée de l'EEF : {n} sur 5",
+        "rating_help": "Note de 0 à 5 cadenas, inspirée de celle de l'Education Endowment "
+                       "Foundation (EEF) sans en être une : elle baisse quand l'étude manque "
+                       "de puissance, perd des élèves ou compare des groupes inégaux au "
+                       "départ. Chaque règle est donnée avec sa source, ou signalée comme "
+                       "règle propre à Preuve.",
+        "src_eef": "source : EEF, Classifying the security of EEF findings (2019), "
+                   "tableau 1",
+        "src_wwc": "seuil : What Works Clearinghouse, Standards Handbook v4.1 ; nombre de "
+                   "cadenas retirés : règle propre à Preuve",
+        "src_preuve": "règle propre à Preuve",
+        "r_combination": "Combinaison : la note part du plus bas des plafonds (comme l'EEF), "
+                         "puis les retraits s'additionnent, sans descendre sous 0 (règle "
+                         "propre à Preuve).",
         "rating_steps": "Comment la note est obtenue",
         "r_design_rct": "Essai randomisé : jusqu'à 5 cadenas.",
-        "r_cap_power": "Effet minimal détectable de {value} écart-type : au plus {n} "
-                       "cadenas.",
+        "r_cap_power": "Effet minimal détectable au tirage au sort de {value} écart-type "
+                       "(d'après le plan : unités tirées au sort, CCI et R² supposés, voir "
+                       "l'annexe méthodologique) : au plus {n} cadenas.",
         "r_cap_power_none": "Effet minimal détectable inconnu : au plus {n} cadenas.",
-        "r_cap_attrition": "Élèves perdus entre le tirage au sort et l'analyse : {value} % : "
-                           "au plus {n} cadenas.",
+        "r_cap_attrition": "Élèves perdus entre le tirage au sort et l'analyse, classes "
+                           "perdues entières comprises : {value} % : au plus {n} cadenas.",
         "r_cap_attrition_none": "Élèves perdus inconnus : au plus {n} cadenas.",
-        "r_minus_differential_attrition": "Pertes trop différentes entre les groupes (borne "
-                                          "prudente du What Works Clearinghouse) : "
-                                          "−1 cadenas.",
+        "r_minus_differential_attrition": "Attrition élevée selon la borne {boundary} du "
+                                          "What Works Clearinghouse : −1 cadenas.",
+        "boundary_cautious": "prudente", "boundary_optimistic": "optimiste",
         "r_minus_imbalance_large": "Groupes inégaux au départ (écart de plus de 0,25 "
-                                   "écart-type) : −2 cadenas.",
+                                   "écart-type ; non compté sur une caractéristique dont le "
+                                   "modèle tient compte quand l'attrition est faible) : "
+                                   "−2 cadenas.",
         "r_minus_imbalance_unadjusted": "Écart initial entre les groupes non pris en compte "
                                         "dans le modèle : −1 cadenas.",
         "r_minus_sample_ratio": "Répartition des {units} entre les groupes différente de "
@@ -191,8 +202,11 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "attrition": "Élèves et {units} perdus (attrition)",
         "attrition_caption": "Attrition comparée aux bornes du What Works Clearinghouse",
         "a_level": "Niveau", "a_overall": "Globale", "a_differential": "Différentielle",
-        "a_boundary": "Différentielle admise (borne prudente)",
-        "a_cautious": "Niveau (borne prudente)", "a_optimistic": "Niveau (borne optimiste)",
+        "a_boundary": "Différentielle admise (borne du protocole)",
+        "a_cautious": "Niveau (borne prudente)", "a_optimistic": "Niveau (borne du protocole)",
+        "a_all_learners": "Tous les élèves tirés au sort",
+        "a_unverified": "Borne optimiste lue à la ligne {row} % : lignes 13 à 65 de cette "
+                        "colonne non vérifiées contre le Handbook du WWC.",
         "rating_low": "faible", "rating_high": "élevée",
         "srm": "Répartition des {units} entre les groupes : χ² = {chi2}, p = {p}.",
         "srm_mismatch": "Cette répartition s'écarte de celle prévue par le protocole.",
@@ -212,11 +226,29 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_model_ancova": "Modèle : régression du score final sur le groupe, le score "
                           "initial, les covariables et les strates de randomisation ; "
                           "erreurs-types robustes à la corrélation au sein des {units}.",
+        "m_model_ancova_no_pretest": "Modèle : sans pré-test, régression du score final sur "
+                                     "le groupe, ajustée sur les covariables et les strates "
+                                     "de randomisation déclarées (ou sur rien) ; "
+                                     "erreurs-types robustes à la corrélation au sein des "
+                                     "{units}.",
+        "m_attrition": "Attrition : bornes du What Works Clearinghouse (Standards Handbook "
+                       "v4.1, tableau II.1), borne {boundary} ; l'attrition globale est "
+                       "arrondie au pour cent entier supérieur pour lire le tableau (choix "
+                       "prudent, règle propre à Preuve), l'attrition différentielle est "
+                       "comparée sans arrondi.",
+        "m_mdes": "Puissance : effet minimal détectable au tirage au sort (PowerUp!, Dong & "
+                  "Maynard 2013), calculé sur les unités tirées au sort avec les hypothèses "
+                  "de CCI et de R² du protocole, et non sur l'erreur-type obtenue.",
+        "m_mdes_estimated": "Puissance : le protocole n'a pas de section `power:` ; l'effet "
+                            "minimal détectable au tirage au sort utilise la CCI estimée sur "
+                            "les données et un R² nul.",
         "m_model_mixed": "Modèle : modèle mixte à effet aléatoire par {unit}, ajusté sur le "
                          "score initial, les covariables et les strates.",
         "m_effect_size": "Taille d'effet : g de Hedges (écart-type groupé, correction des "
-                         "petits échantillons) ; mois de progrès selon la table de "
-                         "l'Education Endowment Foundation.",
+                         "petits échantillons) ; mois de progrès selon la table de conversion "
+                         "du Teaching and Learning Toolkit de l'Education Endowment "
+                         "Foundation (la table des rapports de projets de l'EEF, qui diffère "
+                         "légèrement, n'a pas pu être consultée).",
         "m_missing": "Score initial manquant : méthode de l'indicatrice (valeur mise à 0 "
                      "et indicatrice dans le modèle).",
         "m_alpha": "Seuil : α = {alpha}, tests bilatéraux.",
@@ -282,22 +314,35 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                              "with {level}% confidence (adjusted p {p}).",
         "interval_negative": "This interval lies entirely below zero: the effect is negative "
                              "with {level}% confidence (adjusted p {p}).",
-        "rating": "Strength of evidence: {n} out of 5",
-        "rating_help": "A rating from 0 to 5 padlocks, in the spirit of the Education "
-                       "Endowment Foundation: it goes down when the study lacks power, loses "
-                       "pupils or compares groups that differed at the start.",
+        "rating": "Preuve security rating, inspired by the EEF's: {n} out of 5",
+        "rating_help": "A rating from 0 to 5 padlocks, inspired by the Education Endowment "
+                       "Foundation's (EEF) without being it: it goes down when the study "
+                       "lacks power, loses pupils or compares groups that differed at the "
+                       "start. Each rule is given with its source, or marked as Preuve's "
+                       "own rule.",
+        "src_eef": "source: EEF, Classifying the security of EEF findings (2019), table 1",
+        "src_wwc": "threshold: What Works Clearinghouse, Standards Handbook v4.1; padlocks "
+                   "removed: Preuve's own rule",
+        "src_preuve": "Preuve's own rule",
+        "r_combination": "Combination: the rating starts from the lowest cap (as the EEF "
+                         "does), then the deductions add up, never below 0 (Preuve's own "
+                         "rule).",
         "rating_steps": "How the rating is obtained",
         "r_design_rct": "Randomised trial: up to 5 padlocks.",
-        "r_cap_power": "Minimum detectable effect of {value} standard deviations: at most {n} "
-                       "padlocks.",
+        "r_cap_power": "Minimum detectable effect at randomisation of {value} standard "
+                       "deviations (from the design: units randomised, assumed ICC and R², see "
+                       "the methods appendix): at most {n} padlocks.",
         "r_cap_power_none": "Minimum detectable effect unknown: at most {n} padlocks.",
-        "r_cap_attrition": "Pupils lost between randomisation and analysis: {value}%: at most "
-                           "{n} padlocks.",
+        "r_cap_attrition": "Pupils lost between randomisation and analysis, classes lost "
+                           "entirely included: {value}%: at most {n} padlocks.",
         "r_cap_attrition_none": "Pupils lost unknown: at most {n} padlocks.",
-        "r_minus_differential_attrition": "Losses too different between groups (What Works "
-                                          "Clearinghouse cautious boundary): −1 padlock.",
+        "r_minus_differential_attrition": "High attrition against the What Works "
+                                          "Clearinghouse {boundary} boundary: −1 padlock.",
+        "boundary_cautious": "cautious", "boundary_optimistic": "optimistic",
         "r_minus_imbalance_large": "Groups unequal at the start (difference above 0.25 "
-                                   "standard deviations): −2 padlocks.",
+                                   "standard deviations; not counted on a characteristic "
+                                   "the model adjusts for when attrition is low): "
+                                   "−2 padlocks.",
         "r_minus_imbalance_unadjusted": "Initial difference between groups not adjusted for "
                                         "in the model: −1 padlock.",
         "r_minus_sample_ratio": "Allocation of {units} between groups differs from the "
@@ -396,8 +441,11 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "attrition": "Pupils and {units} lost (attrition)",
         "attrition_caption": "Attrition against the What Works Clearinghouse boundaries",
         "a_level": "Level", "a_overall": "Overall", "a_differential": "Differential",
-        "a_boundary": "Differential allowed (cautious boundary)",
-        "a_cautious": "Rating (cautious boundary)", "a_optimistic": "Rating (optimistic boundary)",
+        "a_boundary": "Differential allowed (protocol's boundary)",
+        "a_cautious": "Rating (cautious boundary)", "a_optimistic": "Rating (protocol's boundary)",
+        "a_all_learners": "All randomised pupils",
+        "a_unverified": "Optimistic boundary read on row {row}%: rows 13 to 65 of that column "
+                        "are not verified against the WWC Handbook.",
         "rating_low": "low", "rating_high": "high",
         "srm": "Allocation of {units} between groups: χ² = {chi2}, p = {p}.",
         "srm_mismatch": "This allocation departs from the protocol's.",
@@ -412,14 +460,31 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
                      "amendments unknown.",
         "m_estimand": "Estimand: effect of being assigned to the resource (intention to "
                       "treat), every randomised pupil analysed in their original group.",
+        "m_model_ancova_no_pretest": "Model: without a pre-test, regression of the final "
+                                     "score on the group, adjusted for the declared "
+                                     "covariates and randomisation strata (or nothing); "
+                                     "standard errors robust to correlation within {units}.",
+        "m_attrition": "Attrition: What Works Clearinghouse boundaries (Standards Handbook "
+                       "v4.1, Table II.1), {boundary} boundary; overall attrition is rounded "
+                       "up to the next whole percent to read the table (the conservative "
+                       "choice, Preuve's own rule), differential attrition is compared "
+                       "unrounded.",
+        "m_mdes": "Power: minimum detectable effect at randomisation (PowerUp!, Dong & "
+                  "Maynard 2013), from the units randomised and the protocol's ICC and R² "
+                  "assumptions, not from the standard error obtained.",
+        "m_mdes_estimated": "Power: the protocol has no `power:` section; the minimum "
+                            "detectable effect at randomisation uses the ICC estimated on "
+                            "the data and an R² of 0.",
         "m_model_ancova": "Model: regression of the final score on the group, the baseline "
                           "score, the covariates and the randomisation strata; standard "
                           "errors robust to correlation within {units}.",
         "m_model_mixed": "Model: mixed model with a random intercept per {unit}, adjusted for "
                          "the baseline score, the covariates and the strata.",
         "m_effect_size": "Effect size: Hedges' g (pooled standard deviation, small-sample "
-                         "correction); months of progress from the Education Endowment "
-                         "Foundation's table.",
+                         "correction); months of progress from the conversion table of the "
+                         "Education Endowment Foundation's Teaching and Learning Toolkit (the "
+                         "EEF project reports' table, which differs slightly, could not be "
+                         "consulted).",
         "m_missing": "Missing baseline score: dummy-variable method (value set to 0 and an "
                      "indicator in the model).",
         "m_alpha": "Threshold: α = {alpha}, two-sided tests.",

@@ -40,8 +40,11 @@ from experiments.errors import EnrollmentError, ProtocolError, RegistryError
 
 if TYPE_CHECKING:
     from experiments.enrollment.balance import BalanceReport
-    from experiments.enrollment.classes import EnrollmentOutcome
-    from experiments.enrollment.pupils import EnrolledLearner, LearnerOutcome
+    from experiments.enrollment.transaction import (
+        EnrolledLearner,
+        EnrollmentOutcome,
+        LearnerOutcome,
+    )
 
 __all__ = ["EXIT_OK", "EXIT_PENDING", "EXIT_REFUSED", "EXIT_USAGE", "enroll"]
 
@@ -150,22 +153,13 @@ def enroll(
     """
     from experiments.access import cli_actor
     from experiments.database import registry_engine
-    from experiments.enrollment.classes import (
-        enroll_classes,
-        enrollment_balance,
-        enrollment_design,
-        kafka_publisher,
-        pending_messages,
-        publish_pending,
-        read_classes,
-        verify_allocations,
-        withdraw,
-    )
-    from experiments.enrollment.pupils import (
-        enroll_learners,
-        read_pupils,
-        verify_learner_allocations,
-    )
+    from experiments.enrollment.assignments import verify_allocations, verify_learner_allocations
+    from experiments.enrollment.balance import enrollment_balance
+    from experiments.enrollment.design import enrollment_design
+    from experiments.enrollment.files import read_classes, read_pupils
+    from experiments.enrollment.publishing import kafka_publisher, pending_messages, publish_pending
+    from experiments.enrollment.transaction import enroll_classes, enroll_learners
+    from experiments.enrollment.withdrawal import withdraw
     from experiments.privacy.retention import remove_withdrawn_pupil_data
     from experiments.settings import Settings
     from ingest.pseudonym import load_pseudonym_key

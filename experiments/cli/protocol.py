@@ -70,18 +70,21 @@ def validate(
     paths: Annotated[list[Path], typer.Argument(help="Protocol YAML files.", show_default=False)],
 ) -> None:
     """Check protocols: exit 0 if all are valid, else 2 and one PATH:LINE:COL line per problem."""
+    from experiments.protocol.checks import protocol_warnings
     from experiments.protocol.language import load_protocol
 
     invalid = False
     for path in paths:
         try:
-            load_protocol(path)
+            protocol = load_protocol(path)
         except ProtocolError as exc:
             invalid = True
             for problem in exc.problems:
                 typer.echo(str(problem))
         else:
             typer.echo(f"{path}: valid")
+            for warning in protocol_warnings(protocol):
+                typer.echo(f"{path}: warning: {warning}")
     if invalid:
         raise typer.Exit(_EXIT_INVALID)
 
@@ -138,8 +141,9 @@ def power(
             "pupils_per_unit": p.pupils_per_unit,
             "units": p.units,
             "blocks": p.blocks,
-            "r2_learner": p.r2_learner,
-            "r2_unit": p.r2_unit,
+            # The R² used (0 for a model without pre-test nor covariate; see the notes).
+            "r2_learner": head.inputs.r2_learner,
+            "r2_unit": head.inputs.r2_unit,
             "contrasts": rows,
             "notes": list(report.notes),
         }

@@ -21,7 +21,7 @@ the gateway's event endpoints (:mod:`experiments.access`):
 
 For a learner-randomised protocol (``population.unit: learner``) the enrollment body is a
 file of pupils (``learner_id,class_id,school_uai,level,academie`` + attributes, or JSON
-``{"pupils": [...]}``), see :mod:`experiments.enrollment.pupils`: the answer gives each
+``{"pupils": [...]}``), see :mod:`experiments.enrollment.transaction`: the answer gives each
 pupil's arm by the id sent (never stored: the registry keeps a per-experiment pseudonym),
 the classes are enrolled with the arm ``*`` (mixed), and an EdTech token sees those mixed
 classes (the académie tells which pupils get the resource). A pupil's withdrawal names
@@ -53,32 +53,32 @@ from starlette.concurrency import run_in_threadpool
 
 from experiments.access import Principal, authenticate, record_audit
 from experiments.database import registry_engine
-from experiments.enrollment.balance import BalanceReport, BalanceUnit, balance_report
-from experiments.enrollment.classes import (
-    BASE_COLUMNS,
-    ClassesFile,
-    EnrolledClass,
-    EnrollmentDesign,
-    Publish,
-    enroll_classes,
-    enrolled_classes,
+from experiments.enrollment.assignments import enrolled_classes, enrolled_learners, learner_statuses
+from experiments.enrollment.balance import (
+    BalanceReport,
+    BalanceUnit,
+    balance_report,
     enrollment_balance,
-    enrollment_design,
-    kafka_publisher,
-    publish_pending,
-    read_classes,
-    withdraw,
 )
-from experiments.enrollment.files import Refusal
-from experiments.enrollment.pupils import (
-    MIXED_ARM,
+from experiments.enrollment.design import enrollment_design
+from experiments.enrollment.files import (
+    BASE_COLUMNS,
     PUPIL_COLUMNS,
-    EnrolledLearner,
-    enroll_learners,
-    enrolled_learners,
-    learner_statuses,
+    ClassesFile,
+    EnrollmentDesign,
+    Refusal,
+    read_classes,
     read_pupils,
 )
+from experiments.enrollment.publishing import Publish, kafka_publisher, publish_pending
+from experiments.enrollment.tables import MIXED_ARM
+from experiments.enrollment.transaction import (
+    EnrolledClass,
+    EnrolledLearner,
+    enroll_classes,
+    enroll_learners,
+)
+from experiments.enrollment.withdrawal import withdraw
 from experiments.errors import EnrollmentError, RegistryError
 from experiments.privacy.retention import remove_withdrawn_pupil_data
 from experiments.registry import ExperimentRow
@@ -257,11 +257,10 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> router = enrollment_router(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> router = enrollment_router(fresh_settings())
     >>> sorted(route.path for route in router.routes)  # doctest: +NORMALIZE_WHITESPACE
-    ['/v1/experiments/{experiment_id}/enrollments',
+    ['/v1/experiments/{experiment_id}/assignments',
+     '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals']
     """

@@ -23,11 +23,35 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy import Engine
 
 from analysis.balance import Equivalence, classify_difference, cox_index, standardized_difference
+from experiments.enrollment.files import (
+    EnrollmentDesign,
+)
 
-__all__ = ["ArmCount", "AttributeDifference", "BalanceReport", "BalanceUnit", "balance_report"]
+if TYPE_CHECKING:
+    pass
+from collections import Counter
+from dataclasses import replace
+
+from experiments.enrollment.assignments import (
+    compared_attributes,
+    enrolled_classes,
+    enrolled_learners,
+)
+
+__all__ = [
+    "ArmCount",
+    "AttributeDifference",
+    "BalanceReport",
+    "BalanceUnit",
+    "balance_report",
+    "enrollment_balance",
+    "learner_balance",
+]
 
 
 @dataclass(frozen=True)
@@ -213,3 +237,63 @@ def _level_differences(
         found.append(AttributeDifference(attribute, level, arm, control, "cox_index", p_t, p_c, d,
                                          classify_difference(d), reason))  # fmt: skip
     return found
+
+
+def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
+    """Balance of the arms over every unit enrolled so far (withdrawn ones too: ITT).
+
+    Compared attributes: ``pupils``, the declared unit attributes, and ``level`` and
+    ``academie`` when the population has more than one.
+
+    Examples
+    --------
+    >>> engine = fresh_registry()
+    >>> design = core_design()
+    >>> [c.units for c in enrollment_balance(engine, design).counts]
+    [0, 0]
+    """
+    if design.unit == "learner":
+        return learner_balance(engine, design)
+    units: dict[str, BalanceUnit] = {}
+    for c in enrolled_classes(engine, design.experiment_id):
+        attributes = {**c.attributes, "level": c.level, "academie": c.academie}
+        key = c.school_uai if design.unit == "school" else c.class_id
+        known = units.get(key)
+        units[key] = BalanceUnit(c.arm, 1, c.pupils, attributes) if known is None else (
+            BalanceUnit(known.arm, known.classes + 1, known.pupils + c.pupils, known.attributes)
+        )
+    # A school mixes levels: its level is not an attribute of the unit.
+    compared = compared_attributes(design, level=design.unit != "school")
+    return balance_report(list(units.values()), design.arms, design.control, compared,
+                          unit=design.unit)  # fmt: skip
+
+
+def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:
+    """Balance of the arms over every pupil enrolled so far (withdrawn ones too: ITT).
+
+    Units are pupils: per arm, pupils and the classes they sit in; standardized
+    differences of the declared attributes, and of ``level`` and ``academie`` when the
+    population has more than one (a head count is not compared: each unit is one pupil).
+
+    Examples
+    --------
+    >>> from experiments.protocol.language import load_protocol
+    >>> engine = fresh_registry()
+    >>> design = EnrollmentDesign.from_protocol(
+    ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
+    >>> [(c.arm, c.units) for c in learner_balance(engine, design).counts]
+    [('lectio', 0), ('usual', 0)]
+    """
+    pupils = enrolled_learners(engine, design.experiment_id)
+    units = [
+        BalanceUnit(p.arm, 0, 1, {**p.attributes, "level": p.level, "academie": p.academie})
+        for p in pupils
+    ]
+    compared = compared_attributes(design, level=True)
+    report = balance_report(units, design.arms, design.control, compared, unit="learner")
+    classes = Counter(arm for arm, _ in {(p.arm, p.class_id) for p in pupils})
+    return BalanceReport(
+        report.unit,
+        [replace(c, classes=classes[c.arm]) for c in report.counts],
+        [d for d in report.differences if d.attribute != "pupils"],
+    )

@@ -27,24 +27,28 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo
 
 from experiments.enrollment.randomisation import Scheme, integer_ratios, stratum_key
 from experiments.errors import EnrollmentError
-from experiments.protocol.vocabulary import LEVELS, unit_attributes
+from experiments.protocol.vocabulary import LEVELS, SCHOOL_TIMEZONE, unit_attributes
 
 if TYPE_CHECKING:
     from experiments.protocol.language import Protocol
 
 __all__ = [
     "BASE_COLUMNS",
-    "MAX_PUPILS",
-    "MESSAGES",
     "ClassRow",
     "ClassesFile",
     "EnrollmentDesign",
+    "LEARNER_MESSAGES",
+    "MAX_PUPILS",
+    "MESSAGES",
+    "PUPIL_COLUMNS",
+    "PupilRow",
+    "PupilsFile",
     "Refusal",
     "read_classes",
+    "read_pupils",
     "refusal",
 ]
 
@@ -58,7 +62,6 @@ _UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
 # Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
 # grouped classes while catching a typo (240 for 24).
 MAX_PUPILS = 60
-_SCHOOL_TIMEZONE = ZoneInfo("Europe/Paris")
 
 # --- refusals ------------------------------------------------------------------------
 
@@ -186,7 +189,7 @@ def _filled_refusal(
     details: Mapping[str, object],
 ) -> Refusal:
     """The refusal ``code`` of ``messages`` (:data:`MESSAGES`, or the pupils file's
-    :data:`experiments.enrollment.pupils.LEARNER_MESSAGES`), both messages filled in
+    :data:`experiments.enrollment.files.LEARNER_MESSAGES`), both messages filled in
     from ``field``, ``value``, ``class_id`` and ``details``."""
     french, english = messages[code]
     values = {"field": field, "value": value, "class_id": class_id, **details}
@@ -235,8 +238,7 @@ class EnrollmentDesign:
 
         Examples
         --------
-        >>> from experiments.protocol.language import load_protocol
-        >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+        >>> design = core_design()
         >>> design.arms, design.ratios, design.attributes
         (('lectio', 'usual'), (1, 1), ('education_priority',))
         """
@@ -386,8 +388,7 @@ def read_classes(
 
     Examples
     --------
-    >>> from experiments.protocol.language import load_protocol
-    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> design = core_design()
     >>> text = (
     ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"
     ...     "c1,0781234A,CP,24,versailles,REP\\n"
@@ -411,7 +412,7 @@ def read_classes(
             path=table.name, line=1, field="learner_id",
         )  # fmt: skip
     ignored = table.check_columns((*BASE_COLUMNS, *design.attributes), header="the header")
-    checker = _RowChecker(design, academie, today or datetime.now(_SCHOOL_TIMEZONE).date())
+    checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date())
     rows: list[ClassRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}
@@ -600,3 +601,212 @@ class _RowChecker:
         return {name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes}
 
 
+#: Columns every pupils file has (``niveau`` is accepted for ``level``).
+PUPIL_COLUMNS: tuple[str, ...] = ("learner_id", "class_id", "school_uai", "level", "academie")
+# Same pattern as the event contract's learner_id (ingest/contract.py), so every enrolled
+# pupil's events match: an opaque token; '@' and spaces never pass.
+_LEARNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+# Column names that announce a direct identifier (compared lower-case, accents and
+# separators removed): names, e-mails, birth dates, the national pupil id (INE).
+_IDENTIFYING_COLUMNS = frozenset({
+    "name", "firstname", "lastname", "givenname", "familyname", "fullname", "surname",
+    "nom", "prenom", "nomdefamille", "nomusage", "eleve", "email", "mail", "courriel",
+    "adressemail", "adressee-mail", "birthdate", "dateofbirth", "dob", "datenaissance",
+    "datedenaissance", "naissance", "ddn", "ine", "username", "login", "phone",
+    "telephone", "adresse", "address",
+})  # fmt: skip
+
+#: code -> (French, English) of the refusals specific to pupils.
+LEARNER_MESSAGES: dict[str, tuple[str, str]] = {
+    "learner_id_email": (
+        "l'identifiant d'élève ressemble à une adresse e-mail (non recopiée ici) : seul "
+        "l'identifiant pseudonyme de l'ENT/GAR est accepté, jamais un nom ni une adresse",
+        "the learner id looks like an e-mail address (not repeated here): only the "
+        "pseudonymous ENT/GAR id is accepted, never a name or an address",
+    ),
+    "bad_learner_id": (
+        "identifiant d'élève « {value} » invalide : lettres, chiffres et . _ : - seulement, "
+        "sans espace (identifiant pseudonyme, jamais un nom)",
+        "learner id '{value}' is invalid: letters, digits and . _ : - only, no space (a "
+        "pseudonymous id, never a name)",
+    ),
+    "duplicate_learner": (
+        "l'élève « {value} » figure déjà à la ligne {first} du fichier",
+        "pupil '{value}' already appears on line {first} of the file",
+    ),
+    "learner_enrolled_differently": (
+        "l'élève est déjà inscrit avec « {field} » = « {stored} », pas « {new} » ; une "
+        "inscription ne se modifie pas",
+        "the pupil is already enrolled with '{field}' = '{stored}', not '{new}'; an "
+        "enrollment cannot be edited",
+    ),
+    "class_enrolled_differently": (
+        "la classe « {class_id} » est déjà inscrite avec « {field} » = « {stored} », pas "
+        "« {new} »",
+        "class '{class_id}' is already enrolled with '{field}' = '{stored}', not '{new}'",
+    ),
+    "class_withdrawn": (
+        "la classe « {class_id} » s'est retirée de l'expérimentation : ses élèves ne "
+        "peuvent plus être inscrits",
+        "class '{class_id}' has withdrawn from the experiment: its pupils cannot be enrolled",
+    ),
+    "class_enrolled_elsewhere": (
+        "la classe « {class_id} » est déjà inscrite dans l'expérimentation « {other} »",
+        "class '{class_id}' is already enrolled in experiment '{other}'",
+    ),
+}
+
+
+def pupil_refusal(
+    code: str, line: int, class_id: str, field: str, value: str, **details: object
+) -> Refusal:
+    return _filled_refusal(LEARNER_MESSAGES, code, line, class_id, field, value, details)
+
+
+# --- the pupils file --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PupilRow:
+    """A pupil row that passed every check that needs no database.
+
+    ``learner_id`` is the id of the file: kept in memory to answer the académie, never
+    stored.
+    """
+
+    line: int
+    learner_id: str
+    class_id: str
+    school_uai: str
+    academie: str
+    level: str
+    attributes: Mapping[str, str]
+    stratum: str
+
+    def values(self) -> dict[str, object]:
+        """The stored values that must match when the same pupil is enrolled again."""
+        return {"class_id": self.class_id, "school_uai": self.school_uai,
+                "academie": self.academie, "level": self.level,
+                "attributes": dict(self.attributes)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PupilsFile:
+    """A read pupils file: the rows to enroll and the rows refused."""
+
+    path: str
+    rows: list[PupilRow]
+    refusals: list[Refusal]
+    ignored_columns: tuple[str, ...] = ()
+
+
+def _column_key(name: str) -> str:
+    plain = name.lower().translate(str.maketrans("éèêëàâîïôöûüç", "eeeeaaiioouuc"))
+    return re.sub(r"[\s_.\-']", "", plain)
+
+
+def read_pupils(
+    source: Path | str,
+    design: EnrollmentDesign,
+    *,
+    name: str | None = None,
+    academie: str | None = None,
+    today: date | None = None,
+) -> PupilsFile:
+    """Read a pupils CSV and check each row against the protocol's population.
+
+    Parameters
+    ----------
+    source
+        A path, or the CSV text itself (then ``name`` names it in messages).
+    design
+        The enrollment design of a learner-randomised experiment.
+    academie
+        The caller's académie: pupils of another académie's schools are refused.
+    today
+        Date checked against the enrollment window (default: today in Paris).
+
+    Returns
+    -------
+    PupilsFile
+        Rows that passed, in file order, and refusals with reasons in French and English.
+
+    Raises
+    ------
+    EnrollmentError
+        The protocol does not randomise learners, or the file as a whole is unusable
+        (unreadable, not UTF-8, no header, a required column missing or doubled, a
+        column that looks like a name, an e-mail or a birth date).
+
+    Examples
+    --------
+    >>> from experiments.protocol.language import load_protocol
+    >>> design = EnrollmentDesign.from_protocol(
+    ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
+    >>> text = ("learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"
+    ...         "L1,c1,0781234A,CP,versailles,REP,non\\n"
+    ...         "jean.dupont@ecole.fr,c1,0781234A,CP,versailles,REP,non\\n")
+    >>> pupils = read_pupils(text, design, name="pupils.csv")
+    >>> [r.class_id for r in pupils.rows], pupils.refusals[0].code
+    (['c1'], 'learner_id_email')
+    """
+    if design.unit != "learner":
+        raise EnrollmentError(
+            f"experiment {design.experiment_id} randomises by {design.unit}, not by learner: "
+            "enroll a file of classes (class_id,school_uai,level,pupils,academie)",
+            field="population.unit",
+        )  # fmt: skip
+    table = _CsvTable(source, name, unnamed="<pupils>")
+    name = table.name
+    for column in table.columns:
+        if _column_key(column) in _IDENTIFYING_COLUMNS:
+            raise EnrollmentError(
+                f"{name}:1: column '{column}' looks like a direct identifier (name, e-mail, "
+                "birth date): a pupils file carries pseudonymous ids only; remove the "
+                f"column / la colonne « {column} » ressemble à une donnée identifiante (nom, "
+                "e-mail, date de naissance) : retirez-la, seul l'identifiant pseudonyme est "
+                "accepté", path=name, line=1, field=column,
+            )  # fmt: skip
+    ignored = table.check_columns(
+        (*PUPIL_COLUMNS, *(a for a in design.attributes if a not in PUPIL_COLUMNS)),
+        header="a pupils file's header",
+    )
+    checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date())
+    rows: list[PupilRow] = []
+    refusals: list[Refusal] = []
+    first_line: dict[str, int] = {}
+    for line, record in table.records(refusals):
+        problem = _check_learner_id(record, line)
+        # A pupil row is checked against the population like a class row (académie, niveau,
+        # criteria, window); "pupils" is the class file's head count, one pupil here.
+        problem = problem or checker.check({**record, "pupils": "1"}, line)
+        if problem is not None:
+            refusals.append(problem)
+            continue
+        learner_id = record["learner_id"]
+        if learner_id in first_line:
+            refusals.append(pupil_refusal("duplicate_learner", line, record["class_id"],
+                                     "learner_id", learner_id, first=first_line[learner_id]))
+            continue
+        first_line[learner_id] = line
+        attributes = checker.attributes(record)
+        rows.append(PupilRow(
+            line=line, learner_id=learner_id, class_id=record["class_id"],
+            school_uai=record["school_uai"], academie=record["academie"],
+            level=record["level"], attributes=attributes,
+            stratum=stratum_key(design.strata, {**record, **attributes}),
+        ))  # fmt: skip
+    refusals.sort(key=lambda r: r.line)
+    return PupilsFile(name, rows, refusals, ignored)
+
+
+def _check_learner_id(record: Mapping[str, str], line: int) -> Refusal | None:
+    learner_id, class_id = record["learner_id"], record["class_id"]
+    if not learner_id:
+        return refusal("empty_field", line, class_id, "learner_id", "")
+    if "@" in learner_id:
+        # The value is not repeated (in the message, the output or a log): it is personal.
+        return pupil_refusal("learner_id_email", line, class_id, "learner_id", "")
+    if not _LEARNER_ID.match(learner_id):
+        return pupil_refusal("bad_learner_id", line, class_id, "learner_id", learner_id)
+    return None

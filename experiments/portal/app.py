@@ -48,19 +48,20 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from analysis.options import LANGUAGES, Language
 from analysis.report.document import report_summary, summary_sentence
-from analysis.report.text import Text
-from experiments.access import Principal, Role, authenticate, record_audit, still_valid
+from analysis.report.text import Text, format_number
+from experiments.access import (
+    AuditAction,
+    Principal,
+    Role,
+    authenticate,
+    record_audit,
+    still_valid,
+)
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
-from experiments.portal.text import (
-    LANGUAGES,
-    Language,
-    academie_name,
-    format_date,
-    format_number,
-    translate,
-)
+from experiments.portal.text import academie_name, format_date, translate
 from experiments.portal.views import (
     ExperimentSummary,
     UsageTable,
@@ -165,9 +166,9 @@ def describe_verdict(language: Language, verdict: Verdict) -> str:
     "pas encore d'analyse"
     >>> describe_verdict("fr", Verdict("effect", effect={"estimate": 2.5,
     ...     "months_progress": 3}, padlocks=3, resource="Lectio", outcome="fluence"))
-    'Les élèves des classes ayant utilisé Lectio ont progressé de 2,5 points de plus en \
+    "Les élèves des classes ayant utilisé Lectio ont progressé de 2,5 points de plus en \
 fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires. \
-Solidité de la preuve : 3 sur 5.'
+Note de solidité Preuve, inspirée de l'EEF : 3 sur 5."
     """
     if verdict.kind != "effect" or verdict.effect is None:
         return translate(language, f"verdict.{verdict.kind}")
@@ -265,7 +266,7 @@ class _Portal:
 
         html = self.templates.get_template(template).render(
             t=t, lang=language, session=session, path=request.url.path,
-            number=lambda v, d=1: format_number(language, v, d),
+            number=lambda v, d=2: format_number(v, language, d),
             date=lambda m, with_time=False: format_date(language, m, with_time),
             verdict=lambda v: describe_verdict(language, v),
             academies=lambda slugs: ", ".join(academie_name(s) for s in slugs),
@@ -322,7 +323,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     Examples
     --------
     >>> import pathlib, tempfile
-    >>> app = create_portal(Settings(state_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> app = create_portal(fresh_settings())
     >>> sorted(r.path for r in app.routes if r.path.startswith("/api"))
     ['/api/experiences', '/api/usages/{experiment_id}']
     """
@@ -535,7 +536,7 @@ def _safe_target(target: str) -> str:
     return target
 
 
-def _audit(registry: Engine, principal: Principal, action: str) -> None:
+def _audit(registry: Engine, principal: Principal, action: AuditAction) -> None:
     from sqlalchemy.orm import Session
 
     with Session(registry) as session, session.begin():

@@ -7,19 +7,16 @@ page is never blank. Numbers and dates follow the language (decimal comma in Fre
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Literal
 
-from experiments.store import SCHOOL_TIMEZONE
+from analysis.options import Language
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
-    "LANGUAGES", "Language", "TEXT", "academie_name", "format_date", "format_number",
+    "TEXT", "academie_name", "format_date",
     "translate",
 ]
 
-Language = Literal["fr", "en"]
-LANGUAGES: tuple[Language, ...] = ("fr", "en")
 
 TEXT: dict[str, dict[str, str]] = {
     "fr": {
@@ -243,25 +240,6 @@ def translate(language: Language, key: str, **values: object) -> str:
     """
     text = TEXT[language].get(key) or TEXT["fr"].get(key, key)
     return text.format(**values) if values else text
-
-
-def format_number(language: Language, value: float | int | None, digits: int = 1) -> str:
-    """A number as the language writes it (``1,5`` in French); ``—`` when missing.
-
-    Examples
-    --------
-    >>> format_number("fr", -1.25, 2), format_number("en", 1234.5)
-    ('-1,25', '1,234.5')
-    """
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, int):
-        text = f"{value:,}"
-    else:
-        text = f"{value:,.{digits}f}"
-    if language == "fr":
-        return text.replace(",", "\u202f").replace(".", ",")
-    return text
 
 
 def format_date(language: Language, moment: datetime | None, with_time: bool = False) -> str:

@@ -5,7 +5,7 @@ resource, the runs of its analyses and the verdict of the latest one, and counts
 classes per arm. Nothing here returns an event, a learner pseudonym or a class id to
 them. The one view with rows per class is an académie's weekly usage of *its own*
 classes (:func:`weekly_usage`), which it enrolled itself; there a cell counting fewer
-than 10 pupils is suppressed (DESIGN.md, Privacy).
+than 10 pupils is suppressed (docs/architecture.md, Privacy).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from analysis.report.rating import rate_evidence
-from experiments.enrollment.classes import enrolled_classes
+from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.language import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
 from experiments.runs.records import RunRecord, list_runs
@@ -43,7 +43,7 @@ __all__ = [
     "weekly_usage",
 ]
 
-#: Smallest count of pupils shown (DESIGN.md: cells under 10 pupils are suppressed).
+#: Smallest count of pupils shown (docs/architecture.md: cells under 10 pupils are suppressed).
 MIN_CELL = 10
 
 #: States before which no analysis is scheduled, and after which none remains.

@@ -55,7 +55,7 @@ __all__ = ["MIN_CELL", "Column", "Export", "ExportFormat", "export_experiment"]
 logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["parquet", "csv"]
-#: Smallest number of pupils an aggregate cell may describe (DESIGN.md "Privacy").
+#: Smallest number of pupils an aggregate cell may describe (docs/architecture.md "Privacy").
 MIN_CELL = 10
 
 
@@ -269,7 +269,7 @@ def export_experiment(
     registry = registry_engine(settings)
     registered = registered_protocol(registry, experiment_id)
     protocol = registered.protocol
-    from experiments.enrollment.classes import withdrawn_pupil_keys
+    from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 
     withdrawn = withdrawn_pupil_keys(registry_engine(settings), experiment_id)
     out.mkdir(parents=True, exist_ok=True)

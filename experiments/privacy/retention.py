@@ -39,7 +39,7 @@ defensible before a data-protection officer:
    and the SQLite files are rewritten (``VACUUM``) so the bytes go too.
 2. The allocation is what the intention-to-treat analysis and its audit rest on: an
    erased class still counts as randomised (CONSORT flow, attrition), and the log
-   replays from the protocol (:func:`experiments.enrollment.classes.verify_allocations`). The
+   replays from the protocol (:func:`experiments.enrollment.assignments.verify_allocations`). The
    RGPD's research exemption (art. 17(3)(d) with art. 89) covers keeping what would
    otherwise make the trial's result unverifiable, with minimisation as the safeguard.
 3. Keeping the append-only guarantee whole is itself a safeguard: a database that lets
@@ -63,8 +63,8 @@ broker is back): it never claims a success that Kafka does not share. When none 
 enrollments concerned was ever published (``published_status`` never set), there is
 nothing to forget in the topic and no broker is needed; the audit entry says so. After
 the tombstones, every enrollment concerned has ``published_status``
-:data:`experiments.enrollment.classes.FORGOTTEN`, so that
-:func:`experiments.enrollment.classes.publish_pending` never brings one back, and a second purge
+:data:`experiments.enrollment.publishing.FORGOTTEN`, so that
+:func:`experiments.enrollment.publishing.publish_pending` never brings one back, and a second purge
 needs no broker.
 
 Not covered here: the ingress topic ``preuve.events`` and the dead-letter topic keep what
@@ -82,7 +82,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -91,16 +90,12 @@ from sqlalchemy.orm import Session
 from experiments import database
 from experiments.access import reason_problem, record_audit
 from experiments.database import is_postgres, registry_engine, store_engine, store_schema
-from experiments.enrollment.classes import (
-    FORGOTTEN,
-    EnrollmentDesign,
-    EnrollmentRow,
-    Withdrawal,
-    WithdrawalRow,
-    record_withdrawal,
-)
-from experiments.enrollment.pupils import LearnerEnrollmentRow
+from experiments.enrollment.files import EnrollmentDesign
+from experiments.enrollment.publishing import FORGOTTEN
+from experiments.enrollment.tables import EnrollmentRow, LearnerEnrollmentRow, WithdrawalRow
+from experiments.enrollment.withdrawal import Withdrawal, record_withdrawal
 from experiments.errors import RetentionError
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import registered_protocol
 from experiments.settings import Settings
 from experiments.store import daily_usage_table, events_table
@@ -120,7 +115,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PARIS = ZoneInfo("Europe/Paris")
 _CHUNK = 500  # ids per IN (...): under SQLite's historical limit of 999 variables
 # How long a tombstone may wait for the broker (metadata, then acknowledgement): long
 # enough for a leader election, short enough for an operator waiting on the command.
@@ -378,7 +372,7 @@ def purge_experiment(
     registry = registry_engine(settings)
     protocol = registered_protocol(registry, experiment_id).protocol
     keep_until = protocol.retention.keep_until
-    today = today or datetime.now(_PARIS).date()
+    today = today or datetime.now(SCHOOL_TIMEZONE).date()
     reason = (reason or "").strip() or None
     if today <= keep_until and not force:
         raise RetentionError(
@@ -442,14 +436,12 @@ def purge_due(settings: Settings, today: date | None = None) -> list[str]:
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> purge_due(Settings(state_dir=Path(tempfile.mkdtemp())))
+    >>> purge_due(fresh_settings())
     []
     """
     from experiments.registry import ExperimentRow
 
-    today = today or datetime.now(_PARIS).date()
+    today = today or datetime.now(SCHOOL_TIMEZONE).date()
     registry = registry_engine(settings)
     with Session(registry) as session:
         ids = session.scalars(sa.select(ExperimentRow.id).where(ExperimentRow.state != "draft")

@@ -16,9 +16,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from experiments.protocol.vocabulary import EDUCATION_PRIORITY, did_you_mean, unit_attributes
+from ingest.contract import Verb
+
+#: The verbs of event contract v1: a usage metric can only count verbs that events carry.
+CONTRACT_VERBS: tuple[str, ...] = get_args(Verb)
 
 if TYPE_CHECKING:
     from experiments.protocol.language import (
@@ -43,6 +47,7 @@ __all__ = [
     "check_protocol",
     "check_schedule_entry",
     "check_usage",
+    "protocol_warnings",
     "raise_findings",
 ]
 
@@ -173,8 +178,17 @@ def check_population(population: Population) -> list[Finding]:
 
 
 def check_usage(usage: Usage) -> list[Finding]:
-    """Metric ids are unique; logins and active use count different verbs."""
+    """Metric ids are unique; every verb is one of the event contract's (a misspelt verb
+    would silently count nothing); logins and active use count different verbs."""
     found = _duplicates(("metrics",), [m.id for m in usage.metrics], "metric")
+    for i, metric in enumerate(usage.metrics):
+        for j, verb in enumerate(metric.verbs):
+            if verb not in CONTRACT_VERBS:
+                found.append(Finding(
+                    ("metrics", i, "verbs", j),
+                    f"unknown verb {verb!r}: events carry one of the contract's verbs"
+                    f"{did_you_mean(verb, CONTRACT_VERBS)}",
+                ))
     login_verbs = {v for m in usage.metrics if m.kind == "login" for v in m.verbs}
     active = [(i, m) for i, m in enumerate(usage.metrics) if m.kind == "active_use"]
     for i, metric in active:
@@ -191,6 +205,26 @@ def check_usage(usage: Usage) -> list[Finding]:
         found.append(
             Finding(("metrics",), "no `kind: active_use` metric: real use must be defined")
         )
+    return found
+
+
+def protocol_warnings(protocol: Protocol) -> list[str]:
+    """What a valid protocol leaves to defaults that a pre-registration should state.
+
+    ``preuve protocol validate`` prints them; ``preuve protocol register`` refuses a
+    protocol without ``usage:`` (:func:`experiments.registry.register_protocol`), since
+    usage is one of the two metrics of every experiment and its defaults would otherwise be
+    pre-registered without anyone having written them.
+    """
+    found: list[str] = []
+    if "usage" not in protocol.model_fields_set:
+        found.append(
+            "usage: not declared; the defaults apply (logins: session_started; active use: "
+            "activity_completed, exercise_answered, assessment_scored, pause 300 s) and "
+            "`preuve protocol register` refuses a protocol without it"
+        )
+    if protocol.decision is None:
+        found.append("decision: not declared; no decision rule will be evaluated at the end")
     return found
 
 
@@ -410,14 +444,6 @@ def _check_outcome_baselines(p: Protocol) -> list[Finding]:
                     ("outcomes", i, "baseline"),
                     f"pre-test {outcome.baseline!r} needs a baseline period "
                     "(periods.baseline) when it is measured",
-                )
-            )
-        if outcome.primary and outcome.baseline is None and p.analysis.model == "ancova":
-            found.append(
-                Finding(
-                    ("outcomes", i, "baseline"),
-                    "analysis.model is ancova: the primary outcome needs its pre-test "
-                    "measure (`baseline: <measure>`) as covariate",
                 )
             )
     return found

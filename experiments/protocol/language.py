@@ -1,7 +1,7 @@
 """The protocol language: pydantic models, the loader, and the canonical hash.
 
 A protocol is the contract of an experiment. The core of the language is fixed by
-``DESIGN.md`` ("The protocol language (core)"); this module adds the sections a
+``docs/architecture.md`` ("The protocol language (core)"); this module adds the sections a
 research team needs (hypotheses, secondary outcomes, resource metadata, deployment
 conditions, budget, usage metric definitions, roll-out design, enrollment window,
 post-experiment decision). Every key of the YAML is an attribute of the same name.
@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from analysis.options import DesignType, Estimand, Model, MultipleComparisons, UnitLevel
 from experiments.errors import Problem, ProtocolError
 from experiments.protocol import checks
 from experiments.protocol.source import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
@@ -205,7 +206,7 @@ class Resource(_Section):
 class Population(_Section):
     """Who is in the experiment, and the unit of randomisation."""
 
-    unit: Literal["learner", "class", "school"]
+    unit: UnitLevel
     levels: list[Level] = Field(min_length=1)
     academies: list[Academie] = Field(min_length=1)
     criteria: dict[Name, list[str | int | bool]] = {}
@@ -284,7 +285,7 @@ class RolloutStep(_Section):
 class Design(_Section):
     """The shape of the trial: parallel arms, a waitlist, or a staggered roll-out."""
 
-    type: Literal["parallel", "waitlist", "staggered"] = "parallel"
+    type: DesignType = "parallel"
     """parallel: the control arm never receives the resource during the trial; waitlist:
     it receives it after the endline; staggered: arms start in waves."""
     rollout: list[RolloutStep] = []
@@ -358,15 +359,19 @@ class Outcome(_Section):
 class Analysis(_Section):
     """The pre-registered analysis plan."""
 
-    estimand: Literal["ITT", "CACE"] = "ITT"
+    estimand: Estimand = "ITT"
     """ITT first; CACE also when usage.compliance is declared."""
-    model: Literal["ancova", "mixed"] = "ancova"
+    model: Model = "ancova"
     """ancova: OLS, cluster-robust by unit; mixed: random intercepts."""
     covariates: list[Name] = []
     alpha: float = Field(0.05, gt=0, le=0.2)
-    multiple_comparisons: Literal["holm", "bonferroni", "benjamini-hochberg", "none"] = "holm"
+    multiple_comparisons: MultipleComparisons = "holm"
     """Across secondary outcomes and subgroups."""
     subgroups: list[Name] = []
+    attrition_boundary: Literal["cautious", "optimistic"] = "cautious"
+    """WWC attrition boundary (Standards Handbook v4.1, Table II.1): cautious unless the
+    protocol argues that attrition is unrelated to the outcome; the optimistic column has
+    unverified rows, stated in every report that uses it."""
 
 
 class Compliance(_Section):

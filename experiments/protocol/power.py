@@ -5,6 +5,12 @@ The design follows the protocol: learners randomised → ``IRA``, or ``BIRA2_1c`
 ``BCRA3_2f`` with ``power.blocks``. Each
 treatment arm is compared with the control arm on the units of those two arms, with
 the treated share given by their allocations.
+
+The R² follow the analysis model. When the primary outcome has no pre-test (no
+``baseline:``), the model adjusts for the declared covariates and strata only: with no
+covariate either, nothing explains variance and the R² are 0 whatever ``power:``
+declares (the declared values are ignored, with a note); with covariates, the declared
+R² are used and a note says they must come from those covariates alone.
 """
 
 from __future__ import annotations
@@ -12,7 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analysis.power import DesignInputs, MdesResult, PowerDesign, compute_mdes, units_needed
+from analysis.power import (
+    DesignInputs,
+    MdesResult,
+    PowerDesign,
+    compute_mdes,
+    model_r2,
+    units_needed,
+)
 from experiments.protocol.language import Protocol
 
 __all__ = ["ContrastPower", "PowerReport", "protocol_power"]
@@ -95,8 +108,11 @@ def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> Powe
                 "give the number of blocks for a blocked design (BCRA3_2f)"
             )
     individual = protocol.population.unit == "learner"
-    r2_level = power.r2_learner if individual else power.r2_unit
+    r2_learner, r2_unit = _r2_of_the_model(protocol, notes)
+    r2_level = r2_learner if individual else r2_unit
     covariates = power.covariates if power.covariates is not None else int(r2_level > 0)
+    if r2_learner == r2_unit == 0.0 and not protocol.analysis.covariates:
+        covariates = 0
     total = sum(a.allocation for a in protocol.arms)
     control = protocol.control_arm
     contrasts = []
@@ -109,8 +125,8 @@ def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> Powe
             units=power.units if len(protocol.arms) == 2 else round(power.units * pair / total),
             pupils_per_unit=power.pupils_per_unit,
             icc=0.0 if individual else power.icc,
-            r2_learner=power.r2_learner,
-            r2_unit=power.r2_unit,
+            r2_learner=r2_learner,
+            r2_unit=r2_unit,
             treated_share=arm.allocation / pair,
             blocks=power.blocks,
             covariates=covariates,
@@ -132,3 +148,28 @@ def protocol_power(protocol: Protocol, target_mdes: float | None = None) -> Powe
             )
         )
     return PowerReport(design, tuple(contrasts), tuple(notes))
+
+
+def _r2_of_the_model(protocol: Protocol, notes: list[str]) -> tuple[float, float]:
+    """``(r2_learner, r2_unit)`` the analysis model can reach (see the module docstring)."""
+    power = protocol.power
+    assert power is not None
+    primary = next((o for o in protocol.outcomes if o.primary), protocol.outcomes[0])
+    covariates = protocol.analysis.covariates
+    r2 = model_r2(power.r2_learner, power.r2_unit, pretest=primary.baseline is not None,
+                  covariates=bool(covariates))
+    if primary.baseline is not None:
+        return r2
+    if not covariates:
+        if power.r2_learner or power.r2_unit:
+            notes.append(
+                f"the primary outcome {primary.id!r} has no pre-test and the analysis "
+                "declares no covariate: R² set to 0 (declared r2_learner "
+                f"{power.r2_learner}, r2_unit {power.r2_unit} ignored)"
+            )
+        return r2
+    notes.append(
+        f"the primary outcome {primary.id!r} has no pre-test: r2_learner and r2_unit must "
+        f"be the variance explained by the covariates {covariates} alone"
+    )
+    return r2

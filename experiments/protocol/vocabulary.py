@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import Final
+from zoneinfo import ZoneInfo
 
 __all__ = [
+    "SCHOOL_TIMEZONE",
     "ACADEMIES",
     "CYCLES",
     "EDUCATION_PRIORITY",
@@ -33,6 +36,9 @@ __all__ = [
     "did_you_mean",
     "unit_attributes",
 ]
+
+SCHOOL_TIMEZONE: Final = ZoneInfo("Europe/Paris")
+"""The time zone of school days: dates of events, windows, schedules and retention."""
 
 #: Niveaux, in school order.
 LEVELS: tuple[str, ...] = (

@@ -1,7 +1,7 @@
 """Analysis inputs taken from an experiment's store and the enrollment registry.
 
 The scheduled analyses read the same tables as ``preuve analyze`` reads from files: this
-module writes the three files of DESIGN.md "Offline analysis files" from the registry
+module writes the three files of docs/architecture.md "Offline analysis files" from the registry
 and the store, into a private directory, and reads them back with
 :mod:`analysis.inputs`. One set of readers and checks serves both paths, and the files
 can be handed to a researcher to reproduce a run offline.
@@ -74,14 +74,15 @@ from analysis.inputs import (
     read_usage,
 )
 from experiments.access import record_audit
-from experiments.enrollment.classes import EnrolledClass, enrolled_classes, withdrawn_pupil_keys
-from experiments.enrollment.pupils import EnrolledLearner, enrolled_learners
+from experiments.enrollment.assignments import enrolled_classes, enrolled_learners
+from experiments.enrollment.transaction import EnrolledClass, EnrolledLearner
+from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 from experiments.errors import StoreError
 from experiments.protocol.language import Protocol
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.runs.provenance import IMPORT_PREFIX, import_authority, outcome_source
 from experiments.settings import Settings
 from experiments.store import (
-    SCHOOL_TIMEZONE,
     ExperimentStore,
     StoredEvent,
     daily_usage_table,

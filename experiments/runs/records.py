@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import secrets
 import socket
 import tempfile
@@ -57,6 +55,7 @@ from analysis.errors import AnalysisError
 from analysis.report.context import (
     ReportContext,
     amendments_from_versions,
+    software_versions,
     usage_context_from_files,
 )
 from analysis.report.document import write_html
@@ -79,7 +78,6 @@ __all__ = [
     "perform_run",
     "report_dir",
     "run_analysis_worker",
-    "software_versions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,7 +109,6 @@ analysis_runs_table = sa.Table(
     sa.Column("worker", sa.String(128), nullable=False),
 )
 
-_SOFTWARE = ("preuve", "numpy", "scipy", "statsmodels", "pandas")
 
 
 @dataclass(frozen=True)
@@ -141,23 +138,6 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime
     worker: str
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python and of the packages that compute the results.
-
-    Examples
-    --------
-    >>> sorted(software_versions())
-    ['numpy', 'pandas', 'preuve', 'python', 'scipy', 'statsmodels']
-    """
-    versions = {"python": platform.python_version()}
-    for name in _SOFTWARE:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def report_dir(settings: Settings, experiment_id: str, analysis: str) -> Path:

@@ -66,7 +66,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -74,9 +73,9 @@ from sqlalchemy import Engine
 from experiments.database import insert_for
 from experiments.errors import SchedulerError
 from experiments.protocol.language import Protocol, ScheduleEntry
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
 from experiments.settings import Settings
-from experiments.store import SCHOOL_TIMEZONE
 
 __all__ = [
     "ANALYSED_STATES",
@@ -302,11 +301,10 @@ def _cron_days(expression: str, start: date, last: date) -> list[date]:
     ``last`` included; several firings on one day make one run (runs are daily)."""
     from croniter import croniter
 
-    paris = ZoneInfo("Europe/Paris")
-    moment = datetime.combine(start, time(0, 0), tzinfo=paris)
+    moment = datetime.combine(start, time(0, 0), tzinfo=SCHOOL_TIMEZONE)
     days: list[date] = []
     for fired in croniter(expression, moment).all_next(datetime):
-        day = fired.astimezone(paris).date()
+        day = fired.astimezone(SCHOOL_TIMEZONE).date()
         if day > last:
             break
         if day > start and (not days or days[-1] != day):

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.database import registry_engine
-from experiments.enrollment.classes import EnrollmentDesign, enroll_classes, read_classes
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage

@@ -19,12 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import (
-    EnrollmentDesign,
-    enroll_classes,
-    pending_messages,
-    read_classes,
-)
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.publishing import pending_messages
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 
@@ -148,7 +145,7 @@ def test_two_concurrent_enrollments_never_share_a_block_position(
 ) -> None:
     # Both files put classes in the same strata (schools): without the per-experiment
     # lock two processes would read the same block counts and allocate one position twice.
-    from experiments.enrollment.classes import verify_allocations
+    from experiments.enrollment.assignments import verify_allocations
 
     # Neither has enrolled anything yet: the first enrollment of the experiment races too.
     # The registry is migrated first: two processes migrating one fresh PostgreSQL database

@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.files import EnrollmentDesign
-from experiments.enrollment.pupils import enroll_learners, read_pupils
+from experiments.enrollment.files import EnrollmentDesign, read_pupils
+from experiments.enrollment.transaction import enroll_learners
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 

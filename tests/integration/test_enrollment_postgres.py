@@ -10,16 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import (
-    EnrollmentDesign,
-    enroll_classes,
-    enrolled_classes,
-    pending_messages,
-    publish_pending,
-    read_classes,
-    verify_allocations,
-    withdraw,
-)
+from experiments.enrollment.assignments import enrolled_classes, verify_allocations
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.publishing import pending_messages, publish_pending
+from experiments.enrollment.transaction import enroll_classes
+from experiments.enrollment.withdrawal import withdraw
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 
@@ -61,14 +56,11 @@ def test_enroll_withdraw_verify_and_guards_on_postgresql(engine: Engine) -> None
 
 
 def test_pupils_of_a_learner_design_on_postgresql(engine: Engine) -> None:
-    from experiments.enrollment.pupils import (
-        MIXED_ARM,
-        enroll_learners,
-        learner_arms,
-        read_pupils,
-        verify_learner_allocations,
-        withdraw_learner,
-    )
+    from experiments.enrollment.assignments import learner_arms, verify_learner_allocations
+    from experiments.enrollment.files import read_pupils
+    from experiments.enrollment.tables import MIXED_ARM
+    from experiments.enrollment.transaction import enroll_learners
+    from experiments.enrollment.withdrawal import withdraw_learner
 
     design = EnrollmentDesign.from_protocol(
         load_protocol(REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"))

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment.classes import EnrollmentDesign, withdraw
+from experiments.enrollment.files import EnrollmentDesign
+from experiments.enrollment.withdrawal import withdraw
 from experiments.privacy.export import MIN_CELL, export_experiment
 from experiments.protocol.language import load_protocol
 from experiments.runs.records import analysis_runs_table

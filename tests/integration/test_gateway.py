@@ -146,7 +146,9 @@ def test_one_event_is_written_to_the_topic_keyed_by_class(
     event = _event()
     answer = client.post("/v1/events", json=event, headers=_auth(key))
     assert answer.status_code == 202, answer.text
-    assert answer.json() == {"accepted": 1, "duplicates": 0, "event_ids": [event["event_id"]]}
+    assert answer.json() == {
+        "accepted": 1, "duplicates": 0, "event_ids": [event["event_id"]], "notes": []
+    }
     [(record_key, value)] = _records(settings)
     assert record_key == b"cls-42"
     assert value["event_id"] == event["event_id"]
@@ -329,7 +331,7 @@ def test_xapi_statements_are_mapped_and_written(
     assert answer.status_code == 202, answer.text
     [event_id] = answer.json()["event_ids"]
     again = client.post("/v1/xapi/statements", json=statement, headers=_auth(key))
-    assert again.json() == {"accepted": 1, "duplicates": 1, "event_ids": [event_id]}
+    assert again.json() == {"accepted": 1, "duplicates": 1, "event_ids": [event_id], "notes": []}
     [(record_key, value)] = _records(settings)
     assert record_key == b"cls-42"
     assert value["event_id"] == event_id
@@ -358,6 +360,76 @@ def test_xapi_statements_are_mapped_and_written(
     assert [(p["index"], p["field"]) for p in answer.json()["errors"]] == [
         (0, "context.extensions[https://preuve.example/xapi/extensions/resource-id]")
     ]
+
+
+def test_the_same_instant_in_another_offset_is_the_same_event_not_a_conflict(
+    client: AppClient, settings: Settings, key: str
+) -> None:
+    event = _event(occurred_at="2027-10-04T07:15:00Z")
+    assert client.post("/v1/events", json=event, headers=_auth(key)).status_code == 202
+    in_paris = {**event, "occurred_at": "2027-10-04T09:15:00+02:00"}
+    answer = client.post("/v1/events", json=in_paris, headers=_auth(key))
+    assert (answer.status_code, answer.json()["duplicates"]) == (202, 1), answer.text
+    later = {**event, "occurred_at": "2027-10-04T09:16:00+02:00"}
+    answer = client.post("/v1/events", json=later, headers=_auth(key))
+    assert answer.status_code == 409, answer.text
+    statement = {
+        "id": str(uuid.uuid4()),
+        "actor": {"account": {"homePage": "https://gar.example", "name": "gar-7f3a9c"}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
+        "object": {"id": "https://lectio.example/lessons/3"},
+        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}},
+        "timestamp": "2027-10-04T09:15:00+02:00",
+    }
+    assert client.post("/v1/xapi/statements", json=statement, headers=_auth(key)).status_code == 202
+    in_utc = {**statement, "timestamp": "2027-10-04T07:15:00.000Z"}
+    answer = client.post("/v1/xapi/statements", json=in_utc, headers=_auth(key))
+    assert (answer.status_code, answer.json()["duplicates"]) == (202, 1), answer.text
+    # A statement without timestamp, re-sent with its id: the filled time of receipt is
+    # not content, so the re-send is a duplicate, not a conflict.
+    untimed = {**statement, "id": str(uuid.uuid4())}
+    del untimed["timestamp"]
+    for _ in range(2):
+        answer = client.post("/v1/xapi/statements", json=untimed, headers=_auth(key))
+        assert answer.status_code == 202, answer.text
+    assert answer.json()["duplicates"] == 1
+    assert len(_records(settings)) == 3
+
+
+def test_statements_as_tools_send_them_with_the_resource_s_context_mapping(
+    settings: Settings, engine: sa.Engine, tmp_path: Path
+) -> None:
+    contexts = tmp_path / "contexts.yaml"
+    contexts.write_text(
+        "moodle-college:\n"
+        '  class: [{in: parent, pattern: "http://www.example.org/course/view.php?id={}"}]\n'
+        '  school: [{value: "0750001A"}]\n'
+    )
+    settings = settings.model_copy(
+        update={"gateway": settings.gateway.model_copy(update={"xapi_contexts": contexts})}
+    )
+    key = issue_token(engine, "edtech", "moodle-college", label="moodle-test")
+    # Moodle's logstore_xapi, tests/mod_page/course_module_viewed (tests/data/xapi/moodle):
+    # an actor.name beside the account, no timestamp, no id.
+    data = Path(__file__).parent.parent / "data" / "xapi" / "moodle"
+    fixture = data / "mod_page--course_module_viewed--existing_module.json"
+    [viewed] = json.loads(fixture.read_text())
+    with AppClient(create_app(settings, engine=engine)) as client:
+        answer = client.post("/v1/xapi/statements", json=[viewed], headers=_auth(key))
+        assert answer.status_code == 202, answer.text
+        notes = answer.json()["notes"]
+        assert [(n["index"], n["field"]) for n in notes] == [(0, "actor.name"), (0, "timestamp")]
+        broken = {**viewed, "actor": {"name": "test_fullname", "mbox": "mailto:t@example.fr"},
+                  "result": {"duration": "P1M"}}
+        answer = client.post("/v1/xapi/statements", json=[viewed, broken], headers=_auth(key))
+    assert answer.status_code == 422, answer.text
+    assert [(p["index"], p["field"]) for p in answer.json()["errors"]] == [
+        (1, "actor.name"), (1, "actor.mbox"), (1, "result.duration")
+    ]
+    [(record_key, value)] = _records(settings)
+    assert (record_key, value["class_id"], value["verb"]) == (b"2", "2", "content_viewed")
+    assert value["extensions"]["xapi_timestamp"] == "filled-on-receipt"
+    assert "test_fullname" not in json.dumps(value)
 
 
 def test_one_info_line_per_batch_without_learner_ids(

@@ -40,8 +40,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from experiments.access import issue_token
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.settings import GatewaySettings, Settings, TopicNames

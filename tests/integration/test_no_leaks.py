@@ -17,12 +17,9 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from experiments.access import issue_token
 from experiments.database import registry_engine
-from experiments.enrollment.classes import (
-    EnrollmentDesign,
-    enroll_classes,
-    kafka_publisher,
-    read_classes,
-)
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.publishing import kafka_publisher
+from experiments.enrollment.transaction import enroll_classes
 from experiments.privacy.retention import purge_experiment, store_exists
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol

@@ -34,8 +34,9 @@ from analysis.results import to_json_dict, write_json
 from analysis.run import run_analysis
 from analysis.simulate import simulate_trial
 from experiments.protocol.language import load_protocol
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.settings import Settings
-from experiments.store import SCHOOL_TIMEZONE, ExperimentStore, StoredEvent
+from experiments.store import ExperimentStore, StoredEvent
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPOSITORY / "notebooks"

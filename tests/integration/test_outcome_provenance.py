@@ -29,12 +29,9 @@ from typer.testing import CliRunner
 from experiments.access import issue_token
 from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment.classes import (
-    EnrollmentDesign,
-    enroll_classes,
-    kafka_publisher,
-    read_classes,
-)
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.publishing import kafka_publisher
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.runs.inputs import import_outcomes, write_analysis_files

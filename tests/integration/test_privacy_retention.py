@@ -19,27 +19,22 @@ from typer.testing import CliRunner
 from experiments.access import AuditEntry
 from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment.classes import (
-    FORGOTTEN,
-    AllocationRow,
-    EnrollmentDesign,
-    EnrollmentRow,
-    WithdrawalRow,
-    enroll_classes,
+from experiments.enrollment.assignments import (
     enrolled_classes,
+    learner_arms,
+    verify_allocations,
+    verify_learner_allocations,
+)
+from experiments.enrollment.files import EnrollmentDesign, read_classes, read_pupils
+from experiments.enrollment.publishing import (
+    FORGOTTEN,
     kafka_publisher,
     pending_messages,
     publish_pending,
-    read_classes,
-    verify_allocations,
-    withdraw,
 )
-from experiments.enrollment.pupils import (
-    enroll_learners,
-    learner_arms,
-    read_pupils,
-    verify_learner_allocations,
-)
+from experiments.enrollment.tables import AllocationRow, EnrollmentRow, WithdrawalRow
+from experiments.enrollment.transaction import enroll_classes, enroll_learners
+from experiments.enrollment.withdrawal import withdraw
 from experiments.errors import RetentionError
 from experiments.privacy import retention
 from experiments.privacy.retention import (

@@ -15,8 +15,11 @@ from alembic.config import Config
 from experiments import database
 from experiments.access import AuditEntry
 from experiments.database import registry_engine
-from experiments.enrollment.classes import EnrollmentDesign, WithdrawalRow, withdraw
-from experiments.enrollment.pupils import enroll_learners, learner_arms, read_pupils
+from experiments.enrollment.assignments import learner_arms
+from experiments.enrollment.files import EnrollmentDesign, read_pupils
+from experiments.enrollment.tables import WithdrawalRow
+from experiments.enrollment.transaction import enroll_learners
+from experiments.enrollment.withdrawal import withdraw
 from experiments.privacy.export import export_experiment
 from experiments.privacy.retention import remove_withdrawn_pupil_data, store_exists
 from experiments.protocol.language import load_protocol

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from experiments.access import AuditEntry
 from experiments.cli.app import app
 from experiments.database import registry_engine
-from experiments.enrollment.classes import EnrollmentDesign, enrolled_classes, withdraw
+from experiments.enrollment.assignments import enrolled_classes
+from experiments.enrollment.files import EnrollmentDesign
+from experiments.enrollment.withdrawal import withdraw
 from experiments.errors import RetentionError
 from experiments.privacy.retention import (
     erase_class,

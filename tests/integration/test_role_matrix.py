@@ -55,7 +55,7 @@ from experiments.access import AuditEntry, cli_actor
 from experiments.cli.app import app as preuve
 from experiments.cli.console import EXIT_DATABASE
 from experiments.database import dispose_engines
-from experiments.enrollment.classes import enrolled_classes
+from experiments.enrollment.assignments import enrolled_classes
 from experiments.portal.app import SESSION_COOKIE, create_portal
 from experiments.settings import Settings, TopicNames
 from ingest.gateway import create_app

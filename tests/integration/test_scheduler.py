@@ -29,8 +29,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from experiments.database import REGISTRY_SCHEMA, _postgres_engine, _sqlite_engine, registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import parse_protocol
 from experiments.registry import amend_protocol, register_protocol, transition_experiment
 from experiments.runs.records import find_run, list_runs, run_analysis_worker

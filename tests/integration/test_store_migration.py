@@ -22,8 +22,9 @@ from alembic.config import Config
 
 from experiments import database
 from experiments.database import registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.runs.inputs import import_outcomes, write_analysis_files

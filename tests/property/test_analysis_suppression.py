@@ -113,8 +113,10 @@ def _learner_counts(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
     """Every value under a key that counts learners, anywhere in the JSON (including the
     per-arm counts of learner-level attrition checks)."""
     if isinstance(node, dict):
-        learner_level = node.get("level") == "learner"
+        learner_level = node.get("level") in ("learner", "all_learners")
         for k, v in node.items():
+            if k.startswith("r2_"):
+                continue  # r2_learner: a share of variance (power assumptions), not a count
             counted = learner_level and k in ("randomised", "analysed")
             yield from _learner_counts(v, f"learner {k}" if counted else k)
     elif isinstance(node, list):

@@ -13,8 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.enrollment.classes import EnrollmentDesign
-from experiments.enrollment.files import read_classes
+from experiments.enrollment.files import EnrollmentDesign, read_classes
 from experiments.errors import EnrollmentError, ProtocolError
 from experiments.protocol.language import load_protocol, parse_protocol
 

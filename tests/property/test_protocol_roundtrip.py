@@ -58,7 +58,8 @@ def protocols(draw: st.DrawFn) -> dict[str, Any]:
         "intervention": {"start": _iso(intervention_start), "end": _iso(intervention_end)}
     }
     model = draw(st.sampled_from(["ancova", "mixed"]))
-    with_baseline = model == "ancova" or draw(st.booleans())  # ancova needs a pre-test
+    # An ancova without a pre-test adjusts for the covariates and strata only (issue 15).
+    with_baseline = draw(st.booleans())
     if with_baseline:
         periods["baseline"] = {"start": _iso(start), "end": _iso(baseline_end)}
     if draw(st.booleans()):
@@ -71,7 +72,7 @@ def protocols(draw: st.DrawFn) -> dict[str, Any]:
     outcomes = []
     for i, oid in enumerate(outcome_ids):
         outcome: dict[str, Any] = {"id": oid, "primary": i == 0}
-        if with_baseline and (model == "ancova" and i == 0 or draw(st.booleans())):
+        if with_baseline and draw(st.booleans()):
             outcome["baseline"] = draw(NAMES)
         if draw(st.booleans()):
             outcome["label"] = draw(TEXT)

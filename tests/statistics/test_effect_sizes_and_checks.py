@@ -101,13 +101,46 @@ def test_wwc_classification_examples() -> None:
     assert rate_attrition(0.30, 0.06, "optimistic") == "low"
     # Exactly on the boundary counts as low: 0% overall, 5.7 points cautious.
     assert rate_attrition(0.0, 0.057, "cautious") == "low"
-    # 40 classes randomised per arm, 38 and 40 analysed: overall 2/80 = 2.5% → row 3 (half
-    # up), differential 5 points: cautious 5.9 → low.
+    # 40 classes randomised per arm, 38 and 40 analysed: overall 2/80 = 2.5% → row 3
+    # (rounded up), differential 5 points: cautious 5.9 → low.
     check = check_attrition(outcome="f", contrast="a vs b", level="unit",
                             randomised={"a": 40, "b": 40}, analysed={"a": 38, "b": 40})
     assert check.overall == pytest.approx(0.025, rel=EXACT)
     assert check.differential == pytest.approx(0.05, rel=EXACT)
-    assert (check.boundary_cautious, check.cautious, check.optimistic) == (0.059, "low", "low")
+    assert (check.boundary_row, check.boundary_cautious, check.cautious) == (3, 0.059, "low")
+    # Default boundary: cautious; the optimistic column is not even shown.
+    assert (check.assumption, check.rating, check.boundary) == ("cautious", "low", 0.059)
+    assert (check.boundary_optimistic, check.optimistic) == (None, None)
+
+
+def test_wwc_overall_rounded_up_differential_unrounded() -> None:
+    # Issue 15: the row read is the overall attrition rounded UP to the next whole percent.
+    # 10.2 % overall reads row 11 (cautious 6.2), not row 10 (6.3, what rounding to the
+    # nearest percent would read): a 6.25-point differential is high.
+    assert attrition_boundary(0.102, "cautious") == pytest.approx(0.062, abs=1e-12)
+    assert rate_attrition(0.102, 0.0625, "cautious") == "high"
+    assert rate_attrition(0.100, 0.0625, "cautious") == "low"  # exactly 10 %: row 10
+    # The differential is compared unrounded: 6.21 points > 6.2 → high (rounded to a whole
+    # or tenth of a point it would be 6.2 → low).
+    assert rate_attrition(0.11, 0.0621, "cautious") == "high"
+    assert rate_attrition(0.11, 0.0620, "cautious") == "low"
+
+
+def test_wwc_optimistic_only_when_declared_with_unverified_rows_stated() -> None:
+    # 20 % overall (row 20, in the unverified rows 13-65 of the optimistic column), 8 points:
+    # cautious 5.4 → high; optimistic 10.0 → low, with the unverified row said.
+    counts = dict(outcome="f", contrast="a vs b", level="learner",
+                  randomised={"a": 100, "b": 100}, analysed={"a": 76, "b": 84})
+    cautious = check_attrition(**counts)  # type: ignore[arg-type]
+    assert (cautious.rating, cautious.optimistic, cautious.unverified) == ("high", None, None)
+    optimistic = check_attrition(**counts, assumption="optimistic")  # type: ignore[arg-type]
+    assert (optimistic.rating, optimistic.boundary, optimistic.cautious) == ("low", 0.1, "high")
+    assert optimistic.unverified is not None and "rows 13-65" in optimistic.unverified
+    # Row 12 (verified against the second transcription): no such statement.
+    verified = check_attrition(outcome="f", contrast="a vs b", level="learner",
+                               randomised={"a": 100, "b": 100}, analysed={"a": 88, "b": 88},
+                               assumption="optimistic")
+    assert verified.boundary_row == 12 and verified.unverified is None
 
 
 def test_learner_attrition_with_small_arm_is_suppressed() -> None:
@@ -153,7 +186,7 @@ P_FAMILIES = [
 
 @pytest.mark.parametrize("p_values", P_FAMILIES)
 @pytest.mark.parametrize(("ours", "theirs"), [("holm", "holm"), ("benjamini-hochberg", "fdr_bh"),
-                                              ("bh", "fdr_bh"), ("bonferroni", "bonferroni")])
+                                              ("bonferroni", "bonferroni")])
 def test_multiplicity_matches_statsmodels(p_values: list[float], ours: str, theirs: str) -> None:
     expected = multipletests(p_values, method=theirs)[1]
     np.testing.assert_allclose(adjust_p_values(p_values, ours), expected, rtol=EXACT,  # type: ignore[arg-type]

@@ -169,3 +169,36 @@ def test_bira2c1_degrees_of_freedom() -> None:
     assert blocked.std_error == plain.std_error
     # Fewer df → a larger multiplier, by little at this size.
     assert (plain.mdes or 0) < (blocked.mdes or 0) < (plain.mdes or 0) * 1.001
+
+
+def _without_pretest(tmp_path: Path, covariates: str = "[]") -> Path:
+    """The DESIGN.md example with its pre-test removed (an ancova on covariates only)."""
+    text = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+    line = "    baseline: fluence            # pre-test measure (wave baseline) used as covariate\n"
+    assert line in text
+    text = text.replace(line, "").replace("  covariates: []", f"  covariates: {covariates}")
+    path = tmp_path / "sans-pre-test.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_power_without_pretest_nor_covariates_uses_r2_zero(tmp_path: Path) -> None:
+    # Issue 15: an outcome without pre-test is analysed on its covariates and strata only;
+    # with no covariate, nothing explains variance: PowerUp! with R² = 0 and g* = 0.
+    path = _without_pretest(tmp_path)
+    result = CliRunner().invoke(app, ["power", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    expected = compute_mdes(DesignInputs("CRA2_2r", units=80, pupils_per_unit=22, icc=0.15))
+    assert (out["df"], out["r2_learner"], out["r2_unit"]) == (78, 0.0, 0.0)
+    assert out["mdes"] == pytest.approx(expected.mdes, rel=1e-12)
+    assert any("no pre-test" in n and "R² set to 0" in n for n in out["notes"])
+
+
+def test_power_without_pretest_with_covariates_keeps_declared_r2(tmp_path: Path) -> None:
+    path = _without_pretest(tmp_path, "[education_priority]")
+    result = CliRunner().invoke(app, ["power", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert (out["df"], out["r2_learner"], out["r2_unit"]) == (77, 0.5, 0.3)
+    assert any("covariates ['education_priority'] alone" in n for n in out["notes"])

@@ -22,8 +22,9 @@ from sqlalchemy import Engine
 
 from experiments.access import issue_token
 from experiments.database import registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.portal.app import SESSION_COOKIE
 from experiments.protocol.language import parse_protocol
 from experiments.registry import register_protocol, transition_experiment

@@ -23,8 +23,10 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute, Mount, Route
 
 from experiments.access import issue_token
-from experiments.enrollment.classes import enroll_classes, enrolled_classes, enrollment_design
+from experiments.enrollment.assignments import enrolled_classes
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.settings import Settings
 from tests.support.portal import EXPERIMENT, PortalWorld, build_world
 

@@ -16,12 +16,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from experiments.database import registry_engine
-from experiments.enrollment.classes import (
-    EnrolledClass,
-    EnrollmentDesign,
-    enroll_classes,
-    read_classes,
-)
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.transaction import EnrolledClass, enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings

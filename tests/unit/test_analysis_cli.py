@@ -1,6 +1,6 @@
 """``preuve analyze`` on real CSV files written in tmp_path (typer CliRunner).
 
-The protocol is the DESIGN.md example (``protocols/fluence-cp-2027.yaml``); the data come
+The protocol is the core example (``protocols/fluence-cp-2027.yaml``); the data come
 from :func:`analysis.simulate.simulate_trial`, then some files are broken on purpose.
 """
 

@@ -16,17 +16,12 @@ from typer.testing import CliRunner
 
 from experiments.cli.app import app
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.balance import BalanceUnit, balance_report
-from experiments.enrollment.classes import (
-    EnrollmentDesign,
-    enroll_classes,
-    enrolled_classes,
-    enrollment_balance,
-    pending_messages,
-    publish_pending,
-    read_classes,
-    withdraw,
-)
+from experiments.enrollment.assignments import enrolled_classes
+from experiments.enrollment.balance import BalanceUnit, balance_report, enrollment_balance
+from experiments.enrollment.files import EnrollmentDesign, read_classes
+from experiments.enrollment.publishing import pending_messages, publish_pending
+from experiments.enrollment.transaction import enroll_classes
+from experiments.enrollment.withdrawal import withdraw
 from experiments.errors import EnrollmentError
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
@@ -493,7 +488,7 @@ def test_cli_uses_the_registered_protocol_and_refuses_drafts_and_other_files(
 def test_the_allocation_log_replays_from_the_protocol_and_tampering_shows(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
-    from experiments.enrollment.classes import verify_allocations
+    from experiments.enrollment.assignments import verify_allocations
 
     enroll_classes(engine, design, read_classes(CLASSES, design), actor="t")
     late = HEADER + "late-1,0781234A,CP,22,versailles,REP\nlate-2,0931111B,CP,20,creteil,REP\n"

@@ -17,22 +17,18 @@ from typer.testing import CliRunner
 
 from experiments.cli.app import app
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import (
+from experiments.enrollment.assignments import (
     enrolled_classes,
-    enrollment_balance,
-    pending_messages,
-    withdraw,
-)
-from experiments.enrollment.files import EnrollmentDesign, read_classes
-from experiments.enrollment.pupils import (
-    MIXED_ARM,
-    enroll_learners,
     enrolled_learners,
     learner_arms,
-    read_pupils,
     verify_learner_allocations,
-    withdraw_learner,
 )
+from experiments.enrollment.balance import enrollment_balance
+from experiments.enrollment.files import EnrollmentDesign, read_classes, read_pupils
+from experiments.enrollment.publishing import pending_messages
+from experiments.enrollment.tables import MIXED_ARM
+from experiments.enrollment.transaction import enroll_learners
+from experiments.enrollment.withdrawal import withdraw, withdraw_learner
 from experiments.errors import EnrollmentError
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings

@@ -19,9 +19,10 @@ from tests.support.events import enrollment
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
-# The example's hash before ``outcomes[].source`` existed (computed on the parent of the
-# commit that added it): a key left out of the canonical JSON when absent.
-EXAMPLE_SHA256 = "ae5330b377dc40d339a0d8e67ccba68f7d3bb9a83d80528d5f2b5bd62e0ef40d"
+# The example's hash without ``outcomes[].source`` (computed with main's code at the
+# merge of 2026-12-04, which has no such key): the key is left out of the canonical JSON
+# when absent, so adding it to the language changes no registered protocol's hash.
+EXAMPLE_SHA256 = "b55395a709fecf74e50ad73176bee0e9f59e6e2a0a5e01f5f7a3d8d26107de2a"
 
 
 def _record(n: int, topic: str, headers: tuple[tuple[str, bytes | None], ...]

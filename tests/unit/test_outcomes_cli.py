@@ -127,7 +127,9 @@ def test_a_different_score_is_refused_unless_corrected_with_a_reason(tmp_path: P
         (entry,) = session.scalars(sa.select(AuditEntry).where(
             AuditEntry.action == "outcomes.correct")).all()
     assert entry.detail is not None and entry.detail["reason"] == "erreur de saisie DEPP, lot 3"
-    (change,) = entry.detail["corrections"]  # type: ignore[misc]
+    changes = entry.detail["corrections"]
+    assert isinstance(changes, list) and len(changes) == 1
+    change = changes[0]
     assert change["version"] == 2 and change["wave"] == "endline"
     assert change["corrects"] != change["event_id"]
     dispose_engines()

@@ -237,3 +237,14 @@ def test_concurrent_first_registrations_one_wins(settings: Settings) -> None:
     assert outcomes.count("registered") == 1, outcomes
     assert all(o in ("registered", "unchanged") or "at the same time" in o for o in outcomes)
     assert get_experiment(engine, protocol.id).current_version == 1
+
+
+def test_a_protocol_without_usage_is_refused_at_registration(engine: Engine) -> None:
+    # usage is one of the two metrics of every experiment: its definition is pre-registered
+    protocol, text = _edit(("usage:\n  compliance: {min_active_minutes: 300}", ""))
+    assert "usage" not in protocol.model_fields_set
+    with pytest.raises(RegistryError, match="usage: a registered protocol declares") as caught:
+        register_protocol(engine, protocol, text)
+    assert caught.value.field == "usage"
+    with pytest.raises(RegistryError, match="no such experiment"):
+        get_experiment(engine, "fluence-cp-2027")

@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.errors import RegistryError
 from experiments.protocol.language import parse_protocol
 from experiments.registry import (

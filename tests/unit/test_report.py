@@ -3,7 +3,7 @@ results JSON, the evidence rating rule, French/English without leftovers, small 
 no class or teacher, inline SVG, accessibility, PDF.
 
 The trials come from :func:`analysis.simulate.simulate_trial` (seeded), analysed by
-:func:`analysis.run.run_analysis` with the DESIGN.md example protocol.
+:func:`analysis.run.run_analysis` with the core example protocol (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def test_every_section_is_present(french: str) -> None:
                   "Ce que les données ne voient pas", "Effets (intention de traiter)",
                   "Flux des classes et des élèves (CONSORT)", "Équilibre des groupes au départ",
                   "Élèves et classes perdus (attrition)", "Écarts au protocole et avenants",
-                  "Annexe méthodologique", "Solidité de la preuve",
+                  "Annexe méthodologique", "Note de solidité Preuve, inspirée de l'EEF",
                   "méthode de Holm", "Éducation prioritaire : REP+",
                   "Avenant v2 du 2027-10-02 : fenêtre d'inscription prolongée",
                   "Empreinte SHA-256 du protocole", "123456", "statsmodels"):
@@ -270,19 +270,28 @@ def test_rating_caps_follow_the_eef_tables() -> None:
     assert math.isnan(mdes_from_interval(math.nan, 0.1, 30))
 
 
-def _results(*, se_g: float = 0.05, attrition: float = 0.05, cautious: str = "low",
+def _results(*, mdes: float | None = 0.15, attrition: float = 0.05, wwc: str = "low",
              balance: str = "satisfied", adjusted: bool = True, mismatch: bool = False,
-             units: int = 40, estimate: float | None = 2.0) -> dict[str, Any]:
+             units: int = 40, estimate: float | None = 2.0, se_g: float = 0.5
+             ) -> dict[str, Any]:
+    """A results JSON reduced to what the rating reads. ``se_g`` is the trial's achieved
+    precision (large by default): the rating must not read it (issue 15)."""
     t = 1.96  # df large
     return {
-        "design": {"alpha": 0.05, "unit": "class"},
+        "design": {"alpha": 0.05, "unit": "class", "attrition_boundary": "cautious",
+                   "mdes_at_randomisation": [{"contrast": "a vs b", "mdes": mdes}]},
         "effects": [{"role": "primary", "estimand": "ITT", "outcome": "y", "contrast": "a vs b",
                      "estimate": estimate, "hedges_g_ci_low": 0.2 - t * se_g,
                      "hedges_g_ci_high": 0.2 + t * se_g, "df": 1e9,
                      "n_units": {"a": units // 2, "b": units - units // 2}}],
         "checks": {
-            "attrition": [{"outcome": "y", "contrast": "a vs b", "level": "learner",
-                           "overall": attrition, "cautious": cautious}],
+            "attrition": [
+                {"outcome": "y", "contrast": "a vs b", "level": "unit", "overall": 0.0,
+                 "rating": "low"},
+                {"outcome": "y", "contrast": "a vs b", "level": "learner", "overall": 0.01,
+                 "rating": wwc},
+                {"outcome": "y", "contrast": "a vs b", "level": "all_learners",
+                 "overall": attrition, "rating": "high"}],  # not a WWC check: ignored
             "baseline_equivalence": [{"outcome": "y", "contrast": "a vs b",
                                       "equivalence": balance, "adjusted_in_model": adjusted}],
             "sample_ratio": {"mismatch": mismatch},
@@ -291,29 +300,82 @@ def _results(*, se_g: float = 0.05, attrition: float = 0.05, cautious: str = "lo
 
 
 def test_rating_steps() -> None:
-    # se_g 0.05 → MDES 0.14 → 5; 0.1 → 0.28 → 4; 0.3 → 0.84 → 0.
+    # MDES at randomisation 0.15 → 5; 0.28 → 4; 0.84 → 0 (EEF 2019, table 1).
     assert rate_evidence(_results()).padlocks == 5
-    assert rate_evidence(_results(se_g=0.1)).padlocks == 4
+    assert rate_evidence(_results(mdes=0.28)).padlocks == 4
     assert rate_evidence(_results(attrition=0.25)).padlocks == 3
-    assert rate_evidence(_results(se_g=0.1, attrition=0.35)).padlocks == 2  # lower cap
-    assert rate_evidence(_results(cautious="high")).padlocks == 4
-    assert rate_evidence(_results(balance="not satisfied")).padlocks == 3
+    assert rate_evidence(_results(mdes=0.28, attrition=0.35)).padlocks == 2  # lower cap
+    assert rate_evidence(_results(wwc="high")).padlocks == 4
+    assert rate_evidence(_results(balance="not satisfied", adjusted=False)).padlocks == 3
     assert rate_evidence(_results(balance="adjustment required")).padlocks == 5  # adjusted
     assert rate_evidence(_results(balance="adjustment required", adjusted=False)).padlocks == 4
     assert rate_evidence(_results(mismatch=True)).padlocks == 4
     assert rate_evidence(_results(units=12)).padlocks == 4
     assert rate_evidence(_results(estimate=None)).padlocks == 0
-    worst = rate_evidence(_results(se_g=0.3, attrition=0.45, cautious="high",
+
+
+def test_rating_power_is_the_mdes_at_randomisation_not_the_achieved_se() -> None:
+    # Same design MDES, very different achieved precision: same rating.
+    assert rate_evidence(_results(se_g=0.01)).padlocks == rate_evidence(
+        _results(se_g=1.0)).padlocks == 5
+    step = rate_evidence(_results(mdes=0.33)).steps[1]
+    assert (step.key, step.padlocks, step.value, step.source) == ("cap_power", 3, 0.33, "eef")
+    # No design MDES in the JSON (older results): unknown → 0 padlocks, not the achieved SE.
+    assert rate_evidence(_results(mdes=None)).padlocks == 0
+
+
+def test_rating_attrition_counts_units_lost_entirely() -> None:
+    # Issue 15: 9 of 60 classes removed, 14 % of pupils: the cap reads the all_learners row
+    # (every randomised pupil), not the pupils of the classes that remain.
+    data = _results(attrition=0.14)
+    data["checks"]["attrition"][1]["overall"] = 0.02  # within the remaining classes
+    rating = rate_evidence(data)
+    assert rating.padlocks == 4
+    assert rating.steps[2].key == "cap_attrition" and rating.steps[2].value == 0.14
+
+
+def test_rating_no_imbalance_deduction_on_adjusted_baseline_when_attrition_is_low() -> None:
+    # WWC: with low attrition, baseline equivalence is not required; an imbalance over
+    # 0.25 SD on a characteristic the model adjusts for costs nothing.
+    assert rate_evidence(_results(balance="not satisfied", adjusted=True)).padlocks == 5
+    # With high attrition it costs 2 (WWC: equivalence not established) plus the 1 of the
+    # attrition itself.
+    assert rate_evidence(_results(balance="not satisfied", adjusted=True,
+                                  wwc="high")).padlocks == 2
+    # Not adjusted for: it costs 2 even with low attrition.
+    assert rate_evidence(_results(balance="not satisfied", adjusted=False)).padlocks == 3
+
+
+def test_rating_extremes_and_sources() -> None:
+    # Best: caps at 5, no deduction → 5; the steps name their sources.
+    best = rate_evidence(_results())
+    assert best.padlocks == 5
+    assert [(s.key, s.source) for s in best.steps] == [
+        ("design_rct", "eef"), ("cap_power", "eef"), ("cap_attrition", "eef")]
+    # Every deduction at once at the best caps: 5 - (1 + 2 + 1 + 1) = 0.
+    every = rate_evidence(_results(wwc="high", balance="not satisfied", mismatch=True,
+                                   units=6))
+    assert every.padlocks == 0
+    assert [(s.key, s.padlocks, s.source) for s in every.steps[3:]] == [
+        ("minus_differential_attrition", -1, "wwc"), ("minus_imbalance_large", -2, "wwc"),
+        ("minus_sample_ratio", -1, "preuve"), ("minus_few_units", -1, "preuve")]
+    # One deduction fewer leaves 1: the deductions add up (they do not take the worst).
+    assert rate_evidence(_results(wwc="high", balance="not satisfied",
+                                  mismatch=True)).padlocks == 1
+    # Worst caps and every deduction: floored at 0, never negative.
+    worst = rate_evidence(_results(mdes=0.84, attrition=0.6, wwc="high",
                                    balance="not satisfied", mismatch=True, units=6))
-    assert worst.padlocks == 0  # never negative
+    assert worst.padlocks == 0
     assert [s.key for s in worst.steps] == [
         "design_rct", "cap_power", "cap_attrition", "minus_differential_attrition",
         "minus_imbalance_large", "minus_sample_ratio", "minus_few_units"]
+    # The start is the LOWER cap, not their sum or mean: 4 (MDES) and 2 (attrition) → 2.
+    assert rate_evidence(_results(mdes=0.25, attrition=0.35)).padlocks == 2
 
 
 def test_report_shows_the_rating_of_its_json(trial: Trial, french: str) -> None:
     padlocks = rate_evidence(trial.data).padlocks
-    assert f"Solidité de la preuve : {padlocks} sur 5" in _visible(french)
+    assert f"Note de solidité Preuve, inspirée de l'EEF : {padlocks} sur 5" in _visible(french)
 
 
 # --- languages ---------------------------------------------------------------------------
@@ -327,7 +389,10 @@ FRENCH = ["les", "des", "élèves", "témoin", "témoins", "est", "progrès", "i
           "seuil", "semaine", "nombre", "synthèse", "crédibilité", "non", "oui", "ajustée"]
 # Proper names in English that a French text rightly keeps.
 PROPER = ["Education Endowment Foundation", "What Works Clearinghouse", "Hedges",
-          "CONSORT", "CACE", "SHA-256"]
+          "CONSORT", "CACE", "SHA-256",
+          # Titles of the documents the rating and the methods cite.
+          "Classifying the security of EEF findings", "Teaching and Learning Toolkit",
+          "Standards Handbook"]
 
 
 def _words(text: str) -> set[str]:
@@ -504,22 +569,12 @@ def test_monitoring_and_interim_reports(trial: Trial, analysis: str) -> None:
     if analysis == "monitoring":
         # Weekly monitoring shows usage, never an effect (no unplanned looks).
         assert "L'effet n'a pas pu être estimé : pas d'estimation de l'effet avant" in text
-        assert "Solidité de la preuve : 0 sur 5" in text
+        assert "Note de solidité Preuve, inspirée de l'EEF : 0 sur 5" in text
         assert "Usage actif semaine par semaine" in text
     else:
         assert "Analyse intermédiaire : seule l'analyse finale est confirmatoire." in text
         assert "ont progressé de" in text
 
-
-@pytest.mark.parametrize("name", ["analysis.report.document", "analysis.report.rating",
-                                  "analysis.report.context", "analysis.report.checks",
-                                  "analysis.report.text"])
-def test_docstring_examples_run(name: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_summary_for_the_portal_is_the_report_s(trial: Trial, french: str) -> None:
@@ -587,3 +642,20 @@ def test_funnel_from_a_store_tells_logins_from_real_use(trial: Trial) -> None:
     assert "Les connexions sans activité ne figurent pas" not in text  # logins are known
     assert context.weekly_usage[1].arm == "usual" and context.weekly_usage[1].active_learners \
         is None
+
+
+def test_report_names_each_rule_source_and_the_method_rules(french: str) -> None:
+    # Issue 15: each rule of the rating with its source or « règle propre à Preuve »; the
+    # WWC rounding rule and the months table named in the methods appendix.
+    text = _visible(french)
+    assert "Note de solidité Preuve, inspirée de l'EEF" in text
+    assert "(source : EEF, Classifying the security of EEF findings (2019), tableau 1)" in text
+    assert "Combinaison : la note part du plus bas des plafonds" in text
+    assert "règle propre à Preuve" in text
+    assert "Effet minimal détectable au tirage au sort de" in text
+    assert ("l'attrition globale est arrondie au pour cent entier supérieur pour lire le "
+            "tableau") in text
+    assert "l'attrition différentielle est comparée sans arrondi" in text
+    assert "borne prudente" in text
+    assert "table de conversion du Teaching and Learning Toolkit" in text
+    assert "Tous les élèves tirés au sort" in text  # the attrition row of every pupil

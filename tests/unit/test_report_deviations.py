@@ -14,8 +14,9 @@ from analysis.report.context import Amendment, ReportContext
 from analysis.report.deviations import deviation_lines
 from analysis.report.rating import rate_evidence
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
+from experiments.enrollment.design import enrollment_design
 from experiments.enrollment.files import read_classes
+from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import parse_protocol
 from experiments.registry import amend_protocol, register_protocol, transition_experiment
 from experiments.runs.records import perform_run

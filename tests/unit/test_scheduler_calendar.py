@@ -156,12 +156,3 @@ def test_request_round_trip_and_refusals() -> None:
     with pytest.raises(SchedulerError, match="does not match"):
         AnalysisRequest.from_json(request.to_json().replace(b"/final/", b"/interim/"))
 
-
-@pytest.mark.parametrize("name", ["experiments.runs.scheduler", "experiments.runs.records"])
-def test_docstring_examples_run(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import doctest
-    import importlib
-
-    monkeypatch.chdir(ROOT)  # examples name protocol files relative to the repository
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0

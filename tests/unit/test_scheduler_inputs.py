@@ -16,14 +16,10 @@ from sqlalchemy import Engine
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units
 from analysis.run import run_analysis
 from experiments.database import registry_engine
-from experiments.enrollment.classes import enroll_classes, enrollment_design
-from experiments.enrollment.files import read_classes
-from experiments.enrollment.pupils import (
-    MIXED_ARM,
-    EnrolledLearner,
-    enroll_learners,
-    read_pupils,
-)
+from experiments.enrollment.design import enrollment_design
+from experiments.enrollment.files import read_classes, read_pupils
+from experiments.enrollment.tables import MIXED_ARM
+from experiments.enrollment.transaction import EnrolledLearner, enroll_classes, enroll_learners
 from experiments.errors import StoreError
 from experiments.protocol.language import Protocol, parse_protocol
 from experiments.registry import register_protocol, transition_experiment
@@ -307,3 +303,29 @@ def test_a_request_whose_hash_differs_from_the_registry_is_a_failed_run(
     assert record.status == "failed"
     assert record.reason is not None and f"the request says {'0' * 64}" in record.reason
     assert record.json_path is None and record.html_path is None
+
+
+def test_scheduled_inputs_of_a_protocol_without_pretest(settings: Settings,
+                                                         tmp_path: Path) -> None:
+    # Issue 15: an ancova outcome without `baseline` (and no baseline period) runs from the
+    # store; the registry's `pupils` (20 per class) count every randomised pupil in the
+    # attrition the evidence rating reads, classes without any score included.
+    text = TEXT.replace("  baseline:     {start: 2027-09-06, end: 2027-09-24}\n", "").replace(
+        "    baseline: fluence            # pre-test measure (wave baseline) used as covariate\n",
+        "")
+    assert "baseline:" not in text.split("outcomes:")[1].split("analysis:")[0]
+    engine, protocol, arms = setup(settings, text)
+    assert protocol.periods.baseline is None and protocol.outcomes[0].baseline is None
+    store = ExperimentStore(settings, EXPERIMENT)
+    rng = np.random.default_rng(5)
+    events = [scored(f"{c}-{p}", c, arms[c], "2028-06-01T09:00:00+02:00",
+                     float(rng.normal(50, 10)))
+              for c in ("c0", "c1", "c2") for p in range(12)]  # c3: lost entirely
+    store.write_events(events, datetime.now(UTC))
+    inputs = read_analysis_inputs(settings, engine, protocol, tmp_path)
+    plan = plan_from_protocol(protocol)
+    results = run_analysis(plan, inputs.units, inputs.outcomes)
+    every = next(a for a in results.checks["attrition"] if a.level == "all_learners")
+    assert sum(v or 0 for v in every.randomised.values()) == 80  # 4 classes × 20 pupils
+    assert every.overall == pytest.approx(1 - 36 / 80, rel=1e-12)
+    assert results.design["pretest"] == {"fluence": None}

@@ -3,7 +3,7 @@
 Revision ID: enrollment_0004
 Revises: enrollment_0003
 
-Before this revision, ``experiments.enrollment.classes.withdraw`` stored the pupil id of a
+Before this revision, ``experiments.enrollment.withdrawal.withdraw`` stored the pupil id of a
 class-randomised design as the académie gave it in ``withdrawals.learner_id`` (learner
 designs already stored the pseudonym). Pupils are minors: no raw id may stay in a
 database. This data migration re-keys every such value with
