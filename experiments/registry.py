@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -49,6 +48,7 @@ from experiments.access import AuditAction, record_audit
 from experiments.database import RegistryBase
 from experiments.errors import RegistryError
 from experiments.protocol.language import Protocol, parse_protocol
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
     "LOCKED_SECTIONS",
@@ -505,7 +505,6 @@ def amend_protocol(
 
 #: States in which the intervention has started, whatever the calendar says.
 _STARTED_STATES = ("running", "analysing", "closed")
-_SCHOOL_TIMEZONE = ZoneInfo("Europe/Paris")
 _ALLOCATIONS = sa.table("allocation_log", sa.column("experiment_id"),
                         sa.column("allocated_at"))
 
@@ -575,7 +574,7 @@ def _frozen_refusal(session: Session, row: ExperimentRow, current: ProtocolVersi
     new = protocol.model_dump(mode="json")
     first = session.scalar(sa.select(sa.func.min(_ALLOCATIONS.c.allocated_at))
                            .where(_ALLOCATIONS.c.experiment_id == row.id))
-    day = today or datetime.now(_SCHOOL_TIMEZONE).date()
+    day = today or datetime.now(SCHOOL_TIMEZONE).date()
     start = date.fromisoformat(old["periods"]["intervention"]["start"])
     started = row.state in _STARTED_STATES or day >= start
     by_allocation = frozen_changes(old, new, allocated=first is not None, started=False)
