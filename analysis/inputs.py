@@ -121,6 +121,10 @@ class AnalysisPlan:
     """WWC attrition boundary (``analysis.attrition_boundary`` of the protocol)."""
     power: DesignAssumptions | None = None
     """The protocol's ``power:`` assumptions (the evidence rating's MDES at randomisation)."""
+    developer_outcomes: tuple[str, ...] = ()
+    """Outcomes whose scores come from the evaluated resource itself (the protocol's
+    ``outcomes[].source``): measures designed by the developer, a threat to validity that
+    reports flag and the evidence rating deducts (:mod:`analysis.report.rating`)."""
 
     def __post_init__(self) -> None:
         check_option(self.unit, UnitLevel, "population.unit")
@@ -215,6 +219,8 @@ def plan_from_protocol(protocol: Any) -> AnalysisPlan:
         ),
         min_active_minutes=None if minutes is None else float(minutes),
         design=str(_get(_get(protocol, "design"), "type", "parallel")),  # type: ignore[arg-type]
+        developer_outcomes=tuple(str(_get(o, "id")) for o in _get(protocol, "outcomes", [])
+                                 if _get(o, "source") is not None),
         attrition_assumption=str(  # type: ignore[arg-type]
             _get(analysis, "attrition_boundary", "cautious") or "cautious"),
         power=_design_assumptions(_get(protocol, "power")),

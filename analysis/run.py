@@ -225,6 +225,7 @@ def _design_summary(plan: AnalysisPlan) -> dict[str, Any]:
         "attrition_boundary": plan.attrition_assumption,
         "attrition_rounding": "overall attrition rounded up to the next whole percent to "
                               "read the WWC table; differential attrition compared unrounded",
+        "developer_outcomes": list(plan.developer_outcomes),
     }
 
 

@@ -1,8 +1,9 @@
 """Who is calling: API tokens and the principals they stand for.
 
 Each token belongs to one role and one scope: an académie token is scoped to its
-académie, an EdTech token to its ``resource_id``, a researcher or officer token to an
-experiment id (or ``*``), an admin token to ``*`` (:func:`scope_problem`). Tokens are
+académie, an EdTech token to its ``resource_id``, an assessor token (the evaluation team,
+a test provider such as the DEPP) to one experiment id, a researcher or officer token to
+an experiment id (or ``*``), an admin token to ``*`` (:func:`scope_problem`). Tokens are
 random, shown once when issued, and stored only as SHA-256 hashes. Every HTTP entry
 point (the gateway's event and enrollment APIs, the portal) turns a token into a
 :class:`Principal` and checks it; the portal checks again on every request that the
@@ -46,13 +47,13 @@ __all__ = [
     "still_valid",
 ]
 
-Role = Literal["researcher", "academie", "edtech", "officer", "admin"]
+Role = Literal["researcher", "academie", "edtech", "officer", "admin", "assessor"]
 
 AuditAction = Literal[
     "token.issue", "token.revoke",
     "protocol.registration", "protocol.update", "protocol.amendment", "experiment.transition",
     "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
-    "assignment.read", "outcomes.import", "data.export",
+    "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",
     "portal.sign_in",
@@ -60,7 +61,7 @@ AuditAction = Literal[
 """Every action the audit log records (``audit_log.action``): one closed list, so that a
 reader of the log knows every value it can hold and a typo fails the type check."""
 AUDIT_ACTIONS: tuple[AuditAction, ...] = get_args(AuditAction)
-ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin")
+ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin", "assessor")
 
 # The slugs of académies, resource ids and experiment ids (ingest.contract's _SLUG).
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -111,6 +112,19 @@ class Principal:
         if self.role == "admin" or self.scope == scope:
             return True
         return self.scope == "*" and self.role in _WILDCARD_ROLES
+
+    @property
+    def authority(self) -> str:
+        """How a stored event names the principal that wrote it (``events.authority``, like
+        xAPI's ``authority``): role, scope and the first 12 hex digits of the token's
+        SHA-256, never the token itself (:mod:`experiments.runs.provenance`).
+
+        Examples
+        --------
+        >>> Principal("assessor", "fluence-cp-2027", "DEPP", token_sha256="ab" * 32).authority
+        'assessor:fluence-cp-2027:abababababab'
+        """
+        return f"{self.role}:{self.scope}:{self.token_sha256[:12]}"
 
     @property
     def actor(self) -> str:
@@ -177,7 +191,8 @@ def scope_problem(role: Role, scope: str) -> str | None:
     """Why ``scope`` cannot be the scope of a ``role`` token, or None.
 
     An EdTech token scoped ``*`` would send events for every resource, an académie's
-    would stand for every académie: those two are always one slug. An admin covers
+    would stand for every académie, an assessor's would send the outcomes of every
+    experiment: those three are always one slug. An admin covers
     everything, so its scope is ``*`` and nothing else (a scoped admin would look
     limited and not be).
 

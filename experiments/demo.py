@@ -3,8 +3,9 @@
 It goes through the same doors as real users, each as its own process: a researcher
 validates and registers the protocol, an académie enrolls 40 classes (Preuve randomises
 them), the resource streams a school year of usage events to Kafka (a few of them
-invalid) together with the baseline and endline reading tests, the stream worker routes
-them into the experiment's store, the scheduler runs the protocol's schedule (weekly
+invalid), the evaluation team imports the baseline and endline reading tests (outcomes
+come from trusted sources only: :mod:`experiments.runs.provenance`), the stream worker
+routes the events into the experiment's store, the scheduler runs the protocol's schedule (weekly
 monitoring, interim, final) through analysis workers, and the final run's French impact
 report is stored, ready for the portal.
 
@@ -173,15 +174,18 @@ ENDLINE_TEST = datetime(2028, 6, 6, 9, 0, tzinfo=UTC)
 def _write_assessments(
     path: Path, classes: list[dict[str, str]], arms: dict[str, str], rng: np.random.Generator
 ) -> int:
-    """Baseline (September) and endline (June) fluence tests as ``assessment_scored``
-    events, appended to the events file; returns how many.
+    """Baseline (September) and endline (June) fluence tests, as the evaluation team hands
+    them over: an outcomes file (``learner_id,unit_id,measure,wave,score,assessed_on``)
+    that ``preuve outcomes import`` stores; returns how many results.
 
     Words read per minute in CP: mean ~50, SD ~14 at baseline; class effects give an ICC
     of about 0.15; the resource adds about 0.25 SD (3.8 words) on average; some pupils
     miss a test (3 % at baseline, 6 % at endline).
     """
     count = 0
-    with path.open("a", encoding="utf-8") as out:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["learner_id", "unit_id", "measure", "wave", "score", "assessed_on"])
         for row in classes:
             class_effect = rng.normal(0, 6)
             treated = arms[row["class_id"]] == RESOURCE
@@ -190,21 +194,13 @@ def _write_assessments(
                 baseline = rng.normal(50 + class_effect, 14)
                 endline = (25 + 0.7 * baseline + class_effect + (3.8 if treated else 0)
                            + rng.normal(0, 10))
-                for when, score, missing in ((BASELINE_TEST, baseline, 0.03),
-                                             (ENDLINE_TEST, endline, 0.06)):
+                for wave, when, score, missing in (
+                        ("baseline", BASELINE_TEST, baseline, 0.03),
+                        ("endline", ENDLINE_TEST, endline, 0.06)):
                     if rng.random() < missing:
                         continue
-                    out.write(json.dumps({
-                        "event_id": str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64
-                                                  | int(rng.integers(0, 2**63)), version=4)),
-                        "occurred_at": (
-                            when + timedelta(minutes=int(rng.integers(0, 300)))
-                        ).isoformat(),
-                        "resource_id": RESOURCE, "learner_id": learner,
-                        "class_id": row["class_id"], "school_uai": row["school_uai"],
-                        "verb": "assessment_scored", "object_id": "fluence",
-                        "score": round(float(score), 1),
-                    }) + "\n")
+                    writer.writerow([learner, row["class_id"], "fluence", wave,
+                                     round(float(score), 1), when.date().isoformat()])
                     count += 1
     return count
 
@@ -335,14 +331,18 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
         _preuve(env, "protocol", "advance", EXPERIMENT, "enrolling", "--note", "demo")
         _preuve(env, "protocol", "advance", EXPERIMENT, "running", "--note", "demo")
 
-        step("EdTech: a school year of usage events, and the reading tests, sent to Kafka")
+        step("EdTech: a school year of usage events, sent to Kafka")
         events_file = home / "events.jsonl"
         valid, invalid = _write_events(events_file, classes, arms, rng)
-        tests = _write_assessments(events_file, classes, arms, np.random.default_rng(seed))
-        valid += tests
         say("    " + _preuve(env, "events", "send", str(events_file)).strip())
-        say(f"    {valid - tests} usage events ({invalid} invalid) and {tests} test scores "
-            "(baseline in September 2027, endline in June 2028)")
+        say(f"    {valid} usage events ({invalid} invalid)")
+
+        step("Evaluation team: the reading tests (baseline in September 2027, endline in "
+             "June 2028), imported as the experiment's outcomes")
+        outcomes_file = home / "outcomes.csv"
+        tests = _write_assessments(outcomes_file, classes, arms, np.random.default_rng(seed))
+        say("    " + _preuve(env, "outcomes", "import", EXPERIMENT, str(outcomes_file)).strip())
+        valid += tests
 
         step("Stream worker: validate, pseudonymise, route into the experiment's store")
         log = home / "worker.log"

@@ -17,11 +17,17 @@ Re-registering:
   of kind ``update`` listing the changed fields;
 - changes to the design: refused with :class:`RegistryError` naming the fields.
 
-:func:`amend_protocol` records any change, design included, as a new version of kind
-``amendment`` with its stated reason. Every version stays in ``protocol_versions``
-(the audit of the protocol), every state change in ``experiment_transitions``, and
-both are also written to the core ``audit_log``. Reports quote the version they follow
-(:func:`registered_protocol`).
+:func:`amend_protocol` records a change, design included, as a new version of kind
+``amendment`` with its stated reason, except what has frozen as the trial advanced
+(:func:`frozen_changes`): after the first allocation (a row of the allocation log), the
+randomisation's seed and strata, the arms (names, allocation, control) and the
+population; once the intervention has started (state ``running`` or later, or the first
+day of the intervention period reached, whichever comes first), also which outcome is
+primary, the estimand and the primary model. Every amendment is listed, with its date,
+fields and reason, under « Écarts au protocole » in each later report. Every version
+stays in ``protocol_versions`` (the audit of the protocol), every state change in
+``experiment_transitions``, and both are also written to the core ``audit_log``.
+Reports quote the version they follow (:func:`registered_protocol`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -42,6 +48,7 @@ from experiments.access import AuditAction, record_audit
 from experiments.database import RegistryBase
 from experiments.errors import RegistryError
 from experiments.protocol.language import Protocol, parse_protocol
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
     "LOCKED_SECTIONS",
@@ -54,6 +61,7 @@ __all__ = [
     "VersionRecord",
     "amend_protocol",
     "changed_fields",
+    "frozen_changes",
     "get_experiment",
     "register_protocol",
     "registered_protocol",
@@ -441,13 +449,22 @@ def amend_protocol(
     source_yaml: str,
     reason: str,
     actor: str = "researcher:cli",
+    *,
+    today: date | None = None,
 ) -> Registration:
     """Record a change of a registered protocol, design included, with its reason.
+
+    The design freezes as the trial advances (:func:`frozen_changes`): after the first
+    allocation, the randomisation, the arms and the population; once the intervention
+    has started, also which outcome is primary, the estimand and the primary model.
+    ``today`` is the school day (Paris) the intervention's start is compared with
+    (default: today).
 
     Raises
     ------
     RegistryError
-        No reason, an unknown, draft or closed experiment, or nothing changed.
+        No reason, an unknown, draft or closed experiment, nothing changed, or a change
+        of a frozen field (the message names the fields).
     """
     reason = reason.strip()
     if len(reason) < 10:
@@ -473,12 +490,113 @@ def amend_protocol(
         changed = changed_fields(
             json.loads(current.canonical_json), protocol.model_dump(mode="json")
         )
+        refused = _frozen_refusal(session, row, current, protocol, today)
+        if refused is not None:
+            raise refused
         version = _add_version(
             session, row, protocol, source_yaml, "amendment", actor, reason=reason, changed=changed
         )
         _commit(session, protocol.id)
     logger.info("experiment %s: amendment, version %d", protocol.id, version)
     return Registration(protocol.id, version, protocol.sha256, "amended", tuple(changed))
+
+
+# --- what freezes as the trial advances ---------------------------------------------
+
+#: States in which the intervention has started, whatever the calendar says.
+_STARTED_STATES = ("running", "analysing", "closed")
+_ALLOCATIONS = sa.table("allocation_log", sa.column("experiment_id"),
+                        sa.column("allocated_at"))
+
+
+def _arm_fields(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+                ) -> list[str]:
+    """The arms' frozen fields that differ: names, allocation, control (descriptions are
+    free)."""
+    if len(old) != len(new):
+        return ["arms"]
+    return [f"arms[{i}].{key}" for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for key in ("name", "allocation", "control") if a.get(key) != b.get(key)]
+
+
+def _primary(dump: Mapping[str, Any]) -> str | None:
+    return next((o["id"] for o in dump.get("outcomes", []) if o.get("primary")), None)
+
+
+def frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, allocated: bool,
+                   started: bool) -> list[str]:
+    """The fields changed from ``old`` to ``new`` (canonical dumps of two versions:
+    ``Protocol.model_dump(mode="json")``) that may no longer change.
+
+    After the first allocation (``allocated``): the randomisation's seed and strata, the
+    arms (names, allocation, control) and the population (unit, levels, académies,
+    criteria, attributes): changing them would change who is in which arm, or whom the
+    finding is about, after the draw. Once the intervention has started (``started``):
+    also which outcome is primary, the estimand and the primary model, so that nobody
+    picks them after seeing data. Compared on the dumps, so that a version registered
+    under older validation rules is compared all the same.
+
+    Examples
+    --------
+    >>> from experiments.protocol.language import load_protocol
+    >>> old = load_protocol("protocols/fluence-cp-2027.yaml").model_dump(mode="json")
+    >>> new = {**old, "randomisation": {**old["randomisation"], "seed": 1}}
+    >>> frozen_changes(old, new, allocated=True, started=False)
+    ['randomisation.seed']
+    >>> frozen_changes(old, new, allocated=False, started=True)
+    []
+    """
+    fields: list[str] = []
+    if allocated:
+        fields += [f"randomisation.{key}" for key in ("seed", "strata")
+                   if old["randomisation"].get(key) != new["randomisation"].get(key)]
+        fields += _arm_fields(old["arms"], new["arms"])
+        fields += [f"population.{f}"
+                   for f in changed_fields(old["population"], new["population"])]
+    if started:
+        if _primary(old) != _primary(new):
+            fields.append(f"outcomes[].primary ({_primary(old)} → {_primary(new)})")
+        fields += [f"analysis.{key}" for key in ("estimand", "model")
+                   if old["analysis"].get(key) != new["analysis"].get(key)]
+    return fields
+
+
+def _frozen_refusal(session: Session, row: ExperimentRow, current: ProtocolVersionRow,
+                    protocol: Protocol, today: date | None) -> RegistryError | None:
+    """The refusal of an amendment that touches a frozen field, or None.
+
+    The intervention has started when the experiment is ``running`` (or later), or when
+    the school day is on or after the start of the intervention period of the version in
+    force, whichever comes first: a late ``preuve protocol advance`` must not leave the
+    primary outcome open while pupils already use the resource.
+    """
+    old = json.loads(current.canonical_json)
+    new = protocol.model_dump(mode="json")
+    first = session.scalar(sa.select(sa.func.min(_ALLOCATIONS.c.allocated_at))
+                           .where(_ALLOCATIONS.c.experiment_id == row.id))
+    day = today or datetime.now(SCHOOL_TIMEZONE).date()
+    start = date.fromisoformat(old["periods"]["intervention"]["start"])
+    started = row.state in _STARTED_STATES or day >= start
+    by_allocation = frozen_changes(old, new, allocated=first is not None, started=False)
+    by_start = frozen_changes(old, new, allocated=False, started=started)
+    if not by_allocation and not by_start:
+        return None
+    why = []
+    if by_allocation:
+        why.append(f"{', '.join(by_allocation)} (frozen since the first allocation, "
+                   f"{_day_of(first)})")
+    if by_start:
+        why.append(f"{', '.join(by_start)} (frozen since the intervention started: state "
+                   f"{row.state}, intervention period from {start})")
+    return RegistryError(
+        f"{row.id}: an amendment cannot change {'; nor '.join(why)}. Other changes stay "
+        "possible with a reason.",
+        field=(by_allocation or by_start)[0],
+    )
+
+
+def _day_of(moment: Any) -> str:
+    return moment.date().isoformat() if isinstance(moment, datetime) else str(moment)[:10]
 
 
 def transition_experiment(

@@ -51,7 +51,12 @@ events_table = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("success", sa.Boolean),
     sa.Column("extensions", sa.JSON),
+    sa.Column("authority", sa.String(256)),
 )
+"""``authority``: the principal that wrote the event, as xAPI's ``authority`` (see
+:mod:`experiments.runs.provenance`): ``role:scope:<token hash prefix>`` for the gateway's
+tokens, ``import:<actor>`` for ``preuve outcomes import``, NULL when unknown (a direct
+Kafka producer, or an event stored before the column existed). Never a secret."""
 
 daily_usage_table = sa.Table(
     "daily_usage",
@@ -87,6 +92,8 @@ class StoredEvent(NamedTuple):
     score: float | None = None
     success: bool | None = None
     extensions: dict[str, Any] | None = None
+    authority: str | None = None
+    """Who wrote it (the ``authority`` column); None: unknown."""
     is_session: bool = False
     is_usage: bool = False
 
@@ -177,6 +184,7 @@ def _copy_text(events: Sequence[StoredEvent]) -> str:
             null if e.score is None else repr(float(e.score)),
             null if e.success is None else ("t" if e.success else "f"),
             null if e.extensions is None else json.dumps(e.extensions).translate(escapes),
+            null if e.authority is None else e.authority.translate(escapes),
             e.occurred_at.astimezone(SCHOOL_TIMEZONE).date().isoformat(),
             "1" if e.is_session else "0",
             "1" if e.is_usage else "0",
@@ -214,7 +222,7 @@ def _sqlite_rows(events: Sequence[StoredEvent]) -> Iterator[list[Any]]:
         row = [
             e.event_id, e.occurred_at, e.resource_id, e.learner_key, e.class_id,
             e.school_uai, e.arm, e.verb, e.object_id, e.duration_s, e.score, e.success,
-            e.extensions, e.occurred_at.astimezone(SCHOOL_TIMEZONE).date(),
+            e.extensions, e.authority, e.occurred_at.astimezone(SCHOOL_TIMEZONE).date(),
             int(e.is_session), int(e.is_usage),
         ]
         for index, process in processors:

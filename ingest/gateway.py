@@ -19,6 +19,11 @@ The gateway also serves the enrollment API of :mod:`experiments.enrollment.api`
 pupil-randomised experiment, ``/assignments``: académie, EdTech, researcher and admin
 tokens, each scoped), published in the same OpenAPI document.
 
+Each record carries the header ``preuve.authority`` naming the key that sent it (role,
+scope, a prefix of its hash: :mod:`ingest.authority`); the worker stores it with the
+event, and analyses take outcomes only from trusted authorities. An ``assessor`` key
+(one experiment) sends only ``assessment_scored`` events of that experiment's measures.
+
 De-duplication is the receipts index of :mod:`ingest.receipts`: a re-sent identical event
 is answered 202 without a second copy, another content under a known ``event_id`` is a
 409; a request's new receipts are committed before its Kafka write and confirmed after.
@@ -63,6 +68,7 @@ from experiments.access import Principal, authenticate
 from experiments.database import registry_engine
 from experiments.enrollment.api import enrollment_router
 from experiments.settings import Settings
+from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem, StatementRejected
 from ingest.kafka.producer import new_producer
@@ -97,7 +103,8 @@ _IN_FLIGHT_MARGIN_S = 2.0  # beyond the Kafka timeout, before a pending receipt 
 class EventProducer(Protocol):
     """What the gateway needs of a Kafka producer (kafka-python's ``KafkaProducer``)."""
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+             headers: list[tuple[str, bytes]] | None = None) -> Any: ...
 
     def close(self, timeout: float | None = None) -> None: ...
 
@@ -150,6 +157,8 @@ class _Item:
     value: bytes
     digest: str
     notes: tuple[ItemNote, ...] = field(default=())
+    authority: str = ""
+    """Who sends it (:attr:`Principal.authority`), the record's ``preuve.authority``."""
 
     @property
     def event_id(self) -> str:
@@ -174,7 +183,8 @@ _ApiKey = Annotated[str | None, Depends(_api_key)]
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": Refusal, "description": "The body is not JSON, or not an object or array."},
     401: {"model": Refusal, "description": "No valid API key."},
-    403: {"model": Refusal, "description": "An item of another resource than the key's."},
+    403: {"model": Refusal, "description": "An item of another resource than the key's; "
+          "for an assessor key, an item that is not an outcome score of its experiment."},
     409: {"model": Refusal, "description": "An event_id already received with other content."},
     413: {"model": Refusal, "description": "Too many items or bytes in one request."},
     422: {"model": Refusal, "description": "Items break the contract (each listed)."},
@@ -310,7 +320,7 @@ class _Gateway:
                 ],
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if principal.role not in ("edtech", "admin"):
+        if principal.role not in ("edtech", "admin", "assessor"):
             raise BatchRefused(
                 403,
                 [
@@ -378,10 +388,17 @@ class _Gateway:
             event = mapped.event
             notes = tuple(ItemNote(index=index, field=n.field, note=n.note) for n in mapped.notes)
             items.append(
-                _Item(index, event, event.to_json(), _canonical_digest(event), notes)
+                _Item(index, event, event.to_json(), _canonical_digest(event), notes,
+                      principal.authority)
             )
         if problems:
             raise BatchRefused(422, problems)
+        if principal.role == "assessor":  # outcome scores of its experiment, nothing else
+            refused = assessor_problems(self.engine, principal,
+                                        [(item.index, item.event) for item in items])
+            if refused:
+                raise BatchRefused(403, refused)
+            return items
         foreign = [
             ItemProblem(
                 item.index,
@@ -471,7 +488,8 @@ class _Gateway:
         deadline = time.monotonic() + self.settings.gateway.kafka_timeout_s
         try:
             futures = [
-                producer.send(topic, key=item.event.class_id.encode(), value=item.value)
+                producer.send(topic, key=item.event.class_id.encode(), value=item.value,
+                              headers=[(AUTHORITY_HEADER, item.authority.encode())])
                 for item in items
             ]
             for future in futures:
@@ -576,7 +594,10 @@ def create_app(
         version="1",
         summary="EdTech resources send pupils' usage events (contract v1 or xAPI).",
         description=(
-            "Each EdTech company has an API key scoped to its `resource_id`. " + _ALL_OR_NOTHING
+            "Each EdTech company has an API key scoped to its `resource_id`. An assessor "
+            "key (the evaluation team, scoped to one experiment) sends only "
+            "`assessment_scored` events of the measures its protocol names: the outcome "
+            "scores; an EdTech's own scores are usage. " + _ALL_OR_NOTHING
         ),
         lifespan=lifespan,
     )

@@ -4,6 +4,7 @@ Modules:
 
 - ``checks``: Checks of a written impact report against its results JSON (a report "lint").
 - ``context``: What a report needs beyond the results JSON: the run's record and weekly usage.
+- ``deviations``: « Écarts au protocole »: amendments, deviations, developer-made measures.
 - ``document``: The self-contained HTML document (and its PDF) from the results JSON.
 - ``figures``: Figures of the impact report, drawn with matplotlib and returned as inline SVG.
 - ``pdf``: PDF export of the impact report with matplotlib's PDF backend.

@@ -45,6 +45,9 @@ class Amendment:
     recorded_at: str
     reason: str | None = None
     changed_fields: tuple[str, ...] = ()
+    kind: str = "amendment"
+    """``amendment`` (with its reason) or ``update`` (a re-registration that changed
+    fields outside the locked design, such as periods or the schedule: no reason)."""
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,10 @@ class ReportContext:
 
 def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None
                              ) -> tuple[Amendment, ...]:
-    """The amendments among a protocol's registered versions (``experiments.registry``
-    ``VersionRecord`` objects: ``version``, ``kind``, ``reason``, ``changed_fields``,
-    ``recorded_at``), up to the version a run used.
+    """The amendments and updates among a protocol's registered versions
+    (``experiments.registry`` ``VersionRecord`` objects: ``version``, ``kind``, ``reason``,
+    ``changed_fields``, ``recorded_at``), up to the version a run used: every change since
+    registration, which « Écarts au protocole » lists.
 
     Examples
     --------
@@ -132,11 +136,12 @@ def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None
     """
     out = []
     for v in versions:
-        if v.kind != "amendment" or (up_to is not None and v.version > up_to):
+        if v.kind not in ("amendment", "update") or (up_to is not None and v.version > up_to):
             continue
         at = v.recorded_at
         out.append(Amendment(int(v.version), at.date().isoformat() if hasattr(at, "date")
-                             else str(at), v.reason, tuple(v.changed_fields or ())))
+                             else str(at), v.reason, tuple(v.changed_fields or ()),
+                             str(v.kind)))
     return tuple(sorted(out, key=lambda a: a.version))
 
 

@@ -36,6 +36,7 @@ from markupsafe import Markup
 
 from analysis.multiplicity import Certainty, certainty
 from analysis.report.context import ReportContext, software_versions
+from analysis.report.deviations import deviation_lines
 from analysis.report.figures import (
     ConsortBox,
     ForestRow,
@@ -672,20 +673,10 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             notes.append(t("icc", unit=t(f"unit_{unit}"),
                            outcome=outcomes.get(i["outcome"], i["outcome"]),
                            icc=t.number(i["icc"], 3)))
-    record = []
     sha = context.protocol_sha256 or data.get("protocol_sha256", "")
-    if context.protocol_version is not None:
-        record.append(t("protocol_version", version=context.protocol_version, sha=sha[:16]))
-        record.extend(
-            t("amendment", version=a.version, at=a.recorded_at, reason=a.reason or "—")
-            + (t("amendment_fields", fields=", ".join(a.changed_fields))
-               if a.changed_fields else "")
-            for a in context.amendments)
-        if not context.amendments:
-            record.append(t("no_amendment"))
-    else:
-        record.append(t("no_record"))
-    record.extend(context.deviations or [t("no_deviation")])
+    record = [t("protocol_version", version=context.protocol_version, sha=sha[:16])
+              if context.protocol_version is not None else t("no_record")]
+    record.extend(deviation_lines(context, data, t.lang))  # « Écarts au protocole »
     del protocol
     return {"consort_rows": consort_rows, "consort_svg": consort_svg, "figure": figure,
             "balance": balance,

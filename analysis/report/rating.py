@@ -43,7 +43,13 @@ step carries its source (``RatingStep.source``), shown beside it in the report:
      protocol's (χ² p < 0.001): the randomisation may not have been followed;
    - ``minus_few_units`` (−1, ``preuve``): fewer than 20 units analysed (cluster-robust
      inference with few clusters is fragile; Cameron & Miller 2015 discuss "few clusters"
-     from around 20-50).
+     from around 20-50);
+   - ``minus_developer_measure`` (−1, ``preuve``): the primary outcome is measured by the
+     evaluated resource itself (the protocol declares it as the outcome's ``source``;
+     ``design.developer_outcomes`` in the results): a measure designed by the developer
+     (the WWC's standards do not accept an outcome over-aligned with the intervention).
+     A rule of Preuve's own: we found no published padlock count for it
+     (:func:`developer_measure_step`).
 5. **Combination** (``eef`` for the start, ``preuve`` for the sum): the start is the lower
    of the design, power and attrition caps (as the EEF does); each deduction then removes
    its padlocks, the deductions add up, and the result is floored at 0. So a trial at the
@@ -71,6 +77,7 @@ __all__ = [
     "RatingSource",
     "RatingStep",
     "attrition_padlocks",
+    "developer_measure_step",
     "mdes_from_interval",
     "mdes_padlocks",
     "rate_evidence",
@@ -218,12 +225,32 @@ def rate_evidence(results: Mapping[str, Any]) -> EvidenceRating:
     if design.get("unit") != "learner" and units < FEW_UNITS:
         steps.append(RatingStep("minus_few_units", -1, float(units), source="preuve"))
         padlocks -= 1
+    developer = developer_measure_step(results, outcome)
+    if developer is not None:
+        steps.append(developer)
+        padlocks += developer.padlocks
     return EvidenceRating(max(0, padlocks), tuple(steps))
 
 
 def _rating_of(check: Mapping[str, Any]) -> Any:
     """The check's rating against the protocol's boundary (``cautious`` in older JSON)."""
     return check.get("rating", check.get("cautious"))
+
+
+def developer_measure_step(results: Mapping[str, Any], outcome: str) -> RatingStep | None:
+    """−1 padlock when ``outcome`` (the primary one) is measured by the evaluated resource
+    itself (``design.developer_outcomes``); None otherwise. Règle propre à Preuve.
+
+    Examples
+    --------
+    >>> developer_measure_step({"design": {"developer_outcomes": ["fluence"]}}, "fluence")
+    RatingStep(key='minus_developer_measure', padlocks=-1, value=None, source='preuve')
+    >>> developer_measure_step({"design": {}}, "fluence") is None
+    True
+    """
+    if outcome in (results.get("design", {}).get("developer_outcomes") or []):
+        return RatingStep("minus_developer_measure", -1, source="preuve")
+    return None
 
 
 def _num(value: Any) -> float:

@@ -135,6 +135,9 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "r_minus_sample_ratio": "Répartition des {units} entre les groupes différente de "
                                 "celle du protocole : −1 cadenas.",
         "r_minus_few_units": "Moins de 20 {units} analysées ({value}) : −1 cadenas.",
+        "r_minus_developer_measure": "Critère principal mesuré par la ressource évaluée "
+                                     "(mesure conçue par l'éditeur ; règle propre à Preuve) : "
+                                     "−1 cadenas.",
         "r_no_estimate": "Pas d'estimation de l'effet principal : 0 cadenas.",
         "cost_per_pupil": "Coût par élève bénéficiaire : {value} € ({total} € pour {pupils} "
                           "élèves).",
@@ -466,6 +469,9 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "r_minus_sample_ratio": "Allocation of {units} between groups differs from the "
                                 "protocol: −1 padlock.",
         "r_minus_few_units": "Fewer than 20 {units} analysed ({value}): −1 padlock.",
+        "r_minus_developer_measure": "Primary outcome measured by the evaluated resource "
+                                     "(a measure designed by the developer; a rule of "
+                                     "Preuve's own): −1 padlock.",
         "r_no_estimate": "No estimate of the primary effect: 0 padlocks.",
         "cost_per_pupil": "Cost per pupil reached: €{value} (€{total} for {pupils} pupils).",
         "cost_by_funder": "Funding:",

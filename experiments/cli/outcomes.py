@@ -13,10 +13,19 @@ app = typer.Typer(help="Assessment results (outcomes) of an experiment.", no_arg
 def import_file(
     experiment: str = typer.Argument(..., help="Experiment id (registered)."),
     path: Path = typer.Argument(..., help="Outcomes CSV: learner_id,unit_id,measure,wave,score."),
+    correct: bool = typer.Option(
+        False, "--correct",
+        help="The file corrects results imported before (needs --reason): each different "
+        "score is stored as a new version, which the analyses use; the old one is kept."),
+    reason: str | None = typer.Option(
+        None, "--reason", help="Why the scores are corrected (kept in the audit log; never "
+        "a pupil's name)."),
 ) -> None:
     """Store an outcomes file (offline format) as assessment events, learner ids
     pseudonymised with the experiment's key; importing the same file twice stores it once.
-    The audit log records who imported which file and how many rows (outcomes.import)."""
+    A result (pupil, measure, wave) already imported with another score is refused unless
+    --correct --reason is given. The audit log records who imported which file and how many
+    rows (outcomes.import), and each correction with its reason (outcomes.correct)."""
     from experiments.access import cli_actor
     from experiments.cli.console import user_errors
     from experiments.database import registry_engine
@@ -31,5 +40,7 @@ def import_file(
     with user_errors(exit_code=2):
         registry = registry_engine(settings)
         protocol = registered_protocol(registry, experiment).protocol
-        report = import_outcomes(settings, registry, protocol, path, actor=cli_actor())
-    typer.echo(f"{experiment}: {report.stored} results stored, {report.already} already there")
+        report = import_outcomes(settings, registry, protocol, path, actor=cli_actor(),
+                                 correct=correct, reason=reason)
+    typer.echo(f"{experiment}: {report.stored} results stored, {report.corrected} corrected, "
+               f"{report.already} already there")

@@ -205,7 +205,13 @@ def amend(
     path: PathArg,
     reason: Annotated[str, typer.Option("--reason", help="Why the protocol changes.")],
 ) -> None:
-    """Record a change of a registered protocol, design included, as a new version."""
+    """Record a change of a registered protocol, with its reason, as a new version.
+
+    Refused, naming the fields, for what has frozen: after the first allocation the
+    randomisation (seed, strata), the arms (names, allocation, control) and the
+    population; once the intervention has started (running, or its start date passed)
+    also the primary outcome, the estimand and the model. Every later report lists the
+    amendment under « Écarts au protocole »."""
     from experiments.registry import amend_protocol
 
     protocol = _load_or_exit(path)

@@ -15,10 +15,10 @@ from experiments.cli.console import database_errors
 
 app = typer.Typer(help="Issue, list and revoke API tokens (administrators).", no_args_is_help=True)
 
-ROLE_HELP = "researcher | academie | edtech | officer | admin"
+ROLE_HELP = "researcher | academie | edtech | officer | admin | assessor"
 SCOPE_HELP = (
     "What the token covers: an académie slug (academie), a resource id (edtech), "
-    "an experiment id or * (researcher, officer), * (admin)."
+    "an experiment id (assessor), an experiment id or * (researcher, officer), * (admin)."
 )
 
 

@@ -92,8 +92,9 @@ _OUTCOMES = [
     Column("unit_id", "string", "Unit of the pupil at their first assessment."),
     Column("measure", "string", "Outcome measure (protocol outcomes[].id or baseline)."),
     Column("wave", "string", "baseline (before the intervention) or endline (after it)."),
-    Column("score", "float", "Score of the pupil's first assessment of the measure in the "
-           "wave.", "measure's own scale"),
+    Column("score", "float", "Score of the pupil's assessment of the measure in the wave, "
+           "from a trusted source only (an import, at its latest corrected version, else "
+           "the experiment's assessor; the first one when several).", "measure's own scale"),
 ]
 _EVENTS = [
     Column("occurred_at", "timestamp", "When the event happened (UTC).", "UTC time"),
@@ -108,6 +109,10 @@ _EVENTS = [
     Column("duration_s", "float", "Duration of the activity, if sent.", "seconds"),
     Column("score", "float", "Score, if sent.", "resource's own scale"),
     Column("success", "boolean", "Whether the exercise or activity succeeded, if sent."),
+    Column("authority", "string", "Who wrote the event: role:scope:first 12 hex digits of "
+           "the API key's SHA-256 (gateway), import:<who> (preuve outcomes import), "
+           "import:legacy (imported before this was recorded), empty when unknown. Only "
+           "imports and the experiment's assessor give outcomes."),
 ]
 _AGGREGATE = [
     Column("arm", "string", "Arm."),

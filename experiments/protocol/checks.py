@@ -267,6 +267,18 @@ def _not_attribute(name: str, unit: str, attributes: Sequence[str]) -> str:
     )
 
 
+def _check_outcome_sources(p: Protocol) -> list[Finding]:
+    """An outcome's declared ``source`` is the evaluated resource, nothing else: another
+    resource's events never reach this experiment's store."""
+    return [
+        Finding(("outcomes", i, "source", "resource"),
+                f"must be the evaluated resource {p.resource.id!r} (resource.id), "
+                f"got {outcome.source.resource!r}")
+        for i, outcome in enumerate(p.outcomes)
+        if outcome.source is not None and outcome.source.resource != p.resource.id
+    ]
+
+
 def check_protocol(protocol: Protocol) -> list[Finding]:
     """Every check that needs more than one section.
 
@@ -282,6 +294,7 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_enrollment(protocol),
         *_check_hypotheses(protocol),
         *_check_outcome_baselines(protocol),
+        *_check_outcome_sources(protocol),
         *_check_analysis(protocol),
         *_check_power(protocol),
         *_check_schedule(protocol),

@@ -33,9 +33,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -326,6 +328,16 @@ class Hypothesis(_Section):
     """Confirmatory (about the primary outcome) or exploratory."""
 
 
+class OutcomeSource(_Section):
+    """Where the scores of an outcome may come from besides the trusted sources (an
+    import by the researchers, an ``assessor`` token): the evaluated resource itself."""
+
+    resource: Slug
+    """The resource whose own ``assessment_scored`` events are this outcome's scores (it
+    must be the protocol's ``resource.id``). A measure designed by the developer: every
+    report flags it as a threat to validity and the evidence rating loses a padlock."""
+
+
 class Outcome(_Section):
     """A measure of learning; exactly one is primary, the others are secondary."""
 
@@ -343,6 +355,18 @@ class Outcome(_Section):
     ``attitude`` (motivation, self-confidence, a questionnaire scale) or ``other``: no
     months of progress. The default keeps the meaning of protocols written before the key
     (every example measures attainment); declare any other measure."""
+    source: OutcomeSource | None = None
+    """Only to take the scores from the resource's own events (``{resource: lectio}``);
+    absent, the scores come from ``preuve outcomes import`` or an ``assessor`` token."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # ``source`` came after the first registered protocols: left out of the dump when
+        # absent, so that their canonical JSON, hence their SHA-256, does not change.
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("source") is None:
+            dumped.pop("source", None)
+        return dumped
 
 
 class Analysis(_Section):

@@ -19,8 +19,13 @@ Where each table comes from
   ``pupils`` is 1, ``class_id`` its class (the usual stratum), and the pupil's
   attributes; a withdrawn pupil keeps its arm (intention to treat).
 - **outcomes**: ``assessment_scored`` events of the store whose ``object_id`` is a
-  declared ``measure`` (an outcome's ``id`` or its ``baseline`` measure) and that carry a
-  ``score``. The wave follows the protocol's periods, by the school day (Paris) the
+  declared ``measure`` (an outcome's ``id`` or its ``baseline`` measure), that carry a
+  ``score`` and that a trusted source wrote (:mod:`experiments.runs.provenance`: an
+  import, an ``assessor`` token, or the resource itself only where the protocol declares
+  it as the outcome's ``source``); the others are usage, counted in
+  ``assessments_as_usage``. An imported result is used at its latest version (a
+  correction, :func:`import_outcomes` ``correct=True``), before any other source.
+  The wave follows the protocol's periods, by the school day (Paris) the
   assessment happened: before the intervention starts (the baseline period) →
   ``baseline``; after it ends (the follow-up period, or later) → ``endline``; during the
   intervention → not an outcome (a quiz inside the resource is usage, not a test).
@@ -66,6 +71,7 @@ import csv
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -92,6 +98,7 @@ from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 from experiments.errors import StoreError
 from experiments.protocol.language import Protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
+from experiments.runs.provenance import IMPORT_PREFIX, import_authority, outcome_source
 from experiments.settings import Settings
 from experiments.store import (
     ExperimentStore,
@@ -151,6 +158,9 @@ class AnalysisFiles:
     assessments_ignored: int
     """``assessment_scored`` events of a declared measure not used: during the
     intervention, a retake, or a class that is not enrolled."""
+    assessments_as_usage: int = 0
+    """``assessment_scored`` events of a declared measure from a source the protocol does
+    not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
 
 
 @dataclass(frozen=True)
@@ -299,9 +309,10 @@ def write_analysis_files(
             sa.select(sa.func.count(), sa.func.max(events.c.occurred_at),
                       sa.func.max(events.c.stored_at)).select_from(events).where(by_cutoff)
         ).one()
-        assessments = connection.execute(
+        scored = connection.execute(
             sa.select(events.c.learner_key, events.c.class_id, events.c.object_id,
-                      events.c.occurred_at, events.c.score)
+                      events.c.occurred_at, events.c.score, events.c.authority,
+                      events.c.extensions)
             .where(events.c.verb == "assessment_scored", events.c.score.is_not(None),
                    events.c.object_id.in_(measures),
                    sa.true() if cutoff is None else events.c.stored_at <= cutoff)
@@ -319,10 +330,11 @@ def write_analysis_files(
         else:
             daily = _daily_usage_by(connection, protocol, cutoff)
         connection.rollback()
-    if cutoff is not None:
-        assessments = [a for a in assessments if _utc(a[3]) <= cutoff]
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored), cutoff)
+    assessments = _outcome_records(scored, protocol)
+    if cutoff is not None:
+        assessments = [a for a in assessments if _utc(a[3]) <= cutoff]
 
     # Objections (policy remove) apply whenever the run is computed: the data is gone.
     removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
@@ -357,7 +369,8 @@ def write_analysis_files(
     ]
 
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
-                          directory / "usage.csv", watermark, ignored)
+                          directory / "usage.csv", watermark, ignored,
+                          len(scored) - len(assessments))
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
@@ -404,6 +417,25 @@ def _daily_usage_by(connection: Any, protocol: Protocol, cutoff: datetime
             for (learner, day), total in sorted(seconds.items()) if total > 0]
 
 
+def _outcome_records(scored: Sequence[Any], protocol: Protocol) -> list[tuple[Any, ...]]:
+    """The scores an analysis may use, in the order the first per (learner, measure,
+    wave) wins: trusted sources only (:func:`~experiments.runs.provenance.outcome_source`);
+    imported results first, each at its latest version (a correction replaces the
+    version before it, which stays stored), then the others by date.
+
+    Returns (learner key, class id, measure, occurred at, score) rows."""
+    ranked = []
+    for learner, class_id, measure, occurred_at, score, authority, extensions in scored:
+        if outcome_source(authority, measure, protocol) is None:
+            continue
+        imported = authority.startswith(IMPORT_PREFIX)
+        version = int((extensions or {}).get("version", 1)) if imported else 0
+        ranked.append(((0 if imported else 1, -version),
+                       (learner, class_id, measure, occurred_at, score)))
+    ranked.sort(key=lambda item: item[0])  # stable: within a rank, by date then event id
+    return [row for _, row in ranked]
+
+
 def read_analysis_inputs(
     settings: Settings, registry: Engine, protocol: Protocol, directory: Path,
     cutoff: datetime | None = None,
@@ -437,8 +469,45 @@ class OutcomesImport:
     """What :func:`import_outcomes` stored."""
 
     stored: int
+    """New results (no earlier version), corrections included in ``corrected`` only."""
     already: int
-    """Rows stored by an earlier import of the same results (same learner, measure, wave)."""
+    """Rows whose result is already stored with the same score (same learner, measure,
+    wave), at its latest version."""
+    corrected: int = 0
+    """Rows stored as a new version of a result imported before with another score."""
+
+
+@dataclass(frozen=True)
+class _Imported:
+    """The latest imported version of one result (learner, measure, wave)."""
+
+    event_id: str
+    version: int
+    score: float
+
+
+def _imported_results(store: ExperimentStore, protocol: Protocol
+                      ) -> dict[tuple[str, str, str], _Imported]:
+    """The results imported so far, at their latest version, by (learner key, measure,
+    wave)."""
+    events = events_table
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(events.c.event_id, events.c.learner_key, events.c.object_id,
+                      events.c.occurred_at, events.c.score, events.c.extensions)
+            .where(events.c.verb == "assessment_scored",
+                   events.c.authority.startswith(IMPORT_PREFIX))
+        ).all()
+    intervention = protocol.periods.intervention
+    latest: dict[tuple[str, str, str], _Imported] = {}
+    for event_id, learner, measure, occurred_at, score, extensions in rows:
+        wave = str((extensions or {}).get("wave") or (
+            "baseline" if _school_day(occurred_at) < intervention.start else "endline"))
+        version = int((extensions or {}).get("version", 1))
+        known = latest.get((learner, measure, wave))
+        if known is None or version > known.version:
+            latest[(learner, measure, wave)] = _Imported(event_id, version, float(score))
+    return latest
 
 
 def _wave_day(protocol: Protocol, wave: str) -> date:
@@ -451,9 +520,27 @@ def _wave_day(protocol: Protocol, wave: str) -> date:
         days=1)
 
 
+def _result_event_id(experiment: str, learner: str, measure: str, wave: str,
+                     version: int) -> str:
+    """The event id of an imported result: version 1 keeps the derivation of the first
+    imports (migration ``store_0002`` recognises them by it); a correction adds ``/vN``."""
+    name = f"{experiment}/{learner}/{measure}/{wave}"
+    return str(uuid.uuid5(_OUTCOMES_NAMESPACE, name if version == 1 else f"{name}/v{version}"))
+
+
+def _correction_reason_problem(reason: str | None) -> str | None:
+    from experiments.access import reason_problem
+
+    if reason is None or len(reason.strip()) < 10:
+        return ("a correction states its reason (--reason, 10 characters at least), "
+                f"got {reason!r}")
+    return reason_problem(reason)
+
+
 def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, path: Path,
                     now: datetime | None = None, *,
-                    actor: str = "admin:*:python") -> OutcomesImport:
+                    actor: str = "admin:*:python", correct: bool = False,
+                    reason: str | None = None) -> OutcomesImport:
     """Store assessment results from a file as ``assessment_scored`` events.
 
     The file has the offline outcomes columns ``learner_id,unit_id,measure,wave,score``
@@ -461,28 +548,50 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
     here with the experiment's key) and optionally ``assessed_on`` (YYYY-MM-DD, in the
     wave's window: before the intervention for ``baseline``, after it for ``endline``).
     Without it, a baseline is dated the first day of the baseline period and an endline
-    the first day of the follow-up. The event id is derived from (experiment, learner,
-    measure, wave), so importing the same results twice stores them once.
+    the first day of the follow-up. The events' authority is ``import:<actor>``
+    (:mod:`experiments.runs.provenance`): imported results are outcomes.
+
+    One result is one (learner, measure, wave). Importing it again with the same score
+    stores nothing (``already``). Another score is a correction, never silent: without
+    ``correct`` the whole import is refused, naming each such row; with ``correct`` and
+    a ``reason``, the new score is stored as the next version (an event of its own, the
+    analyses use the latest version) and the earlier one stays in the store, and the
+    audit log records the correction (``outcomes.correct``: the file, the reason, and the
+    event ids of each result's old and new versions; no score, no learner id).
 
     Each import that stores is in the registry's audit log (``outcomes.import``: who,
-    the file, how many rows it held, how many were new), written once the store has
-    committed. ``actor`` is who imports, as the audit log names principals (the CLI
-    passes :func:`experiments.access.cli_actor`; the default names a call from Python).
+    the file, how many rows it held, how many were new, corrected, already there),
+    written once the store has committed. ``actor`` is who imports, as the audit log
+    names principals (the CLI passes :func:`experiments.access.cli_actor`; the default
+    names a call from Python).
 
     Raises
     ------
     StoreError
         A row names an unknown class, a measure the protocol does not declare, a bad
-        wave, score or date (the message names the file, line and field).
+        wave, score or date; a row repeats another's result with another score; a result
+        already imported with another score and no ``correct``; ``correct`` without a
+        valid reason (the message names the file, line and field). Nothing is stored.
     """
     from ingest.pseudonym import load_pseudonym_key, pseudonymise
 
+    if correct:
+        problem = _correction_reason_problem(reason)
+        if problem is not None:
+            raise StoreError(f"{path}: {problem}", path=str(path), field="reason")
     key = load_pseudonym_key(settings)
     classes = {c.class_id: c for c in enrolled_classes(registry, protocol.id)}
     measures = {o.id for o in protocol.outcomes} | {
         o.baseline for o in protocol.outcomes if o.baseline}
     intervention = protocol.periods.intervention
+    store = ExperimentStore(settings, protocol.id)
+    imported = _imported_results(store, protocol)
+    authority = import_authority(actor)
     events: list[StoredEvent] = []
+    in_file: dict[tuple[str, str, str], tuple[int, float]] = {}
+    changed: list[str] = []
+    corrections: list[dict[str, object]] = []
+    already = 0
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"learner_id", "unit_id", "measure", "wave", "score"} - set(
@@ -518,24 +627,67 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
                 raise refuse("assessed_on", f"outside the {wave} window of the protocol's "
                              "periods")
             learner = pseudonymise(key, protocol.id, row["learner_id"].strip())
+            result = (learner, row["measure"], wave)
+            earlier = in_file.setdefault(result, (line, score))
+            if earlier != (line, score):
+                if earlier[1] != score:
+                    raise refuse("score", f"line {earlier[0]} gives this pupil's "
+                                 f"{row['measure']} ({wave}) another score, {earlier[1]!r}")
+                already += 1
+                continue
+            known = imported.get(result)
+            if known is not None and known.score == score:
+                already += 1
+                continue
+            version = 1 if known is None else known.version + 1
+            if known is not None:
+                if not correct:
+                    changed.append(f"{path}:{line}: score: this pupil's {row['measure']} "
+                                   f"({wave}) is already imported with the score "
+                                   f"{known.score!r}, the file gives {score!r}")
+                    continue
+                corrections.append({
+                    "measure": row["measure"], "wave": wave, "version": version,
+                    "corrects": known.event_id,
+                    "event_id": _result_event_id(protocol.id, learner, row["measure"],
+                                                 wave, version),
+                })
+            extensions: dict[str, Any] = {"source": "import", "wave": wave}
+            if version > 1:
+                extensions.update(version=version, corrects=known.event_id if known else None)
             events.append(StoredEvent(
-                event_id=str(uuid.uuid5(_OUTCOMES_NAMESPACE,
-                                        f"{protocol.id}/{learner}/{row['measure']}/{wave}")),
+                event_id=_result_event_id(protocol.id, learner, row["measure"], wave, version),
                 occurred_at=datetime.combine(day, time(12), tzinfo=SCHOOL_TIMEZONE),
                 resource_id=protocol.resource.id, learner_key=learner,
                 class_id=enrolled.class_id, school_uai=enrolled.school_uai, arm=enrolled.arm,
                 verb="assessment_scored", object_id=row["measure"], score=score,
-                extensions={"source": "import"},
+                extensions=extensions, authority=authority,
             ))
-    result = ExperimentStore(settings, protocol.id).write_events(events, now or datetime.now(UTC))
+    if changed:
+        shown = "\n".join(changed[:20]) + (
+            f"\n... and {len(changed) - 20} more" if len(changed) > 20 else "")
+        raise StoreError(
+            f"{path}: {len(changed)} result(s) already imported with another score; nothing "
+            f"was stored. A corrected official score is imported with its reason: preuve "
+            f"outcomes import {protocol.id} {path} --correct --reason \"...\"\n{shown}",
+            path=str(path), field="score")
+    written = store.write_events(events, now or datetime.now(UTC))
     with Session(registry) as session, session.begin():
         record_audit(session, actor, "outcomes.import", protocol.id, {
-            "file": str(path), "rows": len(events), "stored": result.inserted,
-            "already": result.duplicates,
+            "file": str(path), "rows": len(events) + already,
+            "stored": written.inserted - len(corrections), "corrected": len(corrections),
+            "already": already + written.duplicates,
         })  # fmt: skip
-    logger.info("experiment %s: %d assessment results imported, %d already stored",
-                protocol.id, result.inserted, result.duplicates)
-    return OutcomesImport(result.inserted, result.duplicates)
+        if corrections:
+            record_audit(session, actor, "outcomes.correct", protocol.id, {
+                "file": str(path), "reason": (reason or "").strip(),
+                "corrections": corrections,
+            })  # fmt: skip
+    logger.info("experiment %s: %d assessment results imported, %d corrected, %d already "
+                "stored", protocol.id, written.inserted - len(corrections), len(corrections),
+                already + written.duplicates)
+    return OutcomesImport(written.inserted - len(corrections), already + written.duplicates,
+                          len(corrections))
 
 
 _OUTCOMES_NAMESPACE = uuid.UUID("5f1d7c56-6a55-4c8e-9a57-0d3c2b7e4a10")

@@ -385,6 +385,7 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
         else:
             values["watermark"] = {**inputs.files.watermark.to_json(),
                                    "assessments_ignored": inputs.files.assessments_ignored,
+                                   "assessments_as_usage": inputs.files.assessments_as_usage,
                                    "kafka": offsets}
             context = _report_context(registry, request, inputs.files, values, started)
     if results is not None:

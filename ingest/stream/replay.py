@@ -46,7 +46,8 @@ def read_parked(
                         remaining[tp].discard(message.offset)
                         found.append(
                             IngressRecord(tp.topic, tp.partition, message.offset,
-                                          message.key, message.value)
+                                          message.key, message.value,
+                                          tuple(message.headers or ()))
                         )
                 if remaining.get(tp) and messages and messages[-1].offset >= max(wanted[tp]):
                     remaining[tp].clear()

@@ -21,6 +21,7 @@ from experiments.database import is_postgres
 from experiments.errors import RegistryError
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StagedBatch, StoredEvent, stage_events
+from ingest.authority import record_authority
 from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
 from ingest.pseudonym import pseudonymise
@@ -66,6 +67,8 @@ class IngressRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    """Kafka headers; ``preuve.authority`` names who wrote it (:mod:`ingest.authority`)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class EventRouter:
         prepared = PreparedBatch()
         routed: dict[str, list[StoredEvent]] = defaultdict(list)
         seen: set[str] = set()
+        events_topic = self.settings.topics.events
         for record in records:
             try:
                 event = parse_event(record.value)
@@ -189,7 +193,9 @@ class EventRouter:
                                 record.partition, record.offset)
                 )
                 continue
-            routed[enrollment.experiment_id].append(self._stored(event_id, event, enrollment))
+            authority = record_authority(record.topic, record.headers, events_topic)
+            routed[enrollment.experiment_id].append(
+                self._stored(event_id, event, enrollment, authority))
         # The stores' rows are made ready here too, off the thread that writes.
         dialect = "postgresql" if is_postgres(self.settings) else "sqlite"
         prepared.by_experiment = {experiment_id: stage_events(events, dialect)
@@ -209,8 +215,8 @@ class EventRouter:
         outcome.parked = len(prepared.to_park)
         return outcome
 
-    def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage
-                ) -> StoredEvent:
+    def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage,
+                authority: str | None = None) -> StoredEvent:
         rule = self.usage_rule(enrollment.experiment_id)
         return StoredEvent(
             event_id=event_id,
@@ -226,6 +232,7 @@ class EventRouter:
             score=event.score,
             success=event.success,
             extensions=event.extensions,
+            authority=authority,
             is_session=event.verb in rule.login_verbs,
             is_usage=event.verb in rule.active_verbs,
         )

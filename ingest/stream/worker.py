@@ -186,7 +186,8 @@ class StreamWorker:
                 if not batches:
                     continue
                 records = [
-                    IngressRecord(tp.topic, tp.partition, m.offset, m.key, m.value)
+                    IngressRecord(tp.topic, tp.partition, m.offset, m.key, m.value,
+                                  tuple(m.headers or ()))
                     for tp, messages in batches.items() for m in messages
                 ]
                 prepared = await self._until_written(

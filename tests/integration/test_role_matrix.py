@@ -294,9 +294,9 @@ def _sign_out(m: Matrix, caller: str) -> httpx.Response:
     return answer
 
 
-PUBLIC = codes("200 200 200 | 200 200 | 200 200 | 200 200 | 200 | 200")
+PUBLIC = codes("200 200 200 | 200 200 | 200 200 | 200 200 | 200 200 | 200 | 200")
 
-#                                   none bad revk| res res'| aca aca'| edt edt'| off| adm
+#                                   none bad revk| res res'| aca aca'| edt edt'| ass ass'| off| adm
 GATEWAY: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(PUBLIC, _get("gateway", "/healthz")),
     ("GET", "/openapi.json"): Row(PUBLIC, _get("gateway", "/openapi.json")),
@@ -304,40 +304,48 @@ GATEWAY: dict[tuple[str, str], Row] = {
     ("GET", "/docs/oauth2-redirect"): Row(PUBLIC, _get("gateway", "/docs/oauth2-redirect")),
     ("GET", "/redoc"): Row(PUBLIC, _get("gateway", "/redoc")),
     ("POST", "/v1/events"): Row(
-        codes("401 401 401 | 403 403 | 403 403 | 202 403 | 403 | 202"), _post_event),
+        codes("401 401 401 | 403 403 | 403 403 | 202 403 | 403 403 | 403 | 202"),
+        _post_event),
     ("POST", "/v1/xapi/statements"): Row(
-        codes("401 401 401 | 403 403 | 403 403 | 202 403 | 403 | 202"), _post_statement),
+        codes("401 401 401 | 403 403 | 403 403 | 202 403 | 403 403 | 403 | 202"),
+        _post_statement),
     ("POST", "/v1/experiments/{experiment_id}/enrollments"): Row(
-        codes("401 401 401 | 403 403 | 200 403 | 403 403 | 403 | 200"), _post_enrollments,
+        codes("401 401 401 | 403 403 | 200 403 | 403 403 | 403 403 | 403 | 200"),
+        _post_enrollments,
         write="enrollment.file"),
     ("GET", "/v1/experiments/{experiment_id}/enrollments"): Row(
-        codes("401 401 401 | 200 403 | 200 200 | 200 403 | 403 | 200"),
+        codes("401 401 401 | 200 403 | 200 200 | 200 403 | 403 403 | 403 | 200"),
         _get("gateway", f"/v1/experiments/{EXPERIMENT}/enrollments")),
     # A class design: the pupils' lookup answers its own resource 409 (arms are by class).
     ("POST", "/v1/experiments/{experiment_id}/assignments"): Row(
-        codes("401 401 401 | 403 403 | 403 403 | 409 403 | 403 | 403"), _post_assignments),
+        codes("401 401 401 | 403 403 | 403 403 | 409 403 | 403 403 | 403 | 403"),
+        _post_assignments),
     ("POST", "/v1/experiments/{experiment_id}/withdrawals"): Row(
-        codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 | 200"), _post_withdrawal,
+        codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 403 | 403 | 200"),
+        _post_withdrawal,
         write="enrollment.withdraw"),
 }
 
 # Pages send a caller without a valid session to the sign-in form (302); the JSON
 # endpoints answer 401.
-#                                   none bad revk| res res'| aca aca'| edt edt'| off| adm
-READERS_PAGE = codes("302 302 302 | 200 403 | 403 403 | 403 403 | 200 | 200")
+#                                   none bad revk| res res'| aca aca'| edt edt'| ass ass'| off| adm
+READERS_PAGE = codes("302 302 302 | 200 403 | 403 403 | 403 403 | 403 403 | 200 | 200")
 PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(PUBLIC, _get("portal", "/healthz")),
     ("GET", "/static/portal.css"): Row(PUBLIC, _get("portal", "/static/portal.css")),
     ("GET", "/"): Row(
-        codes("303 303 303 | 303 303 | 303 303 | 403 403 | 303 | 303"), _get("portal", "/")),
+        codes("303 303 303 | 303 303 | 303 303 | 403 403 | 403 403 | 303 | 303"),
+        _get("portal", "/")),
     ("GET", "/connexion"): Row(PUBLIC, _get("portal", "/connexion")),
     ("POST", "/connexion"): Row(
-        codes("401 401 401 | 303 303 | 303 303 | 303 303 | 303 | 303"), _sign_in,
+        codes("401 401 401 | 303 303 | 303 303 | 303 303 | 303 303 | 303 | 303"),
+        _sign_in,
         write="portal.sign_in"),
     ("POST", "/deconnexion"): Row(
-        codes("303 303 303 | 303 303 | 303 303 | 303 303 | 303 | 303"), _sign_out),
+        codes("303 303 303 | 303 303 | 303 303 | 303 303 | 303 303 | 303 | 303"),
+        _sign_out),
     ("GET", "/experiences"): Row(
-        codes("302 302 302 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        codes("302 302 302 | 200 200 | 403 403 | 403 403 | 403 403 | 200 | 200"),
         _get("portal", "/experiences")),
     ("GET", "/experiences/{experiment_id}"): Row(
         READERS_PAGE, _portal_get("/experiences/{experiment_id}")),
@@ -347,16 +355,16 @@ PORTAL: dict[tuple[str, str], Row] = {
         READERS_PAGE,
         _portal_get("/experiences/{experiment_id}/rapports/{run_id}/resultats.json")),
     ("GET", "/api/experiences"): Row(
-        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 403 403 | 200 | 200"),
         _get("portal", "/api/experiences")),
     ("GET", "/usages"): Row(
-        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 | 200"),
+        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
         _get("portal", "/usages")),
     ("GET", "/usages/{experiment_id}"): Row(
-        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 | 200"),
+        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
         _portal_get("/usages/{experiment_id}")),
     ("GET", "/api/usages/{experiment_id}"): Row(
-        codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 | 200"),
+        codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
         _portal_get("/api/usages/{experiment_id}")),
 }
 
@@ -384,7 +392,8 @@ def _forbidden_text(m: Matrix, caller: str, status: int) -> list[str]:
     control = [c.class_id for c in enrolled_classes(m.registry, EXPERIMENT)
                if c.arm not in ("lectio",)]  # fluence-cp-2027's one treatment arm
     versailles, creteil = w.classes_of("versailles"), w.classes_of("creteil")
-    if caller in ("officer", "edtech_other", "researcher_other", "none", "bad", "revoked"):
+    if caller in ("officer", "edtech_other", "researcher_other", "none", "bad", "revoked",
+                  "assessor", "assessor_other"):
         never += versailles + creteil
     elif caller == "edtech":
         never += control
@@ -392,7 +401,7 @@ def _forbidden_text(m: Matrix, caller: str, status: int) -> list[str]:
         never += creteil
     elif caller == "academie_other":
         never += versailles
-    if caller in ("researcher_other", "edtech_other") and status < 400:
+    if caller in ("researcher_other", "edtech_other", "assessor_other") and status < 400:
         never.append(EXPERIMENT)
     return never
 
@@ -420,7 +429,7 @@ def test_route_answers_each_caller_as_declared(
         if answer.status_code < 400:
             assert actors, f"{method} {path} by {caller}: no {row.write!r} audit entry"
             assert all(a.startswith(("academie:", "admin:", "researcher:", "officer:",
-                                     "edtech:")) for a in actors), actors
+                                     "edtech:", "assessor:")) for a in actors), actors
         else:
             assert not actors, f"refused {method} {path} by {caller} left {actors}"
 
@@ -505,6 +514,37 @@ def test_accepted_events_and_only_those_reach_the_topic(matrix: Matrix) -> None:
     ids = {json.loads(value)["event_id"] for _, value in records}
     assert sent["ok"] <= ids
     assert not sent["no"] & ids
+    # Each record names the key that wrote it (role:scope:hash prefix), never the token.
+    tokens = [t for t in matrix.world.tokens.values() if t]
+    for headers, _ in records:
+        authority = headers["preuve.authority"].decode()
+        assert authority.split(":")[0] in ("edtech", "admin", "assessor"), authority
+        assert not any(t[3:] in authority for t in tokens), authority
+
+
+def _score(m: Matrix, measure: str = "fluence") -> dict[str, Any]:
+    return {**_event(sorted(m.world.treatment_classes)[0]), "verb": "assessment_scored",
+            "object_id": measure, "score": 42.0, "occurred_at": "2028-06-01T10:00:00+02:00"}
+
+
+@pytest.mark.parametrize(("caller", "measure", "status"), [
+    ("assessor", "fluence", 202),          # its experiment's declared measure
+    ("assessor", "comprehension", 403),    # a measure the protocol does not name
+    ("assessor_other", "fluence", 403),    # another experiment's assessor
+    ("edtech", "fluence", 202),            # accepted, stored as usage (never an outcome)
+    ("researcher", "fluence", 403),
+    ("officer", "fluence", 403),
+    ("academie", "fluence", 403),
+])
+def test_outcome_scores_come_from_the_experiments_assessor(
+        matrix: Matrix, caller: str, measure: str, status: int) -> None:
+    """An assessor token sends ``assessment_scored`` of its experiment's measures, and
+    nothing else (its usage-event cells are the 403s of the matrix above)."""
+    score = _score(matrix, measure)
+    answer = matrix.gateway.request("POST", "/v1/events", json=[score],
+                                    headers=matrix.bearer(caller))
+    assert answer.status_code == status, answer.text
+    matrix.events_sent["ok" if status == 202 else "no"].add(str(score["event_id"]))
 
 
 # --- the CLI --------------------------------------------------------------------------
@@ -651,7 +691,7 @@ def test_outcomes_import_says_what_it_stored(matrix: Matrix, cli_files: dict[str
         pytest.skip("runs after the registry commands' lifecycle test")
     (entry,) = entries
     assert entry.detail == {"file": str(cli_files["outcomes"]), "rows": 8, "stored": 8,
-                            "already": 0}, entry.detail
+                            "corrected": 0, "already": 0}, entry.detail
 
 
 @pytest.fixture(scope="module")

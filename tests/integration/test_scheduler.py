@@ -105,7 +105,8 @@ def store_events(settings: Settings, arms: dict[str, tuple[str, str]]) -> None:
             for when, score in ((at("2027-09-15T09:00:00+02:00"), baseline),
                                 (at("2028-06-05T09:00:00+02:00"), endline)):
                 events.append(StoredEvent(str(uuid.uuid4()), when, "lectio", learner, class_id,
-                                          uai, arm, "assessment_scored", "fluence", None, score))
+                                          uai, arm, "assessment_scored", "fluence", None, score,
+                                          authority=f"assessor:{EXPERIMENT}:0123456789ab"))
             if arm == "lectio":
                 for week in range(5):
                     events.append(StoredEvent(

@@ -69,6 +69,9 @@ def _event(learner: str, class_id: str, school: str, arm: str, when: datetime, v
         str(uuid.uuid4()), when, "lectio", learner, class_id, school, arm, verb,
         object_id="fluence" if verb == "assessment_scored" else "lecture-1",
         duration_s=seconds, score=score, is_session=verb == "session_started",
+        # Scores come from an assessor token of the experiment (trusted outcomes).
+        authority="assessor:fluence-cp-2027:0123456789ab" if verb == "assessment_scored"
+        else None,
         is_usage=verb == "activity_completed",
     )
 

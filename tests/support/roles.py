@@ -34,12 +34,14 @@ from tests.support.portal import EXPERIMENT, PortalWorld, build_world
 #: session; ``bad``: a token never issued (a forged session for the portal);
 #: ``revoked``: an admin token revoked after it signed in to the portal; ``*_other``:
 #: the same role for another experiment (researcher), académie (Créteil, which has
-#: classes in the same experiment) or resource (EdTech).
+#: classes in the same experiment), resource (EdTech) or experiment (assessor: the
+#: evaluation team, who sends outcome scores and reads nothing).
 CALLERS: tuple[str, ...] = (
     "none", "bad", "revoked",
     "researcher", "researcher_other",
     "academie", "academie_other",
     "edtech", "edtech_other",
+    "assessor", "assessor_other",
     "officer", "admin",
 )  # fmt: skip
 
@@ -82,6 +84,8 @@ def build_role_world(settings: Settings) -> RoleWorld:
         "academie_other": world.tokens["academie_b"],
         "edtech": world.tokens["edtech"],
         "edtech_other": issue_token(registry, "edtech", OTHER_RESOURCE),
+        "assessor": issue_token(registry, "assessor", EXPERIMENT, "DEPP"),
+        "assessor_other": issue_token(registry, "assessor", OTHER_EXPERIMENT, "DEPP"),
         "officer": world.tokens["officer"],
         "admin": world.tokens["admin"],
     }

@@ -27,6 +27,8 @@ from ingest.pseudonym import load_pseudonym_key, pseudonymise
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
 EXPERIMENT = "fluence-cp-2027"
 HEADER = "class_id,school_uai,level,pupils,academie,education_priority\n"
+ASSESSOR_AUTHORITY = f"assessor:{EXPERIMENT}:0123456789ab"
+"""The authority of scores an assessor token of the experiment sent (trusted outcomes)."""
 
 
 @dataclass
@@ -71,10 +73,13 @@ def build_trial(settings: Settings, n_classes: int = 6, pupils: int = 12,
                     class_id=enrolled.class_id, school_uai=enrolled.school_uai,
                     arm=enrolled.arm, verb=verb, **extra)  # type: ignore[arg-type]
 
+            # Scores an assessor token of this experiment sent (trusted outcomes).
             events.append(stored("assessment_scored", datetime(2027, 9, 10, 9, tzinfo=UTC),
-                                 object_id="fluence", score=float(rng.randrange(20, 60))))
+                                 object_id="fluence", score=float(rng.randrange(20, 60)),
+                                 authority=ASSESSOR_AUTHORITY))
             events.append(stored("assessment_scored", datetime(2028, 6, 1, 9, tzinfo=UTC),
-                                 object_id="fluence", score=float(rng.randrange(30, 90))))
+                                 object_id="fluence", score=float(rng.randrange(30, 90)),
+                                 authority=ASSESSOR_AUTHORITY))
             for _ in range(events_per_pupil):
                 when = start + timedelta(minutes=rng.randrange(60 * 24 * 60))
                 events.append(stored("activity_completed", when, duration_s=float(

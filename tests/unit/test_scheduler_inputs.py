@@ -55,7 +55,8 @@ def setup(settings: Settings, text: str = TEXT) -> tuple[Engine, Protocol, dict[
 def scored(learner: str, class_id: str, arm: str, when: str, score: float,
            measure: str = "fluence") -> StoredEvent:
     return StoredEvent(str(uuid.uuid4()), at(when), "lectio", learner, class_id, "0780000A", arm,
-                       "assessment_scored", measure, None, score)
+                       "assessment_scored", measure, None, score,
+                       authority="import:admin:*:test")  # trusted: an import
 
 
 def rows(path: Path) -> list[dict[str, str]]:
