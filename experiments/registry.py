@@ -40,13 +40,14 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from experiments.access import AuditAction, record_audit
 from experiments.database import RegistryBase
-from experiments.errors import RegistryError
+from experiments.errors import ExperimentError, RegistryError
 from experiments.protocol.language import Protocol, parse_protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
@@ -192,6 +193,22 @@ class Registration:
 
 
 # --- comparing versions ------------------------------------------------------------
+
+
+def _in_force(version: Any) -> dict[str, Any]:
+    """The canonical dump of a stored version as today's language reads it.
+
+    The language gains keys with defaults (``analysis.cluster_correction``,
+    ``outcomes[].kind`` …): a version stored before one of them lacks it, and compared as
+    stored it would look like a change of the locked design when its own file is
+    registered again. Read through the current models, it gets the default it always meant.
+    """
+    stored: dict[str, Any] = json.loads(version.canonical_json)
+    try:
+        upgraded: dict[str, Any] = Protocol.model_validate(stored).model_dump(mode="json")
+    except (ValidationError, ExperimentError):  # not readable today: compare it as stored
+        return stored
+    return upgraded
 
 
 def changed_fields(old: Any, new: Any, path: str = "") -> list[str]:
@@ -424,9 +441,10 @@ def register_protocol(
             current = _current_row(session, row)
             if current.sha256 == protocol.sha256:
                 return Registration(protocol.id, row.current_version, protocol.sha256, "unchanged")
-            changed = changed_fields(
-                json.loads(current.canonical_json), protocol.model_dump(mode="json")
-            )
+            changed = changed_fields(_in_force(current), protocol.model_dump(mode="json"))
+            if not changed:  # the same file, read by a language that gained keys since
+                return Registration(protocol.id, row.current_version, current.sha256,
+                                    "unchanged")
             locked = [f for f in changed if _section(f) in LOCKED_SECTIONS]
             if locked:
                 raise RegistryError(
@@ -487,9 +505,7 @@ def amend_protocol(
                 f"{protocol.id}: identical to version {row.current_version}; nothing to amend",
                 field="sha256",
             )
-        changed = changed_fields(
-            json.loads(current.canonical_json), protocol.model_dump(mode="json")
-        )
+        changed = changed_fields(_in_force(current), protocol.model_dump(mode="json"))
         refused = _frozen_refusal(session, row, current, protocol, today)
         if refused is not None:
             raise refused
@@ -570,7 +586,7 @@ def _frozen_refusal(session: Session, row: ExperimentRow, current: ProtocolVersi
     force, whichever comes first: a late ``preuve protocol advance`` must not leave the
     primary outcome open while pupils already use the resource.
     """
-    old = json.loads(current.canonical_json)
+    old = _in_force(current)
     new = protocol.model_dump(mode="json")
     first = session.scalar(sa.select(sa.func.min(_ALLOCATIONS.c.allocated_at))
                            .where(_ALLOCATIONS.c.experiment_id == row.id))

@@ -250,3 +250,30 @@ def test_a_protocol_without_usage_is_refused_at_registration(engine: Engine) -> 
     assert caught.value.field == "usage"
     with pytest.raises(RegistryError, match="no such experiment"):
         get_experiment(engine, "fluence-cp-2027")
+
+
+def test_a_version_stored_before_a_key_was_added_is_unchanged_when_registered_again(
+        engine: Engine) -> None:
+    # The language gains keys with defaults (analysis.cluster_correction, outcomes[].kind):
+    # a version stored before them lacks them, and its own file must still be "unchanged",
+    # not a change of the locked design.
+    import json
+
+    import sqlalchemy as sa
+
+    from experiments.registry import ProtocolVersionRow
+
+    protocol = load_protocol(EXAMPLE)
+    register_protocol(engine, protocol, TEXT)
+    with engine.begin() as connection:
+        table = ProtocolVersionRow.__table__
+        stored = json.loads(connection.execute(sa.select(table.c.canonical_json)).scalar_one())
+        del stored["analysis"]["cluster_correction"]
+        for outcome in stored["outcomes"]:
+            outcome.pop("kind", None)
+        connection.execute(sa.update(table).values(canonical_json=json.dumps(stored),
+                                                   sha256="0" * 64))
+    assert register_protocol(engine, protocol, TEXT).outcome == "unchanged"
+    changed, text = _edit(("alpha: 0.05", "alpha: 0.01"))
+    with pytest.raises(RegistryError, match=r"changed: analysis\.alpha\. "):
+        register_protocol(engine, changed, text)
