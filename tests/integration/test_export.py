@@ -92,6 +92,8 @@ def test_export_writes_agreeing_tables_a_codebook_the_protocol_and_results(
     assert manifest["protocol"]["file_sha256"] == hashlib.sha256(PROTOCOL.read_bytes()).hexdigest()
     assert json.loads((out / "results.json").read_text())["experiment"] == EXPERIMENT
     assert "| `learner_id` |" in (out / "codebook.md").read_text()
+    assert "single quote" in (out / "codebook.md").read_text(), "the codebook says how"
+    assert "single quote" in codebook["csv_text_cells"]
 
 
 def test_cli_export_csv_only_and_a_bad_format_is_a_message(
