@@ -4,6 +4,9 @@ A command ends in a message and an exit code, never a traceback:
 
 - Preuve's own errors (:class:`ExperimentError`, :class:`IngestError`,
   :class:`AnalysisError`) exit with the code each command documents (:func:`user_errors`);
+- a long-running service starts with :func:`start_service`: its files are its user's
+  alone (umask 077, state directory 0700) and Preuve's loggers speak at
+  ``settings.log_level`` whatever the CLI's ``--verbose`` said before;
 - a database that refuses the caller (no rights on the registry or a store, a wrong
   password) or cannot be reached exits :data:`EXIT_DATABASE` (4) with one line naming
   what the database said (:func:`database_errors`). ``experiments/cli/__init__.py`` wraps every
@@ -14,10 +17,12 @@ A command ends in a message and an exit code, never a traceback:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -25,7 +30,16 @@ from analysis.errors import AnalysisError
 from experiments.errors import ExperimentError
 from ingest.errors import IngestError
 
-__all__ = ["EXIT_DATABASE", "configure_logging", "database_errors", "user_errors"]
+if TYPE_CHECKING:
+    from experiments.settings import Settings
+
+__all__ = [
+    "EXIT_DATABASE",
+    "configure_logging",
+    "database_errors",
+    "start_service",
+    "user_errors",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +54,41 @@ _REFUSED_SQLSTATES = ("28", "42501")
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Log to stderr, one line per record.
+    """Log to stderr, one line per record, from ``level`` up.
 
-    The Kafka clients log every refused connection as an error while a broker starts;
-    Preuve reports real failures itself, so their loggers only speak when critical.
+    The last call sets the level: ``preuve`` configures WARNING for every command, then a
+    service sets its own (``logging.basicConfig`` alone would keep the first level, and
+    the services' INFO lines would never be written). The Kafka clients log every refused
+    connection as an error while a broker starts; Preuve reports real failures itself, so
+    their loggers only speak when critical.
+
+    Examples
+    --------
+    >>> configure_logging("WARNING"); configure_logging("INFO")
+    >>> logging.getLogger("ingest.gateway").isEnabledFor(logging.INFO)
+    True
     """
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level.upper())
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def start_service(settings: Settings) -> None:
+    """What every long-running service (gateway, worker, scheduler, portal) does first.
+
+    Files it creates (stores, receipts, reports, keys) are readable by its user only
+    (umask 077); the state directory is made 0700; Preuve's loggers write their INFO lines
+    at ``settings.log_level``.
+    """
+    os.umask(0o077)
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        state.chmod(0o700)
+    except OSError as error:  # a directory of another user: say so, do not stop
+        logger.warning("cannot make %s private (mode 0700): %s", state, error)
+    configure_logging(settings.log_level)
 
 
 def _database_problem(error: BaseException) -> str | None:

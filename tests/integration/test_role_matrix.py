@@ -128,7 +128,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
     finally:
         admin.close()
     settings = Settings(
-        state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}",
+        state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"roles_{tag}"),
         kafka_bootstrap=kafka_bootstrap, topics=topics,
     )

@@ -221,7 +221,7 @@ LEARNERS_URL = "/v1/experiments/lectio-eleves-2027"
 def learner_api(tmp_path: Path) -> Iterator[Api]:
     """The API on a registry holding the pupil-randomised protocol (a pseudonym key set)."""
     protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
-    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key")
+    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key" * 5)
     engine = registry_engine(settings)
     register_protocol(engine, load_protocol(protocol), protocol.read_text(), actor="test")
     tokens = {

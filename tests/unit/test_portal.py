@@ -18,7 +18,7 @@ from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient, PortalWorl
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, PortalWorld]]:
-    settings = Settings(state_dir=tmp_path_factory.mktemp("portal"), pseudonym_key="portal-key")
+    settings = Settings(state_dir=tmp_path_factory.mktemp("portal"), pseudonym_key="portal-key" * 5)
     try:
         yield settings, build_world(settings)
     finally:
@@ -239,7 +239,7 @@ def test_sign_out_needs_the_session_csrf_token_and_ends_the_session(
 
 
 def test_an_altered_report_is_not_served(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, pseudonym_key="altered")
+    settings = Settings(state_dir=tmp_path, pseudonym_key="altered" * 5)
     try:
         w = build_world(settings)
         run = w.runs[0]
