@@ -5,8 +5,10 @@ académie, an EdTech token to its ``resource_id``, a researcher or officer token
 experiment id (or ``*``), an admin token to ``*`` (:func:`scope_problem`). Tokens are
 random, shown once when issued, and stored only as SHA-256 hashes. Every HTTP entry
 point (the gateway's event and enrollment APIs, the portal) turns a token into a
-:class:`Principal` and checks it; the portal checks again on every request that the
-token of a session is not revoked (:func:`still_valid`).
+:class:`Principal` and checks it: the APIs through one FastAPI dependency,
+:func:`caller`, which reads the token from the headers before any body is read; the
+portal checks again on every request that the token of a session is not revoked
+(:func:`still_valid`).
 
 The command line has no tokens: a command that acts on the registry opens it with the
 deployment's database credentials, and holding them is the administrator role. The
@@ -27,15 +29,20 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import sqlalchemy as sa
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from experiments.database import RegistryBase
+from experiments.refusals import Refused
 
 __all__ = [
     "ApiToken",
     "Principal",
     "Role",
     "authenticate",
+    "caller",
     "cli_actor",
     "issue_token",
     "reason_problem",
@@ -197,6 +204,35 @@ def authenticate(engine: Engine, token: str | None) -> Principal | None:
             return None
         return Principal(role=row.role, scope=row.scope, label=row.label,  # type: ignore[arg-type]
                          token_sha256=row.token_sha256)
+
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False,
+                        description="The token (an EdTech's API key), as for events.")
+
+
+async def caller(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    api_key: str | None = Depends(_api_key),  # noqa: B008
+) -> Principal:
+    """The principal of the request's token (``Authorization: Bearer`` or ``X-API-Key``),
+    checked against ``request.app.state.registry``: the one authentication of Preuve's
+    HTTP APIs. A route's own checks (role, scope) come after; its body is read after.
+
+    Raises
+    ------
+    Refused
+        401, with ``WWW-Authenticate: Bearer``, without a known and unrevoked token.
+    """
+    token = api_key or (bearer.credentials if bearer is not None else None)
+    registry: Engine = request.app.state.registry
+    principal = await run_in_threadpool(authenticate, registry, token) if token else None
+    if principal is None:
+        reason = "a token is required" if not token else "the token is unknown or revoked"
+        raise Refused(401, f"{reason} (Authorization: Bearer <token> or X-API-Key)",
+                      field="Authorization", headers={"WWW-Authenticate": "Bearer"})
+    return principal
 
 
 def still_valid(engine: Engine, principal: Principal) -> bool:

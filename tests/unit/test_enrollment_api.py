@@ -19,7 +19,7 @@ with warnings.catch_warnings():
 
 from experiments.access import issue_token
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.api import enrollment_router
+from experiments.enrollment.api import install_enrollment_api
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
@@ -63,7 +63,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         return len(messages)
 
     app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=publish))
+    install_enrollment_api(app, settings, publish=publish)
     with TestClient(app) as client:
         yield Api(client, tokens, published)
     dispose_engines()
@@ -231,7 +231,7 @@ def learner_api(tmp_path: Path) -> Iterator[Api]:
         "other-edtech": issue_token(engine, "edtech", "autre-ressource"),
     }
     app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=lambda messages: len(messages)))
+    install_enrollment_api(app, settings, publish=lambda messages: len(messages))
     with TestClient(app) as client:
         yield Api(client, tokens, [])
     dispose_engines()

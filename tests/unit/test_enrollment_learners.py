@@ -459,7 +459,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
         from fastapi.testclient import TestClient
 
     from experiments.access import issue_token
-    from experiments.enrollment.api import enrollment_router
+    from experiments.enrollment.api import install_enrollment_api
     from experiments.registry import register_protocol
 
     settings = Settings(state_dir=tmp_path / "api", pseudonym_key="api-test-key" * 5)
@@ -469,7 +469,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
     edtech = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'lectio')}"}
     recorder = Recorder()
     app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=recorder))
+    install_enrollment_api(app, settings, publish=recorder)
     url = "/v1/experiments/lectio-eleves-2027"
     rows = [{"learner_id": f"gar-api{i:02d}", "class_id": "cp-a", "school_uai": "0781234A",
              "level": "CP", "academie": "versailles", "education_priority": "REP",
