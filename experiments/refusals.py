@@ -10,7 +10,9 @@ with the same :class:`Refusal` body::
 ``detail`` is the sentence a person reads. :func:`install_refusals` makes an app answer
 that way for Preuve's refusals (:class:`Refused`, the gateway's
 :class:`~ingest.errors.BatchRefused`), FastAPI's and Starlette's (``HTTPException``,
-a body that fails validation).
+a body that fails validation) and a registry that cannot be reached: a 503 whose body
+says only that (the database's own message, which names its host and user, goes to the
+log).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +34,10 @@ from ingest.errors import BatchRefused
 __all__ = ["Problem", "Refusal", "Refused", "install_refusals", "refusal_response"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a client waits before retrying when the registry is unavailable.
+_REGISTRY_RETRY_AFTER_S = 5
+
 
 class Problem(BaseModel):
     """One reason to refuse a request."""
@@ -111,9 +118,21 @@ async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     return refusal_response(422, errors, problems)
 
 
+async def _registry_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The driver's message names the database host and user: the log has it, not the client.
+    logger.warning("answering 503 to %s %s: the registry is unavailable: %s",
+                   request.method, request.url.path,
+                   getattr(exc, "orig", None) or type(exc).__name__)  # fmt: skip
+    reason = "the registry is unavailable; retry later"
+    return refusal_response(503, reason, [Problem(index=None, field=None, reason=reason)],
+                            {"Retry-After": str(_REGISTRY_RETRY_AFTER_S)})  # fmt: skip
+
+
 def install_refusals(app: FastAPI) -> None:
     """Make ``app`` answer every refusal with the :class:`Refusal` body."""
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(BatchRefused, _batch_refused)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(sa.exc.OperationalError, _registry_unavailable)
+    app.add_exception_handler(sa.exc.InterfaceError, _registry_unavailable)

@@ -54,6 +54,7 @@ from experiments.access import Principal, caller
 from experiments.database import registry_engine
 from experiments.enrollment.api import install_enrollment_api
 from experiments.enrollment.api import openapi_components as enrollment_openapi_components
+from experiments.limits import BodyLimits, gateway_body_limits
 from experiments.refusals import Refusal, install_refusals
 from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
@@ -380,11 +381,15 @@ class _Gateway:
             logger.warning("closing the failed producer: %s", error)
 
     def _unavailable(self, reason: str) -> BatchRefused:
+        # The reason (a broker address, a database host and user) is for the log; the
+        # client learns only that it may retry.
         logger.warning("answering 503: %s", reason)
+        retry = self.settings.gateway.retry_after_s
         return BatchRefused(
             503,
-            [ItemProblem(None, None, reason)],
-            headers={"Retry-After": str(self.settings.gateway.retry_after_s)},
+            [ItemProblem(None, None, f"the events cannot be durably written now: retry in "
+                                     f"{retry} s (re-sending is safe)")],
+            headers={"Retry-After": str(retry)},
         )
 
     def _purge_if_due(self) -> None:
@@ -586,6 +591,7 @@ def create_app(
     # classes) is served by the gateway, on the registry engine it authenticates with,
     # and published in the same OpenAPI document (tag "enrollment").
     install_enrollment_api(app, settings, engine=gateway.engine)
+    app.add_middleware(BodyLimits, limits=gateway_body_limits(settings))
     _publish_openapi(app)
     return app
 

@@ -55,6 +55,7 @@ from analysis.report.text import Text
 from experiments.access import Principal, Role, authenticate, record_audit, still_valid
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
+from experiments.limits import BodyLimits, portal_body_limits
 from experiments.portal.text import (
     LANGUAGES,
     Language,
@@ -559,6 +560,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     app.state.registry = portal.registry
 
     app.add_middleware(_PageHeaders, settings=settings)
+    # Outermost: the body cap runs before routing.
+    app.add_middleware(BodyLimits, limits=portal_body_limits(settings))
     install_refusals(app)
 
     @app.exception_handler(_SignInNeeded)
