@@ -1,11 +1,12 @@
 """The portal (``preuve serve``): impact reports and the portfolio for programme officers
 and researchers, weekly usage of their own classes for académies.
 
-Sign-in takes an API token (:mod:`experiments.access`) once, in a form; the portal then
-keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie (sessions live in
-the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out, when
-their token is revoked, or when the portal restarts). Every POST form carries a CSRF
-token: the session's for sign-out, a double-submit cookie for sign-in.
+Sign-in takes an API token (:mod:`experiments.access`) once, in a form (refused sign-ins
+are audited and throttled per client address: :mod:`experiments.portal.sign_ins`); the
+portal then keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie
+(sessions live in the process' memory and end after ``settings.portal.session_ttl_s``,
+at sign-out, when their token is revoked, or when the portal restarts). Every POST form
+carries a CSRF token: the session's for sign-out, a double-submit cookie for sign-in.
 
 Who reads what (each route checks it; see ``tests/unit/test_portal.py``). Officers and
 researchers read the experiments their scope covers (``*`` or one experiment id);
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -56,6 +58,7 @@ from experiments.access import Principal, Role, authenticate, record_audit, stil
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import (
     LANGUAGES,
     Language,
@@ -198,6 +201,7 @@ class _Portal:
         self.registry = registry
         self.clock = clock
         self.sessions = _SessionBook(settings.portal.session_ttl_s)
+        self.sign_ins = SignInGuard(registry, settings.portal, clock)
         self.templates = Environment(
             loader=PackageLoader("experiments.portal", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -399,6 +403,12 @@ def sign_in_form(request: Request, portal: _State, suite: str = "/") -> Response
 
 @router.post("/connexion", include_in_schema=False)
 async def sign_in(request: Request, portal: _State) -> Response:
+    client = request.client.host if request.client is not None else "unknown"
+    wait = portal.sign_ins.wait_s(client)
+    if wait > 0:
+        # Too many refused sign-ins from this address: its token is not even looked up.
+        return _sign_in_page(request, portal, "/", "throttled", 429,
+                             {"Retry-After": str(math.ceil(wait))})
     form = await _form(request)
     expected = request.cookies.get(_LOGIN_CSRF_COOKIE, "")
     suite = _safe_target(form.get("suite", "/"))
@@ -407,8 +417,9 @@ async def sign_in(request: Request, portal: _State) -> Response:
     principal = await run_in_threadpool(authenticate, portal.registry,
                                         form.get("token", "").strip())
     if principal is None:
-        logger.info("portal: sign-in refused (unknown or revoked token)")
+        await run_in_threadpool(portal.sign_ins.refused, client)
         return _sign_in_page(request, portal, suite, "bad_token", 401)
+    portal.sign_ins.signed_in(client)
     session_id, _ = portal.sessions.open(principal)
     await run_in_threadpool(_audit, portal.registry, principal, "portal.sign_in")
     logger.info("portal: %s signed in", principal.actor)
