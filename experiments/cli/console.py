@@ -22,6 +22,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -78,17 +79,28 @@ def start_service(settings: Settings) -> None:
     """What every long-running service (gateway, worker, scheduler, portal) does first.
 
     Files it creates (stores, receipts, reports, keys) are readable by its user only
-    (umask 077); the state directory is made 0700; Preuve's loggers write their INFO lines
-    at ``settings.log_level``.
+    (umask 077); the state directory and what it holds already are made 0700 and 0600;
+    Preuve's loggers write their INFO lines at ``settings.log_level``.
     """
     os.umask(0o077)
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        state.chmod(0o700)
-    except OSError as error:  # a directory of another user: say so, do not stop
-        logger.warning("cannot make %s private (mode 0700): %s", state, error)
+    _make_private(state)
     configure_logging(settings.log_level)
+
+
+def _make_private(state: Path) -> None:
+    """Directories 0700 and files 0600 under ``state``, for what an older version or
+    another command made with a looser mode (SQLite gives its -wal and -shm files the
+    mode of the database file: a 0644 registry would keep having 0644 companions)."""
+    for directory, _dirs, files in os.walk(state):
+        for path, mode in [(Path(directory), 0o700), *((Path(directory, f), 0o600)
+                                                      for f in files)]:  # fmt: skip
+            try:
+                if not path.is_symlink() and path.stat().st_mode & 0o077:
+                    path.chmod(mode)
+            except OSError as error:  # another user's file: say so, do not stop
+                logger.warning("cannot make %s private: %s", path, error)
 
 
 def _database_problem(error: BaseException) -> str | None:
