@@ -108,7 +108,9 @@ async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors())
+    # A body that is not UTF-8 comes back as bytes in ``input``: shown, never a crash.
+    errors = jsonable_encoder(exc.errors(),
+                              custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
     problems = [
         Problem(index=None,
                 field=".".join(str(part) for part in e.get("loc", ())[1:]) or None,

@@ -215,3 +215,14 @@ def test_a_kafka_outage_is_a_generic_503(gateway: FastAPI, settings: Settings) -
     assert status == 503, answer
     assert b"kafka-internal" not in answer and b"9093" not in answer, answer
     assert "retry" in json.loads(answer)["detail"]
+
+
+def test_a_json_body_that_is_not_utf8_is_a_422_not_a_500(
+    gateway: FastAPI, settings: Settings
+) -> None:
+    token = issue_token(registry_engine(settings), "academie", "versailles")
+    status, answer = _call(gateway, "POST", "/v1/experiments/x/withdrawals",
+                           Form(b"\x80"),  # type: ignore[arg-type]
+                           {"Authorization": f"Bearer {token}"})
+    assert status == 422, answer
+    assert json.loads(answer)["errors"][0]["reason"].startswith("Invalid JSON")
