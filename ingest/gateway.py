@@ -284,10 +284,10 @@ class _Gateway:
 
     def accept(self, items: Sequence[_Item]) -> _Outcome:
         """Claim receipts, write to Kafka, confirm (see :mod:`ingest.receipts`)."""
-        unique: dict[str, _Item] = {}
+        unique: dict[tuple[str, str], _Item] = {}
         conflicts: list[ItemProblem] = []
         for item in items:
-            first = unique.setdefault(item.event_id, item)
+            first = unique.setdefault(item.receipt.key, item)
             if first.digest != item.digest:
                 conflicts.append(
                     ItemProblem(
@@ -301,8 +301,8 @@ class _Gateway:
             raise BatchRefused(409, conflicts)
         try:
             claim = self.receipts.claim([item.receipt for item in unique.values()])
-            self._write([unique[r.event_id] for r in claim.to_send])
-            late = [unique[r.event_id] for r in self.receipts.await_in_flight(claim.in_flight)]
+            self._write([unique[r.key] for r in claim.to_send])
+            late = [unique[r.key] for r in self.receipts.await_in_flight(claim.in_flight)]
             if late:
                 self.receipts.take_over([item.receipt for item in late])
                 self._write(late)
@@ -321,11 +321,11 @@ class _Gateway:
         try:
             self._produce(items)
         except BatchRefused:
-            self.receipts.set_state([item.event_id for item in items], "failed")
+            self.receipts.set_state([item.receipt for item in items], "failed")
             raise
         # A registry failure here leaves the receipts pending: the client's retry writes
         # the events again once they are stale, and the worker de-duplicates by event_id.
-        self.receipts.set_state([item.event_id for item in items], "confirmed")
+        self.receipts.set_state([item.receipt for item in items], "confirmed")
 
     def producer(self) -> EventProducer:
         with self._lock:
