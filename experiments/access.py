@@ -70,6 +70,19 @@ class ApiToken(RegistryBase):
     label: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(128))
     created_at: sa.orm.Mapped[datetime] = sa.orm.mapped_column(sa.DateTime(timezone=True))
     revoked: sa.orm.Mapped[bool] = sa.orm.mapped_column(sa.Boolean, default=False)
+    expires_at: sa.orm.Mapped[datetime | None] = sa.orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True)
+
+    def usable(self, now: datetime) -> bool:
+        """Not revoked, and not past its expiry (if it has one)."""
+        if self.revoked:
+            return False
+        if self.expires_at is None:
+            return True
+        expires = self.expires_at
+        if expires.tzinfo is None:  # SQLite keeps no offset; we store UTC
+            expires = expires.replace(tzinfo=UTC)
+        return now < expires
 
 
 class AuditEntry(RegistryBase):
@@ -140,10 +153,11 @@ def cli_actor(on_behalf_of: str | None = None) -> str:
 
 
 def issue_token(engine: Engine, role: Role, scope: str, label: str = "",
-                actor: str = "admin:*:cli") -> str:
+                actor: str = "admin:*:cli", expires_at: datetime | None = None) -> str:
     """Create a token for ``role`` scoped to ``scope``; returns it (shown once).
 
     ``actor`` is who issues it, for the audit log (the CLI passes :func:`cli_actor`).
+    ``expires_at`` (aware) ends it: past it, the token authenticates nobody.
 
     Raises ``ValueError`` for an unknown role or a scope the role cannot have (see
     :func:`scope_problem`).
@@ -153,15 +167,20 @@ def issue_token(engine: Engine, role: Role, scope: str, label: str = "",
     problem = scope_problem(role, scope)
     if problem is not None:
         raise ValueError(problem)
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError("expires_at: give a time with its UTC offset")
     token = f"pv_{role}_{secrets.token_urlsafe(24)}"
     with sa.orm.Session(engine) as session, session.begin():
         session.add(
             ApiToken(
                 token_sha256=_digest(token), role=role, scope=scope, label=label or scope,
-                created_at=datetime.now(UTC), revoked=False,
+                created_at=datetime.now(UTC), revoked=False, expires_at=expires_at,
             )
         )
-        session.add(_audit(actor, "token.issue", f"{role}:{scope}", {"label": label}))
+        detail: dict[str, object] = {"label": label}
+        if expires_at is not None:
+            detail["expires_at"] = expires_at.isoformat()
+        session.add(_audit(actor, "token.issue", f"{role}:{scope}", detail))
     return token
 
 
@@ -195,12 +214,12 @@ def scope_problem(role: Role, scope: str) -> str | None:
 
 
 def authenticate(engine: Engine, token: str | None) -> Principal | None:
-    """The principal of a token, or None if it is unknown or revoked."""
+    """The principal of a token, or None if it is unknown, revoked or expired."""
     if not token:
         return None
     with sa.orm.Session(engine) as session:
         row = session.get(ApiToken, _digest(token))
-        if row is None or row.revoked:
+        if row is None or not row.usable(datetime.now(UTC)):
             return None
         return Principal(role=row.role, scope=row.scope, label=row.label,  # type: ignore[arg-type]
                          token_sha256=row.token_sha256)
@@ -229,14 +248,16 @@ async def caller(
     registry: Engine = request.app.state.registry
     principal = await run_in_threadpool(authenticate, registry, token) if token else None
     if principal is None:
-        reason = "a token is required" if not token else "the token is unknown or revoked"
+        reason = ("a token is required" if not token
+                  else "the token is unknown, revoked or expired")
         raise Refused(401, f"{reason} (Authorization: Bearer <token> or X-API-Key)",
                       field="Authorization", headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
 def still_valid(engine: Engine, principal: Principal) -> bool:
-    """Whether the token ``principal`` signed in with is still known and not revoked.
+    """Whether the token ``principal`` signed in with is still known, not revoked and not
+    expired.
 
     What outlives one request (a portal session) asks again, so that revoking a token
     ends its sessions at once rather than when they expire.
@@ -245,7 +266,7 @@ def still_valid(engine: Engine, principal: Principal) -> bool:
         return False
     with sa.orm.Session(engine) as session:
         row = session.get(ApiToken, principal.token_sha256)
-        return row is not None and not row.revoked
+        return row is not None and row.usable(datetime.now(UTC))
 
 
 def _audit(actor: str, action: str, subject: str, detail: dict[str, object] | None) -> AuditEntry:
