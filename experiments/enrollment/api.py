@@ -29,8 +29,10 @@ the classes are enrolled with the arm ``*`` (mixed), and an EdTech token sees th
 classes (the académie tells which pupils get the resource). A pupil's withdrawal names
 the pupil by the id sent at enrollment.
 
-Status codes: 401 without a valid token; 403 for a role or scope that may not; 404 for an
-unknown experiment or class; 409 when the experiment is not open to enrollment or its
+Status codes: 401 without a valid token; 403 for a role that may not use the route; 404
+for an unknown experiment or class, and the same 404 for an experiment the token's scope
+does not cover (another resource's, another experiment's researcher), so that a token
+cannot learn which experiments exist; 409 when the experiment is not open to enrollment or its
 randomisation changed; 400 for a body that cannot be read as a whole (missing column).
 """
 
@@ -355,16 +357,23 @@ def openapi_components() -> dict[str, Any]:
             for m in (AssignmentRequest, WithdrawalRequest)}  # fmt: skip
 
 
+def _no_experiment(experiment_id: str) -> HTTPException:
+    """The 404 of an experiment that does not exist, or that the caller's scope does not
+    cover: the same answer, so that a token cannot learn which experiments exist."""
+    return HTTPException(404, f"no experiment {experiment_id!r}")
+
+
 def _design_of(context: _Enrollment, experiment_id: str) -> EnrollmentDesign:
     if "\x00" in experiment_id:  # PostgreSQL refuses NUL in text: no such experiment
-        raise HTTPException(404, f"no experiment {experiment_id!r}")
+        raise _no_experiment(experiment_id)
     try:
         return enrollment_design(context.engine, experiment_id)[0]
-    except RegistryError as exc:
-        raise HTTPException(404, exc.reason) from None
+    except RegistryError:
+        raise _no_experiment(experiment_id) from None
     except EnrollmentError as exc:
-        status = 404 if exc.field == "experiment" else 409
-        raise HTTPException(status, exc.reason) from None
+        if exc.field == "experiment":
+            raise _no_experiment(experiment_id) from None
+        raise HTTPException(409, exc.reason) from None
 
 
 def _academie_of(principal: Principal) -> str | None:
@@ -453,14 +462,17 @@ async def post_enrollments(
 def get_enrollments(experiment_id: str, principal: _Caller, context: _Context) -> Any:
     """An académie's classes and arms; for an EdTech, the classes to give the resource."""
     engine = context.engine
+    if principal.role not in ("academie", "edtech", "researcher", "admin"):
+        raise HTTPException(403, f"role '{principal.role}' may not read enrollments")
+    if principal.role == "researcher" and not principal.can_act_for(experiment_id):
+        raise _no_experiment(experiment_id)
     design = _design_of(context, experiment_id)
     if principal.role == "academie":
         classes = enrolled_classes(engine, experiment_id, academie=principal.scope)
         return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
     if principal.role == "edtech":
         if principal.scope != design.resource_id:
-            raise HTTPException(403, f"this token is for resource '{principal.scope}', not "
-                                     f"'{design.resource_id}'")  # fmt: skip
+            raise _no_experiment(experiment_id)  # another resource's: as if it were not
         # In a learner design every class is mixed: some of its pupils get the resource.
         arms = (MIXED_ARM,) if design.unit == "learner" else design.treatment_arms
         classes = [
@@ -475,13 +487,8 @@ def get_enrollments(experiment_id: str, principal: _Caller, context: _Context) -
             "classes": [{"class_id": c.class_id, "school_uai": c.school_uai, "arm": c.arm}
                         for c in classes],
         }  # fmt: skip
-    if principal.role == "admin" or (
-        principal.role == "researcher" and principal.can_act_for(experiment_id)
-    ):
-        classes = enrolled_classes(engine, experiment_id)
-        return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
-    raise HTTPException(403, f"role '{principal.role}' may not read enrollments of "
-                             f"{experiment_id}")  # fmt: skip
+    classes = enrolled_classes(engine, experiment_id)
+    return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
 
 
 @router.post("/{experiment_id}/assignments",
@@ -497,10 +504,12 @@ def post_assignments(
     pseudonymised for the lookup and neither stored nor logged; the answer echoes
     them in the order sent, with the arm only when it is a treatment arm.
     """
+    if principal.role != "edtech":
+        raise HTTPException(403, "only the experiment's resource (an EdTech token) may ask "
+                                 "which of its pupils are treated")  # fmt: skip
     design = _design_of(context, experiment_id)
-    if principal.role != "edtech" or principal.scope != design.resource_id:
-        raise HTTPException(403, f"only the resource '{design.resource_id}' may ask which "
-                                 "of its pupils are treated")  # fmt: skip
+    if principal.scope != design.resource_id:
+        raise _no_experiment(experiment_id)  # another resource's: as if it were not
     if design.unit != "learner":
         raise HTTPException(409, "this experiment randomises classes: read GET "
                                  f"/v1/experiments/{experiment_id}/enrollments")  # fmt: skip

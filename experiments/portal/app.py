@@ -23,6 +23,7 @@ route                             officer/researcher  académie    edtech  none
 ``/api/usages/ID``                403                 200 (own)   403     401
 ================================  ==================  ==========  ======  =======
 
+Out of its scope, an experiment answers the same 404 as one that does not exist.
 Admins read everything. Pages answer a missing session with a redirect to the sign-in
 form, the JSON endpoints with 401. Officers only ever receive aggregates; the only rows
 per class are an académie's own classes (they enrolled them), with cells of fewer than
@@ -240,7 +241,7 @@ class _Portal:
 
     def summary(self, principal: Principal, experiment_id: str) -> ExperimentSummary:
         if not self.readable(principal, experiment_id):
-            raise _Forbidden()
+            raise _NotFound()  # as for a missing experiment: nothing tells it exists
         try:
             return experiment_summary(self.registry, experiment_id, self.clock())
         except RegistryError as error:
@@ -261,7 +262,7 @@ class _Portal:
         except RegistryError as error:
             raise _NotFound() from error
         if principal.role != "admin" and principal.scope not in summary.academies:
-            raise _Forbidden()
+            raise _NotFound()  # as for a missing experiment: nothing tells it exists
         academie = None if principal.role == "admin" else principal.scope
         return summary, weekly_usage(self.settings, self.registry, experiment_id, academie)
 

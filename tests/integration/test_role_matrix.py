@@ -310,12 +310,14 @@ GATEWAY: dict[tuple[str, str], Row] = {
     ("POST", "/v1/experiments/{experiment_id}/enrollments"): Row(
         codes("401 401 401 | 403 403 | 200 403 | 403 403 | 403 | 200"), _post_enrollments,
         write="enrollment.file"),
+    # Out of the token's scope (another experiment's researcher, another resource): the
+    # 404 of a missing experiment, so that no token learns which experiments exist.
     ("GET", "/v1/experiments/{experiment_id}/enrollments"): Row(
-        codes("401 401 401 | 200 403 | 200 200 | 200 403 | 403 | 200"),
+        codes("401 401 401 | 200 404 | 200 200 | 200 404 | 403 | 200"),
         _get("gateway", f"/v1/experiments/{EXPERIMENT}/enrollments")),
     # A class design: the pupils' lookup answers its own resource 409 (arms are by class).
     ("POST", "/v1/experiments/{experiment_id}/assignments"): Row(
-        codes("401 401 401 | 403 403 | 403 403 | 409 403 | 403 | 403"), _post_assignments),
+        codes("401 401 401 | 403 403 | 403 403 | 409 404 | 403 | 403"), _post_assignments),
     ("POST", "/v1/experiments/{experiment_id}/withdrawals"): Row(
         codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 | 200"), _post_withdrawal,
         write="enrollment.withdraw"),
@@ -324,7 +326,7 @@ GATEWAY: dict[tuple[str, str], Row] = {
 # Pages send a caller without a valid session to the sign-in form (302); the JSON
 # endpoints answer 401.
 #                                   none bad revk| res res'| aca aca'| edt edt'| off| adm
-READERS_PAGE = codes("302 302 302 | 200 403 | 403 403 | 403 403 | 200 | 200")
+READERS_PAGE = codes("302 302 302 | 200 404 | 403 403 | 403 403 | 200 | 200")
 PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(PUBLIC, _get("portal", "/healthz")),
     ("GET", "/static/portal.css"): Row(PUBLIC, _get("portal", "/static/portal.css")),
