@@ -1,6 +1,6 @@
 """gateway: receipts keyed by (resource_id, event_id)
 
-Revision ID: gateway_0002_receipts_by_resource
+Revision ID: gateway_0002_by_resource
 Revises: gateway_0001
 
 An event id is the idempotency key of one resource's events: keyed by the id alone, an
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "gateway_0002_receipts_by_resource"
+revision = "gateway_0002_by_resource"  # alembic_version holds 32 characters
 down_revision = "gateway_0001"
 branch_labels = None
 depends_on = None
