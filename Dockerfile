@@ -10,4 +10,10 @@ COPY tools tools
 # Dependencies from the hash-pinned lock only (see `make lock`), then Preuve without deps.
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
  && pip install --no-cache-dir --no-deps --no-build-isolation .
+# The services run as an unprivileged user that owns only the state directory (the
+# volume of docker-compose.yml mounts there and keeps this owner).
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/preuve --create-home preuve \
+ && chmod 0700 /var/lib/preuve
+USER preuve
+ENV HOME=/var/lib/preuve
 ENTRYPOINT []
