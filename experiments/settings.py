@@ -219,7 +219,7 @@ class Settings(BaseSettings):
         description="An existing Kafka cluster (host:port,...). Unset: the local broker of "
         "`preuve kafka up`.",
     )
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy URL. Unset: SQLite files under state_dir. A postgresql:// URL: "
         "one schema for the registry and one per experiment.",
@@ -237,6 +237,11 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
+
+    def database_dsn(self) -> str | None:
+        """The database URL with its password (only the engine builders and the
+        processes a command starts read it; ``database_url`` prints as ``**********``)."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
 
     @field_validator("pseudonym_key")
     @classmethod

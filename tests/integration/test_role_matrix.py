@@ -155,7 +155,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
 def _env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
     assert settings.pseudonym_key is not None and settings.kafka_bootstrap is not None
     return {
-        "PREUVE_DATABASE_URL": database_url or settings.database_url or "",
+        "PREUVE_DATABASE_URL": database_url or settings.database_dsn() or "",
         "PREUVE_STATE_DIR": str(settings.state_dir),
         "PREUVE_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
         "PREUVE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -664,7 +664,7 @@ def outsider_url(matrix: Matrix, postgres_cluster: PostgresCluster) -> str:
     with psycopg.connect(f"host=127.0.0.1 port={postgres_cluster.port} user=preuve "
                          "dbname=postgres", autocommit=True) as connection:
         connection.execute("CREATE ROLE outsider LOGIN")
-    url = matrix.world.settings.database_url
+    url = matrix.world.settings.database_dsn()
     assert url is not None and "//preuve@" in url
     return url.replace("//preuve@", "//outsider@")
 

@@ -94,3 +94,12 @@ def test_a_service_writes_its_info_lines_after_the_cli_set_warning(
     start_service(Settings(state_dir=tmp_path, log_level="INFO"))
     for name in ("ingest.gateway", "experiments.portal.app", "ingest.stream.worker"):
         assert logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+def test_the_database_url_is_a_secret(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://owner:s3cret-pw@db.internal:5432/preuve"
+    settings = Settings(state_dir=tmp_path, database_url=url)
+    assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in str(settings)
+    assert "s3cret-pw" not in settings.model_dump_json()
+    assert settings.database_dsn() == url
+    assert Settings(state_dir=tmp_path).database_dsn() is None
