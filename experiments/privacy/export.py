@@ -18,7 +18,8 @@ the protocol as registered and the latest results.
   its registry hash in ``export.json``;
 - ``results.json``: the latest recorded analysis results, if any;
 - ``export.json``: what was exported, when, from which protocol version, the files'
-  SHA-256 and how many withdrawn pupils were left out.
+  SHA-256, how many withdrawn pupils were left out, and the id of the pseudonymisation
+  key (:func:`ingest.pseudonym.pseudonym_key_id`, never the key).
 
 Learners appear only under their experiment-specific pseudonym (``learner_id`` here is
 the store's ``learner_key``). Pupils withdrawn on request are left out of every table
@@ -50,6 +51,7 @@ from experiments.registry import registered_protocol
 from experiments.runs.inputs import write_analysis_files
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
+from ingest.pseudonym import load_pseudonym_key, pseudonym_key_id
 
 __all__ = [
     "MIN_CELL",
@@ -356,6 +358,9 @@ def export_experiment(
         "protocol": {"version": registered.version.version, "sha256": registered.version.sha256,
                      "file": "protocol.yaml", "file_sha256": _sha256(protocol_path)},
         "withdrawn_pupils_excluded": len(withdrawn),
+        # Which key made the learner pseudonyms (not the key): after a rotation, exports
+        # made under the old key are told apart.
+        "pseudonym_key_id": pseudonym_key_id(load_pseudonym_key(settings)),
         "min_cell": MIN_CELL,
         "rows": {name: len(rows) for name, (_, rows) in tables.items()},
         "files": {path.name: _sha256(path) for path in written},
