@@ -107,11 +107,26 @@ class ServerSettings(BaseModel):
         "bytes; larger is a 413 before routing.",
     )
 
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Addresses of the reverse proxies whose X-Forwarded-For "
+        "names the client (comma-separated, or * inside a closed network): the portal "
+        "throttles sign-ins per client address, which behind an untrusted proxy would be "
+        "the proxy's for everyone.",
+    )
+
     def uvicorn_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``uvicorn.run`` for these limits."""
+        """Keyword arguments of ``uvicorn.run`` for these limits.
+
+        Examples
+        --------
+        >>> ServerSettings().uvicorn_options()["limit_concurrency"]
+        200
+        """
         return {"limit_concurrency": self.max_connections,
                 "timeout_keep_alive": self.keep_alive_s,
-                "h11_max_incomplete_event_size": 16 * 1024}  # fmt: skip
+                "h11_max_incomplete_event_size": 16 * 1024,
+                "proxy_headers": True,
+                "forwarded_allow_ips": self.forwarded_allow_ips}  # fmt: skip
 
 
 class GatewaySettings(BaseModel):

@@ -226,3 +226,33 @@ def test_a_json_body_that_is_not_utf8_is_a_422_not_a_500(
                            {"Authorization": f"Bearer {token}"})
     assert status == 422, answer
     assert json.loads(answer)["errors"][0]["reason"].startswith("Invalid JSON")
+
+
+def test_the_services_run_uvicorn_with_their_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import os
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from experiments.cli.app import app as preuve
+
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda _app, **options: started.append(options))
+    umask, level = os.umask(0o022), logging.getLogger().level
+    try:
+        env = {"PREUVE_STATE_DIR": str(tmp_path), "PREUVE_PORTAL__SERVER__MAX_CONNECTIONS": "7",
+               "PREUVE_GATEWAY__SERVER__KEEP_ALIVE_S": "3"}  # fmt: skip
+        for command in (["serve"], ["gateway"]):
+            result = CliRunner().invoke(preuve, command, env=env)
+            assert result.exit_code == 0, result.output
+    finally:
+        os.umask(umask)
+        logging.getLogger().setLevel(level)
+        dispose_engines()
+    serve, gateway = started
+    assert (serve["limit_concurrency"], serve["timeout_keep_alive"]) == (7, 5)
+    assert (gateway["limit_concurrency"], gateway["timeout_keep_alive"]) == (200, 3)
+    assert serve["forwarded_allow_ips"] == gateway["forwarded_allow_ips"] == "127.0.0.1"
