@@ -8,13 +8,26 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-unit lint bench-ingest bench-analysis soak clean
+.PHONY: install system-deps demo test test-unit lint lock bench-ingest bench-analysis soak clean
 
-$(STAMP): pyproject.toml
+# Every package comes from requirements.lock, pinned with its hashes (pip refuses anything
+# else); Preuve itself is then installed without dependencies and without build isolation,
+# with the setuptools the lock pins. `make lock` refreshes the lock from pyproject.toml.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# uv resolves for every platform (--universal) and records each file's SHA-256; uv itself
+# runs from a throwaway venv and is not a dependency of Preuve.
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install -q uv
+	$(VENV)-lock/bin/uv pip compile pyproject.toml tools/lock-build.in --extra dev \
+		--generate-hashes --universal --python-version 3.11 -o requirements.lock \
+		--custom-compile-command "make lock"
+	rm -rf $(VENV)-lock
 
 system-deps:
 	bash tools/install-system-deps.sh

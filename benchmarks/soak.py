@@ -133,7 +133,8 @@ def main() -> int:
         cluster = PostgresCluster.start(durable=True)
         settings = Settings(
             state_dir=root / "state", kafka_bootstrap=state.bootstrap,
-            database_url=cluster.create_database("soak"), pseudonym_key="soak-key",
+            database_url=cluster.create_database("soak"),
+            pseudonym_key="soak-key" * 5,
             topics=TopicNames(events="soak.events", deadletter="soak.deadletter",
                               enrollments="soak.enrollments", analysis_requests="soak.requests"),
             worker=WorkerSettings(group_id="soak-router", batch_size=500, batch_seconds=0.3),

@@ -6,8 +6,10 @@ a test provider such as the DEPP) to one experiment id, a researcher or officer 
 an experiment id (or ``*``), an admin token to ``*`` (:func:`scope_problem`). Tokens are
 random, shown once when issued, and stored only as SHA-256 hashes. Every HTTP entry
 point (the gateway's event and enrollment APIs, the portal) turns a token into a
-:class:`Principal` and checks it; the portal checks again on every request that the
-token of a session is not revoked (:func:`still_valid`).
+:class:`Principal` and checks it: the APIs through one FastAPI dependency,
+:func:`caller`, which reads the token from the headers before any body is read; the
+portal checks again on every request that the token of a session is not revoked
+(:func:`still_valid`).
 
 The command line has no tokens: a command that acts on the registry opens it with the
 deployment's database credentials, and holding them is the administrator role. The
@@ -28,9 +30,13 @@ from datetime import UTC, datetime
 from typing import Literal, get_args
 
 import sqlalchemy as sa
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from experiments.database import RegistryBase
+from experiments.refusals import Refused
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -39,6 +45,7 @@ __all__ = [
     "Principal",
     "Role",
     "authenticate",
+    "caller",
     "cli_actor",
     "issue_token",
     "reason_problem",
@@ -56,7 +63,7 @@ AuditAction = Literal[
     "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",
-    "portal.sign_in",
+    "portal.sign_in", "portal.sign_in_refused", "portal.sign_in_throttled",
 ]
 """Every action the audit log records (``audit_log.action``): one closed list, so that a
 reader of the log knows every value it can hold and a typo fails the type check."""
@@ -79,6 +86,19 @@ class ApiToken(RegistryBase):
     label: sa.orm.Mapped[str] = sa.orm.mapped_column(sa.String(128))
     created_at: sa.orm.Mapped[datetime] = sa.orm.mapped_column(sa.DateTime(timezone=True))
     revoked: sa.orm.Mapped[bool] = sa.orm.mapped_column(sa.Boolean, default=False)
+    expires_at: sa.orm.Mapped[datetime | None] = sa.orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True)
+
+    def usable(self, now: datetime) -> bool:
+        """Not revoked, and not past its expiry (if it has one)."""
+        if self.revoked:
+            return False
+        if self.expires_at is None:
+            return True
+        expires = self.expires_at
+        if expires.tzinfo is None:  # SQLite keeps no offset; we store UTC
+            expires = expires.replace(tzinfo=UTC)
+        return now < expires
 
 
 class AuditEntry(RegistryBase):
@@ -162,10 +182,11 @@ def cli_actor(on_behalf_of: str | None = None) -> str:
 
 
 def issue_token(engine: Engine, role: Role, scope: str, label: str = "",
-                actor: str = "admin:*:cli") -> str:
+                actor: str = "admin:*:cli", expires_at: datetime | None = None) -> str:
     """Create a token for ``role`` scoped to ``scope``; returns it (shown once).
 
     ``actor`` is who issues it, for the audit log (the CLI passes :func:`cli_actor`).
+    ``expires_at`` (aware) ends it: past it, the token authenticates nobody.
 
     Raises ``ValueError`` for an unknown role or a scope the role cannot have (see
     :func:`scope_problem`).
@@ -175,15 +196,20 @@ def issue_token(engine: Engine, role: Role, scope: str, label: str = "",
     problem = scope_problem(role, scope)
     if problem is not None:
         raise ValueError(problem)
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError("expires_at: give a time with its UTC offset")
     token = f"pv_{role}_{secrets.token_urlsafe(24)}"
     with sa.orm.Session(engine) as session, session.begin():
         session.add(
             ApiToken(
                 token_sha256=_digest(token), role=role, scope=scope, label=label or scope,
-                created_at=datetime.now(UTC), revoked=False,
+                created_at=datetime.now(UTC), revoked=False, expires_at=expires_at,
             )
         )
-        session.add(_audit(actor, "token.issue", f"{role}:{scope}", {"label": label}))
+        detail: dict[str, object] = {"label": label}
+        if expires_at is not None:
+            detail["expires_at"] = expires_at.isoformat()
+        session.add(_audit(actor, "token.issue", f"{role}:{scope}", detail))
     return token
 
 
@@ -218,19 +244,50 @@ def scope_problem(role: Role, scope: str) -> str | None:
 
 
 def authenticate(engine: Engine, token: str | None) -> Principal | None:
-    """The principal of a token, or None if it is unknown or revoked."""
+    """The principal of a token, or None if it is unknown, revoked or expired."""
     if not token:
         return None
     with sa.orm.Session(engine) as session:
         row = session.get(ApiToken, _digest(token))
-        if row is None or row.revoked:
+        if row is None or not row.usable(datetime.now(UTC)):
             return None
         return Principal(role=row.role, scope=row.scope, label=row.label,  # type: ignore[arg-type]
                          token_sha256=row.token_sha256)
 
 
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False,
+                        description="The token (an EdTech's API key), as for events.")
+
+
+async def caller(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    api_key: str | None = Depends(_api_key),  # noqa: B008
+) -> Principal:
+    """The principal of the request's token (``Authorization: Bearer`` or ``X-API-Key``),
+    checked against ``request.app.state.registry``: the one authentication of Preuve's
+    HTTP APIs. A route's own checks (role, scope) come after; its body is read after.
+
+    Raises
+    ------
+    Refused
+        401, with ``WWW-Authenticate: Bearer``, without a known and unrevoked token.
+    """
+    token = api_key or (bearer.credentials if bearer is not None else None)
+    registry: Engine = request.app.state.registry
+    principal = await run_in_threadpool(authenticate, registry, token) if token else None
+    if principal is None:
+        reason = ("a token is required" if not token
+                  else "the token is unknown, revoked or expired")
+        raise Refused(401, f"{reason} (Authorization: Bearer <token> or X-API-Key)",
+                      field="Authorization", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
 def still_valid(engine: Engine, principal: Principal) -> bool:
-    """Whether the token ``principal`` signed in with is still known and not revoked.
+    """Whether the token ``principal`` signed in with is still known, not revoked and not
+    expired.
 
     What outlives one request (a portal session) asks again, so that revoking a token
     ends its sessions at once rather than when they expire.
@@ -239,7 +296,7 @@ def still_valid(engine: Engine, principal: Principal) -> bool:
         return False
     with sa.orm.Session(engine) as session:
         row = session.get(ApiToken, principal.token_sha256)
-        return row is not None and not row.revoked
+        return row is not None and row.usable(datetime.now(UTC))
 
 
 def _audit(actor: str, action: AuditAction, subject: str,

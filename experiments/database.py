@@ -78,9 +78,8 @@ def insert_for_dialect(dialect: Dialect, table: Table) -> Any:
 
 def is_postgres(settings: Settings) -> bool:
     """Whether the configured database is PostgreSQL."""
-    return settings.database_url is not None and make_url(
-        settings.database_url
-    ).get_backend_name() == "postgresql"
+    dsn = settings.database_dsn()
+    return dsn is not None and make_url(dsn).get_backend_name() == "postgresql"
 
 
 def store_schema(experiment_id: str) -> str:
@@ -93,7 +92,7 @@ def store_schema(experiment_id: str) -> str:
 
 
 def _sqlite_engine(path: Path) -> Engine:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # new directories: private
     engine = create_engine(f"sqlite:///{path}", future=True)
 
     @event.listens_for(engine, "connect")
@@ -132,13 +131,14 @@ _engines_lock = threading.Lock()
 
 def registry_engine(settings: Settings) -> Engine:
     """The registry's engine (migrated to the latest schema on first use)."""
-    key = (settings.database_url or str(settings.state_dir), REGISTRY_SCHEMA)
+    key = (settings.database_dsn() or str(settings.state_dir), REGISTRY_SCHEMA)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
             if is_postgres(settings):
-                assert settings.database_url is not None
-                engine = _postgres_engine(settings.database_url, REGISTRY_SCHEMA)
+                dsn = settings.database_dsn()
+                assert dsn is not None
+                engine = _postgres_engine(dsn, REGISTRY_SCHEMA)
             else:
                 engine = _sqlite_engine(settings.state_dir / "registry.sqlite")
             migrate_registry(engine)
@@ -149,13 +149,14 @@ def registry_engine(settings: Settings) -> Engine:
 def store_engine(settings: Settings, experiment_id: str) -> Engine:
     """The engine of one experiment's store (created and migrated on first use)."""
     schema = store_schema(experiment_id)
-    key = (settings.database_url or str(settings.state_dir), schema)
+    key = (settings.database_dsn() or str(settings.state_dir), schema)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
             if is_postgres(settings):
-                assert settings.database_url is not None
-                engine = _postgres_engine(settings.database_url, schema)
+                dsn = settings.database_dsn()
+                assert dsn is not None
+                engine = _postgres_engine(dsn, schema)
             else:
                 engine = _sqlite_engine(settings.state_dir / "stores" / f"{experiment_id}.sqlite")
             migrate_store(engine)

@@ -84,8 +84,9 @@ def _child_env(settings: Settings, home: Path, bootstrap: str, run: str) -> dict
         PREUVE_WORKER__GROUP_ID=f"demo-{run}-router",
         PREUVE_KAFKA__PARTITIONS=str(settings.kafka.partitions),
     )
-    if settings.database_url:
-        env["PREUVE_DATABASE_URL"] = settings.database_url
+    dsn = settings.database_dsn()
+    if dsn:
+        env["PREUVE_DATABASE_URL"] = dsn
     return env
 
 

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "MIN_KEY_BYTES",
     "GatewaySettings",
     "KafkaSettings",
     "PortalSettings",
     "SchedulerSettings",
+    "ServerSettings",
     "Settings",
     "TopicNames",
     "WorkerSettings",
 ]
+
+
+#: Shortest pseudonymisation key accepted: 256 bits, the output size of HMAC-SHA256's hash.
+MIN_KEY_BYTES = 32
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -78,6 +84,51 @@ class WorkerSettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    """How an HTTP service (gateway, portal) bounds what one client can hold."""
+
+    max_connections: int = Field(
+        200, ge=1, description="Connections and requests served at once; beyond, 503 at once "
+        "(uvicorn's limit_concurrency).",
+    )
+    keep_alive_s: int = Field(
+        5, ge=1, description="An idle kept-alive connection is closed after this long.",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest time to receive a request body, from its first "
+        "read; a slower body is answered 408 (a client dripping bytes holds nothing longer).",
+    )
+    max_form_bytes: int = Field(
+        4096, ge=256, description="Largest form or small JSON body (sign-in, withdrawal), "
+        "in bytes; larger is a 413 before routing.",
+    )
+    max_upload_bytes: int = Field(
+        4 * 1_048_576, ge=1024, description="Largest file upload (an enrollment CSV), in "
+        "bytes; larger is a 413 before routing.",
+    )
+
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Addresses of the reverse proxies whose X-Forwarded-For "
+        "names the client (comma-separated, or * inside a closed network): the portal "
+        "throttles sign-ins per client address, which behind an untrusted proxy would be "
+        "the proxy's for everyone.",
+    )
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``uvicorn.run`` for these limits.
+
+        Examples
+        --------
+        >>> ServerSettings().uvicorn_options()["limit_concurrency"]
+        200
+        """
+        return {"limit_concurrency": self.max_connections,
+                "timeout_keep_alive": self.keep_alive_s,
+                "h11_max_incomplete_event_size": 16 * 1024,
+                "proxy_headers": True,
+                "forwarded_allow_ips": self.forwarded_allow_ips}  # fmt: skip
+
+
 class GatewaySettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface `preuve gateway` listens on.")
     port: int = Field(8700, description="Port `preuve gateway` listens on.")
@@ -106,6 +157,7 @@ class GatewaySettings(BaseModel):
         description="YAML file of per-resource xAPI context mappings: where each resource's "
         "statements carry the class and the school (format: docs/xapi-mapping.md).",
     )
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
 
 class SchedulerSettings(BaseModel):
@@ -153,6 +205,18 @@ class PortalSettings(BaseModel):
         False,
         description="Send the portal's cookies over HTTPS only (set it behind a TLS proxy).",
     )
+    sign_in_failures: int = Field(
+        5, ge=1, description="Refused sign-ins from one client address before it must wait "
+        "(429) until the window ends.",
+    )
+    sign_in_window_s: float = Field(
+        300.0, gt=0, description="Window of sign_in_failures, in seconds.",
+    )
+    audit_refusals_per_minute: int = Field(
+        60, ge=1, description="Refused sign-ins written to the audit log per minute, at most "
+        "(beyond, one warning line counts them): the log cannot be flooded.",
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
 
 class Settings(BaseSettings):
@@ -175,15 +239,16 @@ class Settings(BaseSettings):
         description="An existing Kafka cluster (host:port,...). Unset: the local broker of "
         "`preuve kafka up`.",
     )
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy URL. Unset: SQLite files under state_dir. A postgresql:// URL: "
         "one schema for the registry and one per experiment.",
     )
     pseudonym_key: SecretStr | None = Field(
         None,
-        description="HMAC key that re-keys learner ids per experiment. Unset: a random key is "
-        "created once in state_dir/pseudonym.key (mode 0600).",
+        description="HMAC key that re-keys learner ids per experiment, at least 32 bytes "
+        "(e.g. `openssl rand -hex 32`). Unset: a random key is created once in "
+        "state_dir/pseudonym.key (mode 0600).",
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicNames = Field(default_factory=TopicNames)
@@ -192,3 +257,19 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
+
+    def database_dsn(self) -> str | None:
+        """The database URL with its password (only the engine builders and the
+        processes a command starts read it; ``database_url`` prints as ``**********``)."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        # An empty or short key lets anyone who guesses it recompute every pseudonym.
+        if key is not None and len(key.get_secret_value().encode()) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"the pseudonymisation key must have at least {MIN_KEY_BYTES} bytes, got "
+                f"{len(key.get_secret_value().encode())} (make one with `openssl rand -hex 32`)"
+            )
+        return key

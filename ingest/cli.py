@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from experiments.cli.console import configure_logging, user_errors
+from experiments.cli.console import configure_logging, start_service, user_errors
 from experiments.settings import Settings
 
 kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
@@ -118,7 +118,7 @@ def gateway(
     from ingest.gateway import create_app
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    start_service(settings)
     with user_errors():
         # Built here even with several workers: migrates the registry once and reports a
         # bad configuration as a message, before any worker starts.
@@ -130,5 +130,6 @@ def gateway(
         host=host or settings.gateway.host,
         port=port if port is not None else settings.gateway.port,
         log_level=settings.log_level.lower(),
-        log_config=None,  # keep configure_logging's handlers
+        log_config=None,  # keep start_service's handlers
+        **settings.gateway.server.uvicorn_options(),
     )

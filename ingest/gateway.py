@@ -55,18 +55,20 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from kafka.errors import KafkaError
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from experiments.access import Principal, authenticate
+from experiments.access import Principal, caller
 from experiments.database import registry_engine
-from experiments.enrollment.api import enrollment_router
+from experiments.enrollment.api import install_enrollment_api
+from experiments.enrollment.api import openapi_components as enrollment_openapi_components
+from experiments.limits import BodyLimits, gateway_body_limits
+from experiments.refusals import Refusal, install_refusals
 from experiments.settings import Settings
 from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
@@ -80,17 +82,18 @@ from ingest.xapi import (
     MappedStatement,
     map_statement,
 )
-from ingest.xapi_context import load_context_mappings
+from ingest.xapi_context import ContextMapping, load_context_mappings
 
 __all__ = [
     "Accepted",
-    "EnrollmentRefusal",
     "EventProducer",
     "OPENAPI_PATH",
     "Refusal",
     "app_from_environment",
     "create_app",
+    "event_sender",
     "openapi_document",
+    "router",
 ]
 
 logger = logging.getLogger(__name__)
@@ -136,20 +139,6 @@ class Accepted(BaseModel):
     )
 
 
-class Problem(BaseModel):
-    """One reason to refuse a request."""
-
-    index: int | None = Field(description="Index of the item in the batch; null: the request.")
-    field: str | None = Field(description="The offending field, when there is one.")
-    reason: str
-
-
-class Refusal(BaseModel):
-    """Answer of a refused request: nothing of it was written."""
-
-    errors: list[Problem]
-
-
 @dataclass(frozen=True)
 class _Item:
     index: int
@@ -175,11 +164,6 @@ class _Outcome:
     duplicates: int
 
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
-_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-_ApiKey = Annotated[str | None, Depends(_api_key)]
-
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": Refusal, "description": "The body is not JSON, or not an object or array."},
     401: {"model": Refusal, "description": "No valid API key."},
@@ -196,30 +180,6 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
-
-class EnrollmentRefusal(BaseModel):
-    """Answer of a refused enrollment API call (:mod:`experiments.enrollment.api`)."""
-
-    detail: str | dict[str, Any] = Field(
-        description="Why, in one sentence; for a file with another académie's rows, an "
-        "object with `reason`, `raison` (French) and the `lines` concerned."
-    )
-
-
-# The enrollment API's answers besides 200, as experiments/enrollment/api.py documents them.
-_ENROLLMENT_REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: {"model": EnrollmentRefusal,
-          "description": "A body that cannot be read as a whole (not UTF-8, not JSON, a "
-          "missing column)."},
-    401: {"model": EnrollmentRefusal, "description": "No valid token."},
-    403: {"model": EnrollmentRefusal,
-          "description": "A role or scope that may not (a file with another académie's "
-          "rows: nothing enrolled)."},
-    404: {"model": EnrollmentRefusal, "description": "Unknown experiment, class or pupil."},
-    409: {"model": EnrollmentRefusal,
-          "description": "The experiment is not open to enrollment, its randomisation "
-          "changed, or the class is already withdrawn."},
-}  # fmt: skip
 
 _ALL_OR_NOTHING = (
     "All-or-nothing per request: if any item is refused, nothing of the request is "
@@ -299,37 +259,8 @@ class _Gateway:
         self._owns_producer = producer is None
         self._lock = threading.Lock()
         self._last_purge = float("-inf")
-
-    # -- who is calling ------------------------------------------------------------------
-
-    def principal(
-        self, bearer: HTTPAuthorizationCredentials | None, api_key: str | None
-    ) -> Principal:
-        token = api_key or (bearer.credentials if bearer is not None else None)
-        principal = authenticate(self.engine, token) if token else None
-        if principal is None:
-            reason = "an API key is required" if not token else "the API key is unknown or revoked"
-            raise BatchRefused(
-                401,
-                [
-                    ItemProblem(
-                        None,
-                        "Authorization",
-                        f"{reason} (Authorization: Bearer <key> or X-API-Key)",
-                    )
-                ],
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if principal.role not in ("edtech", "admin", "assessor"):
-            raise BatchRefused(
-                403,
-                [
-                    ItemProblem(
-                        None, "Authorization", f"role '{principal.role}' may not send events"
-                    )
-                ],
-            )
-        return principal
+        #: Per-resource xAPI context mappings (``settings.gateway.xapi_contexts``).
+        self.contexts: dict[str, ContextMapping] = {}
 
     # -- the request body ----------------------------------------------------------------
 
@@ -417,10 +348,10 @@ class _Gateway:
 
     def accept(self, items: Sequence[_Item]) -> _Outcome:
         """Claim receipts, write to Kafka, confirm (see :mod:`ingest.receipts`)."""
-        unique: dict[str, _Item] = {}
+        unique: dict[tuple[str, str], _Item] = {}
         conflicts: list[ItemProblem] = []
         for item in items:
-            first = unique.setdefault(item.event_id, item)
+            first = unique.setdefault(item.receipt.key, item)
             if first.digest != item.digest:
                 conflicts.append(
                     ItemProblem(
@@ -434,8 +365,8 @@ class _Gateway:
             raise BatchRefused(409, conflicts)
         try:
             claim = self.receipts.claim([item.receipt for item in unique.values()])
-            self._write([unique[r.event_id] for r in claim.to_send])
-            late = [unique[r.event_id] for r in self.receipts.await_in_flight(claim.in_flight)]
+            self._write([unique[r.key] for r in claim.to_send])
+            late = [unique[r.key] for r in self.receipts.await_in_flight(claim.in_flight)]
             if late:
                 self.receipts.take_over([item.receipt for item in late])
                 self._write(late)
@@ -454,11 +385,11 @@ class _Gateway:
         try:
             self._produce(items)
         except BatchRefused:
-            self.receipts.set_state([item.event_id for item in items], "failed")
+            self.receipts.set_state([item.receipt for item in items], "failed")
             raise
         # A registry failure here leaves the receipts pending: the client's retry writes
         # the events again once they are stale, and the worker de-duplicates by event_id.
-        self.receipts.set_state([item.event_id for item in items], "confirmed")
+        self.receipts.set_state([item.receipt for item in items], "confirmed")
 
     def producer(self) -> EventProducer:
         with self._lock:
@@ -515,11 +446,15 @@ class _Gateway:
             logger.warning("closing the failed producer: %s", error)
 
     def _unavailable(self, reason: str) -> BatchRefused:
+        # The reason (a broker address, a database host and user) is for the log; the
+        # client learns only that it may retry.
         logger.warning("answering 503: %s", reason)
+        retry = self.settings.gateway.retry_after_s
         return BatchRefused(
             503,
-            [ItemProblem(None, None, reason)],
-            headers={"Retry-After": str(self.settings.gateway.retry_after_s)},
+            [ItemProblem(None, None, f"the events cannot be durably written now: retry in "
+                                     f"{retry} s (re-sending is safe)")],
+            headers={"Retry-After": str(retry)},
         )
 
     def _purge_if_due(self) -> None:
@@ -545,6 +480,136 @@ class _Gateway:
 def _native_event(raw: Any, index: int) -> MappedStatement:
     event = parse_event(raw) if isinstance(raw, dict) else parse_event(json.dumps(raw))
     return MappedStatement(event)
+
+
+def _gateway(request: Request) -> _Gateway:
+    gateway: _Gateway = request.app.state.gateway
+    return gateway
+
+
+def event_sender(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    """The caller (:func:`experiments.access.caller`), if its role may send events."""
+    if principal.role not in ("edtech", "admin", "assessor"):
+        raise BatchRefused(
+            403,
+            [ItemProblem(None, "Authorization", f"role '{principal.role}' may not send events")],
+        )
+    return principal
+
+
+_Sender = Annotated[Principal, Depends(event_sender)]
+_State = Annotated[_Gateway, Depends(_gateway)]
+
+router = APIRouter()
+"""The event routes; :func:`create_app` gives them their state (``app.state.gateway``)."""
+
+
+async def _accept(
+    request: Request,
+    gateway: _Gateway,
+    principal: Principal,
+    to_event: Callable[[Any, int], MappedStatement],
+    resource_field: str = "resource_id",
+) -> JSONResponse:
+    body = await gateway.read_body(request)  # after the caller's key was checked
+    items = await run_in_threadpool(gateway.items, body, principal, to_event, resource_field)
+    outcome = await run_in_threadpool(gateway.accept, items)
+    resources = sorted({item.event.resource_id for item in items})
+    # Batches are traced by the receipts index (event ids) and this line, which names
+    # the key that wrote them; the audit log keeps the registry's writes.
+    logger.info(
+        "accepted %d events (%d duplicates) for %s by %s",
+        len(items),
+        outcome.duplicates,
+        ",".join(resources),
+        principal.actor,
+    )
+    answer = Accepted(
+        accepted=len(items),
+        duplicates=outcome.duplicates,
+        event_ids=[item.event_id for item in items],
+        notes=[note for item in items for note in item.notes],
+    )
+    return JSONResponse(answer.model_dump(), status_code=202)
+
+
+def _batch_body(schema: str) -> dict[str, Any]:
+    """The OpenAPI request body: one ``schema`` object or a non-empty array of them."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": f"#/components/schemas/{schema}"},
+                            {
+                                "type": "array",
+                                "items": {"$ref": f"#/components/schemas/{schema}"},
+                                "minItems": 1,
+                            },
+                        ]
+                    }
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    response_model=Accepted,
+    responses=_REFUSALS,
+    summary="Send one usage event or a batch (contract v1)",
+    description="Body: one contract-v1 event, or a JSON array of them. " + _ALL_OR_NOTHING,
+    openapi_extra=_batch_body("UsageEvent"),
+)
+async def post_events(request: Request, principal: _Sender, gateway: _State) -> JSONResponse:
+    return await _accept(request, gateway, principal, _native_event)
+
+
+@router.post(
+    "/v1/xapi/statements",
+    status_code=202,
+    response_model=Accepted,
+    responses=_REFUSALS,
+    summary="Send xAPI statements (one or an array), mapped onto contract v1",
+    description=(
+        "The mapping is documented in docs/xapi-mapping.md: the actor is an `account` "
+        "with a pseudonymous `name` (a `name`, `mbox` or `openid` beside it is dropped "
+        "and listed in `notes`); class and school come from context extensions, grouping "
+        "activities or the resource's context mapping; the resource is the API key's "
+        "unless a context extension names it; a missing `timestamp` is filled with the "
+        "time of receipt; a verb outside the mapping is stored as `interacted`. A refused "
+        "statement lists every problem. " + _ALL_OR_NOTHING
+    ),
+    openapi_extra=_batch_body("XapiStatement"),
+)
+async def post_statements(
+    request: Request, principal: _Sender, gateway: _State
+) -> JSONResponse:
+    received_at = datetime.now(UTC)
+    default = principal.scope if principal.role == "edtech" else None
+
+    def mapped(raw: Any, _index: int) -> MappedStatement:
+        resource = default
+        context = raw.get("context") if isinstance(raw, dict) else None
+        extensions = context.get("extensions") if isinstance(context, dict) else None
+        if isinstance(extensions, dict) and isinstance(extensions.get(RESOURCE_EXTENSION), str):
+            resource = extensions[RESOURCE_EXTENSION]
+        return map_statement(
+            raw, resource_id=default, received_at=received_at,
+            mapping=gateway.contexts.get(resource) if resource is not None else None,
+        )
+
+    return await _accept(request, gateway, principal, mapped,
+                         f"context.extensions[{RESOURCE_EXTENSION}]")
+
+
+@router.get("/healthz", summary="Liveness: the gateway process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
 
 
 def create_app(
@@ -582,7 +647,7 @@ def create_app(
     gateway = _Gateway(
         settings, producer, engine if engine is not None else registry_engine(settings)
     )
-    contexts = load_context_mappings(settings.gateway.xapi_contexts)
+    gateway.contexts = load_context_mappings(settings.gateway.xapi_contexts)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -602,155 +667,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.registry = gateway.engine
+    install_refusals(app)
+    app.include_router(router)
     # The enrollment API (académies enroll and withdraw, EdTechs read their treatment
     # classes) is served by the gateway, on the registry engine it authenticates with,
     # and published in the same OpenAPI document (tag "enrollment").
-    app.include_router(enrollment_router(settings, engine=gateway.engine),
-                       responses=_ENROLLMENT_REFUSALS)
+    install_enrollment_api(app, settings, engine=gateway.engine)
+    app.add_middleware(BodyLimits, limits=gateway_body_limits(settings))
+    _publish_openapi(app)
+    return app
 
-    @app.exception_handler(BatchRefused)
-    async def _refused(_request: Request, refusal: BatchRefused) -> JSONResponse:
-        body = Refusal(
-            errors=[
-                Problem(index=p.index, field=p.field, reason=p.reason) for p in refusal.problems
-            ]
-        )
-        return JSONResponse(body.model_dump(), status_code=refusal.status, headers=refusal.headers)
 
-    async def _accept(
-        request: Request,
-        bearer: HTTPAuthorizationCredentials | None,
-        api_key: str | None,
-        to_event: Callable[[Principal], Callable[[Any, int], MappedStatement]],
-        resource_field: str = "resource_id",
-    ) -> JSONResponse:
-        principal = await run_in_threadpool(gateway.principal, bearer, api_key)
-        body = await gateway.read_body(request)
-        items = await run_in_threadpool(
-            gateway.items, body, principal, to_event(principal), resource_field
-        )
-        outcome = await run_in_threadpool(gateway.accept, items)
-        resources = sorted({item.event.resource_id for item in items})
-        # Batches are traced by the receipts index (event ids) and this line, which names
-        # the key that wrote them; the audit log keeps the registry's writes.
-        logger.info(
-            "accepted %d events (%d duplicates) for %s by %s",
-            len(items),
-            outcome.duplicates,
-            ",".join(resources),
-            principal.actor,
-        )
-        answer = Accepted(
-            accepted=len(items),
-            duplicates=outcome.duplicates,
-            event_ids=[item.event_id for item in items],
-            notes=[note for item in items for note in item.notes],
-        )
-        return JSONResponse(answer.model_dump(), status_code=202)
-
-    @app.post(
-        "/v1/events",
-        status_code=202,
-        response_model=Accepted,
-        responses=_REFUSALS,
-        summary="Send one usage event or a batch (contract v1)",
-        description="Body: one contract-v1 event, or a JSON array of them. " + _ALL_OR_NOTHING,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/UsageEvent"},
-                                {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/UsageEvent"},
-                                    "minItems": 1,
-                                },
-                            ]
-                        }
-                    }
-                },
-            }
-        },
-    )
-    async def post_events(
-        request: Request,
-        bearer: _Bearer,
-        api_key: _ApiKey,
-    ) -> JSONResponse:
-        return await _accept(request, bearer, api_key, lambda _principal: _native_event)
-
-    @app.post(
-        "/v1/xapi/statements",
-        status_code=202,
-        response_model=Accepted,
-        responses=_REFUSALS,
-        summary="Send xAPI statements (one or an array), mapped onto contract v1",
-        description=(
-            "The mapping is documented in docs/xapi-mapping.md: the actor is an `account` "
-            "with a pseudonymous `name` (a `name`, `mbox` or `openid` beside it is dropped "
-            "and listed in `notes`); class and school come from context extensions, grouping "
-            "activities or the resource's context mapping; the resource is the API key's "
-            "unless a context extension names it; a missing `timestamp` is filled with the "
-            "time of receipt; a verb outside the mapping is stored as `interacted`. A refused "
-            "statement lists every problem. " + _ALL_OR_NOTHING
-        ),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/XapiStatement"},
-                                {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/XapiStatement"},
-                                    "minItems": 1,
-                                },
-                            ]
-                        }
-                    }
-                },
-            }
-        },
-    )
-    async def post_statements(
-        request: Request,
-        bearer: _Bearer,
-        api_key: _ApiKey,
-    ) -> JSONResponse:
-        received_at = datetime.now(UTC)
-
-        def to_event(principal: Principal) -> Callable[[Any, int], MappedStatement]:
-            default = principal.scope if principal.role == "edtech" else None
-
-            def mapped(raw: Any, _index: int) -> MappedStatement:
-                resource = default
-                context = raw.get("context") if isinstance(raw, dict) else None
-                extensions = context.get("extensions") if isinstance(context, dict) else None
-                if isinstance(extensions, dict) and isinstance(
-                    extensions.get(RESOURCE_EXTENSION), str
-                ):
-                    resource = extensions[RESOURCE_EXTENSION]
-                return map_statement(
-                    raw,
-                    resource_id=default,
-                    mapping=contexts.get(resource) if resource is not None else None,
-                    received_at=received_at,
-                )
-
-            return mapped
-
-        return await _accept(
-            request, bearer, api_key, to_event, f"context.extensions[{RESOURCE_EXTENSION}]"
-        )
-
-    @app.get("/healthz", summary="Liveness: the gateway process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+def _publish_openapi(app: FastAPI) -> None:
+    """The document lists the event and statement schemas and the enrollment bodies."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -766,20 +696,20 @@ def create_app(
             components.update(event_schema.pop("$defs", {}))
             components["UsageEvent"] = event_schema
             components["XapiStatement"] = STATEMENT_JSON_SCHEMA
+            components.update(enrollment_openapi_components())
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
 
 
 def app_from_environment() -> FastAPI:
     """The app configured by ``PREUVE_*`` variables: the factory each worker process of
     ``preuve gateway --workers N`` calls (uvicorn imports it by name)."""
-    from experiments.cli.console import configure_logging
+    from experiments.cli.console import start_service
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    start_service(settings)
     return create_app(settings)
 
 

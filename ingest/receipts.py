@@ -1,9 +1,9 @@
 """Receipts: the gateway's de-duplication index of the events it accepted.
 
 The gateway keeps a receipt per event in the registry table ``gateway_receipts``
-(``event_id`` primary key, SHA-256 of the event's canonical JSON, ``state``,
-``received_at``; canonical: keys sorted, ``occurred_at`` as its UTC instant so that the
-same instant written with ``Z`` or ``+02:00`` is the same content, see
+(primary key ``(resource_id, event_id)``, SHA-256 of the event's canonical JSON,
+``state``, ``received_at``; canonical: keys sorted, ``occurred_at`` as its UTC instant so
+that the same instant written with ``Z`` or ``+02:00`` is the same content, see
 ``ingest.gateway._canonical_digest``), shared by every gateway process and surviving
 restarts. A receipt is ``pending`` (a gateway is writing it since ``received_at``),
 ``confirmed`` (Kafka acknowledged it) or ``failed`` (a write timed out: it may or may not
@@ -21,6 +21,10 @@ be in Kafka). For each request:
    duplicates; if it fails or outlives its timeout, this gateway takes them over.
 4. Once Kafka acknowledged the writes, their receipts become ``confirmed``; then 202. If
    Kafka times out, they become ``failed`` and the answer is 503 with ``Retry-After``.
+
+Ids are the resource's own: a receipt is keyed by ``(resource_id, event_id)``, so an
+EdTech cannot claim another resource's event ids ahead of it (its events would be
+refused 409) nor learn, from a 409 or a duplicate, which ids another resource used.
 
 So a re-sent identical event, even sent to two gateways at once, is written once.
 A second copy can only reach Kafka after a failure: a 503 whose records Kafka still
@@ -65,9 +69,9 @@ _POLL_S = 0.05  # how often a request waiting for another gateway's write looks 
 receipts = sa.Table(
     "gateway_receipts",
     RegistryBase.metadata,
+    sa.Column("resource_id", sa.String(64), primary_key=True),
     sa.Column("event_id", sa.String(36), primary_key=True),
     sa.Column("content_sha256", sa.String(64), nullable=False),
-    sa.Column("resource_id", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
@@ -82,6 +86,14 @@ class Receipt:
     event_id: str
     digest: str
     resource_id: str
+
+    @property
+    def key(self) -> _Key:
+        """What identifies the receipt: the resource and its event id."""
+        return (self.resource_id, self.event_id)
+
+
+_Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -147,29 +159,32 @@ class ReceiptBook:
     def _in_flight_since(self) -> datetime:
         return datetime.now(UTC) - timedelta(seconds=self.in_flight_s)
 
-    def _known(self, connection: sa.Connection, ids: list[str]) -> dict[str, _Known]:
-        known: dict[str, _Known] = {}
-        for start in range(0, len(ids), _SQL_CHUNK):
-            rows = connection.execute(
-                sa.select(
-                    receipts.c.event_id,
-                    receipts.c.content_sha256,
-                    receipts.c.state,
-                    receipts.c.received_at,
-                ).where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
-            )
-            for row in rows:
-                received_at = row.received_at
-                if received_at.tzinfo is None:  # SQLite keeps no offset; we store UTC
-                    received_at = received_at.replace(tzinfo=UTC)
-                known[row.event_id] = _Known(row.content_sha256, row.state, received_at)
+    def _known(self, connection: sa.Connection, keys: Sequence[_Key]) -> dict[_Key, _Known]:
+        known: dict[_Key, _Known] = {}
+        for resource_id, ids in _by_resource(keys).items():
+            for start in range(0, len(ids), _SQL_CHUNK):
+                rows = connection.execute(
+                    sa.select(
+                        receipts.c.event_id,
+                        receipts.c.content_sha256,
+                        receipts.c.state,
+                        receipts.c.received_at,
+                    ).where(receipts.c.resource_id == resource_id,
+                            receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+                )
+                for row in rows:
+                    received_at = row.received_at
+                    if received_at.tzinfo is None:  # SQLite keeps no offset; we store UTC
+                        received_at = received_at.replace(tzinfo=UTC)
+                    known[resource_id, row.event_id] = _Known(
+                        row.content_sha256, row.state, received_at)
         return known
 
     def _claim_once(self, wanted: Sequence[Receipt]) -> Claim:
         now = datetime.now(UTC)
         in_flight_since = self._in_flight_since()
         with self.engine.begin() as connection:
-            known = self._known(connection, [receipt.event_id for receipt in wanted])
+            known = self._known(connection, [receipt.key for receipt in wanted])
             conflicts = [
                 ItemProblem(
                     receipt.index,
@@ -177,11 +192,11 @@ class ReceiptBook:
                     f"event_id {receipt.event_id} was already received with other content",
                 )
                 for receipt in wanted
-                if receipt.event_id in known and known[receipt.event_id].digest != receipt.digest
+                if receipt.key in known and known[receipt.key].digest != receipt.digest
             ]
             if conflicts:
                 raise BatchRefused(409, conflicts)
-            fresh = [receipt for receipt in wanted if receipt.event_id not in known]
+            fresh = [receipt for receipt in wanted if receipt.key not in known]
             if fresh:
                 connection.execute(
                     sa.insert(receipts),
@@ -198,9 +213,9 @@ class ReceiptBook:
                 )
             in_flight, stale = [], []
             for receipt in wanted:
-                if receipt.event_id not in known:
+                if receipt.key not in known:
                     continue
-                seen = known[receipt.event_id]
+                seen = known[receipt.key]
                 if seen.state == "pending" and seen.received_at >= in_flight_since:
                     in_flight.append(receipt)
                 elif seen.state != "confirmed":
@@ -214,46 +229,52 @@ class ReceiptBook:
             self._take_over(connection, wanted)
 
     def _take_over(self, connection: sa.Connection, wanted: Sequence[Receipt]) -> None:
-        ids = [receipt.event_id for receipt in wanted]
-        for start in range(0, len(ids), _SQL_CHUNK):
-            connection.execute(
-                sa.update(receipts)
-                .where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
-                .values(state="pending", received_at=datetime.now(UTC))
-            )
+        _update(connection, wanted, state="pending", received_at=datetime.now(UTC))
 
     def await_in_flight(self, wanted: Sequence[Receipt]) -> list[Receipt]:
         """Wait for other gateways' writes of ``wanted``; return those they did not
         confirm in time (failed, or pending past the window: that gateway died or gave
         up), for this gateway to take over."""
-        waiting = {receipt.event_id: receipt for receipt in wanted}
+        waiting = {receipt.key: receipt for receipt in wanted}
         late: list[Receipt] = []
         while waiting:
             in_flight_since = self._in_flight_since()
             with self.engine.connect() as connection:
                 known = self._known(connection, list(waiting))
-            for event_id, seen in known.items():
+            for key, seen in known.items():
                 if seen.state == "confirmed":
-                    del waiting[event_id]
+                    del waiting[key]
                 elif seen.state == "failed" or seen.received_at < in_flight_since:
-                    late.append(waiting.pop(event_id))
-            for event_id in set(waiting) - set(known):  # purged meanwhile: write it
-                late.append(waiting.pop(event_id))
+                    late.append(waiting.pop(key))
+            for key in set(waiting) - set(known):  # purged meanwhile: write it
+                late.append(waiting.pop(key))
             if waiting:
                 time.sleep(_POLL_S)
         return late
 
-    def set_state(self, event_ids: Sequence[str], state: ReceiptState) -> None:
+    def set_state(self, wanted: Sequence[Receipt], state: ReceiptState) -> None:
         """Set the state of receipts (``confirmed`` after Kafka's ack, ``failed`` after a
         timeout)."""
-        ids = list(event_ids)
         with self.engine.begin() as connection:
-            for start in range(0, len(ids), _SQL_CHUNK):
-                connection.execute(
-                    sa.update(receipts)
-                    .where(receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
-                    .values(state=state)
-                )
+            _update(connection, wanted, state=state)
+
+
+def _by_resource(keys: Sequence[_Key]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for resource_id, event_id in keys:
+        grouped.setdefault(resource_id, []).append(event_id)
+    return grouped
+
+
+def _update(connection: sa.Connection, wanted: Sequence[Receipt], **values: object) -> None:
+    for resource_id, ids in _by_resource([receipt.key for receipt in wanted]).items():
+        for start in range(0, len(ids), _SQL_CHUNK):
+            connection.execute(
+                sa.update(receipts)
+                .where(receipts.c.resource_id == resource_id,
+                       receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
+                .values(**values)
+            )
 
 
 def purge_receipts(engine: Engine, older_than: timedelta) -> int:

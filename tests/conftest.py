@@ -69,7 +69,7 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Se
         fields: dict[str, object] = {
             "state_dir": tmp_path / f"state-{tag}",
             "database_url": database_url,
-            "pseudonym_key": "test-key-" + tag,
+            "pseudonym_key": "test-key-" + uuid.uuid4().hex,
             "topics": TopicNames(
                 events=f"t{tag}.events",
                 deadletter=f"t{tag}.events.deadletter",

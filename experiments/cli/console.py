@@ -4,6 +4,9 @@ A command ends in a message and an exit code, never a traceback:
 
 - Preuve's own errors (:class:`ExperimentError`, :class:`IngestError`,
   :class:`AnalysisError`) exit with the code each command documents (:func:`user_errors`);
+- a long-running service starts with :func:`start_service`: its files are its user's
+  alone (umask 077, state directory 0700) and Preuve's loggers speak at
+  ``settings.log_level`` whatever the CLI's ``--verbose`` said before;
 - a database that refuses the caller (no rights on the registry or a store, a wrong
   password) or cannot be reached exits :data:`EXIT_DATABASE` (4) with one line naming
   what the database said (:func:`database_errors`). ``experiments/cli/__init__.py`` wraps every
@@ -14,10 +17,13 @@ A command ends in a message and an exit code, never a traceback:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -25,7 +31,16 @@ from analysis.errors import AnalysisError
 from experiments.errors import ExperimentError
 from ingest.errors import IngestError
 
-__all__ = ["EXIT_DATABASE", "configure_logging", "database_errors", "user_errors"]
+if TYPE_CHECKING:
+    from experiments.settings import Settings
+
+__all__ = [
+    "EXIT_DATABASE",
+    "configure_logging",
+    "database_errors",
+    "start_service",
+    "user_errors",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +55,52 @@ _REFUSED_SQLSTATES = ("28", "42501")
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Log to stderr, one line per record.
+    """Log to stderr, one line per record, from ``level`` up.
 
-    The Kafka clients log every refused connection as an error while a broker starts;
-    Preuve reports real failures itself, so their loggers only speak when critical.
+    The last call sets the level: ``preuve`` configures WARNING for every command, then a
+    service sets its own (``logging.basicConfig`` alone would keep the first level, and
+    the services' INFO lines would never be written). The Kafka clients log every refused
+    connection as an error while a broker starts; Preuve reports real failures itself, so
+    their loggers only speak when critical.
+
+    Examples
+    --------
+    >>> configure_logging("WARNING"); configure_logging("INFO")
+    >>> logging.getLogger("ingest.gateway").isEnabledFor(logging.INFO)
+    True
     """
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level.upper())
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def start_service(settings: Settings) -> None:
+    """What every long-running service (gateway, worker, scheduler, portal) does first.
+
+    Files it creates (stores, receipts, reports, keys) are readable by its user only
+    (umask 077); the state directory and what it holds already are made 0700 and 0600;
+    Preuve's loggers write their INFO lines at ``settings.log_level``.
+    """
+    os.umask(0o077)
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_private(state)
+    configure_logging(settings.log_level)
+
+
+def _make_private(state: Path) -> None:
+    """Directories 0700 and files 0600 under ``state``, for what an older version or
+    another command made with a looser mode (SQLite gives its -wal and -shm files the
+    mode of the database file: a 0644 registry would keep having 0644 companions)."""
+    for directory, _dirs, files in os.walk(state):
+        for path, mode in [(Path(directory), 0o700), *((Path(directory, f), 0o600)
+                                                      for f in files)]:  # fmt: skip
+            try:
+                if not path.is_symlink() and path.stat().st_mode & 0o077:
+                    path.chmod(mode)
+            except OSError as error:  # another user's file: say so, do not stop
+                logger.warning("cannot make %s private: %s", path, error)
 
 
 def _database_problem(error: BaseException) -> str | None:

@@ -36,11 +36,11 @@ def scheduler(
     import threading
     from datetime import UTC
 
-    from experiments.cli.console import configure_logging, user_errors
+    from experiments.cli.console import start_service, user_errors
     from experiments.settings import Settings
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    start_service(settings)
     # A long-running service: Preuve's own loggers speak at settings.log_level (one line
     # per published request and per finished analysis) whatever the CLI's --verbose.
     for name in ("experiments", "analysis"):
@@ -80,16 +80,18 @@ def serve(
     """Serve the portal of experiments and impact reports (sign in with an API token)."""
     import uvicorn
 
-    from experiments.cli.console import configure_logging, user_errors
+    from experiments.cli.console import start_service, user_errors
     from experiments.portal.app import create_portal
     from experiments.settings import Settings
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    start_service(settings)
     with user_errors():
         app = create_portal(settings)
         uvicorn.run(app, host=host or settings.portal.host, port=port or settings.portal.port,
-                    log_level=settings.log_level.lower(), access_log=False)
+                    log_level=settings.log_level.lower(), access_log=False,
+                    log_config=None,  # keep start_service's handlers
+                    **settings.portal.server.uvicorn_options())
 
 
 def demo() -> None:

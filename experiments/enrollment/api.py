@@ -1,9 +1,11 @@
 """HTTP API of enrollment: académies enroll and withdraw classes, EdTech companies learn
 which classes must get their resource.
 
-``enrollment_router(settings)`` returns a FastAPI ``APIRouter`` for the gateway app to
-mount. Every call needs ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``, as
-the gateway's event endpoints (:mod:`experiments.access`):
+The routes live in the module-level :data:`router`; ``install_enrollment_api(app,
+settings)`` gives them their state (``app.state.enrollment``) and mounts them (the
+gateway does). Every call needs ``Authorization: Bearer <token>`` or ``X-API-Key:
+<token>``, checked by :func:`experiments.access.caller` before any body is read, as for
+the gateway's event endpoints; refusals have the one body of :mod:`experiments.refusals`:
 
 - ``POST /v1/experiments/{id}/enrollments`` (académie token): a CSV body (``text/csv``,
   the file of ``preuve enroll``) or JSON rows (``{"classes": [{...}, ...]}``). A row of
@@ -27,8 +29,10 @@ the classes are enrolled with the arm ``*`` (mixed), and an EdTech token sees th
 classes (the académie tells which pupils get the resource). A pupil's withdrawal names
 the pupil by the id sent at enrollment.
 
-Status codes: 401 without a valid token; 403 for a role or scope that may not; 404 for an
-unknown experiment or class; 409 when the experiment is not open to enrollment or its
+Status codes: 401 without a valid token; 403 for a role that may not use the route; 404
+for an unknown experiment or class, and the same 404 for an experiment the token's scope
+does not cover (another resource's, another experiment's researcher), so that a token
+cannot learn which experiments exist; 409 when the experiment is not open to enrollment or its
 randomisation changed; 400 for a body that cannot be read as a whole (missing column).
 """
 
@@ -39,19 +43,19 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from experiments.access import Principal, authenticate, record_audit
+from experiments.access import Principal, caller, record_audit
 from experiments.database import registry_engine
 from experiments.enrollment.assignments import enrolled_classes, enrolled_learners, learner_statuses
 from experiments.enrollment.balance import (
@@ -81,23 +85,26 @@ from experiments.enrollment.transaction import (
 from experiments.enrollment.withdrawal import withdraw
 from experiments.errors import EnrollmentError, RegistryError
 from experiments.privacy.retention import remove_withdrawn_pupil_data
+from experiments.refusals import Refusal as RefusalBody
+from experiments.refusals import install_refusals
 from experiments.registry import ExperimentRow
 from experiments.settings import Settings
 from ingest.contract import PSEUDONYM_PATTERN
 from ingest.pseudonym import pseudonymise
 
-__all__ = ["WithdrawalRequest", "enrollment_router"]
+__all__ = [
+    "AssignmentRequest",
+    "WithdrawalRequest",
+    "install_enrollment_api",
+    "openapi_components",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
-_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-# The gateway serves these routes: an EdTech key sent as X-API-Key for events works here too.
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
-_ApiKey = Annotated[str | None, Depends(_api_key)]
-
 
 _NO_NUL = r"^[^\x00]*$"
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 class AssignmentRequest(BaseModel):
@@ -237,12 +244,51 @@ def _balance_for(engine: Engine, design: EnrollmentDesign,
                          unit=design.unit).as_dict()
 
 
-def enrollment_router(settings: Settings, publish: Publish | None = None,
-                      engine: Engine | None = None) -> APIRouter:
-    """The enrollment endpoints, bound to ``settings``' registry.
+# The answers besides 200, as the module's docstring documents them (OpenAPI).
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": RefusalBody,
+          "description": "A body that cannot be read as a whole (not UTF-8, not JSON, a "
+          "missing column)."},
+    401: {"model": RefusalBody, "description": "No valid token."},
+    403: {"model": RefusalBody,
+          "description": "A role or scope that may not (a file with another académie's "
+          "rows: nothing enrolled)."},
+    404: {"model": RefusalBody, "description": "Unknown experiment, class or pupil."},
+    409: {"model": RefusalBody,
+          "description": "The experiment is not open to enrollment, its randomisation "
+          "changed, or the class is already withdrawn."},
+    413: {"model": RefusalBody, "description": "A body larger than the route allows."},
+    422: {"model": RefusalBody, "description": "A JSON body that breaks the route's schema."},
+    503: {"model": RefusalBody, "description": "The registry is unavailable; retry later."},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Enrollment:
+    """What the enrollment routes need, kept in ``app.state.enrollment``."""
+
+    settings: Settings
+    engine: Engine
+    publish: Publish
+
+    def pseudonym_key(self) -> bytes:
+        from ingest.pseudonym import load_pseudonym_key
+
+        return load_pseudonym_key(self.settings)
+
+
+def install_enrollment_api(app: FastAPI, settings: Settings, *, publish: Publish | None = None,
+                           engine: Engine | None = None) -> None:  # fmt: skip
+    """Serve the enrollment endpoints from ``app``, bound to ``settings``' registry.
+
+    Sets ``app.state.registry`` (the tokens' registry, if the app has none yet) and
+    ``app.state.enrollment``, makes the app answer refusals with the one
+    :class:`~experiments.refusals.Refusal` body, and includes :data:`router`.
 
     Parameters
     ----------
+    app
+        The app to serve them (the gateway's, or a test's).
     settings
         Read once by the app at start-up.
     publish
@@ -251,219 +297,259 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
     engine
         The registry's engine (the gateway passes its own); None: ``registry_engine``.
 
-    Returns
-    -------
-    fastapi.APIRouter
-
     Examples
     --------
-    >>> router = enrollment_router(fresh_settings())
-    >>> sorted(route.path for route in router.routes)  # doctest: +NORMALIZE_WHITESPACE
+    >>> app = FastAPI()
+    >>> install_enrollment_api(app, fresh_settings())
+    >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
     ['/v1/experiments/{experiment_id}/assignments',
-     '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals']
     """
     engine = engine if engine is not None else registry_engine(settings)
-    publisher = publish if publish is not None else kafka_publisher(settings)
+    if getattr(app.state, "registry", None) is None:
+        app.state.registry = engine
+    app.state.enrollment = _Enrollment(
+        settings, engine, publish if publish is not None else kafka_publisher(settings))
+    install_refusals(app)
+    app.include_router(router, responses=_REFUSALS)
 
-    def pseudonym_key() -> bytes:
-        from ingest.pseudonym import load_pseudonym_key
 
-        return load_pseudonym_key(settings)
-    router = APIRouter(prefix="/v1/experiments", tags=["enrollment"])
+def _enrollment(request: Request) -> _Enrollment:
+    enrollment: _Enrollment = request.app.state.enrollment
+    return enrollment
 
-    def caller(bearer: _Bearer, api_key: _ApiKey) -> Principal:
-        token = api_key or (bearer.credentials if bearer is not None else None)
-        principal = authenticate(engine, token)
-        if principal is None:
-            reason = "a token is required" if not token else "the token is unknown or revoked"
-            raise HTTPException(401, f"{reason} (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        return principal
 
-    # A default, not Annotated[...]: with postponed annotations FastAPI resolves names in
-    # the module's globals, where a local alias would not be found.
-    by_token = Depends(caller)
+_Context = Annotated[_Enrollment, Depends(_enrollment)]
+_Caller = Annotated[Principal, Depends(caller)]
 
-    def design_of(experiment_id: str) -> EnrollmentDesign:
-        if "\x00" in experiment_id:  # PostgreSQL refuses NUL in text: no such experiment
-            raise HTTPException(404, f"no experiment {experiment_id!r}")
+router = APIRouter(prefix="/v1/experiments", tags=["enrollment"])
+"""The enrollment routes; :func:`install_enrollment_api` gives them their state."""
+
+
+def _json_body(model: type[_Body]) -> Callable[..., Awaitable[_Body]]:
+    """A dependency that reads and validates a small JSON body as ``model``, after the
+    caller is authenticated (FastAPI reads a body parameter before any dependency)."""
+
+    async def parse(request: Request, _principal: _Caller) -> _Body:
         try:
-            return enrollment_design(engine, experiment_id)[0]
-        except RegistryError as exc:
-            raise HTTPException(404, exc.reason) from None
-        except EnrollmentError as exc:
-            status = 404 if exc.field == "experiment" else 409
-            raise HTTPException(status, exc.reason) from None
+            return model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from None
 
-    def academie_of(principal: Principal) -> str | None:
-        if principal.role == "admin":
-            return None
-        if principal.role != "academie":
-            raise HTTPException(403, f"role '{principal.role}' may not enroll or withdraw "
-                                     "classes; an académie token is needed")  # fmt: skip
-        return principal.scope
+    return parse
 
-    def enroll_body(
-        experiment_id: str, body: bytes, is_json: bool, principal: Principal
-    ) -> dict[str, Any]:
-        academie = academie_of(principal)
-        design = design_of(experiment_id)
+
+def _json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a body read by :func:`_json_body`."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}  # fmt: skip
+
+
+def openapi_components() -> dict[str, Any]:
+    """The JSON Schemas of the bodies the enrollment routes read themselves, for the
+    OpenAPI document of the app that serves them."""
+    return {m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}")
+            for m in (AssignmentRequest, WithdrawalRequest)}  # fmt: skip
+
+
+def _no_experiment(experiment_id: str) -> HTTPException:
+    """The 404 of an experiment that does not exist, or that the caller's scope does not
+    cover: the same answer, so that a token cannot learn which experiments exist."""
+    return HTTPException(404, f"no experiment {experiment_id!r}")
+
+
+def _design_of(context: _Enrollment, experiment_id: str) -> EnrollmentDesign:
+    if "\x00" in experiment_id:  # PostgreSQL refuses NUL in text: no such experiment
+        raise _no_experiment(experiment_id)
+    try:
+        return enrollment_design(context.engine, experiment_id)[0]
+    except RegistryError:
+        raise _no_experiment(experiment_id) from None
+    except EnrollmentError as exc:
+        if exc.field == "experiment":
+            raise _no_experiment(experiment_id) from None
+        raise HTTPException(409, exc.reason) from None
+
+
+def _academie_of(principal: Principal) -> str | None:
+    if principal.role == "admin":
+        return None
+    if principal.role != "academie":
+        raise HTTPException(403, f"role '{principal.role}' may not enroll or withdraw "
+                                 "classes; an académie token is needed")  # fmt: skip
+    return principal.scope
+
+
+def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json: bool,
+                 principal: Principal) -> dict[str, Any]:  # fmt: skip
+    engine = context.engine
+    academie = _academie_of(principal)
+    design = _design_of(context, experiment_id)
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, f"the body is not UTF-8 (byte {exc.start})") from None
+    if is_json:
         try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise HTTPException(400, f"the body is not UTF-8 (byte {exc.start})") from None
-        if is_json:
-            try:
-                text = _rows_to_csv(json.loads(text), design)
-            except json.JSONDecodeError as exc:
-                raise HTTPException(400, f"the body is not JSON: {exc}") from None
-        learners = design.unit == "learner"
-        try:
-            classes = (read_pupils if learners else read_classes)(
-                text, design, name="body", academie=academie)
-        except EnrollmentError as exc:
-            raise HTTPException(400, exc.reason) from None
-        if academie is not None:
-            # A token that sends another académie's classes is refused as a whole: that is
-            # a question of rights, not a data error to skip over row by row.
-            foreign = [r.line for r in classes.refusals if r.code == "other_academie"]
-            if foreign:
-                raise HTTPException(403, {
-                    "reason": f"rows of another académie than '{academie}': nothing enrolled",
-                    "raison": f"lignes d'une autre académie que « {academie} » : aucune "
-                              "inscription faite",
-                    "lines": foreign,
-                })  # fmt: skip
-        try:
-            if learners:
-                assert not isinstance(classes, ClassesFile)
-                pupils = enroll_learners(engine, design, classes, key=pseudonym_key(),
-                                         actor=principal.actor, publish=publisher)
-            else:
-                assert isinstance(classes, ClassesFile)
-                outcome = enroll_classes(engine, design, classes, actor=principal.actor,
-                                         publish=publisher)  # fmt: skip
-        except EnrollmentError as exc:
-            raise HTTPException(409, exc.reason) from None
+            text = _rows_to_csv(json.loads(text), design)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, f"the body is not JSON: {exc}") from None
+    learners = design.unit == "learner"
+    try:
+        classes = (read_pupils if learners else read_classes)(
+            text, design, name="body", academie=academie)
+    except EnrollmentError as exc:
+        raise HTTPException(400, exc.reason) from None
+    if academie is not None:
+        # A token that sends another académie's classes is refused as a whole: that is
+        # a question of rights, not a data error to skip over row by row.
+        foreign = [r.line for r in classes.refusals if r.code == "other_academie"]
+        if foreign:
+            raise HTTPException(403, {
+                "reason": f"rows of another académie than '{academie}': nothing enrolled",
+                "raison": f"lignes d'une autre académie que « {academie} » : aucune "
+                          "inscription faite",
+                "lines": foreign,
+            })  # fmt: skip
+    try:
         if learners:
-            return {
-                "experiment": experiment_id, "unit": "learner",
-                "enrolled": [_pupil_json(p) for p in pupils.enrolled],
-                "already": [_pupil_json(p) for p in pupils.already],
-                "refused": _refusals_for(engine, experiment_id, academie, pupils.refusals),
-                "published": pupils.published, "pending": pupils.pending,
-                "balance": _balance_for(engine, design, academie),
-            }  # fmt: skip
+            assert not isinstance(classes, ClassesFile)
+            pupils = enroll_learners(engine, design, classes, key=context.pseudonym_key(),
+                                     actor=principal.actor, publish=context.publish)
+        else:
+            assert isinstance(classes, ClassesFile)
+            outcome = enroll_classes(engine, design, classes, actor=principal.actor,
+                                     publish=context.publish)  # fmt: skip
+    except EnrollmentError as exc:
+        raise HTTPException(409, exc.reason) from None
+    if learners:
         return {
-            "experiment": experiment_id,
-            "enrolled": [_class_json(c) for c in outcome.enrolled],
-            "already": [_class_json(c) for c in outcome.already],
-            "refused": _refusals_for(engine, experiment_id, academie, outcome.refusals),
-            "published": outcome.published, "pending": outcome.pending,
+            "experiment": experiment_id, "unit": "learner",
+            "enrolled": [_pupil_json(p) for p in pupils.enrolled],
+            "already": [_pupil_json(p) for p in pupils.already],
+            "refused": _refusals_for(engine, experiment_id, academie, pupils.refusals),
+            "published": pupils.published, "pending": pupils.pending,
             "balance": _balance_for(engine, design, academie),
         }  # fmt: skip
+    return {
+        "experiment": experiment_id,
+        "enrolled": [_class_json(c) for c in outcome.enrolled],
+        "already": [_class_json(c) for c in outcome.already],
+        "refused": _refusals_for(engine, experiment_id, academie, outcome.refusals),
+        "published": outcome.published, "pending": outcome.pending,
+        "balance": _balance_for(engine, design, academie),
+    }  # fmt: skip
 
-    @router.post("/{experiment_id}/enrollments")
-    async def post_enrollments(
-        experiment_id: str, request: Request, principal: Principal = by_token
-    ) -> Any:
-        """Enroll classes (CSV or JSON rows); the platform assigns the arms."""
-        body = await request.body()
-        is_json = request.headers.get("content-type", "").startswith("application/json")
-        # The database work is synchronous: run it off the event loop.
-        return await run_in_threadpool(enroll_body, experiment_id, body, is_json, principal)
 
-    @router.get("/{experiment_id}/enrollments")
-    def get_enrollments(experiment_id: str, principal: Principal = by_token) -> Any:
-        """An académie's classes and arms; for an EdTech, the classes to give the resource."""
-        design = design_of(experiment_id)
-        if principal.role == "academie":
-            classes = enrolled_classes(engine, experiment_id, academie=principal.scope)
-            return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
-        if principal.role == "edtech":
-            if principal.scope != design.resource_id:
-                raise HTTPException(403, f"this token is for resource '{principal.scope}', not "
-                                         f"'{design.resource_id}'")  # fmt: skip
-            # In a learner design every class is mixed: some of its pupils get the resource.
-            arms = (MIXED_ARM,) if design.unit == "learner" else design.treatment_arms
-            classes = [
-                c for c in enrolled_classes(engine, experiment_id, arms=arms)
-                if c.status == "enrolled"
-            ]
-            with Session(engine) as session, session.begin():
-                record_audit(session, principal.actor, "enrollment.read", experiment_id,
-                             {"classes": len(classes)})  # fmt: skip
-            return {
-                "experiment": experiment_id, "resource_id": design.resource_id,
-                "classes": [{"class_id": c.class_id, "school_uai": c.school_uai, "arm": c.arm}
-                            for c in classes],
-            }  # fmt: skip
-        if principal.role == "admin" or (
-            principal.role == "researcher" and principal.can_act_for(experiment_id)
-        ):
-            classes = enrolled_classes(engine, experiment_id)
-            return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
-        raise HTTPException(403, f"role '{principal.role}' may not read enrollments of "
-                                 f"{experiment_id}")  # fmt: skip
+@router.post("/{experiment_id}/enrollments")
+async def post_enrollments(
+    experiment_id: str, request: Request, principal: _Caller, context: _Context
+) -> Any:
+    """Enroll classes (CSV or JSON rows); the platform assigns the arms."""
+    body = await request.body()  # after the caller's token was checked
+    is_json = request.headers.get("content-type", "").startswith("application/json")
+    # The database work is synchronous: run it off the event loop.
+    return await run_in_threadpool(_enroll_body, context, experiment_id, body, is_json,
+                                   principal)  # fmt: skip
 
-    @router.post("/{experiment_id}/assignments")
-    def post_assignments(
-        experiment_id: str, body: AssignmentRequest, principal: Principal = by_token
-    ) -> Any:
-        """For the EdTech resource of a learner-randomised experiment: which of these
-        pupils (ids as the resource knows them, the ones its events carry) are to get it.
 
-        A POST so that pupil ids never sit in a URL or an access log. The ids are
-        pseudonymised for the lookup and neither stored nor logged; the answer echoes
-        them in the order sent, with the arm only when it is a treatment arm.
-        """
-        design = design_of(experiment_id)
-        if principal.role != "edtech" or principal.scope != design.resource_id:
-            raise HTTPException(403, f"only the resource '{design.resource_id}' may ask which "
-                                     "of its pupils are treated")  # fmt: skip
-        if design.unit != "learner":
-            raise HTTPException(409, "this experiment randomises classes: read GET "
-                                     f"/v1/experiments/{experiment_id}/enrollments")  # fmt: skip
-        key = pseudonym_key()
-        keys = {learner: pseudonymise(key, experiment_id, learner) for learner in body.learner_ids}
-        found = learner_statuses(engine, experiment_id, keys.values())
-        treated = set(design.treatment_arms)
-        assignments = []
-        for learner in body.learner_ids:
-            arm, status = found.get(keys[learner], (None, "not_enrolled"))
-            assignments.append({"learner_id": learner, "status": status,
-                                "treated": arm in treated and status == "enrolled",
-                                "arm": arm if arm in treated else None})  # fmt: skip
+@router.get("/{experiment_id}/enrollments")
+def get_enrollments(experiment_id: str, principal: _Caller, context: _Context) -> Any:
+    """An académie's classes and arms; for an EdTech, the classes to give the resource."""
+    engine = context.engine
+    if principal.role not in ("academie", "edtech", "researcher", "admin"):
+        raise HTTPException(403, f"role '{principal.role}' may not read enrollments")
+    if principal.role == "researcher" and not principal.can_act_for(experiment_id):
+        raise _no_experiment(experiment_id)
+    design = _design_of(context, experiment_id)
+    if principal.role == "academie":
+        classes = enrolled_classes(engine, experiment_id, academie=principal.scope)
+        return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
+    if principal.role == "edtech":
+        if principal.scope != design.resource_id:
+            raise _no_experiment(experiment_id)  # another resource's: as if it were not
+        # In a learner design every class is mixed: some of its pupils get the resource.
+        arms = (MIXED_ARM,) if design.unit == "learner" else design.treatment_arms
+        classes = [
+            c for c in enrolled_classes(engine, experiment_id, arms=arms)
+            if c.status == "enrolled"
+        ]
         with Session(engine) as session, session.begin():
-            record_audit(session, principal.actor, "assignment.read", experiment_id,
-                         {"pupils": len(body.learner_ids)})  # fmt: skip
-        return {"experiment": experiment_id, "resource_id": design.resource_id,
-                "assignments": assignments}  # fmt: skip
-
-    @router.post("/{experiment_id}/withdrawals")
-    def post_withdrawal(
-        experiment_id: str, body: WithdrawalRequest, principal: Principal = by_token
-    ) -> Any:
-        """Withdraw a class or one pupil; the class keeps its arm (intention to treat)."""
-        academie = academie_of(principal)
-        design = design_of(experiment_id)
-        try:
-            done = withdraw(engine, design, body.class_id, reason=body.reason,
-                            actor=principal.actor, learner_id=body.learner_id,
-                            key=pseudonym_key() if body.learner_id else None,
-                            academie=academie)  # fmt: skip
-        except EnrollmentError as exc:
-            status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
-            raise HTTPException(status, exc.reason) from None
-        removed = remove_withdrawn_pupil_data(settings, done, actor=principal.actor)
-        report = publish_pending(engine, experiment_id, publisher)
+            record_audit(session, principal.actor, "enrollment.read", experiment_id,
+                         {"classes": len(classes)})  # fmt: skip
         return {
-            "experiment": experiment_id, "class_id": done.class_id,
-            "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
-            "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
-            "removed": removed,
+            "experiment": experiment_id, "resource_id": design.resource_id,
+            "classes": [{"class_id": c.class_id, "school_uai": c.school_uai, "arm": c.arm}
+                        for c in classes],
         }  # fmt: skip
+    classes = enrolled_classes(engine, experiment_id)
+    return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
 
-    return router
+
+@router.post("/{experiment_id}/assignments",
+             openapi_extra=_json_request_body(AssignmentRequest))
+def post_assignments(
+    experiment_id: str, principal: _Caller, context: _Context,
+    body: Annotated[AssignmentRequest, Depends(_json_body(AssignmentRequest))],
+) -> Any:
+    """For the EdTech resource of a learner-randomised experiment: which of these
+    pupils (ids as the resource knows them, the ones its events carry) are to get it.
+
+    A POST so that pupil ids never sit in a URL or an access log. The ids are
+    pseudonymised for the lookup and neither stored nor logged; the answer echoes
+    them in the order sent, with the arm only when it is a treatment arm.
+    """
+    if principal.role != "edtech":
+        raise HTTPException(403, "only the experiment's resource (an EdTech token) may ask "
+                                 "which of its pupils are treated")  # fmt: skip
+    design = _design_of(context, experiment_id)
+    if principal.scope != design.resource_id:
+        raise _no_experiment(experiment_id)  # another resource's: as if it were not
+    if design.unit != "learner":
+        raise HTTPException(409, "this experiment randomises classes: read GET "
+                                 f"/v1/experiments/{experiment_id}/enrollments")  # fmt: skip
+    key = context.pseudonym_key()
+    keys = {learner: pseudonymise(key, experiment_id, learner) for learner in body.learner_ids}
+    found = learner_statuses(context.engine, experiment_id, keys.values())
+    treated = set(design.treatment_arms)
+    assignments = []
+    for learner in body.learner_ids:
+        arm, status = found.get(keys[learner], (None, "not_enrolled"))
+        assignments.append({"learner_id": learner, "status": status,
+                            "treated": arm in treated and status == "enrolled",
+                            "arm": arm if arm in treated else None})  # fmt: skip
+    with Session(context.engine) as session, session.begin():
+        record_audit(session, principal.actor, "assignment.read", experiment_id,
+                     {"pupils": len(body.learner_ids)})  # fmt: skip
+    return {"experiment": experiment_id, "resource_id": design.resource_id,
+            "assignments": assignments}  # fmt: skip
+
+
+@router.post("/{experiment_id}/withdrawals",
+             openapi_extra=_json_request_body(WithdrawalRequest))
+def post_withdrawal(
+    experiment_id: str, principal: _Caller, context: _Context,
+    body: Annotated[WithdrawalRequest, Depends(_json_body(WithdrawalRequest))],
+) -> Any:
+    """Withdraw a class or one pupil; the class keeps its arm (intention to treat)."""
+    academie = _academie_of(principal)
+    design = _design_of(context, experiment_id)
+    try:
+        done = withdraw(context.engine, design, body.class_id, reason=body.reason,
+                        actor=principal.actor, learner_id=body.learner_id,
+                        key=context.pseudonym_key() if body.learner_id else None,
+                        academie=academie)  # fmt: skip
+    except EnrollmentError as exc:
+        status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
+        raise HTTPException(status, exc.reason) from None
+    removed = remove_withdrawn_pupil_data(context.settings, done, actor=principal.actor)
+    report = publish_pending(context.engine, experiment_id, context.publish)
+    return {
+        "experiment": experiment_id, "class_id": done.class_id,
+        "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
+        "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
+        "removed": removed,
+    }  # fmt: skip

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from experiments.enrollment.randomisation import Scheme, integer_ratios, stratum_key
 from experiments.errors import EnrollmentError
 from experiments.protocol.vocabulary import LEVELS, SCHOOL_TIMEZONE, unit_attributes
+from ingest.contract import identifying_text
 
 if TYPE_CHECKING:
     from experiments.protocol.language import Protocol
@@ -62,6 +63,8 @@ _UAI = re.compile(r"^[0-9]{3}[0-9AB][0-9]{3}[A-Z]$")
 # Largest class we accept: French classes stay under ~35 pupils; 60 leaves room for
 # grouped classes while catching a typo (240 for 24).
 MAX_PUPILS = 60
+#: Longest unit attribute kept (a category, a count, a short code: never free text).
+MAX_ATTRIBUTE_CHARS = 64
 
 # --- refusals ------------------------------------------------------------------------
 
@@ -134,6 +137,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "enrolled_elsewhere": (
         "la classe « {value} » est déjà inscrite dans l'expérimentation « {other} »",
         "class '{value}' is already enrolled in experiment '{other}'",
+    ),
+    "identifying_attribute": (
+        "l'attribut « {field} » {why_fr} : une inscription ne porte jamais d'identifiant "
+        "direct (adresse électronique, numéro de téléphone)",
+        "attribute '{field}' {why_en}: an enrollment never carries a direct identifier "
+        "(e-mail address, phone number)",
+    ),
+    "attribute_too_long": (
+        "l'attribut « {field} » a {length} caractères, au plus {max} sont admis",
+        "attribute '{field}' has {length} characters, at most {max} allowed",
+    ),
+    "control_character": (
+        "le champ « {field} » contient un caractère de contrôle (NUL, tabulation...)",
+        "field '{field}' holds a control character (NUL, tab...)",
     ),
     "school_stratum_conflict": (
         "l'école {school} est tirée au sort comme une unité dans la strate {stratum} ; "
@@ -538,6 +555,24 @@ class _CsvTable:
             yield line, {column: cells[i].strip() for column, i in index.items()}
 
 
+def _attribute_problem(value: str, name: str, line: int, class_id: str) -> Refusal | None:
+    """Why an attribute cell cannot be stored, or None: attributes are kept with the unit
+    for years and exported, so an e-mail address or a phone number (the identifier check
+    of events, :func:`ingest.contract.identifying_text`) and long free text are refused."""
+    if len(value) > MAX_ATTRIBUTE_CHARS:
+        return refusal("attribute_too_long", line, class_id, name, value[:MAX_ATTRIBUTE_CHARS],
+                       length=len(value), max=MAX_ATTRIBUTE_CHARS)  # fmt: skip
+    why = identifying_text(value)
+    if why is None:
+        return None
+    # The refusal does not echo the identifier: it would land in logs and answers.
+    english = why.split(" (")[0]
+    french = ("ressemble à une adresse électronique" if "e-mail" in english
+              else "ressemble à un numéro de téléphone")
+    return refusal("identifying_attribute", line, class_id, name, "…",
+                   why_fr=french, why_en=english)  # fmt: skip
+
+
 class _RowChecker:
     """Checks one CSV record against the population; first problem wins."""
 
@@ -552,6 +587,14 @@ class _RowChecker:
         for column in (*BASE_COLUMNS, *d.attributes):
             if not record[column]:
                 return refusal("empty_field", line, class_id, column, "")
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in record[column]):
+                # NUL cannot be stored in PostgreSQL text; no column needs a control character.
+                return refusal("control_character", line, class_id, column,
+                               record[column].encode("unicode_escape").decode())
+        for name in d.attributes:
+            problem = _attribute_problem(record[name], name, line, class_id)
+            if problem is not None:
+                return problem
         if not _CLASS_ID.match(class_id):
             return refusal("bad_class_id", line, class_id, "class_id", class_id)
         uai = record["school_uai"]

@@ -1,11 +1,12 @@
 """The portal (``preuve serve``): impact reports and the portfolio for programme officers
 and researchers, weekly usage of their own classes for académies.
 
-Sign-in takes an API token (:mod:`experiments.access`) once, in a form; the portal then
-keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie (sessions live in
-the process' memory and end after ``settings.portal.session_ttl_s``, at sign-out, when
-their token is revoked, or when the portal restarts). Every POST form carries a CSRF
-token: the session's for sign-out, a double-submit cookie for sign-in.
+Sign-in takes an API token (:mod:`experiments.access`) once, in a form (refused sign-ins
+are audited and throttled per client address: :mod:`experiments.portal.sign_ins`); the
+portal then keeps an opaque session id in an HTTP-only, ``SameSite=Strict`` cookie
+(sessions live in the process' memory and end after ``settings.portal.session_ttl_s``,
+at sign-out, when their token is revoked, or when the portal restarts). Every POST form
+carries a CSRF token: the session's for sign-out, a double-submit cookie for sign-in.
 
 Who reads what (each route checks it; see ``tests/unit/test_portal.py``). Officers and
 researchers read the experiments their scope covers (``*`` or one experiment id);
@@ -22,6 +23,7 @@ route                             officer/researcher  académie    edtech  none
 ``/api/usages/ID``                403                 200 (own)   403     401
 ================================  ==================  ==========  ======  =======
 
+Out of its scope, an experiment answers the same 404 as one that does not exist.
 Admins read everything. Pages answer a missing session with a redirect to the sign-in
 form, the JSON endpoints with 401. Officers only ever receive aggregates; the only rows
 per class are an académie's own classes (they enrolled them), with cells of fewer than
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -39,14 +42,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analysis.options import LANGUAGES, Language
 from analysis.report.document import report_summary, summary_sentence
@@ -61,6 +66,8 @@ from experiments.access import (
 )
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
+from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
 from experiments.portal.views import (
     ExperimentSummary,
@@ -71,6 +78,7 @@ from experiments.portal.views import (
     run_views,
     weekly_usage,
 )
+from experiments.refusals import Problem, install_refusals, refusal_response
 from experiments.runs.records import list_runs
 from experiments.settings import Settings
 
@@ -81,7 +89,7 @@ logger = logging.getLogger(__name__)
 SESSION_COOKIE = "preuve_session"
 _LOGIN_CSRF_COOKIE = "preuve_login_csrf"
 _LANG_COOKIE = "preuve_lang"
-_MAX_FORM_BYTES = 4096
+_SIGN_IN_FIRST = "sign in first (no valid session)"
 _STATIC = Path(__file__).parent / "static"
 _ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -153,6 +161,10 @@ class _NotFound(Exception):
     """No such experiment or run (for a caller allowed to ask): 404."""
 
 
+class _BadForm(Exception):
+    """A POST body that is not a small urlencoded form: 400."""
+
+
 class _Altered(Exception):
     """A stored report or results file differs from its run record: 500, not served."""
 
@@ -201,6 +213,7 @@ class _Portal:
         self.registry = registry
         self.clock = clock
         self.sessions = _SessionBook(settings.portal.session_ttl_s)
+        self.sign_ins = SignInGuard(registry, settings.portal, clock)
         self.templates = Environment(
             loader=PackageLoader("experiments.portal.app", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -239,7 +252,7 @@ class _Portal:
 
     def summary(self, principal: Principal, experiment_id: str) -> ExperimentSummary:
         if not self.readable(principal, experiment_id):
-            raise _Forbidden()
+            raise _NotFound()  # as for a missing experiment: nothing tells it exists
         try:
             return experiment_summary(self.registry, experiment_id, self.clock())
         except RegistryError as error:
@@ -260,7 +273,7 @@ class _Portal:
         except RegistryError as error:
             raise _NotFound() from error
         if principal.role != "admin" and principal.scope not in summary.academies:
-            raise _Forbidden()
+            raise _NotFound()  # as for a missing experiment: nothing tells it exists
         academie = None if principal.role == "admin" else principal.scope
         return summary, weekly_usage(self.settings, self.registry, experiment_id, academie)
 
@@ -298,11 +311,14 @@ def _wants_page(request: Request) -> bool:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """A small urlencoded form (no multipart: the portal's forms have two fields)."""
+    """A small urlencoded form (no multipart: the portal's forms have two or three
+    fields). Its size is capped before routing (:mod:`experiments.limits`); a body that
+    is not such a form (more than 8 fields) is a 400, not a crash."""
     body = await request.body()
-    if len(body) > _MAX_FORM_BYTES:
-        return {}
-    fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=8)
+    try:
+        fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=8)
+    except ValueError:
+        raise _BadForm() from None
     return {name: values[0] for name, values in fields.items()}
 
 
@@ -312,6 +328,228 @@ def _cookie(response: Response, settings: Settings, name: str, value: str,
                         samesite="strict", secure=settings.portal.secure_cookies)
 
 
+class _PageHeaders:
+    """Security headers on every answer, and the language cookie of ``?lang=`` (a plain
+    ASGI middleware: it never touches the request body)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        chosen = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang", [""])[0]
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", _PAGE_POLICY)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "same-origin"
+                headers["X-Frame-Options"] = "DENY"
+                if not path.startswith("/static/"):
+                    headers["Cache-Control"] = "no-store"
+                if chosen in LANGUAGES:
+                    cookie = Response()
+                    _cookie(cookie, self.settings, _LANG_COOKIE, chosen, max_age=365 * 86400)
+                    headers.append("set-cookie", cookie.headers["set-cookie"])
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _portal(request: Request) -> _Portal:
+    portal: _Portal = request.app.state.portal
+    return portal
+
+
+_State = Annotated[_Portal, Depends(_portal)]
+
+router = APIRouter()
+"""The portal's routes; :func:`create_portal` gives them their state (``app.state.portal``)."""
+
+
+@router.get("/healthz", include_in_schema=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/static/portal.css", include_in_schema=False)
+def stylesheet() -> Response:
+    return Response((_STATIC / "portal.css").read_bytes(), media_type="text/css")
+
+
+@router.get("/", include_in_schema=False)
+def home(request: Request, portal: _State) -> Response:
+    session = portal.session(request)
+    if session is None:
+        return RedirectResponse("/connexion", 303)
+    role = session.principal.role
+    if role == "academie":
+        return RedirectResponse("/usages", 303)
+    if role in _READERS:
+        return RedirectResponse("/experiences", 303)
+    raise _Forbidden()
+
+
+# --- sign-in and sign-out
+
+
+def _sign_in_page(request: Request, portal: _Portal, suite: str, error_key: str | None,
+                  status: int, headers: dict[str, str] | None = None) -> Response:
+    csrf = secrets.token_urlsafe(32)
+    response = portal.render(request, "connexion.html", status, csrf=csrf,
+                             suite=_safe_target(suite), error_key=error_key)
+    _cookie(response, portal.settings, _LOGIN_CSRF_COOKIE, csrf, max_age=3600)
+    response.headers.update(headers or {})
+    return response
+
+
+@router.get("/connexion", include_in_schema=False)
+def sign_in_form(request: Request, portal: _State, suite: str = "/") -> Response:
+    return _sign_in_page(request, portal, suite, error_key=None, status=200)
+
+
+@router.post("/connexion", include_in_schema=False)
+async def sign_in(request: Request, portal: _State) -> Response:
+    client = request.client.host if request.client is not None else "unknown"
+    wait = portal.sign_ins.wait_s(client)
+    if wait > 0:
+        # Too many refused sign-ins from this address: its token is not even looked up.
+        return _sign_in_page(request, portal, "/", "throttled", 429,
+                             {"Retry-After": str(math.ceil(wait))})
+    form = await _form(request)
+    expected = request.cookies.get(_LOGIN_CSRF_COOKIE, "")
+    suite = _safe_target(form.get("suite", "/"))
+    if not expected or not secrets.compare_digest(expected, form.get("csrf", "")):
+        return _sign_in_page(request, portal, suite, "bad_form", 400)
+    principal = await run_in_threadpool(authenticate, portal.registry,
+                                        form.get("token", "").strip())
+    if principal is None:
+        await run_in_threadpool(portal.sign_ins.refused, client)
+        return _sign_in_page(request, portal, suite, "bad_token", 401)
+    portal.sign_ins.signed_in(client)
+    session_id, _ = portal.sessions.open(principal)
+    await run_in_threadpool(_audit, portal.registry, principal, "portal.sign_in")
+    logger.info("portal: %s signed in", principal.actor)
+    response = RedirectResponse(suite, 303)
+    _cookie(response, portal.settings, SESSION_COOKIE, session_id,
+            max_age=portal.settings.portal.session_ttl_s)
+    response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/deconnexion", include_in_schema=False)
+async def sign_out(request: Request, portal: _State) -> Response:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    session = await run_in_threadpool(portal.session, request)
+    if session is None:  # checked before the body is read
+        return RedirectResponse("/connexion", 303)
+    form = await _form(request)
+    if not secrets.compare_digest(session.csrf, form.get("csrf", "")):
+        raise _Forbidden()
+    portal.sessions.close(session_id)
+    response = RedirectResponse("/connexion", 303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- officers and researchers: aggregates only
+
+
+@router.get("/experiences", include_in_schema=False)
+def portfolio(request: Request, portal: _State) -> Response:
+    session = portal.require(request, _READERS)
+    return portal.render(request, "portefeuille.html",
+                         experiments=portal.summaries(session.principal))
+
+
+@router.get("/experiences/{experiment_id}", include_in_schema=False)
+def experiment_page(request: Request, portal: _State, experiment_id: str) -> Response:
+    session = portal.require(request, _READERS)
+    summary = portal.summary(session.principal, experiment_id)
+    runs = run_views(list_runs(portal.registry, experiment_id))
+    verdict = summary.verdict
+    brief = None if verdict.results is None else report_summary(
+        verdict.results, protocol=verdict.protocol, lang=language_of(request))
+    return portal.render(request, "experience.html", experiment=summary, runs=runs,
+                         brief=brief)
+
+
+def _stored_file(request: Request, portal: _Portal, experiment_id: str, run_id: str,
+                 kind: str) -> bytes:
+    """A run's stored report (``html``) or results (``json``), as recorded."""
+    session = portal.require(request, _READERS)
+    portal.summary(session.principal, experiment_id)
+    record = next((r for r in list_runs(portal.registry, experiment_id)
+                   if r.run_id == run_id), None)
+    name, digest = ((record.html_path, record.html_sha256) if kind == "html" else
+                    (record.json_path, record.json_sha256)) if record else (None, None)
+    if name is None:
+        raise _NotFound()
+    path = Path(name).resolve()
+    if not path.is_relative_to(portal.reports_root) or not path.is_file():
+        logger.error("run %s: file %s is missing or outside %s", run_id, path,
+                     portal.reports_root)
+        raise _NotFound()
+    content = path.read_bytes()
+    if digest and hashlib.sha256(content).hexdigest() != digest:
+        # Reports are immutable; a file that differs from its record is not served.
+        logger.error("run %s: file %s differs from its recorded SHA-256", run_id, path)
+        raise _Altered()
+    return content
+
+
+@router.get("/experiences/{experiment_id}/rapports/{run_id}", include_in_schema=False)
+def report(request: Request, portal: _State, experiment_id: str, run_id: str) -> Response:
+    return Response(_stored_file(request, portal, experiment_id, run_id, "html"),
+                    media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": _REPORT_POLICY})
+
+
+@router.get("/experiences/{experiment_id}/rapports/{run_id}/resultats.json",
+            include_in_schema=False)
+def results(request: Request, portal: _State, experiment_id: str, run_id: str) -> Response:
+    return Response(_stored_file(request, portal, experiment_id, run_id, "json"),
+                    media_type="application/json",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="{experiment_id}-{run_id}.json"'})
+
+
+@router.get("/api/experiences")
+def portfolio_json(request: Request, portal: _State) -> list[dict[str, Any]]:
+    session = portal.require(request, _READERS)
+    language = language_of(request)
+    return [_summary_json(s, language) for s in portal.summaries(session.principal)]
+
+
+# --- académies: their own classes
+
+
+@router.get("/usages", include_in_schema=False)
+def usage_list(request: Request, portal: _State) -> Response:
+    session = portal.require(request, _ACADEMIES)
+    return portal.render(request, "usages_liste.html",
+                         experiments=portal.academie_summaries(session.principal))
+
+
+@router.get("/usages/{experiment_id}", include_in_schema=False)
+def usage_page(request: Request, portal: _State, experiment_id: str) -> Response:
+    session = portal.require(request, _ACADEMIES)
+    summary, table = portal.usage(session.principal, experiment_id)
+    return portal.render(request, "usages.html", experiment=summary, usage=table)
+
+
+@router.get("/api/usages/{experiment_id}")
+def usage_json(request: Request, portal: _State, experiment_id: str) -> dict[str, Any]:
+    session = portal.require(request, _ACADEMIES)
+    _, table = portal.usage(session.principal, experiment_id)
+    return _usage_json(table)
+
+
 def create_portal(settings: Settings, *, registry: Engine | None = None,
                   clock: Callable[[], datetime] | None = None) -> FastAPI:
     """The portal's ASGI app.
@@ -319,7 +557,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     Parameters
     ----------
     settings
-        ``state_dir`` (reports), the database, ``settings.portal`` (sessions, cookies).
+        ``state_dir`` (reports), the database, ``settings.portal`` (sessions, cookies,
+        sign-in throttling, request limits).
     registry
         The registry's engine. None: ``registry_engine(settings)``.
     clock
@@ -334,33 +573,27 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     --------
     >>> import pathlib, tempfile
     >>> app = create_portal(fresh_settings())
-    >>> sorted(r.path for r in app.routes if r.path.startswith("/api"))
+    >>> sorted(app.openapi()["paths"])
     ['/api/experiences', '/api/usages/{experiment_id}']
     """
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="Preuve portal", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.portal = portal
+    app.state.registry = portal.registry
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", _PAGE_POLICY)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["X-Frame-Options"] = "DENY"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        chosen = request.query_params.get("lang")
-        if chosen in LANGUAGES:
-            _cookie(response, settings, _LANG_COOKIE, chosen, max_age=365 * 86400)
-        return response
+    app.add_middleware(_PageHeaders, settings=settings)
+    # Outermost: the body cap runs before routing.
+    app.add_middleware(BodyLimits, limits=portal_body_limits(settings))
+    install_refusals(app)
 
     @app.exception_handler(_SignInNeeded)
     async def sign_in_needed(request: Request, _exc: _SignInNeeded) -> Response:
         if _wants_page(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/connexion?suite={quote(target, safe='')}", 302)
-        return JSONResponse({"detail": "sign in first (no valid session)"}, 401)
+        return refusal_response(401, _SIGN_IN_FIRST,
+                                [Problem(index=None, field=None, reason=_SIGN_IN_FIRST)])
 
     def refusal(status: int, title_key: str, detail: str) -> _ExceptionHandler:
         """A page (erreur.html, ``title_key`` and its ``_text``) or, for the API, JSON."""
@@ -369,170 +602,23 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
             if _wants_page(request):
                 return portal.render(request, "erreur.html", status, title_key=title_key,
                                      text_key=f"{title_key}_text")
-            return JSONResponse({"detail": detail}, status)
+            return refusal_response(status, detail,
+                                    [Problem(index=None, field=None, reason=detail)])
 
         return answer
 
     app.add_exception_handler(
         _Forbidden, refusal(403, "forbidden", "your role or scope does not cover this"))
     app.add_exception_handler(_NotFound, refusal(404, "not_found", "not found"))
+    app.add_exception_handler(_BadForm, refusal(400, "bad_request",
+                                                "the body is not a small urlencoded form"))
 
     @app.exception_handler(_Altered)
     async def altered(_request: Request, _exc: _Altered) -> Response:
         return Response("report altered since its run was recorded: not served", 500,
                         media_type="text/plain; charset=utf-8")
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/static/portal.css", include_in_schema=False)
-    def stylesheet() -> Response:
-        return Response((_STATIC / "portal.css").read_bytes(), media_type="text/css")
-
-    @app.get("/", include_in_schema=False)
-    def home(request: Request) -> Response:
-        session = portal.session(request)
-        if session is None:
-            return RedirectResponse("/connexion", 303)
-        role = session.principal.role
-        if role == "academie":
-            return RedirectResponse("/usages", 303)
-        if role in _READERS:
-            return RedirectResponse("/experiences", 303)
-        raise _Forbidden()
-
-    # --- sign-in and sign-out
-
-    @app.get("/connexion", include_in_schema=False)
-    def sign_in_form(request: Request, suite: str = "/") -> Response:
-        return _sign_in_page(request, suite, error_key=None, status=200)
-
-    def _sign_in_page(request: Request, suite: str, error_key: str | None,
-                      status: int) -> Response:
-        csrf = secrets.token_urlsafe(32)
-        response = portal.render(request, "connexion.html", status, csrf=csrf,
-                                 suite=_safe_target(suite), error_key=error_key)
-        _cookie(response, settings, _LOGIN_CSRF_COOKIE, csrf, max_age=3600)
-        return response
-
-    @app.post("/connexion", include_in_schema=False)
-    async def sign_in(request: Request) -> Response:
-        form = await _form(request)
-        expected = request.cookies.get(_LOGIN_CSRF_COOKIE, "")
-        suite = _safe_target(form.get("suite", "/"))
-        if not expected or not secrets.compare_digest(expected, form.get("csrf", "")):
-            return _sign_in_page(request, suite, "bad_form", 400)
-        principal = await run_in_threadpool(authenticate, portal.registry,
-                                            form.get("token", "").strip())
-        if principal is None:
-            logger.info("portal: sign-in refused (unknown or revoked token)")
-            return _sign_in_page(request, suite, "bad_token", 401)
-        session_id, _ = portal.sessions.open(principal)
-        await run_in_threadpool(_audit, portal.registry, principal, "portal.sign_in")
-        logger.info("portal: %s signed in", principal.actor)
-        response = RedirectResponse(suite, 303)
-        _cookie(response, settings, SESSION_COOKIE, session_id,
-                max_age=settings.portal.session_ttl_s)
-        response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/")
-        return response
-
-    @app.post("/deconnexion", include_in_schema=False)
-    async def sign_out(request: Request) -> Response:
-        form = await _form(request)
-        session_id = request.cookies.get(SESSION_COOKIE)
-        session = await run_in_threadpool(portal.session, request)
-        if session is None:
-            return RedirectResponse("/connexion", 303)
-        if not secrets.compare_digest(session.csrf, form.get("csrf", "")):
-            raise _Forbidden()
-        portal.sessions.close(session_id)
-        response = RedirectResponse("/connexion", 303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-
-    # --- officers and researchers: aggregates only
-
-    @app.get("/experiences", include_in_schema=False)
-    def portfolio(request: Request) -> Response:
-        session = portal.require(request, _READERS)
-        return portal.render(request, "portefeuille.html",
-                             experiments=portal.summaries(session.principal))
-
-    @app.get("/experiences/{experiment_id}", include_in_schema=False)
-    def experiment_page(request: Request, experiment_id: str) -> Response:
-        session = portal.require(request, _READERS)
-        summary = portal.summary(session.principal, experiment_id)
-        runs = run_views(list_runs(portal.registry, experiment_id))
-        verdict = summary.verdict
-        brief = None if verdict.results is None else report_summary(
-            verdict.results, protocol=verdict.protocol, lang=language_of(request))
-        return portal.render(request, "experience.html", experiment=summary, runs=runs,
-                             brief=brief)
-
-    def stored_file(request: Request, experiment_id: str, run_id: str,
-                    kind: str) -> bytes:
-        """A run's stored report (``html``) or results (``json``), as recorded."""
-        session = portal.require(request, _READERS)
-        portal.summary(session.principal, experiment_id)
-        record = next((r for r in list_runs(portal.registry, experiment_id)
-                       if r.run_id == run_id), None)
-        name, digest = ((record.html_path, record.html_sha256) if kind == "html" else
-                        (record.json_path, record.json_sha256)) if record else (None, None)
-        if name is None:
-            raise _NotFound()
-        path = Path(name).resolve()
-        if not path.is_relative_to(portal.reports_root) or not path.is_file():
-            logger.error("run %s: file %s is missing or outside %s", run_id, path,
-                         portal.reports_root)
-            raise _NotFound()
-        content = path.read_bytes()
-        if digest and hashlib.sha256(content).hexdigest() != digest:
-            # Reports are immutable; a file that differs from its record is not served.
-            logger.error("run %s: file %s differs from its recorded SHA-256", run_id, path)
-            raise _Altered()
-        return content
-
-    @app.get("/experiences/{experiment_id}/rapports/{run_id}", include_in_schema=False)
-    def report(request: Request, experiment_id: str, run_id: str) -> Response:
-        return Response(stored_file(request, experiment_id, run_id, "html"),
-                        media_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": _REPORT_POLICY})
-
-    @app.get("/experiences/{experiment_id}/rapports/{run_id}/resultats.json",
-             include_in_schema=False)
-    def results(request: Request, experiment_id: str, run_id: str) -> Response:
-        return Response(stored_file(request, experiment_id, run_id, "json"),
-                        media_type="application/json",
-                        headers={"Content-Disposition":
-                                 f'attachment; filename="{experiment_id}-{run_id}.json"'})
-
-    @app.get("/api/experiences")
-    def portfolio_json(request: Request) -> list[dict[str, Any]]:
-        session = portal.require(request, _READERS)
-        language = language_of(request)
-        return [_summary_json(s, language) for s in portal.summaries(session.principal)]
-
-    # --- académies: their own classes
-
-    @app.get("/usages", include_in_schema=False)
-    def usage_list(request: Request) -> Response:
-        session = portal.require(request, _ACADEMIES)
-        return portal.render(request, "usages_liste.html",
-                             experiments=portal.academie_summaries(session.principal))
-
-    @app.get("/usages/{experiment_id}", include_in_schema=False)
-    def usage_page(request: Request, experiment_id: str) -> Response:
-        session = portal.require(request, _ACADEMIES)
-        summary, table = portal.usage(session.principal, experiment_id)
-        return portal.render(request, "usages.html", experiment=summary, usage=table)
-
-    @app.get("/api/usages/{experiment_id}")
-    def usage_json(request: Request, experiment_id: str) -> dict[str, Any]:
-        session = portal.require(request, _ACADEMIES)
-        _, table = portal.usage(session.principal, experiment_id)
-        return _usage_json(table)
-
+    app.include_router(router)
     return app
 
 

@@ -12,12 +12,14 @@ the protocol as registered and the latest results.
 - ``usage_by_arm_week``: an aggregate (learners and active minutes per arm and week) in
   which every cell of fewer than :data:`MIN_CELL` pupils is suppressed (values empty,
   ``suppressed`` true);
-- ``codebook.md`` and ``codebook.json``: each table's columns with type, meaning, unit;
+- ``codebook.md`` and ``codebook.json``: each table's columns with type, meaning, unit,
+  and how CSV text cells are made safe to open in a spreadsheet (:func:`spreadsheet_cell`);
 - ``protocol.yaml``: the protocol version in force, byte for byte as registered, with
   its registry hash in ``export.json``;
 - ``results.json``: the latest recorded analysis results, if any;
 - ``export.json``: what was exported, when, from which protocol version, the files'
-  SHA-256 and how many withdrawn pupils were left out.
+  SHA-256, how many withdrawn pupils were left out, and the id of the pseudonymisation
+  key (:func:`ingest.pseudonym.pseudonym_key_id`, never the key).
 
 Learners appear only under their experiment-specific pseudonym (``learner_id`` here is
 the store's ``learner_key``). Pupils withdrawn on request are left out of every table
@@ -50,14 +52,35 @@ from experiments.registry import registered_protocol
 from experiments.runs.inputs import write_analysis_files
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
+from ingest.pseudonym import load_pseudonym_key, pseudonym_key_id
 
-__all__ = ["MIN_CELL", "Column", "Export", "ExportFormat", "export_experiment"]
+__all__ = [
+    "MIN_CELL",
+    "SPREADSHEET_NOTE",
+    "Column",
+    "Export",
+    "ExportFormat",
+    "export_experiment",
+    "spreadsheet_cell",
+]
 
 logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["parquet", "csv"]
 #: Smallest number of pupils an aggregate cell may describe (docs/architecture.md "Privacy").
 MIN_CELL = MIN_CELL_PUPILS
+
+# OWASP "CSV Injection": a spreadsheet runs a cell that begins with one of these as a
+# formula (=HYPERLINK(...), +cmd|..., @SUM(...)); tab and carriage return are on the list
+# because some spreadsheets skip them before looking for the formula sign.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: How the codebook tells the reader what :func:`spreadsheet_cell` did.
+SPREADSHEET_NOTE = (
+    "In the CSV files, a text cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage "
+    "return is written with a single quote (`'`) before it, so that a spreadsheet shows it "
+    "as text instead of running it as a formula (OWASP, CSV injection). Remove that first "
+    "quote to get the value as stored; the Parquet files hold the values unchanged."
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,28 @@ class Export:
     withdrawn_pupils_excluded: int
 
 
+def spreadsheet_cell(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text and never runs as a formula.
+
+    Values come from outside (an EdTech's ``object_id``, an académie's attributes), so a
+    text cell that begins with a formula sign gets a single quote before it (OWASP, CSV
+    injection). Numbers, dates and booleans are written by the exporter itself and are
+    left alone; only text columns go through here.
+
+    Examples
+    --------
+    >>> print(spreadsheet_cell('=HYPERLINK("http://x","clic")'))
+    '=HYPERLINK("http://x","clic")
+    >>> print(spreadsheet_cell("@SUM(A1)"), spreadsheet_cell("-2"), spreadsheet_cell("+cmd|x"))
+    '@SUM(A1) '-2 '+cmd|x
+    >>> spreadsheet_cell(chr(9) + "x") == "'" + chr(9) + "x"
+    True
+    >>> spreadsheet_cell("lectio-chap-1")
+    'lectio-chap-1'
+    """
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -186,6 +231,7 @@ def _write_table(directory: Path, name: str, columns: Sequence[Column],
                 writer.writerow(["" if row[c.name] is None
                                  else row[c.name].isoformat() if c.type == "timestamp"
                                  else str(row[c.name]).lower() if c.type == "boolean"
+                                 else spreadsheet_cell(row[c.name]) if c.type == "string"
                                  else row[c.name] for c in columns])
         written.append(path)
     return written
@@ -216,7 +262,8 @@ def _codebook(tables: dict[str, list[Column]], manifest: dict[str, Any]) -> str:
              f"Exported {manifest['exported_at']} from protocol version "
              f"{manifest['protocol']['version']} (sha256 {manifest['protocol']['sha256']}).",
              f"Pupils withdrawn on request are excluded ({manifest['withdrawn_pupils_excluded']})"
-             f". Aggregate cells of fewer than {MIN_CELL} pupils are suppressed.", ""]
+             f". Aggregate cells of fewer than {MIN_CELL} pupils are suppressed.", "",
+             SPREADSHEET_NOTE, ""]
     for name, columns in tables.items():
         lines += [f"## {name}", "", "| column | type | meaning | unit |", "|---|---|---|---|"]
         lines += [f"| `{c.name}` | {c.type} | {c.meaning} | {c.unit} |" for c in columns]
@@ -317,13 +364,16 @@ def export_experiment(
         "protocol": {"version": registered.version.version, "sha256": registered.version.sha256,
                      "file": "protocol.yaml", "file_sha256": _sha256(protocol_path)},
         "withdrawn_pupils_excluded": len(withdrawn),
+        # Which key made the learner pseudonyms (not the key): after a rotation, exports
+        # made under the old key are told apart.
+        "pseudonym_key_id": pseudonym_key_id(load_pseudonym_key(settings)),
         "min_cell": MIN_CELL,
         "rows": {name: len(rows) for name, (_, rows) in tables.items()},
         "files": {path.name: _sha256(path) for path in written},
     }
     codebook_json = out / "codebook.json"
     codebook_json.write_text(json.dumps({
-        "experiment": experiment_id, "min_cell": MIN_CELL,
+        "experiment": experiment_id, "min_cell": MIN_CELL, "csv_text_cells": SPREADSHEET_NOTE,
         "tables": {name: [c.__dict__ for c in columns]
                    for name, (columns, _) in tables.items()},
     }, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -175,7 +175,7 @@ def store_exists(settings: Settings, experiment_id: str) -> bool:
 def _forget_engine(settings: Settings, experiment_id: str) -> None:
     # The engine cache of experiments.database keeps pooled connections to the store;
     # they must be closed before the file or schema goes, and not be reused after.
-    key = (settings.database_url or str(settings.state_dir), store_schema(experiment_id))
+    key = (settings.database_dsn() or str(settings.state_dir), store_schema(experiment_id))
     with database._engines_lock:
         engine = database._engines.pop(key, None)
     if engine is not None:

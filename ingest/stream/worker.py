@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from experiments.cli.console import configure_logging
+from experiments.cli.console import start_service
 from experiments.database import registry_engine
 from experiments.settings import Settings
 from ingest.kafka.producer import ensure_topics, kafka_bootstrap
@@ -322,7 +322,7 @@ def run_worker(settings: Settings) -> None:
     """Create the topics if needed and run one worker until SIGTERM or SIGINT."""
     # The CLI already configured logging (WARNING unless --verbose); a long-running
     # service logs its own lines at settings.log_level whatever the CLI's verbosity.
-    configure_logging(settings.log_level)
+    start_service(settings)
     for name in ("ingest", "experiments"):
         logging.getLogger(name).setLevel(settings.log_level.upper())
     ensure_topics(settings)

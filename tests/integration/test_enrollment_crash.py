@@ -55,7 +55,7 @@ def _run_child(
     settings: Settings, classes: Path, marker: Path, stage: str
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(CHILD), str(settings.state_dir), settings.database_url or "-",
+        [sys.executable, str(CHILD), str(settings.state_dir), settings.database_dsn() or "-",
          str(PROTOCOL), str(classes), str(marker), stage],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip

@@ -68,7 +68,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
 def _run_child(settings: Settings, pupils: Path, marker: Path, stage: str
                ) -> subprocess.Popen[bytes]:  # fmt: skip
     return subprocess.Popen(
-        [sys.executable, __file__, str(settings.state_dir), settings.database_url or "-",
+        [sys.executable, __file__, str(settings.state_dir), settings.database_dsn() or "-",
          str(pupils), str(marker), stage],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip

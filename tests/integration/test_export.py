@@ -21,7 +21,7 @@ from experiments.enrollment.withdrawal import withdraw
 from experiments.privacy.export import MIN_CELL, export_experiment
 from experiments.protocol.language import load_protocol
 from experiments.runs.records import analysis_runs_table
-from ingest.pseudonym import load_pseudonym_key
+from ingest.pseudonym import load_pseudonym_key, pseudonym_key_id
 from tests.conftest import SettingsFactory
 from tests.support.trial import EXPERIMENT, PROTOCOL, build_trial
 from tests.support.worker import settings_env
@@ -90,9 +90,12 @@ def test_export_writes_agreeing_tables_a_codebook_the_protocol_and_results(
     assert (out / "protocol.yaml").read_text() == PROTOCOL.read_text()
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["protocol"]["sha256"] == load_protocol(PROTOCOL).sha256
+    assert manifest["pseudonym_key_id"] == pseudonym_key_id(load_pseudonym_key(settings))
     assert manifest["protocol"]["file_sha256"] == hashlib.sha256(PROTOCOL.read_bytes()).hexdigest()
     assert json.loads((out / "results.json").read_text())["experiment"] == EXPERIMENT
     assert "| `learner_id` |" in (out / "codebook.md").read_text()
+    assert "single quote" in (out / "codebook.md").read_text(), "the codebook says how"
+    assert "single quote" in codebook["csv_text_cells"]
 
 
 def test_cli_export_csv_only_and_a_bad_format_is_a_message(

@@ -190,7 +190,7 @@ def enrollment_gateway(
 ) -> Iterator[EnrollmentGateway]:
     tag = uuid.uuid4().hex[:8]
     settings_ = Settings(
-        state_dir=tmp_path_factory.mktemp("enrollment-fuzz"), pseudonym_key=f"fuzz-{tag}",
+        state_dir=tmp_path_factory.mktemp("enrollment-fuzz"), pseudonym_key=f"fuzz-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"fuzz_{tag}"),
         kafka_bootstrap=bootstrap,
         topics=TopicNames(events=f"test.fuzz.{tag}", enrollments=f"test.fuzz.{tag}.enrollments"),

@@ -98,7 +98,7 @@ def assert_accessible(page: Any) -> None:
 @pytest.fixture
 def portal_url(tmp_path: Path) -> Iterator[tuple[str, PortalWorld]]:
     """The portal served on a free port in a thread, stopped at the end of the test."""
-    settings = Settings(state_dir=tmp_path / "state", pseudonym_key="browser-test")
+    settings = Settings(state_dir=tmp_path / "state", pseudonym_key="browser-test" * 5)
     world = build_world(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(

@@ -128,7 +128,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
     finally:
         admin.close()
     settings = Settings(
-        state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}",
+        state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"roles_{tag}"),
         kafka_bootstrap=kafka_bootstrap, topics=topics,
     )
@@ -155,7 +155,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
 def _env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
     assert settings.pseudonym_key is not None and settings.kafka_bootstrap is not None
     return {
-        "PREUVE_DATABASE_URL": database_url or settings.database_url or "",
+        "PREUVE_DATABASE_URL": database_url or settings.database_dsn() or "",
         "PREUVE_STATE_DIR": str(settings.state_dir),
         "PREUVE_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
         "PREUVE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -313,12 +313,14 @@ GATEWAY: dict[tuple[str, str], Row] = {
         codes("401 401 401 | 403 403 | 200 403 | 403 403 | 403 403 | 403 | 200"),
         _post_enrollments,
         write="enrollment.file"),
+    # Out of the token's scope (another experiment's researcher, another resource): the
+    # 404 of a missing experiment, so that no token learns which experiments exist.
     ("GET", "/v1/experiments/{experiment_id}/enrollments"): Row(
-        codes("401 401 401 | 200 403 | 200 200 | 200 403 | 403 403 | 403 | 200"),
+        codes("401 401 401 | 200 404 | 200 200 | 200 404 | 403 403 | 403 | 200"),
         _get("gateway", f"/v1/experiments/{EXPERIMENT}/enrollments")),
     # A class design: the pupils' lookup answers its own resource 409 (arms are by class).
     ("POST", "/v1/experiments/{experiment_id}/assignments"): Row(
-        codes("401 401 401 | 403 403 | 403 403 | 409 403 | 403 403 | 403 | 403"),
+        codes("401 401 401 | 403 403 | 403 403 | 409 404 | 403 403 | 403 | 403"),
         _post_assignments),
     ("POST", "/v1/experiments/{experiment_id}/withdrawals"): Row(
         codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 403 | 403 | 200"),
@@ -329,7 +331,7 @@ GATEWAY: dict[tuple[str, str], Row] = {
 # Pages send a caller without a valid session to the sign-in form (302); the JSON
 # endpoints answer 401.
 #                                   none bad revk| res res'| aca aca'| edt edt'| ass ass'| off| adm
-READERS_PAGE = codes("302 302 302 | 200 403 | 403 403 | 403 403 | 403 403 | 200 | 200")
+READERS_PAGE = codes("302 302 302 | 200 404 | 403 403 | 403 403 | 403 403 | 200 | 200")
 PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(PUBLIC, _get("portal", "/healthz")),
     ("GET", "/static/portal.css"): Row(PUBLIC, _get("portal", "/static/portal.css")),
@@ -702,7 +704,7 @@ def outsider_url(matrix: Matrix, postgres_cluster: PostgresCluster) -> str:
     with psycopg.connect(f"host=127.0.0.1 port={postgres_cluster.port} user=preuve "
                          "dbname=postgres", autocommit=True) as connection:
         connection.execute("CREATE ROLE outsider LOGIN")
-    url = matrix.world.settings.database_url
+    url = matrix.world.settings.database_dsn()
     assert url is not None and "//preuve@" in url
     return url.replace("//preuve@", "//outsider@")
 

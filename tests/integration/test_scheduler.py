@@ -135,8 +135,9 @@ def requests(settings: Settings, expected: int) -> list[AnalysisRequest]:
 
 def separate_engine(settings: Settings) -> Engine:
     """A registry engine of its own (not the process-wide cached one): another scheduler."""
-    if settings.database_url:
-        return _postgres_engine(settings.database_url, REGISTRY_SCHEMA)
+    dsn = settings.database_dsn()
+    if dsn:
+        return _postgres_engine(dsn, REGISTRY_SCHEMA)
     return _sqlite_engine(settings.state_dir / "registry.sqlite")
 
 

@@ -21,7 +21,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     if settings.kafka_bootstrap:
         env["PREUVE_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
     if settings.database_url:
-        env["PREUVE_DATABASE_URL"] = settings.database_url
+        env["PREUVE_DATABASE_URL"] = settings.database_url.get_secret_value()
     if settings.pseudonym_key is not None:
         env["PREUVE_PSEUDONYM_KEY"] = settings.pseudonym_key.get_secret_value()
     for name, value in settings.topics.model_dump().items():

@@ -60,7 +60,7 @@ def _registry_commands(tmp_path: Path) -> dict[str, list[str]]:
 
 
 def test_a_database_that_is_not_there_is_one_line_and_exit_4(tmp_path: Path) -> None:
-    env = {"PREUVE_STATE_DIR": str(tmp_path / "state"), "PREUVE_PSEUDONYM_KEY": "k",
+    env = {"PREUVE_STATE_DIR": str(tmp_path / "state"), "PREUVE_PSEUDONYM_KEY": "k" * 32,
            "PREUVE_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
            "PREUVE_DATABASE_URL": f"postgresql+psycopg://preuve@127.0.0.1:{_closed_port()}/x"}
     runner = CliRunner()
@@ -130,7 +130,7 @@ def test_user_errors_keep_their_exit_code_and_database_errors_exit_4() -> None:
 
 
 def test_the_audit_log_names_who_ran_each_registry_write(tmp_path: Path) -> None:
-    env = {"PREUVE_STATE_DIR": str(tmp_path / "state"), "PREUVE_PSEUDONYM_KEY": "k"}
+    env = {"PREUVE_STATE_DIR": str(tmp_path / "state"), "PREUVE_PSEUDONYM_KEY": "k" * 32}
     runner = CliRunner()
     classes = tmp_path / "classes.csv"
     classes.write_text(HEADER + "".join(f"c{i},0781234A,CP,20,versailles,REP\n"

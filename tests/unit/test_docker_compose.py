@@ -36,3 +36,25 @@ def test_each_preuve_command_and_its_options_exist(service: str) -> None:
     assert result.exit_code == 0, f"{service}: `preuve {' '.join(subcommand)}` does not exist"
     for option in (w for w in command if w.startswith("--")):
         assert option in result.output, f"{service}: option {option} unknown to preuve {subcommand}"
+
+
+def test_secrets_are_never_defaults_and_reach_only_the_services_that_need_them() -> None:
+    text = COMPOSE.read_text()
+    assert "preuve:preuve@" not in text and "POSTGRES_PASSWORD: preuve" not in text
+    for name in ("portal", "jupyterlab"):
+        environment = SERVICES[name].get("environment") or {}
+        assert "PREUVE_PSEUDONYM_KEY" not in environment, f"{name} holds the key"
+    for name in ("worker", "gateway", "scheduler", "analysis-worker"):
+        assert "PREUVE_PSEUDONYM_KEY" in SERVICES[name]["environment"], name
+    portal = SERVICES["portal"]
+    assert not portal.get("ports"), "the portal is published through the TLS proxy only"
+    assert portal["environment"]["PREUVE_PORTAL__SECURE_COOKIES"] == "true"
+    assert any("Strict-Transport-Security" in word for word in SERVICES["proxy"]["command"])
+
+
+def test_the_image_runs_as_an_unprivileged_user() -> None:
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), users
+    assert "--allow-root" not in COMPOSE.read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile

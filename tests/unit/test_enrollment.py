@@ -510,3 +510,30 @@ def test_cli_verify(cli_env: Path) -> None:
                            "--no-publish")  # fmt: skip
     code, output = _enroll("fluence-cp-2027", "--verify", "--protocol", str(PROTOCOL))
     assert code == 0 and "allocation log reproduces from the protocol" in output
+
+
+# --- attributes that cannot be stored ---------------------------------------------------
+
+WITH_NOTE = HEADER.rstrip("\n") + ",note\n"
+
+
+@pytest.mark.parametrize(
+    ("note", "code"),
+    [
+        ("contact jean.dupont@ecole.fr", "identifying_attribute"),
+        ("06 12 34 56 78", "identifying_attribute"),
+        ("x" * 65, "attribute_too_long"),
+        ("a\x00b", "control_character"),
+    ],
+)
+def test_an_attribute_with_an_identifier_a_long_text_or_a_nul_is_refused(
+    design: EnrollmentDesign, note: str, code: str
+) -> None:
+    noted = dataclasses.replace(design, attributes=(*design.attributes, "note"))
+    classes = read_classes(WITH_NOTE + f"c1,0781234A,CP,24,versailles,REP,{note}\n", noted)
+    assert classes.rows == []
+    (refused,) = classes.refusals
+    assert (refused.code, refused.field) == (code, "note")
+    assert "@" not in refused.value and "06 12" not in refused.value, "the refusal echoes it"
+    ok = read_classes(WITH_NOTE + "c1,0781234A,CP,24,versailles,REP,tuteur-b\n", noted)
+    assert [r.attributes["note"] for r in ok.rows] == ["tuteur-b"]

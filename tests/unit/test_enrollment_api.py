@@ -19,7 +19,7 @@ with warnings.catch_warnings():
 
 from experiments.access import issue_token
 from experiments.database import dispose_engines, registry_engine
-from experiments.enrollment.api import enrollment_router
+from experiments.enrollment.api import install_enrollment_api
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
@@ -63,7 +63,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         return len(messages)
 
     app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=publish))
+    install_enrollment_api(app, settings, publish=publish)
     with TestClient(app) as client:
         yield Api(client, tokens, published)
     dispose_engines()
@@ -144,8 +144,9 @@ def test_the_edtech_sees_only_the_treatment_classes_of_its_resource(api: Api) ->
     versailles_treated = {c for c, arm in all_arms.items() if arm == "lectio"} - {withdrawn}
     assert versailles_treated <= {c["class_id"] for c in classes}
     assert withdrawn not in {c["class_id"] for c in classes}
+    # Another resource's experiment: the 404 of a missing one.
     assert api.client.get(f"{URL}/enrollments",
-                          headers=api.auth("other-edtech")).status_code == 403  # fmt: skip
+                          headers=api.auth("other-edtech")).status_code == 404  # fmt: skip
     assert api.client.get(f"{URL}/enrollments", headers=api.auth("officer")).status_code == 403
 
 
@@ -188,7 +189,7 @@ def test_an_edtech_key_sent_as_x_api_key_works_as_for_events(api: Api) -> None:
     assert answer.status_code == 200, answer.text
     assert {c["arm"] for c in answer.json()["classes"]} == {"lectio"}
     other = {"X-API-Key": api.tokens["other-edtech"]}
-    assert api.client.get(f"{URL}/enrollments", headers=other).status_code == 403
+    assert api.client.get(f"{URL}/enrollments", headers=other).status_code == 404
     assert api.client.get(f"{URL}/enrollments",
                           headers={"X-API-Key": "pv_edtech_nope"}).status_code == 401
 
@@ -221,7 +222,7 @@ LEARNERS_URL = "/v1/experiments/lectio-eleves-2027"
 def learner_api(tmp_path: Path) -> Iterator[Api]:
     """The API on a registry holding the pupil-randomised protocol (a pseudonym key set)."""
     protocol = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
-    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key")
+    settings = Settings(state_dir=tmp_path / "learners", pseudonym_key="learners-key" * 5)
     engine = registry_engine(settings)
     register_protocol(engine, load_protocol(protocol), protocol.read_text(), actor="test")
     tokens = {
@@ -231,7 +232,7 @@ def learner_api(tmp_path: Path) -> Iterator[Api]:
         "other-edtech": issue_token(engine, "edtech", "autre-ressource"),
     }
     app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=lambda messages: len(messages)))
+    install_enrollment_api(app, settings, publish=lambda messages: len(messages))
     with TestClient(app) as client:
         yield Api(client, tokens, [])
     dispose_engines()
@@ -299,9 +300,9 @@ def test_in_a_learner_design_the_resource_learns_which_of_its_pupils_are_treated
                                 "treated": False, "arm": None}
     assert "usual" not in answer.text  # the control arm's name is not given out
 
-    for who in ("other-edtech", "versailles"):
+    for who, status in (("other-edtech", 404), ("versailles", 403)):
         assert client.post(f"{LEARNERS_URL}/assignments", headers=auth(who),
-                           json={"learner_ids": ids}).status_code == 403
+                           json={"learner_ids": ids}).status_code == status
     refused = client.post(f"{LEARNERS_URL}/assignments", headers=auth("lectio"),
                           json={"learner_ids": ["camille.martin@example.fr"]})
     assert refused.status_code == 422
@@ -311,3 +312,14 @@ def test_the_pupils_lookup_of_a_class_design_points_to_the_class_list(api: Api) 
     answer = api.client.post(f"{URL}/assignments", headers=api.auth("lectio"),
                              json={"learner_ids": ["gar-001"]})
     assert answer.status_code == 409 and "enrollments" in answer.json()["detail"]
+
+
+def test_another_resources_experiment_is_the_same_404_as_a_missing_one(api: Api) -> None:
+    for path in (f"{URL}/enrollments", "/v1/experiments/no-such-experiment/enrollments"):
+        answer = api.client.get(path, headers=api.auth("other-edtech"))
+        assert answer.status_code == 404, answer.text
+    out_of_scope = api.client.get(f"{URL}/enrollments", headers=api.auth("other-edtech"))
+    missing = api.client.get("/v1/experiments/x/enrollments", headers=api.auth("other-edtech"))
+    assert out_of_scope.json()["detail"] == "no experiment 'fluence-cp-2027'"
+    assert missing.json()["detail"] == "no experiment 'x'"
+    assert "lectio" not in out_of_scope.text, "the resource of the experiment leaks"

@@ -286,7 +286,7 @@ def test_events_of_a_mixed_class_are_routed_and_joined_to_each_pupil_s_arm(
     from experiments.store import events_table
     from ingest.stream.router import EventRouter, IngressRecord
 
-    settings = Settings(state_dir=tmp_path / "routed", pseudonym_key="router-test-key")
+    settings = Settings(state_dir=tmp_path / "routed", pseudonym_key="router-test-key" * 5)
     registry = registry_engine(settings)
     key = b"router-test-key"
     recorder = Recorder()
@@ -388,7 +388,7 @@ def test_tampering_with_a_pupil_s_arm_shows_in_verify(
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("PREUVE_STATE_DIR", str(tmp_path / "cli-state"))
-    monkeypatch.setenv("PREUVE_PSEUDONYM_KEY", "cli-test-key")
+    monkeypatch.setenv("PREUVE_PSEUDONYM_KEY", "cli-test-key" * 5)
     yield tmp_path
     dispose_engines()
 
@@ -420,7 +420,7 @@ def test_cli_enrolls_a_pupils_file_and_prints_each_pupil_s_arm_by_its_id(cli_env
     engine = registry_engine(Settings(state_dir=cli_env / "cli-state"))
     with engine.connect() as c:
         withdrawn = c.execute(sa.text("SELECT learner_id FROM withdrawals")).scalar_one()
-    assert withdrawn == pseudonymise(b"cli-test-key", "lectio-eleves-2027", "gar-b20c44")
+    assert withdrawn == pseudonymise(b"cli-test-key" * 5, "lectio-eleves-2027", "gar-b20c44")
 
 
 def test_cli_refuses_rows_and_files_of_the_wrong_kind(cli_env: Path) -> None:
@@ -455,17 +455,17 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
         from fastapi.testclient import TestClient
 
     from experiments.access import issue_token
-    from experiments.enrollment.api import enrollment_router
+    from experiments.enrollment.api import install_enrollment_api
     from experiments.registry import register_protocol
 
-    settings = Settings(state_dir=tmp_path / "api", pseudonym_key="api-test-key")
+    settings = Settings(state_dir=tmp_path / "api", pseudonym_key="api-test-key" * 5)
     engine = registry_engine(settings)
     register_protocol(engine, load_protocol(PROTOCOL), PROTOCOL.read_text(), actor="test")
     versailles = {"Authorization": f"Bearer {issue_token(engine, 'academie', 'versailles')}"}
     edtech = {"Authorization": f"Bearer {issue_token(engine, 'edtech', 'lectio')}"}
     recorder = Recorder()
     app = FastAPI()
-    app.include_router(enrollment_router(settings, publish=recorder))
+    install_enrollment_api(app, settings, publish=recorder)
     url = "/v1/experiments/lectio-eleves-2027"
     rows = [{"learner_id": f"gar-api{i:02d}", "class_id": "cp-a", "school_uai": "0781234A",
              "level": "CP", "academie": "versailles", "education_priority": "REP",

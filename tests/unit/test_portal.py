@@ -18,7 +18,7 @@ from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient, PortalWorl
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, PortalWorld]]:
-    settings = Settings(state_dir=tmp_path_factory.mktemp("portal"), pseudonym_key="portal-key")
+    settings = Settings(state_dir=tmp_path_factory.mktemp("portal"), pseudonym_key="portal-key" * 5)
     try:
         yield settings, build_world(settings)
     finally:
@@ -64,7 +64,8 @@ MATRIX: dict[str, dict[str, int]] = {
                 "usage_list": 403, "usage": 403, "api_usage": 403},
     "researcher": {"portfolio": 200, "experiment": 200, "report": 200, "api_portfolio": 200,
                    "usage_list": 403, "usage": 403, "api_usage": 403},
-    "researcher_other": {"portfolio": 200, "experiment": 403, "report": 403,
+    # Out of scope is the same 404 as a missing experiment (nothing tells it exists).
+    "researcher_other": {"portfolio": 200, "experiment": 404, "report": 404,
                          "api_portfolio": 200, "usage_list": 403, "usage": 403,
                          "api_usage": 403},
     "academie_a": {"portfolio": 403, "experiment": 403, "report": 403, "api_portfolio": 403,
@@ -72,8 +73,8 @@ MATRIX: dict[str, dict[str, int]] = {
     "academie_b": {"portfolio": 403, "experiment": 403, "report": 403, "api_portfolio": 403,
                    "usage_list": 200, "usage": 200, "api_usage": 200},
     "academie_other": {"portfolio": 403, "experiment": 403, "report": 403,
-                       "api_portfolio": 403, "usage_list": 200, "usage": 403,
-                       "api_usage": 403},
+                       "api_portfolio": 403, "usage_list": 200, "usage": 404,
+                       "api_usage": 404},
     "edtech": {"portfolio": 403, "experiment": 403, "report": 403, "api_portfolio": 403,
                "usage_list": 403, "usage": 403, "api_usage": 403},
     "admin": {"portfolio": 200, "experiment": 200, "report": 200, "api_portfolio": 200,
@@ -239,7 +240,7 @@ def test_sign_out_needs_the_session_csrf_token_and_ends_the_session(
 
 
 def test_an_altered_report_is_not_served(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, pseudonym_key="altered")
+    settings = Settings(state_dir=tmp_path, pseudonym_key="altered" * 5)
     try:
         w = build_world(settings)
         run = w.runs[0]
@@ -322,3 +323,16 @@ def test_revoking_a_token_ends_its_sessions_at_once(
                    .values(revoked=True))
     assert client.request("GET", "/api/experiences", session).status_code == 401
     assert client.request("GET", "/experiences", session).status_code == 302
+
+
+def test_out_of_scope_and_missing_experiments_get_the_same_answer(
+        client: PortalClient, sessions: dict[str, dict[str, str]]) -> None:
+    for who, template in (("researcher_other", "/experiences/{}"),
+                          ("academie_other", "/api/usages/{}"),
+                          ("academie_other", "/usages/{}")):
+        out_of_scope = client.request("GET", template.format(EXPERIMENT), sessions[who])
+        missing = client.request("GET", template.format("no-such-experiment"), sessions[who])
+        assert out_of_scope.status_code == missing.status_code == 404, who
+        # The same page but for the path it was asked at (in its links).
+        assert (out_of_scope.text.replace(EXPERIMENT, "ID")
+                == missing.text.replace("no-such-experiment", "ID")), (who, template)

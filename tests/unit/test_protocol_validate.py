@@ -26,6 +26,8 @@ runner = CliRunner()
 # file → every expected problem: (line, col, field, a fragment of the message)
 CASES: dict[str, list[tuple[int, int, str, str]]] = {
     "syntax_error": [(12, 5, "", "YAML syntax error")],
+    # Nine levels of nine aliases (9**9 leaves from 342 bytes): refused at the first alias.
+    "alias_bomb": [(2, 8, "", "alias *a is not allowed in a protocol: write the value out")],
     "duplicate_key": [(16, 3, "", 'duplicate key "seed"')],
     "not_a_mapping": [(1, 1, "", "a protocol is a mapping of sections, got list")],
     "wrong_types": [

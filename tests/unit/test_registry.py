@@ -161,7 +161,7 @@ def test_cli_register_amend_show_export(settings: Settings, tmp_path: Path) -> N
     runner = CliRunner()
     env = {"PREUVE_STATE_DIR": str(settings.state_dir)}
     if settings.database_url:
-        env["PREUVE_DATABASE_URL"] = settings.database_url
+        env["PREUVE_DATABASE_URL"] = settings.database_url.get_secret_value()
 
     def run(*args: str) -> tuple[int, str]:
         result = runner.invoke(app, list(args), env=env)

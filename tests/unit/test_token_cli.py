@@ -86,3 +86,37 @@ def test_the_audit_log_names_the_account_that_ran_the_command(tmp_path: Path) ->
             (cli_actor(), "token.issue", "officer:*"), (cli_actor(), "token.revoke", "officer:*")]
         assert all(e.at is not None for e in entries)
     dispose_engines()
+
+
+def test_a_token_issued_with_an_expiry_stops_working_after_it(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from experiments.access import ApiToken, Principal, issue_token, still_valid
+
+    runner = CliRunner()
+    env = {"PREUVE_STATE_DIR": str(tmp_path)}
+    issued = runner.invoke(app, ["token", "issue", "officer", "*", "--expires", "30d"], env=env)
+    assert issued.exit_code == 0, issued.output
+    engine = registry_engine(Settings(state_dir=tmp_path))
+    assert authenticate(engine, issued.output.strip()) is not None
+    listed = runner.invoke(app, ["token", "list"], env=env)
+    soon = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    assert f"\tactive\tuntil {soon}" in listed.output, listed.output
+    for bad in ("2001-01-01", "tomorrow", "0d"):
+        refused = runner.invoke(app, ["token", "issue", "officer", "*", "--expires", bad],
+                                env=env)
+        assert refused.exit_code == 2 and "--expires" in refused.output, refused.output
+    # A token past its expiry authenticates nobody, and its portal sessions end.
+    token = issue_token(engine, "officer", "*", expires_at=datetime.now(UTC) + timedelta(days=1))
+    principal = authenticate(engine, token)
+    assert isinstance(principal, Principal) and still_valid(engine, principal)
+    with sa.orm.Session(engine) as session, session.begin():
+        row = session.scalars(sa.select(ApiToken).where(
+            ApiToken.token_sha256 == principal.token_sha256)).one()
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert authenticate(engine, token) is None
+    assert not still_valid(engine, principal)
+    assert "\texpired\tuntil " in runner.invoke(app, ["token", "list"], env=env).output
+    dispose_engines()
