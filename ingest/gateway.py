@@ -57,7 +57,8 @@ from experiments.enrollment.api import enrollment_router
 from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem
-from ingest.kafka.producer import new_producer
+from ingest.kafka import clients
+from ingest.kafka.principals import GATEWAY
 from ingest.receipts import Receipt, ReceiptBook, purge_receipts
 from ingest.xapi import RESOURCE_EXTENSION, STATEMENT_JSON_SCHEMA, statement_to_event
 
@@ -404,9 +405,9 @@ class _Gateway:
                 timeout_ms = int(self.settings.gateway.kafka_timeout_s * 1000)
                 linger_ms = 2
                 try:
-                    self._producer = new_producer(  # type: ignore[assignment]
+                    self._producer = clients.producer(
                         self.settings,
-                        client_id="preuve-gateway",
+                        GATEWAY,
                         linger_ms=linger_ms,
                         max_block_ms=timeout_ms,
                         request_timeout_ms=timeout_ms,

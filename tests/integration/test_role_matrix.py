@@ -500,7 +500,7 @@ def test_accepted_events_and_only_those_reach_the_topic(matrix: Matrix) -> None:
     sent = matrix.events_sent
     if not sent["ok"]:
         pytest.skip("run with the event rows of the matrix")
-    records = consume_all(matrix.world.settings.kafka_bootstrap or "",
+    records = consume_all(matrix.world.settings,
                           matrix.world.settings.topics.events, expected=len(sent["ok"]))
     ids = {json.loads(value)["event_id"] for _, value in records}
     assert sent["ok"] <= ids

@@ -44,7 +44,8 @@ from experiments.runs.scheduler import (
 )
 from experiments.settings import SchedulerSettings, Settings, WorkerSettings
 from experiments.store import ExperimentStore, StoredEvent
-from ingest.kafka.producer import new_producer
+from ingest.kafka import clients
+from ingest.kafka.principals import SCHEDULER
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.worker import settings_env
@@ -125,8 +126,7 @@ def backdate_version(engine: Engine, version: int, when: datetime) -> None:
 
 
 def requests(settings: Settings, expected: int) -> list[AnalysisRequest]:
-    assert settings.kafka_bootstrap is not None
-    records = consume_all(settings.kafka_bootstrap, settings.topics.analysis_requests, expected,
+    records = consume_all(settings, settings.topics.analysis_requests, expected,
                           timeout_s=30)
     return [AnalysisRequest.from_json(value) for _, value in records]
 
@@ -173,7 +173,7 @@ def test_two_scheduler_processes_publish_each_run_once(settings: Settings) -> No
 def test_two_scheduler_threads_with_separate_engines_race_all_year(settings: Settings) -> None:
     running_experiment(registry_engine(settings))
     engines = [separate_engine(settings), separate_engine(settings)]
-    producers: list[Any] = [new_producer(settings), new_producer(settings)]
+    producers: list[Any] = [clients.producer(settings, SCHEDULER), clients.producer(settings, SCHEDULER)]
     # Each step the two schedulers look at the same moment: every Monday 06:00:30 Paris.
     moments = [due_time(date(2027, 10, 4) + timedelta(weeks=w)) + timedelta(seconds=30)
                for w in range(40)]
@@ -227,7 +227,7 @@ def test_the_first_look_after_keep_until_purges_the_experiment_once(settings: Se
     assert ExperimentStore(settings, EXPERIMENT).count_events() > 0
     off = settings.model_copy(update={
         "scheduler": settings.scheduler.model_copy(update={"purge_expired": False})})
-    producer: Any = new_producer(settings)
+    producer: Any = clients.producer(settings, SCHEDULER)
     try:
         last_day = tick(settings, engine, producer, at("2030-06-30T23:59:00+02:00"))
         assert last_day.purged == 0 and store_exists(settings, EXPERIMENT)
@@ -353,7 +353,7 @@ runs.run_analysis_worker(Settings())
 
 
 def publish(settings: Settings, engine: Engine, *moments: datetime) -> None:
-    producer: Any = new_producer(settings)
+    producer: Any = clients.producer(settings, SCHEDULER)
     try:
         for moment in moments:
             tick(settings, engine, producer, moment)
@@ -405,7 +405,7 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
         # A second copy of a request (a relayed publication) changes nothing.
         run = ScheduledRun(EXPERIMENT, "interim", at("2028-01-15T06:00:00+01:00"), 1,
                            parse_protocol(TEXT).sha256, "at: 2028-01-15")
-        producer: Any = new_producer(settings)
+        producer: Any = clients.producer(settings, SCHEDULER)
         producer.send(settings.topics.analysis_requests, key=run.run_key.encode(),
                       value=AnalysisRequest.of(run).to_json()).get(timeout=30)
         producer.close()

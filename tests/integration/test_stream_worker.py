@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from experiments.database import registry_engine
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, daily_usage_table, events_table
-from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.producer import send_raw_events
+from ingest.kafka.topics import ensure_topics
 from ingest.stream.parking import count_parked
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment, workload
+from tests.support.events import enrollment, publish_registered, workload
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.worker import WorkerProcess
@@ -29,7 +30,7 @@ def _classes() -> dict[str, str]:
 
 
 def _enroll(settings: Settings, classes: dict[str, str]) -> None:
-    publish_enrollments(
+    publish_registered(
         settings,
         [enrollment(c, e, ARMS[i % 2]) for i, (c, e) in enumerate(sorted(classes.items()))],
     )
@@ -87,7 +88,7 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
         registry = registry_engine(settings)
         assert wait_until(lambda: count_parked(registry) == len(load.expected["exp-late"]), 30)
 
-        publish_enrollments(settings, [enrollment("cls-late", "exp-late", "usual")])
+        publish_registered(settings, [enrollment("cls-late", "exp-late", "usual")])
         assert wait_until(lambda: _all_stored(settings, load.expected), 60), (
             "late class not replayed"
         )
@@ -98,7 +99,7 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
     for experiment_id, expected_ids in load.expected.items():
         assert _stored(settings, experiment_id) == expected_ids, f"{experiment_id}: wrong event set"
 
-    dead = consume_all(settings.kafka_bootstrap or "", settings.topics.deadletter, expected=200)
+    dead = consume_all(settings, settings.topics.deadletter, expected=200)
     assert len(dead) == 200, "every invalid event is dead-lettered exactly once"
     fields = sorted(str(headers.get("preuve.field", b"").decode()) for headers, _ in dead)
     assert fields == sorted(f or "" for f in load.invalid_fields), (
