@@ -173,7 +173,7 @@ def test_two_scheduler_processes_publish_each_run_once(settings: Settings) -> No
 def test_two_scheduler_threads_with_separate_engines_race_all_year(settings: Settings) -> None:
     running_experiment(registry_engine(settings))
     engines = [separate_engine(settings), separate_engine(settings)]
-    producers: list[Any] = [clients.producer(settings, SCHEDULER), clients.producer(settings, SCHEDULER)]
+    producers: list[Any] = [clients.producer(settings, SCHEDULER) for _ in range(2)]
     # Each step the two schedulers look at the same moment: every Monday 06:00:30 Paris.
     moments = [due_time(date(2027, 10, 4) + timedelta(weeks=w)) + timedelta(seconds=30)
                for w in range(40)]
@@ -530,3 +530,29 @@ def test_several_workers_share_the_requests(settings: Settings, tmp_path: Path) 
     assert len({r.run_key for r in records}) == 13
     assert len({r.worker.split(":")[1] for r in records}) == 2, "one worker did everything"
     assert [w.returncode for w in workers] == [0, 0]
+
+
+def test_a_request_the_scheduler_did_not_claim_is_ignored_and_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forged early "final" written to the requests topic (here by the scheduler's own
+    principal, as a stolen credential would) runs nothing: the registry holds no claim."""
+    engine = registry_engine(settings)
+    running_experiment(engine, classes=True, settings=settings)
+    from experiments.runs.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    forged = ScheduledRun(EXPERIMENT, "final", at("2028-06-30T06:00:00+02:00"), 1,
+                          parse_protocol(TEXT).sha256, "at: 2028-06-30")
+    producer: Any = clients.producer(settings, SCHEDULER)
+    try:
+        producer.send(settings.topics.analysis_requests, key=forged.run_key.encode(),
+                      value=AnalysisRequest.of(forged).to_json()).get(timeout=30)
+    finally:
+        producer.close()
+    with caplog.at_level("ERROR", logger="experiments.runs.records"):
+        served = run_analysis_worker(settings, once=True, idle_exit_s=3.0)
+    assert served == 1
+    assert list_runs(engine, EXPERIMENT) == []
+    assert any("not claimed by the scheduler" in r.getMessage() and forged.run_key in
+               r.getMessage() for r in caplog.records), caplog.text

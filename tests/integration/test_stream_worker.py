@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ingest.kafka.producer import send_raw_events
 from ingest.kafka.topics import ensure_topics
 from ingest.stream.parking import count_parked
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment, publish_registered, workload
+from tests.support.events import enrollment, publish_registered, valid_event, workload
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.worker import WorkerProcess
@@ -161,3 +162,39 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_nothing(
         # Usage aggregates are updated with the inserts: a re-delivered event counted twice
         # would show here even though the events table cannot hold a second copy.
         assert _usage_total(stores[experiment_id]) == len(expected_ids)
+
+
+def test_an_edtech_writes_its_own_topic_and_foreign_resources_are_dead_lettered(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """An EdTech producing directly (its own SCRAM user, `preuve kafka add-edtech`) writes
+    preuve.events.<resource>; the worker reads it beside preuve.events, stores its own
+    resource's events and dead-letters those that claim another resource."""
+    from ingest.errors import BrokerError
+    from ingest.kafka.access import add_edtech
+
+    settings = make_settings(kafka=True)
+    ensure_topics(settings)
+    classes = {f"cls-e{i}": "exp-direct" for i in range(4)}
+    publish_registered(settings, [enrollment(c, "exp-direct", "usual") for c in classes])
+    publish_registered(settings, [enrollment("cls-n0", "exp-other", "usual",
+                                             resource_id="numeris")])
+    add_edtech(settings, "lectio")
+    rng = random.Random(7)
+    own = [valid_event(rng, c) for c in classes for _ in range(5)]
+    foreign = [valid_event(rng, "cls-n0", resource_id="numeris") for _ in range(3)]
+    send_raw_events(settings, [json.dumps(e).encode() for e in own + foreign],
+                    resource_id="lectio")
+    with pytest.raises(BrokerError):  # its user may write nothing but its own topic
+        send_raw_events(settings, [json.dumps(own[0]).encode()], resource_id="numeris")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        expected = {str(e["event_id"]) for e in own}
+        assert wait_until(lambda: _stored(settings, "exp-direct") >= expected, 120)
+        dead = consume_all(settings, settings.topics.deadletter, expected=len(foreign))
+    finally:
+        assert worker.stop() == 0
+    assert _stored(settings, "exp-direct") == expected
+    assert _stored(settings, "exp-other") == set(), "another resource's events were stored"
+    assert len(dead) == len(foreign)
+    assert {h["preuve.field"] for h, _ in dead} == {b"resource_id"}
