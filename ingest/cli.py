@@ -88,28 +88,30 @@ def kafka_down() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Say whether the local broker runs and answers; exit 0 if it does, 3 if not."""
-    from ingest.errors import BrokerError
+    from ingest.kafka import clients
     from ingest.kafka.broker import broker_answers
-    from ingest.kafka.clients import local_broker, security_options
-    from ingest.kafka.principals import ADMIN, GATEWAY
+    from ingest.kafka.principals import ADMIN, USERS
 
     settings = Settings()
     configure_logging("ERROR")
-    with user_errors():
-        try:
-            options = security_options(settings, ADMIN)
-        except BrokerError:
-            options = security_options(settings, GATEWAY)
+
+    def answers(bootstrap: str) -> bool:
+        # As whichever principal this machine holds credentials for (all alike here).
+        principal = next((p for p in USERS if clients.has_credentials(settings, p)), ADMIN)
+        with user_errors():
+            options = clients.security_options(settings, principal)
+        return broker_answers(bootstrap, **options)
+
     if settings.kafka_bootstrap:
-        answers = broker_answers(settings.kafka_bootstrap, **options)
+        up = answers(settings.kafka_bootstrap)
         typer.echo(f"external cluster {settings.kafka_bootstrap}: "
-                   f"{'up' if answers else 'not answering'}")
-        raise typer.Exit(0 if answers else 3)
-    state = local_broker(settings).state()
+                   f"{'up' if up else 'not answering'}")
+        raise typer.Exit(0 if up else 3)
+    state = clients.local_broker(settings).state()
     if state is None:
         typer.echo("Kafka: down")
         raise typer.Exit(3)
-    if broker_answers(state.bootstrap, **options):
+    if answers(state.bootstrap):
         typer.echo(f"Kafka {state.version}: up at {state.bootstrap} (pid {state.pid})")
         return
     typer.echo(f"Kafka {state.version}: process {state.pid} runs but does not answer at "
