@@ -114,9 +114,11 @@ def test_broker_stopped_gateway_answers_503_and_nothing_accepted_is_lost(
     state = own_broker.up()
     settings = make_settings(
         kafka_bootstrap=state.bootstrap,
-        kafka=KafkaSettings(security=KafkaSecurity(secrets_dir=own_broker.secrets_dir)),
         gateway=GatewaySettings(kafka_timeout_s=3.0, retry_after_s=1),
     )
+    # This broker's own CA and users (make_settings' `kafka` flag means the session broker).
+    settings = settings.model_copy(update={"kafka": KafkaSettings(
+        security=KafkaSecurity(secrets_dir=own_broker.secrets_dir))})
     ensure_topics(settings)
     publish_registered(settings, [enrollment(c, EXPERIMENT, ("lectio", "usual")[i % 2])
                                    for i, c in enumerate(CLASSES)])
