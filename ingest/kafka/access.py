@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from experiments.settings import Settings
 from ingest.errors import BrokerError
@@ -99,6 +100,43 @@ def _create(admin: KafkaAdminClient, grants: list[Grant]) -> None:
     failed = result.get("failed", []) if isinstance(result, dict) else []
     if failed:
         raise BrokerError(f"Kafka refused ACLs: {failed}")
+    _wait_until_visible(admin, acls)
+
+
+def _binding(acl: Any) -> tuple[Any, ...]:
+    pattern = acl.resource_pattern
+    return (acl.principal, int(acl.operation), int(pattern.resource_type),
+            pattern.resource_name, int(pattern.pattern_type))
+
+
+def _wait_until_visible(admin: KafkaAdminClient, acls: list[Any], timeout_s: float = 15.0
+                        ) -> None:
+    """Wait until the broker's authorizer holds the new bindings: they reach it through
+    the metadata log a moment after CreateAcls returns, and a client that writes at once
+    would be refused (TopicAuthorizationFailedError is not retried)."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    every = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                      permission_type=ACLPermissionType.ANY,
+                      resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                             ACLResourcePatternType.ANY))
+    wanted = {_binding(acl) for acl in acls}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found, _error = admin.describe_acls(every)
+        if wanted <= {_binding(acl) for acl in found}:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"the broker did not apply {len(wanted)} new ACLs within "
+                              f"{timeout_s:.0f}s")
+        time.sleep(0.1)
 
 
 def grant_service_acls(settings: Settings, admin: KafkaAdminClient) -> None:

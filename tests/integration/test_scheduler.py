@@ -66,13 +66,19 @@ def at(text: str) -> datetime:
 def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
     tag = uuid.uuid4().hex[:8]
     database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    return make_settings(
+    settings = make_settings(
         kafka=True,
         database_url=database_url,
         scheduler=SchedulerSettings(worker_group_id=f"t{tag}-analysis", poll_interval_s=0.2),
         # 6 s is the broker's smallest session timeout: a killed worker's partitions move fast.
         worker=WorkerSettings(group_id=f"t{tag}-router", session_timeout_s=6.0),
     )
+    # The topics and the services' ACLs first, as `preuve kafka up` does: a producer made
+    # before its principal may write anything cannot get a producer id.
+    from experiments.runs.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    return settings
 
 
 def running_experiment(engine: Engine, *, classes: bool = False,
