@@ -322,6 +322,11 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
     env = _child_env(settings, home, bootstrap, run)
     worker: subprocess.Popen[bytes] | None = None
     try:
+        # The run's own topics, and each service's ACLs on them, as the Kafka admin.
+        _preuve(env, "kafka", "setup")
+        say(f"    SASL_SSL (SCRAM-SHA-512), one Kafka user per service; topics demo-{run}.*"
+            if settings.kafka.security.protocol == "SASL_SSL" else
+            f"    {settings.kafka.security.protocol}; topics demo-{run}.*")
         step(f"Researcher: validate and register the protocol {PROTOCOL.name}")
         say("    " + _preuve(env, "protocol", "validate", str(PROTOCOL)).strip())
         registered = _preuve(env, "protocol", "register", str(PROTOCOL)).strip()
