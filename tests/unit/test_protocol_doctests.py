@@ -24,6 +24,9 @@ MODULES = [
     "experiments.privacy.retention",
     "experiments.runs.scheduler",
     "ingest.contract",
+    "ingest.kafka.principals",
+    "ingest.kafka.producer",
+    "ingest.kafka.topics",
     "ingest.pseudonym",
 ]
 
