@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import TopicPartition
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
@@ -65,6 +66,24 @@ class EnrollmentView:
         single ``dict.get`` is atomic in CPython, so no lock is needed.
         """
         return self._enrollments.get((class_id, resource_id))
+
+    async def _verified(self, messages: Sequence[EnrollmentMessage]) -> set[EnrollmentMessage]:
+        """The registry's answer for these records, waiting out a database outage (the
+        records are in hand, already past the consumer's position: they must not be
+        dropped, nor believed unchecked)."""
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, self.verify, messages)
+            except DBAPIError as error:
+                if not (isinstance(error, OperationalError) or error.connection_invalidated):
+                    raise  # a bug, not an outage
+                logger.warning("checking %d enrollment records against the registry failed "
+                               "(%s); retrying in %.1fs", len(messages),
+                               type(error).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def __len__(self) -> int:
         return len(self._enrollments)
@@ -130,8 +149,7 @@ class EnrollmentView:
                     logger.error("ignoring a malformed enrollment record at offset %d: %s",
                                  record.offset, error)
         messages = [message for _, message in parsed if message is not None]
-        held = (await asyncio.get_running_loop().run_in_executor(None, self.verify, messages)
-                if messages else set())
+        held = await self._verified(messages) if messages else set()
         for key, message in parsed:  # in order: a tombstone after a record removes it
             if message is None:
                 self._enrollments.pop(enrollment_key_parts(key or b""), None)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_view_reads_the_whole_topic_keeps_two_resources_and_honours_tombstones(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = make_settings(kafka=True)
     ensure_topics(settings)
@@ -61,11 +61,16 @@ def test_the_view_reads_the_whole_topic_keeps_two_resources_and_honours_tombston
         finally:
             await view.stop()
 
-    (reading, maths, withdrawn_b, forged, other_resource), late, ignored = asyncio.run(scenario())
+    with caplog.at_level("WARNING", logger="ingest.stream.enrollments"):
+        (reading, maths, withdrawn_b, forged, other_resource), late, ignored = asyncio.run(
+            scenario())
     producer.close()
     assert reading is not None and reading.experiment_id == "exp-reading"  # type: ignore[attr-defined]
     assert maths is not None and maths.experiment_id == "exp-maths"  # type: ignore[attr-defined]
     assert withdrawn_b is None, "a tombstone must remove the enrollment"
     assert forged is None and other_resource is None, "an unregistered record was believed"
     assert ignored == 2
+    ignored_lines = [r.getMessage() for r in caplog.records
+                     if "the registry does not hold" in r.getMessage()]
+    assert len(ignored_lines) == 2 and "cls-forged" in ignored_lines[0], ignored_lines
     assert late is not None, "an enrollment published after start must be followed"
