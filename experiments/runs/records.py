@@ -203,27 +203,17 @@ def _events_offsets(settings: Settings) -> dict[str, Any]:
     from kafka.errors import KafkaError
 
     from ingest.errors import BrokerError
-    from ingest.kafka import clients
     from ingest.kafka.principals import ANALYSIS
+    from ingest.kafka.topics import committed_offsets
 
-    group = settings.worker.group_id
+    group, topic = settings.worker.group_id, settings.topics.events
     try:
-        admin = clients.admin(settings, ANALYSIS, client_id="preuve-analysis-watermark")
-        try:
-            offsets = admin.list_group_offsets({group: None}).get(group, {})
-        finally:
-            admin.close()
+        offsets = committed_offsets(settings, ANALYSIS, group, topic)
     except (KafkaError, BrokerError) as exc:  # the run stays valid; the watermark says why
         logger.warning("committed offsets of group %s unknown: %s", group, exc)
-        return {"group": group, "topic": settings.topics.events, "offsets": None,
-                "reason": str(exc)}
-    return {
-        "group": group,
-        "topic": settings.topics.events,
-        "offsets": {str(tp.partition): int(meta.offset)
-                    for tp, meta in sorted(offsets.items())
-                    if tp.topic == settings.topics.events},
-    }
+        return {"group": group, "topic": topic, "offsets": None, "reason": str(exc)}
+    return {"group": group, "topic": topic,
+            "offsets": {str(partition): offset for partition, offset in offsets.items()}}
 
 
 def _store_watermark(settings: Settings, experiment_id: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from ingest.errors import BrokerError
 
 __all__ = [
     "TopicSpec",
+    "committed_offsets",
+    "partitions_of",
     "ensure_topics",
     "events_pattern",
     "resource_of_topic",
@@ -173,3 +175,38 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None) 
             grant_service_acls(settings, admin)
     finally:
         admin.close()
+
+
+async def partitions_of(settings: Settings, principal: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``, as ``principal`` sees it (aiokafka admin).
+
+    Raises :class:`BrokerError` when the topic does not exist or is not visible to it.
+    """
+    from ingest.kafka import clients
+
+    admin = clients.aio_admin(settings, principal, client_id=f"preuve-{principal}-admin")
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = sorted(p["partition"] for p in description.get("partitions", []))
+    if description.get("error_code") or not partitions:
+        raise BrokerError(f"topic {topic} does not exist or is not visible to "
+                          f"{clients.user_of(settings, principal)} (run `preuve kafka up` or "
+                          "`preuve kafka setup`)")
+    return partitions
+
+
+def committed_offsets(settings: Settings, principal: str, group: str, topic: str
+                      ) -> dict[int, int]:
+    """The offsets ``group`` committed on ``topic``, by partition (kafka-python admin)."""
+    from ingest.kafka import clients
+
+    admin = clients.admin(settings, principal, client_id=f"preuve-{principal}-offsets")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: int(meta.offset) for tp, meta in sorted(offsets.items())
+            if tp.topic == topic}

@@ -26,6 +26,7 @@ from ingest.contract import EnrollmentMessage
 from ingest.kafka import clients
 from ingest.kafka.principals import WORKER
 from ingest.kafka.producer import enrollment_key_parts
+from ingest.kafka.topics import partitions_of
 
 Verify = Callable[[Sequence[EnrollmentMessage]], set[EnrollmentMessage]]
 """Which of these records the registry holds (see
@@ -115,16 +116,7 @@ class EnrollmentView:
         return {tp: await self._consumer.position(tp) for tp in partitions}
 
     async def _partitions(self) -> list[int]:
-        admin = clients.aio_admin(self.settings, WORKER, client_id="preuve-enrollments-admin")
-        await admin.start()
-        try:
-            (description,) = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
-        partitions = sorted(p["partition"] for p in description.get("partitions", []))
-        if description.get("error_code") or not partitions:
-            raise RuntimeError(f"topic {self.topic} does not exist (run ensure_topics first)")
-        return partitions
+        return await partitions_of(self.settings, WORKER, self.topic)
 
     async def follow(self) -> None:
         """Apply new enrollment records until cancelled."""
