@@ -14,10 +14,15 @@ On a local broker it pre-loads N valid events (default 1,000,000) into a fresh
       validated, pseudonymised events), with no Kafka and no validation in the loop —
       the ceiling that the database path puts on (c) on this machine;
 
-and prints events/s, the worker's peak memory, p50/p99 latency, and last the line
+and prints events/s, the worker's peak memory, p50/p99 latency, and the line
 `ratio_worker_pg_to_raw=X.XX`. Results and the machine go in benchmarks/README.md.
 
+All of it twice by default (``--security both``): on a PLAINTEXT broker, then on a
+SASL_SSL one (SCRAM-SHA-512 over TLS, ACLs, every client its service's user, as Preuve
+runs), and last a table of the two side by side: the cost of security, measured.
+
     .venv/bin/python benchmarks/bench_ingest.py [--events 1000000] [--skip-gateway]
+        [--security both|SASL_SSL|PLAINTEXT]
 """
 
 from __future__ import annotations
@@ -45,11 +50,21 @@ import sqlalchemy as sa  # noqa: E402
 
 from experiments.access import issue_token  # noqa: E402
 from experiments.database import dispose_engines, registry_engine  # noqa: E402
-from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings  # noqa: E402
+from experiments.settings import (  # noqa: E402
+    KafkaSecurity,
+    KafkaSettings,
+    Settings,
+    TopicNames,
+    WorkerSettings,
+)
 from experiments.store import ExperimentStore, events_table  # noqa: E402
 from ingest.contract import EnrollmentMessage  # noqa: E402
+from ingest.kafka import clients  # noqa: E402
+from ingest.kafka.access import ensure_topics  # noqa: E402
 from ingest.kafka.broker import LocalBroker, free_port  # noqa: E402
-from ingest.kafka.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
+from ingest.kafka.principals import GATEWAY, USERS, WORKER  # noqa: E402
+from ingest.kafka.producer import publish_enrollments  # noqa: E402
+from tests.support.events import register_enrollments  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
 from tests.support.worker import WorkerProcess, settings_env  # noqa: E402
 
@@ -57,10 +72,12 @@ CLASSES = 2_000
 EXPERIMENT = "bench-ingest"
 
 
-def _settings(root: Path, bootstrap: str, tag: str, database_url: str | None = None) -> Settings:
+def _settings(root: Path, kafka: KafkaSettings, bootstrap: str, tag: str,
+              database_url: str | None = None) -> Settings:
     return Settings(
         state_dir=root / tag,
         kafka_bootstrap=bootstrap,
+        kafka=kafka,
         database_url=database_url,
         pseudonym_key="bench-key" * 5,
         topics=TopicNames(
@@ -87,10 +104,21 @@ def _event(rng: random.Random, when: datetime) -> dict[str, object]:
     }
 
 
+def _enrollments() -> list[EnrollmentMessage]:
+    return [
+        EnrollmentMessage(
+            class_id=f"c{i:05d}", experiment_id=EXPERIMENT, resource_id="lectio",
+            arm="lectio" if i % 2 else "usual", school_uai="0750001A", academie="paris",
+            at=datetime(2027, 9, 1, tzinfo=UTC),
+        )
+        for i in range(CLASSES)
+    ]
+
+
 def preload(settings: Settings, count: int) -> float:
     rng = random.Random(1)
     start = datetime(2027, 10, 1, tzinfo=UTC)
-    producer = new_producer(settings, linger_ms=20)
+    producer = clients.producer(settings, GATEWAY, linger_ms=20)
     began = time.perf_counter()
     for i in range(count):
         event = _event(rng, start + timedelta(seconds=i))
@@ -104,16 +132,9 @@ def preload(settings: Settings, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-async def _bare_consumer(bootstrap: str, topic: str, count: int) -> float:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+async def _bare_consumer(settings: Settings, topic: str, count: int) -> float:
+    consumer = clients.aio_consumer(
+        settings, WORKER, topic, group_id=None, max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
     seen = 0
@@ -173,6 +194,7 @@ def run_worker(
     """(events/s, peak RSS in MiB, worker CPU µs/event, PostgreSQL CPU µs/event) of one
     worker storing ``count`` events; the store is counted once at the end."""
     store = ExperimentStore(settings, EXPERIMENT)
+    register_enrollments(settings, _enrollments())  # the worker believes the registry's only
     worker = WorkerProcess(settings, log)
     worker.start(ready_timeout_s=120)
     assert worker.process is not None
@@ -226,7 +248,7 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple
     store = ExperimentStore(settings, EXPERIMENT)
     before = store.count_events()
     worker = WorkerProcess(settings, log).start(ready_timeout_s=120)
-    producer = new_producer(settings, linger_ms=1)
+    producer = clients.producer(settings, GATEWAY, linger_ms=1)
     rng = random.Random(rate)  # each run its own event ids (the same seed twice made duplicates)
     total = rate * seconds
     began_at = datetime.now(UTC)
@@ -320,66 +342,58 @@ def run_gateway(
         log.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--skip-gateway", action="store_true")
-    parser.add_argument("--latency-seconds", type=int, default=20)
-    parser.add_argument("--gateway-seconds", type=float, default=20)
-    args = parser.parse_args()
-    # SIGTERM ends the run like Ctrl-C, so that the broker and cluster are still stopped.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+#: The figures compared between a PLAINTEXT and a SASL_SSL broker (name, unit).
+FIGURES = {
+    "preload": "events/s", "raw": "events/s", "sqlite": "events/s", "pg": "events/s",
+    "gateway": "events/s", "p50_5000": "ms", "p99_5000": "ms", "p50_500": "ms", "p99_500": "ms",
+}
+
+
+def measure(args: argparse.Namespace, protocol: str) -> dict[str, float]:
+    """Every measurement on a fresh broker of that security protocol; returns the figures."""
     root = Path(tempfile.mkdtemp(prefix="preuve-bench-"))
+    secured = protocol == "SASL_SSL"
     broker = LocalBroker(
-        root / "kafka", Settings().cache_dir, KafkaSettings().version, partitions=4, heap="2g"
+        root / "kafka", Settings().cache_dir, KafkaSettings().version, partitions=4, heap="2g",
+        secured=secured, users=USERS,
     )
+    kafka = KafkaSettings(security=KafkaSecurity(protocol=protocol,  # type: ignore[arg-type]
+                                                 secrets_dir=broker.secrets_dir))
+    figures: dict[str, float] = {}
     cluster = None
     try:
         bootstrap = broker.up().bootstrap
         cluster = PostgresCluster.start(durable=True)  # fsync on, as in production
         print(
+            f"\n=== Kafka {protocol} ===\n"
             f"machine: {platform.node()} {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, "
             f"Kafka {broker.version}, {args.events:,} events, 4 partitions"
         )
-        base = _settings(root, bootstrap, "preload")
+        base = _settings(root, kafka, bootstrap, "preload")
         ensure_topics(base)
-        publish_enrollments(
-            base,
-            [
-                EnrollmentMessage(
-                    class_id=f"c{i:05d}",
-                    experiment_id=EXPERIMENT,
-                    resource_id="lectio",
-                    arm="lectio" if i % 2 else "usual",
-                    school_uai="0750001A",
-                    academie="paris",
-                    at=datetime.now(UTC),
-                )
-                for i in range(CLASSES)
-            ],
-        )
-        rate = preload(base, args.events)
+        publish_enrollments(base, _enrollments())
+        rate = figures["preload"] = preload(base, args.events)
         print(f"preload (kafka-python producer, acks=all): {rate:,.0f} events/s")
 
-        raw = asyncio.run(_bare_consumer(bootstrap, base.topics.events, args.events))
+        raw = figures["raw"] = asyncio.run(_bare_consumer(base, base.topics.events, args.events))
         print(f"(a) bare aiokafka consumer + json decode:  {raw:,.0f} events/s")
 
-        sqlite_settings = _settings(root, bootstrap, "sqlite")
+        sqlite_settings = _settings(root, kafka, bootstrap, "sqlite")
         sqlite_rate, sqlite_peak, sqlite_cpu, _ = run_worker(
             sqlite_settings, args.events, root / "worker-sqlite.log"
         )
+        figures["sqlite"] = sqlite_rate
         print(
             f"(b) preuve worker -> SQLite store:         {sqlite_rate:,.0f} events/s, "
             f"peak RSS {sqlite_peak:,.0f} MiB, worker CPU {sqlite_cpu:.1f} us/event"
         )
 
-        pg_settings = _settings(root, bootstrap, "pg", cluster.create_database("bench"))
+        pg_settings = _settings(root, kafka, bootstrap, "pg", cluster.create_database("bench"))
         pg_rate, pg_peak, pg_cpu, pg_server_cpu = run_worker(
             pg_settings, args.events, root / "worker-pg.log", cluster
         )
+        figures["pg"] = pg_rate
         print(
             f"(c) preuve worker -> PostgreSQL store:     {pg_rate:,.0f} events/s, "
             f"peak RSS {pg_peak:,.0f} MiB, worker CPU {pg_cpu:.1f} us/event, "
@@ -392,14 +406,14 @@ def main() -> None:
         print(f"    CPU bound of (c) on {cores} cores: {cpu_bound:,.0f} events/s")
 
         alone = run_store_alone(
-            _settings(root, bootstrap, "alone", cluster.create_database("alone")),
+            _settings(root, kafka, bootstrap, "alone", cluster.create_database("alone")),
             min(args.events, 200_000),
         )
         print(f"(f) PostgreSQL store alone (no Kafka, no validation): {alone:,.0f} events/s")
 
         if not args.skip_gateway:
-            gateway = run_gateway(_settings(root, bootstrap, "gateway"), root,
-                                  seconds=args.gateway_seconds)
+            gateway = figures["gateway"] = run_gateway(
+                _settings(root, kafka, bootstrap, "gateway"), root, seconds=args.gateway_seconds)
             print(f"(d) gateway, 16 clients x 100-event batches: {gateway:,.0f} accepted events/s")
 
         # 5,000/s is the issue's figure; the second rate is one the worker can sustain, so
@@ -408,6 +422,7 @@ def main() -> None:
             p50, p99 = run_latency(
                 pg_settings, offered, args.latency_seconds, root / f"worker-latency-{offered}.log"
             )
+            figures[f"p50_{offered}"], figures[f"p99_{offered}"] = p50, p99
             print(
                 f"(e) end-to-end latency at {offered:,} events/s offered (PostgreSQL): "
                 f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
@@ -416,12 +431,40 @@ def main() -> None:
         print(f"ratio_pg_store_alone_to_raw={alone / raw:.2f}")
         print(f"ratio_cpu_bound_pg_to_raw={cpu_bound / raw:.2f}")
         print(f"ratio_worker_pg_to_raw={pg_rate / raw:.2f}")
+        return figures
     finally:
         dispose_engines()
         if cluster is not None:
             cluster.stop()
         broker.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument("--gateway-seconds", type=float, default=20)
+    parser.add_argument("--security", choices=["both", "SASL_SSL", "PLAINTEXT"], default="both",
+                        help="Kafka security protocol of the run(s) [default: both, compared]")
+    args = parser.parse_args()
+    # SIGTERM ends the run like Ctrl-C, so that the broker and cluster are still stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    protocols = ["PLAINTEXT", "SASL_SSL"] if args.security == "both" else [args.security]
+    results = {protocol: measure(args, protocol) for protocol in protocols}
+    if len(results) == 2:
+        plain, secured = results["PLAINTEXT"], results["SASL_SSL"]
+        print("\n=== the cost of security: PLAINTEXT vs SASL_SSL (SCRAM-SHA-512 over TLS) ===")
+        print(f"{'figure':<10} {'PLAINTEXT':>12} {'SASL_SSL':>12}  change")
+        for name, unit in FIGURES.items():
+            if name in plain and name in secured:
+                change = (secured[name] / plain[name] - 1) * 100 if plain[name] else float("nan")
+                print(f"{name:<10} {plain[name]:>12,.0f} {secured[name]:>12,.0f}  "
+                      f"{change:+.0f}% ({unit})")
+        print(f"ratio_worker_pg_sasl_ssl_to_plaintext={secured['pg'] / plain['pg']:.2f}")
 
 
 if __name__ == "__main__":

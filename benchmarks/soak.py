@@ -35,11 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa  # noqa: E402
 
 from experiments.database import dispose_engines  # noqa: E402
-from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings  # noqa: E402
+from experiments.settings import (  # noqa: E402
+    KafkaSecurity,
+    KafkaSettings,
+    Settings,
+    TopicNames,
+    WorkerSettings,
+)
 from experiments.store import ExperimentStore, daily_usage_table, events_table  # noqa: E402
 from ingest.contract import EnrollmentMessage  # noqa: E402
+from ingest.kafka import clients  # noqa: E402
+from ingest.kafka.access import ensure_topics  # noqa: E402
 from ingest.kafka.broker import LocalBroker, free_port  # noqa: E402
-from ingest.kafka.producer import ensure_topics, new_producer, publish_enrollments  # noqa: E402
+from ingest.kafka.principals import GATEWAY, USERS  # noqa: E402
+from tests.support.events import publish_registered  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
@@ -71,7 +80,7 @@ class Load:
 
     def run(self) -> None:
         rng = random.Random(20270901)
-        producer = new_producer(self.settings, linger_ms=20)
+        producer = clients.producer(self.settings, GATEWAY, linger_ms=20)
         recent: list[bytes] = []
         tick = 0.1
         next_at = time.monotonic()
@@ -123,7 +132,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="preuve-soak-"))
     broker = LocalBroker(root / "kafka", Settings().cache_dir, KafkaSettings().version,
-                         port=free_port(), partitions=4, heap="768m")
+                         port=free_port(), partitions=4, heap="768m", users=USERS)
     cluster: PostgresCluster | None = None
     workers: list[WorkerProcess] = []
     load: Load | None = None
@@ -133,6 +142,8 @@ def main() -> int:
         cluster = PostgresCluster.start(durable=True)
         settings = Settings(
             state_dir=root / "state", kafka_bootstrap=state.bootstrap,
+            # Secured as Preuve runs: SASL_SSL, ACLs, every client its service's user.
+            kafka=KafkaSettings(security=KafkaSecurity(secrets_dir=broker.secrets_dir)),
             database_url=cluster.create_database("soak"),
             pseudonym_key="soak-key" * 5,
             topics=TopicNames(events="soak.events", deadletter="soak.deadletter",
@@ -140,7 +151,7 @@ def main() -> int:
             worker=WorkerSettings(group_id="soak-router", batch_size=500, batch_seconds=0.3),
         )
         ensure_topics(settings)
-        publish_enrollments(settings, [
+        publish_registered(settings, [
             EnrollmentMessage(class_id=f"c{i:04d}", experiment_id=EXPERIMENT, resource_id="lectio",
                               arm=("lectio", "usual")[i % 2], school_uai="0750001A",
                               academie="paris", at=datetime(2027, 9, 1, tzinfo=UTC))

@@ -72,7 +72,11 @@ class _Step:
 
 
 def _child_env(settings: Settings, home: Path, bootstrap: str, run: str) -> dict[str, str]:
+    from ingest.kafka.clients import security_env
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREUVE_")}
+    # The children's state is the run's directory; Kafka's credentials stay the broker's.
+    env.update(security_env(settings))
     env.update(
         PREUVE_STATE_DIR=str(home),
         PREUVE_CACHE_DIR=str(settings.cache_dir),
@@ -231,13 +235,12 @@ def _wait_for_worker(log: Path, process: subprocess.Popen[bytes], timeout_s: flo
     raise RuntimeError("the worker was not ready in time")
 
 
-def _dead_letters(bootstrap: str, topic: str, expected: int) -> Counter[str]:
-    from kafka import KafkaConsumer
+def _dead_letters(settings: Settings, topic: str, expected: int) -> Counter[str]:
+    from ingest.kafka import clients
+    from ingest.kafka.principals import ADMIN
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=3000,
-    )
+    # The demo plays the operator here: the admin reads the dead-letter topic.
+    consumer = clients.consumer(settings, ADMIN, topic, group_id=None, consumer_timeout_ms=3000)
     reasons: Counter[str] = Counter()
     try:
         deadline = time.monotonic() + 30
@@ -293,7 +296,7 @@ def _officer_token(home: Path) -> str:
 
 def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResult:
     """Run the whole simulated experiment; returns where its outputs are."""
-    from ingest.kafka.producer import local_broker
+    from ingest.kafka.clients import local_broker
 
     run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     home = settings.state_dir / "demo" / run
@@ -316,6 +319,11 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
     env = _child_env(settings, home, bootstrap, run)
     worker: subprocess.Popen[bytes] | None = None
     try:
+        # The run's own topics, and each service's ACLs on them, as the Kafka admin.
+        _preuve(env, "kafka", "setup")
+        say(f"    SASL_SSL (SCRAM-SHA-512), one Kafka user per service; topics demo-{run}.*"
+            if settings.kafka.security.protocol == "SASL_SSL" else
+            f"    {settings.kafka.security.protocol}; topics demo-{run}.*")
         step(f"Researcher: validate and register the protocol {PROTOCOL.name}")
         say("    " + _preuve(env, "protocol", "validate", str(PROTOCOL)).strip())
         registered = _preuve(env, "protocol", "register", str(PROTOCOL)).strip()
@@ -370,7 +378,8 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
         for arm, count in sorted(store.counts_by_arm().items()):
             active = {str(a): int(n) for a, n in learners}.get(arm, 0)
             say(f"      arm {arm:<8} {count:>6} events from {active} pupils")
-        reasons = _dead_letters(bootstrap, env["PREUVE_TOPICS__DEADLETTER"], invalid)
+        reasons = _dead_letters(settings.model_copy(update={"kafka_bootstrap": bootstrap}),
+                                env["PREUVE_TOPICS__DEADLETTER"], invalid)
         deadletter = env["PREUVE_TOPICS__DEADLETTER"]
         say(f"    dead-letter topic {deadletter}: {sum(reasons.values())} events")
         for reason, count in reasons.most_common():

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "MIN_KEY_BYTES",
     "GatewaySettings",
+    "KafkaSecurity",
     "KafkaSettings",
     "PortalSettings",
     "SchedulerSettings",
@@ -53,6 +54,41 @@ class TopicNames(BaseModel):
     )
 
 
+class KafkaSecurity(BaseModel):
+    protocol: Literal["SASL_SSL", "SSL", "SASL_PLAINTEXT", "PLAINTEXT"] = Field(
+        "SASL_SSL",
+        description="How clients reach Kafka: SASL_SSL (SCRAM over TLS, the local broker's "
+        "and compose's), SSL (client certificates), or an unsecured PLAINTEXT cluster.",
+    )
+    mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (SASL_SSL, SASL_PLAINTEXT)."
+    )
+    user: str | None = Field(
+        None,
+        description="SASL user of this process. Unset: each service uses its own principal "
+        "(gateway, worker, enrollment, scheduler, analysis) whose password `preuve kafka up` "
+        "wrote in secrets_dir.",
+    )
+    password: SecretStr | None = Field(None, description="SASL password of `user`.")
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the brokers' certificates. Unset: "
+        "secrets_dir/ca.pem if it exists, else the system's trusted CAs.",
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM client certificate (clusters that require one)."
+    )
+    key_file: Path | None = Field(None, description="PEM private key of `cert_file`.")
+    check_hostname: bool = Field(
+        True, description="Check that the broker's certificate names the host it was reached at."
+    )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Where `preuve kafka up` keeps the local CA, the broker's certificate and "
+        "the services' SCRAM passwords (mode 0600). Unset: state_dir/kafka/secrets.",
+    )
+
+
 class KafkaSettings(BaseModel):
     version: str = Field("4.3.1", description="Apache Kafka release run by `preuve kafka up`.")
     port: int = Field(0, description="Broker port for `preuve kafka up`; 0 picks a free port.")
@@ -63,6 +99,7 @@ class KafkaSettings(BaseModel):
         description="Retention of preuve.events and the dead-letter topic, which hold what "
         "resources sent before pseudonymisation.",
     )
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
 
 class WorkerSettings(BaseModel):

@@ -73,7 +73,8 @@ from experiments.settings import Settings
 from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem, StatementRejected
-from ingest.kafka.producer import new_producer
+from ingest.kafka import clients
+from ingest.kafka.principals import GATEWAY
 from ingest.receipts import Receipt, ReceiptBook, purge_receipts
 from ingest.xapi import (
     RESOURCE_EXTENSION,
@@ -397,9 +398,9 @@ class _Gateway:
                 timeout_ms = int(self.settings.gateway.kafka_timeout_s * 1000)
                 linger_ms = 2
                 try:
-                    self._producer = new_producer(  # type: ignore[assignment]
+                    self._producer = clients.producer(
                         self.settings,
-                        client_id="preuve-gateway",
+                        GATEWAY,
                         linger_ms=linger_ms,
                         max_block_ms=timeout_ms,
                         request_timeout_ms=timeout_ms,

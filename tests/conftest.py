@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 
 from experiments.database import dispose_engines
-from experiments.settings import KafkaSettings, Settings, TopicNames, WorkerSettings
+from experiments.settings import (
+    KafkaSecurity,
+    KafkaSettings,
+    Settings,
+    TopicNames,
+    WorkerSettings,
+)
 from ingest.kafka.broker import LocalBroker
+from ingest.kafka.principals import USERS
 from tests.support.postgres import PostgresCluster
 
 
@@ -37,12 +44,20 @@ def postgres_url(postgres_cluster: PostgresCluster) -> str:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     home = tmp_path_factory.mktemp("kafka")
-    broker = LocalBroker(home, Settings().cache_dir, KafkaSettings().version, partitions=4)
+    # Secured as in production: SASL_SSL (SCRAM-SHA-512), ACLs, every service its own user.
+    broker = LocalBroker(home, Settings().cache_dir, KafkaSettings().version, partitions=4,
+                         users=USERS)
     broker.up()
     try:
         yield broker
     finally:
         broker.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_broker: LocalBroker) -> KafkaSettings:
+    """Kafka settings whose clients find the test broker's CA and the services' passwords."""
+    return KafkaSettings(partitions=4, security=KafkaSecurity(secrets_dir=kafka_broker.secrets_dir))
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +94,11 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Se
             "worker": WorkerSettings(group_id=f"t{tag}-router", batch_size=500, batch_seconds=0.3),
         }
         if kafka:
+            broker: LocalBroker = request.getfixturevalue("kafka_broker")
             fields["kafka_bootstrap"] = request.getfixturevalue("kafka_bootstrap")
+            # The services find their passwords and the CA where the test broker keeps them.
+            fields["kafka"] = KafkaSettings(
+                partitions=4, security=KafkaSecurity(secrets_dir=broker.secrets_dir))
         fields.update(overrides)
         return Settings(**fields)  # type: ignore[arg-type]
 

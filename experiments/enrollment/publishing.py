@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from experiments.enrollment.tables import (
     DESIGNS,
     ENROLLMENTS,
+    in_chunks,
     in_utc,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "pending_messages",
     "publish_after",
     "publish_pending",
+    "registered_enrollments",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,7 +165,9 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
 
 
 def kafka_publisher(settings: Settings) -> Publish:
-    """The default ``publish``: kafka-python to ``settings.topics.enrollments``, acks=all.
+    """The default ``publish``: one long-lived kafka-python producer (the ``enrollment``
+    principal's, :class:`ingest.kafka.producer.EnrollmentPublisher`) to
+    ``settings.topics.enrollments``, acks=all.
 
     kafka-python's errors are raised as :class:`ingest.errors.BrokerError`, which
     :func:`publish_pending` turns into pending records.
@@ -177,12 +181,44 @@ def kafka_publisher(settings: Settings) -> Publish:
     from kafka.errors import KafkaError
 
     from ingest.errors import BrokerError
-    from ingest.kafka.producer import publish_enrollments
+    from ingest.kafka.producer import EnrollmentPublisher
+
+    publisher = EnrollmentPublisher(settings)  # its producer is made at the first call
 
     def publish(messages: Sequence[EnrollmentMessage]) -> int:
         try:
-            return publish_enrollments(settings, messages)
+            return publisher.publish(messages)
         except KafkaError as exc:  # kafka-python's errors, in the ingest vocabulary
             raise BrokerError(f"Kafka: {exc}") from exc
 
     return publish
+
+
+def registered_enrollments(
+    engine: Engine, messages: Sequence[EnrollmentMessage]
+) -> set[EnrollmentMessage]:
+    """The records of ``messages`` that the registry holds: same class, experiment,
+    resource and arm (the stream worker ignores the others: forged or stray records).
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from ingest.contract import EnrollmentMessage
+    >>> forged = EnrollmentMessage(class_id="cls-1", experiment_id="x", resource_id="r",
+    ...     arm="a", school_uai="0750001A", academie="paris", at=datetime.now(UTC))
+    >>> registered_enrollments(fresh_registry(), [forged])
+    set()
+    """
+    table, designs = ENROLLMENTS, DESIGNS
+    held: set[tuple[str, str, str, str]] = set()
+    with engine.connect() as connection:
+        for chunk in in_chunks(sorted({m.class_id for m in messages})):
+            rows = connection.execute(
+                sa.select(table.c.class_id, table.c.experiment_id, designs.c.resource_id,
+                          table.c.arm)
+                .join(designs, designs.c.experiment_id == table.c.experiment_id)
+                .where(table.c.class_id.in_(chunk))
+            )
+            held.update((r.class_id, r.experiment_id, r.resource_id, r.arm) for r in rows)
+    return {m for m in messages
+            if (m.class_id, m.experiment_id, m.resource_id, m.arm) in held}

@@ -279,7 +279,9 @@ def _tombstone(settings: Settings, what: str, enrollments: _Enrollments) -> dict
     from kafka.errors import KafkaError
 
     from ingest.errors import IngestError
-    from ingest.kafka.producer import enrollment_key, new_producer
+    from ingest.kafka import clients
+    from ingest.kafka.principals import ENROLLMENT
+    from ingest.kafka.producer import enrollment_key
 
     topic = settings.topics.enrollments
     if not enrollments.class_ids or not enrollments.published:
@@ -288,9 +290,10 @@ def _tombstone(settings: Settings, what: str, enrollments: _Enrollments) -> dict
                            "tombstoned)"}
     keys = [enrollment_key(c, enrollments.resource_id) for c in enrollments.class_ids]
     try:
-        producer: Any = new_producer(
-            settings, client_id="preuve-retention", bootstrap_timeout_ms=_KAFKA_TIMEOUT_MS,
-            max_block_ms=_KAFKA_TIMEOUT_MS, delivery_timeout_ms=2 * _KAFKA_TIMEOUT_MS)
+        producer: Any = clients.producer(
+            settings, ENROLLMENT, client_id="preuve-retention",
+            bootstrap_timeout_ms=_KAFKA_TIMEOUT_MS, max_block_ms=_KAFKA_TIMEOUT_MS,
+            delivery_timeout_ms=2 * _KAFKA_TIMEOUT_MS)
         try:
             futures = [producer.send(topic, key=key, value=None) for key in keys]
             producer.flush(timeout=2 * _KAFKA_TIMEOUT_MS / 1000)

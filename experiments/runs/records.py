@@ -68,7 +68,12 @@ from experiments.protocol.language import Protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import get_experiment, registered_protocol
 from experiments.runs.inputs import read_analysis_inputs
-from experiments.runs.scheduler import AnalysisRequest, ensure_request_topic, utc
+from experiments.runs.scheduler import (
+    AnalysisRequest,
+    claimed_request,
+    ensure_request_topic,
+    utc,
+)
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 
@@ -178,31 +183,20 @@ def list_runs(registry: Engine, experiment_id: str, analysis: str | None = None
 def _events_offsets(settings: Settings) -> dict[str, Any]:
     """Committed offsets of the stream workers on ``preuve.events`` (what the stores hold
     at least), or why they are unknown."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     from ingest.errors import BrokerError
-    from ingest.kafka.producer import kafka_bootstrap
+    from ingest.kafka.principals import ANALYSIS
+    from ingest.kafka.topics import committed_offsets
 
-    group = settings.worker.group_id
+    group, topic = settings.worker.group_id, settings.topics.events
     try:
-        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings),
-                                 client_id="preuve-analysis-watermark")
-        try:
-            offsets = admin.list_group_offsets({group: None}).get(group, {})
-        finally:
-            admin.close()
+        offsets = committed_offsets(settings, ANALYSIS, group, topic)
     except (KafkaError, BrokerError) as exc:  # the run stays valid; the watermark says why
         logger.warning("committed offsets of group %s unknown: %s", group, exc)
-        return {"group": group, "topic": settings.topics.events, "offsets": None,
-                "reason": str(exc)}
-    return {
-        "group": group,
-        "topic": settings.topics.events,
-        "offsets": {str(tp.partition): int(meta.offset)
-                    for tp, meta in sorted(offsets.items())
-                    if tp.topic == settings.topics.events},
-    }
+        return {"group": group, "topic": topic, "offsets": None, "reason": str(exc)}
+    return {"group": group, "topic": topic,
+            "offsets": {str(partition): offset for partition, offset in offsets.items()}}
 
 
 def _store_watermark(settings: Settings, experiment_id: str) -> dict[str, Any]:
@@ -455,6 +449,22 @@ def reproduce_run(settings: Settings, record: RunRecord, registry: Engine | None
     return plain
 
 
+def _claimed_request(registry: Engine, value: bytes, partition: int, offset: int
+                     ) -> AnalysisRequest | None:
+    """The request in a message, if it is well formed and the scheduler claimed it in the
+    registry; else None, logged (a malformed or forged request is skipped, not run)."""
+    try:
+        request = AnalysisRequest.from_json(value)
+    except SchedulerError as error:
+        logger.error("%s (partition %d, offset %d): skipped", error, partition, offset)
+        return None
+    if not claimed_request(registry, request):
+        logger.error("analysis request %s (partition %d, offset %d): not claimed by the "
+                     "scheduler in the registry: ignored", request.run_key, partition, offset)
+        return None
+    return request
+
+
 def run_analysis_worker(
     settings: Settings,
     *,
@@ -478,24 +488,21 @@ def run_analysis_worker(
     int
         Requests served (recorded, found recorded, or refused as malformed).
     """
-    from kafka import KafkaConsumer
     from kafka.errors import CommitFailedError, KafkaError
     from kafka.structs import OffsetAndMetadata
 
     from experiments.database import registry_engine
-    from ingest.kafka.producer import kafka_bootstrap
+    from ingest.kafka import clients
+    from ingest.kafka.principals import ANALYSIS
 
     stop = stop or threading.Event()
     registry = registry_engine(settings)
     try:
         ensure_request_topic(settings)
-        consumer = KafkaConsumer(
-            settings.topics.analysis_requests,
-            bootstrap_servers=kafka_bootstrap(settings),
+        consumer = clients.consumer(
+            settings, ANALYSIS, settings.topics.analysis_requests,
             group_id=settings.scheduler.worker_group_id,
             client_id="preuve-analysis-worker",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             max_poll_records=1,
             max_poll_interval_ms=int(settings.scheduler.max_run_s * 1000),
             session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
@@ -520,12 +527,9 @@ def run_analysis_worker(
                 continue
             for partition, records in polled.items():
                 for message in records:
-                    try:
-                        request = AnalysisRequest.from_json(message.value)
-                    except SchedulerError as error:
-                        logger.error("%s (partition %d, offset %d): skipped", error,
-                                     partition.partition, message.offset)
-                    else:
+                    request = _claimed_request(registry, message.value,
+                                               partition.partition, message.offset)
+                    if request is not None:
                         perform_run(settings, request, registry, source={
                             "partition": partition.partition, "offset": message.offset})
                     try:

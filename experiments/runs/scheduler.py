@@ -86,6 +86,7 @@ __all__ = [
     "ScheduledRun",
     "TickReport",
     "claim_runs",
+    "claimed_request",
     "due_runs",
     "ensure_request_topic",
     "occurrences",
@@ -399,6 +400,20 @@ def _claimed_keys(engine: Engine, runs: Sequence[ScheduledRun]) -> set[str]:
     return found
 
 
+def claimed_request(engine: Engine, request: AnalysisRequest) -> bool:
+    """Whether the scheduler claimed this very run in the registry (same key, protocol
+    version and fingerprint): analysis workers run nothing else, so a request written to
+    the topic by anyone but the scheduler (a forged early "final") is ignored."""
+    table = scheduled_runs_table
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(table.c.protocol_version, table.c.protocol_sha256)
+            .where(table.c.run_key == request.run_key)
+        ).first()  # fmt: skip
+    return row is not None and (row.protocol_version, row.protocol_sha256) == (
+        request.protocol_version, request.protocol_sha256)
+
+
 def claim_runs(
     engine: Engine,
     runs: Sequence[ScheduledRun],
@@ -470,26 +485,12 @@ def unpublished_runs(engine: Engine, older_than: datetime) -> list[ScheduledRun]
 
 
 def ensure_request_topic(settings: Settings) -> None:
-    """Create ``preuve.analysis.requests`` if missing, with
-    ``settings.scheduler.request_partitions`` partitions (workers share them)."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    """Create Preuve's topics if missing, ``preuve.analysis.requests`` among them, with
+    ``settings.scheduler.request_partitions`` partitions (workers share them), and the
+    services' ACLs (:func:`ingest.kafka.access.ensure_topics`)."""
+    from ingest.kafka.access import ensure_topics
 
-    from ingest.kafka.producer import kafka_bootstrap
-
-    name = settings.topics.analysis_requests
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings),
-                             client_id="preuve-scheduler-admin")
-    try:
-        if name not in set(admin.list_topics()):
-            try:
-                admin.create_topics([NewTopic(name, settings.scheduler.request_partitions, 1)])
-                logger.info("created topic %s", name)
-            except TopicAlreadyExistsError:
-                pass  # another scheduler or worker created it in between: what we wanted
-    finally:
-        admin.close()
+    ensure_topics(settings)
 
 
 def publish_runs(engine: Engine, producer: Any, topic: str,
@@ -558,7 +559,7 @@ def tick(settings: Settings, engine: Engine, producer: Any, now: datetime) -> Ti
     engine
         The registry's engine (tests pass one engine per scheduler).
     producer
-        A kafka-python producer (:func:`ingest.kafka.producer.new_producer`).
+        A kafka-python producer (:func:`ingest.kafka.clients.producer`, the scheduler's).
     now
         The clock.
     """
@@ -615,14 +616,15 @@ def run_scheduler(
     from kafka.errors import KafkaError
 
     from experiments.database import registry_engine
-    from ingest.kafka.producer import new_producer
+    from ingest.kafka import clients
+    from ingest.kafka.principals import SCHEDULER
 
     engine = engine if engine is not None else registry_engine(settings)
     clock = clock or (lambda: datetime.now(UTC))
     stop = stop or threading.Event()
     try:
         ensure_request_topic(settings)
-        producer: Any = new_producer(settings, client_id="preuve-scheduler")
+        producer: Any = clients.producer(settings, SCHEDULER)
     except KafkaError as exc:
         raise SchedulerError(f"scheduler: cannot reach Kafka to publish analysis requests "
                              f"({type(exc).__name__}: {exc})", field="kafka_bootstrap") from exc

@@ -1,5 +1,7 @@
 """Producing to Kafka with kafka-python: usage events and enrollment records.
 
+The producers come from :mod:`ingest.kafka.clients`, each acting for its principal.
+
 Every producer here waits for ``acks=all`` with idempotence on, so that a call that
 returns has durably written its records; records are keyed by ``class_id`` so that all
 of a class's events and its enrollment land in the same partition (co-partitioning is
@@ -10,23 +12,24 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.errors import BrokerError
-from ingest.kafka.broker import LocalBroker
+from ingest.kafka import clients
+from ingest.kafka.principals import ENROLLMENT, GATEWAY, edtech_principal
+from ingest.kafka.topics import resource_topic
 
 __all__ = [
+    "EnrollmentPublisher",
     "SendReport",
-    "ensure_topics",
-    "kafka_bootstrap",
-    "local_broker",
     "enrollment_key",
     "enrollment_key_parts",
-    "new_producer",
     "publish_enrollments",
     "read_jsonl",
     "send_raw_events",
@@ -35,93 +38,48 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def local_broker(settings: Settings) -> LocalBroker:
-    """The local broker configured by ``settings`` (``preuve kafka up``)."""
-    return LocalBroker(
-        settings.state_dir / "kafka",
-        settings.cache_dir,
-        settings.kafka.version,
-        port=settings.kafka.port,
-        partitions=settings.kafka.partitions,
-        heap=settings.kafka.heap,
-        retention_hours=24 * settings.kafka.ingress_retention_days,
-    )
+class EnrollmentPublisher:
+    """One long-lived producer that publishes enrollment records as the ``enrollment``
+    principal (the only one allowed to write ``preuve.enrollments``).
 
-
-def kafka_bootstrap(settings: Settings) -> str:
-    """Bootstrap servers: ``PREUVE_KAFKA_BOOTSTRAP``, else the running local broker."""
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    state = local_broker(settings).state()
-    if state is None:
-        raise BrokerError(
-            "no Kafka broker: run `preuve kafka up`, or set PREUVE_KAFKA_BOOTSTRAP"
-        )
-    return state.bootstrap
-
-
-def new_producer(settings: Settings, **overrides: object) -> object:
-    """A kafka-python producer that only acknowledges durably written records."""
-    from kafka import KafkaProducer
-
-    options: dict[str, object] = {
-        "bootstrap_servers": kafka_bootstrap(settings),
-        "acks": "all",
-        "enable_idempotence": True,
-        "retries": 2**31 - 1,
-        "delivery_timeout_ms": 120_000,
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        "client_id": "preuve-producer",
-    }
-    options.update(overrides)
-    return KafkaProducer(**options)
-
-
-# Compaction is lazy: it only cleans closed segments. Rolling a segment a day and cleaning
-# at 10% dirty means a superseded enrollment, or one removed by a tombstone (purge,
-# erasure), leaves the topic within a couple of days instead of weeks; tombstones
-# themselves are kept a day so that every worker sees them.
-_ENROLLMENT_TOPIC_CONFIG = {
-    "cleanup.policy": "compact",
-    "segment.ms": str(24 * 3600 * 1000),
-    "min.cleanable.dirty.ratio": "0.1",
-    "delete.retention.ms": str(24 * 3600 * 1000),
-}
-
-
-def ensure_topics(settings: Settings) -> None:
-    """Create Preuve's topics if they do not exist, with the configured partitions.
-
-    ``preuve.events`` and ``preuve.enrollments`` share the partition count, since the
-    stream worker joins them by class. The ingress and dead-letter topics hold what
-    resources sent before pseudonymisation, so their retention is bounded.
+    Made on first use and kept: the enrollment API publishes at each request. After a
+    failed publication the producer is dropped and the next call makes a new one (an
+    idempotent kafka-python producer can stay stuck on the sequence numbers of the
+    batches it failed to deliver). Thread-safe: one publication at a time.
     """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
 
-    retention_ms = str(settings.kafka.ingress_retention_days * 24 * 3600 * 1000)
-    topics = settings.topics
-    partitions = settings.kafka.partitions
-    wanted = [
-        NewTopic(topics.events, partitions, 1, topic_configs={"retention.ms": retention_ms}),
-        NewTopic(topics.enrollments, partitions, 1, topic_configs=_ENROLLMENT_TOPIC_CONFIG),
-        NewTopic(topics.deadletter, 1, 1, topic_configs={"retention.ms": retention_ms}),
-        NewTopic(topics.analysis_requests, settings.scheduler.request_partitions, 1),
-    ]
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings), client_id="preuve-admin")
-    try:
-        existing = set(admin.list_topics())
-        missing = [topic for topic in wanted if topic.name not in existing]
-        if missing:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def publish(self, messages: Iterable[EnrollmentMessage]) -> int:
+        """Publish records keyed by :func:`enrollment_key`; returns how many were durably
+        written (all, or an error is raised)."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = clients.producer(self.settings, ENROLLMENT)
+            producer = self._producer
             try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them in between: what we wanted
-            logger.info("created topics %s", ", ".join(topic.name for topic in missing))
-    finally:
-        admin.close()
+                futures = [
+                    producer.send(self.settings.topics.enrollments,
+                                  key=enrollment_key(m.class_id, m.resource_id), value=m.to_json())
+                    for m in messages
+                ]
+                producer.flush()
+                for future in futures:
+                    future.get()
+            except BaseException:
+                self._producer = None
+                producer.close(timeout=5)
+                raise
+            return len(futures)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close()
+                self._producer = None
 
 
 @dataclass(frozen=True)
@@ -150,21 +108,40 @@ def _class_key(raw: bytes) -> bytes | None:
     return class_id.encode() if isinstance(class_id, str) else None
 
 
-def send_raw_events(settings: Settings, lines: Iterable[bytes]) -> SendReport:
+def send_raw_events(settings: Settings, lines: Iterable[bytes],
+                    resource_id: str | None = None) -> SendReport:
     """Produce events as they are (validation is the stream worker's job, so that bad
-    events reach the dead-letter topic with their reason), keyed by ``class_id``."""
-    producer = new_producer(settings)
+    events reach the dead-letter topic with their reason), keyed by ``class_id``.
+
+    Without ``resource_id``: to ``preuve.events``, as the gateway's principal (the
+    platform's own ingress). With it: to the resource's own topic
+    ``preuve.events.<resource>``, as the EdTech's principal, which may write nothing else.
+    """
+    if resource_id is None:
+        topic, principal = settings.topics.events, GATEWAY
+    else:
+        topic, principal = resource_topic(settings, resource_id), edtech_principal(resource_id)
+    from kafka.errors import KafkaError
+
     sent = unkeyed = 0
     try:
-        for raw in lines:
-            key = _class_key(raw)
-            unkeyed += key is None
-            producer.send(settings.topics.events, key=key, value=raw)  # type: ignore[attr-defined]
-            sent += 1
-        producer.flush()  # type: ignore[attr-defined]
-    finally:
-        producer.close()  # type: ignore[attr-defined]
-    logger.info("sent %d events to %s (%d without class_id)", sent, settings.topics.events, unkeyed)
+        producer = clients.producer(settings, principal)
+        try:
+            futures = []
+            for raw in lines:
+                key = _class_key(raw)
+                unkeyed += key is None
+                futures.append(producer.send(topic, key=key, value=raw))
+                sent += 1
+            producer.flush()
+            for future in futures:
+                future.get()  # an authorization failure is an error, not a silent drop
+        finally:
+            producer.close(timeout=5)
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka did not take the events for {topic} as user "
+                          f"{clients.user_of(settings, principal)}: {exc!r}") from exc
+    logger.info("sent %d events to %s (%d without class_id)", sent, topic, unkeyed)
     return SendReport(sent=sent, unkeyed=unkeyed)
 
 
@@ -190,19 +167,10 @@ def enrollment_key_parts(key: bytes) -> tuple[str, str]:
 
 
 def publish_enrollments(settings: Settings, messages: Iterable[EnrollmentMessage]) -> int:
-    """Publish enrollment records to ``preuve.enrollments`` (keyed by
-    :func:`enrollment_key`); returns how many were durably written."""
-    producer = new_producer(settings)
-    count = 0
+    """Publish enrollment records once, with a producer of its own (scripts, tests); a
+    long-running process keeps an :class:`EnrollmentPublisher`."""
+    publisher = EnrollmentPublisher(settings)
     try:
-        for message in messages:
-            producer.send(  # type: ignore[attr-defined]
-                settings.topics.enrollments,
-                key=enrollment_key(message.class_id, message.resource_id),
-                value=message.to_json(),
-            )
-            count += 1
-        producer.flush()  # type: ignore[attr-defined]
+        return publisher.publish(messages)
     finally:
-        producer.close()  # type: ignore[attr-defined]
-    return count
+        publisher.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from experiments.settings import Settings
+from ingest.kafka import clients
+from ingest.kafka.principals import WORKER
 from ingest.stream.parking import ParkedEvent
 from ingest.stream.router import IngressRecord
 
@@ -12,20 +15,20 @@ __all__ = ["read_parked"]
 
 
 def read_parked(
-    bootstrap: str, parked: Sequence[ParkedEvent], timeout_s: float = 10.0
+    settings: Settings, parked: Sequence[ParkedEvent], timeout_s: float = 10.0
 ) -> tuple[list[IngressRecord], list[ParkedEvent]]:
     """Fetch the parked records from Kafka; returns (found, missing).
 
     A record is missing when the ingress topic's retention has already deleted it.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     wanted: dict[TopicPartition, dict[int, ParkedEvent]] = defaultdict(dict)
     for event in parked:
         wanted[TopicPartition(event.topic, event.partition)][event.offset] = event
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-        client_id="preuve-replay", consumer_timeout_ms=int(timeout_s * 1000),
+    consumer = clients.consumer(
+        settings, WORKER, group_id=None, client_id="preuve-replay",
+        consumer_timeout_ms=int(timeout_s * 1000),
     )
     found: list[IngressRecord] = []
     try:

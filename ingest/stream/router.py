@@ -24,6 +24,7 @@ from experiments.store import ExperimentStore, StagedBatch, StoredEvent, stage_e
 from ingest.authority import record_authority
 from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
+from ingest.kafka.topics import resource_of_topic
 from ingest.pseudonym import pseudonymise
 from ingest.stream.parking import ParkedEvent, park
 
@@ -130,6 +131,7 @@ class EventRouter:
         self.registry = registry
         self._stores: dict[str, ExperimentStore] = {}
         self._rules: dict[str, UsageRule] = {}
+        self._topic_resources: dict[str, str | None] = {}
         # pseudonymise, remembered: a pupil sends hundreds of events, and the HMAC was a
         # tenth of the routing time. Bounded, in memory only (raw ids are cache keys for
         # as long as the worker runs, as in the batch they came in; never written).
@@ -143,6 +145,14 @@ class EventRouter:
         if store is None:
             store = self._stores[experiment_id] = ExperimentStore(self.settings, experiment_id)
         return store
+
+    def _topic_resource(self, topic: str) -> str | None:
+        """The resource whose own topic this is (None: ``preuve.events``, any resource)."""
+        try:
+            return self._topic_resources[topic]
+        except KeyError:
+            own = self._topic_resources[topic] = resource_of_topic(self.settings, topic)
+            return own
 
     def usage_rule(self, experiment_id: str) -> UsageRule:
         """The usage definitions of an experiment's registered protocol (the language's
@@ -182,6 +192,13 @@ class EventRouter:
                 )
                 continue
             event_id = str(event.event_id)  # normalised: lower case, hyphens
+            own = self._topic_resource(record.topic)
+            if own is not None and event.resource_id != own:
+                # An EdTech's own topic carries its own resource's events only.
+                prepared.outcome.dead.append(DeadLetter(
+                    record, f"resource_id {event.resource_id!r} is not the resource of topic "
+                    f"{record.topic} ({own!r})", "resource_id", event_id))
+                continue
             if event_id in seen:  # the same event twice in one batch
                 prepared.outcome.duplicates += 1
                 continue

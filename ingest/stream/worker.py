@@ -48,8 +48,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from experiments.cli.console import start_service
 from experiments.database import registry_engine
+from experiments.enrollment.publishing import registered_enrollments
 from experiments.settings import Settings
-from ingest.kafka.producer import ensure_topics, kafka_bootstrap
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.principals import WORKER
+from ingest.kafka.topics import events_pattern
 from ingest.pseudonym import load_pseudonym_key
 from ingest.stream.enrollments import EnrollmentView
 from ingest.stream.parking import (
@@ -107,9 +111,11 @@ class StreamWorker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bootstrap = kafka_bootstrap(settings)
-        self.router = EventRouter(settings, load_pseudonym_key(settings), registry_engine(settings))
-        self.enrollments = EnrollmentView(self.bootstrap, settings.topics.enrollments)
+        registry = registry_engine(settings)
+        self.router = EventRouter(settings, load_pseudonym_key(settings), registry)
+        self.enrollments = EnrollmentView(
+            settings, functools.partial(registered_enrollments, registry)
+        )
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         # One thread writes (the stores and the registry, one batch at a time), another
@@ -125,25 +131,25 @@ class StreamWorker:
     async def run(self) -> None:
         """Consume until :meth:`stop` (SIGTERM or SIGINT when run by :func:`run_worker`)."""
         worker = self.settings.worker
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-            client_id="preuve-worker-deadletter",
-        )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=worker.group_id,
-            client_id="preuve-worker", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=worker.batch_size,
+        producer = clients.aio_producer(self.settings, WORKER,
+                                        client_id="preuve-worker-deadletter")
+        consumer = clients.aio_consumer(
+            self.settings, WORKER, group_id=worker.group_id,
+            client_id="preuve-worker", max_poll_records=worker.batch_size,
             session_timeout_ms=int(worker.session_timeout_s * 1000),
             heartbeat_interval_ms=1000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # The pattern subscription sees a new EdTech topic at the next metadata refresh.
+            metadata_max_age_ms=30_000,
         )
         tasks: list[asyncio.Task[None]] = []
         try:
             await self.enrollments.start()
             await producer.start()
             await consumer.start()
+            # preuve.events and every resource's own preuve.events.<resource>.
             consumer.subscribe(
-                [self.settings.topics.events],
+                pattern=events_pattern(self.settings),
                 listener=_FinishBatchOnRevoke(self._batch_lock, worker.session_timeout_s),
             )
             tasks = [
@@ -296,7 +302,7 @@ class StreamWorker:
         parked = await self._until_written(lambda: parked_for_classes(router.registry, ready),
                                            "reading parked events")
         loop = asyncio.get_running_loop()
-        records, missing = await loop.run_in_executor(None, read_parked, self.bootstrap, parked)
+        records, missing = await loop.run_in_executor(None, read_parked, self.settings, parked)
         outcome = await self._until_written(
             lambda: router.route(records, self.enrollments.lookup), "replaying"
         )

@@ -19,24 +19,32 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURE = r"\d+(\.\d+)?"
 
 
-def _run(*args: str) -> list[str]:
+def _run(*args: str, timeout: float = 600) -> list[str]:
     done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout.strip().splitlines()
 
 
-def test_bench_ingest_prints_every_figure_and_the_ratio_last() -> None:
+def test_bench_ingest_prints_every_figure_for_both_protocols_and_their_comparison() -> None:
     lines = _run("benchmarks/bench_ingest.py", "--events", "4000", "--latency-seconds", "1",
-                 "--gateway-seconds", "1")
+                 "--gateway-seconds", "1", timeout=900)
     text = "\n".join(lines)
-    for label in ("(a) bare aiokafka consumer", "(b) preuve worker -> SQLite",
-                  "(c) preuve worker -> PostgreSQL", "(d) gateway", "(f) PostgreSQL store alone",
-                  "latency at 5,000 events/s", "CPU bound of (c)"):
-        assert label in text, text
-    assert re.search(r"peak RSS \d+ MiB", text), text
-    assert re.search(r"p50 [\d,]+ ms, p99 [\d,]+ ms", text), text
-    assert re.fullmatch(rf"ratio_worker_pg_to_raw={FIGURE}", lines[-1]), text
+    plain, _, secured = text.partition("=== Kafka SASL_SSL ===")
+    assert "=== Kafka PLAINTEXT ===" in plain, text
+    secured, _, comparison = secured.partition("=== the cost of security")
+    for part in (plain, secured):
+        for label in ("(a) bare aiokafka consumer", "(b) preuve worker -> SQLite",
+                      "(c) preuve worker -> PostgreSQL", "(d) gateway",
+                      "(f) PostgreSQL store alone", "latency at 5,000 events/s",
+                      "CPU bound of (c)"):
+            assert label in part, text
+        assert re.search(r"peak RSS \d+ MiB", part), text
+        assert re.search(r"p50 [\d,]+ ms, p99 [\d,]+ ms", part), text
+        assert re.search(rf"ratio_worker_pg_to_raw={FIGURE}", part), text
+    for figure in ("preload", "raw", "sqlite", "pg", "gateway", "p50_5000"):
+        assert re.search(rf"^{figure} +[\d,]+ +[\d,]+ +[+-]\d+%", comparison, re.M), text
+    assert re.fullmatch(rf"ratio_worker_pg_sasl_ssl_to_plaintext={FIGURE}", lines[-1]), text
 
 
 def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:

@@ -3,53 +3,74 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
-from ingest.kafka.producer import enrollment_key, ensure_topics, new_producer, publish_enrollments
+from experiments.database import registry_engine
+from experiments.enrollment.publishing import registered_enrollments
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.principals import ENROLLMENT
+from ingest.kafka.producer import enrollment_key, publish_enrollments
 from ingest.stream.enrollments import EnrollmentView
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment
+from tests.support.events import enrollment, publish_registered
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_view_reads_the_whole_topic_keeps_two_resources_and_honours_tombstones(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = make_settings(kafka=True)
     ensure_topics(settings)
-    publish_enrollments(settings, [
+    publish_registered(settings, [
         enrollment("cls-a", "exp-reading", "lectio", resource_id="lectio"),
         # The same class in a second experiment (another resource): both must survive.
         enrollment("cls-a", "exp-maths", "usual", resource_id="numeris"),
         enrollment("cls-b", "exp-reading", "usual", resource_id="lectio"),
     ])
-    producer = new_producer(settings)
-    producer.send(settings.topics.enrollments, key=enrollment_key("cls-b", "lectio"), value=None)  # type: ignore[attr-defined]
-    producer.flush()  # type: ignore[attr-defined]
+    # Records the registry does not hold (a class never enrolled; a registered class under
+    # another arm): written by the enrollment principal, yet the view must ignore them.
+    publish_enrollments(settings, [
+        enrollment("cls-forged", "exp-reading", "lectio"),
+        enrollment("cls-a", "exp-reading", "usual", resource_id="lectio-bis"),
+    ])
+    producer = clients.producer(settings, ENROLLMENT)
+    producer.send(settings.topics.enrollments, key=enrollment_key("cls-b", "lectio"), value=None)
+    producer.flush()
+    verify = functools.partial(registered_enrollments, registry_engine(settings))
 
-    async def scenario() -> tuple[list[object], object]:
-        view = EnrollmentView(settings.kafka_bootstrap or "", settings.topics.enrollments)
+    async def scenario() -> tuple[list[object], object, int]:
+        view = EnrollmentView(settings, verify)
         await view.start()
         try:
             at_start = [view.lookup("cls-a", "lectio"), view.lookup("cls-a", "numeris"),
-                        view.lookup("cls-b", "lectio")]
+                        view.lookup("cls-b", "lectio"), view.lookup("cls-forged", "lectio"),
+                        view.lookup("cls-a", "lectio-bis")]
             follow = asyncio.create_task(view.follow())
-            publish_enrollments(settings, [enrollment("cls-c", "exp-reading", "lectio")])
+            publish_registered(settings, [enrollment("cls-c", "exp-reading", "lectio")])
             for _ in range(200):
                 if view.lookup("cls-c", "lectio") is not None:
                     break
                 await asyncio.sleep(0.1)
             follow.cancel()
             await asyncio.gather(follow, return_exceptions=True)
-            return at_start, view.lookup("cls-c", "lectio")
+            return at_start, view.lookup("cls-c", "lectio"), view.ignored
         finally:
             await view.stop()
 
-    (reading, maths, withdrawn_b), late = asyncio.run(scenario())
-    producer.close()  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="ingest.stream.enrollments"):
+        (reading, maths, withdrawn_b, forged, other_resource), late, ignored = asyncio.run(
+            scenario())
+    producer.close()
     assert reading is not None and reading.experiment_id == "exp-reading"  # type: ignore[attr-defined]
     assert maths is not None and maths.experiment_id == "exp-maths"  # type: ignore[attr-defined]
     assert withdrawn_b is None, "a tombstone must remove the enrollment"
+    assert forged is None and other_resource is None, "an unregistered record was believed"
+    assert ignored == 2
+    ignored_lines = [r.getMessage() for r in caplog.records
+                     if "the registry does not hold" in r.getMessage()]
+    assert len(ignored_lines) == 2 and "cls-forged" in ignored_lines[0], ignored_lines
     assert late is not None, "an enrollment published after start must be followed"

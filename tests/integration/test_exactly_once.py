@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from experiments.store import ExperimentStore, daily_usage_table
-from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.producer import send_raw_events
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment, workload
+from tests.support.events import enrollment, publish_registered, workload
 from tests.support.postgres import wait_until
 from tests.support.worker import WorkerProcess
 
@@ -28,7 +29,7 @@ def test_five_sigkills_during_200k_events_leave_exactly_the_valid_set(
     settings = make_settings(kafka=True, database_url=postgres_url)
     ensure_topics(settings)
     classes = {f"cls-{i:03d}": "exp-once" for i in range(100)}
-    publish_enrollments(settings, [enrollment(c, "exp-once", "usual") for c in classes])
+    publish_registered(settings, [enrollment(c, "exp-once", "usual") for c in classes])
     load = workload(random.Random(5), classes, total=TOTAL, invalid=1_000, duplicates=4_000)
     expected = load.expected["exp-once"]
     store = ExperimentStore(settings, "exp-once")

@@ -28,14 +28,16 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import TopicPartition
 
 from experiments.access import issue_token
 from experiments.database import registry_engine
-from experiments.settings import GatewaySettings, Settings, TopicNames
+from experiments.settings import GatewaySettings, KafkaSettings, Settings, TopicNames
 from ingest.gateway import OPENAPI_PATH, create_app, openapi_document
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
 from ingest.kafka.broker import free_port
+from ingest.kafka.principals import ADMIN, GATEWAY
 from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
 from tests.support.gateway_client import AppClient as InProcessClient
@@ -55,24 +57,21 @@ class AppClient(InProcessClient):
         return self._portal.call(self._get, url, kwargs)
 
 
-def _create_topic(bootstrap: str, name: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-gateway-admin")
-    try:
-        admin.create_topics([NewTopic(name, 2, 1)])
-    finally:
-        admin.close()
+def _with_topics(settings: Settings) -> Settings:
+    ensure_topics(settings)  # as the admin: the topics and the gateway's ACL on its topic
+    return settings
 
 
 @pytest.fixture
-def settings(tmp_path: Path, kafka_bootstrap: str) -> Settings:
+def settings(tmp_path: Path, kafka_bootstrap: str, kafka_settings: KafkaSettings) -> Settings:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
-    _create_topic(kafka_bootstrap, topic)
-    return Settings(
+    return _with_topics(Settings(
         state_dir=tmp_path,
         kafka_bootstrap=kafka_bootstrap,
+        kafka=kafka_settings.model_copy(update={"partitions": 2}),
         topics=TopicNames(events=topic),
         gateway=GatewaySettings(max_batch_items=5, max_batch_bytes=8192, kafka_timeout_s=15),
-    )
+    ))
 
 
 @pytest.fixture
@@ -96,11 +95,7 @@ def client(settings: Settings, engine: sa.Engine) -> Iterator[AppClient]:
 
 def _records(settings: Settings) -> list[tuple[bytes | None, dict[str, Any]]]:
     """Every record of the events topic, read from the beginning to the end offsets."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        client_id="test-gateway-reader",
-    )
+    consumer = clients.consumer(settings, ADMIN, client_id="test-gateway-reader")
     try:
         topic = settings.topics.events
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -286,8 +281,8 @@ def test_kafka_unreachable_is_503_with_retry_after_and_a_retry_writes_once(
     assert answer.status_code == 503, answer.text
     assert answer.headers["retry-after"] == "7"
     # A producer that exists but whose broker is gone: the send times out.
-    producer = KafkaProducer(
-        bootstrap_servers=dead.kafka_bootstrap,
+    producer = clients.producer(
+        dead, GATEWAY,
         api_version=(3, 9),
         max_block_ms=1000,
         acks="all",
@@ -486,6 +481,7 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str, worker
         "PREUVE_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
         "PREUVE_TOPICS__EVENTS": settings.topics.events,
         "PREUVE_LOG_LEVEL": "WARNING",
+        **clients.security_env(settings),
     }
     preuve = Path(sys.executable).parent / "preuve"
     server = subprocess.Popen(
@@ -522,16 +518,16 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str, worker
 
 
 def test_several_gateways_share_their_receipts_in_postgresql(
-    kafka_bootstrap: str, tmp_path: Path, postgres_url: str
+    kafka_bootstrap: str, kafka_settings: KafkaSettings, tmp_path: Path, postgres_url: str
 ) -> None:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
-    _create_topic(kafka_bootstrap, topic)
-    settings = Settings(
+    settings = _with_topics(Settings(
         state_dir=tmp_path / "pg",
         database_url=postgres_url,
         kafka_bootstrap=kafka_bootstrap,
+        kafka=kafka_settings.model_copy(update={"partitions": 2}),
         topics=TopicNames(events=topic),
-    )
+    ))
     first_engine = registry_engine(settings)
     # A second gateway process has its own engine on the same registry.
     second_engine = sa.create_engine(

@@ -45,49 +45,37 @@ from experiments.enrollment.files import read_classes
 from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol, transition_experiment
-from experiments.settings import GatewaySettings, Settings, TopicNames
+from experiments.settings import GatewaySettings, KafkaSettings, Settings, TopicNames
 from ingest.gateway import OPENAPI_PATH, create_app
-from ingest.kafka.broker import LocalBroker
-from ingest.kafka.producer import new_producer
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.principals import GATEWAY
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def bootstrap(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """The session broker of tests/conftest.py when there is one, else a broker of our own."""
-    try:
-        shared = request.getfixturevalue("kafka_bootstrap")
-    except pytest.FixtureLookupError:
-        shared = None
-    if shared is not None:
-        yield shared if isinstance(shared, str) else shared.bootstrap
-        return
-    broker = LocalBroker(
-        tmp_path_factory.mktemp("kafka"), Path.home() / ".cache" / "preuve", "4.3.1", partitions=2
-    )
-    try:
-        yield broker.up().bootstrap
-    finally:
-        broker.down()
+def bootstrap(kafka_bootstrap: str) -> str:
+    """The session broker of tests/conftest.py."""
+    return kafka_bootstrap
 
 
 @pytest.fixture(scope="module")
 def gateway(
-    bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    bootstrap: str, kafka_settings: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[FastAPI, str]]:
     settings_ = Settings(
         state_dir=tmp_path_factory.mktemp("gateway-state"),
-        kafka_bootstrap=bootstrap,
+        kafka_bootstrap=bootstrap, kafka=kafka_settings,
         topics=TopicNames(events=f"test.fuzz.{uuid.uuid4().hex[:12]}"),
         gateway=GatewaySettings(max_batch_items=20, max_batch_bytes=65536, kafka_timeout_s=15),
     )
+    ensure_topics(settings_)
     engine = registry_engine(settings_)
     key = issue_token(engine, "edtech", "lectio")
-    producer: Any = new_producer(settings_, client_id="test-gateway-fuzz", linger_ms=1)
+    producer: Any = clients.producer(settings_, GATEWAY, client_id="test-gateway-fuzz",
+                                     linger_ms=1)
     try:
         yield create_app(settings_, producer=producer, engine=engine), key
     finally:
@@ -186,15 +174,17 @@ class EnrollmentGateway:
 
 @pytest.fixture(scope="module")
 def enrollment_gateway(
-    bootstrap: str, postgres_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+    bootstrap: str, kafka_settings: KafkaSettings, postgres_cluster: PostgresCluster,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[EnrollmentGateway]:
     tag = uuid.uuid4().hex[:8]
     settings_ = Settings(
         state_dir=tmp_path_factory.mktemp("enrollment-fuzz"), pseudonym_key=f"fuzz-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"fuzz_{tag}"),
-        kafka_bootstrap=bootstrap,
+        kafka_bootstrap=bootstrap, kafka=kafka_settings,
         topics=TopicNames(events=f"test.fuzz.{tag}", enrollments=f"test.fuzz.{tag}.enrollments"),
     )
+    ensure_topics(settings_)
     engine = registry_engine(settings_)
     path = ROOT / "protocols" / f"{EXPERIMENT}.yaml"
     register_protocol(engine, load_protocol(path), path.read_text(encoding="utf-8"), "test")
@@ -208,7 +198,8 @@ def enrollment_gateway(
     tokens = {"academie": issue_token(engine, "academie", "versailles"),
               "edtech": issue_token(engine, "edtech", design.resource_id),
               "researcher": issue_token(engine, "researcher", EXPERIMENT)}
-    producer: Any = new_producer(settings_, client_id="test-enrollment-fuzz", linger_ms=1)
+    producer: Any = clients.producer(settings_, GATEWAY, client_id="test-enrollment-fuzz",
+                                     linger_ms=1)
     try:
         yield EnrollmentGateway(create_app(settings_, producer=producer, engine=engine),
                                 tokens, classes)

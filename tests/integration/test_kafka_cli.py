@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from experiments.cli.app import app
+from tests.support.events import valid_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,6 +43,26 @@ def test_up_is_idempotent_down_stops_it_and_status_tells_the_truth(tmp_path: Pat
         up = runner.invoke(app, ["kafka", "status"], env=env)
         assert up.exit_code == 0, up.output
         assert "up at 127.0.0.1:" in up.output
+
+        # Secured with nothing to configure: every command finds its credentials in the
+        # state directory, kept for the owner only.
+        secrets = tmp_path / "kafka" / "secrets"
+        assert all(f.stat().st_mode & 0o077 == 0 for f in secrets.iterdir())
+        events = tmp_path / "events.jsonl"
+        events.write_text(json.dumps(valid_event(random.Random(1), "cls-1")) + "\n")
+        sent = runner.invoke(app, ["events", "send", str(events)], env=env)
+        assert sent.exit_code == 0 and "sent 1 events" in sent.output, sent.output
+        edtech = runner.invoke(app, ["kafka", "add-edtech", "lectio"], env=env)
+        assert edtech.exit_code == 0, edtech.output
+        assert "user:     edtech-lectio" in edtech.output
+        assert "topic:    preuve.events.lectio" in edtech.output
+        direct = runner.invoke(app, ["events", "send", str(events), "--resource", "lectio"],
+                               env=env)
+        assert direct.exit_code == 0 and "preuve.events.lectio" in direct.output, direct.output
+        # No user for that resource: one line, no traceback.
+        other = runner.invoke(app, ["events", "send", str(events), "--resource", "numeris"],
+                              env=env)
+        assert other.exit_code == 1 and "edtech-numeris" in other.output, other.output
     finally:
         stopped = runner.invoke(app, ["kafka", "down"], env=env)
     assert stopped.exit_code == 0, stopped.output

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from experiments.access import issue_token
@@ -26,7 +25,10 @@ from experiments.registry import register_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
 from ingest.gateway import create_app
-from ingest.kafka.producer import enrollment_key, ensure_topics, send_raw_events
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.principals import ADMIN
+from ingest.kafka.producer import enrollment_key, send_raw_events
 from ingest.receipts import receipts
 from tests.conftest import SettingsFactory
 from tests.support.events import valid_event
@@ -45,16 +47,15 @@ IDENTIFIERS = ("camille.martin@example.fr", "Camille Martin", "06 12 34 56 78")
 
 def _dump_topics(settings: Settings, tag: str) -> dict[str, str]:
     """Every record (key, value, headers) of every topic of this test, as text."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="leaks")
+    admin = clients.admin(settings, client_id="leaks")
     try:
         topics = sorted(t for t in admin.list_topics() if tag in t)
     finally:
         admin.close()
     dumps: dict[str, str] = {}
     for topic in topics:
-        consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
-                                 group_id=None, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, consumer_timeout_ms=3000)
+        consumer = clients.consumer(settings, ADMIN, topic, group_id=None,
+                                    consumer_timeout_ms=3000)
         try:
             parts = [repr((m.key, m.value, m.headers)) for m in consumer]
         finally:
@@ -65,9 +66,7 @@ def _dump_topics(settings: Settings, tag: str) -> dict[str, str]:
 
 def _latest_values(settings: Settings, topic: str) -> dict[bytes, bytes | None]:
     """The last value of each key of ``topic``, read from the beginning."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=3000)
+    consumer = clients.consumer(settings, ADMIN, topic, group_id=None, consumer_timeout_ms=3000)
     try:
         return {m.key: m.value for m in consumer}
     finally:
@@ -75,7 +74,7 @@ def _latest_values(settings: Settings, topic: str) -> dict[bytes, bytes | None]:
 
 
 def _retention_ms(settings: Settings, topic: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="leaks")
+    admin = clients.admin(settings, client_id="leaks")
     try:
         described = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, configs=None)])

@@ -40,7 +40,7 @@ from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 from ingest.gateway import create_app
-from ingest.kafka.producer import ensure_topics
+from ingest.kafka.access import ensure_topics
 from tests.conftest import SettingsFactory
 from tests.support.gateway_client import AppClient
 from tests.support.postgres import wait_until

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry
@@ -50,7 +50,10 @@ from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore
-from ingest.kafka.producer import enrollment_key, ensure_topics
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.principals import ADMIN, ENROLLMENT
+from ingest.kafka.producer import enrollment_key
 from ingest.pseudonym import load_pseudonym_key, pseudonymise
 from ingest.receipts import receipts
 from ingest.stream.parking import ParkedEvent, park, parked_table
@@ -69,8 +72,7 @@ def _latest_values(settings: Settings) -> dict[bytes, bytes | None]:
     """The last value of each key of the enrollment topic, read from the beginning up to
     its current end."""
     topic = settings.topics.enrollments
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                             enable_auto_commit=False)
+    consumer = clients.consumer(settings, ADMIN, group_id=None)
     try:
         partitions = [TopicPartition(topic, p)
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -115,7 +117,7 @@ def test_purge_leaves_a_tombstone_under_every_enrollment_key_of_the_experiment(
     keys = {enrollment_key(c, "lectio") for c in trial.classes}
     # Another resource's enrollment of the same class must survive the purge.
     other = enrollment_key(sorted(trial.classes)[0], "autre-ressource")
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = clients.producer(settings, ENROLLMENT)
     producer.send(settings.topics.enrollments, key=other, value=b'{"other": true}').get(30)
     producer.close()
     before = _latest_values(settings)

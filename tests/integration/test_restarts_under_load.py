@@ -21,9 +21,11 @@ import sqlalchemy as sa
 
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, daily_usage_table
-from ingest.kafka.producer import ensure_topics, new_producer, publish_enrollments
+from ingest.kafka import clients
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.principals import GATEWAY
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment, workload
+from tests.support.events import enrollment, publish_registered, workload
 from tests.support.postgres import wait_until
 from tests.support.worker import WorkerProcess
 
@@ -45,7 +47,7 @@ class SteadyProducer:
         self.stop = threading.Event()
 
     def run(self) -> None:
-        producer = new_producer(self.settings, linger_ms=0)
+        producer = clients.producer(self.settings, GATEWAY, linger_ms=0)
         chunk = max(RATE_PER_S // 20, 1)
         try:
             while not self.stop.is_set() and self.sent < len(self.lines):
@@ -73,7 +75,7 @@ def test_workers_killed_while_events_stream_lose_and_double_nothing(
     settings = make_settings(kafka=True, database_url=postgres_url)
     ensure_topics(settings)
     classes = {f"cls-{i:03d}": "exp-restarts" for i in range(60)}
-    publish_enrollments(settings, [enrollment(c, "exp-restarts", "usual") for c in classes])
+    publish_registered(settings, [enrollment(c, "exp-restarts", "usual") for c in classes])
     # More than the restarts need: the stream is stopped once they are done.
     load = workload(random.Random(11), classes, total=200_000, invalid=0, duplicates=4_000)
     store = ExperimentStore(settings, "exp-restarts")

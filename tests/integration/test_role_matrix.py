@@ -47,8 +47,6 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry, cli_actor
@@ -57,8 +55,10 @@ from experiments.cli.console import EXIT_DATABASE
 from experiments.database import dispose_engines
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.portal.app import SESSION_COOKIE, create_portal
-from experiments.settings import Settings, TopicNames
+from experiments.settings import KafkaSettings, Settings, TopicNames
 from ingest.gateway import create_app
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.clients import security_env
 from ingest.xapi import CLASS_EXTENSION, RESOURCE_EXTENSION, SCHOOL_EXTENSION
 from tests.support.kafka import consume_all
 from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient
@@ -117,21 +117,19 @@ class Matrix:
 
 @pytest.fixture(scope="module")
 def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
+           kafka_settings: KafkaSettings,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     tag = uuid.uuid4().hex[:8]
     topics = TopicNames(events=f"t{tag}.events", deadletter=f"t{tag}.events.deadletter",
                         enrollments=f"t{tag}.enrollments",
                         analysis_requests=f"t{tag}.analysis.requests")  # fmt: skip
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="test-role-matrix")
-    try:
-        admin.create_topics([NewTopic(topics.events, 2, 1), NewTopic(topics.enrollments, 2, 1)])
-    finally:
-        admin.close()
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"roles_{tag}"),
         kafka_bootstrap=kafka_bootstrap, topics=topics,
+        kafka=kafka_settings.model_copy(update={"partitions": 2}),
     )
+    ensure_topics(settings)  # as the Kafka admin: the topics and the services' ACLs
     world = build_role_world(settings)
     portal = PortalClient(create_portal(settings, registry=world.portal.registry,
                                         clock=lambda: NOW))  # fmt: skip
@@ -163,6 +161,7 @@ def _env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
         "PREUVE_TOPICS__ENROLLMENTS": settings.topics.enrollments,
         "PREUVE_TOPICS__DEADLETTER": settings.topics.deadletter,
         "PREUVE_TOPICS__ANALYSIS_REQUESTS": settings.topics.analysis_requests,
+        **security_env(settings),
     }
 
 
@@ -511,7 +510,7 @@ def test_accepted_events_and_only_those_reach_the_topic(matrix: Matrix) -> None:
     sent = matrix.events_sent
     if not sent["ok"]:
         pytest.skip("run with the event rows of the matrix")
-    records = consume_all(matrix.world.settings.kafka_bootstrap or "",
+    records = consume_all(matrix.world.settings,
                           matrix.world.settings.topics.events, expected=len(sent["ok"]))
     ids = {json.loads(value)["event_id"] for _, value in records}
     assert sent["ok"] <= ids
@@ -557,7 +556,8 @@ class Command:
     """How a ``preuve`` command is authorised.
 
     ``offline``: reads and writes only the caller's own files; ``broker``: the local
-    broker or the events topic (the broker's own access control); ``service``: a
+    broker, its topics, users and ACLs, or the events topic (the broker's own access
+    control: SCRAM users and ACLs, ``tests/integration/test_kafka_acls.py``); ``service``: a
     long-running service whose HTTP routes are the matrix above; ``sandbox``: a whole
     simulated experiment in a registry and broker of its own (``state_dir/demo/RUN``,
     ``tests/integration/test_demo.py``); ``registry``: opens the
@@ -576,6 +576,8 @@ CLI_ACCESS: dict[str, Command] = {
     "kafka up": Command("broker"),
     "kafka down": Command("broker"),
     "kafka status": Command("broker"),
+    "kafka setup": Command("broker"),
+    "kafka add-edtech": Command("broker"),
     "events send": Command("broker"),
     "worker": Command("service"),
     "gateway": Command("service"),

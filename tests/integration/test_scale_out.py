@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from experiments.store import ExperimentStore
-from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.producer import send_raw_events
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment, workload
+from tests.support.events import enrollment, publish_registered, workload
 from tests.support.postgres import wait_until
 from tests.support.worker import WorkerProcess
 
@@ -29,7 +30,7 @@ def test_two_workers_share_the_partitions_and_store_everything_once(
     settings = make_settings(kafka=True)
     ensure_topics(settings)
     classes = {f"cls-{i:02d}": "exp-scale" for i in range(40)}
-    publish_enrollments(settings, [enrollment(c, "exp-scale", "usual") for c in classes])
+    publish_registered(settings, [enrollment(c, "exp-scale", "usual") for c in classes])
 
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     workers = [WorkerProcess(settings, log) for log in logs]

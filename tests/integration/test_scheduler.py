@@ -45,7 +45,8 @@ from experiments.runs.scheduler import (
 )
 from experiments.settings import SchedulerSettings, Settings, WorkerSettings
 from experiments.store import ExperimentStore, StoredEvent
-from ingest.kafka.producer import new_producer
+from ingest.kafka import clients
+from ingest.kafka.principals import SCHEDULER
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.worker import settings_env
@@ -66,13 +67,19 @@ def at(text: str) -> datetime:
 def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
     tag = uuid.uuid4().hex[:8]
     database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    return make_settings(
+    settings = make_settings(
         kafka=True,
         database_url=database_url,
         scheduler=SchedulerSettings(worker_group_id=f"t{tag}-analysis", poll_interval_s=0.2),
         # 6 s is the broker's smallest session timeout: a killed worker's partitions move fast.
         worker=WorkerSettings(group_id=f"t{tag}-router", session_timeout_s=6.0),
     )
+    # The topics and the services' ACLs first, as `preuve kafka up` does: a producer made
+    # before its principal may write anything cannot get a producer id.
+    from experiments.runs.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    return settings
 
 
 def running_experiment(engine: Engine, *, classes: bool = False,
@@ -127,8 +134,7 @@ def backdate_version(engine: Engine, version: int, when: datetime) -> None:
 
 
 def requests(settings: Settings, expected: int) -> list[AnalysisRequest]:
-    assert settings.kafka_bootstrap is not None
-    records = consume_all(settings.kafka_bootstrap, settings.topics.analysis_requests, expected,
+    records = consume_all(settings, settings.topics.analysis_requests, expected,
                           timeout_s=30)
     return [AnalysisRequest.from_json(value) for _, value in records]
 
@@ -176,7 +182,7 @@ def test_two_scheduler_processes_publish_each_run_once(settings: Settings) -> No
 def test_two_scheduler_threads_with_separate_engines_race_all_year(settings: Settings) -> None:
     running_experiment(registry_engine(settings))
     engines = [separate_engine(settings), separate_engine(settings)]
-    producers: list[Any] = [new_producer(settings), new_producer(settings)]
+    producers: list[Any] = [clients.producer(settings, SCHEDULER) for _ in range(2)]
     # Each step the two schedulers look at the same moment: every Monday 06:00:30 Paris.
     moments = [due_time(date(2027, 10, 4) + timedelta(weeks=w)) + timedelta(seconds=30)
                for w in range(40)]
@@ -230,7 +236,7 @@ def test_the_first_look_after_keep_until_purges_the_experiment_once(settings: Se
     assert ExperimentStore(settings, EXPERIMENT).count_events() > 0
     off = settings.model_copy(update={
         "scheduler": settings.scheduler.model_copy(update={"purge_expired": False})})
-    producer: Any = new_producer(settings)
+    producer: Any = clients.producer(settings, SCHEDULER)
     try:
         last_day = tick(settings, engine, producer, at("2030-06-30T23:59:00+02:00"))
         assert last_day.purged == 0 and store_exists(settings, EXPERIMENT)
@@ -356,7 +362,7 @@ runs.run_analysis_worker(Settings())
 
 
 def publish(settings: Settings, engine: Engine, *moments: datetime) -> None:
-    producer: Any = new_producer(settings)
+    producer: Any = clients.producer(settings, SCHEDULER)
     try:
         for moment in moments:
             tick(settings, engine, producer, moment)
@@ -408,7 +414,7 @@ def test_a_worker_killed_mid_run_completes_the_run_once_after_restart(
         # A second copy of a request (a relayed publication) changes nothing.
         run = ScheduledRun(EXPERIMENT, "interim", at("2028-01-15T06:00:00+01:00"), 1,
                            parse_protocol(TEXT).sha256, "at: 2028-01-15")
-        producer: Any = new_producer(settings)
+        producer: Any = clients.producer(settings, SCHEDULER)
         producer.send(settings.topics.analysis_requests, key=run.run_key.encode(),
                       value=AnalysisRequest.of(run).to_json()).get(timeout=30)
         producer.close()
@@ -468,6 +474,8 @@ def test_run_records_hold_what_they_used_and_reports_are_immutable(settings: Set
     assert first.watermark["latest_event_at"] == at("2027-09-15T09:00:00+02:00").isoformat()
     assert second.watermark["stored_events"] == 16 * 20 + 8 * 20  # one week of usage more
     assert first.watermark["kafka"]["topic"] == settings.topics.events
+    # The analysis user may read the stream workers' committed offsets (its ACLs).
+    assert first.watermark["kafka"]["offsets"] is not None, first.watermark["kafka"]
     assert set(first.software) == {"preuve", "python", "numpy", "scipy", "statsmodels",
                                    "pandas"}
     results = json.loads(first.results_json or "")
@@ -540,3 +548,29 @@ def test_several_workers_share_the_requests(settings: Settings, tmp_path: Path) 
     assert len({r.run_key for r in records}) == 13
     assert len({r.worker.split(":")[1] for r in records}) == 2, "one worker did everything"
     assert [w.returncode for w in workers] == [0, 0]
+
+
+def test_a_request_the_scheduler_did_not_claim_is_ignored_and_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forged early "final" written to the requests topic (here by the scheduler's own
+    principal, as a stolen credential would) runs nothing: the registry holds no claim."""
+    engine = registry_engine(settings)
+    running_experiment(engine, classes=True, settings=settings)
+    from experiments.runs.scheduler import ensure_request_topic
+
+    ensure_request_topic(settings)
+    forged = ScheduledRun(EXPERIMENT, "final", at("2028-06-30T06:00:00+02:00"), 1,
+                          parse_protocol(TEXT).sha256, "at: 2028-06-30")
+    producer: Any = clients.producer(settings, SCHEDULER)
+    try:
+        producer.send(settings.topics.analysis_requests, key=forged.run_key.encode(),
+                      value=AnalysisRequest.of(forged).to_json()).get(timeout=30)
+    finally:
+        producer.close()
+    with caplog.at_level("ERROR", logger="experiments.runs.records"):
+        served = run_analysis_worker(settings, once=True, idle_exit_s=3.0)
+    assert served == 1
+    assert list_runs(engine, EXPERIMENT) == []
+    assert any("not claimed by the scheduler" in r.getMessage() and forged.run_key in
+               r.getMessage() for r in caplog.records), caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import sqlalchemy as sa
 from experiments.database import registry_engine
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, daily_usage_table, events_table
-from ingest.kafka.producer import ensure_topics, publish_enrollments, send_raw_events
+from ingest.kafka.access import ensure_topics
+from ingest.kafka.producer import send_raw_events
 from ingest.stream.parking import count_parked
 from tests.conftest import SettingsFactory
-from tests.support.events import enrollment, workload
+from tests.support.events import enrollment, publish_registered, valid_event, workload
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.worker import WorkerProcess
@@ -29,7 +31,7 @@ def _classes() -> dict[str, str]:
 
 
 def _enroll(settings: Settings, classes: dict[str, str]) -> None:
-    publish_enrollments(
+    publish_registered(
         settings,
         [enrollment(c, e, ARMS[i % 2]) for i, (c, e) in enumerate(sorted(classes.items()))],
     )
@@ -87,7 +89,7 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
         registry = registry_engine(settings)
         assert wait_until(lambda: count_parked(registry) == len(load.expected["exp-late"]), 30)
 
-        publish_enrollments(settings, [enrollment("cls-late", "exp-late", "usual")])
+        publish_registered(settings, [enrollment("cls-late", "exp-late", "usual")])
         assert wait_until(lambda: _all_stored(settings, load.expected), 60), (
             "late class not replayed"
         )
@@ -98,7 +100,7 @@ def test_twenty_thousand_events_stored_once_in_the_right_experiment(
     for experiment_id, expected_ids in load.expected.items():
         assert _stored(settings, experiment_id) == expected_ids, f"{experiment_id}: wrong event set"
 
-    dead = consume_all(settings.kafka_bootstrap or "", settings.topics.deadletter, expected=200)
+    dead = consume_all(settings, settings.topics.deadletter, expected=200)
     assert len(dead) == 200, "every invalid event is dead-lettered exactly once"
     fields = sorted(str(headers.get("preuve.field", b"").decode()) for headers, _ in dead)
     assert fields == sorted(f or "" for f in load.invalid_fields), (
@@ -160,3 +162,39 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_nothing(
         # Usage aggregates are updated with the inserts: a re-delivered event counted twice
         # would show here even though the events table cannot hold a second copy.
         assert _usage_total(stores[experiment_id]) == len(expected_ids)
+
+
+def test_an_edtech_writes_its_own_topic_and_foreign_resources_are_dead_lettered(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """An EdTech producing directly (its own SCRAM user, `preuve kafka add-edtech`) writes
+    preuve.events.<resource>; the worker reads it beside preuve.events, stores its own
+    resource's events and dead-letters those that claim another resource."""
+    from ingest.errors import BrokerError
+    from ingest.kafka.access import add_edtech
+
+    settings = make_settings(kafka=True)
+    ensure_topics(settings)
+    classes = {f"cls-e{i}": "exp-direct" for i in range(4)}
+    publish_registered(settings, [enrollment(c, "exp-direct", "usual") for c in classes])
+    publish_registered(settings, [enrollment("cls-n0", "exp-other", "usual",
+                                             resource_id="numeris")])
+    add_edtech(settings, "lectio")
+    rng = random.Random(7)
+    own = [valid_event(rng, c) for c in classes for _ in range(5)]
+    foreign = [valid_event(rng, "cls-n0", resource_id="numeris") for _ in range(3)]
+    send_raw_events(settings, [json.dumps(e).encode() for e in own + foreign],
+                    resource_id="lectio")
+    with pytest.raises(BrokerError):  # its user may write nothing but its own topic
+        send_raw_events(settings, [json.dumps(own[0]).encode()], resource_id="numeris")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        expected = {str(e["event_id"]) for e in own}
+        assert wait_until(lambda: _stored(settings, "exp-direct") >= expected, 120)
+        dead = consume_all(settings, settings.topics.deadletter, expected=len(foreign))
+    finally:
+        assert worker.stop() == 0
+    assert _stored(settings, "exp-direct") == expected
+    assert _stored(settings, "exp-other") == set(), "another resource's events were stored"
+    assert len(dead) == len(foreign)
+    assert {h["preuve.field"] for h, _ in dead} == {b"resource_id"}

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+import sqlalchemy as sa
+
+from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 
 START = datetime(2027, 10, 4, 8, 0, tzinfo=UTC)
@@ -106,3 +111,38 @@ def workload(
     rng.shuffle(lines)
     result.lines = lines
     return result
+
+
+def register_enrollments(settings: Settings, messages: Sequence[EnrollmentMessage]) -> None:
+    """Write these enrollments into the registry of ``settings``, as `preuve enroll` would
+    have (the stream worker believes an enrollment record only if its registry holds it)."""
+    from experiments.database import insert_for, registry_engine
+    from experiments.enrollment.tables import EnrollmentDesignRow, EnrollmentRow
+
+    engine = registry_engine(settings)
+    designs = cast(sa.Table, EnrollmentDesignRow.__table__)
+    rows = cast(sa.Table, EnrollmentRow.__table__)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        for experiment_id, resource_id in sorted({(m.experiment_id, m.resource_id)
+                                                  for m in messages}):
+            connection.execute(insert_for(engine, designs).values(
+                experiment_id=experiment_id, resource_id=resource_id, fingerprint="test",
+                design={}, first_enrolled_at=now, last_enrolled_at=now,
+            ).on_conflict_do_nothing())
+        for message in messages:
+            connection.execute(insert_for(engine, rows).values(
+                experiment_id=message.experiment_id, class_id=message.class_id,
+                school_uai=message.school_uai, academie=message.academie, level="CP",
+                pupils=20, attributes={}, stratum="", unit_id=message.class_id,
+                arm=message.arm, status=message.status, enrolled_at=message.at,
+                withdrawn_at=None, published_status=message.status,
+            ).on_conflict_do_nothing())
+
+
+def publish_registered(settings: Settings, messages: Sequence[EnrollmentMessage]) -> int:
+    """Register the enrollments (:func:`register_enrollments`), then publish them."""
+    from ingest.kafka.producer import publish_enrollments
+
+    register_enrollments(settings, messages)
+    return publish_enrollments(settings, messages)

@@ -1,21 +1,20 @@
-"""Reading topics back in tests."""
+"""Reading topics back in tests (as the admin, who may read every topic)."""
 
 from __future__ import annotations
 
 import time
 
+from experiments.settings import Settings
+from ingest.kafka import clients
+from ingest.kafka.principals import ADMIN
+
 
 def consume_all(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0
+    settings: Settings, topic: str, expected: int, timeout_s: float = 60.0
 ) -> list[tuple[dict[str, bytes], bytes]]:
     """(headers, value) of every record of ``topic``, waiting for ``expected`` of them,
     then reading a little longer to catch any extra copy."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=2000,
-    )
+    consumer = clients.consumer(settings, ADMIN, topic, group_id=None, consumer_timeout_ms=2000)
     records: list[tuple[dict[str, bytes], bytes]] = []
     deadline = time.monotonic() + timeout_s
     try:

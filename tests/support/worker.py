@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from experiments.settings import Settings
+from ingest.kafka.clients import security_env
 from ingest.stream.worker import READY_LINE
 
 
@@ -26,8 +27,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["PREUVE_PSEUDONYM_KEY"] = settings.pseudonym_key.get_secret_value()
     for name, value in settings.topics.model_dump().items():
         env[f"PREUVE_TOPICS__{name.upper()}"] = value
-    for name, value in settings.kafka.model_dump().items():
+    for name, value in settings.kafka.model_dump(exclude={"security"}).items():
         env[f"PREUVE_KAFKA__{name.upper()}"] = str(value)
+    env.update(security_env(settings))
     for name, value in settings.worker.model_dump().items():
         env[f"PREUVE_WORKER__{name.upper()}"] = str(value)
     return env
