@@ -81,7 +81,7 @@ def _event(rng: random.Random, when: datetime) -> dict[str, object]:
         "resource_id": "lectio",
         "learner_id": f"gar-{class_no}-{rng.randrange(25)}",
         "class_id": f"c{class_no:05d}",
-        "school_uai": "0750001A",
+        "school_uai": "0750001U",
         "verb": "exercise_answered",
         "duration_s": rng.randrange(5, 600),
     }
@@ -208,7 +208,7 @@ def run_store_alone(settings: Settings, count: int) -> float:
         e = _event(rng, start + timedelta(seconds=i))
         events.append(StoredEvent(
             str(e["event_id"]), start + timedelta(seconds=i), "lectio",
-            f"key-{e['learner_id']}", str(e["class_id"]), "0750001A",
+            f"key-{e['learner_id']}", str(e["class_id"]), "0750001U",
             "lectio" if i % 2 else "usual", "exercise_answered",
             duration_s=float(e["duration_s"]),  # type: ignore[arg-type]
             is_usage=True,
@@ -354,7 +354,7 @@ def main() -> None:
                     experiment_id=EXPERIMENT,
                     resource_id="lectio",
                     arm="lectio" if i % 2 else "usual",
-                    school_uai="0750001A",
+                    school_uai="0750001U",
                     academie="paris",
                     at=datetime.now(UTC),
                 )

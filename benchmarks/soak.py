@@ -54,7 +54,7 @@ def _event(rng: random.Random) -> dict[str, object]:
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "occurred_at": when.isoformat(), "resource_id": "lectio",
         "learner_id": f"gar-{class_no}-{rng.randrange(25)}", "class_id": f"c{class_no:04d}",
-        "school_uai": "0750001A", "verb": "exercise_answered", "duration_s": rng.randrange(5, 600),
+        "school_uai": "0750001U", "verb": "exercise_answered", "duration_s": rng.randrange(5, 600),
     }
 
 
@@ -141,7 +141,7 @@ def main() -> int:
         ensure_topics(settings)
         publish_enrollments(settings, [
             EnrollmentMessage(class_id=f"c{i:04d}", experiment_id=EXPERIMENT, resource_id="lectio",
-                              arm=("lectio", "usual")[i % 2], school_uai="0750001A",
+                              arm=("lectio", "usual")[i % 2], school_uai="0750001U",
                               academie="paris", at=datetime(2027, 9, 1, tzinfo=UTC))
             for i in range(CLASSES)])
         store = ExperimentStore(settings, EXPERIMENT)

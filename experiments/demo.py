@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
+from experiments.protocol.calendar import uai_check_letter
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 from ingest.stream.worker import READY_LINE
@@ -106,7 +107,8 @@ def _write_classes(path: Path, rng: random.Random) -> list[dict[str, str]]:
     for school in range(20):
         academie = "versailles" if school < 10 else "creteil"
         department = "078" if academie == "versailles" else "093"
-        uai = f"{department}{1000 + school:04d}{'ABCDEFGHJKLMNPRSTUVW'[school]}"
+        number = f"{department}{1000 + school:04d}"
+        uai = number + uai_check_letter(number)  # enrollment refuses a wrong check letter
         priority = "REP+" if school % 3 == 0 else "REP"
         for letter in "ab":
             rows.append({

@@ -187,6 +187,7 @@ def _label_subgroup(subgroup: str | None, t: Text) -> str:
     if not subgroup:
         return t("all_pupils")
     name, _, level = subgroup.partition("=")
+    level = t.attribute_value(name, level)
     return f"{t.attribute(name)} : {level}" if t.lang == "fr" else \
         f"{t.attribute(name)}: {level}"
 
@@ -466,7 +467,7 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             name = t("baseline_of", outcome=outcomes.get(base, base))
         elif "=" in name:
             attr, _, level = name.partition("=")
-            name = f"{t.attribute(attr)} = {level}"
+            name = f"{t.attribute(attr)} = {t.attribute_value(attr, level)}"
         verdict = t(f"eq_{b['equivalence']}") if b.get("equivalence") else (
             t("reason_suppressed") if "suppressed" in str(b.get("reason")) else t("eq_none"))
         if b.get("equivalence") == "adjustment required" and b.get("adjusted_in_model"):

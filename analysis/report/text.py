@@ -512,6 +512,15 @@ ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
            "sector": "Sector", "academie": "Académie", "level": "Level"},
 }
 
+# Values of attributes in words, where the stored value is a code (« hors_ep »); the
+# report of a file written before 2026-12 may still carry « none » for it.
+ATTRIBUTE_VALUES: Final[dict[str, dict[tuple[str, str], str]]] = {
+    "fr": {("education_priority", "hors_ep"): "hors éducation prioritaire",
+           ("education_priority", "none"): "hors éducation prioritaire"},
+    "en": {("education_priority", "hors_ep"): "outside priority education",
+           ("education_priority", "none"): "outside priority education"},
+}
+
 
 def format_number(value: Any, lang: str = "fr", digits: int = 2, *, signed: bool = False
                   ) -> str:
@@ -580,3 +589,13 @@ class Text:
     def attribute(self, name: str) -> str:
         """A unit attribute in words (its name when unknown)."""
         return ATTRIBUTES[self.lang].get(name, name)
+
+    def attribute_value(self, name: str, value: str) -> str:
+        """A value of a unit attribute in words (the value itself when it is a word).
+
+        Examples
+        --------
+        >>> Text("fr").attribute_value("education_priority", "hors_ep")
+        'hors éducation prioritaire'
+        """
+        return ATTRIBUTE_VALUES[self.lang].get((name, value), value)

@@ -152,7 +152,7 @@ def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
 #
 # An académie sees its own classes only. Two answers of the enrollment call would tell it
 # about the others': a refusal that quotes how the registry holds a class ("already
-# enrolled with school_uai = 0781234A", "in experiment X"), and the balance of the whole
+# enrolled with school_uai = 0781234T", "in experiment X"), and the balance of the whole
 # experiment, whose arm counts, polled between two enrollments of another académie, give
 # the arm of its new class. So an académie's refusals about a class that is not its own
 # say no more than that the id is taken, and its balance covers its own units.

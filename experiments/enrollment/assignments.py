@@ -108,7 +108,7 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
     >>> engine = registry_engine(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
+    >>> text += "c1,0781234T,CP,24,versailles,REP\\nc2,0781234T,CP,21,versailles,REP\\n"
     >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
     >>> verify_allocations(engine, design)
     []

@@ -126,7 +126,7 @@ def _event(**changes: Any) -> dict[str, Any]:
         "resource_id": "lectio",
         "learner_id": "gar-7f3a9c",
         "class_id": "cls-42",
-        "school_uai": "0750001A",
+        "school_uai": "0750001U",
         "verb": "exercise_answered",
         "object_id": "lectio:exercise:12",
         "score": 0.75,
@@ -324,7 +324,7 @@ def test_xapi_statements_are_mapped_and_written(
         },
         "object": {"id": "https://lectio.example/exercises/12"},
         "result": {"score": {"scaled": 0.8}, "success": True, "duration": "PT1M30S"},
-        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}},
+        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001U"}},
         "timestamp": "2027-10-04T09:15:00.000Z",
     }
     answer = client.post("/v1/xapi/statements", json=[statement], headers=_auth(key))
@@ -350,7 +350,7 @@ def test_xapi_statements_are_mapped_and_written(
         "context": {
             "extensions": {
                 CLASS_EXTENSION: "cls-42",
-                SCHOOL_EXTENSION: "0750001A",
+                SCHOOL_EXTENSION: "0750001U",
                 "https://preuve.example/xapi/extensions/resource-id": "mathix",
             }
         },
@@ -378,7 +378,7 @@ def test_the_same_instant_in_another_offset_is_the_same_event_not_a_conflict(
         "actor": {"account": {"homePage": "https://gar.example", "name": "gar-7f3a9c"}},
         "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
         "object": {"id": "https://lectio.example/lessons/3"},
-        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}},
+        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001U"}},
         "timestamp": "2027-10-04T09:15:00+02:00",
     }
     assert client.post("/v1/xapi/statements", json=statement, headers=_auth(key)).status_code == 202
@@ -403,7 +403,7 @@ def test_statements_as_tools_send_them_with_the_resource_s_context_mapping(
     contexts.write_text(
         "moodle-college:\n"
         '  class: [{in: parent, pattern: "http://www.example.org/course/view.php?id={}"}]\n'
-        '  school: [{value: "0750001A"}]\n'
+        '  school: [{value: "0750001U"}]\n'
     )
     settings = settings.model_copy(
         update={"gateway": settings.gateway.model_copy(update={"xapi_contexts": contexts})}

@@ -202,7 +202,7 @@ def enrollment_gateway(
     design, _ = enrollment_design(engine, EXPERIMENT)
     classes = tuple(f"fuzz-{i}" for i in range(6))
     text = ",".join(HEADER) + "\n" + "".join(
-        f"{c},0780001A,CP,20,versailles,REP\n" for c in (*classes, KEPT_CLASS))
+        f"{c},0780001C,CP,20,versailles,REP\n" for c in (*classes, KEPT_CLASS))
     enroll_classes(engine, design, read_classes(text, design, today=date(2027, 9, 1)),
                    actor="test")
     tokens = {"academie": issue_token(engine, "academie", "versailles"),
@@ -224,7 +224,7 @@ def _field(known: list[str]) -> st.SearchStrategy[str]:
 
 _ROW = st.tuples(
     st.from_regex(r"[a-z0-9][a-z0-9-]{0,10}", fullmatch=True) | st.text(max_size=12),
-    _field(["0780001A", "0930001C"]),
+    _field(["0780001C", "0930001W"]),
     _field(["CP", "CE1", "6e"]),
     st.integers(-3, 40).map(str) | st.text(max_size=6),
     _field(["versailles", "creteil"]),

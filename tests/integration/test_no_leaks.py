@@ -99,7 +99,7 @@ def test_no_raw_id_outside_the_bounded_ingress_topics_and_nothing_after_a_purge(
     protocol = load_protocol(PROTOCOL)
     register_protocol(registry, protocol, PROTOCOL.read_text(), actor="researcher:test")
     design = EnrollmentDesign.from_protocol(protocol)
-    rows = "".join(f"{c},0781234A,CP,25,versailles,REP\n" for c in CLASSES)
+    rows = "".join(f"{c},0781234T,CP,25,versailles,REP\n" for c in CLASSES)
     outcome = enroll_classes(registry, design, read_classes(HEADER + rows, design),
                              actor="academie:versailles:test", publish=kafka_publisher(settings))
     assert outcome.pending == 0, outcome.publish_error

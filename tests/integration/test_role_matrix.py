@@ -205,7 +205,7 @@ def _portal_get(template: str) -> Call:
 def _event(class_id: str) -> dict[str, Any]:
     return {"event_id": str(uuid.uuid4()), "occurred_at": "2027-10-04T10:00:00+02:00",
             "resource_id": "lectio", "learner_id": f"gar-{uuid.uuid4().hex[:10]}",
-            "class_id": class_id, "school_uai": "0780001A", "verb": "session_started"}  # fmt: skip
+            "class_id": class_id, "school_uai": "0780001C", "verb": "session_started"}  # fmt: skip
 
 
 def _post_event(m: Matrix, caller: str) -> httpx.Response:
@@ -223,7 +223,7 @@ def _post_statement(m: Matrix, caller: str) -> httpx.Response:
         "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
         "object": {"id": "https://lectio.example/exercises/12"},
         "context": {"extensions": {CLASS_EXTENSION: sorted(m.world.treatment_classes)[0],
-                                   SCHOOL_EXTENSION: "0780001A",
+                                   SCHOOL_EXTENSION: "0780001C",
                                    RESOURCE_EXTENSION: "lectio"}},
         "timestamp": "2027-10-04T09:15:00.000Z",
     }  # fmt: skip
@@ -242,7 +242,7 @@ def _new_class(caller: str) -> str:
 
 def _post_enrollments(m: Matrix, caller: str) -> httpx.Response:
     # Everyone sends Versailles classes: Créteil's token sends another académie's rows.
-    body = ENROLL_HEADER + f"{_new_class(caller)},0780002B,CP,21,versailles,REP\n"
+    body = ENROLL_HEADER + f"{_new_class(caller)},0780002D,CP,21,versailles,REP\n"
     return m.gateway.request("POST", f"/v1/experiments/{EXPERIMENT}/enrollments",
                              content=body.encode(),
                              headers={**m.bearer(caller), "Content-Type": "text/csv"})
@@ -583,7 +583,7 @@ def cli_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["protocol"].write_text(text, encoding="utf-8")
     files["amended"].write_text(text.replace("alpha: 0.05", "alpha: 0.1", 1), encoding="utf-8")
     files["classes"].write_text(ENROLL_HEADER + "".join(
-        f"cli-{i},0780003C,CP,22,versailles,REP\n" for i in range(4)), encoding="utf-8")
+        f"cli-{i},0780003E,CP,22,versailles,REP\n" for i in range(4)), encoding="utf-8")
     files["outcomes"].write_text("learner_id,unit_id,measure,wave,score\n" + "".join(
         f"gar-cli-{i},cli-{i % 4},fluence,baseline,{40 + i}\n" for i in range(8)),
         encoding="utf-8")
@@ -733,13 +733,13 @@ def test_a_class_of_another_academie_is_refused_without_its_details(matrix: Matr
     """Créteil naming a Versailles class id learns nothing of it (school, académie, arm,
     pupils, other experiment) beyond that the id is not its own to enroll."""
     theirs = next(c for c in enrolled_classes(matrix.registry, EXPERIMENT, academie="versailles")
-                  if c.school_uai == "0780001A")
+                  if c.school_uai == "0780001C")
     answer = _post_as(matrix, "academie_other",
-                      f"{theirs.class_id},0930001C,CP,{theirs.pupils + 1},creteil,REP\n")
+                      f"{theirs.class_id},0930001W,CP,{theirs.pupils + 1},creteil,REP\n")
     assert answer.status_code == 200, answer.text
     (refused,) = answer.json()["refused"]
     assert refused["class_id"] == theirs.class_id
-    for secret in ("0780001A", "versailles", theirs.arm):
+    for secret in ("0780001C", "versailles", theirs.arm):
         assert secret not in json.dumps(refused), f"the refusal shows {secret}: {refused}"
 
 

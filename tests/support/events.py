@@ -21,7 +21,7 @@ def enrollment(
         experiment_id=experiment_id,
         resource_id=resource_id,
         arm=arm,
-        school_uai="0750001A",
+        school_uai="0750001U",
         academie="paris",
         at=datetime(2027, 9, 1, tzinfo=UTC),
     )
@@ -39,7 +39,7 @@ def valid_event(
         "resource_id": resource_id,
         "learner_id": f"gar-{class_id}-{rng.randrange(25):02d}",
         "class_id": class_id,
-        "school_uai": "0750001A",
+        "school_uai": "0750001U",
         "verb": verb,
     }
     if verb != "session_started":

@@ -147,7 +147,7 @@ def test_usage_with_no_outcome_yet_is_read_not_a_crash(tmp_path: Path) -> None:
     protocol = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
     plan = plan_from_protocol(load_protocol(protocol))
     (tmp_path / "u.csv").write_text(
-        "unit_id,arm,school_uai,education_priority\nc1,lectio,0781234A,REP\nc2,usual,0781234A,REP\n"
+        "unit_id,arm,school_uai,education_priority\nc1,lectio,0781234T,REP\nc2,usual,0781234T,REP\n"
     )
     (tmp_path / "o.csv").write_text("learner_id,unit_id,measure,wave,score\n")
     (tmp_path / "x.csv").write_text("learner_id,unit_id,week,active_minutes\nL1,c1,2027-W40,30\n")

@@ -21,7 +21,7 @@ def test_import_twice_stores_once_and_bad_files_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["protocol", "register", str(PROTOCOL)], env=env).exit_code == 0
     classes = tmp_path / "classes.csv"
     classes.write_text("class_id,school_uai,level,pupils,academie,education_priority\n"
-                       + "".join(f"c{i},0781234A,CP,20,versailles,REP\n" for i in range(4)))
+                       + "".join(f"c{i},0781234T,CP,20,versailles,REP\n" for i in range(4)))
     enrolled = runner.invoke(app, ["enroll", "fluence-cp-2027", str(classes), "--no-publish"],
                              env=env)
     assert enrolled.exit_code in (0, 3), enrolled.output
