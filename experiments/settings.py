@@ -8,10 +8,11 @@ use ``__``, e.g. ``PREUVE_KAFKA__PARTITIONS``). Nothing else in the code base re
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -192,3 +193,39 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
+    simulated_now: datetime | None = Field(
+        None,
+        description="A simulated clock (RFC 3339 with offset) for demos and tests of a future "
+        "school year: the gates on event dates and the enrollment window compare with it "
+        "instead of the system clock. Unset in production; when set, every service logs a "
+        "warning at start.",
+    )
+    clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far in the future an event's occurred_at may be (the sender's clock "
+        "running ahead) before the gateway refuses it and the stream worker dead-letters it.",
+    )
+    school_calendar_file: Path | None = Field(
+        None,
+        description="CSV of school holidays (zone,name,start,end) added to the shipped "
+        "calendar: a school year newer than vacances-scolaires-france's, or the calendar of "
+        "Corse or an overseas académie (docs/architecture.md, School time).",
+    )
+
+    @field_validator("simulated_now")
+    @classmethod
+    def _with_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("simulated_now needs a UTC offset, e.g. 2027-10-01T09:00:00+02:00")
+        return value
+
+    def now(self) -> datetime:
+        """The current time: ``simulated_now`` when set, else the system clock (UTC)."""
+        return self.simulated_now if self.simulated_now is not None else datetime.now(UTC)
+
+    def today(self) -> date:
+        """Today's school date (Europe/Paris) by :meth:`now`."""
+        from zoneinfo import ZoneInfo
+
+        return self.now().astimezone(ZoneInfo("Europe/Paris")).date()

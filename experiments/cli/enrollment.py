@@ -14,8 +14,9 @@ Exit codes (also in ``preuve enroll --help``):
 
 - 0: every row of the file is enrolled (now, or already by an earlier run);
 - 1: some rows were refused (the valid rows are enrolled; each refusal is printed);
-- 2: usage or file error (nothing enrolled): unknown experiment, unreadable file,
-  missing column, a protocol that changed its randomisation...;
+- 2: nothing enrolled: usage or file error (unknown experiment, unreadable file,
+  missing column, a protocol that changed its randomisation...), or the enrollment
+  window is not open (said once: "not open yet", or closed);
 - with ``--verify``: 0 if the allocation log replays exactly from the protocol, 1 if not;
 - 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
   stay pending until ``preuve enroll EXPERIMENT --republish``.
@@ -148,7 +149,8 @@ def enroll(
     randomised and printed with its arm by the id of the file (stored only pseudonymised).
 
     Exit codes: 0 all rows enrolled; 1 some rows refused, the others enrolled;
-    2 usage or file error, nothing enrolled; 3 enrolled, publishing pending (--republish);
+    2 nothing enrolled: usage or file error, or the enrollment window not open (yet);
+    3 enrolled, publishing pending (--republish);
     4 the database refused or could not be reached.
     """
     from experiments.access import cli_actor
@@ -156,7 +158,7 @@ def enroll(
     from experiments.enrollment.assignments import verify_allocations, verify_learner_allocations
     from experiments.enrollment.balance import enrollment_balance
     from experiments.enrollment.design import enrollment_design
-    from experiments.enrollment.files import read_classes, read_pupils
+    from experiments.enrollment.files import closed_window, read_classes, read_pupils
     from experiments.enrollment.publishing import kafka_publisher, pending_messages, publish_pending
     from experiments.enrollment.transaction import enroll_classes, enroll_learners
     from experiments.enrollment.withdrawal import withdraw
@@ -209,8 +211,13 @@ def enroll(
                 raise typer.Exit(_publishing_exit(pending, error, experiment))
             return
         assert classes_csv is not None
+        closed = closed_window(design, settings.today())
+        if closed is not None:
+            typer.echo(f"preuve enroll: {closed.message_en} / {closed.message_fr}", err=True)
+            raise typer.Exit(EXIT_USAGE)
         if learners:
-            pupils = read_pupils(classes_csv, design, academie=academie)
+            pupils = read_pupils(classes_csv, design, academie=academie,
+                                 today=settings.today())
             learner_outcome = enroll_learners(
                 engine, design, pupils, key=load_pseudonym_key(settings), actor=actor,
                 publish=publisher if publish else None,
@@ -218,7 +225,7 @@ def enroll(
             _finish_learners(learner_outcome, pupils.path, pupils.ignored_columns,
                              enrollment_balance(engine, design), as_json=as_json,
                              publish=publish)  # fmt: skip
-        classes = read_classes(classes_csv, design, academie=academie)
+        classes = read_classes(classes_csv, design, academie=academie, today=settings.today())
         outcome = enroll_classes(engine, design, classes, actor=actor,
                                  publish=publisher if publish else None)  # fmt: skip
     except (EnrollmentError, RegistryError) as exc:

@@ -152,6 +152,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "inscriptions fermées le {value} : elles sont ouvertes du {opens} au {closes}",
         "enrollment is closed on {value}: it is open from {opens} to {closes}",
     ),
+    "window_not_open": (
+        "les inscriptions ne sont pas encore ouvertes : elles ouvrent le {opens} (et ferment "
+        "le {closes}) ; rien n'a été inscrit",
+        "enrollment is not open yet: it opens on {opens} (and closes on {closes}); nothing "
+        "was enrolled",
+    ),
+    "window_closed": (
+        "les inscriptions sont closes depuis le {closes} ; rien n'a été inscrit",
+        "enrollment closed on {closes}; nothing was enrolled",
+    ),
     "duplicate_class": (
         "la classe « {value} » figure déjà à la ligne {first} du fichier",
         "class '{value}' already appears on line {first} of the file",
@@ -839,6 +849,27 @@ def read_pupils(
         ))  # fmt: skip
     refusals.sort(key=lambda r: r.line)
     return PupilsFile(name, rows, refusals, ignored)
+
+
+def closed_window(design: EnrollmentDesign, today: date) -> Refusal | None:
+    """The refusal of a whole file when the enrollment window is not open on ``today``
+    (one message, rather than one per row), or ``None``.
+
+    Examples
+    --------
+    >>> from experiments.protocol.language import load_protocol
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> import dataclasses
+    >>> windowed = dataclasses.replace(design, opens=date(2028, 5, 2), closes=date(2028, 6, 1))
+    >>> closed_window(windowed, date(2028, 4, 1)).message_en[:51]
+    'enrollment is not open yet: it opens on 2028-05-02'
+    """
+    if design.opens is not None and today < design.opens:
+        return refusal("window_not_open", 0, "", "", today.isoformat(), opens=design.opens,
+                       closes=design.closes or "…")
+    if design.closes is not None and today > design.closes:
+        return refusal("window_closed", 0, "", "", today.isoformat(), closes=design.closes)
+    return None
 
 
 def _check_school(uai: str, academie: str, line: int, class_id: str) -> Refusal | None:
