@@ -861,7 +861,7 @@ def closed_window(design: EnrollmentDesign, today: date) -> Refusal | None:
     >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
     >>> import dataclasses
     >>> windowed = dataclasses.replace(design, opens=date(2028, 5, 2), closes=date(2028, 6, 1))
-    >>> closed_window(windowed, date(2028, 4, 1)).message_en[:51]
+    >>> closed_window(windowed, date(2028, 4, 1)).message_en[:50]
     'enrollment is not open yet: it opens on 2028-05-02'
     """
     if design.opens is not None and today < design.opens:
