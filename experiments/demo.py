@@ -46,6 +46,8 @@ PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "fluence-cp-20
 EXPERIMENT = "fluence-cp-2027"
 RESOURCE = "lectio"
 INTERVENTION_START = datetime(2027, 9, 27, 8, 30, tzinfo=UTC)
+#: The demo's simulated clock (settings.simulated_now): the day after its final analysis.
+SIMULATED_NOW = "2028-07-01T08:00:00+02:00"
 INTERVENTION_WEEKS = 34
 INVALID_SHARE = 0.03
 
@@ -83,6 +85,10 @@ def _child_env(settings: Settings, home: Path, bootstrap: str, run: str) -> dict
         PREUVE_TOPICS__ANALYSIS_REQUESTS=f"demo-{run}.analysis.requests",
         PREUVE_WORKER__GROUP_ID=f"demo-{run}-router",
         PREUVE_KAFKA__PARTITIONS=str(settings.kafka.partitions),
+        # The demo plays the school year 2027-2028: its services' clock is at its end
+        # (after the final analysis), so that its events are not "in the future" for the
+        # gates of ingest/gates.py. Only the demo's children get it.
+        PREUVE_SIMULATED_NOW=SIMULATED_NOW,
     )
     if settings.database_url:
         env["PREUVE_DATABASE_URL"] = settings.database_url

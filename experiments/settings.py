@@ -197,7 +197,7 @@ class Settings(BaseSettings):
         None,
         description="A simulated clock (RFC 3339 with offset) for demos and tests of a future "
         "school year: the gates on event dates and the enrollment window compare with it "
-        "instead of the system clock. Unset in production; when set, every service logs a "
+        "instead of the system clock. Unset in production; when set, the stream worker logs a "
         "warning at start.",
     )
     clock_skew_s: float = Field(

@@ -65,6 +65,7 @@ from experiments.enrollment.api import enrollment_router
 from experiments.settings import Settings
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem, StatementRejected
+from ingest.gates import in_the_future
 from ingest.kafka.producer import new_producer
 from ingest.receipts import Receipt, ReceiptBook, purge_receipts
 from ingest.xapi import (
@@ -380,6 +381,7 @@ class _Gateway:
             items.append(
                 _Item(index, event, event.to_json(), _canonical_digest(event), notes)
             )
+        problems.extend(_future_problems(items, self.settings))
         if problems:
             raise BatchRefused(422, problems)
         foreign = [
@@ -522,6 +524,17 @@ class _Gateway:
             if self._owns_producer and self._producer is not None:
                 self._producer.close(timeout=self.settings.gateway.kafka_timeout_s)
                 self._producer = None
+
+
+def _future_problems(items: Sequence[_Item], settings: Settings) -> list[ItemProblem]:
+    """Items dated in the future beyond the clock skew (:mod:`ingest.gates`)."""
+    now = settings.now()
+    found = []
+    for item in items:
+        reason = in_the_future(item.event.occurred_at, now, settings.clock_skew_s)
+        if reason is not None:
+            found.append(ItemProblem(item.index, "occurred_at", reason))
+    return found
 
 
 def _native_event(raw: Any, index: int) -> MappedStatement:

@@ -35,7 +35,7 @@ def _event(
     return {
         "event_id": f"00000000-0000-4000-8000-{event_id:012d}",
         "occurred_at": "2027-10-04T09:00:00+02:00", "resource_id": "lectio",
-        "learner_id": "gar-raw-0042", "class_id": class_id, "school_uai": "0781001P",
+        "learner_id": "gar-raw-0042", "class_id": class_id, "school_uai": "0750001U",
         "verb": verb, **extra,
     }
 
