@@ -52,6 +52,7 @@ AuditAction = Literal[
     "token.issue", "token.revoke",
     "protocol.registration", "protocol.update", "protocol.amendment", "experiment.transition",
     "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
+    "enrollment.correct",
     "assignment.read", "outcomes.import", "data.export",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",

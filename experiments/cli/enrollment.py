@@ -20,6 +20,8 @@ Exit codes (also in ``preuve enroll --help``):
 - with ``--verify``: 0 if the allocation log replays exactly from the protocol, 1 if not;
 - 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
   stay pending until ``preuve enroll EXPERIMENT --republish``.
+- with ``--correct CLASS``: 0 corrected (a new version, the arm kept); 2 refused (the
+  intervention has started, no reason, a value outside the vocabulary...).
 - 4: the database refused the credentials or could not be reached
   (:mod:`experiments.cli.console`, as for every command).
 
@@ -40,7 +42,12 @@ import typer
 from experiments.errors import EnrollmentError, ProtocolError, RegistryError
 
 if TYPE_CHECKING:
+    from datetime import date
+
+    from sqlalchemy import Engine
+
     from experiments.enrollment.balance import BalanceReport
+    from experiments.enrollment.files import EnrollmentDesign
     from experiments.enrollment.transaction import (
         EnrolledLearner,
         EnrollmentOutcome,
@@ -136,8 +143,23 @@ def enroll(
         typer.Option(help="With --withdraw: withdraw only this pupil (for a learner-randomised "
                      "protocol, the learner_id of the pupils file; it keeps its arm)."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded; never a name, "
-                                            "e-mail or phone number).")] = "",
+    reason: Annotated[str, typer.Option(help="With --withdraw or --correct: why (recorded; "
+                                            "never a name, e-mail or phone number).")] = "",
+    correct_class: Annotated[
+        str | None,
+        typer.Option("--correct", help="Correct this class's pupil count (--pupils) or "
+                     "attributes (--set NAME=VALUE) before the intervention starts; its arm "
+                     "is kept. Afterwards, only --withdraw."),
+    ] = None,
+    pupil_count: Annotated[
+        int | None,
+        typer.Option("--pupils", help="With --correct: the corrected number of pupils."),
+    ] = None,
+    set_values: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="With --correct: a corrected attribute, NAME=VALUE "
+                     "(repeatable), e.g. --set education_priority=REP+."),
+    ] = None,
     verify: Annotated[
         bool, typer.Option(help="Replay the allocation log from the protocol; exit 1 on any "
                            "discrepancy.")
@@ -166,9 +188,11 @@ def enroll(
     from experiments.settings import Settings
     from ingest.pseudonym import load_pseudonym_key
 
-    actions = sum((classes_csv is not None, republish, withdraw_class is not None, verify))
+    actions = sum((classes_csv is not None, republish, withdraw_class is not None, verify,
+                   correct_class is not None))
     if actions != 1:
-        raise _fail("give exactly one of CLASSES_CSV, --republish, --withdraw CLASS or --verify")
+        raise _fail("give exactly one of CLASSES_CSV, --republish, --withdraw CLASS, "
+                    "--correct CLASS or --verify")
     settings = Settings()
     engine = registry_engine(settings)
     # Who ran it (the OS account holding the registry's credentials), and for whom.
@@ -193,6 +217,11 @@ def enroll(
                        + ("reproduces from the protocol" if not problems else
                           f"has {len(problems)} discrepancies"))  # fmt: skip
             raise typer.Exit(EXIT_REFUSED if problems else EXIT_OK)
+        if correct_class is not None:
+            _correct(engine, design, experiment, correct_class, pupil_count, set_values or [],
+                     reason=reason, actor=actor, academie=academie, protocol=protocol,
+                     today=settings.today())
+            return
         if withdraw_class is not None:
             # One path for classes and pupils of both designs: a pupil is recorded by
             # their per-experiment pseudonym, never by the id given here.
@@ -260,6 +289,30 @@ def enroll(
     if outcome.refusals:
         raise typer.Exit(EXIT_REFUSED)
     raise typer.Exit(pending_exit)
+
+
+def _correct(engine: Engine, design: EnrollmentDesign, experiment: str, class_id: str,
+             pupils: int | None, assignments: list[str], *, reason: str, actor: str,
+             academie: str | None, protocol: Path | None, today: date) -> None:
+    """``--correct CLASS``: a versioned, audited correction before the intervention."""
+    from experiments.enrollment.corrections import correct_enrollment
+    from experiments.protocol.language import load_protocol
+    from experiments.registry import registered_protocol
+
+    attributes: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.strip():
+            raise EnrollmentError(f"--set expects NAME=VALUE, got {assignment!r}", field="set")
+        attributes[name.strip()] = value
+    periods = (load_protocol(protocol) if protocol is not None
+               else registered_protocol(engine, experiment).protocol).periods
+    done = correct_enrollment(engine, design, class_id, pupils=pupils, attributes=attributes,
+                              reason=reason, actor=actor, academie=academie, today=today,
+                              intervention_start=periods.intervention.start)
+    changed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in done.changes.items())
+    typer.echo(f"{experiment}: class {class_id} corrected (version {done.version}; {changed}); "
+               f"arm {done.arm} kept / classe corrigée, bras conservé")
 
 
 def _finish_learners(

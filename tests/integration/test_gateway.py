@@ -38,6 +38,7 @@ from ingest.gateway import OPENAPI_PATH, create_app, openapi_document
 from ingest.kafka.broker import free_port
 from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
+from tests.conftest import SIMULATED_NOW
 from tests.support.gateway_client import AppClient as InProcessClient
 
 pytestmark = pytest.mark.integration
@@ -486,6 +487,7 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str, worker
         "PREUVE_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
         "PREUVE_TOPICS__EVENTS": settings.topics.events,
         "PREUVE_LOG_LEVEL": "WARNING",
+        "PREUVE_SIMULATED_NOW": SIMULATED_NOW,
     }
     preuve = Path(sys.executable).parent / "preuve"
     server = subprocess.Popen(

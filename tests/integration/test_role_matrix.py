@@ -60,6 +60,7 @@ from experiments.portal.app import SESSION_COOKIE, create_portal
 from experiments.settings import Settings, TopicNames
 from ingest.gateway import create_app
 from ingest.xapi import CLASS_EXTENSION, RESOURCE_EXTENSION, SCHOOL_EXTENSION
+from tests.conftest import SIMULATED_NOW
 from tests.support.kafka import consume_all
 from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient
 from tests.support.postgres import PostgresCluster
@@ -130,7 +131,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}",
         database_url=postgres_cluster.create_database(f"roles_{tag}"),
-        kafka_bootstrap=kafka_bootstrap, topics=topics,
+        kafka_bootstrap=kafka_bootstrap, topics=topics, simulated_now=SIMULATED_NOW,
     )
     world = build_role_world(settings)
     portal = PortalClient(create_portal(settings, registry=world.portal.registry,
@@ -163,6 +164,8 @@ def _env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
         "PREUVE_TOPICS__ENROLLMENTS": settings.topics.enrollments,
         "PREUVE_TOPICS__DEADLETTER": settings.topics.deadletter,
         "PREUVE_TOPICS__ANALYSIS_REQUESTS": settings.topics.analysis_requests,
+        # The simulated school year's clock (tests/conftest.py), as the in-process services.
+        "PREUVE_SIMULATED_NOW": SIMULATED_NOW,
     }
 
 
