@@ -18,6 +18,9 @@ the gateway's event endpoints (:mod:`experiments.access`):
   to the experiment and an admin see every class.
 - ``POST /v1/experiments/{id}/withdrawals`` (académie token, its own classes):
   ``{"class_id": ..., "reason": ..., "learner_id": optional}``.
+- ``POST /v1/experiments/{id}/corrections`` (académie token, its own classes, before the
+  intervention starts): ``{"class_id": ..., "reason": ..., "pupils": N, "attributes":
+  {...}}``; versioned and audited, the arm kept.
 
 For a learner-randomised protocol (``population.unit: learner``) the enrollment body is a
 file of pupils (``learner_id,class_id,school_uai,level,academie`` + attributes, or JSON
@@ -262,6 +265,7 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
     >>> router = enrollment_router(Settings(state_dir=Path(tempfile.mkdtemp())))
     >>> sorted(route.path for route in router.routes)  # doctest: +NORMALIZE_WHITESPACE
     ['/v1/experiments/{experiment_id}/assignments',
+     '/v1/experiments/{experiment_id}/corrections',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals']
@@ -468,4 +472,52 @@ def enrollment_router(settings: Settings, publish: Publish | None = None,
             "removed": removed,
         }  # fmt: skip
 
+    @router.post("/{experiment_id}/corrections")
+    def post_correction(
+        experiment_id: str, body: CorrectionRequest, principal: Principal = by_token
+    ) -> Any:
+        """Correct a class's pupil count or attributes before the intervention starts
+        (:mod:`experiments.enrollment.corrections`); the class keeps its arm. 409 once the
+        intervention has started (then only a withdrawal)."""
+        academie = academie_of(principal)
+        return correction_answer(engine, settings, design_of(experiment_id), body,
+                                 principal.actor, academie)
+
     return router
+
+
+class CorrectionRequest(BaseModel):
+    """Body of ``POST .../corrections``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_id: str = Field(min_length=1, max_length=128, pattern=_NO_NUL)
+    reason: str = Field(min_length=1, max_length=512, pattern=_NO_NUL,
+                        description="Why; never a name, e-mail or phone number.")
+    pupils: int | None = Field(None, description="The corrected number of pupils.")
+    attributes: dict[str, str] = Field(default_factory=dict,
+                                       description="Corrected unit attributes.")
+
+
+def correction_answer(engine: Engine, settings: Settings, design: EnrollmentDesign,
+                      body: CorrectionRequest, actor: str, academie: str | None) -> Any:
+    """The answer of ``POST .../corrections`` (404 unknown class, 409 too late or
+    withdrawn, 400 an invalid value)."""
+    from experiments.enrollment.corrections import correct_enrollment
+    from experiments.registry import registered_protocol
+
+    start = registered_protocol(engine, design.experiment_id).protocol.periods.intervention.start
+    try:
+        done = correct_enrollment(engine, design, body.class_id, pupils=body.pupils,
+                                  attributes=body.attributes, reason=body.reason, actor=actor,
+                                  academie=academie, intervention_start=start,
+                                  today=settings.today())
+    except EnrollmentError as exc:
+        late = exc.reason.startswith("the intervention started")
+        status = 409 if late or exc.field == "status" else 404 if exc.field == "class_id" and \
+            "not enrolled" in exc.reason else 400
+        raise HTTPException(status, exc.reason) from None
+    return {"experiment": done.experiment_id, "class_id": done.class_id,
+            "version": done.version, "arm": done.arm,
+            "changes": {k: list(v) for k, v in done.changes.items()},
+            "corrected_at": done.corrected_at.isoformat()}

@@ -263,6 +263,14 @@ def _post_withdrawal(m: Matrix, caller: str) -> httpx.Response:
         json={"class_id": m.world.withdrawable[caller], "reason": "role matrix"})
 
 
+def _post_correction(m: Matrix, caller: str) -> httpx.Response:
+    # The world's clock (SIMULATED_NOW) is after the intervention's start: an académie's
+    # class is answered 409 (only a withdrawal now), before any look-up of the class.
+    return m.gateway.request(
+        "POST", f"/v1/experiments/{EXPERIMENT}/corrections", headers=m.bearer(caller),
+        json={"class_id": m.world.withdrawable[caller], "reason": "role matrix", "pupils": 21})
+
+
 def _sign_in(m: Matrix, caller: str) -> httpx.Response:
     form = m.portal.request("GET", "/connexion")
     csrf = CSRF.search(form.text)
@@ -322,6 +330,8 @@ GATEWAY: dict[tuple[str, str], Row] = {
     ("POST", "/v1/experiments/{experiment_id}/withdrawals"): Row(
         codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 | 200"), _post_withdrawal,
         write="enrollment.withdraw"),
+    ("POST", "/v1/experiments/{experiment_id}/corrections"): Row(
+        codes("401 401 401 | 403 403 | 409 409 | 403 403 | 403 | 409"), _post_correction),
 }
 
 # Pages send a caller without a valid session to the sign-in form (302); the JSON

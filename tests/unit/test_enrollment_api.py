@@ -311,3 +311,26 @@ def test_the_pupils_lookup_of_a_class_design_points_to_the_class_list(api: Api) 
     answer = api.client.post(f"{URL}/assignments", headers=api.auth("lectio"),
                              json={"learner_ids": ["gar-001"]})
     assert answer.status_code == 409 and "enrollments" in answer.json()["detail"]
+
+
+def test_a_correction_before_the_intervention_keeps_the_arm_and_stays_within_the_academie(
+    api: Api,
+) -> None:
+    enrolled = _post_csv(api, "versailles", HEADER + "k1,0781234T,CP,42,versailles,REP\n")
+    arm = enrolled.json()["enrolled"][0]["arm"]  # type: ignore[attr-defined]
+    body = {"class_id": "k1", "reason": "typo: 24", "pupils": 24,
+            "attributes": {"education_priority": "REP+"}}
+    other = api.client.post(f"{URL}/corrections", json=body, headers=api.auth("creteil"))
+    assert other.status_code == 404, other.text  # another académie's class: as if missing
+    assert api.client.post(f"{URL}/corrections", json=body,
+                           headers=api.auth("lectio")).status_code == 403
+    fixed = api.client.post(f"{URL}/corrections", json=body, headers=api.auth("versailles"))
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json() | {"corrected_at": None} == {
+        "experiment": "fluence-cp-2027", "class_id": "k1", "version": 1, "arm": arm,
+        "changes": {"pupils": [42, 24], "education_priority": ["REP", "REP+"]},
+        "corrected_at": None}
+    bad = api.client.post(f"{URL}/corrections", headers=api.auth("versailles"),
+                          json={"class_id": "k1", "reason": "x",
+                                "attributes": {"education_priority": "banana"}})
+    assert bad.status_code == 400 and "not a value of" in bad.text
