@@ -59,6 +59,7 @@ EXPERIMENT = "bench-ingest"
 
 def _settings(root: Path, bootstrap: str, tag: str, database_url: str | None = None) -> Settings:
     return Settings(
+        simulated_now="2028-08-31T12:00:00+02:00",  # its events: 2027-2028
         state_dir=root / tag,
         kafka_bootstrap=bootstrap,
         database_url=database_url,

@@ -132,6 +132,7 @@ def main() -> int:
         state = broker.up()
         cluster = PostgresCluster.start(durable=True)
         settings = Settings(
+            simulated_now="2028-08-31T12:00:00+02:00",  # its events: 2027-2028
             state_dir=root / "state", kafka_bootstrap=state.bootstrap,
             database_url=cluster.create_database("soak"), pseudonym_key="soak-key",
             topics=TopicNames(events="soak.events", deadletter="soak.deadletter",

@@ -69,6 +69,7 @@ def settings(tmp_path: Path, kafka_bootstrap: str) -> Settings:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
     _create_topic(kafka_bootstrap, topic)
     return Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path,
         kafka_bootstrap=kafka_bootstrap,
         topics=TopicNames(events=topic),
@@ -529,6 +530,7 @@ def test_several_gateways_share_their_receipts_in_postgresql(
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
     _create_topic(kafka_bootstrap, topic)
     settings = Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path / "pg",
         database_url=postgres_url,
         kafka_bootstrap=kafka_bootstrap,

@@ -49,6 +49,7 @@ from experiments.settings import GatewaySettings, Settings, TopicNames
 from ingest.gateway import OPENAPI_PATH, create_app
 from ingest.kafka.broker import LocalBroker
 from ingest.kafka.producer import new_producer
+from tests.conftest import SIMULATED_NOW
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
@@ -80,6 +81,7 @@ def gateway(
     bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[FastAPI, str]]:
     settings_ = Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path_factory.mktemp("gateway-state"),
         kafka_bootstrap=bootstrap,
         topics=TopicNames(events=f"test.fuzz.{uuid.uuid4().hex[:12]}"),
@@ -190,6 +192,7 @@ def enrollment_gateway(
 ) -> Iterator[EnrollmentGateway]:
     tag = uuid.uuid4().hex[:8]
     settings_ = Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path_factory.mktemp("enrollment-fuzz"), pseudonym_key=f"fuzz-{tag}",
         database_url=postgres_cluster.create_database(f"fuzz_{tag}"),
         kafka_bootstrap=bootstrap,
