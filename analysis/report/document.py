@@ -558,6 +558,8 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
         lines.append(t("m_no_watermark"))
     software = context.software or software_versions()
     lines.append(t("m_software", items=", ".join(f"{k} {v}" for k, v in software.items())))
+    if context.periode is not None:
+        lines.append(t("m_periode", number=context.periode[0], year=context.periode[1]))
     if context.generated_at:
         lines.append(t("m_generated", at=context.generated_at))
     lines.append(t("m_suppression"))

@@ -256,6 +256,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Filigrane des données : analyse sur fichiers, sans registre.",
         "m_software": "Logiciels : {items}.",
         "m_generated": "Rapport produit le {at}.",
+        "m_periode": "Analyse de fin de période {number} de l'année scolaire {year} "
+                     "(dans la dernière zone de vacances de l'expérimentation à la finir).",
         "m_suppression": "Les cases de moins de 10 élèves sont masquées partout ; aucune "
                          "classe ni aucun enseignant n'est nommé ou classé.",
         "none": "aucune",
@@ -489,6 +491,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Data watermark: analysis on files, without the registry.",
         "m_software": "Software: {items}.",
         "m_generated": "Report produced on {at}.",
+        "m_periode": "Analysis at the end of période {number} of the school year {year} "
+                     "(in the last of the experiment's holiday zones to finish it).",
         "m_suppression": "Cells of fewer than 10 pupils are hidden everywhere; no class or "
                          "teacher is named or ranked.",
         "none": "none",

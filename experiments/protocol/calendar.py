@@ -56,7 +56,9 @@ __all__ = [
     "departement_of_uai",
     "official_calendar",
     "periode_day",
+    "periode_closed_on",
     "periode_days",
+    "periode_ends",
     "periode_end_across",
     "school_year_of",
     "uai_check_letter",
@@ -377,6 +379,24 @@ def periode_day(at: date | str, *, intervention_start: date, academies: Iterable
     return end + timedelta(days=1)
 
 
+def periode_ends(start: date, last: date, academies: Iterable[str],
+                 calendar: SchoolCalendar | None = None) -> list[tuple[str, int, date]]:
+    """(school year, période, day after it ends in the last of the zones) for each période
+    that ends between ``start`` and ``last`` (included)."""
+    calendar = calendar or official_calendar()
+    zones = zones_of(academies)
+    found: list[tuple[str, int, date]] = []
+    year = school_year_of(start)
+    while date(_first_year(year), 8, 1) <= last:
+        for number in range(1, 6):
+            end = periode_end_across(calendar, year, number, zones)
+            if start <= end <= last:
+                found.append((year, number, end + timedelta(days=1)))
+        first = _first_year(year) + 1
+        year = f"{first}-{first + 1}"
+    return found
+
+
 def periode_days(start: date, last: date, academies: Iterable[str],
                  calendar: SchoolCalendar | None = None) -> list[date]:
     """The day after each période that ends between ``start`` and ``last`` (included),
@@ -387,15 +407,20 @@ def periode_days(start: date, last: date, academies: Iterable[str],
     >>> [d.isoformat() for d in periode_days(date(2025, 9, 29), date(2026, 6, 19), ["paris"])]
     ['2025-10-18', '2025-12-20', '2026-02-21', '2026-04-18']
     """
-    calendar = calendar or official_calendar()
-    zones = zones_of(academies)
-    days: list[date] = []
-    year = school_year_of(start)
-    while date(_first_year(year), 8, 1) <= last:
-        for number in range(1, 6):
-            end = periode_end_across(calendar, year, number, zones)
-            if start <= end <= last:
-                days.append(end + timedelta(days=1))
-        first = _first_year(year) + 1
-        year = f"{first}-{first + 1}"
-    return days
+    return [day for _, _, day in periode_ends(start, last, academies, calendar)]
+
+
+def periode_closed_on(day: date, start: date, last: date, academies: Iterable[str],
+                      calendar: SchoolCalendar | None = None) -> tuple[int, str] | None:
+    """(période, school year) whose end a run due on ``day`` follows, if any: what a
+    report of a schedule in périodes says it covers.
+
+    Examples
+    --------
+    >>> periode_closed_on(date(2026, 2, 21), date(2025, 9, 29), date(2026, 6, 19), ["paris"])
+    (3, '2025-2026')
+    """
+    for year, number, due in periode_ends(start, last, academies, calendar):
+        if due == day:
+            return number, year
+    return None

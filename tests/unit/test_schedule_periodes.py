@@ -61,3 +61,29 @@ def test_a_misspelt_periode_end_names_the_form(tmp_path: Path) -> None:
     ])
     result = CliRunner().invoke(app, ["protocol", "validate", str(path)])
     assert result.exit_code == 2 and "fin-periode-N" in result.output, result.output
+
+
+def test_a_report_of_a_schedule_in_periodes_says_which_periode_it_closes(tmp_path: Path) -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from analysis.report import render_report
+    from analysis.report.context import ReportContext
+    from experiments.runs.records import _periode_of
+    from experiments.runs.scheduler import AnalysisRequest
+    from tests.unit.test_report import _trial
+
+    protocol = load_protocol(write_variant(PROTOCOL, tmp_path, schedule=SCHEDULE))
+    # The interim (fin-periode-3, zone C) is due on 12 February 2028 at 06:00 Paris time.
+    due = datetime(2028, 2, 12, 5, 0, tzinfo=UTC)
+    request = AnalysisRequest("k", protocol.id, "interim", due, 1, "0" * 64)
+    assert _periode_of(protocol, request) == (3, "2027-2028")
+    weekly = dataclasses.replace(request, due_at=datetime(2028, 2, 14, 5, 0, tzinfo=UTC))
+    assert _periode_of(protocol, weekly) is None
+    trial = _trial(tmp_path / "trial", n_units=8, pupils_per_unit=12, effect=0.3,
+                   usage_weeks=2)
+    context = dataclasses.replace(trial.context or ReportContext(), periode=(3, "2027-2028"))
+    french = render_report(trial.results, protocol=trial.protocol, context=context)
+    english = render_report(trial.results, protocol=trial.protocol, context=context, lang="en")
+    assert "Analyse de fin de période 3 de l&#39;année scolaire 2027-2028" in french
+    assert "Analysis at the end of période 3 of the school year 2027-2028" in english
