@@ -450,6 +450,7 @@ def test_health_and_the_saved_openapi_document(client: AppClient) -> None:
     assert set(served["paths"]) == {
         "/healthz", "/v1/events", "/v1/xapi/statements",
         "/v1/experiments/{experiment_id}/assignments",
+        "/v1/experiments/{experiment_id}/corrections",
         "/v1/experiments/{experiment_id}/enrollments",
         "/v1/experiments/{experiment_id}/withdrawals",
     }
