@@ -34,6 +34,7 @@ from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.pseudonym import pseudonymise
+from tests.conftest import SIMULATED_NOW
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
@@ -286,7 +287,9 @@ def test_events_of_a_mixed_class_are_routed_and_joined_to_each_pupil_s_arm(
     from experiments.store import events_table
     from ingest.stream.router import EventRouter, IngressRecord
 
-    settings = Settings(state_dir=tmp_path / "routed", pseudonym_key="router-test-key")
+    # Events of 2027-2028: the simulated clock of the tests (tests/conftest.py).
+    settings = Settings(state_dir=tmp_path / "routed", pseudonym_key="router-test-key",
+                        simulated_now=SIMULATED_NOW)
     registry = registry_engine(settings)
     key = b"router-test-key"
     recorder = Recorder()
