@@ -28,8 +28,11 @@ def enrollment(
 
 
 def valid_event(
-    rng: random.Random, class_id: str, resource_id: str = "lectio"
+    rng: random.Random, class_id: str, resource_id: str = "lectio",
+    school_uai: str = "0750001U",
 ) -> dict[str, object]:
+    """A valid event of ``class_id``; ``school_uai`` must be the class's enrolled school
+    (the stream worker dead-letters an event of another school)."""
     verb = rng.choice(
         ["session_started", "exercise_answered", "activity_completed", "content_viewed"]
     )
@@ -39,7 +42,7 @@ def valid_event(
         "resource_id": resource_id,
         "learner_id": f"gar-{class_id}-{rng.randrange(25):02d}",
         "class_id": class_id,
-        "school_uai": "0750001U",
+        "school_uai": school_uai,
         "verb": verb,
     }
     if verb != "session_started":
