@@ -206,12 +206,6 @@ class Settings(BaseSettings):
         description="How far in the future an event's occurred_at may be (the sender's clock "
         "running ahead) before the gateway refuses it and the stream worker dead-letters it.",
     )
-    school_calendar_file: Path | None = Field(
-        None,
-        description="CSV of school holidays (zone,name,start,end) added to the shipped "
-        "calendar: a school year newer than vacances-scolaires-france's, or the calendar of "
-        "Corse or an overseas académie (docs/architecture.md, School time).",
-    )
 
     @field_validator("simulated_now")
     @classmethod

@@ -277,8 +277,8 @@ class SchoolCalendar:
         holidays = self._holidays.get(zone)
         if not holidays:
             raise CalendarError(
-                f"no school calendar for zone {zone!r}: load its holidays with "
-                "settings.school_calendar_file (zone,name,start,end)", field="zone")
+                f"no school calendar for zone {zone!r}: load its holidays from a file "
+                "(SchoolCalendar.with_file: zone,name,start,end)", field="zone")
         summer = [h for h in holidays if h.name == "Vacances d'été" and h.end.year == first]
         if not summer:
             raise CalendarError(f"no school calendar for {school_year} in zone {zone}: "
