@@ -38,7 +38,8 @@ def _write_classes(path: Path) -> None:
     lines = ["class_id,school_uai,level,pupils,academie,education_priority"]
     for i in range(N_VALID):
         academie = "versailles" if i % 2 else "creteil"
-        lines.append(f"k{i:05d},{780 + i % 7:03d}{i // 4 % 10000:04d}A,CP,{15 + i % 14},"
+        school = uai(f"{780 + i % 7:03d}{i // 4 % 10000:04d}")
+        lines.append(f"k{i:05d},{school},CP,{15 + i % 14},"
                      f"{academie},{'REP' if i % 3 else 'REP+'}")  # fmt: skip
         if i % 100 == 0:
             lines.append(f"bad{i},0781234T,CE2,20,versailles,REP")  # refused: niveau
