@@ -11,7 +11,9 @@ they assume no quoted field spans several lines (the files are machine-written).
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 WAVES = ("baseline", "endline")
+_ISO_WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")
+"""A usage file's week: ISO 8601, as experiments/runs/inputs.py writes it (2027-W40)."""
 _MAX_MARKS = 100_000_000
 """Largest (learner, week) grid counted with a boolean array (100 MB) in :func:`read_usage`."""
 
@@ -471,6 +475,25 @@ def _numbers(path: str, column: pa.ChunkedArray, fieldname: str, message: str
     return values, blank
 
 
+def _is_iso_week(value: str | None) -> bool:
+    """Whether ``value`` is an ISO 8601 week ``YYYY-Www`` that exists (W53 only in the
+    years that have one).
+
+    Examples
+    --------
+    >>> [_is_iso_week(v) for v in ("2027-W40", "2026-W53", "2027-W53", "banana", "40")]
+    [True, True, False, False, False]
+    """
+    match = _ISO_WEEK.fullmatch(value or "")
+    if match is None:
+        return False
+    try:
+        date.fromisocalendar(int(match[1]), int(match[2]), 1)
+    except ValueError:
+        return False
+    return True
+
+
 def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], pa.Array]:
     """Integer codes in order of first appearance, and the distinct values."""
     # One contiguous array first: encoding chunk by chunk and merging the dictionaries
@@ -602,6 +625,9 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
     n = outcomes.n_learners
     total = np.bincount(learner[known], weights=minutes[known], minlength=n)
     week_codes, week_values = _codes(table.column("week"))
+    not_week = np.array([not _is_iso_week(v) for v in week_values.to_pylist()], dtype=bool)
+    _fail_where(spath, not_week[week_codes], "week", table.column("week"),
+                "must be an ISO week written YYYY-Www, e.g. 2027-W40")
     stride = len(week_values) + 1
     key = learner[known] * stride + week_codes[known]
     if n * stride <= _MAX_MARKS:  # mark each (learner, week) seen: O(n), no hashing

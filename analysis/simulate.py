@@ -120,7 +120,9 @@ def simulate_trial(
         pacsv.write_csv(pa.table({
             "learner_id": np.repeat(learner_ids[users], usage_weeks),
             "unit_id": np.repeat(unit_ids[unit[users]], usage_weeks),
-            "week": np.tile(np.arange(1, usage_weeks + 1), users.size),
+            # ISO weeks from the rentrée 2027 (2027-W36): the usage file's format.
+            "week": np.tile([f"2027-W{36 + w:02d}" if 36 + w <= 52 else f"2028-W{w - 16:02d}"
+                             for w in range(usage_weeks)], users.size),
             "active_minutes": np.round(minutes.ravel(), 1),
         }), usage_path)
     return SimulatedFiles(directory / "units.csv", directory / "outcomes.csv", usage_path,
@@ -253,7 +255,7 @@ def write_design_files(trial: DesignTrial, directory: Path) -> tuple[Path, Path,
     pacsv.write_csv(pa.table({
         "learner_id": learner_ids,
         "unit_id": unit_ids[trial.unit],
-        "week": np.ones(trial.n, dtype=np.int64),
+        "week": np.full(trial.n, "2027-W40"),  # one ISO week (the usage file's format)
         "active_minutes": np.where(trial.complied, 400.0, 100.0),
     }), directory / "usage.csv")
     return directory / "units.csv", directory / "outcomes.csv", directory / "usage.csv"

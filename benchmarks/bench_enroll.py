@@ -31,6 +31,7 @@ from experiments.database import dispose_engines, registry_engine
 from experiments.enrollment.files import EnrollmentDesign, read_classes
 from experiments.enrollment.publishing import publish_pending
 from experiments.enrollment.transaction import enroll_classes
+from experiments.protocol.calendar import uai_check_letter
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 
@@ -46,7 +47,8 @@ def write_classes(path: Path, n: int) -> None:
                          "education_priority"])  # fmt: skip
         for i in range(n):
             school = i // 4
-            writer.writerow([f"cls-{i:06d}", f"{780 + school // 10000:03d}{school % 10000:04d}A",
+            number = f"{780 + school // 10000:03d}{school % 10000:04d}"
+            writer.writerow([f"cls-{i:06d}", number + uai_check_letter(number),
                              "CP", 15 + i % 14, "versailles" if school % 2 else "creteil",
                              "REP" if school % 3 else "REP+"])  # fmt: skip
 

@@ -75,6 +75,7 @@ EXPERIMENT = "bench-ingest"
 def _settings(root: Path, kafka: KafkaSettings, bootstrap: str, tag: str,
               database_url: str | None = None) -> Settings:
     return Settings(
+        simulated_now="2028-08-31T12:00:00+02:00",  # its events: 2027-2028
         state_dir=root / tag,
         kafka_bootstrap=bootstrap,
         kafka=kafka,
@@ -98,7 +99,7 @@ def _event(rng: random.Random, when: datetime) -> dict[str, object]:
         "resource_id": "lectio",
         "learner_id": f"gar-{class_no}-{rng.randrange(25)}",
         "class_id": f"c{class_no:05d}",
-        "school_uai": "0750001A",
+        "school_uai": "0750001U",
         "verb": "exercise_answered",
         "duration_s": rng.randrange(5, 600),
     }
@@ -108,7 +109,7 @@ def _enrollments() -> list[EnrollmentMessage]:
     return [
         EnrollmentMessage(
             class_id=f"c{i:05d}", experiment_id=EXPERIMENT, resource_id="lectio",
-            arm="lectio" if i % 2 else "usual", school_uai="0750001A", academie="paris",
+            arm="lectio" if i % 2 else "usual", school_uai="0750001U", academie="paris",
             at=datetime(2027, 9, 1, tzinfo=UTC),
         )
         for i in range(CLASSES)
@@ -230,7 +231,7 @@ def run_store_alone(settings: Settings, count: int) -> float:
         e = _event(rng, start + timedelta(seconds=i))
         events.append(StoredEvent(
             str(e["event_id"]), start + timedelta(seconds=i), "lectio",
-            f"key-{e['learner_id']}", str(e["class_id"]), "0750001A",
+            f"key-{e['learner_id']}", str(e["class_id"]), "0750001U",
             "lectio" if i % 2 else "usual", "exercise_answered",
             duration_s=float(e["duration_s"]),  # type: ignore[arg-type]
             is_usage=True,

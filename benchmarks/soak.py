@@ -63,7 +63,7 @@ def _event(rng: random.Random) -> dict[str, object]:
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "occurred_at": when.isoformat(), "resource_id": "lectio",
         "learner_id": f"gar-{class_no}-{rng.randrange(25)}", "class_id": f"c{class_no:04d}",
-        "school_uai": "0750001A", "verb": "exercise_answered", "duration_s": rng.randrange(5, 600),
+        "school_uai": "0750001U", "verb": "exercise_answered", "duration_s": rng.randrange(5, 600),
     }
 
 
@@ -141,6 +141,7 @@ def main() -> int:
         state = broker.up()
         cluster = PostgresCluster.start(durable=True)
         settings = Settings(
+            simulated_now="2028-08-31T12:00:00+02:00",  # its events: 2027-2028
             state_dir=root / "state", kafka_bootstrap=state.bootstrap,
             # Secured as Preuve runs: SASL_SSL, ACLs, every client its service's user.
             kafka=KafkaSettings(security=KafkaSecurity(secrets_dir=broker.secrets_dir)),
@@ -153,7 +154,7 @@ def main() -> int:
         ensure_topics(settings)
         publish_registered(settings, [
             EnrollmentMessage(class_id=f"c{i:04d}", experiment_id=EXPERIMENT, resource_id="lectio",
-                              arm=("lectio", "usual")[i % 2], school_uai="0750001A",
+                              arm=("lectio", "usual")[i % 2], school_uai="0750001U",
                               academie="paris", at=datetime(2027, 9, 1, tzinfo=UTC))
             for i in range(CLASSES)])
         store = ExperimentStore(settings, EXPERIMENT)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
+from experiments.protocol.calendar import uai_check_letter
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 from ingest.stream.worker import READY_LINE
@@ -46,6 +47,8 @@ PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "fluence-cp-20
 EXPERIMENT = "fluence-cp-2027"
 RESOURCE = "lectio"
 INTERVENTION_START = datetime(2027, 9, 27, 8, 30, tzinfo=UTC)
+#: The demo's simulated clock (settings.simulated_now): the day after its final analysis.
+SIMULATED_NOW = "2028-07-01T08:00:00+02:00"
 INTERVENTION_WEEKS = 34
 INVALID_SHARE = 0.03
 
@@ -87,6 +90,10 @@ def _child_env(settings: Settings, home: Path, bootstrap: str, run: str) -> dict
         PREUVE_TOPICS__ANALYSIS_REQUESTS=f"demo-{run}.analysis.requests",
         PREUVE_WORKER__GROUP_ID=f"demo-{run}-router",
         PREUVE_KAFKA__PARTITIONS=str(settings.kafka.partitions),
+        # The demo plays the school year 2027-2028: its services' clock is at its end
+        # (after the final analysis), so that its events are not "in the future" for the
+        # gates of ingest/gates.py. Only the demo's children get it.
+        PREUVE_SIMULATED_NOW=SIMULATED_NOW,
     )
     dsn = settings.database_dsn()
     if dsn:
@@ -112,7 +119,8 @@ def _write_classes(path: Path, rng: random.Random) -> list[dict[str, str]]:
     for school in range(20):
         academie = "versailles" if school < 10 else "creteil"
         department = "078" if academie == "versailles" else "093"
-        uai = f"{department}{1000 + school:04d}{'ABCDEFGHJKLMNPRSTUVW'[school]}"
+        number = f"{department}{1000 + school:04d}"
+        uai = number + uai_check_letter(number)  # enrollment refuses a wrong check letter
         priority = "REP+" if school % 3 == 0 else "REP"
         for letter in "ab":
             rows.append({

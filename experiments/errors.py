@@ -6,7 +6,8 @@
      ├── EnrollmentError       an enrollment file or row is refused
      ├── StoreError            an experiment store cannot be opened or migrated
      ├── RetentionError        a purge, an erasure or an export is refused
-     └── SchedulerError        a scheduled analysis cannot be computed, published or recorded
+     ├── SchedulerError        a scheduled analysis cannot be computed, published or recorded
+     └── CalendarError         a school year, période or zone has no dates (or is unknown)
 
 Every error carries ``reason``; those tied to input also carry ``path``, ``line`` and
 ``field`` so the CLI and the dead-letter writer read structure instead of parsing text.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from analysis.errors import LocatedError
 
 __all__ = [
+    "CalendarError",
     "EnrollmentError",
     "ExperimentError",
     "Problem",
@@ -96,3 +98,7 @@ class SchedulerError(ExperimentError):
 
 class RetentionError(ExperimentError):
     """A purge, an erasure or an export is refused (too early, no reason, unknown subject)."""
+
+
+class CalendarError(ExperimentError):
+    """A school year, période or zone is unknown or has no dates in the school calendar."""

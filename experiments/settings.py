@@ -8,6 +8,7 @@ use ``__``, e.g. ``PREUVE_KAFKA__PARTITIONS``). Nothing else in the code base re
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,6 +295,36 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
+    simulated_now: datetime | None = Field(
+        None,
+        description="A simulated clock (RFC 3339 with offset) for demos and tests of a future "
+        "school year: the gates on event dates and the enrollment window compare with it "
+        "instead of the system clock. Unset in production; when set, the stream worker logs a "
+        "warning at start.",
+    )
+    clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far in the future an event's occurred_at may be (the sender's clock "
+        "running ahead) before the gateway refuses it and the stream worker dead-letters it.",
+    )
+
+    @field_validator("simulated_now")
+    @classmethod
+    def _with_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("simulated_now needs a UTC offset, e.g. 2027-10-01T09:00:00+02:00")
+        return value
+
+    def now(self) -> datetime:
+        """The current time: ``simulated_now`` when set, else the system clock (UTC)."""
+        return self.simulated_now if self.simulated_now is not None else datetime.now(UTC)
+
+    def today(self) -> date:
+        """Today's school date (Europe/Paris) by :meth:`now`."""
+        from zoneinfo import ZoneInfo
+
+        return self.now().astimezone(ZoneInfo("Europe/Paris")).date()
 
     def database_dsn(self) -> str | None:
         """The database URL with its password (only the engine builders and the

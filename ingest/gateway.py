@@ -73,6 +73,7 @@ from experiments.settings import Settings
 from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem, StatementRejected
+from ingest.gates import in_the_future
 from ingest.kafka import clients
 from ingest.kafka.principals import GATEWAY
 from ingest.receipts import Receipt, ReceiptBook, purge_receipts
@@ -323,6 +324,7 @@ class _Gateway:
                 _Item(index, event, event.to_json(), _canonical_digest(event), notes,
                       principal.authority)
             )
+        problems.extend(_future_problems(items, self.settings))
         if problems:
             raise BatchRefused(422, problems)
         if principal.role == "assessor":  # outcome scores of its experiment, nothing else
@@ -476,6 +478,17 @@ class _Gateway:
             if self._owns_producer and self._producer is not None:
                 self._producer.close(timeout=self.settings.gateway.kafka_timeout_s)
                 self._producer = None
+
+
+def _future_problems(items: Sequence[_Item], settings: Settings) -> list[ItemProblem]:
+    """Items dated in the future beyond the clock skew (:mod:`ingest.gates`)."""
+    now = settings.now()
+    found = []
+    for item in items:
+        reason = in_the_future(item.event.occurred_at, now, settings.clock_skew_s)
+        if reason is not None:
+            found.append(ItemProblem(item.index, "occurred_at", reason))
+    return found
 
 
 def _native_event(raw: Any, index: int) -> MappedStatement:
@@ -638,10 +651,10 @@ def create_app(
 
     Examples
     --------
-    >>> import tempfile, pathlib
     >>> app = create_app(fresh_settings())
     >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
     ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/assignments',
+     '/v1/experiments/{experiment_id}/corrections',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals', '/v1/xapi/statements']
     """

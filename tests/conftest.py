@@ -68,6 +68,8 @@ def kafka_bootstrap(kafka_broker: LocalBroker) -> str:
 
 
 SettingsFactory = Callable[..., Settings]
+#: The simulated clock of tests (Settings.simulated_now): after the school year 2027-2028.
+SIMULATED_NOW = "2028-08-31T12:00:00+02:00"
 
 
 @pytest.fixture
@@ -92,6 +94,9 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Se
                 analysis_requests=f"t{tag}.analysis.requests",
             ),
             "worker": WorkerSettings(group_id=f"t{tag}-router", batch_size=500, batch_seconds=0.3),
+            # The tests simulate the school year 2027-2028: their clock is at its end, so
+            # that the gate on future events (ingest/gates.py) sees their events as past.
+            "simulated_now": SIMULATED_NOW,
         }
         if kafka:
             broker: LocalBroker = request.getfixturevalue("kafka_broker")

@@ -102,6 +102,9 @@ class ReportContext:
         When the run happened (ISO 8601); not set, the report shows no date.
     unobserved
         What the data could not observe, in words (R22), added to the standard notes.
+    periode
+        (période, school year) the run closes, when the protocol schedules it in périodes
+        (``every: periode``, ``at: fin-periode-N``); the report says so.
     """
 
     protocol_version: int | None = None
@@ -114,6 +117,7 @@ class ReportContext:
     weekly_usage: tuple[WeeklyUsage, ...] = ()
     generated_at: str | None = None
     unobserved: tuple[str, ...] = ()
+    periode: tuple[int, str] | None = None
 
 
 def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None

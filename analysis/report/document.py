@@ -217,6 +217,7 @@ def _label_subgroup(subgroup: str | None, t: Text) -> str:
     if not subgroup:
         return t("all_pupils")
     name, _, level = subgroup.partition("=")
+    level = t.attribute_value(name, level)
     return f"{t.attribute(name)} : {level}" if t.lang == "fr" else \
         f"{t.attribute(name)}: {level}"
 
@@ -638,7 +639,7 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             name = t("baseline_of", outcome=outcomes.get(base, base))
         elif "=" in name:
             attr, _, level = name.partition("=")
-            name = f"{t.attribute(attr)} = {level}"
+            name = f"{t.attribute(attr)} = {t.attribute_value(attr, level)}"
         verdict = t(f"eq_{b['equivalence']}") if b.get("equivalence") else (
             t("reason_suppressed") if "suppressed" in str(b.get("reason")) else t("eq_none"))
         if b.get("equivalence") == "adjustment required" and b.get("adjusted_in_model"):
@@ -728,6 +729,8 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
         lines.append(t("m_no_watermark"))
     software = context.software or software_versions()
     lines.append(t("m_software", items=", ".join(f"{k} {v}" for k, v in software.items())))
+    if context.periode is not None:
+        lines.append(t("m_periode", number=context.periode[0], year=context.periode[1]))
     if context.generated_at:
         lines.append(t("m_generated", at=context.generated_at))
     lines.append(t("m_suppression"))

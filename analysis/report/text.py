@@ -341,6 +341,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Filigrane des données : analyse sur fichiers, sans registre.",
         "m_software": "Logiciels : {items}.",
         "m_generated": "Rapport produit le {at}.",
+        "m_periode": "Analyse de fin de période {number} de l'année scolaire {year} "
+                     "(dans la dernière zone de vacances de l'expérimentation à la finir).",
         "m_suppression": "Les cases de moins de 10 élèves sont masquées partout ; aucune "
                          "classe ni aucun enseignant n'est nommé ou classé.",
         "none": "aucune",
@@ -656,6 +658,8 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Data watermark: analysis on files, without the registry.",
         "m_software": "Software: {items}.",
         "m_generated": "Report produced on {at}.",
+        "m_periode": "Analysis at the end of période {number} of the school year {year} "
+                     "(in the last of the experiment's holiday zones to finish it).",
         "m_suppression": "Cells of fewer than 10 pupils are hidden everywhere; no class or "
                          "teacher is named or ranked.",
         "none": "none",
@@ -678,6 +682,15 @@ ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
            "sector": "Secteur", "academie": "Académie", "level": "Niveau"},
     "en": {"education_priority": "Priority education", "rural": "Rural",
            "sector": "Sector", "academie": "Académie", "level": "Level"},
+}
+
+# Values of attributes in words, where the stored value is a code (« hors_ep »); the
+# report of a file written before 2026-12 may still carry « none » for it.
+ATTRIBUTE_VALUES: Final[dict[str, dict[tuple[str, str], str]]] = {
+    "fr": {("education_priority", "hors_ep"): "hors éducation prioritaire",
+           ("education_priority", "none"): "hors éducation prioritaire"},
+    "en": {("education_priority", "hors_ep"): "outside priority education",
+           ("education_priority", "none"): "outside priority education"},
 }
 
 
@@ -781,3 +794,13 @@ class Text:
     def attribute(self, name: str) -> str:
         """A unit attribute in words (its name when unknown)."""
         return ATTRIBUTES[self.lang].get(name, name)
+
+    def attribute_value(self, name: str, value: str) -> str:
+        """A value of a unit attribute in words (the value itself when it is a word).
+
+        Examples
+        --------
+        >>> Text("fr").attribute_value("education_priority", "hors_ep")
+        'hors éducation prioritaire'
+        """
+        return ATTRIBUTE_VALUES[self.lang].get((name, value), value)

@@ -14,11 +14,14 @@ Exit codes (also in ``preuve enroll --help``):
 
 - 0: every row of the file is enrolled (now, or already by an earlier run);
 - 1: some rows were refused (the valid rows are enrolled; each refusal is printed);
-- 2: usage or file error (nothing enrolled): unknown experiment, unreadable file,
-  missing column, a protocol that changed its randomisation...;
+- 2: nothing enrolled: usage or file error (unknown experiment, unreadable file,
+  missing column, a protocol that changed its randomisation...), or the enrollment
+  window is not open (said once: "not open yet", or closed);
 - with ``--verify``: 0 if the allocation log replays exactly from the protocol, 1 if not;
 - 3: the enrollments are committed but publishing to ``preuve.enrollments`` failed; they
   stay pending until ``preuve enroll EXPERIMENT --republish``.
+- with ``--correct CLASS``: 0 corrected (a new version, the arm kept); 2 refused (the
+  intervention has started, no reason, a value outside the vocabulary...).
 - 4: the database refused the credentials or could not be reached
   (:mod:`experiments.cli.console`, as for every command).
 
@@ -39,7 +42,12 @@ import typer
 from experiments.errors import EnrollmentError, ProtocolError, RegistryError
 
 if TYPE_CHECKING:
+    from datetime import date
+
+    from sqlalchemy import Engine
+
     from experiments.enrollment.balance import BalanceReport
+    from experiments.enrollment.files import EnrollmentDesign
     from experiments.enrollment.transaction import (
         EnrolledLearner,
         EnrollmentOutcome,
@@ -135,8 +143,23 @@ def enroll(
         typer.Option(help="With --withdraw: withdraw only this pupil (for a learner-randomised "
                      "protocol, the learner_id of the pupils file; it keeps its arm)."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="With --withdraw: why (recorded; never a name, "
-                                            "e-mail or phone number).")] = "",
+    reason: Annotated[str, typer.Option(help="With --withdraw or --correct: why (recorded; "
+                                            "never a name, e-mail or phone number).")] = "",
+    correct_class: Annotated[
+        str | None,
+        typer.Option("--correct", help="Correct this class's pupil count (--pupils) or "
+                     "attributes (--set NAME=VALUE) before the intervention starts; its arm "
+                     "is kept. Afterwards, only --withdraw."),
+    ] = None,
+    pupil_count: Annotated[
+        int | None,
+        typer.Option("--pupils", help="With --correct: the corrected number of pupils."),
+    ] = None,
+    set_values: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="With --correct: a corrected attribute, NAME=VALUE "
+                     "(repeatable), e.g. --set education_priority=REP+."),
+    ] = None,
     verify: Annotated[
         bool, typer.Option(help="Replay the allocation log from the protocol; exit 1 on any "
                            "discrepancy.")
@@ -148,7 +171,8 @@ def enroll(
     randomised and printed with its arm by the id of the file (stored only pseudonymised).
 
     Exit codes: 0 all rows enrolled; 1 some rows refused, the others enrolled;
-    2 usage or file error, nothing enrolled; 3 enrolled, publishing pending (--republish);
+    2 nothing enrolled: usage or file error, or the enrollment window not open (yet);
+    3 enrolled, publishing pending (--republish);
     4 the database refused or could not be reached.
     """
     from experiments.access import cli_actor
@@ -156,7 +180,7 @@ def enroll(
     from experiments.enrollment.assignments import verify_allocations, verify_learner_allocations
     from experiments.enrollment.balance import enrollment_balance
     from experiments.enrollment.design import enrollment_design
-    from experiments.enrollment.files import read_classes, read_pupils
+    from experiments.enrollment.files import closed_window, read_classes, read_pupils
     from experiments.enrollment.publishing import kafka_publisher, pending_messages, publish_pending
     from experiments.enrollment.transaction import enroll_classes, enroll_learners
     from experiments.enrollment.withdrawal import withdraw
@@ -164,9 +188,11 @@ def enroll(
     from experiments.settings import Settings
     from ingest.pseudonym import load_pseudonym_key
 
-    actions = sum((classes_csv is not None, republish, withdraw_class is not None, verify))
+    actions = sum((classes_csv is not None, republish, withdraw_class is not None, verify,
+                   correct_class is not None))
     if actions != 1:
-        raise _fail("give exactly one of CLASSES_CSV, --republish, --withdraw CLASS or --verify")
+        raise _fail("give exactly one of CLASSES_CSV, --republish, --withdraw CLASS, "
+                    "--correct CLASS or --verify")
     settings = Settings()
     engine = registry_engine(settings)
     # Who ran it (the OS account holding the registry's credentials), and for whom.
@@ -191,6 +217,11 @@ def enroll(
                        + ("reproduces from the protocol" if not problems else
                           f"has {len(problems)} discrepancies"))  # fmt: skip
             raise typer.Exit(EXIT_REFUSED if problems else EXIT_OK)
+        if correct_class is not None:
+            _correct(engine, design, experiment, correct_class, pupil_count, set_values or [],
+                     reason=reason, actor=actor, academie=academie, protocol=protocol,
+                     today=settings.today())
+            return
         if withdraw_class is not None:
             # One path for classes and pupils of both designs: a pupil is recorded by
             # their per-experiment pseudonym, never by the id given here.
@@ -209,8 +240,13 @@ def enroll(
                 raise typer.Exit(_publishing_exit(pending, error, experiment))
             return
         assert classes_csv is not None
+        closed = closed_window(design, settings.today())
+        if closed is not None:
+            typer.echo(f"preuve enroll: {closed.message_en} / {closed.message_fr}", err=True)
+            raise typer.Exit(EXIT_USAGE)
         if learners:
-            pupils = read_pupils(classes_csv, design, academie=academie)
+            pupils = read_pupils(classes_csv, design, academie=academie,
+                                 today=settings.today())
             learner_outcome = enroll_learners(
                 engine, design, pupils, key=load_pseudonym_key(settings), actor=actor,
                 publish=publisher if publish else None,
@@ -218,7 +254,7 @@ def enroll(
             _finish_learners(learner_outcome, pupils.path, pupils.ignored_columns,
                              enrollment_balance(engine, design), as_json=as_json,
                              publish=publish)  # fmt: skip
-        classes = read_classes(classes_csv, design, academie=academie)
+        classes = read_classes(classes_csv, design, academie=academie, today=settings.today())
         outcome = enroll_classes(engine, design, classes, actor=actor,
                                  publish=publisher if publish else None)  # fmt: skip
     except (EnrollmentError, RegistryError) as exc:
@@ -253,6 +289,30 @@ def enroll(
     if outcome.refusals:
         raise typer.Exit(EXIT_REFUSED)
     raise typer.Exit(pending_exit)
+
+
+def _correct(engine: Engine, design: EnrollmentDesign, experiment: str, class_id: str,
+             pupils: int | None, assignments: list[str], *, reason: str, actor: str,
+             academie: str | None, protocol: Path | None, today: date) -> None:
+    """``--correct CLASS``: a versioned, audited correction before the intervention."""
+    from experiments.enrollment.corrections import correct_enrollment
+    from experiments.protocol.language import load_protocol
+    from experiments.registry import registered_protocol
+
+    attributes: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.strip():
+            raise EnrollmentError(f"--set expects NAME=VALUE, got {assignment!r}", field="set")
+        attributes[name.strip()] = value
+    periods = (load_protocol(protocol) if protocol is not None
+               else registered_protocol(engine, experiment).protocol).periods
+    done = correct_enrollment(engine, design, class_id, pupils=pupils, attributes=attributes,
+                              reason=reason, actor=actor, academie=academie, today=today,
+                              intervention_start=periods.intervention.start)
+    changed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in done.changes.items())
+    typer.echo(f"{experiment}: class {class_id} corrected (version {done.version}; {changed}); "
+               f"arm {done.arm} kept / classe corrigée, bras conservé")
 
 
 def _finish_learners(

@@ -14,6 +14,8 @@ Modules, in the order an enrollment goes through them:
 - ``publishing``: hand committed enrollments to Kafka; publish pending ones later.
 - ``assignments``: who has which arm; the replay of the allocation log (``--verify``).
 - ``withdrawal``: withdrawals of classes and pupils (they keep their arm).
+- ``corrections``: corrections of a class's pupil count or attributes before the
+  intervention (versioned, audited, the arm kept).
 - ``api``: the HTTP API (académies enroll and withdraw; EdTech companies read arms).
 
 The public API is re-exported here (``from experiments.enrollment import enroll_classes``);

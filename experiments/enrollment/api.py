@@ -20,6 +20,9 @@ the gateway's event endpoints; refusals have the one body of :mod:`experiments.r
   to the experiment and an admin see every class.
 - ``POST /v1/experiments/{id}/withdrawals`` (académie token, its own classes):
   ``{"class_id": ..., "reason": ..., "learner_id": optional}``.
+- ``POST /v1/experiments/{id}/corrections`` (académie token, its own classes, before the
+  intervention starts): ``{"class_id": ..., "reason": ..., "pupils": N, "attributes":
+  {...}}``; versioned and audited, the arm kept.
 
 For a learner-randomised protocol (``population.unit: learner``) the enrollment body is a
 file of pupils (``learner_id,class_id,school_uai,level,academie`` + attributes, or JSON
@@ -159,7 +162,7 @@ def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
 #
 # An académie sees its own classes only. Two answers of the enrollment call would tell it
 # about the others': a refusal that quotes how the registry holds a class ("already
-# enrolled with school_uai = 0781234A", "in experiment X"), and the balance of the whole
+# enrolled with school_uai = 0781234T", "in experiment X"), and the balance of the whole
 # experiment, whose arm counts, polled between two enrollments of another académie, give
 # the arm of its new class. So an académie's refusals about a class that is not its own
 # say no more than that the id is taken, and its balance covers its own units.
@@ -303,6 +306,7 @@ def install_enrollment_api(app: FastAPI, settings: Settings, *, publish: Publish
     >>> install_enrollment_api(app, fresh_settings())
     >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
     ['/v1/experiments/{experiment_id}/assignments',
+     '/v1/experiments/{experiment_id}/corrections',
      '/v1/experiments/{experiment_id}/enrollments',
      '/v1/experiments/{experiment_id}/withdrawals']
     """
@@ -352,7 +356,7 @@ def openapi_components() -> dict[str, Any]:
     """The JSON Schemas of the bodies the enrollment routes read themselves, for the
     OpenAPI document of the app that serves them."""
     return {m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}")
-            for m in (AssignmentRequest, WithdrawalRequest)}  # fmt: skip
+            for m in (AssignmentRequest, WithdrawalRequest, CorrectionRequest)}  # fmt: skip
 
 
 def _no_experiment(experiment_id: str) -> HTTPException:
@@ -553,3 +557,55 @@ def post_withdrawal(
         "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
         "removed": removed,
     }  # fmt: skip
+
+
+class CorrectionRequest(BaseModel):
+    """Body of ``POST .../corrections``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_id: str = Field(min_length=1, max_length=128, pattern=_NO_NUL)
+    reason: str = Field(min_length=1, max_length=512, pattern=_NO_NUL,
+                        description="Why; never a name, e-mail or phone number.")
+    pupils: int | None = Field(None, description="The corrected number of pupils.")
+    attributes: dict[str, str] = Field(default_factory=dict,
+                                       description="Corrected unit attributes.")
+
+
+def correction_answer(engine: Engine, settings: Settings, design: EnrollmentDesign,
+                      body: CorrectionRequest, actor: str, academie: str | None) -> Any:
+    """The answer of ``POST .../corrections`` (404 unknown class, 409 too late or
+    withdrawn, 400 an invalid value)."""
+    from experiments.enrollment.corrections import correct_enrollment
+    from experiments.registry import registered_protocol
+
+    start = registered_protocol(engine, design.experiment_id).protocol.periods.intervention.start
+    try:
+        done = correct_enrollment(engine, design, body.class_id, pupils=body.pupils,
+                                  attributes=body.attributes, reason=body.reason, actor=actor,
+                                  academie=academie, intervention_start=start,
+                                  today=settings.today())
+    except EnrollmentError as exc:
+        late = exc.reason.startswith("the intervention started")
+        status = 409 if late or exc.field == "status" else 404 if exc.field == "class_id" and \
+            "not enrolled" in exc.reason else 400
+        raise HTTPException(status, exc.reason) from None
+    return {"experiment": done.experiment_id, "class_id": done.class_id,
+            "version": done.version, "arm": done.arm,
+            "changes": {k: list(v) for k, v in done.changes.items()},
+            "corrected_at": done.corrected_at.isoformat()}
+
+
+@router.post("/{experiment_id}/corrections",
+             openapi_extra=_json_request_body(CorrectionRequest))
+def post_correction(
+    experiment_id: str, principal: _Caller, context: _Context,
+    body: Annotated[CorrectionRequest, Depends(_json_body(CorrectionRequest))],
+) -> Any:
+    """Correct a class's pupil count or attributes before the intervention starts
+    (:mod:`experiments.enrollment.corrections`); the class keeps its arm. 409 once the
+    intervention has started (then only a withdrawal)."""
+    academie = _academie_of(principal)
+    return correction_answer(context.engine, context.settings,
+                             _design_of(context, experiment_id), body, principal.actor,
+                             academie)

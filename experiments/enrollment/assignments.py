@@ -110,7 +110,7 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
     >>> engine = fresh_registry()
     >>> design = core_design()
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
+    >>> text += "c1,0781234T,CP,24,versailles,REP\\nc2,0781234T,CP,21,versailles,REP\\n"
     >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
     >>> verify_allocations(engine, design)
     []

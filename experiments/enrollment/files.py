@@ -3,7 +3,7 @@
 An enrollment file is a UTF-8 CSV with a header row and one class per line::
 
     class_id,school_uai,level,pupils,academie,education_priority
-    c-0001,0781234A,CP,24,versailles,REP
+    c-0001,0781234T,CP,24,versailles,REP
 
 ``level`` may also be written ``niveau``. Besides the five base columns, the file must
 carry the unit attributes the protocol names (strata, criteria, subgroups, unit
@@ -30,7 +30,20 @@ from typing import TYPE_CHECKING, Literal
 
 from experiments.enrollment.randomisation import Scheme, integer_ratios, stratum_key
 from experiments.errors import EnrollmentError
-from experiments.protocol.vocabulary import LEVELS, SCHOOL_TIMEZONE, unit_attributes
+from experiments.protocol.calendar import (
+    academie_of_departement,
+    departement_of_uai,
+    uai_check_letter,
+)
+from experiments.protocol.vocabulary import (
+    ACADEMIES,
+    ATTRIBUTE_ALIASES,
+    ATTRIBUTE_VOCABULARIES,
+    LEVELS,
+    SCHOOL_TIMEZONE,
+    canonical_value,
+    unit_attributes,
+)
 from ingest.contract import identifying_text
 
 if TYPE_CHECKING:
@@ -89,8 +102,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "never a name)",
     ),
     "bad_uai": (
-        "UAI « {value} » invalide : 7 caractères puis une lettre, par exemple 0781234A",
-        "UAI '{value}' is invalid: 7 characters then a letter, e.g. 0781234A",
+        "UAI « {value} » invalide : 7 chiffres puis une lettre, par exemple 0781234T",
+        "UAI '{value}' is invalid: 7 digits then a letter, e.g. 0781234T",
+    ),
+    "uai_check_letter": (
+        "UAI « {value} » invalide : sa lettre de contrôle devrait être {expected} (les 7 "
+        "premiers caractères donnent la lettre ; vérifiez le numéro dans l'annuaire de "
+        "l'éducation)",
+        "UAI '{value}' is invalid: its check letter should be {expected} (the first 7 "
+        "characters give the letter; check the number in the annuaire de l'éducation)",
+    ),
+    "uai_other_academie": (
+        "l'UAI « {value} » est celle d'une école du département {departement}, de "
+        "l'académie « {expected} », pas de l'académie déclarée « {academie} »",
+        "UAI '{value}' is a school of département {departement}, in académie '{expected}', "
+        "not in the declared académie '{academie}'",
+    ),
+    "unknown_value": (
+        "« {value} » n'est pas une valeur de « {field} » : valeurs admises {allowed} "
+        "(alias : {aliases})",
+        "'{value}' is not a value of '{field}': expecting one of {allowed} (aliases: {aliases})",
     ),
     "bad_pupils": (
         "nombre d'élèves « {value} » invalide : un entier de 1 à {max} est attendu",
@@ -123,6 +154,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "outside_window": (
         "inscriptions fermées le {value} : elles sont ouvertes du {opens} au {closes}",
         "enrollment is closed on {value}: it is open from {opens} to {closes}",
+    ),
+    "window_not_open": (
+        "les inscriptions ne sont pas encore ouvertes : elles ouvrent le {opens} (et ferment "
+        "le {closes}) ; rien n'a été inscrit",
+        "enrollment is not open yet: it opens on {opens} (and closes on {closes}); nothing "
+        "was enrolled",
+    ),
+    "window_closed": (
+        "les inscriptions sont closes depuis le {closes} ; rien n'a été inscrit",
+        "enrollment closed on {closes}; nothing was enrolled",
     ),
     "duplicate_class": (
         "la classe « {value} » figure déjà à la ligne {first} du fichier",
@@ -408,8 +449,8 @@ def read_classes(
     >>> design = core_design()
     >>> text = (
     ...     "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    ...     "c1,0781234A,CP,24,versailles,REP\\n"
-    ...     "c2,0781234A,CE1,25,versailles,REP\\n"
+    ...     "c1,0781234T,CP,24,versailles,REP\\n"
+    ...     "c2,0781234T,CE1,25,versailles,REP\\n"
     ... )
     >>> classes = read_classes(text, design, name="classes.csv")
     >>> [row.class_id for row in classes.rows], classes.refusals[0].code
@@ -610,6 +651,12 @@ class _RowChecker:
         if academie not in d.academies:
             return refusal("academie_outside_population", line, class_id, "academie", academie,
                            allowed=", ".join(d.academies))  # fmt: skip
+        problem = _check_school(uai, academie, line, class_id)
+        if problem is not None:
+            return problem
+        problem = _check_vocabulary(record, d.attributes, line, class_id)
+        if problem is not None:
+            return problem
         level = record["level"]
         if level not in LEVELS:
             return refusal("unknown_level", line, class_id, "level", level)
@@ -617,7 +664,7 @@ class _RowChecker:
             return refusal("level_outside_population", line, class_id, "level", level,
                            allowed=", ".join(d.levels))  # fmt: skip
         for criterion, allowed in d.criteria.items():
-            value = _normalise(record[criterion], allowed)
+            value = _normalise(canonical_value(criterion, record[criterion]) or "", allowed)
             if value not in allowed:
                 return refusal("criterion_not_met", line, class_id, criterion, record[criterion],
                                allowed=", ".join(allowed))  # fmt: skip
@@ -641,7 +688,9 @@ class _RowChecker:
         """The unit attributes of a checked record, as stored (a yes/no criterion's value
         written ``true`` or ``false``)."""
         d = self.design
-        return {name: _normalise(record[name], d.criteria.get(name, ())) for name in d.attributes}
+        return {name: _normalise(canonical_value(name, record[name]) or record[name],
+                                 d.criteria.get(name, ()))
+                for name in d.attributes}
 
 
 #: Columns every pupils file has (``niveau`` is accepted for ``level``).
@@ -787,8 +836,8 @@ def read_pupils(
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> text = ("learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"
-    ...         "L1,c1,0781234A,CP,versailles,REP,non\\n"
-    ...         "jean.dupont@ecole.fr,c1,0781234A,CP,versailles,REP,non\\n")
+    ...         "L1,c1,0781234T,CP,versailles,REP,non\\n"
+    ...         "jean.dupont@ecole.fr,c1,0781234T,CP,versailles,REP,non\\n")
     >>> pupils = read_pupils(text, design, name="pupils.csv")
     >>> [r.class_id for r in pupils.rows], pupils.refusals[0].code
     (['c1'], 'learner_id_email')
@@ -841,6 +890,55 @@ def read_pupils(
         ))  # fmt: skip
     refusals.sort(key=lambda r: r.line)
     return PupilsFile(name, rows, refusals, ignored)
+
+
+def closed_window(design: EnrollmentDesign, today: date) -> Refusal | None:
+    """The refusal of a whole file when the enrollment window is not open on ``today``
+    (one message, rather than one per row), or ``None``.
+
+    Examples
+    --------
+    >>> from experiments.protocol.language import load_protocol
+    >>> design = EnrollmentDesign.from_protocol(load_protocol("protocols/fluence-cp-2027.yaml"))
+    >>> import dataclasses
+    >>> windowed = dataclasses.replace(design, opens=date(2028, 5, 2), closes=date(2028, 6, 1))
+    >>> closed_window(windowed, date(2028, 4, 1)).message_en[:50]
+    'enrollment is not open yet: it opens on 2028-05-02'
+    """
+    if design.opens is not None and today < design.opens:
+        return refusal("window_not_open", 0, "", "", today.isoformat(), opens=design.opens,
+                       closes=design.closes or "…")
+    if design.closes is not None and today > design.closes:
+        return refusal("window_closed", 0, "", "", today.isoformat(), closes=design.closes)
+    return None
+
+
+def _check_school(uai: str, academie: str, line: int, class_id: str) -> Refusal | None:
+    """A UAI's check letter, and its département in the declared académie (see
+    :mod:`experiments.protocol.calendar` for the algorithm and the table's source)."""
+    if not uai[:7].isdigit():
+        return refusal("bad_uai", line, class_id, "school_uai", uai)
+    expected = uai_check_letter(uai[:7])
+    if uai[7] != expected:
+        return refusal("uai_check_letter", line, class_id, "school_uai", uai, expected=expected)
+    departement = departement_of_uai(uai)
+    own = academie_of_departement(departement)
+    if own is not None and own != academie and academie in ACADEMIES:
+        return refusal("uai_other_academie", line, class_id, "school_uai", uai,
+                       departement=departement, expected=own, academie=academie)
+    return None
+
+
+def _check_vocabulary(record: Mapping[str, str], attributes: tuple[str, ...], line: int,
+                      class_id: str) -> Refusal | None:
+    """Attributes with a closed vocabulary take one of its values or a documented alias."""
+    for name in attributes:
+        if name in ATTRIBUTE_VOCABULARIES and canonical_value(name, record[name]) is None:
+            aliases = ATTRIBUTE_ALIASES.get(name, {})
+            return refusal("unknown_value", line, class_id, name, record[name],
+                           allowed=", ".join(ATTRIBUTE_VOCABULARIES[name]),
+                           aliases=", ".join(f"{a} → {v}" for a, v in aliases.items()))
+    return None
 
 
 def _check_learner_id(record: Mapping[str, str], line: int) -> Refusal | None:

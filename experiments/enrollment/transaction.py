@@ -389,7 +389,7 @@ def enroll_classes(
     >>> engine = fresh_registry()
     >>> design = core_design()
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    >>> text += "c1,0781234A,CP,24,versailles,REP\\nc2,0781234A,CP,21,versailles,REP\\n"
+    >>> text += "c1,0781234T,CP,24,versailles,REP\\nc2,0781234T,CP,21,versailles,REP\\n"
     >>> outcome = enroll_classes(engine, design, read_classes(text, design), actor="doc")
     >>> sorted(c.arm for c in outcome.enrolled), outcome.pending
     (['lectio', 'usual'], 2)
@@ -631,7 +631,7 @@ def enroll_learners(
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> text = "learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"
-    >>> text += "L1,c1,0781234A,CP,versailles,REP,non\\nL2,c1,0781234A,CP,versailles,REP,oui\\n"
+    >>> text += "L1,c1,0781234T,CP,versailles,REP,non\\nL2,c1,0781234T,CP,versailles,REP,oui\\n"
     >>> outcome = enroll_learners(engine, design, read_pupils(text, design), key=b"k",
     ...                           actor="doc")
     >>> sorted(p.arm for p in outcome.enrolled), outcome.classes, outcome.pending

@@ -200,7 +200,7 @@ def withdraw(
     >>> engine = fresh_registry()
     >>> design = core_design()
     >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
-    >>> text += "c1,0781234A,CP,24,versailles,REP\\n"
+    >>> text += "c1,0781234T,CP,24,versailles,REP\\n"
     >>> _ = enroll_classes(engine, design, read_classes(text, design), actor="doc")
     >>> pupil = withdraw(engine, design, "c1", reason="parents object", actor="doc",
     ...                  learner_id="gar-7f3a91", key=b"k")
@@ -289,7 +289,7 @@ def withdraw_learner(
     >>> design = EnrollmentDesign.from_protocol(
     ...     load_protocol("tests/data/enrollment/learner-protocol.yaml"))
     >>> text = "learner_id,class_id,school_uai,level,academie,education_priority,repeater\\n"
-    >>> text += "L1,c1,0781234A,CP,versailles,REP,non\\n"
+    >>> text += "L1,c1,0781234T,CP,versailles,REP,non\\n"
     >>> _ = enroll_learners(engine, design, read_pupils(text, design), key=b"k", actor="doc")
     >>> withdraw_learner(engine, design, b"k", "L1", reason="parents object",
     ...                  actor="doc").data_policy

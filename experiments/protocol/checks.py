@@ -233,7 +233,8 @@ def check_schedule_entry(entry: ScheduleEntry) -> list[Finding]:
     a final analysis has a date."""
     given = [entry.at is not None, entry.every is not None, entry.cron is not None]
     if sum(given) != 1:
-        return [Finding((), "give exactly one of `at` (a date), `every` (week, month, period) "
+        return [Finding((), "give exactly one of `at` (a date or fin-periode-N), `every` "
+                            "(week, month, period, periode) "
                             "or `cron` (minute hour day month weekday)")]
     if entry.cron is not None:
         from croniter import croniter
@@ -243,7 +244,8 @@ def check_schedule_entry(entry: ScheduleEntry) -> list[Finding]:
                                        f"(minute hour day month weekday), got {entry.cron!r}")]
     if entry.analysis == "final" and entry.at is None:
         where = "every" if entry.every is not None else "cron"
-        return [Finding((where,), "the final analysis happens once: give `at: YYYY-MM-DD`")]
+        return [Finding((where,), "the final analysis happens once: give `at: YYYY-MM-DD` "
+                                  "or `at: fin-periode-N`")]
     if entry.confirmatory and (entry.analysis != "interim" or entry.at is None):
         return [Finding(("confirmatory",), "only an interim analysis on a date "
                                            "(`at: YYYY-MM-DD`) can be confirmatory; the final "
@@ -301,6 +303,7 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_interim(protocol),
         *_check_budget(protocol),
         *_check_after_final(protocol),
+        *_check_periode_ends(protocol),
     ]
 
 
@@ -503,9 +506,44 @@ def _check_power(p: Protocol) -> list[Finding]:
     return found
 
 
+def _at_day(p: Protocol, at: date | str) -> date | None:
+    """The day ``at`` names (a période end resolved in the protocol's zones), ``None``
+    when the school calendar has no dates for it (reported by :func:`_check_periode_ends`)."""
+    from experiments.errors import CalendarError
+    from experiments.protocol.calendar import periode_day
+
+    try:
+        return periode_day(at, intervention_start=p.periods.intervention.start,
+                           academies=p.population.academies)
+    except CalendarError:
+        return None
+
+
 def _final_at(p: Protocol) -> tuple[int, date] | None:
-    finals = [(i, s.at) for i, s in enumerate(p.schedule) if s.analysis == "final" and s.at]
-    return finals[0] if len(finals) == 1 else None
+    finals = [(i, _at_day(p, s.at)) for i, s in enumerate(p.schedule)
+              if s.analysis == "final" and s.at]
+    if len(finals) != 1 or finals[0][1] is None:
+        return None
+    return finals[0][0], finals[0][1]
+
+
+def _check_periode_ends(p: Protocol) -> list[Finding]:
+    """Every période a schedule names has dates in the school calendar of its zones."""
+    from experiments.errors import CalendarError
+    from experiments.protocol.calendar import periode_day, periode_days
+
+    found = []
+    for i, entry in enumerate(p.schedule):
+        try:
+            if isinstance(entry.at, str):
+                periode_day(entry.at, intervention_start=p.periods.intervention.start,
+                            academies=p.population.academies)
+            elif entry.every == "periode":
+                periode_days(p.periods.intervention.start, p.periods.endline(),
+                             p.population.academies)
+        except CalendarError as exc:
+            found.append(Finding(("schedule", i, "at" if entry.at else "every"), exc.reason))
+    return found
 
 
 def _check_schedule(p: Protocol) -> list[Finding]:
@@ -540,15 +578,16 @@ def _check_schedule(p: Protocol) -> list[Finding]:
             )
         )
     for j, entry in enumerate(p.schedule):
+        interim = _at_day(p, entry.at) if entry.at is not None else None
         if (
             entry.analysis == "interim"
-            and entry.at is not None
-            and not (intervention.start < entry.at < at)
+            and interim is not None
+            and not (intervention.start < interim < at)
         ):
             found.append(
                 Finding(
                     ("schedule", j, "at"),
-                    f"an interim analysis ({entry.at}) must "
+                    f"an interim analysis ({interim}) must "
                     f"come after the intervention starts ({intervention.start}) and before "
                     f"the final analysis ({at})",
                 )

@@ -166,6 +166,12 @@ Academie = Annotated[
 SchoolDate = Annotated[
     date, BeforeValidator(_parse_date), WithJsonSchema({"type": "string", "format": "date"})
 ]
+PeriodeEnd = Annotated[
+    str,
+    _pattern(r"^fin-periode-[1-5](-[0-9]{4}-[0-9]{4})?$",
+             "fin-periode-N (N from 1 to 5), optionally followed by the school year "
+             "(fin-periode-2-2027-2028)"),
+]
 Share = Annotated[float, Field(ge=0, lt=1)]
 Cycle = Literal[1, 2, 3, 4]
 
@@ -459,8 +465,14 @@ class ScheduleEntry(_Section):
     cron expression (``cron``)."""
 
     analysis: Literal["monitoring", "interim", "final"]
-    every: Literal["week", "month", "period"] | None = None
-    at: SchoolDate | None = None
+    every: Literal["week", "month", "period", "periode"] | None = None
+    """``period``: after each of the protocol's own periods (baseline, intervention,
+    follow-up); ``periode``: after each période of the school year (between holidays),
+    per zone, the latest across the protocol's zones (experiments/protocol/calendar.py)."""
+    at: SchoolDate | PeriodeEnd | None = None
+    """A date, or the end of a période: ``fin-periode-2`` (of the school year in which
+    the intervention starts) or ``fin-periode-2-2027-2028``; due the day after it ends in
+    the last of the protocol's zones."""
     cron: str | None = None
     """Cron expression (minute hour day-of-month month day-of-week), e.g. ``0 6 1,15 * *``:
     the analysis runs on the days it fires, between the start of the intervention and the

@@ -22,7 +22,16 @@ _DESIGN = {
     "staggered": "déploiement échelonné",
 }
 _ANALYSIS = {"monitoring": "suivi", "interim": "intermédiaire", "final": "finale"}
-_EVERY = {"week": "chaque semaine", "month": "chaque mois", "period": "chaque période"}
+def _at_words(at: object) -> str:
+    """``le 2028-01-15``, or ``à la fin de la période 2 (2027-2028)``."""
+    if isinstance(at, str):
+        number, _, year = at.removeprefix("fin-periode-").partition("-")
+        return f"à la fin de la période {number}" + (f" ({year})" if year else "")
+    return f"le {at}"
+
+
+_EVERY = {"week": "chaque semaine", "month": "chaque mois", "period": "chaque période",
+          "periode": "à la fin de chaque période scolaire"}
 _MODEL = {
     "ancova": "ANCOVA (OLS), erreurs standard robustes groupées par unité",
     "mixed": "modèle mixte à intercepts aléatoires",
@@ -174,7 +183,7 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         "- Tailles d'effet : g de Hedges avec correction pour petits échantillons.",
         "- Analyses programmées : "
         + "; ".join(
-            f"{_ANALYSIS[s.analysis]} " + (f"le {s.at}" if s.at else _EVERY[s.every or "week"])
+            f"{_ANALYSIS[s.analysis]} " + (_at_words(s.at) if s.at else _EVERY[s.every or "week"])
             for s in p.schedule
         )
         + ".",

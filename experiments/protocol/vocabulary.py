@@ -28,11 +28,14 @@ from zoneinfo import ZoneInfo
 __all__ = [
     "SCHOOL_TIMEZONE",
     "ACADEMIES",
+    "ATTRIBUTE_ALIASES",
+    "ATTRIBUTE_VOCABULARIES",
     "CYCLES",
     "EDUCATION_PRIORITY",
     "FORMER_ACADEMIES",
     "LEVELS",
     "STANDARD_UNIT_ATTRIBUTES",
+    "canonical_value",
     "did_you_mean",
     "unit_attributes",
 ]
@@ -67,8 +70,43 @@ ACADEMIES: tuple[str, ...] = (
 #: Former académies, merged on 1 January 2020 (décret n° 2019-1554): name → successor.
 FORMER_ACADEMIES: Mapping[str, str] = {"caen": "normandie", "rouen": "normandie"}
 
-#: Values of the ``education_priority`` unit attribute ("none": outside éducation prioritaire).
-EDUCATION_PRIORITY: tuple[str, ...] = ("REP", "REP+", "none")
+#: Values of the ``education_priority`` unit attribute: réseau d'éducation prioritaire,
+#: renforcé, or outside éducation prioritaire (``hors_ep``).
+EDUCATION_PRIORITY: tuple[str, ...] = ("REP", "REP+", "hors_ep")
+
+#: Closed vocabularies of unit attributes: the values stored, and the aliases accepted in
+#: enrollment files (matched ignoring case and repeated spaces). ``none`` was the value
+#: of « hors éducation prioritaire » until 2026-12: it stays an alias, so that files
+#: written then mean the same thing, and it no longer makes a stratum of its own.
+ATTRIBUTE_VOCABULARIES: Mapping[str, tuple[str, ...]] = {"education_priority": EDUCATION_PRIORITY}
+ATTRIBUTE_ALIASES: Mapping[str, Mapping[str, str]] = {
+    "education_priority": {
+        "rep": "REP", "rep+": "REP+", "rep plus": "REP+", "hors ep": "hors_ep",
+        "hors_ep": "hors_ep", "hors-ep": "hors_ep", "hors éducation prioritaire": "hors_ep",
+        "none": "hors_ep", "aucune": "hors_ep",
+    },
+}  # fmt: skip
+
+
+def canonical_value(attribute: str, value: str) -> str | None:
+    """The stored form of ``value`` for ``attribute``: the value of its closed vocabulary
+    that ``value`` names (itself or an alias), ``None`` if it names none; ``value``
+    unchanged when the attribute has no closed vocabulary.
+
+    Examples
+    --------
+    >>> [canonical_value("education_priority", v) for v in ("hors EP", "none", "rep+")]
+    ['hors_ep', 'hors_ep', 'REP+']
+    >>> canonical_value("education_priority", "REP++") is None, canonical_value("sector", "x")
+    (True, 'x')
+    """
+    values = ATTRIBUTE_VOCABULARIES.get(attribute)
+    if values is None:
+        return value
+    if value in values:
+        return value
+    key = " ".join(value.split()).lower()
+    return ATTRIBUTE_ALIASES.get(attribute, {}).get(key)
 
 #: Unit attributes every enrollment carries, by unit of randomisation. Strata,
 #: subgroups and criteria may use these, or attributes declared in

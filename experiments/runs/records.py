@@ -290,6 +290,21 @@ def _reason(error: AnalysisError | ExperimentError) -> str:
     return str(error)
 
 
+def _periode_of(protocol: Any, request: AnalysisRequest) -> tuple[int, str] | None:
+    """The période a run closes when its protocol schedules in périodes (reports say it)."""
+    from experiments.protocol.calendar import periode_closed_on
+    from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
+
+    schedule = getattr(protocol, "schedule", ())
+    if protocol is None or not any(e.every == "periode" or isinstance(e.at, str)
+                                   for e in schedule):
+        return None
+    periods = protocol.periods
+    return periode_closed_on(request.due_at.astimezone(SCHOOL_TIMEZONE).date(),
+                             periods.intervention.start, periods.endline(),
+                             protocol.population.academies)
+
+
 def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
                     values: dict[str, Any], started: datetime) -> ReportContext:
     """What the report shows beyond the results: the usage funnel and weekly use (read
@@ -382,6 +397,7 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
                                    "assessments_as_usage": inputs.files.assessments_as_usage,
                                    "kafka": offsets}
             context = _report_context(registry, request, inputs.files, values, started)
+            context = dataclasses.replace(context, periode=_periode_of(protocol, request))
     if results is not None:
         folder = report_dir(settings, request.experiment_id, request.analysis)
         folder.mkdir(parents=True, exist_ok=True)

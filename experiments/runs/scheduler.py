@@ -22,6 +22,11 @@ so that the report covers every school day before it and is ready in the morning
   to the first one after the end of the follow-up;
 - ``every: period``: the day after the end of each declared period (baseline,
   intervention, follow-up).
+- ``every: periode``: the day after each période of the school year (between holidays)
+  that ends between the start of the intervention and the end of the follow-up; a
+  protocol across zones takes, for each période, the latest end among its zones
+  (:mod:`experiments.protocol.calendar`). ``at: fin-periode-2``: the day after période 2
+  of the intervention's school year ends, the same way.
 
 Only experiments that are ``enrolling``, ``running`` or ``analysing`` have runs (a
 draft or merely registered experiment has no class to analyse; a closed one is done).
@@ -74,6 +79,7 @@ from sqlalchemy import Engine
 
 from experiments.database import insert_for
 from experiments.errors import SchedulerError
+from experiments.protocol.calendar import periode_day, periode_days
 from experiments.protocol.language import Protocol, ScheduleEntry
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
@@ -274,10 +280,11 @@ def occurrences(protocol: Protocol, entry: ScheduleEntry) -> list[date]:
     >>> occurrences(protocol, protocol.schedule[1])
     [datetime.date(2028, 1, 15)]
     """
-    if entry.at is not None:
-        return [entry.at]
     periods = protocol.periods
     start, last = periods.intervention.start, periods.endline()
+    academies = protocol.population.academies
+    if entry.at is not None:
+        return [periode_day(entry.at, intervention_start=start, academies=academies)]
     days: list[date] = []
     if entry.cron is not None:
         return _cron_days(entry.cron, start, last)
@@ -287,6 +294,8 @@ def occurrences(protocol: Protocol, entry: ScheduleEntry) -> list[date]:
         days = _days_from(_next_first_of_month(start), last, _next_first_of_month)
     elif entry.every == "period":
         days = [p.end + timedelta(days=1) for _, p in periods.ordered() if p is not None]
+    elif entry.every == "periode":
+        days = periode_days(start, last, academies)
     return days
 
 
@@ -317,7 +326,7 @@ def _cron_days(expression: str, start: date, last: date) -> list[date]:
 
 def _describe(entry: ScheduleEntry) -> str:
     if entry.at is not None:
-        return f"at: {entry.at.isoformat()}"
+        return f"at: {entry.at if isinstance(entry.at, str) else entry.at.isoformat()}"
     return f"cron: {entry.cron}" if entry.cron is not None else f"every: {entry.every}"
 
 

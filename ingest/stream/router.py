@@ -1,5 +1,9 @@
 """Routing: validate → look up the enrollment → pseudonymise → store (or park, or dead-letter).
 
+Dead-lettered besides contract breaches (:mod:`ingest.gates`): events dated in the future
+beyond the clock skew, before their experiment's first period, or from another school
+than their class's enrolled one.
+
 Plain code with no Kafka in it, so that the stream agents stay thin and this logic is
 tested directly. The agents hand it batches of ingress records and a lookup of the
 enrollment table; it returns what happened to each record.
@@ -12,7 +16,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 from sqlalchemy import Engine
@@ -24,6 +28,7 @@ from experiments.store import ExperimentStore, StagedBatch, StoredEvent, stage_e
 from ingest.authority import record_authority
 from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
+from ingest.gates import before_first_period, in_the_future, other_school
 from ingest.kafka.topics import resource_of_topic
 from ingest.pseudonym import pseudonymise
 from ingest.stream.parking import ParkedEvent, park
@@ -132,6 +137,11 @@ class EventRouter:
         self._stores: dict[str, ExperimentStore] = {}
         self._rules: dict[str, UsageRule] = {}
         self._topic_resources: dict[str, str | None] = {}
+        self._first_days: dict[str, date | None] = {}
+        if settings.simulated_now is not None:
+            logger.warning("simulated clock: events are dated against %s, not the system "
+                           "clock (settings.simulated_now; never in production)",
+                           settings.simulated_now.isoformat())
         # pseudonymise, remembered: a pupil sends hundreds of events, and the HMAC was a
         # tenth of the routing time. Bounded, in memory only (raw ids are cache keys for
         # as long as the worker runs, as in the batch they came in; never written).
@@ -183,6 +193,7 @@ class EventRouter:
         routed: dict[str, list[StoredEvent]] = defaultdict(list)
         seen: set[str] = set()
         events_topic = self.settings.topics.events
+        now = self.settings.now()
         for record in records:
             try:
                 event = parse_event(record.value)
@@ -190,6 +201,11 @@ class EventRouter:
                 prepared.outcome.dead.append(
                     DeadLetter(record, rejected.reason, rejected.field, rejected.event_id)
                 )
+                continue
+            future = in_the_future(event.occurred_at, now, self.settings.clock_skew_s)
+            if future is not None:
+                prepared.outcome.dead.append(
+                    DeadLetter(record, future, "occurred_at", str(event.event_id)))
                 continue
             event_id = str(event.event_id)  # normalised: lower case, hyphens
             own = self._topic_resource(record.topic)
@@ -209,6 +225,10 @@ class EventRouter:
                     ParkedEvent(event_id, event.class_id, event.resource_id, record.topic,
                                 record.partition, record.offset)
                 )
+                continue
+            gate = self._gate(event, enrollment)
+            if gate is not None:
+                prepared.outcome.dead.append(DeadLetter(record, gate[1], gate[0], event_id))
                 continue
             authority = record_authority(record.topic, record.headers, events_topic)
             routed[enrollment.experiment_id].append(
@@ -231,6 +251,32 @@ class EventRouter:
         park(self.registry, prepared.to_park, now)
         outcome.parked = len(prepared.to_park)
         return outcome
+
+    def _gate(self, event: UsageEvent, enrollment: EnrollmentMessage
+              ) -> tuple[str, str] | None:
+        """(field, reason) when the event's school or date does not fit its class's
+        enrollment (:mod:`ingest.gates`), else ``None``."""
+        school = other_school(event.school_uai, enrollment.school_uai, event.class_id)
+        if school is not None:
+            return "school_uai", school
+        first = self.first_day(enrollment.experiment_id)
+        early = None if first is None else before_first_period(
+            event.occurred_at, first, enrollment.experiment_id)
+        return ("occurred_at", early) if early is not None else None
+
+    def first_day(self, experiment_id: str) -> date | None:
+        """The first day of an experiment's first period (baseline, else intervention) in
+        its registered protocol; ``None`` when it is not registered here."""
+        if experiment_id not in self._first_days:
+            from experiments.registry import registered_protocol
+
+            try:
+                periods = registered_protocol(self.registry, experiment_id).protocol.periods
+                first: date | None = (periods.baseline or periods.intervention).start
+            except RegistryError:
+                first = None
+            self._first_days[experiment_id] = first
+        return self._first_days[experiment_id]
 
     def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage,
                 authority: str | None = None) -> StoredEvent:

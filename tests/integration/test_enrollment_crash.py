@@ -24,6 +24,7 @@ from experiments.enrollment.publishing import pending_messages
 from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
+from tests.support.uai import uai
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
@@ -37,10 +38,11 @@ def _write_classes(path: Path) -> None:
     lines = ["class_id,school_uai,level,pupils,academie,education_priority"]
     for i in range(N_VALID):
         academie = "versailles" if i % 2 else "creteil"
-        lines.append(f"k{i:05d},{780 + i % 7:03d}{i // 4 % 10000:04d}A,CP,{15 + i % 14},"
+        school = uai(f"{780 + i % 7:03d}{i // 4 % 10000:04d}")
+        lines.append(f"k{i:05d},{school},CP,{15 + i % 14},"
                      f"{academie},{'REP' if i % 3 else 'REP+'}")  # fmt: skip
         if i % 100 == 0:
-            lines.append(f"bad{i},0781234A,CE2,20,versailles,REP")  # refused: niveau
+            lines.append(f"bad{i},0781234T,CE2,20,versailles,REP")  # refused: niveau
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -157,7 +159,7 @@ def test_two_concurrent_enrollments_never_share_a_block_position(
     for name in ("a", "b"):
         path = tmp_path / f"{name}.csv"
         path.write_text(header + "".join(
-            f"{name}{i:04d},078{i % 50:04d}A,CP,{15 + i % 10},versailles,REP\n"
+            f"{name}{i:04d},{uai(f'078{i % 50:04d}')},CP,{15 + i % 10},versailles,REP\n"
             for i in range(1500)
         ))  # fmt: skip
         children.append(_run_child(database, path, tmp_path / f"{name}.done", "none"))

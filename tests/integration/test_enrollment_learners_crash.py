@@ -36,10 +36,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _write_pupils(path: Path) -> None:
     lines = ["learner_id,class_id,school_uai,level,academie,education_priority,repeater"]
     for i in range(N_VALID):
-        lines.append(f"gar-k{i:06d},cls-{i // PER_CLASS:04d},0781234A,CP,versailles,REP,"
+        lines.append(f"gar-k{i:06d},cls-{i // PER_CLASS:04d},0781234T,CP,versailles,REP,"
                      f"{'oui' if i % 9 == 0 else 'non'}")  # fmt: skip
         if i % 100 == 0:
-            lines.append(f"bad{i}@ecole.fr,cls-0000,0781234A,CP,versailles,REP,non")
+            lines.append(f"bad{i}@ecole.fr,cls-0000,0781234T,CP,versailles,REP,non")
     path.write_text("\n".join(lines) + "\n")
 
 

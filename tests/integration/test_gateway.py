@@ -40,6 +40,7 @@ from ingest.kafka.broker import free_port
 from ingest.kafka.principals import ADMIN, GATEWAY
 from ingest.receipts import purge_receipts, receipts
 from ingest.xapi import CLASS_EXTENSION, SCHOOL_EXTENSION
+from tests.conftest import SIMULATED_NOW
 from tests.support.gateway_client import AppClient as InProcessClient
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,7 @@ def _with_topics(settings: Settings) -> Settings:
 def settings(tmp_path: Path, kafka_bootstrap: str, kafka_settings: KafkaSettings) -> Settings:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
     return _with_topics(Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path,
         kafka_bootstrap=kafka_bootstrap,
         kafka=kafka_settings.model_copy(update={"partitions": 2}),
@@ -121,7 +123,7 @@ def _event(**changes: Any) -> dict[str, Any]:
         "resource_id": "lectio",
         "learner_id": "gar-7f3a9c",
         "class_id": "cls-42",
-        "school_uai": "0750001A",
+        "school_uai": "0750001U",
         "verb": "exercise_answered",
         "object_id": "lectio:exercise:12",
         "score": 0.75,
@@ -319,7 +321,7 @@ def test_xapi_statements_are_mapped_and_written(
         },
         "object": {"id": "https://lectio.example/exercises/12"},
         "result": {"score": {"scaled": 0.8}, "success": True, "duration": "PT1M30S"},
-        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}},
+        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001U"}},
         "timestamp": "2027-10-04T09:15:00.000Z",
     }
     answer = client.post("/v1/xapi/statements", json=[statement], headers=_auth(key))
@@ -345,7 +347,7 @@ def test_xapi_statements_are_mapped_and_written(
         "context": {
             "extensions": {
                 CLASS_EXTENSION: "cls-42",
-                SCHOOL_EXTENSION: "0750001A",
+                SCHOOL_EXTENSION: "0750001U",
                 "https://preuve.example/xapi/extensions/resource-id": "mathix",
             }
         },
@@ -373,7 +375,7 @@ def test_the_same_instant_in_another_offset_is_the_same_event_not_a_conflict(
         "actor": {"account": {"homePage": "https://gar.example", "name": "gar-7f3a9c"}},
         "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
         "object": {"id": "https://lectio.example/lessons/3"},
-        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001A"}},
+        "context": {"extensions": {CLASS_EXTENSION: "cls-42", SCHOOL_EXTENSION: "0750001U"}},
         "timestamp": "2027-10-04T09:15:00+02:00",
     }
     assert client.post("/v1/xapi/statements", json=statement, headers=_auth(key)).status_code == 202
@@ -398,7 +400,7 @@ def test_statements_as_tools_send_them_with_the_resource_s_context_mapping(
     contexts.write_text(
         "moodle-college:\n"
         '  class: [{in: parent, pattern: "http://www.example.org/course/view.php?id={}"}]\n'
-        '  school: [{value: "0750001A"}]\n'
+        '  school: [{value: "0750001U"}]\n'
     )
     settings = settings.model_copy(
         update={"gateway": settings.gateway.model_copy(update={"xapi_contexts": contexts})}
@@ -443,6 +445,7 @@ def test_health_and_the_saved_openapi_document(client: AppClient) -> None:
     assert set(served["paths"]) == {
         "/healthz", "/v1/events", "/v1/xapi/statements",
         "/v1/experiments/{experiment_id}/assignments",
+        "/v1/experiments/{experiment_id}/corrections",
         "/v1/experiments/{experiment_id}/enrollments",
         "/v1/experiments/{experiment_id}/withdrawals",
     }
@@ -482,6 +485,7 @@ def test_preuve_gateway_serves_on_127_0_0_1(settings: Settings, key: str, worker
         "PREUVE_TOPICS__EVENTS": settings.topics.events,
         "PREUVE_LOG_LEVEL": "WARNING",
         **clients.security_env(settings),
+        "PREUVE_SIMULATED_NOW": SIMULATED_NOW,
     }
     preuve = Path(sys.executable).parent / "preuve"
     server = subprocess.Popen(
@@ -522,6 +526,7 @@ def test_several_gateways_share_their_receipts_in_postgresql(
 ) -> None:
     topic = f"test.gateway.{uuid.uuid4().hex[:12]}"
     settings = _with_topics(Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path / "pg",
         database_url=postgres_url,
         kafka_bootstrap=kafka_bootstrap,

@@ -50,6 +50,7 @@ from ingest.gateway import OPENAPI_PATH, create_app
 from ingest.kafka import clients
 from ingest.kafka.access import ensure_topics
 from ingest.kafka.principals import GATEWAY
+from tests.conftest import SIMULATED_NOW
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,7 @@ def gateway(
     bootstrap: str, kafka_settings: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[FastAPI, str]]:
     settings_ = Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path_factory.mktemp("gateway-state"),
         kafka_bootstrap=bootstrap, kafka=kafka_settings,
         topics=TopicNames(events=f"test.fuzz.{uuid.uuid4().hex[:12]}"),
@@ -179,6 +181,7 @@ def enrollment_gateway(
 ) -> Iterator[EnrollmentGateway]:
     tag = uuid.uuid4().hex[:8]
     settings_ = Settings(
+        simulated_now=SIMULATED_NOW,  # its events: 2027-2028
         state_dir=tmp_path_factory.mktemp("enrollment-fuzz"), pseudonym_key=f"fuzz-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"fuzz_{tag}"),
         kafka_bootstrap=bootstrap, kafka=kafka_settings,
@@ -192,7 +195,7 @@ def enrollment_gateway(
     design, _ = enrollment_design(engine, EXPERIMENT)
     classes = tuple(f"fuzz-{i}" for i in range(6))
     text = ",".join(HEADER) + "\n" + "".join(
-        f"{c},0780001A,CP,20,versailles,REP\n" for c in (*classes, KEPT_CLASS))
+        f"{c},0780001C,CP,20,versailles,REP\n" for c in (*classes, KEPT_CLASS))
     enroll_classes(engine, design, read_classes(text, design, today=date(2027, 9, 1)),
                    actor="test")
     tokens = {"academie": issue_token(engine, "academie", "versailles"),
@@ -215,7 +218,7 @@ def _field(known: list[str]) -> st.SearchStrategy[str]:
 
 _ROW = st.tuples(
     st.from_regex(r"[a-z0-9][a-z0-9-]{0,10}", fullmatch=True) | st.text(max_size=12),
-    _field(["0780001A", "0930001C"]),
+    _field(["0780001C", "0930001W"]),
     _field(["CP", "CE1", "6e"]),
     st.integers(-3, 40).map(str) | st.text(max_size=6),
     _field(["versailles", "creteil"]),

@@ -41,6 +41,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CLASSES = [f"cls-{i:02d}" for i in range(6)]
+#: The classes' school: their events carry it (another school's events are dead letters).
+SCHOOL = "0781234T"
 # Direct identifiers a careless resource might send; each must be refused or dead-lettered.
 IDENTIFIERS = ("camille.martin@example.fr", "Camille Martin", "06 12 34 56 78")
 
@@ -98,7 +100,7 @@ def test_no_raw_id_outside_the_bounded_ingress_topics_and_nothing_after_a_purge(
     protocol = load_protocol(PROTOCOL)
     register_protocol(registry, protocol, PROTOCOL.read_text(), actor="researcher:test")
     design = EnrollmentDesign.from_protocol(protocol)
-    rows = "".join(f"{c},0781234A,CP,25,versailles,REP\n" for c in CLASSES)
+    rows = "".join(f"{c},{SCHOOL},CP,25,versailles,REP\n" for c in CLASSES)
     outcome = enroll_classes(registry, design, read_classes(HEADER + rows, design),
                              actor="academie:versailles:test", publish=kafka_publisher(settings))
     assert outcome.pending == 0, outcome.publish_error
@@ -119,7 +121,8 @@ def test_no_raw_id_outside_the_bounded_ingress_topics_and_nothing_after_a_purge(
         with AppClient(create_app(settings)) as client:
             auth = {"Authorization": f"Bearer {key}"}
             for _ in range(20):
-                batch = [valid_event(rng, rng.choice(CLASSES)) for _ in range(15)]
+                batch = [valid_event(rng, rng.choice(CLASSES), school_uai=SCHOOL)
+                         for _ in range(15)]
                 answer = client.post("/v1/events", json=batch, headers=auth)
                 assert answer.status_code == 202, answer.text
                 accepted.update(str(e["event_id"]) for e in batch)
@@ -127,11 +130,12 @@ def test_no_raw_id_outside_the_bounded_ingress_topics_and_nothing_after_a_purge(
             # Direct identifiers through the gateway: refused, never written.
             for bad in ({"learner_id": IDENTIFIERS[0]}, {"name": IDENTIFIERS[1]},
                         {"extensions": {"teacher_phone": IDENTIFIERS[2]}}):
-                event = {**valid_event(rng, CLASSES[0]), **bad}
+                event = {**valid_event(rng, CLASSES[0], school_uai=SCHOOL), **bad}
                 answer = client.post("/v1/events", json=[event], headers=auth)
                 assert answer.status_code == 422, answer.text
         # The same straight to Kafka (a resource using the producer path): dead-lettered.
-        bad_lines = [json.dumps({**valid_event(rng, CLASSES[1]), **bad}).encode() for bad in
+        bad_lines = [json.dumps({**valid_event(rng, CLASSES[1], school_uai=SCHOOL), **bad})
+                     .encode() for bad in
                      ({"learner_id": IDENTIFIERS[0]}, {"name": IDENTIFIERS[1]},
                       {"extensions": {"teacher_phone": IDENTIFIERS[2]}})]
         send_raw_events(settings, bad_lines)

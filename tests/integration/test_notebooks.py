@@ -143,7 +143,7 @@ def _events() -> list[StoredEvent]:
                 events.append(StoredEvent(
                     event_id=f"00000000-0000-4000-8000-{n:012d}", occurred_at=at,
                     resource_id="lectio", learner_key=f"k{learner:03d}",
-                    class_id=f"classe-{learner // 12}", school_uai="0750001A", arm=arm,
+                    class_id=f"classe-{learner // 12}", school_uai="0750001U", arm=arm,
                     verb="session_started", is_session=True))
                 if arm == "lectio" and learner % 5:
                     n += 1
@@ -151,7 +151,7 @@ def _events() -> list[StoredEvent]:
                         event_id=f"00000000-0000-4000-8000-{n:012d}",
                         occurred_at=at + timedelta(minutes=5), resource_id="lectio",
                         learner_key=f"k{learner:03d}", class_id=f"classe-{learner // 12}",
-                        school_uai="0750001A", arm=arm, verb="activity_completed",
+                        school_uai="0750001U", arm=arm, verb="activity_completed",
                         duration_s=60.0 * (5 + learner % 7), is_usage=True))
     return events
 

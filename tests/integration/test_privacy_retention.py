@@ -59,6 +59,7 @@ from ingest.receipts import receipts
 from ingest.stream.parking import ParkedEvent, park, parked_table
 from tests.conftest import SettingsFactory
 from tests.support.trial import EXPERIMENT, HEADER, PROTOCOL, Trial, build_trial, every_row_text
+from tests.support.uai import uai
 from tests.support.worker import settings_env
 
 pytestmark = pytest.mark.integration
@@ -247,7 +248,7 @@ def test_an_erased_class_leaves_no_pupil_row_anywhere_and_its_allocation_whole(
     # The erased class cannot come back with a new draw.
     index = sorted(trial.classes).index(gone)
     again = enroll_classes(registry, design, read_classes(
-        HEADER + f"{gone},078{index % 3:04d}A,CP,5,versailles,REP\n", design), actor="t")
+        HEADER + f"{gone},{uai(f'078{index % 3:04d}')},CP,5,versailles,REP\n", design), actor="t")
     assert again.enrolled == [] and [c.class_id for c in again.already] == [gone]
     (entry,) = _audit(settings, "retention.erase_class")
     assert entry.detail is not None and entry.detail["withdrawn"] is True
@@ -264,7 +265,7 @@ def test_erasing_in_a_learner_design_removes_the_pupils_enrollment_rows(
     register_protocol(registry, protocol, LEARNER_PROTOCOL.read_text(), actor="t")
     design = EnrollmentDesign.from_protocol(protocol)
     pupils = {c: [f"ent-{c}-{i}" for i in range(6)] for c in ("c-a", "c-b")}
-    text = PUPILS_HEADER + "".join(f"{raw},{c},0781234A,CP,versailles,REP,non\n"
+    text = PUPILS_HEADER + "".join(f"{raw},{c},0781234T,CP,versailles,REP,non\n"
                                    for c, raws in pupils.items() for raw in raws)
     enroll_learners(registry, design, read_pupils(text, design), key=key, actor="t")
     pseudonym = {raw: pseudonymise(key, design.experiment_id, raw)

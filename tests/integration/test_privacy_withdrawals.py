@@ -77,7 +77,7 @@ def test_withdrawing_pupils_leaves_no_raw_id_in_any_table(
     learner_design = EnrollmentDesign.from_protocol(learner_protocol)
     raw_pupils = [f"ent-pupil-{i:02d}" for i in range(6)]
     text = PUPILS_HEADER + "".join(
-        f"{raw},c-learn,0781234A,CP,versailles,REP,non\n" for raw in raw_pupils)
+        f"{raw},c-learn,0781234T,CP,versailles,REP,non\n" for raw in raw_pupils)
     enroll_learners(registry, learner_design, read_pupils(text, learner_design), key=key,
                     actor="academie:versailles:t")
     learner_done = withdraw(registry, learner_design, "c-learn", reason="moved away",
@@ -149,7 +149,7 @@ def test_a_pupil_withdrawn_with_remove_loses_their_data_and_leaves_the_analyses(
     # The resource sends one more score of the pupil: stored, never analysed.
     late = StoredEvent("99999999-9999-4999-8999-999999999999",
                        datetime(2028, 6, 2, 9, tzinfo=UTC), "lectio", pupil, pupil_class,
-                       "0780000A", trial.classes[pupil_class], "assessment_scored",
+                       "0780000B", trial.classes[pupil_class], "assessment_scored",
                        object_id="fluence", score=80.0)
     assert store.write_events([late], datetime.now(UTC)).inserted == 1
     files = write_analysis_files(settings, registry, protocol, tmp_path)

@@ -60,6 +60,7 @@ from ingest.gateway import create_app
 from ingest.kafka.access import ensure_topics
 from ingest.kafka.clients import security_env
 from ingest.xapi import CLASS_EXTENSION, RESOURCE_EXTENSION, SCHOOL_EXTENSION
+from tests.conftest import SIMULATED_NOW
 from tests.support.kafka import consume_all
 from tests.support.portal import CSRF, EXPERIMENT, NOW, PortalClient
 from tests.support.postgres import PostgresCluster
@@ -126,7 +127,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"roles_{tag}"),
-        kafka_bootstrap=kafka_bootstrap, topics=topics,
+        kafka_bootstrap=kafka_bootstrap, topics=topics, simulated_now=SIMULATED_NOW,
         kafka=kafka_settings.model_copy(update={"partitions": 2}),
     )
     ensure_topics(settings)  # as the Kafka admin: the topics and the services' ACLs
@@ -162,6 +163,8 @@ def _env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
         "PREUVE_TOPICS__DEADLETTER": settings.topics.deadletter,
         "PREUVE_TOPICS__ANALYSIS_REQUESTS": settings.topics.analysis_requests,
         **security_env(settings),
+        # The simulated school year's clock (tests/conftest.py), as the in-process services.
+        "PREUVE_SIMULATED_NOW": SIMULATED_NOW,
     }
 
 
@@ -204,7 +207,7 @@ def _portal_get(template: str) -> Call:
 def _event(class_id: str) -> dict[str, Any]:
     return {"event_id": str(uuid.uuid4()), "occurred_at": "2027-10-04T10:00:00+02:00",
             "resource_id": "lectio", "learner_id": f"gar-{uuid.uuid4().hex[:10]}",
-            "class_id": class_id, "school_uai": "0780001A", "verb": "session_started"}  # fmt: skip
+            "class_id": class_id, "school_uai": "0780001C", "verb": "session_started"}  # fmt: skip
 
 
 def _post_event(m: Matrix, caller: str) -> httpx.Response:
@@ -222,7 +225,7 @@ def _post_statement(m: Matrix, caller: str) -> httpx.Response:
         "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
         "object": {"id": "https://lectio.example/exercises/12"},
         "context": {"extensions": {CLASS_EXTENSION: sorted(m.world.treatment_classes)[0],
-                                   SCHOOL_EXTENSION: "0780001A",
+                                   SCHOOL_EXTENSION: "0780001C",
                                    RESOURCE_EXTENSION: "lectio"}},
         "timestamp": "2027-10-04T09:15:00.000Z",
     }  # fmt: skip
@@ -241,7 +244,7 @@ def _new_class(caller: str) -> str:
 
 def _post_enrollments(m: Matrix, caller: str) -> httpx.Response:
     # Everyone sends Versailles classes: Créteil's token sends another académie's rows.
-    body = ENROLL_HEADER + f"{_new_class(caller)},0780002B,CP,21,versailles,REP\n"
+    body = ENROLL_HEADER + f"{_new_class(caller)},0780002D,CP,21,versailles,REP\n"
     return m.gateway.request("POST", f"/v1/experiments/{EXPERIMENT}/enrollments",
                              content=body.encode(),
                              headers={**m.bearer(caller), "Content-Type": "text/csv"})
@@ -257,6 +260,14 @@ def _post_withdrawal(m: Matrix, caller: str) -> httpx.Response:
     return m.gateway.request(
         "POST", f"/v1/experiments/{EXPERIMENT}/withdrawals", headers=m.bearer(caller),
         json={"class_id": m.world.withdrawable[caller], "reason": "role matrix"})
+
+
+def _post_correction(m: Matrix, caller: str) -> httpx.Response:
+    # The world's clock (SIMULATED_NOW) is after the intervention's start: an académie's
+    # class is answered 409 (only a withdrawal now), before any look-up of the class.
+    return m.gateway.request(
+        "POST", f"/v1/experiments/{EXPERIMENT}/corrections", headers=m.bearer(caller),
+        json={"class_id": m.world.withdrawable[caller], "reason": "role matrix", "pupils": 21})
 
 
 def _sign_in(m: Matrix, caller: str) -> httpx.Response:
@@ -325,6 +336,8 @@ GATEWAY: dict[tuple[str, str], Row] = {
         codes("401 401 401 | 403 403 | 200 404 | 403 403 | 403 403 | 403 | 200"),
         _post_withdrawal,
         write="enrollment.withdraw"),
+    ("POST", "/v1/experiments/{experiment_id}/corrections"): Row(
+        codes("401 401 401 | 403 403 | 409 409 | 403 403 | 403 403 | 403 | 409"), _post_correction),
 }
 
 # Pages send a caller without a valid session to the sign-in form (302); the JSON
@@ -627,7 +640,7 @@ def cli_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["protocol"].write_text(text, encoding="utf-8")
     files["amended"].write_text(text.replace("alpha: 0.05", "alpha: 0.1", 1), encoding="utf-8")
     files["classes"].write_text(ENROLL_HEADER + "".join(
-        f"cli-{i},0780003C,CP,22,versailles,REP\n" for i in range(4)), encoding="utf-8")
+        f"cli-{i},0780003E,CP,22,versailles,REP\n" for i in range(4)), encoding="utf-8")
     files["outcomes"].write_text("learner_id,unit_id,measure,wave,score\n" + "".join(
         f"gar-cli-{i},cli-{i % 4},fluence,baseline,{40 + i}\n" for i in range(8)),
         encoding="utf-8")
@@ -777,13 +790,13 @@ def test_a_class_of_another_academie_is_refused_without_its_details(matrix: Matr
     """Créteil naming a Versailles class id learns nothing of it (school, académie, arm,
     pupils, other experiment) beyond that the id is not its own to enroll."""
     theirs = next(c for c in enrolled_classes(matrix.registry, EXPERIMENT, academie="versailles")
-                  if c.school_uai == "0780001A")
+                  if c.school_uai == "0780001C")
     answer = _post_as(matrix, "academie_other",
-                      f"{theirs.class_id},0930001C,CP,{theirs.pupils + 1},creteil,REP\n")
+                      f"{theirs.class_id},0930001W,CP,{theirs.pupils + 1},creteil,REP\n")
     assert answer.status_code == 200, answer.text
     (refused,) = answer.json()["refused"]
     assert refused["class_id"] == theirs.class_id
-    for secret in ("0780001A", "versailles", theirs.arm):
+    for secret in ("0780001C", "versailles", theirs.arm):
         assert secret not in json.dumps(refused), f"the refusal shows {secret}: {refused}"
 
 

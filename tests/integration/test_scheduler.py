@@ -49,6 +49,7 @@ from ingest.kafka import clients
 from ingest.kafka.principals import SCHEDULER
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
+from tests.support.uai import uai
 from tests.support.worker import settings_env
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ def running_experiment(engine: Engine, *, classes: bool = False,
         assert settings is not None
         design, _ = enrollment_design(engine, EXPERIMENT)
         rows = "class_id,school_uai,level,pupils,academie,education_priority\n" + "".join(
-            f"c{i:02d},078{i // 4:04d}A,CP,20,versailles,{'REP' if i % 2 else 'REP+'}\n"
+            f"c{i:02d},{uai(f'078{i // 4:04d}')},CP,20,versailles,{'REP' if i % 2 else 'REP+'}\n"
             for i in range(16))
         enrolled = enroll_classes(engine, design, read_classes(rows, design,
                                                                today=date(2027, 9, 1)),
@@ -104,7 +105,7 @@ def running_experiment(engine: Engine, *, classes: bool = False,
 def store_events(settings: Settings, arms: dict[str, tuple[str, str]]) -> None:
     rng = random.Random(20270901)
     events = []
-    for class_id, (arm, uai) in arms.items():
+    for class_id, (arm, school) in arms.items():
         for k in range(20):
             learner = f"{class_id}-{k:02d}"  # a pseudonym in the store's sense
             baseline = rng.gauss(50, 14)
@@ -112,13 +113,13 @@ def store_events(settings: Settings, arms: dict[str, tuple[str, str]]) -> None:
             for when, score in ((at("2027-09-15T09:00:00+02:00"), baseline),
                                 (at("2028-06-05T09:00:00+02:00"), endline)):
                 events.append(StoredEvent(str(uuid.uuid4()), when, "lectio", learner, class_id,
-                                          uai, arm, "assessment_scored", "fluence", None, score,
+                                          school, arm, "assessment_scored", "fluence", None, score,
                                           authority=f"assessor:{EXPERIMENT}:0123456789ab"))
             if arm == "lectio":
                 for week in range(5):
                     events.append(StoredEvent(
                         str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00") + timedelta(weeks=week),
-                        "lectio", learner, class_id, uai, arm, "activity_completed", "ex-1",
+                        "lectio", learner, class_id, school, arm, "activity_completed", "ex-1",
                         900.0, is_usage=True))
     ExperimentStore(settings, EXPERIMENT).write_events(events, datetime.now(UTC))
 

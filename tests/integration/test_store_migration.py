@@ -87,7 +87,7 @@ def test_existing_imports_stay_outcomes_and_the_rest_is_usage(
         forged = [{
             "event_id": event_id, "occurred_at": datetime(2028, 6, 1, 8, tzinfo=UTC),
             "stored_at": now, "resource_id": "lectio", "learner_key": learner,
-            "class_id": "c0", "school_uai": "0780000A", "arm": "lectio",
+            "class_id": "c0", "school_uai": "0780000B", "arm": "lectio",
             "verb": "assessment_scored", "object_id": "fluence", "score": 99.0,
         } for event_id in (
             str(uuid.uuid4()),

@@ -43,7 +43,7 @@ def _event(n: int, rng: random.Random) -> StoredEvent:
         resource_id="lectio",
         learner_key=f"k{rng.randrange(6)}",
         class_id="c1",
-        school_uai="0750001A",
+        school_uai="0750001U",
         arm="lectio",
         verb=verb,
         duration_s=float(rng.randrange(0, 300)) if rng.random() < 0.8 else None,

@@ -99,7 +99,8 @@ def _write(trial: list[tuple[int, str, str, int, float]], directory: Path, seed:
         for j in range(size):
             learner = f"L{i}-{j}"
             if arm == "lectio" and rng.random() < 0.8:
-                usage.append((learner, f"C{i}", 1, round(float(rng.gamma(2.0, 150.0)), 1)))
+                usage.append((learner, f"C{i}", "2027-W40",
+                              round(float(rng.gamma(2.0, 150.0)), 1)))
             rows.append((learner, f"C{i}", "fluence", "baseline", f"{rng.normal(50, 10):.2f}"))
             end = "" if rng.random() < missing else f"{rng.normal(52, 10):.2f}"
             rows.append((learner, f"C{i}", "fluence", "endline", end))
@@ -250,7 +251,7 @@ def _write_shape(shape: Shape, directory: Path, seed: int) -> tuple[Path, Path, 
                 rows.append((learner, f"C{i}", "fluence", "baseline", base, age))
             rows.append((learner, f"C{i}", "fluence", "endline", f"{end:.3f}", age))
             if shape.usage and arm != "usual":
-                usage.append((learner, f"C{i}", 1, f"{rng.gamma(2.0, 150.0):.1f}"))
+                usage.append((learner, f"C{i}", "2027-W40", f"{rng.gamma(2.0, 150.0):.1f}"))
     pd.DataFrame(units).to_csv(directory / "units.csv", index=False)
     pd.DataFrame(rows, columns=["learner_id", "unit_id", "measure", "wave", "score", "age"]
                  ).to_csv(directory / "outcomes.csv", index=False)

@@ -25,7 +25,7 @@ HEADER = ["class_id", "school_uai", "level", "pupils", "academie", "education_pr
 ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
 CELL = st.one_of(
     ANY_TEXT,
-    st.sampled_from(["CP", "CE1", "0781234A", "versailles", "creteil", "REP", "REP+", "24",
+    st.sampled_from(["CP", "CE1", "0781234T", "versailles", "creteil", "REP", "REP+", "24",
                      "-3", "1e9", "", " ", '"', "\ufeff", "NaN", "0", "c1"]),
 )
 ROW = st.lists(CELL, min_size=0, max_size=8)

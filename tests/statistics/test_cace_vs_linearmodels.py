@@ -29,7 +29,7 @@ ATOL = 1e-9
 def _usage(frame: pd.DataFrame, path: Path) -> Path:
     # Compliers used the resource 400 minutes over two weeks; threshold 300.
     users = frame[frame["compliant"] == 1]
-    rows = pd.concat([users.assign(week=w, active_minutes=200.0) for w in (1, 2)])
+    rows = pd.concat([users.assign(week=w, active_minutes=200.0) for w in ("2027-W40", "2027-W41")])
     rows[["learner_id", "unit_id", "week", "active_minutes"]].to_csv(path, index=False)
     return path
 

@@ -62,7 +62,7 @@ def test_dose_response_matches_pyfixest(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     minutes = rng.gamma(3.0, 100.0, len(trial)).round(1)
     usage_path = tmp_path / "usage.csv"
-    trial.assign(week=1, active_minutes=minutes)[
+    trial.assign(week="2027-W40", active_minutes=minutes)[
         ["learner_id", "unit_id", "week", "active_minutes"]].to_csv(usage_path, index=False)
     usage = read_usage(usage_path, outcomes, units)
     effects = {e.contrast: e for e in estimate_dose_response(plan, sample, usage)}

@@ -26,15 +26,18 @@ def enrollment(
         experiment_id=experiment_id,
         resource_id=resource_id,
         arm=arm,
-        school_uai="0750001A",
+        school_uai="0750001U",
         academie="paris",
         at=datetime(2027, 9, 1, tzinfo=UTC),
     )
 
 
 def valid_event(
-    rng: random.Random, class_id: str, resource_id: str = "lectio"
+    rng: random.Random, class_id: str, resource_id: str = "lectio",
+    school_uai: str = "0750001U",
 ) -> dict[str, object]:
+    """A valid event of ``class_id``; ``school_uai`` must be the class's enrolled school
+    (the stream worker dead-letters an event of another school)."""
     verb = rng.choice(
         ["session_started", "exercise_answered", "activity_completed", "content_viewed"]
     )
@@ -44,7 +47,7 @@ def valid_event(
         "resource_id": resource_id,
         "learner_id": f"gar-{class_id}-{rng.randrange(25):02d}",
         "class_id": class_id,
-        "school_uai": "0750001A",
+        "school_uai": school_uai,
         "verb": verb,
     }
     if verb != "session_started":

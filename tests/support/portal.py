@@ -83,7 +83,7 @@ def build_world(settings: Settings) -> PortalWorld:
     register_protocol(registry, protocol, PROTOCOL_TEXT)
     transition_experiment(registry, EXPERIMENT, "enrolling")
     design, _ = enrollment_design(registry, EXPERIMENT)
-    schools = {"versailles": ["0780001A", "0780002B"], "creteil": ["0930001C", "0930002D"]}
+    schools = {"versailles": ["0780001C", "0780002D"], "creteil": ["0930001W", "0930002X"]}
     lines = ["class_id,school_uai,level,pupils,academie,education_priority"]
     for academie, uais in schools.items():
         for uai in uais:

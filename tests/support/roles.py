@@ -93,7 +93,7 @@ def build_role_world(settings: Settings) -> RoleWorld:
     design, _ = enrollment_design(registry, EXPERIMENT)
     withdrawable = {caller: f"wd-{caller}-{secrets.token_hex(3)}" for caller in CALLERS}
     lines = ["class_id,school_uai,level,pupils,academie,education_priority"]
-    lines += [f"{c},0780001A,CP,20,versailles,REP" for c in withdrawable.values()]
+    lines += [f"{c},0780001C,CP,20,versailles,REP" for c in withdrawable.values()]
     enroll_classes(registry, design,
                    read_classes("\n".join(lines) + "\n", design, today=date(2027, 9, 1)),
                    actor="test")  # fmt: skip

@@ -23,6 +23,7 @@ from experiments.registry import register_protocol
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
 from ingest.pseudonym import load_pseudonym_key, pseudonymise
+from tests.support.uai import uai
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
 EXPERIMENT = "fluence-cp-2027"
@@ -52,7 +53,8 @@ def build_trial(settings: Settings, n_classes: int = 6, pupils: int = 12,
     register_protocol(registry, protocol, PROTOCOL.read_text(), actor="researcher:test")
     design = EnrollmentDesign.from_protocol(protocol)
     rows = "".join(
-        f"cls-{i:02d},078{i % 3:04d}A,CP,{pupils},versailles,REP\n" for i in range(n_classes))
+        f"cls-{i:02d},{uai(f'078{i % 3:04d}')},CP,{pupils},versailles,REP\n"
+        for i in range(n_classes))
     outcome = enroll_classes(registry, design, read_classes(HEADER + rows, design),
                              actor="academie:versailles:test")
     trial = Trial(settings, {c.class_id: c.arm for c in outcome.enrolled})

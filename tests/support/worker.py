@@ -25,6 +25,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["PREUVE_DATABASE_URL"] = settings.database_url.get_secret_value()
     if settings.pseudonym_key is not None:
         env["PREUVE_PSEUDONYM_KEY"] = settings.pseudonym_key.get_secret_value()
+    if settings.simulated_now is not None:
+        env["PREUVE_SIMULATED_NOW"] = settings.simulated_now.isoformat()
     for name, value in settings.topics.model_dump().items():
         env[f"PREUVE_TOPICS__{name.upper()}"] = value
     for name, value in settings.kafka.model_dump(exclude={"security"}).items():

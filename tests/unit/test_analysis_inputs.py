@@ -126,17 +126,19 @@ def test_usage_errors_name_the_line(tmp_path: Path) -> None:
     units = read_units(units_path, plan)
     outcomes = read_outcomes(outcomes_path, units)
     usage = tmp_path / "usage.csv"
-    usage.write_text("learner_id,unit_id,week,active_minutes\na,C1,1,30\na,C1,2,-5\n",
-                     encoding="utf-8")
+    usage.write_text("learner_id,unit_id,week,active_minutes\n"
+                     "a,C1,2027-W40,30\na,C1,2027-W41,-5\n", encoding="utf-8")
     with pytest.raises(InputError) as error:
         read_usage(usage, outcomes, units)
     assert (error.value.line, error.value.field) == (3, "active_minutes")
-    usage.write_text("learner_id,unit_id,week,active_minutes\na,C3,1,30\n", encoding="utf-8")
+    usage.write_text("learner_id,unit_id,week,active_minutes\na,C3,2027-W40,30\n",
+                     encoding="utf-8")
     with pytest.raises(InputError, match="another unit") as error:
         read_usage(usage, outcomes, units)
     assert error.value.line == 2
     usage.write_text("learner_id,unit_id,week,active_minutes\n"
-                     "a,C1,1,30\na,C1,1,10\na,C1,2,5\nzz,C2,1,99\n", encoding="utf-8")
+                     "a,C1,2027-W40,30\na,C1,2027-W40,10\na,C1,2027-W41,5\n"
+                     "zz,C2,2027-W40,99\n", encoding="utf-8")
     table = read_usage(usage, outcomes, units)
     assert table.minutes[0] == 45.0 and table.weeks[0] == 2  # zz has no outcome: ignored
 
@@ -161,7 +163,7 @@ def test_usage_with_no_outcome_yet_is_read_not_a_crash(tmp_path: Path) -> None:
     protocol = Path(__file__).resolve().parents[2] / "protocols" / "fluence-cp-2027.yaml"
     plan = plan_from_protocol(load_protocol(protocol))
     (tmp_path / "u.csv").write_text(
-        "unit_id,arm,school_uai,education_priority\nc1,lectio,0781234A,REP\nc2,usual,0781234A,REP\n"
+        "unit_id,arm,school_uai,education_priority\nc1,lectio,0781234T,REP\nc2,usual,0781234T,REP\n"
     )
     (tmp_path / "o.csv").write_text("learner_id,unit_id,measure,wave,score\n")
     (tmp_path / "x.csv").write_text("learner_id,unit_id,week,active_minutes\nL1,c1,2027-W40,30\n")
@@ -206,7 +208,7 @@ def test_blank_or_negative_minutes_are_refused_as_written(tmp_path: Path) -> Non
     outcomes = read_outcomes(outcomes_path, units)
     usage = tmp_path / "usage.csv"
     for value, shown in (("", "''"), ("-5", "'-5'")):
-        usage.write_text(f"learner_id,unit_id,week,active_minutes\na,C1,1,30\na,C1,2,{value}\n",
+        usage.write_text(f"learner_id,unit_id,week,active_minutes\na,C1,2027-W40,30\na,C1,2027-W41,{value}\n",
                          encoding="utf-8")
         with pytest.raises(InputError, match=f"got {shown}") as error:
             read_usage(usage, outcomes, units)
@@ -232,3 +234,20 @@ def test_a_score_given_twice_is_refused_on_its_line(tmp_path: Path,
     outcomes.write_text("learner_id,unit_id,measure,wave,score\n" + others +
                         "a,C1,fluence,baseline,40\na,C1,fluence,endline,50\n", encoding="utf-8")
     assert read_outcomes(outcomes, units).n_learners == n_other_measures + 1
+
+
+@pytest.mark.parametrize("week", ["banana", "40", "2027-40", "2027-W53", "2027-W00"])
+def test_usage_weeks_are_iso_weeks(tmp_path: Path, week: str) -> None:
+    # ISO 8601 weeks: 2027 has 52 (it starts on a Friday); the "banana" was accepted.
+    units_path, outcomes_path = _files(tmp_path)
+    units = read_units(units_path, _plan())
+    outcomes = read_outcomes(outcomes_path, units)
+    usage = tmp_path / "usage.csv"
+    usage.write_text(f"learner_id,unit_id,week,active_minutes\na,C1,2027-W40,30\na,C1,{week},5\n",
+                     encoding="utf-8")
+    with pytest.raises(InputError, match="ISO week written YYYY-Www") as error:
+        read_usage(usage, outcomes, units)
+    assert (error.value.line, error.value.field) == (3, "week")
+    usage.write_text("learner_id,unit_id,week,active_minutes\na,C1,2026-W53,30\n",
+                     encoding="utf-8")
+    assert read_usage(usage, outcomes, units).weeks[0] == 1

@@ -27,6 +27,7 @@ from experiments.database import dispose_engines, registry_engine
 from experiments.portal.app import create_portal
 from experiments.settings import GatewaySettings, PortalSettings, ServerSettings, Settings
 from ingest.gateway import create_app
+from tests.conftest import SIMULATED_NOW
 from tests.support.events import valid_event
 
 CHUNK = 64 * 1024
@@ -86,6 +87,7 @@ class NoProducer:
 def settings(tmp_path: Path) -> Iterator[Settings]:
     server = ServerSettings(body_timeout_s=0.2)
     yield Settings(state_dir=tmp_path / "state", gateway=GatewaySettings(server=server),
+                   simulated_now=SIMULATED_NOW,  # the events of 2027-2028
                    portal=PortalSettings(server=server))  # fmt: skip
     dispose_engines()
 

@@ -38,7 +38,7 @@ def _closed_port() -> int:
 
 def _registry_commands(tmp_path: Path) -> dict[str, list[str]]:
     classes = tmp_path / "classes.csv"
-    classes.write_text(HEADER + "c1,0781234A,CP,20,versailles,REP\n", encoding="utf-8")
+    classes.write_text(HEADER + "c1,0781234T,CP,20,versailles,REP\n", encoding="utf-8")
     outcomes = tmp_path / "outcomes.csv"
     outcomes.write_text("learner_id,unit_id,measure,wave,score\ngar-1,c1,fluence,baseline,40\n",
                         encoding="utf-8")
@@ -133,7 +133,7 @@ def test_the_audit_log_names_who_ran_each_registry_write(tmp_path: Path) -> None
     env = {"PREUVE_STATE_DIR": str(tmp_path / "state"), "PREUVE_PSEUDONYM_KEY": "k" * 32}
     runner = CliRunner()
     classes = tmp_path / "classes.csv"
-    classes.write_text(HEADER + "".join(f"c{i},0781234A,CP,20,versailles,REP\n"
+    classes.write_text(HEADER + "".join(f"c{i},0781234T,CP,20,versailles,REP\n"
                                         for i in range(4)), encoding="utf-8")
     steps = [
         ["protocol", "register", str(PROTOCOL)],

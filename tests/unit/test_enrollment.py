@@ -28,6 +28,7 @@ from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.errors import BrokerError
 from ingest.pseudonym import load_pseudonym_key, pseudonymise
+from tests.support.uai import uai
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
@@ -72,14 +73,14 @@ def test_each_bad_row_is_refused_with_a_precise_reason_while_valid_rows_are_enro
     engine: Engine, design: EnrollmentDesign
 ) -> None:
     text = HEADER + (
-        "c1,0781234A,CP,24,versailles,REP\n"       # 2 valid
-        "c2,0931111B,CP,20,creteil,REP+\n"         # 3 other académie for a versailles account
-        "c3,0781234A,CE1,22,versailles,REP\n"      # 4 wrong niveau
-        "c1,0781234A,CP,24,versailles,REP\n"       # 5 duplicated class id
-        "c4,0781234A,CP,21,versailles\n"           # 6 malformed: a field is missing
-        "c5,0781234A,CP,23,versailles,none\n"      # 7 criterion not met
-        "c6,0781234A,CP,19,versailles,REP+\n"      # 8 valid
-        'c7,"0781234A,CP,19,versailles,REP\n'      # 9 unterminated quote: unreadable
+        "c1,0781234T,CP,24,versailles,REP\n"       # 2 valid
+        "c2,0931111C,CP,20,creteil,REP+\n"         # 3 other académie for a versailles account
+        "c3,0781234T,CE1,22,versailles,REP\n"      # 4 wrong niveau
+        "c1,0781234T,CP,24,versailles,REP\n"       # 5 duplicated class id
+        "c4,0781234T,CP,21,versailles\n"           # 6 malformed: a field is missing
+        "c5,0781234T,CP,23,versailles,none\n"      # 7 criterion not met
+        "c6,0781234T,CP,19,versailles,REP+\n"      # 8 valid
+        'c7,"0781234T,CP,19,versailles,REP\n'      # 9 unterminated quote: unreadable
     )
     classes = read_classes(text, design, name="classes.csv", academie="versailles")
     outcome = enroll_classes(engine, design, classes, actor="test")
@@ -120,12 +121,12 @@ def test_each_bad_row_is_refused_with_a_precise_reason_while_valid_rows_are_enro
 @pytest.mark.parametrize(
     ("row", "code", "field"),
     [
-        ("c1,0781234A,CP,24,paris,REP", "academie_outside_population", "academie"),
-        ("c1,0781234A,CE3,24,versailles,REP", "unknown_level", "level"),
+        ("c1,0781234T,CP,24,paris,REP", "academie_outside_population", "academie"),
+        ("c1,0781234T,CE3,24,versailles,REP", "unknown_level", "level"),
         ("c1,781234A,CP,24,versailles,REP", "bad_uai", "school_uai"),
-        ("c1,0781234A,CP,240,versailles,REP", "bad_pupils", "pupils"),
-        ("c1,0781234A,CP,,versailles,REP", "empty_field", "pupils"),
-        ("jean.dupont@ecole.fr,0781234A,CP,24,versailles,REP", "bad_class_id", "class_id"),
+        ("c1,0781234T,CP,240,versailles,REP", "bad_pupils", "pupils"),
+        ("c1,0781234T,CP,,versailles,REP", "empty_field", "pupils"),
+        ("jean.dupont@ecole.fr,0781234T,CP,24,versailles,REP", "bad_class_id", "class_id"),
     ],
 )
 def test_other_row_refusals(design: EnrollmentDesign, row: str, code: str, field: str) -> None:
@@ -138,7 +139,7 @@ def test_other_row_refusals(design: EnrollmentDesign, row: str, code: str, field
 
 def test_enrollment_window_is_enforced(design: EnrollmentDesign) -> None:
     windowed = dataclasses.replace(design, opens=date(2027, 6, 1), closes=date(2027, 9, 20))
-    text = HEADER + "c1,0781234A,CP,24,versailles,REP\n"
+    text = HEADER + "c1,0781234T,CP,24,versailles,REP\n"
     assert read_classes(text, windowed, today=date(2027, 9, 1)).rows
     (refused,) = read_classes(text, windowed, today=date(2027, 9, 21)).refusals
     assert refused.code == "outside_window"
@@ -149,7 +150,7 @@ def test_enrollment_window_is_enforced(design: EnrollmentDesign) -> None:
 
 def test_a_file_without_a_required_column_is_refused_as_a_whole(design: EnrollmentDesign) -> None:
     with pytest.raises(EnrollmentError) as caught:
-        read_classes("class_id,school_uai,level,pupils,academie\nc1,0781234A,CP,24,versailles\n",
+        read_classes("class_id,school_uai,level,pupils,academie\nc1,0781234T,CP,24,versailles\n",
                      design, name="f.csv")
     assert caught.value.field == "education_priority"
     assert caught.value.line == 1 and caught.value.path == "f.csv"
@@ -174,10 +175,10 @@ def test_rerunning_the_same_file_does_not_double_enroll(
 def test_a_changed_row_of_an_enrolled_class_is_refused_not_edited(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
-    enroll_classes(engine, design, read_classes(HEADER + "c1,0781234A,CP,24,versailles,REP\n",
+    enroll_classes(engine, design, read_classes(HEADER + "c1,0781234T,CP,24,versailles,REP\n",
                                                 design), actor="t")  # fmt: skip
     again = enroll_classes(
-        engine, design, read_classes(HEADER + "c1,0781234A,CP,25,versailles,REP\n", design),
+        engine, design, read_classes(HEADER + "c1,0781234T,CP,25,versailles,REP\n", design),
         actor="t",
     )
     (refused,) = again.refusals
@@ -190,7 +191,7 @@ def test_a_class_cannot_be_in_two_running_experiments(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
     other = dataclasses.replace(design, experiment_id="autre-exp")
-    row = HEADER + "c1,0781234A,CP,24,versailles,REP\n"
+    row = HEADER + "c1,0781234T,CP,24,versailles,REP\n"
     enroll_classes(engine, design, read_classes(row, design), actor="t")
     (refused,) = enroll_classes(engine, other, read_classes(row, other), actor="t").refusals
     assert refused.code == "enrolled_elsewhere"
@@ -200,7 +201,7 @@ def test_a_class_cannot_be_in_two_running_experiments(
 def test_the_randomisation_cannot_change_once_enrolling(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
-    row = HEADER + "c1,0781234A,CP,24,versailles,REP\n"
+    row = HEADER + "c1,0781234T,CP,24,versailles,REP\n"
     enroll_classes(engine, design, read_classes(row, design), actor="t")
     reseeded = dataclasses.replace(design, seed=design.seed + 1)
     with pytest.raises(EnrollmentError, match="differs from the one"):
@@ -237,9 +238,10 @@ def test_school_randomisation_gives_all_classes_of_a_school_one_arm(
 ) -> None:
     by_school = dataclasses.replace(design, unit="school", strata=("education_priority",))
     rows = "".join(
-        f"c{s}-{k},078{s:04d}A,CP,{20 + k},versailles,REP\n" for s in range(10) for k in range(3)
+        f"c{s}-{k},{uai(f'078{s:04d}')},CP,{20 + k},versailles,REP\n"
+        for s in range(10) for k in range(3)
     )
-    rows += "x-1,0780000A,CP,20,versailles,REP+\n"  # same school, other stratum: refused
+    rows += "x-1,0780000B,CP,20,versailles,REP+\n"  # same school, other stratum: refused
     outcome = enroll_classes(engine, by_school, read_classes(HEADER + rows, by_school), actor="t")
     arms: dict[str, set[str]] = {}
     for c in outcome.enrolled:
@@ -263,7 +265,7 @@ def test_each_enrollment_is_handed_to_publish_after_the_commit(
     assert [(m.class_id, m.arm) for m in batch] == [(c.class_id, c.arm) for c in outcome.enrolled]
     first = batch[0]
     assert (first.experiment_id, first.resource_id, first.school_uai, first.academie,
-            first.status) == ("fluence-cp-2027", "lectio", "0781234A", "versailles", "enrolled")
+            first.status) == ("fluence-cp-2027", "lectio", "0781234T", "versailles", "enrolled")
     assert first.at.tzinfo is not None
     assert outcome.published == 6 and outcome.pending == 0
     # nothing left to publish
@@ -393,7 +395,7 @@ def test_cli_prints_arms_refusals_and_balance_and_exits_1_on_refusals(cli_env: P
     code, output = _enroll("fluence-cp-2027", str(CLASSES), "--protocol", str(PROTOCOL),
                            "--no-publish")  # fmt: skip
     assert code == 1, output
-    assert "c-001\t0781234A\tCP\t24\t-> " in output
+    assert "c-001\t0781234T\tCP\t24\t-> " in output
     assert f"REFUSED {CLASSES}:8: level: niveau 'CE1'" in output
     assert "REFUSÉE : le niveau « CE1 »" in output
     assert "6 enrolled (inscrites)" in output and "Balance (unit: class)" in output
@@ -401,7 +403,7 @@ def test_cli_prints_arms_refusals_and_balance_and_exits_1_on_refusals(cli_env: P
 
 def test_cli_exits_0_when_every_row_is_enrolled_and_2_on_file_errors(cli_env: Path) -> None:
     good = cli_env / "good.csv"
-    good.write_text(HEADER + "c1,0781234A,CP,24,versailles,REP\nc2,0781234A,CP,20,versailles,REP\n")
+    good.write_text(HEADER + "c1,0781234T,CP,24,versailles,REP\nc2,0781234T,CP,20,versailles,REP\n")
     code, output = _enroll("fluence-cp-2027", str(good), "--protocol", str(PROTOCOL),
                            "--no-publish", "--academie", "versailles")  # fmt: skip
     assert code == 0, output
@@ -409,7 +411,7 @@ def test_cli_exits_0_when_every_row_is_enrolled_and_2_on_file_errors(cli_env: Pa
                            "--no-publish")  # fmt: skip
     assert code == 0 and "already enrolled" in output
     bad = cli_env / "bad.csv"
-    bad.write_text("class_id,school_uai\nc1,0781234A\n")
+    bad.write_text("class_id,school_uai\nc1,0781234T\n")
     code, output = _enroll("fluence-cp-2027", str(bad), "--protocol", str(PROTOCOL))
     assert code == 2 and "missing column(s) level, pupils, academie" in output
     code, output = _enroll("fluence-cp-2027", str(cli_env / "nope.csv"), "--protocol",
@@ -423,7 +425,7 @@ def test_cli_json_withdraw_and_pending_publication(cli_env: Path) -> None:
     import json
 
     good = cli_env / "good.csv"
-    good.write_text(HEADER + "c1,0781234A,CP,24,versailles,REP\n")
+    good.write_text(HEADER + "c1,0781234T,CP,24,versailles,REP\n")
     # No broker is configured: the enrollment commits and the command exits 3 (pending).
     result = CliRunner().invoke(app, ["enroll", "fluence-cp-2027", str(good), "--protocol",
                                       str(PROTOCOL), "--json"])  # fmt: skip
@@ -469,7 +471,7 @@ def test_cli_uses_the_registered_protocol_and_refuses_drafts_and_other_files(
 
     engine = registry_engine(Settings(state_dir=cli_env / "cli-state"))
     good = tmp_path / "good.csv"
-    good.write_text(HEADER + "c1,0781234A,CP,24,versailles,REP\n")
+    good.write_text(HEADER + "c1,0781234T,CP,24,versailles,REP\n")
     protocol = load_protocol(PROTOCOL)
     draft = protocol.model_copy(update={"id": "brouillon"})
     save_draft(engine, draft, PROTOCOL.read_text().replace("fluence-cp-2027", "brouillon"))
@@ -478,7 +480,7 @@ def test_cli_uses_the_registered_protocol_and_refuses_drafts_and_other_files(
     register_protocol(engine, protocol, PROTOCOL.read_text(), actor="test")
     code, output = _enroll("fluence-cp-2027", str(good), "--no-publish")
     assert code == 0, output
-    assert "not registered" not in output and "c1\t0781234A\tCP\t24\t-> " in output
+    assert "not registered" not in output and "c1\t0781234T\tCP\t24\t-> " in output
     other = tmp_path / "other.yaml"
     other.write_text(PROTOCOL.read_text().replace("seed: 20270901", "seed: 1"))
     code, output = _enroll("fluence-cp-2027", str(good), "--protocol", str(other))
@@ -491,7 +493,7 @@ def test_the_allocation_log_replays_from_the_protocol_and_tampering_shows(
     from experiments.enrollment.assignments import verify_allocations
 
     enroll_classes(engine, design, read_classes(CLASSES, design), actor="t")
-    late = HEADER + "late-1,0781234A,CP,22,versailles,REP\nlate-2,0931111B,CP,20,creteil,REP\n"
+    late = HEADER + "late-1,0781234T,CP,22,versailles,REP\nlate-2,0931111C,CP,20,creteil,REP\n"
     enroll_classes(engine, design, read_classes(late, design), actor="t")  # continues blocks
     assert verify_allocations(engine, design) == []
     flip = sa.text("UPDATE enrollments SET arm = CASE arm WHEN 'lectio' THEN 'usual' "
@@ -530,10 +532,10 @@ def test_an_attribute_with_an_identifier_a_long_text_or_a_nul_is_refused(
     design: EnrollmentDesign, note: str, code: str
 ) -> None:
     noted = dataclasses.replace(design, attributes=(*design.attributes, "note"))
-    classes = read_classes(WITH_NOTE + f"c1,0781234A,CP,24,versailles,REP,{note}\n", noted)
+    classes = read_classes(WITH_NOTE + f"c1,0781234T,CP,24,versailles,REP,{note}\n", noted)
     assert classes.rows == []
     (refused,) = classes.refusals
     assert (refused.code, refused.field) == (code, "note")
     assert "@" not in refused.value and "06 12" not in refused.value, "the refusal echoes it"
-    ok = read_classes(WITH_NOTE + "c1,0781234A,CP,24,versailles,REP,tuteur-b\n", noted)
+    ok = read_classes(WITH_NOTE + "c1,0781234T,CP,24,versailles,REP,tuteur-b\n", noted)
     assert [r.attributes["note"] for r in ok.rows] == ["tuteur-b"]

@@ -30,9 +30,9 @@ PROTOCOL = REPO / "protocols" / "fluence-cp-2027.yaml"
 URL = "/v1/experiments/fluence-cp-2027"
 HEADER = "class_id,school_uai,level,pupils,academie,education_priority\n"
 VERSAILLES = HEADER + "".join(
-    f"v{i},0781234A,CP,{20 + i},versailles,{'REP' if i % 2 else 'REP+'}\n" for i in range(8)
+    f"v{i},0781234T,CP,{20 + i},versailles,{'REP' if i % 2 else 'REP+'}\n" for i in range(8)
 )
-CRETEIL = HEADER + "".join(f"k{i},0931111B,CP,{18 + i},creteil,REP\n" for i in range(4))
+CRETEIL = HEADER + "".join(f"k{i},0931111C,CP,{18 + i},creteil,REP\n" for i in range(4))
 
 
 class Api:
@@ -95,9 +95,9 @@ def test_an_academie_enrolls_its_classes_and_gets_their_arms(api: Api) -> None:
 
 def test_json_rows_are_accepted_and_refusals_come_in_french_and_english(api: Api) -> None:
     rows = [
-        {"class_id": "v1", "school_uai": "0781234A", "level": "CP", "pupils": 24,
+        {"class_id": "v1", "school_uai": "0781234T", "level": "CP", "pupils": 24,
          "academie": "versailles", "education_priority": "REP"},
-        {"class_id": "v2", "school_uai": "0781234A", "level": "CM1", "pupils": 24,
+        {"class_id": "v2", "school_uai": "0781234T", "level": "CM1", "pupils": 24,
          "academie": "versailles", "education_priority": "REP"},
     ]  # fmt: skip
     response = api.client.post(f"{URL}/enrollments", json={"classes": rows},
@@ -114,7 +114,7 @@ def test_an_academie_cannot_enroll_another_academies_classes(api: Api) -> None:
     response = _post_csv(api, "versailles", VERSAILLES + CRETEIL.split("\n", 1)[1])
     assert response.status_code == 403
     assert response.json()["detail"]["lines"] == [10, 11, 12, 13]
-    paris = HEADER + "p1,0751111C,CP,20,paris,REP\n"  # outside the population, still not theirs
+    paris = HEADER + "p1,0751111A,CP,20,paris,REP\n"  # outside the population, still not theirs
     assert _post_csv(api, "versailles", paris).status_code == 403
     assert api.client.get(f"{URL}/enrollments", headers=api.auth("versailles")).json()[
         "classes"] == []  # nothing enrolled  # fmt: skip
@@ -198,18 +198,18 @@ def test_an_academie_learns_nothing_of_another_academies_class_or_balance(api: A
     assert _post_csv(api, "versailles", VERSAILLES).status_code == 200
     # Créteil names a Versailles class id with its own details: the id is taken, and
     # nothing of how the registry holds it (school, académie, pupils) is said.
-    taken = HEADER + "v3,0931111B,CP,30,creteil,REP\n" + CRETEIL.split("\n", 1)[1]
+    taken = HEADER + "v3,0931111C,CP,30,creteil,REP\n" + CRETEIL.split("\n", 1)[1]
     response = _post_csv(api, "creteil", taken)
     assert response.status_code == 200, response.text
     body = response.json()
     (refused,) = body["refused"]
     assert (refused["code"], refused["field"], refused["value"]) == ("class_id_taken",
                                                                     "class_id", "v3")
-    assert "0781234A" not in response.text and "versailles" not in response.text
+    assert "0781234T" not in response.text and "versailles" not in response.text
     # Its balance counts its own 4 classes, not Versailles' 8.
     assert sum(c["units"] for c in body["balance"]["counts"]) == 4
     # Versailles re-sending its own class with another head count still hears why.
-    mine = _post_csv(api, "versailles", HEADER + "v3,0781234A,CP,29,versailles,REP\n").json()
+    mine = _post_csv(api, "versailles", HEADER + "v3,0781234T,CP,29,versailles,REP\n").json()
     assert mine["refused"][0]["code"] == "enrolled_differently"
     assert mine["refused"][0]["field"] == "pupils"
     assert sum(c["units"] for c in mine["balance"]["counts"]) == 8
@@ -253,17 +253,17 @@ def test_in_a_learner_design_an_academie_learns_nothing_of_another_academies_pup
         learner_api: Api) -> None:
     client, url = learner_api.client, f"{LEARNERS_URL}/enrollments"
     mine = client.post(url, headers=learner_api.auth("versailles"),
-                       json={"pupils": _pupils("versailles", "0781234A", _gar(range(8)),
+                       json={"pupils": _pupils("versailles", "0781234T", _gar(range(8)),
                                                lambda _: "cp-v")})  # fmt: skip
     assert mine.status_code == 200, mine.text
     # Créteil sends a Versailles pupil id in its own class, and a Versailles class id.
     theirs = client.post(url, headers=learner_api.auth("creteil"), json={"pupils": [
-        *_pupils("creteil", "0931111B", _gar(range(7, 12)), lambda _: "cp-k"),
-        *_pupils("creteil", "0931111B", _gar(range(20, 21)), lambda _: "cp-v"),
+        *_pupils("creteil", "0931111C", _gar(range(7, 12)), lambda _: "cp-k"),
+        *_pupils("creteil", "0931111C", _gar(range(20, 21)), lambda _: "cp-v"),
     ]})
     assert theirs.status_code == 200, theirs.text
     body = theirs.json()
-    assert "0781234A" not in theirs.text and "versailles" not in theirs.text
+    assert "0781234T" not in theirs.text and "versailles" not in theirs.text
     assert {r["code"] for r in body["refused"]} == {"learner_enrolled_differently",
                                                    "class_id_taken"}
     pupil = next(r for r in body["refused"] if r["code"] == "learner_enrolled_differently")
@@ -277,7 +277,7 @@ def test_in_a_learner_design_the_resource_learns_which_of_its_pupils_are_treated
     client, auth = learner_api.client, learner_api.auth
     ids = _gar(range(20))
     enrolled = client.post(f"{LEARNERS_URL}/enrollments", headers=auth("versailles"),
-                           json={"pupils": _pupils("versailles", "0781234A", ids,
+                           json={"pupils": _pupils("versailles", "0781234T", ids,
                                                    lambda i: f"cp-{i % 2}")})  # fmt: skip
     assert enrolled.status_code == 200, enrolled.text
     arms = {p["learner_id"]: p["arm"] for p in enrolled.json()["enrolled"]}
@@ -323,3 +323,26 @@ def test_another_resources_experiment_is_the_same_404_as_a_missing_one(api: Api)
     assert out_of_scope.json()["detail"] == "no experiment 'fluence-cp-2027'"
     assert missing.json()["detail"] == "no experiment 'x'"
     assert "lectio" not in out_of_scope.text, "the resource of the experiment leaks"
+
+
+def test_a_correction_before_the_intervention_keeps_the_arm_and_stays_within_the_academie(
+    api: Api,
+) -> None:
+    enrolled = _post_csv(api, "versailles", HEADER + "k1,0781234T,CP,42,versailles,REP\n")
+    arm = enrolled.json()["enrolled"][0]["arm"]  # type: ignore[attr-defined]
+    body = {"class_id": "k1", "reason": "typo: 24", "pupils": 24,
+            "attributes": {"education_priority": "REP+"}}
+    other = api.client.post(f"{URL}/corrections", json=body, headers=api.auth("creteil"))
+    assert other.status_code == 404, other.text  # another académie's class: as if missing
+    assert api.client.post(f"{URL}/corrections", json=body,
+                           headers=api.auth("lectio")).status_code == 403
+    fixed = api.client.post(f"{URL}/corrections", json=body, headers=api.auth("versailles"))
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json() | {"corrected_at": None} == {
+        "experiment": "fluence-cp-2027", "class_id": "k1", "version": 1, "arm": arm,
+        "changes": {"pupils": [42, 24], "education_priority": ["REP", "REP+"]},
+        "corrected_at": None}
+    bad = api.client.post(f"{URL}/corrections", headers=api.auth("versailles"),
+                          json={"class_id": "k1", "reason": "x",
+                                "attributes": {"education_priority": "banana"}})
+    assert bad.status_code == 400 and "not a value of" in bad.text

@@ -34,6 +34,7 @@ from experiments.protocol.language import load_protocol
 from experiments.settings import Settings
 from ingest.contract import EnrollmentMessage
 from ingest.pseudonym import pseudonymise
+from tests.conftest import SIMULATED_NOW
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
@@ -58,7 +59,7 @@ def _pupils_text(n_classes: int, per_class: int, seed: int = 1) -> str:
     rng = random.Random(seed)
     lines = [HEADER]
     for c in range(n_classes):
-        uai, academie = ("0781234A", "versailles") if c % 2 else ("0931111B", "creteil")
+        uai, academie = ("0781234T", "versailles") if c % 2 else ("0931111C", "creteil")
         for p in range(per_class):
             lines.append(f"gar-{c:02d}x{p:03d}q,cls-{c:02d},{uai},CP,{academie},"
                          f"{rng.choice(['REP', 'REP+'])},{rng.choice(['oui', 'non'])}\n")
@@ -168,13 +169,13 @@ def test_e_mail_like_ids_names_and_duplicated_pupils_are_refused_in_french_and_e
     engine: Engine, design: EnrollmentDesign
 ) -> None:
     text = HEADER + (
-        "gar-01,cp-a,0781234A,CP,versailles,REP,non\n"              # 2 valid
-        "lea.martin@ecole.fr,cp-a,0781234A,CP,versailles,REP,non\n"  # 3 an e-mail
-        "Léa Martin,cp-a,0781234A,CP,versailles,REP,non\n"          # 4 a name
-        "gar-01,cp-b,0781234A,CP,versailles,REP,oui\n"              # 5 duplicated pupil
-        "gar-02,cp-a,0781234A,CE1,versailles,REP,non\n"             # 6 wrong niveau
-        "gar-03,cp-a,0781234A,CP,versailles,REP\n"                  # 7 malformed
-        "gar-04,cp-a,0781234A,CP,versailles,REP+,oui\n"             # 8 valid
+        "gar-01,cp-a,0781234T,CP,versailles,REP,non\n"              # 2 valid
+        "lea.martin@ecole.fr,cp-a,0781234T,CP,versailles,REP,non\n"  # 3 an e-mail
+        "Léa Martin,cp-a,0781234T,CP,versailles,REP,non\n"          # 4 a name
+        "gar-01,cp-b,0781234T,CP,versailles,REP,oui\n"              # 5 duplicated pupil
+        "gar-02,cp-a,0781234T,CE1,versailles,REP,non\n"             # 6 wrong niveau
+        "gar-03,cp-a,0781234T,CP,versailles,REP\n"                  # 7 malformed
+        "gar-04,cp-a,0781234T,CP,versailles,REP+,oui\n"             # 8 valid
     )
     pupils = read_pupils(text, design, name="eleves.csv")
     outcome = enroll_learners(engine, design, pupils, key=KEY, actor="t")
@@ -208,7 +209,7 @@ def test_e_mail_like_ids_names_and_duplicated_pupils_are_refused_in_french_and_e
 def test_a_column_that_looks_like_a_direct_identifier_refuses_the_file(
     design: EnrollmentDesign, column: str
 ) -> None:
-    text = HEADER.rstrip("\n") + f",{column}\ngar-01,cp-a,0781234A,CP,versailles,REP,non,x\n"
+    text = HEADER.rstrip("\n") + f",{column}\ngar-01,cp-a,0781234T,CP,versailles,REP,non,x\n"
     with pytest.raises(EnrollmentError, match=f"column '{column}' looks like a direct") as info:
         read_pupils(text, design, name="eleves.csv")
     assert (info.value.path, info.value.line, info.value.field) == ("eleves.csv", 1, column)
@@ -218,12 +219,12 @@ def test_a_column_that_looks_like_a_direct_identifier_refuses_the_file(
 def test_a_file_of_the_wrong_kind_is_refused_as_a_whole(design: EnrollmentDesign) -> None:
     classes_text = "class_id,school_uai,level,pupils,academie,education_priority\n"
     with pytest.raises(EnrollmentError, match="missing column.s. learner_id"):
-        read_pupils(classes_text + "c1,0781234A,CP,24,versailles,REP\n", design)
+        read_pupils(classes_text + "c1,0781234T,CP,24,versailles,REP\n", design)
     with pytest.raises(EnrollmentError, match="randomises learners: enroll a file of pupils"):
         read_classes(classes_text, design)
     class_design = EnrollmentDesign.from_protocol(load_protocol(CLASS_PROTOCOL))
     with pytest.raises(EnrollmentError, match="this is a file of pupils"):
-        read_classes(HEADER + "gar-01,cp-a,0781234A,CP,versailles,REP,non\n", class_design)
+        read_classes(HEADER + "gar-01,cp-a,0781234T,CP,versailles,REP,non\n", class_design)
     with pytest.raises(EnrollmentError, match="not by learner"):
         read_pupils(HEADER, class_design)
 
@@ -248,7 +249,7 @@ def test_rerunning_the_same_file_does_not_double_enroll(
     assert {(p.learner_id, p.arm) for p in again.already} == {
         (p.learner_id, p.arm) for p in first.enrolled}
     assert {t: _count(engine, t) for t in counts} == counts
-    moved = HEADER + "gar-7f3a91,cp-b,0781234A,CP,versailles,REP,non\n"
+    moved = HEADER + "gar-7f3a91,cp-b,0781234T,CP,versailles,REP,non\n"
     (refused,) = enroll_learners(engine, design, read_pupils(moved, design), key=KEY,
                                  actor="t").refusals  # fmt: skip
     assert (refused.code, refused.field) == ("learner_enrolled_differently", "class_id")
@@ -268,7 +269,7 @@ def test_classes_route_to_the_experiment_with_a_mixed_arm_and_pupils_keep_theirs
         ("cp-c", MIXED_ARM, "enrolled")}
     classes = {c.class_id: c for c in enrolled_classes(engine, design.experiment_id)}
     assert {k: c.pupils for k, c in classes.items()} == {"cp-a": 5, "cp-b": 4, "cp-c": 3}
-    late = HEADER + "gar-late01,cp-c,0931111B,CP,creteil,REP+,non\n"
+    late = HEADER + "gar-late01,cp-c,0931111C,CP,creteil,REP+,non\n"
     enroll_learners(engine, design, read_pupils(late, design), key=KEY, actor="t",
                     publish=recorder)  # fmt: skip
     assert len(recorder.messages) == 3, "a known class is not re-published"
@@ -286,7 +287,9 @@ def test_events_of_a_mixed_class_are_routed_and_joined_to_each_pupil_s_arm(
     from experiments.store import events_table
     from ingest.stream.router import EventRouter, IngressRecord
 
-    settings = Settings(state_dir=tmp_path / "routed", pseudonym_key="router-test-key" * 5)
+    # Events of 2027-2028: the simulated clock of the tests (tests/conftest.py).
+    settings = Settings(state_dir=tmp_path / "routed", pseudonym_key="router-test-key" * 5,
+                        simulated_now=SIMULATED_NOW)
     registry = registry_engine(settings)
     key = b"router-test-key"
     recorder = Recorder()
@@ -403,7 +406,7 @@ def test_cli_enrolls_a_pupils_file_and_prints_each_pupil_s_arm_by_its_id(cli_env
     code, output = _enroll("lectio-eleves-2027", str(PUPILS), "--protocol", str(PROTOCOL),
                            "--no-publish")  # fmt: skip
     assert code == 0, output
-    assert "gar-7f3a91\tcp-a\t0781234A\tCP\t-> " in output
+    assert "gar-7f3a91\tcp-a\t0781234T\tCP\t-> " in output
     assert "12 pupils enrolled (élèves inscrits)" in output and "3 new classes" in output
     assert "Balance (unit: learner)" in output
     assert "ignored columns (not stored): remarque" in output
@@ -425,8 +428,8 @@ def test_cli_enrolls_a_pupils_file_and_prints_each_pupil_s_arm_by_its_id(cli_env
 
 def test_cli_refuses_rows_and_files_of_the_wrong_kind(cli_env: Path) -> None:
     bad = cli_env / "eleves.csv"
-    bad.write_text(HEADER + "gar-01,cp-a,0781234A,CP,versailles,REP,non\n"
-                   "a.b@ecole.fr,cp-a,0781234A,CP,versailles,REP,non\n")  # fmt: skip
+    bad.write_text(HEADER + "gar-01,cp-a,0781234T,CP,versailles,REP,non\n"
+                   "a.b@ecole.fr,cp-a,0781234T,CP,versailles,REP,non\n")  # fmt: skip
     code, output = _enroll("lectio-eleves-2027", str(bad), "--protocol", str(PROTOCOL),
                            "--no-publish")  # fmt: skip
     assert code == 1, output
@@ -467,7 +470,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
     app = FastAPI()
     install_enrollment_api(app, settings, publish=recorder)
     url = "/v1/experiments/lectio-eleves-2027"
-    rows = [{"learner_id": f"gar-api{i:02d}", "class_id": "cp-a", "school_uai": "0781234A",
+    rows = [{"learner_id": f"gar-api{i:02d}", "class_id": "cp-a", "school_uai": "0781234T",
              "level": "CP", "academie": "versailles", "education_priority": "REP",
              "repeater": "non"} for i in range(6)]  # fmt: skip
     with TestClient(app) as client:
@@ -478,7 +481,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
         assert Counter(p["arm"] for p in body["enrolled"]) == {"lectio": 3, "usual": 3}
         assert [p["learner_id"] for p in body["enrolled"]] == [r["learner_id"] for r in rows]
         seen = client.get(f"{url}/enrollments", headers=edtech).json()
-        assert seen["classes"] == [{"class_id": "cp-a", "school_uai": "0781234A",
+        assert seen["classes"] == [{"class_id": "cp-a", "school_uai": "0781234T",
                                     "arm": MIXED_ARM}]  # fmt: skip
         response = client.post(f"{url}/withdrawals", headers=versailles, json={
             "class_id": "cp-a", "learner_id": "gar-api03", "reason": "parents object"})

@@ -32,7 +32,7 @@ def _record(n: int, topic: str, headers: tuple[tuple[str, bytes | None], ...]
             ) -> IngressRecord:
     event = {"event_id": f"00000000-0000-4000-8000-{n:012d}",
              "occurred_at": "2028-06-01T09:00:00+02:00", "resource_id": "lectio",
-             "learner_id": f"gar-{n}", "class_id": "cp-01a", "school_uai": "0781001A",
+             "learner_id": f"gar-{n}", "class_id": "cp-01a", "school_uai": "0750001U",
              "verb": "assessment_scored", "object_id": "fluence", "score": 50.0}
     return IngressRecord(topic, 0, n, None, json.dumps(event).encode(), headers)
 

@@ -21,7 +21,7 @@ def test_import_twice_stores_once_and_bad_files_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["protocol", "register", str(PROTOCOL)], env=env).exit_code == 0
     classes = tmp_path / "classes.csv"
     classes.write_text("class_id,school_uai,level,pupils,academie,education_priority\n"
-                       + "".join(f"c{i},0781234A,CP,20,versailles,REP\n" for i in range(4)))
+                       + "".join(f"c{i},0781234T,CP,20,versailles,REP\n" for i in range(4)))
     enrolled = runner.invoke(app, ["enroll", "fluence-cp-2027", str(classes), "--no-publish"],
                              env=env)
     assert enrolled.exit_code in (0, 3), enrolled.output
@@ -85,7 +85,7 @@ def test_a_different_score_is_refused_unless_corrected_with_a_reason(tmp_path: P
     assert runner.invoke(app, ["protocol", "register", str(PROTOCOL)], env=env).exit_code == 0
     classes = tmp_path / "classes.csv"
     classes.write_text("class_id,school_uai,level,pupils,academie,education_priority\n"
-                       "c1,0781234A,CP,20,versailles,REP\n")
+                       "c1,0781234T,CP,20,versailles,REP\n")
     assert runner.invoke(app, ["enroll", "fluence-cp-2027", str(classes), "--no-publish"],
                          env=env).exit_code in (0, 3)
     header = "learner_id,unit_id,measure,wave,score\n"
@@ -141,7 +141,7 @@ def test_one_file_giving_two_scores_for_one_result_is_refused(tmp_path: Path) ->
     assert runner.invoke(app, ["protocol", "register", str(PROTOCOL)], env=env).exit_code == 0
     classes = tmp_path / "classes.csv"
     classes.write_text("class_id,school_uai,level,pupils,academie,education_priority\n"
-                       "c1,0781234A,CP,20,versailles,REP\n")
+                       "c1,0781234T,CP,20,versailles,REP\n")
     runner.invoke(app, ["enroll", "fluence-cp-2027", str(classes), "--no-publish"], env=env)
     twice = tmp_path / "twice.csv"
     twice.write_text("learner_id,unit_id,measure,wave,score\n"

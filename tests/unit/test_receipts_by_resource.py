@@ -22,6 +22,7 @@ from experiments.database import dispose_engines, registry_engine
 from experiments.settings import Settings
 from ingest.gateway import create_app
 from ingest.receipts import receipts
+from tests.conftest import SIMULATED_NOW
 from tests.support.events import valid_event
 
 REGISTRY_MIGRATIONS = Path(__file__).resolve().parents[2] / "experiments/migrations/registry"
@@ -48,7 +49,7 @@ class RecordingProducer:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    yield Settings(state_dir=tmp_path)
+    yield Settings(state_dir=tmp_path, simulated_now=SIMULATED_NOW)  # events of 2027-2028
     dispose_engines()
 
 

@@ -30,6 +30,7 @@ from experiments.registry import (
     transition_experiment,
 )
 from experiments.settings import Settings
+from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "fluence-cp-2027"
@@ -102,7 +103,7 @@ def _trial(engine: Engine, states: tuple[str, ...], enroll: bool) -> None:
     if enroll:
         design, _ = enrollment_design(engine, EXPERIMENT)
         rows = "class_id,school_uai,level,pupils,academie,education_priority\n" + "".join(
-            f"c{i},078000{i // 2}A,CP,20,versailles,REP\n" for i in range(4))
+            f"c{i},{uai(f'078000{i // 2}')},CP,20,versailles,REP\n" for i in range(4))
         enroll_classes(engine, design, read_classes(rows, design, today=date(2027, 9, 1)),
                        actor="test")
     for state in states[1:]:

@@ -23,6 +23,7 @@ from experiments.runs.records import perform_run
 from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
+from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
@@ -49,7 +50,7 @@ def _final_report(settings: Settings, text: str, amend: bool) -> tuple[str, dict
     transition_experiment(engine, EXPERIMENT, "enrolling")
     design, _ = enrollment_design(engine, EXPERIMENT)
     rows = "class_id,school_uai,level,pupils,academie,education_priority\n" + "".join(
-        f"c{i},078000{i // 2}A,CP,20,versailles,REP\n" for i in range(8))
+        f"c{i},{uai(f'078000{i // 2}')},CP,20,versailles,REP\n" for i in range(8))
     enrolled = enroll_classes(engine, design, read_classes(rows, design, today=date(2027, 9, 1)),
                               actor="test").enrolled
     if amend:

@@ -35,7 +35,7 @@ def _event(
     return {
         "event_id": f"00000000-0000-4000-8000-{event_id:012d}",
         "occurred_at": "2027-10-04T09:00:00+02:00", "resource_id": "lectio",
-        "learner_id": "gar-raw-0042", "class_id": class_id, "school_uai": "0781001A",
+        "learner_id": "gar-raw-0042", "class_id": class_id, "school_uai": "0750001U",
         "verb": verb, **extra,
     }
 
@@ -124,7 +124,7 @@ def test_a_store_write_skips_repeats_within_the_call_and_across_calls(tmp_path: 
 
     def event(n: int, duration: float) -> StoredEvent:
         return StoredEvent(f"00000000-0000-4000-8000-{n:012d}", when, "lectio", "k1", "c1",
-                           "0750001A", "lectio", "exercise_answered", duration_s=duration,
+                           "0750001U", "lectio", "exercise_answered", duration_s=duration,
                            is_usage=True)
 
     first = store.write_events([event(1, 10.0), event(2, 20.0), event(1, 99.0)], when)

@@ -29,6 +29,7 @@ from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
 from ingest.pseudonym import load_pseudonym_key
+from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
@@ -46,7 +47,7 @@ def setup(settings: Settings, text: str = TEXT) -> tuple[Engine, Protocol, dict[
     transition_experiment(engine, EXPERIMENT, "enrolling")
     design, _ = enrollment_design(engine, EXPERIMENT)
     rows = "class_id,school_uai,level,pupils,academie,education_priority\n" + "".join(
-        f"c{i},078000{i // 2}A,CP,20,versailles,REP\n" for i in range(4))
+        f"c{i},{uai(f'078000{i // 2}')},CP,20,versailles,REP\n" for i in range(4))
     enrolled = enroll_classes(engine, design, read_classes(rows, design, today=date(2027, 9, 1)),
                               actor="test").enrolled
     return engine, protocol, {c.class_id: c.arm for c in enrolled}
@@ -54,7 +55,7 @@ def setup(settings: Settings, text: str = TEXT) -> tuple[Engine, Protocol, dict[
 
 def scored(learner: str, class_id: str, arm: str, when: str, score: float,
            measure: str = "fluence") -> StoredEvent:
-    return StoredEvent(str(uuid.uuid4()), at(when), "lectio", learner, class_id, "0780000A", arm,
+    return StoredEvent(str(uuid.uuid4()), at(when), "lectio", learner, class_id, "0780000B", arm,
                        "assessment_scored", measure, None, score,
                        authority="import:admin:*:test")  # trusted: an import
 
@@ -82,7 +83,7 @@ def test_waves_follow_the_protocol_periods(settings: Settings, tmp_path: Path) -
         # Sunday 23:30 UTC is Monday in Paris: the first day of the intervention.
         scored("l3", "c1", arms["c1"], "2027-09-26T22:30:00+00:00", 30.0),
         StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio", "l1", "c0",
-                    "0780000A", arms["c0"], "activity_completed", "ex", 1200.0, is_usage=True),
+                    "0780000B", arms["c0"], "activity_completed", "ex", 1200.0, is_usage=True),
     ], datetime.now(UTC))
     files = write_analysis_files(settings, engine, protocol, tmp_path)
     assert rows(files.outcomes) == [
@@ -109,8 +110,8 @@ def test_school_units_gather_their_classes(settings: Settings, tmp_path: Path) -
                                                                 "strata: [academie]")
     engine, protocol, _ = setup(settings, text)
     units = rows(write_analysis_files(settings, engine, protocol, tmp_path).units)
-    assert [(u["unit_id"], u["pupils"]) for u in units] == [("0780000A", "40"),
-                                                            ("0780001A", "40")]
+    assert [(u["unit_id"], u["pupils"]) for u in units] == [("0780000B", "40"),
+                                                            ("0780001C", "40")]
 
 
 LEARNER_PROTOCOL = ROOT / "tests" / "data" / "enrollment" / "learner-protocol.yaml"
@@ -126,7 +127,7 @@ def _enroll_pupils(settings: Settings, engine: Engine, per_class: int
     transition_experiment(engine, LEARNER_EXPERIMENT, "enrolling")
     design, _ = enrollment_design(engine, LEARNER_EXPERIMENT)
     pupils = "learner_id,class_id,school_uai,level,academie,education_priority,repeater\n" + \
-        "".join(f"gar-{c}x{p:03d},cls-{c},078123{c}A,CP,versailles,REP,"
+        "".join(f"gar-{c}x{p:03d},cls-{c},{uai(f'078123{c}')},CP,versailles,REP,"
                 f"{'oui' if p % 3 == 0 else 'non'}\n"
                 for c in range(2) for p in range(per_class))
     outcome = enroll_learners(engine, design, read_pupils(pupils, design, today=date(2027, 9, 1)),
@@ -149,10 +150,10 @@ def test_learner_randomised_units_are_the_enrolled_pupils(settings: Settings,
         # A pupil of an enrolled class who was not enrolled: not in any arm, ignored.
         scored("not-enrolled", first.class_id, MIXED_ARM, "2028-06-01T09:00:00+02:00", 70.0),
         StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio",
-                    first.learner_key, first.class_id, "0781230A", MIXED_ARM,
+                    first.learner_key, first.class_id, "0781230N", MIXED_ARM,
                     "activity_completed", "ex", 600.0, is_usage=True),
         StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio",
-                    "not-enrolled", first.class_id, "0781230A", MIXED_ARM,
+                    "not-enrolled", first.class_id, "0781230N", MIXED_ARM,
                     "activity_completed", "ex", 600.0, is_usage=True),
     ], datetime.now(UTC))
     files = write_analysis_files(settings, engine, protocol, tmp_path)
@@ -254,7 +255,7 @@ def test_a_monitoring_run_before_any_assessment_is_done(settings: Settings) -> N
     engine, protocol, arms = setup(settings)
     ExperimentStore(settings, EXPERIMENT).write_events([
         StoredEvent(str(uuid.uuid4()), at("2027-10-05T10:00:00+02:00"), "lectio", "l1", "c0",
-                    "0780000A", arms["c0"], "activity_completed", "ex", 600.0, is_usage=True),
+                    "0780000B", arms["c0"], "activity_completed", "ex", 600.0, is_usage=True),
     ], datetime.now(UTC))
     run = ScheduledRun(EXPERIMENT, "monitoring", due_time(date(2027, 10, 11)), 1,
                        protocol.sha256, "every: week")
