@@ -553,6 +553,7 @@ CLI_ACCESS: dict[str, Command] = {
     "purge": Command("registry", "retention.purge"),
     "erase": Command("registry", "retention.erase_class"),
     "export": Command("registry", "data.export"),
+    "programme export": Command("registry"),
 }
 
 
@@ -605,6 +606,7 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"]), "--academie", "versailles"],
         "outcomes import": ["outcomes", "import", CLI_EXPERIMENT, str(files["outcomes"])],
         "export": ["export", CLI_EXPERIMENT, "--out", str(files["export"]), "--format", "csv"],
+        "programme export": ["programme", "export", "autre", "--out", str(files["export"])],
         "erase": ["erase", CLI_EXPERIMENT, "--class", "cli-3", "--reason", "demande RGPD"],
         "purge": ["purge", CLI_EXPERIMENT, "--force", "--reason", "fin de l'étude"],
     }
