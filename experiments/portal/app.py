@@ -61,6 +61,7 @@ from experiments.access import (
 )
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
+from experiments.portal.programmes import programme_router
 from experiments.portal.text import academie_name, format_date, translate
 from experiments.portal.views import (
     ExperimentSummary,
@@ -440,6 +441,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
         response = RedirectResponse("/connexion", 303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    app.include_router(programme_router(portal))  # issue 22: experiments/portal/programmes.py
 
     # --- officers and researchers: aggregates only
 

@@ -358,6 +358,13 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/api/usages/{experiment_id}"): Row(
         codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 | 200"),
         _portal_get("/api/usages/{experiment_id}")),
+    # Programme pages (issue 22): readers and académies (their territory's experiments).
+    ("GET", "/programmes"): Row(
+        codes("302 302 302 | 200 200 | 200 200 | 403 403 | 200 | 200"),
+        _get("portal", "/programmes")),
+    ("GET", "/programmes/{programme}"): Row(
+        codes("302 302 302 | 200 200 | 200 200 | 403 403 | 200 | 200"),
+        _get("portal", "/programmes/TNE")),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
