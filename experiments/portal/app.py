@@ -61,7 +61,7 @@ from experiments.access import (
 )
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
-from experiments.portal.programmes import programme_router
+from experiments.portal.programmes import add_programme_routes
 from experiments.portal.text import academie_name, format_date, translate
 from experiments.portal.views import (
     ExperimentSummary,
@@ -442,7 +442,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    app.include_router(programme_router(portal))  # issue 22: experiments/portal/programmes.py
+    add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
 
     # --- officers and researchers: aggregates only
 

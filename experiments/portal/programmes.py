@@ -9,7 +9,7 @@ Who sees what (the role matrix, ``tests/unit/test_portal_programmes.py``):
 * EdTech companies: nothing (403).
 
 Mounted by :func:`experiments.portal.app.create_portal` with one line
-(``app.include_router(programme_router(portal))``); the routes use the portal's sign-in
+(``add_programme_routes(app, portal)``); the routes use the portal's sign-in
 (``portal.require``) and page rendering (``portal.render``) only.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Request, Response
 
 from experiments.access import Principal, Role
 from experiments.portfolio.committee import programme_view
@@ -27,7 +27,7 @@ from experiments.portfolio.territory_map import ACADEMIE_NAMES
 if TYPE_CHECKING:
     from experiments.portal.app import _Portal
 
-__all__ = ["PROGRAMME_ROLES", "programme_router", "visible_entries"]
+__all__ = ["PROGRAMME_ROLES", "add_programme_routes", "visible_entries"]
 
 PROGRAMME_ROLES: tuple[Role, ...] = ("officer", "researcher", "academie", "admin")
 """Roles that reach the programme pages (what each sees is narrowed by its scope)."""
@@ -49,9 +49,9 @@ def _filtered(entries: list[PortfolioEntry], academie: str, state: str, tag: str
             and (not tag or tag in e.tags)]
 
 
-def programme_router(portal: _Portal) -> APIRouter:
-    """The programme routes, bound to the portal's state."""
-    router = APIRouter()
+def add_programme_routes(app: FastAPI, portal: _Portal) -> None:
+    """Add the programme routes to the portal's ``app``, bound to its state."""
+    router = app
 
     def readable(request: Request, programme: str | None = None) -> list[PortfolioEntry]:
         session = portal.require(request, PROGRAMME_ROLES)
@@ -81,5 +81,3 @@ def programme_router(portal: _Portal) -> APIRouter:
         }
         return portal.render(request, "programme.html", view=view, filters=filters,
                              total=len(entries), academie_names=ACADEMIE_NAMES)
-
-    return router
