@@ -3,5 +3,5 @@ evidence syntheses of their closed trials, a map by académie, the committee doc
 
 * ``entries``: the portfolio assembled from the registry and the run records;
 * ``territory_map``: the inline SVG map of France by académie, with its table;
-* ``committee``: the committee document of one programme (HTML, PDF).
+* ``committee``: the committee document of one programme (HTML); ``committee_pdf``: its PDF.
 """

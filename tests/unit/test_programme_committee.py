@@ -45,16 +45,32 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Prog
 
 
 @pytest.fixture(scope="module")
-def document(world: tuple[Path, ProgrammeWorld], tmp_path_factory: pytest.TempPathFactory
-             ) -> str:
+def exported(world: tuple[Path, ProgrammeWorld], tmp_path_factory: pytest.TempPathFactory
+             ) -> Path:
+    """The folder where ``preuve programme export TNE --pdf`` wrote the document."""
     state, _ = world
     out = tmp_path_factory.mktemp("comite")
-    result = runner.invoke(app, ["programme", "export", "TNE", "--out", str(out)],
+    result = runner.invoke(app, ["programme", "export", "TNE", "--out", str(out), "--pdf"],
                            env={"PREUVE_STATE_DIR": str(state)})
     assert result.exit_code == 0, result.output
-    (path,) = [Path(line) for line in result.output.splitlines()]
-    assert path == out / "comite-tne.html"
-    return path.read_text(encoding="utf-8")
+    html, pdf = [Path(line) for line in result.output.splitlines()]
+    assert (html, pdf) == (out / "comite-tne.html", out / "comite-tne.pdf")
+    return out
+
+
+@pytest.fixture(scope="module")
+def document(exported: Path) -> str:
+    return (exported / "comite-tne.html").read_text(encoding="utf-8")
+
+
+def test_the_pdf_holds_the_text_pages_and_one_forest_plot_per_synthesis(
+        document: str, exported: Path) -> None:
+    scopes = document.count('<section class="synthese">')
+    assert scopes == 6  # TNE; Calculo, Lectio; cycle 2, lecture, mathématiques
+    raw = (exported / "comite-tne.pdf").read_bytes()
+    assert raw.startswith(b"%PDF-") and raw.rstrip().endswith(b"%%EOF")
+    pages = max(int(n) for n in re.findall(rb"/Count (\d+)", raw))
+    assert pages >= 1 + scopes, pages
 
 
 def _row(document: str, experiment: str) -> list[str]:
