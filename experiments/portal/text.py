@@ -141,6 +141,7 @@ TEXT: dict[str, dict[str, str]] = {
         "col.academie": "Académie",
         "col.tags": "Type de ressource",
         "col.units": "Classes",
+        "col.usage": "Usage (minutes actives par élève, part d'assidus)",
         "col.learners": "Élèves",
         "col.pupils_present": "Élèves des expérimentations présentes",
         "col.g": "g de Hedges",

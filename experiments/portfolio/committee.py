@@ -35,6 +35,16 @@ def _number(value: Any, digits: int = 2, signed: bool = False) -> str:
     return format_number(value, "fr", digits, signed=signed)
 
 
+def _usage(entry: PortfolioEntry) -> str:
+    parts = []
+    for arm, minutes, share in entry.usage:
+        text = f"{arm} : {'—' if minutes is None else _number(minutes, 0)} min"
+        if share is not None:
+            text += f", {_number(100 * share, 0)} % assidus"
+        parts.append(text)
+    return " ; ".join(parts) or "—"
+
+
 def _pupils(value: int | None) -> str:
     if value is None:
         return "masqué"
@@ -111,6 +121,7 @@ def programme_view(entries: Sequence[PortfolioEntry], programme: str) -> Program
         "months": "—" if e.effect is None or e.effect.get("months_progress") is None
         else _number(e.effect["months_progress"], signed=True),
         "rating": "—" if e.padlocks is None else f"{e.padlocks}/5",
+        "usage": _usage(e),
         "cost": "—" if e.cost_per_pupil is None else f"{_number(e.cost_per_pupil, 0)} €",
     } for e in entries]
     table = territory_rows([(e.academies, e.pupils) for e in entries])

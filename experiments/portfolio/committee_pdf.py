@@ -34,6 +34,7 @@ def write_committee_pdf(view: ProgrammeView, path: Path, *, generated_at: dateti
             pages.write(f"{r['title']} ({r['id']}) — {r['state']} — {r['resource']} — "
                         f"{r['academies']} — {r['classes']} classes, {r['pupils']} élèves — "
                         f"g {r['g']}, {r['months']} mois — solidité {r['rating']} — "
+                        f"usage {r['usage']} — "
                         f"coût par élève {r['cost']}", "row")
         pages.write("Territoires", "h2")
         for t in view.territory_table:

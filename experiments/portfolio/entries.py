@@ -63,6 +63,10 @@ class PortfolioEntry:
     effect: dict[str, Any] | None
     """The primary ITT effect of the final analysis (results JSON), when there is one."""
     padlocks: int | None
+    usage: tuple[tuple[str, float | None, float | None], ...]
+    """Per treatment arm of the final analysis: mean active minutes per pupil and the
+    share of pupils meeting the protocol's compliance rule (``None``: not measured or
+    suppressed)."""
     run_id: str | None
     json_sha256: str | None
     data_as_of: datetime | None
@@ -126,12 +130,16 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
     enrolled = [c for c in enrolled_classes(registry, experiment_id) if c.status == "enrolled"]
     run = _final_run(list_runs(registry, experiment_id))
     effect = padlocks = None
+    usage: tuple[tuple[str, float | None, float | None], ...] = ()
     classes = len(enrolled)
     pupils: int | None = sum(c.pupils for c in enrolled) or None
     if run is not None and run.results_json:
         results = json.loads(run.results_json)
         effect = confirmatory_effect(results)
         padlocks = rate_evidence(results).padlocks
+        usage = tuple((a["arm"], a.get("mean_active_minutes"), a.get("share_compliant"))
+                      for a in (results.get("usage") or {}).get("arms", [])
+                      if a.get("arm") != protocol.control_arm.name)
         if effect is not None:
             counts = list(effect.get("n_learners", {}).values())
             pupils = None if None in counts else sum(counts)
@@ -150,7 +158,7 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
         budget_total=protocol.budget.total if protocol.budget else None,
         cost_per_pupil=protocol.budget.cost_per_pupil if protocol.budget else None,
         funders=tuple((f.name, f.amount) for f in protocol.funders),
-        protocol_sha256=record.current.sha256, effect=effect, padlocks=padlocks,
+        protocol_sha256=record.current.sha256, effect=effect, padlocks=padlocks, usage=usage,
         run_id=run.run_id if run else None, json_sha256=run.json_sha256 if run else None,
         data_as_of=run.due_at if run else None,
         decision_rule=protocol.decision.rule if protocol.decision else None,

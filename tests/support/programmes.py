@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from analysis.inputs import plan_from_protocol, read_outcomes, read_units
+from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
 from analysis.results import to_json_dict
 from analysis.run import run_analysis
 from analysis.simulate import simulate_trial
@@ -112,8 +112,9 @@ def build_programmes(settings: Settings, work: Path) -> ProgrammeWorld:
                                effect=trial.effect, seed=20270901 + n)
         plan = plan_from_protocol(protocol)
         units = read_units(files.units, plan)
-        analysed = run_analysis(plan, units, read_outcomes(files.outcomes, units),
-                                analysis="final")
+        outcomes = read_outcomes(files.outcomes, units)
+        usage = read_usage(files.usage, outcomes, units) if files.usage else None
+        analysed = run_analysis(plan, units, outcomes, usage, analysis="final")
         payload = to_json_dict(analysed)
         json_text = json.dumps(payload, ensure_ascii=False, allow_nan=False, sort_keys=True)
         json_path = work / f"{trial.id}.json"

@@ -110,6 +110,10 @@ def test_each_row_says_what_the_experiment_report_says(
         assert row[9] == f"{rate_evidence(results).padlocks}/5"
         assert row[6] == format_number(sum(primary["n_learners"].values()), "fr")
         assert row[5] == format_number(sum(primary["n_units"].values()), "fr")
+        (treated,) = [a for a in results["usage"]["arms"] if a["arm"] == "lectio"]  # type: ignore[index]
+        assert row[10] == (f"lectio : {format_number(treated['mean_active_minutes'], 'fr', 0)} "
+                           f"min, {format_number(100 * treated['share_compliant'], 'fr', 0)} "
+                           "% assidus"), row
 
 
 def test_the_programme_synthesis_pools_the_closed_trials_reports(
