@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Final
 
+from analysis.options import MIN_CELL_PUPILS
 from experiments.protocol.vocabulary import ACADEMIES
 
 __all__ = ["ACADEMIE_NAMES", "TerritoryRow", "territory_map_svg", "territory_rows"]
@@ -106,6 +107,13 @@ def territory_map_svg(rows: Sequence[TerritoryRow], *, title: str, description: 
 
     Each tile is a group with its own ``<title>`` (académie, experiments, pupils), read
     by screen readers and shown on hover.
+
+    Examples
+    --------
+    >>> svg = territory_map_svg([TerritoryRow("lille", "Lille", 2, 6)], title="T",
+    ...                         description="D")
+    >>> "Lille : 2 expérimentations, moins de 10 élèves" in svg, svg.count("<rect")
+    (True, 30)
     """
     by_academie = {r.academie: r for r in rows}
     top = max((r.experiments for r in rows), default=0)
@@ -122,8 +130,14 @@ def territory_map_svg(rows: Sequence[TerritoryRow], *, title: str, description: 
         fill, ink = _FILLS[_class(count, top)]
         x, y = _GAP + col * step, _GAP + row * step
         name = ACADEMIE_NAMES[academie]
-        pupils = "" if found is None else (
-            ", effectifs masqués" if found.pupils is None else f", {found.pupils} élèves")
+        if found is None:
+            pupils = ""
+        elif found.pupils is None:
+            pupils = ", effectifs masqués"
+        elif found.pupils < MIN_CELL_PUPILS:  # small cells are suppressed everywhere
+            pupils = f", moins de {MIN_CELL_PUPILS} élèves"
+        else:
+            pupils = f", {found.pupils} élèves"
         label = f"{name} : {count} expérimentation{'s' if count > 1 else ''}{pupils}"
         parts.append(
             f'<g data-academie="{academie}"><title>{escape(label)}</title>'
