@@ -20,6 +20,8 @@ __all__ = [
     "Model",
     "MultipleComparisons",
     "Role",
+    "SynthesisMethod",
+    "SynthesisTest",
     "UnitLevel",
     "check_option",
 ]
@@ -54,6 +56,13 @@ only to reproduce reports made with it."""
 Role = Literal["primary", "secondary", "subgroup", "cace", "did", "exploratory"]
 """What an effect is for: confirmatory (primary), secondary, a subgroup, CACE,
 difference-in-differences (roll-out designs), exploratory."""
+
+SynthesisMethod = Literal["reml", "dl", "pm"]
+"""Estimator of the between-study variance tau² in an evidence synthesis (``analysis/
+synthesis.py``): restricted maximum likelihood, DerSimonian-Laird, Paule-Mandel."""
+
+SynthesisTest = Literal["knha", "z"]
+"""Interval of a pooled effect: Hartung-Knapp-Sidik-Jonkman (t, k - 1 df) or normal."""
 
 DesignType = Literal["parallel", "waitlist", "staggered"]
 """The protocol's ``design.type``: DiD estimates are added for waitlist and staggered."""

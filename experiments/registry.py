@@ -709,4 +709,6 @@ def registered_protocol(
         stored = session.get(ProtocolVersionRow, (experiment_id, wanted))
         assert stored is not None
         text = stored.source_yaml
-    return RegisteredProtocol(parse_protocol(text, f"{experiment_id}@v{wanted}"), found, text)
+    # Checked at registration: a programme configured then is still read back.
+    protocol = parse_protocol(text, f"{experiment_id}@v{wanted}", programmes=None)
+    return RegisteredProtocol(protocol, found, text)

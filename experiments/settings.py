@@ -295,6 +295,19 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     log_level: str = Field("INFO", description="Log level of the long-running services.")
+    programmes: list[str] = Field(
+        default_factory=list,
+        description="Programme names a protocol may give besides TNE, eFRAN, P2IA, "
+        "France 2030 and autre (JSON list).",
+    )
+
+    @property
+    def programme_names(self) -> tuple[str, ...]:
+        """The built-in programmes, then the configured ones."""
+        from experiments.protocol.vocabulary import PROGRAMMES
+
+        return (*PROGRAMMES, *(p for p in self.programmes if p not in PROGRAMMES))
+
     simulated_now: datetime | None = Field(
         None,
         description="A simulated clock (RFC 3339 with offset) for demos and tests of a future "

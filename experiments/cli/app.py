@@ -21,6 +21,7 @@ from analysis import cli as analysis_cli
 from experiments.cli import enrollment as enrollment_cli
 from experiments.cli import outcomes as outcomes_cli
 from experiments.cli import privacy as retention_cli
+from experiments.cli import programme as programme_cli
 from experiments.cli import protocol as protocol_cli
 from experiments.cli import runs as runs_cli
 from experiments.cli import services as services_cli
@@ -76,6 +77,7 @@ app.command("demo")(services_cli.demo)
 app.command("purge")(retention_cli.purge)
 app.command("erase")(retention_cli.erase)
 app.command("export")(retention_cli.export)
+app.add_typer(programme_cli.app, name="programme")
 
 
 def main() -> None:

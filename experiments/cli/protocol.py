@@ -40,11 +40,17 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(_EXIT_INVALID)
 
 
+def _programmes() -> tuple[str, ...]:
+    from experiments.settings import Settings
+
+    return Settings().programme_names
+
+
 def _load_or_exit(path: Path) -> Protocol:
     from experiments.protocol.language import load_protocol
 
     try:
-        return load_protocol(path)
+        return load_protocol(path, programmes=_programmes())
     except ProtocolError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
@@ -74,9 +80,10 @@ def validate(
     from experiments.protocol.language import load_protocol
 
     invalid = False
+    programmes = _programmes()
     for path in paths:
         try:
-            protocol = load_protocol(path)
+            protocol = load_protocol(path, programmes=programmes)
         except ProtocolError as exc:
             invalid = True
             for problem in exc.problems:

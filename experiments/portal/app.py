@@ -67,6 +67,7 @@ from experiments.access import (
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
 from experiments.portal.views import (
@@ -619,6 +620,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
                         media_type="text/plain; charset=utf-8")
 
     app.include_router(router)
+    add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
     return app
 
 

@@ -304,6 +304,8 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_budget(protocol),
         *_check_after_final(protocol),
         *_check_periode_ends(protocol),
+        *_check_territories(protocol),
+        *_check_funders(protocol),
     ]
 
 
@@ -647,4 +649,39 @@ def _check_after_final(p: Protocol) -> list[Finding]:
                 f"the decision ({p.decision.at}) must come after the final analysis ({at})",
             )
         )
+    return found
+
+
+def _check_territories(p: Protocol) -> list[Finding]:
+    if p.territories is None:
+        return []
+    found = _duplicates(("territories", "academies"), p.territories.academies, "académie")
+    found += _duplicates(("territories", "departements"), p.territories.departements,
+                         "département")
+    for i, academie in enumerate(p.territories.academies):
+        if academie not in p.population.academies:
+            found.append(Finding(("territories", "academies", i),
+                                 f"{academie!r} is not in population.academies "
+                                 f"({', '.join(p.population.academies)})"))
+    return found
+
+
+def _check_funders(p: Protocol) -> list[Finding]:
+    names = [f.name for f in p.funders]
+    found = _duplicates(("funders",), names, "funder")
+    if not p.funders or p.budget is None:
+        return found
+    paid: dict[str, float] = {}
+    for i, item in enumerate(p.budget.items):
+        if item.funder not in names:
+            found.append(Finding(("budget", "items", i, "funder"),
+                                 f"{item.funder!r} is not one of the funders "
+                                 f"({', '.join(names)}){did_you_mean(item.funder, names)}"))
+        paid[item.funder] = paid.get(item.funder, 0.0) + item.amount
+    for i, funder in enumerate(p.funders):
+        costs = paid.get(funder.name, 0.0)
+        if funder.amount + 1e-9 < costs:
+            found.append(Finding(("funders", i, "amount"),
+                                 f"{funder.name!r} commits {funder.amount:g} EUR but pays "
+                                 f"{costs:g} EUR of budget items"))
     return found

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -35,6 +35,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_serializer,
@@ -56,8 +57,10 @@ from experiments.protocol.source import YamlSyntaxError, dump_yaml, format_field
 from experiments.protocol.vocabulary import (
     ACADEMIES,
     CYCLES,
+    DEPARTEMENTS,
     FORMER_ACADEMIES,
     LEVELS,
+    PROGRAMMES,
     did_you_mean,
 )
 
@@ -72,6 +75,7 @@ __all__ = [
     "Deployment",
     "Design",
     "EnrollmentWindow",
+    "Funder",
     "Hypothesis",
     "Investigator",
     "Outcome",
@@ -79,10 +83,12 @@ __all__ = [
     "Periods",
     "Population",
     "PowerInputs",
+    "Programme",
     "Protocol",
     "Randomisation",
     "Resource",
     "Retention",
+    "Territories",
     "RolloutStep",
     "ScheduleEntry",
     "Training",
@@ -163,6 +169,13 @@ Academie = Annotated[
     _vocabulary(ACADEMIES, "académie", FORMER_ACADEMIES),
     WithJsonSchema({"type": "string", "enum": list(ACADEMIES)}),
 ]
+Departement = Annotated[
+    str,
+    _vocabulary(DEPARTEMENTS, "département (INSEE code)"),
+    WithJsonSchema({"type": "string", "enum": list(DEPARTEMENTS)}),
+]
+Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[^A-Z]+$")]
+"""A kind of resource, in lower case: "lecture", "mathématiques", "cycle 2"."""
 SchoolDate = Annotated[
     date, BeforeValidator(_parse_date), WithJsonSchema({"type": "string", "format": "date"})
 ]
@@ -571,6 +584,43 @@ class Budget(_Section):
         return own + share * shared, share * self.pupils
 
 
+class Programme(_Section):
+    """The funding programme the experiment belongs to (the portfolio groups by it)."""
+
+    name: Annotated[str, WithJsonSchema({"type": "string", "examples": list(PROGRAMMES)})]
+    """TNE, eFRAN, P2IA, France 2030 or autre; more by configuration (``PREUVE_PROGRAMMES``)."""
+    action: Text | None = None
+    """The programme's action or call, in words (e.g. a France 2030 call for projects)."""
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str, info: ValidationInfo) -> str:
+        # The vocabulary comes from the validation context (built-ins plus the configured
+        # names); a registered protocol read back is checked with ``programmes=None``: it
+        # was checked at registration, under the configuration of that day.
+        context = info.context if isinstance(info.context, Mapping) else {}
+        allowed = context.get("programmes", PROGRAMMES)
+        if allowed is not None and name not in allowed:
+            raise ValueError(f"unknown programme {name!r}{did_you_mean(name, allowed)}; "
+                             f"expecting one of {', '.join(allowed)}")
+        return name
+
+
+class Territories(_Section):
+    """Where the experiment runs, for the portfolio's map (within ``population.academies``)."""
+
+    academies: list[Academie] = []
+    departements: list[Departement] = []
+
+
+class Funder(_Section):
+    """Who funds the experiment, and how much (budget items name their funder)."""
+
+    name: Text
+    amount: float = Field(ge=0)
+    """Euros committed to this experiment (treatment and evaluation)."""
+
+
 class Decision(_Section):
     """The post-experiment step: who decides what, when, on which rule."""
 
@@ -612,6 +662,11 @@ class Protocol(_Section):
     deployment: Deployment | None = None
     budget: Budget | None = None
     decision: Decision | None = None
+    programme: Programme | None = None
+    territories: Territories | None = None
+    funders: list[Funder] = []
+    tags: list[Tag] = []
+    """Kinds of resource, for syntheses across experiments ("lecture", "cycle 2")."""
 
     @field_validator("arms")
     @classmethod
@@ -655,13 +710,17 @@ class Protocol(_Section):
 # --- loading -----------------------------------------------------------------------
 
 
-def load_protocol(path: str | Path) -> Protocol:
+def load_protocol(path: str | Path, *,
+                  programmes: Sequence[str] | None = PROGRAMMES) -> Protocol:
     """Read and validate a protocol file.
 
     Parameters
     ----------
     path:
         A YAML protocol file.
+    programmes:
+        The programme names ``programme.name`` may take: the built-ins, plus the
+        configured ones (``Settings.programme_names``); ``None`` accepts any name.
 
     Returns
     -------
@@ -684,10 +743,11 @@ def load_protocol(path: str | Path) -> Protocol:
     except (OSError, UnicodeDecodeError) as exc:
         problem = Problem(name, 1, 1, "", f"cannot read the file: {exc}")
         raise ProtocolError(str(problem), problems=[problem]) from None
-    return parse_protocol(text, name)
+    return parse_protocol(text, name, programmes=programmes)
 
 
-def parse_protocol(text: str, path: str = "<protocol>") -> Protocol:
+def parse_protocol(text: str, path: str = "<protocol>", *,
+                   programmes: Sequence[str] | None = PROGRAMMES) -> Protocol:
     """Validate protocol YAML text; ``path`` names it in the problems.
 
     Raises
@@ -701,7 +761,7 @@ def parse_protocol(text: str, path: str = "<protocol>") -> Protocol:
         problem = Problem(path, exc.line, exc.col, "", exc.message)
         raise ProtocolError(str(problem), problems=[problem]) from None
     try:
-        return Protocol.model_validate(plain)
+        return Protocol.model_validate(plain, context={"programmes": programmes})
     except ValidationError as exc:
         problems = _problems(exc, tree, path)
         reason = "\n".join(str(p) for p in problems)

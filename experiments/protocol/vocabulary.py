@@ -16,6 +16,12 @@ Sources (checked 2026-11):
   The vice-rectorats (Nouvelle-Calédonie, Polynésie française, Wallis-et-Futuna) and
   the service of Saint-Pierre-et-Miquelon are not académies and are not listed.
   Slugs are the names in lower case, without accents, spaces turned into dashes.
+- Départements: INSEE, Code officiel géographique 2024 (codes 01 to 95 with 2A and 2B
+  for Corse instead of 20, and 971 to 974 and 976 overseas): 101 départements.
+- Programmes: the funding programmes that Banque des Territoires and the State run for
+  digital education (issue 22): Territoires Numériques Éducatifs (TNE), eFRAN, the
+  AI partnerships (P2IA), France 2030 actions, and "autre". More names can be added by
+  configuration (``PREUVE_PROGRAMMES``, ``experiments/settings.py``).
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ __all__ = [
     "ATTRIBUTE_ALIASES",
     "ATTRIBUTE_VOCABULARIES",
     "CYCLES",
+    "DEPARTEMENTS",
     "EDUCATION_PRIORITY",
     "FORMER_ACADEMIES",
     "LEVELS",
+    "PROGRAMMES",
     "STANDARD_UNIT_ATTRIBUTES",
     "canonical_value",
     "did_you_mean",
@@ -66,6 +74,15 @@ ACADEMIES: tuple[str, ...] = (
     # overseas
     "guadeloupe", "guyane", "la-reunion", "martinique", "mayotte",
 )  # fmt: skip
+
+#: Départements (INSEE codes, see the module docstring for the source).
+DEPARTEMENTS: tuple[str, ...] = (
+    *(f"{n:02d}" for n in range(1, 20)), "2A", "2B", *(f"{n:02d}" for n in range(21, 96)),
+    "971", "972", "973", "974", "976",
+)
+
+#: Programmes built into the language (more by configuration, ``Settings.programmes``).
+PROGRAMMES: tuple[str, ...] = ("TNE", "eFRAN", "P2IA", "France 2030", "autre")
 
 #: Former académies, merged on 1 January 2020 (décret n° 2019-1554): name → successor.
 FORMER_ACADEMIES: Mapping[str, str] = {"caen": "normandie", "rouen": "normandie"}

@@ -380,6 +380,13 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/api/usages/{experiment_id}"): Row(
         codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
         _portal_get("/api/usages/{experiment_id}")),
+    # Programme pages (issue 22): readers and académies (their territory's experiments).
+    ("GET", "/programmes"): Row(
+        codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/programmes")),
+    ("GET", "/programmes/{programme}"): Row(
+        codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/programmes/TNE")),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
@@ -610,6 +617,7 @@ CLI_ACCESS: dict[str, Command] = {
     "purge": Command("registry", "retention.purge"),
     "erase": Command("registry", "retention.erase_class"),
     "export": Command("registry", "data.export"),
+    "programme export": Command("registry"),
 }
 
 
@@ -662,6 +670,7 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"]), "--academie", "versailles"],
         "outcomes import": ["outcomes", "import", CLI_EXPERIMENT, str(files["outcomes"])],
         "export": ["export", CLI_EXPERIMENT, "--out", str(files["export"]), "--format", "csv"],
+        "programme export": ["programme", "export", "autre", "--out", str(files["export"])],
         "erase": ["erase", CLI_EXPERIMENT, "--class", "cli-3", "--reason", "demande RGPD"],
         "purge": ["purge", CLI_EXPERIMENT, "--force", "--reason", "fin de l'étude"],
     }

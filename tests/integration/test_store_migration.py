@@ -32,6 +32,7 @@ from experiments.settings import Settings
 from experiments.store import ExperimentStore
 from tests.conftest import SettingsFactory
 from tests.support.trial import EXPERIMENT, HEADER, PROTOCOL
+from tests.support.uai import uai
 
 
 def _alembic(engine: sa.Engine, action: str, target: str) -> None:
@@ -67,7 +68,7 @@ def test_existing_imports_stay_outcomes_and_the_rest_is_usage(
     protocol = load_protocol(PROTOCOL)
     register_protocol(registry, protocol, PROTOCOL.read_text())
     design, _ = enrollment_design(registry, EXPERIMENT)
-    rows = "".join(f"c{i},078000{i // 2}A,CP,20,versailles,REP\n" for i in range(4))
+    rows = "".join(f"c{i},{uai(f'078000{i // 2}')},CP,20,versailles,REP\n" for i in range(4))
     enroll_classes(registry, design, read_classes(HEADER + rows, design,
                                                   today=date(2027, 9, 1)), actor="test")
     official = tmp_path / "official.csv"

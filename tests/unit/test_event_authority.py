@@ -25,7 +25,7 @@ TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
 # registry reads stored versions through today's language (registry._in_force), so a
 # file registered before them is still "unchanged". ``outcomes[].source`` is left out of
 # the dump when absent: declaring no source means what it always meant.
-EXAMPLE_SHA256 = "942b49de058970019cca446b90ac726e0e4524d74182444ba07aacc64430ee09"
+EXAMPLE_SHA256 = "ad99397d2b3f2244e7743f31e15fd5af4791340254e1aae4a781b87a40b5ada6"
 
 
 def _record(n: int, topic: str, headers: tuple[tuple[str, bytes | None], ...]

@@ -54,6 +54,8 @@ def _routes(w: PortalWorld) -> dict[str, str]:
         "usage_list": "/usages",
         "usage": f"/usages/{EXPERIMENT}",
         "api_usage": f"/api/usages/{EXPERIMENT}",
+        "programmes": "/programmes",
+        "programme": "/programmes/TNE",
     }
 
 
@@ -61,26 +63,35 @@ def _routes(w: PortalWorld) -> dict[str, str]:
 # sign-in form (302); the JSON endpoints answer 401.
 MATRIX: dict[str, dict[str, int]] = {
     "officer": {"portfolio": 200, "experiment": 200, "report": 200, "api_portfolio": 200,
-                "usage_list": 403, "usage": 403, "api_usage": 403},
+                "usage_list": 403, "usage": 403, "api_usage": 403,
+                "programmes": 200, "programme": 200},
     "researcher": {"portfolio": 200, "experiment": 200, "report": 200, "api_portfolio": 200,
-                   "usage_list": 403, "usage": 403, "api_usage": 403},
+                   "usage_list": 403, "usage": 403, "api_usage": 403,
+                   "programmes": 200, "programme": 200},
     # Out of scope is the same 404 as a missing experiment (nothing tells it exists).
     "researcher_other": {"portfolio": 200, "experiment": 404, "report": 404,
                          "api_portfolio": 200, "usage_list": 403, "usage": 403,
-                         "api_usage": 403},
+                         "api_usage": 403,
+                         "programmes": 200, "programme": 200},
     "academie_a": {"portfolio": 403, "experiment": 403, "report": 403, "api_portfolio": 403,
-                   "usage_list": 200, "usage": 200, "api_usage": 200},
+                   "usage_list": 200, "usage": 200, "api_usage": 200,
+                   "programmes": 200, "programme": 200},
     "academie_b": {"portfolio": 403, "experiment": 403, "report": 403, "api_portfolio": 403,
-                   "usage_list": 200, "usage": 200, "api_usage": 200},
+                   "usage_list": 200, "usage": 200, "api_usage": 200,
+                   "programmes": 200, "programme": 200},
     "academie_other": {"portfolio": 403, "experiment": 403, "report": 403,
                        "api_portfolio": 403, "usage_list": 200, "usage": 404,
-                       "api_usage": 404},
+                       "api_usage": 404,
+                       "programmes": 200, "programme": 200},
     "edtech": {"portfolio": 403, "experiment": 403, "report": 403, "api_portfolio": 403,
-               "usage_list": 403, "usage": 403, "api_usage": 403},
+               "usage_list": 403, "usage": 403, "api_usage": 403,
+               "programmes": 403, "programme": 403},
     "admin": {"portfolio": 200, "experiment": 200, "report": 200, "api_portfolio": 200,
-              "usage_list": 200, "usage": 200, "api_usage": 200},
+              "usage_list": 200, "usage": 200, "api_usage": 200,
+              "programmes": 200, "programme": 200},
     "none": {"portfolio": 302, "experiment": 302, "report": 302, "api_portfolio": 401,
-             "usage_list": 302, "usage": 302, "api_usage": 401},
+             "usage_list": 302, "usage": 302, "api_usage": 401,
+             "programmes": 302, "programme": 302},
 }
 
 

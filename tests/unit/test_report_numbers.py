@@ -112,6 +112,9 @@ def test_costs_are_per_arm() -> None:
                         '    - {label: "Formation", amount: 9000, funder: "Académies"}\n'
                         '    - {label: "Tutorat de janvier", amount: 7200, funder: '
                         '"Académies", arm: vague2}\n')
+    # the funder commits what it now pays (a funder covers its budget items)
+    text = text.replace('  - {name: "Académies", amount: 9000}',
+                        '  - {name: "Académies", amount: 16200}')
     protocol = parse_protocol(text)
     effects = [{"outcome": "comprehension", "contrast": f"{arm} vs attente",
                 "estimand": "ITT", "role": "primary", "estimate": 3.0, "ci_low": 1.0,

@@ -1,0 +1,212 @@
+"""A programme's portfolio, assembled from the registry: one entry per experiment, and the
+evidence syntheses of its closed experiments (issue 22).
+
+Only aggregates leave this module: counts of classes and pupils, effects, ratings, costs.
+An experiment enters a synthesis only when it is closed and its final analysis holds an
+estimable primary ITT effect (the confirmatory one, ``role == "primary"``); interim and
+monitoring runs never do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from analysis.report.rating import rate_evidence
+from analysis.synthesis import StudyEffect, Synthesis, synthesise
+from experiments.enrollment.assignments import enrolled_classes
+from experiments.protocol.language import Protocol
+from experiments.registry import ExperimentRow, get_experiment, registered_protocol
+from experiments.runs.records import RunRecord, list_runs
+
+__all__ = [
+    "NO_PROGRAMME",
+    "PortfolioEntry",
+    "SynthesisScope",
+    "confirmatory_effect",
+    "portfolio_entries",
+    "portfolio_syntheses",
+]
+
+NO_PROGRAMME = "sans programme"
+"""The programme of an experiment whose protocol names none."""
+
+
+@dataclass(frozen=True)
+class PortfolioEntry:
+    """One experiment of a programme's portfolio (aggregates only)."""
+
+    id: str
+    title: str
+    state: str
+    programme: str
+    academies: tuple[str, ...]
+    departements: tuple[str, ...]
+    tags: tuple[str, ...]
+    resource_id: str
+    resource: str
+    classes: int
+    """Units (classes) in the final analysis (both arms), else classes enrolled."""
+    pupils: int | None
+    """Pupils in the final analysis (both arms), else pupils of the enrolled classes."""
+    budget_total: float | None
+    cost_per_pupil: float | None
+    funders: tuple[tuple[str, float], ...]
+    protocol_sha256: str
+    effect: dict[str, Any] | None
+    """The primary ITT effect of the final analysis (results JSON), when there is one."""
+    padlocks: int | None
+    usage: tuple[tuple[str, float | None, float | None], ...]
+    """Per treatment arm of the final analysis: mean active minutes per pupil and the
+    share of pupils meeting the protocol's compliance rule (``None``: not measured or
+    suppressed)."""
+    run_id: str | None
+    json_sha256: str | None
+    data_as_of: datetime | None
+    """Due date of the final analysis: the data it read (DESIGN: an analysis reads the
+    data of its due date)."""
+    decision_rule: str | None
+    min_effect_size: float | None
+    closing_note: str | None
+    """What the registry recorded when the experiment was closed (the decision taken)."""
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "closed"
+
+    @property
+    def study(self) -> StudyEffect | None:
+        """The study this experiment brings to a synthesis, if it brings one."""
+        e = self.effect
+        if not self.closed or e is None or e.get("hedges_g") is None:
+            return None
+        width, g_width = e["ci_high"] - e["ci_low"], e["hedges_g_ci_high"] - e["hedges_g_ci_low"]
+        if not width or not math.isfinite(width):
+            return None
+        return StudyEffect(study=self.id, label=f"{self.resource} ({self.id})",
+                           hedges_g=float(e["hedges_g"]),
+                           std_error=float(e["std_error"]) * g_width / width,
+                           n_learners=self.pupils, n_units=self.classes,
+                           rating=None if self.padlocks is None else f"{self.padlocks}/5")
+
+    @property
+    def meets_threshold(self) -> bool | None:
+        """Whether g reached the protocol's ``decision.min_effect_size`` (None: no rule)."""
+        if self.min_effect_size is None or self.effect is None:
+            return None
+        g = self.effect.get("hedges_g")
+        return None if g is None else bool(g >= self.min_effect_size)
+
+
+def confirmatory_effect(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The primary ITT effect of a results JSON object (first contrast in arm order).
+
+    Examples
+    --------
+    >>> confirmatory_effect({"effects": [{"role": "secondary", "estimand": "ITT"},
+    ...     {"role": "primary", "estimand": "ITT", "subgroup": None, "estimate": 1.0}]})
+    {'role': 'primary', 'estimand': 'ITT', 'subgroup': None, 'estimate': 1.0}
+    """
+    return next((e for e in results.get("effects", []) if e.get("role") == "primary"
+                 and e.get("estimand") == "ITT" and not e.get("subgroup")
+                 and e.get("estimate") is not None), None)
+
+
+def _final_run(runs: Sequence[RunRecord]) -> RunRecord | None:
+    done = [r for r in runs if r.analysis == "final" and r.status == "done" and r.results_json]
+    return max(done, key=lambda r: (r.due_at, r.sequence), default=None)
+
+
+def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
+    record = get_experiment(registry, experiment_id)
+    protocol: Protocol = registered_protocol(registry, experiment_id).protocol
+    enrolled = [c for c in enrolled_classes(registry, experiment_id) if c.status == "enrolled"]
+    run = _final_run(list_runs(registry, experiment_id))
+    effect = padlocks = None
+    usage: tuple[tuple[str, float | None, float | None], ...] = ()
+    classes = len(enrolled)
+    pupils: int | None = sum(c.pupils for c in enrolled) or None
+    if run is not None and run.results_json:
+        results = json.loads(run.results_json)
+        effect = confirmatory_effect(results)
+        padlocks = rate_evidence(results).padlocks
+        usage = tuple((a["arm"], a.get("mean_active_minutes"), a.get("share_compliant"))
+                      for a in (results.get("usage") or {}).get("arms", [])
+                      if a.get("arm") != protocol.control_arm.name)
+        if effect is not None:
+            counts = list(effect.get("n_learners", {}).values())
+            pupils = None if None in counts else sum(counts)
+            classes = sum(n for n in effect.get("n_units", {}).values() if n is not None)
+    territories = protocol.territories
+    closing = next((t.note for t in reversed(record.transitions) if t.to_state == "closed"), None)
+    return PortfolioEntry(
+        id=experiment_id, title=protocol.title, state=record.state,
+        programme=protocol.programme.name if protocol.programme else NO_PROGRAMME,
+        academies=tuple(territories.academies if territories and territories.academies
+                        else protocol.population.academies),
+        departements=tuple(territories.departements if territories else ()),
+        tags=tuple(protocol.tags), resource_id=protocol.resource.id,
+        resource=protocol.resource.name or protocol.resource.id, classes=classes,
+        pupils=pupils,
+        budget_total=protocol.budget.total if protocol.budget else None,
+        cost_per_pupil=protocol.budget.cost_per_pupil if protocol.budget else None,
+        funders=tuple((f.name, f.amount) for f in protocol.funders),
+        protocol_sha256=record.current.sha256, effect=effect, padlocks=padlocks, usage=usage,
+        run_id=run.run_id if run else None, json_sha256=run.json_sha256 if run else None,
+        data_as_of=run.due_at if run else None,
+        decision_rule=protocol.decision.rule if protocol.decision else None,
+        min_effect_size=protocol.decision.min_effect_size if protocol.decision else None,
+        closing_note=closing,
+    )
+
+
+def portfolio_entries(registry: Engine, programme: str | None = None, *,
+                      academie: str | None = None) -> list[PortfolioEntry]:
+    """Every experiment of the registry (of one ``programme``; of one ``academie``'s
+    territory), by id."""
+    with registry.connect() as connection:
+        ids = list(connection.scalars(sa.select(ExperimentRow.id).order_by(ExperimentRow.id)))
+    entries = [_entry(registry, i) for i in ids]
+    return [e for e in entries
+            if (programme is None or e.programme == programme)
+            and (academie is None or academie in e.academies)]
+
+
+@dataclass(frozen=True)
+class SynthesisScope:
+    """One synthesis of the portfolio: what it pools (a programme, a resource, a tag)."""
+
+    kind: str
+    """``programme``, ``resource`` or ``tag``."""
+    name: str
+    synthesis: Synthesis
+    excluded: tuple[str, ...]
+    """Experiments of the scope that bring no study (not closed, no final effect)."""
+
+
+def portfolio_syntheses(entries: Sequence[PortfolioEntry], programme: str) -> list[SynthesisScope]:
+    """The syntheses of a programme: all its closed trials, then per resource tried more
+    than once, then per tag shared by more than one experiment."""
+    def scope(kind: str, name: str, members: Sequence[PortfolioEntry]) -> SynthesisScope:
+        studies = [e.study for e in members if e.study is not None]
+        excluded = tuple(e.id for e in members if e.study is None)
+        return SynthesisScope(kind, name, synthesise(studies), excluded)
+
+    scopes = [scope("programme", programme, entries)]
+    resources = sorted({e.resource_id for e in entries})
+    for resource in resources:
+        members = [e for e in entries if e.resource_id == resource]
+        if len(members) > 1:
+            scopes.append(scope("resource", members[0].resource, members))
+    for tag in sorted({t for e in entries for t in e.tags}):
+        members = [e for e in entries if tag in e.tags]
+        if len(members) > 1:
+            scopes.append(scope("tag", tag, members))
+    return scopes
