@@ -15,9 +15,13 @@ calls ``create_all`` outside tests. The registry's migrations are split into bra
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +176,32 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Across processes, one migration of a SQLite file at a time.
+
+    pysqlite runs DDL outside the transaction SQLAlchemy began, so two processes opening
+    the same new store at once (a worker and a reader, two workers) both saw no
+    ``alembic_version`` and the second failed with "table events already exists". An
+    exclusive lock on a file beside the database serialises them; the second then finds
+    the store migrated. (PostgreSQL takes an advisory lock instead, below.)
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    descriptor = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
 def _upgrade(engine: Engine, location: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS / location))
-    with engine.begin() as connection:
+    with _sqlite_migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Two processes migrating the same fresh schema at once would collide in
             # pg_type; a transaction-scoped advisory lock makes the second one wait.
