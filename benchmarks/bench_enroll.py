@@ -44,13 +44,13 @@ def write_classes(path: Path, n: int) -> None:
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["class_id", "school_uai", "level", "pupils", "academie",
-                         "education_priority"])  # fmt: skip
+                         "education_priority"])
         for i in range(n):
             school = i // 4
             number = f"{780 + school // 10000:03d}{school % 10000:04d}"
             writer.writerow([f"cls-{i:06d}", number + uai_check_letter(number),
                              "CP", 15 + i % 14, "versailles" if school % 2 else "creteil",
-                             "REP" if school % 3 else "REP+"])  # fmt: skip
+                             "REP" if school % 3 else "REP+"])
 
 
 def timed(action: Callable[[], object]) -> float:

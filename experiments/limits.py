@@ -31,7 +31,7 @@ from experiments.refusals import Problem, refusal_response
 from experiments.settings import ServerSettings, Settings
 
 __all__ = ["BodyLimit", "BodyLimits", "RouteLimits", "gateway_body_limits",
-           "portal_body_limits"]  # fmt: skip
+           "portal_body_limits"]
 
 # Small JSON bodies of the enrollment API (a withdrawal: ids and a reason of at most 512
 # characters, each possibly written as a 6-byte \u escape).
@@ -68,7 +68,7 @@ class RouteLimits:
         (1024, 16)
         """
         return next((r.max_bytes for r in self.routes if r.matches(method, path)),
-                    self.default)  # fmt: skip
+                    self.default)
 
 
 def gateway_body_limits(settings: Settings) -> RouteLimits:
@@ -125,12 +125,12 @@ class BodyLimits:
                 message = await receive()
             if waited.cancelled_caught:
                 raise HTTPException(408, f"the body did not arrive within "
-                                         f"{self.limits.timeout_s:g} s")  # fmt: skip
+                                         f"{self.limits.timeout_s:g} s")
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
                     raise HTTPException(413, f"the body has more than {cap} bytes, at most "
-                                             f"{cap} allowed")  # fmt: skip
+                                             f"{cap} allowed")
             return message
 
         await self.app(scope, bounded, send)
@@ -146,7 +146,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int,
-                  reason: str) -> None:  # fmt: skip
+                  reason: str) -> None:
     response = refusal_response(status, reason, [Problem(index=None, field=None, reason=reason)],
-                                {"Connection": "close"})  # fmt: skip
+                                {"Connection": "close"})
     await response(scope, receive, send)

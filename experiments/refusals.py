@@ -62,7 +62,7 @@ class Refused(Exception):
     """Refuse the request with ``status``: ``reason`` (and ``field``) or ``problems``."""
 
     def __init__(self, status: int, reason: str, *, field: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:  # fmt: skip
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -72,7 +72,7 @@ class Refused(Exception):
 
 def refusal_response(status: int, detail: str | dict[str, Any] | list[Any],
                      problems: Sequence[Problem],
-                     headers: Mapping[str, str] | None = None) -> JSONResponse:  # fmt: skip
+                     headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The JSON answer of a refusal (:class:`Refusal`)."""
     body = Refusal(detail=detail, errors=list(problems))
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=dict(headers or {}))
@@ -89,7 +89,7 @@ async def _refused(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Refused)
     return refusal_response(exc.status, exc.reason,
                             [Problem(index=None, field=exc.field, reason=exc.reason)],
-                            exc.headers)  # fmt: skip
+                            exc.headers)
 
 
 async def _batch_refused(_request: Request, exc: Exception) -> JSONResponse:
@@ -103,7 +103,7 @@ async def _batch_refused(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return refusal_response(exc.status_code, exc.detail, _detail_problems(exc.detail),
-                            exc.headers)  # fmt: skip
+                            exc.headers)
 
 
 async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
@@ -116,7 +116,7 @@ async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
                 field=".".join(str(part) for part in e.get("loc", ())[1:]) or None,
                 reason=str(e.get("msg", "invalid")))
         for e in errors
-    ]  # fmt: skip
+    ]
     return refusal_response(422, errors, problems)
 
 
@@ -124,10 +124,10 @@ async def _registry_unavailable(request: Request, exc: Exception) -> JSONRespons
     # The driver's message names the database host and user: the log has it, not the client.
     logger.warning("answering 503 to %s %s: the registry is unavailable: %s",
                    request.method, request.url.path,
-                   getattr(exc, "orig", None) or type(exc).__name__)  # fmt: skip
+                   getattr(exc, "orig", None) or type(exc).__name__)
     reason = "the registry is unavailable; retry later"
     return refusal_response(503, reason, [Problem(index=None, field=None, reason=reason)],
-                            {"Retry-After": str(_REGISTRY_RETRY_AFTER_S)})  # fmt: skip
+                            {"Retry-After": str(_REGISTRY_RETRY_AFTER_S)})
 
 
 def install_refusals(app: FastAPI) -> None:

@@ -80,7 +80,7 @@ _NEXT: Mapping[str, str] = dict(zip(STATES, STATES[1:], strict=False))
 LOCKED_SECTIONS: tuple[str, ...] = (
     "id", "population", "design", "arms", "randomisation", "hypotheses", "outcomes",
     "analysis", "usage",
-)  # fmt: skip
+)
 
 VersionKind = Literal["registration", "update", "amendment"]
 _VERSION_ACTIONS: dict[VersionKind, AuditAction] = {

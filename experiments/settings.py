@@ -164,7 +164,7 @@ class ServerSettings(BaseModel):
                 "timeout_keep_alive": self.keep_alive_s,
                 "h11_max_incomplete_event_size": 16 * 1024,
                 "proxy_headers": True,
-                "forwarded_allow_ips": self.forwarded_allow_ips}  # fmt: skip
+                "forwarded_allow_ips": self.forwarded_allow_ips}
 
 
 class GatewaySettings(BaseModel):

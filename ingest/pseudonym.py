@@ -69,7 +69,7 @@ def load_pseudonym_key(settings: Settings) -> bytes:
     key = path.read_text().strip().encode()
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"{path}: the pseudonymisation key has {len(key)} bytes, at least "
-                         f"{MIN_KEY_BYTES} are needed")  # fmt: skip
+                         f"{MIN_KEY_BYTES} are needed")
     return key
 
 

@@ -95,7 +95,7 @@ def _make_private(state: Path) -> None:
     mode of the database file: a 0644 registry would keep having 0644 companions)."""
     for directory, _dirs, files in os.walk(state):
         for path, mode in [(Path(directory), 0o700), *((Path(directory, f), 0o600)
-                                                      for f in files)]:  # fmt: skip
+                                                      for f in files)]:
             try:
                 if not path.is_symlink() and path.stat().st_mode & 0o077:
                     path.chmod(mode)

@@ -72,7 +72,7 @@ def _print_outcome(outcome: EnrollmentOutcome, path: str) -> None:
         typer.echo(f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}\t-> {c.arm}")
     for c in outcome.already:
         typer.echo(f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}\t-> {c.arm}"
-                   "\t(already enrolled / déjà inscrite)")  # fmt: skip
+                   "\t(already enrolled / déjà inscrite)")
     for r in outcome.refusals:
         where = f"{path}:{r.line}:" + (f" {r.field}:" if r.field else "")
         typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉE : {r.message_fr}")
@@ -89,7 +89,7 @@ def _print_learners(outcome: LearnerOutcome, path: str) -> None:
         typer.echo(f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}\t-> {p.arm}")
     for p in outcome.already:
         typer.echo(f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}\t-> {p.arm}"
-                   "\t(already enrolled / déjà inscrit)")  # fmt: skip
+                   "\t(already enrolled / déjà inscrit)")
     for r in outcome.refusals:
         where = f"{path}:{r.line}:" + (f" {r.field}:" if r.field else "")
         typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉ : {r.message_fr}")
@@ -107,7 +107,7 @@ def _publishing_exit(pending: int, error: str | None, experiment: str) -> int:
     typer.echo(
         f"publishing pending: {pending} enrollment records not yet on preuve.enrollments"
         f"{cause}; they are committed. Run: preuve enroll {experiment} --republish", err=True,
-    )  # fmt: skip
+    )
     return EXIT_PENDING
 
 
@@ -203,7 +203,7 @@ def enroll(
             report = publish_pending(engine, experiment, publisher)
             typer.echo(f"{experiment}: published {report.published} enrollment records")
             raise typer.Exit(_publishing_exit(len(pending_messages(engine, experiment)),
-                                              report.error, experiment))  # fmt: skip
+                                              report.error, experiment))
         design, warning = enrollment_design(engine, experiment, protocol)
         if warning:
             typer.echo(f"warning: {warning}", err=True)
@@ -215,7 +215,7 @@ def enroll(
                 typer.echo(f"MISMATCH {mismatch}")
             typer.echo(f"{experiment}: allocation log "
                        + ("reproduces from the protocol" if not problems else
-                          f"has {len(problems)} discrepancies"))  # fmt: skip
+                          f"has {len(problems)} discrepancies"))
             raise typer.Exit(EXIT_REFUSED if problems else EXIT_OK)
         if correct_class is not None:
             _correct(engine, design, experiment, correct_class, pupil_count, set_values or [],
@@ -227,13 +227,13 @@ def enroll(
             # their per-experiment pseudonym, never by the id given here.
             done = withdraw(engine, design, withdraw_class, reason=reason, actor=actor,
                             learner_id=pupil, academie=academie,
-                            key=load_pseudonym_key(settings) if pupil else None)  # fmt: skip
+                            key=load_pseudonym_key(settings) if pupil else None)
             removed = remove_withdrawn_pupil_data(settings, done, actor=actor)
             who = f"pupil {pupil} of class {withdraw_class}" if pupil else f"class {withdraw_class}"
             typer.echo(f"{experiment}: {who} withdrawn; arm {done.arm} kept (ITT); data "
                        f"already collected: {done.data_policy}"
                        + (f" ({removed['events']} events, {removed['daily_usage']} usage "
-                          "rows deleted)" if removed is not None else ""))  # fmt: skip
+                          "rows deleted)" if removed is not None else ""))
             if pupil is None:
                 error = publish_pending(engine, experiment, publisher).error if publish else None
                 pending = len(pending_messages(engine, experiment))
@@ -250,13 +250,13 @@ def enroll(
             learner_outcome = enroll_learners(
                 engine, design, pupils, key=load_pseudonym_key(settings), actor=actor,
                 publish=publisher if publish else None,
-            )  # fmt: skip
+            )
             _finish_learners(learner_outcome, pupils.path, pupils.ignored_columns,
                              enrollment_balance(engine, design), as_json=as_json,
-                             publish=publish)  # fmt: skip
+                             publish=publish)
         classes = read_classes(classes_csv, design, academie=academie, today=settings.today())
         outcome = enroll_classes(engine, design, classes, actor=actor,
-                                 publish=publisher if publish else None)  # fmt: skip
+                                 publish=publisher if publish else None)
     except (EnrollmentError, RegistryError) as exc:
         raise _fail(exc.reason) from None
     except ProtocolError as exc:
@@ -273,7 +273,7 @@ def enroll(
             "ignored_columns": list(classes.ignored_columns),
             "published": outcome.published, "pending": outcome.pending,
             "publish_error": outcome.publish_error, "balance": balance.as_dict(),
-        }, ensure_ascii=False))  # fmt: skip
+        }, ensure_ascii=False))
     else:
         _print_outcome(outcome, classes.path)
         if classes.ignored_columns:
@@ -337,7 +337,7 @@ def _finish_learners(
             "new_classes": outcome.classes, "ignored_columns": list(ignored),
             "published": outcome.published, "pending": outcome.pending,
             "publish_error": outcome.publish_error, "balance": balance.as_dict(),
-        }, ensure_ascii=False))  # fmt: skip
+        }, ensure_ascii=False))
     else:
         _print_learners(outcome, path)
         if ignored:
@@ -346,7 +346,7 @@ def _finish_learners(
             typer.echo(line)
     if publish:
         pending_exit = _publishing_exit(outcome.pending, outcome.publish_error,
-                                        outcome.experiment_id)  # fmt: skip
+                                        outcome.experiment_id)
     else:
         pending_exit = EXIT_OK
         typer.echo(f"not published (--no-publish): {outcome.pending} class records pending; "

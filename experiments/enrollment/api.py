@@ -136,7 +136,7 @@ class WithdrawalRequest(BaseModel):
 
 def _class_json(c: EnrolledClass) -> dict[str, Any]:
     return {"class_id": c.class_id, "school_uai": c.school_uai, "academie": c.academie,
-            "level": c.level, "pupils": c.pupils, "arm": c.arm, "status": c.status}  # fmt: skip
+            "level": c.level, "pupils": c.pupils, "arm": c.arm, "status": c.status}
 
 
 def _pupil_json(p: EnrolledLearner) -> dict[str, Any]:
@@ -170,13 +170,13 @@ def _rows_to_csv(payload: Any, design: EnrollmentDesign) -> str:
 _CLASS_DETAILS = frozenset({
     "enrolled_differently", "enrolled_elsewhere", "class_enrolled_differently",
     "class_enrolled_elsewhere", "class_withdrawn",
-})  # fmt: skip
+})
 _PUPIL_DETAILS = frozenset({"learner_enrolled_differently"})
 
 
 def _classes_of(engine: Engine, academie: str, experiment_ids: Sequence[str]) -> set[str]:
     return {c.class_id for eid in experiment_ids
-            for c in enrolled_classes(engine, eid, academie=academie)}  # fmt: skip
+            for c in enrolled_classes(engine, eid, academie=academie)}
 
 
 def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
@@ -201,7 +201,7 @@ def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
                               "académie : vérifiez son identifiant",
                 "message_en": f"class '{r.class_id}' is already enrolled, not by your "
                               "académie: check its id",
-            })  # fmt: skip
+            })
         elif r.code in _PUPIL_DETAILS:
             # The stored pupil may be another académie's: say which pupil, not how it is held.
             answers.append({
@@ -211,7 +211,7 @@ def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
                               "données ; une inscription ne se modifie pas",
                 "message_en": f"pupil '{r.value}' is already enrolled with other details; "
                               "an enrollment cannot be edited",
-            })  # fmt: skip
+            })
         else:
             answers.append(r.as_dict())
     return answers
@@ -231,7 +231,7 @@ def _balance_for(engine: Engine, design: EnrollmentDesign,
         for p in pupils:
             units[p.learner_key] = BalanceUnit(p.arm, 0, 1, {**p.attributes, "level": p.level})
         report = balance_report(list(units.values()), design.arms, design.control, compared,
-                                unit="learner")  # fmt: skip
+                                unit="learner")
         classes = Counter(arm for arm, _ in {(p.arm, p.class_id) for p in pupils})
         return BalanceReport(
             report.unit, [replace(c, classes=classes[c.arm]) for c in report.counts],
@@ -263,7 +263,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
     413: {"model": RefusalBody, "description": "A body larger than the route allows."},
     422: {"model": RefusalBody, "description": "A JSON body that breaks the route's schema."},
     503: {"model": RefusalBody, "description": "The registry is unavailable; retry later."},
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ class _Enrollment:
 
 
 def install_enrollment_api(app: FastAPI, settings: Settings, *, publish: Publish | None = None,
-                           engine: Engine | None = None) -> None:  # fmt: skip
+                           engine: Engine | None = None) -> None:
     """Serve the enrollment endpoints from ``app``, bound to ``settings``' registry.
 
     Sets ``app.state.registry`` (the tokens' registry, if the app has none yet) and
@@ -349,14 +349,14 @@ def _json_body(model: type[_Body]) -> Callable[..., Awaitable[_Body]]:
 def _json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI ``requestBody`` of a body read by :func:`_json_body`."""
     return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}  # fmt: skip
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
 def openapi_components() -> dict[str, Any]:
     """The JSON Schemas of the bodies the enrollment routes read themselves, for the
     OpenAPI document of the app that serves them."""
     return {m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}")
-            for m in (AssignmentRequest, WithdrawalRequest, CorrectionRequest)}  # fmt: skip
+            for m in (AssignmentRequest, WithdrawalRequest, CorrectionRequest)}
 
 
 def _no_experiment(experiment_id: str) -> HTTPException:
@@ -383,12 +383,12 @@ def _academie_of(principal: Principal) -> str | None:
         return None
     if principal.role != "academie":
         raise HTTPException(403, f"role '{principal.role}' may not enroll or withdraw "
-                                 "classes; an académie token is needed")  # fmt: skip
+                                 "classes; an académie token is needed")
     return principal.scope
 
 
 def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json: bool,
-                 principal: Principal) -> dict[str, Any]:  # fmt: skip
+                 principal: Principal) -> dict[str, Any]:
     engine = context.engine
     academie = _academie_of(principal)
     design = _design_of(context, experiment_id)
@@ -417,7 +417,7 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
                 "raison": f"lignes d'une autre académie que « {academie} » : aucune "
                           "inscription faite",
                 "lines": foreign,
-            })  # fmt: skip
+            })
     try:
         if learners:
             assert not isinstance(classes, ClassesFile)
@@ -426,7 +426,7 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
         else:
             assert isinstance(classes, ClassesFile)
             outcome = enroll_classes(engine, design, classes, actor=principal.actor,
-                                     publish=context.publish)  # fmt: skip
+                                     publish=context.publish)
     except EnrollmentError as exc:
         raise HTTPException(409, exc.reason) from None
     if learners:
@@ -437,7 +437,7 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
             "refused": _refusals_for(engine, experiment_id, academie, pupils.refusals),
             "published": pupils.published, "pending": pupils.pending,
             "balance": _balance_for(engine, design, academie),
-        }  # fmt: skip
+        }
     return {
         "experiment": experiment_id,
         "enrolled": [_class_json(c) for c in outcome.enrolled],
@@ -445,7 +445,7 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
         "refused": _refusals_for(engine, experiment_id, academie, outcome.refusals),
         "published": outcome.published, "pending": outcome.pending,
         "balance": _balance_for(engine, design, academie),
-    }  # fmt: skip
+    }
 
 
 @router.post("/{experiment_id}/enrollments")
@@ -457,7 +457,7 @@ async def post_enrollments(
     is_json = request.headers.get("content-type", "").startswith("application/json")
     # The database work is synchronous: run it off the event loop.
     return await run_in_threadpool(_enroll_body, context, experiment_id, body, is_json,
-                                   principal)  # fmt: skip
+                                   principal)
 
 
 @router.get("/{experiment_id}/enrollments")
@@ -483,12 +483,12 @@ def get_enrollments(experiment_id: str, principal: _Caller, context: _Context) -
         ]
         with Session(engine) as session, session.begin():
             record_audit(session, principal.actor, "enrollment.read", experiment_id,
-                         {"classes": len(classes)})  # fmt: skip
+                         {"classes": len(classes)})
         return {
             "experiment": experiment_id, "resource_id": design.resource_id,
             "classes": [{"class_id": c.class_id, "school_uai": c.school_uai, "arm": c.arm}
                         for c in classes],
-        }  # fmt: skip
+        }
     classes = enrolled_classes(engine, experiment_id)
     return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
 
@@ -508,13 +508,13 @@ def post_assignments(
     """
     if principal.role != "edtech":
         raise HTTPException(403, "only the experiment's resource (an EdTech token) may ask "
-                                 "which of its pupils are treated")  # fmt: skip
+                                 "which of its pupils are treated")
     design = _design_of(context, experiment_id)
     if principal.scope != design.resource_id:
         raise _no_experiment(experiment_id)  # another resource's: as if it were not
     if design.unit != "learner":
         raise HTTPException(409, "this experiment randomises classes: read GET "
-                                 f"/v1/experiments/{experiment_id}/enrollments")  # fmt: skip
+                                 f"/v1/experiments/{experiment_id}/enrollments")
     key = context.pseudonym_key()
     keys = {learner: pseudonymise(key, experiment_id, learner) for learner in body.learner_ids}
     found = learner_statuses(context.engine, experiment_id, keys.values())
@@ -524,12 +524,12 @@ def post_assignments(
         arm, status = found.get(keys[learner], (None, "not_enrolled"))
         assignments.append({"learner_id": learner, "status": status,
                             "treated": arm in treated and status == "enrolled",
-                            "arm": arm if arm in treated else None})  # fmt: skip
+                            "arm": arm if arm in treated else None})
     with Session(context.engine) as session, session.begin():
         record_audit(session, principal.actor, "assignment.read", experiment_id,
-                     {"pupils": len(body.learner_ids)})  # fmt: skip
+                     {"pupils": len(body.learner_ids)})
     return {"experiment": experiment_id, "resource_id": design.resource_id,
-            "assignments": assignments}  # fmt: skip
+            "assignments": assignments}
 
 
 @router.post("/{experiment_id}/withdrawals",
@@ -545,7 +545,7 @@ def post_withdrawal(
         done = withdraw(context.engine, design, body.class_id, reason=body.reason,
                         actor=principal.actor, learner_id=body.learner_id,
                         key=context.pseudonym_key() if body.learner_id else None,
-                        academie=academie)  # fmt: skip
+                        academie=academie)
     except EnrollmentError as exc:
         status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
         raise HTTPException(status, exc.reason) from None
@@ -556,7 +556,7 @@ def post_withdrawal(
         "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
         "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
         "removed": removed,
-    }  # fmt: skip
+    }
 
 
 class CorrectionRequest(BaseModel):

@@ -122,11 +122,11 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
         log = connection.execute(
             sa.select(ALLOCATIONS).where(ALLOCATIONS.c.experiment_id == design.experiment_id)
             .order_by(ALLOCATIONS.c.sequence)
-        ).mappings().all()  # fmt: skip
+        ).mappings().all()
         enrolled = connection.execute(
             sa.select(ENROLLMENTS.c.class_id, ENROLLMENTS.c.unit_id, ENROLLMENTS.c.arm)
             .where(ENROLLMENTS.c.experiment_id == design.experiment_id)
-        ).all()  # fmt: skip
+        ).all()
     for row in log:
         a = randomiser.assign(Unit(row["class_id"], row["unit_id"], row["stratum"])).allocation
         arm_of[row["unit_id"]] = row["arm"]
@@ -134,13 +134,13 @@ def verify_allocations(engine: Engine, design: EnrollmentDesign) -> list[str]:
         if a is None or (a.block, a.position, a.draw, a.arm) != logged:
             replayed = None if a is None else (a.block, a.position, a.draw, a.arm)
             problems.append(f"allocation {row['sequence']} ({row['unit_id']}): logged "
-                            f"{logged}, the protocol gives {replayed}")  # fmt: skip
+                            f"{logged}, the protocol gives {replayed}")
     for class_id, unit_id, arm in enrolled:
         if arm == "*":  # a class of a learner design: its pupils' arms are checked apart
             continue
         if arm_of.get(unit_id) != arm:
             problems.append(f"class {class_id}: arm {arm}, its unit {unit_id} was allocated "
-                            f"{arm_of.get(unit_id)}")  # fmt: skip
+                            f"{arm_of.get(unit_id)}")
     return problems
 
 
@@ -162,7 +162,7 @@ def enrolled_learners(
     []
     """
     query = (sa.select(LEARNERS).where(LEARNERS.c.experiment_id == experiment_id)
-             .order_by(LEARNERS.c.id))  # fmt: skip
+             .order_by(LEARNERS.c.id))
     if academie is not None:
         query = query.where(LEARNERS.c.academie == academie)
     if as_of is not None:
@@ -186,7 +186,7 @@ def learner_statuses(
     {}
     """
     query = (sa.select(LEARNERS.c.learner_key, LEARNERS.c.arm, LEARNERS.c.status)
-             .where(LEARNERS.c.experiment_id == experiment_id))  # fmt: skip
+             .where(LEARNERS.c.experiment_id == experiment_id))
     keys = None if learner_keys is None else sorted(set(learner_keys))
     chunks = [query] if keys is None else [  # bounded IN lists
         query.where(LEARNERS.c.learner_key.in_(chunk)) for chunk in in_chunks(keys)
@@ -195,7 +195,7 @@ def learner_statuses(
     with engine.connect() as connection:
         for chunk in chunks:
             found.update({str(key): (str(arm), str(status))
-                          for key, arm, status in connection.execute(chunk)})  # fmt: skip
+                          for key, arm, status in connection.execute(chunk)})
     return found
 
 
@@ -232,14 +232,14 @@ def verify_learner_allocations(engine: Engine, design: EnrollmentDesign) -> list
     with engine.connect() as connection:
         logged = {str(unit): str(arm) for unit, arm in connection.execute(
             sa.select(log.c.unit_id, log.c.arm).where(log.c.experiment_id == design.experiment_id)
-        )}  # fmt: skip
+        )}
         pupils = connection.execute(
             sa.select(LEARNERS.c.unit_id, LEARNERS.c.class_id, LEARNERS.c.arm)
             .where(LEARNERS.c.experiment_id == design.experiment_id)
             .order_by(LEARNERS.c.id)
-        ).all()  # fmt: skip
+        ).all()
     for unit_id, class_id, arm in pupils:
         if logged.get(unit_id) != arm:
             problems.append(f"{unit_id} of class {class_id}: arm {arm}, allocated "
-                            f"{logged.get(unit_id)}")  # fmt: skip
+                            f"{logged.get(unit_id)}")
     return problems

@@ -111,20 +111,20 @@ class BalanceReport:
                  "difference": number(d.difference)}
                 for d in self.differences
             ],
-        }  # fmt: skip
+        }
 
     def lines(self) -> list[str]:
         """The report as text lines (English labels, French in parentheses)."""
         out = [f"Balance (unit: {self.unit})"]
         for c in self.counts:
             out.append(f"  {c.arm}: {c.units} units, {c.classes} classes (classes), "
-                       f"{c.pupils} pupils (élèves)")  # fmt: skip
+                       f"{c.pupils} pupils (élèves)")
         for d in self.differences:
             name = d.attribute if d.level is None else f"{d.attribute}={d.level}"
             value = "n/a" if not math.isfinite(d.difference) else f"{d.difference:+.3f}"
             rating = d.equivalence or f"not rated: {d.reason}"
             out.append(f"  {name:32} {d.arm} vs {d.control_arm}: {d.kind} {value} "
-                       f"({d.treatment:.3f} vs {d.control:.3f}) -> {rating}")  # fmt: skip
+                       f"({d.treatment:.3f} vs {d.control:.3f}) -> {rating}")
         return out
 
 
@@ -175,7 +175,7 @@ def balance_report(
         ArmCount(arm, len(members), sum(u.classes for u in members),
                  sum(u.pupils for u in members))
         for arm, members in by_arm.items()
-    ]  # fmt: skip
+    ]
     differences: list[AttributeDifference] = []
     control_units = by_arm[control]
     for arm in arms:
@@ -185,14 +185,14 @@ def balance_report(
         differences.append(_numeric_difference(
             "pupils", arm, control, [float(u.pupils) for u in treated],
             [float(u.pupils) for u in control_units],
-        ))  # fmt: skip
+        ))
         for attribute in attributes:
             t_values = [u.attributes[attribute] for u in treated]
             c_values = [u.attributes[attribute] for u in control_units]
             t_numbers, c_numbers = _numeric(t_values), _numeric(c_values)
             if t_numbers is not None and c_numbers is not None and (t_numbers or c_numbers):
                 differences.append(_numeric_difference(attribute, arm, control, t_numbers,
-                                                        c_numbers))  # fmt: skip
+                                                        c_numbers))
             else:
                 differences += _level_differences(attribute, arm, control, t_values, c_values)
     return BalanceReport(unit, counts, differences)
@@ -208,7 +208,7 @@ def _numeric_difference(
     if not math.isfinite(g):
         reason = "fewer than two units per arm or no variation"
     return AttributeDifference(attribute, None, arm, control, "hedges_g", mean_t, mean_c, g,
-                               classify_difference(g), reason)  # fmt: skip
+                               classify_difference(g), reason)
 
 
 def _level_differences(
@@ -230,7 +230,7 @@ def _level_differences(
                     f"{p_t - p_c:+.3f}" if math.isfinite(p_t - p_c) else "an arm has no unit"
                 )
         found.append(AttributeDifference(attribute, level, arm, control, "cox_index", p_t, p_c, d,
-                                         classify_difference(d), reason))  # fmt: skip
+                                         classify_difference(d), reason))
     return found
 
 
@@ -260,7 +260,7 @@ def enrollment_balance(engine: Engine, design: EnrollmentDesign) -> BalanceRepor
     # A school mixes levels: its level is not an attribute of the unit.
     compared = compared_attributes(design, level=design.unit != "school")
     return balance_report(list(units.values()), design.arms, design.control, compared,
-                          unit=design.unit)  # fmt: skip
+                          unit=design.unit)
 
 
 def learner_balance(engine: Engine, design: EnrollmentDesign) -> BalanceReport:

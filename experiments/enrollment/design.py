@@ -63,13 +63,13 @@ def enrollment_design(
             raise EnrollmentError(
                 f"experiment {experiment} is not in the registry: register its protocol "
                 "(preuve protocol register) or pass --protocol PATH", field="experiment",
-            )  # fmt: skip
+            )
         protocol = load_protocol(protocol_path)
         if protocol.id != experiment:
             raise EnrollmentError(
                 f"{protocol_path}: protocol id is {protocol.id!r}, not {experiment!r}",
                 path=str(protocol_path), field="id",
-            )  # fmt: skip
+            )
         warning = (f"experiment {experiment} is not registered: enrolling against "
                    f"{protocol_path} (sha256 {protocol.sha256[:12]}), not a locked protocol")
         return EnrollmentDesign.from_protocol(protocol), warning
@@ -77,12 +77,12 @@ def enrollment_design(
         raise EnrollmentError(
             f"experiment {experiment} is {record.state}: classes can be enrolled when it is "
             f"{', '.join(ENROLLING_STATES)}", field="state",
-        )  # fmt: skip
+        )
     registered = registered_protocol(engine, experiment).protocol
     if protocol_path is not None and load_protocol(protocol_path).sha256 != registered.sha256:
         raise EnrollmentError(
             f"{protocol_path} is not the registered protocol of {experiment} (version "
             f"{record.current_version}); drop --protocol to use the registered one",
             path=str(protocol_path),
-        )  # fmt: skip
+        )
     return EnrollmentDesign.from_protocol(registered), None

@@ -254,7 +254,7 @@ def _filled_refusal(
     return Refusal(
         line=line, class_id=class_id, field=field, value=value, code=code,
         message_fr=french.format(**values), message_en=english.format(**values),
-    )  # fmt: skip
+    )
 
 
 # --- the protocol, as enrollment sees it -------------------------------------------
@@ -353,7 +353,7 @@ class EnrollmentDesign:
             "experiment_id": self.experiment_id, "unit": self.unit, "strata": self.strata,
             "arms": self.arms, "ratios": self.ratios, "seed": self.seed,
             "block_size": self.scheme.block_size,
-        }  # fmt: skip
+        }
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
@@ -397,7 +397,7 @@ class ClassRow:
         return {
             "school_uai": self.school_uai, "academie": self.academie, "level": self.level,
             "pupils": self.pupils, "attributes": dict(self.attributes),
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)
@@ -468,7 +468,7 @@ def read_classes(
             f"{table.name}:1: the header has learner_id: this is a file of pupils, but "
             f"{design.experiment_id} randomises by {design.unit}; enroll a file of classes",
             path=table.name, line=1, field="learner_id",
-        )  # fmt: skip
+        )
     ignored = table.check_columns((*BASE_COLUMNS, *design.attributes), header="the header")
     checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date())
     rows: list[ClassRow] = []
@@ -484,7 +484,7 @@ def read_classes(
             refusals.append(
                 refusal("duplicate_class", line, class_id, "class_id", class_id,
                         first=first_line[class_id])
-            )  # fmt: skip
+            )
             continue
         first_line[class_id] = line
         rows.append(checker.row(record, line))
@@ -556,7 +556,7 @@ class _CsvTable:
                 f"{name}:1: missing column(s) {', '.join(missing)}; {header} must have "
                 f"{', '.join(needed)}",
                 path=name, line=1, field=missing[0],
-            )  # fmt: skip
+            )
         doubled = sorted({c for c in columns if columns.count(c) > 1})
         if doubled:
             raise EnrollmentError(
@@ -591,7 +591,7 @@ class _CsvTable:
                 refusals.append(
                     refusal("malformed_row", line, class_id, "", "",
                             fields=len(cells), header=len(columns))
-                )  # fmt: skip
+                )
                 continue
             yield line, {column: cells[i].strip() for column, i in index.items()}
 
@@ -602,7 +602,7 @@ def _attribute_problem(value: str, name: str, line: int, class_id: str) -> Refus
     of events, :func:`ingest.contract.identifying_text`) and long free text are refused."""
     if len(value) > MAX_ATTRIBUTE_CHARS:
         return refusal("attribute_too_long", line, class_id, name, value[:MAX_ATTRIBUTE_CHARS],
-                       length=len(value), max=MAX_ATTRIBUTE_CHARS)  # fmt: skip
+                       length=len(value), max=MAX_ATTRIBUTE_CHARS)
     why = identifying_text(value)
     if why is None:
         return None
@@ -611,7 +611,7 @@ def _attribute_problem(value: str, name: str, line: int, class_id: str) -> Refus
     french = ("ressemble à une adresse électronique" if "e-mail" in english
               else "ressemble à un numéro de téléphone")
     return refusal("identifying_attribute", line, class_id, name, "…",
-                   why_fr=french, why_en=english)  # fmt: skip
+                   why_fr=french, why_en=english)
 
 
 class _RowChecker:
@@ -647,10 +647,10 @@ class _RowChecker:
         academie = record["academie"]
         if self.academie is not None and academie != self.academie:
             return refusal("other_academie", line, class_id, "academie", academie,
-                           own=self.academie)  # fmt: skip
+                           own=self.academie)
         if academie not in d.academies:
             return refusal("academie_outside_population", line, class_id, "academie", academie,
-                           allowed=", ".join(d.academies))  # fmt: skip
+                           allowed=", ".join(d.academies))
         problem = _check_school(uai, academie, line, class_id)
         if problem is not None:
             return problem
@@ -662,15 +662,15 @@ class _RowChecker:
             return refusal("unknown_level", line, class_id, "level", level)
         if level not in d.levels:
             return refusal("level_outside_population", line, class_id, "level", level,
-                           allowed=", ".join(d.levels))  # fmt: skip
+                           allowed=", ".join(d.levels))
         for criterion, allowed in d.criteria.items():
             value = _normalise(canonical_value(criterion, record[criterion]) or "", allowed)
             if value not in allowed:
                 return refusal("criterion_not_met", line, class_id, criterion, record[criterion],
-                               allowed=", ".join(allowed))  # fmt: skip
+                               allowed=", ".join(allowed))
         if (d.opens and self.today < d.opens) or (d.closes and self.today > d.closes):
             return refusal("outside_window", line, class_id, "", self.today.isoformat(),
-                           opens=d.opens or "…", closes=d.closes or "…")  # fmt: skip
+                           opens=d.opens or "…", closes=d.closes or "…")
         return None
 
     def row(self, record: Mapping[str, str], line: int) -> ClassRow:
@@ -682,7 +682,7 @@ class _RowChecker:
             line=line, class_id=record["class_id"], school_uai=record["school_uai"],
             academie=record["academie"], level=record["level"], pupils=int(record["pupils"]),
             attributes=attributes, stratum=stratum, cluster=cluster,
-        )  # fmt: skip
+        )
 
     def attributes(self, record: Mapping[str, str]) -> dict[str, str]:
         """The unit attributes of a checked record, as stored (a yes/no criterion's value
@@ -706,7 +706,7 @@ _IDENTIFYING_COLUMNS = frozenset({
     "adressemail", "adressee-mail", "birthdate", "dateofbirth", "dob", "datenaissance",
     "datedenaissance", "naissance", "ddn", "ine", "username", "login", "phone",
     "telephone", "adresse", "address",
-})  # fmt: skip
+})
 
 #: code -> (French, English) of the refusals specific to pupils.
 LEARNER_MESSAGES: dict[str, tuple[str, str]] = {
@@ -779,7 +779,7 @@ class PupilRow:
         """The stored values that must match when the same pupil is enrolled again."""
         return {"class_id": self.class_id, "school_uai": self.school_uai,
                 "academie": self.academie, "level": self.level,
-                "attributes": dict(self.attributes)}  # fmt: skip
+                "attributes": dict(self.attributes)}
 
 
 @dataclass(frozen=True)
@@ -847,7 +847,7 @@ def read_pupils(
             f"experiment {design.experiment_id} randomises by {design.unit}, not by learner: "
             "enroll a file of classes (class_id,school_uai,level,pupils,academie)",
             field="population.unit",
-        )  # fmt: skip
+        )
     table = _CsvTable(source, name, unnamed="<pupils>")
     name = table.name
     for column in table.columns:
@@ -858,7 +858,7 @@ def read_pupils(
                 f"column / la colonne « {column} » ressemble à une donnée identifiante (nom, "
                 "e-mail, date de naissance) : retirez-la, seul l'identifiant pseudonyme est "
                 "accepté", path=name, line=1, field=column,
-            )  # fmt: skip
+            )
     ignored = table.check_columns(
         (*PUPIL_COLUMNS, *(a for a in design.attributes if a not in PUPIL_COLUMNS)),
         header="a pupils file's header",
@@ -887,7 +887,7 @@ def read_pupils(
             school_uai=record["school_uai"], academie=record["academie"],
             level=record["level"], attributes=attributes,
             stratum=stratum_key(design.strata, {**record, **attributes}),
-        ))  # fmt: skip
+        ))
     refusals.sort(key=lambda r: r.line)
     return PupilsFile(name, rows, refusals, ignored)
 

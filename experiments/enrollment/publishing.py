@@ -94,13 +94,13 @@ def pending_messages(engine: Engine, experiment_id: str) -> list[EnrollmentMessa
         rows = connection.execute(
             sa.select(table).where(table.c.experiment_id == experiment_id, _unpublished(table))
             .order_by(table.c.id)
-        ).mappings().all()  # fmt: skip
+        ).mappings().all()
     return [
         EnrollmentMessage(
             class_id=row["class_id"], experiment_id=experiment_id, resource_id=str(resource),
             arm=row["arm"], school_uai=row["school_uai"], academie=row["academie"],
             status=row["status"], at=in_utc(row["withdrawn_at"] or row["enrolled_at"]),
-        )  # fmt: skip
+        )
         for row in rows
     ]
 
@@ -121,7 +121,7 @@ def _count_pending(engine: Engine, experiment_id: str) -> int:
         return int(connection.execute(
             sa.select(sa.func.count()).select_from(table)
             .where(table.c.experiment_id == experiment_id, _unpublished(table))
-        ).scalar() or 0)  # fmt: skip
+        ).scalar() or 0)
 
 
 def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> PublishReport:
@@ -147,7 +147,7 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
         written = publish(messages)
     except (IngestError, OSError) as exc:
         logger.warning("experiment %s: publishing %d enrollments failed: %s",
-                       experiment_id, len(messages), exc)  # fmt: skip
+                       experiment_id, len(messages), exc)
         return PublishReport(0, f"{type(exc).__name__}: {exc}")
     if written != len(messages):
         return PublishReport(written, f"only {written} of {len(messages)} records were written")
@@ -159,7 +159,7 @@ def publish_pending(engine: Engine, experiment_id: str, publish: Publish) -> Pub
                    table.c.class_id == sa.bindparam("c"), table.c.status == sa.bindparam("s"))
             .values(published_status=sa.bindparam("s")),
             [{"c": m.class_id, "s": m.status} for m in messages],
-        )  # fmt: skip
+        )
     logger.info("experiment %s: published %d enrollment records", experiment_id, written)
     return PublishReport(written, None)
 

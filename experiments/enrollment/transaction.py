@@ -129,15 +129,15 @@ def _lock_experiment(session: Session, design: EnrollmentDesign, now: datetime) 
                     "control": design.control},
             first_enrolled_at=now, last_enrolled_at=now,
         ).on_conflict_do_nothing(index_elements=["experiment_id"])
-    )  # fmt: skip
+    )
     session.execute(
         sa.update(table).where(table.c.experiment_id == design.experiment_id)
         .values(last_enrolled_at=now)
-    )  # fmt: skip
+    )
     stored = session.execute(
         sa.select(table.c.fingerprint, table.c.first_enrolled_at)
         .where(table.c.experiment_id == design.experiment_id)
-    ).one()  # fmt: skip
+    ).one()
     if stored.fingerprint != design.fingerprint():
         raise EnrollmentError(
             f"experiment {design.experiment_id}: the protocol's randomisation (unit, strata, "
@@ -190,7 +190,7 @@ class _AllocationLog:
             "experiment_id": self.experiment_id, "sequence": self.sequence,
             "class_id": class_id, "unit_id": a.cluster, "stratum": a.stratum, "block": a.block,
             "position": a.position, "draw": a.draw, "arm": a.arm, "allocated_at": self.now,
-        })  # fmt: skip
+        })
 
     def insert(self, session: Session) -> None:
         """Insert the rows logged so far (one statement), in ``session``'s transaction."""
@@ -223,7 +223,7 @@ def as_enrolled_class(row: Mapping[Any, Any], new: bool) -> EnrolledClass:
         academie=str(row["academie"]), level=str(row["level"]), pupils=int(row["pupils"]),
         attributes=dict(row["attributes"]),
         stratum=str(row["stratum"]), arm=str(row["arm"]), status=str(row["status"]), new=new,
-    )  # fmt: skip
+    )
 
 
 def _difference(
@@ -291,7 +291,7 @@ def _enroll_class_rows(
     elsewhere = _enrolled_elsewhere(
         session, design.experiment_id,
         [r.class_id for r in classes.rows if r.class_id not in existing],
-    )  # fmt: skip
+    )
     randomiser, log = _randomiser(session, design, now)
     school_strata = {
         row["unit_id"]: row["stratum"] for row in existing.values()
@@ -308,20 +308,20 @@ def _enroll_class_rows(
                 outcome.refusals.append(refusal(
                     "enrolled_differently", row.line, row.class_id, changed,
                     str(row.values()[changed]), stored=stored,
-                ))  # fmt: skip
+                ))
             continue
         if row.class_id in elsewhere:
             outcome.refusals.append(refusal(
                 "enrolled_elsewhere", row.line, row.class_id, "class_id", row.class_id,
                 other=elsewhere[row.class_id],
-            ))  # fmt: skip
+            ))
             continue
         school_stratum = school_strata.setdefault(row.cluster, row.stratum)
         if school_stratum != row.stratum:
             outcome.refusals.append(refusal(
                 "school_stratum_conflict", row.line, row.class_id, ",".join(design.strata),
                 row.stratum, school=row.school_uai, stratum=school_stratum,
-            ))  # fmt: skip
+            ))
             continue
         assignment = randomiser.assign(Unit(row.class_id, row.cluster, row.stratum))
         record = {
@@ -330,7 +330,7 @@ def _enroll_class_rows(
             "pupils": row.pupils, "attributes": dict(row.attributes), "stratum": row.stratum,
             "unit_id": row.cluster, "arm": assignment.arm, "status": "enrolled",
             "enrolled_at": now, "withdrawn_at": None, "published_status": None,
-        }  # fmt: skip
+        }
         new_rows.append(record)
         existing[row.class_id] = record  # a later duplicate in the same call is "already"
         log.add(row.class_id, assignment.allocation)
@@ -339,12 +339,12 @@ def _enroll_class_rows(
         _insert_many(session, ENROLLMENTS, new_rows, {
             "experiment_id": design.experiment_id, "status": "enrolled", "enrolled_at": now,
             "withdrawn_at": None, "published_status": None,
-        })  # fmt: skip
+        })
     log.insert(session)
     record_audit(session, actor, "enrollment.file", design.experiment_id, {
         "file": classes.path, "enrolled": len(new_rows), "already": len(outcome.already),
         "refused": len(outcome.refusals),
-    })  # fmt: skip
+    })
 
 
 def enroll_classes(
@@ -400,7 +400,7 @@ def enroll_classes(
         engine, design.experiment_id,
         lambda session: _enroll_class_rows(session, design, classes, outcome, now=now, actor=actor),
         before_commit,
-    )  # fmt: skip
+    )
     outcome.refusals.sort(key=lambda r: r.line)
     logger.info(
         "experiment %s: enrolled %d classes, %d already enrolled, %d refused",
@@ -471,7 +471,7 @@ def as_enrolled_learner(row: Mapping[Any, Any], learner_id: str, new: bool) -> E
         academie=str(row["academie"]), level=str(row["level"]),
         attributes=dict(row["attributes"]), stratum=str(row["stratum"]), arm=str(row["arm"]),
         status=str(row["status"]), new=new,
-    )  # fmt: skip
+    )
 
 
 def _class_problem(
@@ -480,7 +480,7 @@ def _class_problem(
     if known is None:
         if row.class_id in elsewhere:
             return pupil_refusal("class_enrolled_elsewhere", row.line, row.class_id, "class_id",
-                            row.class_id, other=elsewhere[row.class_id])  # fmt: skip
+                            row.class_id, other=elsewhere[row.class_id])
         return None
     if known["status"] == "withdrawn":
         return pupil_refusal("class_withdrawn", row.line, row.class_id, "class_id", row.class_id)
@@ -494,7 +494,7 @@ def _class_problem(
 def _enroll_pupil_rows(
     session: Session, design: EnrollmentDesign, pupils: PupilsFile, key: bytes,
     outcome: LearnerOutcome, *, now: datetime, actor: str,
-) -> None:  # fmt: skip
+) -> None:
     from ingest.pseudonym import pseudonymise
 
     enrollments = ENROLLMENTS
@@ -521,7 +521,7 @@ def _enroll_pupil_rows(
                 outcome.refusals.append(pupil_refusal(
                     "learner_enrolled_differently", row.line, row.class_id, changed,
                     row.learner_id, stored=stored, new=row.values()[changed],
-                ))  # fmt: skip
+                ))
             continue
         problem = _class_problem(row, classes.get(row.class_id), elsewhere)
         if problem is not None:
@@ -535,7 +535,7 @@ def _enroll_pupil_rows(
                 "pupils": 0, "attributes": {}, "stratum": MIXED_ARM, "unit_id": row.class_id,
                 "arm": MIXED_ARM, "status": "enrolled", "enrolled_at": now,
                 "withdrawn_at": None, "published_status": None,
-            }  # fmt: skip
+            }
             new_classes.append(record_class)
             classes[row.class_id] = record_class
         touched.add(row.class_id)
@@ -550,7 +550,7 @@ def _enroll_pupil_rows(
             "attributes": dict(row.attributes), "stratum": row.stratum,
             "arm": assignment.arm, "status": "enrolled", "enrolled_at": now,
             "withdrawn_at": None,
-        }  # fmt: skip
+        }
         new_learners.append(record)
         learners[learner_key] = record
         log.add(row.class_id, assignment.allocation)
@@ -568,18 +568,18 @@ def _enroll_pupil_rows(
             .where(LEARNERS.c.experiment_id == experiment,
                    LEARNERS.c.class_id == enrollments.c.class_id)
             .scalar_subquery()
-        )  # fmt: skip
+        )
         session.execute(
             sa.update(enrollments)
             .where(enrollments.c.experiment_id == experiment,
                    enrollments.c.class_id.in_(sorted(touched)))
             .values(pupils=counted)
-        )  # fmt: skip
+        )
     outcome.classes = len(new_classes)
     record_audit(session, actor, "enrollment.pupils_file", experiment, {
         "file": pupils.path, "enrolled": len(new_learners), "already": len(outcome.already),
         "refused": len(outcome.refusals), "classes": len(new_classes),
-    })  # fmt: skip
+    })
 
 
 def enroll_learners(
@@ -639,7 +639,7 @@ def enroll_learners(
     """
     if design.unit != "learner":
         raise EnrollmentError(f"experiment {design.experiment_id} does not randomise learners",
-                              field="population.unit")  # fmt: skip
+                              field="population.unit")
     now = now or datetime.now(UTC)
     outcome = LearnerOutcome(design.experiment_id, refusals=list(pupils.refusals))
     in_one_transaction(
@@ -647,10 +647,10 @@ def enroll_learners(
         lambda session: _enroll_pupil_rows(session, design, pupils, key, outcome, now=now,
                                      actor=actor),
         before_commit,
-    )  # fmt: skip
+    )
     outcome.refusals.sort(key=lambda r: r.line)
     logger.info("experiment %s: enrolled %d pupils (%d new classes), %d already enrolled, "
                 "%d refused", design.experiment_id, len(outcome.enrolled), outcome.classes,
-                len(outcome.already), len(outcome.refusals))  # fmt: skip
+                len(outcome.already), len(outcome.refusals))
     publish_after(engine, design.experiment_id, publish, outcome)
     return outcome

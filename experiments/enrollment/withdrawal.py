@@ -151,7 +151,7 @@ def record_withdrawal(
     session.add(WithdrawalRow(
         experiment_id=design.experiment_id, class_id=class_id, learner_id=learner_key,
         scope=scope, reason=reason, data_policy=policy, withdrawn_at=now, actor=actor,
-    ))  # fmt: skip
+    ))
     record_audit(session, actor, "enrollment.withdraw", f"{design.experiment_id}/{class_id}",
                  {"scope": scope, "policy": policy})
     return policy
@@ -222,7 +222,7 @@ def withdraw(
             engine, design, key if key is not None else registry_pseudonym_key(engine),
             learner_id, reason=reason, actor=actor, class_id=class_id, academie=academie,
             now=now,
-        )  # fmt: skip
+        )
     learner_key: str | None = None
     if learner_id is not None:
         from ingest.pseudonym import pseudonymise
@@ -232,7 +232,7 @@ def withdraw(
     now = now or datetime.now(UTC)
     with Session(engine) as session, session.begin():
         row = enrolled_row(session, ENROLLMENTS, design.experiment_id, "class_id", class_id,
-                            academie=academie)  # fmt: skip
+                            academie=academie)
         if row is None:
             raise EnrollmentError(
                 f"class {class_id} is not enrolled in {design.experiment_id} by your académie",
@@ -250,7 +250,7 @@ def withdraw(
         policy = record_withdrawal(session, design, class_id, learner_key=learner_key,
                                    reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: class %s withdrew (%s)", design.experiment_id, class_id,
-                "class" if learner_key is None else "one pupil")  # fmt: skip
+                "class" if learner_key is None else "one pupil")
     return Withdrawal(design.experiment_id, class_id, learner_key, row["arm"], policy, now)
 
 
@@ -308,18 +308,18 @@ def withdraw_learner(
     learner_key = pseudonymise(key, design.experiment_id, learner_id)
     with Session(engine) as session, session.begin():
         row = enrolled_row(session, LEARNERS, design.experiment_id, "learner_key",
-                            learner_key, academie=academie)  # fmt: skip
+                            learner_key, academie=academie)
         if row is None or (class_id is not None and row["class_id"] != class_id):
             # Same answer for "not enrolled", "another class" and "another académie's".
             where = f" in class {class_id}" if class_id else ""
             raise EnrollmentError(
                 f"pupil {learner_id} is not enrolled{where} in {design.experiment_id} by "
                 "your académie", field="learner_id",
-            )  # fmt: skip
+            )
         _mark_withdrawn(session, LEARNERS, row, f"pupil {learner_id}", now)
         record_withdrawal(session, design, str(row["class_id"]), learner_key=learner_key,
                           reason=reason.strip(), actor=actor, now=now)
     logger.info("experiment %s: a pupil of class %s withdrew", design.experiment_id,
-                row["class_id"])  # fmt: skip
+                row["class_id"])
     return Withdrawal(design.experiment_id, str(row["class_id"]), learner_key, str(row["arm"]),
-                      design.pupil_data, now)  # fmt: skip
+                      design.pupil_data, now)

@@ -50,7 +50,7 @@ class SignInGuard:
     """
 
     def __init__(self, registry: Engine, settings: PortalSettings,
-                 clock: Callable[[], datetime]) -> None:  # fmt: skip
+                 clock: Callable[[], datetime]) -> None:
         self._registry = registry
         self._limit = settings.sign_in_failures
         self._window = settings.sign_in_window_s
@@ -92,13 +92,13 @@ class SignInGuard:
                     address, failures, self._window)
         if len(actions) == 2:
             logger.warning("portal: %s throttled after %d refused sign-ins", address,
-                           failures)  # fmt: skip
+                           failures)
         if not allowed:
             return
         with Session(self._registry) as session, session.begin():
             for action in actions[:allowed]:
                 record_audit(session, f"anonymous:{address}:portal", action, "portal",
-                             {"client": address, "failures": failures})  # fmt: skip
+                             {"client": address, "failures": failures})
 
     def signed_in(self, address: str) -> None:
         """A successful sign-in clears ``address``'s refusals."""
@@ -122,7 +122,7 @@ class SignInGuard:
             if self._left_out:
                 logger.warning("portal: %d refused sign-ins were not audited in the last "
                                "minute (at most %d a minute)", self._left_out,
-                               self._per_minute)  # fmt: skip
+                               self._per_minute)
             self._minute, self._audited, self._left_out = minute, 0, 0
         allowed = max(0, min(wanted, self._per_minute - self._audited))
         self._audited += allowed

@@ -35,7 +35,7 @@ _TILES: Final[Mapping[str, tuple[int, int]]] = {
     "nice": (6, 5), "corse": (7, 6),
     "guadeloupe": (1, 8), "martinique": (2, 8), "guyane": (3, 8), "la-reunion": (4, 8),
     "mayotte": (5, 8),
-}  # fmt: skip
+}
 
 #: Names of the académies as written in French.
 ACADEMIE_NAMES: Final[Mapping[str, str]] = {
@@ -49,7 +49,7 @@ ACADEMIE_NAMES: Final[Mapping[str, str]] = {
     "toulouse": "Toulouse", "versailles": "Versailles", "guadeloupe": "Guadeloupe",
     "guyane": "Guyane", "la-reunion": "La Réunion", "martinique": "Martinique",
     "mayotte": "Mayotte",
-}  # fmt: skip
+}
 
 # Light to dark blues; text colour chosen per class for contrast >= 4.5:1.
 _FILLS: Final = (("#f2f2f2", "#1b1b1b"), ("#c6dbef", "#1b1b1b"), ("#2f6fa8", "#ffffff"),

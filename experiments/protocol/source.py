@@ -53,7 +53,7 @@ class _Composer(Composer):
                 None, None,
                 f"alias *{event.anchor} is not allowed in a protocol: write the value out",
                 event.start_mark,
-            )  # fmt: skip
+            )
         return super().compose_node(parent, index)
 
 

@@ -55,7 +55,7 @@ SCHOOL_TIMEZONE: Final = ZoneInfo("Europe/Paris")
 LEVELS: tuple[str, ...] = (
     "PS", "MS", "GS", "CP", "CE1", "CE2", "CM1", "CM2",
     "6e", "5e", "4e", "3e", "2nde", "1re", "Tle",
-)  # fmt: skip
+)
 
 #: Cycles (Code de l'éducation, D311-10) and their niveaux.
 CYCLES: Mapping[int, tuple[str, ...]] = {
@@ -73,7 +73,7 @@ ACADEMIES: tuple[str, ...] = (
     "reims", "rennes", "strasbourg", "toulouse", "versailles",
     # overseas
     "guadeloupe", "guyane", "la-reunion", "martinique", "mayotte",
-)  # fmt: skip
+)
 
 #: Départements (INSEE codes, see the module docstring for the source).
 DEPARTEMENTS: tuple[str, ...] = (
@@ -102,7 +102,7 @@ ATTRIBUTE_ALIASES: Mapping[str, Mapping[str, str]] = {
         "hors_ep": "hors_ep", "hors-ep": "hors_ep", "hors éducation prioritaire": "hors_ep",
         "none": "hors_ep", "aucune": "hors_ep",
     },
-}  # fmt: skip
+}
 
 
 def canonical_value(attribute: str, value: str) -> str | None:
@@ -139,7 +139,7 @@ STANDARD_UNIT_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
         "sector", "rural",
     ),
     "school": ("academie", "departement", "education_priority", "sector", "rural"),
-}  # fmt: skip
+}
 
 
 def unit_attributes(unit: str, declared: Iterable[str] = ()) -> tuple[str, ...]:

@@ -677,12 +677,12 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
             "file": str(path), "rows": len(events) + already,
             "stored": written.inserted - len(corrections), "corrected": len(corrections),
             "already": already + written.duplicates,
-        })  # fmt: skip
+        })
         if corrections:
             record_audit(session, actor, "outcomes.correct", protocol.id, {
                 "file": str(path), "reason": (reason or "").strip(),
                 "corrections": corrections,
-            })  # fmt: skip
+            })
     logger.info("experiment %s: %d assessment results imported, %d corrected, %d already "
                 "stored", protocol.id, written.inserted - len(corrections), len(corrections),
                 already + written.duplicates)

@@ -418,7 +418,7 @@ def claimed_request(engine: Engine, request: AnalysisRequest) -> bool:
         row = connection.execute(
             sa.select(table.c.protocol_version, table.c.protocol_sha256)
             .where(table.c.run_key == request.run_key)
-        ).first()  # fmt: skip
+        ).first()
     return row is not None and (row.protocol_version, row.protocol_sha256) == (
         request.protocol_version, request.protocol_sha256)
 

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
         return len(messages)
 
     enroll_classes(engine, design, parsed, actor="test:crash", publish=publish,
-                   before_commit=stop_here if stage == "commit" else None)  # fmt: skip
+                   before_commit=stop_here if stage == "commit" else None)
     Path(marker).write_text("done")
 
 

@@ -40,7 +40,7 @@ def _write_classes(path: Path) -> None:
         academie = "versailles" if i % 2 else "creteil"
         school = uai(f"{780 + i % 7:03d}{i // 4 % 10000:04d}")
         lines.append(f"k{i:05d},{school},CP,{15 + i % 14},"
-                     f"{academie},{'REP' if i % 3 else 'REP+'}")  # fmt: skip
+                     f"{academie},{'REP' if i % 3 else 'REP+'}")
         if i % 100 == 0:
             lines.append(f"bad{i},0781234T,CE2,20,versailles,REP")  # refused: niveau
     path.write_text("\n".join(lines) + "\n")
@@ -60,7 +60,7 @@ def _run_child(
         [sys.executable, str(CHILD), str(settings.state_dir), settings.database_dsn() or "-",
          str(PROTOCOL), str(classes), str(marker), stage],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
 
 
 def _wait_for(marker: Path, child: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -161,7 +161,7 @@ def test_two_concurrent_enrollments_never_share_a_block_position(
         path.write_text(header + "".join(
             f"{name}{i:04d},{uai(f'078{i % 50:04d}')},CP,{15 + i % 10},versailles,REP\n"
             for i in range(1500)
-        ))  # fmt: skip
+        ))
         children.append(_run_child(database, path, tmp_path / f"{name}.done", "none"))
     for child in children:
         assert child.wait(timeout=300) == 0

@@ -37,7 +37,7 @@ def _write_pupils(path: Path) -> None:
     lines = ["learner_id,class_id,school_uai,level,academie,education_priority,repeater"]
     for i in range(N_VALID):
         lines.append(f"gar-k{i:06d},cls-{i // PER_CLASS:04d},0781234T,CP,versailles,REP,"
-                     f"{'oui' if i % 9 == 0 else 'non'}")  # fmt: skip
+                     f"{'oui' if i % 9 == 0 else 'non'}")
         if i % 100 == 0:
             lines.append(f"bad{i}@ecole.fr,cls-0000,0781234T,CP,versailles,REP,non")
     path.write_text("\n".join(lines) + "\n")
@@ -54,7 +54,7 @@ def _child(state_dir: str, url: str, pupils: str, marker: str, stage: str) -> No
 
     enroll_learners(engine, design, read_pupils(Path(pupils), design), key=KEY,
                     actor="test:crash", publish=lambda messages: len(messages),
-                    before_commit=stop_here if stage == "commit" else None)  # fmt: skip
+                    before_commit=stop_here if stage == "commit" else None)
     Path(marker).write_text("done")
 
 
@@ -66,12 +66,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
 
 
 def _run_child(settings: Settings, pupils: Path, marker: Path, stage: str
-               ) -> subprocess.Popen[bytes]:  # fmt: skip
+               ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, __file__, str(settings.state_dir), settings.database_dsn() or "-",
          str(pupils), str(marker), stage],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
 
 
 def _counts(settings: Settings) -> tuple[int, int, int]:
@@ -89,7 +89,7 @@ def _counts(settings: Settings) -> tuple[int, int, int]:
 def _rerun(settings: Settings, pupils: Path) -> None:
     design = EnrollmentDesign.from_protocol(load_protocol(PROTOCOL))
     outcome = enroll_learners(registry_engine(settings), design, read_pupils(pupils, design),
-                              key=KEY, actor="test:rerun")  # fmt: skip
+                              key=KEY, actor="test:rerun")
     assert len(outcome.enrolled) + len(outcome.already) == N_VALID
     assert len(outcome.refusals) == N_VALID // 100
 

@@ -39,7 +39,7 @@ def test_enroll_withdraw_verify_and_guards_on_postgresql(engine: Engine) -> None
     assert [r.code for r in first.refusals] == [
         "level_outside_population", "academie_outside_population", "criterion_not_met",
         "duplicate_class", "bad_pupils", "malformed_row",
-    ]  # fmt: skip
+    ]
     arm = first.enrolled[0].arm
     withdraw(engine, design, "c-001", reason="moved", actor="t")
     (c1,) = [c for c in enrolled_classes(engine, design.experiment_id) if c.class_id == "c-001"]

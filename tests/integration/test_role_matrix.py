@@ -123,7 +123,7 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
     tag = uuid.uuid4().hex[:8]
     topics = TopicNames(events=f"t{tag}.events", deadletter=f"t{tag}.events.deadletter",
                         enrollments=f"t{tag}.enrollments",
-                        analysis_requests=f"t{tag}.analysis.requests")  # fmt: skip
+                        analysis_requests=f"t{tag}.analysis.requests")
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("roles"), pseudonym_key=f"roles-{tag}" * 5,
         database_url=postgres_cluster.create_database(f"roles_{tag}"),
@@ -133,16 +133,16 @@ def matrix(postgres_cluster: PostgresCluster, kafka_bootstrap: str,
     ensure_topics(settings)  # as the Kafka admin: the topics and the services' ACLs
     world = build_role_world(settings)
     portal = PortalClient(create_portal(settings, registry=world.portal.registry,
-                                        clock=lambda: NOW))  # fmt: skip
+                                        clock=lambda: NOW))
     try:
         sessions = {caller: portal.sign_in(token) for caller, token in world.tokens.items()
-                    if token is not None and caller != "bad"}  # fmt: skip
+                    if token is not None and caller != "bad"}
         sessions["none"] = {}
         sessions["bad"] = {SESSION_COOKIE: "forged-" + uuid.uuid4().hex}
         # Revoked after signing in: the session must die with the token.
         revoked = _cli(settings, "token", "list")
         prefix = next(line.split("\t")[0] for line in revoked.output.splitlines()
-                      if "\trevoked-later\t" in line)  # fmt: skip
+                      if "\trevoked-later\t" in line)
         assert _cli(settings, "token", "revoke", prefix).exit_code == 0
         with AppClient(create_app(settings, engine=world.portal.registry)) as gateway:
             yield Matrix(world, gateway, portal, sessions)
@@ -207,7 +207,7 @@ def _portal_get(template: str) -> Call:
 def _event(class_id: str) -> dict[str, Any]:
     return {"event_id": str(uuid.uuid4()), "occurred_at": "2027-10-04T10:00:00+02:00",
             "resource_id": "lectio", "learner_id": f"gar-{uuid.uuid4().hex[:10]}",
-            "class_id": class_id, "school_uai": "0780001C", "verb": "session_started"}  # fmt: skip
+            "class_id": class_id, "school_uai": "0780001C", "verb": "session_started"}
 
 
 def _post_event(m: Matrix, caller: str) -> httpx.Response:
@@ -228,9 +228,9 @@ def _post_statement(m: Matrix, caller: str) -> httpx.Response:
                                    SCHOOL_EXTENSION: "0780001C",
                                    RESOURCE_EXTENSION: "lectio"}},
         "timestamp": "2027-10-04T09:15:00.000Z",
-    }  # fmt: skip
+    }
     answer = m.gateway.request("POST", "/v1/xapi/statements", json=statement,
-                               headers=m.bearer(caller))  # fmt: skip
+                               headers=m.bearer(caller))
     m.events_sent["ok" if answer.status_code == 202 else "no"].add(statement_id)
     return answer
 
@@ -391,7 +391,7 @@ PORTAL: dict[tuple[str, str], Row] = {
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
 CELLS = [(app, method, path, caller) for app, rows in APPS.items()
-         for (method, path) in rows for caller in CALLERS]  # fmt: skip
+         for (method, path) in rows for caller in CALLERS]
 
 
 def test_every_route_is_in_the_matrix(matrix: Matrix) -> None:
@@ -509,7 +509,7 @@ def test_officers_read_aggregates_only(matrix: Matrix) -> None:
 def test_academie_usage_cells_under_ten_pupils_are_suppressed(matrix: Matrix) -> None:
     for caller, academie in (("academie", "versailles"), ("academie_other", "creteil")):
         usage = matrix.portal.request("GET", f"/api/usages/{EXPERIMENT}",
-                                      matrix.sessions[caller]).json()  # fmt: skip
+                                      matrix.sessions[caller]).json()
         assert usage["academie"] == academie and usage["suppressed_below"] == 10
         shown = [w["active_pupils"] for c in usage["classes"] for w in c["weeks"]]
         shown += [t["active_pupils"] for t in usage["totals"]]
@@ -518,7 +518,7 @@ def test_academie_usage_cells_under_ten_pupils_are_suppressed(matrix: Matrix) ->
 
 def test_an_edtech_reads_only_its_treatment_classes(matrix: Matrix) -> None:
     answer = matrix.gateway.request("GET", f"/v1/experiments/{EXPERIMENT}/enrollments",
-                                    headers=matrix.bearer("edtech"))  # fmt: skip
+                                    headers=matrix.bearer("edtech"))
     classes = answer.json()["classes"]
     treatment = {c.class_id for c in enrolled_classes(matrix.registry, EXPERIMENT)
                  if c.arm == "lectio" and c.status == "enrolled"}

@@ -34,7 +34,7 @@ def test_preuve_serve_logs_sign_ins_and_keeps_its_state_private(tmp_path: Path) 
     port = free_port()
     env = {**os.environ, "PREUVE_STATE_DIR": str(state), "PREUVE_LOG_LEVEL": "INFO"}
     server = subprocess.Popen([sys.executable, "-m", "experiments", "serve", "--port", str(port)],
-                              env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                              env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60  # start-up, not an assertion on speed
@@ -50,7 +50,7 @@ def test_preuve_serve_logs_sign_ins_and_keeps_its_state_private(tmp_path: Path) 
             answer = httpx.post(f"{base}/connexion",
                                 content=urlencode({"csrf": "c", "token": sent}).encode(),
                                 headers={"Content-Type": "application/x-www-form-urlencoded",
-                                         "Cookie": "preuve_login_csrf=c"})  # fmt: skip
+                                         "Cookie": "preuve_login_csrf=c"})
             assert answer.status_code == expected, answer.text[:300]
     finally:
         server.send_signal(signal.SIGINT)

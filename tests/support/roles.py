@@ -43,7 +43,7 @@ CALLERS: tuple[str, ...] = (
     "edtech", "edtech_other",
     "assessor", "assessor_other",
     "officer", "admin",
-)  # fmt: skip
+)
 
 OTHER_RESOURCE = "scriptum"
 OTHER_EXPERIMENT = "autre-experience"
@@ -96,7 +96,7 @@ def build_role_world(settings: Settings) -> RoleWorld:
     lines += [f"{c},0780001C,CP,20,versailles,REP" for c in withdrawable.values()]
     enroll_classes(registry, design,
                    read_classes("\n".join(lines) + "\n", design, today=date(2027, 9, 1)),
-                   actor="test")  # fmt: skip
+                   actor="test")
     classes = enrolled_classes(registry, EXPERIMENT)
     treatment = frozenset(c.class_id for c in classes if c.arm in design.treatment_arms)
     world.class_ids["versailles"].extend(withdrawable.values())

@@ -52,14 +52,14 @@ class Body:
 
 
 def _call(app: FastAPI, method: str, path: str, body: Body,
-          headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """Run one request through ``app``; the status and the answer's body."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
         "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
         "root_path": "", "client": ("192.0.2.7", 50000), "server": ("testserver", 80),
         "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-    }  # fmt: skip
+    }
     answer: dict[str, Any] = {"status": 0, "body": b""}
 
     async def send(message: dict[str, Any]) -> None:
@@ -88,7 +88,7 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
     server = ServerSettings(body_timeout_s=0.2)
     yield Settings(state_dir=tmp_path / "state", gateway=GatewaySettings(server=server),
                    simulated_now=SIMULATED_NOW,  # the events of 2027-2028
-                   portal=PortalSettings(server=server))  # fmt: skip
+                   portal=PortalSettings(server=server))
     dispose_engines()
 
 
@@ -100,7 +100,7 @@ def gateway(settings: Settings) -> FastAPI:
 API_ROUTES = ["/v1/events", "/v1/xapi/statements",
               "/v1/experiments/fluence-cp-2027/enrollments",
               "/v1/experiments/fluence-cp-2027/withdrawals",
-              "/v1/experiments/fluence-cp-2027/assignments"]  # fmt: skip
+              "/v1/experiments/fluence-cp-2027/assignments"]
 
 
 @pytest.mark.parametrize("path", API_ROUTES)
@@ -134,7 +134,7 @@ def test_an_authenticated_endless_body_is_cut_at_the_cap(
     key = issue_token(registry_engine(settings), "edtech", "lectio")
     caps = {"/v1/events": settings.gateway.max_batch_bytes,
             "/v1/experiments/fluence-cp-2027/enrollments": settings.gateway.server.max_upload_bytes,
-            "/v1/experiments/fluence-cp-2027/withdrawals": 16 * 1024}  # fmt: skip
+            "/v1/experiments/fluence-cp-2027/withdrawals": 16 * 1024}
     for path, cap in caps.items():
         body = Body()
         status, answer = _call(gateway, "POST", path, body, {"Authorization": f"Bearer {key}"})
@@ -201,7 +201,7 @@ def test_a_registry_outage_is_a_generic_503(settings: Settings) -> None:
               {"Authorization": "Bearer pv_academie_x"}),
         _call(portal, "GET", "/api/experiences", Form(b""),
               {"Cookie": "preuve_session=s"}),
-    ]  # fmt: skip
+    ]
     for status, answer in answers[:2]:
         assert status == 503, answer
         assert b"secret_owner" not in answer and b"127.0.0.1" not in answer, answer
@@ -247,7 +247,7 @@ def test_the_services_run_uvicorn_with_their_limits(
     umask, level = os.umask(0o022), logging.getLogger().level
     try:
         env = {"PREUVE_STATE_DIR": str(tmp_path), "PREUVE_PORTAL__SERVER__MAX_CONNECTIONS": "7",
-               "PREUVE_GATEWAY__SERVER__KEEP_ALIVE_S": "3"}  # fmt: skip
+               "PREUVE_GATEWAY__SERVER__KEEP_ALIVE_S": "3"}
         for command in (["serve"], ["gateway"]):
             result = CliRunner().invoke(preuve, command, env=env)
             assert result.exit_code == 0, result.output

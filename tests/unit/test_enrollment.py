@@ -176,7 +176,7 @@ def test_a_changed_row_of_an_enrolled_class_is_refused_not_edited(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
     enroll_classes(engine, design, read_classes(HEADER + "c1,0781234T,CP,24,versailles,REP\n",
-                                                design), actor="t")  # fmt: skip
+                                                design), actor="t")
     again = enroll_classes(
         engine, design, read_classes(HEADER + "c1,0781234T,CP,25,versailles,REP\n", design),
         actor="t",
@@ -260,7 +260,7 @@ def test_each_enrollment_is_handed_to_publish_after_the_commit(
 ) -> None:
     recorder = Recorder()
     outcome = enroll_classes(engine, design, read_classes(CLASSES, design), actor="t",
-                             publish=recorder)  # fmt: skip
+                             publish=recorder)
     (batch,) = recorder.batches
     assert [(m.class_id, m.arm) for m in batch] == [(c.class_id, c.arm) for c in outcome.enrolled]
     first = batch[0]
@@ -276,7 +276,7 @@ def test_an_unreachable_broker_leaves_the_enrollment_committed_and_pending(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
     outcome = enroll_classes(engine, design, read_classes(CLASSES, design), actor="t",
-                             publish=Recorder(fail=True))  # fmt: skip
+                             publish=Recorder(fail=True))
     assert len(outcome.enrolled) == 6 and outcome.pending == 6
     assert outcome.publish_error is not None and "no Kafka broker" in outcome.publish_error
     assert _count(engine, "enrollments") == 6
@@ -292,10 +292,10 @@ def test_a_withdrawn_class_keeps_its_arm_and_is_published_as_withdrawn(
     engine: Engine, design: EnrollmentDesign
 ) -> None:
     outcome = enroll_classes(engine, design, read_classes(CLASSES, design), actor="t",
-                             publish=Recorder())  # fmt: skip
+                             publish=Recorder())
     arm = outcome.enrolled[0].arm
     done = withdraw(engine, design, "c-001", reason="teacher on leave", actor="t",
-                    academie="versailles")  # fmt: skip
+                    academie="versailles")
     assert (done.arm, done.data_policy) == (arm, "keep")
     (c1,) = [c for c in enrolled_classes(engine, design.experiment_id) if c.class_id == "c-001"]
     assert (c1.status, c1.arm) == ("withdrawn", arm)
@@ -304,7 +304,7 @@ def test_a_withdrawn_class_keeps_its_arm_and_is_published_as_withdrawn(
     with pytest.raises(EnrollmentError, match="already withdrawn"):
         withdraw(engine, design, "c-001", reason="again", actor="t")
     pupil = withdraw(engine, design, "c-002", reason="parents object", actor="t",
-                     learner_id="l-42", key=b"test-key")  # fmt: skip
+                     learner_id="l-42", key=b"test-key")
     assert pupil.data_policy == "remove"
     assert pupil.learner_id == pseudonymise(b"test-key", design.experiment_id, "l-42")
     with engine.connect() as connection:
@@ -393,7 +393,7 @@ def _enroll(*args: str) -> tuple[int, str]:
 
 def test_cli_prints_arms_refusals_and_balance_and_exits_1_on_refusals(cli_env: Path) -> None:
     code, output = _enroll("fluence-cp-2027", str(CLASSES), "--protocol", str(PROTOCOL),
-                           "--no-publish")  # fmt: skip
+                           "--no-publish")
     assert code == 1, output
     assert "c-001\t0781234T\tCP\t24\t-> " in output
     assert f"REFUSED {CLASSES}:8: level: niveau 'CE1'" in output
@@ -405,17 +405,17 @@ def test_cli_exits_0_when_every_row_is_enrolled_and_2_on_file_errors(cli_env: Pa
     good = cli_env / "good.csv"
     good.write_text(HEADER + "c1,0781234T,CP,24,versailles,REP\nc2,0781234T,CP,20,versailles,REP\n")
     code, output = _enroll("fluence-cp-2027", str(good), "--protocol", str(PROTOCOL),
-                           "--no-publish", "--academie", "versailles")  # fmt: skip
+                           "--no-publish", "--academie", "versailles")
     assert code == 0, output
     code, output = _enroll("fluence-cp-2027", str(good), "--protocol", str(PROTOCOL),
-                           "--no-publish")  # fmt: skip
+                           "--no-publish")
     assert code == 0 and "already enrolled" in output
     bad = cli_env / "bad.csv"
     bad.write_text("class_id,school_uai\nc1,0781234T\n")
     code, output = _enroll("fluence-cp-2027", str(bad), "--protocol", str(PROTOCOL))
     assert code == 2 and "missing column(s) level, pupils, academie" in output
     code, output = _enroll("fluence-cp-2027", str(cli_env / "nope.csv"), "--protocol",
-                           str(PROTOCOL))  # fmt: skip
+                           str(PROTOCOL))
     assert code == 2 and "cannot read the file" in output
     code, output = _enroll("unknown-exp", str(good))
     assert code == 2 and "not in the registry" in output
@@ -428,13 +428,13 @@ def test_cli_json_withdraw_and_pending_publication(cli_env: Path) -> None:
     good.write_text(HEADER + "c1,0781234T,CP,24,versailles,REP\n")
     # No broker is configured: the enrollment commits and the command exits 3 (pending).
     result = CliRunner().invoke(app, ["enroll", "fluence-cp-2027", str(good), "--protocol",
-                                      str(PROTOCOL), "--json"])  # fmt: skip
+                                      str(PROTOCOL), "--json"])
     assert result.exit_code == 3, result.output
     payload = json.loads(result.stdout.splitlines()[0])
     assert payload["pending"] == 1 and payload["enrolled"][0]["class_id"] == "c1"
     assert "publishing pending" in result.stderr
     code, output = _enroll("fluence-cp-2027", "--withdraw", "c1", "--reason", "moved",
-                           "--protocol", str(PROTOCOL), "--no-publish")  # fmt: skip
+                           "--protocol", str(PROTOCOL), "--no-publish")
     assert code == 3 and "arm " in output and "kept (ITT)" in output
     code, output = _enroll("fluence-cp-2027", "--republish")
     assert code == 3 and "published 0" in output
@@ -497,7 +497,7 @@ def test_the_allocation_log_replays_from_the_protocol_and_tampering_shows(
     enroll_classes(engine, design, read_classes(late, design), actor="t")  # continues blocks
     assert verify_allocations(engine, design) == []
     flip = sa.text("UPDATE enrollments SET arm = CASE arm WHEN 'lectio' THEN 'usual' "
-                   "ELSE 'lectio' END WHERE class_id = 'c-002'")  # fmt: skip
+                   "ELSE 'lectio' END WHERE class_id = 'c-002'")
     with pytest.raises(sa.exc.DatabaseError, match="cannot change"), engine.begin() as c:
         c.execute(flip)
     with engine.begin() as c:  # someone with the database's keys removes the guard
@@ -509,7 +509,7 @@ def test_the_allocation_log_replays_from_the_protocol_and_tampering_shows(
 
 def test_cli_verify(cli_env: Path) -> None:
     code, output = _enroll("fluence-cp-2027", str(CLASSES), "--protocol", str(PROTOCOL),
-                           "--no-publish")  # fmt: skip
+                           "--no-publish")
     code, output = _enroll("fluence-cp-2027", "--verify", "--protocol", str(PROTOCOL))
     assert code == 0 and "allocation log reproduces from the protocol" in output
 

@@ -37,7 +37,7 @@ CRETEIL = HEADER + "".join(f"k{i},0931111C,CP,{18 + i},creteil,REP\n" for i in r
 
 class Api:
     def __init__(self, client: TestClient, tokens: dict[str, str],
-                 published: list[EnrollmentMessage]) -> None:  # fmt: skip
+                 published: list[EnrollmentMessage]) -> None:
         self.client, self.tokens, self.published = client, tokens, published
 
     def auth(self, who: str) -> dict[str, str]:
@@ -71,7 +71,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 def _post_csv(api: Api, who: str, text: str) -> object:
     return api.client.post(f"{URL}/enrollments", content=text.encode(),
-                           headers={**api.auth(who), "Content-Type": "text/csv"})  # fmt: skip
+                           headers={**api.auth(who), "Content-Type": "text/csv"})
 
 
 def test_no_token_or_an_unknown_token_is_401(api: Api) -> None:
@@ -99,9 +99,9 @@ def test_json_rows_are_accepted_and_refusals_come_in_french_and_english(api: Api
          "academie": "versailles", "education_priority": "REP"},
         {"class_id": "v2", "school_uai": "0781234T", "level": "CM1", "pupils": 24,
          "academie": "versailles", "education_priority": "REP"},
-    ]  # fmt: skip
+    ]
     response = api.client.post(f"{URL}/enrollments", json={"classes": rows},
-                               headers=api.auth("versailles"))  # fmt: skip
+                               headers=api.auth("versailles"))
     assert response.status_code == 200, response.text
     body = response.json()
     assert [c["class_id"] for c in body["enrolled"]] == ["v1"]
@@ -117,7 +117,7 @@ def test_an_academie_cannot_enroll_another_academies_classes(api: Api) -> None:
     paris = HEADER + "p1,0751111A,CP,20,paris,REP\n"  # outside the population, still not theirs
     assert _post_csv(api, "versailles", paris).status_code == 403
     assert api.client.get(f"{URL}/enrollments", headers=api.auth("versailles")).json()[
-        "classes"] == []  # nothing enrolled  # fmt: skip
+        "classes"] == []  # nothing enrolled
 
 
 def test_an_academie_sees_only_its_own_classes(api: Api) -> None:
@@ -146,7 +146,7 @@ def test_the_edtech_sees_only_the_treatment_classes_of_its_resource(api: Api) ->
     assert withdrawn not in {c["class_id"] for c in classes}
     # Another resource's experiment: the 404 of a missing one.
     assert api.client.get(f"{URL}/enrollments",
-                          headers=api.auth("other-edtech")).status_code == 404  # fmt: skip
+                          headers=api.auth("other-edtech")).status_code == 404
     assert api.client.get(f"{URL}/enrollments", headers=api.auth("officer")).status_code == 403
 
 
@@ -159,15 +159,15 @@ def test_withdrawals_keep_the_arm_and_stay_within_the_academie(api: Api) -> None
     enrolled = _post_csv(api, "versailles", VERSAILLES).json()["enrolled"]
     v0 = next(c for c in enrolled if c["class_id"] == "v0")
     response = api.client.post(f"{URL}/withdrawals", headers=api.auth("creteil"),
-                               json={"class_id": "v0", "reason": "x"})  # fmt: skip
+                               json={"class_id": "v0", "reason": "x"})
     assert response.status_code == 404  # not one of creteil's classes (no probing)
     response = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
-                               json={"class_id": "v0", "reason": "moved school"})  # fmt: skip
+                               json={"class_id": "v0", "reason": "moved school"})
     assert response.status_code == 200
     assert (response.json()["arm"], response.json()["data_policy"]) == (v0["arm"], "keep")
     assert api.published[-1].class_id == "v0" and api.published[-1].status == "withdrawn"
     again = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
-                            json={"class_id": "v0", "reason": "again"})  # fmt: skip
+                            json={"class_id": "v0", "reason": "again"})
     assert again.status_code == 409
     pupil = api.client.post(f"{URL}/withdrawals", headers=api.auth("versailles"),
                             json={"class_id": "v1", "reason": "parents", "learner_id": "l-7"})
@@ -239,10 +239,10 @@ def learner_api(tmp_path: Path) -> Iterator[Api]:
 
 
 def _pupils(academie: str, uai: str, ids: Sequence[str], class_of: Callable[[int], str]
-            ) -> list[dict[str, object]]:  # fmt: skip
+            ) -> list[dict[str, object]]:
     return [{"learner_id": learner, "class_id": class_of(i), "school_uai": uai, "level": "CP",
              "academie": academie, "education_priority": "REP", "repeater": "non"}
-            for i, learner in enumerate(ids)]  # fmt: skip
+            for i, learner in enumerate(ids)]
 
 
 def _gar(numbers: range) -> list[str]:
@@ -254,7 +254,7 @@ def test_in_a_learner_design_an_academie_learns_nothing_of_another_academies_pup
     client, url = learner_api.client, f"{LEARNERS_URL}/enrollments"
     mine = client.post(url, headers=learner_api.auth("versailles"),
                        json={"pupils": _pupils("versailles", "0781234T", _gar(range(8)),
-                                               lambda _: "cp-v")})  # fmt: skip
+                                               lambda _: "cp-v")})
     assert mine.status_code == 200, mine.text
     # Créteil sends a Versailles pupil id in its own class, and a Versailles class id.
     theirs = client.post(url, headers=learner_api.auth("creteil"), json={"pupils": [
@@ -278,7 +278,7 @@ def test_in_a_learner_design_the_resource_learns_which_of_its_pupils_are_treated
     ids = _gar(range(20))
     enrolled = client.post(f"{LEARNERS_URL}/enrollments", headers=auth("versailles"),
                            json={"pupils": _pupils("versailles", "0781234T", ids,
-                                                   lambda i: f"cp-{i % 2}")})  # fmt: skip
+                                                   lambda i: f"cp-{i % 2}")})
     assert enrolled.status_code == 200, enrolled.text
     arms = {p["learner_id"]: p["arm"] for p in enrolled.json()["enrolled"]}
     assert set(arms) == set(ids) and set(arms.values()) == {"lectio", "usual"}

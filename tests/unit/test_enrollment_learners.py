@@ -109,7 +109,7 @@ def test_the_assignment_is_reproducible_for_a_seed_and_changes_with_it(
     reseeded = EnrollmentDesign.from_protocol(
         load_protocol(PROTOCOL).model_copy(update={"randomisation": load_protocol(PROTOCOL)
                                                    .randomisation.model_copy(update={"seed": 7})})
-    )  # fmt: skip
+    )
     other = _arms_by_id(registry_engine(Settings(state_dir=tmp_path / "c")), reseeded, text)
     dispose_engines()
     assert first == again
@@ -251,7 +251,7 @@ def test_rerunning_the_same_file_does_not_double_enroll(
     assert {t: _count(engine, t) for t in counts} == counts
     moved = HEADER + "gar-7f3a91,cp-b,0781234T,CP,versailles,REP,non\n"
     (refused,) = enroll_learners(engine, design, read_pupils(moved, design), key=KEY,
-                                 actor="t").refusals  # fmt: skip
+                                 actor="t").refusals
     assert (refused.code, refused.field) == ("learner_enrolled_differently", "class_id")
     assert refused.message_en == ("the pupil is already enrolled with 'class_id' = 'cp-a', "
                                   "not 'cp-b'; an enrollment cannot be edited")
@@ -262,7 +262,7 @@ def test_classes_route_to_the_experiment_with_a_mixed_arm_and_pupils_keep_theirs
 ) -> None:
     recorder = Recorder()
     outcome = enroll_learners(engine, design, read_pupils(PUPILS, design), key=KEY, actor="t",
-                              publish=recorder)  # fmt: skip
+                              publish=recorder)
     assert (outcome.published, outcome.pending, outcome.classes) == (3, 0, 3)
     assert {(m.class_id, m.arm, m.status) for m in recorder.messages} == {
         ("cp-a", MIXED_ARM, "enrolled"), ("cp-b", MIXED_ARM, "enrolled"),
@@ -271,7 +271,7 @@ def test_classes_route_to_the_experiment_with_a_mixed_arm_and_pupils_keep_theirs
     assert {k: c.pupils for k, c in classes.items()} == {"cp-a": 5, "cp-b": 4, "cp-c": 3}
     late = HEADER + "gar-late01,cp-c,0931111C,CP,creteil,REP+,non\n"
     enroll_learners(engine, design, read_pupils(late, design), key=KEY, actor="t",
-                    publish=recorder)  # fmt: skip
+                    publish=recorder)
     assert len(recorder.messages) == 3, "a known class is not re-published"
     assert enrolled_classes(engine, design.experiment_id)[2].pupils == 4
     arms = learner_arms(engine, design.experiment_id)
@@ -294,7 +294,7 @@ def test_events_of_a_mixed_class_are_routed_and_joined_to_each_pupil_s_arm(
     key = b"router-test-key"
     recorder = Recorder()
     outcome = enroll_learners(registry, design, read_pupils(PUPILS, design), key=key,
-                              actor="t", publish=recorder)  # fmt: skip
+                              actor="t", publish=recorder)
     lookup = {(m.class_id, m.resource_id): m for m in recorder.messages}
     records = [
         IngressRecord("preuve.events", 0, n, None, json.dumps({
@@ -304,7 +304,7 @@ def test_events_of_a_mixed_class_are_routed_and_joined_to_each_pupil_s_arm(
             "verb": "exercise_answered",
         }).encode())
         for n, p in enumerate(outcome.enrolled)
-    ]  # fmt: skip
+    ]
     router = EventRouter(settings, key, registry)
     assert router.route(records, lambda c, r: lookup.get((c, r))).stored == {
         design.experiment_id: len(records)}
@@ -315,7 +315,7 @@ def test_events_of_a_mixed_class_are_routed_and_joined_to_each_pupil_s_arm(
     assert {arm for _, arm in stored} == {MIXED_ARM}
     joined = {learner_key: arms[learner_key] for learner_key, _ in stored}
     expected = {pseudonymise(key, design.experiment_id, p.learner_id): p.arm
-                for p in outcome.enrolled}  # fmt: skip
+                for p in outcome.enrolled}
     assert joined == expected
     dispose_engines()
 
@@ -328,12 +328,12 @@ def test_a_withdrawn_pupil_keeps_its_arm(engine: Engine, design: EnrollmentDesig
     pupil = outcome.enrolled[2]
     with pytest.raises(EnrollmentError, match="not enrolled in class cp-b"):
         withdraw_learner(engine, design, KEY, pupil.learner_id, reason="x", actor="t",
-                         class_id="cp-b")  # fmt: skip
+                         class_id="cp-b")
     with pytest.raises(EnrollmentError, match="not enrolled"):
         withdraw_learner(engine, design, KEY, pupil.learner_id, reason="x", actor="t",
-                         academie="creteil")  # fmt: skip
+                         academie="creteil")
     done = withdraw_learner(engine, design, KEY, pupil.learner_id, reason="moved away",
-                            actor="t", class_id="cp-a")  # fmt: skip
+                            actor="t", class_id="cp-a")
     assert (done.arm, done.data_policy, done.class_id) == (pupil.arm, "remove", "cp-a")
     with pytest.raises(EnrollmentError, match="already withdrawn"):
         withdraw_learner(engine, design, KEY, pupil.learner_id, reason="x", actor="t")
@@ -341,7 +341,7 @@ def test_a_withdrawn_pupil_keeps_its_arm(engine: Engine, design: EnrollmentDesig
         withdraw(engine, design, "cp-a", reason="x", actor="t",
                  learner_id=f" {pupil.learner_id} ", key=KEY)
     (row,) = [p for p in enrolled_learners(engine, design.experiment_id)
-              if p.learner_key == pupil.learner_key]  # fmt: skip
+              if p.learner_key == pupil.learner_key]
     assert (row.status, row.arm) == ("withdrawn", pupil.arm)
     assert enrollment_balance(engine, design).counts[0].units + enrollment_balance(
         engine, design).counts[1].units == 12, "withdrawn pupils stay in the balance (ITT)"
@@ -380,7 +380,7 @@ def test_tampering_with_a_pupil_s_arm_shows_in_verify(
     with engine.begin() as c:  # someone with the database's keys removes the guard
         c.execute(sa.text("DROP TRIGGER learner_enrollments_arm_fixed"))
         c.execute(sa.text("UPDATE learner_enrollments SET arm = CASE arm WHEN 'lectio' THEN "
-                          "'usual' ELSE 'lectio' END WHERE id = 1"))  # fmt: skip
+                          "'usual' ELSE 'lectio' END WHERE id = 1"))
     (problem,) = verify_learner_allocations(engine, design)
     assert problem.startswith("pupil:1 of class cp-a: arm ")
 
@@ -404,14 +404,14 @@ def _enroll(*args: str) -> tuple[int, str]:
 
 def test_cli_enrolls_a_pupils_file_and_prints_each_pupil_s_arm_by_its_id(cli_env: Path) -> None:
     code, output = _enroll("lectio-eleves-2027", str(PUPILS), "--protocol", str(PROTOCOL),
-                           "--no-publish")  # fmt: skip
+                           "--no-publish")
     assert code == 0, output
     assert "gar-7f3a91\tcp-a\t0781234T\tCP\t-> " in output
     assert "12 pupils enrolled (élèves inscrits)" in output and "3 new classes" in output
     assert "Balance (unit: learner)" in output
     assert "ignored columns (not stored): remarque" in output
     result = CliRunner().invoke(app, ["enroll", "lectio-eleves-2027", str(PUPILS), "--protocol",
-                                      str(PROTOCOL), "--no-publish", "--json"])  # fmt: skip
+                                      str(PROTOCOL), "--no-publish", "--json"])
     payload = json.loads(result.stdout.splitlines()[0])
     assert result.exit_code == 0 and payload["unit"] == "learner" and not payload["enrolled"]
     assert {p["learner_id"] for p in payload["already"]} >= {"gar-7f3a91", "gar-5f8c27"}
@@ -429,9 +429,9 @@ def test_cli_enrolls_a_pupils_file_and_prints_each_pupil_s_arm_by_its_id(cli_env
 def test_cli_refuses_rows_and_files_of_the_wrong_kind(cli_env: Path) -> None:
     bad = cli_env / "eleves.csv"
     bad.write_text(HEADER + "gar-01,cp-a,0781234T,CP,versailles,REP,non\n"
-                   "a.b@ecole.fr,cp-a,0781234T,CP,versailles,REP,non\n")  # fmt: skip
+                   "a.b@ecole.fr,cp-a,0781234T,CP,versailles,REP,non\n")
     code, output = _enroll("lectio-eleves-2027", str(bad), "--protocol", str(PROTOCOL),
-                           "--no-publish")  # fmt: skip
+                           "--no-publish")
     assert code == 1, output
     assert f"REFUSED {bad}:3: learner_id: the learner id looks like an e-mail" in output
     assert "a.b@ecole.fr" not in output
@@ -472,7 +472,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
     url = "/v1/experiments/lectio-eleves-2027"
     rows = [{"learner_id": f"gar-api{i:02d}", "class_id": "cp-a", "school_uai": "0781234T",
              "level": "CP", "academie": "versailles", "education_priority": "REP",
-             "repeater": "non"} for i in range(6)]  # fmt: skip
+             "repeater": "non"} for i in range(6)]
     with TestClient(app) as client:
         response = client.post(f"{url}/enrollments", json={"pupils": rows}, headers=versailles)
         assert response.status_code == 200, response.text
@@ -482,7 +482,7 @@ def test_api_enrolls_pupils_answers_their_arms_and_withdraws_one_by_its_id(
         assert [p["learner_id"] for p in body["enrolled"]] == [r["learner_id"] for r in rows]
         seen = client.get(f"{url}/enrollments", headers=edtech).json()
         assert seen["classes"] == [{"class_id": "cp-a", "school_uai": "0781234T",
-                                    "arm": MIXED_ARM}]  # fmt: skip
+                                    "arm": MIXED_ARM}]
         response = client.post(f"{url}/withdrawals", headers=versailles, json={
             "class_id": "cp-a", "learner_id": "gar-api03", "reason": "parents object"})
         assert response.status_code == 200, response.text
@@ -505,7 +505,7 @@ def test_a_failure_before_the_commit_enrolls_no_pupil_and_no_class(
 
     with pytest.raises(RuntimeError, match="killed"):
         enroll_learners(engine, design, read_pupils(PUPILS, design), key=KEY, actor="t",
-                        before_commit=crash)  # fmt: skip
+                        before_commit=crash)
     assert {t: _count(engine, t) for t in ("learner_enrollments", "allocation_log",
                                            "enrollments")} == dict.fromkeys(
         ("learner_enrollments", "allocation_log", "enrollments"), 0)

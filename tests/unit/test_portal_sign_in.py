@@ -38,7 +38,7 @@ def _sign_in(app: FastAPI, address: str, token: str) -> httpx.Response:
             return await client.post(
                 "/connexion", content=urlencode({"csrf": "c", "token": token}).encode(),
                 headers={"Content-Type": "application/x-www-form-urlencoded",
-                         "Cookie": "preuve_login_csrf=c"})  # fmt: skip
+                         "Cookie": "preuve_login_csrf=c"})
 
     return anyio.run(post)
 

@@ -78,7 +78,7 @@ CASES: dict[str, list[tuple[int, int, str, str]]] = {
             "analysis", "schedule", "retention",
         )
     ],
-}  # fmt: skip
+}
 
 
 def _prefix(path: Path, line: int, col: int, field: str) -> str:
@@ -226,7 +226,7 @@ MEANING = [
      "schedule[2].every", "the final analysis happens once"),
     ([("analysis:\n", "  - {id: vocabulaire, primary: true}\nanalysis:\n")],
      "outcomes[1].primary", "exactly one primary outcome allowed"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(

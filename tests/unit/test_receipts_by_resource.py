@@ -56,7 +56,7 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 def _post(app: Any, key: str, event: dict[str, object]) -> httpx.Response:
     async def post() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway") as client:  # fmt: skip
+                                     base_url="http://gateway") as client:
             return await client.post("/v1/events", json=event, headers={"X-API-Key": key})
 
     return anyio.run(post)
@@ -69,7 +69,7 @@ def test_two_resources_may_use_one_event_id(settings: Settings) -> None:
     app = create_app(settings, producer=producer, engine=engine)
     first = valid_event(random.Random(7), "c1", resource_id="lectio")
     squat = {**valid_event(random.Random(8), "c2", resource_id="calculo"),
-             "event_id": first["event_id"]}  # fmt: skip
+             "event_id": first["event_id"]}
     assert _post(app, other, squat).status_code == 202
     answer = _post(app, lectio, first)
     assert answer.status_code == 202, answer.text
@@ -90,7 +90,7 @@ def test_the_migration_keeps_the_receipts_of_the_previous_layout(settings: Setti
         command.upgrade(config, "gateway_0001")
         connection.execute(sa.text(
             "INSERT INTO gateway_receipts VALUES ('e1', 'd', 'lectio', 'confirmed', "
-            "'2028-01-01 00:00:00')"))  # fmt: skip
+            "'2028-01-01 00:00:00')"))
         command.upgrade(config, "heads")
     inspector = sa.inspect(engine)
     assert inspector.get_pk_constraint("gateway_receipts")["constrained_columns"] == [

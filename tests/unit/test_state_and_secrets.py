@@ -41,7 +41,7 @@ def test_processes_starting_at_once_agree_on_one_whole_key(tmp_path: Path) -> No
     context = multiprocessing.get_context("fork")
     start, out = context.Event(), context.Queue()
     processes = [context.Process(target=_load, args=(str(tmp_path), start, out))
-                 for _ in range(8)]  # fmt: skip
+                 for _ in range(8)]
     for process in processes:
         process.start()
     start.set()

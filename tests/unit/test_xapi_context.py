@@ -61,7 +61,7 @@ def _placed(statement: dict[str, Any], mapping: ContextMapping) -> tuple[str, st
         ("https://lms.example/{}.html", "https://lms.example/cm2.html", None),  # '.' is one
         ("https://lms.example/c/{}", "https://lms.example/c/", None),  # an empty id
     ],
-)  # fmt: skip
+)
 def test_patterns_take_the_id_where_the_braces_are(
     pattern: str, iri: str, taken: str | None
 ) -> None:

@@ -231,7 +231,7 @@ VERB_FAMILIES = [
      "resource_opened"),
     ("EDLM login (Moodle)", "moodle", "core--user_loggedin--existing_user_loggedin.json", 0,
      "session_started"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def upgrade() -> None:
     rows = bind.execute(
         sa.select(_withdrawals.c.id, _withdrawals.c.experiment_id, _withdrawals.c.learner_id)
         .where(_withdrawals.c.learner_id.is_not(None))
-    ).all()  # fmt: skip
+    ).all()
     raw = [row for row in rows if not _PSEUDONYM.match(row.learner_id)]
     if not raw:
         return
@@ -80,7 +80,7 @@ def upgrade() -> None:
         .values(learner_id=sa.bindparam("key")),
         [{"row_id": row.id,
           "key": pseudonymise(key, row.experiment_id, row.learner_id.strip())} for row in raw],
-    )  # fmt: skip
+    )
     logger.info("withdrawals: re-keyed %d raw pupil ids to their per-experiment pseudonym",
                 len(raw))
 
