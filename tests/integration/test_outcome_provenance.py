@@ -45,12 +45,13 @@ from tests.conftest import SettingsFactory
 from tests.support.gateway_client import AppClient
 from tests.support.postgres import wait_until
 from tests.support.trial import EXPERIMENT, HEADER, PROTOCOL
+from tests.support.uai import uai
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOLERANCE = 1e-9  # same data, same estimator: only the order of floating-point sums differs
-CLASSES = {f"cls-{s}{k}": f"078123{s}A" for s in range(6) for k in "ab"}  # 6 schools × 2
+CLASSES = {f"cls-{s}{k}": uai(f"078123{s}") for s in range(6) for k in "ab"}  # 6 schools × 2
 PUPILS = 15
 MISSING_ENDLINE = range(12, 15)  # pupils the official file has no endline for
 
