@@ -72,5 +72,7 @@ def test_the_view_reads_the_whole_topic_keeps_two_resources_and_honours_tombston
     assert ignored == 2
     ignored_lines = [r.getMessage() for r in caplog.records
                      if "the registry does not hold" in r.getMessage()]
-    assert len(ignored_lines) == 2 and "cls-forged" in ignored_lines[0], ignored_lines
+    # the two records sit on partitions of their own keys: either may be read first
+    assert len(ignored_lines) == 2 and any("cls-forged" in line for line in ignored_lines), \
+        ignored_lines
     assert late is not None, "an enrollment published after start must be followed"

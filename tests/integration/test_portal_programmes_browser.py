@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def portal_url(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    settings = Settings(state_dir=tmp_path / "state", pseudonym_key="programmes-browser")
+    settings = Settings(state_dir=tmp_path / "state", pseudonym_key="programmes-browser" * 2)
     world = build_programmes(settings, tmp_path / "trials")
     tokens = {"officer": issue_token(world.registry, "officer", "*", "bdt"),
               "creteil": issue_token(world.registry, "academie", "creteil")}

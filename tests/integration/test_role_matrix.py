@@ -618,6 +618,8 @@ CLI_ACCESS: dict[str, Command] = {
     "erase": Command("registry", "retention.erase_class"),
     "export": Command("registry", "data.export"),
     "programme export": Command("registry"),
+    "runs list": Command("registry"),
+    "runs reproduce": Command("registry"),
 }
 
 
@@ -671,6 +673,8 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "outcomes import": ["outcomes", "import", CLI_EXPERIMENT, str(files["outcomes"])],
         "export": ["export", CLI_EXPERIMENT, "--out", str(files["export"]), "--format", "csv"],
         "programme export": ["programme", "export", "autre", "--out", str(files["export"])],
+        "runs list": ["runs", "list", CLI_EXPERIMENT],
+        "runs reproduce": ["runs", "reproduce", "no-such-run", "--experiment", CLI_EXPERIMENT],
         "erase": ["erase", CLI_EXPERIMENT, "--class", "cli-3", "--reason", "demande RGPD"],
         "purge": ["purge", CLI_EXPERIMENT, "--force", "--reason", "fin de l'étude"],
     }
@@ -697,6 +701,9 @@ def test_registry_commands_are_audited_when_the_administrator_runs_them(
             args = [*args[:-1], next(li.split("\t")[0] for li in listed if "\tcli-lab\t" in li)]
         before = datetime.now(UTC)
         result = _cli(settings, *args)
+        if command == "runs reproduce":  # the CLI's experiment has no recorded run: it says so
+            assert result.exit_code == 1 and "no recorded run" in result.output, result.output
+            continue
         assert result.exit_code == 0, f"{command}: {result.output}"
         action = CLI_ACCESS[command].audit
         entries = matrix.audit(before) if action is not None else []
