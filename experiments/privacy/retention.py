@@ -160,7 +160,8 @@ class Erasure:
 def _sqlite_store_files(settings: Settings, experiment_id: str) -> list[Path]:
     base = settings.state_dir / "stores" / f"{experiment_id}.sqlite"
     return [base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm"),
-            base.with_name(base.name + "-journal")]
+            base.with_name(base.name + "-journal"),
+            base.with_name(base.name + ".migrate-lock")]  # experiments.database
 
 
 def store_exists(settings: Settings, experiment_id: str) -> bool:
