@@ -81,6 +81,7 @@ from experiments.portal.views import (
 )
 from experiments.refusals import Problem, install_refusals, refusal_response
 from experiments.runs.records import list_runs
+from experiments.runs.sufficiency import recorded_checks
 from experiments.settings import Settings
 
 __all__ = ["SESSION_COOKIE", "create_portal", "describe_verdict"]
@@ -476,8 +477,10 @@ def experiment_page(request: Request, portal: _State, experiment_id: str) -> Res
     verdict = summary.verdict
     brief = None if verdict.results is None else report_summary(
         verdict.results, protocol=verdict.protocol, lang=language_of(request))
+    checks = (recorded_checks(portal.registry, experiment_id, since=portal.clock())
+              if session.principal.role in ("researcher", "admin") else [])
     return portal.render(request, "experience.html", experiment=summary, runs=runs,
-                         brief=brief)
+                         brief=brief, checks=checks)
 
 
 def _stored_file(request: Request, portal: _Portal, experiment_id: str, run_id: str,
