@@ -22,7 +22,7 @@ def export(
     lang: Annotated[str, typer.Option(
         "--lang", help="Language of the document: fr (default) or en.")] = "fr",
 ) -> None:
-    """The committee document of a programme (HTML, in French or English): portfolio, syntheses, costs against
+    """The committee document of a programme (HTML): portfolio, syntheses, costs against
     effects, decisions, with the date of its data; from the registry (aggregates only)."""
     from analysis.options import LANGUAGES
     from experiments.database import registry_engine

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from analysis.options import MIN_CELL_PUPILS, Language
 from analysis.report.figures import svg_of
@@ -214,8 +215,10 @@ def render_committee(view: ProgrammeView, *, generated_at: datetime) -> str:
     template = _environment().get_template("comite.html.j2")
     lang = view.lang
 
-    def m(key: str, **values: object) -> str:
-        return words(lang, key, **values)
+    def m(key: str, **values: object) -> Markup:
+        # Our words are markup (``<strong>``); the values filled in are escaped.
+        text = PORTFOLIO_TEXT[lang].get(key) or PORTFOLIO_TEXT["fr"][key]
+        return Markup(text).format(**values) if values else Markup(text)
 
     return template.render(view=view, m=m, lang=lang, words=PORTFOLIO_TEXT[lang],
                            generated_at=generated_at.replace(microsecond=0),

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Final
 
-from analysis.options import MIN_CELL_PUPILS
-from analysis.options import Language
+from analysis.options import MIN_CELL_PUPILS, Language
 from experiments.portfolio.text import words
 from experiments.protocol.calendar import academie_of_departement
 from experiments.protocol.vocabulary import ACADEMIES

@@ -107,11 +107,11 @@ def test_each_row_says_what_the_experiment_report_says(
         assert g in report, f"{experiment}: the report does not show g = {g}"
         assert row[7] == g, (experiment, row)
         assert row[8] == format_number(primary["months_progress"], "fr", signed=True)
-        assert row[9] == f"{rate_evidence(results).padlocks}/5"
+        assert row[10] == f"{rate_evidence(results).padlocks}/5"
         assert row[6] == format_number(sum(primary["n_learners"].values()), "fr")
         assert row[5] == format_number(sum(primary["n_units"].values()), "fr")
         (treated,) = [a for a in results["usage"]["arms"] if a["arm"] == "lectio"]  # type: ignore[index]
-        assert row[10] == (f"lectio : {format_number(treated['mean_active_minutes'], 'fr', 0)} "
+        assert row[11] == (f"lectio : {format_number(treated['mean_active_minutes'], 'fr', 0)} "
                            f"min, {format_number(100 * treated['share_compliant'], 'fr', 0)} "
                            "% assidus"), row
 
