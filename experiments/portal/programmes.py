@@ -1,16 +1,26 @@
 """The portal's programme pages (issue 22): the portfolio by programme and territory, the
-evidence syntheses with their forest plots, the map of France by académie and its table.
+evidence syntheses with their forest plots, the maps of France by académie and by
+département (``?carte=academies|departements``, two links: the portal serves no script)
+with their tables; and the same as JSON for programs and scripts (``/api/programmes``,
+``/api/programmes/{programme}``: :mod:`experiments.portfolio.aggregates`). French first,
+English with the portal's language switch (``?lang=en``, then its cookie).
 
-Who sees what (the role matrix, ``tests/unit/test_portal_programmes.py``):
+Filters (page and API alike): ``academie``, ``departement``, ``etat`` (state), ``type``
+(a protocol tag); the page's programme selector (``autre``) goes to another programme.
+
+Who sees what (the role matrix, ``tests/integration/test_role_matrix.py``; in process,
+``tests/unit/test_portal_programmes.py``):
 
 * officers, researchers and administrators: the programme's experiments they may read
   (officers: all; a researcher: the experiments of their scope), aggregates only;
 * académies: the experiments of their own territory only;
-* EdTech companies: nothing (403).
+* EdTech companies: nothing (403); no session: the pages redirect to the sign-in form,
+  the API answers 401.
 
 Mounted by :func:`experiments.portal.app.create_portal` with one line
 (``add_programme_routes(app, portal)``); the routes use the portal's sign-in
-(``portal.require``) and page rendering (``portal.render``) only.
+(``portal.require``), language (``portal.language``) and page rendering (``portal.render``)
+only.
 """
 
 from __future__ import annotations
