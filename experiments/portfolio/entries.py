@@ -98,6 +98,8 @@ class PortfolioEntry:
     programme: str
     academies: tuple[str, ...]
     departements: tuple[str, ...]
+    """The protocol's ``territories.departements``; when it names none, the départements
+    of the enrolled classes' schools (UAI prefixes); empty when neither is known."""
     tags: tuple[str, ...]
     resource_id: str
     resource: str
