@@ -141,7 +141,8 @@ def programme_view(entries: Sequence[PortfolioEntry], programme: str,
 
     rows = [{
         "id": e.id, "title": e.title, "state": words(lang, f"state.{e.state}"),
-        "resource": e.resource, "academies": ", ".join(e.academies),
+        "resource": e.resource,
+        "academies": ", ".join(ACADEMIE_NAMES.get(a, a) for a in e.academies),
         "tags": ", ".join(e.tags), "classes": _number(e.classes, lang),
         "pupils": _pupils(e.pupils, lang),
         "g": "—" if e.effect is None else _number(e.effect.get("hedges_g"), lang, signed=True),

@@ -161,8 +161,9 @@ def _label(name: str, count: int, pupils: int | None, present: bool, lang: Langu
         extra = words(lang, "tile_small", n=MIN_CELL_PUPILS)
     else:
         extra = words(lang, "tile_pupils", n=pupils)
+    plural = count > 1 if lang == "fr" else count != 1  # « 0 expérimentation », "0 experiments"
     return words(lang, "tile_experiments", name=name, count=count,
-                 s=words(lang, "plural") if count > 1 else "") + extra
+                 s=words(lang, "plural") if plural else "") + extra
 
 
 def territory_map_svg(rows: Sequence[TerritoryRow], *, title: str, description: str,

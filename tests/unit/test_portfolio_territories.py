@@ -42,6 +42,7 @@ def test_small_counts_are_suppressed_on_the_map() -> None:
     rows = departement_rows([(["75"], 6), (["93"], None)])
     svg = departement_map_svg(rows, title="t", description="d", lang="en")
     assert "Paris (75): 1 experiment, fewer than 10 pupils" in svg
+    assert "Nord (59): 0 experiments" in svg
     assert "Seine-Saint-Denis (93): 1 experiment, counts suppressed" in svg
     assert ">6<" not in svg
 
