@@ -281,6 +281,10 @@ class _Portal:
 
     # pages
 
+    def language(self, request: Request) -> Language:
+        """The caller's language (:func:`language_of`), for routes mounted from elsewhere."""
+        return language_of(request)
+
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> HTMLResponse:
         language = language_of(request)
@@ -578,7 +582,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     >>> import pathlib, tempfile
     >>> app = create_portal(fresh_settings())
     >>> sorted(app.openapi()["paths"])
-    ['/api/experiences', '/api/usages/{experiment_id}']
+    ['/api/experiences', '/api/programmes', '/api/programmes/{programme}', \
+'/api/usages/{experiment_id}']
     """
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))

@@ -387,6 +387,13 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/programmes/{programme}"): Row(
         codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
         _get("portal", "/programmes/TNE")),
+    # Their JSON API: aggregates only, narrowed the same way (académies: their territory).
+    ("GET", "/api/programmes"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes")),
+    ("GET", "/api/programmes/{programme}"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes/TNE")),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
