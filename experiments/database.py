@@ -214,7 +214,9 @@ def check_current(engine: Engine, location: str, what: str) -> None:
 def migrate_all(settings: Settings) -> list[str]:
     """Migrate the registry and the store of every registered experiment (``preuve db
     migrate``); returns the experiment ids whose stores were migrated."""
-    dispose_engines()  # migrate for real, even if this process checked them before
+    where = settings.database_dsn() or str(settings.state_dir)
+    with _engines_lock:  # upgrade and grant again, even what this process did before
+        _migrated.difference_update({k for k in _migrated if k[0] == where})
     registry = registry_engine(settings, migrate=True)
     with registry.connect() as connection:
         ids = sorted(connection.execute(text("SELECT id FROM experiments")).scalars())

@@ -10,6 +10,7 @@ write, any DDL, and any migration it would attempt.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,13 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from experiments.database import REGISTRY_SCHEMA, migrate_all, registry_engine, store_schema
+from experiments.database import (
+    REGISTRY_SCHEMA,
+    dispose_engines,
+    migrate_all,
+    registry_engine,
+    store_schema,
+)
 from experiments.database_roles import OWNER, create_roles_sql
 from experiments.errors import StoreError
 from experiments.portal.app import create_portal
@@ -126,3 +133,45 @@ def test_portal_does_not_migrate_and_says_to_run_db_migrate(
     gateway = _with_role(make_settings(), postgres_url, "preuve_gateway", database_migrate=False)
     with pytest.raises(StoreError, match="preuve db migrate"):
         registry_engine(gateway)
+
+
+def test_db_roles_applies_the_roles_with_their_password_files_then_db_migrate_grants(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The commands compose runs: `preuve db roles --apply --passwords DIR` as the
+    superuser, then `preuve db migrate` as the owner."""
+    from typer.testing import CliRunner
+
+    from experiments.cli.app import app as preuve
+
+    passwords = tmp_path / "secrets"
+    passwords.mkdir()
+    for name in (OWNER, "preuve_portal"):
+        (passwords / f"{name}.password").write_text(f"pw-of-{name}\n")
+        (passwords / f"{name}.password").chmod(0o600)
+    env = {"PREUVE_STATE_DIR": str(tmp_path / "state"), "PREUVE_DATABASE_URL": postgres_url}
+    printed = CliRunner().invoke(preuve, ["db", "roles"], env=env)
+    assert printed.exit_code == 0 and "CREATE ROLE \"preuve_portal\" LOGIN" in printed.output
+    applied = CliRunner().invoke(preuve, ["db", "roles", "--apply", "--passwords",
+                                          str(passwords)], env=env)
+    assert applied.exit_code == 0, applied.output
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            with_password = set(connection.execute(sa.text(
+                "SELECT rolname FROM pg_authid WHERE rolname LIKE 'preuve\\_%' "
+                "AND rolpassword IS NOT NULL")).scalars())
+    finally:
+        engine.dispose()
+    assert {OWNER, "preuve_portal"} <= with_password
+    dispose_engines()
+    migrated = CliRunner().invoke(preuve, ["db", "migrate"],
+                                  env={**env, "PREUVE_DATABASE_URL": _as(postgres_url, OWNER)})
+    assert migrated.exit_code == 0, migrated.output
+    portal = sa.create_engine(_as(postgres_url, "preuve_portal"))
+    try:
+        with portal.connect() as connection:
+            assert connection.execute(sa.text(
+                f'SELECT count(*) FROM "{REGISTRY_SCHEMA}".experiments')).scalar_one() == 0
+        _refused(portal, f'DELETE FROM "{REGISTRY_SCHEMA}".experiments')
+    finally:
+        portal.dispose()
