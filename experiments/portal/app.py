@@ -579,12 +579,17 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     Examples
     --------
-    >>> import pathlib, tempfile
-    >>> app = create_portal(fresh_settings())
+    >>> from experiments.database import migrate_all
+    >>> settings = fresh_settings()
+    >>> _ = migrate_all(settings)  # `preuve db migrate`: the portal itself never migrates
+    >>> app = create_portal(settings)
     >>> sorted(app.openapi()["paths"])
     ['/api/experiences', '/api/programmes', '/api/programmes/{programme}', \
 '/api/usages/{experiment_id}']
     """
+    # The portal reads with a read-only database role: it never migrates (no DDL), it
+    # checks that the schemas are current (`preuve db migrate` is the explicit step).
+    settings = settings.model_copy(update={"database_migrate": False})
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="Preuve portal", docs_url=None, redoc_url=None, openapi_url=None)

@@ -573,13 +573,14 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
         already imported with another score and no ``correct``; ``correct`` without a
         valid reason (the message names the file, line and field). Nothing is stored.
     """
-    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+    from ingest.pseudonym import check_pseudonym_key, load_pseudonym_key, pseudonymise
 
     if correct:
         problem = _correction_reason_problem(reason)
         if problem is not None:
             raise StoreError(f"{path}: {problem}", path=str(path), field="reason")
     key = load_pseudonym_key(settings)
+    check_pseudonym_key(registry, protocol.id, key)
     classes = {c.class_id: c for c in enrolled_classes(registry, protocol.id)}
     measures = {o.id for o in protocol.outcomes} | {
         o.baseline for o in protocol.outcomes if o.baseline}

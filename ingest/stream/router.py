@@ -30,7 +30,7 @@ from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
 from ingest.gates import before_first_period, in_the_future, other_school
 from ingest.kafka.topics import resource_of_topic
-from ingest.pseudonym import pseudonymise
+from ingest.pseudonym import check_pseudonym_key, pseudonymise
 from ingest.stream.parking import ParkedEvent, park
 
 __all__ = [
@@ -138,6 +138,7 @@ class EventRouter:
         self._rules: dict[str, UsageRule] = {}
         self._topic_resources: dict[str, str | None] = {}
         self._first_days: dict[str, date | None] = {}
+        self._keyed: set[str] = set()  # experiments whose recorded key id is this key's
         if settings.simulated_now is not None:
             logger.warning("simulated clock: events are dated against %s, not the system "
                            "clock (settings.simulated_now; never in production)",
@@ -281,6 +282,11 @@ class EventRouter:
     def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage,
                 authority: str | None = None) -> StoredEvent:
         rule = self.usage_rule(enrollment.experiment_id)
+        if enrollment.experiment_id not in self._keyed:
+            # Another key than the experiment's would store another pupil: refuse (the
+            # worker stops with the reason) rather than mix two keys' pseudonyms.
+            check_pseudonym_key(self.registry, enrollment.experiment_id, self.pseudonym_key)
+            self._keyed.add(enrollment.experiment_id)
         return StoredEvent(
             event_id=event_id,
             occurred_at=event.occurred_at.astimezone(UTC),

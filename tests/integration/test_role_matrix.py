@@ -587,7 +587,9 @@ class Command:
     control: SCRAM users and ACLs, ``tests/integration/test_kafka_acls.py``); ``service``: a
     long-running service whose HTTP routes are the matrix above; ``sandbox``: a whole
     simulated experiment in a registry and broker of its own (``state_dir/demo/RUN``,
-    ``tests/integration/test_demo.py``); ``registry``: opens the
+    ``tests/integration/test_demo.py``); ``database``: schemas and roles, with the
+    database owner's or a superuser's credentials (``preuve db``, no registry row
+    written; ``tests/integration/test_database_roles.py``); ``registry``: opens the
     registry with the deployment's credentials (administrator), ``audit`` naming the
     entry each write leaves.
     """
@@ -628,6 +630,8 @@ CLI_ACCESS: dict[str, Command] = {
     "programme export": Command("registry"),
     "runs list": Command("registry"),
     "runs reproduce": Command("registry"),
+    "db migrate": Command("database"),
+    "db roles": Command("database"),
 }
 
 
