@@ -713,7 +713,8 @@ _VALIDATE_ONLY = (
     "first day) is not checked here: the dead letters say it "
     "(`GET /v1/resources/{resource_id}/deadletters`)."
 )
-_VALIDATE_REFUSALS: dict[int | str, dict[str, Any]] = {k: v for k, v in _REFUSALS.items() if k in (400, 401, 403, 413)}
+_VALIDATE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    k: v for k, v in _REFUSALS.items() if k in (400, 401, 403, 413)}
 
 
 async def _validate(request: Request, gateway: _Gateway, principal: Principal,
