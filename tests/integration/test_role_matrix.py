@@ -531,7 +531,7 @@ def test_route_answers_each_caller_as_declared(
         assert "Traceback" not in text
     if row.write is not None:
         actors = [e.actor for e in matrix.audit(before, row.write)]
-        if answer.status_code < 400:
+        if answer.status_code < 400 and answer.status_code != 302:  # 302: to the sign-in form
             assert actors, f"{method} {path} by {caller}: no {row.write!r} audit entry"
             assert all(a.startswith(("academie:", "admin:", "researcher:", "officer:",
                                      "edtech:", "assessor:")) for a in actors), actors
