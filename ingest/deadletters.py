@@ -130,15 +130,15 @@ def split_reason(reason: str, code: str, field: str | None) -> tuple[str, str]:
     --------
     >>> split_reason("school_uai X is not ... / l'école X n'est pas ...", "other_school", None)
     ('school_uai X is not ...', "l'école X n'est pas ...")
-    >>> split_reason("field required", "contract", "verb")[1]
-    "L'événement ne respecte pas le contrat v1 (champ indiqué). Champ « verb » : field required"
+    >>> split_reason("field required", "contract", "verb")[1].split(". ", 1)[1]
+    'Champ « verb ». Détail (en anglais) : field required'
     """
     if " / " in reason and code != "contract":
         english, french = reason.split(" / ", 1)
         return english, french
     french = REASON_CODES.get(code, REASON_CODES["contract"])
-    where = f" Champ « {field} » :" if field else ""
-    return reason, f"{french}{where} {reason}"
+    where = f" Champ « {field} »." if field else ""
+    return reason, f"{french}{where} Détail (en anglais) : {reason}"
 
 
 def _scrub(value: Any) -> Any:
