@@ -710,7 +710,8 @@ _VALIDATE_ONLY = (
     "contract, the clock, the key's resource) and the answer gives a verdict per item; "
     "nothing is stored, no receipt is kept and nothing is written to Kafka. What only "
     "the stream worker knows (whether the class is enrolled, its school, the experiment's "
-    "first day) is not checked here: the dead letters say it "
+    "first day) is not checked here, on purpose: a verdict on enrollment would tell a key "
+    "which classes take part, control classes included. The dead letters say it "
     "(`GET /v1/resources/{resource_id}/deadletters`)."
 )
 _VALIDATE_REFUSALS: dict[int | str, dict[str, Any]] = {
