@@ -13,10 +13,10 @@ What a row keeps, and what it never keeps:
   (:data:`REASON_CODES`), the reason in English and in French, the field it names, the
   event id, the time of receipt, and where the record sits in the ingress topic (the
   row's key: recording the same record twice keeps one row);
-- an **example payload**: the JSON object with ``learner_id`` replaced by
-  :data:`REMOVED` (raw learner ids never enter a database: :mod:`ingest.stream.parking`),
-  every other string that looks like a direct identifier (an e-mail address, a phone
-  number: :func:`ingest.contract.identifying_text`) replaced too, and cut to
+- an **example payload**: the JSON object with ``learner_id`` and every field outside
+  contract v1 replaced by :data:`REMOVED` (raw learner ids never enter a database:
+  :mod:`ingest.stream.parking`), and every string that could name someone replaced too
+  (white space, an e-mail address, a phone number: :func:`plain`), cut to
   :data:`PAYLOAD_LIMIT` characters. A record that is not a JSON object keeps no payload
   at all (its bytes could be anything, a learner's name included).
 
@@ -50,6 +50,7 @@ __all__ = [
     "forget_old_dead_letters",
     "reason_counts",
     "record_dead_letters",
+    "plain",
     "safe_payload",
     "split_reason",
 ]
@@ -141,12 +142,33 @@ def split_reason(reason: str, code: str, field: str | None) -> tuple[str, str]:
     return reason, f"{french}{where} Détail (en anglais) : {reason}"
 
 
-def _scrub(value: Any) -> Any:
-    """``value`` with identifying strings replaced (:func:`ingest.contract.identifying_text`)."""
+#: Fields of contract v1 whose values a kept payload may show (when plain, below).
+_CONTRACT_FIELDS = frozenset({
+    "event_id", "occurred_at", "resource_id", "class_id", "school_uai", "verb", "object_id",
+    "duration_s", "score", "success", "extensions",
+})
+
+
+def plain(value: str) -> bool:
+    """Whether a string may be kept: no white space (a name is "Camille Martin"), no
+    e-mail address or phone number (:func:`ingest.contract.identifying_text`), at most
+    128 characters.
+
+    Examples
+    --------
+    >>> plain("cp-01a"), plain("Camille Martin"), plain("camille.martin@example.fr")
+    (True, False, False)
+    """
     from ingest.contract import identifying_text
 
+    return (len(value) <= 128 and not any(c.isspace() for c in value)
+            and identifying_text(value) is None)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every string that is not :func:`plain` replaced."""
     if isinstance(value, str):
-        return REMOVED if identifying_text(value) is not None else value
+        return value if plain(value) else REMOVED
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -157,12 +179,16 @@ def _scrub(value: Any) -> Any:
 def safe_payload(value: bytes) -> tuple[str | None, dict[str, Any] | None]:
     """(the payload to keep, the decoded object) of a record's bytes.
 
+    Only the fields of contract v1 keep their values, and only plain ones (:func:`plain`):
+    ``learner_id`` and any other field (``name``, an xAPI ``actor``) are replaced by
+    :data:`REMOVED`, their names kept so that the sender sees what it sent.
+
     Examples
     --------
-    >>> kept, _ = safe_payload(b'{"learner_id": "eleve-42", "verb": "x", "a": "06 12 34 56 78"}')
+    >>> kept, _ = safe_payload(b'{"learner_id": "eleve-42", "verb": "x", "name": "Camille Martin"}')
     >>> kept
-    '{"learner_id": "[retiré]", "verb": "x", "a": "[retiré]"}'
-    >>> safe_payload(b"Jeanne Dupont")
+    '{"learner_id": "[retiré]", "verb": "x", "name": "[retiré]"}'
+    >>> safe_payload(b"Camille Martin")
     (None, None)
     """
     try:
@@ -171,12 +197,8 @@ def safe_payload(value: bytes) -> tuple[str | None, dict[str, Any] | None]:
         return None, None
     if not isinstance(decoded, dict):
         return None, None
-    scrubbed = _scrub(decoded)
-    if "learner_id" in scrubbed:
-        scrubbed["learner_id"] = REMOVED
-    actor = scrubbed.get("actor")  # an xAPI statement sent to the topic by mistake
-    if isinstance(actor, dict):
-        scrubbed["actor"] = REMOVED
+    scrubbed = {key: _scrub(item) if key in _CONTRACT_FIELDS else REMOVED
+                for key, item in decoded.items()}
     text = json.dumps(scrubbed, ensure_ascii=False)
     if len(text) > PAYLOAD_LIMIT:
         text = text[:PAYLOAD_LIMIT - 1] + "…"

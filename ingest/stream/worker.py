@@ -54,6 +54,7 @@ from experiments.settings import Settings
 from ingest.deadletters import (
     DeadLetterRow,
     forget_old_dead_letters,
+    plain,
     record_dead_letters,
     resource_of,
     safe_payload,
@@ -280,7 +281,8 @@ class StreamWorker:
         return DeadLetterRow(
             source=f"{record.topic}/{record.partition}/{record.offset}"[:320],
             resource_id=resource_of(decoded, self.router.topic_resource(record.topic)),
-            code=dead.code, field=dead.field, event_id=(dead.event_id or "")[:64] or None,
+            code=dead.code, field=dead.field,
+            event_id=dead.event_id if dead.event_id and plain(dead.event_id[:64]) else None,
             reason_en=english, reason_fr=french, payload=payload,
             received_at=datetime.now(UTC),
         )

@@ -47,6 +47,9 @@ def test_what_the_index_keeps_of_a_payload() -> None:
     statement = {"actor": {"account": {"name": RAW}}, "verb": {"id": "x"}}
     kept, _ = safe_payload(json.dumps(statement).encode())
     assert kept is not None and RAW not in kept
-    long, _ = safe_payload(json.dumps(_event(object_id="x" * 5000)).encode())
+    named, _ = safe_payload(json.dumps(_event(name="Camille Martin", class_id="C Martin")).encode())
+    assert named is not None and "Martin" not in named
+    many = {f"k{i}": i for i in range(500)}
+    long, _ = safe_payload(json.dumps(_event(extensions=many)).encode())
     assert long is not None and len(long) == 2000 and long.endswith("…")
     assert safe_payload(b"\xff\xfe") == (None, None)
