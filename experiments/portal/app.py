@@ -67,6 +67,7 @@ from experiments.access import (
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.edtech import add_edtech_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -396,6 +397,8 @@ def home(request: Request, portal: _State) -> Response:
     role = session.principal.role
     if role == "academie":
         return RedirectResponse("/usages", 303)
+    if role == "edtech":  # issue 17: its console (no more 403 loop)
+        return RedirectResponse("/ressource", 303)
     if role in _READERS:
         return RedirectResponse("/experiences", 303)
     raise _Forbidden()
@@ -634,6 +637,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
+    add_edtech_routes(app, portal)  # issue 17: experiments/portal/edtech.py
     return app
 
 
