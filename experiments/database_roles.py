@@ -61,12 +61,16 @@ ROLES: tuple[ServiceRole, ...] = (
                 store=""),
     ServiceRole("preuve_worker", "the stream workers",
                 registry_writes={"unrouted_events": "INSERT, UPDATE, DELETE",
-                                 "pseudonym_keys": "INSERT"}, store=_DML),
+                                 "pseudonym_keys": "INSERT",
+                                 # the EdTech console's index of dead letters, kept as long
+                                 # as the dead-letter topic (ingest/deadletters.py)
+                                 "dead_letters": "INSERT, DELETE"}, store=_DML),
     ServiceRole("preuve_analysis", "the analysis workers",
                 registry_writes={"analysis_runs": "INSERT, UPDATE",
                                  "scheduled_runs": "INSERT, UPDATE", "audit_log": "INSERT"}),
-    ServiceRole("preuve_portal", "the portal (read-only but its sign-in audit)",
-                registry_writes={"audit_log": "INSERT"}),
+    ServiceRole("preuve_portal", "the portal (reads; writes only its sign-in audit and an "
+                "EdTech's own keys, created and revoked in its console)",
+                registry_writes={"audit_log": "INSERT", "api_tokens": "INSERT, UPDATE"}),
     ServiceRole("preuve_reader", "JupyterLab and researchers' read-only sessions",
                 registry_reads=("experiments", "protocol_versions", "experiment_transitions",
                                 "enrollments", "enrollment_designs", "withdrawals",
