@@ -303,11 +303,11 @@ class Period(_Section):
             raise ValueError("periodes (e.g. 2-4) and school_year (e.g. 2027-2028) go "
                              "together, both as text")
         first, _, last = data["periodes"].partition("-")
-        from experiments.protocol.calendar import official_calendar, zones_of
+        from experiments.protocol.calendar import deployment_calendar, zones_of
 
         try:
             zones = zones_of(academies)
-            calendar = official_calendar()
+            calendar = deployment_calendar()
             start = min(calendar.periode(data["school_year"], int(first), z).start
                         for z in zones)
             end = max(calendar.periode(data["school_year"], int(last or first), z).end
