@@ -426,9 +426,9 @@ class UsageMetric(_Section):
     """Event verbs that count."""
     idle_timeout_s: int | None = Field(None, gt=0)
     """For active use: a gap longer than this between two events is not counted as active
-    (:mod:`analysis.sessions`). Omitted on an ``active_use`` metric, it is
-    ``DEFAULT_IDLE_TIMEOUT_S``, written out in the registered protocol (its canonical JSON and
-    pre-registration), so that what was pre-registered is explicit."""
+    (:mod:`analysis.sessions`). Omitted on an ``active_use`` metric it is 300 s, written out
+    in the registered protocol (its canonical JSON, its pre-registration) so that what was
+    pre-registered is explicit."""
     description: Text | None = None
 
     @model_validator(mode="before")
