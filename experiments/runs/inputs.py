@@ -116,6 +116,7 @@ __all__ = [
     "OutcomesImport",
     "Watermark",
     "import_outcomes",
+    "level_verbs",
     "read_analysis_inputs",
     "write_analysis_files",
 ]
@@ -164,6 +165,9 @@ class AnalysisFiles:
     assessments_as_usage: int = 0
     """``assessment_scored`` events of a declared measure from a source the protocol does
     not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
+    levels: Path | None = None
+    """The pupils' levels of availability and utilisation (:func:`level_verbs`;
+    ``analysis.usage.LEVEL_FILE_COLUMNS``), for the report's funnel."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +329,14 @@ def write_analysis_files(
         daily = read_active_time(connection, protocol.usage.active_verbs,
                                  protocol.usage.idle_timeout_s, first_day=intervention.start,
                                  last_day=intervention.end, cutoff=cutoff)
+        verbs_of_level = level_verbs(protocol)
+        level_events = connection.execute(
+            sa.select(events.c.learner_key, events.c.class_id, events.c.verb,
+                      sa.func.min(events.c.occurred_at))
+            .where(events.c.verb.in_(sorted(set().union(*verbs_of_level.values()))), by_cutoff)
+            .group_by(events.c.learner_key, events.c.class_id, events.c.verb)
+            .order_by(events.c.learner_key, events.c.class_id, events.c.verb)
+        ).all()
         connection.rollback()
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored), cutoff)
@@ -364,16 +376,50 @@ def write_analysis_files(
         for (learner, unit_id, week), minutes in sorted(weekly.items())
     ]
 
+    # Levels of the funnel (analysis.usage): a pupil's unit as for outcomes and usage.
+    flags: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for learner, class_id, verb, first in level_events:
+        if cutoff is not None and _utc(first) > cutoff:  # SQLite compares text: again
+            continue
+        unit_id = learner_unit.get(learner) or unit_for(learner, class_id)
+        if unit_id is None or learner in removed:
+            continue
+        unit_id = learner_unit.setdefault(learner, unit_id)
+        flags[(learner, unit_id)].update(level for level, verbs in verbs_of_level.items()
+                                         if verb in verbs)
+    level_rows = [
+        {"learner_id": learner, "unit_id": unit_id,
+         **{level: "1" if level in reached else "0" for level in verbs_of_level}}
+        for (learner, unit_id), reached in sorted(flags.items())
+    ]
+
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments))
+                          len(scored) - len(assessments), levels=directory / "levels.csv")
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
+    _write(directory / "levels.csv", ["learner_id", "unit_id", *verbs_of_level], level_rows)
     logger.info("experiment %s: %d units, %d outcome records, %d usage rows read from the "
                 "store (%d events)", protocol.id, len(unit_rows), len(outcome_rows),
                 len(usage_rows), watermark.stored_events)
     return files
+
+
+def level_verbs(protocol: Protocol) -> dict[str, frozenset[str]]:
+    """The verbs that put a pupil at each level of availability and utilisation of the
+    funnel (``analysis.usage.LEVELS``; the usage level is active time): ``assigned``,
+    ``resource_assigned``; ``activated``, ``licence_activated``; ``opened``, any
+    utilisation verb of the contract (``session_started``, ``session_ended``,
+    ``resource_opened``), the protocol's login verbs, and its active-use verbs but
+    ``assessment_scored`` (a pupil who worked in the resource opened it; an imported test
+    score says nothing about the resource)."""
+    from ingest.contract import UTILISATION_VERBS
+
+    opened = (UTILISATION_VERBS | protocol.usage.login_verbs
+              | (protocol.usage.active_verbs - {"assessment_scored"}))
+    return {"assigned": frozenset({"resource_assigned"}),
+            "activated": frozenset({"licence_activated"}), "opened": frozenset(opened)}
 
 
 def _outcome_records(scored: Sequence[Any], protocol: Protocol) -> list[tuple[Any, ...]]:
