@@ -825,8 +825,9 @@ MESSAGES["fr"].update({
                  "activité). Usage : un temps actif sur la période d'intervention d'au "
                  "moins le seuil d'observance du protocole (sans seuil : au moins une "
                  "minute active).",
-    "lv_unobserved": "Niveaux non transmis par la ressource, donc non comptés dans "
-                     "l'emboîtement : {levels}.",
+    "lv_unobserved": "Niveaux absents des données (la ressource ne les transmet pas, ou "
+                     "les fichiers de l'analyse ne les contiennent pas), donc non comptés "
+                     "dans l'emboîtement : {levels}.",
     "lv_control_note": "Le groupe témoin figure aussi : son exposition à la ressource "
                        "(affectations, ouvertures, usage) mesure la contamination.",
     "lv_none": "Les niveaux de mise à disposition et d'utilisation ne sont pas "
@@ -851,7 +852,8 @@ MESSAGES["en"].update({
                  "Usage: active time over the intervention period of at least the "
                  "protocol's compliance threshold (without one: at least one active "
                  "minute).",
-    "lv_unobserved": "Levels the resource does not send, hence left out of the nesting: "
+    "lv_unobserved": "Levels absent from the data (the resource does not send them, or "
+                     "the analysis files do not hold them), hence left out of the nesting: "
                      "{levels}.",
     "lv_control_note": "The control group is shown too: its exposure to the resource "
                        "(assignments, openings, use) measures contamination.",

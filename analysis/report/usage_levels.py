@@ -47,7 +47,8 @@ def levels_section(levels: UsageLevels | None, t: Text, arm_names: Mapping[str, 
     rows = []
     for arm in levels.arms:
         name = arm_names.get(arm.arm, arm.arm)
-        cells = [t("lv_control", arm=name) if arm.control else name,
+        said = name == t("arm_control")  # the report already calls it « témoin »
+        cells = [t("lv_control", arm=name) if arm.control and not said else name,
                  "—" if arm.pupils_enrolled is None else _count(arm.pupils_enrolled, t)]
         for k, n in enumerate(arm.reached):
             cells.append(_count(n, t) if levels.observed[k] else t("lv_not_observed"))
