@@ -307,14 +307,26 @@ def _periode_of(protocol: Any, request: AnalysisRequest) -> tuple[int, str] | No
 
 
 def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
-                    values: dict[str, Any], started: datetime) -> ReportContext:
-    """What the report shows beyond the results: the usage funnel and weekly use (read
-    from the run's private files before they are removed), the amendments up to the
-    version used, the watermark and the software versions."""
+                    values: dict[str, Any], started: datetime, protocol: Any = None
+                    ) -> ReportContext:
+    """What the report shows beyond the results: the usage funnel and weekly use, the
+    three levels of use (read from the run's private files before they are removed), the
+    amendments up to the version used, the watermark and the software versions."""
     usage = usage_context_from_files(files.units, files.usage, files.outcomes)
     versions = get_experiment(registry, request.experiment_id).versions
+    levels = None
+    if protocol is not None:
+        from analysis.usage import usage_levels_from_files
+
+        compliance = protocol.usage.compliance
+        levels = usage_levels_from_files(
+            files.units, files.usage, files.levels, arms=[a.name for a in protocol.arms],
+            control=protocol.control_arm.name,
+            threshold_minutes=compliance.min_active_minutes if compliance else None,
+            idle_timeout_s=protocol.usage.idle_timeout_s)
     return dataclasses.replace(
         usage,
+        usage_levels=levels,
         protocol_version=request.protocol_version,
         protocol_sha256=request.protocol_sha256,
         amendments=amendments_from_versions(versions, up_to=request.protocol_version),
@@ -397,7 +409,8 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
                                    "assessments_ignored": inputs.files.assessments_ignored,
                                    "assessments_as_usage": inputs.files.assessments_as_usage,
                                    "kafka": offsets}
-            context = _report_context(registry, request, inputs.files, values, started)
+            context = _report_context(registry, request, inputs.files, values, started,
+                                      protocol)
             # Named waves (a cohort over school years): the effect at each of them.
             waves = wave_effects(settings, registry, protocol, Path(private),
                                  utc(request.due_at), results, request.analysis)
