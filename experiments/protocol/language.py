@@ -357,6 +357,55 @@ class OutcomeSource(_Section):
     report flags it as a threat to validity and the evidence rating loses a padlock."""
 
 
+class QuestionnaireItem(_Section):
+    """One Likert item, answered on ``min..max`` (integers)."""
+
+    id: Name
+    """``object_id`` of the ``questionnaire_answered`` events, column of the import file."""
+    text: Text | None = None
+    min: int
+    max: int
+    reverse: bool = False
+    """Reverse-coded: scored ``min + max - answer``."""
+
+
+class QuestionnaireScale(_Section):
+    """A scale: the mean of its items (reverse items recoded)."""
+
+    id: Name
+    items: list[Name] = Field(min_length=1)
+    label: Text | None = None
+    min_answered: int | None = Field(None, gt=0)
+    """Fewest answered items for a respondent's score; absent: every item."""
+
+
+class Questionnaire(_Section):
+    """A questionnaire given to pupils or to teachers beside the events."""
+
+    id: Name
+    """``extensions.questionnaire`` of its ``questionnaire_answered`` events."""
+    respondent: Literal["pupil", "teacher"]
+    """Teachers answer about their class: their scales describe the deployment
+    conditions (training, support, equipment), one value per class."""
+    waves: list[Literal["baseline", "endline"]] = Field(min_length=1)
+    """When it is given: at the baseline (before the intervention), at the endline."""
+    label: Text | None = None
+    items: list[QuestionnaireItem] = Field(min_length=1)
+    scales: list[QuestionnaireScale] = []
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Questionnaire:
+        checks.raise_findings(checks.check_questionnaire(self))
+        return self
+
+
+class OutcomeScale(_Section):
+    """A pupils' questionnaire scale taken as an outcome."""
+
+    questionnaire: Name
+    scale: Name
+
+
 class Outcome(_Section):
     """A measure of learning; exactly one is primary, the others are secondary."""
 
@@ -377,14 +426,20 @@ class Outcome(_Section):
     source: OutcomeSource | None = None
     """Only to take the scores from the resource's own events (``{resource: lectio}``);
     absent, the scores come from ``preuve outcomes import`` or an ``assessor`` token."""
+    questionnaire: OutcomeScale | None = None
+    """A pupils' questionnaire scale as the measure (``{questionnaire: eleves, scale:
+    motivation}``): its scores are the outcome records of this outcome, at each wave the
+    questionnaire is given. Declare ``kind: attitude``."""
 
     @model_serializer(mode="wrap")
     def _without_absent_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # ``source`` came after the first registered protocols: left out of the dump when
-        # absent, so that their canonical JSON, hence their SHA-256, does not change.
+        # ``source`` and ``questionnaire`` came after the first registered protocols: left
+        # out of the dump when absent, so that their canonical JSON, hence their SHA-256,
+        # does not change.
         dumped: dict[str, Any] = handler(self)
-        if dumped.get("source") is None:
-            dumped.pop("source", None)
+        for key in ("source", "questionnaire"):
+            if dumped.get(key) is None:
+                dumped.pop(key, None)
         return dumped
 
 
@@ -667,6 +722,8 @@ class Protocol(_Section):
     funders: list[Funder] = []
     tags: list[Tag] = []
     """Kinds of resource, for syntheses across experiments ("lecture", "cycle 2")."""
+    questionnaires: list[Questionnaire] = []
+    """Pupils' and teachers' questionnaires given beside the events."""
 
     @field_validator("arms")
     @classmethod
@@ -684,6 +741,17 @@ class Protocol(_Section):
     def _meaning(self) -> Protocol:
         checks.raise_findings(checks.check_protocol(self))
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_questionnaires(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        # ``questionnaires`` came after the first registered protocols: left out of the
+        # dump when empty, so that their canonical JSON, hence their SHA-256, is unchanged.
+        dumped: dict[str, Any] = handler(self)
+        if not dumped.get("questionnaires"):
+            dumped.pop("questionnaires", None)
+        return dumped
 
     @property
     def control_arm(self) -> Arm:
