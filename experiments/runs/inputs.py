@@ -35,6 +35,10 @@ Where each table comes from
 - **usage**: ``daily_usage`` of the store over the intervention period, summed per
   learner and ISO week (``2027-W40``) into active minutes; days without active use
   (a login only) give no row, so that ``weeks`` counts weeks of real use.
+- **questionnaires** (:mod:`experiments.runs.questionnaires`): an outcome declared as a
+  pupils' questionnaire scale gets one outcome record per pupil and wave (the pupil's
+  scale score); a teacher scale given at the baseline becomes a unit column (the mean
+  score of the unit's teachers), usable as a covariate or subgroup attribute.
 - Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
   no usage row, even for events that reached the store after the withdrawal
   (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
@@ -99,6 +103,13 @@ from experiments.errors import StoreError
 from experiments.protocol.language import Protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.runs.provenance import IMPORT_PREFIX, import_authority, outcome_source
+from experiments.runs.questionnaires import (
+    QuestionnaireAnswers,
+    read_answers,
+    scale_outcome_rows,
+    teacher_scale_names,
+    teacher_unit_columns,
+)
 from experiments.settings import Settings
 from experiments.store import (
     ExperimentStore,
@@ -161,6 +172,8 @@ class AnalysisFiles:
     assessments_as_usage: int = 0
     """``assessment_scored`` events of a declared measure from a source the protocol does
     not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
+    questionnaires: QuestionnaireAnswers | None = None
+    """The usable questionnaire answers (None: the protocol declares no questionnaire)."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +296,12 @@ def write_analysis_files(
 
         def unit_for(learner: str, class_id: str) -> str | None:
             return learner if learner in pupil_keys else None
+
+        def unit_of_class(class_id: str) -> str | None:
+            return None  # pupils are the units: a teacher scale describes no unit
+
+        def class_enrolled(class_id: str) -> bool:
+            return True  # each answer's pupil is checked by unit_for
     else:
         classes = enrolled_classes(registry, protocol.id, as_of=cutoff)
         if not classes:
@@ -292,10 +311,18 @@ def write_analysis_files(
 
         def unit_for(learner: str, class_id: str) -> str | None:
             return unit_of.get(class_id)
-    named = set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
+
+        def unit_of_class(class_id: str) -> str | None:
+            return unit_of.get(class_id)
+
+        def class_enrolled(class_id: str) -> bool:
+            return class_id in unit_of
+    named = (set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
+             | set(teacher_scale_names(protocol)))
     attributes = sorted(({k for r in unit_rows for k in r} | named) - set(_UNIT_COLUMNS))
-    measures = sorted({o.id for o in protocol.outcomes}
-                      | {o.baseline for o in protocol.outcomes if o.baseline})
+    measures = sorted({o.id for o in protocol.outcomes if o.questionnaire is None}
+                      | {o.baseline for o in protocol.outcomes
+                         if o.baseline and o.questionnaire is None})
     intervention = protocol.periods.intervention
     store = ExperimentStore(settings, protocol.id)
     events = events_table
@@ -329,6 +356,9 @@ def write_analysis_files(
             ).all()
         else:
             daily = _daily_usage_by(connection, protocol, cutoff)
+        removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
+        answers = read_answers(connection, protocol, cutoff=cutoff, removed=removed,
+                               enrolled=class_enrolled) if protocol.questionnaires else None
         connection.rollback()
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored), cutoff)
@@ -337,7 +367,6 @@ def write_analysis_files(
         assessments = [a for a in assessments if _utc(a[3]) <= cutoff]
 
     # Objections (policy remove) apply whenever the run is computed: the data is gone.
-    removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []
@@ -354,6 +383,14 @@ def write_analysis_files(
         unit_id = learner_unit.setdefault(learner, unit_id)
         outcome_rows.append({"learner_id": learner, "unit_id": unit_id, "measure": measure,
                              "wave": wave, "score": repr(float(score))})
+    if answers is not None:
+        for row in scale_outcome_rows(protocol, answers, unit_for):
+            learner = row["learner_id"]
+            row["unit_id"] = learner_unit.setdefault(learner, row["unit_id"])
+            outcome_rows.append(row)
+        teachers = teacher_unit_columns(protocol, answers, unit_of_class)
+        for unit_row in unit_rows:
+            unit_row.update(teachers.get(unit_row["unit_id"], {}))
 
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
@@ -370,7 +407,7 @@ def write_analysis_files(
 
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments))
+                          len(scored) - len(assessments), answers)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
