@@ -60,8 +60,8 @@ def import_questionnaires_file(
 ) -> None:
     """Store a file of questionnaire answers (pupils' or teachers') as events, respondent
     ids pseudonymised with the experiment's key. Importing the same file twice stores it
-    once, and an answer already stored with another value is refused. The audit log records who imported which file
-    and how many rows (questionnaires.import)."""
+    once, and an answer already stored with another value is refused. The audit log
+    records who imported which file and how many rows (questionnaires.import)."""
     from experiments.access import cli_actor
     from experiments.cli.console import user_errors
     from experiments.database import registry_engine
