@@ -118,6 +118,7 @@ class ReportContext:
     generated_at: str | None = None
     unobserved: tuple[str, ...] = ()
     periode: tuple[int, str] | None = None
+    questionnaires: tuple[Mapping[str, Any], ...] = ()
 
 
 def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None

@@ -105,6 +105,7 @@ from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.runs.provenance import IMPORT_PREFIX, import_authority, outcome_source
 from experiments.runs.questionnaires import (
     QuestionnaireAnswers,
+    questionnaire_summary,
     read_answers,
     scale_outcome_rows,
     teacher_scale_names,
@@ -174,6 +175,8 @@ class AnalysisFiles:
     not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
     questionnaires: QuestionnaireAnswers | None = None
     """The usable questionnaire answers (None: the protocol declares no questionnaire)."""
+    questionnaire_summary: tuple[dict[str, Any], ...] = ()
+    """The report's « Questionnaires » section (aggregated, small cells suppressed)."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,14 @@ def write_analysis_files(
         teachers = teacher_unit_columns(protocol, answers, unit_of_class)
         for unit_row in unit_rows:
             unit_row.update(teachers.get(unit_row["unit_id"], {}))
+        arm_of_unit = {r["unit_id"]: r["arm"] for r in unit_rows}
+
+        def arm_of(learner: str, class_id: str) -> str | None:
+            unit_id = unit_for(learner, class_id)
+            return None if unit_id is None else arm_of_unit.get(unit_id)
+        summary = tuple(questionnaire_summary(protocol, answers, arm_of))
+    else:
+        summary = ()
 
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
@@ -407,7 +418,7 @@ def write_analysis_files(
 
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments), answers)
+                          len(scored) - len(assessments), answers, summary)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)

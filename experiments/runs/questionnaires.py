@@ -209,14 +209,15 @@ def _number(value: float | None) -> float | None:
 
 
 def questionnaire_summary(protocol: Protocol, answers: QuestionnaireAnswers,
-                          arm_of_class: Callable[[str], str | None]) -> list[dict[str, Any]]:
+                          arm_of: Callable[[str, str], str | None]) -> list[dict[str, Any]]:
     """The report's « Questionnaires » section: one entry per questionnaire × scale × wave.
 
     Each entry: ``questionnaire``, ``respondent``, ``scale``, ``label``, ``wave``,
     ``items`` (count), ``n_respondents`` and ``alpha`` (None under 10 respondents: an
     alpha of a handful of people says nothing and would show a small cell), ``alpha_n``
     (complete cases), and ``arms``: per arm (protocol order) ``n`` and ``mean`` of the
-    scale scores, both None when the arm has fewer than 10 respondents.
+    scale scores, both None when the arm has fewer than 10 respondents. ``arm_of`` gives
+    the arm of a respondent (learner key, class id), None when it has none.
     """
     arms = [a.name for a in protocol.arms]
     out: list[dict[str, Any]] = []
@@ -230,7 +231,7 @@ def questionnaire_summary(protocol: Protocol, answers: QuestionnaireAnswers,
                 per_arm = []
                 for arm in arms:
                     mine = {k: v for k, v in responses.items()
-                            if arm_of_class(answers.class_of[k]) == arm}
+                            if arm_of(k, answers.class_of[k]) == arm}
                     summary = reliability(spec, mine)
                     n = suppress_count(summary.n_scored)
                     per_arm.append({"arm": arm, "n": n,

@@ -320,6 +320,7 @@ def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
         watermark=values["watermark"],
         software=values["software"],
         generated_at=started.isoformat(timespec="seconds"),
+        questionnaires=getattr(files, "questionnaire_summary", ()),
     )
 
 
