@@ -145,7 +145,8 @@ def read_answers(connection: Any, protocol: Protocol, *, cutoff: datetime | None
         q = declared.get(str(extensions.get("questionnaire")))
         item = None if q is None else next((i for i in q.items if i.id == item_id), None)
         wave = _wave_of(protocol, extensions, occurred_at)
-        respondent = extensions.get("respondent", "pupil")
+        # Absent, the respondent is the questionnaire's; given, it must be the same.
+        respondent = extensions.get("respondent", None if q is None else q.respondent)
         if (q is None or item is None or wave is None or wave not in q.waves
                 or respondent != q.respondent or not item.min <= float(score) <= item.max
                 or learner in gone or not enrolled(class_id)):
