@@ -150,3 +150,23 @@ def test_unknown_questionnaire_has_a_hint(tmp_path: Path) -> None:
     problems = _problems(_text(outcome), tmp_path)
     assert any("outcomes[1].questionnaire.questionnaire: no questionnaire 'eleve' is declared; "
                "did you mean 'eleves'?" in p for p in problems), problems
+
+
+def test_questionnaires_are_part_of_the_locked_design(tmp_path: Path) -> None:
+    """Their scales are outcomes and covariates: changing one after registration is an
+    amendment with its reason, never a silent update."""
+    from experiments.database import dispose_engines, registry_engine
+    from experiments.errors import RegistryError
+    from experiments.registry import amend_protocol, register_protocol
+    from experiments.settings import Settings
+
+    registry = registry_engine(Settings(state_dir=tmp_path / "state"))
+    text = _text(MOTIVATION)
+    register_protocol(registry, parse_protocol(text), text, actor="researcher:test")
+    changed = text.replace("{id: m2, min: 1, max: 4}", "{id: m2, min: 1, max: 4, reverse: true}")
+    with pytest.raises(RegistryError, match="questionnaires"):
+        register_protocol(registry, parse_protocol(changed), changed, actor="researcher:test")
+    amended = amend_protocol(registry, parse_protocol(changed), changed,
+                             reason="item m2 est inversé", actor="researcher:test")
+    assert amended.version == 2
+    dispose_engines()
