@@ -387,6 +387,13 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/programmes/{programme}"): Row(
         codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
         _get("portal", "/programmes/TNE")),
+    # Their JSON API: aggregates only, narrowed the same way (académies: their territory).
+    ("GET", "/api/programmes"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes")),
+    ("GET", "/api/programmes/{programme}"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes/TNE")),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
@@ -608,6 +615,7 @@ CLI_ACCESS: dict[str, Command] = {
     "protocol amend": Command("registry", "protocol.amendment"),
     "protocol advance": Command("registry", "experiment.transition"),
     "protocol show": Command("registry"),
+    "protocol status": Command("registry"),
     "protocol export": Command("registry"),
     "token issue": Command("registry", "token.issue"),
     "token list": Command("registry"),
@@ -676,6 +684,7 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "protocol amend": ["protocol", "amend", str(files["amended"]), "--reason",
                            "alpha revu avec le comité"],
         "protocol show": ["protocol", "show", CLI_EXPERIMENT],
+        "protocol status": ["protocol", "status", CLI_EXPERIMENT],
         "protocol export": ["protocol", "export", CLI_EXPERIMENT],
         "protocol advance": ["protocol", "advance", CLI_EXPERIMENT, "enrolling"],
         "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"]), "--academie", "versailles"],
