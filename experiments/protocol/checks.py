@@ -313,8 +313,8 @@ def _check_outcome_sources(p: Protocol) -> list[Finding]:
 
 def _check_questionnaires(p: Protocol) -> list[Finding]:
     """Questionnaire ids are unique; a scale taken as an outcome is a pupils' scale given
-    at the endline (and at the baseline when the outcome is its own pre-test); a teacher
-    scale named as a covariate is given at the baseline (before the arms differ)."""
+    at the endline (and at the baseline when the outcome is its own pre-test); a scale
+    named as a covariate is given at the baseline (before the arms differ)."""
     found = _duplicates(("questionnaires",), [q.id for q in p.questionnaires], "questionnaire")
     by_id = {q.id: q for q in p.questionnaires}
     for i, outcome in enumerate(p.outcomes):
@@ -345,13 +345,13 @@ def _check_questionnaires(p: Protocol) -> list[Finding]:
             found.append(Finding(("outcomes", i, "baseline"),
                                  f"pre-test {outcome.baseline!r} needs questionnaire {q.id!r} "
                                  "given at the baseline (waves)"))
-    teacher_scales = {s.id: q for q in p.questionnaires if q.respondent == "teacher"
-                      for s in q.scales}
+    scale_of = {s.id: q for q in p.questionnaires for s in q.scales}
     for i, name in enumerate(p.analysis.covariates):
-        q = teacher_scales.get(name)
+        q = scale_of.get(name)
         if q is not None and "baseline" not in q.waves:
+            who = "teacher" if q.respondent == "teacher" else "pupil"
             found.append(Finding(("analysis", "covariates", i),
-                                 f"teacher scale {name!r} is a covariate but questionnaire "
+                                 f"{who} scale {name!r} is a covariate but questionnaire "
                                  f"{q.id!r} is not given at the baseline (waves): a covariate "
                                  "is measured before the intervention"))
     return found

@@ -38,7 +38,9 @@ Where each table comes from
 - **questionnaires** (:mod:`experiments.runs.questionnaires`): an outcome declared as a
   pupils' questionnaire scale gets one outcome record per pupil and wave (the pupil's
   scale score); a teacher scale given at the baseline becomes a unit column (the mean
-  score of the unit's teachers), usable as a covariate or subgroup attribute.
+  score of the unit's teachers), usable as a covariate; a pupils' scale given at the
+  baseline and named as a covariate becomes a learner column of the outcomes file (the
+  pupil's baseline score).
 - Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
   no usage row, even for events that reached the store after the withdrawal
   (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
@@ -105,6 +107,8 @@ from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.runs.provenance import IMPORT_PREFIX, import_authority, outcome_source
 from experiments.runs.questionnaires import (
     QuestionnaireAnswers,
+    pupil_covariate_columns,
+    pupil_covariate_names,
     questionnaire_summary,
     read_answers,
     scale_outcome_rows,
@@ -359,6 +363,7 @@ def write_analysis_files(
             ).all()
         else:
             daily = _daily_usage_by(connection, protocol, cutoff)
+        # Objections (policy remove) apply whenever the run is computed: the data is gone.
         removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
         answers = read_answers(connection, protocol, cutoff=cutoff, removed=removed,
                                enrolled=class_enrolled) if protocol.questionnaires else None
@@ -369,7 +374,6 @@ def write_analysis_files(
     if cutoff is not None:
         assessments = [a for a in assessments if _utc(a[3]) <= cutoff]
 
-    # Objections (policy remove) apply whenever the run is computed: the data is gone.
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []
@@ -391,6 +395,9 @@ def write_analysis_files(
             learner = row["learner_id"]
             row["unit_id"] = learner_unit.setdefault(learner, row["unit_id"])
             outcome_rows.append(row)
+        pupil_columns = pupil_covariate_columns(protocol, answers)
+        for row in outcome_rows:
+            row.update(pupil_columns.get(row["learner_id"], {}))
         teachers = teacher_unit_columns(protocol, answers, unit_of_class)
         for unit_row in unit_rows:
             unit_row.update(teachers.get(unit_row["unit_id"], {}))
@@ -420,7 +427,8 @@ def write_analysis_files(
                           directory / "usage.csv", watermark, ignored,
                           len(scored) - len(assessments), answers, summary)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
-    _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
+    _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score",
+                            *pupil_covariate_names(protocol)], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
     logger.info("experiment %s: %d units, %d outcome records, %d usage rows read from the "
                 "store (%d events)", protocol.id, len(unit_rows), len(outcome_rows),

@@ -23,6 +23,8 @@ What the answers become (:func:`read_answers` then):
 - :func:`teacher_unit_columns`: for each teacher scale given at the baseline, the mean of
   the baseline scores of the teachers of each unit: a unit column named after the scale,
   that the protocol may name as a covariate or a subgroup attribute.
+- :func:`pupil_covariate_columns`: a pupils' scale given at the baseline and named as a
+  covariate: the pupil's baseline score, a learner column of the outcomes file.
 - :func:`questionnaire_summary`: the report's « Questionnaires » section, aggregated: per
   scale and wave, Cronbach's alpha, respondents and the mean per arm; every count under
   10 (pupils or teachers) suppressed with its mean (:mod:`analysis.suppression`).
@@ -59,6 +61,8 @@ __all__ = [
     "QuestionnaireAnswers",
     "QuestionnairesImport",
     "import_questionnaires",
+    "pupil_covariate_columns",
+    "pupil_covariate_names",
     "questionnaire_summary",
     "read_answers",
     "scale_outcome_rows",
@@ -196,6 +200,28 @@ def teacher_unit_columns(protocol: Protocol, answers: QuestionnaireAnswers,
                     per_unit[unit_id].append(score)
             for unit_id, scores in per_unit.items():
                 columns[unit_id][spec.id] = repr(math.fsum(scores) / len(scores))
+    return dict(columns)
+
+
+def pupil_covariate_names(protocol: Protocol) -> list[str]:
+    """Pupils' scales named as covariates (given at the baseline, the protocol checks)."""
+    covariates = set(protocol.analysis.covariates)
+    return [s.id for q in protocol.questionnaires if q.respondent == "pupil"
+            and "baseline" in q.waves for s in q.scales if s.id in covariates]
+
+
+def pupil_covariate_columns(protocol: Protocol, answers: QuestionnaireAnswers
+                            ) -> dict[str, dict[str, str]]:
+    """Learner key → {pupil scale named as a covariate: the pupil's baseline score}."""
+    names = set(pupil_covariate_names(protocol))
+    columns: dict[str, dict[str, str]] = defaultdict(dict)
+    for q in protocol.questionnaires:
+        for spec in scale_specs(q):
+            if q.respondent != "pupil" or spec.id not in names:
+                continue
+            for learner, score in scale_scores(
+                    spec, answers.responses.get((q.id, "baseline"), {})).items():
+                columns[learner][spec.id] = repr(score)
     return dict(columns)
 
 

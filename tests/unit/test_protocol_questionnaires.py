@@ -114,6 +114,9 @@ CASES = [
     ("teacher covariate not at baseline", [("covariates: []", "covariates: [formation]")],
      ("waves: [baseline]\n", "waves: [endline]\n"), "covariates: [formation]",
      "analysis.covariates[0]", "teacher scale 'formation' is a covariate but questionnaire"),
+    ("pupil covariate not at baseline", [("covariates: []", "covariates: [motivation]")],
+     ("waves: [baseline, endline]", "waves: [endline]"), "covariates: [motivation]",
+     "analysis.covariates[0]", "pupil scale 'motivation' is a covariate but questionnaire"),
 ]
 
 

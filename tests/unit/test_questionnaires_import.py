@@ -116,6 +116,18 @@ def test_import_stores_once_refuses_a_changed_answer_and_feeds_the_run(
     column = units[0].split(",").index("formation")
     assert sorted(line.split(",")[column] for line in units[1:]) == [
         repr((1 + i + 2 + i + 3) / 3) for i in range(4)]
+    # A pupils' baseline scale named as a covariate: a learner column of the outcomes file.
+    variant = protocol.model_copy(update={"analysis": protocol.analysis.model_copy(
+        update={"covariates": ["formation", "motivation"]})})
+    (tmp_path / "variant").mkdir()
+    with_pupils = write_analysis_files(settings, registry, variant, tmp_path / "variant")
+    lines = with_pupils.outcomes.read_text().splitlines()
+    assert lines[0] == "learner_id,unit_id,measure,wave,score,motivation"
+    baseline_of = {line.split(",")[0]: line.split(",")[4] for line in lines[1:]
+                   if ",motivation,baseline," in line}
+    assert len(baseline_of) == 12
+    assert all(line.split(",")[5] == baseline_of[line.split(",")[0]] for line in lines[1:])
+
     # 12 pupils at the baseline: their alpha is shown; two classes per arm (6 pupils),
     # 4 teachers and no endline: every other count is under 10, so nothing else is shown.
     summary = {(e["scale"], e["wave"]): e for e in files.questionnaire_summary}
