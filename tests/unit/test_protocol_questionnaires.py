@@ -173,3 +173,24 @@ def test_questionnaires_are_part_of_the_locked_design(tmp_path: Path) -> None:
                              reason="item m2 est inversé", actor="researcher:test")
     assert amended.version == 2
     dispose_engines()
+
+
+def test_the_preregistration_lists_the_questionnaires(tmp_path: Path) -> None:
+    from experiments.database import dispose_engines, registry_engine
+    from experiments.protocol.preregistration import preregistration_markdown
+    from experiments.registry import get_experiment, register_protocol
+    from experiments.settings import Settings
+
+    text = _text(MOTIVATION)
+    protocol = parse_protocol(text)
+    registry = registry_engine(Settings(state_dir=tmp_path / "state"))
+    register_protocol(registry, protocol, text)
+    markdown = preregistration_markdown(protocol, get_experiment(registry, protocol.id), text)
+    dispose_engines()
+    assert "- Mesure secondaire `motivation` ; prétest `motivation` ; échelle `motivation` du " \
+           "questionnaire `eleves`" in markdown
+    assert "- Questionnaire élèves `eleves` (début et fin) : 4 items (`m1` de 1 à 4, `m2`" \
+        in markdown
+    assert "items inversés `m3` ; échelle `motivation` = moyenne de `m1`, `m2`, `m3`, `m4`." \
+        in markdown
+    assert "- Questionnaire enseignants `enseignants` (début) : 2 items" in markdown
