@@ -43,7 +43,7 @@ from experiments.enrollment.transaction import enroll_classes
 from experiments.protocol.language import load_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.runs.inputs import import_outcomes, write_analysis_files
-from experiments.runs.records import perform_run
+from experiments.runs.records import perform_run, reproduce_run
 from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.store import ExperimentStore
 from ingest.gateway import create_app
@@ -248,6 +248,8 @@ def test_questionnaires_through_import_and_gateway_reach_the_final_report(
     assert abs(got - want) <= TOLERANCE, (got, want)
     assert want > 0.2  # the simulated effect is there: the comparison is not vacuous
     assert abs(_effect(results, "fluence") - _effect(expected, "fluence")) <= TOLERANCE
+    # The run reproduces from the store (the answers are read in one order every time).
+    assert reproduce_run(settings, record, registry) == json.loads(record.results_json or "{}")
 
     page = Path(record.html_path).read_text(encoding="utf-8")
     assert 'id="questionnaires"' in page and "Motivation pour la lecture" in page
