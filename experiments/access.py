@@ -62,6 +62,7 @@ AuditAction = Literal[
     "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
     "enrollment.correct", "enrollment.follow",
     "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
+    "questionnaires.import",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",
     "portal.sign_in", "portal.sign_in_refused", "portal.sign_in_throttled",

@@ -9,8 +9,8 @@ After registration the *design* is locked: the sections :data:`LOCKED_SECTIONS`
 (population, design, arms, randomisation, hypotheses, outcomes, analysis, usage). The
 brief names population, arms, randomisation, outcomes and analysis; hypotheses, the
 roll-out design and the usage definitions (which define compliance, hence the CACE)
-are locked too, because changing them after seeing data is the same kind of drift.
-Re-registering:
+are locked too, because changing them after seeing data is the same kind of drift; so are
+the questionnaires (their scales are outcomes and covariates). Re-registering:
 
 - the same protocol: nothing happens (``unchanged``);
 - changes outside the design (periods, schedule, retention, budget...): a new version
@@ -79,7 +79,7 @@ _NEXT: Mapping[str, str] = dict(zip(STATES, STATES[1:], strict=False))
 
 LOCKED_SECTIONS: tuple[str, ...] = (
     "id", "population", "design", "arms", "randomisation", "hypotheses", "outcomes",
-    "analysis", "usage",
+    "analysis", "usage", "questionnaires",
 )
 
 VersionKind = Literal["registration", "update", "amendment"]

@@ -11,7 +11,12 @@ was made available), *utilisation* (the pupil opened it) and *usage* (the pupil 
 something with it). Only usage counts as active use. A fourth group, *other*, holds
 ``interacted``: an interaction the sending tool could not classify (an xAPI verb outside
 the table of :mod:`ingest.xapi_verbs`, e.g. a video ``seeked``); it is stored, and never
-counts as active use by default.
+counts as active use by default. A fifth, *questionnaire*, holds ``questionnaire_answered``:
+one answer to one item of a questionnaire the protocol declares (``object_id`` the item id,
+``score`` the answer, ``extensions.questionnaire`` the questionnaire id). A teacher's answer
+says ``extensions.respondent: "teacher"`` and carries the teacher's pseudonymous GAR id as
+``learner_id``: it is re-keyed per experiment like a pupil's, and the class it describes is
+``class_id``. Answers are never usage.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ from ingest.errors import EventRejected
 __all__ = [
     "AVAILABILITY_VERBS",
     "OTHER_VERBS",
+    "QUESTIONNAIRE_VERBS",
     "USAGE_VERBS",
     "UTILISATION_VERBS",
     "PSEUDONYM_PATTERN",
+    "RESPONDENTS",
     "EnrollmentMessage",
     "UsageEvent",
     "Verb",
@@ -66,6 +73,8 @@ Verb = Literal[
     "assessment_scored",
     # other: an interaction that cannot be classified (not active use by default)
     "interacted",
+    # questionnaire: one answer to one item of a declared questionnaire (never usage)
+    "questionnaire_answered",
 ]
 AVAILABILITY_VERBS = frozenset({"resource_assigned", "licence_activated"})
 UTILISATION_VERBS = frozenset({"session_started", "session_ended", "resource_opened"})
@@ -74,6 +83,8 @@ USAGE_VERBS = frozenset(
      "assessment_scored"}
 )
 OTHER_VERBS = frozenset({"interacted"})
+QUESTIONNAIRE_VERBS = frozenset({"questionnaire_answered"})
+RESPONDENTS = ("pupil", "teacher")
 
 # Pseudonymous ids as the GAR hands them out are opaque tokens; '@' and spaces are refused
 # so that an e-mail or a "Prénom Nom" can never pass as an id. '+' is allowed: LTI context
@@ -176,11 +187,29 @@ class UsageEvent(BaseModel):
     def _score_needs_assessment(self) -> UsageEvent:
         if self.verb == "assessment_scored" and self.score is None:
             raise ValueError("score: required when verb is 'assessment_scored'")
+        if self.verb == "questionnaire_answered":
+            _check_answer(self)
         return self
 
     def to_json(self) -> bytes:
         """Canonical JSON bytes of the event (the form produced to Kafka)."""
         return self.model_dump_json(exclude_none=True).encode()
+
+
+def _check_answer(event: UsageEvent) -> None:
+    verb = "when verb is 'questionnaire_answered'"
+    if event.object_id is None:
+        raise ValueError(f"object_id: required {verb} (the item id)")
+    if event.score is None:
+        raise ValueError(f"score: required {verb} (the answer on the item's scale)")
+    extensions = event.extensions or {}
+    questionnaire = extensions.get("questionnaire")
+    if not isinstance(questionnaire, str) or not questionnaire:
+        raise ValueError(f"extensions.questionnaire: required {verb} (the questionnaire id, "
+                         "as in the protocol)")
+    respondent = extensions.get("respondent", "pupil")
+    if respondent not in RESPONDENTS:
+        raise ValueError(f"extensions.respondent: must be 'pupil' or 'teacher', got {respondent!r}")
 
 
 def _check_no_identifiers(value: Any, where: str) -> None:

@@ -23,11 +23,19 @@ short:
   marked ``extensions.xapi_timestamp = "filled-on-receipt"``. The statement ``id`` is the
   ``event_id``, or, when absent, a UUIDv5 of the statement's canonical JSON.
 
-Everything else (``result.response``, ``context.instructor``, ``object.definition``,
-other extensions, attachments...) is dropped, never stored: free text and instructors may
-identify a person. Every problem of a statement is reported, each with the xAPI path of
-the field (``timestamp``, ``actor.mbox``, ``context.extensions[<IRI>]``...), in one
-:class:`~ingest.errors.StatementRejected`.
+A questionnaire answer is an ``answered`` statement on an activity of type
+``cmi.interaction`` with ``interactionType`` ``likert`` and the context extension
+``QUESTIONNAIRE_EXTENSION`` (the questionnaire's id in the protocol): it becomes
+``questionnaire_answered``, ``object_id`` the item id (the last segment of ``object.id``),
+``score`` the 1-based position of ``result.response`` in the activity's ``scale``, and a
+``RESPONDENT_EXTENSION`` of ``teacher`` marks a teacher's answer (the actor is then the
+teacher's pseudonymous account).
+
+Everything else (``result.response`` outside a Likert answer, ``context.instructor``,
+``object.definition``, other extensions, attachments...) is dropped, never stored: free
+text and instructors may identify a person. Every problem of a statement is reported,
+each with the xAPI path of the field (``timestamp``, ``actor.mbox``,
+``context.extensions[<IRI>]``...), in one :class:`~ingest.errors.StatementRejected`.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ __all__ = [
     "CLASS_EXTENSION",
     "MappedStatement",
     "Note",
+    "QUESTIONNAIRE_EXTENSION",
+    "RESPONDENT_EXTENSION",
     "RESOURCE_EXTENSION",
     "SCALED_TOLERANCE",
     "SCHOOL_ACTIVITY_PREFIX",
@@ -69,6 +79,10 @@ PREUVE_XAPI: Final = "https://preuve.example/xapi/"
 CLASS_EXTENSION: Final = PREUVE_XAPI + "extensions/class-id"
 SCHOOL_EXTENSION: Final = PREUVE_XAPI + "extensions/school-uai"
 RESOURCE_EXTENSION: Final = PREUVE_XAPI + "extensions/resource-id"
+QUESTIONNAIRE_EXTENSION: Final = PREUVE_XAPI + "extensions/questionnaire"
+RESPONDENT_EXTENSION: Final = PREUVE_XAPI + "extensions/respondent"
+ANSWERED_VERB: Final = "http://adlnet.gov/expapi/verbs/answered"
+INTERACTION_TYPE: Final = "http://adlnet.gov/expapi/activities/cmi.interaction"
 # Grouping activities: https://preuve.example/xapi/classes/<class_id>, .../schools/<UAI>.
 CLASS_ACTIVITY_PREFIX: Final = PREUVE_XAPI + "classes/"
 SCHOOL_ACTIVITY_PREFIX: Final = PREUVE_XAPI + "schools/"
@@ -187,6 +201,8 @@ STATEMENT_JSON_SCHEMA: Final[dict[str, Any]] = {
                         CLASS_EXTENSION: {"type": "string", "pattern": _PSEUDONYM},
                         SCHOOL_EXTENSION: {"type": "string", "pattern": _UAI},
                         RESOURCE_EXTENSION: {"type": "string", "pattern": _SLUG},
+                        QUESTIONNAIRE_EXTENSION: {"type": "string"},
+                        RESPONDENT_EXTENSION: {"enum": ["pupil", "teacher"]},
                     },
                 },
                 "contextActivities": {
@@ -543,6 +559,45 @@ def _verb(
     return verb_id, rule.contract_verb(has_score), rule.verdict
 
 
+def _likert(statement: dict[str, Any], result: dict[str, Any], extensions: dict[str, Any],
+            verb_id: str | None, report: _Report) -> tuple[str, float, dict[str, Any]] | None:
+    """(item id, 1-based answer, event extensions) of a questionnaire answer, or None when
+    the statement is not one (see the module's docstring)."""
+    questionnaire = extensions.get(QUESTIONNAIRE_EXTENSION)
+    if questionnaire is None or verb_id != ANSWERED_VERB:
+        return None
+    field = f"context.extensions[{QUESTIONNAIRE_EXTENSION}]"
+    if not isinstance(questionnaire, str) or not questionnaire:
+        report.problem(field, f"expecting the questionnaire's id, got {questionnaire!r}")
+        return None
+    target: Any = statement.get("object")
+    raw = target.get("definition") if isinstance(target, dict) else None
+    definition: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if definition.get("type") != INTERACTION_TYPE or definition.get("interactionType") != "likert":
+        report.problem("object.definition", "a questionnaire answer is on an activity of type "
+                       f"{INTERACTION_TYPE} with interactionType 'likert'")
+        return None
+    scale = definition.get("scale")
+    choices = [c.get("id") for c in scale if isinstance(c, dict)] if isinstance(scale, list) else []
+    if not choices:
+        report.problem("object.definition.scale", "required: the Likert scale's choices")
+        return None
+    response = result.get("response")
+    if response not in choices:
+        report.problem("result.response",
+                       f"must be one of the scale's ids {choices}, got {response!r}")
+        return None
+    respondent = extensions.get(RESPONDENT_EXTENSION, "pupil")
+    object_id = target.get("id") if isinstance(target, dict) else None
+    item = re.split(r"[/#]", object_id.rstrip("/"))[-1] if isinstance(object_id, str) else ""
+    if not item:
+        report.problem("object.id", "required: the item's IRI, ending with the item's id")
+        return None
+    return item, float(choices.index(response) + 1), {
+        "questionnaire": questionnaire, "respondent": respondent,
+        "score_scale": {"min": 1.0, "max": float(len(choices))}}
+
+
 def map_statement(
     statement: Any,
     *,
@@ -633,6 +688,10 @@ def map_statement(
         )
     if scale is not None:
         event_extensions["score_scale"] = scale
+    answer = _likert(statement, result, extensions, verb_id, report)
+    if answer is not None:
+        verb, score = "questionnaire_answered", answer[1]
+        event_extensions.update(answer[2])
     fields: dict[str, Any] = {
         "event_id": None if event_id is None else str(event_id),
         "occurred_at": timestamp,
@@ -641,7 +700,7 @@ def map_statement(
         "class_id": _placement(statement, extensions, grouping, "class_id", mapping, report),
         "school_uai": _placement(statement, extensions, grouping, "school_uai", mapping, report),
         "verb": verb,
-        "object_id": _object_id(statement, report),
+        "object_id": answer[0] if answer is not None else _object_id(statement, report),
         "duration_s": _duration(result, report),
         "score": score,
         "success": success if success is not None else verdict,

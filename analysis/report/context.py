@@ -125,6 +125,7 @@ class ReportContext:
     usage_levels: UsageLevels | None = None
     """The three levels of use and the GAR funnel per arm (:func:`analysis.usage.
     usage_levels`); None: not computed (the report says so)."""
+    questionnaires: tuple[Mapping[str, Any], ...] = ()
 
 
 def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None

@@ -835,6 +835,7 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
         "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
         "methods": _methods(data, context, t, protocol),
         "waves": _waves(context, t, arm_names),
+        "questionnaires": _questionnaires(context, t, arm_names),
     }
 
 
@@ -913,3 +914,32 @@ def write_html(results: AnalysisResults, path: Path, *, protocol: Protocol | Non
     """Write the impact report to ``path`` (what ``preuve analyze --html`` and the
     analysis workers call)."""
     write_report(results, path, protocol=protocol, context=context, lang=lang)
+
+
+# --- « Questionnaires » (issue 19 item 4) ------------------------------------------------
+
+
+def _questionnaires(context: ReportContext, t: Text, arm_names: Mapping[str, str]
+                    ) -> list[dict[str, Any]]:
+    """One table per respondent kind (pupils' scales, then teachers': the deployment
+    conditions), a row per scale and wave; counts under 10 arrive suppressed (None)."""
+    tables = []
+    for respondent in ("pupil", "teacher"):
+        entries = [e for e in context.questionnaires if e["respondent"] == respondent]
+        if not entries:
+            continue
+        arms = [a["arm"] for a in entries[0]["arms"]]
+        rows = []
+        for e in entries:
+            row = [e.get("label") or e["scale"], t(f"q_wave_{e['wave']}"), t.number(e["items"]),
+                   _count(e["n_respondents"], t),
+                   t.number(e["alpha"], 2) if e["alpha"] is not None else "—"]
+            for a in e["arms"]:
+                row.append(t("q_mean_n", mean=t.number(a["mean"], 2), n=_count(a["n"], t))
+                           if a["n"] is not None else _count(None, t))
+            rows.append(row)
+        tables.append({"caption": t(f"q_caption_{respondent}"),
+                       "header": [t("q_scale"), t("q_wave"), t("q_items"), t("q_respondents"),
+                                  t("q_alpha"), *(arm_names.get(a, a) for a in arms)],
+                       "rows": rows})
+    return tables

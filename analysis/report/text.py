@@ -888,3 +888,33 @@ MESSAGES["en"].update({
                "analysis (offline files without levels).",
     "lv_rule": "Active-time rule: {rule}",
 })
+# --- « Questionnaires » (issue 19 item 4): appended so that sections added in parallel
+# do not touch the same lines.
+MESSAGES["fr"].update({
+    "s_questionnaires": "Questionnaires",
+    "q_intro": "Scores moyens des échelles des questionnaires déclarés dans le protocole "
+               "(moyenne des items, items inversés recodés), leur fidélité (alpha de "
+               "Cronbach, sur les répondants ayant répondu à tous les items) et la moyenne "
+               "par bras, avec le nombre de répondants entre parenthèses.",
+    "q_caption_pupil": "Questionnaires élèves : échelles par vague et par bras",
+    "q_caption_teacher": "Conditions de déploiement (questionnaires enseignants) par bras",
+    "q_scale": "Échelle", "q_wave": "Vague", "q_items": "Items", "q_respondents": "Répondants",
+    "q_alpha": "Alpha de Cronbach",
+    "q_wave_baseline": "début (avant l'intervention)", "q_wave_endline": "fin",
+    "q_mean_n": "{mean} ({n})",
+    "q_note": "Moins de 10 répondants : effectif, moyenne et alpha non affichés.",
+})
+MESSAGES["en"].update({
+    "s_questionnaires": "Questionnaires",
+    "q_intro": "Mean scores of the scales of the questionnaires the protocol declares (mean "
+               "of the items, reverse items recoded), their reliability (Cronbach's alpha, "
+               "over the respondents who answered every item) and the mean per arm, with "
+               "the number of respondents in brackets.",
+    "q_caption_pupil": "Pupils' questionnaires: scales by wave and arm",
+    "q_caption_teacher": "Deployment conditions (teachers' questionnaires) by arm",
+    "q_scale": "Scale", "q_wave": "Wave", "q_items": "Items", "q_respondents": "Respondents",
+    "q_alpha": "Cronbach's alpha",
+    "q_wave_baseline": "start (before the intervention)", "q_wave_endline": "end",
+    "q_mean_n": "{mean} ({n})",
+    "q_note": "Fewer than 10 respondents: count, mean and alpha not shown.",
+})

@@ -71,6 +71,7 @@ def _configure(
 app.add_typer(protocol_cli.app, name="protocol")
 app.add_typer(access_cli.app, name="token")
 app.add_typer(outcomes_cli.app, name="outcomes")
+app.add_typer(outcomes_cli.questionnaires_app, name="questionnaires")
 app.add_typer(runs_cli.app, name="runs")
 app.command("analyze")(analysis_cli.analyze)
 app.command("enroll")(enrollment_cli.enroll)

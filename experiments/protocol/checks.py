@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Periods,
         Population,
         Protocol,
+        Questionnaire,
         ScheduleEntry,
         Usage,
     )
@@ -45,6 +46,7 @@ __all__ = [
     "check_periods",
     "check_population",
     "check_protocol",
+    "check_questionnaire",
     "check_schedule_entry",
     "check_usage",
     "protocol_warnings",
@@ -267,6 +269,34 @@ def check_schedule_entry(entry: ScheduleEntry) -> list[Finding]:
     return []
 
 
+def check_questionnaire(q: Questionnaire) -> list[Finding]:
+    """Item and scale ids are unique, every item's range is ``min < max``, a scale's
+    items are declared items, each once, and its ``min_answered`` is at most its size."""
+    found = [
+        *_duplicates(("items",), [i.id for i in q.items], "item"),
+        *_duplicates(("scales",), [s.id for s in q.scales], "scale"),
+        *_duplicates(("waves",), list(q.waves), "wave"),
+    ]
+    for i, item in enumerate(q.items):
+        if item.min >= item.max:
+            found.append(Finding(("items", i, "max"),
+                                 f"must be above min ({item.min}), got {item.max}"))
+    declared = [i.id for i in q.items]
+    for s, scale in enumerate(q.scales):
+        found += _duplicates(("scales", s, "items"), scale.items, "item")
+        for j, item_id in enumerate(scale.items):
+            if item_id not in declared:
+                found.append(Finding(
+                    ("scales", s, "items", j),
+                    f"item {item_id!r} is not an item of questionnaire {q.id!r}"
+                    f"{did_you_mean(item_id, declared)} (items: {', '.join(declared)})"))
+        if scale.min_answered is not None and scale.min_answered > len(scale.items):
+            found.append(Finding(
+                ("scales", s, "min_answered"),
+                f"is {scale.min_answered} but the scale has {len(scale.items)} items"))
+    return found
+
+
 # --- across sections ---------------------------------------------------------------
 
 
@@ -289,6 +319,52 @@ def _check_outcome_sources(p: Protocol) -> list[Finding]:
     ]
 
 
+def _check_questionnaires(p: Protocol) -> list[Finding]:
+    """Questionnaire ids are unique; a scale taken as an outcome is a pupils' scale given
+    at the endline (and at the baseline when the outcome is its own pre-test); a scale
+    named as a covariate is given at the baseline (before the arms differ)."""
+    found = _duplicates(("questionnaires",), [q.id for q in p.questionnaires], "questionnaire")
+    by_id = {q.id: q for q in p.questionnaires}
+    for i, outcome in enumerate(p.outcomes):
+        ref = outcome.questionnaire
+        if ref is None:
+            continue
+        loc: Loc = ("outcomes", i, "questionnaire")
+        q = by_id.get(ref.questionnaire)
+        if q is None:
+            found.append(Finding((*loc, "questionnaire"),
+                                 f"no questionnaire {ref.questionnaire!r} is declared"
+                                 f"{did_you_mean(ref.questionnaire, list(by_id))}"))
+            continue
+        scales = [s.id for s in q.scales]
+        if ref.scale not in scales:
+            found.append(Finding((*loc, "scale"),
+                                 f"questionnaire {q.id!r} has no scale {ref.scale!r}"
+                                 f"{did_you_mean(ref.scale, scales)}"))
+        if q.respondent != "pupil":
+            found.append(Finding((*loc, "questionnaire"),
+                                 f"questionnaire {q.id!r} is answered by teachers: an outcome "
+                                 "is measured on pupils (a teacher scale may be a covariate)"))
+        if "endline" not in q.waves:
+            found.append(Finding((*loc, "questionnaire"),
+                                 f"questionnaire {q.id!r} is not given at the endline "
+                                 "(waves), where the outcome is measured"))
+        if outcome.baseline == outcome.id and "baseline" not in q.waves:
+            found.append(Finding(("outcomes", i, "baseline"),
+                                 f"pre-test {outcome.baseline!r} needs questionnaire {q.id!r} "
+                                 "given at the baseline (waves)"))
+    scale_of = {s.id: q for q in p.questionnaires for s in q.scales}
+    for i, name in enumerate(p.analysis.covariates):
+        q = scale_of.get(name)
+        if q is not None and "baseline" not in q.waves:
+            who = "teacher" if q.respondent == "teacher" else "pupil"
+            found.append(Finding(("analysis", "covariates", i),
+                                 f"{who} scale {name!r} is a covariate but questionnaire "
+                                 f"{q.id!r} is not given at the baseline (waves): a covariate "
+                                 "is measured before the intervention"))
+    return found
+
+
 def check_protocol(protocol: Protocol) -> list[Finding]:
     """Every check that needs more than one section.
 
@@ -305,6 +381,7 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_hypotheses(protocol),
         *_check_outcome_baselines(protocol),
         *_check_outcome_sources(protocol),
+        *_check_questionnaires(protocol),
         *_check_analysis(protocol),
         *_check_power(protocol),
         *_check_schedule(protocol),

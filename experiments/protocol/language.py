@@ -433,6 +433,55 @@ class OutcomeSource(_Section):
     report flags it as a threat to validity and the evidence rating loses a padlock."""
 
 
+class QuestionnaireItem(_Section):
+    """One Likert item, answered on ``min..max`` (integers)."""
+
+    id: Name
+    """``object_id`` of the ``questionnaire_answered`` events, column of the import file."""
+    text: Text | None = None
+    min: int
+    max: int
+    reverse: bool = False
+    """Reverse-coded: scored ``min + max - answer``."""
+
+
+class QuestionnaireScale(_Section):
+    """A scale: the mean of its items (reverse items recoded)."""
+
+    id: Name
+    items: list[Name] = Field(min_length=1)
+    label: Text | None = None
+    min_answered: int | None = Field(None, gt=0)
+    """Fewest answered items for a respondent's score; absent: every item."""
+
+
+class Questionnaire(_Section):
+    """A questionnaire given to pupils or to teachers beside the events."""
+
+    id: Name
+    """``extensions.questionnaire`` of its ``questionnaire_answered`` events."""
+    respondent: Literal["pupil", "teacher"]
+    """Teachers answer about their class: their scales describe the deployment
+    conditions (training, support, equipment), one value per class."""
+    waves: list[Literal["baseline", "endline"]] = Field(min_length=1)
+    """When it is given: at the baseline (before the intervention), at the endline."""
+    label: Text | None = None
+    items: list[QuestionnaireItem] = Field(min_length=1)
+    scales: list[QuestionnaireScale] = []
+
+    @model_validator(mode="after")
+    def _meaning(self) -> Questionnaire:
+        checks.raise_findings(checks.check_questionnaire(self))
+        return self
+
+
+class OutcomeScale(_Section):
+    """A pupils' questionnaire scale taken as an outcome."""
+
+    questionnaire: Name
+    scale: Name
+
+
 class Outcome(_Section):
     """A measure of learning; exactly one is primary, the others are secondary."""
 
@@ -453,14 +502,20 @@ class Outcome(_Section):
     source: OutcomeSource | None = None
     """Only to take the scores from the resource's own events (``{resource: lectio}``);
     absent, the scores come from ``preuve outcomes import`` or an ``assessor`` token."""
+    questionnaire: OutcomeScale | None = None
+    """A pupils' questionnaire scale as the measure (``{questionnaire: eleves, scale:
+    motivation}``): its scores are the outcome records of this outcome, at each wave the
+    questionnaire is given. Declare ``kind: attitude``."""
 
     @model_serializer(mode="wrap")
     def _without_absent_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # ``source`` came after the first registered protocols: left out of the dump when
-        # absent, so that their canonical JSON, hence their SHA-256, does not change.
+        # ``source`` and ``questionnaire`` came after the first registered protocols: left
+        # out of the dump when absent, so that their canonical JSON, hence their SHA-256,
+        # does not change.
         dumped: dict[str, Any] = handler(self)
-        if dumped.get("source") is None:
-            dumped.pop("source", None)
+        for key in ("source", "questionnaire"):
+            if dumped.get(key) is None:
+                dumped.pop(key, None)
         return dumped
 
 
@@ -811,6 +866,8 @@ class Protocol(_Section):
     """Named outcome waves (a cohort over school years: ``debut-CP``, ``fin-CP``,
     ``fin-CE1``); absent, the two waves come from the periods."""
     cohort: Cohort | None = None
+    questionnaires: list[Questionnaire] = []
+    """Pupils' and teachers' questionnaires given beside the events."""
 
     @field_validator("arms")
     @classmethod
@@ -850,13 +907,15 @@ class Protocol(_Section):
         return next((w for w in self.waves if w.baseline), None)
 
     @model_serializer(mode="wrap")
-    def _without_absent_cohort(self, handler: SerializerFunctionWrapHandler
-                               ) -> dict[str, Any]:
-        # Waves and cohorts came after the first registered protocols: left out of the
-        # dump when absent, so that their canonical JSON (and SHA-256) does not change.
+    def _without_absent_later_keys(self, handler: SerializerFunctionWrapHandler
+                                   ) -> dict[str, Any]:
+        # ``questionnaires``, ``waves`` and ``cohort`` came after the first registered
+        # protocols: left out of the dump when empty or absent, so that their canonical
+        # JSON, hence their SHA-256, does not change.
         dumped: dict[str, Any] = handler(self)
-        if not dumped.get("waves"):
-            dumped.pop("waves", None)
+        for name in ("questionnaires", "waves"):
+            if not dumped.get(name):
+                dumped.pop(name, None)
         if dumped.get("cohort") is None:
             dumped.pop("cohort", None)
         return dumped

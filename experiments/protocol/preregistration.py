@@ -57,6 +57,10 @@ def _items(values: list[str]) -> str:
     return ", ".join(values) if values else "aucun"
 
 
+def _codes(values: list[str]) -> str:
+    return ", ".join(f"`{v}`" for v in values)
+
+
 def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, source_yaml: str) -> str:
     """Render the pre-registration of a registered protocol.
 
@@ -157,6 +161,21 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
             + (f" — {o.label}" if o.label else "")
             + (f" ({o.instrument})" if o.instrument else "")
             + (f" ; prétest `{o.baseline}`" if o.baseline else "")
+            + (f" ; échelle `{o.questionnaire.scale}` du questionnaire "
+               f"`{o.questionnaire.questionnaire}`" if o.questionnaire else "")
+        )
+    for q in p.questionnaires:  # issue 19 item 4: what is asked, to whom, when
+        who = "élèves" if q.respondent == "pupil" else "enseignants"
+        waves = " et ".join("début" if w == "baseline" else "fin" for w in q.waves)
+        reverse = [i.id for i in q.items if i.reverse]
+        lines.append(
+            f"- Questionnaire {who} `{q.id}` ({waves}) : {len(q.items)} items ("
+            + ", ".join(f"`{i.id}` de {i.min} à {i.max}" for i in q.items) + ")"
+            + (f", items inversés {_codes(reverse)}" if reverse else "")
+            + "".join(f" ; échelle `{s.id}` = moyenne de {_codes(s.items)}"
+                      + (f" (au moins {s.min_answered} réponses)" if s.min_answered else "")
+                      for s in q.scales)
+            + "."
         )
     defaulted = "metrics" not in p.usage.model_fields_set
     for m in p.usage.metrics:

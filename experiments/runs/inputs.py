@@ -40,6 +40,12 @@ Where each table comes from
   (``2027-W40``) into active minutes; days without active use (a login only) give no
   row, so that ``weeks`` counts weeks of real use. Not the sum of the vendors'
   ``duration_s`` (``daily_usage.active_seconds``), which the protocol never defined.
+- **questionnaires** (:mod:`experiments.runs.questionnaires`): an outcome declared as a
+  pupils' questionnaire scale gets one outcome record per pupil and wave (the pupil's
+  scale score); a teacher scale given at the baseline becomes a unit column (the mean
+  score of the unit's teachers), usable as a covariate; a pupils' scale given at the
+  baseline and named as a covariate becomes a learner column of the outcomes file (the
+  pupil's baseline score).
 - Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
   no usage row, even for events that reached the store after the withdrawal
   (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
@@ -104,6 +110,16 @@ from experiments.errors import StoreError
 from experiments.protocol.language import Protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.runs.provenance import IMPORT_PREFIX, import_authority, outcome_source
+from experiments.runs.questionnaires import (
+    QuestionnaireAnswers,
+    pupil_covariate_columns,
+    pupil_covariate_names,
+    questionnaire_summary,
+    read_answers,
+    scale_outcome_rows,
+    teacher_scale_names,
+    teacher_unit_columns,
+)
 from experiments.settings import Settings
 from experiments.store import (
     ExperimentStore,
@@ -170,6 +186,10 @@ class AnalysisFiles:
     levels: Path | None = None
     """The pupils' levels of availability and utilisation (:func:`level_verbs`;
     ``analysis.usage.LEVEL_FILE_COLUMNS``), for the report's funnel."""
+    questionnaires: QuestionnaireAnswers | None = None
+    """The usable questionnaire answers (None: the protocol declares no questionnaire)."""
+    questionnaire_summary: tuple[dict[str, Any], ...] = ()
+    """The report's « Questionnaires » section (aggregated, small cells suppressed)."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +317,12 @@ def write_analysis_files(
 
         def unit_for(learner: str, class_id: str) -> str | None:
             return learner if learner in pupil_keys else None
+
+        def unit_of_class(class_id: str) -> str | None:
+            return None  # pupils are the units: a teacher scale describes no unit
+
+        def class_enrolled(class_id: str) -> bool:
+            return True  # each answer's pupil is checked by unit_for
     else:
         # Follow-up classes of a cohort (arm MIXED_ARM) are not units: their pupils keep
         # the unit of the class randomised (experiments.enrollment.followup).
@@ -311,10 +337,18 @@ def write_analysis_files(
 
         def unit_for(learner: str, class_id: str) -> str | None:
             return followed.get(learner) or unit_of.get(class_id)
-    named = set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
+
+        def unit_of_class(class_id: str) -> str | None:
+            return unit_of.get(class_id)
+
+        def class_enrolled(class_id: str) -> bool:
+            return class_id in unit_of
+    named = (set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
+             | set(teacher_scale_names(protocol)))
     attributes = sorted(({k for r in unit_rows for k in r} | named) - set(_UNIT_COLUMNS))
-    measures = sorted({o.id for o in protocol.outcomes}
-                      | {o.baseline for o in protocol.outcomes if o.baseline})
+    measures = sorted({o.id for o in protocol.outcomes if o.questionnaire is None}
+                      | {o.baseline for o in protocol.outcomes
+                         if o.baseline and o.questionnaire is None})
     intervention = protocol.periods.intervention
     store = ExperimentStore(settings, protocol.id)
     events = events_table
@@ -349,6 +383,10 @@ def write_analysis_files(
             .group_by(events.c.learner_key, events.c.class_id, events.c.verb)
             .order_by(events.c.learner_key, events.c.class_id, events.c.verb)
         ).all()
+        # Objections (policy remove) apply whenever the run is computed: the data is gone.
+        removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
+        answers = read_answers(connection, protocol, cutoff=cutoff, removed=removed,
+                               enrolled=class_enrolled) if protocol.questionnaires else None
         connection.rollback()
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored), cutoff)
@@ -356,8 +394,6 @@ def write_analysis_files(
     if cutoff is not None:
         assessments = [a for a in assessments if _utc(a[3]) <= cutoff]
 
-    # Objections (policy remove) apply whenever the run is computed: the data is gone.
-    removed = withdrawn_pupil_keys(registry, protocol.id, data_policy="remove")
     learner_unit: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []
@@ -379,6 +415,25 @@ def write_analysis_files(
             continue  # another named wave: the analysis of that wave writes it
         outcome_rows.append({"learner_id": learner, "unit_id": unit_id, "measure": measure,
                              "wave": written, "score": repr(float(score))})
+    if answers is not None:
+        for row in scale_outcome_rows(protocol, answers, unit_for):
+            learner = row["learner_id"]
+            row["unit_id"] = learner_unit.setdefault(learner, row["unit_id"])
+            outcome_rows.append(row)
+        pupil_columns = pupil_covariate_columns(protocol, answers)
+        for row in outcome_rows:
+            row.update(pupil_columns.get(row["learner_id"], {}))
+        teachers = teacher_unit_columns(protocol, answers, unit_of_class)
+        for unit_row in unit_rows:
+            unit_row.update(teachers.get(unit_row["unit_id"], {}))
+        arm_of_unit = {r["unit_id"]: r["arm"] for r in unit_rows}
+
+        def arm_of(learner: str, class_id: str) -> str | None:
+            unit_id = unit_for(learner, class_id)
+            return None if unit_id is None else arm_of_unit.get(unit_id)
+        summary = tuple(questionnaire_summary(protocol, answers, arm_of))
+    else:
+        summary = ()
 
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
@@ -412,9 +467,11 @@ def write_analysis_files(
 
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments), levels=directory / "levels.csv")
+                          len(scored) - len(assessments), levels=directory / "levels.csv",
+                          questionnaires=answers, questionnaire_summary=summary)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
-    _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
+    _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score",
+                            *pupil_covariate_names(protocol)], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
     _write(directory / "levels.csv", ["learner_id", "unit_id", *verbs_of_level], level_rows)
     logger.info("experiment %s: %d units, %d outcome records, %d usage rows read from the "

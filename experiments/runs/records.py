@@ -306,6 +306,12 @@ def _periode_of(protocol: Any, request: AnalysisRequest) -> tuple[int, str] | No
                              protocol.population.academies)
 
 
+def _questionnaire_watermark(files: Any) -> dict[str, int]:
+    """How many questionnaire answers the run left out (only when the protocol has any)."""
+    answers = getattr(files, "questionnaires", None)
+    return {} if answers is None else {"questionnaire_answers_ignored": answers.ignored}
+
+
 def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
                     values: dict[str, Any], started: datetime, protocol: Any = None
                     ) -> ReportContext:
@@ -333,6 +339,7 @@ def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
         watermark=values["watermark"],
         software=values["software"],
         generated_at=started.isoformat(timespec="seconds"),
+        questionnaires=getattr(files, "questionnaire_summary", ()),
     )
 
 
@@ -408,6 +415,7 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
             values["watermark"] = {**inputs.files.watermark.to_json(),
                                    "assessments_ignored": inputs.files.assessments_ignored,
                                    "assessments_as_usage": inputs.files.assessments_as_usage,
+                                   **_questionnaire_watermark(inputs.files),
                                    "kafka": offsets}
             context = _report_context(registry, request, inputs.files, values, started,
                                       protocol)

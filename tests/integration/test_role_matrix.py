@@ -708,6 +708,7 @@ CLI_ACCESS: dict[str, Command] = {
     "token revoke": Command("registry", "token.revoke"),
     "enroll": Command("registry", "enrollment.file"),
     "outcomes import": Command("registry", "outcomes.import"),
+    "questionnaires import": Command("registry", "questionnaires.import"),
     "purge": Command("registry", "retention.purge"),
     "erase": Command("registry", "retention.erase_class"),
     "export": Command("registry", "data.export"),
@@ -734,15 +735,23 @@ def cli_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A protocol of its own (purged at the end), its amendment, classes and outcomes."""
     folder = tmp_path_factory.mktemp("cli")
     text = (ROOT / "protocols" / f"{EXPERIMENT}.yaml").read_text(encoding="utf-8").replace(
-        f"id: {EXPERIMENT}", f"id: {CLI_EXPERIMENT}", 1)
+        f"id: {EXPERIMENT}", f"id: {CLI_EXPERIMENT}", 1) + (
+        "questionnaires:\n  - {id: eleves, respondent: pupil, waves: [baseline], items: "
+        "[{id: m1, min: 1, max: 4}, {id: m2, min: 1, max: 4}], scales: [{id: motivation, "
+        "items: [m1, m2]}]}\n")
     assert "alpha: 0.05" in text
     files = {
         "protocol": folder / "protocol.yaml",
         "amended": folder / "amended.yaml",
         "classes": folder / "classes.csv",
         "outcomes": folder / "outcomes.csv",
+        "questionnaires": folder / "questionnaires.csv",
         "export": folder / "export",
     }
+    files["questionnaires"].write_text(
+        "respondent_id,unit_id,questionnaire,wave,m1,m2\n" + "".join(
+            f"gar-cli-{i},cli-{i % 4},eleves,baseline,{1 + i % 4},\n" for i in range(8)),
+        encoding="utf-8")
     files["protocol"].write_text(text, encoding="utf-8")
     files["amended"].write_text(text.replace("alpha: 0.05", "alpha: 0.1", 1), encoding="utf-8")
     files["classes"].write_text(ENROLL_HEADER + "".join(
@@ -768,6 +777,8 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "protocol advance": ["protocol", "advance", CLI_EXPERIMENT, "enrolling"],
         "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"]), "--academie", "versailles"],
         "outcomes import": ["outcomes", "import", CLI_EXPERIMENT, str(files["outcomes"])],
+        "questionnaires import": ["questionnaires", "import", CLI_EXPERIMENT,
+                                  str(files["questionnaires"])],
         "export": ["export", CLI_EXPERIMENT, "--out", str(files["export"]), "--format", "csv"],
         "programme export": ["programme", "export", "autre", "--out", str(files["export"])],
         "runs list": ["runs", "list", CLI_EXPERIMENT],

@@ -106,6 +106,11 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
             event[name] = draw(strategy)
     if event["verb"] == "assessment_scored" and "score" not in event:
         event["score"] = draw(st.floats(min_value=0, max_value=1))
+    if event["verb"] == "questionnaire_answered":
+        event["object_id"] = "m1"
+        event["score"] = float(draw(st.integers(min_value=1, max_value=4)))
+        event["extensions"] = {"questionnaire": "eleves",
+                               "respondent": draw(st.sampled_from(["pupil", "teacher"]))}
     return event
 
 
