@@ -27,6 +27,11 @@ primary, the estimand and the primary model. Every amendment is listed, with its
 fields and reason, under « Écarts au protocole » in each later report. Every version
 stays in ``protocol_versions`` (the audit of the protocol), every state change in
 ``experiment_transitions``, and both are also written to the core ``audit_log``.
+
+Two moves have conditions (issue 19): ``running`` needs a ``decision:`` section in the
+protocol in force (a protocol may be registered without one, then amended), and
+``closed`` needs the researcher's post-experiment decision recorded and acknowledged by
+the programme officer (:mod:`experiments.closing`).
 Reports quote the version they follow (:func:`registered_protocol`).
 """
 
@@ -52,6 +57,7 @@ from experiments.protocol.language import Protocol, parse_protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
+    "DECISION_CHOICES",
     "LOCKED_SECTIONS",
     "STATES",
     "ExperimentRecord",
@@ -251,9 +257,56 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: The post-experiment decisions (owned by :mod:`experiments.closing`, which reads this
+#: module: a table reference here keeps the import graph acyclic).
+_DECISIONS = sa.table("post_experiment_decisions", sa.column("id"),
+                      sa.column("experiment_id"), sa.column("decision"),
+                      sa.column("decided_at"), sa.column("acknowledged_at"))
+DECISION_CHOICES: tuple[str, ...] = ("generaliser", "ajuster", "arreter", "prolonger")
+"""The post-experiment decisions a researcher records (généraliser, ajuster, arrêter,
+prolonger), spelt without accents on the command line and in the database."""
+
+
+def _gate(session: Session, row: ExperimentRow, to: State) -> None:
+    """Refuse ``running`` without a decision rule, ``closed`` without a recorded,
+    acknowledged post-experiment decision (issue 19)."""
+    if to == "running":
+        current = _current_row(session, row)
+        if json.loads(current.canonical_json).get("decision") is None:
+            raise RegistryError(
+                f"{row.id}: cannot go to running: the protocol in force (version "
+                f"{row.current_version}) has no decision: section (who decides, when, and "
+                "the rule that will be evaluated on the final results). Add it by amendment: "
+                'preuve protocol amend PATH --reason "..."',
+                field="decision",
+            )
+    if to == "closed":
+        latest = session.execute(
+            sa.select(_DECISIONS.c.decision, _DECISIONS.c.acknowledged_at)
+            .where(_DECISIONS.c.experiment_id == row.id)
+            .order_by(_DECISIONS.c.id.desc()).limit(1)
+        ).first()
+        if latest is None:
+            raise RegistryError(
+                f"{row.id}: cannot close: no post-experiment decision is recorded. The "
+                f"researcher records it: preuve protocol decide {row.id} --decision "
+                f"{'|'.join(DECISION_CHOICES)} --reason \"...\"",
+                field="decision",
+            )
+        if latest.acknowledged_at is None:
+            raise RegistryError(
+                f"{row.id}: cannot close: the decision '{latest.decision}' is not "
+                "acknowledged yet; the programme officer acknowledges it in the portal "
+                f"(/experiences/{row.id}/decision)",
+                field="decision",
+            )
+
+
 def _move(
     session: Session, row: ExperimentRow, to: State, actor: str, note: str | None
 ) -> TransitionRecord:
+    if _NEXT.get(row.state) == to:
+        _gate(session, row, to)
     if _NEXT.get(row.state) != to:
         allowed = _NEXT.get(row.state)
         raise RegistryError(

@@ -18,6 +18,7 @@ route                             officer/researcher  académie    edtech  none
 ``/experiences`` (portfolio)      200                 403         403     302
 ``/experiences/ID``               200 (scope)         403         403     302
 ``/experiences/ID/rapports/RUN``  200 (scope)         403         403     302
+``/experiences/ID/decision``      200 (scope)         403         403     302
 ``/usages``, ``/usages/ID``       403                 200 (own)   403     302
 ``/api/experiences``              200 (aggregates)    403         403     401
 ``/api/usages/ID``                403                 200 (own)   403     401
@@ -67,6 +68,7 @@ from experiments.access import (
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.decisions import add_decision_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -621,6 +623,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
+    add_decision_routes(app, portal)  # issue 19: experiments/portal/decisions.py
     return app
 
 

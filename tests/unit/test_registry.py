@@ -142,8 +142,12 @@ def test_lifecycle_moves_one_step_at_a_time(engine: Engine) -> None:
     assert register_protocol(engine, protocol, TEXT).outcome == "registered"
     with pytest.raises(RegistryError, match="cannot go from registered to running; the next"):
         transition_experiment(engine, protocol.id, "running")
-    for state in ("enrolling", "running", "analysing", "closed"):
+    transition_experiment(engine, protocol.id, "enrolling", note="vers enrolling")
+    add_decision(engine, protocol.id)  # the core example has none; running needs one
+    for state in ("running", "analysing"):
         transition_experiment(engine, protocol.id, state, note=f"vers {state}")
+    decide_and_acknowledge(engine, protocol.id)
+    transition_experiment(engine, protocol.id, "closed", note="vers closed")
     record = get_experiment(engine, protocol.id)
     assert [t.to_state for t in record.transitions] == list(STATES)
     with pytest.raises(RegistryError, match="closed is final"):
