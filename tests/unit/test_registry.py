@@ -27,6 +27,7 @@ from experiments.registry import (
     transition_experiment,
 )
 from experiments.settings import Settings
+from tests.support.decision import add_decision, decide_and_acknowledge
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "protocols" / "fluence-cp-2027.yaml"
