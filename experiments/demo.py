@@ -429,8 +429,8 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
 
         step("Researcher: the post-experiment decision (the programme officer acknowledges "
              "it in the portal, then the experiment can be closed)")
-        decision = ("generaliser" if effect is not None and effect["ci_low"] > 0
-                    else "ajuster")
+        low = effect.get("ci_low") if effect is not None else None
+        decision = "generaliser" if isinstance(low, float) and low > 0 else "ajuster"
         say("    " + _preuve(env, "protocol", "decide", EXPERIMENT, "--decision", decision,
                              "--reason", "Décision de démonstration, au vu du rapport "
                              "final.").strip())

@@ -21,6 +21,7 @@ route                             officer/researcher  académie    edtech  none
 ``/experiences/ID/decision``      200 (scope)         403         403     302
 ``/usages``, ``/usages/ID``       403                 200 (own)   403     302
 ``/api/experiences``              200 (aggregates)    403         403     401
+``/api/agregat``, ``.csv``         200 (closed, scope) 403         403     401
 ``/api/usages/ID``                403                 200 (own)   403     401
 ================================  ==================  ==========  ======  =======
 
@@ -69,6 +70,7 @@ from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
 from experiments.portal.decisions import add_decision_routes
+from experiments.portal.national import add_aggregate_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -577,7 +579,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     >>> import pathlib, tempfile
     >>> app = create_portal(fresh_settings())
     >>> sorted(app.openapi()["paths"])
-    ['/api/experiences', '/api/usages/{experiment_id}']
+    ['/api/agregat', '/api/agregat.csv', '/api/experiences', '/api/usages/{experiment_id}']
     """
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))
@@ -624,6 +626,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
     add_decision_routes(app, portal)  # issue 19: experiments/portal/decisions.py
+    add_aggregate_routes(app, portal)  # issue 19: experiments/portal/national.py
     return app
 
 

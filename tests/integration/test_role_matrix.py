@@ -405,6 +405,14 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/experiences/{experiment_id}/cloture"): Row(
         codes("302 302 302 | 404 404 | 403 403 | 403 403 | 403 403 | 404 | 404"),
         _portal_get("/experiences/{experiment_id}/cloture")),
+    # The national aggregate (issue 19): readers, over the closed experiments of their
+    # scope (the world's experiment is not closed: empty rows, still 200).
+    ("GET", "/api/agregat"): Row(
+        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/agregat")),
+    ("GET", "/api/agregat.csv"): Row(
+        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/agregat.csv")),
     # Programme pages (issue 22): readers and académies (their territory's experiments).
     ("GET", "/programmes"): Row(
         codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
