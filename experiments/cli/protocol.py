@@ -298,7 +298,12 @@ def advance(
     note: Annotated[str | None, typer.Option("--note", help="Why, for the audit log.")] = None,
 ) -> None:
     """Move an experiment to the next state of draft → registered → enrolling → running →
-    analysing → closed."""
+    analysing → closed.
+
+    Running needs a decision: section in the protocol in force (add it by amendment);
+    closed needs the recorded post-experiment decision (protocol decide) and the programme
+    officer's acknowledgement in the portal, and writes the closing report (French and
+    English)."""
     from experiments.registry import STATES, transition_experiment
 
     if state not in STATES:
