@@ -10,7 +10,8 @@ After registration the *design* is locked: the sections :data:`LOCKED_SECTIONS`
 brief names population, arms, randomisation, outcomes and analysis; hypotheses, the
 roll-out design and the usage definitions (which define compliance, hence the CACE)
 are locked too, because changing them after seeing data is the same kind of drift.
-Re-registering:
+The decision rule (issue 19) is locked too: it is added or changed by amendment only, and
+once the intervention has started a rule in force no longer changes. Re-registering:
 
 - the same protocol: nothing happens (``unchanged``);
 - changes outside the design (periods, schedule, retention, budget...): a new version
@@ -85,7 +86,7 @@ _NEXT: Mapping[str, str] = dict(zip(STATES, STATES[1:], strict=False))
 
 LOCKED_SECTIONS: tuple[str, ...] = (
     "id", "population", "design", "arms", "randomisation", "hypotheses", "outcomes",
-    "analysis", "usage",
+    "analysis", "usage", "decision",
 )
 
 VersionKind = Literal["registration", "update", "amendment"]
@@ -601,7 +602,8 @@ def frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, allocated:
     arms (names, allocation, control) and the population (unit, levels, académies,
     criteria, attributes): changing them would change who is in which arm, or whom the
     finding is about, after the draw. Once the intervention has started (``started``):
-    also which outcome is primary, the estimand and the primary model, so that nobody
+    also which outcome is primary, the estimand, the primary model and the decision rule
+    (when one is in force), so that nobody
     picks them after seeing data. Compared on the dumps, so that a version registered
     under older validation rules is compared all the same.
 
@@ -623,6 +625,8 @@ def frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, allocated:
         fields += [f"population.{f}"
                    for f in changed_fields(old["population"], new["population"])]
     if started:
+        if old.get("decision") is not None and old.get("decision") != new.get("decision"):
+            fields.append("decision")  # the rule is written before the results are known
         if _primary(old) != _primary(new):
             fields.append(f"outcomes[].primary ({_primary(old)} → {_primary(new)})")
         fields += [f"analysis.{key}" for key in ("estimand", "model")

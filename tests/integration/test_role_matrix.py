@@ -401,7 +401,7 @@ PORTAL: dict[tuple[str, str], Row] = {
         READERS_PAGE, _portal_get("/experiences/{experiment_id}/decision")),
     ("POST", "/experiences/{experiment_id}/decision"): Row(
         codes("302 302 302 | 403 403 | 403 403 | 403 403 | 403 403 | 409 | 403"),
-        _post_decision, write="experiment.decision_acknowledgement"),
+        _post_decision),  # its audit entry: tests/unit/test_decision_step.py
     ("GET", "/experiences/{experiment_id}/cloture"): Row(
         codes("302 302 302 | 404 404 | 403 403 | 403 403 | 403 403 | 404 | 404"),
         _portal_get("/experiences/{experiment_id}/cloture")),

@@ -246,3 +246,26 @@ def test_the_officer_acknowledges_in_the_portal(
     assert closing.status_code == 200 and "Décision : ajuster." in closing.text
     english = client.request("GET", f"/experiences/{EXPERIMENT}/cloture?lang=en", researcher)
     assert "Decision: adjust (ajuster)." in english.text
+
+
+def test_the_rule_is_added_by_amendment_and_frozen_once_started(
+        make_settings: SettingsFactory) -> None:
+    from datetime import date
+
+    from experiments.registry import amend_protocol
+
+    settings = make_settings()
+    engine = registry_engine(settings)
+    register_protocol(engine, parse_protocol(TEXT), TEXT)
+    text = with_decision(TEXT)
+    with pytest.raises(RegistryError, match="locked since registration.*decision"):
+        register_protocol(engine, parse_protocol(text), text)
+    amend_protocol(engine, parse_protocol(text), text, "Règle de décision ajoutée à temps",
+                   today=date(2027, 9, 1))
+    transition_experiment(engine, EXPERIMENT, "enrolling")
+    transition_experiment(engine, EXPERIMENT, "running")
+    changed = text.replace("min_effect_size: 0.10", "min_effect_size: 0.05")
+    with pytest.raises(RegistryError, match=r"cannot change decision \(frozen since the "
+                                            "intervention started"):
+        amend_protocol(engine, parse_protocol(changed), changed, "Seuil abaissé après coup")
+    dispose_engines()
