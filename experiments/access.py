@@ -65,6 +65,7 @@ AuditAction = Literal[
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",
     "portal.sign_in", "portal.sign_in_refused", "portal.sign_in_throttled",
+    "sufficiency.alert",
     "experiment.decision", "experiment.decision_acknowledgement", "data.export_aggregate",
 ]
 """Every action the audit log records (``audit_log.action``): one closed list, so that a

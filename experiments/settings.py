@@ -223,6 +223,14 @@ class SchedulerSettings(BaseModel):
         "protocol's retention.keep_until has passed (as `preuve purge` does; audited as "
         "the scheduler). Off, expired data stays until someone runs `preuve purge`.",
     )
+    sufficiency_lead_days: int = Field(
+        7,
+        ge=0,
+        description="Days before an interim or final analysis falls due at which the "
+        "scheduler checks that the data will support it (endline scores per arm, baseline "
+        "and usage coverage, the MDES the data now supports) and alerts the researcher; "
+        "0 turns the checks off.",
+    )
     worker_group_id: str = Field(
         "preuve-analysis", description="Consumer group of the analysis workers."
     )

@@ -697,7 +697,8 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             "attrition": attrition, "notes": notes, "record": record}
 
 
-def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[str]:
+def _methods(data: Mapping[str, Any], context: ReportContext, t: Text,
+             protocol: Protocol | None = None) -> list[str]:
     design = data.get("design", {})
     unit = design.get("unit", "class")
     lines = [t("m_estimand")]
@@ -744,6 +745,13 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     lines.append(t("m_software", items=", ".join(f"{k} {v}" for k, v in software.items())))
     if context.periode is not None:
         lines.append(t("m_periode", number=context.periode[0], year=context.periode[1]))
+    if protocol is not None and any(p is not None and p.periodes is not None
+                                    for _, p in protocol.periods.ordered()):
+        # The protocol wrote its periods in périodes: the report speaks as it did.
+        colon = " : " if t.lang == "fr" else ": "
+        lines.append(t("m_periods", periods=" ; ".join(
+            f"{t(f'period_{name}')}{colon}{period.describe(t.lang)}"
+            for name, period in protocol.periods.ordered() if period is not None)))
     if context.generated_at:
         lines.append(t("m_generated", at=context.generated_at))
     lines.append(t("m_suppression"))
@@ -811,7 +819,7 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
         "usage": _usage(data, context, t, arm_names),
         "effects": _effects(data, t, arm_names, outcomes),
         "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
-        "methods": _methods(data, context, t),
+        "methods": _methods(data, context, t, protocol),
     }
 
 

@@ -361,6 +361,11 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Filigrane des données : analyse sur fichiers, sans registre.",
         "m_software": "Logiciels : {items}.",
         "m_generated": "Rapport produit le {at}.",
+        "m_periods": "Périodes du protocole, écrites en périodes scolaires (du premier jour "
+                     "dans la première zone au dernier jour dans la dernière) : {periods}.",
+        "period_baseline": "mesures initiales",
+        "period_intervention": "intervention",
+        "period_followup": "mesures finales",
         "m_periode": "Analyse de fin de période {number} de l'année scolaire {year} "
                      "(dans la dernière zone de vacances de l'expérimentation à la finir).",
         "m_suppression": "Les cases de moins de 10 élèves sont masquées partout ; aucune "
@@ -698,6 +703,11 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Data watermark: analysis on files, without the registry.",
         "m_software": "Software: {items}.",
         "m_generated": "Report produced on {at}.",
+        "m_periods": "The protocol's periods, written in school périodes (from the first day "
+                     "in the first zone to the last day in the last one): {periods}.",
+        "period_baseline": "baseline measures",
+        "period_intervention": "intervention",
+        "period_followup": "endline measures",
         "m_periode": "Analysis at the end of période {number} of the school year {year} "
                      "(in the last of the experiment's holiday zones to finish it).",
         "m_suppression": "Cells of fewer than 10 pupils are hidden everywhere; no class or "

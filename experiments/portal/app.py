@@ -85,6 +85,7 @@ from experiments.portal.views import (
 )
 from experiments.refusals import Problem, install_refusals, refusal_response
 from experiments.runs.records import list_runs
+from experiments.runs.sufficiency import recorded_checks
 from experiments.settings import Settings
 
 __all__ = ["SESSION_COOKIE", "create_portal", "describe_verdict"]
@@ -284,6 +285,10 @@ class _Portal:
 
     # pages
 
+    def language(self, request: Request) -> Language:
+        """The caller's language (:func:`language_of`), for routes mounted from elsewhere."""
+        return language_of(request)
+
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> HTMLResponse:
         language = language_of(request)
@@ -480,8 +485,10 @@ def experiment_page(request: Request, portal: _State, experiment_id: str) -> Res
     verdict = summary.verdict
     brief = None if verdict.results is None else report_summary(
         verdict.results, protocol=verdict.protocol, lang=language_of(request))
+    checks = (recorded_checks(portal.registry, experiment_id, since=portal.clock())
+              if session.principal.role in ("researcher", "admin") else [])
     return portal.render(request, "experience.html", experiment=summary, runs=runs,
-                         brief=brief)
+                         brief=brief, checks=checks)
 
 
 def _stored_file(request: Request, portal: _Portal, experiment_id: str, run_id: str,
@@ -579,7 +586,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     >>> import pathlib, tempfile
     >>> app = create_portal(fresh_settings())
     >>> sorted(app.openapi()["paths"])
-    ['/api/agregat', '/api/agregat.csv', '/api/experiences', '/api/usages/{experiment_id}']
+    ['/api/agregat', '/api/agregat.csv', '/api/experiences', '/api/programmes', \
+'/api/programmes/{programme}', '/api/usages/{experiment_id}']
     """
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))

@@ -420,6 +420,13 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/programmes/{programme}"): Row(
         codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
         _get("portal", "/programmes/TNE")),
+    # Their JSON API: aggregates only, narrowed the same way (académies: their territory).
+    ("GET", "/api/programmes"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes")),
+    ("GET", "/api/programmes/{programme}"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes/TNE")),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
@@ -642,6 +649,7 @@ CLI_ACCESS: dict[str, Command] = {
     "protocol advance": Command("registry", "experiment.transition"),
     "protocol decide": Command("registry", "experiment.decision"),
     "protocol show": Command("registry"),
+    "protocol status": Command("registry"),
     "protocol export": Command("registry"),
     "token issue": Command("registry", "token.issue"),
     "token list": Command("registry"),
@@ -701,6 +709,7 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "protocol amend": ["protocol", "amend", str(files["amended"]), "--reason",
                            "alpha revu avec le comité"],
         "protocol show": ["protocol", "show", CLI_EXPERIMENT],
+        "protocol status": ["protocol", "status", CLI_EXPERIMENT],
         "protocol export": ["protocol", "export", CLI_EXPERIMENT],
         "protocol advance": ["protocol", "advance", CLI_EXPERIMENT, "enrolling"],
         "protocol decide": ["protocol", "decide", CLI_EXPERIMENT, "--decision", "arreter",
