@@ -42,6 +42,7 @@ from experiments.registry import (
 
 __all__ = [
     "DECISION_CHOICES",
+    "DECISION_WORDS",
     "DecisionRecord",
     "acknowledge_decision",
     "close_experiment",
@@ -54,6 +55,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MIN_REASON = 10
+#: The decisions as written (the database keeps them without accents).
+DECISION_WORDS: dict[str, str] = {"generaliser": "généraliser", "ajuster": "ajuster",
+                                  "arreter": "arrêter", "prolonger": "prolonger"}
 #: The state in which a decision is recorded and acknowledged: after the final analysis.
 _DECIDING_STATE = "analysing"
 

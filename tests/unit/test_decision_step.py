@@ -145,6 +145,12 @@ def test_closing_needs_a_decision_then_its_acknowledgement(
     answer = "oui" if g >= 0.10 else "non"
     assert re.search(rf"taille d&#39;effet d&#39;au moins 0,10 : {answer}", fr), fr
     assert "Analyse finale du 30 juin 2028" in fr
+    # The portfolio (and the committee document) shows the decision taken, with its reason.
+    from experiments.portfolio.entries import portfolio_entries
+
+    entry = next(e for e in portfolio_entries(engine) if e.id == EXPERIMENT)
+    assert entry.closing_note == ("généraliser — Effet établi, usage suffisant : extension à "
+                                  "l'académie.")
     dispose_engines()
 
 
