@@ -3,16 +3,16 @@ on the final analysis, the research team's decision, and the programme officer's
 acknowledgement, without which the experiment cannot be closed
 (:mod:`experiments.closing`).
 
-=====================================  ===========  ==========  ========  =======  ====
-route                                  officer      researcher  admin     others   none
-=====================================  ===========  ==========  ========  =======  ====
-``GET /experiences/ID/decision``       200 (scope)  200 (scope)  200      403      302
-``POST /experiences/ID/decision``      303 (scope)  403          403      403      302
-``GET /experiences/ID/cloture``        200 (scope)  200 (scope)  200      403      302
-=====================================  ===========  ==========  ========  =======  ====
+===================================  ===========  ===========  =====  ======  ====
+route                                officer      researcher   admin  others  none
+===================================  ===========  ===========  =====  ======  ====
+``GET /experiences/ID/decision``     200 (scope)  200 (scope)  200    403     302
+``POST /experiences/ID/decision``    303 (scope)  403          403    403     302
+``GET /experiences/ID/cloture``      200 (scope)  200 (scope)  200    403     302
+===================================  ===========  ===========  =====  ======  ====
 
-Only an officer acknowledges (the brief's "programme officer's acknowledgement"); the
-form carries the session's CSRF token and the id of the decision it showed, so that a
+Only an officer acknowledges (issue 19: "the programme officer's acknowledgement"); the
+closing report answers 404 until the experiment is closed. The form carries the session's CSRF token and the id of the decision it showed, so that a
 decision recorded again in between is not acknowledged unseen. The acknowledgement is
 audited (``experiment.decision_acknowledgement``). Out of scope, an experiment answers
 404 like one that does not exist. Mounted by :func:`experiments.portal.app.create_portal`
