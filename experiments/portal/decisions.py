@@ -12,11 +12,12 @@ route                                officer      researcher   admin  others  no
 ===================================  ===========  ===========  =====  ======  ====
 
 Only an officer acknowledges (issue 19: "the programme officer's acknowledgement"); the
-closing report answers 404 until the experiment is closed. The form carries the session's CSRF token and the id of the decision it showed, so that a
-decision recorded again in between is not acknowledged unseen. The acknowledgement is
-audited (``experiment.decision_acknowledgement``). Out of scope, an experiment answers
-404 like one that does not exist. Mounted by :func:`experiments.portal.app.create_portal`
-with one line (``add_decision_routes(app, portal)``).
+closing report answers 404 until the experiment is closed. The form carries the
+session's CSRF token and the id of the decision it showed, so that a decision recorded
+again in between is not acknowledged unseen. The acknowledgement is audited
+(``experiment.decision_acknowledgement``). Out of scope, an experiment answers 404 like
+one that does not exist. Mounted by :func:`experiments.portal.app.create_portal` with
+one line (``add_decision_routes(app, portal)``).
 """
 
 from __future__ import annotations
