@@ -60,7 +60,7 @@ AuditAction = Literal[
     "token.issue", "token.revoke",
     "protocol.registration", "protocol.update", "protocol.amendment", "experiment.transition",
     "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
-    "enrollment.correct",
+    "enrollment.correct", "enrollment.follow",
     "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",

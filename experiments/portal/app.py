@@ -70,6 +70,7 @@ from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
 from experiments.portal.decisions import add_decision_routes
+from experiments.portal.edtech import add_edtech_routes
 from experiments.portal.national import add_aggregate_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
@@ -400,6 +401,8 @@ def home(request: Request, portal: _State) -> Response:
     role = session.principal.role
     if role == "academie":
         return RedirectResponse("/usages", 303)
+    if role == "edtech":  # issue 17: its console (no more 403 loop)
+        return RedirectResponse("/ressource", 303)
     if role in _READERS:
         return RedirectResponse("/experiences", 303)
     raise _Forbidden()
@@ -583,12 +586,17 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     Examples
     --------
-    >>> import pathlib, tempfile
-    >>> app = create_portal(fresh_settings())
+    >>> from experiments.database import migrate_all
+    >>> settings = fresh_settings()
+    >>> _ = migrate_all(settings)  # `preuve db migrate`: the portal itself never migrates
+    >>> app = create_portal(settings)
     >>> sorted(app.openapi()["paths"])
     ['/api/agregat', '/api/agregat.csv', '/api/experiences', '/api/programmes', \
 '/api/programmes/{programme}', '/api/usages/{experiment_id}']
     """
+    # The portal reads with a read-only database role: it never migrates (no DDL), it
+    # checks that the schemas are current (`preuve db migrate` is the explicit step).
+    settings = settings.model_copy(update={"database_migrate": False})
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="Preuve portal", docs_url=None, redoc_url=None, openapi_url=None)
@@ -635,6 +643,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
     add_decision_routes(app, portal)  # issue 19: experiments/portal/decisions.py
     add_aggregate_routes(app, portal)  # issue 19: experiments/portal/national.py
+    add_edtech_routes(app, portal)  # issue 17: experiments/portal/edtech.py
     return app
 
 

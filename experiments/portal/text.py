@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from analysis.options import Language
+from experiments.portal.edtech_text import EDTECH_TEXT
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
@@ -362,6 +363,10 @@ TEXT: dict[str, dict[str, str]] = {
         "no_departement": "Experiments with no known département (neither in the protocol nor from their schools), absent from this map: {ids}.",
     },
 }
+
+# Issue 17: the EdTech console's and the accessibility and legal pages' words.
+for _language, _words in EDTECH_TEXT.items():
+    TEXT[_language].update(_words)
 
 
 #: How académies are written (protocols name them by slug); others are capitalised.

@@ -697,6 +697,38 @@ class Funder(_Section):
     """Euros committed to this experiment (treatment and evaluation)."""
 
 
+WaveId = Annotated[
+    str,
+    _pattern(r"^[A-Za-z][A-Za-z0-9-]{0,31}$",
+             "a wave name (letters, digits and dashes, e.g. debut-CP, fin-CE1)"),
+]
+
+
+class Wave(_Section):
+    """A named outcome wave: the scores taken between ``start`` and ``end`` (school days,
+    both included). Without ``waves:`` a protocol has two, from its periods: ``baseline``
+    (before the intervention) and ``endline`` (after it)."""
+
+    id: WaveId
+    start: SchoolDate
+    end: SchoolDate
+    baseline: bool = False
+    """The pre-test wave: its scores are the covariates named by ``outcomes[].baseline``."""
+    primary: bool = False
+    """The wave of the confirmatory effect (exactly one); the effects at the other waves
+    are secondary, adjusted for multiplicity like secondary outcomes."""
+    label: Text | None = None
+
+
+class Cohort(_Section):
+    """Pupils followed over several school years: next year's classes of the pupils are
+    enrolled for the same experiment (``preuve enroll EXPERIMENT FILE --follow``), each
+    pupil keeping the arm of the class randomised (intention to treat)."""
+
+    school_years: list[SchoolYear] = Field(min_length=2)
+    """The school years followed, consecutive (``[2027-2028, 2028-2029]``)."""
+
+
 class Decision(_Section):
     """The post-experiment step: who decides what, when, on which rule."""
 
@@ -743,6 +775,10 @@ class Protocol(_Section):
     funders: list[Funder] = []
     tags: list[Tag] = []
     """Kinds of resource, for syntheses across experiments ("lecture", "cycle 2")."""
+    waves: list[Wave] = []
+    """Named outcome waves (a cohort over school years: ``debut-CP``, ``fin-CP``,
+    ``fin-CE1``); absent, the two waves come from the periods."""
+    cohort: Cohort | None = None
 
     @field_validator("arms")
     @classmethod
@@ -770,6 +806,28 @@ class Protocol(_Section):
     def primary_outcome(self) -> Outcome:
         """The primary outcome (validation guarantees there is exactly one)."""
         return next(o for o in self.outcomes if o.primary)
+
+    @property
+    def primary_wave(self) -> Wave | None:
+        """The wave of the confirmatory effect, when the protocol names its waves."""
+        return next((w for w in self.waves if w.primary), None)
+
+    @property
+    def baseline_wave(self) -> Wave | None:
+        """The pre-test wave, when the protocol names its waves and has one."""
+        return next((w for w in self.waves if w.baseline), None)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_cohort(self, handler: SerializerFunctionWrapHandler
+                               ) -> dict[str, Any]:
+        # Waves and cohorts came after the first registered protocols: left out of the
+        # dump when absent, so that their canonical JSON (and SHA-256) does not change.
+        dumped: dict[str, Any] = handler(self)
+        if not dumped.get("waves"):
+            dumped.pop("waves", None)
+        if dumped.get("cohort") is None:
+            dumped.pop("cohort", None)
+        return dumped
 
     def canonical_json(self) -> str:
         """The JSON the hash is computed on (defaults filled, keys sorted, compact)."""
