@@ -130,8 +130,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _deciding(session: Session, experiment_id: str, what: str) -> ExperimentRow:
-    row = session.get(ExperimentRow, experiment_id, with_for_update=True)
+def _deciding(session: Session, experiment_id: str, what: str, *, lock: bool = True
+              ) -> ExperimentRow:
+    # The portal's database role may not lock the experiment (SELECT ... FOR UPDATE needs
+    # UPDATE on it): an acknowledgement locks the decision's row instead (lock=False).
+    row = session.get(ExperimentRow, experiment_id, with_for_update=lock)
     if row is None:
         raise RegistryError(f"{experiment_id}: no such experiment in the registry", field="id")
     if row.state != _DECIDING_STATE:
@@ -142,10 +145,11 @@ def _deciding(session: Session, experiment_id: str, what: str) -> ExperimentRow:
     return row
 
 
-def _latest_row(session: Session, experiment_id: str) -> DecisionRow | None:
-    return session.scalars(sa.select(DecisionRow)
-                           .where(DecisionRow.experiment_id == experiment_id)
-                           .order_by(DecisionRow.id.desc()).limit(1)).first()
+def _latest_row(session: Session, experiment_id: str, *, lock: bool = False
+                ) -> DecisionRow | None:
+    query = (sa.select(DecisionRow).where(DecisionRow.experiment_id == experiment_id)
+             .order_by(DecisionRow.id.desc()).limit(1))
+    return session.scalars(query.with_for_update() if lock else query).first()
 
 
 def record_decision(engine: Engine, experiment_id: str, decision: str, reason: str,
@@ -192,8 +196,8 @@ def acknowledge_decision(engine: Engine, experiment_id: str, actor: str,
         acknowledged, or ``decision_id`` is not the latest.
     """
     with Session(engine) as session:
-        _deciding(session, experiment_id, "a decision is acknowledged")
-        row = _latest_row(session, experiment_id)
+        _deciding(session, experiment_id, "a decision is acknowledged", lock=False)
+        row = _latest_row(session, experiment_id, lock=True)
         if row is None:
             raise RegistryError(
                 f"{experiment_id}: no post-experiment decision to acknowledge; the "
