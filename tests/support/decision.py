@@ -34,10 +34,11 @@ DECISION_YAML = (
 )
 
 
-def with_decision(text: str) -> str:
-    """A protocol's YAML with the test decision section appended (it has none)."""
+def with_decision(text: str, at: str = "2028-09-30") -> str:
+    """A protocol's YAML with the test decision section appended (it has none); ``at``
+    is the decision's date (after the final analysis)."""
     assert "\ndecision:" not in text, "the protocol already declares a decision"
-    return text.rstrip("\n") + "\n" + DECISION_YAML
+    return text.rstrip("\n") + "\n" + DECISION_YAML.replace("2028-09-30", at)
 
 
 def add_decision(engine: Engine, experiment_id: str, actor: str = "researcher:test"
