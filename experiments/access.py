@@ -67,6 +67,7 @@ AuditAction = Literal[
     "retention.remove_withdrawn_pupil",
     "portal.sign_in", "portal.sign_in_refused", "portal.sign_in_throttled",
     "sufficiency.alert",
+    "experiment.decision", "experiment.decision_acknowledgement", "data.export_aggregate",
 ]
 """Every action the audit log records (``audit_log.action``): one closed list, so that a
 reader of the log knows every value it can hold and a typo fails the type check."""

@@ -17,7 +17,8 @@ role                   may
                        experiment (it owns the stores it creates) and write their rows
 ``preuve_analysis``    read the registry and stores; write run records and claims, audit
 ``preuve_portal``      read the registry and stores; add audit entries (sign-ins and
-                       refused sign-ins are audited), nothing else
+                       refused sign-ins are audited), an EdTech's own keys, an officer's
+                       acknowledgement of a post-experiment decision; nothing else
 ``preuve_reader``      JupyterLab: read the stores and the registry's protocols,
                        enrollments and runs; not the tokens nor the audit log
 =====================  ================================================================
@@ -68,13 +69,16 @@ ROLES: tuple[ServiceRole, ...] = (
     ServiceRole("preuve_analysis", "the analysis workers",
                 registry_writes={"analysis_runs": "INSERT, UPDATE",
                                  "scheduled_runs": "INSERT, UPDATE", "audit_log": "INSERT"}),
-    ServiceRole("preuve_portal", "the portal (reads; writes only its sign-in audit and an "
-                "EdTech's own keys, created and revoked in its console)",
-                registry_writes={"audit_log": "INSERT", "api_tokens": "INSERT, UPDATE"}),
+    ServiceRole("preuve_portal", "the portal (reads; writes only its sign-in audit, an "
+                "EdTech's own keys, created and revoked in its console, and an officer's "
+                "acknowledgement of a post-experiment decision)",
+                registry_writes={"audit_log": "INSERT", "api_tokens": "INSERT, UPDATE",
+                                 "post_experiment_decisions": "UPDATE"}),
     ServiceRole("preuve_reader", "JupyterLab and researchers' read-only sessions",
                 registry_reads=("experiments", "protocol_versions", "experiment_transitions",
                                 "enrollments", "enrollment_designs", "withdrawals",
-                                "analysis_runs", "scheduled_runs")),
+                                "analysis_runs", "scheduled_runs",
+                                "post_experiment_decisions")),
 )
 
 

@@ -7,7 +7,8 @@ invalid), the evaluation team imports the baseline and endline reading tests (ou
 come from trusted sources only: :mod:`experiments.runs.provenance`), the stream worker
 routes the events into the experiment's store, the scheduler runs the protocol's schedule (weekly
 monitoring, interim, final) through analysis workers, and the final run's French impact
-report is stored, ready for the portal.
+report is stored, ready for the portal; the researcher then records the post-experiment
+decision (the programme officer acknowledges it in the portal before closing).
 
 Everything the demo writes lives in ``state_dir/demo/<run>/``; it uses its own topics and
 consumer group, so runs never mix. A broker it had to start is stopped at the end.
@@ -51,6 +52,18 @@ INTERVENTION_START = datetime(2027, 9, 27, 8, 30, tzinfo=UTC)
 SIMULATED_NOW = "2028-07-01T08:00:00+02:00"
 INTERVENTION_WEEKS = 34
 INVALID_SHARE = 0.03
+#: The demo's post-experiment decision rule (issue 19): the core example declares none and
+#: an experiment cannot run without one, so the demo registers a copy of it with this
+#: section appended (the core example itself stays as the design document has it).
+DEMO_DECISION = (
+    "decision:                        # added by the demo: running needs a decision rule\n"
+    "  at: 2028-09-30\n"
+    "  deciders: [\"Comité de pilotage du programme\"]\n"
+    "  rule: \"Généraliser si l'effet sur la fluence est positif et d'au moins 0,10 "
+    "écart-type, avec au moins la moitié des élèves au-dessus du seuil d'usage.\"\n"
+    "  min_effect_size: 0.10\n"
+    "  min_active_share: 0.5\n"
+)
 
 
 @dataclass(frozen=True)
@@ -334,9 +347,13 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
         say(f"    SASL_SSL (SCRAM-SHA-512), one Kafka user per service; topics demo-{run}.*"
             if settings.kafka.security.protocol == "SASL_SSL" else
             f"    {settings.kafka.security.protocol}; topics demo-{run}.*")
-        step(f"Researcher: validate and register the protocol {PROTOCOL.name}")
-        say("    " + _preuve(env, "protocol", "validate", str(PROTOCOL)).strip())
-        registered = _preuve(env, "protocol", "register", str(PROTOCOL)).strip()
+        step(f"Researcher: validate and register the protocol {PROTOCOL.name} (with a "
+             "decision rule)")
+        protocol = home / PROTOCOL.name
+        protocol.write_text(PROTOCOL.read_text(encoding="utf-8").rstrip("\n") + "\n"
+                            + DEMO_DECISION, encoding="utf-8")
+        say("    " + _preuve(env, "protocol", "validate", str(protocol)).strip())
+        registered = _preuve(env, "protocol", "register", str(protocol)).strip()
         say("    " + registered.replace("\n", "\n    "))
 
         step("Académies: enroll 40 CP classes of 20 REP/REP+ schools; Preuve randomises them")
@@ -411,6 +428,14 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
                 f"{effect['ci_high']:+.2f}], Hedges' g {effect['hedges_g']:+.2f}, "
                 f"p = {effect['p_value']:.3f}"
             )
+
+        step("Researcher: the post-experiment decision (the programme officer acknowledges "
+             "it in the portal, then the experiment can be closed)")
+        low = effect.get("ci_low") if effect is not None else None
+        decision = "generaliser" if isinstance(low, float) and low > 0 else "ajuster"
+        say("    " + _preuve(env, "protocol", "decide", EXPERIMENT, "--decision", decision,
+                             "--reason", "Décision de démonstration, au vu du rapport "
+                             "final.").strip())
 
         step("Done")
         token = _officer_token(home)

@@ -10,7 +10,10 @@ After registration the *design* is locked: the sections :data:`LOCKED_SECTIONS`
 brief names population, arms, randomisation, outcomes and analysis; hypotheses, the
 roll-out design and the usage definitions (which define compliance, hence the CACE)
 are locked too, because changing them after seeing data is the same kind of drift; so are
-the questionnaires (their scales are outcomes and covariates). Re-registering:
+the questionnaires (their scales are outcomes and covariates) and the named waves (the
+primary wave is the confirmatory one). The decision rule (issue 19) is locked too: it is
+added or changed by amendment only, and once the intervention has started a rule in force
+no longer changes. Re-registering:
 
 - the same protocol: nothing happens (``unchanged``);
 - changes outside the design (periods, schedule, retention, budget...): a new version
@@ -27,6 +30,11 @@ primary, the estimand and the primary model. Every amendment is listed, with its
 fields and reason, under « Écarts au protocole » in each later report. Every version
 stays in ``protocol_versions`` (the audit of the protocol), every state change in
 ``experiment_transitions``, and both are also written to the core ``audit_log``.
+
+Two moves have conditions (issue 19): ``running`` needs a ``decision:`` section in the
+protocol in force (a protocol may be registered without one, then amended), and
+``closed`` needs the researcher's post-experiment decision recorded and acknowledged by
+the programme officer (:mod:`experiments.closing`).
 Reports quote the version they follow (:func:`registered_protocol`).
 """
 
@@ -52,6 +60,7 @@ from experiments.protocol.language import Protocol, parse_protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
+    "DECISION_CHOICES",
     "LOCKED_SECTIONS",
     "STATES",
     "ExperimentRecord",
@@ -79,7 +88,7 @@ _NEXT: Mapping[str, str] = dict(zip(STATES, STATES[1:], strict=False))
 
 LOCKED_SECTIONS: tuple[str, ...] = (
     "id", "population", "design", "arms", "randomisation", "hypotheses", "outcomes",
-    "analysis", "usage", "questionnaires",
+    "analysis", "usage", "questionnaires", "waves", "decision",
 )
 
 VersionKind = Literal["registration", "update", "amendment"]
@@ -251,9 +260,56 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: The post-experiment decisions (owned by :mod:`experiments.closing`, which reads this
+#: module: a table reference here keeps the import graph acyclic).
+_DECISIONS = sa.table("post_experiment_decisions", sa.column("id"),
+                      sa.column("experiment_id"), sa.column("decision"),
+                      sa.column("decided_at"), sa.column("acknowledged_at"))
+DECISION_CHOICES: tuple[str, ...] = ("generaliser", "ajuster", "arreter", "prolonger")
+"""The post-experiment decisions a researcher records (généraliser, ajuster, arrêter,
+prolonger), spelt without accents on the command line and in the database."""
+
+
+def _gate(session: Session, row: ExperimentRow, to: State) -> None:
+    """Refuse ``running`` without a decision rule, ``closed`` without a recorded,
+    acknowledged post-experiment decision (issue 19)."""
+    if to == "running":
+        current = _current_row(session, row)
+        if json.loads(current.canonical_json).get("decision") is None:
+            raise RegistryError(
+                f"{row.id}: cannot go to running: the protocol in force (version "
+                f"{row.current_version}) has no decision: section (who decides, when, and "
+                "the rule that will be evaluated on the final results). Add it by amendment: "
+                'preuve protocol amend PATH --reason "..."',
+                field="decision",
+            )
+    if to == "closed":
+        latest = session.execute(
+            sa.select(_DECISIONS.c.decision, _DECISIONS.c.acknowledged_at)
+            .where(_DECISIONS.c.experiment_id == row.id)
+            .order_by(_DECISIONS.c.id.desc()).limit(1)
+        ).first()
+        if latest is None:
+            raise RegistryError(
+                f"{row.id}: cannot close: no post-experiment decision is recorded. The "
+                f"researcher records it: preuve protocol decide {row.id} --decision "
+                f"{'|'.join(DECISION_CHOICES)} --reason \"...\"",
+                field="decision",
+            )
+        if latest.acknowledged_at is None:
+            raise RegistryError(
+                f"{row.id}: cannot close: the decision '{latest.decision}' is not "
+                "acknowledged yet; the programme officer acknowledges it in the portal "
+                f"(/experiences/{row.id}/decision)",
+                field="decision",
+            )
+
+
 def _move(
     session: Session, row: ExperimentRow, to: State, actor: str, note: str | None
 ) -> TransitionRecord:
+    if _NEXT.get(row.state) == to:
+        _gate(session, row, to)
     if _NEXT.get(row.state) != to:
         allowed = _NEXT.get(row.state)
         raise RegistryError(
@@ -548,7 +604,8 @@ def frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, allocated:
     arms (names, allocation, control) and the population (unit, levels, académies,
     criteria, attributes): changing them would change who is in which arm, or whom the
     finding is about, after the draw. Once the intervention has started (``started``):
-    also which outcome is primary, the estimand and the primary model, so that nobody
+    also which outcome is primary, the estimand, the primary model and the decision rule
+    (when one is in force), so that nobody
     picks them after seeing data. Compared on the dumps, so that a version registered
     under older validation rules is compared all the same.
 
@@ -570,6 +627,8 @@ def frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, allocated:
         fields += [f"population.{f}"
                    for f in changed_fields(old["population"], new["population"])]
     if started:
+        if old.get("decision") is not None and old.get("decision") != new.get("decision"):
+            fields.append("decision")  # the rule is written before the results are known
         if _primary(old) != _primary(new):
             fields.append(f"outcomes[].primary ({_primary(old)} → {_primary(new)})")
         fields += [f"analysis.{key}" for key in ("estimand", "model")

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ReportView",
     "build_view",
+    "decision_lines",
     "render_html",
     "render_report",
     "report_summary",
@@ -310,6 +311,18 @@ def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> lis
         out.append(_with(t("decision_criteria", parts=separator.join(parts),
                            verdict=verdict), suffix))
     return out
+
+
+def decision_lines(protocol: Protocol, results: AnalysisResults | Mapping[str, Any],
+                   lang: str = "fr") -> list[str]:
+    """The protocol's decision rule evaluated on ``results`` (the report's lines, in
+    ``lang``): the rule in words, then its criteria arm by arm; empty without a rule."""
+    if protocol.decision is None:
+        return []
+    t = Text(lang)
+    data = _results_dict(results)
+    return [f"{t('decision_rule')} {protocol.decision.rule}",
+            *_decision_lines(protocol, data, t)]
 
 
 def _with(sentence: str, suffix: str) -> str:

@@ -160,6 +160,26 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "decision_not_met": "critères non remplis",
         "decision_not_evaluated": "Critères de la règle non évalués : cette analyse n'est pas "
                                   "confirmatoire.",
+        # the closing report (issue 19)
+        "closing_title": "Rapport de clôture",
+        "closing_final": "Analyse finale du {moment}, protocole version {version}.",
+        "closing_no_final": "Aucune analyse finale n'est enregistrée : la règle de décision "
+                            "n'est pas évaluée.",
+        "closing_no_rule": "Le protocole ne déclare pas de règle de décision.",
+        "closing_rule_heading": "Règle de décision pré-enregistrée, évaluée",
+        "closing_answer_heading": "Résultat de l'analyse finale",
+        "closing_decision_heading": "Décision après l'expérimentation",
+        "closing_decision": "Décision : {decision}.",
+        "closing_reason": "Motif : {reason}",
+        "closing_decided": "Enregistrée par {actor} le {moment}.",
+        "closing_acknowledged": "Prise en compte par le chargé de programme ({actor}) le "
+                                "{moment}.",
+        "closing_not_acknowledged": "Pas encore prise en compte par le chargé de programme.",
+        "closing_closed": "Expérimentation close le {moment}.",
+        "decision_choice_generaliser": "généraliser",
+        "decision_choice_ajuster": "ajuster",
+        "decision_choice_arreter": "arrêter",
+        "decision_choice_prolonger": "prolonger",
         "volunteers": "Les classes participantes sont volontaires : les résultats valent "
                       "pour des enseignants volontaires et peuvent ne pas se retrouver lors "
                       "d'une généralisation.",
@@ -507,6 +527,26 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "decision_not_met": "criteria not met",
         "decision_not_evaluated": "The rule's criteria are not evaluated: this analysis is "
                                   "not confirmatory.",
+        # the closing report (issue 19)
+        "closing_title": "Closing report",
+        "closing_final": "Final analysis of {moment}, protocol version {version}.",
+        "closing_no_final": "No final analysis is recorded: the decision rule is not "
+                            "evaluated.",
+        "closing_no_rule": "The protocol declares no decision rule.",
+        "closing_rule_heading": "Pre-registered decision rule, evaluated",
+        "closing_answer_heading": "Result of the final analysis",
+        "closing_decision_heading": "Decision after the experiment",
+        "closing_decision": "Decision: {decision}.",
+        "closing_reason": "Reason: {reason}",
+        "closing_decided": "Recorded by {actor} on {moment}.",
+        "closing_acknowledged": "Acknowledged by the programme officer ({actor}) on "
+                                "{moment}.",
+        "closing_not_acknowledged": "Not acknowledged by the programme officer yet.",
+        "closing_closed": "Experiment closed on {moment}.",
+        "decision_choice_generaliser": "scale up (généraliser)",
+        "decision_choice_ajuster": "adjust (ajuster)",
+        "decision_choice_arreter": "stop (arrêter)",
+        "decision_choice_prolonger": "extend (prolonger)",
         "volunteers": "Participating classes are volunteers: the results hold for "
                       "volunteer teachers and may not be found again at scale.",
         "funnel": "From deployment to real use",

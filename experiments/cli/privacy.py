@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -89,15 +89,44 @@ def erase(
 
 
 def export(
-    experiment: Annotated[str, typer.Argument(help="The experiment to export.")],
-    out: Annotated[Path, typer.Option("--out", help="Directory to write (created).")],
+    experiment: Annotated[str | None, typer.Argument(
+        help="The experiment to export (omit with --aggregate).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Directory to write (created). Required.", show_default=False)] = None,
     format: Annotated[str, typer.Option(
-        "--format", help="parquet or csv (both when omitted).")] = "both",
+        "--format", help="parquet or csv (both when omitted); with --aggregate, csv or "
+                         "json.")] = "both",
+    aggregate: Annotated[bool, typer.Option(
+        "--aggregate", help="The national aggregate of every closed experiment (CSV, JSON, "
+                            "schema, codebook).")] = False,
 ) -> None:
-    """Export an experiment's pseudonymised tables, codebook, protocol and results."""
+    """Export an experiment's pseudonymised tables, codebook, protocol and results; or,
+    with --aggregate, the national aggregate of every closed experiment (one row per
+    experiment × arm × outcome × level × académie, small cells suppressed)."""
     from experiments.access import cli_actor
-    from experiments.privacy.export import export_experiment
     from experiments.settings import Settings
+
+    if out is None:
+        typer.echo("preuve export: --out DIRECTORY is required", err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    if aggregate:
+        if experiment is not None:
+            typer.echo("preuve export --aggregate: covers every closed experiment; give no "
+                       f"experiment id (got {experiment!r})", err=True)
+            raise typer.Exit(EXIT_REFUSED)
+        if format not in ("csv", "json", "both"):
+            typer.echo(f"preuve export --aggregate: --format: expecting csv or json; got "
+                       f"{format!r}", err=True)
+            raise typer.Exit(EXIT_REFUSED)
+        with user_errors(EXIT_REFUSED):
+            files = _export_aggregate(Settings(), out, format, cli_actor())
+        for path in files:
+            typer.echo(str(path))
+        return
+    if experiment is None:
+        typer.echo("preuve export: give the experiment id, or --aggregate", err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    from experiments.privacy.export import export_experiment
 
     if format not in ("parquet", "csv", "both"):
         typer.echo(f"preuve export: --format: expecting one of parquet, csv; got {format!r}",
@@ -110,3 +139,22 @@ def export(
                                  actor=cli_actor())
     for path in done.files:
         typer.echo(str(path))
+
+
+def _export_aggregate(settings: Any, out: Path, format: str, actor: str) -> list[Path]:
+    """Every closed experiment (the CLI holds the registry's credentials: administrator),
+    written and recorded in the audit log (``data.export_aggregate``)."""
+    from sqlalchemy.orm import Session
+
+    from experiments.access import record_audit
+    from experiments.database import registry_engine
+    from experiments.privacy.aggregate import aggregate_rows, write_aggregate
+
+    registry = registry_engine(settings)
+    rows = aggregate_rows(registry)
+    files = write_aggregate(rows, out, ("csv", "json") if format == "both" else (format,))
+    with Session(registry) as session, session.begin():
+        record_audit(session, actor, "data.export_aggregate", "*",
+                     {"experiments": sorted({r["experiment_id"] for r in rows}),
+                      "rows": len(rows), "out": str(out)})
+    return files

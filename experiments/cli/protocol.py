@@ -1,4 +1,5 @@
-"""``preuve protocol ...``: validate, power, register, amend, show, status, export, advance.
+"""``preuve protocol ...``: validate, power, register, amend, show, status, export, advance,
+decide.
 
 User errors (an invalid protocol, a refused registration) end as messages and exit
 code 2, never a traceback; a database that refuses the caller or cannot be reached, as
@@ -356,13 +357,52 @@ def advance(
     note: Annotated[str | None, typer.Option("--note", help="Why, for the audit log.")] = None,
 ) -> None:
     """Move an experiment to the next state of draft → registered → enrolling → running →
-    analysing → closed."""
+    analysing → closed.
+
+    Running needs a decision: section in the protocol in force (add it by amendment);
+    closed needs the recorded post-experiment decision (protocol decide) and the programme
+    officer's acknowledgement in the portal, and writes the closing report (French and
+    English)."""
     from experiments.registry import STATES, transition_experiment
 
     if state not in STATES:
         raise _fail(f"state: expecting one of {', '.join(STATES)}, got {state!r}")
     try:
-        transition_experiment(_engine(), experiment, state, _actor(), note)
+        if state == "closed":  # needs the decision and its acknowledgement
+            from experiments.closing import close_experiment
+            from experiments.settings import Settings
+
+            paths = close_experiment(_engine(), Settings().state_dir, experiment, _actor(),
+                                     note)
+        else:
+            transition_experiment(_engine(), experiment, state, _actor(), note)
     except RegistryError as exc:
         raise _fail(exc.reason) from None
     typer.echo(f"{experiment}: {state}")
+    if state == "closed":
+        for lang, path in paths.items():
+            typer.echo(f"  closing report ({lang}): {path}")
+
+
+@app.command("decide")
+def decide(
+    experiment: ExperimentArg,
+    decision: Annotated[str, typer.Option(
+        "--decision", help="généraliser, ajuster, arrêter or prolonger (accents optional).",
+        show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (10 characters at least).",
+                                        show_default=False)],
+) -> None:
+    """Record the post-experiment decision, after the final analysis (state analysing).
+
+    Closing then needs the programme officer's acknowledgement in the portal (the
+    experiment's « Décision » page); the closing report carries both."""
+    from experiments.closing import record_decision
+
+    try:
+        record = record_decision(_engine(), experiment, decision, reason, _actor())
+    except RegistryError as exc:
+        raise _fail(exc.reason) from None
+    typer.echo(f"{experiment}: decision {record.decision} recorded "
+               f"({record.decided_at.isoformat()}); the programme officer acknowledges it in "
+               f"the portal: /experiences/{experiment}/decision")

@@ -18,8 +18,10 @@ route                             officer/researcher  académie    edtech  none
 ``/experiences`` (portfolio)      200                 403         403     302
 ``/experiences/ID``               200 (scope)         403         403     302
 ``/experiences/ID/rapports/RUN``  200 (scope)         403         403     302
+``/experiences/ID/decision``      200 (scope)         403         403     302
 ``/usages``, ``/usages/ID``       403                 200 (own)   403     302
 ``/api/experiences``              200 (aggregates)    403         403     401
+``/api/agregat``, ``.csv``         200 (closed, scope) 403         403     401
 ``/api/usages/ID``                403                 200 (own)   403     401
 ================================  ==================  ==========  ======  =======
 
@@ -68,7 +70,9 @@ from experiments.access import (
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.decisions import add_decision_routes
 from experiments.portal.edtech import add_edtech_routes
+from experiments.portal.national import add_aggregate_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -588,8 +592,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     >>> _ = migrate_all(settings)  # `preuve db migrate`: the portal itself never migrates
     >>> app = create_portal(settings)
     >>> sorted(app.openapi()["paths"])
-    ['/api/experiences', '/api/programmes', '/api/programmes/{programme}', \
-'/api/usages/{experiment_id}']
+    ['/api/agregat', '/api/agregat.csv', '/api/experiences', '/api/programmes', \
+'/api/programmes/{programme}', '/api/usages/{experiment_id}']
     """
     # The portal reads with a read-only database role: it never migrates (no DDL), it
     # checks that the schemas are current (`preuve db migrate` is the explicit step).
@@ -638,6 +642,8 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
+    add_decision_routes(app, portal)  # issue 19: experiments/portal/decisions.py
+    add_aggregate_routes(app, portal)  # issue 19: experiments/portal/national.py
     add_edtech_routes(app, portal)  # issue 17: experiments/portal/edtech.py
     return app
 

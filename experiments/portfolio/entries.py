@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from analysis.multiplicity import Claim, certainty
 from analysis.report.rating import rate_evidence
 from analysis.synthesis import StudyEffect, Synthesis, synthesise
+from experiments.closing import DECISION_WORDS, latest_decision
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.calendar import departement_of_uai
 from experiments.protocol.language import Protocol
@@ -128,7 +129,8 @@ class PortfolioEntry:
     decision_rule: str | None
     min_effect_size: float | None
     closing_note: str | None
-    """What the registry recorded when the experiment was closed (the decision taken)."""
+    """The decision taken: the researcher's recorded post-experiment decision and its
+    reason (:mod:`experiments.closing`), else the note of the closing transition."""
 
     @property
     def closed(self) -> bool:
@@ -201,6 +203,9 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
             classes = sum(n for n in effect.get("n_units", {}).values() if n is not None)
     territories = protocol.territories
     closing = next((t.note for t in reversed(record.transitions) if t.to_state == "closed"), None)
+    decided = latest_decision(registry, experiment_id) if record.state == "closed" else None
+    if decided is not None:  # the researcher's recorded decision (issue 19), with its reason
+        closing = f"{DECISION_WORDS[decided.decision]} — {decided.reason}"
     return PortfolioEntry(
         id=experiment_id, title=protocol.title, state=record.state,
         programme=protocol.programme.name if protocol.programme else NO_PROGRAMME,

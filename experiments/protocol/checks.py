@@ -234,7 +234,9 @@ def protocol_warnings(protocol: Protocol) -> list[str]:
             "`preuve protocol register` refuses a protocol without it"
         )
     if protocol.decision is None:
-        found.append("decision: not declared; no decision rule will be evaluated at the end")
+        found.append("decision: not declared; no decision rule will be evaluated at the end, "
+                     "and the experiment cannot reach running until one is added by "
+                     "amendment (preuve protocol amend)")
     return found
 
 

@@ -42,6 +42,7 @@ from ingest.gateway import create_app
 from ingest.kafka.access import ensure_topics
 from ingest.pseudonym import load_pseudonym_key, pseudonymise
 from tests.conftest import SettingsFactory
+from tests.support.decision import with_decision
 from tests.support.gateway_client import AppClient
 from tests.support.postgres import wait_until
 from tests.support.trial import HEADER
@@ -54,7 +55,9 @@ TOLERANCE = 1e-9  # same data, same estimator: only the order of floating-point 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "fluence-cp-2027"
 CORE = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
-COHORT = (CORE
+# With a decision rule (after the final analysis of 2029), so that it may run (issue 19).
+COHORT = with_decision(CORE, at="2029-09-30")
+COHORT = (COHORT
           .replace("intervention: {start: 2027-09-27, end: 2028-05-26}",
                    "intervention: {start: 2027-09-27, end: 2029-05-25}")
           .replace("followup:     {start: 2028-05-29, end: 2028-06-16}",

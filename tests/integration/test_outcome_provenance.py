@@ -42,6 +42,7 @@ from experiments.store import ExperimentStore, events_table
 from ingest.gateway import create_app
 from ingest.kafka.access import ensure_topics
 from tests.conftest import SettingsFactory
+from tests.support.decision import add_decision
 from tests.support.gateway_client import AppClient
 from tests.support.postgres import wait_until
 from tests.support.trial import EXPERIMENT, HEADER, PROTOCOL
@@ -145,8 +146,9 @@ def test_forged_edtech_scores_are_usage_and_assessor_scores_are_outcomes(
     assert outcome.pending == 0, outcome.publish_error
     arms = {c.class_id: c.arm for c in outcome.enrolled}
     assert set(arms.values()) == {"lectio", "usual"}
-    for state in ("enrolling", "running"):
-        transition_experiment(registry, EXPERIMENT, state)
+    transition_experiment(registry, EXPERIMENT, "enrolling")
+    add_decision(registry, EXPERIMENT)  # the core example has none; running needs one
+    transition_experiment(registry, EXPERIMENT, "running")
 
     rng = random.Random(20280601)
     official_rows = _official_rows(rng, arms)

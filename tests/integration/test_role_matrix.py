@@ -305,6 +305,21 @@ def _sign_out(m: Matrix, caller: str) -> httpx.Response:
     return answer
 
 
+def _post_decision(m: Matrix, caller: str) -> httpx.Response:
+    # The acknowledgement of the post-experiment decision (issue 19), with the session's
+    # CSRF token when the caller has a session. The world's experiment is not analysing
+    # and has no decision: the officer, the one role that may acknowledge, gets 409 and
+    # nothing is recorded (experiments/portal/decisions.py; tests/unit/test_decision_step.py
+    # acknowledges one).
+    cookies = m.sessions[caller]
+    page = m.portal.request("GET", f"/experiences/{EXPERIMENT}/decision", cookies).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    return m.portal.request(
+        "POST", f"/experiences/{EXPERIMENT}/decision", cookies,
+        content=urlencode({"csrf": csrf.group(1) if csrf else "", "decision_id": "1"}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
 # --- issue 17: validate-only, dead letters, the EdTech console ---------------------------
 
 
@@ -447,6 +462,24 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/api/usages/{experiment_id}"): Row(
         codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
         _portal_get("/api/usages/{experiment_id}")),
+    # The post-experiment decision (issue 19): readers see it, only an officer
+    # acknowledges; the closing report exists once the experiment is closed (404 before).
+    ("GET", "/experiences/{experiment_id}/decision"): Row(
+        READERS_PAGE, _portal_get("/experiences/{experiment_id}/decision")),
+    ("POST", "/experiences/{experiment_id}/decision"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 403 403 | 403 403 | 409 | 403"),
+        _post_decision),  # its audit entry: tests/unit/test_decision_step.py
+    ("GET", "/experiences/{experiment_id}/cloture"): Row(
+        codes("302 302 302 | 404 404 | 403 403 | 403 403 | 403 403 | 404 | 404"),
+        _portal_get("/experiences/{experiment_id}/cloture")),
+    # The national aggregate (issue 19): readers, over the closed experiments of their
+    # scope (the world's experiment is not closed: empty rows, still 200).
+    ("GET", "/api/agregat"): Row(
+        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/agregat")),
+    ("GET", "/api/agregat.csv"): Row(
+        codes("401 401 401 | 200 200 | 403 403 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/agregat.csv")),
     # Programme pages (issue 22): readers and académies (their territory's experiments).
     ("GET", "/programmes"): Row(
         codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
@@ -700,6 +733,7 @@ CLI_ACCESS: dict[str, Command] = {
     "protocol register": Command("registry", "protocol.registration"),
     "protocol amend": Command("registry", "protocol.amendment"),
     "protocol advance": Command("registry", "experiment.transition"),
+    "protocol decide": Command("registry", "experiment.decision"),
     "protocol show": Command("registry"),
     "protocol status": Command("registry"),
     "protocol export": Command("registry"),
@@ -775,6 +809,8 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "protocol status": ["protocol", "status", CLI_EXPERIMENT],
         "protocol export": ["protocol", "export", CLI_EXPERIMENT],
         "protocol advance": ["protocol", "advance", CLI_EXPERIMENT, "enrolling"],
+        "protocol decide": ["protocol", "decide", CLI_EXPERIMENT, "--decision", "arreter",
+                            "--reason", "avant l'analyse finale : refusé"],
         "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"]), "--academie", "versailles"],
         "outcomes import": ["outcomes", "import", CLI_EXPERIMENT, str(files["outcomes"])],
         "questionnaires import": ["questionnaires", "import", CLI_EXPERIMENT,
@@ -811,6 +847,11 @@ def test_registry_commands_are_audited_when_the_administrator_runs_them(
         result = _cli(settings, *args)
         if command == "runs reproduce":  # the CLI's experiment has no recorded run: it says so
             assert result.exit_code == 1 and "no recorded run" in result.output, result.output
+            continue
+        if command == "protocol decide":  # enrolling: a decision comes after the final analysis
+            assert result.exit_code == 2 and "after the final analysis" in result.output, \
+                result.output
+            assert not matrix.audit(before, "experiment.decision")
             continue
         assert result.exit_code == 0, f"{command}: {result.output}"
         action = CLI_ACCESS[command].audit

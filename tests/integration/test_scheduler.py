@@ -47,6 +47,7 @@ from experiments.settings import SchedulerSettings, Settings, WorkerSettings
 from experiments.store import ExperimentStore, StoredEvent
 from ingest.kafka import clients
 from ingest.kafka.principals import SCHEDULER
+from tests.support.decision import with_decision
 from tests.support.kafka import consume_all
 from tests.support.postgres import wait_until
 from tests.support.uai import uai
@@ -55,7 +56,8 @@ from tests.support.worker import settings_env
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+# With a decision rule, so that it may run (issue 19).
+TEXT = with_decision((ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8"))
 EXPERIMENT = "fluence-cp-2027"
 WEEKLY = 38  # Mondays from 2027-10-04 to 2028-06-19 (tests/unit/test_scheduler_calendar.py)
 

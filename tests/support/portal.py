@@ -32,10 +32,13 @@ from experiments.runs.records import RunRecord, perform_run
 from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
+from tests.support.decision import with_decision
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "fluence-cp-2027"
-PROTOCOL_TEXT = (ROOT / "protocols" / f"{EXPERIMENT}.yaml").read_text(encoding="utf-8")
+# With a decision rule, so that it may run (issue 19).
+PROTOCOL_TEXT = with_decision(
+    (ROOT / "protocols" / f"{EXPERIMENT}.yaml").read_text(encoding="utf-8"))
 #: The portal's clock in the tests: after the interim analysis is due... not yet.
 NOW = datetime(2028, 1, 10, 12, 0, tzinfo=UTC)
 #: Pupils with usage in the class whose weekly cells must be suppressed (< 10).

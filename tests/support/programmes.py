@@ -29,6 +29,7 @@ from experiments.registry import register_protocol, transition_experiment
 from experiments.runs.records import analysis_runs_table, software_versions
 from experiments.runs.scheduler import due_time
 from experiments.settings import Settings
+from tests.support.decision import decide_and_acknowledge
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
@@ -136,6 +137,7 @@ def build_programmes(settings: Settings, work: Path) -> ProgrammeWorld:
                 html_sha256=None, started_at=now, finished_at=now, worker="test"))
         results[trial.id] = json.loads(json_text)
         if trial.closed:
+            decide_and_acknowledge(registry, trial.id)
             transition_experiment(registry, trial.id, "closed",
                                   note=f"Décision du comité : {trial.id} examinée.")
     return ProgrammeWorld(registry, results)

@@ -128,7 +128,8 @@ def test_all_problems_of_all_files_in_one_run() -> None:
         "(arms[0]) is already the control",
         f"{files[1]}: valid",
         f"{files[1]}: warning: decision: not declared; no decision rule will be evaluated "
-        "at the end",
+        "at the end, and the experiment cannot reach running until one is added by "
+        "amendment (preuve protocol amend)",
         f"{files[2]}:7:16: population.levels[1]: unknown niveau 'CE3'; did you mean 'CE2'?",
     ]
 

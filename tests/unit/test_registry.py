@@ -27,6 +27,7 @@ from experiments.registry import (
     transition_experiment,
 )
 from experiments.settings import Settings
+from tests.support.decision import add_decision, decide_and_acknowledge
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "protocols" / "fluence-cp-2027.yaml"
@@ -142,8 +143,12 @@ def test_lifecycle_moves_one_step_at_a_time(engine: Engine) -> None:
     assert register_protocol(engine, protocol, TEXT).outcome == "registered"
     with pytest.raises(RegistryError, match="cannot go from registered to running; the next"):
         transition_experiment(engine, protocol.id, "running")
-    for state in ("enrolling", "running", "analysing", "closed"):
+    transition_experiment(engine, protocol.id, "enrolling", note="vers enrolling")
+    add_decision(engine, protocol.id)  # the core example has none; running needs one
+    for state in ("running", "analysing"):
         transition_experiment(engine, protocol.id, state, note=f"vers {state}")
+    decide_and_acknowledge(engine, protocol.id)
+    transition_experiment(engine, protocol.id, "closed", note="vers closed")
     record = get_experiment(engine, protocol.id)
     assert [t.to_state for t in record.transitions] == list(STATES)
     with pytest.raises(RegistryError, match="closed is final"):

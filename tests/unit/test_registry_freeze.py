@@ -30,15 +30,18 @@ from experiments.registry import (
     transition_experiment,
 )
 from experiments.settings import Settings
+from tests.support.decision import with_decision
 from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "fluence-cp-2027"
-# The example protocol with a secondary outcome, so that the primary one can be switched.
-BASE = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8").replace(
+# The example protocol with a secondary outcome, so that the primary one can be switched,
+# and a decision rule, so that it may run (issue 19).
+BASE = with_decision((ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(
+    encoding="utf-8").replace(
     "    baseline: fluence            # pre-test measure (wave baseline) used as covariate\n",
     "    baseline: fluence            # pre-test measure (wave baseline) used as covariate\n"
-    "  - id: comprehension\n    baseline: comprehension\n", 1)
+    "  - id: comprehension\n    baseline: comprehension\n", 1))
 BEFORE_START = date(2027, 9, 1)   # the intervention period starts on 2027-09-27
 AFTER_START = date(2027, 9, 27)
 

@@ -23,10 +23,12 @@ from experiments.runs.records import perform_run
 from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
+from tests.support.decision import with_decision
 from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+# With a decision rule, so that it may run (issue 19).
+TEXT = with_decision((ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8"))
 EXPERIMENT = "fluence-cp-2027"
 DEVELOPER_TEXT = TEXT.replace("    primary: true\n",
                               "    primary: true\n    source: {resource: lectio}\n", 1)

@@ -26,10 +26,11 @@ from experiments.runs.scheduler import (
     scheduled_runs_table,
 )
 from experiments.settings import Settings
+from tests.support.decision import with_decision
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "protocols" / "fluence-cp-2027.yaml"
-TEXT = EXAMPLE.read_text(encoding="utf-8")
+TEXT = with_decision(EXAMPLE.read_text(encoding="utf-8"))  # it may run (issue 19)
 
 
 def at(text: str) -> datetime:
@@ -84,7 +85,7 @@ def test_month_and_period_rhythms() -> None:
 
 
 def test_only_experiments_under_way_have_runs(engine: Engine) -> None:
-    register_protocol(engine, load_protocol(EXAMPLE), TEXT)
+    register_protocol(engine, parse_protocol(TEXT), TEXT)
     assert due_runs(engine, at("2028-07-01T00:00:00+00:00")) == []
     transition_experiment(engine, "fluence-cp-2027", "enrolling")
     assert len(due_runs(engine, at("2028-07-01T00:00:00+00:00"))) == 38 + 2

@@ -29,10 +29,12 @@ from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
 from ingest.pseudonym import load_pseudonym_key
+from tests.support.decision import with_decision
 from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXT = (ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8")
+# With a decision rule, so that it may run (issue 19).
+TEXT = with_decision((ROOT / "protocols" / "fluence-cp-2027.yaml").read_text(encoding="utf-8"))
 EXPERIMENT = "fluence-cp-2027"
 
 
@@ -122,7 +124,7 @@ LEARNER_EXPERIMENT = "lectio-eleves-2027"
 def _enroll_pupils(settings: Settings, engine: Engine, per_class: int
                    ) -> tuple[Protocol, list[EnrolledLearner]]:
     """Register the learner-randomised test protocol and enroll two classes of pupils."""
-    text = LEARNER_PROTOCOL.read_text(encoding="utf-8")
+    text = with_decision(LEARNER_PROTOCOL.read_text(encoding="utf-8"))
     protocol = parse_protocol(text)
     register_protocol(engine, protocol, text)
     transition_experiment(engine, LEARNER_EXPERIMENT, "enrolling")
