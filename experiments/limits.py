@@ -81,6 +81,7 @@ def gateway_body_limits(settings: Settings) -> RouteLimits:
             BodyLimit("POST", r"/v1/experiments/[^/]+/enrollments", server.max_upload_bytes),
             BodyLimit("POST", r"/v1/experiments/[^/]+/assignments", batch),
             BodyLimit("POST", r"/v1/experiments/[^/]+/withdrawals", _SMALL_JSON_BYTES),
+            BodyLimit("POST", r"/v1/experiments/[^/]+/validations", _SMALL_JSON_BYTES),
         ],
         default=server.max_form_bytes,
         timeout_s=server.body_timeout_s,
@@ -88,9 +89,13 @@ def gateway_body_limits(settings: Settings) -> RouteLimits:
 
 
 def portal_body_limits(settings: Settings) -> RouteLimits:
-    """The portal's caps: its forms (sign-in, sign-out) and nothing larger."""
+    """The portal's caps: its forms (sign-in, sign-out, a withdrawal, a validation), and
+    the académies' enrollment file upload (``server.max_upload_bytes``)."""
     server = settings.portal.server
-    return RouteLimits([], default=server.max_form_bytes, timeout_s=server.body_timeout_s)
+    return RouteLimits(
+        [BodyLimit("POST", r"/inscriptions/[^/]+/fichier", server.max_upload_bytes),
+         BodyLimit("POST", r"/validations/[^/]+", _SMALL_JSON_BYTES)],
+        default=server.max_form_bytes, timeout_s=server.body_timeout_s)
 
 
 class BodyLimits:
