@@ -113,6 +113,7 @@ from ingest.pseudonym import pseudonymise
 __all__ = [
     "AssignmentRequest",
     "EnrollmentContext",
+    "balance_for",
     "ValidationRequest",
     "WithdrawalRequest",
     "enrollment_answer",
@@ -244,7 +245,7 @@ def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
     return answers
 
 
-def _balance_for(engine: Engine, design: EnrollmentDesign,
+def balance_for(engine: Engine, design: EnrollmentDesign,
                  academie: str | None) -> dict[str, Any]:
     """The balance report of the experiment, or for an académie of its own units."""
     if academie is None:
@@ -299,7 +300,8 @@ class EnrollmentContext:
 
     settings: Settings
     engine: Engine
-    publish: Publish
+    publish: Publish | None
+    """None leaves new records pending (a portal without a broker)."""
 
     def pseudonym_key(self) -> bytes:
         from ingest.pseudonym import load_pseudonym_key
@@ -513,7 +515,7 @@ def enrollment_answer(context: EnrollmentContext, experiment_id: str, body: byte
             "already": [_pupil_json(p) for p in pupils.already],
             "refused": _refusals_for(engine, experiment_id, academie, pupils.refusals),
             "published": pupils.published, "pending": pupils.pending,
-            "balance": _balance_for(engine, design, academie),
+            "balance": balance_for(engine, design, academie),
         }
     return {
         "experiment": experiment_id,
@@ -521,7 +523,7 @@ def enrollment_answer(context: EnrollmentContext, experiment_id: str, body: byte
         "already": [_class_json(c) for c in outcome.already],
         "refused": _refusals_for(engine, experiment_id, academie, outcome.refusals),
         "published": outcome.published, "pending": outcome.pending,
-        "balance": _balance_for(engine, design, academie),
+        "balance": balance_for(engine, design, academie),
     }
 
 
@@ -634,11 +636,13 @@ def withdrawal_answer(context: EnrollmentContext, experiment_id: str, body: With
         status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
         raise HTTPException(status, exc.reason) from None
     removed = remove_withdrawn_pupil_data(context.settings, done, actor=principal.actor)
-    report = publish_pending(context.engine, experiment_id, context.publish)
+    report = None if context.publish is None else publish_pending(
+        context.engine, experiment_id, context.publish)
     return {
         "experiment": experiment_id, "class_id": done.class_id,
         "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
-        "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
+        "withdrawn_at": done.withdrawn_at.isoformat(),
+        "published": report is not None and report.error is None,
         "removed": removed,
     }
 

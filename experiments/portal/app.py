@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -65,8 +65,10 @@ from experiments.access import (
     still_valid,
 )
 from experiments.database import registry_engine
+from experiments.enrollment.publishing import Publish, kafka_publisher
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.academie import PortalHooks, add_academie_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -391,6 +393,8 @@ def home(request: Request, portal: _State) -> Response:
     role = session.principal.role
     if role == "academie":
         return RedirectResponse("/usages", 303)
+    if role == "collectivite":
+        return RedirectResponse("/validations", 303)
     if role in _READERS:
         return RedirectResponse("/experiences", 303)
     raise _Forbidden()
@@ -552,7 +556,8 @@ def usage_json(request: Request, portal: _State, experiment_id: str) -> dict[str
 
 
 def create_portal(settings: Settings, *, registry: Engine | None = None,
-                  clock: Callable[[], datetime] | None = None) -> FastAPI:
+                  clock: Callable[[], datetime] | None = None,
+                  publish: Publish | Literal["kafka"] | None = "kafka") -> FastAPI:
     """The portal's ASGI app.
 
     Parameters
@@ -564,6 +569,10 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
         The registry's engine. None: ``registry_engine(settings)``.
     clock
         What time it is (the next scheduled analysis); tests inject it.
+    publish
+        Hands the académies' new enrollments to ``preuve.enrollments``: ``"kafka"`` (the
+        enrollment API's producer), or None to leave them pending (a portal without a
+        broker; ``preuve enroll --publish-pending`` publishes them).
 
     Returns
     -------
@@ -621,6 +630,10 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
+    # issue 17: académies and collectivités, experiments/portal/academie.py
+    add_academie_routes(app, portal, kafka_publisher(settings) if publish == "kafka"
+                        else publish, PortalHooks(_Forbidden, _NotFound, _BadForm,
+                                                  language_of, SESSION_COOKIE))
     return app
 
 
