@@ -454,8 +454,11 @@ def enrollment_answer(context: EnrollmentContext, experiment_id: str, body: byte
             raise HTTPException(400, f"the body is not JSON: {exc}") from None
     learners = design.unit == "learner"
     try:
-        classes = read_pupils(text, design, name="body", academie=academie) if learners else \
-            read_classes(text, design, name="body", academie=academie,
+        # The window is checked on the settings' clock (simulated in demos and tests).
+        today = context.settings.today()
+        classes = read_pupils(text, design, name="body", academie=academie,
+                              today=today) if learners else \
+            read_classes(text, design, name="body", academie=academie, today=today,
                          academie_criteria=context.settings.academie_criteria)
     except EnrollmentError as exc:
         raise HTTPException(400, exc.reason) from None
