@@ -26,8 +26,8 @@ from experiments.registry import transition_experiment
 from experiments.settings import Settings
 from tests.support.academie import (
     DOUBLE,
-    SINGLE,
     SIMULATED_NOW,
+    SINGLE,
     AcademieWorld,
     academie_settings,
     build_academie_world,
