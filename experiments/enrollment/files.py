@@ -671,7 +671,7 @@ def decode_csv(data: bytes, name: str) -> str:
     --------
     >>> decode_csv("Académie;Classe".encode("cp1252"), "f.csv")
     'Académie;Classe'
-    >>> decode_csv(b"\xef\xbb\xbfAcad\xc3\xa9mie", "f.csv")
+    >>> decode_csv("Académie".encode("utf-8-sig"), "f.csv")
     'Académie'
     """
     try:
