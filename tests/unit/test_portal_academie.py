@@ -245,3 +245,45 @@ def test_double_validation(world: tuple[Settings, AcademieWorld],
     # The académie now reads the arms of its validated classes.
     page = client.request("GET", f"/inscriptions/{DOUBLE}", creteil)
     assert f"<td>{enrolled['cr-a'].arm}</td>" in page.text
+
+
+def test_a_pupils_file_in_english_then_a_pupil_withdrawn(
+        world: tuple[Settings, AcademieWorld], client: PortalClient) -> None:
+    """A protocol randomised by pupil: the pupils file (French headers, ';',
+    Windows-1252), the preview in English, each pupil's arm shown once, a pupil withdrawn
+    by the id of the file."""
+    from experiments.enrollment.assignments import enrolled_learners
+    from experiments.protocol.language import parse_protocol
+    from experiments.registry import register_protocol
+    from tests.support.academie import CRETEIL_SCHOOLS, ROOT
+
+    _, w = world
+    text = (ROOT / "tests" / "data" / "enrollment" / "learner-protocol.yaml").read_text(
+        encoding="utf-8")
+    protocol = parse_protocol(text)
+    register_protocol(w.registry, protocol, text)
+    transition_experiment(w.registry, protocol.id, "enrolling")
+    rows = ["Identifiant élève;Classe;UAI;Niveau;Académie;Éducation prioritaire;repeater"]
+    rows += [f"gar-{k};cm-1;{CRETEIL_SCHOOLS[0]};CP;Créteil;REP;{('oui', 'non')[k % 2]}"
+             for k in range(6)]
+    rows.append(f"jean.dupont@ecole.fr;cm-1;{CRETEIL_SCHOOLS[0]};CP;Créteil;REP;non")
+    data = ("\r\n".join(rows) + "\r\n").encode("cp1252")
+    creteil = client.sign_in(w.tokens["creteil"])
+    english = {**creteil, "preuve_lang": "en"}
+    preview = _upload(client, english, protocol.id, data)
+    assert preview.status_code == 200, preview.text
+    assert "6 row(s) will be accepted, 1 refused." in preview.text
+    assert "the learner id looks like an e-mail address" in preview.text
+    assert "jean.dupont" not in preview.text  # the refusal never repeats it
+    done = _confirm(client, english, protocol.id, preview.text)
+    assert done.status_code == 200, done.text
+    assert "Pupils enrolled by this file and their arm" in done.text
+    for k in range(6):
+        assert f"<th scope=\"row\">gar-{k}</th><td>cm-1</td>" in done.text
+    csrf = _csrf(client, creteil, f"/inscriptions/{protocol.id}")
+    answer = _form(client, creteil, f"/inscriptions/{protocol.id}/retrait",
+                   [("csrf", csrf), ("class_id", "cm-1"), ("eleve", "gar-3"),
+                    ("motif", "opposition des responsables légaux")])
+    assert answer.status_code == 303, answer.text
+    statuses = sorted(p.status for p in enrolled_learners(w.registry, protocol.id))
+    assert statuses == ["enrolled"] * 5 + ["withdrawn"]
