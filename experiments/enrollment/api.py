@@ -766,7 +766,7 @@ def post_validations(
         outcome = validate_as_collectivite(
             context.engine, design, body.class_ids,
             schools=schools if schools is not None else _every_school(context, design),
-            actor=principal.actor, publish=context.publish)
+            actor=principal.actor, publish=context.publish, today=context.settings.today())
     except EnrollmentError as exc:
         raise HTTPException(404 if exc.field == "class_id" else 409, exc.reason) from None
     return {"experiment": experiment_id,

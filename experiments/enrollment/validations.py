@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -228,7 +228,7 @@ def pending_classes(engine: Engine, experiment_id: str, *, academie: str | None 
 def validate_as_collectivite(
     engine: Engine, design: EnrollmentDesign, class_ids: Sequence[str], *,
     schools: Collection[str], actor: str, publish: Publish | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, today: date | None = None,
 ) -> EnrollmentOutcome:
     """Record the collectivité's validation of ``class_ids`` (classes of its ``schools``
     that the académie validated) and enroll and randomise them, in one transaction.
@@ -236,14 +236,22 @@ def validate_as_collectivite(
     The classes are drawn in the académie's order (see the module's docstring), so the
     arms do not depend on the order of ``class_ids``.
 
+    ``today`` (the settings' school date) must be inside the enrollment window, as for
+    the académie's validation: a class is not randomised after enrollment has closed.
+
     Raises
     ------
     EnrollmentError
         A class id that is not waiting for this collectivité's validation (not validated
         by its académie, of another collectivité's school, or validated already): nothing
-        is validated (``field="class_id"``).
+        is validated (``field="class_id"``); the window is not open (``field="window"``).
     """
+    from experiments.enrollment.files import closed_window
+
     now = now or datetime.now(UTC)
+    closed = closed_window(design, today) if today is not None else None
+    if closed is not None:
+        raise EnrollmentError(f"{closed.message_en} / {closed.message_fr}", field="window")
     outcome = EnrollmentOutcome(design.experiment_id)
     wanted = set(class_ids)
 

@@ -58,7 +58,11 @@ from experiments.enrollment.api import (
     withdrawal_answer,
 )
 from experiments.enrollment.assignments import enrolled_classes
-from experiments.enrollment.design import ENROLLING_STATES, registered_design
+from experiments.enrollment.design import (
+    ENROLLING_STATES,
+    enrollment_design,
+    registered_design,
+)
 from experiments.enrollment.publishing import Publish
 from experiments.enrollment.validations import pending_classes, validate_as_collectivite
 from experiments.errors import EnrollmentError, RegistryError
@@ -377,12 +381,11 @@ def add_academie_routes(app: FastAPI, portal: _Portal, publish: Publish | None,
                 schools = frozenset(c.school_uai for c in pending_classes(
                     portal.registry, experiment_id))
             try:
-                from experiments.enrollment.design import enrollment_design
-
                 design = enrollment_design(portal.registry, experiment_id)[0]
                 outcome = validate_as_collectivite(
                     portal.registry, design, chosen, schools=schools,
-                    actor=session.principal.actor, publish=publish)
+                    actor=session.principal.actor, publish=publish,
+                    today=portal.settings.today())
             except EnrollmentError as exc:
                 unknown = exc.field == "class_id"
                 return validation_page(request, session, experiment_id,

@@ -267,3 +267,23 @@ def test_register_needs_no_new_field(tmp_path: Path) -> None:
             "pv_collectivite_")
     finally:
         dispose_engines()
+
+
+def test_a_collectivite_validates_inside_the_enrollment_window_only(tmp_path: Path) -> None:
+    from datetime import date
+
+    try:
+        settings, w = _fresh(tmp_path, "window")
+        design, _ = enrollment_design(w.registry, DOUBLE)
+        validate_as_academie(w.registry, design,
+                             read_classes(_rows(2), design, today=settings.today()),
+                             actor="academie:creteil:t")
+        assert design.closes == date(2027, 9, 17)
+        with pytest.raises(EnrollmentError, match="enrollment closed on 2027-09-17") as caught:
+            validate_as_collectivite(w.registry, design, ["k00"], schools=CRETEIL_SCHOOLS,
+                                     actor="collectivite:t", today=date(2027, 9, 20))
+        assert caught.value.field == "window"
+        assert enrolled_classes(w.registry, DOUBLE) == []
+        assert len(pending_classes(w.registry, DOUBLE, waiting=True)) == 2
+    finally:
+        dispose_engines()
