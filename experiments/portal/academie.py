@@ -178,7 +178,7 @@ def add_academie_routes(app: FastAPI, portal: _Portal, publish: Publish | None,
     """Add the académie and collectivité routes to the portal's ``app``.
 
     ``publish`` hands new enrollments to ``preuve.enrollments`` (None leaves them
-    pending, published later by ``preuve enroll --publish-pending`` or the next
+    pending, published later by ``preuve enroll EXPERIMENT --republish`` or the next
     enrollment).
     """
     _BadForm, _Forbidden, _NotFound = hooks.bad_form, hooks.forbidden, hooks.not_found

@@ -572,7 +572,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     publish
         Hands the académies' new enrollments to ``preuve.enrollments``: ``"kafka"`` (the
         enrollment API's producer), or None to leave them pending (a portal without a
-        broker; ``preuve enroll --publish-pending`` publishes them).
+        broker; ``preuve enroll EXPERIMENT --republish`` publishes them).
 
     Returns
     -------

@@ -193,6 +193,15 @@ def test_csrf_scopes_and_roles(world: tuple[Settings, AcademieWorld],
         assert client.request("GET", f"/validations/{DOUBLE}", cookies).status_code == 403
     dep93 = client.sign_in(w.tokens["dep93"])
     assert client.request("GET", "/", dep93).headers["location"] == "/validations"
+    # An académie outside the experiment's territory: as if it did not exist.
+    from experiments.access import issue_token
+
+    lille = client.sign_in(issue_token(w.registry, "academie", "lille", "dane-lille"))
+    assert client.request("GET", f"/inscriptions/{SINGLE}", lille).status_code == 404
+    assert SINGLE not in client.request("GET", "/inscriptions", lille).text
+    assert _upload(client, lille, SINGLE, excel_file(),
+                   csrf=CSRF.search(client.request("GET", "/inscriptions", lille).text
+                                    ).group(1)).status_code == 404  # type: ignore[union-attr]
     # An experiment without a collectivité's validation is not a collectivité's.
     assert client.request("GET", f"/validations/{SINGLE}", dep93).status_code == 404
 
