@@ -425,11 +425,13 @@ def _academie_of(principal: Principal) -> str | None:
 
 def enrollment_answer(context: EnrollmentContext, experiment_id: str, body: bytes,
                       is_json: bool, principal: Principal, *,
-                      preview: bool = False) -> dict[str, Any]:
+                      preview: bool = False, source: str = "body") -> dict[str, Any]:
     """The answer of ``POST .../enrollments`` to ``body`` (the API's, and the portal's
     upload); ``preview``: check against the file and the registry and write nothing
     (:func:`experiments.enrollment.transaction.check_file`): how many rows would be
-    accepted, and every refusal, never an arm.
+    accepted, and every refusal, never an arm. ``source`` names the file in messages and
+    the audit log (``body`` for the API, ``portal`` for the portal's upload: not the
+    uploaded file's own name, which may name a person).
 
     Raises
     ------
@@ -456,9 +458,9 @@ def enrollment_answer(context: EnrollmentContext, experiment_id: str, body: byte
     try:
         # The window is checked on the settings' clock (simulated in demos and tests).
         today = context.settings.today()
-        classes = read_pupils(text, design, name="body", academie=academie,
+        classes = read_pupils(text, design, name=source, academie=academie,
                               today=today) if learners else \
-            read_classes(text, design, name="body", academie=academie, today=today,
+            read_classes(text, design, name=source, academie=academie, today=today,
                          academie_criteria=context.settings.academie_criteria)
     except EnrollmentError as exc:
         raise HTTPException(400, exc.reason) from None

@@ -254,7 +254,8 @@ def add_academie_routes(app: FastAPI, portal: _Portal, publish: Publish | None,
                                            400, error_key="upload.empty")
         try:
             answer = await run_in_threadpool(enrollment_answer, context, experiment_id, data,
-                                             False, session.principal, preview=True)
+                                             False, session.principal, preview=True,
+                                             source="portal")
         except HTTPException as exc:
             return await run_in_threadpool(enrollment_page, request, session, experiment_id,
                                            exc.status_code, error_key=_upload_key(exc),
@@ -280,7 +281,8 @@ def add_academie_routes(app: FastAPI, portal: _Portal, publish: Publish | None,
         language = language_of(request)
         try:
             answer = await run_in_threadpool(enrollment_answer, context, experiment_id,
-                                             upload.body, False, session.principal)
+                                             upload.body, False, session.principal,
+                                             source="portal")
         except HTTPException as exc:
             return await run_in_threadpool(enrollment_page, request, session, experiment_id,
                                            exc.status_code, error_key=_upload_key(exc),

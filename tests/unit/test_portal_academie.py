@@ -120,8 +120,9 @@ def test_the_academie_journey(world: tuple[Settings, AcademieWorld],
         assert f"<th scope=\"row\">{c.class_id}</th><td>{c.school_uai}</td><td>{c.arm}</td>" \
             in done.text
     assert "Équilibre entre les bras" in done.text
-    assert [e.actor for e in _audit(w.registry, "enrollment.file")] == [
-        "academie:creteil:dane-creteil"]
+    assert [(e.actor, (e.detail or {}).get("file"))
+            for e in _audit(w.registry, "enrollment.file")] == [
+        ("academie:creteil:dane-creteil", "portal")]
     assert verify_allocations(w.registry, registered_design(w.registry, SINGLE)) == []
     # The same preview cannot be confirmed twice.
     again = _confirm(client, creteil, SINGLE, preview.text)
