@@ -215,6 +215,8 @@ def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
                                    for r in refusals):
         return [r.as_dict() for r in refusals]
     owned = _classes_of(engine, academie, [experiment_id])
+    # Its classes validated and waiting for their collectivité are its own too.
+    owned |= {c.class_id for c in pending_classes(engine, experiment_id, academie=academie)}
     if any(r.code.endswith("enrolled_elsewhere") for r in refusals):
         with Session(engine) as session:
             every = session.scalars(sa.select(ExperimentRow.id)).all()

@@ -213,6 +213,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the class is already enrolled with '{field}' = '{stored}', not '{value}'; an "
         "enrollment cannot be edited",
     ),
+    "validated_elsewhere": (
+        "la classe « {value} » est déjà validée par une autre académie : vérifiez son "
+        "identifiant",
+        "class '{value}' is already validated by another académie: check its id",
+    ),
     "enrolled_elsewhere": (
         "la classe « {value} » est déjà inscrite dans l'expérimentation « {other} »",
         "class '{value}' is already enrolled in experiment '{other}'",

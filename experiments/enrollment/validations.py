@@ -167,14 +167,23 @@ def validate_as_academie(engine: Engine, design: EnrollmentDesign, classes: Clas
         sequence = int(last or 0)
         for row in classes.rows:
             old = known.get(row.class_id)
+            if old is not None and old["academie"] != row.academie:
+                # Another académie's validated class: nothing of it is told.
+                outcome.refusals.append(refusal(
+                    "validated_elsewhere", row.line, row.class_id, "class_id", row.class_id))
+                continue
             if old is not None:
-                same = (old["school_uai"], old["level"], old["pupils"], dict(old["attributes"]))
-                if same == (row.school_uai, row.level, row.pupils, dict(row.attributes)):
+                new_values = {"school_uai": row.school_uai, "level": row.level,
+                              "pupils": row.pupils, "attributes": dict(row.attributes)}
+                changed = next((k for k, v in new_values.items()
+                                if (dict(old[k]) if k == "attributes" else old[k]) != v), None)
+                if changed is None:
                     outcome.already.append(_pending(old))
                 else:
+                    # The académie's own class: its stored value may be shown.
                     outcome.refusals.append(refusal(
-                        "enrolled_differently", row.line, row.class_id, "class_id",
-                        row.class_id, stored="…"))
+                        "enrolled_differently", row.line, row.class_id, changed,
+                        str(new_values[changed]), stored=old[changed]))
                 continue
             other = enrolled.get(row.class_id)
             if other is not None and other != design.experiment_id:

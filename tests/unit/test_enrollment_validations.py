@@ -287,3 +287,31 @@ def test_a_collectivite_validates_inside_the_enrollment_window_only(tmp_path: Pa
         assert len(pending_classes(w.registry, DOUBLE, waiting=True)) == 2
     finally:
         dispose_engines()
+
+
+def test_a_validated_class_is_neither_edited_nor_told_to_another_academie(
+        tmp_path: Path) -> None:
+    try:
+        settings, w = _fresh(tmp_path, "again")
+        design, _ = enrollment_design(w.registry, DOUBLE)
+        validate_as_academie(w.registry, design,
+                             read_classes(_rows(2), design, today=settings.today()),
+                             actor="academie:creteil:t")
+        changed = _rows(2).replace(",18,", ",19,")  # k00's head count
+        again = validate_as_academie(w.registry, design,
+                                     read_classes(changed, design, today=settings.today()),
+                                     actor="academie:creteil:t")
+        assert [c.class_id for c in again.already] == ["k01"]
+        (refused,) = again.refusals
+        assert (refused.code, refused.field, refused.value) == ("enrolled_differently",
+                                                                 "pupils", "19")
+        versailles = (f"class_id,school_uai,level,pupils,academie,education_priority\n"
+                      f"k00,{uai('0780001')},CE2,20,versailles,REP\n")
+        other = validate_as_academie(w.registry, design,
+                                     read_classes(versailles, design, today=settings.today()),
+                                     actor="academie:versailles:t")
+        (refused,) = other.refusals
+        assert refused.code == "validated_elsewhere"
+        assert "creteil" not in refused.message_en and CRETEIL_SCHOOLS[0] not in str(refused)
+    finally:
+        dispose_engines()
