@@ -297,3 +297,16 @@ def test_a_pupils_file_in_english_then_a_pupil_withdrawn(
     assert answer.status_code == 303, answer.text
     statuses = sorted(p.status for p in enrolled_learners(w.registry, protocol.id))
     assert statuses == ["enrolled"] * 5 + ["withdrawn"]
+
+
+def test_the_upload_is_capped_and_forms_stay_small(
+        world: tuple[Settings, AcademieWorld], client: PortalClient) -> None:
+    settings, w = world
+    creteil = client.sign_in(w.tokens["creteil"])
+    cap = settings.portal.server.max_upload_bytes
+    big = excel_file() + b"x" * cap
+    assert _upload(client, creteil, SINGLE, big).status_code == 413
+    form = _form(client, creteil, f"/inscriptions/{SINGLE}/retrait",
+                 [("csrf", "x"), ("motif", "m" * settings.portal.server.max_form_bytes)])
+    assert form.status_code == 413
+    assert enrolled_classes(w.registry, SINGLE) == []
