@@ -581,10 +581,11 @@ class _CsvTable:
             text = source.removeprefix("\ufeff")
         self.name = name
         first = text.split("\n", 1)[0]
-        # The separator is the header's (a cell never holds one in a header row: column
-        # names are words); the csv module's Sniffer guesses from the data rows too, and
-        # guesses wrong on a one-column or decimal-comma file.
-        separator = next((c for c in _SEPARATORS if c in first), ",")
+        # The separator is the one the header row uses most (column names are words; ';'
+        # on a tie); the csv module's Sniffer guesses from the data rows too, and guesses
+        # wrong on a one-column or decimal-comma file.
+        separator = max(_SEPARATORS, key=first.count)
+        separator = separator if first.count(separator) else ","
         self._reader = csv.reader(io.StringIO(text, newline=""), strict=True,
                                   delimiter=separator)
         try:

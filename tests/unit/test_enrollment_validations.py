@@ -315,3 +315,18 @@ def test_a_validated_class_is_neither_edited_nor_told_to_another_academie(
         assert "creteil" not in refused.message_en and CRETEIL_SCHOOLS[0] not in str(refused)
     finally:
         dispose_engines()
+
+
+@pytest.mark.parametrize("separator", [";", "\t", ","])
+def test_the_separator_is_the_one_the_header_uses_most(separator: str) -> None:
+    from experiments.enrollment.files import EnrollmentDesign
+
+    design = EnrollmentDesign.from_protocol(load_protocol(ROOT / "protocols" / f"{SINGLE}.yaml"))
+    # A comma file whose free-text column name holds a semicolon stays a comma file.
+    header = ["Classe", "UAI", "Niveau", "Effectif", "Académie", "Éducation prioritaire",
+              "Remarque (oui;non)" if separator == "," else "Remarque"]
+    row = ["c1", CRETEIL_SCHOOLS[0], "CP", "24", "Créteil", "REP", "oui"]
+    text = separator.join(f'"{h}"' if separator in h else h for h in header) + "\n"
+    text += separator.join(row) + "\n"
+    classes = read_classes(text, design)
+    assert [r.class_id for r in classes.rows] == ["c1"], classes.refusals
