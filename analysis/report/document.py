@@ -47,6 +47,7 @@ from analysis.report.figures import (
 )
 from analysis.report.rating import EvidenceRating, rate_evidence
 from analysis.report.text import Text
+from analysis.report.usage_levels import levels_section
 from analysis.results import AnalysisResults, to_json_dict
 from analysis.suppression import is_suppressed
 
@@ -499,7 +500,10 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
     coverage = []
     if usage:
         coverage += [t("cov_events"), t("cov_login")]
-        if not any(f.learners_logged_in is not None for f in context.funnel):
+        # Logins are measured when the funnel has them, or when the levels of use saw
+        # the resource opened (issue 19: session events were stored).
+        opened = context.usage_levels is not None and context.usage_levels.observed[2]
+        if not opened and not any(f.learners_logged_in is not None for f in context.funnel):
             coverage.append(t("cov_no_login"))
         coverage.append(t("cov_control"))
     else:
@@ -515,7 +519,8 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
     coverage.extend(context.unobserved)
     return {"funnels": funnels, "rows": rows, "weekly_svg": figure, "figure": fig,
             "coverage": coverage,
-            "present": bool(usage)}
+            "present": bool(usage),
+            "levels": levels_section(context.usage_levels, t, arm_names)}
 
 
 def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
@@ -573,6 +578,28 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
     return {"rows": rows, "forest_svg": svg, "figure": figure, "correction": correction,
             "sequential": _sequential_lines(data, t),
             "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
+
+
+def _waves(context: ReportContext, t: Text, arm_names: Mapping[str, str]
+           ) -> list[dict[str, Any]]:
+    """Rows of « Effets par vague » (named waves: the primary outcome at each wave)."""
+    rows = []
+    for w in context.waves:
+        estimable = w.get("estimate") is not None
+        rows.append({
+            "wave": w.get("label") or w["wave"], "primary": bool(w.get("primary")),
+            "role": t("w_primary" if w.get("primary") else "w_secondary"),
+            "contrast": " vs ".join(arm_names.get(a, a) for a in
+                                    str(w.get("contrast", "")).split(" vs ")),
+            "estimable": estimable, "reason": t("not_shown", reason=w.get("reason") or "—"),
+            "estimate": t.number(w.get("estimate"), 1, signed=True),
+            "ci": t("ci_range", low=t.number(w.get("ci_low"), 1),
+                    high=t.number(w.get("ci_high"), 1)),
+            "p": t.p_value(w.get("p_value")), "p_adj": t.p_value(w.get("p_adjusted")),
+            "g": t.number(w.get("hedges_g"), 2, signed=True),
+            "learners": _count(w.get("n_learners"), t),
+        })
+    return rows
 
 
 def _sequential_lines(data: Mapping[str, Any], t: Text) -> list[str]:
@@ -684,7 +711,8 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             "attrition": attrition, "notes": notes, "record": record}
 
 
-def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[str]:
+def _methods(data: Mapping[str, Any], context: ReportContext, t: Text,
+             protocol: Protocol | None = None) -> list[str]:
     design = data.get("design", {})
     unit = design.get("unit", "class")
     lines = [t("m_estimand")]
@@ -731,6 +759,13 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     lines.append(t("m_software", items=", ".join(f"{k} {v}" for k, v in software.items())))
     if context.periode is not None:
         lines.append(t("m_periode", number=context.periode[0], year=context.periode[1]))
+    if protocol is not None and any(p is not None and p.periodes is not None
+                                    for _, p in protocol.periods.ordered()):
+        # The protocol wrote its periods in périodes: the report speaks as it did.
+        colon = " : " if t.lang == "fr" else ": "
+        lines.append(t("m_periods", periods=" ; ".join(
+            f"{t(f'period_{name}')}{colon}{period.describe(t.lang)}"
+            for name, period in protocol.periods.ordered() if period is not None)))
     if context.generated_at:
         lines.append(t("m_generated", at=context.generated_at))
     lines.append(t("m_suppression"))
@@ -798,7 +833,8 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
         "usage": _usage(data, context, t, arm_names),
         "effects": _effects(data, t, arm_names, outcomes),
         "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
-        "methods": _methods(data, context, t),
+        "methods": _methods(data, context, t, protocol),
+        "waves": _waves(context, t, arm_names),
     }
 
 

@@ -341,6 +341,20 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Filigrane des données : analyse sur fichiers, sans registre.",
         "m_software": "Logiciels : {items}.",
         "m_generated": "Rapport produit le {at}.",
+        "m_periods": "Périodes du protocole, écrites en périodes scolaires (du premier jour "
+                     "dans la première zone au dernier jour dans la dernière) : {periods}.",
+        "period_baseline": "mesures initiales",
+        "period_intervention": "intervention",
+        "period_followup": "mesures finales",
+        "s_waves": "Effets par vague",
+        "waves_caption": "Effet sur le critère principal à chaque vague de mesure de la cohorte",
+        "w_wave": "Vague",
+        "w_primary": "principale (confirmatoire)",
+        "w_secondary": "secondaire",
+        "waves_note": "Chaque vague est analysée comme la vague principale, avec le même "
+                      "pré-test ; les élèves gardent le groupe de la classe tirée au sort "
+                      "(intention de traiter). Les p-valeurs des vagues secondaires sont "
+                      "ajustées entre vagues, par groupe comparé.",
         "m_periode": "Analyse de fin de période {number} de l'année scolaire {year} "
                      "(dans la dernière zone de vacances de l'expérimentation à la finir).",
         "m_suppression": "Les cases de moins de 10 élèves sont masquées partout ; aucune "
@@ -658,6 +672,19 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Data watermark: analysis on files, without the registry.",
         "m_software": "Software: {items}.",
         "m_generated": "Report produced on {at}.",
+        "m_periods": "The protocol's periods, written in school périodes (from the first day "
+                     "in the first zone to the last day in the last one): {periods}.",
+        "period_baseline": "baseline measures",
+        "period_intervention": "intervention",
+        "period_followup": "endline measures",
+        "s_waves": "Effects by wave",
+        "waves_caption": "Effect on the primary outcome at each measurement wave of the cohort",
+        "w_wave": "Wave",
+        "w_primary": "primary (confirmatory)",
+        "w_secondary": "secondary",
+        "waves_note": "Each wave is analysed as the primary one, with the same pre-test; pupils "
+                      "keep the group of the class randomised (intention to treat). The "
+                      "p-values of secondary waves are adjusted across waves, per contrast.",
         "m_periode": "Analysis at the end of période {number} of the school year {year} "
                      "(in the last of the experiment's holiday zones to finish it).",
         "m_suppression": "Cells of fewer than 10 pupils are hidden everywhere; no class or "
@@ -804,3 +831,60 @@ class Text:
         'hors éducation prioritaire'
         """
         return ATTRIBUTE_VALUES[self.lang].get((name, value), value)
+
+
+# --- issue 19: the three levels of use and the GAR funnel (analysis/report/usage_levels.py)
+MESSAGES["fr"].update({
+    "lv_title": "Trois niveaux d'usage : mise à disposition, utilisation, usage",
+    "lv_caption": "Élèves à chaque niveau, par groupe (entonnoir GAR)",
+    "lv_arm": "Groupe", "lv_enrolled": "Élèves inscrits",
+    "lv_assigned": "Ressource affectée (GAR)", "lv_activated": "Licence activée",
+    "lv_opened": "Ressource ouverte", "lv_active": "Usage actif d'au moins {minutes} min",
+    "lv_active_any": "Usage actif",
+    "lv_control": "{arm} (témoin)",
+    "lv_not_observed": "non transmis",
+    "lv_nested": "Chaque niveau compte les élèves qui l'ont atteint ainsi que tous les "
+                 "niveaux au-dessus : affectée ≥ activée ≥ ouverte ≥ usage actif, dans "
+                 "chaque groupe. Le nombre d'élèves inscrits est donné pour l'échelle.",
+    "lv_levels": "Mise à disposition : la ressource affectée à l'élève dans le GAR "
+                 "(resource_assigned), sa licence activée (licence_activated). "
+                 "Utilisation : l'élève a ouvert la ressource (ouverture de session ou "
+                 "activité). Usage : un temps actif sur la période d'intervention d'au "
+                 "moins le seuil d'observance du protocole (sans seuil : au moins une "
+                 "minute active).",
+    "lv_unobserved": "Niveaux absents des données (la ressource ne les transmet pas, ou "
+                     "les fichiers de l'analyse ne les contiennent pas), donc non comptés "
+                     "dans l'emboîtement : {levels}.",
+    "lv_control_note": "Le groupe témoin figure aussi : son exposition à la ressource "
+                       "(affectations, ouvertures, usage) mesure la contamination.",
+    "lv_none": "Les niveaux de mise à disposition et d'utilisation ne sont pas "
+               "disponibles pour cette analyse (fichiers hors ligne sans niveaux).",
+    "lv_rule": "Règle du temps actif : {rule}",
+})
+MESSAGES["en"].update({
+    "lv_title": "Three levels of use: availability, utilisation, usage",
+    "lv_caption": "Pupils at each level, by group (GAR funnel)",
+    "lv_arm": "Group", "lv_enrolled": "Pupils enrolled",
+    "lv_assigned": "Resource assigned (GAR)", "lv_activated": "Licence activated",
+    "lv_opened": "Resource opened", "lv_active": "Active use of at least {minutes} min",
+    "lv_active_any": "Active use",
+    "lv_control": "{arm} (control)",
+    "lv_not_observed": "not sent",
+    "lv_nested": "Each level counts the pupils who reached it and every level above it: "
+                 "assigned ≥ activated ≥ opened ≥ active use, in every group. Pupils "
+                 "enrolled are given for scale.",
+    "lv_levels": "Availability: the resource assigned to the pupil in the GAR "
+                 "(resource_assigned), their licence activated (licence_activated). "
+                 "Utilisation: the pupil opened the resource (a session or an activity). "
+                 "Usage: active time over the intervention period of at least the "
+                 "protocol's compliance threshold (without one: at least one active "
+                 "minute).",
+    "lv_unobserved": "Levels absent from the data (the resource does not send them, or "
+                     "the analysis files do not hold them), hence left out of the nesting: "
+                     "{levels}.",
+    "lv_control_note": "The control group is shown too: its exposure to the resource "
+                       "(assignments, openings, use) measures contamination.",
+    "lv_none": "The availability and utilisation levels are not available for this "
+               "analysis (offline files without levels).",
+    "lv_rule": "Active-time rule: {rule}",
+})

@@ -56,6 +56,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from analysis.options import LANGUAGES, Language
 from analysis.report.document import report_summary, summary_sentence
 from analysis.report.text import Text, format_number
+from analysis.usage import LEVELS
 from experiments.access import (
     AuditAction,
     Principal,
@@ -69,6 +70,7 @@ from experiments.enrollment.publishing import Publish, kafka_publisher
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
 from experiments.portal.academie import PortalHooks, add_academie_routes
+from experiments.portal.edtech import add_edtech_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -83,6 +85,7 @@ from experiments.portal.views import (
 )
 from experiments.refusals import Problem, install_refusals, refusal_response
 from experiments.runs.records import list_runs
+from experiments.runs.sufficiency import recorded_checks
 from experiments.settings import Settings
 
 __all__ = ["SESSION_COOKIE", "create_portal", "describe_verdict"]
@@ -282,6 +285,10 @@ class _Portal:
 
     # pages
 
+    def language(self, request: Request) -> Language:
+        """The caller's language (:func:`language_of`), for routes mounted from elsewhere."""
+        return language_of(request)
+
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> HTMLResponse:
         language = language_of(request)
@@ -393,6 +400,8 @@ def home(request: Request, portal: _State) -> Response:
     role = session.principal.role
     if role == "academie":
         return RedirectResponse("/usages", 303)
+    if role == "edtech":  # issue 17: its console (no more 403 loop)
+        return RedirectResponse("/ressource", 303)
     if role == "collectivite":
         return RedirectResponse("/validations", 303)
     if role in _READERS:
@@ -480,8 +489,10 @@ def experiment_page(request: Request, portal: _State, experiment_id: str) -> Res
     verdict = summary.verdict
     brief = None if verdict.results is None else report_summary(
         verdict.results, protocol=verdict.protocol, lang=language_of(request))
+    checks = (recorded_checks(portal.registry, experiment_id, since=portal.clock())
+              if session.principal.role in ("researcher", "admin") else [])
     return portal.render(request, "experience.html", experiment=summary, runs=runs,
-                         brief=brief)
+                         brief=brief, checks=checks)
 
 
 def _stored_file(request: Request, portal: _Portal, experiment_id: str, run_id: str,
@@ -581,11 +592,17 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     Examples
     --------
-    >>> import pathlib, tempfile
-    >>> app = create_portal(fresh_settings())
+    >>> from experiments.database import migrate_all
+    >>> settings = fresh_settings()
+    >>> _ = migrate_all(settings)  # `preuve db migrate`: the portal itself never migrates
+    >>> app = create_portal(settings)
     >>> sorted(app.openapi()["paths"])
-    ['/api/experiences', '/api/usages/{experiment_id}']
+    ['/api/experiences', '/api/programmes', '/api/programmes/{programme}', \
+'/api/usages/{experiment_id}']
     """
+    # The portal reads with a read-only database role: it never migrates (no DDL), it
+    # checks that the schemas are current (`preuve db migrate` is the explicit step).
+    settings = settings.model_copy(update={"database_migrate": False})
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="Preuve portal", docs_url=None, redoc_url=None, openapi_url=None)
@@ -630,6 +647,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
+    add_edtech_routes(app, portal)  # issue 17: experiments/portal/edtech.py
     # issue 17: académies and collectivités, experiments/portal/academie.py
     add_academie_routes(app, portal, kafka_publisher(settings) if publish == "kafka"
                         else publish, PortalHooks(_Forbidden, _NotFound, _BadForm,
@@ -713,4 +731,12 @@ def _usage_json(table: UsageTable) -> dict[str, Any]:
         "totals": [{"week": w.isoformat(), "active_pupils": table.totals[w].pupils,
                     "active_minutes": table.totals[w].minutes} for w in table.weeks],
         "suppressed_below": 10,
+        "levels": None if table.levels is None else {
+            "levels": list(LEVELS),
+            "observed": list(table.levels.observed),
+            "threshold_minutes": table.levels.threshold_minutes,
+            "idle_timeout_s": table.levels.idle_timeout_s,
+            "arms": [{"arm": a.arm, "control": a.control, "pupils_enrolled": a.pupils_enrolled,
+                      "reached": dict(zip(LEVELS, a.reached, strict=True))}
+                     for a in table.levels.arms]},
     }

@@ -32,9 +32,14 @@ Where each table comes from
   A learner's first score of a measure in a wave is kept (a retake is practice); a
   learner counts in the unit of their first assessment. In a learner-randomised
   experiment only the scores of enrolled pupils are kept.
-- **usage**: ``daily_usage`` of the store over the intervention period, summed per
-  learner and ISO week (``2027-W40``) into active minutes; days without active use
-  (a login only) give no row, so that ``weeks`` counts weeks of real use.
+- **usage**: active time over the intervention period, rebuilt from the stored events of
+  the protocol's ``active_use`` verbs with its ``idle_timeout_s``
+  (:func:`experiments.store.read_active_time`, the rule of :mod:`analysis.sessions`: a
+  pause longer than the timeout ends a session, a vendor's ``duration_s`` counts up to the
+  timeout, overlaps count once, Paris days), summed per learner and ISO week
+  (``2027-W40``) into active minutes; days without active use (a login only) give no
+  row, so that ``weeks`` counts weeks of real use. Not the sum of the vendors'
+  ``duration_s`` (``daily_usage.active_seconds``), which the protocol never defined.
 - Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
   no usage row, even for events that reached the store after the withdrawal
   (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
@@ -46,10 +51,8 @@ A scheduled run due at T reads the data of T, whenever it runs: with ``cutoff=T`
 the events that **occurred** by T **and** were **stored** by T (``occurred_at <= T`` and
 ``stored_at <= T``: an event of October that arrived in December is not in an analysis due
 in November), the classes (or pupils) **enrolled** by T, with the status they had at T
-(a withdrawal recorded after T is not seen), and the withdrawals recorded by T. Usage is
-then summed from those events themselves (the verbs of ``usage.metrics`` of kind
-``active_use``, their ``duration_s``, by school day), not from the running ``daily_usage``
-aggregate, which has no time of storage. Running the same run again later, after more
+(a withdrawal recorded after T is not seen), and the withdrawals recorded by T. Active
+time is rebuilt from those events only. Running the same run again later, after more
 data arrived, therefore reads the same rows and gives the same results.
 
 One exception, on purpose: a pupil who objected (withdrawal with the data policy
@@ -93,6 +96,8 @@ from analysis.inputs import (
 )
 from experiments.access import record_audit
 from experiments.enrollment.assignments import enrolled_classes, enrolled_learners
+from experiments.enrollment.followup import followed_units
+from experiments.enrollment.tables import MIXED_ARM
 from experiments.enrollment.transaction import EnrolledClass, EnrolledLearner
 from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 from experiments.errors import StoreError
@@ -103,8 +108,8 @@ from experiments.settings import Settings
 from experiments.store import (
     ExperimentStore,
     StoredEvent,
-    daily_usage_table,
     events_table,
+    read_active_time,
 )
 
 __all__ = [
@@ -113,6 +118,7 @@ __all__ = [
     "OutcomesImport",
     "Watermark",
     "import_outcomes",
+    "level_verbs",
     "read_analysis_inputs",
     "write_analysis_files",
 ]
@@ -161,6 +167,9 @@ class AnalysisFiles:
     assessments_as_usage: int = 0
     """``assessment_scored`` events of a declared measure from a source the protocol does
     not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
+    levels: Path | None = None
+    """The pupils' levels of availability and utilisation (:func:`level_verbs`;
+    ``analysis.usage.LEVEL_FILE_COLUMNS``), for the report's funnel."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,7 @@ def write_analysis_files(
     protocol: Protocol,
     directory: Path,
     cutoff: datetime | None = None,
+    wave: str | None = None,
 ) -> AnalysisFiles:
     """Write ``units.csv``, ``outcomes.csv`` and ``usage.csv`` of an experiment.
 
@@ -266,6 +276,10 @@ def write_analysis_files(
         The data's date (a scheduled run's due time, timezone-aware): only what occurred
         and was stored by then, enrollments and withdrawals as they were then (see the
         module's docstring). None reads everything.
+    wave
+        With named waves (``waves:``), the wave written as ``endline`` (default: the
+        primary wave); the baseline wave is written as ``baseline``, the other waves are
+        left out. Without named waves the two waves come from the periods.
 
     Returns
     -------
@@ -284,14 +298,19 @@ def write_analysis_files(
         def unit_for(learner: str, class_id: str) -> str | None:
             return learner if learner in pupil_keys else None
     else:
-        classes = enrolled_classes(registry, protocol.id, as_of=cutoff)
+        # Follow-up classes of a cohort (arm MIXED_ARM) are not units: their pupils keep
+        # the unit of the class randomised (experiments.enrollment.followup).
+        classes = [c for c in enrolled_classes(registry, protocol.id, as_of=cutoff)
+                   if c.arm != MIXED_ARM]
         if not classes:
             raise StoreError(f"{protocol.id}: no class is enrolled yet; nothing to analyse",
                              field="enrollments")
         unit_rows, unit_of = _unit_rows(protocol, classes)
+        followed = (followed_units(registry, protocol.id, as_of=cutoff)
+                    if protocol.cohort is not None else {})
 
         def unit_for(learner: str, class_id: str) -> str | None:
-            return unit_of.get(class_id)
+            return followed.get(learner) or unit_of.get(class_id)
     named = set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
     attributes = sorted(({k for r in unit_rows for k in r} | named) - set(_UNIT_COLUMNS))
     measures = sorted({o.id for o in protocol.outcomes}
@@ -299,7 +318,6 @@ def write_analysis_files(
     intervention = protocol.periods.intervention
     store = ExperimentStore(settings, protocol.id)
     events = events_table
-    usage_table = daily_usage_table
     # Events stored by the cut-off (stored_at is always written in UTC); those that
     # occurred after it are dropped below, in Python, where occurred_at is read in UTC.
     by_cutoff = sa.true() if cutoff is None else sa.and_(
@@ -318,17 +336,19 @@ def write_analysis_files(
                    sa.true() if cutoff is None else events.c.stored_at <= cutoff)
             .order_by(events.c.occurred_at, events.c.event_id)
         ).all()
-        if cutoff is None:
-            daily = connection.execute(
-                sa.select(usage_table.c.learner_key, usage_table.c.class_id,
-                          usage_table.c.day, usage_table.c.active_seconds)
-                .where(usage_table.c.day >= intervention.start,
-                       usage_table.c.day <= intervention.end,
-                       usage_table.c.active_seconds > 0)
-                .order_by(usage_table.c.learner_key, usage_table.c.day)
-            ).all()
-        else:
-            daily = _daily_usage_by(connection, protocol, cutoff)
+        # Active time rebuilt from the events with the protocol's idle timeout, whether
+        # or not there is a cut-off (experiments.store explains why not incrementally).
+        daily = read_active_time(connection, protocol.usage.active_verbs,
+                                 protocol.usage.idle_timeout_s, first_day=intervention.start,
+                                 last_day=intervention.end, cutoff=cutoff)
+        verbs_of_level = level_verbs(protocol)
+        level_events = connection.execute(
+            sa.select(events.c.learner_key, events.c.class_id, events.c.verb,
+                      sa.func.min(events.c.occurred_at))
+            .where(events.c.verb.in_(sorted(set().union(*verbs_of_level.values()))), by_cutoff)
+            .group_by(events.c.learner_key, events.c.class_id, events.c.verb)
+            .order_by(events.c.learner_key, events.c.class_id, events.c.verb)
+        ).all()
         connection.rollback()
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored), cutoff)
@@ -342,18 +362,23 @@ def write_analysis_files(
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []
     ignored = 0
+    endline_wave = wave or (protocol.primary_wave.id if protocol.primary_wave else None)
     for learner, class_id, measure, occurred_at, score in assessments:
         day = _school_day(occurred_at)
-        wave = ("baseline" if day < intervention.start
-                else "endline" if day > intervention.end else None)
+        at_wave = _wave_of(protocol, day)
         unit_id = None if learner in removed else unit_for(learner, class_id)
-        if wave is None or unit_id is None or (learner, measure, wave) in seen:
+        if at_wave is None or unit_id is None or (learner, measure, at_wave) in seen:
             ignored += 1
             continue
-        seen.add((learner, measure, wave))
+        seen.add((learner, measure, at_wave))
         unit_id = learner_unit.setdefault(learner, unit_id)
+        written = at_wave if not protocol.waves else (
+            "baseline" if at_wave == "baseline" else "endline" if at_wave == endline_wave
+            else None)
+        if written is None:
+            continue  # another named wave: the analysis of that wave writes it
         outcome_rows.append({"learner_id": learner, "unit_id": unit_id, "measure": measure,
-                             "wave": wave, "score": repr(float(score))})
+                             "wave": written, "score": repr(float(score))})
 
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
@@ -368,53 +393,64 @@ def write_analysis_files(
         for (learner, unit_id, week), minutes in sorted(weekly.items())
     ]
 
+    # Levels of the funnel (analysis.usage): a pupil's unit as for outcomes and usage.
+    flags: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for learner, class_id, verb, first in level_events:
+        if cutoff is not None and _utc(first) > cutoff:  # SQLite compares text: again
+            continue
+        unit_id = learner_unit.get(learner) or unit_for(learner, class_id)
+        if unit_id is None or learner in removed:
+            continue
+        unit_id = learner_unit.setdefault(learner, unit_id)
+        flags[(learner, unit_id)].update(level for level, verbs in verbs_of_level.items()
+                                         if verb in verbs)
+    level_rows = [
+        {"learner_id": learner, "unit_id": unit_id,
+         **{level: "1" if level in reached else "0" for level in verbs_of_level}}
+        for (learner, unit_id), reached in sorted(flags.items())
+    ]
+
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments))
+                          len(scored) - len(assessments), levels=directory / "levels.csv")
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
+    _write(directory / "levels.csv", ["learner_id", "unit_id", *verbs_of_level], level_rows)
     logger.info("experiment %s: %d units, %d outcome records, %d usage rows read from the "
                 "store (%d events)", protocol.id, len(unit_rows), len(outcome_rows),
                 len(usage_rows), watermark.stored_events)
     return files
 
 
-def _daily_usage_by(connection: Any, protocol: Protocol, cutoff: datetime
-                    ) -> list[tuple[str, str, date, float]]:
-    """(learner, class, school day, active seconds) of the intervention period, summed
-    from the events that occurred and were stored by ``cutoff``: what ``daily_usage``
-    held for those events (same verbs, same days, same seconds), in the same order."""
-    from ingest.stream.router import UsageRule
-
-    events = events_table
-    active = sorted(UsageRule.from_protocol(protocol).active_verbs)
+def _wave_of(protocol: Protocol, day: date) -> str | None:
+    """The wave of a score taken on ``day``: with named waves, the one whose window holds
+    it (``baseline`` for the baseline wave); without, ``baseline`` before the intervention
+    and ``endline`` after it; None during the intervention or between windows."""
+    if protocol.waves:
+        for named in protocol.waves:
+            if named.start <= day <= named.end:
+                return "baseline" if named.baseline else named.id
+        return None
     intervention = protocol.periods.intervention
-    # A day's events lie within a day of its UTC date either side (Paris is UTC+1/+2).
-    low = datetime.combine(intervention.start - timedelta(days=1), time(0), tzinfo=UTC)
-    high = datetime.combine(intervention.end + timedelta(days=2), time(0), tzinfo=UTC)
-    rows = connection.execute(
-        sa.select(events.c.learner_key, events.c.class_id, events.c.occurred_at,
-                  events.c.duration_s)
-        .where(events.c.verb.in_(active), events.c.stored_at <= cutoff,
-               events.c.occurred_at <= cutoff, events.c.occurred_at >= low,
-               events.c.occurred_at < high)
-        .order_by(events.c.event_id)  # one order, one floating-point sum, every time
-    )
-    seconds: dict[tuple[str, date], float] = defaultdict(float)
-    class_of: dict[tuple[str, date], str] = {}
-    for learner, class_id, occurred_at, duration in rows:
-        moment = _utc(occurred_at)
-        if moment > cutoff:
-            continue
-        day = moment.astimezone(SCHOOL_TIMEZONE).date()
-        if not intervention.start <= day <= intervention.end:
-            continue
-        key = (learner, day)
-        seconds[key] += float(duration or 0.0)
-        class_of[key] = max(class_of.get(key, class_id), class_id)  # daily_usage: max()
-    return [(learner, class_of[(learner, day)], day, total)
-            for (learner, day), total in sorted(seconds.items()) if total > 0]
+    return ("baseline" if day < intervention.start
+            else "endline" if day > intervention.end else None)
+
+
+def level_verbs(protocol: Protocol) -> dict[str, frozenset[str]]:
+    """The verbs that put a pupil at each level of availability and utilisation of the
+    funnel (``analysis.usage.LEVELS``; the usage level is active time): ``assigned``,
+    ``resource_assigned``; ``activated``, ``licence_activated``; ``opened``, any
+    utilisation verb of the contract (``session_started``, ``session_ended``,
+    ``resource_opened``), the protocol's login verbs, and its active-use verbs but
+    ``assessment_scored`` (a pupil who worked in the resource opened it; an imported test
+    score says nothing about the resource)."""
+    from ingest.contract import UTILISATION_VERBS
+
+    opened = (UTILISATION_VERBS | protocol.usage.login_verbs
+              | (protocol.usage.active_verbs - {"assessment_scored"}))
+    return {"assigned": frozenset({"resource_assigned"}),
+            "activated": frozenset({"licence_activated"}), "opened": frozenset(opened)}
 
 
 def _outcome_records(scored: Sequence[Any], protocol: Protocol) -> list[tuple[Any, ...]]:
@@ -438,7 +474,7 @@ def _outcome_records(scored: Sequence[Any], protocol: Protocol) -> list[tuple[An
 
 def read_analysis_inputs(
     settings: Settings, registry: Engine, protocol: Protocol, directory: Path,
-    cutoff: datetime | None = None,
+    cutoff: datetime | None = None, wave: str | None = None,
 ) -> AnalysisInputs:
     """Write the offline files of an experiment (:func:`write_analysis_files`) and read
     them with :mod:`analysis.inputs`, as ``preuve analyze`` would.
@@ -451,7 +487,7 @@ def read_analysis_inputs(
     StoreError
         No class (or, learner-randomised, no pupil) is enrolled yet.
     """
-    files = write_analysis_files(settings, registry, protocol, directory, cutoff)
+    files = write_analysis_files(settings, registry, protocol, directory, cutoff, wave)
     plan = plan_from_protocol(protocol)
     units = read_units(files.units, plan)
     outcomes = read_outcomes(files.outcomes, units)
@@ -501,8 +537,9 @@ def _imported_results(store: ExperimentStore, protocol: Protocol
     intervention = protocol.periods.intervention
     latest: dict[tuple[str, str, str], _Imported] = {}
     for event_id, learner, measure, occurred_at, score, extensions in rows:
-        wave = str((extensions or {}).get("wave") or (
-            "baseline" if _school_day(occurred_at) < intervention.start else "endline"))
+        wave = str((extensions or {}).get("wave") or _wave_of(protocol, _school_day(
+            occurred_at)) or ("baseline" if _school_day(occurred_at) < intervention.start
+                              else "endline"))
         version = int((extensions or {}).get("version", 1))
         known = latest.get((learner, measure, wave))
         if known is None or version > known.version:
@@ -573,13 +610,14 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
         already imported with another score and no ``correct``; ``correct`` without a
         valid reason (the message names the file, line and field). Nothing is stored.
     """
-    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+    from ingest.pseudonym import check_pseudonym_key, load_pseudonym_key, pseudonymise
 
     if correct:
         problem = _correction_reason_problem(reason)
         if problem is not None:
             raise StoreError(f"{path}: {problem}", path=str(path), field="reason")
     key = load_pseudonym_key(settings)
+    check_pseudonym_key(registry, protocol.id, key)
     classes = {c.class_id: c for c in enrolled_classes(registry, protocol.id)}
     measures = {o.id for o in protocol.outcomes} | {
         o.baseline for o in protocol.outcomes if o.baseline}
@@ -611,7 +649,12 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
             if row["measure"] not in measures:
                 raise refuse("measure", f"must be one of {sorted(measures)}")
             wave = row["wave"]
-            if wave not in ("baseline", "endline"):
+            named = next((w for w in protocol.waves
+                          if w.id == wave or (w.baseline and wave == "baseline")), None)
+            if protocol.waves and named is None:
+                raise refuse("wave", "must be one of the protocol's waves: "
+                             + ", ".join(w.id for w in protocol.waves))
+            if not protocol.waves and wave not in ("baseline", "endline"):
                 raise refuse("wave", "must be 'baseline' or 'endline'")
             try:
                 score = float(row["score"])
@@ -619,10 +662,15 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
                 raise refuse("score", "must be a number") from None
             try:
                 day = (date.fromisoformat(row["assessed_on"]) if row.get("assessed_on")
-                       else _wave_day(protocol, wave))
+                       else named.start if named is not None else _wave_day(protocol, wave))
             except ValueError:
                 raise refuse("assessed_on", "must be a date YYYY-MM-DD") from None
-            if (wave == "baseline") != (day < intervention.start) or (
+            if named is not None:
+                if not named.start <= day <= named.end:
+                    raise refuse("assessed_on", f"outside the window of wave {named.id} "
+                                 f"({named.start} to {named.end})")
+                wave = "baseline" if named.baseline else named.id
+            elif (wave == "baseline") != (day < intervention.start) or (
                     wave == "endline" and day <= intervention.end):
                 raise refuse("assessed_on", f"outside the {wave} window of the protocol's "
                              "periods")
