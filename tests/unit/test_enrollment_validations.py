@@ -330,3 +330,24 @@ def test_the_separator_is_the_one_the_header_uses_most(separator: str) -> None:
     text += separator.join(row) + "\n"
     classes = read_classes(text, design)
     assert [r.class_id for r in classes.rows] == ["c1"], classes.refusals
+
+
+def test_preuve_enroll_records_the_academie_validation_of_a_double_protocol(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREUVE_STATE_DIR", str(tmp_path / "cli-state"))
+    monkeypatch.setenv("PREUVE_SIMULATED_NOW", "2027-09-01T10:00:00+02:00")
+    path = tmp_path / "ce2.csv"
+    path.write_bytes(excel_file("CE2"))
+    try:
+        result = CliRunner().invoke(app, [
+            "enroll", DOUBLE, str(path), "--protocol", str(ROOT / "protocols" / f"{DOUBLE}.yaml"),
+            "--no-publish", "--academie", "creteil"])
+        engine = registry_engine(Settings(state_dir=tmp_path / "cli-state"))
+        waiting = [c.class_id for c in pending_classes(engine, DOUBLE, waiting=True)]
+        enrolled = enrolled_classes(engine, DOUBLE)
+    finally:
+        dispose_engines()
+    assert result.exit_code == 1, result.output  # the bad row
+    assert "3 classes validated for the académie, waiting for their collectivité's " \
+           "validation" in result.output
+    assert waiting == ["cr-a", "cr-b", "cr-d"] and enrolled == []
