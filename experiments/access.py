@@ -1,7 +1,9 @@
 """Who is calling: API tokens and the principals they stand for.
 
 Each token belongs to one role and one scope: an académie token is scoped to its
-académie, an EdTech token to its ``resource_id``, an assessor token (the evaluation team,
+académie, a collectivité token to its INSEE code (``commune-78646``, ``departement-93``,
+``region-11``; the schools it equips are ``settings.collectivites``), an EdTech token
+to its ``resource_id``, an assessor token (the evaluation team,
 a test provider such as the DEPP) to one experiment id, a researcher or officer token to
 an experiment id (or ``*``), an admin token to ``*`` (:func:`scope_problem`). Tokens are
 random, shown once when issued, and stored only as SHA-256 hashes. Every HTTP entry
@@ -54,13 +56,15 @@ __all__ = [
     "still_valid",
 ]
 
-Role = Literal["researcher", "academie", "edtech", "officer", "admin", "assessor"]
+Role = Literal["researcher", "academie", "edtech", "officer", "admin", "assessor",
+               "collectivite"]
 
 AuditAction = Literal[
     "token.issue", "token.revoke",
     "protocol.registration", "protocol.update", "protocol.amendment", "experiment.transition",
     "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
-    "enrollment.correct", "enrollment.follow",
+    "enrollment.correct", "enrollment.follow", "enrollment.validate_academie",
+    "enrollment.validate_collectivite",
     "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
     "questionnaires.import",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
@@ -72,10 +76,14 @@ AuditAction = Literal[
 """Every action the audit log records (``audit_log.action``): one closed list, so that a
 reader of the log knows every value it can hold and a typo fails the type check."""
 AUDIT_ACTIONS: tuple[AuditAction, ...] = get_args(AuditAction)
-ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin", "assessor")
+ROLES: tuple[Role, ...] = ("researcher", "academie", "edtech", "officer", "admin", "assessor",
+                           "collectivite")
 
 # The slugs of académies, resource ids and experiment ids (ingest.contract's _SLUG).
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# A collectivité by its official code (INSEE): a commune (5 characters, Corsica's 2A/2B),
+# a département (2 or 3 characters) or a région (2 digits).
+_COLLECTIVITE = re.compile(r"commune-(\d[0-9ab]\d{3})|departement-(\d{2,3}|2a|2b)|region-\d{2}")
 #: Roles whose token may cover every scope (``*``); an académie or an EdTech token is
 #: always one académie's or one resource's, an admin token always ``*``.
 _WILDCARD_ROLES: tuple[Role, ...] = ("researcher", "officer", "admin")
@@ -240,6 +248,9 @@ def scope_problem(role: Role, scope: str) -> str | None:
             f"scope: an admin token covers everything: give '*', got {scope!r}")
     if scope == "*" and role in _WILDCARD_ROLES:
         return None
+    if role == "collectivite" and _COLLECTIVITE.fullmatch(scope) is None:
+        return (f"scope: a collectivité token covers one collectivité by its INSEE code: "
+                f"commune-NNNNN, departement-NN or region-NN, got {scope!r}")
     if _SLUG.fullmatch(scope) is None:
         either = " or '*'" if role in _WILDCARD_ROLES else ""
         return (f"scope: a token of role '{role}' covers one slug (a-z, 0-9, dashes)"

@@ -17,8 +17,9 @@ role                   may
                        experiment (it owns the stores it creates) and write their rows
 ``preuve_analysis``    read the registry and stores; write run records and claims, audit
 ``preuve_portal``      read the registry and stores; add audit entries (sign-ins and
-                       refused sign-ins are audited), an EdTech's own keys, an officer's
-                       acknowledgement of a post-experiment decision; nothing else
+                       refused sign-ins are audited); an EdTech's own keys; an officer's
+                       acknowledgement of a post-experiment decision; the enrollment tables
+                       (académies enroll and withdraw, collectivités validate)
 ``preuve_reader``      JupyterLab: read the stores and the registry's protocols,
                        enrollments and runs; not the tokens nor the audit log
 =====================  ================================================================
@@ -36,7 +37,8 @@ __all__ = ["OWNER", "ROLES", "ServiceRole", "create_roles_sql", "grants_sql"]
 OWNER = "preuve_owner"
 
 _ENROLLMENT_TABLES = ("enrollments", "enrollment_designs", "allocation_log",
-                      "learner_enrollments", "withdrawals", "enrollment_corrections")
+                      "learner_enrollments", "withdrawals", "enrollment_corrections",
+                      "enrollment_validations")
 _DML = "SELECT, INSERT, UPDATE, DELETE"
 
 
@@ -69,11 +71,14 @@ ROLES: tuple[ServiceRole, ...] = (
     ServiceRole("preuve_analysis", "the analysis workers",
                 registry_writes={"analysis_runs": "INSERT, UPDATE",
                                  "scheduled_runs": "INSERT, UPDATE", "audit_log": "INSERT"}),
-    ServiceRole("preuve_portal", "the portal (reads; writes only its sign-in audit, an "
-                "EdTech's own keys, created and revoked in its console, and an officer's "
-                "acknowledgement of a post-experiment decision)",
+    ServiceRole("preuve_portal", "the portal (reads; writes its sign-in audit, an "
+                "EdTech's own keys, created and revoked in its console, an officer's "
+                "acknowledgement of a post-experiment decision, and the académies' "
+                "enrollments and the collectivités' validations, issue 17)",
                 registry_writes={"audit_log": "INSERT", "api_tokens": "INSERT, UPDATE",
-                                 "post_experiment_decisions": "UPDATE"}),
+                                 "post_experiment_decisions": "UPDATE",
+                                 "pseudonym_keys": "INSERT",
+                                 **{t: "INSERT, UPDATE, DELETE" for t in _ENROLLMENT_TABLES}}),
     ServiceRole("preuve_reader", "JupyterLab and researchers' read-only sessions",
                 registry_reads=("experiments", "protocol_versions", "experiment_transitions",
                                 "enrollments", "enrollment_designs", "withdrawals",

@@ -36,6 +36,8 @@ __all__ = ["BodyLimit", "BodyLimits", "RouteLimits", "gateway_body_limits",
 # Small JSON bodies of the enrollment API (a withdrawal: ids and a reason of at most 512
 # characters, each possibly written as a 6-byte \u escape).
 _SMALL_JSON_BYTES = 16 * 1024
+# A collectivité's validation: up to 500 class ids of at most 128 characters (issue 17).
+_VALIDATION_BYTES = 96 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def gateway_body_limits(settings: Settings) -> RouteLimits:
             BodyLimit("POST", r"/v1/experiments/[^/]+/enrollments", server.max_upload_bytes),
             BodyLimit("POST", r"/v1/experiments/[^/]+/assignments", batch),
             BodyLimit("POST", r"/v1/experiments/[^/]+/withdrawals", _SMALL_JSON_BYTES),
+            BodyLimit("POST", r"/v1/experiments/[^/]+/validations", _VALIDATION_BYTES),
         ],
         default=server.max_form_bytes,
         timeout_s=server.body_timeout_s,
@@ -88,9 +91,13 @@ def gateway_body_limits(settings: Settings) -> RouteLimits:
 
 
 def portal_body_limits(settings: Settings) -> RouteLimits:
-    """The portal's caps: its forms (sign-in, sign-out) and nothing larger."""
+    """The portal's caps: its forms (sign-in, sign-out, a withdrawal, a validation), and
+    the académies' enrollment file upload (``server.max_upload_bytes``)."""
     server = settings.portal.server
-    return RouteLimits([], default=server.max_form_bytes, timeout_s=server.body_timeout_s)
+    return RouteLimits(
+        [BodyLimit("POST", r"/inscriptions/[^/]+/fichier", server.max_upload_bytes),
+         BodyLimit("POST", r"/validations/[^/]+", _VALIDATION_BYTES)],
+        default=server.max_form_bytes, timeout_s=server.body_timeout_s)
 
 
 class BodyLimits:

@@ -344,6 +344,19 @@ class Settings(BaseSettings):
         "France 2030 and autre (JSON list).",
     )
 
+    academie_criteria: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Eligibility criteria each académie adds to a protocol's, checked at "
+        "enrollment (JSON: {\"creteil\": {\"education_priority\": [\"REP+\"]}}): a class "
+        "of that académie whose column holds another value is refused with the reason.",
+    )
+    collectivites: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="The schools (UAIs) each collectivité equips, by the scope of its token "
+        "(commune-INSEE, departement-NN, region-NN; JSON: {\"departement-93\": "
+        "[\"0931234X\"]}): it validates the classes of those schools only.",
+    )
+
     @property
     def programme_names(self) -> tuple[str, ...]:
         """The built-in programmes, then the configured ones."""

@@ -269,7 +269,20 @@ def enroll(
             _finish_learners(learner_outcome, pupils.path, pupils.ignored_columns,
                              enrollment_balance(engine, design), as_json=as_json,
                              publish=publish)
-        classes = read_classes(classes_csv, design, academie=academie, today=settings.today())
+        classes = read_classes(classes_csv, design, academie=academie, today=settings.today(),
+                               academie_criteria=settings.academie_criteria)
+        if design.double_validation:
+            # Issue 17: the académie's validation only; randomised at the collectivité's.
+            from experiments.enrollment.validations import validate_as_academie
+
+            validated = validate_as_academie(engine, design, classes, actor=actor)
+            typer.echo(f"{classes.path}: {len(validated.validated)} classes validated for "
+                       f"the académie, waiting for their collectivité's validation; "
+                       f"{len(validated.already)} already validated; "
+                       f"{len(validated.refusals)} refused")
+            for r in validated.refusals:
+                typer.echo(f"  {r}", err=True)
+            raise typer.Exit(EXIT_REFUSED if validated.refusals else EXIT_OK)
         outcome = enroll_classes(engine, design, classes, actor=actor,
                                  publish=publisher if publish else None)
     except (EnrollmentError, RegistryError) as exc:

@@ -14,10 +14,17 @@ the gateway's event endpoints; refusals have the one body of :mod:`experiments.r
   enrolled, the refused rows with reasons in French and English, and the balance report
   (for an académie, of its own classes; a refusal about another académie's class says
   only that the id is taken).
-- ``GET /v1/experiments/{id}/enrollments``: an académie sees its classes and their arms;
+- ``GET /v1/experiments/{id}/enrollments``, in every lifecycle state (reading arms stays
+  allowed once enrollment has closed): an académie sees its classes and their arms;
   an EdTech token scoped to the experiment's resource sees the classes that must get the
   resource (treatment arms, not withdrawn), and nothing else; a researcher token scoped
   to the experiment and an admin see every class.
+- ``GET`` and ``POST /v1/experiments/{id}/validations`` (issue 17): when the protocol
+  declares ``enrollment: {validations: [academie, collectivite]}``, the enrollment call
+  records the académie's validation only; an académie reads its classes' validations, a
+  collectivité token those of the schools it equips (``settings.collectivites``), and
+  posts ``{"class_ids": [...]}`` to validate them: they are enrolled and randomised then
+  (:mod:`experiments.enrollment.validations`).
 - ``POST /v1/experiments/{id}/withdrawals`` (académie token, its own classes):
   ``{"class_id": ..., "reason": ..., "learner_id": optional}``.
 - ``POST /v1/experiments/{id}/corrections`` (académie token, its own classes, before the
@@ -67,13 +74,14 @@ from experiments.enrollment.balance import (
     balance_report,
     enrollment_balance,
 )
-from experiments.enrollment.design import enrollment_design
+from experiments.enrollment.design import enrollment_design, registered_design
 from experiments.enrollment.files import (
     BASE_COLUMNS,
     PUPIL_COLUMNS,
     ClassesFile,
     EnrollmentDesign,
     Refusal,
+    decode_csv,
     read_classes,
     read_pupils,
 )
@@ -82,8 +90,15 @@ from experiments.enrollment.tables import MIXED_ARM
 from experiments.enrollment.transaction import (
     EnrolledClass,
     EnrolledLearner,
+    check_file,
     enroll_classes,
     enroll_learners,
+)
+from experiments.enrollment.validations import (
+    PendingClass,
+    pending_classes,
+    validate_as_academie,
+    validate_as_collectivite,
 )
 from experiments.enrollment.withdrawal import withdraw
 from experiments.errors import EnrollmentError, RegistryError
@@ -97,8 +112,13 @@ from ingest.pseudonym import check_pseudonym_key, pseudonymise
 
 __all__ = [
     "AssignmentRequest",
+    "EnrollmentContext",
+    "balance_for",
+    "ValidationRequest",
     "WithdrawalRequest",
+    "enrollment_answer",
     "install_enrollment_api",
+    "withdrawal_answer",
     "openapi_components",
     "router",
 ]
@@ -137,6 +157,14 @@ class WithdrawalRequest(BaseModel):
 def _class_json(c: EnrolledClass) -> dict[str, Any]:
     return {"class_id": c.class_id, "school_uai": c.school_uai, "academie": c.academie,
             "level": c.level, "pupils": c.pupils, "arm": c.arm, "status": c.status}
+
+
+def _validation_json(c: PendingClass) -> dict[str, Any]:
+    return {"class_id": c.class_id, "school_uai": c.school_uai, "academie": c.academie,
+            "level": c.level, "pupils": c.pupils,
+            "academie_validated": {"by": c.academie_by, "at": c.academie_at.isoformat()},
+            "collectivite_validated": None if c.collectivite_at is None else {
+                "by": c.collectivite_by, "at": c.collectivite_at.isoformat()}}
 
 
 def _pupil_json(p: EnrolledLearner) -> dict[str, Any]:
@@ -187,6 +215,8 @@ def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
                                    for r in refusals):
         return [r.as_dict() for r in refusals]
     owned = _classes_of(engine, academie, [experiment_id])
+    # Its classes validated and waiting for their collectivité are its own too.
+    owned |= {c.class_id for c in pending_classes(engine, experiment_id, academie=academie)}
     if any(r.code.endswith("enrolled_elsewhere") for r in refusals):
         with Session(engine) as session:
             every = session.scalars(sa.select(ExperimentRow.id)).all()
@@ -217,7 +247,7 @@ def _refusals_for(engine: Engine, experiment_id: str, academie: str | None,
     return answers
 
 
-def _balance_for(engine: Engine, design: EnrollmentDesign,
+def balance_for(engine: Engine, design: EnrollmentDesign,
                  academie: str | None) -> dict[str, Any]:
     """The balance report of the experiment, or for an académie of its own units."""
     if academie is None:
@@ -267,12 +297,13 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class _Enrollment:
+class EnrollmentContext:
     """What the enrollment routes need, kept in ``app.state.enrollment``."""
 
     settings: Settings
     engine: Engine
-    publish: Publish
+    publish: Publish | None
+    """None leaves new records pending (a portal without a broker)."""
 
     def pseudonym_key(self) -> bytes:
         from ingest.pseudonym import load_pseudonym_key
@@ -308,23 +339,24 @@ def install_enrollment_api(app: FastAPI, settings: Settings, *, publish: Publish
     ['/v1/experiments/{experiment_id}/assignments',
      '/v1/experiments/{experiment_id}/corrections',
      '/v1/experiments/{experiment_id}/enrollments',
+     '/v1/experiments/{experiment_id}/validations',
      '/v1/experiments/{experiment_id}/withdrawals']
     """
     engine = engine if engine is not None else registry_engine(settings)
     if getattr(app.state, "registry", None) is None:
         app.state.registry = engine
-    app.state.enrollment = _Enrollment(
+    app.state.enrollment = EnrollmentContext(
         settings, engine, publish if publish is not None else kafka_publisher(settings))
     install_refusals(app)
     app.include_router(router, responses=_REFUSALS)
 
 
-def _enrollment(request: Request) -> _Enrollment:
-    enrollment: _Enrollment = request.app.state.enrollment
+def _enrollment(request: Request) -> EnrollmentContext:
+    enrollment: EnrollmentContext = request.app.state.enrollment
     return enrollment
 
 
-_Context = Annotated[_Enrollment, Depends(_enrollment)]
+_Context = Annotated[EnrollmentContext, Depends(_enrollment)]
 _Caller = Annotated[Principal, Depends(caller)]
 
 router = APIRouter(prefix="/v1/experiments", tags=["enrollment"])
@@ -356,7 +388,8 @@ def openapi_components() -> dict[str, Any]:
     """The JSON Schemas of the bodies the enrollment routes read themselves, for the
     OpenAPI document of the app that serves them."""
     return {m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}")
-            for m in (AssignmentRequest, WithdrawalRequest, CorrectionRequest)}
+            for m in (AssignmentRequest, WithdrawalRequest, CorrectionRequest,
+                      ValidationRequest)}
 
 
 def _no_experiment(experiment_id: str) -> HTTPException:
@@ -365,10 +398,15 @@ def _no_experiment(experiment_id: str) -> HTTPException:
     return HTTPException(404, f"no experiment {experiment_id!r}")
 
 
-def _design_of(context: _Enrollment, experiment_id: str) -> EnrollmentDesign:
+def _design_of(context: EnrollmentContext, experiment_id: str, *,
+               reading: bool = False) -> EnrollmentDesign:
+    """The design of ``experiment_id``; ``reading``: in any lifecycle state (reading the
+    arms stays allowed after enrollment closes), else only in an enrolling state (409)."""
     if "\x00" in experiment_id:  # PostgreSQL refuses NUL in text: no such experiment
         raise _no_experiment(experiment_id)
     try:
+        if reading:
+            return registered_design(context.engine, experiment_id)
         return enrollment_design(context.engine, experiment_id)[0]
     except RegistryError:
         raise _no_experiment(experiment_id) from None
@@ -387,15 +425,32 @@ def _academie_of(principal: Principal) -> str | None:
     return principal.scope
 
 
-def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json: bool,
-                 principal: Principal) -> dict[str, Any]:
+def enrollment_answer(context: EnrollmentContext, experiment_id: str, body: bytes,
+                      is_json: bool, principal: Principal, *,
+                      preview: bool = False, source: str = "body") -> dict[str, Any]:
+    """The answer of ``POST .../enrollments`` to ``body`` (the API's, and the portal's
+    upload); ``preview``: check against the file and the registry and write nothing
+    (:func:`experiments.enrollment.transaction.check_file`): how many rows would be
+    accepted, and every refusal, never an arm. ``source`` names the file in messages and
+    the audit log (``body`` for the API, ``portal`` for the portal's upload: not the
+    uploaded file's own name, which may name a person).
+
+    Raises
+    ------
+    HTTPException
+        400 a body that cannot be read, 403 rows of another académie, 404 an unknown
+        experiment, 409 an experiment not open to enrollment.
+    """
     engine = context.engine
     academie = _academie_of(principal)
     design = _design_of(context, experiment_id)
     try:
-        text = body.decode("utf-8-sig")
+        # A CSV body may be Excel's French file (Windows-1252, ';'): files.decode_csv.
+        text = body.decode("utf-8-sig") if is_json else decode_csv(body, "body")
     except UnicodeDecodeError as exc:
         raise HTTPException(400, f"the body is not UTF-8 (byte {exc.start})") from None
+    except EnrollmentError as exc:
+        raise HTTPException(400, exc.reason) from None
     if is_json:
         try:
             text = _rows_to_csv(json.loads(text), design)
@@ -403,8 +458,12 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
             raise HTTPException(400, f"the body is not JSON: {exc}") from None
     learners = design.unit == "learner"
     try:
-        classes = (read_pupils if learners else read_classes)(
-            text, design, name="body", academie=academie)
+        # The window is checked on the settings' clock (simulated in demos and tests).
+        today = context.settings.today()
+        classes = read_pupils(text, design, name=source, academie=academie,
+                              today=today) if learners else \
+            read_classes(text, design, name=source, academie=academie, today=today,
+                         academie_criteria=context.settings.academie_criteria)
     except EnrollmentError as exc:
         raise HTTPException(400, exc.reason) from None
     if academie is not None:
@@ -418,6 +477,33 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
                           "inscription faite",
                 "lines": foreign,
             })
+    if preview:
+        try:
+            if design.double_validation and isinstance(classes, ClassesFile):
+                checked = validate_as_academie(engine, design, classes, actor=principal.actor,
+                                               dry_run=True)
+                accepted, refused = len(checked.validated), checked.refusals
+            else:
+                accepted, refused = check_file(
+                    engine, design, classes, actor=principal.actor,
+                    key=context.pseudonym_key() if learners else None)
+        except EnrollmentError as exc:
+            raise HTTPException(409, exc.reason) from None
+        return {"experiment": experiment_id, "preview": True, "accepted": accepted,
+                "refused": _refusals_for(engine, experiment_id, academie, refused),
+                "ignored_columns": list(classes.ignored_columns)}
+    if design.double_validation and isinstance(classes, ClassesFile):
+        # Validated by the académie, enrolled at the collectivité's validation.
+        try:
+            validated = validate_as_academie(engine, design, classes, actor=principal.actor)
+        except EnrollmentError as exc:
+            raise HTTPException(409, exc.reason) from None
+        return {
+            "experiment": experiment_id, "waiting_for": "collectivite",
+            "validated": [_validation_json(c) for c in validated.validated],
+            "already": [_validation_json(c) for c in validated.already],
+            "refused": _refusals_for(engine, experiment_id, academie, validated.refusals),
+        }
     try:
         if learners:
             assert not isinstance(classes, ClassesFile)
@@ -436,7 +522,7 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
             "already": [_pupil_json(p) for p in pupils.already],
             "refused": _refusals_for(engine, experiment_id, academie, pupils.refusals),
             "published": pupils.published, "pending": pupils.pending,
-            "balance": _balance_for(engine, design, academie),
+            "balance": balance_for(engine, design, academie),
         }
     return {
         "experiment": experiment_id,
@@ -444,7 +530,7 @@ def _enroll_body(context: _Enrollment, experiment_id: str, body: bytes, is_json:
         "already": [_class_json(c) for c in outcome.already],
         "refused": _refusals_for(engine, experiment_id, academie, outcome.refusals),
         "published": outcome.published, "pending": outcome.pending,
-        "balance": _balance_for(engine, design, academie),
+        "balance": balance_for(engine, design, academie),
     }
 
 
@@ -456,7 +542,7 @@ async def post_enrollments(
     body = await request.body()  # after the caller's token was checked
     is_json = request.headers.get("content-type", "").startswith("application/json")
     # The database work is synchronous: run it off the event loop.
-    return await run_in_threadpool(_enroll_body, context, experiment_id, body, is_json,
+    return await run_in_threadpool(enrollment_answer, context, experiment_id, body, is_json,
                                    principal)
 
 
@@ -468,7 +554,7 @@ def get_enrollments(experiment_id: str, principal: _Caller, context: _Context) -
         raise HTTPException(403, f"role '{principal.role}' may not read enrollments")
     if principal.role == "researcher" and not principal.can_act_for(experiment_id):
         raise _no_experiment(experiment_id)
-    design = _design_of(context, experiment_id)
+    design = _design_of(context, experiment_id, reading=True)
     if principal.role == "academie":
         classes = enrolled_classes(engine, experiment_id, academie=principal.scope)
         return {"experiment": experiment_id, "classes": [_class_json(c) for c in classes]}
@@ -540,6 +626,13 @@ def post_withdrawal(
     body: Annotated[WithdrawalRequest, Depends(_json_body(WithdrawalRequest))],
 ) -> Any:
     """Withdraw a class or one pupil; the class keeps its arm (intention to treat)."""
+    return withdrawal_answer(context, experiment_id, body, principal)
+
+
+def withdrawal_answer(context: EnrollmentContext, experiment_id: str, body: WithdrawalRequest,
+                      principal: Principal) -> dict[str, Any]:
+    """The answer of ``POST .../withdrawals`` (the API's and the portal's form): 404 an
+    unknown class or pupil, 409 one already withdrawn, 400 a reason that identifies."""
     academie = _academie_of(principal)
     design = _design_of(context, experiment_id)
     try:
@@ -551,11 +644,13 @@ def post_withdrawal(
         status = {"class_id": 404, "learner_id": 404, "status": 409}.get(exc.field or "", 400)
         raise HTTPException(status, exc.reason) from None
     removed = remove_withdrawn_pupil_data(context.settings, done, actor=principal.actor)
-    report = publish_pending(context.engine, experiment_id, context.publish)
+    report = None if context.publish is None else publish_pending(
+        context.engine, experiment_id, context.publish)
     return {
         "experiment": experiment_id, "class_id": done.class_id,
         "learner_id": body.learner_id, "arm": done.arm, "data_policy": done.data_policy,
-        "withdrawn_at": done.withdrawn_at.isoformat(), "published": report.error is None,
+        "withdrawn_at": done.withdrawn_at.isoformat(),
+        "published": report is not None and report.error is None,
         "removed": removed,
     }
 
@@ -610,3 +705,81 @@ def post_correction(
     return correction_answer(context.engine, context.settings,
                              _design_of(context, experiment_id), body, principal.actor,
                              academie)
+
+
+# --- double validation (issue 17): experiments/enrollment/validations.py ----------------
+
+
+class ValidationRequest(BaseModel):
+    """Body of ``POST .../validations`` (a collectivité token): the classes it validates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_ids: list[Annotated[str, Field(min_length=1, max_length=128, pattern=_NO_NUL)]] = (
+        Field(min_length=1, max_length=500))
+
+
+def collectivite_schools(settings: Settings, principal: Principal) -> frozenset[str] | None:
+    """The schools a collectivité token covers (``settings.collectivites``), None for an
+    admin (every school)."""
+    if principal.role == "admin":
+        return None
+    return frozenset(settings.collectivites.get(principal.scope, ()))
+
+
+def validations_answer(engine: Engine, settings: Settings, design: EnrollmentDesign,
+                       principal: Principal) -> dict[str, Any]:
+    """The classes validated by their académie: an académie's own, a collectivité's
+    schools' (403 for other roles)."""
+    if principal.role == "academie":
+        found = pending_classes(engine, design.experiment_id, academie=principal.scope)
+    elif principal.role in ("collectivite", "admin"):
+        found = pending_classes(engine, design.experiment_id,
+                                schools=collectivite_schools(settings, principal))
+    else:
+        raise HTTPException(403, f"role '{principal.role}' may not read validations")
+    return {"experiment": design.experiment_id, "validations": list(design.validations),
+            "classes": [_validation_json(c) for c in found]}
+
+
+@router.get("/{experiment_id}/validations")
+def get_validations(experiment_id: str, principal: _Caller, context: _Context) -> Any:
+    """Classes validated by their académie and whether their collectivité validated them:
+    an académie reads its own, a collectivité those of the schools it equips."""
+    if principal.role not in ("academie", "collectivite", "admin"):
+        raise HTTPException(403, f"role '{principal.role}' may not read validations")
+    design = _design_of(context, experiment_id, reading=True)
+    return validations_answer(context.engine, context.settings, design, principal)
+
+
+@router.post("/{experiment_id}/validations",
+             openapi_extra=_json_request_body(ValidationRequest))
+def post_validations(
+    experiment_id: str, principal: _Caller, context: _Context,
+    body: Annotated[ValidationRequest, Depends(_json_body(ValidationRequest))],
+) -> Any:
+    """A collectivité validates classes of its schools: they are enrolled and randomised
+    now (:mod:`experiments.enrollment.validations`); the answer gives their arms."""
+    if principal.role not in ("collectivite", "admin"):
+        raise HTTPException(403, "only a collectivité token validates classes of its schools")
+    design = _design_of(context, experiment_id)
+    if not design.double_validation:
+        raise HTTPException(409, f"experiment {experiment_id} does not ask for a "
+                                 "collectivité's validation")
+    schools = collectivite_schools(context.settings, principal)
+    try:
+        outcome = validate_as_collectivite(
+            context.engine, design, body.class_ids,
+            schools=schools if schools is not None else _every_school(context, design),
+            actor=principal.actor, publish=context.publish, today=context.settings.today())
+    except EnrollmentError as exc:
+        raise HTTPException(404 if exc.field == "class_id" else 409, exc.reason) from None
+    return {"experiment": experiment_id,
+            "enrolled": [_class_json(c) for c in outcome.enrolled],
+            "refused": [r.as_dict() for r in outcome.refusals],
+            "published": outcome.published, "pending": outcome.pending}
+
+
+def _every_school(context: EnrollmentContext, design: EnrollmentDesign) -> list[str]:
+    return sorted({c.school_uai for c in pending_classes(context.engine,
+                                                         design.experiment_id)})

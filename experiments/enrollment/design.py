@@ -14,6 +14,7 @@ from experiments.errors import EnrollmentError, RegistryError
 __all__ = [
     "ENROLLING_STATES",
     "enrollment_design",
+    "registered_design",
 ]
 
 
@@ -86,3 +87,18 @@ def enrollment_design(
             path=str(protocol_path),
         )
     return EnrollmentDesign.from_protocol(registered), None
+
+
+def registered_design(engine: Engine, experiment: str) -> EnrollmentDesign:
+    """The enrollment design of a registered ``experiment`` in any lifecycle state: for
+    reading its classes and arms, which stays allowed once enrollment has closed (an
+    académie reads its classes' arms until the end, and after).
+
+    Raises
+    ------
+    RegistryError
+        The experiment is not registered.
+    """
+    from experiments.registry import registered_protocol
+
+    return EnrollmentDesign.from_protocol(registered_protocol(engine, experiment).protocol)

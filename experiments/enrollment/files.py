@@ -1,9 +1,15 @@
 """The enrollment file: what a protocol asks of it, and the checks of each row.
 
-An enrollment file is a UTF-8 CSV with a header row and one class per line::
+An enrollment file is a CSV with a header row and one class per line::
 
     class_id,school_uai,level,pupils,academie,education_priority
     c-0001,0781234T,CP,24,versailles,REP
+
+The file Excel writes in France is read as well (:func:`decode_csv`, :data:`COLUMN_ALIASES`):
+``;``-separated (the separator is the one the header row uses: ``;``, ``,`` or a tab),
+Windows-1252 or UTF-8 with or without a byte order mark, French column names
+(``Classe;UAI;Niveau;Effectif;Académie;Éducation prioritaire``) and académie names as
+people write them (``Créteil`` for ``creteil``).
 
 ``level`` may also be written ``niveau``. Besides the five base columns, the file must
 carry the unit attributes the protocol names (strata, criteria, subgroups, unit
@@ -22,7 +28,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_COLUMNS",
+    "COLUMN_ALIASES",
     "ClassRow",
     "ClassesFile",
     "EnrollmentDesign",
@@ -61,6 +68,7 @@ __all__ = [
     "PupilRow",
     "PupilsFile",
     "Refusal",
+    "decode_csv",
     "read_classes",
     "read_pupils",
     "refusal",
@@ -69,6 +77,25 @@ __all__ = [
 #: Columns every enrollment file has (``niveau`` is accepted for ``level``).
 BASE_COLUMNS: tuple[str, ...] = ("class_id", "school_uai", "level", "pupils", "academie")
 _ALIASES = {"niveau": "level"}
+
+#: Column names accepted for each column, compared by their key (lower case, accents,
+#: spaces, dashes, dots, underscores and apostrophes removed: ``Nombre d'élèves`` is
+#: ``nombredeleves``). The names of Excel files written by académie staff; documented in
+#: ``docs/academies.md``.
+COLUMN_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "class_id": ("classe", "idclasse", "identifiantclasse", "identifiantdelaclasse",
+                 "codeclasse", "classid"),
+    "school_uai": ("uai", "codeuai", "uaiecole", "uaietablissement", "rne", "schooluai"),
+    "level": ("niveau", "level"),
+    "pupils": ("effectif", "effectifs", "nombredeleves", "nbeleves", "nbdeleves", "pupils"),
+    "academie": ("academie", "academy"),
+    "education_priority": ("educationprioritaire", "educationpriority"),
+    "learner_id": ("identifianteleve", "ideleve", "identifiantpseudonyme",
+                   "learnerid"),
+}
+_COLUMN_KEYS = {key: column for column, keys in COLUMN_ALIASES.items() for key in keys}
+# The separators a header row may use, most specific first (Excel's French CSV: ';').
+_SEPARATORS = (";", "\t", ",")
 # Same patterns as the event contract (ingest/contract.py), so every enrolled class can
 # send events: pseudonymous ids, and UAI = 7 characters then a check letter.
 _CLASS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
@@ -147,6 +174,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "le niveau « {value} » ne fait pas partie de l'expérimentation (niveaux : {allowed})",
         "niveau '{value}' is not in the experiment's population (niveaux: {allowed})",
     ),
+    "academie_criterion_not_met": (
+        "critère de l'académie « {academie} » non rempli : « {field} » vaut « {value} », "
+        "pas l'une des valeurs {allowed}",
+        "criterion of académie '{academie}' not met: '{field}' is '{value}', not one of "
+        "{allowed}",
+    ),
+    "academie_criterion_missing": (
+        "l'académie « {academie} » a un critère sur « {field} » : ajoutez cette colonne "
+        "au fichier",
+        "académie '{academie}' has a criterion on '{field}': add this column to the file",
+    ),
     "criterion_not_met": (
         "critère « {field} » non rempli : « {value} » n'est pas parmi {allowed}",
         "criterion '{field}' not met: '{value}' is not one of {allowed}",
@@ -174,6 +212,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "une inscription ne se modifie pas",
         "the class is already enrolled with '{field}' = '{stored}', not '{value}'; an "
         "enrollment cannot be edited",
+    ),
+    "validated_elsewhere": (
+        "la classe « {value} » est déjà validée par une autre académie : vérifiez son "
+        "identifiant",
+        "class '{value}' is already validated by another académie: check its id",
     ),
     "enrolled_elsewhere": (
         "la classe « {value} » est déjà inscrite dans l'expérimentation « {other} »",
@@ -285,6 +328,14 @@ class EnrollmentDesign:
     closes: date | None = None
     class_data: Literal["keep", "remove"] = "keep"
     pupil_data: Literal["keep", "remove"] = "remove"
+    validations: tuple[str, ...] = ("academie",)
+    """Who validates a class before it is enrolled (``protocol.enrollment.validations``);
+    not part of :meth:`fingerprint`: it decides when a class is drawn, not how."""
+
+    @property
+    def double_validation(self) -> bool:
+        """Whether a class is enrolled only once its collectivité validated it too."""
+        return "collectivite" in self.validations
 
     @classmethod
     def from_protocol(cls, protocol: Protocol) -> EnrollmentDesign:
@@ -335,6 +386,7 @@ class EnrollmentDesign:
             seed=protocol.randomisation.seed,
             opens=window.opens if window else None,
             closes=window.closes if window else None,
+            validations=tuple(window.validations) if window else ("academie",),
         )
 
     @property
@@ -417,6 +469,7 @@ def read_classes(
     name: str | None = None,
     academie: str | None = None,
     today: date | None = None,
+    academie_criteria: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
 ) -> ClassesFile:
     """Read an enrollment CSV and check each row against the protocol's population.
 
@@ -432,6 +485,10 @@ def read_classes(
     today
         Date checked against the enrollment window (default: today in Paris, where the
         window's dates are meant; overseas académies are a few hours apart).
+    academie_criteria
+        Eligibility criteria each académie adds to the protocol's (``{académie:
+        {column: [allowed values]}}``, ``settings.academie_criteria``): a row of that
+        académie whose column holds another value is refused.
 
     Returns
     -------
@@ -470,7 +527,8 @@ def read_classes(
             path=table.name, line=1, field="learner_id",
         )
     ignored = table.check_columns((*BASE_COLUMNS, *design.attributes), header="the header")
-    checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date())
+    checker = _RowChecker(design, academie, today or datetime.now(SCHOOL_TIMEZONE).date(),
+                          academie_criteria or {})
     rows: list[ClassRow] = []
     refusals: list[Refusal] = []
     first_line: dict[str, int] = {}
@@ -512,21 +570,24 @@ class _CsvTable:
         if isinstance(source, Path):
             name = name or str(source)
             try:
-                text = source.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise EnrollmentError(
-                    f"{name}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8",
-                    path=name,
-                ) from None
+                data = source.read_bytes()
             except OSError as exc:
                 raise EnrollmentError(
                     f"{name}: cannot read the file: {exc.strerror}", path=name
                 ) from None
+            text = decode_csv(data, name)
         else:
             name = name or unnamed
             text = source.removeprefix("\ufeff")
         self.name = name
-        self._reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        first = text.split("\n", 1)[0]
+        # The separator is the one the header row uses most (column names are words; ';'
+        # on a tie); the csv module's Sniffer guesses from the data rows too, and guesses
+        # wrong on a one-column or decimal-comma file.
+        separator = max(_SEPARATORS, key=first.count)
+        separator = separator if first.count(separator) else ","
+        self._reader = csv.reader(io.StringIO(text, newline=""), strict=True,
+                                  delimiter=separator)
         try:
             header = next(self._reader)
         except StopIteration:
@@ -537,7 +598,7 @@ class _CsvTable:
             raise EnrollmentError(
                 f"{name}:1: unreadable header: {exc}", path=name, line=1
             ) from None
-        self.columns = [_ALIASES.get(c.strip(), c.strip()) for c in header]
+        self.columns = [_column_name(c) for c in header]
 
     def check_columns(self, needed: tuple[str, ...], *, header: str) -> tuple[str, ...]:
         """Check that the header has each of ``needed`` and no column twice; return the
@@ -593,7 +654,66 @@ class _CsvTable:
                             fields=len(cells), header=len(columns))
                 )
                 continue
-            yield line, {column: cells[i].strip() for column, i in index.items()}
+            record = {column: cells[i].strip() for column, i in index.items()}
+            if "academie" in record:
+                record["academie"] = academie_slug(record["academie"])
+            yield line, record
+
+
+def decode_csv(data: bytes, name: str) -> str:
+    """The text of a CSV file: UTF-8 (with or without a byte order mark), else
+    Windows-1252 (what Excel's « CSV (séparateur : point-virgule) » writes in France).
+
+    A file that is UTF-8 is always read as UTF-8: Windows-1252 decodes any byte, so it is
+    only the fallback (a UTF-8 file with an accent is never valid Windows-1252 text of
+    the same meaning, and the reverse fails UTF-8 at its first accented byte).
+
+    Raises
+    ------
+    EnrollmentError
+        Neither (one of the five bytes Windows-1252 leaves undefined).
+
+    Examples
+    --------
+    >>> decode_csv("Académie;Classe".encode("cp1252"), "f.csv")
+    'Académie;Classe'
+    >>> decode_csv("Académie".encode("utf-8-sig"), "f.csv")
+    'Académie'
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise EnrollmentError(
+            f"{name}: neither UTF-8 nor Windows-1252 text (byte {exc.start}); save the file "
+            "as CSV (UTF-8 or « CSV séparateur point-virgule ») / ni UTF-8 ni Windows-1252 : "
+            "enregistrez le fichier au format CSV", path=name,
+        ) from None
+
+
+def _column_name(cell: str) -> str:
+    """The column a header cell names (:data:`COLUMN_ALIASES`), else the cell itself."""
+    cell = cell.strip()
+    plain = _ALIASES.get(cell, cell)
+    return _COLUMN_KEYS.get(_column_key(plain), plain)
+
+
+def academie_slug(value: str) -> str:
+    """An académie as the registry writes it, from its name as people write it.
+
+    Examples
+    --------
+    >>> academie_slug("Créteil"), academie_slug("Aix-Marseille"), academie_slug("La Réunion")
+    ('creteil', 'aix-marseille', 'la-reunion')
+    >>> academie_slug("versailles"), academie_slug("Paris 5")
+    ('versailles', 'Paris 5')
+    """
+    plain = value.strip().lower().translate(str.maketrans("éèêëàâîïôöûüç", "eeeeaaiioouuc"))
+    slug = re.sub(r"[\s'_]+", "-", plain)
+    return slug if slug in ACADEMIES else value
 
 
 def _attribute_problem(value: str, name: str, line: int, class_id: str) -> Refusal | None:
@@ -617,10 +737,26 @@ def _attribute_problem(value: str, name: str, line: int, class_id: str) -> Refus
 class _RowChecker:
     """Checks one CSV record against the population; first problem wins."""
 
-    def __init__(self, design: EnrollmentDesign, academie: str | None, today: date) -> None:
+    def __init__(self, design: EnrollmentDesign, academie: str | None, today: date,
+                 academie_criteria: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+                 ) -> None:
         self.design = design
         self.academie = academie
         self.today = today
+        self.academie_criteria = academie_criteria or {}
+
+    def academie_problem(self, record: Mapping[str, str], line: int) -> Refusal | None:
+        """The académie's own criteria (on top of the protocol's), first unmet one."""
+        academie, class_id = record["academie"], record["class_id"]
+        for column, allowed in self.academie_criteria.get(academie, {}).items():
+            if column not in record:
+                return refusal("academie_criterion_missing", line, class_id, column, "",
+                               academie=academie)
+            value = canonical_value(column, record[column]) or record[column]
+            if value not in allowed and record[column] not in allowed:
+                return refusal("academie_criterion_not_met", line, class_id, column,
+                               record[column], academie=academie, allowed=", ".join(allowed))
+        return None
 
     def check(self, record: Mapping[str, str], line: int) -> Refusal | None:
         d = self.design
@@ -668,6 +804,9 @@ class _RowChecker:
             if value not in allowed:
                 return refusal("criterion_not_met", line, class_id, criterion, record[criterion],
                                allowed=", ".join(allowed))
+        problem = self.academie_problem(record, line)
+        if problem is not None:
+            return problem
         if (d.opens and self.today < d.opens) or (d.closes and self.today > d.closes):
             return refusal("outside_window", line, class_id, "", self.today.isoformat(),
                            opens=d.opens or "…", closes=d.closes or "…")

@@ -63,6 +63,7 @@ __all__ = [
     "EnrolledLearner",
     "EnrollmentOutcome",
     "LearnerOutcome",
+    "check_file",
     "enroll_classes",
     "enroll_learners",
     "in_one_transaction",
@@ -655,3 +656,58 @@ def enroll_learners(
                 len(outcome.already), len(outcome.refusals))
     publish_after(engine, design.experiment_id, publish, outcome)
     return outcome
+
+
+# --- checking a file without writing it (the portal's preview, issue 17) ---------------
+
+
+class _RolledBack(Exception):
+    """Raised inside :func:`check_file`'s transaction so that it rolls back."""
+
+
+def check_file(
+    engine: Engine, design: EnrollmentDesign, rows: ClassesFile | PupilsFile, *,
+    actor: str, key: bytes | None = None,
+) -> tuple[int, list[Refusal]]:
+    """How many rows of ``rows`` would be enrolled now, and every row that would be
+    refused (the file's checks and the registry's), without writing anything.
+
+    The very transaction of :func:`enroll_classes` or :func:`enroll_learners` runs, then
+    rolls back: the preview cannot disagree with the enrollment it announces (unless the
+    registry changes in between). The arms it drew are dropped, never returned: showing
+    them before the confirmation would let a file be trimmed to the arms one wants.
+
+    Examples
+    --------
+    >>> from experiments.enrollment import read_classes
+    >>> engine, design = fresh_registry(), core_design()
+    >>> text = "class_id,school_uai,level,pupils,academie,education_priority\\n"
+    >>> text += "c1,0781234T,CP,24,versailles,REP\\nc2,0781234X,CP,21,versailles,REP\\n"
+    >>> accepted, refused = check_file(engine, design, read_classes(text, design), actor="doc")
+    >>> accepted, [r.code for r in refused]
+    (1, ['uai_check_letter'])
+    >>> enrolled_rows_count = check_file(engine, design, read_classes(text, design),
+    ...                                  actor="doc")[0]  # nothing was written
+    >>> enrolled_rows_count
+    1
+    """
+    now = datetime.now(UTC)
+    outcome: _FileOutcome[Any]
+
+    def write(session: Session) -> None:
+        if isinstance(rows, PupilsFile):
+            if key is None:
+                raise ValueError("check_file: a pupils file needs the pseudonym key")
+            _enroll_pupil_rows(session, design, rows, key, learners, now=now, actor=actor)
+        else:
+            _enroll_class_rows(session, design, rows, classes, now=now, actor=actor)
+        raise _RolledBack()
+
+    learners = LearnerOutcome(design.experiment_id, refusals=list(rows.refusals))
+    classes = EnrollmentOutcome(design.experiment_id, refusals=list(rows.refusals))
+    outcome = learners if isinstance(rows, PupilsFile) else classes
+    try:
+        in_one_transaction(engine, design.experiment_id, write)
+    except _RolledBack:
+        pass
+    return len(outcome.enrolled), sorted(outcome.refusals, key=lambda r: r.line)

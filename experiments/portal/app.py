@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -68,9 +68,11 @@ from experiments.access import (
     still_valid,
 )
 from experiments.database import registry_engine
+from experiments.enrollment.publishing import Publish, kafka_publisher
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
 from experiments.portal.decisions import add_decision_routes
+from experiments.portal.academie import PortalHooks, add_academie_routes
 from experiments.portal.edtech import add_edtech_routes
 from experiments.portal.national import add_aggregate_routes
 from experiments.portal.programmes import add_programme_routes
@@ -404,6 +406,8 @@ def home(request: Request, portal: _State) -> Response:
         return RedirectResponse("/usages", 303)
     if role == "edtech":  # issue 17: its console (no more 403 loop)
         return RedirectResponse("/ressource", 303)
+    if role == "collectivite":
+        return RedirectResponse("/validations", 303)
     if role in _READERS:
         return RedirectResponse("/experiences", 303)
     raise _Forbidden()
@@ -567,7 +571,8 @@ def usage_json(request: Request, portal: _State, experiment_id: str) -> dict[str
 
 
 def create_portal(settings: Settings, *, registry: Engine | None = None,
-                  clock: Callable[[], datetime] | None = None) -> FastAPI:
+                  clock: Callable[[], datetime] | None = None,
+                  publish: Publish | Literal["kafka"] | None = "kafka") -> FastAPI:
     """The portal's ASGI app.
 
     Parameters
@@ -579,6 +584,10 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
         The registry's engine. None: ``registry_engine(settings)``.
     clock
         What time it is (the next scheduled analysis); tests inject it.
+    publish
+        Hands the académies' new enrollments to ``preuve.enrollments``: ``"kafka"`` (the
+        enrollment API's producer), or None to leave them pending (a portal without a
+        broker; ``preuve enroll EXPERIMENT --republish`` publishes them).
 
     Returns
     -------
@@ -645,6 +654,10 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
     add_decision_routes(app, portal)  # issue 19: experiments/portal/decisions.py
     add_aggregate_routes(app, portal)  # issue 19: experiments/portal/national.py
     add_edtech_routes(app, portal)  # issue 17: experiments/portal/edtech.py
+    # issue 17: académies and collectivités, experiments/portal/academie.py
+    add_academie_routes(app, portal, kafka_publisher(settings) if publish == "kafka"
+                        else publish, PortalHooks(_Forbidden, _NotFound, _BadForm,
+                                                  language_of, SESSION_COOKIE))
     return app
 
 

@@ -394,13 +394,24 @@ class Design(_Section):
 
 
 class EnrollmentWindow(_Section):
-    """When académies may enroll units (randomisation happens at the close)."""
+    """When académies may enroll units (randomisation happens at the close), and who
+    validates each class before it counts as enrolled."""
 
     opens: SchoolDate
     closes: SchoolDate
+    validations: list[Literal["academie", "collectivite"]] = ["academie"]
+    """Who must validate a class before it is enrolled and randomised: the académie
+    alone (the default), or the académie then the collectivité that equips its school
+    (``[academie, collectivite]``: randomised at the collectivité's validation, see
+    :mod:`experiments.enrollment.validations`)."""
 
     @model_validator(mode="after")
     def _meaning(self) -> EnrollmentWindow:
+        if "academie" not in self.validations or len(set(self.validations)) != len(
+                self.validations):
+            checks.raise_findings([checks.Finding(
+                ("validations",), "validations: list academie, then optionally "
+                "collectivite, each once")])
         if self.closes < self.opens:
             checks.raise_findings(
                 [

@@ -48,6 +48,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from experiments.access import AuditEntry, cli_actor
@@ -374,6 +375,56 @@ def _revoke_key(m: Matrix, caller: str) -> httpx.Response:
     return _portal_form(m, caller, "/ressource/cles/revocation", {"cle": prefix})
 
 
+# --- issue 17: the académies' enrollment pages, the collectivités' validations ----------
+
+
+def _excel_rows(caller: str) -> bytes:
+    # Everyone sends a Versailles class, as Excel writes it: Créteil's token is refused.
+    return ("Classe;UAI;Niveau;Effectif;Académie;Éducation prioritaire\r\n"
+            f"xl-{caller};0780002D;CP;23;Versailles;REP\r\n").encode("cp1252")
+
+
+def _post_upload(m: Matrix, caller: str) -> httpx.Response:
+    # The multipart body encoded beforehand: the matrix reads each request's content.
+    form = httpx.Request("POST", "http://portal/", data={"csrf": _session_csrf(m, caller)},
+                         files={"fichier": ("classes.csv", _excel_rows(caller), "text/csv")})
+    return m.portal.request(
+        "POST", f"/inscriptions/{EXPERIMENT}/fichier", m.sessions[caller],
+        content=form.read(), headers={"Content-Type": form.headers["Content-Type"]})
+
+
+def _post_confirmation(m: Matrix, caller: str) -> httpx.Response:
+    preview = _post_upload(m, caller)
+    upload = re.search(r'name="apercu" value="([^"]+)"', preview.text)
+    return m.portal.request(
+        "POST", f"/inscriptions/{EXPERIMENT}/confirmation", m.sessions[caller],
+        content=urlencode({"csrf": _session_csrf(m, caller),
+                           "apercu": upload.group(1) if upload else "none"}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _post_portal_withdrawal(m: Matrix, caller: str) -> httpx.Response:
+    # The class the gateway row withdraws is taken: a fresh one of the same caller.
+    class_id = m.world.withdrawable[f"portal-{caller}"]
+    return m.portal.request(
+        "POST", f"/inscriptions/{EXPERIMENT}/retrait", m.sessions[caller],
+        content=urlencode({"csrf": _session_csrf(m, caller), "class_id": class_id,
+                           "motif": "matrice des rôles"}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _post_portal_validation(m: Matrix, caller: str) -> httpx.Response:
+    return m.portal.request(
+        "POST", f"/validations/{EXPERIMENT}", m.sessions[caller],
+        content=urlencode({"csrf": _session_csrf(m, caller), "classe": "xl-1"}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _post_validations(m: Matrix, caller: str) -> httpx.Response:
+    return m.gateway.request("POST", f"/v1/experiments/{EXPERIMENT}/validations",
+                             headers=m.bearer(caller), json={"class_ids": ["xl-1"]})
+
+
 PUBLIC = codes("200 200 200 | 200 200 | 200 200 | 200 200 | 200 200 | 200 | 200")
 
 #                                   none bad revk| res res'| aca aca'| edt edt'| ass ass'| off| adm
@@ -420,6 +471,14 @@ GATEWAY: dict[tuple[str, str], Row] = {
     ("GET", "/v1/resources/{resource_id}/deadletters"): Row(
         codes("401 401 401 | 403 403 | 403 403 | 200 404 | 403 403 | 403 | 200"),
         _get("gateway", "/v1/resources/lectio/deadletters")),
+    # Issue 17: an académie reads its classes' validations; fluence-cp-2027 asks for no
+    # collectivité's (409); the collectivités' own cells: test_collectivites_* below.
+    ("GET", "/v1/experiments/{experiment_id}/validations"): Row(
+        codes("401 401 401 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
+        _get("gateway", f"/v1/experiments/{EXPERIMENT}/validations")),
+    ("POST", "/v1/experiments/{experiment_id}/validations"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 403 403 | 403 403 | 403 | 409"),
+        _post_validations),
 }
 
 # Pages send a caller without a valid session to the sign-in form (302); the JSON
@@ -511,6 +570,36 @@ PORTAL: dict[tuple[str, str], Row] = {
         _revoke_key, write="token.revoke"),
     ("GET", "/accessibilite"): Row(PUBLIC, _get("portal", "/accessibilite")),
     ("GET", "/mentions-legales"): Row(PUBLIC, _get("portal", "/mentions-legales")),
+    # Issue 17 (experiments/portal/academie.py): académies enroll their own classes; a
+    # preview writes nothing; Créteil's file of Versailles classes is refused (403), and
+    # so is its confirmation (no preview to confirm: 409); another académie's class is
+    # withdrawn by nobody but its own (404, as if it did not exist).
+    ("GET", "/inscriptions"): Row(
+        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
+        _get("portal", "/inscriptions")),
+    ("GET", "/inscriptions/{experiment_id}"): Row(
+        codes("302 302 302 | 403 403 | 200 200 | 403 403 | 403 403 | 403 | 200"),
+        _portal_get("/inscriptions/{experiment_id}")),
+    ("POST", "/inscriptions/{experiment_id}/fichier"): Row(
+        codes("302 302 302 | 403 403 | 200 403 | 403 403 | 403 403 | 403 | 200"),
+        _post_upload),
+    ("POST", "/inscriptions/{experiment_id}/confirmation"): Row(
+        codes("302 302 302 | 403 403 | 200 409 | 403 403 | 403 403 | 403 | 200"),
+        _post_confirmation, write="enrollment.file"),
+    ("POST", "/inscriptions/{experiment_id}/retrait"): Row(
+        codes("302 302 302 | 403 403 | 303 404 | 403 403 | 403 403 | 403 | 303"),
+        _post_portal_withdrawal, write="enrollment.withdraw"),
+    # Collectivités: fluence-cp-2027 asks for no collectivité's validation (404 as for a
+    # missing experiment); their own cells: test_collectivites_* below.
+    ("GET", "/validations"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 403 403 | 403 403 | 403 | 200"),
+        _get("portal", "/validations")),
+    ("GET", "/validations/{experiment_id}"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 403 403 | 403 403 | 403 | 404"),
+        _portal_get("/validations/{experiment_id}")),
+    ("POST", "/validations/{experiment_id}"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 403 403 | 403 403 | 403 | 404"),
+        _post_portal_validation),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
@@ -988,3 +1077,79 @@ def test_an_edtech_cannot_revoke_another_resources_key(matrix: Matrix) -> None:
                                    json=[{**_event("cp-x"), "resource_id": "scriptum"}],
                                    headers={"X-API-Key": other})
     assert still.status_code == 200 and still.json()["valid"] == 1
+# --- issue 17: collectivités, on PostgreSQL, with the broker ---------------------------
+
+
+def test_collectivites_read_and_validate_only_their_schools(
+        matrix: Matrix, postgres_cluster: PostgresCluster) -> None:
+    """Each collectivité (a département, a commune) reads and validates the classes of
+    the schools it equips, nothing of another's; académies cannot validate for it; every
+    validation is audited with its author; the arms drawn at the second validation replay
+    from the log. Through the API (gateway) and the portal, on PostgreSQL."""
+    from experiments.enrollment.assignments import verify_allocations
+    from experiments.enrollment.design import registered_design
+    from tests.support.academie import DOUBLE, SIMULATED_NOW, build_academie_world, excel_file
+
+    settings = matrix.world.settings.model_copy(update={
+        "database_url": SecretStr(postgres_cluster.create_database(
+            f"coll_{uuid.uuid4().hex[:8]}")),
+        "simulated_now": SIMULATED_NOW,
+        "collectivites": {"departement-93": ["0930001W", "0930002X"],
+                          "commune-93066": ["0930003Y"]},
+    })
+    world = build_academie_world(settings)
+    portal = PortalClient(create_portal(settings, registry=world.registry,
+                                        clock=lambda: SIMULATED_NOW))
+    try:
+        with AppClient(create_app(settings, engine=world.registry)) as gateway:
+            def api(method: str, who: str, **kwargs: Any) -> httpx.Response:
+                return gateway.request(method, f"/v1/experiments/{DOUBLE}/validations",
+                                       headers={"Authorization": f"Bearer {world.tokens[who]}"},
+                                       **kwargs)
+
+            sent = gateway.request(
+                "POST", f"/v1/experiments/{DOUBLE}/enrollments", content=excel_file("CE2"),
+                headers={"Authorization": f"Bearer {world.tokens['creteil']}",
+                         "Content-Type": "text/csv"})
+            assert sent.status_code == 200, sent.text
+            assert [c["class_id"] for c in sent.json()["validated"]] == ["cr-a", "cr-b", "cr-d"]
+            # Reads: each its own schools' classes, an académie its own, others nothing.
+            seen = {who: [c["class_id"] for c in api("GET", who).json()["classes"]]
+                    for who in ("dep93", "commune", "dep78", "creteil", "versailles")}
+            assert seen == {"dep93": ["cr-a", "cr-b"], "commune": ["cr-d"], "dep78": [],
+                            "creteil": ["cr-a", "cr-b", "cr-d"], "versailles": []}
+            for who in ("officer", "edtech"):
+                assert api("GET", who).status_code == 403
+            # Writes: another collectivité's class is as unknown (404), nothing validated.
+            assert api("POST", "commune", json={"class_ids": ["cr-a"]}).status_code == 404
+            assert api("POST", "dep78", json={"class_ids": ["cr-d"]}).status_code == 404
+            assert api("POST", "creteil", json={"class_ids": ["cr-a"]}).status_code == 403
+            assert api("GET", "dep93").json()["classes"][0]["collectivite_validated"] is None
+            done = api("POST", "commune", json={"class_ids": ["cr-d"]})
+            assert done.status_code == 200, done.text
+            assert [c["class_id"] for c in done.json()["enrolled"]] == ["cr-d"]
+            assert done.json()["published"] == 1  # to the real topic
+        # The portal: the département's page shows its classes, not the commune's.
+        dep93, commune = (portal.sign_in(world.tokens[w]) for w in ("dep93", "commune"))
+        page = portal.request("GET", f"/validations/{DOUBLE}", dep93)
+        assert page.status_code == 200 and "cr-a" in page.text and "cr-d" not in page.text
+        other = portal.request("GET", f"/validations/{DOUBLE}", commune).text
+        assert "cr-a" not in other and "cr-b" not in other and "cr-d" in other
+        csrf = CSRF.search(page.text)
+        assert csrf is not None
+        validated = portal.request(
+            "POST", f"/validations/{DOUBLE}", dep93,
+            content=urlencode([("csrf", csrf.group(1)), ("classe", "cr-b"),
+                               ("classe", "cr-a")]).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert validated.status_code == 200, validated.text
+        enrolled = {c.class_id: c for c in enrolled_classes(world.registry, DOUBLE)}
+        assert sorted(enrolled) == ["cr-a", "cr-b", "cr-d"]
+        assert verify_allocations(world.registry, registered_design(world.registry, DOUBLE)) == []
+        with sa.orm.Session(world.registry) as session:
+            actors = sorted(session.scalars(sa.select(AuditEntry.actor).where(
+                AuditEntry.action == "enrollment.validate_collectivite")))
+        assert actors == ["collectivite:commune-93066:saint-denis",
+                          "collectivite:departement-93:cd93"]
+    finally:
+        portal.close()

@@ -92,6 +92,9 @@ def build_role_world(settings: Settings) -> RoleWorld:
     assert set(tokens) == set(CALLERS)
     design, _ = enrollment_design(registry, EXPERIMENT)
     withdrawable = {caller: f"wd-{caller}-{secrets.token_hex(3)}" for caller in CALLERS}
+    # The portal's withdrawal form (issue 17) withdraws a class of its own.
+    withdrawable.update({f"portal-{caller}": f"wp-{caller}-{secrets.token_hex(3)}"
+                         for caller in CALLERS})
     lines = ["class_id,school_uai,level,pupils,academie,education_priority"]
     lines += [f"{c},0780001C,CP,20,versailles,REP" for c in withdrawable.values()]
     enroll_classes(registry, design,
