@@ -71,8 +71,8 @@ from experiments.database import registry_engine
 from experiments.enrollment.publishing import Publish, kafka_publisher
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
-from experiments.portal.decisions import add_decision_routes
 from experiments.portal.academie import PortalHooks, add_academie_routes
+from experiments.portal.decisions import add_decision_routes
 from experiments.portal.edtech import add_edtech_routes
 from experiments.portal.national import add_aggregate_routes
 from experiments.portal.programmes import add_programme_routes
