@@ -153,4 +153,26 @@ def grants_sql(kind: str, schema: str, tables: Iterable[str],
         out += [f"GRANT SELECT ON {s}.{_quote(t)} TO {who}" for t in reads]
         out += [f"GRANT {privileges} ON {s}.{_quote(t)} TO {who}"
                 for t, privileges in sorted(role.registry_writes.items()) if t in tables]
+    if kind == "registry" and "api_tokens" in tables:
+        out += _token_policies(s)
+    return out
+
+
+def _token_policies(schema: str) -> list[str]:
+    """Row-level security on ``api_tokens``: every role that may read tokens reads them
+    all, but the portal (an EdTech's console) may create and revoke **EdTech keys only**.
+    A compromised portal cannot mint an administrator's token; the owner (the CLI's
+    ``preuve token issue``) is not bound by the policies."""
+    table = f"{schema}.{_quote('api_tokens')}"
+    portal = _quote("preuve_portal")
+    policies = {
+        "tokens_read": "FOR SELECT USING (true)",
+        "tokens_portal_edtech_keys": f"FOR INSERT TO {portal} WITH CHECK (role = 'edtech')",
+        "tokens_portal_edtech_revoke": (f"FOR UPDATE TO {portal} USING (role = 'edtech') "
+                                        "WITH CHECK (role = 'edtech')"),
+    }
+    out = [f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"]
+    for name, rule in policies.items():
+        out += [f"DROP POLICY IF EXISTS {name} ON {table}",
+                f"CREATE POLICY {name} ON {table} {rule}"]
     return out

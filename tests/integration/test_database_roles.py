@@ -50,7 +50,8 @@ def _create_roles(url: str) -> None:
 
 
 def _refused(engine: sa.Engine, statement: str) -> None:
-    with pytest.raises(ProgrammingError, match="permission denied|must be owner"), \
+    with pytest.raises(ProgrammingError,
+                       match="permission denied|must be owner|row-level security"), \
             engine.begin() as connection:
         connection.execute(sa.text(statement))
 
@@ -102,6 +103,19 @@ def test_portal_reads_with_a_read_only_role_and_its_writes_are_refused(
         "DROP TABLE experiments",
     ):
         _refused(portal, statement)
+
+    # The EdTech console's keys: the portal may create an EdTech key, never another role's
+    # (row-level security on api_tokens; the forged administrator token above is refused).
+    with portal.connect() as connection, connection.begin() as transaction:
+        connection.execute(sa.text(
+            "INSERT INTO api_tokens (token_sha256, role, scope, label, created_at) "
+            "VALUES ('y', 'edtech', 'lectio', 'console', now())"))
+        transaction.rollback()
+    with portal.connect() as connection, connection.begin() as transaction:
+        revoked = connection.execute(sa.text(  # another role's token: no row to update
+            "UPDATE api_tokens SET revoked = true WHERE role <> 'edtech'"))
+        assert revoked.rowcount == 0
+        transaction.rollback()
 
     # Another service's role is refused what is not its own either.
     gateway = sa.create_engine(_as(postgres_url, "preuve_gateway"),
