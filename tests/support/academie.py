@@ -16,6 +16,7 @@ from experiments.database import registry_engine
 from experiments.protocol.language import parse_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.settings import Settings
+from tests.support.decision import with_decision
 from tests.support.uai import uai
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +53,8 @@ def build_academie_world(settings: Settings) -> AcademieWorld:
     registry = registry_engine(settings)
     for experiment in (SINGLE, DOUBLE):
         text = (ROOT / "protocols" / f"{experiment}.yaml").read_text(encoding="utf-8")
+        if experiment == SINGLE:  # the core example has no decision rule: it may then run
+            text = with_decision(text)
         register_protocol(registry, parse_protocol(text), text)
         transition_experiment(registry, experiment, "enrolling")
     tokens = {

@@ -40,6 +40,7 @@ from tests.support.academie import (
     build_academie_world,
     excel_file,
 )
+from tests.support.decision import decide_and_acknowledge
 from tests.support.portal import PortalClient
 from tests.support.uai import uai
 
@@ -240,6 +241,8 @@ def test_double_validation_through_the_api(world: tuple[Settings, AcademieWorld]
             "collectivite:departement-93:cd93"
         # After the close, the arms stay readable (no 409).
         for state in ("running", "analysing", "closed"):
+            if state == "closed":  # the post-experiment step (issue 19)
+                decide_and_acknowledge(w.registry, DOUBLE)
             transition_experiment(w.registry, DOUBLE, state)  # type: ignore[arg-type]
         arms = call("GET", "creteil", "/enrollments")
         assert arms.status_code == 200

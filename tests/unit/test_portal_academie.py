@@ -33,6 +33,7 @@ from tests.support.academie import (
     build_academie_world,
     excel_file,
 )
+from tests.support.decision import decide_and_acknowledge
 from tests.support.portal import CSRF, PortalClient
 
 
@@ -145,6 +146,8 @@ def test_the_academie_journey(world: tuple[Settings, AcademieWorld],
 
     # Arms stay readable once the experiment is closed: the page and the API.
     for state in ("running", "analysing", "closed"):
+        if state == "closed":  # the post-experiment step (issue 19)
+            decide_and_acknowledge(w.registry, SINGLE)
         transition_experiment(w.registry, SINGLE, state)  # type: ignore[arg-type]
     page = client.request("GET", f"/inscriptions/{SINGLE}", creteil)
     assert page.status_code == 200
