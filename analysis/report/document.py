@@ -49,6 +49,7 @@ from analysis.report.rating import EvidenceRating, rate_evidence
 from analysis.report.text import Text
 from analysis.results import AnalysisResults, to_json_dict
 from analysis.suppression import is_suppressed
+from analysis.warning_codes import SUMMARY_MESSAGES, summary_lines
 
 if TYPE_CHECKING:
     from experiments.protocol.language import Protocol
@@ -421,24 +422,12 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
 
 
 def _warnings(data: Mapping[str, Any], t: Text, outcomes: Mapping[str, str]) -> list[str]:
-    """Points to watch, said again from the checks (the results' warnings are French only)."""
-    checks = data.get("checks", {})
-    unit = data.get("design", {}).get("unit", "class")
-    out = [t("volunteers")]
-    if (checks.get("sample_ratio") or {}).get("mismatch"):
-        out.append(t("srm_mismatch"))
-    boundary = str(data.get("design", {}).get("attrition_boundary") or "cautious")
-    if any(a.get("rating", a.get("cautious")) == "high" and a.get("level") != "all_learners"
-           for a in checks.get("attrition", [])):
-        out.append(t("r_minus_differential_attrition", boundary=t(f"boundary_{boundary}"))
-                   .rsplit(":", 1)[0].rstrip() + ".")
-    if any(b.get("equivalence") == "not satisfied"
-           for b in checks.get("baseline_equivalence", [])):
-        out.append(t("r_minus_imbalance_large").rsplit(":", 1)[0].rstrip() + ".")
-    if data.get("analysis") == "interim":
-        out.append(t("interim_warning"))
-    del unit, outcomes
-    return out
+    """Points to watch: the volunteers' note, then the results' warnings the summary names,
+    in the words of their one catalogue (:func:`analysis.warning_codes.summary_lines`)."""
+    del outcomes
+    return [t("volunteers"),
+            *summary_lines(AnalysisResults.from_json(data).warnings, "en" if t.lang == "en"
+                           else "fr")]
 
 
 def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
@@ -668,7 +657,7 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
         notes.append(t("srm", units=units, chi2=t.number(srm.get("chi2"), 2),
                        p=t.p_value(srm.get("p_value"))))
         if srm.get("mismatch"):
-            notes.append(t("srm_mismatch"))
+            notes.append(SUMMARY_MESSAGES["en" if t.lang == "en" else "fr"]["allocation"])
     for i in checks.get("icc", []):
         if i.get("icc") is not None:
             notes.append(t("icc", unit=t(f"unit_{unit}"),
