@@ -2,9 +2,10 @@
 
 The scheduled analyses read the same tables as ``preuve analyze`` reads from files: this
 module writes the three files of docs/architecture.md "Offline analysis files" from the registry
-and the store, into a private directory, and reads them back with
-:mod:`analysis.inputs`. One set of readers and checks serves both paths, and the files
-can be handed to a researcher to reproduce a run offline.
+and the store, into a private directory, and checks what it wrote with
+:mod:`analysis.inputs` from the tables already in memory (:class:`StoreTables`: the store
+is read once, the files are not parsed again). One set of readers and checks serves both
+paths, and the files can be handed to a researcher to reproduce a run offline.
 
 Where each table comes from
 ---------------------------
@@ -72,11 +73,13 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -113,6 +116,7 @@ __all__ = [
     "OutcomesImport",
     "Watermark",
     "import_outcomes",
+    "StoreTables",
     "read_analysis_inputs",
     "write_analysis_files",
 ]
@@ -148,6 +152,46 @@ class Watermark:
 
 
 @dataclass(frozen=True)
+class StoreTables:
+    """The three files' content as read from the store, in memory: what the run analyses
+    (:func:`read_analysis_inputs`) and what its report's usage section counts, so that the
+    files written for the run's record are not parsed again."""
+
+    units: pd.DataFrame
+    """The units file's columns, as text."""
+    outcomes: pa.Table
+    """The outcomes file's columns, ``score`` as float64, the others as strings."""
+    usage: pa.Table
+    """The usage file's columns, ``active_minutes`` as float64, the others as strings."""
+
+    def usage_frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Units, usage rows and the outcome records' (learner, unit), as
+        :func:`analysis.report.context.usage_context_from_frames` takes them."""
+        return (self.units, self.usage.to_pandas(),
+                self.outcomes.select(["learner_id", "unit_id"]).to_pandas())
+
+
+def _store_tables(units: tuple[list[str], list[dict[str, str]]],
+                  outcomes: list[dict[str, str]], usage: list[dict[str, str]]) -> StoreTables:
+    """The rows written to the files, as :class:`StoreTables`."""
+    header, unit_rows = units
+    frame = pd.DataFrame([[row.get(c, "") for c in header] for row in unit_rows],
+                         columns=header, dtype=object)
+
+    def table(rows: list[dict[str, str]], names: tuple[str, ...], number: str) -> pa.Table:
+        return pa.table({name: pa.array([float(r[name]) for r in rows], pa.float64())
+                         if name == number else pa.array([r[name] for r in rows], pa.string())
+                         for name in names})
+
+    return StoreTables(
+        units=frame,
+        outcomes=table(outcomes, ("learner_id", "unit_id", "measure", "wave", "score"),
+                       "score"),
+        usage=table(usage, ("learner_id", "unit_id", "week", "active_minutes"),
+                    "active_minutes"))
+
+
+@dataclass(frozen=True)
 class AnalysisFiles:
     """The three offline files written from the store, and what they cover."""
 
@@ -161,6 +205,8 @@ class AnalysisFiles:
     assessments_as_usage: int = 0
     """``assessment_scored`` events of a declared measure from a source the protocol does
     not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
+    tables: StoreTables | None = field(default=None, repr=False, compare=False)
+    """The files' content in memory, as read from the store (not parsed again)."""
 
 
 @dataclass(frozen=True)
@@ -368,9 +414,11 @@ def write_analysis_files(
         for (learner, unit_id, week), minutes in sorted(weekly.items())
     ]
 
+    tables = _store_tables((list(_UNIT_COLUMNS) + attributes, unit_rows), outcome_rows,
+                           usage_rows)
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments))
+                          len(scored) - len(assessments), tables)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
@@ -440,8 +488,10 @@ def read_analysis_inputs(
     settings: Settings, registry: Engine, protocol: Protocol, directory: Path,
     cutoff: datetime | None = None,
 ) -> AnalysisInputs:
-    """Write the offline files of an experiment (:func:`write_analysis_files`) and read
-    them with :mod:`analysis.inputs`, as ``preuve analyze`` would.
+    """Write the offline files of an experiment (:func:`write_analysis_files`) and check
+    their content with :mod:`analysis.inputs`, as ``preuve analyze`` would, from the
+    tables already read from the store (:class:`StoreTables`): the store is read once,
+    and the files, written for the run's record, are not parsed again.
 
     Raises
     ------
@@ -452,12 +502,15 @@ def read_analysis_inputs(
         No class (or, learner-randomised, no pupil) is enrolled yet.
     """
     files = write_analysis_files(settings, registry, protocol, directory, cutoff)
+    tables = files.tables
+    assert tables is not None
     plan = plan_from_protocol(protocol)
-    units = read_units(files.units, plan)
-    outcomes = read_outcomes(files.outcomes, units)
+    units = read_units(files.units, plan, frame=tables.units)
+    outcomes = read_outcomes(files.outcomes, units, table=tables.outcomes)
     # Without outcome records no learner can enter an analysis, and analysis.inputs'
     # read_usage indexes the (empty) learners: its usage would be empty anyway.
-    usage = read_usage(files.usage, outcomes, units) if outcomes.n_learners else None
+    usage = (read_usage(files.usage, outcomes, units, table=tables.usage)
+             if outcomes.n_learners else None)
     return AnalysisInputs(plan, units, outcomes, usage, files)
 
 

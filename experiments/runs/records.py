@@ -57,6 +57,7 @@ from analysis.report.context import (
     amendments_from_versions,
     software_versions,
     usage_context_from_files,
+    usage_context_from_frames,
 )
 from analysis.report.document import write_html
 from analysis.results import to_json_dict, write_json
@@ -307,10 +308,12 @@ def _periode_of(protocol: Any, request: AnalysisRequest) -> tuple[int, str] | No
 
 def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
                     values: dict[str, Any], started: datetime) -> ReportContext:
-    """What the report shows beyond the results: the usage funnel and weekly use (read
-    from the run's private files before they are removed), the amendments up to the
-    version used, the watermark and the software versions."""
-    usage = usage_context_from_files(files.units, files.usage, files.outcomes)
+    """What the report shows beyond the results: the usage funnel and weekly use (from
+    the tables the run read from the store, not from its files parsed again), the
+    amendments up to the version used, the watermark and the software versions."""
+    usage = (usage_context_from_frames(*files.tables.usage_frames())
+             if files.tables is not None
+             else usage_context_from_files(files.units, files.usage, files.outcomes))
     versions = get_experiment(registry, request.experiment_id).versions
     return dataclasses.replace(
         usage,
