@@ -38,6 +38,7 @@ __all__ = [
     "AnalysisResults",
     "Effect",
     "InteractionTest",
+    "finite",
     "not_estimable",
     "to_json_dict",
     "write_json",
@@ -82,6 +83,42 @@ class Effect:
     def estimable(self) -> bool:
         """True when the estimate is a number."""
         return math.isfinite(self.estimate)
+
+    @property
+    def arm(self) -> str:
+        """The treated arm of the contrast (``lectio vs usual`` → ``lectio``)."""
+        return self.contrast.split(" vs ")[0]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Effect:
+        """An effect of the results JSON (``null`` numbers are NaN; a key it lacks takes
+        its default, or None).
+
+        Examples
+        --------
+        >>> e = Effect.from_json({"outcome": "fluence", "contrast": "a vs b",
+        ...                       "estimate": 2.5, "p_value": None})
+        >>> e.arm, e.estimable, math.isnan(e.p_value)
+        ('a', True, True)
+        """
+        effect: Effect = _typed(cls, data)
+        return effect
+
+    def to_json(self) -> dict[str, Any]:
+        """The effect as one item of the results JSON ``effects`` (NaN → ``null``)."""
+        out: dict[str, Any] = _plain(self)
+        return out
+
+
+def finite(value: float | None) -> float | None:
+    """A number of the results, or None when it is missing (NaN or None).
+
+    Examples
+    --------
+    >>> finite(math.nan), finite(0.25)
+    (None, 0.25)
+    """
+    return value if value is not None and math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

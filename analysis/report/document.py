@@ -26,7 +26,6 @@ CDN, no script). French by default; ``lang="en"`` for English. Words come from
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,7 @@ from analysis.report.figures import (
 )
 from analysis.report.rating import EvidenceRating, rate_evidence
 from analysis.report.text import Text
-from analysis.results import AnalysisResults, to_json_dict
+from analysis.results import AnalysisResults, Effect, to_json_dict
 from analysis.suppression import is_suppressed
 from analysis.warning_codes import SUMMARY_MESSAGES, summary_lines
 
@@ -129,8 +128,8 @@ def _arm_label(arm: str, protocol: Protocol | None, resource: str, t: Text) -> s
              arm=arm, description=description or "")
 
 
-def _reason(effect: Mapping[str, Any], t: Text) -> str:
-    reason = str(effect.get("reason") or "")
+def _reason(effect: Effect | Mapping[str, Any], t: Text) -> str:
+    reason = str((effect.reason if isinstance(effect, Effect) else effect.get("reason")) or "")
     if reason.startswith("monitoring"):
         return t("reason_monitoring")
     if "suppressed" in reason or "fewer than 10" in reason:
@@ -138,14 +137,14 @@ def _reason(effect: Mapping[str, Any], t: Text) -> str:
     return t("reason_other")
 
 
-def summary_sentence(effect: Mapping[str, Any], *, resource: str, outcome: str, unit: str,
-                     lang: str = "fr") -> str:
+def summary_sentence(effect: Effect | Mapping[str, Any], *, resource: str, outcome: str,
+                     unit: str, lang: str = "fr") -> str:
     """The answer in one sentence: points of progress and EEF months of progress.
 
     Parameters
     ----------
-    effect : mapping
-        An item of the results JSON ``effects`` (the primary ITT effect).
+    effect : Effect or mapping
+        The primary ITT effect (or its item of the results JSON ``effects``).
     resource, outcome : str
         Names as the reader knows them (``Lectio``, ``fluence``).
     unit : {"class", "school", "learner"}
@@ -160,8 +159,10 @@ def summary_sentence(effect: Mapping[str, Any], *, resource: str, outcome: str, 
 fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires.'
     """
     t = Text(lang)
-    estimate = effect.get("estimate")
-    if estimate is None or not math.isfinite(estimate):
+    if not isinstance(effect, Effect):
+        effect = Effect.from_json(effect)
+    estimate = effect.estimate
+    if not effect.estimable:
         return t("no_estimate", reason=_reason(effect, t))
     rounded = round(abs(estimate), 1)
     value = t.number(rounded, 1)
@@ -170,7 +171,7 @@ fluence que ceux des classes témoins, soit environ 3 mois de progrès suppléme
     key = f"sentence_{direction}" + ("_learner" if unit == "learner" else "")
     sentence = t(key, units=t(f"units_{unit}"), resource=resource, value=value,
                  points=points, outcome=outcome)
-    months = effect.get("months_progress")
+    months = effect.months_progress
     if months is None:
         return sentence + "."
     if months == 0:

@@ -70,6 +70,8 @@ from typing import Any, Final, Literal
 
 from scipy import stats
 
+from analysis.results import AnalysisResults, to_json_dict
+
 __all__ = [
     "ATTRITION_STEPS",
     "MDES_STEPS",
@@ -169,14 +171,17 @@ def mdes_from_interval(g_low: float, g_high: float, df: float, alpha: float = 0.
     return (t_alpha + float(stats.t.ppf(power, df))) * se
 
 
-def rate_evidence(results: Mapping[str, Any]) -> EvidenceRating:
-    """The evidence rating of a results JSON object (:func:`analysis.results.to_json_dict`).
+def rate_evidence(results: AnalysisResults | Mapping[str, Any]) -> EvidenceRating:
+    """The evidence rating of results (or of a results JSON object,
+    :func:`analysis.results.to_json_dict`).
 
     Examples
     --------
     >>> rate_evidence({"effects": [], "checks": {}, "design": {}}).padlocks
     0
     """
+    if isinstance(results, AnalysisResults):
+        results = to_json_dict(results)
     effects = results.get("effects", [])
     primary = next((e for e in effects if e.get("role") == "primary"
                     and e.get("estimand") == "ITT"), None)

@@ -14,13 +14,13 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from analysis.options import MIN_CELL_PUPILS
 from analysis.report.rating import rate_evidence
+from analysis.results import AnalysisResults, Effect
 from analysis.suppression import is_suppressed
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.language import Protocol
@@ -65,15 +65,15 @@ class Verdict:
     analysis: str | None = None
     at: datetime | None = None
     reason: str | None = None
-    effect: dict[str, Any] | None = None
-    """The primary ITT effect of the results JSON (estimate, interval, months...)."""
+    effect: Effect | None = None
+    """The primary ITT effect of the results (estimate, interval, months...)."""
     padlocks: int | None = None
     """Evidence rating, 0 to 5 (:func:`analysis.report.rating.rate_evidence`)."""
     resource: str = ""
     outcome: str = ""
     unit: str = "class"
-    results: dict[str, Any] | None = None
-    """The run's results JSON (aggregates), for the one-page summary."""
+    results: AnalysisResults | None = None
+    """The run's results (aggregates), read back from its JSON, for the one-page summary."""
     protocol: Protocol | None = None
 
 
@@ -135,9 +135,8 @@ def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
     run = effect_runs[-1]
     if run.status != "done" or not run.results_json:
         return Verdict("failed", analysis=run.analysis, reason=run.reason, at=run.due_at)
-    results = json.loads(run.results_json)
-    primary = next((e for e in results.get("effects", []) if e.get("role") == "primary"
-                    and e.get("estimand") == "ITT" and not e.get("subgroup")), None)
+    results = AnalysisResults.from_json(json.loads(run.results_json))
+    primary = results.primary_effect()
     if primary is None:
         return Verdict("failed", analysis=run.analysis, at=run.due_at,
                        reason="no primary ITT effect in the results")
@@ -145,7 +144,7 @@ def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
     return Verdict(
         "effect", analysis=run.analysis, at=run.due_at, effect=primary,
         padlocks=rate_evidence(results).padlocks, resource=protocol.resource.name,
-        outcome=labels.get(primary["outcome"], primary["outcome"]),
+        outcome=labels.get(primary.outcome, primary.outcome),
         unit=protocol.population.unit, results=results, protocol=protocol,
     )
 

@@ -21,6 +21,7 @@ from analysis.options import MIN_CELL_PUPILS
 from analysis.report.figures import svg_of
 from analysis.report.synthesis_figure import synthesis_forest_figure
 from analysis.report.text import format_number
+from analysis.results import finite
 from experiments.portfolio.entries import PortfolioEntry, SynthesisScope, portfolio_syntheses
 from experiments.portfolio.territory_map import territory_map_svg, territory_rows
 
@@ -117,9 +118,9 @@ def programme_view(entries: Sequence[PortfolioEntry], programme: str) -> Program
         "id": e.id, "title": e.title, "state": _STATES.get(e.state, e.state),
         "resource": e.resource, "academies": ", ".join(e.academies),
         "tags": ", ".join(e.tags), "classes": _number(e.classes), "pupils": _pupils(e.pupils),
-        "g": "—" if e.effect is None else _number(e.effect.get("hedges_g"), signed=True),
-        "months": "—" if e.effect is None or e.effect.get("months_progress") is None
-        else _number(e.effect["months_progress"], signed=True),
+        "g": "—" if e.effect is None else _number(finite(e.effect.hedges_g), signed=True),
+        "months": "—" if e.effect is None or e.effect.months_progress is None
+        else _number(e.effect.months_progress, signed=True),
         "rating": "—" if e.padlocks is None else f"{e.padlocks}/5",
         "usage": _usage(e),
         "cost": "—" if e.cost_per_pupil is None else f"{_number(e.cost_per_pupil, 0)} €",
@@ -127,8 +128,8 @@ def programme_view(entries: Sequence[PortfolioEntry], programme: str) -> Program
     table = territory_rows([(e.academies, e.pupils) for e in entries])
     costs = []
     for e in entries:
-        g = None if e.effect is None else e.effect.get("hedges_g")
-        months = None if e.effect is None else e.effect.get("months_progress")
+        g = None if e.effect is None else finite(e.effect.hedges_g)
+        months = None if e.effect is None else e.effect.months_progress
         per_month = (e.cost_per_pupil / months if e.cost_per_pupil is not None and months
                      and months > 0 else None)
         costs.append({"id": e.id, "resource": e.resource,
