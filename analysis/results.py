@@ -87,7 +87,7 @@ class Effect:
     @property
     def arm(self) -> str:
         """The treated arm of the contrast (``lectio vs usual`` → ``lectio``)."""
-        return self.contrast.split(" vs ")[0]
+        return str(self.contrast or "").split(" vs ")[0]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Effect:

@@ -46,7 +46,7 @@ from analysis.report.figures import (
 )
 from analysis.report.rating import EvidenceRating, rate_evidence
 from analysis.report.text import Text
-from analysis.results import AnalysisResults, Effect, to_json_dict
+from analysis.results import AnalysisResults, Effect, finite, to_json_dict
 from analysis.suppression import is_suppressed
 from analysis.warning_codes import SUMMARY_MESSAGES, summary_lines
 
@@ -98,23 +98,21 @@ def _names(data: Mapping[str, Any], protocol: Protocol | None, t: Text
     return resource, arm_names, outcomes
 
 
-def _primary(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    return next((e for e in data.get("effects", []) if e.get("role") == "primary"
-                 and e.get("estimand") == "ITT"), None)
+def _typed(data: Mapping[str, Any]) -> AnalysisResults:
+    """The results JSON read back as objects (:meth:`AnalysisResults.from_json`)."""
+    return AnalysisResults.from_json(data)
 
 
-def _primary_effects(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _primary(data: Mapping[str, Any]) -> Effect | None:
+    return next(iter(_typed(data).effects_where(role="primary", estimand="ITT")), None)
+
+
+def _primary_effects(data: Mapping[str, Any]) -> list[Effect]:
     """The primary ITT effect of every treated arm (whole sample), in the arms' order."""
-    effects = [e for e in data.get("effects", []) if e.get("role") == "primary"
-               and e.get("estimand") == "ITT" and not e.get("subgroup")]
-    arms = list(data.get("design", {}).get("arms", []))
-    return sorted(effects, key=lambda e: arms.index(_arm_of(e)) if _arm_of(e) in arms
-                  else len(arms))
-
-
-def _arm_of(effect: Mapping[str, Any]) -> str:
-    """The treated arm of an effect's contrast (``lectio vs usual`` → ``lectio``)."""
-    return str(effect.get("contrast", "")).split(" vs ")[0]
+    results = _typed(data)
+    effects = results.effects_where(role="primary", estimand="ITT", whole_sample=True)
+    arms = list(results.design.get("arms", []))
+    return sorted(effects, key=lambda e: arms.index(e.arm) if e.arm in arms else len(arms))
 
 
 def _arm_label(arm: str, protocol: Protocol | None, resource: str, t: Text) -> str:
@@ -224,7 +222,7 @@ def _label_subgroup(subgroup: str | None, t: Text) -> str:
         f"{t.attribute(name)}: {level}"
 
 
-def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
+def _cost(protocol: Protocol | None, primary: Effect | None,
           data: Mapping[str, Any], t: Text) -> list[tuple[str, str | None]]:
     """Cost lines as (words of the report, protocol data quoted in its own language)."""
     if protocol is None or protocol.budget is None:
@@ -250,7 +248,7 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
     multi = len(effects) > 1
     weights = {a.name: a.allocation for a in protocol.arms if not a.control}
     for effect in effects:
-        arm = _arm_of(effect)
+        arm = effect.arm
         suffix = t("cost_arm", arm=arm) if multi else ""
         cost, pupils = budget.arm_cost(arm, weights.get(arm, 0.0) / sum(weights.values()))
         per_pupil = cost / pupils if pupils else budget.cost_per_pupil
@@ -262,7 +260,7 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
             lines.append((_with(t("cost_per_active",
                                   value=t.number(per_pupil / share, 0)), suffix),
                           None))
-        months = effect.get("months_progress") or 0
+        months = effect.months_progress or 0
         if certainty(effect, data).claim == "positive" and months > 0:
             lines.append((_with(t("cost_per_month", value=t.number(
                 per_pupil / months, 0)), suffix), None))
@@ -288,7 +286,7 @@ def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> lis
     yes, no = t("yes"), t("no")
     out = []
     for effect in effects:
-        arm = _arm_of(effect)
+        arm = effect.arm
         c = certainty(effect, data)
         suffix = t("cost_arm", arm=arm) if multi else ""
         if c.claim in ("descriptive", "none"):
@@ -297,7 +295,7 @@ def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> lis
         met = [c.claim == "positive"]
         parts = [t("decision_effect", answer=yes if met[0] else no)]
         if decision.min_effect_size is not None:
-            g = effect.get("hedges_g")
+            g = finite(effect.hedges_g)
             met.append(g is not None and g >= decision.min_effect_size)
             parts.append(t("decision_g", threshold=t.number(decision.min_effect_size, 2),
                            answer=yes if met[-1] else no, value=t.number(g, 2)))
@@ -338,19 +336,19 @@ def _rule(c: Certainty, t: Text) -> str:
     return ", ".join(parts) if parts else t("rule_plain")
 
 
-def _sure(effect: Mapping[str, Any], c: Certainty, t: Text, *, level: str, resource: str,
+def _sure(effect: Effect, c: Certainty, t: Text, *, level: str, resource: str,
           outcome: str) -> list[str]:
     """How sure we are of one arm's effect: the interval (said unadjusted when it is not
     the test's), then the conclusion of the protocol's test (:func:`certainty`)."""
-    if effect.get("estimate") is None:
+    if not effect.estimable:
         return []
-    lines = [t("interval", level=level, low=t.number(effect["ci_low"], 1),
-               high=t.number(effect["ci_high"], 1), points=t("points"))]
+    lines = [t("interval", level=level, low=t.number(effect.ci_low, 1),
+               high=t.number(effect.ci_high, 1), points=t("points"))]
     if c.interval_unadjusted:
         lines[0] = lines[0][:-1] + t("interval_unadjusted")
     p_shown = t.p_value(c.p)
     threshold = t.number(c.threshold, 4 if c.threshold < 0.01 else 3)
-    excludes_zero = effect["ci_low"] > 0 or effect["ci_high"] < 0
+    excludes_zero = effect.ci_low > 0 or effect.ci_high < 0
     if c.claim == "descriptive":
         lines.append(t("certainty_descriptive"))
     elif c.established and not c.interval_unadjusted:
@@ -372,7 +370,7 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
     unit = data.get("design", {}).get("unit", "class")
     primary = _primary(data)
     effects = _primary_effects(data)
-    outcome_id = primary["outcome"] if primary else "?"
+    outcome_id = primary.outcome if primary else "?"
     outcome = _in_sentence(outcomes.get(outcome_id, outcome_id))
     alpha = float(data.get("design", {}).get("alpha", 0.05))
     level = t.number(round(100 * (1 - alpha)), 0)
@@ -381,12 +379,12 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
     arms: list[dict[str, Any]] = []
     multi = len(effects) > 1
     for effect in effects:
-        arm = _arm_of(effect)
+        arm = effect.arm
         name = _arm_label(arm, protocol, resource, t) if multi else resource
         c = certainty(effect, data)
         sentence = summary_sentence(effect, resource=name, outcome=outcome, unit=unit,
                                     lang=t.lang)
-        if multi and effect.get("estimate") is None:
+        if multi and not effect.estimable:
             sentence = f"{name} : {sentence}" if t.lang == "fr" else f"{name}: {sentence}"
         lines = _sure(effect, c, t, level=level, resource=name, outcome=outcome)
         if multi:  # « Comprendo (groupe « vague1 ») : intervalle de confiance… »
@@ -515,39 +513,39 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
     rows = []
     forest: list[ForestRow] = []
     shown_roles = ("primary", "secondary", "subgroup", "cace")
-    for e in data.get("effects", []):
-        if e.get("role") not in shown_roles:
+    results = _typed(data)
+    for e in results.effects:
+        if e.role not in shown_roles:
             continue
-        arm = e["contrast"].split(" vs ")[0]
+        arm = e.arm
         contrast = t("contrast", arm=arm_names.get(arm, arm),
                      control=arm_names.get(control, t("arm_control")))
-        outcome = outcomes.get(e["outcome"], e["outcome"])
-        group = _label_subgroup(e.get("subgroup"), t)
+        outcome = outcomes.get(e.outcome, e.outcome)
+        group = _label_subgroup(e.subgroup, t)
         learners = " · ".join(f"{arm_names.get(a, a)} {_count(n, t)}"
-                              for a, n in (e.get("n_learners") or {}).items())
-        estimable = e.get("estimate") is not None
+                              for a, n in (e.n_learners or {}).items())
+        estimable = e.estimable
         row = {
             "outcome": outcome, "contrast": contrast, "group": group,
-            "role": t(f"role_{e['role']}"), "estimable": estimable,
+            "role": t(f"role_{e.role}"), "estimable": estimable,
             "reason": None if estimable else t("not_shown", reason=_reason(e, t)),
-            "estimate": t.number(e.get("estimate"), 1, signed=True),
-            "ci": t("ci_range", low=t.number(e.get("ci_low"), 1),
-                    high=t.number(e.get("ci_high"), 1)),
-            "p": t.p_value(e.get("p_value")),
-            "p_adj": t.p_value(e.get("p_adjusted")),
-            "g": t.number(e.get("hedges_g"), 2, signed=True),
-            "months": t.number(e.get("months_progress"), signed=True),
-            "learners": learners, "primary": e.get("role") == "primary",
+            "estimate": t.number(e.estimate, 1, signed=True),
+            "ci": t("ci_range", low=t.number(e.ci_low, 1), high=t.number(e.ci_high, 1)),
+            "p": t.p_value(finite(e.p_value)),
+            "p_adj": t.p_value(finite(e.p_adjusted)),
+            "g": t.number(e.hedges_g, 2, signed=True),
+            "months": t.number(e.months_progress, signed=True),
+            "learners": learners, "primary": e.role == "primary",
         }
         rows.append(row)
-        if estimable and e.get("hedges_g") is not None and e.get("hedges_g_ci_low") is not None:
-            label = outcome if not e.get("subgroup") else f"{outcome} — {group}"
-            if e.get("role") == "cace":
+        if estimable and finite(e.hedges_g) is not None and finite(e.hedges_g_ci_low) is not None:
+            label = outcome if not e.subgroup else f"{outcome} — {group}"
+            if e.role == "cace":
                 label = f"{outcome} — {t('role_cace')}"
             if len({c for c in (design.get("arms") or [])}) > 2:
                 label += f" ({arm_names.get(arm, arm)})"
-            forest.append(ForestRow(label, e["hedges_g"], e["hedges_g_ci_low"],
-                                    e["hedges_g_ci_high"], e.get("role") == "primary"))
+            forest.append(ForestRow(label, e.hedges_g, e.hedges_g_ci_low, e.hedges_g_ci_high,
+                                    e.role == "primary"))
     svg = figure = None
     if forest:
         figure = forest_figure(forest, t("forest_x"), lambda x: t.number(x, 1))
@@ -555,11 +553,11 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
     method = design.get("multiple_comparisons", "none")
     correction = t("correction_none") if method in (None, "none") else t(
         "correction", method=t(f"method_{method}"))
-    interactions = [t("interaction", attribute=t.attribute(i.get("attribute", "")),
-                      p=t.p_value(i.get("p_value")), p_adj=t.p_value(i.get("p_adjusted")))
-                    for i in data.get("checks", {}).get("subgroup_interactions", [])
-                    if i.get("p_value") is not None]
-    has_cace = any(e.get("role") == "cace" for e in data.get("effects", []))
+    interactions = [t("interaction", attribute=t.attribute(i.attribute or ""),
+                      p=t.p_value(finite(i.p_value)), p_adj=t.p_value(finite(i.p_adjusted)))
+                    for i in results.checks.get("subgroup_interactions", [])
+                    if finite(i.p_value) is not None]
+    has_cace = any(e.role == "cace" for e in results.effects)
     return {"rows": rows, "forest_svg": svg, "figure": figure, "correction": correction,
             "sequential": _sequential_lines(data, t),
             "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
@@ -681,8 +679,8 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     model = "m_model_mixed" if design.get("model") == "mixed" else "m_model_ancova"
     primary = _primary(data)
     pretest = design.get("pretest") or {}
-    if (model == "m_model_ancova" and primary is not None and primary["outcome"] in pretest
-            and pretest[primary["outcome"]] is None):
+    if (model == "m_model_ancova" and primary is not None and primary.outcome in pretest
+            and pretest[primary.outcome] is None):
         model = "m_model_ancova_no_pretest"
     # Pupils randomised: the mixed model's random intercept is their class (effects.py).
     grouping = "class" if model == "m_model_mixed" and unit == "learner" else unit
