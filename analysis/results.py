@@ -313,7 +313,7 @@ def _checks_from_json(checks: Mapping[str, Any]) -> dict[str, Any]:
             if name == "attrition":
                 value = [_attrition_shape(a) for a in value]
             out[name] = [_typed(_CHECKS[name], item) for item in value]
-        elif name == "sample_ratio" and value is not None:
+        elif name == "sample_ratio" and value:
             out[name] = _typed(SampleRatioCheck, value)
         else:
             out[name] = value

@@ -590,15 +590,14 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
     design = data.get("design", {})
     unit = design.get("unit", "class")
     units = t(f"units_{unit}")
-    checks = data.get("checks", {})
+    checks = _typed(data).checks
     consort_rows = []
     boxes = []
     for c in checks.get("consort", []):
-        name = arm_names.get(c["arm"], c["arm"])
-        counts = [t.number(c["units_allocated"]), t.number(c["units_analysed"]),
-                  _count(c.get("learners_on_record"), t),
-                  _count(c.get("learners_with_baseline"), t),
-                  _count(c.get("learners_analysed"), t)]
+        name = arm_names.get(c.arm, c.arm)
+        counts = [t.number(c.units_allocated), t.number(c.units_analysed),
+                  _count(c.learners_on_record, t), _count(c.learners_with_baseline, t),
+                  _count(c.learners_analysed, t)]
         consort_rows.append([name, *counts])
         lines: tuple[str, ...]
         if unit == "learner":
@@ -612,7 +611,7 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
         if t.lang == "fr":
             lines = tuple(line.replace(": ", " : ") for line in lines)
         boxes.append(ConsortBox(name, tuple(s[0].upper() + s[1:] for s in lines)))
-    total_units = sum(c["units_allocated"] for c in checks.get("consort", []))
+    total_units = sum(c.units_allocated for c in checks.get("consort", []))
     top = (f"{t('c_allocated', units=units).capitalize()} : {t.number(total_units)}"
            if t.lang == "fr" else
            f"{t('c_allocated', units=units).capitalize()}: {t.number(total_units)}")
@@ -621,47 +620,46 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
                                 t("consort_alt", units=units))) if figure else None
     balance = []
     for b in checks.get("baseline_equivalence", []):
-        name = str(b.get("characteristic", ""))
+        name = str(b.characteristic or "")
         if name.endswith(" (baseline)"):
             base = name[: -len(" (baseline)")]
             name = t("baseline_of", outcome=outcomes.get(base, base))
         elif "=" in name:
             attr, _, level = name.partition("=")
             name = f"{t.attribute(attr)} = {t.attribute_value(attr, level)}"
-        verdict = t(f"eq_{b['equivalence']}") if b.get("equivalence") else (
-            t("reason_suppressed") if "suppressed" in str(b.get("reason")) else t("eq_none"))
-        if b.get("equivalence") == "adjustment required" and b.get("adjusted_in_model"):
+        verdict = t(f"eq_{b.equivalence}") if b.equivalence else (
+            t("reason_suppressed") if "suppressed" in str(b.reason) else t("eq_none"))
+        if b.equivalence == "adjustment required" and b.adjusted_in_model:
             verdict = t("eq_adjusted")
-        balance.append([outcomes.get(b["outcome"], b["outcome"]), name,
-                        t.number(b.get("difference"), 2), verdict])
+        balance.append([outcomes.get(b.outcome, b.outcome), name, t.number(b.difference, 2),
+                        verdict])
     attrition = []
     notes_unverified: list[str] = []
     for a in checks.get("attrition", []):
+        # (a check stored before ``rating`` is rated under the cautious boundary: from_json)
         level = {"unit": units, "learner": t("units_learner")}.get(
-            a["level"], t("a_all_learners"))
-        boundary = a.get("boundary", a.get("boundary_cautious"))
-        rating = a.get("rating", a.get("cautious"))
+            a.level, t("a_all_learners"))
         attrition.append([
-            outcomes.get(a["outcome"], a["outcome"]), level.capitalize(),
-            t.percent(a.get("overall"), 1), t.percent(a.get("differential"), 1),
-            t.percent(boundary, 1) if boundary is not None else "—",
-            t(f"rating_{a['cautious']}") if a.get("cautious") else t("reason_suppressed"),
-            t(f"rating_{rating}") if rating else t("reason_suppressed"),
+            outcomes.get(a.outcome, a.outcome), level.capitalize(),
+            t.percent(finite(a.overall), 1), t.percent(finite(a.differential), 1),
+            t.percent(a.boundary, 1) if a.boundary is not None else "—",
+            t(f"rating_{a.cautious}") if a.cautious else t("reason_suppressed"),
+            t(f"rating_{a.rating}") if a.rating else t("reason_suppressed"),
         ])
-        if a.get("unverified"):
-            notes_unverified.append(t("a_unverified", row=a.get("boundary_row")))
-    srm = checks.get("sample_ratio") or {}
+        if a.unverified:
+            notes_unverified.append(t("a_unverified", row=a.boundary_row))
+    srm = checks.get("sample_ratio")
     notes = list(dict.fromkeys(notes_unverified))
     if srm:
-        notes.append(t("srm", units=units, chi2=t.number(srm.get("chi2"), 2),
-                       p=t.p_value(srm.get("p_value"))))
-        if srm.get("mismatch"):
+        notes.append(t("srm", units=units, chi2=t.number(srm.chi2, 2),
+                       p=t.p_value(finite(srm.p_value))))
+        if srm.mismatch:
             notes.append(SUMMARY_MESSAGES["en" if t.lang == "en" else "fr"]["allocation"])
     for i in checks.get("icc", []):
-        if i.get("icc") is not None:
+        if finite(i.icc) is not None:
             notes.append(t("icc", unit=t(f"unit_{unit}"),
-                           outcome=outcomes.get(i["outcome"], i["outcome"]),
-                           icc=t.number(i["icc"], 3)))
+                           outcome=outcomes.get(i.outcome, i.outcome),
+                           icc=t.number(i.icc, 3)))
     sha = context.protocol_sha256 or data.get("protocol_sha256", "")
     record = [t("protocol_version", version=context.protocol_version, sha=sha[:16])
               if context.protocol_version is not None else t("no_record")]
