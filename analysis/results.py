@@ -180,6 +180,10 @@ class AnalysisResults:
     usage: Mapping[str, Any] | None = None
     """``arms`` (:class:`~analysis.usage.ArmUsage`) and ``compliance_min_active_minutes``."""
     warnings: tuple[AnalysisWarning, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Keys of a results JSON that these fields do not hold (``waves``, which
+    ``experiments.runs.waves`` adds to a cohort's results), kept as read and written
+    again by :func:`to_json_dict`."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AnalysisResults:
@@ -189,7 +193,7 @@ class AnalysisResults:
         takes its default (an attrition check without ``rating`` is rated under the
         cautious boundary, as it then was); warnings stored as sentences are derived again
         from the checks as codes (:func:`analysis.warning_codes.warnings_from_checks`).
-        Keys this version does not know are left out.
+        Top-level keys the fields do not hold are kept in ``extra``.
 
         Examples
         --------
@@ -211,7 +215,9 @@ class AnalysisResults:
         else:
             warnings = [AnalysisWarning(str(w["code"]), dict(w.get("params") or {}))
                         for w in stored]
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         return cls(
+            extra={k: v for k, v in data.items() if k not in known},
             experiment=str(data.get("experiment", "")),
             protocol_sha256=str(data.get("protocol_sha256", "")),
             analysis=str(data.get("analysis", "")),
@@ -362,8 +368,10 @@ def to_json_dict(results: AnalysisResults) -> dict[str, Any]:
 
     Every effect whose contract numbers are ``null`` has a ``reason``.
     """
-    out: dict[str, Any] = _plain(dataclasses.replace(results, warnings=()))
+    out: dict[str, Any] = _plain(dataclasses.replace(results, warnings=(), extra={}))
     out["warnings"] = [_warning_json(w) for w in results.warnings]
+    del out["extra"]
+    out.update(_plain(results.extra))
     for effect in out["effects"]:
         if effect.get("reason") is None and any(effect.get(k) is None for k in _NUMBERS):
             missing = [k for k in _NUMBERS if effect.get(k) is None]

@@ -60,11 +60,12 @@ AuditAction = Literal[
     "token.issue", "token.revoke",
     "protocol.registration", "protocol.update", "protocol.amendment", "experiment.transition",
     "enrollment.file", "enrollment.pupils_file", "enrollment.read", "enrollment.withdraw",
-    "enrollment.correct",
+    "enrollment.correct", "enrollment.follow",
     "assignment.read", "outcomes.import", "outcomes.correct", "data.export",
     "retention.purge", "retention.erase_class", "retention.erase_pupil",
     "retention.remove_withdrawn_pupil",
     "portal.sign_in", "portal.sign_in_refused", "portal.sign_in_throttled",
+    "sufficiency.alert",
 ]
 """Every action the audit log records (``audit_log.action``): one closed list, so that a
 reader of the log knows every value it can hold and a typo fails the type check."""

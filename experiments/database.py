@@ -11,6 +11,13 @@ Schemas change only through Alembic migrations (``experiments/migrations/``); no
 calls ``create_all`` outside tests. The registry's migrations are split into branches
 (``core``, ``protocols``, ``enrollment``...) so that each concept owns its tables;
 ``migrate_registry`` upgrades to every head.
+
+Who migrates: ``preuve db migrate`` (the registry and every registered experiment's
+store) is the explicit step, run with the owner's role (``preuve db roles``). Processes
+with ``Settings.database_migrate`` on (the default: the quick start, the services that
+own writes) also migrate on first use; off, and always in the portal (a read-only role),
+an engine only checks that its schema is at the latest migration and otherwise says to
+run ``preuve db migrate``: no DDL, no ``CREATE SCHEMA``.
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ __all__ = [
     "insert_for",
     "insert_for_dialect",
     "StoreBase",
+    "check_current",
     "is_postgres",
+    "migrate_all",
     "migrate_registry",
     "migrate_store",
     "registry_engine",
@@ -114,11 +123,12 @@ def _sqlite_engine(path: Path) -> Engine:
     return engine
 
 
-def _postgres_engine(url: str, schema: str) -> Engine:
-    base = create_engine(url, future=True, pool_pre_ping=True)
-    with base.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    base.dispose()
+def _postgres_engine(url: str, schema: str, *, create: bool = True) -> Engine:
+    if create:  # a read-only role may not CREATE, even IF NOT EXISTS
+        base = create_engine(url, future=True, pool_pre_ping=True)
+        with base.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        base.dispose()
     return create_engine(
         url,
         future=True,
@@ -130,29 +140,14 @@ def _postgres_engine(url: str, schema: str) -> Engine:
 
 
 _engines: dict[tuple[str, str], Engine] = {}
+_migrated: set[tuple[str, str]] = set()  # engines this process migrated (or checked current)
 _engines_lock = threading.Lock()
 
 
-def registry_engine(settings: Settings) -> Engine:
-    """The registry's engine (migrated to the latest schema on first use)."""
-    key = (settings.database_dsn() or str(settings.state_dir), REGISTRY_SCHEMA)
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            if is_postgres(settings):
-                dsn = settings.database_dsn()
-                assert dsn is not None
-                engine = _postgres_engine(dsn, REGISTRY_SCHEMA)
-            else:
-                engine = _sqlite_engine(settings.state_dir / "registry.sqlite")
-            migrate_registry(engine)
-            _engines[key] = engine
-    return engine
-
-
-def store_engine(settings: Settings, experiment_id: str) -> Engine:
-    """The engine of one experiment's store (created and migrated on first use)."""
-    schema = store_schema(experiment_id)
+def _engine(settings: Settings, schema: str, sqlite_path: Path, location: str,
+            what: str, *, migrate: bool | None = None) -> Engine:
+    """The cached engine of one schema, migrated (``migrate``) or checked current."""
+    migrate = settings.database_migrate if migrate is None else migrate
     key = (settings.database_dsn() or str(settings.state_dir), schema)
     with _engines_lock:
         engine = _engines.get(key)
@@ -160,12 +155,74 @@ def store_engine(settings: Settings, experiment_id: str) -> Engine:
             if is_postgres(settings):
                 dsn = settings.database_dsn()
                 assert dsn is not None
-                engine = _postgres_engine(dsn, schema)
+                engine = _postgres_engine(dsn, schema, create=migrate)
             else:
-                engine = _sqlite_engine(settings.state_dir / "stores" / f"{experiment_id}.sqlite")
-            migrate_store(engine)
+                if not migrate and not sqlite_path.exists():
+                    raise StoreError(f"{what} does not exist yet ({sqlite_path}): run "
+                                     "`preuve db migrate` first", field="database_url")
+                engine = _sqlite_engine(sqlite_path)
             _engines[key] = engine
+        if key not in _migrated:
+            if migrate:
+                _upgrade(engine, location)
+            else:
+                check_current(engine, location, what)
+            _migrated.add(key)
     return engine
+
+
+def registry_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:
+    """The registry's engine, migrated to the latest schema on first use, or only checked
+    when ``migrate`` (default: ``settings.database_migrate``) is off."""
+    return _engine(settings, REGISTRY_SCHEMA, settings.state_dir / "registry.sqlite",
+                   "registry", "the registry", migrate=migrate)
+
+
+def store_engine(settings: Settings, experiment_id: str, *,
+                 migrate: bool | None = None) -> Engine:
+    """The engine of one experiment's store (created and migrated on first use, or only
+    checked when ``migrate``, default ``settings.database_migrate``, is off)."""
+    schema = store_schema(experiment_id)
+    return _engine(settings, schema,
+                   settings.state_dir / "stores" / f"{experiment_id}.sqlite", "store",
+                   f"the store of experiment {experiment_id!r}", migrate=migrate)
+
+
+def check_current(engine: Engine, location: str, what: str) -> None:
+    """Raise :class:`StoreError` unless ``engine``'s schema is at every migration head.
+
+    Reads only (``alembic_version``): what a read-only role may do.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS / location))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    except Exception as error:  # the schema or the database is absent or unreadable
+        logger.warning("cannot read the migration state of %s: %s", what, error)
+        current = set()
+    if current != heads:
+        raise StoreError(
+            f"{what} is not at the latest migration (run `preuve db migrate` with the "
+            "database owner's role; this process does not migrate)", field="database_url")
+
+
+def migrate_all(settings: Settings) -> list[str]:
+    """Migrate the registry and the store of every registered experiment (``preuve db
+    migrate``); returns the experiment ids whose stores were migrated."""
+    where = settings.database_dsn() or str(settings.state_dir)
+    with _engines_lock:  # upgrade and grant again, even what this process did before
+        _migrated.difference_update({k for k in _migrated if k[0] == where})
+    registry = registry_engine(settings, migrate=True)
+    with registry.connect() as connection:
+        ids = sorted(connection.execute(text("SELECT id FROM experiments")).scalars())
+    for experiment_id in ids:
+        store_engine(settings, experiment_id, migrate=True)
+    return ids
 
 
 def dispose_engines() -> None:
@@ -174,6 +231,7 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _migrated.clear()
 
 
 @contextmanager
@@ -209,6 +267,30 @@ def _upgrade(engine: Engine, location: str) -> None:
                                {"key": f"preuve-migrate-{location}"})
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
+        if connection.dialect.name == "postgresql":
+            _grant(connection, location)
+
+
+def _grant(connection: Connection, location: str) -> None:
+    """Grant each service role that exists its privileges on the schema just migrated
+    (:mod:`experiments.database_roles`), so that grants follow every migration."""
+    from experiments.database_roles import ROLES, grants_sql
+
+    names = [r.name for r in ROLES]
+    existing = list(connection.execute(
+        text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"),
+        {"names": names}).scalars())
+    if not existing:
+        return  # one role for everything (the quick start, the tests' superuser)
+    schema, owned = connection.execute(text(
+        "SELECT nspname, pg_has_role(nspowner, 'USAGE') FROM pg_namespace "
+        "WHERE nspname = current_schema()")).one()
+    if not owned:
+        return  # migrated already by its owner, who granted (a worker at a current registry)
+    tables = connection.execute(
+        text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}).scalars()
+    for statement in grants_sql(location, schema, list(tables), existing):
+        connection.execute(text(statement))
 
 
 def migrate_registry(engine: Engine) -> None:

@@ -335,6 +335,8 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
     try:
         # The run's own topics, and each service's ACLs on them, as the Kafka admin.
         _preuve(env, "kafka", "setup")
+        # The database's explicit step (the portal, read-only, never migrates).
+        _preuve(env, "db", "migrate")
         say(f"    SASL_SSL (SCRAM-SHA-512), one Kafka user per service; topics demo-{run}.*"
             if settings.kafka.security.protocol == "SASL_SSL" else
             f"    {settings.kafka.security.protocol}; topics demo-{run}.*")

@@ -1,8 +1,10 @@
 """All of Preuve's configuration, in one place.
 
 Every field reads from an environment variable prefixed with ``PREUVE_`` (nested groups
-use ``__``, e.g. ``PREUVE_KAFKA__PARTITIONS``). Nothing else in the code base reads
-``os.environ``; entry points build one :class:`Settings` at start-up and pass it down.
+use ``__``, e.g. ``PREUVE_KAFKA__PARTITIONS``); every secret field also from the file
+named by ``<VAR>_FILE`` (Docker secrets, :mod:`experiments.secrets`). Nothing else in
+the code base reads ``os.environ``; entry points build one :class:`Settings` at start-up
+and pass it down.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = [
     "MIN_KEY_BYTES",
@@ -223,6 +229,14 @@ class SchedulerSettings(BaseModel):
         "protocol's retention.keep_until has passed (as `preuve purge` does; audited as "
         "the scheduler). Off, expired data stays until someone runs `preuve purge`.",
     )
+    sufficiency_lead_days: int = Field(
+        7,
+        ge=0,
+        description="Days before an interim or final analysis falls due at which the "
+        "scheduler checks that the data will support it (endline scores per arm, baseline "
+        "and usage coverage, the MDES the data now supports) and alerts the researcher; "
+        "0 turns the checks off.",
+    )
     worker_group_id: str = Field(
         "preuve-analysis", description="Consumer group of the analysis workers."
     )
@@ -257,12 +271,34 @@ class PortalSettings(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
 
 
+class _FileSecrets(PydanticBaseSettingsSource):
+    """``<VAR>_FILE`` for every secret field (:func:`experiments.secrets.file_secrets`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        from experiments.secrets import file_secrets
+
+        return file_secrets(self.settings_cls)
+
+
 class Settings(BaseSettings):
     """Preuve settings. Build once at start-up; tests build it explicitly."""
 
     model_config = SettingsConfigDict(
         env_prefix="PREUVE_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments, then the environment, then ``<VAR>_FILE`` secrets."""
+        return (init_settings, env_settings, _FileSecrets(settings_cls), dotenv_settings,
+                file_secret_settings)
 
     state_dir: Path = Field(
         default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"),
@@ -281,6 +317,13 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy URL. Unset: SQLite files under state_dir. A postgresql:// URL: "
         "one schema for the registry and one per experiment.",
+    )
+    database_migrate: bool = Field(
+        True,
+        description="Migrate the registry and the stores on first use (the quick start; the "
+        "services that own writes). Off: only check that the schemas are current and say "
+        "to run `preuve db migrate` otherwise (roles without DDL rights). The portal never "
+        "migrates.",
     )
     pseudonym_key: SecretStr | None = Field(
         None,

@@ -7,6 +7,11 @@ first, and only a request with no bad item is written. The answer is 202 only on
 has durably written every record of the request (``acks=all``, keyed by ``class_id`` on
 ``settings.topics.events``).
 
+``POST /v1/events:validate`` and ``POST /v1/xapi/statements:validate`` check a batch the
+same way and answer a verdict per item (200), storing and producing nothing; the dead
+letters of a resource are read at ``GET /v1/resources/{id}/deadletters``
+(:mod:`ingest.edtech_api`).
+
 Answers: 202 written (or already written before); 400 the body is not a JSON event, array
 or statement; 401 no valid API key; 403 an event of another resource than the key's;
 409 an ``event_id`` already received with other content; 413 too many items or bytes;
@@ -72,6 +77,7 @@ from experiments.refusals import Refusal, install_refusals
 from experiments.settings import Settings
 from ingest.authority import AUTHORITY_HEADER, assessor_problems
 from ingest.contract import UsageEvent, parse_event
+from ingest.edtech_api import install_edtech_api
 from ingest.errors import BatchRefused, BrokerError, EventRejected, ItemProblem, StatementRejected
 from ingest.gates import in_the_future
 from ingest.kafka import clients
@@ -139,6 +145,33 @@ class Accepted(BaseModel):
         "or e-mail dropped, a missing timestamp filled with the time of receipt, a verb "
         "stored as `interacted`); empty for contract-v1 events.",
     )
+
+
+class ItemProblemModel(BaseModel):
+    """One problem of one item (the same words as a refusal's ``errors``)."""
+
+    field: str | None = None
+    reason: str
+
+
+class Verdict(BaseModel):
+    """What the gateway would do with one item of a validate-only request."""
+
+    index: int = Field(description="Index of the item in the batch.")
+    valid: bool = Field(description="True: this item would be accepted as it is.")
+    event_id: str | None = Field(None, description="The event's id, once it could be read.")
+    problems: list[ItemProblemModel] = Field(default_factory=list)
+    notes: list[ItemNote] = Field(
+        default_factory=list, description="What the mapping would drop or fill (xAPI).")
+
+
+class Validated(BaseModel):
+    """Answer of ``POST /v1/events:validate`` and ``/v1/xapi/statements:validate``:
+    per-item verdicts. Nothing is stored or written to Kafka."""
+
+    valid: int = Field(description="Items that would be accepted.")
+    refused: int = Field(description="Items that would be refused (each with its problems).")
+    verdicts: list[Verdict]
 
 
 @dataclass(frozen=True)
@@ -346,6 +379,50 @@ class _Gateway:
         if foreign:
             raise BatchRefused(403, foreign)
         return items
+
+    def verdicts(
+        self,
+        body: bytes,
+        principal: Principal,
+        to_event: Callable[[Any, int], MappedStatement],
+        resource_field: str = "resource_id",
+    ) -> Validated:
+        """The checks of :meth:`items`, item by item, without refusing the request and
+        without touching receipts or Kafka (the validate-only endpoints). A body that is
+        not JSON, or too large, is still refused (400, 413) as for sending."""
+        raw_items = _decode_items(body, self.settings.gateway.max_batch_items)
+        verdicts: list[Verdict] = []
+        for index, raw in enumerate(raw_items):
+            problems: list[ItemProblem] = []
+            notes: list[ItemNote] = []
+            event: UsageEvent | None = None
+            try:
+                mapped = to_event(raw, index)
+                event = mapped.event
+                notes = [ItemNote(index=index, field=n.field, note=n.note) for n in mapped.notes]
+            except StatementRejected as rejection:
+                problems.extend(ItemProblem(index, p.field, p.reason) for p in rejection.problems)
+            except EventRejected as rejection:
+                problems.append(ItemProblem(index, rejection.field, rejection.reason))
+            if event is not None:
+                reason = in_the_future(event.occurred_at, self.settings.now(),
+                                       self.settings.clock_skew_s)
+                if reason is not None:
+                    problems.append(ItemProblem(index, "occurred_at", reason))
+                if principal.role == "assessor":
+                    problems.extend(assessor_problems(self.engine, principal, [(index, event)]))
+                elif not principal.can_act_for(event.resource_id):
+                    problems.append(ItemProblem(
+                        index, resource_field,
+                        f"resource '{event.resource_id}' is not the resource of this API key "
+                        f"('{principal.scope}')"))
+            verdicts.append(Verdict(
+                index=index, valid=not problems,
+                event_id=str(event.event_id) if event is not None else None,
+                problems=[ItemProblemModel(field=p.field, reason=p.reason) for p in problems],
+                notes=notes))
+        valid = sum(v.valid for v in verdicts)
+        return Validated(valid=valid, refused=len(verdicts) - valid, verdicts=verdicts)
 
     # -- de-duplication and the Kafka write ------------------------------------------------
 
@@ -603,6 +680,14 @@ async def post_events(request: Request, principal: _Sender, gateway: _State) -> 
 async def post_statements(
     request: Request, principal: _Sender, gateway: _State
 ) -> JSONResponse:
+    return await _accept(request, gateway, principal, _statement_mapper(gateway, principal),
+                         f"context.extensions[{RESOURCE_EXTENSION}]")
+
+
+def _statement_mapper(gateway: _Gateway, principal: Principal
+                      ) -> Callable[[Any, int], MappedStatement]:
+    """How this key's statements map onto contract v1 (the resource is the key's unless a
+    context extension names it; that resource's context mapping applies)."""
     received_at = datetime.now(UTC)
     default = principal.scope if principal.role == "edtech" else None
 
@@ -617,8 +702,53 @@ async def post_statements(
             mapping=gateway.contexts.get(resource) if resource is not None else None,
         )
 
-    return await _accept(request, gateway, principal, mapped,
-                         f"context.extensions[{RESOURCE_EXTENSION}]")
+    return mapped
+
+
+_VALIDATE_ONLY = (
+    "Validate-only (as event debuggers do): every item is checked as for sending (the "
+    "contract, the clock, the key's resource) and the answer gives a verdict per item; "
+    "nothing is stored, no receipt is kept and nothing is written to Kafka. What only "
+    "the stream worker knows (whether the class is enrolled, its school, the experiment's "
+    "first day) is not checked here, on purpose: a verdict on enrollment would tell a key "
+    "which classes take part, control classes included. The dead letters say it "
+    "(`GET /v1/resources/{resource_id}/deadletters`)."
+)
+_VALIDATE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    k: v for k, v in _REFUSALS.items() if k in (400, 401, 403, 413)}
+
+
+async def _validate(request: Request, gateway: _Gateway, principal: Principal,
+                    to_event: Callable[[Any, int], MappedStatement],
+                    resource_field: str = "resource_id") -> Validated:
+    body = await gateway.read_body(request)  # after the caller's key was checked
+    return await run_in_threadpool(gateway.verdicts, body, principal, to_event, resource_field)
+
+
+@router.post(
+    "/v1/events:validate",
+    response_model=Validated,
+    responses=_VALIDATE_REFUSALS,
+    summary="Check events (contract v1) without sending them: a verdict per item",
+    description="Body: as for `POST /v1/events`. " + _VALIDATE_ONLY,
+    openapi_extra=_batch_body("UsageEvent"),
+)
+async def validate_events(request: Request, principal: _Sender, gateway: _State) -> Validated:
+    return await _validate(request, gateway, principal, _native_event)
+
+
+@router.post(
+    "/v1/xapi/statements:validate",
+    response_model=Validated,
+    responses=_VALIDATE_REFUSALS,
+    summary="Check xAPI statements without sending them: a verdict per statement",
+    description="Body: as for `POST /v1/xapi/statements`. " + _VALIDATE_ONLY,
+    openapi_extra=_batch_body("XapiStatement"),
+)
+async def validate_statements(request: Request, principal: _Sender,
+                              gateway: _State) -> Validated:
+    return await _validate(request, gateway, principal, _statement_mapper(gateway, principal),
+                           f"context.extensions[{RESOURCE_EXTENSION}]")
 
 
 @router.get("/healthz", summary="Liveness: the gateway process answers")
@@ -653,10 +783,13 @@ def create_app(
     --------
     >>> app = create_app(fresh_settings())
     >>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
-    ['/healthz', '/v1/events', '/v1/experiments/{experiment_id}/assignments',
+    ['/healthz', '/v1/events', '/v1/events:validate',
+     '/v1/experiments/{experiment_id}/assignments',
      '/v1/experiments/{experiment_id}/corrections',
      '/v1/experiments/{experiment_id}/enrollments',
-     '/v1/experiments/{experiment_id}/withdrawals', '/v1/xapi/statements']
+     '/v1/experiments/{experiment_id}/withdrawals',
+     '/v1/resources/{resource_id}/deadletters', '/v1/xapi/statements',
+     '/v1/xapi/statements:validate']
     """
     gateway = _Gateway(
         settings, producer, engine if engine is not None else registry_engine(settings)
@@ -688,6 +821,8 @@ def create_app(
     # classes) is served by the gateway, on the registry engine it authenticates with,
     # and published in the same OpenAPI document (tag "enrollment").
     install_enrollment_api(app, settings, engine=gateway.engine)
+    # Issue 17: an EdTech reads its own resource's dead letters (ingest/edtech_api.py).
+    install_edtech_api(app, engine=gateway.engine)
     app.add_middleware(BodyLimits, limits=gateway_body_limits(settings))
     _publish_openapi(app)
     return app

@@ -9,7 +9,9 @@ lets anyone recompute every pseudonym) or, unset, a random key that the first pr
 to need it creates in ``state_dir/pseudonym.key`` (mode 0600). Creation is atomic: the
 key is written to a temporary file and linked into place, so two processes starting at
 once agree on one key and neither reads it half-written. :func:`pseudonym_key_id`
-names a key without revealing it, for the day it is rotated: exports record it.
+names a key without revealing it, for the day it is rotated: exports record it, and
+the registry records it per experiment at its first pseudonymisation
+(:func:`check_pseudonym_key`), after which another key is refused for that experiment.
 """
 
 from __future__ import annotations
@@ -19,11 +21,83 @@ import hmac
 import os
 import secrets
 import tempfile
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
-from experiments.settings import MIN_KEY_BYTES, Settings
+import sqlalchemy as sa
 
-__all__ = ["MIN_KEY_BYTES", "load_pseudonym_key", "pseudonym_key_id", "pseudonymise"]
+from experiments.database import RegistryBase, insert_for
+from experiments.settings import MIN_KEY_BYTES, Settings
+from ingest.errors import IngestError
+
+__all__ = [
+    "MIN_KEY_BYTES",
+    "PseudonymKeyError",
+    "check_pseudonym_key",
+    "load_pseudonym_key",
+    "pseudonym_key_id",
+    "pseudonym_keys_table",
+    "pseudonymise",
+]
+
+#: The key id of each experiment (migration ``trust_0002``).
+pseudonym_keys_table = sa.Table(
+    "pseudonym_keys", RegistryBase.metadata,
+    sa.Column("experiment_id", sa.String(63), primary_key=True),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class PseudonymKeyError(IngestError):
+    """The pseudonymisation key differs from the one an experiment's pseudonyms were
+    made with."""
+
+
+_checked: set[tuple[str, str, str]] = set()
+_checked_lock = threading.Lock()
+
+
+def check_pseudonym_key(bind: sa.Engine | sa.Connection, experiment_id: str,
+                        key: bytes) -> str:
+    """Record ``key``'s id as the experiment's at its first pseudonymisation, or check
+    that it is the recorded one; returns the key id.
+
+    Raises
+    ------
+    PseudonymKeyError
+        The experiment's pseudonyms were made with another key: new ones would not
+        match them (the pupil would become someone else).
+    """
+    key_id = pseudonym_key_id(key)
+    memo = (repr(bind.engine.url), experiment_id, key_id)
+    with _checked_lock:
+        if memo in _checked:
+            return key_id
+    table = pseudonym_keys_table
+
+    def record(connection: sa.Connection) -> str:
+        connection.execute(insert_for(connection, table).values(
+            experiment_id=experiment_id, key_id=key_id, recorded_at=datetime.now(UTC),
+        ).on_conflict_do_nothing(index_elements=["experiment_id"]))
+        return str(connection.execute(sa.select(table.c.key_id).where(
+            table.c.experiment_id == experiment_id)).scalar_one())
+
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as connection:
+            recorded = record(connection)
+    else:
+        recorded = record(bind)
+    if recorded != key_id:
+        raise PseudonymKeyError(
+            f"experiment {experiment_id!r} was pseudonymised with the key of id {recorded}; "
+            f"this process has the key of id {key_id} (PREUVE_PSEUDONYM_KEY or "
+            "state_dir/pseudonym.key): its pseudonyms would not match the stored ones. "
+            "Use the experiment's key; a rotation applies to new experiments only")
+    with _checked_lock:
+        _checked.add(memo)
+    return key_id
 
 
 def pseudonymise(key: bytes, experiment_id: str, learner_id: str) -> str:

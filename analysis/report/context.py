@@ -119,6 +119,9 @@ class ReportContext:
     generated_at: str | None = None
     unobserved: tuple[str, ...] = ()
     periode: tuple[int, str] | None = None
+    waves: tuple[Mapping[str, Any], ...] = ()
+    """The primary outcome's effect at each named wave (cohorts over school years:
+    ``experiments.runs.waves``), one mapping per wave × contrast."""
 
 
 def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None

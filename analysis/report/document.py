@@ -563,6 +563,28 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
             "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
 
 
+def _waves(context: ReportContext, t: Text, arm_names: Mapping[str, str]
+           ) -> list[dict[str, Any]]:
+    """Rows of « Effets par vague » (named waves: the primary outcome at each wave)."""
+    rows = []
+    for w in context.waves:
+        estimable = w.get("estimate") is not None
+        rows.append({
+            "wave": w.get("label") or w["wave"], "primary": bool(w.get("primary")),
+            "role": t("w_primary" if w.get("primary") else "w_secondary"),
+            "contrast": " vs ".join(arm_names.get(a, a) for a in
+                                    str(w.get("contrast", "")).split(" vs ")),
+            "estimable": estimable, "reason": t("not_shown", reason=w.get("reason") or "—"),
+            "estimate": t.number(w.get("estimate"), 1, signed=True),
+            "ci": t("ci_range", low=t.number(w.get("ci_low"), 1),
+                    high=t.number(w.get("ci_high"), 1)),
+            "p": t.p_value(w.get("p_value")), "p_adj": t.p_value(w.get("p_adjusted")),
+            "g": t.number(w.get("hedges_g"), 2, signed=True),
+            "learners": _count(w.get("n_learners"), t),
+        })
+    return rows
+
+
 def _sequential_lines(data: Mapping[str, Any], t: Text) -> list[str]:
     """The group-sequential boundary of the protocol, and where this analysis stands."""
     design = data.get("design", {})
@@ -670,7 +692,8 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
             "attrition": attrition, "notes": notes, "record": record}
 
 
-def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[str]:
+def _methods(data: Mapping[str, Any], context: ReportContext, t: Text,
+             protocol: Protocol | None = None) -> list[str]:
     design = data.get("design", {})
     unit = design.get("unit", "class")
     lines = [t("m_estimand")]
@@ -717,6 +740,13 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text) -> list[s
     lines.append(t("m_software", items=", ".join(f"{k} {v}" for k, v in software.items())))
     if context.periode is not None:
         lines.append(t("m_periode", number=context.periode[0], year=context.periode[1]))
+    if protocol is not None and any(p is not None and p.periodes is not None
+                                    for _, p in protocol.periods.ordered()):
+        # The protocol wrote its periods in périodes: the report speaks as it did.
+        colon = " : " if t.lang == "fr" else ": "
+        lines.append(t("m_periods", periods=" ; ".join(
+            f"{t(f'period_{name}')}{colon}{period.describe(t.lang)}"
+            for name, period in protocol.periods.ordered() if period is not None)))
     if context.generated_at:
         lines.append(t("m_generated", at=context.generated_at))
     lines.append(t("m_suppression"))
@@ -784,7 +814,8 @@ def build_view(results: AnalysisResults | Mapping[str, Any], *,
         "usage": _usage(data, context, t, arm_names),
         "effects": _effects(data, t, arm_names, outcomes),
         "credibility": _credibility(data, protocol, context, t, arm_names, outcomes),
-        "methods": _methods(data, context, t),
+        "methods": _methods(data, context, t, protocol),
+        "waves": _waves(context, t, arm_names),
     }
 
 

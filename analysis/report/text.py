@@ -339,6 +339,20 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Filigrane des données : analyse sur fichiers, sans registre.",
         "m_software": "Logiciels : {items}.",
         "m_generated": "Rapport produit le {at}.",
+        "m_periods": "Périodes du protocole, écrites en périodes scolaires (du premier jour "
+                     "dans la première zone au dernier jour dans la dernière) : {periods}.",
+        "period_baseline": "mesures initiales",
+        "period_intervention": "intervention",
+        "period_followup": "mesures finales",
+        "s_waves": "Effets par vague",
+        "waves_caption": "Effet sur le critère principal à chaque vague de mesure de la cohorte",
+        "w_wave": "Vague",
+        "w_primary": "principale (confirmatoire)",
+        "w_secondary": "secondaire",
+        "waves_note": "Chaque vague est analysée comme la vague principale, avec le même "
+                      "pré-test ; les élèves gardent le groupe de la classe tirée au sort "
+                      "(intention de traiter). Les p-valeurs des vagues secondaires sont "
+                      "ajustées entre vagues, par groupe comparé.",
         "m_periode": "Analyse de fin de période {number} de l'année scolaire {year} "
                      "(dans la dernière zone de vacances de l'expérimentation à la finir).",
         "m_suppression": "Les cases de moins de 10 élèves sont masquées partout ; aucune "
@@ -654,6 +668,19 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "m_no_watermark": "Data watermark: analysis on files, without the registry.",
         "m_software": "Software: {items}.",
         "m_generated": "Report produced on {at}.",
+        "m_periods": "The protocol's periods, written in school périodes (from the first day "
+                     "in the first zone to the last day in the last one): {periods}.",
+        "period_baseline": "baseline measures",
+        "period_intervention": "intervention",
+        "period_followup": "endline measures",
+        "s_waves": "Effects by wave",
+        "waves_caption": "Effect on the primary outcome at each measurement wave of the cohort",
+        "w_wave": "Wave",
+        "w_primary": "primary (confirmatory)",
+        "w_secondary": "secondary",
+        "waves_note": "Each wave is analysed as the primary one, with the same pre-test; pupils "
+                      "keep the group of the class randomised (intention to treat). The "
+                      "p-values of secondary waves are adjusted across waves, per contrast.",
         "m_periode": "Analysis at the end of période {number} of the school year {year} "
                      "(in the last of the experiment's holiday zones to finish it).",
         "m_suppression": "Cells of fewer than 10 pupils are hidden everywhere; no class or "

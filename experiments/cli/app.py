@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from analysis import cli as analysis_cli
+from experiments.cli import database as database_cli
 from experiments.cli import enrollment as enrollment_cli
 from experiments.cli import outcomes as outcomes_cli
 from experiments.cli import privacy as retention_cli
@@ -37,8 +38,14 @@ class _PreuveGroup(TyperGroup):
     """The root command: runs the chosen command inside :func:`database_errors`."""
 
     def invoke(self, ctx: Any) -> Any:
-        with database_errors():
-            return super().invoke(ctx)
+        from experiments.secrets import SecretFileError
+
+        try:
+            with database_errors():
+                return super().invoke(ctx)
+        except SecretFileError as error:  # a *_FILE secret, read when Settings() is built
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=2) from None
 
 
 app = typer.Typer(
@@ -78,6 +85,7 @@ app.command("purge")(retention_cli.purge)
 app.command("erase")(retention_cli.erase)
 app.command("export")(retention_cli.export)
 app.add_typer(programme_cli.app, name="programme")
+app.add_typer(database_cli.app, name="db")
 
 
 def main() -> None:

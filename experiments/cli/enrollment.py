@@ -165,6 +165,13 @@ def enroll(
         bool, typer.Option(help="Replay the allocation log from the protocol; exit 1 on any "
                            "discrepancy.")
     ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="CLASSES_CSV is a cohort's follow-up file: the "
+                           "followed pupils in their next school year's classes, learner_id,"
+                           "class_id,school_uai,level,academie,previous_class_id. Nothing is "
+                           "drawn: each pupil keeps the arm of the class randomised (ITT); "
+                           "their new classes' events are routed to the experiment.")
+    ] = False,
 ) -> None:
     """Enroll the classes of CLASSES_CSV into EXPERIMENT and print each class's arm.
 
@@ -182,6 +189,7 @@ def enroll(
     from experiments.enrollment.balance import enrollment_balance
     from experiments.enrollment.design import enrollment_design
     from experiments.enrollment.files import closed_window, read_classes, read_pupils
+    from experiments.enrollment.followup import follow_pupils, read_followed
     from experiments.enrollment.publishing import kafka_publisher, pending_messages, publish_pending
     from experiments.enrollment.transaction import enroll_classes, enroll_learners
     from experiments.enrollment.withdrawal import withdraw
@@ -241,6 +249,13 @@ def enroll(
                 raise typer.Exit(_publishing_exit(pending, error, experiment))
             return
         assert classes_csv is not None
+        if follow:  # no new unit: outside the enrollment window too
+            followed = read_followed(classes_csv, design, academie=academie)
+            _finish_learners(
+                follow_pupils(engine, design, followed, key=load_pseudonym_key(settings),
+                              actor=actor, publish=publisher if publish else None),
+                followed.path, (), enrollment_balance(engine, design), as_json=as_json,
+                publish=publish)
         closed = closed_window(design, settings.today())
         if closed is not None:
             typer.echo(f"preuve enroll: {closed.message_en} / {closed.message_fr}", err=True)

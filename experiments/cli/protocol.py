@@ -1,4 +1,4 @@
-"""``preuve protocol ...``: validate, power, register, amend, show, export, advance.
+"""``preuve protocol ...``: validate, power, register, amend, show, status, export, advance.
 
 User errors (an invalid protocol, a refused registration) end as messages and exit
 code 2, never a traceback; a database that refuses the caller or cannot be reached, as
@@ -260,6 +260,65 @@ def show(experiment: ExperimentArg) -> None:
     typer.echo("lifecycle:")
     for t in record.transitions:
         typer.echo(f"  {t.at.isoformat()} {t.from_state or '-'} -> {t.to_state} by {t.actor}")
+
+
+@app.command("status")
+def status(
+    experiment: ExperimentArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether the data will support the next analyses: the state, the interim and final
+    analyses still to come, the data checks the scheduler recorded a week before each
+    (endline scores per arm, baseline and usage coverage, the MDES the data now
+    supports) and the same checks on the data now."""
+    from datetime import timedelta
+
+    from experiments.registry import get_experiment, registered_protocol
+    from experiments.runs.scheduler import due_runs
+    from experiments.runs.sufficiency import CHECKED_ANALYSES, check_data, recorded_checks
+    from experiments.settings import Settings
+
+    settings = Settings()
+    engine = _engine()
+    now = settings.now()
+    try:
+        record = get_experiment(engine, experiment)
+        protocol = registered_protocol(engine, experiment).protocol
+    except RegistryError as exc:
+        raise _fail(exc.reason) from None
+    horizon = now + timedelta(days=3660)
+    coming = [r for r in due_runs(engine, horizon)
+              if r.experiment_id == experiment and r.due_at > now
+              and r.analysis in CHECKED_ANALYSES] if record.state not in {
+                  "draft", "closed"} else []
+    recorded = recorded_checks(engine, experiment, since=now)
+    live = (check_data(settings, engine, protocol, coming[0].analysis, now, coming[0].due_at)
+            if coming else None)
+    if as_json:
+        typer.echo(json.dumps({
+            "experiment": experiment, "state": record.state, "now": now.isoformat(),
+            "next_analyses": [{"analysis": r.analysis, "due_at": r.due_at.isoformat()}
+                              for r in coming],
+            "recorded_checks": [r.to_json() for r in recorded],
+            "checks_now": None if live is None else live.to_json(),
+        }, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"experiment: {experiment}")
+    typer.echo(f"state: {record.state}")
+    typer.echo("next analyses:" if coming else "next analyses: none (interim or final)")
+    for run in coming:
+        typer.echo(f"  {run.analysis} due {run.due_at.isoformat()}")
+    for report in recorded:
+        due = report.due_at.isoformat() if report.due_at else "?"
+        typer.echo(f"data checks recorded {report.checked_at.isoformat()} for the "
+                   f"{report.analysis} due {due}: {report.status.upper()}")
+        for check in report.checks:
+            typer.echo(f"  [{check.status}] {check.message('en')}")
+    if live is not None:
+        typer.echo(f"data checks now ({now.isoformat()}) for the {live.analysis} due "
+                   f"{coming[0].due_at.isoformat()}: {live.status.upper()}")
+        for check in live.checks:
+            typer.echo(f"  [{check.status}] {check.message('en')}")
 
 
 @app.command("export")

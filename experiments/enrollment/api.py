@@ -93,7 +93,7 @@ from experiments.refusals import install_refusals
 from experiments.registry import ExperimentRow
 from experiments.settings import Settings
 from ingest.contract import PSEUDONYM_PATTERN
-from ingest.pseudonym import pseudonymise
+from ingest.pseudonym import check_pseudonym_key, pseudonymise
 
 __all__ = [
     "AssignmentRequest",
@@ -516,6 +516,7 @@ def post_assignments(
         raise HTTPException(409, "this experiment randomises classes: read GET "
                                  f"/v1/experiments/{experiment_id}/enrollments")
     key = context.pseudonym_key()
+    check_pseudonym_key(context.engine, experiment_id, key)
     keys = {learner: pseudonymise(key, experiment_id, learner) for learner in body.learner_ids}
     found = learner_statuses(context.engine, experiment_id, keys.values())
     treated = set(design.treatment_arms)

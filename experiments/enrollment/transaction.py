@@ -495,10 +495,11 @@ def _enroll_pupil_rows(
     session: Session, design: EnrollmentDesign, pupils: PupilsFile, key: bytes,
     outcome: LearnerOutcome, *, now: datetime, actor: str,
 ) -> None:
-    from ingest.pseudonym import pseudonymise
+    from ingest.pseudonym import check_pseudonym_key, pseudonymise
 
     enrollments = ENROLLMENTS
     experiment = design.experiment_id
+    check_pseudonym_key(session.connection(), experiment, key)
     _lock_experiment(session, design, now)
     learners = enrolled_rows(session, LEARNERS, "learner_key", experiment)
     classes = enrolled_rows(session, enrollments, "class_id", experiment)

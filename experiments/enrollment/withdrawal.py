@@ -225,10 +225,11 @@ def withdraw(
         )
     learner_key: str | None = None
     if learner_id is not None:
-        from ingest.pseudonym import pseudonymise
+        from ingest.pseudonym import check_pseudonym_key, pseudonymise
 
-        learner_key = pseudonymise(key if key is not None else registry_pseudonym_key(engine),
-                                   design.experiment_id, learner_id)
+        known = key if key is not None else registry_pseudonym_key(engine)
+        check_pseudonym_key(engine, design.experiment_id, known)
+        learner_key = pseudonymise(known, design.experiment_id, learner_id)
     now = now or datetime.now(UTC)
     with Session(engine) as session, session.begin():
         row = enrolled_row(session, ENROLLMENTS, design.experiment_id, "class_id", class_id,
@@ -295,7 +296,7 @@ def withdraw_learner(
     ...                  actor="doc").data_policy
     'remove'
     """
-    from ingest.pseudonym import pseudonymise
+    from ingest.pseudonym import check_pseudonym_key, pseudonymise
 
     if not reason.strip():
         raise EnrollmentError("a withdrawal needs a reason", field="reason")
@@ -305,6 +306,7 @@ def withdraw_learner(
     if not learner_id:
         raise EnrollmentError("learner id: empty", field="learner_id")
     now = now or datetime.now(UTC)
+    check_pseudonym_key(engine, design.experiment_id, key)
     learner_key = pseudonymise(key, design.experiment_id, learner_id)
     with Session(engine) as session, session.begin():
         row = enrolled_row(session, LEARNERS, design.experiment_id, "learner_key",

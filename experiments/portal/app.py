@@ -67,6 +67,7 @@ from experiments.access import (
 from experiments.database import registry_engine
 from experiments.errors import RegistryError
 from experiments.limits import BodyLimits, portal_body_limits
+from experiments.portal.edtech import add_edtech_routes
 from experiments.portal.programmes import add_programme_routes
 from experiments.portal.sign_ins import SignInGuard
 from experiments.portal.text import academie_name, format_date, translate
@@ -81,6 +82,7 @@ from experiments.portal.views import (
 )
 from experiments.refusals import Problem, install_refusals, refusal_response
 from experiments.runs.records import list_runs
+from experiments.runs.sufficiency import recorded_checks
 from experiments.settings import Settings
 
 __all__ = ["SESSION_COOKIE", "create_portal", "describe_verdict"]
@@ -281,6 +283,10 @@ class _Portal:
 
     # pages
 
+    def language(self, request: Request) -> Language:
+        """The caller's language (:func:`language_of`), for routes mounted from elsewhere."""
+        return language_of(request)
+
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> HTMLResponse:
         language = language_of(request)
@@ -392,6 +398,8 @@ def home(request: Request, portal: _State) -> Response:
     role = session.principal.role
     if role == "academie":
         return RedirectResponse("/usages", 303)
+    if role == "edtech":  # issue 17: its console (no more 403 loop)
+        return RedirectResponse("/ressource", 303)
     if role in _READERS:
         return RedirectResponse("/experiences", 303)
     raise _Forbidden()
@@ -477,8 +485,10 @@ def experiment_page(request: Request, portal: _State, experiment_id: str) -> Res
     verdict = summary.verdict
     brief = None if verdict.results is None else report_summary(
         verdict.results, protocol=verdict.protocol, lang=language_of(request))
+    checks = (recorded_checks(portal.registry, experiment_id, since=portal.clock())
+              if session.principal.role in ("researcher", "admin") else [])
     return portal.render(request, "experience.html", experiment=summary, runs=runs,
-                         brief=brief)
+                         brief=brief, checks=checks)
 
 
 def _stored_file(request: Request, portal: _Portal, experiment_id: str, run_id: str,
@@ -573,11 +583,17 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     Examples
     --------
-    >>> import pathlib, tempfile
-    >>> app = create_portal(fresh_settings())
+    >>> from experiments.database import migrate_all
+    >>> settings = fresh_settings()
+    >>> _ = migrate_all(settings)  # `preuve db migrate`: the portal itself never migrates
+    >>> app = create_portal(settings)
     >>> sorted(app.openapi()["paths"])
-    ['/api/experiences', '/api/usages/{experiment_id}']
+    ['/api/experiences', '/api/programmes', '/api/programmes/{programme}', \
+'/api/usages/{experiment_id}']
     """
+    # The portal reads with a read-only database role: it never migrates (no DDL), it
+    # checks that the schemas are current (`preuve db migrate` is the explicit step).
+    settings = settings.model_copy(update={"database_migrate": False})
     portal = _Portal(settings, registry if registry is not None else registry_engine(settings),
                      clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="Preuve portal", docs_url=None, redoc_url=None, openapi_url=None)
@@ -622,6 +638,7 @@ def create_portal(settings: Settings, *, registry: Engine | None = None,
 
     app.include_router(router)
     add_programme_routes(app, portal)  # issue 22: experiments/portal/programmes.py
+    add_edtech_routes(app, portal)  # issue 17: experiments/portal/edtech.py
     return app
 
 

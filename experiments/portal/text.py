@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from analysis.options import Language
+from experiments.portal.edtech_text import EDTECH_TEXT
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 
 __all__ = [
@@ -80,6 +81,12 @@ TEXT: dict[str, dict[str, str]] = {
         "reports": "Rapports et historique",
         "reports_intro": "Chaque analyse produit un nouveau rapport ; un rapport publié n'est jamais modifié.",
         "no_run": "Aucune analyse n'a encore été exécutée.",
+        "checks.title": "Les données suffiront-elles ?",
+        "checks.intro": "Une semaine avant chaque analyse intermédiaire ou finale, Preuve vérifie que les données permettront de l'estimer (seuils : règles propres à Preuve).",
+        "checks.of": "Vérification du {checked} pour l'analyse {analysis} prévue le {due}",
+        "checks.status.ok": "rien à signaler",
+        "checks.status.warning": "attention",
+        "checks.status.blocking": "bloquant",
         "open_report": "Lire le rapport",
         "open_results": "Résultats (JSON)",
         "report_of": "rapport {analysis} n° {sequence} du {date}",
@@ -153,6 +160,14 @@ TEXT: dict[str, dict[str, str]] = {
         "col.cost": "Coût par élève",
         "col.study": "Étude",
         "col.ci": "IC 95 %",
+        "col.verdict_arms": "Verdict par bras (test du protocole)",
+        "col.departement": "Département",
+        "map_switch": "Choix de la carte",
+        "map_by_academie": "Carte par académie",
+        "map_by_departement": "Carte par département",
+        "dmap_caption": "Carte en tuiles : une tuile par département, regroupées par académie, le nombre d'expérimentations inscrit dans chaque tuile. Les mêmes chiffres sont dans le tableau suivant.",
+        "caption_departements": "Expérimentations et élèves par département",
+        "no_departement": "Expérimentations sans département connu (ni dans le protocole, ni par leurs écoles), absentes de cette carte : {ids}.",
     },
     "en": {
         "site": "Preuve — experiments portal",
@@ -215,6 +230,12 @@ TEXT: dict[str, dict[str, str]] = {
         "reports": "Reports and history",
         "reports_intro": "Each analysis produces a new report; a published report is never changed.",
         "no_run": "No analysis has run yet.",
+        "checks.title": "Will the data be enough?",
+        "checks.intro": "A week before each interim or final analysis, Preuve checks that the data will support it (thresholds: Preuve's own rules).",
+        "checks.of": "Check of {checked} for the {analysis} analysis due {due}",
+        "checks.status.ok": "nothing to report",
+        "checks.status.warning": "warning",
+        "checks.status.blocking": "blocking",
         "open_report": "Read the report",
         "open_results": "Results (JSON)",
         "report_of": "{analysis} report no. {sequence} of {date}",
@@ -251,8 +272,57 @@ TEXT: dict[str, dict[str, str]] = {
         "caption_usage": "Active pupils and active minutes per week and per class",
         "home": "Home",
         "footer": "Preuve — evaluating digital learning resources with randomised trials. Only aggregates are published; a cell of fewer than 10 pupils is hidden.",
+        "programmes": "Programmes",
+        "programmes_intro": "Experiments grouped by funding programme: what works, where, at what cost.",
+        "caption_programmes": "Programmes and number of experiments",
+        "programme": "Programme",
+        "programme_intro": "The programme's experiments, by territory, with the evidence synthesis of its closed experiments (aggregates only).",
+        "data_as_of": "Data of the latest final analysis:",
+        "filters": "Filters",
+        "all": "All",
+        "apply_filters": "Filter",
+        "shown": "{shown} experiment(s) shown out of {total}.",
+        "caption_programme": "Experiments of the programme: state, size, effect, evidence, cost",
+        "territories": "Territories",
+        "map_caption": "Tile map: one tile per académie, with its number of experiments written in it. The same figures are in the next table.",
+        "caption_territories": "Experiments and pupils per académie",
+        "syntheses": "Evidence syntheses",
+        "syntheses_intro": "Random-effects meta-analysis (REML, Hartung-Knapp-Sidik-Jonkman interval) of the confirmatory primary effects of closed experiments; fewer than 3 studies: no pooled effect.",
+        "rests_on": "Rests on {k} study(ies) and {pupils} pupils.",
+        "excluded": "Not included (not closed or no final effect):",
+        "pooled": "Pooled effect: g = {g} [95% CI {low}; {high}], that is {months} months of progress; tau² = {tau2}, I² = {i2}%; prediction interval [{pi_low}; {pi_high}].",
+        "side_by_side": "No pooled effect: fewer than 3 studies. The studies are shown side by side.",
+        "no_study": "No closed experiment with a final effect.",
+        "caption_studies": "Studies of the synthesis",
+        "col.programme": "Programme",
+        "col.experiments": "Experiments",
+        "col.closed": "Closed",
+        "col.academie": "Académie",
+        "col.tags": "Kind of resource",
+        "col.units": "Classes",
+        "col.usage": "Usage (active minutes per pupil, share compliant)",
+        "col.learners": "Pupils",
+        "col.pupils_present": "Pupils of the experiments present",
+        "col.g": "Hedges' g",
+        "col.months": "Months of progress",
+        "col.rating": "Evidence rating",
+        "col.cost": "Cost per pupil",
+        "col.study": "Study",
+        "col.ci": "95% CI",
+        "col.verdict_arms": "Verdict per arm (the protocol's test)",
+        "col.departement": "Département",
+        "map_switch": "Choice of map",
+        "map_by_academie": "Map by académie",
+        "map_by_departement": "Map by département",
+        "dmap_caption": "Tile map: one tile per département, grouped by académie, with its number of experiments written in it. The same figures are in the next table.",
+        "caption_departements": "Experiments and pupils per département",
+        "no_departement": "Experiments with no known département (neither in the protocol nor from their schools), absent from this map: {ids}.",
     },
 }
+
+# Issue 17: the EdTech console's and the accessibility and legal pages' words.
+for _language, _words in EDTECH_TEXT.items():
+    TEXT[_language].update(_words)
 
 
 #: How académies are written (protocols name them by slug); others are capitalised.

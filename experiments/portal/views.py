@@ -258,6 +258,26 @@ def _cell(pupils: int, seconds: float) -> UsageCell:
     return UsageCell(pupils, round(seconds / 60.0, 1))
 
 
+def _existing_store(settings: Settings, registry: Engine,
+                    experiment_id: str) -> ExperimentStore | None:
+    """The experiment's store, or None when nothing created it yet (no event arrived and
+    `preuve db migrate` has not run since its registration): no usage to show. Any other
+    problem (a store behind its migrations) is raised."""
+    from experiments.database import is_postgres, store_schema
+
+    if not settings.database_migrate:
+        if is_postgres(settings):
+            with registry.connect() as connection:  # same database, another schema
+                found = connection.execute(
+                    sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+                    {"s": store_schema(experiment_id)}).first()
+            if found is None:
+                return None
+        elif not (settings.state_dir / "stores" / f"{experiment_id}.sqlite").exists():
+            return None
+    return ExperimentStore(settings, experiment_id)
+
+
 def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
                  academie: str | None) -> UsageTable:
     """Active pupils and minutes per week of the classes of ``academie`` (None: all
@@ -272,9 +292,9 @@ def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
     seconds: dict[tuple[str, date], float] = defaultdict(float)
     week_learners: dict[date, set[str]] = defaultdict(set)
     week_seconds: dict[date, float] = defaultdict(float)
-    if wanted:
+    store = _existing_store(settings, registry, experiment_id) if wanted else None
+    if store is not None:
         table = daily_usage_table
-        store = ExperimentStore(settings, experiment_id)
         query = sa.select(table.c.learner_key, table.c.day, table.c.class_id,
                           table.c.active_seconds).where(
             table.c.active_seconds > 0, table.c.class_id.in_(sorted(wanted)))

@@ -11,26 +11,31 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from analysis.multiplicity import Claim, certainty
 from analysis.report.rating import rate_evidence
 from analysis.results import AnalysisResults, Effect, finite
 from analysis.synthesis import StudyEffect, Synthesis, synthesise
 from analysis.usage import ArmUsage
 from experiments.enrollment.assignments import enrolled_classes
+from experiments.protocol.calendar import departement_of_uai
 from experiments.protocol.language import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
 from experiments.runs.records import RunRecord, list_runs
 
 __all__ = [
     "NO_PROGRAMME",
+    "ArmVerdict",
     "PortfolioEntry",
     "SynthesisScope",
+    "arm_verdicts",
     "confirmatory_effect",
     "portfolio_entries",
     "portfolio_syntheses",
@@ -38,6 +43,47 @@ __all__ = [
 
 NO_PROGRAMME = "sans programme"
 """The programme of an experiment whose protocol names none."""
+
+
+@dataclass(frozen=True)
+class ArmVerdict:
+    """The verdict of one treated arm of a final analysis, as the report states it: the
+    claim of the protocol's test (:func:`analysis.multiplicity.certainty`: adjusted for
+    multiplicity and sequential looks), never more."""
+
+    arm: str
+    claim: Claim
+    hedges_g: float | None
+    p: float | None
+    """The p-value the protocol's rule tests (adjusted when a correction applies)."""
+    threshold: float
+
+
+def arm_verdicts(results: AnalysisResults | Mapping[str, Any]) -> tuple[ArmVerdict, ...]:
+    """One verdict per treated arm: the primary ITT effect of each, in the arms' order.
+
+    Examples
+    --------
+    >>> results = {"analysis": "final", "design": {"alpha": 0.05, "arms": ["a", "b", "c"],
+    ...     "multiple_comparisons": "holm"}, "effects": [
+    ...     {"role": "primary", "estimand": "ITT", "contrast": "b vs c", "estimate": 0.4,
+    ...      "hedges_g": 0.04, "p_value": 0.8, "p_adjusted": 0.8},
+    ...     {"role": "primary", "estimand": "ITT", "contrast": "a vs c", "estimate": 6.6,
+    ...      "hedges_g": 0.3, "p_value": 0.043, "p_adjusted": 0.087}]}
+    >>> [(v.arm, v.claim) for v in arm_verdicts(results)]
+    [('a', 'not established'), ('b', 'not established')]
+    """
+    if not isinstance(results, AnalysisResults):
+        results = AnalysisResults.from_json(results)
+    effects = results.effects_where(role="primary", estimand="ITT", whole_sample=True)
+    arms = list(results.design.get("arms", []))
+    effects.sort(key=lambda e: arms.index(e.arm) if e.arm in arms else len(arms))
+    verdicts = []
+    for effect in effects:
+        c = certainty(effect, results)
+        verdicts.append(ArmVerdict(effect.arm, c.claim, finite(effect.hedges_g), c.p,
+                                   c.threshold))
+    return tuple(verdicts)
 
 
 @dataclass(frozen=True)
@@ -50,6 +96,8 @@ class PortfolioEntry:
     programme: str
     academies: tuple[str, ...]
     departements: tuple[str, ...]
+    """The protocol's ``territories.departements``; when it names none, the départements
+    of the enrolled classes' schools (UAI prefixes); empty when neither is known."""
     tags: tuple[str, ...]
     resource_id: str
     resource: str
@@ -65,6 +113,8 @@ class PortfolioEntry:
     """The primary ITT effect of the final analysis (its results read back), when there is
     one."""
     padlocks: int | None
+    verdicts: tuple[ArmVerdict, ...]
+    """Per treated arm of the final analysis, what the protocol's test concludes."""
     usage: tuple[tuple[str, float | None, float | None], ...]
     """Per treatment arm of the final analysis: mean active minutes per pupil and the
     share of pupils meeting the protocol's compliance rule (``None``: not measured or
@@ -132,6 +182,7 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
     enrolled = [c for c in enrolled_classes(registry, experiment_id) if c.status == "enrolled"]
     run = _final_run(list_runs(registry, experiment_id))
     effect = padlocks = None
+    verdicts: tuple[ArmVerdict, ...] = ()
     usage: tuple[tuple[str, float | None, float | None], ...] = ()
     classes = len(enrolled)
     pupils: int | None = sum(c.pupils for c in enrolled) or None
@@ -139,6 +190,7 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
         results = AnalysisResults.from_json(json.loads(run.results_json))
         effect = confirmatory_effect(results)
         padlocks = rate_evidence(results).padlocks
+        verdicts = arm_verdicts(results)
         arms: list[ArmUsage] = list((results.usage or {}).get("arms", []))
         usage = tuple((a.arm, a.mean_active_minutes, a.share_compliant) for a in arms
                       if a.arm != protocol.control_arm.name)
@@ -153,14 +205,16 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
         programme=protocol.programme.name if protocol.programme else NO_PROGRAMME,
         academies=tuple(territories.academies if territories and territories.academies
                         else protocol.population.academies),
-        departements=tuple(territories.departements if territories else ()),
+        departements=tuple(territories.departements if territories and territories.departements
+                           else sorted({departement_of_uai(c.school_uai) for c in enrolled})),
         tags=tuple(protocol.tags), resource_id=protocol.resource.id,
         resource=protocol.resource.name or protocol.resource.id, classes=classes,
         pupils=pupils,
         budget_total=protocol.budget.total if protocol.budget else None,
         cost_per_pupil=protocol.budget.cost_per_pupil if protocol.budget else None,
         funders=tuple((f.name, f.amount) for f in protocol.funders),
-        protocol_sha256=record.current.sha256, effect=effect, padlocks=padlocks, usage=usage,
+        protocol_sha256=record.current.sha256, effect=effect, padlocks=padlocks, verdicts=verdicts,
+        usage=usage,
         run_id=run.run_id if run else None, json_sha256=run.json_sha256 if run else None,
         data_as_of=run.due_at if run else None,
         decision_rule=protocol.decision.rule if protocol.decision else None,

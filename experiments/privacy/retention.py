@@ -543,14 +543,16 @@ def erase_learner(
     RetentionError
         No reason, or an empty id.
     """
-    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+    from ingest.pseudonym import check_pseudonym_key, load_pseudonym_key, pseudonymise
 
     reason = _need_reason(reason)
     if not learner_id.strip():
         raise RetentionError("learner id: empty", field="learner_id")
     registry = registry_engine(settings)
     registered_protocol(registry, experiment_id)  # the experiment must be registered
-    key = pseudonymise(load_pseudonym_key(settings), experiment_id, learner_id.strip())
+    secret = load_pseudonym_key(settings)
+    check_pseudonym_key(registry, experiment_id, secret)
+    key = pseudonymise(secret, experiment_id, learner_id.strip())
     removed = _erase_rows(settings, experiment_id, events_table.c.learner_key == key,
                           daily_usage_table.c.learner_key == key)
     with Session(registry) as session, session.begin():

@@ -306,7 +306,69 @@ def check_protocol(protocol: Protocol) -> list[Finding]:
         *_check_periode_ends(protocol),
         *_check_territories(protocol),
         *_check_funders(protocol),
+        *_check_waves(protocol),
     ]
+
+
+def _school_year_span(school_year: str) -> tuple[date, date]:
+    first = int(school_year[:4])
+    return date(first, 8, 1), date(first + 1, 7, 31)
+
+
+def _check_waves(p: Protocol) -> list[Finding]:
+    """Named waves: unique, in order without overlap, one primary (not the baseline), at
+    most one baseline and before the others; a cohort names its waves, its school years
+    are consecutive and hold every wave."""
+    found: list[Finding] = []
+    waves = p.waves
+    found += _duplicates(("waves",), [w.id for w in waves], "wave")
+    for i, wave in enumerate(waves):
+        if wave.end < wave.start:
+            found.append(Finding(("waves", i, "end"), f"ends ({wave.end}) before it starts "
+                                                      f"({wave.start})"))
+        if i and wave.start <= waves[i - 1].end:
+            found.append(Finding(("waves", i, "start"),
+                                 f"starts ({wave.start}) before the wave before it "
+                                 f"({waves[i - 1].id}) ends ({waves[i - 1].end}): waves are "
+                                 "written in order, without overlap"))
+        if wave.baseline and wave.primary:
+            found.append(Finding(("waves", i, "primary"),
+                                 "the baseline wave cannot be the primary one"))
+        if wave.baseline and i:
+            found.append(Finding(("waves", i, "baseline"),
+                                 "the baseline wave comes first"))
+    if waves and sum(w.primary for w in waves) != 1:
+        found.append(Finding(("waves",), "exactly one wave is primary (primary: true): the "
+                                         f"wave of the confirmatory effect; got "
+                                         f"{sum(w.primary for w in waves)}"))
+    if waves and not any(w.baseline for w in waves):
+        for i, outcome in enumerate(p.outcomes):
+            if outcome.baseline is not None:
+                found.append(Finding(("outcomes", i, "baseline"),
+                                     "a pre-test needs a baseline wave (baseline: true) "
+                                     "among the waves"))
+    cohort = p.cohort
+    if cohort is not None:
+        if not waves:
+            found.append(Finding(("cohort",), "a cohort names its outcome waves (waves:), "
+                                              "e.g. debut-CP, fin-CP, fin-CE1"))
+        years = [int(y[:4]) for y in cohort.school_years]
+        for i, y in enumerate(cohort.school_years):
+            if int(y[5:]) != int(y[:4]) + 1:
+                found.append(Finding(("cohort", "school_years", i),
+                                     f"{y} is not a school year (YYYY-YYYY+1)"))
+            elif i and years[i] != years[i - 1] + 1:
+                found.append(Finding(("cohort", "school_years", i),
+                                     f"{y} does not follow {cohort.school_years[i - 1]}: "
+                                     "the school years of a cohort are consecutive"))
+        first = _school_year_span(cohort.school_years[0])[0]
+        last = _school_year_span(cohort.school_years[-1])[1]
+        for i, wave in enumerate(waves):
+            if not (first <= wave.start and wave.end <= last):
+                found.append(Finding(("waves", i),
+                                     f"{wave.id} ({wave.start} to {wave.end}) lies outside "
+                                     f"the cohort's school years ({first} to {last})"))
+    return found
 
 
 def _check_attributes(p: Protocol) -> list[Finding]:

@@ -51,7 +51,7 @@ from analysis.options import (
     MultipleComparisons,
     UnitLevel,
 )
-from experiments.errors import Problem, ProtocolError
+from experiments.errors import CalendarError, Problem, ProtocolError
 from experiments.protocol import checks
 from experiments.protocol.source import YamlSyntaxError, dump_yaml, format_field, locate, read_yaml
 from experiments.protocol.vocabulary import (
@@ -264,16 +264,92 @@ class Randomisation(_Section):
     seed: int = Field(ge=0, lt=2**63)
 
 
+PeriodeSpan = Annotated[
+    str,
+    _pattern(r"^[1-5](-[1-5])?$", "a période or a span of périodes of one school year "
+             "(2, or 2-4)"),
+]
+SchoolYear = Annotated[
+    str,
+    _pattern(r"^[0-9]{4}-[0-9]{4}$", "a school year written YYYY-YYYY (2027-2028)"),
+]
+
+
 class Period(_Section):
-    """A span of school days, both ends included."""
+    """A span of school days, both ends included: dates, or périodes of a school year
+    (``{periodes: 2-4, school_year: 2027-2028}``), which the loader turns into dates."""
 
     start: SchoolDate
     end: SchoolDate
+    periodes: PeriodeSpan | None = None
+    """Written in périodes: the first and last périodes (``2-4``, or ``3`` for one),
+    resolved per zone of the protocol's académies: ``start`` is the earliest first day of
+    the first période among the zones, ``end`` the latest last day of the last one (a
+    span across zones covers every class's périodes; the report says which were meant)."""
+    school_year: SchoolYear | None = None
+    """The school year of ``periodes``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_periodes(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping) or "periodes" not in data:
+            return data
+        context = info.context if isinstance(info.context, Mapping) else {}
+        academies = context.get("academies")
+        if academies is None:  # a stored protocol read back: its dates were resolved then
+            return data
+        if not isinstance(data.get("periodes"), str) or not isinstance(
+                data.get("school_year"), str):
+            raise ValueError("periodes (e.g. 2-4) and school_year (e.g. 2027-2028) go "
+                             "together, both as text")
+        first, _, last = data["periodes"].partition("-")
+        from experiments.protocol.calendar import official_calendar, zones_of
+
+        try:
+            zones = zones_of(academies)
+            calendar = official_calendar()
+            start = min(calendar.periode(data["school_year"], int(first), z).start
+                        for z in zones)
+            end = max(calendar.periode(data["school_year"], int(last or first), z).end
+                      for z in zones)
+        except (CalendarError, ValueError) as exc:
+            raise ValueError(f"périodes {data['periodes']} of {data['school_year']}: "
+                             f"{getattr(exc, 'reason', exc)}") from None
+        for name, resolved in (("start", start), ("end", end)):
+            given = data.get(name)
+            if given is not None and str(given) != resolved.isoformat():
+                raise ValueError(f"{name} {given} is not the {name} of périodes "
+                                 f"{data['periodes']} of {data['school_year']} "
+                                 f"({resolved.isoformat()}): give dates or périodes")
+        return {**data, "start": start, "end": end}
 
     @model_validator(mode="after")
     def _meaning(self) -> Period:
         checks.raise_findings(checks.check_period(self))
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_periodes(self, handler: SerializerFunctionWrapHandler
+                                 ) -> dict[str, Any]:
+        # Left out when the period is written in dates, so that the canonical JSON (and the
+        # SHA-256) of protocols written before périodes does not change.
+        dumped: dict[str, Any] = handler(self)
+        for name in ("periodes", "school_year"):
+            if dumped.get(name) is None:
+                dumped.pop(name, None)
+        return dumped
+
+    def describe(self, lang: str = "fr") -> str:
+        """The period as the protocol wrote it: périodes with their dates, or dates."""
+        if self.periodes is None:
+            return (f"du {self.start} au {self.end}" if lang == "fr"
+                    else f"from {self.start} to {self.end}")
+        first, _, last = self.periodes.partition("-")
+        if lang == "fr":
+            span = f"période {first}" if not last else f"périodes {first} à {last}"
+            return f"{span} de {self.school_year} (du {self.start} au {self.end})"
+        span = f"période {first}" if not last else f"périodes {first} to {last}"
+        return f"{span} of {self.school_year} (from {self.start} to {self.end})"
 
 
 class Periods(_Section):
@@ -621,6 +697,38 @@ class Funder(_Section):
     """Euros committed to this experiment (treatment and evaluation)."""
 
 
+WaveId = Annotated[
+    str,
+    _pattern(r"^[A-Za-z][A-Za-z0-9-]{0,31}$",
+             "a wave name (letters, digits and dashes, e.g. debut-CP, fin-CE1)"),
+]
+
+
+class Wave(_Section):
+    """A named outcome wave: the scores taken between ``start`` and ``end`` (school days,
+    both included). Without ``waves:`` a protocol has two, from its periods: ``baseline``
+    (before the intervention) and ``endline`` (after it)."""
+
+    id: WaveId
+    start: SchoolDate
+    end: SchoolDate
+    baseline: bool = False
+    """The pre-test wave: its scores are the covariates named by ``outcomes[].baseline``."""
+    primary: bool = False
+    """The wave of the confirmatory effect (exactly one); the effects at the other waves
+    are secondary, adjusted for multiplicity like secondary outcomes."""
+    label: Text | None = None
+
+
+class Cohort(_Section):
+    """Pupils followed over several school years: next year's classes of the pupils are
+    enrolled for the same experiment (``preuve enroll EXPERIMENT FILE --follow``), each
+    pupil keeping the arm of the class randomised (intention to treat)."""
+
+    school_years: list[SchoolYear] = Field(min_length=2)
+    """The school years followed, consecutive (``[2027-2028, 2028-2029]``)."""
+
+
 class Decision(_Section):
     """The post-experiment step: who decides what, when, on which rule."""
 
@@ -667,6 +775,10 @@ class Protocol(_Section):
     funders: list[Funder] = []
     tags: list[Tag] = []
     """Kinds of resource, for syntheses across experiments ("lecture", "cycle 2")."""
+    waves: list[Wave] = []
+    """Named outcome waves (a cohort over school years: ``debut-CP``, ``fin-CP``,
+    ``fin-CE1``); absent, the two waves come from the periods."""
+    cohort: Cohort | None = None
 
     @field_validator("arms")
     @classmethod
@@ -694,6 +806,28 @@ class Protocol(_Section):
     def primary_outcome(self) -> Outcome:
         """The primary outcome (validation guarantees there is exactly one)."""
         return next(o for o in self.outcomes if o.primary)
+
+    @property
+    def primary_wave(self) -> Wave | None:
+        """The wave of the confirmatory effect, when the protocol names its waves."""
+        return next((w for w in self.waves if w.primary), None)
+
+    @property
+    def baseline_wave(self) -> Wave | None:
+        """The pre-test wave, when the protocol names its waves and has one."""
+        return next((w for w in self.waves if w.baseline), None)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_cohort(self, handler: SerializerFunctionWrapHandler
+                               ) -> dict[str, Any]:
+        # Waves and cohorts came after the first registered protocols: left out of the
+        # dump when absent, so that their canonical JSON (and SHA-256) does not change.
+        dumped: dict[str, Any] = handler(self)
+        if not dumped.get("waves"):
+            dumped.pop("waves", None)
+        if dumped.get("cohort") is None:
+            dumped.pop("cohort", None)
+        return dumped
 
     def canonical_json(self) -> str:
         """The JSON the hash is computed on (defaults filled, keys sorted, compact)."""
@@ -746,6 +880,17 @@ def load_protocol(path: str | Path, *,
     return parse_protocol(text, name, programmes=programmes)
 
 
+def _academies_of(plain: Any) -> tuple[str, ...]:
+    """The académies a document names (``population.academies``), read before validation
+    so that periods written in périodes resolve per zone; () when absent or malformed (the
+    validation of ``population`` reports it)."""
+    population = plain.get("population") if isinstance(plain, Mapping) else None
+    academies = population.get("academies") if isinstance(population, Mapping) else None
+    if not isinstance(academies, list) or not all(isinstance(a, str) for a in academies):
+        return ()
+    return tuple(academies)
+
+
 def parse_protocol(text: str, path: str = "<protocol>", *,
                    programmes: Sequence[str] | None = PROGRAMMES) -> Protocol:
     """Validate protocol YAML text; ``path`` names it in the problems.
@@ -761,7 +906,8 @@ def parse_protocol(text: str, path: str = "<protocol>", *,
         problem = Problem(path, exc.line, exc.col, "", exc.message)
         raise ProtocolError(str(problem), problems=[problem]) from None
     try:
-        return Protocol.model_validate(plain, context={"programmes": programmes})
+        return Protocol.model_validate(plain, context={"programmes": programmes,
+                                                       "academies": _academies_of(plain)})
     except ValidationError as exc:
         problems = _problems(exc, tree, path)
         reason = "\n".join(str(p) for p in problems)

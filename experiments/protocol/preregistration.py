@@ -136,7 +136,7 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
         lines.append(f"- Inscriptions du {p.enrollment.opens} au {p.enrollment.closes}.")
     for name, period in p.periods.ordered():
         if period is not None:
-            lines.append(f"- Période `{name}` : du {period.start} au {period.end}.")
+            lines.append(f"- Période `{name}` : {period.describe('fr')}.")
     if p.power is not None:
         pw, report = p.power, protocol_power(p)
         head = report.headline.result

@@ -96,6 +96,8 @@ from analysis.inputs import (
 )
 from experiments.access import record_audit
 from experiments.enrollment.assignments import enrolled_classes, enrolled_learners
+from experiments.enrollment.followup import followed_units
+from experiments.enrollment.tables import MIXED_ARM
 from experiments.enrollment.transaction import EnrolledClass, EnrolledLearner
 from experiments.enrollment.withdrawal import withdrawn_pupil_keys
 from experiments.errors import StoreError
@@ -295,6 +297,7 @@ def write_analysis_files(
     protocol: Protocol,
     directory: Path,
     cutoff: datetime | None = None,
+    wave: str | None = None,
 ) -> AnalysisFiles:
     """Write ``units.csv``, ``outcomes.csv`` and ``usage.csv`` of an experiment.
 
@@ -312,6 +315,10 @@ def write_analysis_files(
         The data's date (a scheduled run's due time, timezone-aware): only what occurred
         and was stored by then, enrollments and withdrawals as they were then (see the
         module's docstring). None reads everything.
+    wave
+        With named waves (``waves:``), the wave written as ``endline`` (default: the
+        primary wave); the baseline wave is written as ``baseline``, the other waves are
+        left out. Without named waves the two waves come from the periods.
 
     Returns
     -------
@@ -330,14 +337,19 @@ def write_analysis_files(
         def unit_for(learner: str, class_id: str) -> str | None:
             return learner if learner in pupil_keys else None
     else:
-        classes = enrolled_classes(registry, protocol.id, as_of=cutoff)
+        # Follow-up classes of a cohort (arm MIXED_ARM) are not units: their pupils keep
+        # the unit of the class randomised (experiments.enrollment.followup).
+        classes = [c for c in enrolled_classes(registry, protocol.id, as_of=cutoff)
+                   if c.arm != MIXED_ARM]
         if not classes:
             raise StoreError(f"{protocol.id}: no class is enrolled yet; nothing to analyse",
                              field="enrollments")
         unit_rows, unit_of = _unit_rows(protocol, classes)
+        followed = (followed_units(registry, protocol.id, as_of=cutoff)
+                    if protocol.cohort is not None else {})
 
         def unit_for(learner: str, class_id: str) -> str | None:
-            return unit_of.get(class_id)
+            return followed.get(learner) or unit_of.get(class_id)
     named = set(protocol.randomisation.strata) | set(protocol.analysis.subgroups)
     attributes = sorted(({k for r in unit_rows for k in r} | named) - set(_UNIT_COLUMNS))
     measures = sorted({o.id for o in protocol.outcomes}
@@ -388,18 +400,23 @@ def write_analysis_files(
     seen: set[tuple[str, str, str]] = set()
     outcome_rows: list[dict[str, str]] = []
     ignored = 0
+    endline_wave = wave or (protocol.primary_wave.id if protocol.primary_wave else None)
     for learner, class_id, measure, occurred_at, score in assessments:
         day = _school_day(occurred_at)
-        wave = ("baseline" if day < intervention.start
-                else "endline" if day > intervention.end else None)
+        at_wave = _wave_of(protocol, day)
         unit_id = None if learner in removed else unit_for(learner, class_id)
-        if wave is None or unit_id is None or (learner, measure, wave) in seen:
+        if at_wave is None or unit_id is None or (learner, measure, at_wave) in seen:
             ignored += 1
             continue
-        seen.add((learner, measure, wave))
+        seen.add((learner, measure, at_wave))
         unit_id = learner_unit.setdefault(learner, unit_id)
+        written = at_wave if not protocol.waves else (
+            "baseline" if at_wave == "baseline" else "endline" if at_wave == endline_wave
+            else None)
+        if written is None:
+            continue  # another named wave: the analysis of that wave writes it
         outcome_rows.append({"learner_id": learner, "unit_id": unit_id, "measure": measure,
-                             "wave": wave, "score": repr(float(score))})
+                             "wave": written, "score": repr(float(score))})
 
     weekly: dict[tuple[str, str, str], float] = defaultdict(float)
     for learner, class_id, day, seconds in daily:
@@ -426,6 +443,20 @@ def write_analysis_files(
                 "store (%d events)", protocol.id, len(unit_rows), len(outcome_rows),
                 len(usage_rows), watermark.stored_events)
     return files
+
+
+def _wave_of(protocol: Protocol, day: date) -> str | None:
+    """The wave of a score taken on ``day``: with named waves, the one whose window holds
+    it (``baseline`` for the baseline wave); without, ``baseline`` before the intervention
+    and ``endline`` after it; None during the intervention or between windows."""
+    if protocol.waves:
+        for named in protocol.waves:
+            if named.start <= day <= named.end:
+                return "baseline" if named.baseline else named.id
+        return None
+    intervention = protocol.periods.intervention
+    return ("baseline" if day < intervention.start
+            else "endline" if day > intervention.end else None)
 
 
 def _daily_usage_by(connection: Any, protocol: Protocol, cutoff: datetime
@@ -486,7 +517,7 @@ def _outcome_records(scored: Sequence[Any], protocol: Protocol) -> list[tuple[An
 
 def read_analysis_inputs(
     settings: Settings, registry: Engine, protocol: Protocol, directory: Path,
-    cutoff: datetime | None = None,
+    cutoff: datetime | None = None, wave: str | None = None,
 ) -> AnalysisInputs:
     """Write the offline files of an experiment (:func:`write_analysis_files`) and check
     their content with :mod:`analysis.inputs`, as ``preuve analyze`` would, from the
@@ -501,7 +532,7 @@ def read_analysis_inputs(
     StoreError
         No class (or, learner-randomised, no pupil) is enrolled yet.
     """
-    files = write_analysis_files(settings, registry, protocol, directory, cutoff)
+    files = write_analysis_files(settings, registry, protocol, directory, cutoff, wave)
     tables = files.tables
     assert tables is not None
     plan = plan_from_protocol(protocol)
@@ -554,8 +585,9 @@ def _imported_results(store: ExperimentStore, protocol: Protocol
     intervention = protocol.periods.intervention
     latest: dict[tuple[str, str, str], _Imported] = {}
     for event_id, learner, measure, occurred_at, score, extensions in rows:
-        wave = str((extensions or {}).get("wave") or (
-            "baseline" if _school_day(occurred_at) < intervention.start else "endline"))
+        wave = str((extensions or {}).get("wave") or _wave_of(protocol, _school_day(
+            occurred_at)) or ("baseline" if _school_day(occurred_at) < intervention.start
+                              else "endline"))
         version = int((extensions or {}).get("version", 1))
         known = latest.get((learner, measure, wave))
         if known is None or version > known.version:
@@ -626,13 +658,14 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
         already imported with another score and no ``correct``; ``correct`` without a
         valid reason (the message names the file, line and field). Nothing is stored.
     """
-    from ingest.pseudonym import load_pseudonym_key, pseudonymise
+    from ingest.pseudonym import check_pseudonym_key, load_pseudonym_key, pseudonymise
 
     if correct:
         problem = _correction_reason_problem(reason)
         if problem is not None:
             raise StoreError(f"{path}: {problem}", path=str(path), field="reason")
     key = load_pseudonym_key(settings)
+    check_pseudonym_key(registry, protocol.id, key)
     classes = {c.class_id: c for c in enrolled_classes(registry, protocol.id)}
     measures = {o.id for o in protocol.outcomes} | {
         o.baseline for o in protocol.outcomes if o.baseline}
@@ -664,7 +697,12 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
             if row["measure"] not in measures:
                 raise refuse("measure", f"must be one of {sorted(measures)}")
             wave = row["wave"]
-            if wave not in ("baseline", "endline"):
+            named = next((w for w in protocol.waves
+                          if w.id == wave or (w.baseline and wave == "baseline")), None)
+            if protocol.waves and named is None:
+                raise refuse("wave", "must be one of the protocol's waves: "
+                             + ", ".join(w.id for w in protocol.waves))
+            if not protocol.waves and wave not in ("baseline", "endline"):
                 raise refuse("wave", "must be 'baseline' or 'endline'")
             try:
                 score = float(row["score"])
@@ -672,10 +710,15 @@ def import_outcomes(settings: Settings, registry: Engine, protocol: Protocol, pa
                 raise refuse("score", "must be a number") from None
             try:
                 day = (date.fromisoformat(row["assessed_on"]) if row.get("assessed_on")
-                       else _wave_day(protocol, wave))
+                       else named.start if named is not None else _wave_day(protocol, wave))
             except ValueError:
                 raise refuse("assessed_on", "must be a date YYYY-MM-DD") from None
-            if (wave == "baseline") != (day < intervention.start) or (
+            if named is not None:
+                if not named.start <= day <= named.end:
+                    raise refuse("assessed_on", f"outside the window of wave {named.id} "
+                                 f"({named.start} to {named.end})")
+                wave = "baseline" if named.baseline else named.id
+            elif (wave == "baseline") != (day < intervention.start) or (
                     wave == "endline" and day <= intervention.end):
                 raise refuse("assessed_on", f"outside the {wave} window of the protocol's "
                              "periods")

@@ -60,7 +60,7 @@ from analysis.report.context import (
     usage_context_from_frames,
 )
 from analysis.report.document import write_html
-from analysis.results import to_json_dict, write_json
+from analysis.results import to_json_dict
 from analysis.run import run_analysis
 from analysis.sequential import SequentialLook, sequential_look
 from experiments.database import insert_for
@@ -75,6 +75,7 @@ from experiments.runs.scheduler import (
     ensure_request_topic,
     utc,
 )
+from experiments.runs.waves import wave_effects
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, events_table
 
@@ -400,14 +401,23 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
                                    "assessments_as_usage": inputs.files.assessments_as_usage,
                                    "kafka": offsets}
             context = _report_context(registry, request, inputs.files, values, started)
-            context = dataclasses.replace(context, periode=_periode_of(protocol, request))
+            # Named waves (a cohort over school years): the effect at each of them.
+            waves = wave_effects(settings, registry, protocol, Path(private),
+                                 utc(request.due_at), results, request.analysis)
+            context = dataclasses.replace(context, periode=_periode_of(protocol, request),
+                                          waves=tuple(w.to_json() for w in waves))
     if results is not None:
         folder = report_dir(settings, request.experiment_id, request.analysis)
         folder.mkdir(parents=True, exist_ok=True)
         json_path, html_path = folder / f"{run_id}.json", folder / f"{run_id}.html"
-        values["results_json"] = json.dumps(to_json_dict(results), ensure_ascii=False,
+        payload = to_json_dict(results)
+        if context is not None and context.waves:
+            payload["waves"] = list(context.waves)
+        values["results_json"] = json.dumps(payload, ensure_ascii=False,
                                             allow_nan=False, sort_keys=True)
-        values["json_sha256"] = _create(json_path, lambda p: write_json(results, p))
+        values["json_sha256"] = _create(json_path, lambda p: p.write_text(
+            json.dumps(payload, ensure_ascii=False, indent=2, allow_nan=False) + "\n",
+            encoding="utf-8"))
         values["html_sha256"] = _create(
             html_path, lambda p: write_html(results, p, protocol=protocol, context=context)
         )
@@ -463,7 +473,12 @@ def reproduce_run(settings: Settings, record: RunRecord, registry: Engine | None
         results = run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage,
                                analysis=record.analysis,
                                sequential=_look(protocol, record.analysis, record.due_at))
-    plain: dict[str, Any] = json.loads(json.dumps(to_json_dict(results), ensure_ascii=False,
+        payload = to_json_dict(results)
+        waves = wave_effects(settings, registry, protocol, Path(private), utc(record.due_at),
+                             results, record.analysis)
+        if waves:
+            payload["waves"] = [w.to_json() for w in waves]
+    plain: dict[str, Any] = json.loads(json.dumps(payload, ensure_ascii=False,
                                                   allow_nan=False, sort_keys=True))
     return plain
 

@@ -83,6 +83,7 @@ from experiments.protocol.calendar import periode_day, periode_days
 from experiments.protocol.language import Protocol, ScheduleEntry
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
+from experiments.runs.sufficiency import check_upcoming
 from experiments.settings import Settings
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "run_scheduler",
     "scheduled_runs_table",
     "tick",
+    "upcoming_runs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -551,6 +553,10 @@ class TickReport:
     """Claims of a dead scheduler published again."""
     purged: int = 0
     """Experiments whose row-level data this look purged (retention over)."""
+    checked: int = 0
+    """Interim and final runs whose data this look checked (:mod:`experiments.runs.sufficiency`)."""
+    alerts: int = 0
+    """Of those, the checks that found the data may not support the analysis."""
 
 
 def _scheduler_id() -> str:
@@ -589,8 +595,21 @@ def tick(settings: Settings, engine: Engine, producer: Any, now: datetime) -> Ti
 
         today = now.astimezone(SCHOOL_TIMEZONE).date()
         purged = len(purge_expired(settings, actor=_SCHEDULER_ACTOR, today=today))
+    checks = check_upcoming(settings, engine, upcoming_runs(engine, now, settings), now,
+                            _SCHEDULER_ACTOR)
     return TickReport(due=len(runs), claimed=published, republished=republished,
-                      purged=purged)
+                      purged=purged, checked=len(checks),
+                      alerts=sum(r.status != "ok" for r in checks))
+
+
+def upcoming_runs(engine: Engine, now: datetime, settings: Settings) -> list[ScheduledRun]:
+    """Runs that fall due after ``now`` and within ``settings.scheduler.sufficiency_lead_days``
+    (none when it is 0), under the protocol version in force now."""
+    lead = timedelta(days=settings.scheduler.sufficiency_lead_days)
+    if lead <= timedelta(0):
+        return []
+    now = utc(now)
+    return [run for run in due_runs(engine, now + lead) if run.due_at > now]
 
 
 def run_scheduler(

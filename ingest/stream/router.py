@@ -12,6 +12,7 @@ enrollment table; it returns what happened to each record.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from ingest.contract import EnrollmentMessage, UsageEvent, parse_event
 from ingest.errors import EventRejected
 from ingest.gates import before_first_period, in_the_future, other_school
 from ingest.kafka.topics import resource_of_topic
-from ingest.pseudonym import pseudonymise
+from ingest.pseudonym import check_pseudonym_key, pseudonymise
 from ingest.stream.parking import ParkedEvent, park
 
 __all__ = [
@@ -85,16 +86,27 @@ class DeadLetter:
     reason: str
     field: str | None
     event_id: str | None
+    code: str = "contract"
+    """Why, as a code of :data:`ingest.deadletters.REASON_CODES` (the dead-letter index)."""
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers carrying the reason (the value stays the original bytes)."""
         source = f"{self.record.topic}/{self.record.partition}/{self.record.offset}"
-        headers = [("preuve.reason", self.reason.encode()), ("preuve.source", source.encode())]
+        headers = [("preuve.reason", self.reason.encode()), ("preuve.source", source.encode()),
+                   ("preuve.code", self.code.encode())]
         if self.field:
             headers.append(("preuve.field", self.field.encode()))
         if self.event_id:
             headers.append(("preuve.event_id", self.event_id.encode()))
         return headers
+
+
+def _contract_code(value: bytes) -> str:
+    """``not_json`` for a record that is not a JSON object, else ``contract``."""
+    try:
+        return "contract" if isinstance(json.loads(value), dict) else "not_json"
+    except ValueError:  # UnicodeDecodeError included
+        return "not_json"
 
 
 @dataclass
@@ -138,6 +150,7 @@ class EventRouter:
         self._rules: dict[str, UsageRule] = {}
         self._topic_resources: dict[str, str | None] = {}
         self._first_days: dict[str, date | None] = {}
+        self._keyed: set[str] = set()  # experiments whose recorded key id is this key's
         if settings.simulated_now is not None:
             logger.warning("simulated clock: events are dated against %s, not the system "
                            "clock (settings.simulated_now; never in production)",
@@ -156,7 +169,7 @@ class EventRouter:
             store = self._stores[experiment_id] = ExperimentStore(self.settings, experiment_id)
         return store
 
-    def _topic_resource(self, topic: str) -> str | None:
+    def topic_resource(self, topic: str) -> str | None:
         """The resource whose own topic this is (None: ``preuve.events``, any resource)."""
         try:
             return self._topic_resources[topic]
@@ -198,22 +211,22 @@ class EventRouter:
             try:
                 event = parse_event(record.value)
             except EventRejected as rejected:
-                prepared.outcome.dead.append(
-                    DeadLetter(record, rejected.reason, rejected.field, rejected.event_id)
-                )
+                prepared.outcome.dead.append(DeadLetter(
+                    record, rejected.reason, rejected.field, rejected.event_id,
+                    _contract_code(record.value)))
                 continue
             future = in_the_future(event.occurred_at, now, self.settings.clock_skew_s)
             if future is not None:
                 prepared.outcome.dead.append(
-                    DeadLetter(record, future, "occurred_at", str(event.event_id)))
+                    DeadLetter(record, future, "occurred_at", str(event.event_id), "future"))
                 continue
             event_id = str(event.event_id)  # normalised: lower case, hyphens
-            own = self._topic_resource(record.topic)
+            own = self.topic_resource(record.topic)
             if own is not None and event.resource_id != own:
                 # An EdTech's own topic carries its own resource's events only.
                 prepared.outcome.dead.append(DeadLetter(
                     record, f"resource_id {event.resource_id!r} is not the resource of topic "
-                    f"{record.topic} ({own!r})", "resource_id", event_id))
+                    f"{record.topic} ({own!r})", "resource_id", event_id, "other_resource"))
                 continue
             if event_id in seen:  # the same event twice in one batch
                 prepared.outcome.duplicates += 1
@@ -228,7 +241,9 @@ class EventRouter:
                 continue
             gate = self._gate(event, enrollment)
             if gate is not None:
-                prepared.outcome.dead.append(DeadLetter(record, gate[1], gate[0], event_id))
+                prepared.outcome.dead.append(DeadLetter(
+                    record, gate[1], gate[0], event_id,
+                    "other_school" if gate[0] == "school_uai" else "before_start"))
                 continue
             authority = record_authority(record.topic, record.headers, events_topic)
             routed[enrollment.experiment_id].append(
@@ -281,6 +296,11 @@ class EventRouter:
     def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage,
                 authority: str | None = None) -> StoredEvent:
         rule = self.usage_rule(enrollment.experiment_id)
+        if enrollment.experiment_id not in self._keyed:
+            # Another key than the experiment's would store another pupil: refuse (the
+            # worker stops with the reason) rather than mix two keys' pseudonyms.
+            check_pseudonym_key(self.registry, enrollment.experiment_id, self.pseudonym_key)
+            self._keyed.add(enrollment.experiment_id)
         return StoredEvent(
             event_id=event_id,
             occurred_at=event.occurred_at.astimezone(UTC),

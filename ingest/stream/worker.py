@@ -9,7 +9,8 @@ One loop per process on a plain aiokafka consumer group, with offsets committed 
    experiment's store in one transaction, and the events of classes not enrolled yet
    parked by offset in the registry; meanwhile the next batch is prepared;
 4. send the refused records to the dead-letter topic and wait for the broker's
-   acknowledgement;
+   acknowledgement, then record them in the registry's dead-letter index
+   (:mod:`ingest.deadletters`: what an EdTech reads in the portal and the API);
 5. only then commit, per partition, the offset after the last record of the batch.
 
 A crash between 1 and 5 re-delivers the batch, and the stores skip event ids they
@@ -50,6 +51,15 @@ from experiments.cli.console import start_service
 from experiments.database import registry_engine
 from experiments.enrollment.publishing import registered_enrollments
 from experiments.settings import Settings
+from ingest.deadletters import (
+    DeadLetterRow,
+    forget_old_dead_letters,
+    plain,
+    record_dead_letters,
+    resource_of,
+    safe_payload,
+    split_reason,
+)
 from ingest.kafka import clients
 from ingest.kafka.access import ensure_topics
 from ingest.kafka.principals import WORKER
@@ -63,7 +73,13 @@ from ingest.stream.parking import (
     parked_for_classes,
 )
 from ingest.stream.replay import read_parked
-from ingest.stream.router import BatchOutcome, EventRouter, IngressRecord, PreparedBatch
+from ingest.stream.router import (
+    BatchOutcome,
+    DeadLetter,
+    EventRouter,
+    IngressRecord,
+    PreparedBatch,
+)
 
 __all__ = ["READY_LINE", "StreamWorker", "run_worker"]
 
@@ -248,6 +264,28 @@ class StreamWorker:
                         f"field '{dead.field}': " if dead.field else "", dead.reason)
         for future in pending:
             await future  # the broker has the dead letter before the source is committed
+        if outcome.dead:
+            # Then the index the portal and the API read (idempotent by source: a batch
+            # re-delivered after a crash records its dead letters once).
+            rows = [self._index_row(dead) for dead in outcome.dead]
+            await self._until_written(
+                lambda: record_dead_letters(self.router.registry, rows),
+                "recording dead letters")
+
+    def _index_row(self, dead: DeadLetter) -> DeadLetterRow:
+        """The dead-letter index's row of a refused record: no raw learner id, the
+        payload cut (:func:`ingest.deadletters.safe_payload`)."""
+        record = dead.record
+        payload, decoded = safe_payload(record.value)
+        english, french = split_reason(dead.reason, dead.code, dead.field)
+        return DeadLetterRow(
+            source=f"{record.topic}/{record.partition}/{record.offset}"[:320],
+            resource_id=resource_of(decoded, self.router.topic_resource(record.topic)),
+            code=dead.code, field=dead.field,
+            event_id=dead.event_id if dead.event_id and plain(dead.event_id[:64]) else None,
+            reason_en=english, reason_fr=french, payload=payload,
+            received_at=datetime.now(UTC),
+        )
 
     async def _until_written(
         self, action: Callable[[], T], what: str, executor: ThreadPoolExecutor | None = None
@@ -284,6 +322,11 @@ class StreamWorker:
                     logger.warning("forgot %d parked events older than the ingress retention "
                                    "(%g days): their class was never enrolled", dropped,
                                    self.settings.kafka.ingress_retention_days)
+                # The dead-letter index keeps what the dead-letter topic keeps.
+                await self._until_written(
+                    lambda: forget_old_dead_letters(self.router.registry,
+                                                    datetime.now(UTC) - retention),
+                    "forgetting old dead letters")
 
     async def _replay(self, producer: AIOKafkaProducer) -> None:
         """Route the parked events of classes that this worker now knows as enrolled.

@@ -93,6 +93,12 @@ def gateway(
         ("POST", "/v1/xapi/statements", GenerationMode.POSITIVE),
         ("POST", "/v1/xapi/statements", GenerationMode.NEGATIVE),
         ("GET", "/healthz", GenerationMode.POSITIVE),
+        # Issue 17. Validate-only answers 200 with per-item verdicts whatever the items
+        # (a bad item is a refused verdict, not a 4xx): positive mode only.
+        ("POST", "/v1/events:validate", GenerationMode.POSITIVE),
+        ("POST", "/v1/xapi/statements:validate", GenerationMode.POSITIVE),
+        ("GET", "/v1/resources/{resource_id}/deadletters", GenerationMode.POSITIVE),
+        ("GET", "/v1/resources/{resource_id}/deadletters", GenerationMode.NEGATIVE),
     ],
 )
 def test_no_input_makes_the_gateway_fail(

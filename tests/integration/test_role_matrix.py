@@ -34,6 +34,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka  # noqa: F401
 
+import hashlib
 import json
 import re
 import uuid
@@ -304,6 +305,60 @@ def _sign_out(m: Matrix, caller: str) -> httpx.Response:
     return answer
 
 
+# --- issue 17: validate-only, dead letters, the EdTech console ---------------------------
+
+
+def _validate_event(m: Matrix, caller: str) -> httpx.Response:
+    event = _event(sorted(m.world.treatment_classes)[0])
+    return m.gateway.request("POST", "/v1/events:validate", json=[event],
+                             headers=m.bearer(caller))
+
+
+def _validate_statement(m: Matrix, caller: str) -> httpx.Response:
+    statement = {
+        "actor": {"account": {"homePage": "https://gar.example", "name": "gar-7f3a9c"}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+        "object": {"id": "https://lectio.example/exercises/12"},
+        "context": {"extensions": {CLASS_EXTENSION: sorted(m.world.treatment_classes)[0],
+                                   SCHOOL_EXTENSION: "0780001C",
+                                   RESOURCE_EXTENSION: "lectio"}},
+        "timestamp": "2027-10-04T09:15:00.000Z",
+    }
+    return m.gateway.request("POST", "/v1/xapi/statements:validate", json=[statement],
+                             headers=m.bearer(caller))
+
+
+def _session_csrf(m: Matrix, caller: str) -> str:
+    """The CSRF token of the caller's shared session ("" without one)."""
+    if caller in ("none", "bad", "revoked"):
+        return ""
+    page = m.portal.request("GET", "/connexion", m.sessions[caller]).text
+    found = CSRF.search(page.split('action="/deconnexion"', 1)[-1])
+    return found.group(1) if found else ""
+
+
+def _portal_form(m: Matrix, caller: str, url: str, fields: dict[str, str]) -> httpx.Response:
+    return m.portal.request(
+        "POST", url, m.sessions[caller],
+        content=urlencode({"csrf": _session_csrf(m, caller), **fields}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _create_key(m: Matrix, caller: str) -> httpx.Response:
+    return _portal_form(m, caller, "/ressource/cles", {"label": "role matrix"})
+
+
+def _revoke_key(m: Matrix, caller: str) -> httpx.Response:
+    # A key of the caller's own resource when it is an EdTech (else of lectio): revoking
+    # it must not end the shared session, which signed in with another key.
+    from experiments.access import issue_token
+
+    scope = "scriptum" if caller == "edtech_other" else "lectio"
+    key = issue_token(m.registry, "edtech", scope, "to revoke")
+    prefix = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return _portal_form(m, caller, "/ressource/cles/revocation", {"cle": prefix})
+
+
 PUBLIC = codes("200 200 200 | 200 200 | 200 200 | 200 200 | 200 200 | 200 | 200")
 
 #                                   none bad revk| res res'| aca aca'| edt edt'| ass ass'| off| adm
@@ -338,6 +393,18 @@ GATEWAY: dict[tuple[str, str], Row] = {
         write="enrollment.withdraw"),
     ("POST", "/v1/experiments/{experiment_id}/corrections"): Row(
         codes("401 401 401 | 403 403 | 409 409 | 403 403 | 403 403 | 403 | 409"), _post_correction),
+    # Issue 17. Validate-only: whoever may send gets verdicts (another resource's item is
+    # a refused verdict, 200), nothing is written.
+    ("POST", "/v1/events:validate"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 200 200 | 200 200 | 403 | 200"),
+        _validate_event),
+    ("POST", "/v1/xapi/statements:validate"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 200 200 | 200 200 | 403 | 200"),
+        _validate_statement),
+    # Another resource's dead letters: the 404 of an unknown resource.
+    ("GET", "/v1/resources/{resource_id}/deadletters"): Row(
+        codes("401 401 401 | 403 403 | 403 403 | 200 404 | 403 403 | 403 | 200"),
+        _get("gateway", "/v1/resources/lectio/deadletters")),
 }
 
 # Pages send a caller without a valid session to the sign-in form (302); the JSON
@@ -348,7 +415,7 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(PUBLIC, _get("portal", "/healthz")),
     ("GET", "/static/portal.css"): Row(PUBLIC, _get("portal", "/static/portal.css")),
     ("GET", "/"): Row(
-        codes("303 303 303 | 303 303 | 303 303 | 403 403 | 403 403 | 303 | 303"),
+        codes("303 303 303 | 303 303 | 303 303 | 303 303 | 403 403 | 303 | 303"),
         _get("portal", "/")),
     ("GET", "/connexion"): Row(PUBLIC, _get("portal", "/connexion")),
     ("POST", "/connexion"): Row(
@@ -387,6 +454,30 @@ PORTAL: dict[tuple[str, str], Row] = {
     ("GET", "/programmes/{programme}"): Row(
         codes("302 302 302 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
         _get("portal", "/programmes/TNE")),
+    # Their JSON API: aggregates only, narrowed the same way (académies: their territory).
+    ("GET", "/api/programmes"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes")),
+    ("GET", "/api/programmes/{programme}"): Row(
+        codes("401 401 401 | 200 200 | 200 200 | 403 403 | 403 403 | 200 | 200"),
+        _get("portal", "/api/programmes/TNE")),
+    # Issue 17: the EdTech console, its own resource's only; public accessibility pages.
+    ("GET", "/ressource"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 200 200 | 403 403 | 403 | 403"),
+        _get("portal", "/ressource")),
+    ("GET", "/ressource/cles"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 200 200 | 403 403 | 403 | 403"),
+        _get("portal", "/ressource/cles")),
+    ("POST", "/ressource/cles"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 201 201 | 403 403 | 403 | 403"),
+        _create_key, write="token.issue"),
+    # edtech_other revokes a key of its own resource (scriptum): a lectio key answers it
+    # the 404 of an unknown key (test_an_edtech_cannot_revoke_another_resources_key).
+    ("POST", "/ressource/cles/revocation"): Row(
+        codes("302 302 302 | 403 403 | 403 403 | 200 200 | 403 403 | 403 | 403"),
+        _revoke_key, write="token.revoke"),
+    ("GET", "/accessibilite"): Row(PUBLIC, _get("portal", "/accessibilite")),
+    ("GET", "/mentions-legales"): Row(PUBLIC, _get("portal", "/mentions-legales")),
 }
 
 APPS = {"gateway": GATEWAY, "portal": PORTAL}
@@ -447,7 +538,7 @@ def test_route_answers_each_caller_as_declared(
         assert "Traceback" not in text
     if row.write is not None:
         actors = [e.actor for e in matrix.audit(before, row.write)]
-        if answer.status_code < 400:
+        if answer.status_code < 400 and answer.status_code != 302:  # 302: to the sign-in form
             assert actors, f"{method} {path} by {caller}: no {row.write!r} audit entry"
             assert all(a.startswith(("academie:", "admin:", "researcher:", "officer:",
                                      "edtech:", "assessor:")) for a in actors), actors
@@ -580,7 +671,9 @@ class Command:
     control: SCRAM users and ACLs, ``tests/integration/test_kafka_acls.py``); ``service``: a
     long-running service whose HTTP routes are the matrix above; ``sandbox``: a whole
     simulated experiment in a registry and broker of its own (``state_dir/demo/RUN``,
-    ``tests/integration/test_demo.py``); ``registry``: opens the
+    ``tests/integration/test_demo.py``); ``database``: schemas and roles, with the
+    database owner's or a superuser's credentials (``preuve db``, no registry row
+    written; ``tests/integration/test_database_roles.py``); ``registry``: opens the
     registry with the deployment's credentials (administrator), ``audit`` naming the
     entry each write leaves.
     """
@@ -608,6 +701,7 @@ CLI_ACCESS: dict[str, Command] = {
     "protocol amend": Command("registry", "protocol.amendment"),
     "protocol advance": Command("registry", "experiment.transition"),
     "protocol show": Command("registry"),
+    "protocol status": Command("registry"),
     "protocol export": Command("registry"),
     "token issue": Command("registry", "token.issue"),
     "token list": Command("registry"),
@@ -620,6 +714,8 @@ CLI_ACCESS: dict[str, Command] = {
     "programme export": Command("registry"),
     "runs list": Command("registry"),
     "runs reproduce": Command("registry"),
+    "db migrate": Command("database"),
+    "db roles": Command("database"),
 }
 
 
@@ -667,6 +763,7 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "protocol amend": ["protocol", "amend", str(files["amended"]), "--reason",
                            "alpha revu avec le comité"],
         "protocol show": ["protocol", "show", CLI_EXPERIMENT],
+        "protocol status": ["protocol", "status", CLI_EXPERIMENT],
         "protocol export": ["protocol", "export", CLI_EXPERIMENT],
         "protocol advance": ["protocol", "advance", CLI_EXPERIMENT, "enrolling"],
         "enroll": ["enroll", CLI_EXPERIMENT, str(files["classes"]), "--academie", "versailles"],
@@ -822,3 +919,20 @@ def test_tokens_are_stored_hashed_only(matrix: Matrix) -> None:
                         for row in connection.execute(sa.text(f"SELECT * FROM {table}")))
     issued = [t for c, t in matrix.world.tokens.items() if t is not None and c != "bad"]
     assert issued and not [t for t in issued if t in dump]
+
+
+def test_an_edtech_cannot_revoke_another_resources_key(matrix: Matrix) -> None:
+    """Issue 17: a key of another resource is "no such key" (404) in the console, and
+    still works at the gateway afterwards; its hash prefix is not listed either."""
+    from experiments.access import issue_token
+
+    other = issue_token(matrix.registry, "edtech", "scriptum", "not yours")
+    prefix = hashlib.sha256(other.encode()).hexdigest()[:12]
+    assert prefix not in matrix.portal.request("GET", "/ressource/cles",
+                                               matrix.sessions["edtech"]).text
+    answer = _portal_form(matrix, "edtech", "/ressource/cles/revocation", {"cle": prefix})
+    assert answer.status_code == 404
+    still = matrix.gateway.request("POST", "/v1/events:validate",
+                                   json=[{**_event("cp-x"), "resource_id": "scriptum"}],
+                                   headers={"X-API-Key": other})
+    assert still.status_code == 200 and still.json()["valid"] == 1

@@ -44,15 +44,16 @@ class Trial:
     effect: float
     cost: int
     closed: bool = True
+    departements: tuple[str, ...] = ()
 
 
 TRIALS: tuple[Trial, ...] = (
     Trial("tne-lectio-1", "TNE", ("lectio", "Lectio"), ("versailles",), ("lecture", "cycle 2"),
-          0.25, 30000),
+          0.25, 30000, departements=("78", "92")),
     Trial("tne-lectio-2", "TNE", ("lectio", "Lectio"), ("creteil",), ("lecture", "cycle 2"),
-          0.15, 28000),
+          0.15, 28000, departements=("93",)),
     Trial("tne-lectio-3", "TNE", ("lectio", "Lectio"), ("versailles", "creteil"),
-          ("lecture", "cycle 2"), 0.30, 35000),
+          ("lecture", "cycle 2"), 0.30, 35000, departements=("78", "93", "94")),
     Trial("tne-calcul-1", "TNE", ("calculo", "Calculo"), ("creteil",),
           ("mathématiques", "cycle 2"), 0.05, 22000),
     Trial("tne-calcul-2", "TNE", ("calculo", "Calculo"), ("versailles",),
@@ -66,7 +67,9 @@ TRIALS: tuple[Trial, ...] = (
     Trial("p2ia-maths-2", "P2IA", ("numia", "NumIA"), ("creteil", "versailles"),
           ("mathématiques",), 0.12, 42000),
 )
-"""Eight closed experiments in three programmes, and one TNE experiment still running."""
+"""Eight closed experiments in three programmes, and one TNE experiment still running.
+The three Lectio trials name their départements; the others name académies only (and
+enroll no class, so their départements are unknown)."""
 
 FINAL_DAY = date(2028, 6, 30)
 
@@ -77,9 +80,11 @@ def protocol_text(trial: Trial) -> str:
         f"resource: {{id: {trial.resource[0]}, name: \"{trial.resource[1]}\"}}", 1)
     assert f"id: {trial.id}" in text and trial.resource[0] in text
     tags = ", ".join(trial.tags)
+    departements = ", ".join(f'"{d}"' for d in trial.departements)
     return text + (
         f"programme: {{name: {trial.programme}}}\n"
-        f"territories: {{academies: [{', '.join(trial.academies)}]}}\n"
+        f"territories: {{academies: [{', '.join(trial.academies)}], "
+        f"departements: [{departements}]}}\n"
         f"funders:\n  - {{name: \"Banque des Territoires\", amount: {trial.cost}}}\n"
         f"tags: [{tags}]\n"
         "budget:\n  items:\n"

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from kafka.errors import KafkaTimeoutError
 
 from experiments.access import issue_token
-from experiments.database import dispose_engines, registry_engine
+from experiments.database import dispose_engines, migrate_all, registry_engine
 from experiments.portal.app import create_portal
 from experiments.settings import GatewaySettings, PortalSettings, ServerSettings, Settings
 from ingest.gateway import create_app
@@ -86,9 +86,11 @@ class NoProducer:
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
     server = ServerSettings(body_timeout_s=0.2)
-    yield Settings(state_dir=tmp_path / "state", gateway=GatewaySettings(server=server),
-                   simulated_now=SIMULATED_NOW,  # the events of 2027-2028
-                   portal=PortalSettings(server=server))
+    settings = Settings(state_dir=tmp_path / "state", gateway=GatewaySettings(server=server),
+                        simulated_now=SIMULATED_NOW,  # the events of 2027-2028
+                        portal=PortalSettings(server=server))
+    migrate_all(settings)  # `preuve db migrate`: the portal never migrates
+    yield settings
     dispose_engines()
 
 
@@ -248,7 +250,7 @@ def test_the_services_run_uvicorn_with_their_limits(
     try:
         env = {"PREUVE_STATE_DIR": str(tmp_path), "PREUVE_PORTAL__SERVER__MAX_CONNECTIONS": "7",
                "PREUVE_GATEWAY__SERVER__KEEP_ALIVE_S": "3"}
-        for command in (["serve"], ["gateway"]):
+        for command in (["db", "migrate"], ["serve"], ["gateway"]):
             result = CliRunner().invoke(preuve, command, env=env)
             assert result.exit_code == 0, result.output
     finally:

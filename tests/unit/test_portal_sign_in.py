@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from experiments.access import AuditEntry, issue_token
-from experiments.database import dispose_engines, registry_engine
+from experiments.database import dispose_engines, migrate_all, registry_engine
 from experiments.portal.app import SESSION_COOKIE, create_portal
 from experiments.settings import PortalSettings, Settings
 
@@ -52,8 +52,10 @@ def _audit(settings: Settings) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    yield Settings(state_dir=tmp_path, portal=PortalSettings(
+    settings = Settings(state_dir=tmp_path, portal=PortalSettings(
         sign_in_failures=3, sign_in_window_s=300, audit_refusals_per_minute=5))
+    migrate_all(settings)  # `preuve db migrate`: the portal never migrates
+    yield settings
     dispose_engines()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from analysis.report.document import render_report
+from analysis.report.document import render_report, report_summary
 from analysis.report.rating import rate_evidence
 from analysis.report.text import format_number
 from analysis.results import AnalysisResults, Effect
@@ -27,6 +27,7 @@ from experiments.cli.app import app
 from experiments.database import dispose_engines
 from experiments.portfolio.committee import programme_view, render_committee
 from experiments.portfolio.entries import confirmatory_effect, portfolio_entries
+from experiments.portfolio.text import words
 from experiments.settings import Settings
 from tests.support.programmes import TRIALS, ProgrammeWorld, build_programmes
 
@@ -105,11 +106,11 @@ def test_each_row_says_what_the_experiment_report_says(
         assert g in report, f"{experiment}: the report does not show g = {g}"
         assert row[7] == g, (experiment, row)
         assert row[8] == format_number(primary["months_progress"], "fr", signed=True)
-        assert row[9] == f"{rate_evidence(results).padlocks}/5"
+        assert row[10] == f"{rate_evidence(results).padlocks}/5"
         assert row[6] == format_number(sum(primary["n_learners"].values()), "fr")
         assert row[5] == format_number(sum(primary["n_units"].values()), "fr")
         (treated,) = [a for a in results["usage"]["arms"] if a["arm"] == "lectio"]  # type: ignore[index]
-        assert row[10] == (f"lectio : {format_number(treated['mean_active_minutes'], 'fr', 0)} "
+        assert row[11] == (f"lectio : {format_number(treated['mean_active_minutes'], 'fr', 0)} "
                            f"min, {format_number(100 * treated['share_compliant'], 'fr', 0)} "
                            "% assidus"), row
 
@@ -184,3 +185,64 @@ def test_an_unknown_programme_is_refused(world: tuple[Path, ProgrammeWorld],
                            env={"PREUVE_STATE_DIR": str(state)})
     assert result.exit_code == 2
     assert "programme 'TNF': unknown" in result.output
+
+
+def test_each_row_gives_each_arms_verdict_as_its_report(
+        world: tuple[Path, ProgrammeWorld], document: str) -> None:
+    """The verdict column says, per treated arm, what the report concludes from the
+    protocol's test (analysis.multiplicity.certainty), never more."""
+    _, w = world
+    for experiment in TNE_CLOSED:
+        results = w.results[experiment]
+        (arm,) = report_summary(results)["arms"]
+        row = _row(document, experiment)
+        assert row[9].startswith(f"{arm['arm']} : {words('fr', 'claim.' + arm['claim'])}"), row
+        if arm["claim"] not in ("positive", "negative"):
+            assert "établi" not in row[9].replace("non établi", "")
+
+
+def test_the_committee_document_in_english(world: tuple[Path, ProgrammeWorld],
+                                           tmp_path: Path) -> None:
+    state, w = world
+    result = runner.invoke(app, ["programme", "export", "TNE", "--out", str(tmp_path),
+                                 "--lang", "en", "--pdf"], env={"PREUVE_STATE_DIR": str(state)})
+    assert result.exit_code == 0, result.output
+    assert [Path(p).name for p in result.output.splitlines()] == ["comite-tne.en.html",
+                                                                  "comite-tne.en.pdf"]
+    html = (tmp_path / "comite-tne.en.html").read_text(encoding="utf-8")
+    assert '<html lang="en">' in html
+    assert "Programme TNE: what works, where, at what cost" in html
+    assert "Data as of 2028-06-30" in html
+    assert "experiment not closed" in html
+    for french in ("Effet combiné", "Données arrêtées", "expérimentation non close",
+                   "Repose sur"):
+        assert french not in html, french
+    # The same numbers as the French document, written the English way.
+    for experiment in TNE_CLOSED:
+        primary = _effect(w.results[experiment]).to_json()
+        assert primary is not None
+        row = _row(html, experiment)
+        assert row[7] == format_number(primary["hedges_g"], "en", 2, signed=True)
+        assert row[6] == format_number(sum(primary["n_learners"].values()), "en")
+        english = report_summary(w.results[experiment], lang="en")["arms"][0]
+        assert row[9].startswith(f"lectio: {words('en', 'claim.' + english['claim'])}")
+    studies = [study_effect(e, e, _effect(w.results[e])) for e in TNE_CLOSED]
+    pooled = synthesise(studies)
+    assert (f"Pooled effect: g = {format_number(pooled.estimate, 'en', signed=True)} "
+            f"[95% CI {format_number(pooled.ci_low, 'en')}; "
+            f"{format_number(pooled.ci_high, 'en')}]") in html
+    assert (tmp_path / "comite-tne.en.pdf").read_bytes().startswith(b"%PDF-")
+    refused = runner.invoke(app, ["programme", "export", "TNE", "--out", str(tmp_path),
+                                  "--lang", "de"], env={"PREUVE_STATE_DIR": str(state)})
+    assert refused.exit_code == 2 and "--lang: expecting one of" in refused.output
+
+
+def test_the_document_has_the_departement_map_and_its_table(document: str) -> None:
+    assert 'aria-labelledby="dcarte-titre dcarte-desc"' in document
+    table = document.split("Expérimentations et élèves par département")[1].split("</table>")[0]
+    rows = re.findall(r'<th scope="row">([^<]+)</th><td>([^<]+)</td><td class="n">(\d+)</td>',
+                      table)
+    assert [(name, academie, int(n)) for name, academie, n in rows] == [
+        ("Seine-Saint-Denis (93)", "Créteil", 2), ("Val-de-Marne (94)", "Créteil", 1),
+        ("Yvelines (78)", "Versailles", 2), ("Hauts-de-Seine (92)", "Versailles", 1)]
+    assert "Expérimentations sans département connu" in document

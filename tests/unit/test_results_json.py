@@ -62,6 +62,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
 def test_the_json_written_again_is_the_json_read(runs: dict[str, dict[str, Any]]) -> None:
     for name, data in runs.items():
         assert to_json_dict(AnalysisResults.from_json(data)) == data, name
+    # A key the dataclass does not hold (a cohort's ``waves``, experiments.runs.waves) is
+    # kept as read.
+    cohort = {**runs["plain-final"], "waves": [{"wave": "fin-CE1", "estimate": 1.5}]}
+    assert to_json_dict(AnalysisResults.from_json(cohort)) == cohort
 
 
 def test_the_results_read_are_objects(runs: dict[str, dict[str, Any]]) -> None:
