@@ -161,6 +161,14 @@ def analyze(
 
         context = (usage_context_from_files(units, usage, outcomes, arms=plan.arms)
                    if usage else ReportContext())
+        if usage:  # offline files hold active minutes only: the usage level alone
+            import dataclasses
+
+            from analysis.usage import usage_levels_from_files
+
+            context = dataclasses.replace(context, usage_levels=usage_levels_from_files(
+                units, usage, None, arms=plan.arms, control=plan.control,
+                threshold_minutes=plan.min_active_minutes))
         if html_out is not None:
             write_report(results, html_out, protocol=loaded, context=context, lang=lang)
         if pdf_out is not None:

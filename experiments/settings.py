@@ -358,6 +358,13 @@ class Settings(BaseSettings):
         "instead of the system clock. Unset in production; when set, the stream worker logs a "
         "warning at start.",
     )
+    school_calendar_file: Path | None = Field(
+        None,
+        description="A CSV of holidays (zone,name,start,end) added to the official calendar "
+        "of zones A, B and C: Corse and the overseas académies (each its own zone, set by its "
+        "recteur), or a school year newer than the vacances-scolaires-france package's "
+        "(experiments/protocol/calendar.py, SchoolCalendar.with_file).",
+    )
     clock_skew_s: float = Field(
         300.0,
         ge=0,

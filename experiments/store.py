@@ -5,6 +5,20 @@ production (see :mod:`experiments.database`). Writes are idempotent: an event al
 stored (same ``event_id``) is skipped, so that re-delivery after a crash or a re-sent
 batch never stores a second copy. Usage aggregates are updated in the same transaction
 from the rows actually inserted, so they can never count a duplicate.
+
+Active time, as the protocol pre-registers it (``usage.metrics`` of kind ``active_use``:
+verbs and idle timeout), is **not** a running aggregate: :func:`read_active_time` rebuilds
+it from the stored events when it is read (:mod:`analysis.sessions`, the rule). Why not
+incrementally in the worker: a session is a property of a pupil's whole sequence, and
+events arrive late and out of order (a tablet syncing the day after, a re-delivered batch,
+a partition moved in a rebalance); an incremental fold would have to keep each pupil's open
+sessions and rewrite past days whenever an event lands between two others, in the same
+transaction as the insert. Rebuilt from the ``events`` table, the result is exact, the same
+whatever the order of arrival, reproducible for a cut-off (``stored_at``), and exactly once
+because each event is stored once (its ``event_id`` is the key): the worker's exactly-once
+effect carries over with no further state. ``daily_usage.active_seconds`` stays what it
+always was, the sum of the vendors' ``duration_s`` of active events (a cheap running monitor
+of what vendors send); no analysis, report or portal page reads it as active time.
 """
 
 from __future__ import annotations
@@ -14,7 +28,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -25,8 +39,8 @@ from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.settings import Settings
 
 __all__ = [
-    "ExperimentStore", "StagedBatch", "StoredEvent", "WriteResult", "daily_usage_table",
-    "events_table", "stage_events",
+    "ActiveTime", "ExperimentStore", "StagedBatch", "StoredEvent", "WriteResult",
+    "daily_usage_table", "events_table", "read_active_time", "stage_events",
 ]
 
 logger = logging.getLogger(__name__)
@@ -408,3 +422,92 @@ class ExperimentStore:
         """Every stored event id (tests and audits; not for large stores)."""
         with self.engine.connect() as connection:
             return {row[0] for row in connection.execute(sa.select(events_table.c.event_id))}
+
+
+class ActiveTime(NamedTuple):
+    """Active seconds of one pupil on one school day (Paris), with the pupil's class."""
+
+    learner_key: str
+    class_id: str
+    day: date
+    seconds: float
+
+
+def read_active_time(
+    connection: Any,
+    verbs: Sequence[str] | frozenset[str],
+    idle_timeout_s: float,
+    *,
+    first_day: date | None = None,
+    last_day: date | None = None,
+    cutoff: datetime | None = None,
+    class_ids: Sequence[str] | None = None,
+) -> list[ActiveTime]:
+    """Active time per pupil and school day, rebuilt from the stored events with the
+    protocol's idle timeout (:func:`analysis.sessions.active_seconds_by_day`; the module
+    docstring says why it is not a running aggregate).
+
+    Parameters
+    ----------
+    connection
+        A connection to the experiment's store (a read snapshot, when several reads must
+        agree).
+    verbs, idle_timeout_s
+        The protocol's active use: the verbs of its ``active_use`` metrics and their
+        ``idle_timeout_s``.
+    first_day, last_day
+        School days (Paris) to return, inclusive (None: unbounded). Events just outside
+        are read too, since a session may reach over midnight.
+    cutoff
+        Only events that occurred **and** were stored by then (timezone-aware).
+    class_ids
+        Only the events of these classes (None: all).
+
+    Returns
+    -------
+    list of ActiveTime
+        Days with active time, by pupil then day. ``class_id``: the pupil's class in the
+        events of that day (the greatest id, as ``daily_usage`` keeps it), else in any of
+        their events.
+    """
+    # Imported here: the stream worker imports this module and never needs numpy/pandas.
+    from analysis.sessions import active_seconds_by_day
+
+    e = events_table
+    where: list[sa.ColumnElement[bool]] = [e.c.verb.in_(sorted(verbs))]
+    if cutoff is not None:
+        where += [e.c.stored_at <= cutoff, e.c.occurred_at <= cutoff]
+    if first_day is not None:  # a session that ends on first_day started at most here
+        where.append(e.c.occurred_at >= datetime.combine(first_day - timedelta(days=1), time(0),
+                                                         tzinfo=UTC)
+                     - timedelta(seconds=2 * idle_timeout_s))
+    if last_day is not None:  # an event after last_day covers it at most this far back
+        where.append(e.c.occurred_at < datetime.combine(last_day + timedelta(days=2), time(0),
+                                                        tzinfo=UTC)
+                     + timedelta(seconds=idle_timeout_s))
+    if class_ids is not None:
+        where.append(e.c.class_id.in_(sorted(class_ids)))
+    rows = connection.execute(
+        sa.select(e.c.learner_key, e.c.class_id, e.c.occurred_at, e.c.duration_s)
+        .where(*where).order_by(e.c.event_id)  # one order, the same sums every time
+    ).all()
+    learners, moments, durations = [], [], []
+    class_of_day: dict[tuple[str, date], str] = {}
+    class_of: dict[str, str] = {}
+    for learner, class_id, occurred_at, duration in rows:
+        moment = occurred_at.replace(tzinfo=UTC) if occurred_at.tzinfo is None else occurred_at
+        if cutoff is not None and moment > cutoff:  # SQLite compares text: check again
+            continue
+        learners.append(learner)
+        moments.append(moment)
+        durations.append(duration)
+        key = (learner, moment.astimezone(SCHOOL_TIMEZONE).date())
+        class_of_day[key] = max(class_of_day.get(key, class_id), class_id)
+        class_of[learner] = max(class_of.get(learner, class_id), class_id)
+    seconds = active_seconds_by_day(learners, moments, durations, idle_timeout_s=idle_timeout_s)
+    return [
+        ActiveTime(learner, class_of_day.get((learner, day), class_of[learner]), day, total)
+        for (learner, day), total in sorted(seconds.items())
+        if total > 0 and (first_day is None or day >= first_day)
+        and (last_day is None or day <= last_day)
+    ]

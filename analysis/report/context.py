@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.suppression import suppress_count
+from analysis.usage import UsageLevels
 
 __all__ = [
     "Amendment",
@@ -122,6 +123,9 @@ class ReportContext:
     waves: tuple[Mapping[str, Any], ...] = ()
     """The primary outcome's effect at each named wave (cohorts over school years:
     ``experiments.runs.waves``), one mapping per wave × contrast."""
+    usage_levels: UsageLevels | None = None
+    """The three levels of use and the GAR funnel per arm (:func:`analysis.usage.
+    usage_levels`); None: not computed (the report says so)."""
 
 
 def amendments_from_versions(versions: Iterable[Any], up_to: int | None = None

@@ -46,6 +46,7 @@ from analysis.report.figures import (
 )
 from analysis.report.rating import EvidenceRating, rate_evidence
 from analysis.report.text import Text
+from analysis.report.usage_levels import levels_section
 from analysis.results import AnalysisResults, Effect, finite, to_json_dict
 from analysis.suppression import is_suppressed
 from analysis.warning_codes import SUMMARY_MESSAGES, summary_lines
@@ -487,7 +488,10 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
     coverage = []
     if usage:
         coverage += [t("cov_events"), t("cov_login")]
-        if not any(f.learners_logged_in is not None for f in context.funnel):
+        # Logins are measured when the funnel has them, or when the levels of use saw
+        # the resource opened (issue 19: session events were stored).
+        opened = context.usage_levels is not None and context.usage_levels.observed[2]
+        if not opened and not any(f.learners_logged_in is not None for f in context.funnel):
             coverage.append(t("cov_no_login"))
         coverage.append(t("cov_control"))
     else:
@@ -503,7 +507,8 @@ def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
     coverage.extend(context.unobserved)
     return {"funnels": funnels, "rows": rows, "weekly_svg": figure, "figure": fig,
             "coverage": coverage,
-            "present": bool(usage)}
+            "present": bool(usage),
+            "levels": levels_section(context.usage_levels, t, arm_names)}
 
 
 def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],

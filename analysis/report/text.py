@@ -827,3 +827,60 @@ class Text:
         'hors éducation prioritaire'
         """
         return ATTRIBUTE_VALUES[self.lang].get((name, value), value)
+
+
+# --- issue 19: the three levels of use and the GAR funnel (analysis/report/usage_levels.py)
+MESSAGES["fr"].update({
+    "lv_title": "Trois niveaux d'usage : mise à disposition, utilisation, usage",
+    "lv_caption": "Élèves à chaque niveau, par groupe (entonnoir GAR)",
+    "lv_arm": "Groupe", "lv_enrolled": "Élèves inscrits",
+    "lv_assigned": "Ressource affectée (GAR)", "lv_activated": "Licence activée",
+    "lv_opened": "Ressource ouverte", "lv_active": "Usage actif d'au moins {minutes} min",
+    "lv_active_any": "Usage actif",
+    "lv_control": "{arm} (témoin)",
+    "lv_not_observed": "non transmis",
+    "lv_nested": "Chaque niveau compte les élèves qui l'ont atteint ainsi que tous les "
+                 "niveaux au-dessus : affectée ≥ activée ≥ ouverte ≥ usage actif, dans "
+                 "chaque groupe. Le nombre d'élèves inscrits est donné pour l'échelle.",
+    "lv_levels": "Mise à disposition : la ressource affectée à l'élève dans le GAR "
+                 "(resource_assigned), sa licence activée (licence_activated). "
+                 "Utilisation : l'élève a ouvert la ressource (ouverture de session ou "
+                 "activité). Usage : un temps actif sur la période d'intervention d'au "
+                 "moins le seuil d'observance du protocole (sans seuil : au moins une "
+                 "minute active).",
+    "lv_unobserved": "Niveaux absents des données (la ressource ne les transmet pas, ou "
+                     "les fichiers de l'analyse ne les contiennent pas), donc non comptés "
+                     "dans l'emboîtement : {levels}.",
+    "lv_control_note": "Le groupe témoin figure aussi : son exposition à la ressource "
+                       "(affectations, ouvertures, usage) mesure la contamination.",
+    "lv_none": "Les niveaux de mise à disposition et d'utilisation ne sont pas "
+               "disponibles pour cette analyse (fichiers hors ligne sans niveaux).",
+    "lv_rule": "Règle du temps actif : {rule}",
+})
+MESSAGES["en"].update({
+    "lv_title": "Three levels of use: availability, utilisation, usage",
+    "lv_caption": "Pupils at each level, by group (GAR funnel)",
+    "lv_arm": "Group", "lv_enrolled": "Pupils enrolled",
+    "lv_assigned": "Resource assigned (GAR)", "lv_activated": "Licence activated",
+    "lv_opened": "Resource opened", "lv_active": "Active use of at least {minutes} min",
+    "lv_active_any": "Active use",
+    "lv_control": "{arm} (control)",
+    "lv_not_observed": "not sent",
+    "lv_nested": "Each level counts the pupils who reached it and every level above it: "
+                 "assigned ≥ activated ≥ opened ≥ active use, in every group. Pupils "
+                 "enrolled are given for scale.",
+    "lv_levels": "Availability: the resource assigned to the pupil in the GAR "
+                 "(resource_assigned), their licence activated (licence_activated). "
+                 "Utilisation: the pupil opened the resource (a session or an activity). "
+                 "Usage: active time over the intervention period of at least the "
+                 "protocol's compliance threshold (without one: at least one active "
+                 "minute).",
+    "lv_unobserved": "Levels absent from the data (the resource does not send them, or "
+                     "the analysis files do not hold them), hence left out of the nesting: "
+                     "{levels}.",
+    "lv_control_note": "The control group is shown too: its exposure to the resource "
+                       "(assignments, openings, use) measures contamination.",
+    "lv_none": "The availability and utilisation levels are not available for this "
+               "analysis (offline files without levels).",
+    "lv_rule": "Active-time rule: {rule}",
+})

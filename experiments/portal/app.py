@@ -56,6 +56,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from analysis.options import LANGUAGES, Language
 from analysis.report.document import report_summary, summary_sentence
 from analysis.report.text import Text, format_number
+from analysis.usage import LEVELS
 from experiments.access import (
     AuditAction,
     Principal,
@@ -717,4 +718,12 @@ def _usage_json(table: UsageTable) -> dict[str, Any]:
         "totals": [{"week": w.isoformat(), "active_pupils": table.totals[w].pupils,
                     "active_minutes": table.totals[w].minutes} for w in table.weeks],
         "suppressed_below": 10,
+        "levels": None if table.levels is None else {
+            "levels": list(LEVELS),
+            "observed": list(table.levels.observed),
+            "threshold_minutes": table.levels.threshold_minutes,
+            "idle_timeout_s": table.levels.idle_timeout_s,
+            "arms": [{"arm": a.arm, "control": a.control, "pupils_enrolled": a.pupils_enrolled,
+                      "reached": dict(zip(LEVELS, a.reached, strict=True))}
+                     for a in table.levels.arms]},
     }

@@ -325,6 +325,36 @@ for _language, _words in EDTECH_TEXT.items():
     TEXT[_language].update(_words)
 
 
+# --- issue 19: the three levels of use on « Usages de mes classes » (views.weekly_usage)
+TEXT["fr"].update({
+    "levels_title": "Trois niveaux d'usage de vos classes",
+    "levels_caption": "Élèves à chaque niveau, par groupe (entonnoir GAR)",
+    "levels_arm": "Groupe", "levels_enrolled": "Élèves inscrits",
+    "levels_assigned": "Ressource affectée (GAR)", "levels_activated": "Licence activée",
+    "levels_opened": "Ressource ouverte", "levels_active": "Usage actif (seuil du protocole)",
+    "levels_control": "témoin",
+    "levels_not_observed": "non transmis",
+    "levels_nested": "Chaque niveau compte les élèves qui l'ont atteint ainsi que tous les "
+                     "niveaux au-dessus (affectée ≥ activée ≥ ouverte ≥ usage actif), comme "
+                     "dans les rapports d'impact. Le groupe témoin figure aussi : son "
+                     "exposition à la ressource.",
+    "levels_rule": "Règle du temps actif",
+})
+TEXT["en"].update({
+    "levels_title": "Three levels of use of your classes",
+    "levels_caption": "Pupils at each level, by group (GAR funnel)",
+    "levels_arm": "Group", "levels_enrolled": "Pupils enrolled",
+    "levels_assigned": "Resource assigned (GAR)", "levels_activated": "Licence activated",
+    "levels_opened": "Resource opened", "levels_active": "Active use (protocol's threshold)",
+    "levels_control": "control",
+    "levels_not_observed": "not sent",
+    "levels_nested": "Each level counts the pupils who reached it and every level above it "
+                     "(assigned ≥ activated ≥ opened ≥ active use), as in the impact reports. "
+                     "The control group is shown too: its exposure to the resource.",
+    "levels_rule": "Active-time rule",
+})
+
+
 #: How académies are written (protocols name them by slug); others are capitalised.
 _ACADEMIE_NAMES = {
     "besancon": "Besançon", "creteil": "Créteil", "la-reunion": "La Réunion",

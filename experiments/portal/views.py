@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -21,14 +23,17 @@ from sqlalchemy import Engine
 from analysis.options import MIN_CELL_PUPILS
 from analysis.report.rating import rate_evidence
 from analysis.results import AnalysisResults, Effect
+from analysis.sessions import rule_text
 from analysis.suppression import is_suppressed
+from analysis.usage import UsageLevels, usage_levels
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.language import Protocol
 from experiments.registry import ExperimentRow, get_experiment, registered_protocol
+from experiments.runs.inputs import level_verbs
 from experiments.runs.records import RunRecord, list_runs
 from experiments.runs.scheduler import due_time, occurrences
 from experiments.settings import Settings
-from experiments.store import ExperimentStore, daily_usage_table
+from experiments.store import ActiveTime, ExperimentStore, events_table, read_active_time
 
 __all__ = [
     "MIN_CELL",
@@ -250,6 +255,11 @@ class UsageTable:
     totals: dict[date, UsageCell]
     """All the classes of the table, per week; suppressed too when it would give away
     the pupils of suppressed cells (total minus the cells shown)."""
+    levels: UsageLevels | None = None
+    """The three levels of use of these classes per arm, nested, as the reports show
+    them (:func:`analysis.usage.usage_levels`); None: no class."""
+    rule: str | None = None
+    """The active-time rule with its pause, in French (:func:`analysis.sessions.rule_text`)."""
 
 
 def _cell(pupils: int, seconds: float) -> UsageCell:
@@ -281,10 +291,12 @@ def _existing_store(settings: Settings, registry: Engine,
 def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
                  academie: str | None) -> UsageTable:
     """Active pupils and minutes per week of the classes of ``academie`` (None: all
-    académies, for admins).
+    académies, for admins), and their three levels of use per arm.
 
-    A pupil is active in a week when the store counts active seconds for them that
-    week. Weeks start on Monday (school days, Europe/Paris, as the store's days).
+    Active time is the protocol's (:func:`experiments.store.read_active_time`: rebuilt
+    from the events with its idle timeout), as in the reports. A pupil is active in a week
+    when they have active time that week. Weeks start on Monday (school days,
+    Europe/Paris, as the store's days).
     """
     classes = enrolled_classes(registry, experiment_id, academie=academie)
     wanted = {c.class_id for c in classes}
@@ -292,19 +304,21 @@ def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
     seconds: dict[tuple[str, date], float] = defaultdict(float)
     week_learners: dict[date, set[str]] = defaultdict(set)
     week_seconds: dict[date, float] = defaultdict(float)
+    levels = rule = None
     store = _existing_store(settings, registry, experiment_id) if wanted else None
     if store is not None:
-        table = daily_usage_table
-        query = sa.select(table.c.learner_key, table.c.day, table.c.class_id,
-                          table.c.active_seconds).where(
-            table.c.active_seconds > 0, table.c.class_id.in_(sorted(wanted)))
+        protocol = registered_protocol(registry, experiment_id).protocol
         with store.engine.connect() as connection:
-            for learner, day, class_id, active in connection.execute(query):
+            active = read_active_time(connection, protocol.usage.active_verbs,
+                                      protocol.usage.idle_timeout_s, class_ids=sorted(wanted))
+            for learner, class_id, day, spent in active:
                 monday = day - timedelta(days=day.weekday())
                 learners[class_id, monday].add(learner)
-                seconds[class_id, monday] += active
+                seconds[class_id, monday] += spent
                 week_learners[monday].add(learner)
-                week_seconds[monday] += active
+                week_seconds[monday] += spent
+            levels = _levels(connection, protocol, classes, active)
+        rule = rule_text(protocol.usage.idle_timeout_s, "fr")
     weeks = tuple(sorted(week_learners))
     cells = {
         (c.class_id, week): _cell(len(learners.get((c.class_id, week), ())),
@@ -322,5 +336,39 @@ def weekly_usage(settings: Settings, registry: Engine, experiment_id: str,
     return UsageTable(
         experiment_id, academie, weeks,
         tuple(UsageClass(c.class_id, c.school_uai, c.arm, c.status) for c in classes),
-        cells, totals,
+        cells, totals, levels, rule,
     )
+
+
+def _levels(connection: Any, protocol: Protocol, classes: Sequence[Any],
+            active: Sequence[ActiveTime]) -> UsageLevels:
+    """The funnel of these classes: their pupils' levels from the store (the verbs of
+    :func:`experiments.runs.inputs.level_verbs`), active time over the intervention."""
+    verbs = level_verbs(protocol)
+    wanted = sorted(c.class_id for c in classes)
+    e = events_table
+    rows = connection.execute(
+        sa.select(e.c.learner_key, e.c.class_id, e.c.verb).distinct()
+        .where(e.c.verb.in_(sorted(set().union(*verbs.values()))), e.c.class_id.in_(wanted))
+        .order_by(e.c.learner_key, e.c.class_id)).all()
+    unit_of: dict[str, str] = {}
+    reached: dict[str, set[str]] = defaultdict(set)
+    for learner, class_id, verb in rows:
+        unit_of.setdefault(learner, class_id)
+        for level, level_verbs_ in verbs.items():
+            if verb in level_verbs_:
+                reached[level].add(learner)
+    intervention = protocol.periods.intervention
+    minutes: dict[str, float] = defaultdict(float)
+    for a in active:
+        unit_of.setdefault(a.learner_key, a.class_id)
+        if intervention.start <= a.day <= intervention.end:
+            minutes[a.learner_key] += a.seconds / 60.0
+    enrolled: dict[str, int] = defaultdict(int)
+    for c in classes:
+        enrolled[c.arm] += c.pupils
+    compliance = protocol.usage.compliance
+    return usage_levels(unit_of, {c.class_id: c.arm for c in classes}, reached, minutes,
+                        arms=[a.name for a in protocol.arms], control=protocol.control_arm.name,
+                        threshold_minutes=compliance.min_active_minutes if compliance else None,
+                        pupils_enrolled=enrolled, idle_timeout_s=protocol.usage.idle_timeout_s)

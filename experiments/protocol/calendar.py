@@ -57,6 +57,7 @@ __all__ = [
     "official_calendar",
     "periode_day",
     "periode_closed_on",
+    "deployment_calendar",
     "periode_days",
     "periode_ends",
     "periode_end_across",
@@ -344,6 +345,15 @@ def official_calendar(extra: Path | None = None) -> SchoolCalendar:
     return calendar.with_file(extra) if extra is not None else calendar
 
 
+def deployment_calendar() -> SchoolCalendar:
+    """The official calendar with the deployment's own file of holidays, when
+    ``settings.school_calendar_file`` names one (Corse, overseas académies, a newer year):
+    the calendar every protocol and schedule of this deployment is resolved with."""
+    from experiments.settings import Settings
+
+    return official_calendar(Settings().school_calendar_file)
+
+
 def periode_end_across(calendar: SchoolCalendar, school_year: str, number: int,
                        zones: Iterable[str]) -> date:
     """The last day of période ``number`` across ``zones``: the latest of their ends.
@@ -374,7 +384,7 @@ def periode_day(at: date | str, *, intervention_start: date, academies: Iterable
     if match is None:
         raise CalendarError(f"not a période end (fin-periode-N), got {at!r}", field="at")
     school_year = match[2] or school_year_of(intervention_start)
-    end = periode_end_across(calendar or official_calendar(), school_year, int(match[1]),
+    end = periode_end_across(calendar or deployment_calendar(), school_year, int(match[1]),
                              zones_of(academies))
     return end + timedelta(days=1)
 
@@ -383,7 +393,7 @@ def periode_ends(start: date, last: date, academies: Iterable[str],
                  calendar: SchoolCalendar | None = None) -> list[tuple[str, int, date]]:
     """(school year, période, day after it ends in the last of the zones) for each période
     that ends between ``start`` and ``last`` (included)."""
-    calendar = calendar or official_calendar()
+    calendar = calendar or deployment_calendar()
     zones = zones_of(academies)
     found: list[tuple[str, int, date]] = []
     year = school_year_of(start)

@@ -205,6 +205,14 @@ def check_usage(usage: Usage) -> list[Finding]:
         found.append(
             Finding(("metrics",), "no `kind: active_use` metric: real use must be defined")
         )
+    timeouts = {m.idle_timeout_s for _, m in active}
+    if len(timeouts) > 1:  # active time is one measure, rebuilt with one pause
+        i = next(i for i, m in active if m.idle_timeout_s != active[0][1].idle_timeout_s)
+        found.append(Finding(
+            ("metrics", i, "idle_timeout_s"),
+            "active time is rebuilt with one maximum pause: give every `kind: active_use` "
+            f"metric the same idle_timeout_s (here {sorted(t or 0 for t in timeouts)})",
+        ))
     return found
 
 

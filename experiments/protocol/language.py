@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -303,11 +303,11 @@ class Period(_Section):
             raise ValueError("periodes (e.g. 2-4) and school_year (e.g. 2027-2028) go "
                              "together, both as text")
         first, _, last = data["periodes"].partition("-")
-        from experiments.protocol.calendar import official_calendar, zones_of
+        from experiments.protocol.calendar import deployment_calendar, zones_of
 
         try:
             zones = zones_of(academies)
-            calendar = official_calendar()
+            calendar = deployment_calendar()
             start = min(calendar.periode(data["school_year"], int(first), z).start
                         for z in zones)
             end = max(calendar.periode(data["school_year"], int(last or first), z).end
@@ -501,8 +501,23 @@ class UsageMetric(_Section):
     verbs: list[Name] = Field(min_length=1)
     """Event verbs that count."""
     idle_timeout_s: int | None = Field(None, gt=0)
-    """For active use: a gap longer than this between two events is not counted as active."""
+    """For active use: a gap longer than this between two events is not counted as active
+    (:mod:`analysis.sessions`). Omitted on an ``active_use`` metric it is 300 s, written out
+    in the registered protocol (its canonical JSON, its pre-registration) so that what was
+    pre-registered is explicit."""
     description: Text | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explicit_idle_timeout(cls, data: Any) -> Any:
+        if (isinstance(data, dict) and data.get("kind") == "active_use"
+                and data.get("idle_timeout_s") is None):
+            return {**data, "idle_timeout_s": DEFAULT_IDLE_TIMEOUT_S}
+        return data
+
+
+DEFAULT_IDLE_TIMEOUT_S: Final = 300
+"""The pause an ``active_use`` metric allows when its protocol does not say (seconds)."""
 
 
 def _default_metrics() -> list[UsageMetric]:
@@ -512,7 +527,7 @@ def _default_metrics() -> list[UsageMetric]:
             id="active_minutes",
             kind="active_use",
             verbs=["activity_completed", "exercise_answered", "assessment_scored"],
-            idle_timeout_s=300,
+            idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S,
         ),
     ]
 
@@ -522,6 +537,23 @@ class Usage(_Section):
 
     compliance: Compliance | None = None
     metrics: list[UsageMetric] = Field(default_factory=_default_metrics)
+
+    @property
+    def login_verbs(self) -> frozenset[str]:
+        """Verbs of the ``login`` metrics: the resource was opened (utilisation)."""
+        return frozenset(v for m in self.metrics if m.kind == "login" for v in m.verbs)
+
+    @property
+    def active_verbs(self) -> frozenset[str]:
+        """Verbs of the ``active_use`` metrics: the pupil worked (usage)."""
+        return frozenset(v for m in self.metrics if m.kind == "active_use" for v in m.verbs)
+
+    @property
+    def idle_timeout_s(self) -> int:
+        """The idle timeout of active time: the ``active_use`` metrics' one value
+        (:func:`~experiments.protocol.checks.check_usage` refuses two different ones)."""
+        timeouts = [m.idle_timeout_s for m in self.metrics if m.kind == "active_use"]
+        return next((t for t in timeouts if t is not None), DEFAULT_IDLE_TIMEOUT_S)
 
     @model_validator(mode="after")
     def _meaning(self) -> Usage:

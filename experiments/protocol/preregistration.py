@@ -8,8 +8,10 @@ it, not this rendering, is the contract.
 
 from __future__ import annotations
 
+from analysis.sessions import rule_text
 from experiments.protocol.language import Protocol
 from experiments.protocol.power import protocol_power
+from experiments.protocol.source import dump_yaml
 from experiments.registry import ExperimentRecord
 
 __all__ = ["preregistration_markdown"]
@@ -156,13 +158,16 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
             + (f" ({o.instrument})" if o.instrument else "")
             + (f" ; prétest `{o.baseline}`" if o.baseline else "")
         )
+    defaulted = "metrics" not in p.usage.model_fields_set
     for m in p.usage.metrics:
         kind = "connexion (utilisation)" if m.kind == "login" else "usage actif"
         lines.append(
             f"- Indicateur d'usage `{m.id}` ({kind}) : verbes {_items(m.verbs)}"
             + (f", pause maximale {m.idle_timeout_s} s" if m.idle_timeout_s else "")
             + (f" — {m.description}" if m.description else "")
+            + (" (définition par défaut de Preuve)" if defaulted else "")
         )
+    lines.append(f"- Temps actif : {rule_text(p.usage.idle_timeout_s, 'fr')}")
     if p.usage.compliance:
         lines.append(
             f"- Observance : au moins {p.usage.compliance.min_active_minutes} minutes "
@@ -229,4 +234,9 @@ def preregistration_markdown(protocol: Protocol, record: ExperimentRecord, sourc
                 f"{_items(list(x.changed_fields))}"
             )
     lines += ["", "## Registered protocol", "", "```yaml", source_yaml.rstrip("\n"), "```", ""]
+    # The file as written may leave usage to defaults: what they were at registration is
+    # part of what was pre-registered (and of the hash), so it is written out here.
+    lines += ["Section `usage` telle qu'enregistrée, valeurs par défaut écrites :", "",
+              "```yaml", dump_yaml({"usage": p.usage.model_dump(mode="json")}).rstrip("\n"),
+              "```", ""]
     return "\n".join(lines)

@@ -33,9 +33,14 @@ Where each table comes from
   A learner's first score of a measure in a wave is kept (a retake is practice); a
   learner counts in the unit of their first assessment. In a learner-randomised
   experiment only the scores of enrolled pupils are kept.
-- **usage**: ``daily_usage`` of the store over the intervention period, summed per
-  learner and ISO week (``2027-W40``) into active minutes; days without active use
-  (a login only) give no row, so that ``weeks`` counts weeks of real use.
+- **usage**: active time over the intervention period, rebuilt from the stored events of
+  the protocol's ``active_use`` verbs with its ``idle_timeout_s``
+  (:func:`experiments.store.read_active_time`, the rule of :mod:`analysis.sessions`: a
+  pause longer than the timeout ends a session, a vendor's ``duration_s`` counts up to the
+  timeout, overlaps count once, Paris days), summed per learner and ISO week
+  (``2027-W40``) into active minutes; days without active use (a login only) give no
+  row, so that ``weeks`` counts weeks of real use. Not the sum of the vendors'
+  ``duration_s`` (``daily_usage.active_seconds``), which the protocol never defined.
 - Pupils withdrawn with the data policy ``remove`` (their objection) have no outcome and
   no usage row, even for events that reached the store after the withdrawal
   (:func:`experiments.privacy.retention.remove_withdrawn_pupil_data` deleted those before it);
@@ -47,10 +52,8 @@ A scheduled run due at T reads the data of T, whenever it runs: with ``cutoff=T`
 the events that **occurred** by T **and** were **stored** by T (``occurred_at <= T`` and
 ``stored_at <= T``: an event of October that arrived in December is not in an analysis due
 in November), the classes (or pupils) **enrolled** by T, with the status they had at T
-(a withdrawal recorded after T is not seen), and the withdrawals recorded by T. Usage is
-then summed from those events themselves (the verbs of ``usage.metrics`` of kind
-``active_use``, their ``duration_s``, by school day), not from the running ``daily_usage``
-aggregate, which has no time of storage. Running the same run again later, after more
+(a withdrawal recorded after T is not seen), and the withdrawals recorded by T. Active
+time is rebuilt from those events only. Running the same run again later, after more
 data arrived, therefore reads the same rows and gives the same results.
 
 One exception, on purpose: a pupil who objected (withdrawal with the data policy
@@ -108,8 +111,8 @@ from experiments.settings import Settings
 from experiments.store import (
     ExperimentStore,
     StoredEvent,
-    daily_usage_table,
     events_table,
+    read_active_time,
 )
 
 __all__ = [
@@ -119,6 +122,7 @@ __all__ = [
     "Watermark",
     "import_outcomes",
     "StoreTables",
+    "level_verbs",
     "read_analysis_inputs",
     "write_analysis_files",
 ]
@@ -165,6 +169,8 @@ class StoreTables:
     """The outcomes file's columns, ``score`` as float64, the others as strings."""
     usage: pa.Table
     """The usage file's columns, ``active_minutes`` as float64, the others as strings."""
+    levels: pd.DataFrame
+    """The levels file's columns (:func:`level_verbs`), as text."""
 
     def usage_frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Units, usage rows and the outcome records' (learner, unit), as
@@ -173,12 +179,17 @@ class StoreTables:
                 self.outcomes.select(["learner_id", "unit_id"]).to_pandas())
 
 
+def _frame(header: list[str], rows: list[dict[str, str]]) -> pd.DataFrame:
+    """Rows as the file holds them (a missing value is empty), every column as text."""
+    return pd.DataFrame([[row.get(c, "") for c in header] for row in rows], columns=header,
+                        dtype=object)
+
+
 def _store_tables(units: tuple[list[str], list[dict[str, str]]],
-                  outcomes: list[dict[str, str]], usage: list[dict[str, str]]) -> StoreTables:
+                  outcomes: list[dict[str, str]], usage: list[dict[str, str]],
+                  levels: tuple[list[str], list[dict[str, str]]]) -> StoreTables:
     """The rows written to the files, as :class:`StoreTables`."""
-    header, unit_rows = units
-    frame = pd.DataFrame([[row.get(c, "") for c in header] for row in unit_rows],
-                         columns=header, dtype=object)
+    frame = _frame(*units)
 
     def table(rows: list[dict[str, str]], names: tuple[str, ...], number: str) -> pa.Table:
         return pa.table({name: pa.array([float(r[name]) for r in rows], pa.float64())
@@ -190,7 +201,8 @@ def _store_tables(units: tuple[list[str], list[dict[str, str]]],
         outcomes=table(outcomes, ("learner_id", "unit_id", "measure", "wave", "score"),
                        "score"),
         usage=table(usage, ("learner_id", "unit_id", "week", "active_minutes"),
-                    "active_minutes"))
+                    "active_minutes"),
+        levels=_frame(*levels))
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,9 @@ class AnalysisFiles:
     assessments_as_usage: int = 0
     """``assessment_scored`` events of a declared measure from a source the protocol does
     not trust for outcomes (:mod:`experiments.runs.provenance`): usage, never outcomes."""
+    levels: Path | None = None
+    """The pupils' levels of availability and utilisation (:func:`level_verbs`;
+    ``analysis.usage.LEVEL_FILE_COLUMNS``), for the report's funnel."""
     tables: StoreTables | None = field(default=None, repr=False, compare=False)
     """The files' content in memory, as read from the store (not parsed again)."""
 
@@ -357,7 +372,6 @@ def write_analysis_files(
     intervention = protocol.periods.intervention
     store = ExperimentStore(settings, protocol.id)
     events = events_table
-    usage_table = daily_usage_table
     # Events stored by the cut-off (stored_at is always written in UTC); those that
     # occurred after it are dropped below, in Python, where occurred_at is read in UTC.
     by_cutoff = sa.true() if cutoff is None else sa.and_(
@@ -376,17 +390,19 @@ def write_analysis_files(
                    sa.true() if cutoff is None else events.c.stored_at <= cutoff)
             .order_by(events.c.occurred_at, events.c.event_id)
         ).all()
-        if cutoff is None:
-            daily = connection.execute(
-                sa.select(usage_table.c.learner_key, usage_table.c.class_id,
-                          usage_table.c.day, usage_table.c.active_seconds)
-                .where(usage_table.c.day >= intervention.start,
-                       usage_table.c.day <= intervention.end,
-                       usage_table.c.active_seconds > 0)
-                .order_by(usage_table.c.learner_key, usage_table.c.day)
-            ).all()
-        else:
-            daily = _daily_usage_by(connection, protocol, cutoff)
+        # Active time rebuilt from the events with the protocol's idle timeout, whether
+        # or not there is a cut-off (experiments.store explains why not incrementally).
+        daily = read_active_time(connection, protocol.usage.active_verbs,
+                                 protocol.usage.idle_timeout_s, first_day=intervention.start,
+                                 last_day=intervention.end, cutoff=cutoff)
+        verbs_of_level = level_verbs(protocol)
+        level_events = connection.execute(
+            sa.select(events.c.learner_key, events.c.class_id, events.c.verb,
+                      sa.func.min(events.c.occurred_at))
+            .where(events.c.verb.in_(sorted(set().union(*verbs_of_level.values()))), by_cutoff)
+            .group_by(events.c.learner_key, events.c.class_id, events.c.verb)
+            .order_by(events.c.learner_key, events.c.class_id, events.c.verb)
+        ).all()
         connection.rollback()
     watermark = Watermark(int(count), None if latest is None else _utc(latest),
                           None if stored is None else _utc(stored), cutoff)
@@ -431,14 +447,33 @@ def write_analysis_files(
         for (learner, unit_id, week), minutes in sorted(weekly.items())
     ]
 
+    # Levels of the funnel (analysis.usage): a pupil's unit as for outcomes and usage.
+    flags: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for learner, class_id, verb, first in level_events:
+        if cutoff is not None and _utc(first) > cutoff:  # SQLite compares text: again
+            continue
+        unit_id = learner_unit.get(learner) or unit_for(learner, class_id)
+        if unit_id is None or learner in removed:
+            continue
+        unit_id = learner_unit.setdefault(learner, unit_id)
+        flags[(learner, unit_id)].update(level for level, verbs in verbs_of_level.items()
+                                         if verb in verbs)
+    level_rows = [
+        {"learner_id": learner, "unit_id": unit_id,
+         **{level: "1" if level in reached else "0" for level in verbs_of_level}}
+        for (learner, unit_id), reached in sorted(flags.items())
+    ]
+
     tables = _store_tables((list(_UNIT_COLUMNS) + attributes, unit_rows), outcome_rows,
-                           usage_rows)
+                           usage_rows, (["learner_id", "unit_id", *verbs_of_level], level_rows))
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
-                          len(scored) - len(assessments), tables)
+                          len(scored) - len(assessments), levels=directory / "levels.csv",
+                          tables=tables)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score"], outcome_rows)
     _write(files.usage, ["learner_id", "unit_id", "week", "active_minutes"], usage_rows)
+    _write(directory / "levels.csv", ["learner_id", "unit_id", *verbs_of_level], level_rows)
     logger.info("experiment %s: %d units, %d outcome records, %d usage rows read from the "
                 "store (%d events)", protocol.id, len(unit_rows), len(outcome_rows),
                 len(usage_rows), watermark.stored_events)
@@ -459,41 +494,20 @@ def _wave_of(protocol: Protocol, day: date) -> str | None:
             else "endline" if day > intervention.end else None)
 
 
-def _daily_usage_by(connection: Any, protocol: Protocol, cutoff: datetime
-                    ) -> list[tuple[str, str, date, float]]:
-    """(learner, class, school day, active seconds) of the intervention period, summed
-    from the events that occurred and were stored by ``cutoff``: what ``daily_usage``
-    held for those events (same verbs, same days, same seconds), in the same order."""
-    from ingest.stream.router import UsageRule
+def level_verbs(protocol: Protocol) -> dict[str, frozenset[str]]:
+    """The verbs that put a pupil at each level of availability and utilisation of the
+    funnel (``analysis.usage.LEVELS``; the usage level is active time): ``assigned``,
+    ``resource_assigned``; ``activated``, ``licence_activated``; ``opened``, any
+    utilisation verb of the contract (``session_started``, ``session_ended``,
+    ``resource_opened``), the protocol's login verbs, and its active-use verbs but
+    ``assessment_scored`` (a pupil who worked in the resource opened it; an imported test
+    score says nothing about the resource)."""
+    from ingest.contract import UTILISATION_VERBS
 
-    events = events_table
-    active = sorted(UsageRule.from_protocol(protocol).active_verbs)
-    intervention = protocol.periods.intervention
-    # A day's events lie within a day of its UTC date either side (Paris is UTC+1/+2).
-    low = datetime.combine(intervention.start - timedelta(days=1), time(0), tzinfo=UTC)
-    high = datetime.combine(intervention.end + timedelta(days=2), time(0), tzinfo=UTC)
-    rows = connection.execute(
-        sa.select(events.c.learner_key, events.c.class_id, events.c.occurred_at,
-                  events.c.duration_s)
-        .where(events.c.verb.in_(active), events.c.stored_at <= cutoff,
-               events.c.occurred_at <= cutoff, events.c.occurred_at >= low,
-               events.c.occurred_at < high)
-        .order_by(events.c.event_id)  # one order, one floating-point sum, every time
-    )
-    seconds: dict[tuple[str, date], float] = defaultdict(float)
-    class_of: dict[tuple[str, date], str] = {}
-    for learner, class_id, occurred_at, duration in rows:
-        moment = _utc(occurred_at)
-        if moment > cutoff:
-            continue
-        day = moment.astimezone(SCHOOL_TIMEZONE).date()
-        if not intervention.start <= day <= intervention.end:
-            continue
-        key = (learner, day)
-        seconds[key] += float(duration or 0.0)
-        class_of[key] = max(class_of.get(key, class_id), class_id)  # daily_usage: max()
-    return [(learner, class_of[(learner, day)], day, total)
-            for (learner, day), total in sorted(seconds.items()) if total > 0]
+    opened = (UTILISATION_VERBS | protocol.usage.login_verbs
+              | (protocol.usage.active_verbs - {"assessment_scored"}))
+    return {"assigned": frozenset({"resource_assigned"}),
+            "activated": frozenset({"licence_activated"}), "opened": frozenset(opened)}
 
 
 def _outcome_records(scored: Sequence[Any], protocol: Protocol) -> list[tuple[Any, ...]]:

@@ -308,16 +308,31 @@ def _periode_of(protocol: Any, request: AnalysisRequest) -> tuple[int, str] | No
 
 
 def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
-                    values: dict[str, Any], started: datetime) -> ReportContext:
-    """What the report shows beyond the results: the usage funnel and weekly use (from
-    the tables the run read from the store, not from its files parsed again), the
-    amendments up to the version used, the watermark and the software versions."""
-    usage = (usage_context_from_frames(*files.tables.usage_frames())
-             if files.tables is not None
+                    values: dict[str, Any], started: datetime, protocol: Any = None
+                    ) -> ReportContext:
+    """What the report shows beyond the results: the usage funnel and weekly use, the
+    three levels of use (from the tables the run read from the store, not from its files
+    parsed again), the amendments up to the version used, the watermark and the software
+    versions."""
+    tables = files.tables
+    usage = (usage_context_from_frames(*tables.usage_frames()) if tables is not None
              else usage_context_from_files(files.units, files.usage, files.outcomes))
     versions = get_experiment(registry, request.experiment_id).versions
+    levels = None
+    if protocol is not None:
+        from analysis.usage import usage_levels_from_files, usage_levels_from_frames
+
+        compliance = protocol.usage.compliance
+        rule = {"arms": [a.name for a in protocol.arms], "control": protocol.control_arm.name,
+                "threshold_minutes": compliance.min_active_minutes if compliance else None,
+                "idle_timeout_s": protocol.usage.idle_timeout_s}
+        levels = (usage_levels_from_frames(tables.units, tables.usage.to_pandas(),
+                                           tables.levels, **rule) if tables is not None
+                  else usage_levels_from_files(files.units, files.usage, files.levels,
+                                               **rule))
     return dataclasses.replace(
         usage,
+        usage_levels=levels,
         protocol_version=request.protocol_version,
         protocol_sha256=request.protocol_sha256,
         amendments=amendments_from_versions(versions, up_to=request.protocol_version),
@@ -400,7 +415,8 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
                                    "assessments_ignored": inputs.files.assessments_ignored,
                                    "assessments_as_usage": inputs.files.assessments_as_usage,
                                    "kafka": offsets}
-            context = _report_context(registry, request, inputs.files, values, started)
+            context = _report_context(registry, request, inputs.files, values, started,
+                                      protocol)
             # Named waves (a cohort over school years): the effect at each of them.
             waves = wave_effects(settings, registry, protocol, Path(private),
                                  utc(request.due_at), results, request.analysis)

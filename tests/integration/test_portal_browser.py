@@ -212,11 +212,14 @@ def test_an_officer_reads_a_report_and_cannot_reach_row_level_data(
             page.get_by_role("button", name="Connexion").click()
             expect(page).to_have_url(f"{base}/usages")
             page.get_by_role("link", name="fluence au CP").click()
-            table = page.get_by_role("table")
+            table = page.get_by_role("table").first  # then the three levels of use
             for class_id in world.class_ids["versailles"]:
                 expect(table).to_contain_text(class_id)
             small = table.get_by_role("row").filter(has_text=world.small_class)
             expect(small).to_contain_text("< 10")
+            levels = page.locator('table[data-role="usage-levels"]')
+            expect(levels).to_contain_text("Licence activée")
+            expect(levels).to_contain_text("(témoin)")
             assert_accessible(page)
             assert not [c for c in world.class_ids["creteil"] if c in page.content()]
             page.screenshot(path=str(ARTIFACTS / "portal-academie.png"), full_page=True)

@@ -144,12 +144,13 @@ def test_an_academie_reads_its_own_classes_only_with_small_cells_suppressed(
     assert usage["weeks"] == ["2027-10-04", "2027-10-11"]
     cells = {c["class_id"]: c["weeks"] for c in usage["classes"]}
     # 4 pupils used it in the small class: suppressed; 12 in the other lectio class: shown,
-    # 3 days × 15 minutes each a week = 45 minutes per pupil.
+    # 3 days a week, each day's 900 s activity counting up to the protocol's pause (300 s,
+    # analysis.sessions) = 15 minutes per pupil.
     assert all(week["active_pupils"] is None and week["active_minutes"] is None
                for week in cells[w.small_class])
     shown = [week for c in usage["classes"] for week in c["weeks"]
              if c["arm"] == "lectio" and c["class_id"] != w.small_class]
-    assert shown and all(wk["active_pupils"] == 12 and wk["active_minutes"] == 12 * 45
+    assert shown and all(wk["active_pupils"] == 12 and wk["active_minutes"] == 12 * 15
                          for wk in shown)
     assert "&lt; 10" in page or "< 10" in page
     # The total would give the small class away (total - 12 shown = 4): suppressed too.

@@ -128,3 +128,24 @@ def test_preregistration_and_report_speak_in_periodes(tmp_path: Path) -> None:
         in english
     dated = render_report(results, protocol=parse_protocol(CORE))
     assert "écrites en périodes scolaires" not in dated
+
+
+def test_corse_periodes_come_from_the_deployments_calendar_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Corse is its own zone: its recteur sets its dates, which the package does not carry.
+    # A deployment loads them from a file named by PREUVE_SCHOOL_CALENDAR_FILE.
+    text = _with(IN_PERIODES, "[corse]")
+    with pytest.raises(ProtocolError, match="no school calendar for zone 'corse'"):
+        parse_protocol(text, "p.yaml")
+    holidays = tmp_path / "corse.csv"
+    holidays.write_text(
+        "zone,name,start,end\n"
+        "corse,Vacances d'été,2027-07-04,2027-08-31\n"
+        "corse,Vacances de la Toussaint,2027-10-23,2027-11-07\n"
+        "corse,Vacances de Noël,2027-12-18,2028-01-02\n"
+        "corse,Vacances d'hiver,2028-02-19,2028-03-05\n"
+        "corse,Vacances de printemps,2028-04-15,2028-05-01\n"
+        "corse,Vacances d'été,2028-07-04,2028-08-31\n", encoding="utf-8")
+    monkeypatch.setenv("PREUVE_SCHOOL_CALENDAR_FILE", str(holidays))
+    intervention = parse_protocol(text).periods.intervention
+    assert (intervention.start, intervention.end) == (date(2027, 11, 8), date(2028, 4, 14))

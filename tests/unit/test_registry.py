@@ -209,6 +209,16 @@ def test_cli_register_amend_show_export(settings: Settings, tmp_path: Path) -> N
     assert "Extension au CE1" in markdown and "levels: [CP, CE1]" in markdown
     # Issue 15: the pre-registered variance estimator is named.
     assert "Erreurs-types (ANCOVA, CACE) : CR2 groupées par unité" in markdown
+    # Issue 19: fluence-cp-2027 writes only its compliance rule; the usage metrics it left
+    # to defaults, their pause and the active-time rule are written out.
+    assert "- Indicateur d'usage `active_minutes` (usage actif) : verbes activity_completed, " \
+        "exercise_answered, assessment_scored, pause maximale 300 s (définition par défaut " \
+        "de Preuve)" in markdown
+    assert "- Temps actif : Le temps actif est reconstitué" in markdown
+    assert "pause de plus de 5 min" in markdown
+    written = markdown.split("valeurs par défaut écrites :", 1)[1]
+    assert "idle_timeout_s: 300" in written and "min_active_minutes: 300" in written
+    assert "session_started" in written
 
     code, out = run("show", "inconnue")
     assert code == 2 and "no such experiment" in out

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,8 +94,9 @@ def test_waves_follow_the_protocol_periods(settings: Settings, tmp_path: Path) -
          "score": "60.0"},
     ]
     assert files.assessments_ignored == 4
+    # the 1200 s the vendor sent count up to the protocol's pause, 300 s (analysis.sessions)
     assert rows(files.usage) == [{"learner_id": "l1", "unit_id": "c0", "week": "2027-W40",
-                                  "active_minutes": "20.0"}]
+                                  "active_minutes": "5.0"}]
     units = rows(files.units)
     assert [(u["unit_id"], u["arm"], u["education_priority"], u["status"]) for u in units] == [
         (f"c{i}", arms[f"c{i}"], "REP", "enrolled") for i in range(4)]
@@ -102,7 +104,7 @@ def test_waves_follow_the_protocol_periods(settings: Settings, tmp_path: Path) -
     assert files.watermark.latest_event_at == at("2028-06-02T09:00:00+02:00")
     inputs = read_analysis_inputs(settings, engine, protocol, tmp_path)
     assert inputs.units.n_units == 4 and inputs.outcomes.n_learners == 1
-    assert inputs.usage is not None and inputs.usage.minutes.tolist() == [20.0]
+    assert inputs.usage is not None and inputs.usage.minutes.tolist() == [5.0]
 
 
 def test_school_units_gather_their_classes(settings: Settings, tmp_path: Path) -> None:
@@ -167,9 +169,10 @@ def test_learner_randomised_units_are_the_enrolled_pupils(settings: Settings,
          "wave": wave, "score": score} for wave, score in (("baseline", "40.0"),
                                                            ("endline", "55.0"))]
     assert files.assessments_ignored == 1
+    # 600 s sent by the vendor count up to the protocol's pause (300 s)
     assert rows(files.usage) == [{"learner_id": first.learner_key,
                                   "unit_id": first.learner_key, "week": "2027-W40",
-                                  "active_minutes": "10.0"}]
+                                  "active_minutes": "5.0"}]
     inputs = read_analysis_inputs(settings, engine, protocol, tmp_path)
     assert inputs.plan.unit == "learner" and not inputs.plan.clustered
     assert inputs.units.n_units == len(pupils) and inputs.outcomes.n_learners == 1
@@ -480,3 +483,15 @@ def test_a_run_reads_the_store_once_and_never_parses_its_files(
     assert (usage_context_from_frames(*tables.usage_frames())
             == usage_context_from_files(files.units, files.usage, files.outcomes))
     assert any(f.learners_active for f in usage_context_from_frames(*tables.usage_frames()).funnel)
+    # The three levels of use, likewise (the levels file is written, not parsed again).
+    from analysis.usage import usage_levels_from_files, usage_levels_from_frames
+
+    compliance = protocol.usage.compliance
+    rule: dict[str, Any] = {
+        "arms": [a.name for a in protocol.arms], "control": protocol.control_arm.name,
+        "threshold_minutes": compliance.min_active_minutes if compliance else None,
+        "idle_timeout_s": protocol.usage.idle_timeout_s}
+    assert files.levels is not None and files.levels.exists()
+    assert (usage_levels_from_frames(tables.units, tables.usage.to_pandas(), tables.levels,
+                                     **rule)
+            == usage_levels_from_files(files.units, files.usage, files.levels, **rule))
