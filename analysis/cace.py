@@ -41,12 +41,13 @@ from analysis.sample import AnalysisSample
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 from analysis.usage import compliance
+from analysis.warning_codes import AnalysisWarning
 
 __all__ = ["estimate_cace"]
 
 
 def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable | None
-                  ) -> tuple[list[Effect], list[str]]:
+                  ) -> tuple[list[Effect], list[AnalysisWarning]]:
     """CACE of each treatment arm on one outcome, and warnings.
 
     Returns
@@ -59,7 +60,7 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     kind: VcovKind = vcov_kind(plan)
     model = f"2SLS, {variance_label(plan, kind)}"
     counts = arm_counts(sample, len(plan.arms))
-    warnings: list[str] = []
+    warnings: list[AnalysisWarning] = []
 
     def fail(reason: str) -> list[Effect]:
         return [not_estimable(
@@ -87,8 +88,7 @@ def estimate_cace(plan: AnalysisPlan, sample: AnalysisSample, usage: UsageTable 
     else:
         d = z * complied[:, None]
         if np.any(complied[sample.arm == control] > 0):
-            warnings.append("CACE : des élèves du groupe témoin ont atteint le seuil d'usage ; "
-                            "avec plusieurs bras, cet usage n'entre pas dans le modèle.")
+            warnings.append(AnalysisWarning("cace_control_compliers"))
     y = sample.y
     exog = sample.covariates
     k_absorbed = 0

@@ -13,10 +13,14 @@ estimates no effect by design and exits 0.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from analysis.results import AnalysisResults
 
 __all__ = ["EXIT_NO_PRIMARY_EFFECT", "analyze", "summary_lines"]
 
@@ -32,10 +36,10 @@ def _n(value: Any, digits: int = 2, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def summary_lines(results: dict[str, Any]) -> list[str]:
-    """The one-screen summary of a results JSON object: what was estimated, per treated
-    arm, and whether the protocol's test establishes it (:func:`analysis.multiplicity.
-    certainty`).
+def summary_lines(results: AnalysisResults | Mapping[str, Any]) -> list[str]:
+    """The one-screen summary of the results (or of a results JSON object): what was
+    estimated, per treated arm, and whether the protocol's test establishes it
+    (:func:`analysis.multiplicity.certainty`).
 
     Examples
     --------
@@ -44,41 +48,40 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     'no primary effect could be estimated'
     """
     from analysis.multiplicity import certainty
+    from analysis.results import AnalysisResults, finite
 
-    design = results.get("design", {})
-    lines = [f"preuve analyze: {results.get('experiment')}, {results.get('analysis')} "
-             f"analysis (protocol sha256 {str(results.get('protocol_sha256'))[:12]})"]
-    consort = (results.get("checks") or {}).get("consort") or []
+    if not isinstance(results, AnalysisResults):
+        results = AnalysisResults.from_json(results)
+    lines = [f"preuve analyze: {results.experiment}, {results.analysis} "
+             f"analysis (protocol sha256 {results.protocol_sha256[:12]})"]
+    consort = results.checks.get("consort") or []
     if consort:
         lines.append("flow: " + "; ".join(
-            f"{c['arm']} {c['units_allocated']} units randomised, "
-            f"{c.get('learners_analysed') if c.get('learners_analysed') is not None else '<10'}"
+            f"{c.arm} {c.units_allocated} units randomised, "
+            f"{c.learners_analysed if c.learners_analysed is not None else '<10'}"
             " pupils analysed" for c in consort))
-    primary = [e for e in results.get("effects", []) if e.get("role") == "primary"
-               and e.get("estimand") == "ITT" and not e.get("subgroup")]
-    method = design.get("multiple_comparisons", "none")
+    primary = results.effects_where(role="primary", estimand="ITT", whole_sample=True)
+    method = results.design.get("multiple_comparisons", "none")
     for e in primary:
-        if e.get("estimate") is None:
-            lines.append(f"primary {e['outcome']}, {e['contrast']}: not estimated "
-                         f"({e.get('reason')})")
+        if not e.estimable:
+            lines.append(f"primary {e.outcome}, {e.contrast}: not estimated ({e.reason})")
             continue
         c = certainty(e, results)
         lines.append(
-            f"primary {e['outcome']}, {e['contrast']}: {_n(e['estimate'], signed=True)} "
-            f"points [{_n(e['ci_low'])}, {_n(e['ci_high'])}], p {_n(e.get('p_value'), 4)}, "
-            f"adjusted p ({method}) {_n(c.p, 4)} vs {_n(c.threshold, 4)}, "
-            f"g {_n(e.get('hedges_g'), signed=True)}: {c.claim}")
-    others = [e for e in results.get("effects", []) if e not in primary]
+            f"primary {e.outcome}, {e.contrast}: {_n(e.estimate, signed=True)} "
+            f"points [{_n(finite(e.ci_low))}, {_n(finite(e.ci_high))}], "
+            f"p {_n(finite(e.p_value), 4)}, adjusted p ({method}) {_n(c.p, 4)} vs "
+            f"{_n(c.threshold, 4)}, g {_n(finite(e.hedges_g), signed=True)}: {c.claim}")
+    others = [e for e in results.effects if e not in primary]
     if others:
-        estimated = sum(1 for e in others if e.get("estimate") is not None)
+        estimated = sum(1 for e in others if e.estimable)
         lines.append(f"other effects (secondary, subgroups, CACE...): {estimated} estimated, "
                      f"{len(others) - estimated} not estimable")
-    warnings = results.get("warnings") or []
-    if warnings:
-        lines.append(f"warnings: {len(warnings)} (in the JSON and the report)")
-    if not any(e.get("estimate") is not None for e in primary):
+    if results.warnings:
+        lines.append(f"warnings: {len(results.warnings)} (in the JSON and the report)")
+    if not any(e.estimable for e in primary):
         lines.append("monitoring analysis: no effect is estimated by design"
-                     if results.get("analysis") == "monitoring"
+                     if results.analysis == "monitoring"
                      else "no primary effect could be estimated")
     return lines
 
@@ -176,7 +179,7 @@ def analyze(
         import json
 
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False))
-    lines = summary_lines(data)
+    lines = summary_lines(results)
     for line in lines:
         typer.echo(line, err=to_stdout)
     if analysis != "monitoring" and lines[-1] == "no primary effect could be estimated":

@@ -356,8 +356,12 @@ def _fail_at(path: str, rows: npt.NDArray[np.bool_], fieldname: str, values: pd.
                          field=fieldname)
 
 
-def read_units(path: Path, plan: AnalysisPlan) -> UnitTable:
+def read_units(path: Path, plan: AnalysisPlan, *, frame: pd.DataFrame | None = None
+               ) -> UnitTable:
     """Read and check the units file (``unit_id,arm`` and the attributes the plan names).
+
+    ``frame``: the file's content already in memory (every column as text, as the file
+    holds it), checked instead of parsing ``path`` again; errors still name ``path``.
 
     Raises
     ------
@@ -365,7 +369,8 @@ def read_units(path: Path, plan: AnalysisPlan) -> UnitTable:
         Missing column, empty or duplicated ``unit_id``, unknown arm.
     """
     named = tuple(dict.fromkeys(plan.strata + plan.subgroups))
-    frame = _read_csv(path, ("unit_id", "arm") + named)
+    frame = (_read_csv(path, ("unit_id", "arm") + named) if frame is None
+             else _in_memory(frame, path, ("unit_id", "arm") + named))
     spath = str(path)
     ids = frame["unit_id"].str.strip()
     _fail_at(spath, (ids == "").to_numpy(), "unit_id", ids, "must not be empty")
@@ -376,6 +381,27 @@ def read_units(path: Path, plan: AnalysisPlan) -> UnitTable:
     frame = frame.assign(unit_id=ids, arm=arm)
     codes = pd.Categorical(arm, categories=list(plan.arms)).codes.astype(np.int8)
     return UnitTable(path=spath, frame=frame.reset_index(drop=True), arm_code=codes)
+
+
+def _in_memory(frame: pd.DataFrame, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """A units file's content given in memory, with the header checks of :func:`_read_csv`."""
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"missing column(s) {missing}; header is {list(frame.columns)}",
+                         path=str(path), line=1, field="header")
+    return frame
+
+
+def _table_in_memory(table: pa.Table | None, path: Path, required: tuple[str, ...],
+                     floats: tuple[str, ...]) -> pa.Table:
+    """A file's content given in memory (``floats`` as finite float64 or null, the other
+    columns as strings), or, when it is not given or holds anything else, the file parsed
+    by :func:`_read_table` (whose reading names the offending line)."""
+    if (table is None or any(c not in table.column_names for c in required)
+            or not all(pa.types.is_floating(table.column(c).type)
+                       and _finite_or_null(table.column(c)) for c in floats)):
+        return _read_table(path, required, floats)
+    return table
 
 
 def _read_table(path: Path, required: tuple[str, ...], floats: tuple[str, ...] = ()
@@ -525,11 +551,14 @@ def _repeated(key: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
     return np.asarray(pd.Series(key).duplicated().to_numpy(), dtype=bool)
 
 
-def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
+def read_outcomes(path: Path, units: UnitTable, *, table: pa.Table | None = None
+                  ) -> OutcomeTable:
     """Read and check the outcomes file (long format, waves ``baseline``/``endline``).
 
     An empty ``score`` is a missing score (the learner was not assessed); anything else
-    that is not a finite number is an error.
+    that is not a finite number is an error. ``table``: the file's content already in
+    memory (``score`` as float64, the other columns as strings), checked instead of parsing
+    ``path`` again.
 
     Raises
     ------
@@ -537,8 +566,8 @@ def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
         Missing column, unknown unit, bad wave, bad score, a learner in two units, or a
         (learner, measure, wave) given twice.
     """
-    table = _read_table(path, ("learner_id", "unit_id", "measure", "wave", "score"),
-                        floats=("score",))
+    table = _table_in_memory(table, path, ("learner_id", "unit_id", "measure", "wave", "score"),
+                             floats=("score",))
     spath = str(path)
     learner_raw = table.column("learner_id")
     _fail_where(spath, _mask(pc.equal(learner_raw, "")), "learner_id", learner_raw,
@@ -585,8 +614,12 @@ def read_outcomes(path: Path, units: UnitTable) -> OutcomeTable:
     )
 
 
-def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTable:
+def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable, *,
+               table: pa.Table | None = None) -> UsageTable:
     """Read the usage file and sum active minutes per learner.
+
+    ``table``: the file's content already in memory (``active_minutes`` as float64, the
+    other columns as strings), checked instead of parsing ``path`` again.
 
     Learners of the usage file who have no outcome record cannot enter any analysis and
     are ignored; a learner whose ``unit_id`` differs from the outcomes file is an error.
@@ -596,8 +629,8 @@ def read_usage(path: Path, outcomes: OutcomeTable, units: UnitTable) -> UsageTab
     InputError
         Missing column, negative or non-numeric minutes, unknown unit, inconsistent unit.
     """
-    table = _read_table(path, ("learner_id", "unit_id", "week", "active_minutes"),
-                        floats=("active_minutes",))
+    table = _table_in_memory(table, path, ("learner_id", "unit_id", "week", "active_minutes"),
+                             floats=("active_minutes",))
     spath = str(path)
     message = "must be a number of minutes >= 0"
     minutes, blank = _numbers(spath, table.column("active_minutes"), "active_minutes", message)

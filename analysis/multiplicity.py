@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from analysis.options import MultipleComparisons, check_option
+from analysis.results import AnalysisResults, Effect
 
 __all__ = ["Certainty", "adjust_p_values", "certainty"]
 
@@ -123,16 +124,17 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def certainty(effect: Mapping[str, Any], results: Mapping[str, Any]) -> Certainty:
-    """Whether an effect of the results JSON is established by the protocol's test.
+def certainty(effect: Effect | Mapping[str, Any],
+              results: AnalysisResults | Mapping[str, Any]) -> Certainty:
+    """Whether an effect of the results is established by the protocol's test.
 
     Parameters
     ----------
-    effect : mapping
-        An item of the results JSON ``effects``.
-    results : mapping
-        The results JSON object (``design`` and ``analysis`` are read, and the primary
-        family's size from ``effects``).
+    effect : Effect or mapping
+        One of the results' effects (or an item of the results JSON ``effects``).
+    results : AnalysisResults or mapping
+        The results (or the results JSON object): ``design`` and ``analysis`` are read,
+        and the primary family's size from ``effects``.
 
     Examples
     --------
@@ -145,25 +147,29 @@ def certainty(effect: Mapping[str, Any], results: Mapping[str, Any]) -> Certaint
     >>> certainty(results["effects"][0], results).claim
     'not established'
     """
-    design = results.get("design", {}) or {}
+    if not isinstance(results, AnalysisResults):
+        results = AnalysisResults.from_json(results)
+    if not isinstance(effect, Effect):
+        effect = Effect.from_json(effect)
+    design = results.design
     alpha = float(design.get("alpha", 0.05))
     method = str(design.get("multiple_comparisons") or "none")
-    family = sum(1 for e in results.get("effects", []) if e.get("role") == "primary"
-                 and e.get("estimand") == "ITT" and not e.get("subgroup")
-                 and _number(e.get("p_value")) is not None)
+    family = sum(1 for e in results.effects_where(role="primary", estimand="ITT",
+                                                  whole_sample=True)
+                 if _number(e.p_value) is not None)
     sequential = design.get("sequential") or None
     look = looks = None
     threshold = alpha
     if sequential:
         look, looks = int(sequential["look"]), int(sequential["looks"])
         threshold = float(sequential["nominal_alpha"][look - 1])
-    estimate = _number(effect.get("estimate"))
-    p = _number(effect.get("p_adjusted"))
+    estimate = _number(effect.estimate)
+    p = _number(effect.p_adjusted)
     if p is None:
-        p = _number(effect.get("p_value"))
+        p = _number(effect.p_value)
     confirmatory = design.get("confirmatory")
     if confirmatory is None:  # results written before the key: interim looks concluded
-        confirmatory = results.get("analysis") != "interim"
+        confirmatory = results.analysis != "interim"
     if estimate is None or p is None:
         claim: Claim = "none"
     elif not confirmatory:

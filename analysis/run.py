@@ -49,6 +49,7 @@ from analysis.sequential import SequentialLook
 from analysis.subgroups import InteractionTest, estimate_subgroups
 from analysis.suppression import is_suppressed, suppress_count
 from analysis.usage import summarise_usage
+from analysis.warning_codes import AnalysisWarning, warnings_from_checks
 
 __all__ = ["run_analysis"]
 
@@ -86,7 +87,7 @@ def run_analysis(
     AnalysisResults
     """
     effects: list[Effect] = []
-    warnings: list[str] = []
+    warnings: list[AnalysisWarning] = []
     attrition: list[AttritionCheck] = []
     balance: list[BalanceCheck] = []
     icc: list[IccEstimate] = []
@@ -96,13 +97,11 @@ def run_analysis(
 
     blind = analysis == "monitoring"
     if analysis == "interim" and sequential is not None:
-        warnings.append(f"Analyse intermédiaire confirmatoire (regard {sequential.look} sur "
-                        f"{sequential.looks}) : un effet n'est établi que si sa p ajustée est "
-                        f"au plus {sequential.nominal_alpha:.5f} (frontière d'O'Brien-Fleming, "
-                        "dépense d'alpha de Lan-DeMets).")
+        warnings.append(AnalysisWarning("interim_confirmatory", {
+            "look": sequential.look, "looks": sequential.looks,
+            "nominal_alpha": sequential.nominal_alpha}))
     elif analysis == "interim":
-        warnings.append("Analyse intermédiaire : les intervalles et les p ne tiennent pas compte "
-                        "des analyses répétées ; seule l'analyse finale est confirmatoire.")
+        warnings.append(AnalysisWarning("interim_descriptive"))
     for spec in plan.outcomes:
         sample = build_sample(plan, units, outcomes, spec)
         if spec is primary_spec:
@@ -115,10 +114,7 @@ def run_analysis(
         checks, imputed = _attrition(plan, units, outcomes, sample)
         attrition.extend(checks)
         if imputed and spec is primary_spec:
-            warnings.append(
-                f"{imputed} unité(s) sans élève connu (ni score, ni effectif `pupils` dans "
-                "le fichier des unités) : comptée(s) avec l'effectif moyen des unités de "
-                "leur bras dans l'attrition de tous les élèves tirés au sort.")
+            warnings.append(AnalysisWarning("units_imputed", {"count": imputed}))
         balance.extend(_balance(plan, units, outcomes, sample, spec.baseline))
         icc.append(estimate_icc(spec.id, sample.y, sample.cluster, sample.n_clusters,
                                 sample.arm) if plan.clustered else
@@ -146,7 +142,9 @@ def run_analysis(
         dict(zip(plan.arms, plan.allocation, strict=True)),
     )
     consort = consort_flow(plan, units, outcomes, primary_sample, primary_spec.baseline)
-    warnings.extend(_warnings(effects, attrition, balance, srm.mismatch))
+    span = boundary_table()["optimistic_unverified_rows"]
+    assert isinstance(span, dict)
+    warnings.extend(warnings_from_checks(effects, attrition, balance, srm.mismatch, span))
     usage_summary = None
     if usage is not None:
         usage_summary = {"arms": summarise_usage(plan, usage, primary_sample),
@@ -174,7 +172,8 @@ def run_analysis(
             "subgroup_interactions": interactions,
         },
         usage=usage_summary,
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=tuple({(w.code, repr(sorted(w.params.items()))): w
+                        for w in reversed(warnings)}.values())[::-1],
     )
 
 
@@ -422,37 +421,3 @@ def _adjust(plan: AnalysisPlan, effects: list[Effect], interactions: list[Intera
     tests = [dataclasses.replace(t, p_adjusted=p) for t, p in
              zip(interactions, adjusted[len(secondary):], strict=True)]
     return out, tests
-
-
-def _warnings(effects: list[Effect], attrition: list[AttritionCheck],
-              balance: list[BalanceCheck], srm_mismatch: bool) -> list[str]:
-    # In French: the warnings are read by programme officers on the results page.
-    out = []
-    if srm_mismatch:
-        out.append("Répartition des unités entre les bras différente de celle du protocole "
-                   "(test du χ², p < 0,001).")
-    for a in attrition:
-        if a.level == "all_learners":
-            continue  # not one of the WWC's cluster-design checks (see analysis.attrition)
-        bound = "prudente" if a.assumption == "cautious" else "optimiste"
-        if a.rating == "high":
-            level = "des unités" if a.level == "unit" else "des élèves"
-            out.append(f"{a.outcome}, {a.contrast} : attrition {level} élevée selon la borne "
-                       f"{bound} du What Works Clearinghouse.")
-        if a.unverified:
-            span = boundary_table()["optimistic_unverified_rows"]
-            assert isinstance(span, dict)
-            out.append(f"{a.outcome}, {a.contrast} : borne optimiste du WWC lue à la ligne "
-                       f"{a.boundary_row} %, non vérifiée (lignes {span['first']} à "
-                       f"{span['last']} de cette colonne non vérifiées contre le Handbook).")
-    for b in balance:
-        if b.equivalence == "not satisfied":
-            out.append(f"{b.outcome}, {b.contrast} : écart initial sur {b.characteristic} "
-                       "supérieur à 0,25 écart-type ; équivalence initiale non établie (WWC).")
-        elif b.equivalence == "adjustment required" and not b.adjusted_in_model:
-            out.append(f"{b.outcome}, {b.contrast} : écart initial sur {b.characteristic} "
-                       "entre 0,05 et 0,25 écart-type, non pris en compte dans le modèle.")
-    for e in effects:
-        if e.role == "primary" and not e.estimable and not (e.reason or "").startswith("monitor"):
-            out.append(f"{e.outcome}, {e.contrast} : effet principal non estimable ({e.reason}).")
-    return out

@@ -18,7 +18,6 @@ learners leave the subgroup model and the level is reported without numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -43,28 +42,12 @@ from analysis.effects import (
 )
 from analysis.inputs import AnalysisPlan, OutcomeTable, UnitTable
 from analysis.options import MIN_CELL_PUPILS
-from analysis.results import Effect, not_estimable
+from analysis.results import Effect, InteractionTest, not_estimable
 from analysis.sample import AnalysisSample, attribute_codes
 from analysis.statistics import SampleMeanStatistic
 from analysis.suppression import suppress_count
 
 __all__ = ["InteractionTest", "estimate_subgroups"]
-
-
-@dataclass(frozen=True)
-class InteractionTest:
-    """Does the effect of ``contrast`` differ between the levels of ``attribute``?"""
-
-    outcome: str
-    contrast: str
-    attribute: str
-    levels: tuple[str, ...]
-    statistic: float
-    df_num: int
-    df_den: float
-    p_value: float
-    p_adjusted: float = math.nan
-    reason: str | None = None
 
 
 def estimate_subgroups(

@@ -42,6 +42,7 @@ __all__ = [
     "summarise_usage",
     "usage_levels",
     "usage_levels_from_files",
+    "usage_levels_from_frames",
 ]
 
 LEVELS = ("assigned", "activated", "opened", "active")
@@ -219,19 +220,36 @@ def usage_levels_from_files(
     A pupil belongs to the unit the levels file gives, else the usage file's first.
     """
     unit_frame = pd.read_csv(units, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    rows = pd.read_csv(usage, encoding="utf-8-sig", dtype={"learner_id": str, "unit_id": str},
+                       usecols=["learner_id", "unit_id", "active_minutes"])
+    flags = (pd.read_csv(levels, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+             if levels is not None and levels.exists() else None)
+    return usage_levels_from_frames(unit_frame, rows, flags, arms=arms, control=control,
+                                    threshold_minutes=threshold_minutes,
+                                    idle_timeout_s=idle_timeout_s)
+
+
+def usage_levels_from_frames(
+    unit_frame: pd.DataFrame, rows: pd.DataFrame, flags: pd.DataFrame | None, *,
+    arms: Sequence[str], control: str | None, threshold_minutes: float | None,
+    idle_timeout_s: float | None = None,
+) -> UsageLevels:
+    """:func:`usage_levels_from_files` on the files' content already in memory: the units
+    (every column as text), the usage rows (``learner_id``, ``unit_id``,
+    ``active_minutes``) and the levels (:data:`LEVEL_FILE_COLUMNS`, as text; None: none).
+
+    A scheduled run reads the store once and passes these (:mod:`experiments.runs`).
+    """
     arm_of_unit = dict(zip(unit_frame["unit_id"], unit_frame["arm"], strict=True))
     enrolled: dict[str, int] = {}
     if "pupils" in unit_frame.columns:
         pupils = pd.to_numeric(unit_frame["pupils"], errors="coerce").fillna(0).astype(int)
         enrolled = {str(k): int(v) for k, v in pupils.groupby(unit_frame["arm"]).sum().items()}
-    rows = pd.read_csv(usage, encoding="utf-8-sig", dtype={"learner_id": str, "unit_id": str},
-                       usecols=["learner_id", "unit_id", "active_minutes"])
     minutes = pd.to_numeric(rows["active_minutes"], errors="coerce").fillna(0.0)
     active = {str(k): float(v) for k, v in minutes.groupby(rows["learner_id"]).sum().items()}
     unit_of: dict[str, str] = {}
     reached: dict[str, list[str]] = {level: [] for level in LEVELS[:-1]}
-    if levels is not None and levels.exists():
-        flags = pd.read_csv(levels, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if flags is not None:
         unit_of.update(zip(flags["learner_id"], flags["unit_id"], strict=True))
         for level in LEVELS[:-1]:
             reached[level] = flags.loc[flags[level] == "1", "learner_id"].tolist()

@@ -31,12 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlalchemy as sa
 
 from experiments.protocol.calendar import uai_check_letter
 from experiments.settings import Settings
+
+if TYPE_CHECKING:
+    from analysis.results import Effect
 from experiments.store import ExperimentStore, events_table
 from ingest.stream.worker import READY_LINE
 
@@ -287,7 +291,7 @@ class _FinalRun:
     protocol_sha256: str
     results_json: Path
     report_html: Path
-    primary: dict[str, object] | None
+    primary: Effect | None
 
 
 def _final_run(home: Path) -> _FinalRun:
@@ -302,8 +306,10 @@ def _final_run(home: Path) -> _FinalRun:
         raise RuntimeError(f"the final analysis did not complete: {failed}")
     final = finals[-1]
     assert final.json_path is not None and final.html_path is not None
-    results = json.loads(Path(final.json_path).read_text())
-    primary = next((e for e in results["effects"] if e.get("estimate") is not None), None)
+    from analysis.results import AnalysisResults
+
+    results = AnalysisResults.from_json(json.loads(Path(final.json_path).read_text()))
+    primary = next((e for e in results.effects if e.estimable), None)
     return _FinalRun(len(runs), final.run_id, final.protocol_version, final.protocol_sha256,
                      Path(final.json_path), Path(final.html_path), primary)
 
@@ -423,15 +429,15 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoResu
         effect = result.primary
         if effect is not None:
             say(
-                f"    {effect['outcome']} ({effect['contrast']}, {effect['estimand']}): "
-                f"{effect['estimate']:+.2f} points [{effect['ci_low']:+.2f}; "
-                f"{effect['ci_high']:+.2f}], Hedges' g {effect['hedges_g']:+.2f}, "
-                f"p = {effect['p_value']:.3f}"
+                f"    {effect.outcome} ({effect.contrast}, {effect.estimand}): "
+                f"{effect.estimate:+.2f} points [{effect.ci_low:+.2f}; "
+                f"{effect.ci_high:+.2f}], Hedges' g {effect.hedges_g:+.2f}, "
+                f"p = {effect.p_value:.3f}"
             )
 
         step("Researcher: the post-experiment decision (the programme officer acknowledges "
              "it in the portal, then the experiment can be closed)")
-        low = effect.get("ci_low") if effect is not None else None
+        low = effect.ci_low if effect is not None else None
         decision = "generaliser" if isinstance(low, float) and low > 0 else "ajuster"
         say("    " + _preuve(env, "protocol", "decide", EXPERIMENT, "--decision", decision,
                              "--reason", "Décision de démonstration, au vu du rapport "

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any, Final
 
+from analysis.results import AnalysisResults
+
 __all__ = ["ENGLISH_WORDS", "FRENCH_WORDS", "check_report", "visible_text"]
 
 SECTIONS: Final[tuple[str, ...]] = ("synthese", "usage", "effet", "credibilite", "methodes")
@@ -91,8 +93,9 @@ def _number(text: str) -> float:
     return float(text.replace("\u2212", "-").replace("\u202f", "").replace(",", "."))
 
 
-def check_report(page: str, results: Mapping[str, Any], lang: str = "fr") -> list[str]:
-    """Problems of a report ``page`` (HTML) against its ``results`` JSON object.
+def check_report(page: str, results: AnalysisResults | Mapping[str, Any], lang: str = "fr"
+                 ) -> list[str]:
+    """Problems of a report ``page`` (HTML) against its ``results`` (or results JSON object).
 
     Examples
     --------
@@ -102,11 +105,11 @@ def check_report(page: str, results: Mapping[str, Any], lang: str = "fr") -> lis
     problems = [f"section {s} missing" for s in SECTIONS if f'<section id="{s}"' not in page]
     if f'<html lang="{lang}">' not in page:
         problems.append(f'<html lang="{lang}"> missing')
-    primaries = [e for e in results.get("effects", []) if e.get("role") == "primary"
-                 and e.get("estimand") == "ITT" and not e.get("subgroup")]
-    arms = list(results.get("design", {}).get("arms", []))
-    primaries.sort(key=lambda e: arms.index(str(e.get("contrast", "")).split(" vs ")[0])
-                   if str(e.get("contrast", "")).split(" vs ")[0] in arms else len(arms))
+    if not isinstance(results, AnalysisResults):
+        results = AnalysisResults.from_json(results)
+    primaries = results.effects_where(role="primary", estimand="ITT", whole_sample=True)
+    arms = list(results.design.get("arms", []))
+    primaries.sort(key=lambda e: arms.index(e.arm) if e.arm in arms else len(arms))
     sentences = [html.unescape(m) for m in
                  re.findall(r'data-role="summary-sentence">([^<]+)<', page)]
     if not sentences:
@@ -114,7 +117,7 @@ def check_report(page: str, results: Mapping[str, Any], lang: str = "fr") -> lis
     elif len(primaries) > 1 and len(sentences) != len(primaries):
         problems.append(f"{len(sentences)} summary sentences for {len(primaries)} treated arms")
     for primary, sentence in zip(primaries, sentences, strict=False):
-        if primary.get("estimate") is None:
+        if not primary.estimable:
             continue
         pattern = (r"progressé de ([\d\u202f,]+) points? de (plus|moins)" if lang == "fr"
                    else r"progressed ([\d,.]+) points? (more|less)")
@@ -125,9 +128,9 @@ def check_report(page: str, results: Mapping[str, Any], lang: str = "fr") -> lis
         sign = 1 if found.group(2) in ("plus", "more") else -1
         shown = sign * _number(found.group(1) if lang == "fr"
                                else found.group(1).replace(",", ""))
-        if abs(shown - primary["estimate"]) > 0.05 + 1e-9:
-            problems.append(f"summary says {shown}, the JSON {primary['estimate']}")
-        months = primary.get("months_progress")
+        if abs(shown - primary.estimate) > 0.05 + 1e-9:
+            problems.append(f"summary says {shown}, the JSON {primary.estimate}")
+        months = primary.months_progress
         if months and str(abs(months)) not in re.findall(r"\d+", sentence.split(",")[-1]):
             problems.append(f"summary's months differ from the JSON's {months}")
     text = visible_text(page, skip_lang="fr" if lang == "en" else "en")

@@ -35,6 +35,7 @@ __all__ = [
     "software_versions",
     "usage_context_from_daily",
     "usage_context_from_files",
+    "usage_context_from_frames",
 ]
 
 
@@ -205,21 +206,32 @@ def usage_context_from_files(units: Path, usage: Path, outcomes: Path | None = N
     """
     unit_frame = pd.read_csv(units, dtype=str, keep_default_na=False)
     unit_frame.columns = [str(c).strip().lstrip("\ufeff") for c in unit_frame.columns]
-    arm_of = dict(zip(unit_frame["unit_id"], unit_frame["arm"], strict=True))
-    order = list(arms) if arms is not None else list(dict.fromkeys(unit_frame["arm"]))
     # Categories: a usage file of a million pupils over a school year has tens of millions
     # of rows; only four columns are read, ids as categories.
     rows = pd.read_csv(usage, encoding="utf-8-sig",
                        usecols=["learner_id", "unit_id", "week", "active_minutes"],
                        dtype={"learner_id": "category", "unit_id": "category",
                               "week": "category", "active_minutes": str})
+    return usage_context_from_frames(unit_frame, rows, _learners_of(outcomes), arms=arms)
+
+
+def usage_context_from_frames(unit_frame: pd.DataFrame, rows: pd.DataFrame,
+                              scored: pd.DataFrame | None = None, *,
+                              arms: Sequence[str] | None = None) -> ReportContext:
+    """:func:`usage_context_from_files` on the files' content already in memory: the
+    units (every column as text), the usage rows (``learner_id``, ``unit_id``, ``week``,
+    ``active_minutes``) and the (``learner_id``, ``unit_id``) of the outcome records.
+
+    A scheduled run reads the store once and passes these (:mod:`experiments.runs`).
+    """
+    arm_of = dict(zip(unit_frame["unit_id"], unit_frame["arm"], strict=True))
+    order = list(arms) if arms is not None else list(dict.fromkeys(unit_frame["arm"]))
     all_usage = rows
     rows = rows[pd.to_numeric(rows["active_minutes"], errors="coerce").fillna(0) > 0]
     rows = rows.assign(week=rows["week"].astype(str))
     # Pupils followed: with a score or a usage row, each counted in the first unit it is
     # met in (outcomes first), and only in units of the units file.
     followed = [all_usage[["learner_id", "unit_id"]].astype(str)]
-    scored = _learners_of(outcomes)
     if scored is not None:
         followed.insert(0, scored)
     pupils = pd.concat(followed, ignore_index=True).drop_duplicates("learner_id")

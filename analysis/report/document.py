@@ -26,7 +26,6 @@ CDN, no script). French by default; ``lang="en"`` for English. Words come from
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +47,9 @@ from analysis.report.figures import (
 from analysis.report.rating import EvidenceRating, rate_evidence
 from analysis.report.text import Text
 from analysis.report.usage_levels import levels_section
-from analysis.results import AnalysisResults, to_json_dict
+from analysis.results import AnalysisResults, Effect, finite, to_json_dict
 from analysis.suppression import is_suppressed
+from analysis.warning_codes import SUMMARY_MESSAGES, summary_lines
 
 if TYPE_CHECKING:
     from experiments.protocol.language import Protocol
@@ -100,23 +100,21 @@ def _names(data: Mapping[str, Any], protocol: Protocol | None, t: Text
     return resource, arm_names, outcomes
 
 
-def _primary(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    return next((e for e in data.get("effects", []) if e.get("role") == "primary"
-                 and e.get("estimand") == "ITT"), None)
+def _typed(data: Mapping[str, Any]) -> AnalysisResults:
+    """The results JSON read back as objects (:meth:`AnalysisResults.from_json`)."""
+    return AnalysisResults.from_json(data)
 
 
-def _primary_effects(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _primary(data: Mapping[str, Any]) -> Effect | None:
+    return next(iter(_typed(data).effects_where(role="primary", estimand="ITT")), None)
+
+
+def _primary_effects(data: Mapping[str, Any]) -> list[Effect]:
     """The primary ITT effect of every treated arm (whole sample), in the arms' order."""
-    effects = [e for e in data.get("effects", []) if e.get("role") == "primary"
-               and e.get("estimand") == "ITT" and not e.get("subgroup")]
-    arms = list(data.get("design", {}).get("arms", []))
-    return sorted(effects, key=lambda e: arms.index(_arm_of(e)) if _arm_of(e) in arms
-                  else len(arms))
-
-
-def _arm_of(effect: Mapping[str, Any]) -> str:
-    """The treated arm of an effect's contrast (``lectio vs usual`` → ``lectio``)."""
-    return str(effect.get("contrast", "")).split(" vs ")[0]
+    results = _typed(data)
+    effects = results.effects_where(role="primary", estimand="ITT", whole_sample=True)
+    arms = list(results.design.get("arms", []))
+    return sorted(effects, key=lambda e: arms.index(e.arm) if e.arm in arms else len(arms))
 
 
 def _arm_label(arm: str, protocol: Protocol | None, resource: str, t: Text) -> str:
@@ -130,8 +128,8 @@ def _arm_label(arm: str, protocol: Protocol | None, resource: str, t: Text) -> s
              arm=arm, description=description or "")
 
 
-def _reason(effect: Mapping[str, Any], t: Text) -> str:
-    reason = str(effect.get("reason") or "")
+def _reason(effect: Effect | Mapping[str, Any], t: Text) -> str:
+    reason = str((effect.reason if isinstance(effect, Effect) else effect.get("reason")) or "")
     if reason.startswith("monitoring"):
         return t("reason_monitoring")
     if "suppressed" in reason or "fewer than 10" in reason:
@@ -139,14 +137,14 @@ def _reason(effect: Mapping[str, Any], t: Text) -> str:
     return t("reason_other")
 
 
-def summary_sentence(effect: Mapping[str, Any], *, resource: str, outcome: str, unit: str,
-                     lang: str = "fr") -> str:
+def summary_sentence(effect: Effect | Mapping[str, Any], *, resource: str, outcome: str,
+                     unit: str, lang: str = "fr") -> str:
     """The answer in one sentence: points of progress and EEF months of progress.
 
     Parameters
     ----------
-    effect : mapping
-        An item of the results JSON ``effects`` (the primary ITT effect).
+    effect : Effect or mapping
+        The primary ITT effect (or its item of the results JSON ``effects``).
     resource, outcome : str
         Names as the reader knows them (``Lectio``, ``fluence``).
     unit : {"class", "school", "learner"}
@@ -161,8 +159,10 @@ def summary_sentence(effect: Mapping[str, Any], *, resource: str, outcome: str, 
 fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires.'
     """
     t = Text(lang)
-    estimate = effect.get("estimate")
-    if estimate is None or not math.isfinite(estimate):
+    if not isinstance(effect, Effect):
+        effect = Effect.from_json(effect)
+    estimate = effect.estimate
+    if not effect.estimable:
         return t("no_estimate", reason=_reason(effect, t))
     rounded = round(abs(estimate), 1)
     value = t.number(rounded, 1)
@@ -171,7 +171,7 @@ fluence que ceux des classes témoins, soit environ 3 mois de progrès suppléme
     key = f"sentence_{direction}" + ("_learner" if unit == "learner" else "")
     sentence = t(key, units=t(f"units_{unit}"), resource=resource, value=value,
                  points=points, outcome=outcome)
-    months = effect.get("months_progress")
+    months = effect.months_progress
     if months is None:
         return sentence + "."
     if months == 0:
@@ -224,7 +224,7 @@ def _label_subgroup(subgroup: str | None, t: Text) -> str:
         f"{t.attribute(name)}: {level}"
 
 
-def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
+def _cost(protocol: Protocol | None, primary: Effect | None,
           data: Mapping[str, Any], t: Text) -> list[tuple[str, str | None]]:
     """Cost lines as (words of the report, protocol data quoted in its own language)."""
     if protocol is None or protocol.budget is None:
@@ -250,7 +250,7 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
     multi = len(effects) > 1
     weights = {a.name: a.allocation for a in protocol.arms if not a.control}
     for effect in effects:
-        arm = _arm_of(effect)
+        arm = effect.arm
         suffix = t("cost_arm", arm=arm) if multi else ""
         cost, pupils = budget.arm_cost(arm, weights.get(arm, 0.0) / sum(weights.values()))
         per_pupil = cost / pupils if pupils else budget.cost_per_pupil
@@ -262,7 +262,7 @@ def _cost(protocol: Protocol | None, primary: Mapping[str, Any] | None,
             lines.append((_with(t("cost_per_active",
                                   value=t.number(per_pupil / share, 0)), suffix),
                           None))
-        months = effect.get("months_progress") or 0
+        months = effect.months_progress or 0
         if certainty(effect, data).claim == "positive" and months > 0:
             lines.append((_with(t("cost_per_month", value=t.number(
                 per_pupil / months, 0)), suffix), None))
@@ -288,7 +288,7 @@ def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> lis
     yes, no = t("yes"), t("no")
     out = []
     for effect in effects:
-        arm = _arm_of(effect)
+        arm = effect.arm
         c = certainty(effect, data)
         suffix = t("cost_arm", arm=arm) if multi else ""
         if c.claim in ("descriptive", "none"):
@@ -297,7 +297,7 @@ def _decision_lines(protocol: Protocol, data: Mapping[str, Any], t: Text) -> lis
         met = [c.claim == "positive"]
         parts = [t("decision_effect", answer=yes if met[0] else no)]
         if decision.min_effect_size is not None:
-            g = effect.get("hedges_g")
+            g = finite(effect.hedges_g)
             met.append(g is not None and g >= decision.min_effect_size)
             parts.append(t("decision_g", threshold=t.number(decision.min_effect_size, 2),
                            answer=yes if met[-1] else no, value=t.number(g, 2)))
@@ -350,19 +350,19 @@ def _rule(c: Certainty, t: Text) -> str:
     return ", ".join(parts) if parts else t("rule_plain")
 
 
-def _sure(effect: Mapping[str, Any], c: Certainty, t: Text, *, level: str, resource: str,
+def _sure(effect: Effect, c: Certainty, t: Text, *, level: str, resource: str,
           outcome: str) -> list[str]:
     """How sure we are of one arm's effect: the interval (said unadjusted when it is not
     the test's), then the conclusion of the protocol's test (:func:`certainty`)."""
-    if effect.get("estimate") is None:
+    if not effect.estimable:
         return []
-    lines = [t("interval", level=level, low=t.number(effect["ci_low"], 1),
-               high=t.number(effect["ci_high"], 1), points=t("points"))]
+    lines = [t("interval", level=level, low=t.number(effect.ci_low, 1),
+               high=t.number(effect.ci_high, 1), points=t("points"))]
     if c.interval_unadjusted:
         lines[0] = lines[0][:-1] + t("interval_unadjusted")
     p_shown = t.p_value(c.p)
     threshold = t.number(c.threshold, 4 if c.threshold < 0.01 else 3)
-    excludes_zero = effect["ci_low"] > 0 or effect["ci_high"] < 0
+    excludes_zero = effect.ci_low > 0 or effect.ci_high < 0
     if c.claim == "descriptive":
         lines.append(t("certainty_descriptive"))
     elif c.established and not c.interval_unadjusted:
@@ -384,7 +384,7 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
     unit = data.get("design", {}).get("unit", "class")
     primary = _primary(data)
     effects = _primary_effects(data)
-    outcome_id = primary["outcome"] if primary else "?"
+    outcome_id = primary.outcome if primary else "?"
     outcome = _in_sentence(outcomes.get(outcome_id, outcome_id))
     alpha = float(data.get("design", {}).get("alpha", 0.05))
     level = t.number(round(100 * (1 - alpha)), 0)
@@ -393,12 +393,12 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
     arms: list[dict[str, Any]] = []
     multi = len(effects) > 1
     for effect in effects:
-        arm = _arm_of(effect)
+        arm = effect.arm
         name = _arm_label(arm, protocol, resource, t) if multi else resource
         c = certainty(effect, data)
         sentence = summary_sentence(effect, resource=name, outcome=outcome, unit=unit,
                                     lang=t.lang)
-        if multi and effect.get("estimate") is None:
+        if multi and not effect.estimable:
             sentence = f"{name} : {sentence}" if t.lang == "fr" else f"{name}: {sentence}"
         lines = _sure(effect, c, t, level=level, resource=name, outcome=outcome)
         if multi:  # « Comprendo (groupe « vague1 ») : intervalle de confiance… »
@@ -435,24 +435,12 @@ def _summary(data: Mapping[str, Any], protocol: Protocol | None, t: Text, resour
 
 
 def _warnings(data: Mapping[str, Any], t: Text, outcomes: Mapping[str, str]) -> list[str]:
-    """Points to watch, said again from the checks (the results' warnings are French only)."""
-    checks = data.get("checks", {})
-    unit = data.get("design", {}).get("unit", "class")
-    out = [t("volunteers")]
-    if (checks.get("sample_ratio") or {}).get("mismatch"):
-        out.append(t("srm_mismatch"))
-    boundary = str(data.get("design", {}).get("attrition_boundary") or "cautious")
-    if any(a.get("rating", a.get("cautious")) == "high" and a.get("level") != "all_learners"
-           for a in checks.get("attrition", [])):
-        out.append(t("r_minus_differential_attrition", boundary=t(f"boundary_{boundary}"))
-                   .rsplit(":", 1)[0].rstrip() + ".")
-    if any(b.get("equivalence") == "not satisfied"
-           for b in checks.get("baseline_equivalence", [])):
-        out.append(t("r_minus_imbalance_large").rsplit(":", 1)[0].rstrip() + ".")
-    if data.get("analysis") == "interim":
-        out.append(t("interim_warning"))
-    del unit, outcomes
-    return out
+    """Points to watch: the volunteers' note, then the results' warnings the summary names,
+    in the words of their one catalogue (:func:`analysis.warning_codes.summary_lines`)."""
+    del outcomes
+    return [t("volunteers"),
+            *summary_lines(AnalysisResults.from_json(data).warnings, "en" if t.lang == "en"
+                           else "fr")]
 
 
 def _usage(data: Mapping[str, Any], context: ReportContext, t: Text,
@@ -543,39 +531,39 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
     rows = []
     forest: list[ForestRow] = []
     shown_roles = ("primary", "secondary", "subgroup", "cace")
-    for e in data.get("effects", []):
-        if e.get("role") not in shown_roles:
+    results = _typed(data)
+    for e in results.effects:
+        if e.role not in shown_roles:
             continue
-        arm = e["contrast"].split(" vs ")[0]
+        arm = e.arm
         contrast = t("contrast", arm=arm_names.get(arm, arm),
                      control=arm_names.get(control, t("arm_control")))
-        outcome = outcomes.get(e["outcome"], e["outcome"])
-        group = _label_subgroup(e.get("subgroup"), t)
+        outcome = outcomes.get(e.outcome, e.outcome)
+        group = _label_subgroup(e.subgroup, t)
         learners = " · ".join(f"{arm_names.get(a, a)} {_count(n, t)}"
-                              for a, n in (e.get("n_learners") or {}).items())
-        estimable = e.get("estimate") is not None
+                              for a, n in (e.n_learners or {}).items())
+        estimable = e.estimable
         row = {
             "outcome": outcome, "contrast": contrast, "group": group,
-            "role": t(f"role_{e['role']}"), "estimable": estimable,
+            "role": t(f"role_{e.role}"), "estimable": estimable,
             "reason": None if estimable else t("not_shown", reason=_reason(e, t)),
-            "estimate": t.number(e.get("estimate"), 1, signed=True),
-            "ci": t("ci_range", low=t.number(e.get("ci_low"), 1),
-                    high=t.number(e.get("ci_high"), 1)),
-            "p": t.p_value(e.get("p_value")),
-            "p_adj": t.p_value(e.get("p_adjusted")),
-            "g": t.number(e.get("hedges_g"), 2, signed=True),
-            "months": t.number(e.get("months_progress"), signed=True),
-            "learners": learners, "primary": e.get("role") == "primary",
+            "estimate": t.number(e.estimate, 1, signed=True),
+            "ci": t("ci_range", low=t.number(e.ci_low, 1), high=t.number(e.ci_high, 1)),
+            "p": t.p_value(finite(e.p_value)),
+            "p_adj": t.p_value(finite(e.p_adjusted)),
+            "g": t.number(e.hedges_g, 2, signed=True),
+            "months": t.number(e.months_progress, signed=True),
+            "learners": learners, "primary": e.role == "primary",
         }
         rows.append(row)
-        if estimable and e.get("hedges_g") is not None and e.get("hedges_g_ci_low") is not None:
-            label = outcome if not e.get("subgroup") else f"{outcome} — {group}"
-            if e.get("role") == "cace":
+        if estimable and finite(e.hedges_g) is not None and finite(e.hedges_g_ci_low) is not None:
+            label = outcome if not e.subgroup else f"{outcome} — {group}"
+            if e.role == "cace":
                 label = f"{outcome} — {t('role_cace')}"
             if len({c for c in (design.get("arms") or [])}) > 2:
                 label += f" ({arm_names.get(arm, arm)})"
-            forest.append(ForestRow(label, e["hedges_g"], e["hedges_g_ci_low"],
-                                    e["hedges_g_ci_high"], e.get("role") == "primary"))
+            forest.append(ForestRow(label, e.hedges_g, e.hedges_g_ci_low, e.hedges_g_ci_high,
+                                    e.role == "primary"))
     svg = figure = None
     if forest:
         figure = forest_figure(forest, t("forest_x"), lambda x: t.number(x, 1))
@@ -583,11 +571,11 @@ def _effects(data: Mapping[str, Any], t: Text, arm_names: Mapping[str, str],
     method = design.get("multiple_comparisons", "none")
     correction = t("correction_none") if method in (None, "none") else t(
         "correction", method=t(f"method_{method}"))
-    interactions = [t("interaction", attribute=t.attribute(i.get("attribute", "")),
-                      p=t.p_value(i.get("p_value")), p_adj=t.p_value(i.get("p_adjusted")))
-                    for i in data.get("checks", {}).get("subgroup_interactions", [])
-                    if i.get("p_value") is not None]
-    has_cace = any(e.get("role") == "cace" for e in data.get("effects", []))
+    interactions = [t("interaction", attribute=t.attribute(i.attribute or ""),
+                      p=t.p_value(finite(i.p_value)), p_adj=t.p_value(finite(i.p_adjusted)))
+                    for i in results.checks.get("subgroup_interactions", [])
+                    if finite(i.p_value) is not None]
+    has_cace = any(e.role == "cace" for e in results.effects)
     return {"rows": rows, "forest_svg": svg, "figure": figure, "correction": correction,
             "sequential": _sequential_lines(data, t),
             "interactions": interactions, "cace_note": t("cace_note") if has_cace else None}
@@ -642,15 +630,14 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
     design = data.get("design", {})
     unit = design.get("unit", "class")
     units = t(f"units_{unit}")
-    checks = data.get("checks", {})
+    checks = _typed(data).checks
     consort_rows = []
     boxes = []
     for c in checks.get("consort", []):
-        name = arm_names.get(c["arm"], c["arm"])
-        counts = [t.number(c["units_allocated"]), t.number(c["units_analysed"]),
-                  _count(c.get("learners_on_record"), t),
-                  _count(c.get("learners_with_baseline"), t),
-                  _count(c.get("learners_analysed"), t)]
+        name = arm_names.get(c.arm, c.arm)
+        counts = [t.number(c.units_allocated), t.number(c.units_analysed),
+                  _count(c.learners_on_record, t), _count(c.learners_with_baseline, t),
+                  _count(c.learners_analysed, t)]
         consort_rows.append([name, *counts])
         lines: tuple[str, ...]
         if unit == "learner":
@@ -664,7 +651,7 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
         if t.lang == "fr":
             lines = tuple(line.replace(": ", " : ") for line in lines)
         boxes.append(ConsortBox(name, tuple(s[0].upper() + s[1:] for s in lines)))
-    total_units = sum(c["units_allocated"] for c in checks.get("consort", []))
+    total_units = sum(c.units_allocated for c in checks.get("consort", []))
     top = (f"{t('c_allocated', units=units).capitalize()} : {t.number(total_units)}"
            if t.lang == "fr" else
            f"{t('c_allocated', units=units).capitalize()}: {t.number(total_units)}")
@@ -673,47 +660,46 @@ def _credibility(data: Mapping[str, Any], protocol: Protocol | None, context: Re
                                 t("consort_alt", units=units))) if figure else None
     balance = []
     for b in checks.get("baseline_equivalence", []):
-        name = str(b.get("characteristic", ""))
+        name = str(b.characteristic or "")
         if name.endswith(" (baseline)"):
             base = name[: -len(" (baseline)")]
             name = t("baseline_of", outcome=outcomes.get(base, base))
         elif "=" in name:
             attr, _, level = name.partition("=")
             name = f"{t.attribute(attr)} = {t.attribute_value(attr, level)}"
-        verdict = t(f"eq_{b['equivalence']}") if b.get("equivalence") else (
-            t("reason_suppressed") if "suppressed" in str(b.get("reason")) else t("eq_none"))
-        if b.get("equivalence") == "adjustment required" and b.get("adjusted_in_model"):
+        verdict = t(f"eq_{b.equivalence}") if b.equivalence else (
+            t("reason_suppressed") if "suppressed" in str(b.reason) else t("eq_none"))
+        if b.equivalence == "adjustment required" and b.adjusted_in_model:
             verdict = t("eq_adjusted")
-        balance.append([outcomes.get(b["outcome"], b["outcome"]), name,
-                        t.number(b.get("difference"), 2), verdict])
+        balance.append([outcomes.get(b.outcome, b.outcome), name, t.number(b.difference, 2),
+                        verdict])
     attrition = []
     notes_unverified: list[str] = []
     for a in checks.get("attrition", []):
+        # (a check stored before ``rating`` is rated under the cautious boundary: from_json)
         level = {"unit": units, "learner": t("units_learner")}.get(
-            a["level"], t("a_all_learners"))
-        boundary = a.get("boundary", a.get("boundary_cautious"))
-        rating = a.get("rating", a.get("cautious"))
+            a.level, t("a_all_learners"))
         attrition.append([
-            outcomes.get(a["outcome"], a["outcome"]), level.capitalize(),
-            t.percent(a.get("overall"), 1), t.percent(a.get("differential"), 1),
-            t.percent(boundary, 1) if boundary is not None else "—",
-            t(f"rating_{a['cautious']}") if a.get("cautious") else t("reason_suppressed"),
-            t(f"rating_{rating}") if rating else t("reason_suppressed"),
+            outcomes.get(a.outcome, a.outcome), level.capitalize(),
+            t.percent(finite(a.overall), 1), t.percent(finite(a.differential), 1),
+            t.percent(a.boundary, 1) if a.boundary is not None else "—",
+            t(f"rating_{a.cautious}") if a.cautious else t("reason_suppressed"),
+            t(f"rating_{a.rating}") if a.rating else t("reason_suppressed"),
         ])
-        if a.get("unverified"):
-            notes_unverified.append(t("a_unverified", row=a.get("boundary_row")))
-    srm = checks.get("sample_ratio") or {}
+        if a.unverified:
+            notes_unverified.append(t("a_unverified", row=a.boundary_row))
+    srm = checks.get("sample_ratio")
     notes = list(dict.fromkeys(notes_unverified))
     if srm:
-        notes.append(t("srm", units=units, chi2=t.number(srm.get("chi2"), 2),
-                       p=t.p_value(srm.get("p_value"))))
-        if srm.get("mismatch"):
-            notes.append(t("srm_mismatch"))
+        notes.append(t("srm", units=units, chi2=t.number(srm.chi2, 2),
+                       p=t.p_value(finite(srm.p_value))))
+        if srm.mismatch:
+            notes.append(SUMMARY_MESSAGES["en" if t.lang == "en" else "fr"]["allocation"])
     for i in checks.get("icc", []):
-        if i.get("icc") is not None:
+        if finite(i.icc) is not None:
             notes.append(t("icc", unit=t(f"unit_{unit}"),
-                           outcome=outcomes.get(i["outcome"], i["outcome"]),
-                           icc=t.number(i["icc"], 3)))
+                           outcome=outcomes.get(i.outcome, i.outcome),
+                           icc=t.number(i.icc, 3)))
     sha = context.protocol_sha256 or data.get("protocol_sha256", "")
     record = [t("protocol_version", version=context.protocol_version, sha=sha[:16])
               if context.protocol_version is not None else t("no_record")]
@@ -732,8 +718,8 @@ def _methods(data: Mapping[str, Any], context: ReportContext, t: Text,
     model = "m_model_mixed" if design.get("model") == "mixed" else "m_model_ancova"
     primary = _primary(data)
     pretest = design.get("pretest") or {}
-    if (model == "m_model_ancova" and primary is not None and primary["outcome"] in pretest
-            and pretest[primary["outcome"]] is None):
+    if (model == "m_model_ancova" and primary is not None and primary.outcome in pretest
+            and pretest[primary.outcome] is None):
         model = "m_model_ancova_no_pretest"
     # Pupils randomised: the mixed model's random intercept is their class (effects.py).
     grouping = "class" if model == "m_model_mixed" and unit == "learner" else unit

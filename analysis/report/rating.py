@@ -70,6 +70,8 @@ from typing import Any, Final, Literal
 
 from scipy import stats
 
+from analysis.results import AnalysisResults
+
 __all__ = [
     "ATTRITION_STEPS",
     "MDES_STEPS",
@@ -169,22 +171,23 @@ def mdes_from_interval(g_low: float, g_high: float, df: float, alpha: float = 0.
     return (t_alpha + float(stats.t.ppf(power, df))) * se
 
 
-def rate_evidence(results: Mapping[str, Any]) -> EvidenceRating:
-    """The evidence rating of a results JSON object (:func:`analysis.results.to_json_dict`).
+def rate_evidence(results: AnalysisResults | Mapping[str, Any]) -> EvidenceRating:
+    """The evidence rating of results (or of a results JSON object,
+    :func:`analysis.results.to_json_dict`).
 
     Examples
     --------
     >>> rate_evidence({"effects": [], "checks": {}, "design": {}}).padlocks
     0
     """
-    effects = results.get("effects", [])
-    primary = next((e for e in effects if e.get("role") == "primary"
-                    and e.get("estimand") == "ITT"), None)
-    if primary is None or primary.get("estimate") is None:
+    if not isinstance(results, AnalysisResults):
+        results = AnalysisResults.from_json(results)
+    primary = next(iter(results.effects_where(role="primary", estimand="ITT")), None)
+    if primary is None or not primary.estimable:
         return EvidenceRating(0, (RatingStep("no_estimate", 0, source="preuve"),))
-    checks = results.get("checks", {})
-    design = results.get("design", {})
-    outcome, contrast = primary["outcome"], primary["contrast"]
+    checks = results.checks
+    design = results.design
+    outcome, contrast = primary.outcome, primary.contrast
     steps: list[RatingStep] = [RatingStep("design_rct", 5, source="eef")]
     planned = next((m for m in design.get("mdes_at_randomisation") or []
                     if m.get("contrast") == contrast), None)
@@ -193,35 +196,37 @@ def rate_evidence(results: Mapping[str, Any]) -> EvidenceRating:
     steps.append(RatingStep("cap_power", cap_power, mdes if math.isfinite(mdes) else None,
                             source="eef"))
     mine = [a for a in checks.get("attrition", [])
-            if a.get("outcome") == outcome and a.get("contrast") == contrast]
+            if a.outcome == outcome and a.contrast == contrast]
     level = "learner" if design.get("unit") == "learner" else "all_learners"
-    pupils = next((a for a in mine if a.get("level") == level), None)
-    overall = _num(pupils.get("overall")) if pupils else math.nan
+    pupils = next((a for a in mine if a.level == level), None)
+    overall = _num(pupils.overall) if pupils else math.nan
     cap_attrition = attrition_padlocks(overall)
     steps.append(RatingStep("cap_attrition", cap_attrition,
                             overall if math.isfinite(overall) else None, source="eef"))
     padlocks = min(5, cap_power, cap_attrition)
-    wwc = [a for a in mine if a.get("level") in ("unit", "learner")]
-    high_attrition = any(_rating_of(a) == "high" for a in wwc)
+    wwc = [a for a in mine if a.level in ("unit", "learner")]
+    # (a check stored before ``rating`` is rated under the cautious boundary: from_json)
+    high_attrition = any(a.rating == "high" for a in wwc)
     if high_attrition:
         steps.append(RatingStep("minus_differential_attrition", -1, source="wwc"))
         padlocks -= 1
     balance = [b for b in checks.get("baseline_equivalence", [])
-               if b.get("outcome") == outcome and b.get("contrast") == contrast]
+               if b.outcome == outcome and b.contrast == contrast]
     # WWC: baseline equivalence matters when attrition is high; with low attrition, an
     # imbalance on a characteristic the model adjusts for costs nothing.
-    counted = [b for b in balance if high_attrition or not b.get("adjusted_in_model")]
-    if any(b.get("equivalence") == "not satisfied" for b in counted):
+    counted = [b for b in balance if high_attrition or not b.adjusted_in_model]
+    if any(b.equivalence == "not satisfied" for b in counted):
         steps.append(RatingStep("minus_imbalance_large", -2, source="wwc"))
         padlocks -= 2
-    elif any(b.get("equivalence") == "adjustment required" and not b.get("adjusted_in_model")
+    elif any(b.equivalence == "adjustment required" and not b.adjusted_in_model
              for b in counted):
         steps.append(RatingStep("minus_imbalance_unadjusted", -1, source="wwc"))
         padlocks -= 1
-    if (checks.get("sample_ratio") or {}).get("mismatch"):
+    srm = checks.get("sample_ratio")
+    if srm and srm.mismatch:
         steps.append(RatingStep("minus_sample_ratio", -1, source="preuve"))
         padlocks -= 1
-    units = sum(v for v in (primary.get("n_units") or {}).values() if v is not None)
+    units = sum(v for v in (primary.n_units or {}).values() if v is not None)
     if design.get("unit") != "learner" and units < FEW_UNITS:
         steps.append(RatingStep("minus_few_units", -1, float(units), source="preuve"))
         padlocks -= 1
@@ -232,12 +237,8 @@ def rate_evidence(results: Mapping[str, Any]) -> EvidenceRating:
     return EvidenceRating(max(0, padlocks), tuple(steps))
 
 
-def _rating_of(check: Mapping[str, Any]) -> Any:
-    """The check's rating against the protocol's boundary (``cautious`` in older JSON)."""
-    return check.get("rating", check.get("cautious"))
-
-
-def developer_measure_step(results: Mapping[str, Any], outcome: str) -> RatingStep | None:
+def developer_measure_step(results: AnalysisResults | Mapping[str, Any], outcome: str
+                           ) -> RatingStep | None:
     """−1 padlock when ``outcome`` (the primary one) is measured by the evaluated resource
     itself (``design.developer_outcomes``); None otherwise. Règle propre à Preuve.
 
@@ -248,7 +249,8 @@ def developer_measure_step(results: Mapping[str, Any], outcome: str) -> RatingSt
     >>> developer_measure_step({"design": {}}, "fluence") is None
     True
     """
-    if outcome in (results.get("design", {}).get("developer_outcomes") or []):
+    design = results.design if isinstance(results, AnalysisResults) else results.get("design", {})
+    if outcome in (design.get("developer_outcomes") or []):
         return RatingStep("minus_developer_measure", -1, source="preuve")
     return None
 

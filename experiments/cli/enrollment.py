@@ -67,37 +67,38 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def _print_outcome(outcome: EnrollmentOutcome, path: str) -> None:
-    for c in outcome.enrolled:
-        typer.echo(f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}\t-> {c.arm}")
-    for c in outcome.already:
-        typer.echo(f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}\t-> {c.arm}"
-                   "\t(already enrolled / déjà inscrite)")
+def _print_records(outcome: EnrollmentOutcome | LearnerOutcome, path: str,
+                   rows: list[tuple[str, str]], *, pupils: bool, tail: str = "") -> None:
+    """Each record of a file enrolled (``rows``: the record's line and its arm, enrolled
+    then already enrolled) or refused, then the counts; classes and pupils alike, the
+    French words agreeing with « classe » or « élève »."""
+    e = "" if pupils else "e"
+    for i, (line, arm) in enumerate(rows):
+        already = f"\t(already enrolled / déjà inscrit{e})" if i >= len(outcome.enrolled) else ""
+        typer.echo(f"{line}\t-> {arm}{already}")
     for r in outcome.refusals:
         where = f"{path}:{r.line}:" + (f" {r.field}:" if r.field else "")
-        typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉE : {r.message_fr}")
+        typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉ{e.upper()} : {r.message_fr}")
+    noun, nom = ("pupils ", "élèves ") if pupils else ("", "")
     typer.echo(
-        f"{outcome.experiment_id}: {len(outcome.enrolled)} enrolled (inscrites), "
-        f"{len(outcome.already)} already enrolled (déjà inscrites), "
-        f"{len(outcome.refusals)} refused (refusées)"
+        f"{outcome.experiment_id}: {len(outcome.enrolled)} {noun}enrolled ({nom}inscrit{e}s), "
+        f"{len(outcome.already)} already enrolled (déjà inscrit{e}s), "
+        f"{len(outcome.refusals)} refused (refusé{e}s){tail}"
     )
+
+
+def _print_outcome(outcome: EnrollmentOutcome, path: str) -> None:
+    _print_records(outcome, path, [
+        (f"{c.class_id}\t{c.school_uai}\t{c.level}\t{c.pupils}", c.arm)
+        for c in (*outcome.enrolled, *outcome.already)], pupils=False)
 
 
 def _print_learners(outcome: LearnerOutcome, path: str) -> None:
     # The file's ids are echoed back to the académie that sent them; never stored or logged.
-    for p in outcome.enrolled:
-        typer.echo(f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}\t-> {p.arm}")
-    for p in outcome.already:
-        typer.echo(f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}\t-> {p.arm}"
-                   "\t(already enrolled / déjà inscrit)")
-    for r in outcome.refusals:
-        where = f"{path}:{r.line}:" + (f" {r.field}:" if r.field else "")
-        typer.echo(f"REFUSED {where} {r.message_en} / REFUSÉ : {r.message_fr}")
-    typer.echo(
-        f"{outcome.experiment_id}: {len(outcome.enrolled)} pupils enrolled (élèves inscrits), "
-        f"{len(outcome.already)} already enrolled (déjà inscrits), "
-        f"{len(outcome.refusals)} refused (refusés); {outcome.classes} new classes"
-    )
+    _print_records(outcome, path, [
+        (f"{p.learner_id}\t{p.class_id}\t{p.school_uai}\t{p.level}", p.arm)
+        for p in (*outcome.enrolled, *outcome.already)], pupils=True,
+        tail=f"; {outcome.classes} new classes")
 
 
 def _publishing_exit(pending: int, error: str | None, experiment: str) -> int:

@@ -186,8 +186,9 @@ def describe_verdict(language: Language, verdict: Verdict) -> str:
     --------
     >>> describe_verdict("fr", Verdict("none"))
     "pas encore d'analyse"
-    >>> describe_verdict("fr", Verdict("effect", effect={"estimate": 2.5,
-    ...     "months_progress": 3}, padlocks=3, resource="Lectio", outcome="fluence"))
+    >>> from analysis.results import Effect
+    >>> describe_verdict("fr", Verdict("effect", effect=Effect.from_json({"estimate": 2.5,
+    ...     "months_progress": 3}), padlocks=3, resource="Lectio", outcome="fluence"))
     "Les élèves des classes ayant utilisé Lectio ont progressé de 2,5 points de plus en \
 fluence que ceux des classes témoins, soit environ 3 mois de progrès supplémentaires. \
 Note de solidité Preuve, inspirée de l'EEF : 3 sur 5."
@@ -703,19 +704,18 @@ def _verdict_effects(verdict: Verdict) -> list[dict[str, Any]]:
     (:func:`analysis.multiplicity.certainty`: adjusted p against alpha, or against the
     look's boundary), the same conclusion as the report's."""
     from analysis.multiplicity import certainty
+    from analysis.results import finite
 
     results = verdict.results
     if verdict.kind != "effect" or results is None:
         return []
     out = []
-    for e in results.get("effects", []):
-        if e.get("role") != "primary" or e.get("estimand") != "ITT" or e.get("subgroup"):
-            continue
+    for e in results.effects_where(role="primary", estimand="ITT", whole_sample=True):
         c = certainty(e, results)
-        out.append({"contrast": e["contrast"], "outcome": e["outcome"],
-                    "estimate": e.get("estimate"), "ci_low": e.get("ci_low"),
-                    "ci_high": e.get("ci_high"), "ci_adjusted": False,
-                    "p_value": e.get("p_value"), "p_adjusted": c.p,
+        out.append({"contrast": e.contrast, "outcome": e.outcome,
+                    "estimate": finite(e.estimate), "ci_low": finite(e.ci_low),
+                    "ci_high": finite(e.ci_high), "ci_adjusted": False,
+                    "p_value": finite(e.p_value), "p_adjusted": c.p,
                     "threshold": c.threshold, "adjustment": c.method, "conclusion": c.claim})
     return out
 

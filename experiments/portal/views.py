@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from analysis.options import MIN_CELL_PUPILS
 from analysis.report.rating import rate_evidence
+from analysis.results import AnalysisResults, Effect
 from analysis.sessions import rule_text
 from analysis.suppression import is_suppressed
 from analysis.usage import UsageLevels, usage_levels
@@ -69,15 +70,15 @@ class Verdict:
     analysis: str | None = None
     at: datetime | None = None
     reason: str | None = None
-    effect: dict[str, Any] | None = None
-    """The primary ITT effect of the results JSON (estimate, interval, months...)."""
+    effect: Effect | None = None
+    """The primary ITT effect of the results (estimate, interval, months...)."""
     padlocks: int | None = None
     """Evidence rating, 0 to 5 (:func:`analysis.report.rating.rate_evidence`)."""
     resource: str = ""
     outcome: str = ""
     unit: str = "class"
-    results: dict[str, Any] | None = None
-    """The run's results JSON (aggregates), for the one-page summary."""
+    results: AnalysisResults | None = None
+    """The run's results (aggregates), read back from its JSON, for the one-page summary."""
     protocol: Protocol | None = None
 
 
@@ -139,9 +140,8 @@ def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
     run = effect_runs[-1]
     if run.status != "done" or not run.results_json:
         return Verdict("failed", analysis=run.analysis, reason=run.reason, at=run.due_at)
-    results = json.loads(run.results_json)
-    primary = next((e for e in results.get("effects", []) if e.get("role") == "primary"
-                    and e.get("estimand") == "ITT" and not e.get("subgroup")), None)
+    results = AnalysisResults.from_json(json.loads(run.results_json))
+    primary = results.primary_effect()
     if primary is None:
         return Verdict("failed", analysis=run.analysis, at=run.due_at,
                        reason="no primary ITT effect in the results")
@@ -149,7 +149,7 @@ def verdict(runs: list[RunRecord], protocol: Protocol) -> Verdict:
     return Verdict(
         "effect", analysis=run.analysis, at=run.due_at, effect=primary,
         padlocks=rate_evidence(results).padlocks, resource=protocol.resource.name,
-        outcome=labels.get(primary["outcome"], primary["outcome"]),
+        outcome=labels.get(primary.outcome, primary.outcome),
         unit=protocol.population.unit, results=results, protocol=protocol,
     )
 

@@ -42,13 +42,13 @@ def entry_json(entry: PortfolioEntry) -> dict[str, Any]:
     """One experiment of the portfolio (aggregates, small cells suppressed)."""
     e = entry.effect
     effect = None if e is None else {
-        "outcome": e.get("outcome"), "contrast": e.get("contrast"),
-        "hedges_g": _finite(e.get("hedges_g")),
-        "hedges_g_ci_low": _finite(e.get("hedges_g_ci_low")),
-        "hedges_g_ci_high": _finite(e.get("hedges_g_ci_high")),
-        "months_progress": e.get("months_progress"),
-        "n_units": dict(e.get("n_units") or {}),
-        "n_learners": {arm: _pupils(n) for arm, n in (e.get("n_learners") or {}).items()},
+        "outcome": e.outcome, "contrast": e.contrast,
+        "hedges_g": _finite(e.hedges_g),
+        "hedges_g_ci_low": _finite(e.hedges_g_ci_low),
+        "hedges_g_ci_high": _finite(e.hedges_g_ci_high),
+        "months_progress": e.months_progress,
+        "n_units": dict(e.n_units or {}),
+        "n_learners": {arm: _pupils(n) for arm, n in (e.n_learners or {}).items()},
     }
     return {
         "id": entry.id, "title": entry.title, "state": entry.state,

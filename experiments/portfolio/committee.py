@@ -22,6 +22,7 @@ from analysis.options import MIN_CELL_PUPILS, Language
 from analysis.report.figures import svg_of
 from analysis.report.synthesis_figure import synthesis_forest_figure
 from analysis.report.text import format_number
+from analysis.results import finite
 from experiments.portfolio.entries import PortfolioEntry, SynthesisScope, portfolio_syntheses
 from experiments.portfolio.territory_map import (
     ACADEMIE_NAMES,
@@ -145,9 +146,9 @@ def programme_view(entries: Sequence[PortfolioEntry], programme: str,
         "academies": ", ".join(ACADEMIE_NAMES.get(a, a) for a in e.academies),
         "tags": ", ".join(e.tags), "classes": _number(e.classes, lang),
         "pupils": _pupils(e.pupils, lang),
-        "g": "—" if e.effect is None else _number(e.effect.get("hedges_g"), lang, signed=True),
-        "months": "—" if e.effect is None or e.effect.get("months_progress") is None
-        else _number(e.effect["months_progress"], lang, signed=True),
+        "g": "—" if e.effect is None else _number(finite(e.effect.hedges_g), lang, signed=True),
+        "months": "—" if e.effect is None or e.effect.months_progress is None
+        else _number(e.effect.months_progress, lang, signed=True),
         "verdict": _verdicts(e, lang),
         "rating": "—" if e.padlocks is None else f"{e.padlocks}/5",
         "usage": _usage(e, lang),
@@ -157,8 +158,8 @@ def programme_view(entries: Sequence[PortfolioEntry], programme: str,
     by_departement = departement_rows([(e.departements, e.pupils) for e in entries])
     costs = []
     for e in entries:
-        g = None if e.effect is None else e.effect.get("hedges_g")
-        months = None if e.effect is None else e.effect.get("months_progress")
+        g = None if e.effect is None else finite(e.effect.hedges_g)
+        months = None if e.effect is None else e.effect.months_progress
         # A cost per month of progress only where the protocol's test establishes a
         # positive effect, as the report (analysis/report/document.py, _cost).
         established = any(v.claim == "positive" for v in e.verdicts)

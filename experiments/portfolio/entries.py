@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,9 @@ from sqlalchemy import Engine
 
 from analysis.multiplicity import Claim, certainty
 from analysis.report.rating import rate_evidence
+from analysis.results import AnalysisResults, Effect, finite
 from analysis.synthesis import StudyEffect, Synthesis, synthesise
+from analysis.usage import ArmUsage
 from experiments.closing import DECISION_WORDS, latest_decision
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.calendar import departement_of_uai
@@ -58,7 +60,7 @@ class ArmVerdict:
     threshold: float
 
 
-def arm_verdicts(results: dict[str, Any]) -> tuple[ArmVerdict, ...]:
+def arm_verdicts(results: AnalysisResults | Mapping[str, Any]) -> tuple[ArmVerdict, ...]:
     """One verdict per treated arm: the primary ITT effect of each, in the arms' order.
 
     Examples
@@ -72,20 +74,16 @@ def arm_verdicts(results: dict[str, Any]) -> tuple[ArmVerdict, ...]:
     >>> [(v.arm, v.claim) for v in arm_verdicts(results)]
     [('a', 'not established'), ('b', 'not established')]
     """
-    effects = [e for e in results.get("effects", []) if e.get("role") == "primary"
-               and e.get("estimand") == "ITT" and not e.get("subgroup")]
-    arms = list((results.get("design") or {}).get("arms", []))
-
-    def arm_of(effect: dict[str, Any]) -> str:
-        return str(effect.get("contrast", "")).split(" vs ")[0]
-
-    effects.sort(key=lambda e: arms.index(arm_of(e)) if arm_of(e) in arms else len(arms))
+    if not isinstance(results, AnalysisResults):
+        results = AnalysisResults.from_json(results)
+    effects = results.effects_where(role="primary", estimand="ITT", whole_sample=True)
+    arms = list(results.design.get("arms", []))
+    effects.sort(key=lambda e: arms.index(e.arm) if e.arm in arms else len(arms))
     verdicts = []
     for effect in effects:
         c = certainty(effect, results)
-        g = effect.get("hedges_g")
-        verdicts.append(ArmVerdict(arm_of(effect), c.claim,
-                                   None if g is None else float(g), c.p, c.threshold))
+        verdicts.append(ArmVerdict(effect.arm, c.claim, finite(effect.hedges_g), c.p,
+                                   c.threshold))
     return tuple(verdicts)
 
 
@@ -112,8 +110,9 @@ class PortfolioEntry:
     cost_per_pupil: float | None
     funders: tuple[tuple[str, float], ...]
     protocol_sha256: str
-    effect: dict[str, Any] | None
-    """The primary ITT effect of the final analysis (results JSON), when there is one."""
+    effect: Effect | None
+    """The primary ITT effect of the final analysis (its results read back), when there is
+    one."""
     padlocks: int | None
     verdicts: tuple[ArmVerdict, ...]
     """Per treated arm of the final analysis, what the protocol's test concludes."""
@@ -140,14 +139,14 @@ class PortfolioEntry:
     def study(self) -> StudyEffect | None:
         """The study this experiment brings to a synthesis, if it brings one."""
         e = self.effect
-        if not self.closed or e is None or e.get("hedges_g") is None:
+        if not self.closed or e is None or finite(e.hedges_g) is None:
             return None
-        width, g_width = e["ci_high"] - e["ci_low"], e["hedges_g_ci_high"] - e["hedges_g_ci_low"]
+        width, g_width = e.ci_high - e.ci_low, e.hedges_g_ci_high - e.hedges_g_ci_low
         if not width or not math.isfinite(width):
             return None
         return StudyEffect(study=self.id, label=f"{self.resource} ({self.id})",
-                           hedges_g=float(e["hedges_g"]),
-                           std_error=float(e["std_error"]) * g_width / width,
+                           hedges_g=float(e.hedges_g),
+                           std_error=float(e.std_error) * g_width / width,
                            n_learners=self.pupils, n_units=self.classes,
                            rating=None if self.padlocks is None else f"{self.padlocks}/5")
 
@@ -156,22 +155,22 @@ class PortfolioEntry:
         """Whether g reached the protocol's ``decision.min_effect_size`` (None: no rule)."""
         if self.min_effect_size is None or self.effect is None:
             return None
-        g = self.effect.get("hedges_g")
+        g = finite(self.effect.hedges_g)
         return None if g is None else bool(g >= self.min_effect_size)
 
 
-def confirmatory_effect(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The primary ITT effect of a results JSON object (first contrast in arm order).
+def confirmatory_effect(results: AnalysisResults) -> Effect | None:
+    """The estimated primary ITT effect of the results (first contrast in arm order).
 
     Examples
     --------
-    >>> confirmatory_effect({"effects": [{"role": "secondary", "estimand": "ITT"},
+    >>> results = AnalysisResults.from_json({"effects": [
+    ...     {"role": "secondary", "estimand": "ITT", "estimate": 2.0},
     ...     {"role": "primary", "estimand": "ITT", "subgroup": None, "estimate": 1.0}]})
-    {'role': 'primary', 'estimand': 'ITT', 'subgroup': None, 'estimate': 1.0}
+    >>> confirmatory_effect(results).estimate
+    1.0
     """
-    return next((e for e in results.get("effects", []) if e.get("role") == "primary"
-                 and e.get("estimand") == "ITT" and not e.get("subgroup")
-                 and e.get("estimate") is not None), None)
+    return results.primary_effect(estimable=True)
 
 
 def _final_run(runs: Sequence[RunRecord]) -> RunRecord | None:
@@ -190,17 +189,17 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
     classes = len(enrolled)
     pupils: int | None = sum(c.pupils for c in enrolled) or None
     if run is not None and run.results_json:
-        results = json.loads(run.results_json)
+        results = AnalysisResults.from_json(json.loads(run.results_json))
         effect = confirmatory_effect(results)
         padlocks = rate_evidence(results).padlocks
         verdicts = arm_verdicts(results)
-        usage = tuple((a["arm"], a.get("mean_active_minutes"), a.get("share_compliant"))
-                      for a in (results.get("usage") or {}).get("arms", [])
-                      if a.get("arm") != protocol.control_arm.name)
+        arms: list[ArmUsage] = list((results.usage or {}).get("arms", []))
+        usage = tuple((a.arm, a.mean_active_minutes, a.share_compliant) for a in arms
+                      if a.arm != protocol.control_arm.name)
         if effect is not None:
-            counts = list(effect.get("n_learners", {}).values())
-            pupils = None if None in counts else sum(counts)
-            classes = sum(n for n in effect.get("n_units", {}).values() if n is not None)
+            counts = list(effect.n_learners.values())
+            pupils = None if None in counts else sum(n or 0 for n in counts)
+            classes = sum(n for n in effect.n_units.values() if n is not None)
     territories = protocol.territories
     closing = next((t.note for t in reversed(record.transitions) if t.to_state == "closed"), None)
     decided = latest_decision(registry, experiment_id) if record.state == "closed" else None

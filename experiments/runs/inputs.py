@@ -2,9 +2,10 @@
 
 The scheduled analyses read the same tables as ``preuve analyze`` reads from files: this
 module writes the three files of docs/architecture.md "Offline analysis files" from the registry
-and the store, into a private directory, and reads them back with
-:mod:`analysis.inputs`. One set of readers and checks serves both paths, and the files
-can be handed to a researcher to reproduce a run offline.
+and the store, into a private directory, and checks what it wrote with
+:mod:`analysis.inputs` from the tables already in memory (:class:`StoreTables`: the store
+is read once, the files are not parsed again). One set of readers and checks serves both
+paths, and the files can be handed to a researcher to reproduce a run offline.
 
 Where each table comes from
 ---------------------------
@@ -81,11 +82,13 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -134,6 +137,7 @@ __all__ = [
     "OutcomesImport",
     "Watermark",
     "import_outcomes",
+    "StoreTables",
     "level_verbs",
     "read_analysis_inputs",
     "write_analysis_files",
@@ -170,6 +174,57 @@ class Watermark:
 
 
 @dataclass(frozen=True)
+class StoreTables:
+    """The three files' content as read from the store, in memory: what the run analyses
+    (:func:`read_analysis_inputs`) and what its report's usage section counts, so that the
+    files written for the run's record are not parsed again."""
+
+    units: pd.DataFrame
+    """The units file's columns, as text."""
+    outcomes: pa.Table
+    """The outcomes file's columns, ``score`` as float64, the others as strings."""
+    usage: pa.Table
+    """The usage file's columns, ``active_minutes`` as float64, the others as strings."""
+    levels: pd.DataFrame
+    """The levels file's columns (:func:`level_verbs`), as text."""
+
+    def usage_frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Units, usage rows and the outcome records' (learner, unit), as
+        :func:`analysis.report.context.usage_context_from_frames` takes them."""
+        return (self.units, self.usage.to_pandas(),
+                self.outcomes.select(["learner_id", "unit_id"]).to_pandas())
+
+
+def _frame(header: list[str], rows: list[dict[str, str]]) -> pd.DataFrame:
+    """Rows as the file holds them (a missing value is empty), every column as text."""
+    return pd.DataFrame([[row.get(c, "") for c in header] for row in rows], columns=header,
+                        dtype=object)
+
+
+def _store_tables(units: tuple[list[str], list[dict[str, str]]],
+                  outcomes: list[dict[str, str]], usage: list[dict[str, str]],
+                  levels: tuple[list[str], list[dict[str, str]]],
+                  learner_columns: tuple[str, ...] = ()) -> StoreTables:
+    """The rows written to the files, as :class:`StoreTables`."""
+    frame = _frame(*units)
+
+    def table(rows: list[dict[str, str]], names: tuple[str, ...], number: str) -> pa.Table:
+        return pa.table({name: pa.array([float(r[name]) for r in rows], pa.float64())
+                         if name == number else pa.array([r.get(name, "") for r in rows],
+                                                         pa.string())
+                         for name in names})
+
+    return StoreTables(
+        units=frame,
+        # the outcomes file's columns, a pupils' baseline questionnaire scale included
+        outcomes=table(outcomes, ("learner_id", "unit_id", "measure", "wave", "score",
+                                  *learner_columns), "score"),
+        usage=table(usage, ("learner_id", "unit_id", "week", "active_minutes"),
+                    "active_minutes"),
+        levels=_frame(*levels))
+
+
+@dataclass(frozen=True)
 class AnalysisFiles:
     """The three offline files written from the store, and what they cover."""
 
@@ -190,6 +245,8 @@ class AnalysisFiles:
     """The usable questionnaire answers (None: the protocol declares no questionnaire)."""
     questionnaire_summary: tuple[dict[str, Any], ...] = ()
     """The report's « Questionnaires » section (aggregated, small cells suppressed)."""
+    tables: StoreTables | None = field(default=None, repr=False, compare=False)
+    """The files' content in memory, as read from the store (not parsed again)."""
 
 
 @dataclass(frozen=True)
@@ -465,10 +522,14 @@ def write_analysis_files(
         for (learner, unit_id), reached in sorted(flags.items())
     ]
 
+    tables = _store_tables((list(_UNIT_COLUMNS) + attributes, unit_rows), outcome_rows,
+                           usage_rows, (["learner_id", "unit_id", *verbs_of_level], level_rows),
+                           tuple(pupil_covariate_names(protocol)))
     files = AnalysisFiles(directory / "units.csv", directory / "outcomes.csv",
                           directory / "usage.csv", watermark, ignored,
                           len(scored) - len(assessments), levels=directory / "levels.csv",
-                          questionnaires=answers, questionnaire_summary=summary)
+                          questionnaires=answers, questionnaire_summary=summary,
+                          tables=tables)
     _write(files.units, list(_UNIT_COLUMNS) + attributes, unit_rows)
     _write(files.outcomes, ["learner_id", "unit_id", "measure", "wave", "score",
                             *pupil_covariate_names(protocol)], outcome_rows)
@@ -533,8 +594,10 @@ def read_analysis_inputs(
     settings: Settings, registry: Engine, protocol: Protocol, directory: Path,
     cutoff: datetime | None = None, wave: str | None = None,
 ) -> AnalysisInputs:
-    """Write the offline files of an experiment (:func:`write_analysis_files`) and read
-    them with :mod:`analysis.inputs`, as ``preuve analyze`` would.
+    """Write the offline files of an experiment (:func:`write_analysis_files`) and check
+    their content with :mod:`analysis.inputs`, as ``preuve analyze`` would, from the
+    tables already read from the store (:class:`StoreTables`): the store is read once,
+    and the files, written for the run's record, are not parsed again.
 
     Raises
     ------
@@ -545,12 +608,15 @@ def read_analysis_inputs(
         No class (or, learner-randomised, no pupil) is enrolled yet.
     """
     files = write_analysis_files(settings, registry, protocol, directory, cutoff, wave)
+    tables = files.tables
+    assert tables is not None
     plan = plan_from_protocol(protocol)
-    units = read_units(files.units, plan)
-    outcomes = read_outcomes(files.outcomes, units)
+    units = read_units(files.units, plan, frame=tables.units)
+    outcomes = read_outcomes(files.outcomes, units, table=tables.outcomes)
     # Without outcome records no learner can enter an analysis, and analysis.inputs'
     # read_usage indexes the (empty) learners: its usage would be empty anyway.
-    usage = read_usage(files.usage, outcomes, units) if outcomes.n_learners else None
+    usage = (read_usage(files.usage, outcomes, units, table=tables.usage)
+             if outcomes.n_learners else None)
     return AnalysisInputs(plan, units, outcomes, usage, files)
 
 

@@ -57,6 +57,7 @@ from analysis.report.context import (
     amendments_from_versions,
     software_versions,
     usage_context_from_files,
+    usage_context_from_frames,
 )
 from analysis.report.document import write_html
 from analysis.results import to_json_dict
@@ -316,20 +317,25 @@ def _report_context(registry: Engine, request: AnalysisRequest, files: Any,
                     values: dict[str, Any], started: datetime, protocol: Any = None
                     ) -> ReportContext:
     """What the report shows beyond the results: the usage funnel and weekly use, the
-    three levels of use (read from the run's private files before they are removed), the
-    amendments up to the version used, the watermark and the software versions."""
-    usage = usage_context_from_files(files.units, files.usage, files.outcomes)
+    three levels of use (from the tables the run read from the store, not from its files
+    parsed again), the amendments up to the version used, the watermark and the software
+    versions."""
+    tables = files.tables
+    usage = (usage_context_from_frames(*tables.usage_frames()) if tables is not None
+             else usage_context_from_files(files.units, files.usage, files.outcomes))
     versions = get_experiment(registry, request.experiment_id).versions
     levels = None
     if protocol is not None:
-        from analysis.usage import usage_levels_from_files
+        from analysis.usage import usage_levels_from_files, usage_levels_from_frames
 
         compliance = protocol.usage.compliance
-        levels = usage_levels_from_files(
-            files.units, files.usage, files.levels, arms=[a.name for a in protocol.arms],
-            control=protocol.control_arm.name,
-            threshold_minutes=compliance.min_active_minutes if compliance else None,
-            idle_timeout_s=protocol.usage.idle_timeout_s)
+        rule = {"arms": [a.name for a in protocol.arms], "control": protocol.control_arm.name,
+                "threshold_minutes": compliance.min_active_minutes if compliance else None,
+                "idle_timeout_s": protocol.usage.idle_timeout_s}
+        levels = (usage_levels_from_frames(tables.units, tables.usage.to_pandas(),
+                                           tables.levels, **rule) if tables is not None
+                  else usage_levels_from_files(files.units, files.usage, files.levels,
+                                               **rule))
     return dataclasses.replace(
         usage,
         usage_levels=levels,

@@ -88,7 +88,8 @@ def test_attrition_counts_the_pupils_of_classes_lost_entirely(
     assert every["randomised"] == {"t": 600, "c": 600}
     assert every["analysed"] == {"t": 500, "c": 520}
     assert every["overall"] == pytest.approx(180 / 1200, rel=1e-12)
-    imputed = [w for w in data["warnings"] if "sans élève connu" in w]  # type: ignore[attr-defined]
+    imputed = [w for w in data["warnings"]  # type: ignore[attr-defined]
+               if w["code"] == "units_imputed"]
     assert len(imputed) == (0 if pupils_column else 1)
     # The rating's attrition cap reads it: 15 % → at most 4 padlocks (EEF: 11-20 %).
     cap = rate_evidence(data).steps[2]
@@ -135,7 +136,8 @@ def test_wwc_boundary_follows_the_protocol(tmp_path: Path) -> None:
                     if a["level"] == "unit")
     assert (unit_row["assumption"], unit_row["boundary"]) == ("optimistic", 0.107)
     assert "rows 13-65" in unit_row["unverified"]
-    assert any("non vérifiée" in w for w in optimistic["warnings"])  # type: ignore[attr-defined]
+    assert any(w["code"] == "attrition_unverified"  # type: ignore[attr-defined]
+               for w in optimistic["warnings"])
     assert optimistic["design"]["attrition_boundary"] == "optimistic"  # type: ignore[index]
 
 

@@ -212,7 +212,7 @@ def test_monitoring_shows_no_effect_and_interim_warns(trial: SimulatedFiles,
     out = tmp_path / "interim.json"
     assert _analyze(trial, "--analysis", "interim", "--json", str(out)).exit_code == 0
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert any("intermédiaire" in w for w in data["warnings"])
+    assert any(w["code"] == "interim_descriptive" for w in data["warnings"])
     assert any(isinstance(e["estimate"], float) for e in data["effects"])
 
 

@@ -288,8 +288,9 @@ def test_the_verdict_follows_the_latest_effect_analysis(
     assert verdict([monitoring], protocol).kind == "monitoring"
     done = verdict([monitoring, final], protocol)
     assert done.kind == "effect" and done.analysis == "final" and done.padlocks is not None
-    assert done.effect == next(e for e in json.loads(final.results_json or "")["effects"]
-                               if e["role"] == "primary")
+    assert done.effect is not None
+    assert done.effect.to_json() == next(
+        e for e in json.loads(final.results_json or "")["effects"] if e["role"] == "primary")
     failed = dataclasses.replace(final, status="failed", reason="no outcome stored",
                                  results_json=None)
     assert verdict([monitoring, failed], protocol).kind == "failed"

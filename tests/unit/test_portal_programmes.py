@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from analysis.multiplicity import certainty
+from analysis.results import AnalysisResults
 from analysis.synthesis import synthesise
 from experiments.access import issue_token
 from experiments.database import dispose_engines
@@ -204,9 +205,9 @@ def test_the_api_gives_the_portfolio_and_syntheses_as_aggregates(
                                                       if t.programme == "TNE"}
     assert body["data_as_of"].startswith("2028-06-30")
     one = next(e for e in body["experiments"] if e["id"] == "tne-lectio-1")
-    primary = confirmatory_effect(w.results["tne-lectio-1"])  # type: ignore[arg-type]
+    primary = confirmatory_effect(AnalysisResults.from_json(w.results["tne-lectio-1"]))
     assert primary is not None
-    assert one["primary_effect"]["hedges_g"] == primary["hedges_g"]
+    assert one["primary_effect"]["hedges_g"] == primary.hedges_g
     assert one["verdicts"][0]["arm"] == "lectio"
     assert one["verdicts"][0]["conclusion"] == certainty(
         primary, w.results["tne-lectio-1"]).claim  # type: ignore[arg-type]
@@ -254,8 +255,8 @@ def test_the_api_suppresses_small_cells(
     w, _, _ = world
     entry = portfolio_entries(w.registry, "TNE")[0]
     assert entry.effect is not None
-    small = replace(entry, pupils=7, effect={**entry.effect, "n_learners": {"lectio": 7,
-                                                                            "usual": 180}})
+    small = replace(entry, pupils=7, effect=replace(entry.effect, n_learners={"lectio": 7,
+                                                                              "usual": 180}))
     out = entry_json(small)
     assert out["pupils"] is None
     assert out["primary_effect"]["n_learners"] == {"lectio": None, "usual": 180}

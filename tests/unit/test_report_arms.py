@@ -17,7 +17,7 @@ import pytest
 from analysis.inputs import plan_from_protocol, read_outcomes, read_units, read_usage
 from analysis.multiplicity import certainty
 from analysis.report.document import build_view, render_report, report_summary
-from analysis.results import to_json_dict
+from analysis.results import AnalysisResults, Effect, to_json_dict
 from analysis.run import run_analysis
 from experiments.portal.app import _verdict_effects, describe_verdict
 from experiments.portal.views import Verdict
@@ -97,9 +97,9 @@ def test_a_claim_follows_the_adjusted_test_not_the_interval(results: dict[str, A
 def test_the_portfolio_verdict_and_the_api_say_the_same(results: dict[str, Any]) -> None:
     protocol = load_protocol(THREE_ARM_PROTOCOL)
     primary = _primary(results)
-    verdict = Verdict("effect", analysis="final", effect=primary["vague1"], padlocks=0,
-                      resource="Comprendo", outcome="compréhension", unit="school",
-                      results=results, protocol=protocol)
+    verdict = Verdict("effect", analysis="final", effect=Effect.from_json(primary["vague1"]),
+                      padlocks=0, resource="Comprendo", outcome="compréhension", unit="school",
+                      results=AnalysisResults.from_json(results), protocol=protocol)
     text = describe_verdict("fr", verdict)
     assert "« vague1 »" in text and "« vague2 »" in text, text
     for claim in POSITIVE_CLAIMS:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -438,3 +439,61 @@ def test_a_cutoff_after_everything_reads_what_the_store_holds(settings: Settings
     with pytest.raises(StoreError, match="no class is enrolled yet"):
         write_analysis_files(settings, engine, protocol, tmp_path / "cut",
                              cutoff=at("2020-01-01T00:00:00+00:00"))
+
+
+def test_a_run_reads_the_store_once_and_never_parses_its_files(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files are written for the run's record; the analysis and the report's usage
+    section take the tables already read from the store, and get exactly what parsing the
+    files would give (issue 13)."""
+    from analysis.inputs import read_usage
+    from analysis.report.context import usage_context_from_files, usage_context_from_frames
+    from analysis.results import to_json_dict
+
+    engine, protocol, arms = setup(settings)
+    rng = np.random.default_rng(3)
+    events = []
+    for c in range(4):
+        for i in range(12):
+            learner, base = f"l{c}-{i}", round(float(rng.normal(50, 10)), 3)
+            arm = arms[f"c{c}"]
+            events.append(scored(learner, f"c{c}", arm, "2027-09-10T09:00:00+02:00", base))
+            events.append(scored(learner, f"c{c}", arm, "2028-06-01T09:00:00+02:00",
+                                 base + float(rng.normal(3, 5))))
+            for day in range(10, 10 + i % 4):
+                events.append(StoredEvent(
+                    str(uuid.uuid4()), at(f"2027-10-{day}T10:00:00+02:00"), "lectio", learner,
+                    f"c{c}", "0780000B", arm, "activity_completed", "ex",
+                    float(rng.integers(60, 1200)), is_usage=True))
+    ExperimentStore(settings, EXPERIMENT).write_events(events, datetime.now(UTC))
+
+    def parsed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a scheduled run parsed a file it wrote")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("analysis.inputs._read_csv", parsed)
+        patch.setattr("analysis.inputs._read_table", parsed)
+        inputs = read_analysis_inputs(settings, engine, protocol, tmp_path)
+    files, tables = inputs.files, inputs.files.tables
+    assert tables is not None and inputs.usage is not None
+    # The files hold the same: the analysis of the files parsed is the same, bit for bit.
+    units = read_units(files.units, inputs.plan)
+    outcomes = read_outcomes(files.outcomes, units)
+    usage = read_usage(files.usage, outcomes, units)
+    assert (to_json_dict(run_analysis(inputs.plan, inputs.units, inputs.outcomes, inputs.usage))
+            == to_json_dict(run_analysis(inputs.plan, units, outcomes, usage)))
+    assert (usage_context_from_frames(*tables.usage_frames())
+            == usage_context_from_files(files.units, files.usage, files.outcomes))
+    assert any(f.learners_active for f in usage_context_from_frames(*tables.usage_frames()).funnel)
+    # The three levels of use, likewise (the levels file is written, not parsed again).
+    from analysis.usage import usage_levels_from_files, usage_levels_from_frames
+
+    compliance = protocol.usage.compliance
+    rule: dict[str, Any] = {
+        "arms": [a.name for a in protocol.arms], "control": protocol.control_arm.name,
+        "threshold_minutes": compliance.min_active_minutes if compliance else None,
+        "idle_timeout_s": protocol.usage.idle_timeout_s}
+    assert files.levels is not None and files.levels.exists()
+    assert (usage_levels_from_frames(tables.units, tables.usage.to_pandas(), tables.levels,
+                                     **rule)
+            == usage_levels_from_files(files.units, files.usage, files.levels, **rule))
