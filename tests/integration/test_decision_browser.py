@@ -8,13 +8,10 @@ English; axe-core checks WCAG 2.1 A and AA on each page. Screenshot in
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from experiments.access import issue_token
@@ -24,7 +21,6 @@ from experiments.portal.app import create_portal
 from experiments.protocol.language import parse_protocol
 from experiments.registry import register_protocol, transition_experiment
 from experiments.settings import Settings
-from ingest.kafka.broker import free_port
 from tests.integration.test_portal_browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -33,7 +29,7 @@ from tests.integration.test_portal_browser import (
 )
 from tests.support.axe import axe_violations
 from tests.support.decision import record_final_run, with_decision
-from tests.support.portal import NOW
+from tests.support.portal import NOW, served
 
 pytestmark = pytest.mark.integration
 
@@ -54,23 +50,10 @@ def portal_url(tmp_path: Path) -> Iterator[tuple[str, str, Engine]]:
                     "Effet établi et usage suffisant : extension à l'académie.",
                     "researcher:*:equipe")
     officer = issue_token(registry, "officer", "*", "bdt")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        create_portal(settings, registry=registry, clock=lambda: NOW),
-        host="127.0.0.1", port=port, log_level="warning", access_log=False,
-    ))
-    thread = threading.Thread(target=server.run, name="portal", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", officer, registry
+        with served(create_portal(settings, registry=registry, clock=lambda: NOW)) as url:
+            yield url, officer, registry
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the portal did not stop"
         dispose_engines()
 
 

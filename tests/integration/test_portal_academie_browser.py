@@ -12,20 +12,16 @@ collectivité ticks its classes and sees their arms. Screenshots land in
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from experiments.database import dispose_engines
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.portal.app import create_portal
 from experiments.registry import transition_experiment
-from ingest.kafka.broker import free_port
 from tests.integration.test_portal_browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -42,6 +38,8 @@ from tests.support.academie import (
     excel_file,
 )
 from tests.support.axe import axe_violations
+from tests.support.decision import decide_and_acknowledge
+from tests.support.portal import served
 
 pytestmark = pytest.mark.integration
 
@@ -50,26 +48,13 @@ pytestmark = pytest.mark.integration
 def portal_url(tmp_path: Path) -> Iterator[tuple[str, AcademieWorld]]:
     settings = academie_settings(tmp_path / "state")
     world = build_academie_world(settings)
-    port = free_port()
     # publish=None: no broker in this test; the enrollments stay pending (the role matrix
     # publishes the portal's enrollments to the real broker).
-    server = uvicorn.Server(uvicorn.Config(
-        create_portal(settings, registry=world.registry, clock=lambda: SIMULATED_NOW,
-                      publish=None),
-        host="127.0.0.1", port=port, log_level="warning", access_log=False,
-    ))
-    thread = threading.Thread(target=server.run, name="portal", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", world
+        with served(create_portal(settings, registry=world.registry,
+                                  clock=lambda: SIMULATED_NOW, publish=None)) as url:
+            yield url, world
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the portal did not stop"
         dispose_engines()
 
 
@@ -155,6 +140,8 @@ def test_the_academie_journey_and_the_collectivite_validation(
 
             # Closed: the arms remain readable.
             for state in ("running", "analysing", "closed"):
+                if state == "closed":  # the post-experiment step (issue 19)
+                    decide_and_acknowledge(world.registry, SINGLE)
                 transition_experiment(world.registry, SINGLE, state)  # type: ignore[arg-type]
             page.goto(f"{base}/inscriptions/{SINGLE}")
             expect(page.get_by_text("Les inscriptions de cette expérimentation sont closes")

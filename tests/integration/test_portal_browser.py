@@ -9,20 +9,16 @@ cannot reach row-level data. Screenshots land in ``test-artifacts/portal-*.png``
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from experiments.database import dispose_engines
 from experiments.portal.app import create_portal
 from experiments.settings import Settings
-from ingest.kafka.broker import free_port
-from tests.support.portal import EXPERIMENT, NOW, PortalWorld, build_world
+from tests.support.portal import EXPERIMENT, NOW, PortalWorld, build_world, served
 
 pytestmark = pytest.mark.integration
 
@@ -100,23 +96,10 @@ def portal_url(tmp_path: Path) -> Iterator[tuple[str, PortalWorld]]:
     """The portal served on a free port in a thread, stopped at the end of the test."""
     settings = Settings(state_dir=tmp_path / "state", pseudonym_key="browser-test" * 5)
     world = build_world(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        create_portal(settings, registry=world.registry, clock=lambda: NOW),
-        host="127.0.0.1", port=port, log_level="warning", access_log=False,
-    ))
-    thread = threading.Thread(target=server.run, name="portal", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", world
+        with served(create_portal(settings, registry=world.registry, clock=lambda: NOW)) as url:
+            yield url, world
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the portal did not stop"
         dispose_engines()
 
 

@@ -11,19 +11,15 @@ Screenshots land in ``test-artifacts/programme-*.png``.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from experiments.access import issue_token
 from experiments.database import dispose_engines
 from experiments.portal.app import create_portal
 from experiments.settings import Settings
-from ingest.kafka.broker import free_port
 from tests.integration.test_portal_browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -31,7 +27,7 @@ from tests.integration.test_portal_browser import (
     assert_accessible,
 )
 from tests.support.axe import axe_violations
-from tests.support.portal import NOW
+from tests.support.portal import NOW, served
 from tests.support.programmes import TRIALS, build_programmes
 
 pytestmark = pytest.mark.integration
@@ -43,23 +39,10 @@ def portal_url(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     world = build_programmes(settings, tmp_path / "trials")
     tokens = {"officer": issue_token(world.registry, "officer", "*", "bdt"),
               "creteil": issue_token(world.registry, "academie", "creteil")}
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        create_portal(settings, registry=world.registry, clock=lambda: NOW),
-        host="127.0.0.1", port=port, log_level="warning", access_log=False,
-    ))
-    thread = threading.Thread(target=server.run, name="portal", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", tokens
+        with served(create_portal(settings, registry=world.registry, clock=lambda: NOW)) as url:
+            yield url, tokens
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the portal did not stop"
         dispose_engines()
 
 

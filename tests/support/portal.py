@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import uvicorn
 from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -32,6 +36,7 @@ from experiments.runs.records import RunRecord, perform_run
 from experiments.runs.scheduler import AnalysisRequest, ScheduledRun, due_time
 from experiments.settings import Settings
 from experiments.store import ExperimentStore, StoredEvent
+from ingest.kafka.broker import free_port
 from tests.support.decision import with_decision
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +198,24 @@ class PortalClient:
         )
         assert answer.status_code == 303, answer.text
         return {SESSION_COOKIE: answer.cookies[SESSION_COOKIE]}
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1, in a thread, for a browser
+    test; yields its URL and stops it (asserting it stopped) at the end."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="portal", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the portal did not stop"
