@@ -55,6 +55,7 @@ from experiments.enrollment.transaction import (
     _lock_experiment,
     as_enrolled_learner,
     in_one_transaction,
+    mixed_class_row,
 )
 from experiments.errors import EnrollmentError
 from experiments.protocol.vocabulary import LEVELS
@@ -224,13 +225,7 @@ def _follow_rows(session: Session, design: EnrollmentDesign, followed: FollowedF
             outcome.refusals.append(problem)
             continue
         if target is None:
-            target = {
-                "experiment_id": experiment, "class_id": row.class_id,
-                "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
-                "pupils": 0, "attributes": {}, "stratum": MIXED_ARM, "unit_id": row.class_id,
-                "arm": MIXED_ARM, "status": "enrolled", "enrolled_at": now,
-                "withdrawn_at": None, "published_status": None,
-            }
+            target = mixed_class_row(experiment, row, now)
             new_classes.append(target)
             classes[row.class_id] = target
         touched.add(row.class_id)

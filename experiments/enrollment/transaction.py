@@ -475,6 +475,20 @@ def as_enrolled_learner(row: Mapping[Any, Any], learner_id: str, new: bool) -> E
     )
 
 
+def mixed_class_row(experiment_id: str, row: Any, now: datetime) -> dict[str, Any]:
+    """The enrollment of a class whose pupils carry their own arms (arm
+    :data:`MIXED_ARM`): a pupil-randomised experiment's class, or a cohort's class of the
+    next school year (:mod:`experiments.enrollment.followup`). It routes its events to the
+    experiment; its head count is its pupils'."""
+    return {
+        "experiment_id": experiment_id, "class_id": row.class_id,
+        "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
+        "pupils": 0, "attributes": {}, "stratum": MIXED_ARM, "unit_id": row.class_id,
+        "arm": MIXED_ARM, "status": "enrolled", "enrolled_at": now,
+        "withdrawn_at": None, "published_status": None,
+    }
+
+
 def _class_problem(
     row: PupilRow, known: Mapping[Any, Any] | None, elsewhere: Mapping[str, str]
 ) -> Refusal | None:
@@ -531,13 +545,7 @@ def _enroll_pupil_rows(
             continue
         if row.class_id not in classes:
             # The class routes its events to this experiment; its pupils have both arms.
-            record_class = {
-                "experiment_id": experiment, "class_id": row.class_id,
-                "school_uai": row.school_uai, "academie": row.academie, "level": row.level,
-                "pupils": 0, "attributes": {}, "stratum": MIXED_ARM, "unit_id": row.class_id,
-                "arm": MIXED_ARM, "status": "enrolled", "enrolled_at": now,
-                "withdrawn_at": None, "published_status": None,
-            }
+            record_class = mixed_class_row(experiment, row, now)
             new_classes.append(record_class)
             classes[row.class_id] = record_class
         touched.add(row.class_id)
