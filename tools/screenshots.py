@@ -119,8 +119,65 @@ def _academie_shots() -> list[Shot]:
     ]
 
 
+# --- issue 17: an EdTech's console --------------------------------------------------------
+
+
+def _edtech_world(state_dir: Path) -> tuple[Any, Any, dict[str, str], Any]:
+    """The portal tests' world (events of Lectio stored), with refused events recorded in
+    the dead-letter index and events of a mistyped class parked, as the stream worker
+    records them (no broker needed for a picture)."""
+    import json
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from experiments.settings import Settings
+    from ingest.deadletters import DeadLetterRow, record_dead_letters, safe_payload
+    from ingest.stream.parking import ParkedEvent, park
+    from tests.support.portal import NOW, build_world
+
+    settings = Settings(state_dir=state_dir, pseudonym_key="screenshots-key" * 3,
+                        simulated_now=NOW)
+    world = build_world(settings)
+    received = datetime.now(UTC)
+    payloads = [
+        ("contract", "verb: 'exercice_answered' is not a verb of contract v1",
+         "verb : « exercice_answered » n'est pas un verbe du contrat v1",
+         {"verb": "exercice_answered", "resource_id": "lectio", "class_id": "cp-a"}),
+        ("future", "occurred_at is 3 days in the future", "occurred_at est 3 jours dans le futur",
+         {"verb": "activity_completed", "resource_id": "lectio",
+          "occurred_at": "2031-01-12T09:00:00+01:00"}),
+        ("other_school", "school_uai 0750001A is not the school of class cp-b",
+         "l'école 0750001A n'est pas celle de la classe cp-b",
+         {"verb": "session_started", "resource_id": "lectio", "school_uai": "0750001A"}),
+    ]
+    record_dead_letters(world.registry, [
+        DeadLetterRow(source=f"preuve.events/0/{i}", resource_id="lectio", code=code,
+                      field=code, event_id=str(uuid.uuid4()), reason_en=en, reason_fr=fr,
+                      payload=safe_payload(json.dumps(payload).encode())[0],
+                      received_at=received - timedelta(minutes=i))
+        for i, (code, en, fr, payload) in enumerate(payloads * 3)])
+    park(world.registry, [ParkedEvent(str(uuid.uuid4()), "cp-a-2027", "lectio",
+                                      "preuve.events", 0, 100 + i) for i in range(4)],
+         received)
+    return settings, world.registry, world.tokens, NOW
+
+
+def _edtech_shots() -> list[Shot]:
+    def create_key(page: Any) -> None:
+        page.get_by_label("Nom de la clé").fill("serveur de production")
+        page.get_by_role("button", name="Créer la clé").click()
+        page.wait_for_load_state()
+
+    return [
+        Shot("edtech-console", "edtech", "/ressource"),
+        Shot("edtech-cles", "edtech", "/ressource/cles", create_key),
+        Shot("accessibilite", "edtech", "/accessibilite"),
+    ]
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "academie": lambda: Scenario(_academie_world, _academie_shots()),
+    "edtech": lambda: Scenario(_edtech_world, _edtech_shots()),
 }
 """Scenario name → its scenario (built lazily: the imports are the tests')."""
 
