@@ -7,6 +7,12 @@ Two layouts, chosen by ``Settings.database_url``:
 - a ``postgresql://`` URL (production): one database, the registry in schema
   ``preuve_registry`` and each experiment in its own schema ``exp_<experiment>``.
 
+On PostgreSQL every experiment's store goes through one engine and one connection pool
+per database: a store's engine is that engine with a ``schema_translate_map`` naming the
+experiment's schema (SQLAlchemy renders the schema into each statement), so the number of
+connections does not grow with the number of experiments. SQLite keeps one file, hence
+one engine, per experiment.
+
 Schemas change only through Alembic migrations (``experiments/migrations/``); nothing
 calls ``create_all`` outside tests. The registry's migrations are split into branches
 (``core``, ``protocols``, ``enrollment``...) so that each concept owns its tables;
@@ -131,6 +137,32 @@ def _postgres_engine(url: str, schema: str) -> Engine:
 
 _engines: dict[tuple[str, str], Engine] = {}
 _engines_lock = threading.Lock()
+#: PostgreSQL: the one engine (and pool) of every store of a database, by URL.
+_store_pools: dict[str, Engine] = {}
+
+#: The store pool's size: shared by every experiment of the database (a stream worker
+#: writes one store at a time per batch; readers are few).
+_STORE_POOL_SIZE, _STORE_POOL_OVERFLOW = 4, 8
+
+
+def _shared_store_engine(url: str) -> Engine:
+    """The one engine of every experiment schema of a PostgreSQL database (lock held)."""
+    engine = _store_pools.get(url)
+    if engine is None:
+        engine = create_engine(url, future=True, pool_pre_ping=True,
+                               pool_size=_STORE_POOL_SIZE, max_overflow=_STORE_POOL_OVERFLOW)
+        _store_pools[url] = engine
+    return engine
+
+
+def _postgres_store(url: str, schema: str) -> Engine:
+    """An experiment's store on the shared engine: its schema created and migrated, and
+    the schema rendered into every statement (``schema_translate_map``)."""
+    shared = _shared_store_engine(url)
+    with shared.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    _upgrade(shared, "store", schema=schema)
+    return shared.execution_options(schema_translate_map={None: schema})
 
 
 def registry_engine(settings: Settings) -> Engine:
@@ -160,10 +192,10 @@ def store_engine(settings: Settings, experiment_id: str) -> Engine:
             if is_postgres(settings):
                 dsn = settings.database_dsn()
                 assert dsn is not None
-                engine = _postgres_engine(dsn, schema)
+                engine = _postgres_store(dsn, schema)
             else:
                 engine = _sqlite_engine(settings.state_dir / "stores" / f"{experiment_id}.sqlite")
-            migrate_store(engine)
+                migrate_store(engine)
             _engines[key] = engine
     return engine
 
@@ -171,9 +203,10 @@ def store_engine(settings: Settings, experiment_id: str) -> Engine:
 def dispose_engines() -> None:
     """Close every cached engine (tests and shutdown)."""
     with _engines_lock:
-        for engine in _engines.values():
+        for engine in [*_engines.values(), *_store_pools.values()]:
             engine.dispose()
         _engines.clear()
+        _store_pools.clear()
 
 
 @contextmanager
@@ -198,7 +231,10 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
-def _upgrade(engine: Engine, location: str) -> None:
+def _upgrade(engine: Engine, location: str, schema: str | None = None) -> None:
+    """Upgrade to every head of ``location``; on PostgreSQL, in ``schema`` if given (the
+    migrations name no schema: ``SET LOCAL search_path`` puts them there, for this
+    transaction only, so the pooled connection goes back unchanged)."""
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS / location))
     with _sqlite_migration_lock(engine), engine.begin() as connection:
@@ -207,6 +243,8 @@ def _upgrade(engine: Engine, location: str) -> None:
             # pg_type; a transaction-scoped advisory lock makes the second one wait.
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                                {"key": f"preuve-migrate-{location}"})
+            if schema is not None:
+                connection.execute(text(f'SET LOCAL search_path TO "{schema}"'))
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 
