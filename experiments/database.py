@@ -162,7 +162,17 @@ def _postgres_store(url: str, schema: str) -> Engine:
     with shared.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     _upgrade(shared, "store", schema=schema)
-    return shared.execution_options(schema_translate_map={None: schema})
+    engine = shared.execution_options(schema_translate_map={None: schema})
+
+    @event.listens_for(engine, "engine_connect")
+    def _search_path(connection: Connection) -> None:
+        # SQLAlchemy statements name the schema (the map above); text SQL, reflection and
+        # migrations find it on the search path, set for the connection's session each
+        # time this experiment takes it from the shared pool (events of this engine only).
+        connection.exec_driver_sql(f'SET search_path TO "{schema}"')
+        connection.commit()
+
+    return engine
 
 
 def registry_engine(settings: Settings) -> Engine:
