@@ -48,17 +48,19 @@ event, the resource, a state and a time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql
 
-from experiments.database import RegistryBase, insert_for
+from experiments.database import RegistryBase, insert_for_dialect
 from ingest.errors import BatchRefused, ItemProblem
 
 __all__ = ["Claim", "Receipt", "ReceiptBook", "ReceiptState", "purge_receipts", "receipts"]
@@ -218,21 +220,18 @@ class ReceiptBook:
         of known ids with the same content that are failed or stale; the keys it wrote."""
         if not wanted:
             return set()
-        insert = insert_for(connection, receipts)
-        known = receipts.c
-        statement = insert.on_conflict_do_update(
-            index_elements=["resource_id", "event_id"],
-            set_={"state": "pending", "received_at": insert.excluded.received_at},
-            where=sa.and_(known.content_sha256 == insert.excluded.content_sha256,
-                          sa.or_(known.state == "failed",
-                                 sa.and_(known.state == "pending",
-                                         known.received_at < in_flight_since))),
-        ).returning(known.resource_id, known.event_id)
-        rows = connection.execute(statement, [
-            {"resource_id": receipt.resource_id, "event_id": receipt.event_id,
-             "content_sha256": receipt.digest, "state": "pending", "received_at": now}
-            for receipt in wanted
-        ])
+        statement = _claim_statement(connection.dialect)
+        times = {"received_at": now, "in_flight_since": in_flight_since}
+        if connection.dialect.name == "postgresql":  # three arrays, whatever the batch
+            rows = connection.execute(statement, {
+                "resources": [receipt.resource_id for receipt in wanted],
+                "events": [receipt.event_id for receipt in wanted],
+                "digests": [receipt.digest for receipt in wanted], **times})
+        else:
+            rows = connection.execute(statement, [
+                {"resource_id": receipt.resource_id, "event_id": receipt.event_id,
+                 "content_sha256": receipt.digest, "state": "pending", **times}
+                for receipt in wanted])
         return {(row.resource_id, row.event_id) for row in rows}
 
     def take_over(self, wanted: Sequence[Receipt]) -> None:
@@ -269,6 +268,35 @@ class ReceiptBook:
         timeout)."""
         with self.engine.begin() as connection:
             _update(connection, wanted, state=state)
+
+
+@functools.cache
+def _claim_statement(dialect: sa.Dialect) -> Any:
+    """The claim's upsert (built once per dialect). PostgreSQL takes the batch as three
+    arrays (``unnest``): one statement with five parameters, whatever the batch's size;
+    SQLite takes it as rows."""
+    columns = receipts.c
+    received_at = sa.bindparam("received_at", type_=columns.received_at.type)
+    if dialect.name == "postgresql":
+        text_array = postgresql.ARRAY(sa.String)
+        rows = sa.select(
+            sa.func.unnest(sa.bindparam("resources", type_=text_array)),
+            sa.func.unnest(sa.bindparam("events", type_=text_array)),
+            sa.func.unnest(sa.bindparam("digests", type_=text_array)),
+            sa.literal("pending"), received_at)
+        insert = insert_for_dialect(dialect, receipts).from_select(
+            ["resource_id", "event_id", "content_sha256", "state", "received_at"], rows)
+    else:
+        insert = insert_for_dialect(dialect, receipts).values(received_at=received_at)
+    return insert.on_conflict_do_update(
+        index_elements=["resource_id", "event_id"],
+        set_={"state": "pending", "received_at": insert.excluded.received_at},
+        where=sa.and_(columns.content_sha256 == insert.excluded.content_sha256,
+                      sa.or_(columns.state == "failed",
+                             sa.and_(columns.state == "pending",
+                                     columns.received_at < sa.bindparam(
+                                         "in_flight_since", type_=columns.received_at.type)))),
+    ).returning(columns.resource_id, columns.event_id)
 
 
 def _by_resource(keys: Sequence[_Key]) -> dict[str, list[str]]:
