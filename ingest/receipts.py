@@ -307,6 +307,24 @@ def _by_resource(keys: Sequence[_Key]) -> dict[str, list[str]]:
 
 
 def _update(connection: sa.Connection, wanted: Sequence[Receipt], **values: object) -> None:
+    if not wanted:
+        return
+    if connection.dialect.name == "postgresql":
+        # Joined on the whole key (unnest of two arrays): with ``resource_id = … AND
+        # event_id IN (…)`` the planner, on a table whose statistics lag its growth, used
+        # the primary key's first column only and read every receipt of the resource.
+        text_array = postgresql.ARRAY(sa.String)
+        keys = sa.select(
+            sa.func.unnest(sa.literal([r.resource_id for r in wanted], text_array))
+            .label("resource_id"),
+            sa.func.unnest(sa.literal([r.event_id for r in wanted], text_array))
+            .label("event_id")).subquery("keys")
+        connection.execute(
+            sa.update(receipts)
+            .where(receipts.c.resource_id == keys.c.resource_id,
+                   receipts.c.event_id == keys.c.event_id)
+            .values(**values))
+        return
     for resource_id, ids in _by_resource([receipt.key for receipt in wanted]).items():
         for start in range(0, len(ids), _SQL_CHUNK):
             connection.execute(
