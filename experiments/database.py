@@ -12,6 +12,12 @@ calls ``create_all`` outside tests. The registry's migrations are split into bra
 (``core``, ``protocols``, ``enrollment``...) so that each concept owns its tables;
 ``migrate_registry`` upgrades to every head.
 
+On PostgreSQL every experiment's store goes through one engine and one connection pool
+per database: a store's engine is that engine with a ``schema_translate_map`` naming the
+experiment's schema (SQLAlchemy renders the schema into each statement), so the number of
+connections does not grow with the number of experiments. SQLite keeps one file, hence
+one engine, per experiment.
+
 Who migrates: ``preuve db migrate`` (the registry and every registered experiment's
 store) is the explicit step, run with the owner's role (``preuve db roles``). Processes
 with ``Settings.database_migrate`` on (the default: the quick start, the services that
@@ -142,6 +148,43 @@ def _postgres_engine(url: str, schema: str, *, create: bool = True) -> Engine:
 _engines: dict[tuple[str, str], Engine] = {}
 _migrated: set[tuple[str, str]] = set()  # engines this process migrated (or checked current)
 _engines_lock = threading.Lock()
+#: PostgreSQL: the one engine (and pool) of every store of a database, by URL.
+_store_pools: dict[str, Engine] = {}
+
+#: The store pool's size: shared by every experiment of the database (a stream worker
+#: writes one store at a time per batch; readers are few).
+_STORE_POOL_SIZE, _STORE_POOL_OVERFLOW = 4, 8
+
+
+def _shared_store_engine(url: str) -> Engine:
+    """The one engine of every experiment schema of a PostgreSQL database (lock held)."""
+    engine = _store_pools.get(url)
+    if engine is None:
+        engine = create_engine(url, future=True, pool_pre_ping=True,
+                               pool_size=_STORE_POOL_SIZE, max_overflow=_STORE_POOL_OVERFLOW)
+        _store_pools[url] = engine
+    return engine
+
+
+def _postgres_store(url: str, schema: str, *, create: bool = True) -> Engine:
+    """An experiment's store on the shared engine: its schema created (``create``: a
+    read-only role may not CREATE, even IF NOT EXISTS), and the schema rendered into
+    every statement (``schema_translate_map``)."""
+    shared = _shared_store_engine(url)
+    if create:
+        with shared.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine = shared.execution_options(schema_translate_map={None: schema})
+
+    @event.listens_for(engine, "engine_connect")
+    def _search_path(connection: Connection) -> None:
+        # SQLAlchemy statements name the schema (the map above); text SQL, reflection and
+        # migrations find it on the search path, set for the connection's session each
+        # time this experiment takes it from the shared pool (events of this engine only).
+        connection.exec_driver_sql(f'SET search_path TO "{schema}"')
+        connection.commit()
+
+    return engine
 
 
 def _engine(settings: Settings, schema: str, sqlite_path: Path, location: str,
@@ -155,7 +198,10 @@ def _engine(settings: Settings, schema: str, sqlite_path: Path, location: str,
             if is_postgres(settings):
                 dsn = settings.database_dsn()
                 assert dsn is not None
-                engine = _postgres_engine(dsn, schema, create=migrate)
+                # Stores share one pool per database (issue 20): connections do not grow
+                # with the number of experiments.
+                engine = (_postgres_store(dsn, schema, create=migrate) if location == "store"
+                          else _postgres_engine(dsn, schema, create=migrate))
             else:
                 if not migrate and not sqlite_path.exists():
                     raise StoreError(f"{what} does not exist yet ({sqlite_path}): run "
@@ -164,7 +210,9 @@ def _engine(settings: Settings, schema: str, sqlite_path: Path, location: str,
             _engines[key] = engine
         if key not in _migrated:
             if migrate:
-                _upgrade(engine, location)
+                _upgrade(engine, location,
+                         schema=schema if location == "store" and is_postgres(settings)
+                         else None)
             else:
                 check_current(engine, location, what)
             _migrated.add(key)
@@ -228,9 +276,10 @@ def migrate_all(settings: Settings) -> list[str]:
 def dispose_engines() -> None:
     """Close every cached engine (tests and shutdown)."""
     with _engines_lock:
-        for engine in _engines.values():
+        for engine in [*_engines.values(), *_store_pools.values()]:
             engine.dispose()
         _engines.clear()
+        _store_pools.clear()
         _migrated.clear()
 
 
@@ -256,7 +305,10 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
-def _upgrade(engine: Engine, location: str) -> None:
+def _upgrade(engine: Engine, location: str, schema: str | None = None) -> None:
+    """Upgrade to every head of ``location``; on PostgreSQL, in ``schema`` if given (the
+    migrations name no schema: ``SET LOCAL search_path`` puts them there, for this
+    transaction only, so the pooled connection goes back unchanged), then grant."""
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS / location))
     with _sqlite_migration_lock(engine), engine.begin() as connection:
@@ -265,6 +317,8 @@ def _upgrade(engine: Engine, location: str) -> None:
             # pg_type; a transaction-scoped advisory lock makes the second one wait.
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                                {"key": f"preuve-migrate-{location}"})
+            if schema is not None:
+                connection.execute(text(f'SET LOCAL search_path TO "{schema}"'))
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
         if connection.dialect.name == "postgresql":

@@ -134,6 +134,11 @@ No key: :meth:`ExperimentStore.write_events` loads each event id once, and an in
 would only be maintained for nothing. No ``stored_at``: it is the time of the write,
 bound to the INSERT, while the rows may be made ready earlier (:func:`stage_events`)."""
 
+#: The staging table as PostgreSQL statements name it: in the session's temporary schema
+#: (``pg_temp``), so that the ``schema_translate_map`` of a store's engine (one engine for
+#: every experiment's schema, :func:`experiments.database.store_engine`) leaves it there.
+_incoming_pg = _incoming.to_metadata(sa.MetaData(), schema="pg_temp")
+
 _STORED_AT = sa.bindparam("stored_at", type_=sa.DateTime(timezone=True))
 
 
@@ -276,7 +281,8 @@ def _statements(dialect: sa.Dialect) -> _Statements:
                                staged_rows)
         placeholder = "?"
 
-    i = _incoming.c
+    staging = _incoming_pg if dialect.name == "postgresql" else _incoming
+    i = staging.c
     event_columns = [column.name for column in events_table.c]
     insert_new = (
         insert_for_dialect(dialect, events_table)
@@ -321,7 +327,7 @@ def _statements(dialect: sa.Dialect) -> _Statements:
         staged_new = (
             sa.select(i.learner_key, i.day, i.class_id, i.arm, i.is_session, i.is_usage,
                       i.duration_s)
-            .join_from(_incoming, new, new.c.event_id == i.event_id)
+            .join_from(staging, new, new.c.event_id == i.event_id)
             .subquery("staged_new")
         )
         usage_cte = usage_of(staged_new).cte("usage")

@@ -14,8 +14,11 @@ be in Kafka). For each request:
    as a success and not produced again.
 2. Receipts of new ids are inserted as ``pending`` and committed **before** the Kafka
    write; ``failed`` receipts, and ``pending`` ones older than the Kafka timeout (their
-   gateway died), are taken over (``pending`` again, from now). If another gateway
-   inserts the same id in between, the claim is re-read.
+   gateway died), are taken over (``pending`` again, from now). Steps 1 and 2 are one
+   statement when every id is new (``INSERT … ON CONFLICT DO UPDATE … WHERE`` same
+   content and failed or stale ``… RETURNING`` the ids it wrote); the ids it did not
+   write are then read, to tell duplicates, conflicts (the claim is rolled back) and
+   other gateways' writes apart.
 3. Those ids are produced and awaited. Ids ``pending`` on another gateway within its
    Kafka timeout are waited for instead: once that gateway confirms them they are
    duplicates; if it fails or outlives its timeout, this gateway takes them over.
@@ -45,17 +48,19 @@ event, the resource, a state and a time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql
 
-from experiments.database import RegistryBase
+from experiments.database import RegistryBase, insert_for_dialect
 from ingest.errors import BatchRefused, ItemProblem
 
 __all__ = ["Claim", "Receipt", "ReceiptBook", "ReceiptState", "purge_receipts", "receipts"]
@@ -184,44 +189,50 @@ class ReceiptBook:
         now = datetime.now(UTC)
         in_flight_since = self._in_flight_since()
         with self.engine.begin() as connection:
-            known = self._known(connection, [receipt.key for receipt in wanted])
+            # One statement claims what this gateway writes: new ids, and known ids of the
+            # same content whose write failed or went stale. Only when some id was not
+            # claimed (a duplicate, a conflict, another gateway's write) is anything read.
+            claimed = self._upsert(connection, wanted, now, in_flight_since)
+            rest = [receipt for receipt in wanted if receipt.key not in claimed]
+            known = self._known(connection, [receipt.key for receipt in rest]) if rest else {}
             conflicts = [
                 ItemProblem(
                     receipt.index,
                     "event_id",
                     f"event_id {receipt.event_id} was already received with other content",
                 )
-                for receipt in wanted
+                for receipt in rest
                 if receipt.key in known and known[receipt.key].digest != receipt.digest
             ]
             if conflicts:
-                raise BatchRefused(409, conflicts)
-            fresh = [receipt for receipt in wanted if receipt.key not in known]
-            if fresh:
-                connection.execute(
-                    sa.insert(receipts),
-                    [
-                        {
-                            "event_id": receipt.event_id,
-                            "content_sha256": receipt.digest,
-                            "resource_id": receipt.resource_id,
-                            "state": "pending",
-                            "received_at": now,
-                        }
-                        for receipt in fresh
-                    ],
-                )
-            in_flight, stale = [], []
-            for receipt in wanted:
-                if receipt.key not in known:
-                    continue
-                seen = known[receipt.key]
-                if seen.state == "pending" and seen.received_at >= in_flight_since:
-                    in_flight.append(receipt)
-                elif seen.state != "confirmed":
-                    stale.append(receipt)
-            self._take_over(connection, stale)
-        return Claim(to_send=fresh + stale, in_flight=in_flight)
+                raise BatchRefused(409, conflicts)  # the transaction is rolled back
+            # Not claimed and not confirmed: another gateway is writing it (or its state
+            # changed since the upsert, or it was purged): waited for, then taken over if
+            # that gateway does not confirm it (await_in_flight).
+            in_flight = [receipt for receipt in rest
+                         if receipt.key not in known or known[receipt.key].state != "confirmed"]
+        return Claim(to_send=[receipt for receipt in wanted if receipt.key in claimed],
+                     in_flight=in_flight)
+
+    def _upsert(self, connection: sa.Connection, wanted: Sequence[Receipt], now: datetime,
+                in_flight_since: datetime) -> set[_Key]:
+        """``INSERT … ON CONFLICT DO UPDATE … RETURNING``: pending receipts of new ids, and
+        of known ids with the same content that are failed or stale; the keys it wrote."""
+        if not wanted:
+            return set()
+        statement = _claim_statement(connection.dialect)
+        times = {"received_at": now, "in_flight_since": in_flight_since}
+        if connection.dialect.name == "postgresql":  # three arrays, whatever the batch
+            rows = connection.execute(statement, {
+                "resources": [receipt.resource_id for receipt in wanted],
+                "events": [receipt.event_id for receipt in wanted],
+                "digests": [receipt.digest for receipt in wanted], **times})
+        else:
+            rows = connection.execute(statement, [
+                {"resource_id": receipt.resource_id, "event_id": receipt.event_id,
+                 "content_sha256": receipt.digest, "state": "pending", **times}
+                for receipt in wanted])
+        return {(row.resource_id, row.event_id) for row in rows}
 
     def take_over(self, wanted: Sequence[Receipt]) -> None:
         """Mark receipts pending from now: this gateway writes them (others wait)."""
@@ -259,6 +270,35 @@ class ReceiptBook:
             _update(connection, wanted, state=state)
 
 
+@functools.cache
+def _claim_statement(dialect: sa.Dialect) -> Any:
+    """The claim's upsert (built once per dialect). PostgreSQL takes the batch as three
+    arrays (``unnest``): one statement with five parameters, whatever the batch's size;
+    SQLite takes it as rows."""
+    columns = receipts.c
+    received_at = sa.bindparam("received_at", type_=columns.received_at.type)
+    if dialect.name == "postgresql":
+        text_array = postgresql.ARRAY(sa.String)
+        rows = sa.select(
+            sa.func.unnest(sa.bindparam("resources", type_=text_array)),
+            sa.func.unnest(sa.bindparam("events", type_=text_array)),
+            sa.func.unnest(sa.bindparam("digests", type_=text_array)),
+            sa.literal("pending"), received_at)
+        insert = insert_for_dialect(dialect, receipts).from_select(
+            ["resource_id", "event_id", "content_sha256", "state", "received_at"], rows)
+    else:
+        insert = insert_for_dialect(dialect, receipts).values(received_at=received_at)
+    return insert.on_conflict_do_update(
+        index_elements=["resource_id", "event_id"],
+        set_={"state": "pending", "received_at": insert.excluded.received_at},
+        where=sa.and_(columns.content_sha256 == insert.excluded.content_sha256,
+                      sa.or_(columns.state == "failed",
+                             sa.and_(columns.state == "pending",
+                                     columns.received_at < sa.bindparam(
+                                         "in_flight_since", type_=columns.received_at.type)))),
+    ).returning(columns.resource_id, columns.event_id)
+
+
 def _by_resource(keys: Sequence[_Key]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for resource_id, event_id in keys:
@@ -267,6 +307,24 @@ def _by_resource(keys: Sequence[_Key]) -> dict[str, list[str]]:
 
 
 def _update(connection: sa.Connection, wanted: Sequence[Receipt], **values: object) -> None:
+    if not wanted:
+        return
+    if connection.dialect.name == "postgresql":
+        # Joined on the whole key (unnest of two arrays): with ``resource_id = … AND
+        # event_id IN (…)`` the planner, on a table whose statistics lag its growth, used
+        # the primary key's first column only and read every receipt of the resource.
+        text_array = postgresql.ARRAY(sa.String)
+        keys = sa.select(
+            sa.func.unnest(sa.literal([r.resource_id for r in wanted], text_array))
+            .label("resource_id"),
+            sa.func.unnest(sa.literal([r.event_id for r in wanted], text_array))
+            .label("event_id")).subquery("keys")
+        connection.execute(
+            sa.update(receipts)
+            .where(receipts.c.resource_id == keys.c.resource_id,
+                   receipts.c.event_id == keys.c.event_id)
+            .values(**values))
+        return
     for resource_id, ids in _by_resource([receipt.key for receipt in wanted]).items():
         for start in range(0, len(ids), _SQL_CHUNK):
             connection.execute(

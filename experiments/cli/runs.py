@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Recorded analysis runs: list them, compute one again to audit it.",
+app = typer.Typer(help="Recorded analysis runs: list them, write their files, compute one "
+                       "again to audit it.",
                   no_args_is_help=True)
 
 #: Exit code of ``preuve runs reproduce`` when the numbers differ from the record.
@@ -46,6 +48,41 @@ def list_runs_command(
                        f"data as of {cutoff}")
 
 
+@app.command("files")
+def files_command(
+    run: Annotated[str, typer.Argument(help="A run id (as `preuve runs list` prints it) or "
+                                            "a run key.")],
+    experiment: Annotated[str, typer.Option("--experiment", help="The experiment's id.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to write the files in.")] = Path("."),
+) -> None:
+    """Write a recorded run's results JSON and HTML report, as the registry stores them, to
+    ``TO/<run-id>.json`` and ``TO/<run-id>.html`` (never replacing a file). The files are
+    checked against their recorded SHA-256."""
+    from experiments.cli.console import user_errors
+    from experiments.database import registry_engine
+    from experiments.runs.artefacts import write_artefacts
+    from experiments.settings import Settings
+
+    with user_errors():
+        registry = registry_engine(Settings())
+        record = _find(registry, experiment, run)
+        for path in write_artefacts(registry, record.run_id, to):
+            typer.echo(str(path))
+
+
+def _find(registry: Any, experiment: str, run: str) -> Any:
+    """The record of a run id or key of an experiment; SchedulerError if none."""
+    from experiments.errors import SchedulerError
+    from experiments.runs.records import list_runs
+
+    record = next((r for r in list_runs(registry, experiment) if run in (r.run_id, r.run_key)),
+                  None)
+    if record is None:
+        raise SchedulerError(f"{experiment}: no recorded run {run!r} "
+                             "(see `preuve runs list`)", field="run")
+    return record
+
+
 @app.command("reproduce")
 def reproduce_command(
     run: Annotated[str, typer.Argument(help="A run id (as `preuve runs list` prints it) or "
@@ -57,18 +94,13 @@ def reproduce_command(
     are printed); 1 unknown or failed run."""
     from experiments.cli.console import user_errors
     from experiments.database import registry_engine
-    from experiments.errors import SchedulerError
-    from experiments.runs.records import list_runs, reproduce_run
+    from experiments.runs.records import reproduce_run
     from experiments.settings import Settings
 
     settings = Settings()
     with user_errors():
         registry = registry_engine(settings)
-        record = next((r for r in list_runs(registry, experiment)
-                       if run in (r.run_id, r.run_key)), None)
-        if record is None:
-            raise SchedulerError(f"{experiment}: no recorded run {run!r} "
-                                 "(see `preuve runs list`)", field="run")
+        record = _find(registry, experiment, run)
         again = reproduce_run(settings, record, registry)
     recorded = json.loads(record.results_json or "{}")
     differences = _differences(recorded, again)

@@ -88,6 +88,7 @@ from experiments.portal.views import (
     weekly_usage,
 )
 from experiments.refusals import Problem, install_refusals, refusal_response
+from experiments.runs.artefacts import ArtefactAltered, read_artefact
 from experiments.runs.records import list_runs
 from experiments.runs.sufficiency import recorded_checks
 from experiments.settings import Settings
@@ -511,6 +512,15 @@ def _stored_file(request: Request, portal: _Portal, experiment_id: str, run_id: 
                     (record.json_path, record.json_sha256)) if record else (None, None)
     if name is None:
         raise _NotFound()
+    try:
+        # The registry holds the run's files: served whatever machine wrote them.
+        stored = read_artefact(portal.registry, run_id, kind, digest)
+    except ArtefactAltered as error:
+        logger.error("%s", error)
+        raise _Altered() from error
+    if stored is not None:
+        return stored.content
+    # A run recorded before the registry held files: its file in this portal's state_dir.
     path = Path(name).resolve()
     if not path.is_relative_to(portal.reports_root) or not path.is_file():
         logger.error("run %s: file %s is missing or outside %s", run_id, path,

@@ -5,13 +5,22 @@ Only aggregates leave this module: counts of classes and pupils, effects, rating
 An experiment enters a synthesis only when it is closed and its final analysis holds an
 estimable primary ITT effect (the confirmatory one, ``role == "primary"``); interim and
 monitoring runs never do.
+
+Portfolio pages are loaded often and protocols change rarely: an experiment's parsed
+protocol is cached per registered version (experiment, version, SHA-256), and what an
+entry takes from a run's results per run (run id, results SHA-256); both are immutable
+once recorded, so a cached value is never stale, and a new version or a new final run
+is a new key. The rest of an entry (state, enrolled classes, which run is the latest) is
+read from the registry at each load.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +37,12 @@ from experiments.closing import DECISION_WORDS, latest_decision
 from experiments.enrollment.assignments import enrolled_classes
 from experiments.protocol.calendar import departement_of_uai
 from experiments.protocol.language import Protocol
-from experiments.registry import ExperimentRow, get_experiment, registered_protocol
+from experiments.registry import (
+    ExperimentRecord,
+    ExperimentRow,
+    get_experiment,
+    registered_protocol,
+)
 from experiments.runs.records import RunRecord, list_runs
 
 __all__ = [
@@ -37,6 +51,7 @@ __all__ = [
     "PortfolioEntry",
     "SynthesisScope",
     "arm_verdicts",
+    "clear_portfolio_cache",
     "confirmatory_effect",
     "portfolio_entries",
     "portfolio_syntheses",
@@ -173,6 +188,75 @@ def confirmatory_effect(results: AnalysisResults) -> Effect | None:
     return results.primary_effect(estimable=True)
 
 
+class _Cache:
+    """A bounded least-recently-used map, safe across the portal's threads.
+
+    Hand-written because ``functools.lru_cache`` keys on every argument, the registry's
+    engine included, and the keys here are content identities (a protocol version's
+    SHA-256, a run id) that hold whatever engine reads them.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = compute()  # outside the lock: two threads may compute the same value
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+_protocols = _Cache(4096)
+_run_summaries = _Cache(4096)
+
+
+def clear_portfolio_cache() -> None:
+    """Forget the cached protocols and run summaries (tests)."""
+    _protocols.clear()
+    _run_summaries.clear()
+
+
+def _protocol(registry: Engine, record: ExperimentRecord) -> Protocol:
+    """The protocol in force, parsed once per registered version."""
+    current = next(v for v in record.versions if v.version == record.current_version)
+    key = (record.id, current.version, current.sha256)
+    protocol: Protocol = _protocols.get(
+        key, lambda: registered_protocol(registry, record.id, current.version).protocol)
+    return protocol
+
+
+_Usage = tuple[tuple[str, float | None, float | None], ...]
+
+
+def _run_summary(run: RunRecord, control_arm: str
+                 ) -> tuple[Effect | None, int | None, tuple[ArmVerdict, ...], _Usage]:
+    """The confirmatory effect, the padlocks, the verdict of each treated arm and the
+    treatment arms' usage of a final run, computed once per run."""
+    def compute() -> tuple[Effect | None, int | None, tuple[ArmVerdict, ...], _Usage]:
+        results = AnalysisResults.from_json(json.loads(run.results_json or "{}"))
+        arms: list[ArmUsage] = list((results.usage or {}).get("arms", []))
+        usage = tuple((a.arm, a.mean_active_minutes, a.share_compliant) for a in arms
+                      if a.arm != control_arm)
+        return (confirmatory_effect(results), rate_evidence(results).padlocks,
+                arm_verdicts(results), usage)
+
+    summary: tuple[Effect | None, int | None, tuple[ArmVerdict, ...], _Usage] = (
+        _run_summaries.get((run.run_id, run.json_sha256, control_arm), compute))
+    return summary
+
+
 def _final_run(runs: Sequence[RunRecord]) -> RunRecord | None:
     done = [r for r in runs if r.analysis == "final" and r.status == "done" and r.results_json]
     return max(done, key=lambda r: (r.due_at, r.sequence), default=None)
@@ -180,7 +264,7 @@ def _final_run(runs: Sequence[RunRecord]) -> RunRecord | None:
 
 def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
     record = get_experiment(registry, experiment_id)
-    protocol: Protocol = registered_protocol(registry, experiment_id).protocol
+    protocol = _protocol(registry, record)
     enrolled = [c for c in enrolled_classes(registry, experiment_id) if c.status == "enrolled"]
     run = _final_run(list_runs(registry, experiment_id))
     effect = padlocks = None
@@ -189,13 +273,7 @@ def _entry(registry: Engine, experiment_id: str) -> PortfolioEntry:
     classes = len(enrolled)
     pupils: int | None = sum(c.pupils for c in enrolled) or None
     if run is not None and run.results_json:
-        results = AnalysisResults.from_json(json.loads(run.results_json))
-        effect = confirmatory_effect(results)
-        padlocks = rate_evidence(results).padlocks
-        verdicts = arm_verdicts(results)
-        arms: list[ArmUsage] = list((results.usage or {}).get("arms", []))
-        usage = tuple((a.arm, a.mean_active_minutes, a.share_compliant) for a in arms
-                      if a.arm != protocol.control_arm.name)
+        effect, padlocks, verdicts, usage = _run_summary(run, protocol.control_arm.name)
         if effect is not None:
             counts = list(effect.n_learners.values())
             pupils = None if None in counts else sum(n or 0 for n in counts)

@@ -15,7 +15,10 @@ each request a worker:
 4. records the run in ``analysis_runs`` (unique run key, immutable: the database refuses
    updates and deletes), with the protocol version and SHA-256, the data watermark
    (stored events, latest event time, the stream workers' committed offsets of
-   ``preuve.events``), the software versions, the results JSON and the files' hashes;
+   ``preuve.events``), the software versions, the results JSON and the files' hashes,
+   and, in the same transaction, the files themselves (:mod:`experiments.runs.artefacts`:
+   the portal and ``preuve runs files`` read them from the registry, so neither needs
+   this worker's ``state_dir``);
 5. commits the request's offset.
 
 A worker killed anywhere before 4 leaves at most orphan files that no record names; the
@@ -68,6 +71,7 @@ from experiments.errors import ExperimentError, SchedulerError
 from experiments.protocol.language import Protocol
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import get_experiment, registered_protocol
+from experiments.runs.artefacts import Artefact, insert_artefacts
 from experiments.runs.inputs import read_analysis_inputs
 from experiments.runs.scheduler import (
     AnalysisRequest,
@@ -235,8 +239,10 @@ def _create(path: Path, write: Any) -> str:
     return _sha256(path)
 
 
-def _insert(registry: Engine, values: dict[str, Any]) -> RunRecord:
-    """Insert a run record once per run key; the sequence is the next free one."""
+def _insert(registry: Engine, values: dict[str, Any],
+            artefacts: list[Artefact] | None = None) -> RunRecord:
+    """Insert a run record once per run key; the sequence is the next free one. The
+    run's artefacts are stored in the same transaction, if this insert records the run."""
     table = analysis_runs_table
     statement = insert_for(registry, table).on_conflict_do_nothing(
         index_elements=["run_key"]).returning(table.c.run_id)
@@ -249,6 +255,8 @@ def _insert(registry: Engine, values: dict[str, Any]) -> RunRecord:
                         table.c.analysis == values["analysis"]))
                 inserted = connection.execute(statement.values(
                     **values, sequence=(last or 0) + 1)).first() is not None
+                if inserted:
+                    insert_artefacts(connection, values["run_id"], artefacts or [])
         except IntegrityError:
             # Another run of this analysis took the sequence number: take the next one.
             continue
@@ -447,7 +455,13 @@ def perform_run(settings: Settings, request: AnalysisRequest, registry: Engine |
         )
         values["json_path"], values["html_path"] = str(json_path), str(html_path)
     values["finished_at"] = datetime.now(UTC)
-    record = _insert(registry, values)
+    # The registry holds the files (experiments.runs.artefacts): the portal and the CLI
+    # read them there, on whatever machine they run; the files above are this worker's
+    # local copy.
+    artefacts = [Artefact.of("json", Path(values["json_path"]).read_bytes()),
+                 Artefact.of("html", Path(values["html_path"]).read_bytes())
+                 ] if results is not None else []
+    record = _insert(registry, values, artefacts)
     if record.run_id != run_id:  # another worker recorded it first: ours is an orphan
         for name in ("json_path", "html_path"):
             if values[name]:

@@ -837,6 +837,7 @@ CLI_ACCESS: dict[str, Command] = {
     "export": Command("registry", "data.export"),
     "programme export": Command("registry"),
     "runs list": Command("registry"),
+    "runs files": Command("registry"),
     "runs reproduce": Command("registry"),
     "db migrate": Command("database"),
     "db roles": Command("database"),
@@ -907,6 +908,8 @@ def _registry_argv(files: dict[str, Path]) -> dict[str, list[str]]:
         "export": ["export", CLI_EXPERIMENT, "--out", str(files["export"]), "--format", "csv"],
         "programme export": ["programme", "export", "autre", "--out", str(files["export"])],
         "runs list": ["runs", "list", CLI_EXPERIMENT],
+        "runs files": ["runs", "files", "no-such-run", "--experiment", CLI_EXPERIMENT,
+                       "--to", str(files["export"])],
         "runs reproduce": ["runs", "reproduce", "no-such-run", "--experiment", CLI_EXPERIMENT],
         "erase": ["erase", CLI_EXPERIMENT, "--class", "cli-3", "--reason", "demande RGPD"],
         "purge": ["purge", CLI_EXPERIMENT, "--force", "--reason", "fin de l'étude"],
@@ -934,7 +937,7 @@ def test_registry_commands_are_audited_when_the_administrator_runs_them(
             args = [*args[:-1], next(li.split("\t")[0] for li in listed if "\tcli-lab\t" in li)]
         before = datetime.now(UTC)
         result = _cli(settings, *args)
-        if command == "runs reproduce":  # the CLI's experiment has no recorded run: it says so
+        if command in ("runs reproduce", "runs files"):  # no recorded run: it says so
             assert result.exit_code == 1 and "no recorded run" in result.output, result.output
             continue
         if command == "protocol decide":  # enrolling: a decision comes after the final analysis

@@ -256,12 +256,21 @@ def test_an_altered_report_is_not_served(tmp_path: Path) -> None:
     try:
         w = build_world(settings)
         run = w.runs[0]
+        # The worker's local copy is not what the portal serves (the registry's is).
+        original = Path(run.html_path or "").read_bytes()
         Path(run.html_path or "").write_text("<p>changé</p>", encoding="utf-8")
         client = PortalClient(create_portal(settings, registry=w.registry, clock=lambda: NOW))
         try:
             session = client.sign_in(w.tokens["officer"])
-            answer = client.request("GET", f"/experiences/{EXPERIMENT}/rapports/{run.run_id}",
-                                    session)
+            url = f"/experiences/{EXPERIMENT}/rapports/{run.run_id}"
+            assert client.request("GET", url, session).content == original
+            # Stored bytes changed by someone who dropped the immutability trigger.
+            with w.registry.begin() as connection:
+                connection.exec_driver_sql("DROP TRIGGER run_artefacts_immutable_update")
+                connection.exec_driver_sql(
+                    "UPDATE run_artefacts SET content = X'3c703e6368616e67c3a93c2f703e' "
+                    "WHERE run_id = ? AND kind = 'html'", (run.run_id,))
+            answer = client.request("GET", url, session)
             assert answer.status_code == 500 and "changé" not in answer.text
         finally:
             client.close()
