@@ -76,13 +76,14 @@ def test_a_new_version_or_a_new_final_run_is_read_once(world: ProgrammeWorld,
     calls.parsed.clear()
     calls.rated = 0
     open_trial = next(t for t in TRIALS if not t.closed)
-    text = protocol_text(open_trial).replace("Extension si g ≥ 0,10", "Extension si g ≥ 0,12")
+    # (The decision rule is frozen once the intervention has started: the budget is not.)
+    text = protocol_text(open_trial).replace("  pupils: 400\n", "  pupils: 500\n")
     assert text != protocol_text(open_trial)
     amend_protocol(world.registry, parse_protocol(text), text,
-                   reason="Règle de décision précisée par le comité", today=date(2027, 9, 1))
+                   reason="Élèves bénéficiaires recomptés", today=date(2027, 9, 1))
     entry = next(e for e in portfolio_entries(world.registry) if e.id == open_trial.id)
     assert calls.parsed == [f"{open_trial.id}@v2"] and calls.rated == 0
-    assert entry.decision_rule is not None and "0,12" in entry.decision_rule
+    assert entry.cost_per_pupil == open_trial.cost / 500
 
     # A later final run of another experiment: its results are read, once.
     other = next(t for t in TRIALS if t.closed)
