@@ -787,6 +787,7 @@ def create_app(
      '/v1/experiments/{experiment_id}/assignments',
      '/v1/experiments/{experiment_id}/corrections',
      '/v1/experiments/{experiment_id}/enrollments',
+     '/v1/experiments/{experiment_id}/validations',
      '/v1/experiments/{experiment_id}/withdrawals',
      '/v1/resources/{resource_id}/deadletters', '/v1/xapi/statements',
      '/v1/xapi/statements:validate']
