@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.decision import with_decision
 from tests.support.trial import PROTOCOL
 
 QUESTIONNAIRES = """\
@@ -37,8 +38,9 @@ TEACHER_ITEMS = ("f1", "f2", "f3")
 
 
 def questionnaire_protocol(directory: Path) -> Path:
-    """The core example with the questionnaires, ``motivation`` as a secondary outcome
-    and the teachers' ``formation`` as a covariate; written to ``directory``."""
+    """The core example with the questionnaires, ``motivation`` as a secondary outcome,
+    the teachers' ``formation`` as a covariate and a decision rule; written to
+    ``directory``."""
     text = PROTOCOL.read_text(encoding="utf-8")
     for old, new in (
         ("analysis:\n", "  - id: motivation\n    kind: attitude\n    baseline: motivation\n"
@@ -49,5 +51,6 @@ def questionnaire_protocol(directory: Path) -> Path:
         assert old in text, old
         text = text.replace(old, new, 1)
     path = directory / "questionnaires-protocol.yaml"
-    path.write_text(text + QUESTIONNAIRES, encoding="utf-8")
+    # A decision rule, so that the experiment may run (issue 19).
+    path.write_text(with_decision(text) + QUESTIONNAIRES, encoding="utf-8")
     return path
