@@ -13,15 +13,19 @@ On a local broker it pre-loads N valid events (default 1,000,000) into a fresh
   (f) the PostgreSQL store alone: the worker's store writes (batches of 2,000 already
       validated, pseudonymised events), with no Kafka and no validation in the loop —
       the ceiling that the database path puts on (c) on this machine;
+  (g) the PostgreSQL COPY floor of the same rows, before and after (c);
+  (h) Kafka Connect + Debezium's JDBC sink, the worker's peer (both: `ingest_peers.py`);
 
-and prints events/s, the worker's peak memory, p50/p99 latency, and the line
-`ratio_worker_pg_to_raw=X.XX`. Results and the machine go in benchmarks/README.md.
+and prints events/s, the worker's peak memory, p50/p99 latency, and last every
+`ratio_*=X.XX` line of the run, each naming its baseline. Results and the machine go in
+benchmarks/README.md.
 
 All of it twice by default (``--security both``): on a PLAINTEXT broker, then on a
 SASL_SSL one (SCRAM-SHA-512 over TLS, ACLs, every client its service's user, as Preuve
 runs), and last a table of the two side by side: the cost of security, measured.
 
     .venv/bin/python benchmarks/bench_ingest.py [--events 1000000] [--skip-gateway]
+        [--skip-connect]
         [--security both|SASL_SSL|PLAINTEXT]
 """
 
@@ -43,6 +47,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -244,36 +249,69 @@ def run_store_alone(settings: Settings, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def run_latency(settings: Settings, rate: int, seconds: int, log: Path) -> tuple[float, float]:
-    """p50 and p99 (ms) of occurred_at → stored_at at a steady offered load."""
-    store = ExperimentStore(settings, EXPERIMENT)
-    before = store.count_events()
+def _send_steadily(settings: Settings, producer: Any, rng: random.Random, rate: int,
+                   total: int) -> None:
+    """Produce ``total`` events at ``rate`` events/s, each dated when it is sent."""
+    began = time.perf_counter()
+    for i in range(total):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        event = _event(rng, datetime.now(UTC))
+        producer.send(
+            settings.topics.events,
+            key=str(event["class_id"]).encode(),
+            value=json.dumps(event).encode(),
+        )
+    producer.flush()
+
+
+def _wait_stored(log: Path, offset: int, count: int, worker: WorkerProcess,
+                 timeout_s: float = 120) -> None:
+    """Until the worker's log (from ``offset``) says ``count`` events were stored."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_bytes()[offset:].decode(errors="replace")
+        if sum(int(m) for m in re.findall(r"stored (\d+) events in experiment", text)) >= count:
+            return
+        if worker.process is not None and worker.process.poll() is not None:
+            raise RuntimeError(text[-3000:])
+        time.sleep(0.2)
+
+
+def run_latency(settings: Settings, rate: int, seconds: int, log: Path,
+                warmup_s: float = 5) -> tuple[float, float]:
+    """p50 and p99 (ms) of occurred_at → stored_at at a steady offered load, on a warmed
+    worker: it is started, has its partitions assigned, and has stored ``warmup_s``
+    seconds of the same load before the measured events are sent (so the figures are the
+    steady state's, not a start-up's: group join, first look-ups, empty caches).
+
+    occurred_at is the time the benchmark sent the event; stored_at the time the worker
+    began the write of its batch (the worker's clock, same machine). The worker's progress
+    is read from its log: counting the store's rows every 0.2 s (COUNT(*) over 10^6 rows)
+    took a core of PostgreSQL away from the worker while it was measured."""
+    offset = log.stat().st_size if log.exists() else 0
     worker = WorkerProcess(settings, log).start(ready_timeout_s=120)
     producer = clients.producer(settings, GATEWAY, linger_ms=1)
     rng = random.Random(rate)  # each run its own event ids (the same seed twice made duplicates)
     total = rate * seconds
-    began_at = datetime.now(UTC)
-    began = time.perf_counter()
+    warm = int(rate * warmup_s)
     try:
-        for i in range(total):
-            target = began + i / rate
-            delay = target - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            event = _event(rng, datetime.now(UTC))
-            producer.send(
-                settings.topics.events,
-                key=str(event["class_id"]).encode(),  # type: ignore[attr-defined]
-                value=json.dumps(event).encode(),
-            )
-        producer.flush()  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 120
-        while store.count_events() < before + total and time.monotonic() < deadline:
-            time.sleep(0.2)
+        deadline = time.monotonic() + 60  # the group's rebalance is over
+        while b"assigned partitions" not in log.read_bytes()[offset:]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the latency worker was never assigned partitions")
+            time.sleep(0.1)
+        _send_steadily(settings, producer, rng, rate, warm)
+        _wait_stored(log, offset, warm, worker)
+        began_at = datetime.now(UTC)
+        _send_steadily(settings, producer, rng, rate, total)
+        _wait_stored(log, offset, warm + total, worker)
     finally:
         producer.close()  # type: ignore[attr-defined]
         worker.stop()
     ended_at = datetime.now(UTC)
+    store = ExperimentStore(settings, EXPERIMENT)
     with store.engine.connect() as connection:  # only the events of this measurement
         # (the pre-loaded events are dated 2027, after the run: bound both sides)
         rows = connection.execute(
@@ -390,10 +428,17 @@ def measure(args: argparse.Namespace, protocol: str) -> dict[str, float]:
             f"peak RSS {sqlite_peak:,.0f} MiB, worker CPU {sqlite_cpu:.1f} us/event"
         )
 
+        # The COPY floor before and after the worker (interleaved), then Connect (peers).
+        import ingest_peers as peers
+
+        peer_rows = peers.stored_rows(peers.raw_events(args.events), b"bench-key" * 5,
+                                      EXPERIMENT, {e.class_id: e.arm for e in _enrollments()})
+        floors = [peers.copy_floor(base, cluster, peer_rows, EXPERIMENT, "floor1")]
         pg_settings = _settings(root, kafka, bootstrap, "pg", cluster.create_database("bench"))
         pg_rate, pg_peak, pg_cpu, pg_server_cpu = run_worker(
             pg_settings, args.events, root / "worker-pg.log", cluster
         )
+        floors.append(peers.copy_floor(base, cluster, peer_rows, EXPERIMENT, "floor2"))
         figures["pg"] = pg_rate
         print(
             f"(c) preuve worker -> PostgreSQL store:     {pg_rate:,.0f} events/s, "
@@ -405,6 +450,15 @@ def measure(args: argparse.Namespace, protocol: str) -> dict[str, float]:
         cores = os.cpu_count() or 1
         cpu_bound = cores / ((pg_cpu + pg_server_cpu) * 1e-6)
         print(f"    CPU bound of (c) on {cores} cores: {cpu_bound:,.0f} events/s")
+        figures |= peers.floor_ratio(pg_rate, floors)
+        if args.skip_connect:
+            figures |= peers.connect_ratio(pg_rate, None, "--skip-connect")
+        else:
+            try:
+                figures |= peers.connect_ratio(pg_rate, peers.connect_peer(
+                    base, cluster, peer_rows, EXPERIMENT, "connect", root / "connect"))
+            except peers.PeerUnavailable as error:
+                figures |= peers.connect_ratio(pg_rate, None, str(error))
 
         alone = run_store_alone(
             _settings(root, kafka, bootstrap, "alone", cluster.create_database("alone")),
@@ -421,17 +475,18 @@ def measure(args: argparse.Namespace, protocol: str) -> dict[str, float]:
         # that the latency of the pipeline itself is seen, not only the queue.
         for offered in (5_000, 500):
             p50, p99 = run_latency(
-                pg_settings, offered, args.latency_seconds, root / f"worker-latency-{offered}.log"
+                pg_settings, offered, args.latency_seconds, root / f"worker-latency-{offered}.log",
+                warmup_s=min(5, args.latency_seconds),
             )
             figures[f"p50_{offered}"], figures[f"p99_{offered}"] = p50, p99
             print(
                 f"(e) end-to-end latency at {offered:,} events/s offered (PostgreSQL): "
                 f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
             )
-        print(f"ratio_worker_sqlite_to_raw={sqlite_rate / raw:.2f}")
-        print(f"ratio_pg_store_alone_to_raw={alone / raw:.2f}")
-        print(f"ratio_cpu_bound_pg_to_raw={cpu_bound / raw:.2f}")
-        print(f"ratio_worker_pg_to_raw={pg_rate / raw:.2f}")
+        figures["ratio_worker_sqlite_to_raw"] = sqlite_rate / raw
+        figures["ratio_pg_store_alone_to_raw"] = alone / raw
+        figures["ratio_cpu_bound_pg_to_raw"] = cpu_bound / raw
+        figures["ratio_worker_pg_to_raw"] = pg_rate / raw
         return figures
     finally:
         dispose_engines()
@@ -447,6 +502,8 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--skip-connect", action="store_true",
+                        help="no Kafka Connect + Debezium peer (it needs Maven Central once)")
     parser.add_argument("--latency-seconds", type=int, default=20)
     parser.add_argument("--gateway-seconds", type=float, default=20)
     parser.add_argument("--security", choices=["both", "SASL_SSL", "PLAINTEXT"], default="both",
@@ -465,7 +522,37 @@ def main() -> None:
                 change = (secured[name] / plain[name] - 1) * 100 if plain[name] else float("nan")
                 print(f"{name:<10} {plain[name]:>12,.0f} {secured[name]:>12,.0f}  "
                       f"{change:+.0f}% ({unit})")
-        print(f"ratio_worker_pg_sasl_ssl_to_plaintext={secured['pg'] / plain['pg']:.2f}")
+    print_ratios(results)
+
+
+#: The baseline of each ratio, printed next to it; a helper module's ratios come with its
+#: own ``BASELINES`` (e.g. ``ingest_peers.BASELINES``).
+RATIO_BASELINES = {
+    "ratio_worker_sqlite_to_raw": "(a) bare aiokafka consumer + JSON decode, same topic",
+    "ratio_pg_store_alone_to_raw": "(a) bare aiokafka consumer + JSON decode, same topic",
+    "ratio_cpu_bound_pg_to_raw": "(a) bare aiokafka consumer + JSON decode, same topic",
+    "ratio_worker_pg_to_raw": "(a) bare aiokafka consumer + JSON decode, same topic",
+    "ratio_worker_pg_sasl_ssl_to_plaintext": "the same worker -> PostgreSQL on a PLAINTEXT "
+    "broker, same events",
+}
+
+
+def print_ratios(results: dict[str, dict[str, float]]) -> None:
+    """Every ``ratio_*`` figure of the run(s), last, each naming its baseline (and the
+    broker's security protocol of its run)."""
+    import ingest_peers
+
+    baselines = {**RATIO_BASELINES, **ingest_peers.BASELINES}
+    print("\n=== ratios, each against its baseline (measured in the same run) ===")
+    for protocol, figures in results.items():
+        for name, value in figures.items():
+            if name.startswith("ratio_"):
+                baseline = baselines.get(name, "see benchmarks/README.md")
+                print(f"{name}={value:.2f}  (baseline: {baseline}; Kafka {protocol})")
+    if set(results) == {"PLAINTEXT", "SASL_SSL"}:
+        name = "ratio_worker_pg_sasl_ssl_to_plaintext"
+        value = results["SASL_SSL"]["pg"] / results["PLAINTEXT"]["pg"]
+        print(f"{name}={value:.2f}  (baseline: {RATIO_BASELINES[name]})")
 
 
 if __name__ == "__main__":

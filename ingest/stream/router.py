@@ -295,27 +295,30 @@ class EventRouter:
 
     def _stored(self, event_id: str, event: UsageEvent, enrollment: EnrollmentMessage,
                 authority: str | None = None) -> StoredEvent:
-        rule = self.usage_rule(enrollment.experiment_id)
-        if enrollment.experiment_id not in self._keyed:
+        experiment_id = enrollment.experiment_id
+        rule = self._rules.get(experiment_id) or self.usage_rule(experiment_id)
+        if experiment_id not in self._keyed:
             # Another key than the experiment's would store another pupil: refuse (the
             # worker stops with the reason) rather than mix two keys' pseudonyms.
-            check_pseudonym_key(self.registry, enrollment.experiment_id, self.pseudonym_key)
-            self._keyed.add(enrollment.experiment_id)
+            check_pseudonym_key(self.registry, experiment_id, self.pseudonym_key)
+            self._keyed.add(experiment_id)
+        verb = event.verb
+        # Positional: a named tuple's keyword call cost twice as much (one per event).
         return StoredEvent(
-            event_id=event_id,
-            occurred_at=event.occurred_at.astimezone(UTC),
-            resource_id=event.resource_id,
-            learner_key=self._pseudonym(enrollment.experiment_id, event.learner_id),
-            class_id=event.class_id,
-            school_uai=event.school_uai,
-            arm=enrollment.arm,
-            verb=event.verb,
-            object_id=event.object_id,
-            duration_s=event.duration_s,
-            score=event.score,
-            success=event.success,
-            extensions=event.extensions,
-            authority=authority,
-            is_session=event.verb in rule.login_verbs,
-            is_usage=event.verb in rule.active_verbs,
+            event_id,
+            event.occurred_at.astimezone(UTC),
+            event.resource_id,
+            self._pseudonym(experiment_id, event.learner_id),
+            event.class_id,
+            event.school_uai,
+            enrollment.arm,
+            verb,
+            event.object_id,
+            event.duration_s,
+            event.score,
+            event.success,
+            event.extensions,
+            authority,
+            verb in rule.login_verbs,
+            verb in rule.active_verbs,
         )
