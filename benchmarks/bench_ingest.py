@@ -277,6 +277,8 @@ def _wait_stored(log: Path, offset: int, count: int, worker: WorkerProcess,
         if worker.process is not None and worker.process.poll() is not None:
             raise RuntimeError(text[-3000:])
         time.sleep(0.2)
+    raise RuntimeError(f"the worker did not store {count:,} events in {timeout_s:.0f} s:\n"
+                       + log.read_text(errors="replace")[-3000:])
 
 
 def run_latency(settings: Settings, rate: int, seconds: int, log: Path,
@@ -293,7 +295,8 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path,
     offset = log.stat().st_size if log.exists() else 0
     worker = WorkerProcess(settings, log).start(ready_timeout_s=120)
     producer = clients.producer(settings, GATEWAY, linger_ms=1)
-    rng = random.Random(rate)  # each run its own event ids (the same seed twice made duplicates)
+    # Each call its own event ids (the same seed twice made duplicates, never stored).
+    rng = random.Random(f"{rate}-{time.time_ns()}")
     total = rate * seconds
     warm = int(rate * warmup_s)
     try:

@@ -28,7 +28,7 @@ def _run(*args: str, timeout: float = 600) -> list[str]:
 
 def test_bench_ingest_prints_every_figure_for_both_protocols_and_their_comparison() -> None:
     lines = _run("benchmarks/bench_ingest.py", "--events", "4000", "--latency-seconds", "1",
-                 "--gateway-seconds", "1", timeout=900)
+                 "--gateway-seconds", "1", "--skip-connect", timeout=900)
     text = "\n".join(lines)
     plain, _, secured = text.partition("=== Kafka SASL_SSL ===")
     assert "=== Kafka PLAINTEXT ===" in plain, text
@@ -37,14 +37,46 @@ def test_bench_ingest_prints_every_figure_for_both_protocols_and_their_compariso
         for label in ("(a) bare aiokafka consumer", "(b) preuve worker -> SQLite",
                       "(c) preuve worker -> PostgreSQL", "(d) gateway",
                       "(f) PostgreSQL store alone", "latency at 5,000 events/s",
-                      "CPU bound of (c)"):
+                      "CPU bound of (c)", "(g) PostgreSQL COPY floor",
+                      "(h) Kafka Connect + Debezium JDBC sink: not measured: --skip-connect"):
             assert label in part, text
         assert re.search(r"peak RSS \d+ MiB", part), text
         assert re.search(r"p50 [\d,]+ ms, p99 [\d,]+ ms", part), text
-        assert re.search(rf"ratio_worker_pg_to_raw={FIGURE}", part), text
     for figure in ("preload", "raw", "sqlite", "pg", "gateway", "p50_5000"):
         assert re.search(rf"^{figure} +[\d,]+ +[\d,]+ +[+-]\d+%", comparison, re.M), text
-    assert re.fullmatch(rf"ratio_worker_pg_sasl_ssl_to_plaintext={FIGURE}", lines[-1]), text
+    # Every ratio last, each naming its baseline, for each protocol's run.
+    _, _, ratios = comparison.partition("=== ratios, each against its baseline")
+    ratio_lines = ratios.strip().splitlines()[1:]
+    assert ratio_lines == lines[-len(ratio_lines):], text
+    for line in ratio_lines:
+        assert re.fullmatch(rf"ratio_\w+={FIGURE}  \(baseline: .+\)", line), line
+    for protocol in ("PLAINTEXT", "SASL_SSL"):
+        for name in ("ratio_worker_pg_to_raw", "ratio_worker_to_copy_floor"):
+            assert re.search(rf"^{name}={FIGURE}  \(baseline: .*; Kafka {protocol}\)$",
+                             ratios, re.M), text
+    assert re.fullmatch(rf"ratio_worker_pg_sasl_ssl_to_plaintext={FIGURE}  \(baseline: .+\)",
+                        lines[-1]), text
+
+
+def test_ingest_peers_prints_the_copy_floor_and_the_connect_peer_with_their_ratios() -> None:
+    """The worker's floor and peer (issue 20). Kafka Connect and Debezium come from Maven
+    Central into the user's cache: when they are not there yet (no network in this test's
+    budget), the COPY floor alone is run."""
+    from experiments.settings import KafkaSettings, Settings
+
+    home = Settings().cache_dir / "kafka-connect"
+    connect_cached = ((home / KafkaSettings().version / "lib" / ".complete").exists()
+                      and any(home.glob("debezium-*/plugins/.complete")))
+    lines = _run("benchmarks/ingest_peers.py", "--events", "4000",
+                 *(() if connect_cached else ("--skip-connect",)), timeout=900)
+    text = "\n".join(lines)
+    assert "(g) PostgreSQL COPY floor, 2,000-row transactions" in text, text
+    assert re.search(rf"^ratio_worker_to_copy_floor={FIGURE}  \(baseline: .*COPY.*\)$",
+                     text, re.M), text
+    if connect_cached:
+        assert re.search(rf"^ratio_worker_to_connect={FIGURE}  \(baseline: Kafka Connect.*\)$",
+                         text, re.M), text
+    assert lines[-1].startswith("ratio_"), text
 
 
 def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:
