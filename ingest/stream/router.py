@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Engine
@@ -207,6 +207,7 @@ class EventRouter:
         seen: set[str] = set()
         events_topic = self.settings.topics.events
         now = self.settings.now()
+        latest = now + timedelta(seconds=self.settings.clock_skew_s)  # once per batch
         for record in records:
             try:
                 event = parse_event(record.value)
@@ -215,8 +216,8 @@ class EventRouter:
                     record, rejected.reason, rejected.field, rejected.event_id,
                     _contract_code(record.value)))
                 continue
-            future = in_the_future(event.occurred_at, now, self.settings.clock_skew_s)
-            if future is not None:
+            if event.occurred_at > latest and (future := in_the_future(
+                    event.occurred_at, now, self.settings.clock_skew_s)) is not None:
                 prepared.outcome.dead.append(
                     DeadLetter(record, future, "occurred_at", str(event.event_id), "future"))
                 continue
