@@ -315,7 +315,7 @@ def _client_properties(settings: Settings, bootstrap: str) -> list[str]:
 
 def connect_peer(settings: Settings, cluster: PostgresCluster, rows: Sequence[StoredEvent],
                  experiment_id: str, database: str, work: Path, topic: str = "bench.connect",
-                 timeout_s: float = 900) -> Figure:
+                 timeout_s: float = 900, insert_mode: str = "upsert") -> Figure:
     """Kafka Connect standalone + Debezium's JDBC sink from a topic of ``rows`` into a fresh
     store's ``events``; timed from the first row stored to the last (Connect's start-up,
     plugin scan and group join excluded), CPU of its JVM and of PostgreSQL over that span."""
@@ -348,7 +348,7 @@ def connect_peer(settings: Settings, cluster: PostgresCluster, rows: Sequence[St
         f"?currentSchema={store_schema(experiment_id)}",
         "connection.username=preuve",
         "connection.password=",
-        "insert.mode=upsert",
+        f"insert.mode={insert_mode}",
         "primary.key.mode=record_value",
         "primary.key.fields=event_id",
         "schema.evolution=none",
