@@ -325,12 +325,14 @@ class GatewayProcess:
 
 def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | None,
                     seconds: float = 20, rounds: int = 2, workers: int = 1,
-                    warmup_s: float = 2.0) -> dict[str, float]:
+                    warmup_s: float = 2.0, profile: Path | None = None) -> dict[str, float]:
     """Gateway vs bare producer, native events and xAPI statements, interleaved.
 
     ``settings`` should name a PostgreSQL registry (``database_url``) for the receipts'
     figures; ``cluster`` is that registry's cluster (its CPU is read from ``/proc``).
-    Prints one line per figure and returns them (``ratio_*`` keys for the final block)."""
+    Prints one line per figure and returns them (``ratio_*`` keys for the final block).
+    ``profile``: record the gateway with py-spy (``--gil``, collapsed stacks) during each
+    gateway phase of the first round, into ``profile``-native.txt and -xapi.txt."""
     engine = registry_engine(settings)
     token = issue_token(engine, "edtech", "lectio", "bench-gateway")
     principal_authority = _authority(engine, token)
@@ -345,6 +347,13 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
                 for side in ("producer", "gateway"):
                     cpu0, pg0, own0 = gateway.cpu_seconds(), _postgres_cpu_seconds(
                         cluster), _own_cpu_seconds()
+                    spy = None
+                    if profile is not None and side == "gateway" and _round == 0:
+                        spy = subprocess.Popen(
+                            ["py-spy", "record", "--gil", "-p", str(gateway.process.pid),
+                             "-r", "200", "-f", "raw", "-o", f"{profile}-{kind}.txt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        time.sleep(1)
                     began = time.perf_counter()
                     if side == "gateway":
                         count = asyncio.run(_gateway_phase(gateway.port, token, xapi, seconds))
@@ -352,6 +361,9 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
                         count = asyncio.run(_producer_phase(
                             settings, principal_authority, xapi, seconds))
                     elapsed = time.perf_counter() - began
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(60)
                     tallies[side, kind].add(
                         count, elapsed, gateway.cpu_seconds() - cpu0,
                         _postgres_cpu_seconds(cluster) - pg0, _own_cpu_seconds() - own0)
@@ -406,6 +418,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="gateway processes; several values run one after the other")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway into PROFILE-*.txt")
     parser.add_argument("--security", choices=["SASL_SSL", "PLAINTEXT"], default="SASL_SSL")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -440,7 +453,8 @@ def main() -> None:
                                   analysis_requests="bench.requests"))
             ensure_topics(settings)
             figures.update(measure_gateway(settings, root, cluster, seconds=args.seconds,
-                                           rounds=args.rounds, workers=workers))
+                                           rounds=args.rounds, workers=workers,
+                                           profile=args.profile))
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
         print_ratios(figures)
     finally:
