@@ -191,14 +191,14 @@ class _Item:
     notes: tuple[ItemNote, ...] = field(default=())
     authority: str = ""
     """Who sends it (:attr:`Principal.authority`), the record's ``preuve.authority``."""
+    event_id: str = field(init=False)
+    receipt: Receipt = field(init=False)
 
-    @property
-    def event_id(self) -> str:
-        return str(self.event.event_id)
-
-    @property
-    def receipt(self) -> Receipt:
-        return Receipt(self.index, self.event_id, self.digest, self.event.resource_id)
+    def __post_init__(self) -> None:  # read several times per request: made once
+        event_id = str(self.event.event_id)
+        object.__setattr__(self, "event_id", event_id)
+        object.__setattr__(self, "receipt", Receipt(self.index, event_id, self.digest,
+                                                    self.event.resource_id))
 
 
 @dataclass(frozen=True)
@@ -234,11 +234,31 @@ _ALL_OR_NOTHING = (
 )
 
 
+_EVENT_FIELDS = tuple(UsageEvent.model_fields)
+
+
 def _canonical_digest(event: UsageEvent) -> str:
     """SHA-256 of the event's canonical form: key order, 1 vs 1.0 and the offset an instant
     is written in must not make an identical re-send look like new content; a timestamp the
-    gateway filled (the time of receipt) is left out, since a re-send gets another."""
-    content = event.model_dump(mode="json", exclude_none=True)
+    gateway filled (the time of receipt) is left out, since a re-send gets another.
+
+    The form is ``model_dump(mode="json", exclude_none=True)`` with keys sorted (receipts
+    kept across upgrades compare against it: it must not change), built here from the
+    fields directly, which costs a third of pydantic's dump (issue 20); values that are
+    not plain JSON take pydantic's way (``tests/unit/test_gateway_digest.py``)."""
+    content: dict[str, Any] = {}
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            content[name] = value
+    content["event_id"] = str(event.event_id)
+    try:
+        return _digest_of(event, content)
+    except TypeError:  # an extension value json cannot write as it is
+        return _digest_of(event, event.model_dump(mode="json", exclude_none=True))
+
+
+def _digest_of(event: UsageEvent, content: dict[str, Any]) -> str:
     if (event.extensions or {}).get("xapi_timestamp") == TIMESTAMP_FILLED:
         del content["occurred_at"]
     else:
@@ -460,8 +480,7 @@ class _Gateway:
             raise BatchRefused(409, conflicts)
         late: list[_Item] = []
         try:
-            claim = await run_in_threadpool(
-                self.receipts.claim, [item.receipt for item in unique.values()])
+            claim = await self.receipts.aclaim([item.receipt for item in unique.values()])
             await self._write([unique[r.key] for r in claim.to_send])
             if claim.in_flight:
                 late = [unique[r.key] for r in await run_in_threadpool(
@@ -488,13 +507,11 @@ class _Gateway:
             else:
                 await self._aio_produce(items)
         except BatchRefused:
-            await run_in_threadpool(
-                self.receipts.set_state, [item.receipt for item in items], "failed")
+            await self.receipts.aset_state([item.receipt for item in items], "failed")
             raise
         # A registry failure here leaves the receipts pending: the client's retry writes
         # the events again once they are stale, and the worker de-duplicates by event_id.
-        await run_in_threadpool(
-            self.receipts.set_state, [item.receipt for item in items], "confirmed")
+        await self.receipts.aset_state([item.receipt for item in items], "confirmed")
 
     # -- the gateway's own producer: aiokafka, in the event loop ---------------------------
 
@@ -567,7 +584,7 @@ class _Gateway:
                 logger.warning("stopping the Kafka producer: %r", error)
         if self._stopping:
             await asyncio.wait(self._stopping, timeout=self.settings.gateway.kafka_timeout_s)
-        await run_in_threadpool(self.close)
+        await self.receipts.aclose()
 
     # -- an injected, kafka-python-like producer (tests, synchronous callers) ----------------
 
@@ -615,8 +632,6 @@ class _Gateway:
             # The batch is written and confirmed; the purge is retried an hour later.
             logger.warning("could not purge gateway receipts: %s", error.orig)
 
-    def close(self) -> None:
-        """Nothing to close of an injected producer: it belongs to the caller."""
 
 
 def _future_problems(items: Sequence[_Item], settings: Settings) -> list[ItemProblem]:
