@@ -159,7 +159,11 @@ def _postgres_cpu_seconds(cluster: PostgresCluster | None) -> float:
     if cluster is None:
         return 0.0
     master = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    return _tree_cpu_seconds(master)
+    # Backends that ended (a pool's overflow connections) are counted in the
+    # postmaster's cutime and cstime once reaped; the living ones in the tree.
+    fields = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return _tree_cpu_seconds(master) + reaped
 
 
 def _own_cpu_seconds() -> float:

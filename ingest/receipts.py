@@ -182,6 +182,11 @@ class ReceiptBook:
             await run_in_threadpool(self.set_state, wanted, state)
             return
         async with engine.begin() as connection:
+            if state == "confirmed":
+                # Not waiting for this commit's WAL flush: should the server crash
+                # before it, the receipts stay pending, go stale, and a re-send is
+                # written again, which the worker de-duplicates by event_id.
+                await connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
             await connection.run_sync(_update, wanted, state=state)
 
     async def aclose(self) -> None:
