@@ -41,6 +41,12 @@ of the statement's resource (``settings.gateway.xapi_contexts``, read once at st
 the 202 answer's ``notes`` say what was dropped or filled (an ``actor.name`` dropped, a
 missing ``timestamp`` filled with the time of receipt, a verb stored as ``interacted``).
 
+Kafka is written with aiokafka's producer in the event loop (``acks=all``, idempotent,
+started on first use, replaced after a failed write); the receipts' statements run in
+the event loop too on PostgreSQL (:mod:`ingest.receipts`), so that a request waits for
+no worker thread (issue 20). kafka-python stays where a synchronous client fits: the CLI,
+and a producer a caller injects (:func:`create_app`), used in worker threads.
+
 Logging: one INFO line per accepted request (count, resource ids and the key's role,
 scope and label), never a learner id or a payload.
 """

@@ -382,20 +382,10 @@ def _update(connection: sa.Connection, /, wanted: Sequence[Receipt], **values: o
     if not wanted:
         return
     if connection.dialect.name == "postgresql":
-        # Joined on the whole key (unnest of two arrays): with ``resource_id = … AND
-        # event_id IN (…)`` the planner, on a table whose statistics lag its growth, used
-        # the primary key's first column only and read every receipt of the resource.
-        text_array = postgresql.ARRAY(sa.String)
-        keys = sa.select(
-            sa.func.unnest(sa.literal([r.resource_id for r in wanted], text_array))
-            .label("resource_id"),
-            sa.func.unnest(sa.literal([r.event_id for r in wanted], text_array))
-            .label("event_id")).subquery("keys")
-        connection.execute(
-            sa.update(receipts)
-            .where(receipts.c.resource_id == keys.c.resource_id,
-                   receipts.c.event_id == keys.c.event_id)
-            .values(**values))
+        connection.execute(_update_statement(tuple(sorted(values))), {
+            "resources": [r.resource_id for r in wanted],
+            "events": [r.event_id for r in wanted],
+            **{f"new_{name}": value for name, value in values.items()}})
         return
     for resource_id, ids in _by_resource([receipt.key for receipt in wanted]).items():
         for start in range(0, len(ids), _SQL_CHUNK):
@@ -405,6 +395,24 @@ def _update(connection: sa.Connection, /, wanted: Sequence[Receipt], **values: o
                        receipts.c.event_id.in_(ids[start : start + _SQL_CHUNK]))
                 .values(**values)
             )
+
+
+@functools.cache
+def _update_statement(columns: tuple[str, ...]) -> Any:
+    """PostgreSQL's update of receipts by key (built once per set of columns), joined on
+    the whole key (unnest of two arrays): with ``resource_id = … AND event_id IN (…)``
+    the planner, on a table whose statistics lag its growth, used the primary key's
+    first column only and read every receipt of the resource."""
+    text_array = postgresql.ARRAY(sa.String)
+    keys = sa.select(
+        sa.func.unnest(sa.bindparam("resources", type_=text_array)).label("resource_id"),
+        sa.func.unnest(sa.bindparam("events", type_=text_array)).label("event_id"),
+    ).subquery("keys")
+    return (sa.update(receipts)
+            .where(receipts.c.resource_id == keys.c.resource_id,
+                   receipts.c.event_id == keys.c.event_id)
+            .values({name: sa.bindparam(f"new_{name}", type_=receipts.c[name].type)
+                     for name in columns}))
 
 
 def purge_receipts(engine: Engine, older_than: timedelta) -> int:
