@@ -126,7 +126,7 @@ class EventProducer(Protocol):
     """What the gateway needs of an injected Kafka producer (kafka-python's
     ``KafkaProducer``, or a test's stand-in): the gateway then sends and awaits in a
     worker thread. Without one, the gateway writes with its own aiokafka producer, in
-    the event loop (issue 20: a third of the CPU of kafka-python's threads saved)."""
+    the event loop (issue 20)."""
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None) -> Any: ...
@@ -467,8 +467,9 @@ class _Gateway:
     async def accept(self, items: Sequence[_Item]) -> _Outcome:
         """Claim receipts, write to Kafka, confirm (see :mod:`ingest.receipts`).
 
-        The registry's statements run in worker threads (SQLAlchemy is synchronous); the
-        Kafka write is awaited in the event loop."""
+        The Kafka write is awaited in the event loop, and so are the claim and the
+        confirmation on PostgreSQL (on SQLite, and for the rare waits for another
+        gateway's write, the registry is used from worker threads)."""
         unique: dict[tuple[str, str], _Item] = {}
         conflicts: list[ItemProblem] = []
         for item in items:
@@ -580,7 +581,8 @@ class _Gateway:
         task.add_done_callback(self._stopping.discard)
 
     async def aclose(self) -> None:
-        """Stop the aiokafka producer (at shutdown), then an owned kafka-python one."""
+        """At shutdown: stop the aiokafka producer (and failed ones still stopping), and
+        close the receipts' asyncio connections. An injected producer is the caller's."""
         producer, self._aio = self._aio, None
         if producer is not None:
             try:

@@ -152,6 +152,7 @@ class ReceiptBook:
         if self._async is None:
             with self.engine.connect() as connection:
                 search_path = connection.exec_driver_sql("SHOW search_path").scalar_one()
+            search_path = search_path.replace(" ", "\\ ")  # libpq's options escape
             # No pre-ping (a round trip per request): a connection the server dropped
             # fails one request (503, retried) and the pool discards it.
             # As many connections as requests in flight (16 clients in the benchmark):
