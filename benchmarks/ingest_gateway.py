@@ -51,6 +51,7 @@ from experiments.database import dispose_engines, registry_engine  # noqa: E402
 from experiments.settings import Settings  # noqa: E402
 from ingest.authority import AUTHORITY_HEADER  # noqa: E402
 from ingest.kafka import clients  # noqa: E402
+from ingest.kafka.access import ensure_topics  # noqa: E402
 from ingest.kafka.broker import free_port  # noqa: E402
 from ingest.kafka.principals import GATEWAY  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
@@ -336,7 +337,12 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
     figures; ``cluster`` is that registry's cluster (its CPU is read from ``/proc``).
     Prints one line per figure and returns them (``ratio_*`` keys for the final block).
     ``profile``: record the gateway with py-spy (``--gil``, collapsed stacks) during each
-    gateway phase of the first round, into ``profile``-native.txt and -xapi.txt."""
+    gateway phase of the first round, into ``profile``-<workers>w-native.txt and -xapi.txt."""
+    # A topic of its own: the events sent here must not queue in front of what another
+    # measurement of the run (bench_ingest's latency) reads from the events topic.
+    topics = settings.topics.model_copy(update={"events": f"{settings.topics.events}.gateway"})
+    settings = settings.model_copy(update={"topics": topics})
+    ensure_topics(settings)  # as the admin: the topic, and the gateway's ACL on it
     engine = registry_engine(settings)
     token = issue_token(engine, "edtech", "lectio", "bench-gateway")
     principal_authority = _authority(engine, token)
@@ -354,8 +360,9 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
                     spy = None
                     if profile is not None and side == "gateway" and _round == 0:
                         spy = subprocess.Popen(
-                            ["py-spy", "record", "--gil", "-p", str(gateway.process.pid),
-                             "-r", "200", "-f", "raw", "-o", f"{profile}-{kind}.txt"],
+                            ["py-spy", "record", "--gil", "--subprocesses", "-p",
+                             str(gateway.process.pid), "-r", "200", "-f", "raw", "-o",
+                             f"{profile}-{workers}w-{kind}.txt"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                         time.sleep(1)
                     began = time.perf_counter()
@@ -430,7 +437,6 @@ def main() -> None:
     import shutil
 
     from experiments.settings import KafkaSecurity, KafkaSettings, TopicNames
-    from ingest.kafka.access import ensure_topics
     from ingest.kafka.broker import LocalBroker
     from ingest.kafka.principals import USERS
 
@@ -455,7 +461,6 @@ def main() -> None:
                 topics=TopicNames(events="bench.events", deadletter="bench.deadletter",
                                   enrollments="bench.enrollments",
                                   analysis_requests="bench.requests"))
-            ensure_topics(settings)
             figures.update(measure_gateway(settings, root, cluster, seconds=args.seconds,
                                            rounds=args.rounds, workers=workers,
                                            profile=args.profile))
