@@ -40,7 +40,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,9 +51,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
+from ingest_gateway import measure_gateway  # noqa: E402  (benchmarks/)
 
-from experiments.access import issue_token  # noqa: E402
-from experiments.database import dispose_engines, registry_engine  # noqa: E402
+from experiments.database import dispose_engines  # noqa: E402
 from experiments.settings import (  # noqa: E402
     KafkaSecurity,
     KafkaSettings,
@@ -66,12 +65,12 @@ from experiments.store import ExperimentStore, events_table  # noqa: E402
 from ingest.contract import EnrollmentMessage  # noqa: E402
 from ingest.kafka import clients  # noqa: E402
 from ingest.kafka.access import ensure_topics  # noqa: E402
-from ingest.kafka.broker import LocalBroker, free_port  # noqa: E402
+from ingest.kafka.broker import LocalBroker  # noqa: E402
 from ingest.kafka.principals import GATEWAY, USERS, WORKER  # noqa: E402
 from ingest.kafka.producer import publish_enrollments  # noqa: E402
 from tests.support.events import register_enrollments  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
-from tests.support.worker import WorkerProcess, settings_env  # noqa: E402
+from tests.support.worker import WorkerProcess  # noqa: E402
 
 CLASSES = 2_000
 EXPERIMENT = "bench-ingest"
@@ -331,59 +330,6 @@ def run_latency(settings: Settings, rate: int, seconds: int, log: Path,
     return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
 
 
-def run_gateway(
-    settings: Settings, root: Path, seconds: float = 20, concurrency: int = 16, batch: int = 100
-) -> float:
-    """Accepted events/s of `preuve gateway` under ``concurrency`` clients posting batches."""
-    import httpx
-
-    token = issue_token(registry_engine(settings), "edtech", "lectio", "bench")
-    port = free_port()
-    env = settings_env(settings)
-    env["PREUVE_GATEWAY__PORT"] = str(port)
-    log = (root / "gateway.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "experiments", "gateway", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        accepted = 0
-
-        async def client(seed: int, stop_at: float) -> None:
-            nonlocal accepted
-            rng = random.Random(seed)
-            headers = {"Authorization": f"Bearer {token}"}
-            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-                while time.perf_counter() < stop_at:
-                    body = [_event(rng, datetime.now(UTC)) for _ in range(batch)]
-                    response = await http.post("/v1/events", json=body, headers=headers)
-                    if response.status_code == 202:
-                        accepted += batch
-
-        async def load() -> float:
-            began = time.perf_counter()
-            stop_at = began + seconds
-            await asyncio.gather(*(client(i, stop_at) for i in range(concurrency)))
-            return accepted / (time.perf_counter() - began)
-
-        return asyncio.run(load())
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-        log.close()
-
-
 #: The figures compared between a PLAINTEXT and a SASL_SSL broker (name, unit).
 FIGURES = {
     "preload": "events/s", "raw": "events/s", "sqlite": "events/s", "pg": "events/s",
@@ -469,10 +415,10 @@ def measure(args: argparse.Namespace, protocol: str) -> dict[str, float]:
         )
         print(f"(f) PostgreSQL store alone (no Kafka, no validation): {alone:,.0f} events/s")
 
-        if not args.skip_gateway:
-            gateway = figures["gateway"] = run_gateway(
-                _settings(root, kafka, bootstrap, "gateway"), root, seconds=args.gateway_seconds)
-            print(f"(d) gateway, 16 clients x 100-event batches: {gateway:,.0f} accepted events/s")
+        if not args.skip_gateway:  # issue 20: against a bare producer (ingest_gateway.py)
+            figures.update(measure_gateway(
+                _settings(root, kafka, bootstrap, "gateway", cluster.create_database("gateway")),
+                root, cluster, seconds=args.gateway_seconds / 2))
 
         # 5,000/s is the issue's figure; the second rate is one the worker can sustain, so
         # that the latency of the pipeline itself is seen, not only the queue.
@@ -543,6 +489,7 @@ RATIO_BASELINES = {
 def print_ratios(results: dict[str, dict[str, float]]) -> None:
     """Every ``ratio_*`` figure of the run(s), last, each naming its baseline (and the
     broker's security protocol of its run)."""
+    import ingest_gateway
     import ingest_peers
 
     baselines = {**RATIO_BASELINES, **ingest_peers.BASELINES}
@@ -550,7 +497,9 @@ def print_ratios(results: dict[str, dict[str, float]]) -> None:
     for protocol, figures in results.items():
         for name, value in figures.items():
             if name.startswith("ratio_"):
-                baseline = baselines.get(name, "see benchmarks/README.md")
+                baseline = baselines.get(name, ingest_gateway.RATIO_BASELINE
+                                         if name.startswith("ratio_gateway")
+                                         else "see benchmarks/README.md")
                 print(f"{name}={value:.2f}  (baseline: {baseline}; Kafka {protocol})")
     if set(results) == {"PLAINTEXT", "SASL_SSL"}:
         name = "ratio_worker_pg_sasl_ssl_to_plaintext"

@@ -79,6 +79,20 @@ def test_ingest_peers_prints_the_copy_floor_and_the_connect_peer_with_their_rati
     assert lines[-1].startswith("ratio_"), text
 
 
+def test_gateway_bench_prints_both_sides_and_its_ratios_last() -> None:
+    lines = _run("benchmarks/ingest_gateway.py", "--seconds", "1", "--rounds", "1",
+                 "--security", "PLAINTEXT", timeout=600)
+    text = "\n".join(lines)
+    for label in ("POST /v1/events", "POST /v1/xapi/statements"):
+        assert re.search(rf"\(d\) gateway \(1 process\), {re.escape(label)}, .* accepted "
+                         rf"events/s, gateway CPU {FIGURE} us/event, PostgreSQL \(receipts\) "
+                         rf"-?{FIGURE} us/event", text), text
+    assert text.count("bare aiokafka producer, same events") == 2, text
+    baseline = r"  \(baseline: bare aiokafka producer, same 16x100 pattern\)"
+    assert re.fullmatch(rf"ratio_gateway_to_producer={FIGURE}{baseline}", lines[-2]), text
+    assert re.fullmatch(rf"ratio_gateway_xapi_to_producer={FIGURE}{baseline}", lines[-1]), text
+
+
 def test_bench_analysis_prints_the_import_floor_and_the_ratio_last() -> None:
     lines = _run("benchmarks/bench_analysis.py", "--sizes", "5000")
     text = "\n".join(lines)
