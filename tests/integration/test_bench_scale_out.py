@@ -36,3 +36,12 @@ def test_partitioning_measures_both_tables_and_shows_the_key_it_loses() -> None:
     # The partitioned table's key (event_id, occurred_at) lets an event id in twice.
     assert re.search(r"dedup +plain .* stored 0 more: 1 rows for one event_id", text), text
     assert re.search(r"dedup +monthly .* stored 1 more: 2 rows for one event_id", text), text
+
+
+def test_capacity_model_prints_its_assumptions_and_the_table() -> None:
+    lines = _run("benchmarks/capacity.py", "--share", "1")
+    text = "\n".join(lines)
+    assert lines[0].startswith("assumptions: 12 M pupils, 100% in experiments"), text
+    for row in ("peak ", "preuve.events partitions", "all ingest cores",
+                "PostgreSQL events per year", "PostgreSQL write rate at peak"):
+        assert any(line.startswith(row) for line in lines), (row, text)
