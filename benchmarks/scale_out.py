@@ -520,7 +520,11 @@ def run(args: argparse.Namespace) -> bool:
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(analysts[0].kill)
             done = len(list_runs(registry, ANALYSED))
-            events.append(f"SIGKILL analysis worker 0 with {done} of {published} runs recorded")
+            # A run starts by reading its inputs and ends with its record (their log lines).
+            log = analysts[0].log.read_text(errors="replace")
+            in_hand = log.count(" units, ") - log.count(" done, run ")
+            events.append(f"SIGKILL analysis worker 0 with {done} of {published} runs recorded, "
+                          f"{in_hand} run in its hands")
             await asyncio.sleep(2)
             await asyncio.to_thread(analysts[0].start, _analysis_ready)
             events.append(f"restarted it with {len(list_runs(registry, ANALYSED))} of "
