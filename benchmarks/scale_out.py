@@ -15,8 +15,8 @@ until it is answered 202), and meanwhile:
 
 - SIGKILLs one stream worker and one gateway mid-load, and restarts them;
 - publishes 13 weekly analysis runs of a running experiment (the example protocol, 16
-  enrolled classes) and SIGKILLs one analysis worker once the first run is recorded,
-  then restarts it.
+  enrolled classes) and SIGKILLs one analysis worker in the middle of a run (its log
+  shows a run started and not recorded), then restarts it.
 
 It checks, and prints as ``exactly_once=yes|no`` and ``analyses_once=yes|no``:
 
@@ -514,17 +514,20 @@ def run(args: argparse.Namespace) -> bool:
             published = await asyncio.to_thread(_publish_runs, settings)
             events.append(f"{published} analysis runs published at "
                           f"{len(load.accepted):,} accepted events")
-            # The kill lands while runs are due: as soon as the first one is recorded.
+            def in_hand() -> int:
+                """Runs the worker has started and not recorded: a run starts by reading
+                its inputs and ends with its record (their log lines)."""
+                log = analysts[0].log.read_text(errors="replace")
+                return log.count(" units, ") - log.count(" done, run ")
+
+            # The kill lands in the middle of a run, while others are due.
             deadline = time.monotonic() + 300
-            while not list_runs(registry, ANALYSED) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            while in_hand() < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             await asyncio.to_thread(analysts[0].kill)
             done = len(list_runs(registry, ANALYSED))
-            # A run starts by reading its inputs and ends with its record (their log lines).
-            log = analysts[0].log.read_text(errors="replace")
-            in_hand = log.count(" units, ") - log.count(" done, run ")
             events.append(f"SIGKILL analysis worker 0 with {done} of {published} runs recorded, "
-                          f"{in_hand} run in its hands")
+                          f"{in_hand()} run in its hands")
             await asyncio.sleep(2)
             await asyncio.to_thread(analysts[0].start, _analysis_ready)
             events.append(f"restarted it with {len(list_runs(registry, ANALYSED))} of "
