@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-unit lint lock bench-ingest bench-analysis soak clean
+.PHONY: install system-deps demo test test-unit lint lock bench-ingest bench-scale-out bench-analysis soak clean
 
 # Every package comes from requirements.lock, pinned with its hashes (pip refuses anything
 # else); Preuve itself is then installed without dependencies and without build isolation,
@@ -49,6 +49,9 @@ lint: install
 
 bench-ingest: install
 	$(BIN)/python benchmarks/bench_ingest.py
+
+bench-scale-out: install
+	$(BIN)/python benchmarks/scale_out.py
 
 bench-analysis: install
 	$(BIN)/python benchmarks/bench_analysis.py
