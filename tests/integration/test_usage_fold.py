@@ -26,8 +26,8 @@ from alembic.config import Config
 
 from experiments import database
 from experiments.privacy.retention import _erase_rows
+from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.store import (
-    SCHOOL_TIMEZONE,
     ExperimentStore,
     StoredEvent,
     daily_usage_table,
