@@ -74,6 +74,9 @@ logger = logging.getLogger(__name__)
 # Usage days follow the school's clock, not UTC: an 23:30 UTC event in winter is the next
 # school day in Paris. (Overseas académies would need their own zone: see the README.)
 
+# No secondary index on events since store_0004 (issue 20): erasing a pupil or a class
+# scans the table (about 4 s at 10M events, benchmarks/store_indexes.py), and every insert
+# costs PostgreSQL about a fifth less.
 events_table = sa.Table(
     "events",
     StoreBase.metadata,
