@@ -4,10 +4,12 @@ lines (tiny sizes; the figures are measured by the benchmarks, never asserted he
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.integration.test_benchmarks import FIGURE, _run
+from tests.integration.test_benchmarks import FIGURE, ROOT, _run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,3 +29,15 @@ def test_store_indexes_prints_erasure_and_insert_figures() -> None:
                  "insert_pg_us_per_event_with_indexes", "insert_pg_us_per_event_without_indexes",
                  "ratio_insert_pg_us_without_to_with_indexes"):
         assert any(re.match(rf"{name}={FIGURE}", line) for line in lines), (name, lines)
+
+
+def test_worker_fold_prints_the_worker_ratio_against_an_earlier_tree(tmp_path: Path) -> None:
+    before = tmp_path / "before"
+    before.mkdir()
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+    lines = _run("benchmarks/worker_fold.py", "--before-tree", str(before), "--events", "2000",
+                 "--rounds", "1")
+    assert re.match(rf"ratio_worker_pg_after_to_before={FIGURE}", lines[-2]), lines
+    assert lines[-1].startswith("ratio_worker_pg_cpu_after_to_before=") and "baseline" in lines[-1]
