@@ -3,8 +3,32 @@
 One SQLite file per experiment by default, one PostgreSQL schema per experiment in
 production (see :mod:`experiments.database`). Writes are idempotent: an event already
 stored (same ``event_id``) is skipped, so that re-delivery after a crash or a re-sent
-batch never stores a second copy. Usage aggregates are updated in the same transaction
-from the rows actually inserted, so they can never count a duplicate.
+batch never stores a second copy.
+
+Daily usage (``daily_usage``, per pupil and school day) counts each stored event exactly
+once. On PostgreSQL it is **folded outside the insert transaction** (issue 20): the insert
+transaction stores the new events and appends their per pupil-day counts to a fold queue,
+``usage_pending`` (no key, no index: a plain heap append), from the rows actually inserted,
+so a duplicate never reaches it; :func:`fold_usage` later moves the queue into
+``daily_usage`` in one transaction (``DELETE … RETURNING`` feeding the upsert), so every
+queued row is counted once whatever crashes: the worker killed after the insert leaves its
+rows queued for the next fold, a fold killed before its commit leaves them queued too. Why
+a queue rather than a watermark over event ids: events have no serial id, and several
+workers write one store at once (partitions), so ids committed out of order would pass a
+``id > watermark`` reader; a queue row is visible exactly when its events are, and deleted
+exactly when it is counted. Folds are serialised per store by a row lock on ``usage_fold``
+(its one row: when the last fold ran, how many events were ever folded): a worker that
+finds a fold in progress skips (its rows are queued, the next fold takes them), and an
+erasure takes the same lock and folds first, so nothing erased is folded back. The
+upsert's cost (the ``daily_usage`` key lookups, about 40 % of the store's PostgreSQL time
+per event) leaves the insert transaction, and a fold takes the queue of several batches
+at once, so a pupil's day is updated once per fold rather than once per batch.
+
+Readers of daily usage go through :func:`read_daily_usage`: in one snapshot it returns the
+folded rows plus the rows still queued (so nothing accepted is ever missed, even by a
+read-only role that may not fold) and states the watermark it saw (:class:`UsageWatermark`:
+the last fold's time and the events still queued). SQLite stores (one writer) keep the
+simple path: the usage upsert runs in the insert transaction and the queue stays empty.
 
 Active time, as the protocol pre-registers it (``usage.metrics`` of kind ``active_use``:
 verbs and idle timeout), is **not** a running aggregate: :func:`read_active_time` rebuilds
@@ -39,8 +63,10 @@ from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.settings import Settings
 
 __all__ = [
-    "ActiveTime", "ExperimentStore", "StagedBatch", "StoredEvent", "WriteResult",
-    "daily_usage_table", "events_table", "read_active_time", "stage_events",
+    "ActiveTime", "DailyUsage", "ExperimentStore", "StagedBatch", "StoredEvent", "UsageDay",
+    "UsageWatermark", "WriteResult", "daily_usage_table", "events_table", "fold_usage",
+    "read_active_time", "read_daily_usage", "stage_events", "usage_fold_table",
+    "usage_pending_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +74,9 @@ logger = logging.getLogger(__name__)
 # Usage days follow the school's clock, not UTC: an 23:30 UTC event in winter is the next
 # school day in Paris. (Overseas académies would need their own zone: see the README.)
 
+# No secondary index on events since store_0004 (issue 20): erasing a pupil or a class
+# scans the table (about 4 s at 10M events, benchmarks/store_indexes.py), and every insert
+# costs PostgreSQL about a fifth less.
 events_table = sa.Table(
     "events",
     StoreBase.metadata,
@@ -84,6 +113,36 @@ daily_usage_table = sa.Table(
     sa.Column("activities", sa.Integer, nullable=False),
     sa.Column("active_seconds", sa.Float, nullable=False),
 )
+
+_USAGE_COUNTS = ("events", "sessions", "activities", "active_seconds")
+
+usage_pending_table = sa.Table(
+    "usage_pending",
+    StoreBase.metadata,
+    sa.Column("learner_key", sa.String(64), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("class_id", sa.String(128), nullable=False),
+    sa.Column("arm", sa.String(64), nullable=False),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("sessions", sa.Integer, nullable=False),
+    sa.Column("activities", sa.Integer, nullable=False),
+    sa.Column("active_seconds", sa.Float, nullable=False),
+)
+"""The fold queue (PostgreSQL): per pupil-day counts of events stored but not yet in
+``daily_usage``, one row per pupil-day and insert transaction. No key and no index on
+purpose: rows are only appended (by the insert) and taken whole (by :func:`fold_usage`);
+an erasure scans it, and it holds at most a few folds' worth of rows."""
+
+usage_fold_table = sa.Table(
+    "usage_fold",
+    StoreBase.metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("folded_at", sa.DateTime(timezone=True)),
+    sa.Column("folded_events", sa.BigInteger, nullable=False),
+)
+"""One row (``id`` 1): the fold's lock (folds lock it ``FOR UPDATE``) and its watermark,
+when the last fold committed and how many events were ever folded (erasures do not
+subtract: it is a counter of fold work, not of the events held)."""
 
 
 class StoredEvent(NamedTuple):
@@ -162,10 +221,11 @@ class StagedBatch:
 class _Statements:
     """The statements of :meth:`ExperimentStore.write_events` for one dialect.
 
-    ``store`` inserts the new events and folds them into the daily usage, and returns
-    the ids (SQLite) or the number (PostgreSQL) of the events inserted; on SQLite,
-    ``add_usage`` then folds the rows left in ``preuve_incoming`` (``drop_incoming``
-    having removed the ones already stored)."""
+    ``store`` inserts the new events and returns the ids (SQLite) or the number
+    (PostgreSQL, which also queues their usage in ``usage_pending``, same statement) of
+    the events inserted; on SQLite, ``add_usage`` then folds the rows left in
+    ``preuve_incoming`` (``drop_incoming`` having removed the ones already stored) into
+    ``daily_usage``, in the same transaction."""
 
     create_incoming: str
     clear_incoming: str
@@ -313,6 +373,55 @@ def _sqlite_processors() -> list[tuple[int, Callable[[Any], Any]]]:
     ]
 
 
+_USAGE_COLUMNS = ["learner_key", "day", "class_id", "arm", *_USAGE_COUNTS]
+
+
+def _per_day(rows: sa.FromClause) -> sa.Select[Any]:
+    """The usage counts of ``rows`` (new events, as staged) per pupil and school day."""
+    r = rows.c
+    return (
+        sa.select(
+            r.learner_key, r.day, sa.func.max(r.class_id), sa.func.max(r.arm),
+            sa.func.count(), sa.func.sum(r.is_session), sa.func.sum(r.is_usage),
+            sa.func.sum(sa.case((r.is_usage == 1, sa.func.coalesce(r.duration_s, 0.0)),
+                                else_=0.0)),
+        )
+        .select_from(rows)
+        .where(sa.true())  # a WHERE: SQLite's upsert-after-SELECT ambiguity
+        .group_by(r.learner_key, r.day)
+    )
+
+
+def _upsert_usage(dialect: sa.Dialect, per_day: sa.Select[Any]) -> Any:
+    """Add ``per_day`` (rows of :data:`_USAGE_COLUMNS`) to ``daily_usage``; a pupil-day
+    already there keeps its class and arm (the first counted) and adds the counts."""
+    usage = insert_for_dialect(dialect, daily_usage_table).from_select(_USAGE_COLUMNS, per_day)
+    return usage.on_conflict_do_update(
+        index_elements=["learner_key", "day"],
+        set_={name: daily_usage_table.c[name] + usage.excluded[name] for name in _USAGE_COUNTS},
+    )
+
+
+@functools.cache
+def _fold_statement(dialect: sa.Dialect) -> sa.Executable:
+    """Take the whole fold queue and add it to ``daily_usage`` in one statement (the
+    DELETE's RETURNING feeds the upsert in a data-modifying WITH); returns the number of
+    events folded. Pupil-days are upserted in key order, so two folds could not deadlock
+    even without the ``usage_fold`` lock."""
+    q = usage_pending_table
+    taken = sa.delete(q).returning(*(q.c[name] for name in _USAGE_COLUMNS)).cte("taken")
+    t = taken.c
+    per_day = (
+        sa.select(t.learner_key, t.day, sa.func.max(t.class_id), sa.func.max(t.arm),
+                  *(sa.func.sum(t[name]) for name in _USAGE_COUNTS))
+        .where(sa.true())
+        .group_by(t.learner_key, t.day)
+        .order_by(t.learner_key, t.day)
+    )
+    upsert = _upsert_usage(dialect, per_day).cte("folded")
+    return sa.select(sa.func.coalesce(sa.func.sum(t.events), 0)).select_from(taken).add_cte(upsert)
+
+
 @functools.cache
 def _statements(dialect: sa.Dialect) -> _Statements:
     columns = [column.name for column in _incoming.c]
@@ -342,36 +451,11 @@ def _statements(dialect: sa.Dialect) -> _Statements:
         .returning(events_table.c.event_id)
     )
 
-    def usage_of(rows: sa.FromClause) -> Any:
-        """Fold ``rows`` (the new events, as staged) into ``daily_usage``."""
-        r = rows.c
-        per_day = (
-            sa.select(
-                r.learner_key, r.day, sa.func.max(r.class_id), sa.func.max(r.arm),
-                sa.func.count(), sa.func.sum(r.is_session), sa.func.sum(r.is_usage),
-                sa.func.sum(sa.case((r.is_usage == 1, sa.func.coalesce(r.duration_s, 0.0)),
-                                    else_=0.0)),
-            )
-            .select_from(rows)
-            .where(sa.true())
-            .group_by(r.learner_key, r.day)
-        )
-        usage = insert_for_dialect(dialect, daily_usage_table).from_select(
-            ["learner_key", "day", "class_id", "arm", "events", "sessions", "activities",
-             "active_seconds"], per_day,
-        )
-        return usage.on_conflict_do_update(
-            index_elements=["learner_key", "day"],
-            set_={
-                name: daily_usage_table.c[name] + usage.excluded[name]
-                for name in ("events", "sessions", "activities", "active_seconds")
-            },
-        )
-
     if dialect.name == "postgresql":
-        # One statement: the INSERT's RETURNING feeds the usage in a data-modifying WITH,
-        # so the database never sends the new ids back and nothing is deleted from the
-        # staging table; only the count comes back.
+        # One statement: the INSERT's RETURNING feeds the fold queue in a data-modifying
+        # WITH, so the database never sends the new ids back and nothing is deleted from
+        # the staging table; only the count comes back. The queue is a plain append (no
+        # key, no upsert): daily_usage is updated later, by fold_usage.
         new = insert_new.cte("new")
         staged_new = (
             sa.select(i.learner_key, i.day, i.class_id, i.arm, i.is_session, i.is_usage,
@@ -379,14 +463,18 @@ def _statements(dialect: sa.Dialect) -> _Statements:
             .join_from(staging, new, new.c.event_id == i.event_id)
             .subquery("staged_new")
         )
-        usage_cte = usage_of(staged_new).cte("usage")
+        queue_cte = (
+            sa.insert(usage_pending_table)
+            .from_select(_USAGE_COLUMNS, _per_day(staged_new))
+            .cte("queued")
+        )
         store: sa.Executable = (
-            sa.select(sa.func.count()).select_from(new).add_cte(usage_cte)
+            sa.select(sa.func.count()).select_from(new).add_cte(queue_cte)
         )
         add_usage = None
     else:
         store = insert_new
-        add_usage = usage_of(_incoming)
+        add_usage = _upsert_usage(dialect, _per_day(_incoming))
     create = str(CreateTable(_incoming, if_not_exists=True).compile(dialect=dialect)).strip()
     if dialect.name == "postgresql":
         # Emptied by a real truncation at each commit: autovacuum never visits temporary
@@ -419,20 +507,26 @@ class ExperimentStore:
         self.engine = store_engine(settings, experiment_id)
 
     def write_events(self, events: Sequence[StoredEvent], now: datetime) -> WriteResult:
-        """Insert the events not stored yet and add them to the daily usage, in one
-        transaction (:func:`stage_events` then :meth:`write_staged`)."""
-        return self.write_staged(stage_events(events, self.engine.dialect.name), now)
+        """Insert the events not stored yet (:func:`stage_events` then
+        :meth:`write_staged`), then fold the usage queue (:meth:`fold_usage`), so that
+        ``daily_usage`` counts them when this returns. The stream worker calls
+        :meth:`write_staged` and folds on its own schedule instead."""
+        result = self.write_staged(stage_events(events, self.engine.dialect.name), now)
+        if result.inserted:
+            self.fold_usage()
+        return result
 
     def write_staged(self, staged: StagedBatch, now: datetime) -> WriteResult:
-        """Write a staged batch: the events not stored yet, with ``stored_at`` = ``now``,
-        and their daily usage, in one transaction.
+        """Write a staged batch in one transaction: the events not stored yet, with
+        ``stored_at`` = ``now``, and their usage (PostgreSQL: queued in
+        ``usage_pending`` for :meth:`fold_usage`; SQLite: added to ``daily_usage``).
 
         The batch is bulk-loaded into a temporary table (PostgreSQL ``COPY``, SQLite
         ``executemany``), then set statements do the work: insert the new events
-        (``ON CONFLICT DO NOTHING RETURNING``) and fold exactly those into
-        ``daily_usage``. Written against the DBAPI connection on purpose: SQLAlchemy's
-        per-row parameter processing cost more than the database itself (profiled at
-        about 60% of the worker's time), and it has no COPY.
+        (``ON CONFLICT DO NOTHING RETURNING``) and queue (or add) the usage of exactly
+        those. Written against the DBAPI connection on purpose: SQLAlchemy's per-row
+        parameter processing cost more than the database itself (profiled at about 60% of
+        the worker's time), and it has no COPY.
         """
         if not staged.unique:
             return WriteResult(0, 0)
@@ -462,6 +556,23 @@ class ExperimentStore:
                 cursor.close()
         return WriteResult(inserted=inserted, duplicates=staged.events - inserted)
 
+    def fold_usage(self, *, wait: bool = True) -> int | None:
+        """Fold the usage queue into ``daily_usage`` in one transaction
+        (:func:`fold_usage`); returns the events folded, or None when ``wait`` is off and
+        another fold of this store holds the lock (its fold or the next takes the rows)."""
+        if self.engine.dialect.name != "postgresql":
+            return 0  # SQLite adds the usage in the insert transaction: nothing is queued
+        with self.engine.begin() as connection:
+            return fold_usage(connection, wait=wait)
+
+    def read_daily_usage(self) -> DailyUsage:
+        """Daily usage, queued rows included, and the watermark seen (one snapshot;
+        :func:`read_daily_usage`)."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            return read_daily_usage(connection)
+
     def count_events(self) -> int:
         """Number of events stored."""
         with self.engine.connect() as connection:
@@ -477,6 +588,123 @@ class ExperimentStore:
         """Every stored event id (tests and audits; not for large stores)."""
         with self.engine.connect() as connection:
             return {row[0] for row in connection.execute(sa.select(events_table.c.event_id))}
+
+
+def fold_usage(connection: sa.Connection, *, wait: bool = True) -> int | None:
+    """Move the fold queue (``usage_pending``) into ``daily_usage``, in the caller's
+    transaction: the queued rows are deleted and added in one statement, and the
+    watermark (``usage_fold``) advanced, so a committed fold counts them exactly once and
+    a fold that does not commit leaves them queued.
+
+    Parameters
+    ----------
+    connection
+        A connection to a PostgreSQL store, in a transaction (committed by the caller:
+        an erasure folds first, then deletes, in one transaction).
+    wait
+        Wait for a fold in progress (readers, erasures, a worker's last fold); off: skip
+        and return None (a worker after a batch: the rows stay queued for the next fold).
+
+    Returns
+    -------
+    int or None
+        Events folded (0: the queue was empty), None when skipped.
+    """
+    f = usage_fold_table
+    lock = sa.select(f.c.folded_events).where(f.c.id == 1).with_for_update(skip_locked=not wait)
+    if connection.execute(lock).first() is None:
+        return None  # SKIP LOCKED: another transaction holds the fold
+    folded = int(connection.execute(_fold_statement(connection.dialect)).scalar_one())
+    connection.execute(sa.update(f).where(f.c.id == 1).values(
+        folded_at=sa.func.now(), folded_events=f.c.folded_events + folded))
+    return folded
+
+
+class UsageWatermark(NamedTuple):
+    """How far ``daily_usage`` had been folded when it was read."""
+
+    folded_at: datetime | None
+    """When the last fold committed (None: never, or a SQLite store, whose usage is
+    added in the insert transaction)."""
+    folded_events: int
+    """Events folded by every fold so far (erasures do not subtract)."""
+    pending_events: int
+    """Events stored but still in the fold queue when read (their usage is in the rows
+    :func:`read_daily_usage` returns, added from the queue)."""
+
+    def statement(self) -> str:
+        """One line for a log or a page footer.
+
+        >>> UsageWatermark(None, 0, 0).statement()
+        'daily usage counts every stored event (nothing queued)'
+        >>> w = UsageWatermark(datetime(2027, 10, 4, 8, tzinfo=UTC), 1200, 35)
+        >>> w.statement()  # doctest: +ELLIPSIS
+        'daily usage folded up to 2027-10-04T08:00:00+00:00 (1200 events); 35 events stored...'
+        """
+        if not self.pending_events:
+            return "daily usage counts every stored event (nothing queued)"
+        folded = self.folded_at.isoformat() if self.folded_at else "never"
+        return (f"daily usage folded up to {folded} ({self.folded_events} events); "
+                f"{self.pending_events} events stored since, counted from the fold queue")
+
+
+class UsageDay(NamedTuple):
+    """One pupil's usage on one school day (Paris), as ``daily_usage`` counts it."""
+
+    learner_key: str
+    day: date
+    class_id: str
+    arm: str
+    events: int
+    sessions: int
+    activities: int
+    active_seconds: float
+
+
+class DailyUsage(NamedTuple):
+    """Daily usage rows and the watermark seen."""
+
+    rows: list[UsageDay]
+    """Per pupil and school day, ordered by pupil then day."""
+    watermark: UsageWatermark
+
+
+def read_daily_usage(connection: sa.Connection) -> DailyUsage:
+    """Daily usage as every stored event counts in it: the folded rows plus the fold
+    queue's, added per pupil-day, with the watermark seen. Read-only (a portal's or an
+    analysis worker's role may call it): nothing accepted is missed, whether folded yet
+    or not.
+
+    Parameters
+    ----------
+    connection
+        A connection to the store; give it a repeatable-read snapshot
+        (:meth:`ExperimentStore.read_daily_usage` does) so that the rows and the
+        watermark agree with each other.
+    """
+    u, q, f = daily_usage_table, usage_pending_table, usage_fold_table
+    days: dict[tuple[str, date], UsageDay] = {}
+    for row in connection.execute(sa.select(*(u.c[name] for name in _USAGE_COLUMNS))):
+        day = UsageDay(*row)
+        days[(day.learner_key, day.day)] = day
+    pending = 0
+    queued = connection.execute(sa.select(*(q.c[name] for name in _USAGE_COLUMNS))
+                                .order_by(q.c.class_id.desc()))
+    for row in queued:
+        more = UsageDay(*row)
+        pending += more.events
+        key = (more.learner_key, more.day)
+        have = days.get(key)
+        # As the fold's upsert would: a folded pupil-day keeps its class and arm.
+        days[key] = more if have is None else have._replace(
+            events=have.events + more.events, sessions=have.sessions + more.sessions,
+            activities=have.activities + more.activities,
+            active_seconds=have.active_seconds + more.active_seconds)
+    state = connection.execute(sa.select(f.c.folded_at, f.c.folded_events)
+                               .where(f.c.id == 1)).first()
+    folded_at, folded_events = state if state is not None else (None, 0)
+    return DailyUsage([days[key] for key in sorted(days)],
+                      UsageWatermark(folded_at, int(folded_events or 0), pending))
 
 
 class ActiveTime(NamedTuple):

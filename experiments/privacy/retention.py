@@ -98,7 +98,7 @@ from experiments.errors import RetentionError
 from experiments.protocol.vocabulary import SCHOOL_TIMEZONE
 from experiments.registry import registered_protocol
 from experiments.settings import Settings
-from experiments.store import daily_usage_table, events_table
+from experiments.store import daily_usage_table, events_table, fold_usage
 
 __all__ = [
     "Erasure",
@@ -495,6 +495,10 @@ def _erase_rows(settings: Settings, experiment_id: str, where_events: Any,
     for ids in _event_ids(engine, where_events):
         removed["receipts"] += _delete_receipts(registry, ids)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Fold the usage queue first, holding the fold's lock to the commit: what is
+            # deleted below can then never be folded back (experiments/store.py).
+            fold_usage(connection, wait=True)
         removed["events"] = connection.execute(
             events_table.delete().where(where_events)).rowcount or 0
         removed["daily_usage"] = connection.execute(

@@ -13,6 +13,16 @@ One loop per process on a plain aiokafka consumer group, with offsets committed 
    (:mod:`ingest.deadletters`: what an EdTech reads in the portal and the API);
 5. only then commit, per partition, the offset after the last record of the batch.
 
+The stores' daily usage is folded apart (issue 20): a PostgreSQL store's insert
+transaction queues the usage of the events it inserts, and a fold task moves each written
+store's queue into ``daily_usage`` at most every ``worker.batch_seconds``, in its own
+thread and transaction (:func:`experiments.store.fold_usage`), then once more, waiting
+for any fold in progress, when the worker stops. A fold never blocks a batch: when another
+worker is folding the same store it skips, and the queued rows wait for the next fold. A
+crash anywhere leaves rows queued, never counted twice nor lost (the queue is deleted in
+the transaction that counts it); readers count the queue too
+(:func:`experiments.store.read_daily_usage`).
+
 A crash between 1 and 5 re-delivers the batch, and the stores skip event ids they
 already hold, so an accepted event is stored exactly once whatever the crash. Nothing
 is ever acknowledged that was not stored, parked or dead-lettered: the commit is the
@@ -139,6 +149,9 @@ class StreamWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preuve-store")
         self._prepare_executor = ThreadPoolExecutor(max_workers=1,
                                                     thread_name_prefix="preuve-prepare")
+        # A third folds the stores' queued daily usage, apart from the batches.
+        self._fold_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preuve-fold")
+        self._unfolded: set[str] = set()  # experiments whose store may have queued usage
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and leave the group."""
@@ -171,6 +184,7 @@ class StreamWorker:
             tasks = [
                 asyncio.create_task(self.enrollments.follow(), name="follow-enrollments"),
                 asyncio.create_task(self._replay_forever(producer), name="replay-parked"),
+                asyncio.create_task(self._fold_forever(), name="fold-usage"),
             ]
             logger.info("%s: group %s on %s, %d enrollments known", READY_LINE,
                         worker.group_id, self.settings.topics.events, len(self.enrollments))
@@ -182,8 +196,13 @@ class StreamWorker:
             await consumer.stop()  # leaves the group: the partitions move at once
             await producer.stop()
             await self.enrollments.stop()
+            try:  # what this worker queued, counted before it exits
+                await self._fold(wait=True)
+            except Exception:
+                logger.exception("folding daily usage failed")
             self._executor.shutdown(wait=True)
             self._prepare_executor.shutdown(wait=True)
+            self._fold_executor.shutdown(wait=True)
             logger.info("preuve worker stopped")
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
@@ -237,7 +256,44 @@ class StreamWorker:
                                                 "storing a batch")
             await self._dead_letter(producer, outcome)
             await self._commit(consumer, offsets)
+        self._unfolded.update(outcome.stored)
         self._log_batch(outcome, size)
+
+    async def _fold_forever(self) -> None:
+        """Fold the daily usage queued by this worker's writes, at most every
+        ``worker.batch_seconds``, never waiting for another worker's fold."""
+        while True:
+            await asyncio.sleep(self.settings.worker.batch_seconds)
+            try:
+                await self._fold(wait=False)
+            except Exception:  # a bug: said loudly, and the usage stays queued, not lost
+                logger.exception("folding daily usage failed")
+
+    async def _fold(self, *, wait: bool) -> None:
+        """Fold the queued usage of the stores this worker wrote since their last fold.
+        A failure is logged and the store kept for the next fold: its rows stay queued
+        (counted by readers from the queue), never lost nor counted twice."""
+        loop = asyncio.get_running_loop()
+        for experiment_id in sorted(self._unfolded):
+            self._unfolded.discard(experiment_id)
+            store = self.router.store(experiment_id)
+            try:
+                folded = await loop.run_in_executor(
+                    self._fold_executor, functools.partial(store.fold_usage, wait=wait))
+            except DBAPIError as error:
+                self._unfolded.add(experiment_id)
+                logger.warning("folding the daily usage of experiment %s failed (%s); its "
+                               "events stay queued for the next fold", experiment_id,
+                               type(error).__name__)
+                return
+            except BaseException:  # cancelled (stopping: the last fold retries), or a bug
+                self._unfolded.add(experiment_id)
+                raise
+            if folded is None:  # another worker is folding this store
+                self._unfolded.add(experiment_id)
+            elif folded:
+                logger.debug("folded the daily usage of %d events of experiment %s",
+                             folded, experiment_id)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         owned = consumer.assignment()
