@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa  # noqa: E402
 from ingest_gateway import measure_gateway  # noqa: E402  (benchmarks/)
 
+from benchmarks.proc_cpu import cpu_seconds, peak_rss_mb, postgres_cpu_seconds  # noqa: E402
 from experiments.database import dispose_engines  # noqa: E402
 from experiments.settings import (  # noqa: E402
     KafkaSecurity,
@@ -156,36 +157,6 @@ async def _bare_consumer(settings: Settings, topic: str, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def _peak_rss_mb(pid: int) -> float:
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            total = int(line.split()[1])
-    return total / 1024
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu_seconds(cluster: PostgresCluster) -> float:
-    """CPU time of the cluster's postmaster and all its backends so far."""
-    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if int(entry.name) == master or parent == master:
-                total += _cpu_seconds(int(entry.name))
-        except (OSError, ValueError):
-            continue  # a backend that ended meanwhile
-    return total
-
-
 def _stored_in_log(log: Path) -> int:
     """Events the worker says it stored (its per-batch log lines): polling the store with
     COUNT(*) every half second would cost the database a scan of a growing table."""
@@ -204,8 +175,8 @@ def run_worker(
     worker.start(ready_timeout_s=120)
     assert worker.process is not None
     pid = worker.process.pid
-    cpu_before = _cpu_seconds(pid)
-    pg_before = _postgres_cpu_seconds(cluster) if cluster else 0.0
+    cpu_before = cpu_seconds(pid)
+    pg_before = postgres_cpu_seconds(cluster) if cluster else 0.0
     began = time.perf_counter()
     try:
         while _stored_in_log(log) < count:
@@ -213,9 +184,9 @@ def run_worker(
                 raise RuntimeError(log.read_text()[-3000:])
             time.sleep(0.2)
         elapsed = time.perf_counter() - began
-        cpu = _cpu_seconds(pid) - cpu_before
-        pg = (_postgres_cpu_seconds(cluster) - pg_before) if cluster else float("nan")
-        peak = _peak_rss_mb(pid)
+        cpu = cpu_seconds(pid) - cpu_before
+        pg = (postgres_cpu_seconds(cluster) - pg_before) if cluster else float("nan")
+        peak = peak_rss_mb(pid)
     finally:
         worker.stop()
     stored = store.count_events()

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
+from benchmarks.proc_cpu import postgres_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from experiments.access import issue_token  # noqa: E402
 from experiments.database import dispose_engines, registry_engine  # noqa: E402
 from experiments.settings import Settings  # noqa: E402
@@ -123,48 +124,6 @@ def _class_key(value: bytes) -> bytes:
 
 
 # -- CPU time from /proc ------------------------------------------------------------------
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_seconds(root: int) -> float:
-    """CPU time of ``root`` and of every process below it (uvicorn's worker processes)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-    tree, grew = {root}, True
-    while grew:
-        below = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= below
-        grew = bool(below)
-    total = 0.0
-    for pid in tree:
-        try:
-            total += _cpu_seconds(pid)
-        except (OSError, ValueError):
-            continue  # ended meanwhile
-    return total
-
-
-def _postgres_cpu_seconds(cluster: PostgresCluster | None) -> float:
-    """CPU time of the cluster's postmaster and all its backends so far."""
-    if cluster is None:
-        return 0.0
-    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    # Backends that ended (a pool's overflow connections) are counted in the
-    # postmaster's cutime and cstime once reaped; the living ones in the tree.
-    fields = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()
-    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-    return _tree_cpu_seconds(master) + reaped
 
 
 def _own_cpu_seconds() -> float:
@@ -316,7 +275,7 @@ class GatewayProcess:
             time.sleep(0.3)
 
     def cpu_seconds(self) -> float:
-        return _tree_cpu_seconds(self.process.pid)
+        return tree_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -355,7 +314,7 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
             for kind in ("native", "xapi"):
                 xapi = kind == "xapi"
                 for side in ("producer", "gateway"):
-                    cpu0, pg0, own0 = gateway.cpu_seconds(), _postgres_cpu_seconds(
+                    cpu0, pg0, own0 = gateway.cpu_seconds(), postgres_cpu_seconds(
                         cluster), _own_cpu_seconds()
                     spy = None
                     if profile is not None and side == "gateway" and _round == 0:
@@ -377,7 +336,7 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
                         spy.wait(60)
                     tallies[side, kind].add(
                         count, elapsed, gateway.cpu_seconds() - cpu0,
-                        _postgres_cpu_seconds(cluster) - pg0, _own_cpu_seconds() - own0)
+                        postgres_cpu_seconds(cluster) - pg0, _own_cpu_seconds() - own0)
     finally:
         gateway.stop()
         dispose_engines()

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
+from benchmarks.proc_cpu import cpu_seconds, postgres_cpu_seconds  # noqa: E402
 from experiments.database import dispose_engines, store_schema  # noqa: E402
 from experiments.settings import KafkaSecurity, KafkaSettings, Settings  # noqa: E402
 from experiments.store import ExperimentStore, StoredEvent, _copy_text  # noqa: E402
@@ -130,28 +131,6 @@ def _events_copy_text(rows: Sequence[StoredEvent], stored_at: datetime) -> str:
     return "".join(line.rsplit("\t", 3)[0] + "\t" + when + "\n" for line in lines)
 
 
-# --- CPU time from /proc ------------------------------------------------------------
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds(cluster: PostgresCluster) -> float:
-    """CPU time of the cluster's postmaster and all its backends so far."""
-    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if int(entry.name) == master or parent == master:
-                total += cpu_seconds(int(entry.name))
-        except (OSError, ValueError):
-            continue  # a backend that ended meanwhile
-    return total
 
 
 def _libpq(cluster: PostgresCluster, database: str) -> str:

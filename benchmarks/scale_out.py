@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
+from benchmarks.proc_cpu import tree_cpu_seconds  # noqa: E402
 from experiments.access import issue_token  # noqa: E402
 from experiments.database import dispose_engines, registry_engine, store_schema  # noqa: E402
 from experiments.settings import (  # noqa: E402
@@ -90,41 +91,6 @@ SCHOOL = "0750001U"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# --- CPU time from /proc ---------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _tree_cpu_seconds(root: int) -> float:
-    """CPU time of ``root`` and every live descendant, plus the children each of them has
-    already waited for (an exited PostgreSQL backend is in its postmaster's cutime)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    total = 0
-    for pid in tree:
-        try:
-            fields = _stat(pid)
-        except (OSError, IndexError):
-            continue  # ended meanwhile
-        total += sum(int(fields[k]) for k in (11, 12, 13, 14))  # utime stime cutime cstime
-    return total / _TICK
-
-
 @dataclass
 class CpuMeter:
     """CPU seconds per kind of process since the load began, sampled twice a second.
@@ -138,7 +104,7 @@ class CpuMeter:
 
     def track(self, kind: str, pid: int) -> None:
         with self.lock:
-            self.last[(kind, pid)] = _tree_cpu_seconds(pid)
+            self.last[(kind, pid)] = tree_cpu_seconds(pid)
             self.base.setdefault((kind, pid), 0.0)
 
     def begin(self) -> None:
@@ -153,7 +119,7 @@ class CpuMeter:
                 if only is not None and pid != only:
                     continue
                 if Path(f"/proc/{pid}").exists():
-                    self.last[(kind, pid)] = max(self.last[(kind, pid)], _tree_cpu_seconds(pid))
+                    self.last[(kind, pid)] = max(self.last[(kind, pid)], tree_cpu_seconds(pid))
 
     def totals(self) -> dict[str, float]:
         out: dict[str, float] = {}

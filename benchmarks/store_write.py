@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
+from benchmarks.proc_cpu import postgres_cpu_seconds  # noqa: E402
 from experiments import store as store_module  # noqa: E402
 from experiments.database import dispose_engines, insert_for_dialect  # noqa: E402
 from experiments.settings import Settings  # noqa: E402
@@ -50,25 +51,6 @@ FOLD_EVERY = 4
 PUPILS = 5_000
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds(cluster: PostgresCluster) -> float:
-    """CPU time of the cluster's postmaster and all its backends so far."""
-    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if int(entry.name) == master or parent == master:
-                total += _cpu_seconds(int(entry.name))
-        except (OSError, ValueError):
-            continue
-    return total
 
 
 def events(count: int, seed: int) -> list[StoredEvent]:

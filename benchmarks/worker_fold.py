@@ -27,13 +27,12 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.bench_ingest import (  # noqa: E402
-    _cpu_seconds,
     _enrollments,
-    _postgres_cpu_seconds,
     _settings,
     _stored_in_log,
     preload,
 )
+from benchmarks.proc_cpu import cpu_seconds, postgres_cpu_seconds  # noqa: E402
 from experiments.database import dispose_engines  # noqa: E402
 from experiments.settings import KafkaSecurity, KafkaSettings, Settings  # noqa: E402
 from ingest.kafka.access import ensure_topics  # noqa: E402
@@ -57,14 +56,14 @@ def run(settings: Settings, tree: Path, count: int, log: Path,
         os.chdir(here)
     assert worker.process is not None
     pid = worker.process.pid
-    cpu, pg, began = _cpu_seconds(pid), _postgres_cpu_seconds(cluster), time.perf_counter()
+    cpu, pg, began = cpu_seconds(pid), postgres_cpu_seconds(cluster), time.perf_counter()
     try:
         while _stored_in_log(log) < count:
             if worker.process.poll() is not None:
                 raise RuntimeError(log.read_text()[-3000:])
             time.sleep(0.2)
         elapsed = time.perf_counter() - began
-        cpu, pg = _cpu_seconds(pid) - cpu, _postgres_cpu_seconds(cluster) - pg
+        cpu, pg = cpu_seconds(pid) - cpu, postgres_cpu_seconds(cluster) - pg
     finally:
         worker.stop()
     engine = sa.create_engine(settings.database_url.get_secret_value())  # type: ignore[union-attr]
