@@ -249,6 +249,18 @@ class _Tally:
         return seconds / self.events * 1e6 if self.events else float("nan")
 
 
+def bench_topic(settings: Settings) -> str:
+    """The topic the gateway and the bare producer write here: one of their own, so that
+    what they send does not queue in front of what another measurement of the run
+    (bench_ingest's latency) reads. Not ``<events>.<name>``: the stream worker subscribes
+    to that pattern (every resource's own topic), and would read it all first.
+
+    >>> bench_topic(Settings())
+    'bench-gateway.preuve.events'
+    """
+    return f"bench-gateway.{settings.topics.events}"
+
+
 class GatewayProcess:
     """``preuve gateway`` in a child process (its own session), logging to a file."""
 
@@ -297,9 +309,7 @@ def measure_gateway(settings: Settings, root: Path, cluster: PostgresCluster | N
     Prints one line per figure and returns them (``ratio_*`` keys for the final block).
     ``profile``: record the gateway with py-spy (``--gil``, collapsed stacks) during each
     gateway phase of the first round, into ``profile``-<workers>w-native.txt and -xapi.txt."""
-    # A topic of its own: the events sent here must not queue in front of what another
-    # measurement of the run (bench_ingest's latency) reads from the events topic.
-    topics = settings.topics.model_copy(update={"events": f"{settings.topics.events}.gateway"})
+    topics = settings.topics.model_copy(update={"events": bench_topic(settings)})
     settings = settings.model_copy(update={"topics": topics})
     ensure_topics(settings)  # as the admin: the topic, and the gateway's ACL on it
     engine = registry_engine(settings)
